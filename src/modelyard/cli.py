@@ -1,0 +1,263 @@
+"""The `modelyard` command line (Typer): parses, calls the Python API, renders results. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelyard.errors import UserError
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="From raw data to a trained, evaluated, served model - offline, on a CPU.")
+err = Console(stderr=True)
+STATE = {"debug": False, "quiet": False}
+
+
+def _quiet_libraries() -> None:
+    """Hide third-party chatter (download bars that never download, deprecation notes) from users."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        return
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no progress bars or reports")] = False,
+) -> None:
+    STATE["debug"], STATE["quiet"] = debug, quiet
+    _quiet_libraries()
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def _data_report(data) -> None:
+    """The validation report, short enough to read: sizes, labels, lengths, coverage, warnings."""
+    if STATE["quiet"]:
+        return
+    report = data.report
+    err.print(f"[bold]splits[/] {report.get('splits')}")
+    for note in report.get("split_notes", []):
+        err.print(f"  {note}")
+    for name, info in report.get("files", {}).items():
+        if "summary" in info:
+            err.print(f"[bold]{name}[/] {info['read']['file']}: {info['summary']}")
+    for key in ("num_labels", "text_length_chars", "cjk_share", "tokenizer", "leakage"):
+        if key in report:
+            err.print(f"[bold]{key}[/] {report[key]}")
+    for choice in report.get("backbone_choice", []):
+        err.print(f"[bold]backbone[/] {choice['backbone']}: {choice['reason']}")
+    for warning in data.warnings:
+        err.print(f"[yellow]warning[/] {warning}")
+
+
+def _metrics_table(metrics: dict) -> None:
+    if STATE["quiet"]:
+        return
+    table = Table(title="results")
+    table.add_column("model")
+    keys = [k for k, v in metrics.get("test", {}).items() if isinstance(v, int | float) and k != "samples"]
+    for key in keys:
+        table.add_column(key, justify="right")
+    for split in ("validation", "test"):
+        if metrics.get(split):
+            table.add_row(split, *[f"{metrics[split].get(k, float('nan')):.4f}" for k in keys])
+    for name, result in metrics.get("baselines", {}).items():
+        if result.get("test"):
+            table.add_row(f"baseline {name} (test)", *[f"{result['test'].get(k, float('nan')):.4f}" for k in keys])
+    err.print(table)
+    t = metrics.get("train", {})
+    err.print(f"trained in {t.get('seconds')} s ({t.get('samples_per_second')} samples/s, {t.get('precision')})")
+
+
+@app.command()
+def doctor() -> None:
+    """Environment report: versions, CPU features, bundled models, tracking store.
+
+    Example: modelyard doctor
+    """
+    from modelyard.bundle import environment
+    from modelyard.home import home
+    from modelyard.models import catalog
+    from modelyard.precision import cpu_has_fast_bf16
+
+    import torch
+
+    report = {
+        "versions": environment(),
+        "cpu": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                "capability": torch.backends.cpu.get_cpu_capability(), "fast_bf16": cpu_has_fast_bf16()},
+        "cuda": torch.cuda.is_available(),
+        "bundled_models": catalog.installed(),
+        "home": str(home()),
+        "tracking_uri": os.environ.get("MODELYARD_TRACKING_URI") or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{home() / 'mlflow.db'}",
+    }
+    _print_json(report)
+
+
+@app.command()
+def init(
+    task: Annotated[str, typer.Argument(help="text_classification, image_classification, ...")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="where to write the config")] = Path("modelyard.yaml"),
+    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+) -> None:
+    """Write a commented starter config for a task.
+
+    Example: modelyard init text_classification --output intents.yaml
+    """
+    from modelyard.fsutil import atomic_write_text
+    from modelyard.tasks import get_task, task_names
+
+    if task not in task_names():
+        raise UserError(f"unknown task '{task}'", f"choose one of: {', '.join(task_names())}")
+    if output.exists() and not force:
+        raise UserError(f"{output} exists; not overwriting it", "pass --force or choose another --output")
+    atomic_write_text(output, get_task(task).starter_config())
+    err.print(f"wrote {output}; edit data.train, then run `modelyard validate {output}`")
+
+
+@app.command()
+def validate(
+    config: Annotated[Path, typer.Argument(help="the YAML config")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.epochs=1")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="print the full report as JSON")] = False,
+) -> None:
+    """Check the config and the actual data, print a data report; trains nothing.
+
+    Example: modelyard validate examples/quickstart.yaml
+    """
+    from modelyard import api
+
+    data = api.validate(config, set_ or [])
+    if json_:
+        _print_json({**data.report, "fingerprints": data.fingerprints, "warnings": data.warnings})
+    else:
+        STATE["quiet"] = False
+        _data_report(data)
+        err.print("[green]ok[/]: the config and data are usable")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="the YAML config")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="bundle folder")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.epochs=1")] = None,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted run in --output")] = False,
+    keep_checkpoints: Annotated[bool, typer.Option(help="keep checkpoints/ in the bundle")] = False,
+) -> None:
+    """Train, evaluate on the test split, write a bundle; prints the bundle path last.
+
+    Example: modelyard train examples/quickstart.yaml --set train.epochs=1
+    """
+    from modelyard import api
+
+    model = api.train(config, output, set_ or [], resume=resume, quiet=STATE["quiet"],
+                      keep_checkpoints=keep_checkpoints, on_report=_data_report)
+    _metrics_table(json.loads((model.path / "metrics.json").read_text(encoding="utf-8")))
+    print(model.path)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Argument(help="bundle path or models:/NAME@ALIAS")],
+    data: Annotated[Path | None, typer.Option(help="a labelled file; default: the bundle's test split")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="also write the JSON here")] = None,
+) -> None:
+    """Metrics of a bundle on a data file as JSON.
+
+    Example: modelyard evaluate ./bundle --data new_labelled.csv
+    """
+    from modelyard import api
+    from modelyard.fsutil import atomic_write_json
+
+    metrics = api.load(model).evaluate(data)
+    if output:
+        atomic_write_json(output, metrics)
+    _print_json(metrics)
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="bundle path or models:/NAME@ALIAS")],
+    text: Annotated[list[str] | None, typer.Option("--text", help="a text to classify (repeatable)")] = None,
+    image: Annotated[list[Path] | None, typer.Option("--image", help="an image file or folder")] = None,
+    input_: Annotated[Path | None, typer.Option("--input", help="a .csv/.tsv/.jsonl/.txt file of inputs")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write predictions (.csv or .jsonl)")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="labels with probabilities per input")] = 1,
+) -> None:
+    """Predict for one input or a whole file.
+
+    Example: modelyard predict ./bundle --text "I lost my card" --top-k 3
+    """
+    from modelyard import api
+    from modelyard.predict_io import read_inputs, write_predictions
+
+    if sum(x is not None for x in (text, image, input_)) != 1:
+        raise typer.BadParameter("give exactly one of --text, --image or --input")
+    loaded = api.load(model)
+    inputs, frame = read_inputs(loaded, text, image, input_)
+    predictions = loaded.predict(inputs, top_k=top_k)
+    if output:
+        write_predictions(output, frame, predictions)
+        err.print(f"wrote {len(predictions)} predictions to {output}")
+    else:
+        _print_json(predictions if input_ else [{"input": str(i), **p} for i, p in zip(inputs, predictions,
+                                                                                        strict=True)])
+
+
+@app.command()
+def quickstart(
+    serve: Annotated[bool, typer.Option(help="serve the trained model afterwards")] = True,
+    port: Annotated[int, typer.Option(help="port for serving")] = 8000,
+) -> None:
+    """Train the README's example (BANKING77 intents, fine-tuned MiniLM) and print where it is.
+
+    Example: modelyard quickstart --no-serve
+    """
+    from modelyard import api
+
+    config = Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml"
+    if not config.exists():
+        raise UserError(f"{config} not found", "run quickstart from a modelyard checkout")
+    model = api.train(config, quiet=STATE["quiet"], on_report=_data_report)
+    _metrics_table(json.loads((model.path / "metrics.json").read_text(encoding="utf-8")))
+    print(model.path)
+    if serve:
+        from modelyard.serving.run import run_server
+
+        run_server(str(model.path), port=port)
+
+
+def main() -> None:
+    """Entry point: user errors become one clear message and exit code 1 (tracebacks only with --debug)."""
+    try:
+        app()
+    except UserError as error:
+        if STATE["debug"]:
+            raise
+        err.print(f"[red]error:[/] {error.message}", highlight=False)
+        if error.hint:
+            err.print(f"  hint: {error.hint}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

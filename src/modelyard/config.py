@@ -1,0 +1,230 @@
+"""The config schema (pydantic), loading from YAML, `--set` overrides and path resolution.
+
+One schema is the documentation: every section rejects unknown keys with a did-you-mean hint, and each task adds
+its own `data` and `model` fields by subclassing `DataConfig` and `ModelConfig`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from modelyard.errors import ConfigError
+
+PATH_KEYS = ("train", "validation", "test")
+
+
+class StrictModel(BaseModel):
+    """A config section: unknown keys are errors that suggest the closest known key."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+            for key in values:
+                if key not in known:
+                    close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+                    hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(sorted(known))})"
+                    raise PydanticCustomError("unknown_key", "unknown key '{key}'{hint}", {"key": key, "hint": hint})
+        return values
+
+
+class FormatOptions(StrictModel):
+    """How to read delimited text files; the defaults suit ordinary CSV, TSV is detected by extension."""
+
+    sep: str | None = Field(None, description="field separator; default ',' for .csv, tab for .tsv")
+    header: bool = Field(True, description="the first row names the columns")
+    names: list[str] | None = Field(None, description="column names when the file has no header")
+    encoding: str = Field("utf-8", description="text encoding; a UTF-8 byte-order mark is always accepted")
+    quoting: Literal["minimal", "none"] = "minimal"
+    quotechar: str = '"'
+
+
+class SplitConfig(StrictModel):
+    validation: float = Field(0.1, ge=0.0, lt=1.0)
+    test: float = Field(0.1, ge=0.0, lt=1.0)
+    seed: int = 42
+    stratify: bool = True
+
+
+class DataConfig(StrictModel):
+    """Files and split rules shared by every task; tasks subclass it to add their column names."""
+
+    train: str
+    validation: str | None = None
+    test: str | None = None
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    format: FormatOptions = Field(default_factory=FormatOptions)
+    max_rows: int | None = Field(None, ge=1, description="read at most this many rows per file (quick trials)")
+
+
+class ModelConfig(StrictModel):
+    """Model options; tasks subclass it. `backbone` names a bundled model, a local folder or an architecture."""
+
+    backbone: str = "auto"
+
+
+class EarlyStopping(StrictModel):
+    patience: int = Field(2, ge=1)
+    metric: str | None = Field(None, description="validation metric to watch; default: the task's main metric")
+    min_delta: float = 0.0
+
+
+class TrainConfig(StrictModel):
+    """Optimisation settings. A value left empty takes the chosen backbone's tuned default (shown by `train`)."""
+
+    epochs: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps (overrides epochs)")
+    batch_size: int | None = Field(None, ge=1)
+    learning_rate: float | None = Field(None, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    scheduler: Literal["linear", "cosine", "constant"] | None = None
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    gradient_accumulation: int = Field(1, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    seed: int = 42
+    early_stopping: EarlyStopping | None = Field(default_factory=EarlyStopping)
+    eval_every: int | None = Field(None, ge=1, description="evaluate every N steps; default once per epoch")
+    checkpoint_every: int | None = Field(None, ge=1, description="checkpoint every N steps; default once per epoch")
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none", description="scale the learning rate with the number of data-parallel processes"
+    )
+
+
+class ParamRange(StrictModel):
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+
+class TuneConfig(StrictModel):
+    metric: str | None = None
+    direction: Literal["maximize", "minimize"] | None = None
+    params: dict[str, ParamRange] = Field(default_factory=dict)
+
+
+class Config(StrictModel):
+    """A whole run: what to train, on which data, how, and under which name."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    task: str
+    data: SerializeAsAny[DataConfig]
+    model: SerializeAsAny[ModelConfig] = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tune: TuneConfig | None = None
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_sections(cls, values: Any) -> Any:
+        """Validate `data` and `model` with the task's own section classes."""
+        if not isinstance(values, dict) or "task" not in values:
+            return values
+        from modelyard.tasks import get_task, task_names
+
+        name = values["task"]
+        if name not in task_names():
+            close = difflib.get_close_matches(str(name), task_names(), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise PydanticCustomError(
+                "unknown_task",
+                "unknown task '{name}'{hint}; known tasks: {known}",
+                {"name": name, "hint": hint, "known": ", ".join(task_names())},
+            )
+        task = get_task(name)
+        values = dict(values)
+        if isinstance(values.get("data"), dict):
+            values["data"] = task.DataConfig.model_validate(values["data"])
+        model = values.get("model")
+        values["model"] = task.ModelConfig.model_validate(model if isinstance(model, dict) else {})
+        return values
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        lines.append(f"{source}: {loc or '(top level)'}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_value(text: str) -> Any:
+    """A `--set` value is read as YAML: numbers, booleans, null and lists work as in the file."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=1")
+        key, value = item.split("=", 1)
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: '{part}' is not a section")
+            node = child
+        node[parts[-1]] = parse_value(value)
+    return raw
+
+
+def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative data paths (and local backbone folders) resolve against the config file's folder."""
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in PATH_KEYS:
+            value = data.get(key)
+            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+                data[key] = str((base / value).resolve())
+    model = raw.get("model")
+    if isinstance(model, dict) and isinstance(model.get("backbone"), str):
+        backbone = model["backbone"]
+        if ("/" in backbone or backbone.startswith(".")) and not Path(backbone).is_absolute():
+            candidate = (base / backbone).resolve()
+            if candidate.exists():
+                model["backbone"] = str(candidate)
+    return raw
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config, apply `--set` overrides, resolve paths, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}", "write one with `modelyard init TASK --output FILE`")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys name, task, data, model, train")
+    raw = apply_overrides(raw, overrides or [])
+    raw = resolve_paths(raw, path.resolve().parent)
+    return config_from_dict(raw, str(path))
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

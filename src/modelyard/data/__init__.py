@@ -1,0 +1,1 @@
+"""Reading, cleaning, validating, splitting and fingerprinting data."""

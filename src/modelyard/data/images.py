@@ -1,0 +1,337 @@
+"""Image datasets: class folders or a CSV/JSONL of image paths and labels, every image opened and checked.
+
+A bad file (empty, corrupt, truncated, not an image, a decompression bomb, a symlink leaving the data folder)
+is named and skipped, never fatal. What is kept is a DataFrame with columns `path` (absolute), `file`
+(relative to the data folder, for reports and fingerprints), `label`, `sha256`, `width`, `height`, `mode`,
+`grey`.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from modelyard.config import FormatOptions, SplitConfig
+from modelyard.data.readers import read_table, require_columns
+from modelyard.data.splits import fingerprint, make_splits
+from modelyard.errors import DataError
+from modelyard.fsutil import sha256_file
+
+ImageFile.LOAD_TRUNCATED_IMAGES = (
+    False  # a truncated file is an error to report, not a grey band to learn from
+)
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+FORMAT_EXTENSIONS = {
+    "JPEG": {".jpg", ".jpeg", ".jpe", ".jfif"},
+    "PNG": {".png"},
+    "GIF": {".gif"},
+    "BMP": {".bmp", ".dib"},
+    "WEBP": {".webp"},
+    "TIFF": {".tif", ".tiff"},
+    "PPM": {".ppm", ".pgm", ".pbm", ".pnm"},
+}
+VALIDATION_DIRS = ("val", "validation", "valid", "dev")
+MAX_NAMED = 20
+
+
+@dataclass
+class ImageReport:
+    """What was read, what was skipped and why (the first MAX_NAMED files per reason are named)."""
+
+    files: int = 0
+    kept: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    skipped_files: list[str] = field(default_factory=list)
+    extension_mismatch: list[str] = field(default_factory=list)
+    modes: Counter = field(default_factory=Counter)
+
+    def skip(self, name: str, reason: str) -> None:
+        self.skipped[reason.split(":")[0]] += 1
+        if len(self.skipped_files) < MAX_NAMED * 4:
+            self.skipped_files.append(f"{name}: {reason}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "kept": self.kept,
+            "skipped": dict(self.skipped),
+            "skipped_files": self.skipped_files,
+            "extension_mismatch": self.extension_mismatch[:MAX_NAMED],
+            "modes": dict(self.modes),
+        }
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Greyscale, palette, CMYK and alpha images become RGB; transparency is composited over white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def _open_checked(source: Path | bytes) -> Image.Image:
+    """Open and fully decode one image, turning every Pillow failure into ValueError with a short reason."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(
+            f"too large: over Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels"
+        ) from None
+    except UnidentifiedImageError:
+        raise ValueError("not an image: Pillow cannot identify the format") from None
+    except OSError as err:
+        text = str(err)
+        reason = "truncated" if "truncated" in text or "broken data stream" in text else "corrupt"
+        raise ValueError(f"{reason}: {text}") from None
+    except (SyntaxError, ValueError, EOFError, IndexError, struct.error) as err:
+        raise ValueError(f"corrupt: {type(err).__name__}: {err}") from None
+    return image
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Bytes from a request or file -> an RGB image; ValueError with a plain reason when they are not one."""
+    if not data:
+        raise ValueError("empty: no image bytes")
+    return to_rgb(_open_checked(data))
+
+
+def load_image(path: str | Path, size_hint: int | None = None) -> Image.Image:
+    """Read an image file as RGB; `size_hint` lets a large JPEG decode at a reduced scale (much faster)."""
+    with Image.open(path) as image:
+        if size_hint and image.format == "JPEG":
+            image.draft("RGB", (size_hint, size_hint))
+        image.load()
+        return to_rgb(image)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def check_file(path: Path, root: Path) -> dict[str, Any]:
+    """Everything `validate` needs about one file; raises ValueError with the reason to skip it."""
+    resolved = path.resolve()
+    if (path.is_symlink() or resolved != path.absolute()) and not _inside(resolved, root.resolve()):
+        raise ValueError(f"symlink outside the data folder: points to {resolved}")
+    if not resolved.is_file():
+        raise ValueError("missing: no such file")
+    if resolved.stat().st_size == 0:
+        raise ValueError("empty: 0 bytes")
+    image = _open_checked(resolved)
+    fmt = image.format or ""
+    thumb = to_rgb(image).resize((16, 16))
+    r, g, b = thumb.split()
+    grey = image.mode in ("1", "L", "LA", "I", "I;16", "F") or (r.tobytes() == g.tobytes() == b.tobytes())
+    return {
+        "sha256": sha256_file(resolved),
+        "width": image.width,
+        "height": image.height,
+        "mode": image.mode,
+        "format": fmt,
+        "grey": grey,
+    }
+
+
+def verify(frame: pd.DataFrame, root: Path, report: ImageReport, workers: int = 2) -> pd.DataFrame:
+    """Open every listed image (two threads: Pillow decodes without the GIL); keep the good ones."""
+    report.files += len(frame)
+    paths = [Path(p) for p in frame["path"]]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda p: _try_check(p, root), paths))
+    rows, keep = [], []
+    for (_, row), result in zip(frame.iterrows(), results, strict=True):
+        if isinstance(result, str):
+            report.skip(row["file"], result)
+            continue
+        suffix = Path(row["file"]).suffix.lower()
+        if suffix and suffix not in FORMAT_EXTENSIONS.get(result["format"], {suffix}):
+            report.extension_mismatch.append(
+                f"{row['file']}: named {suffix} but the content is {result['format']}"
+            )
+        report.modes[result["mode"]] += 1
+        rows.append(result)
+        keep.append(row)
+    report.kept += len(keep)
+    columns = ["sha256", "width", "height", "mode", "format", "grey"]
+    kept = pd.DataFrame(keep, columns=frame.columns).reset_index(drop=True)
+    return pd.concat([kept, pd.DataFrame(rows, columns=columns)], axis=1)
+
+
+def _try_check(path: Path, root: Path) -> dict[str, Any] | str:
+    try:
+        return check_file(path, root)
+    except ValueError as err:
+        return str(err)
+    except OSError as err:
+        return f"unreadable: {err.strerror or err}"
+
+
+def list_class_folders(root: Path) -> pd.DataFrame:
+    """`root/<class>/<file>` -> rows (path, file, label); hidden and loose files in `root` are ignored."""
+    rows = []
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(
+            f"{root}: no class subfolders",
+            "put the images of each class in their own subfolder, e.g. train/cats/1.jpg, train/dogs/2.jpg",
+        )
+    for folder in classes:
+        for path in sorted(folder.rglob("*")):
+            if path.name.startswith(".") or path.is_dir():
+                continue
+            rows.append(
+                {
+                    "path": str(path.absolute()),
+                    "file": path.relative_to(root).as_posix(),
+                    "label": folder.name,
+                }
+            )
+    return pd.DataFrame(rows, columns=["path", "file", "label"])
+
+
+def split_folders(root: Path) -> dict[str, Path]:
+    """A folder with `train/` (maybe `val/`, `validation/`, `test/`) names its splits; else it is train."""
+    if not (root / "train").is_dir():
+        return {"train": root}
+    found = {"train": root / "train"}
+    for name in VALIDATION_DIRS:
+        if (root / name).is_dir():
+            found["validation"] = root / name
+            break
+    if (root / "test").is_dir():
+        found["test"] = root / "test"
+    return found
+
+
+def list_table(
+    path: Path, image_column: str, label_column: str, fmt: FormatOptions, max_rows: int | None
+) -> pd.DataFrame:
+    """A CSV/JSONL of image paths (relative to the file's folder) and labels -> rows (path, file, label)."""
+    frame, _ = read_table(path, fmt, max_rows)
+    require_columns(frame, {"image_column": image_column, "label_column": label_column}, str(path))
+    frame = frame[frame[image_column].notna() & frame[label_column].notna()]
+    base = path.parent
+    rows = []
+    for name, label in zip(frame[image_column].astype(str), frame[label_column], strict=True):
+        given = Path(name.strip()).expanduser()
+        full = given if given.is_absolute() else base / given
+        rows.append({"path": str(full.absolute()), "file": given.as_posix(), "label": _label_text(label)})
+    return pd.DataFrame(rows, columns=["path", "file", "label"])
+
+
+def _label_text(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
+
+
+def read_source(
+    location: str, image_column: str, label_column: str, fmt: FormatOptions, max_rows: int | None
+) -> tuple[dict[str, pd.DataFrame], Path]:
+    """One config path -> {split: listing} and the data folder that symlinks must stay inside."""
+    path = Path(location)
+    if not path.exists():
+        raise DataError(
+            f"data path not found: {path}", "image data is a folder of class subfolders or a CSV/JSONL"
+        )
+    if path.is_file():
+        return {"train": list_table(path, image_column, label_column, fmt, max_rows)}, path.parent
+    return {name: list_class_folders(folder) for name, folder in split_folders(path).items()}, path
+
+
+def size_summary(frame: pd.DataFrame) -> dict[str, Any]:
+    if frame.empty:
+        return {}
+    short = frame[["width", "height"]].min(axis=1)
+    return {
+        "width": {
+            "min": int(frame.width.min()),
+            "median": int(frame.width.median()),
+            "max": int(frame.width.max()),
+        },
+        "height": {
+            "min": int(frame.height.min()),
+            "median": int(frame.height.median()),
+            "max": int(frame.height.max()),
+        },
+        "median_short_side": int(short.median()),
+        "grey_fraction": round(float(frame.grey.mean()), 3),
+    }
+
+
+def load_splits(
+    train: str,
+    validation: str | None,
+    test: str | None,
+    split: SplitConfig,
+    image_column: str,
+    label_column: str,
+    fmt: FormatOptions,
+    max_rows: int | None,
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any], list[str]]:
+    """Read and verify every image of the configured sources; carve missing splits from train (seeded)."""
+    listings, root = read_source(train, image_column, label_column, fmt, max_rows)
+    roots = {name: root for name in listings}
+    for name, location in (("validation", validation), ("test", test)):
+        if location:
+            given, given_root = read_source(location, image_column, label_column, fmt, max_rows)
+            listings[name], roots[name] = given["train"], given_root
+    report = ImageReport()
+    checked = {}
+    for name, listing in listings.items():
+        if max_rows is not None and len(listing) > max_rows:
+            listing = listing.sample(n=max_rows, random_state=split.seed).sort_index()
+        checked[name] = verify(listing, roots[name], report)
+    if checked["train"].empty:
+        raise DataError(
+            f"{train}: no readable images in the training data",
+            "see the skipped files in the data report (`modelyard validate CONFIG`)",
+        )
+    splits, notes = make_splits(
+        checked["train"], checked.get("validation"), checked.get("test"), split, "label"
+    )
+    unknown = {
+        n: sorted(set(f.label) - set(splits["train"].label)) for n, f in splits.items() if n != "train"
+    }
+    warnings_ = [f"{n}: labels never seen in train: {', '.join(u[:10])}" for n, u in unknown.items() if u]
+    summary = {
+        "images": report.as_dict(),
+        "splits": {
+            n: {"images": len(f), "classes": f.label.value_counts().sort_index().to_dict()}
+            for n, f in splits.items()
+        },
+        "sizes": size_summary(checked["train"]),
+        "split_notes": notes,
+    }
+    if report.skipped:
+        warnings_.append(f"skipped {sum(report.skipped.values())} unusable files: {dict(report.skipped)}")
+    if report.extension_mismatch:
+        warnings_.append(
+            f"{len(report.extension_mismatch)} files whose extension does not match their content "
+            "(kept, read by content)"
+        )
+    return splits, summary, warnings_
+
+
+def fingerprints(splits: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
+    """sha256 over the sorted (relative path, file sha256, label) rows of each split."""
+    return {
+        name: fingerprint(frame.sort_values("file"), ["file", "sha256", "label"])
+        for name, frame in splits.items()
+    }

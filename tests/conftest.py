@@ -1,0 +1,78 @@
+"""Shared fixtures: the real datasets beside the checkout (skipped cleanly when absent) and small real bundles."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MODELYARD_SHARED", ROOT.parent / "shared")) / "datasets"
+EXAMPLES = ROOT / "examples"
+
+
+def shared_dataset(name: str) -> Path:
+    """A folder of ../shared/datasets, or a clean skip when this checkout has none beside it."""
+    path = SHARED / name
+    if not path.exists():
+        pytest.skip(f"needs ../shared/datasets/{name}")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Every test writes its local state (tracking, logs, caches) to a fresh MODELYARD_HOME."""
+    monkeypatch.setenv("MODELYARD_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(scope="session")
+def banking_slice(tmp_path_factory) -> Path:
+    """A small real slice of BANKING77 (CC BY 4.0, in examples/data): 8 intents, 40 rows each, plus a test file."""
+    import pandas as pd
+
+    src = EXAMPLES / "data" / "banking77"
+    train = pd.read_csv(src / "train.csv")
+    test = pd.read_csv(src / "test.csv")
+    intents = sorted(train["category"].unique())[:8]
+    out = tmp_path_factory.mktemp("banking")
+    train[train["category"].isin(intents)].groupby("category").head(40).to_csv(out / "train.csv", index=False)
+    test[test["category"].isin(intents)].groupby("category").head(10).to_csv(out / "test.csv", index=False)
+    return out
+
+
+def write_config(folder: Path, backbone: str, **train) -> Path:
+    import yaml
+
+    config = {
+        "name": f"test-{backbone}",
+        "task": "text_classification",
+        "data": {"train": "train.csv", "test": "test.csv", "text_column": "text", "label_column": "category"},
+        "model": {"backbone": backbone},
+        "train": {"epochs": 1, **train},
+    }
+    path = folder / f"{backbone}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tfidf_bundle(banking_slice, tmp_path_factory) -> Path:
+    """A real, quickly trained text-classifier bundle (TF-IDF + logistic regression on the BANKING77 slice)."""
+    import modelyard
+
+    home = tmp_path_factory.mktemp("home-session")
+    os.environ["MODELYARD_HOME"] = str(home)
+    model = modelyard.train(write_config(banking_slice, "tfidf-linear"), output=tmp_path_factory.mktemp("b") / "tfidf",
+                            quiet=True)
+    return model.path
+
+
+@pytest.fixture(scope="session")
+def minilm_bundle(banking_slice, tmp_path_factory) -> Path:
+    """A real fine-tuned MiniLM bundle (one short epoch on the BANKING77 slice)."""
+    import modelyard
+
+    model = modelyard.train(write_config(banking_slice, "minilm-l6", batch_size=32),
+                            output=tmp_path_factory.mktemp("b") / "minilm", quiet=True)
+    return model.path

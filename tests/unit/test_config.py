@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+
+from modelyard.config import load_config
+from modelyard.errors import ConfigError
+
+BASE = """\
+name: demo
+task: text_classification
+data:
+  train: data/train.csv
+  text_column: text
+  label_column: label
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_relative_data_paths_resolve_against_the_config_folder(tmp_path):
+    config = load_config(write(tmp_path, BASE))
+    assert config.data.train == str((tmp_path / "data" / "train.csv").resolve())
+
+
+def test_an_unknown_key_names_the_key_and_suggests_the_closest(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, BASE.replace("text_column", "text_colum")))
+    assert "unknown key 'text_colum'" in str(err.value)
+    assert "did you mean 'text_column'" in str(err.value)
+
+
+def test_an_unknown_task_lists_the_known_ones(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, BASE.replace("text_classification", "text_clasification")))
+    assert "did you mean 'text_classification'" in str(err.value)
+
+
+def test_a_wrong_value_type_names_the_key(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, BASE + "train:\n  epochs: many\n"))
+    assert "train.epochs" in str(err.value)
+
+
+def test_set_overrides_any_key_with_yaml_typed_values(tmp_path):
+    config = load_config(write(tmp_path, BASE), ["train.epochs=2", "model.backbone=tfidf-linear", "train.seed=7"])
+    assert (config.train.epochs, config.model.backbone, config.train.seed) == (2, "tfidf-linear", 7)
+
+
+def test_a_set_without_equals_sign_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(write(tmp_path, BASE), ["train.epochs"])
+
+
+def test_a_missing_config_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_task_sections_are_validated_with_the_tasks_own_fields(tmp_path):
+    config = load_config(write(tmp_path, BASE + "model:\n  backbone: minilm-l6\n  max_length: 64\n"))
+    assert config.model.max_length == 64
+    with pytest.raises(ConfigError, match="unknown key 'max_lenght'"):
+        load_config(write(tmp_path, BASE + "model:\n  max_lenght: 64\n"))

@@ -1,0 +1,85 @@
+import pytest
+
+from modelyard.config import FormatOptions
+from modelyard.data.readers import read_table
+from modelyard.errors import DataError
+
+
+def test_crlf_and_a_byte_order_mark_are_read_cleanly(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"\xef\xbb\xbftext,label\r\nhello,a\r\n\"a, quoted\",b\r\n")
+    frame, report = read_table(path)
+    assert list(frame.columns) == ["text", "label"]
+    assert frame["text"].tolist() == ["hello", "a, quoted"]
+    assert report.skipped == 0
+
+
+def test_rows_with_the_wrong_field_count_are_skipped_and_reported_by_line(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\nok,a\nbad,a,extra\nfine,b\n")
+    frame, report = read_table(path)
+    assert frame["text"].tolist() == ["ok", "fine"]
+    assert report.skipped == 1
+    assert report.problems == ["line 3: expected 2 fields, found 3"]
+
+
+def test_the_index_keeps_source_line_numbers(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\nfirst,a\n\nthird,b\n")
+    frame, _ = read_table(path)
+    assert frame.index.tolist() == [2, 4]
+
+
+def test_undecodable_bytes_name_the_file_and_line(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"text,label\nok,a\nbad \xff\xfe,b\n")
+    with pytest.raises(DataError, match=r"d\.csv: line 3: bytes that are not valid utf-8"):
+        read_table(path)
+
+
+def test_other_encodings_are_read_when_configured(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes("text,label\n好吃,1\n".encode("gb18030"))
+    frame, _ = read_table(path, FormatOptions(encoding="gb18030"))
+    assert frame["text"].tolist() == ["好吃"]
+
+
+def test_tsv_without_header_uses_given_names(tmp_path):
+    path = tmp_path / "d.tsv"
+    path.write_text("1\t10\t5\n2\t11\t3\n")
+    frame, _ = read_table(path, FormatOptions(header=False, names=["user", "item", "rating"]))
+    assert frame["item"].tolist() == ["10", "11"]
+
+
+def test_jsonl_skips_lines_that_are_not_objects(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "a", "label": 1}\nnot json\n{"text": "b", "label": 2}\n')
+    frame, report = read_table(path)
+    assert frame["text"].tolist() == ["a", "b"]
+    assert report.problems[0].startswith("line 2: not valid JSON")
+
+
+def test_nul_bytes_are_removed_and_counted(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"text,label\nhe\x00llo,a\n")
+    frame, report = read_table(path)
+    assert frame["text"].tolist() == ["hello"]
+    assert report.nul_bytes == 1
+
+
+def test_missing_empty_and_unknown_files_are_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        read_table(tmp_path / "missing.csv")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(DataError, match="empty"):
+        read_table(tmp_path / "empty.csv")
+    (tmp_path / "x.xlsx").write_bytes(b"PK")
+    with pytest.raises(DataError, match="unknown file type"):
+        read_table(tmp_path / "x.xlsx")
+
+
+def test_a_wrong_separator_is_detected_rather_than_silently_dropping_rows(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text;label\na,b;x\nc,d;y\ne,f;z\n")
+    with pytest.raises(DataError, match="separator"):
+        read_table(path)
