@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -21,28 +22,48 @@ def cjk_share(texts: Iterable[str]) -> float:
     return cjk / total if total else 0.0
 
 
+def _ranked(counts: Counter, min_count: int = 1) -> list[str]:
+    """Most frequent first, ties broken alphabetically: the same data always gives the same vocabulary."""
+    return [k for k, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_count]
+
+
+def _vocabulary(texts: list[str], tok: Tokenizer, kind: str, vocab_size: int) -> dict[str, int]:
+    """Characters always (so nothing is unknown that was seen), then the most frequent whole words (wordpiece)."""
+    words: Counter = Counter()
+    chars: Counter = Counter()
+    for text in texts:
+        for word, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(text)):
+            words[word] += 1
+            chars.update(word)
+    tokens = list(SPECIALS) + _ranked(chars)
+    if kind == "wordpiece":
+        tokens += ["##" + ch for ch in _ranked(chars)]
+        budget = max(0, vocab_size - len(tokens))
+        tokens += [w for w in _ranked(words, min_count=2) if len(w) > 1][:budget]
+    else:
+        tokens = tokens[:vocab_size]
+    return {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+
+
 def train_tokenizer(texts: list[str], kind: str, vocab_size: int = 8000) -> PreTrainedTokenizerFast:
-    """`char`: one token per character (Chinese, Japanese); `wordpiece`: subwords learnt from the texts."""
+    """`char`: one token per character (Chinese, Japanese); `wordpiece`: frequent words, the rest by character.
+
+    The vocabulary is built deterministically from counts (the `tokenizers` trainers break ties differently on
+    every run, which would make training irreproducible).
+    """
+    probe = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
     if kind == "char":
-        tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-        tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-        tok.pre_tokenizer = pre_tokenizers.Sequence(
+        probe.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+        probe.pre_tokenizer = pre_tokenizers.Sequence(
             [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex("."), behavior="isolated")]
         )
-        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIALS)
+        tok = Tokenizer(models.WordLevel(_vocabulary(texts, probe, kind, vocab_size), unk_token="[UNK]"))
         tok.decoder = decoders.Fuse()
     else:
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIALS)
+        probe.normalizer = normalizers.BertNormalizer(lowercase=True)
+        probe.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok = Tokenizer(models.WordPiece(_vocabulary(texts, probe, kind, vocab_size), unk_token="[UNK]"))
         tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
+    tok.normalizer, tok.pre_tokenizer = probe.normalizer, probe.pre_tokenizer
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]")

@@ -14,11 +14,12 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DataLoaderConfiguration, set_seed
 from transformers import get_scheduler
 
 from modelyard import precision as prec
 from modelyard.config import Config, TrainConfig
+from modelyard.errors import ConfigError
 from modelyard.tasks.base import Learner, PreparedData
 from modelyard.training.callbacks import Callback, EarlyStopping, TrainerControl, TrainerState
 from modelyard.training.checkpoint import load_checkpoint, save_checkpoint
@@ -45,6 +46,8 @@ class TrainResult:
 def resolve_train_config(train: TrainConfig, defaults: dict[str, Any]) -> TrainConfig:
     """Fill every empty value from the backbone's tuned defaults."""
     filled = {k: v for k, v in defaults.items() if getattr(train, k, None) is None}
+    if train.precision == "auto" and "precision" in defaults:  # e.g. CNNs, measured slower in bf16 on CPU
+        filled["precision"] = defaults["precision"]
     resolved = train.model_copy(update=filled)
     if resolved.epochs is None and resolved.max_steps is None:
         resolved = resolved.model_copy(update={"epochs": 3})
@@ -73,7 +76,11 @@ def fit(learner: Learner, config: Config, data: PreparedData, callbacks: list[Ca
         return _fit_without_gradients(learner, train_cfg, data)
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                              gradient_accumulation_steps=train_cfg.gradient_accumulation)
+                              gradient_accumulation_steps=train_cfg.gradient_accumulation,
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+    if train_cfg.batch_size % accelerator.num_processes:
+        raise ConfigError(f"train.batch_size {train_cfg.batch_size} is the global batch and must divide evenly "
+                          f"among {accelerator.num_processes} processes")
     precision = prec.resolve(train_cfg.precision, accelerator.device)
     learner.precision = precision
     set_seed(train_cfg.seed)
@@ -91,13 +98,12 @@ def fit(learner: Learner, config: Config, data: PreparedData, callbacks: list[Ca
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=learner.collate)
 
     lr = train_cfg.learning_rate
-    scale = accelerator.num_processes * train_cfg.gradient_accumulation
+    scale = train_cfg.gradient_accumulation  # the effective batch is batch_size x gradient_accumulation
     lr *= {"none": 1.0, "linear": scale, "sqrt": math.sqrt(scale)}[train_cfg.lr_scaling]
     groups = (learner.param_groups(lr, train_cfg.weight_decay) if hasattr(learner, "param_groups")
               else [{"params": [p for p in learner.module.parameters() if p.requires_grad]}])
     optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=train_cfg.weight_decay)
-    batches = math.ceil(len(sampler) / accelerator.num_processes)
-    steps_per_epoch = max(1, math.ceil(batches / train_cfg.gradient_accumulation))
+    steps_per_epoch = max(1, math.ceil(len(sampler) / train_cfg.gradient_accumulation))
     total = train_cfg.max_steps or steps_per_epoch * train_cfg.epochs
     epochs = math.ceil(total / steps_per_epoch)
     scheduler = get_scheduler(train_cfg.scheduler or "linear", optimizer,
@@ -168,7 +174,8 @@ def fit(learner: Learner, config: Config, data: PreparedData, callbacks: list[Ca
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                samples += len(batch["input_ids"] if "input_ids" in batch else next(iter(batch.values())))
+                first = batch["input_ids"] if "input_ids" in batch else next(iter(batch.values()))
+                samples += len(first) * accelerator.num_processes
                 running += loss.item()
                 count += 1
                 if not accelerator.sync_gradients:

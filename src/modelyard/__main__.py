@@ -1,0 +1,5 @@
+"""`python -m modelyard` runs the command line."""
+
+from modelyard.cli import main
+
+main()
