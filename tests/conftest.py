@@ -76,3 +76,32 @@ def minilm_bundle(banking_slice, tmp_path_factory) -> Path:
     model = modelyard.train(write_config(banking_slice, "minilm-l6", batch_size=32),
                             output=tmp_path_factory.mktemp("b") / "minilm", quiet=True)
     return model.path
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_bundle(tmp_path_factory) -> Path:
+    """A real character-level GPT bundle: 2 layers, 12 steps on the first 30,000 characters of Tiny Shakespeare."""
+    import yaml
+
+    import modelyard
+
+    folder = tmp_path_factory.mktemp("gpt")
+    text = (EXAMPLES / "data" / "tiny_shakespeare" / "input.txt").read_text(encoding="utf-8")[:30_000]
+    (folder / "corpus.txt").write_text(text, encoding="utf-8")
+    config = {
+        "name": "tiny-gpt",
+        "task": "text_generation",
+        "data": {"train": "corpus.txt", "split": {"validation": 0.1, "test": 0.1}},
+        "model": {
+            "backbone": "gpt-scratch",
+            "layers": 2,
+            "heads": 2,
+            "hidden_size": 32,
+            "context": 32,
+            "generation": {"max_new_tokens": 12, "temperature": 0.8, "top_k": 10},
+        },
+        "train": {"max_steps": 12, "batch_size": 8, "learning_rate": 3e-3, "early_stopping": None},
+    }
+    (folder / "gpt.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    model = modelyard.train(folder / "gpt.yaml", output=tmp_path_factory.mktemp("b") / "gpt", quiet=True)
+    return model.path

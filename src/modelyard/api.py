@@ -14,15 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from accelerate.utils import set_seed
 
 from modelyard import bundle
 from modelyard.config import Config, config_from_dict, dump_config, load_config
 from modelyard.errors import BundleError
+from modelyard.evaluation.model_card import write_model_card
 from modelyard.fsutil import atomic_write_json, atomic_write_text
 from modelyard.home import home, offline
+from modelyard.monitoring import reference
 from modelyard.tasks import get_task
 from modelyard.tasks.base import Learner, PreparedData
 from modelyard.training.callbacks import Callback
+from modelyard.training.distributed import is_main_process, wait_for_everyone
 from modelyard.training.loop import TrainResult, fit
 
 offline()
@@ -96,6 +100,7 @@ def _train_candidate(config: Config, data: PreparedData, backbone: str, checkpoi
                      quiet: bool, callbacks: list[Callback]) -> tuple[Config, Learner, TrainResult]:
     task = get_task(config.task)
     config = config.model_copy(update={"model": config.model.model_copy(update={"backbone": backbone})})
+    set_seed(config.train.seed)  # before build: weight initialisation is part of a reproducible run
     learner = task.build(config, data)
     result = fit(learner, config, data, callbacks=callbacks, checkpoint_dir=checkpoints, resume=resume, quiet=quiet,
                  main_metric=task.main_metric, greater_is_better=task.greater_is_better)
@@ -121,6 +126,16 @@ def train(config: Config | str | Path, output: str | Path | None = None, overrid
     for backbone, _ in candidates:
         sub = "checkpoints" if len(candidates) == 1 else f"checkpoints/{backbone}"
         trained.append(_train_candidate(config, data, backbone, output / sub, resume, quiet, list(callbacks)))
+    if is_main_process():
+        _write_results(output, task, data, trained, cpu0, wall0, keep_checkpoints)
+    wait_for_everyone()
+    return load(output)
+
+
+
+def _write_results(output: Path, task, data: PreparedData, trained: list[tuple[Config, Learner, TrainResult]],
+                   cpu0: float, wall0: float, keep_checkpoints: bool) -> None:
+    """Keep the best candidate, score it on test beside the baselines, write the bundle (rank 0 only)."""
     sign = 1 if task.greater_is_better else -1
     tried = [{"backbone": c.model.backbone, "validation": r.validation.get(task.main_metric)} for c, _, r in trained]
     resolved, learner, result = max(trained, key=lambda t: sign * t[2].validation.get(task.main_metric, -sign * 1e18))
@@ -139,16 +154,17 @@ def train(config: Config | str | Path, output: str | Path | None = None, overrid
 
     def write(staging: Path) -> dict[str, Any]:
         extras = learner.save(staging)
+        reference.write(staging, learner, data.splits)  # the drift baseline `modelyard monitor` compares with
         atomic_write_text(staging / "config.yaml", dump_config(resolved))
         atomic_write_json(staging / "metrics.json", metrics)
         bundle.write_jsonl(staging / "history.jsonl", result.history)
         atomic_write_json(staging / "data_report.json", {**data.report, "warnings": data.warnings})
+        write_model_card(staging, {**manifest, **extras})  # before sealing, so the manifest checksums it
         return extras
 
     manifest = {"task": resolved.task, "name": resolved.name, "backbone": learner.backbone,
                 "data": data.fingerprints}
     bundle.write_bundle(output, write, manifest, keep_checkpoints=keep_checkpoints)
-    return load(output)
 
 
 def load(ref: str | Path) -> Model:

@@ -51,7 +51,9 @@ def _print_json(obj) -> None:
 
 def _data_report(data) -> None:
     """The validation report, short enough to read: sizes, labels, lengths, coverage, warnings."""
-    if STATE["quiet"]:
+    from modelyard.training.distributed import is_main_process
+
+    if STATE["quiet"] or not is_main_process():
         return
     report = data.report
     err.print(f"[bold]splits[/] {report.get('splits')}")
@@ -60,7 +62,7 @@ def _data_report(data) -> None:
     for name, info in report.get("files", {}).items():
         if "summary" in info:
             err.print(f"[bold]{name}[/] {info['read']['file']}: {info['summary']}")
-    for key in ("num_labels", "text_length_chars", "cjk_share", "tokenizer", "leakage"):
+    for key in ("num_labels", "text_length_chars", "cjk_share", "tokenizer", "sizes", "backbone", "leakage"):
         if key in report:
             err.print(f"[bold]{key}[/] {report[key]}")
     for choice in report.get("backbone_choice", []):
@@ -163,17 +165,33 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.epochs=1")] = None,
     resume: Annotated[bool, typer.Option(help="continue an interrupted run in --output")] = False,
     keep_checkpoints: Annotated[bool, typer.Option(help="keep checkpoints/ in the bundle")] = False,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="data-parallel processes on this machine")] = 1,
+    nnodes: Annotated[int, typer.Option("--nnodes", min=1, help="machines taking part (torchrun)")] = 1,
+    node_rank: Annotated[int, typer.Option("--node-rank", min=0, help="this machine's rank")] = 0,
+    master_addr: Annotated[str, typer.Option("--master-addr", help="rank 0's address")] = "127.0.0.1",
+    master_port: Annotated[int, typer.Option("--master-port", help="rank 0's port")] = 29500,
 ) -> None:
     """Train, evaluate on the test split, write a bundle; prints the bundle path last.
 
-    Example: modelyard train examples/quickstart.yaml --set train.epochs=1
+    Example: modelyard train examples/quickstart.yaml --set train.epochs=1 --nproc 2
     """
     from modelyard import api
+    from modelyard.config import load_config
+    from modelyard.training.distributed import Launch, is_main_process, torchrun
 
+    launch = Launch(nproc, nnodes, node_rank, master_addr, master_port)
+    if launch.needed:
+        name = load_config(config, set_ or []).name
+        output = output or (api.latest_unfinished(name) if resume else None) or api.default_output(name)
+        argv = [*(["-q"] if STATE["quiet"] else []), "train", str(config), "--output", str(output)]
+        argv += [f"--set={item}" for item in set_ or []]
+        argv += ["--resume"] * resume + ["--keep-checkpoints"] * keep_checkpoints
+        raise typer.Exit(torchrun(launch, argv))
     model = api.train(config, output, set_ or [], resume=resume, quiet=STATE["quiet"],
                       keep_checkpoints=keep_checkpoints, on_report=_data_report)
-    _metrics_table(json.loads((model.path / "metrics.json").read_text(encoding="utf-8")))
-    print(model.path)
+    if is_main_process():
+        _metrics_table(json.loads((model.path / "metrics.json").read_text(encoding="utf-8")))
+        print(model.path)
 
 
 @app.command()
@@ -245,6 +263,134 @@ def quickstart(
         from modelyard.serving.run import run_server
 
         run_server(str(model.path), port=port)
+
+
+@app.command()
+def report(
+    model: Annotated[str, typer.Argument(help="bundle path or models:/NAME@ALIAS")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="default: NAME-report.html")] = None,
+    cpu_hour_price: Annotated[float, typer.Option("--cpu-hour-price", min=0, help="USD per CPU-hour, for the "
+                                                  "cost per 1,000 predictions")] = 0.05,
+) -> None:
+    """Write one self-contained HTML evaluation report (metrics with intervals, errors, cost, model card).
+
+    Example: modelyard report ./bundle --output report.html
+    """
+    from contextlib import nullcontext
+
+    from modelyard.evaluation.report import write_report
+
+    busy = nullcontext() if STATE["quiet"] else err.status("predicting the test split, timing, drawing")
+    with busy:
+        path = write_report(model, output, cpu_hour_price)
+    print(path)
+
+
+@app.command()
+def explain(
+    model: Annotated[str, typer.Argument(help="bundle path or models:/NAME@ALIAS")],
+    text: Annotated[str | None, typer.Option("--text", help="the text to explain")] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="the image file to explain")] = None,
+    label: Annotated[str | None, typer.Option("--label", help="explain this label, not the top one")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="images: heat-map PNG file")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="print the attributions as JSON")] = False,
+) -> None:
+    """Attributions: which words (or image regions) pushed the model towards its answer.
+
+    Example: modelyard explain ./bundle --text "I lost my card"
+    """
+    import base64
+
+    from rich.text import Text
+
+    from modelyard import api
+    from modelyard.evaluation.explain import explain
+
+    if (text is None) == (image is None):
+        raise typer.BadParameter("give exactly one of --text or --image")
+    result = explain(api.load(model), text if image is None else image, label)
+    if "heatmap" in result:
+        path = output or Path(f"{image.stem}-explained.png")
+        path.write_bytes(base64.b64decode(result["heatmap"]))
+        result = {**result, "heatmap": str(path)}
+    if json_:
+        _print_json(result)
+        return
+    out = Console()
+    out.print(f"[bold]{result['label']}[/] ({result['score']:.3f}); {result['method']}")
+    if "heatmap" in result:
+        out.print(f"heat-map written to {result['heatmap']}")
+        return
+    scale = max((abs(a) for a in result["attributions"]), default=0.0) or 1.0
+    line = Text()
+    for token, value in zip(result["tokens"], result["attributions"], strict=True):
+        shade = int(255 * (1 - min(1.0, abs(value) / scale)))
+        color = f"rgb(255,{shade},{shade})" if value >= 0 else f"rgb({shade},{shade},255)"
+        line.append(token, style=f"black on {color}")
+        line.append(" ")
+    out.print(line)
+    out.print("red: towards this label, blue: away from it; sum of attributions "
+              f"{sum(result['attributions']):.4f} = output {result['output']:.4f} - baseline "
+              f"{result['baseline_output']:.4f}", style="dim")
+
+
+# --- serve (issue 4): the command lives beside the server in modelyard/serving/cli.py ---
+from modelyard.serving.cli import serve as _serve  # noqa: E402
+
+app.command("serve")(_serve)
+
+# --- models (issue 3): the registry sub-app lives in modelyard/tracking/cli.py ---
+from modelyard.tracking.cli import app as _models_app  # noqa: E402
+
+app.add_typer(_models_app, name="models")
+
+# --- generate (issue 6): the command lives beside the decoder in modelyard/generation/cli.py ---
+from modelyard.generation.cli import generate as _generate  # noqa: E402
+
+app.command("generate")(_generate)
+
+# --- monitor, feedback, retrain (issue 9): the commands live in modelyard/monitoring/cli.py ---
+from modelyard.monitoring.cli import feedback_app as _feedback_app  # noqa: E402
+from modelyard.monitoring.cli import monitor as _monitor  # noqa: E402
+from modelyard.monitoring.cli import retrain as _retrain  # noqa: E402
+
+app.command("monitor")(_monitor)
+app.add_typer(_feedback_app, name="feedback")
+app.command("retrain")(_retrain)
+
+# --- export, distill (issue 8): the commands live in modelyard/export/cli.py ---
+from modelyard.export.cli import distill as _distill  # noqa: E402
+from modelyard.export.cli import export as _export  # noqa: E402
+
+app.command("export")(_export)
+app.command("distill")(_distill)
+
+
+@app.command()
+def tune(
+    config: Annotated[Path, typer.Argument(help="a config with a tune: section")],
+    trials: Annotated[int, typer.Option("--trials", min=1, help="trials to run in this worker")] = 10,
+    timeout: Annotated[float | None, typer.Option(help="stop starting trials after this many seconds")] = None,
+    storage: Annotated[str | None, typer.Option(help="study database URL; default sqlite under MODELYARD_HOME")] = None,
+    study: Annotated[str | None, typer.Option(help="study name; default the config's name")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="where to write the best config")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.epochs=2")] = None,
+    train_best: Annotated[bool, typer.Option("--train-best", help="train (and register) the best config")] = False,
+) -> None:
+    """Hyper-parameter search (Optuna TPE, median pruning); several workers can share one --storage.
+
+    Example: modelyard tune examples/quickstart_tune.yaml --trials 8 --train-best
+    """
+    from modelyard import api
+    from modelyard.tuning import tune as run_tune
+
+    result = run_tune(config, trials, timeout, storage, study, output, set_ or [])
+    err.print(f"study {result.study} ({result.storage}): {result.trials} trials, {result.pruned} pruned; "
+              f"best {result.best_value:.4f} with {result.best_params}")
+    print(result.best_config)
+    if train_best:
+        model = api.train(result.best_config, quiet=STATE["quiet"], on_report=_data_report)
+        print(model.path)
 
 
 def main() -> None:

@@ -83,7 +83,7 @@ class TrainConfig(StrictModel):
 
     epochs: int | None = Field(None, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps (overrides epochs)")
-    batch_size: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1, description="the global batch, split among --nproc processes")
     learning_rate: float | None = Field(None, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
@@ -96,7 +96,7 @@ class TrainConfig(StrictModel):
     eval_every: int | None = Field(None, ge=1, description="evaluate every N steps; default once per epoch")
     checkpoint_every: int | None = Field(None, ge=1, description="checkpoint every N steps; default once per epoch")
     lr_scaling: Literal["none", "linear", "sqrt"] = Field(
-        "none", description="scale the learning rate with the number of data-parallel processes"
+        "none", description="scale the learning rate with gradient accumulation (the effective batch size)"
     )
 
 

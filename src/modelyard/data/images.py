@@ -26,9 +26,7 @@ from modelyard.data.splits import fingerprint, make_splits
 from modelyard.errors import DataError
 from modelyard.fsutil import sha256_file
 
-ImageFile.LOAD_TRUNCATED_IMAGES = (
-    False  # a truncated file is an error to report, not a grey band to learn from
-)
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error to report, not a grey band to learn from
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 FORMAT_EXTENSIONS = {
     "JPEG": {".jpg", ".jpeg", ".jpe", ".jfif"},
@@ -99,7 +97,7 @@ def _open_checked(source: Path | bytes) -> Image.Image:
         raise ValueError("not an image: Pillow cannot identify the format") from None
     except OSError as err:
         text = str(err)
-        reason = "truncated" if "truncated" in text or "broken data stream" in text else "corrupt"
+        reason = "truncated" if "truncated" in text else "corrupt"
         raise ValueError(f"{reason}: {text}") from None
     except (SyntaxError, ValueError, EOFError, IndexError, struct.error) as err:
         raise ValueError(f"corrupt: {type(err).__name__}: {err}") from None
@@ -163,9 +161,7 @@ def verify(frame: pd.DataFrame, root: Path, report: ImageReport, workers: int = 
             continue
         suffix = Path(row["file"]).suffix.lower()
         if suffix and suffix not in FORMAT_EXTENSIONS.get(result["format"], {suffix}):
-            report.extension_mismatch.append(
-                f"{row['file']}: named {suffix} but the content is {result['format']}"
-            )
+            report.extension_mismatch.append(f"{row['file']}: named {suffix} but the content is {result['format']}")
         report.modes[result["mode"]] += 1
         rows.append(result)
         keep.append(row)
@@ -247,9 +243,7 @@ def read_source(
     """One config path -> {split: listing} and the data folder that symlinks must stay inside."""
     path = Path(location)
     if not path.exists():
-        raise DataError(
-            f"data path not found: {path}", "image data is a folder of class subfolders or a CSV/JSONL"
-        )
+        raise DataError(f"data path not found: {path}", "image data is a folder of class subfolders or a CSV/JSONL")
     if path.is_file():
         return {"train": list_table(path, image_column, label_column, fmt, max_rows)}, path.parent
     return {name: list_class_folders(folder) for name, folder in split_folders(path).items()}, path
@@ -293,28 +287,33 @@ def load_splits(
             given, given_root = read_source(location, image_column, label_column, fmt, max_rows)
             listings[name], roots[name] = given["train"], given_root
     report = ImageReport()
-    checked = {}
+    checked: dict[str, pd.DataFrame] = {}
+    files: dict[str, dict[str, Any]] = {}
+    sources = {"train": train, "validation": validation, "test": test}
     for name, listing in listings.items():
         if max_rows is not None and len(listing) > max_rows:
             listing = listing.sample(n=max_rows, random_state=split.seed).sort_index()
+        before = dict(report.skipped)
         checked[name] = verify(listing, roots[name], report)
+        skipped = {k: v - before.get(k, 0) for k, v in report.skipped.items() if v > before.get(k, 0)}
+        files[name] = {
+            "read": {"file": str(sources[name] or roots[name])},
+            "summary": f"{len(listing)} files, {len(checked[name])} usable images"
+            + (f", skipped {skipped}" if skipped else ""),
+        }
     if checked["train"].empty:
         raise DataError(
             f"{train}: no readable images in the training data",
             "see the skipped files in the data report (`modelyard validate CONFIG`)",
         )
-    splits, notes = make_splits(
-        checked["train"], checked.get("validation"), checked.get("test"), split, "label"
-    )
-    unknown = {
-        n: sorted(set(f.label) - set(splits["train"].label)) for n, f in splits.items() if n != "train"
-    }
+    splits, notes = make_splits(checked["train"], checked.get("validation"), checked.get("test"), split, "label")
+    unknown = {n: sorted(set(f.label) - set(splits["train"].label)) for n, f in splits.items() if n != "train"}
     warnings_ = [f"{n}: labels never seen in train: {', '.join(u[:10])}" for n, u in unknown.items() if u]
     summary = {
+        "files": files,
         "images": report.as_dict(),
         "splits": {
-            n: {"images": len(f), "classes": f.label.value_counts().sort_index().to_dict()}
-            for n, f in splits.items()
+            n: {"images": len(f), "classes": f.label.value_counts().sort_index().to_dict()} for n, f in splits.items()
         },
         "sizes": size_summary(checked["train"]),
         "split_notes": notes,
@@ -331,7 +330,4 @@ def load_splits(
 
 def fingerprints(splits: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
     """sha256 over the sorted (relative path, file sha256, label) rows of each split."""
-    return {
-        name: fingerprint(frame.sort_values("file"), ["file", "sha256", "label"])
-        for name, frame in splits.items()
-    }
+    return {name: fingerprint(frame.sort_values("file"), ["file", "sha256", "label"]) for name, frame in splits.items()}

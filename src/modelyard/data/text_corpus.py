@@ -1,4 +1,4 @@
-"""Reading language-model data: plain-text corpora (documents) and supervised chat / prompt-completion examples.
+"""Reading language-model data: plain-text corpora (documents) and chat / prompt-completion examples.
 
 A `.txt` file is one document; a folder holds several files; JSONL (or a JSON array) has one record per line,
 either a text field (a string, or a list of strings joined by newlines, such as a poem's `paragraphs`) or
@@ -56,8 +56,10 @@ def _records(path: Path) -> list[tuple[str, Any]]:
             try:
                 records.append((f"{path}: line {lineno}", json.loads(line)))
             except json.JSONDecodeError as err:
-                raise DataError(f"{path}: line {lineno}: not valid JSON ({err.msg})",
-                                "JSONL holds one JSON object per line") from None
+                raise DataError(
+                    f"{path}: line {lineno}: not valid JSON ({err.msg})",
+                    "JSONL holds one JSON object per line",
+                ) from None
     return records
 
 
@@ -90,8 +92,10 @@ def _example(where: str, record: Any, fields: Fields) -> dict | str:
         return "\n".join(value)
     if isinstance(value, str):
         return value
-    raise DataError(f"{where}: no '{fields.text}' text (nor '{fields.messages}' or '{fields.prompt}')",
-                    f"set data.text_field to the field holding the text; this record has: {', '.join(record)}")
+    raise DataError(
+        f"{where}: no '{fields.text}' text (nor '{fields.messages}' or '{fields.prompt}')",
+        f"set data.text_field to the field holding the text; this record has: {', '.join(record)}",
+    )
 
 
 def read(path: str | Path, fields: Fields, max_rows: int | None = None) -> list[str | dict]:
@@ -116,8 +120,10 @@ def kind(items: list[str | dict]) -> str:
     """'chat' when the records are examples to answer, 'corpus' when they are text to model."""
     chats = sum(isinstance(i, dict) for i in items)
     if chats and chats != len(items):
-        raise DataError(f"mixed data: {chats} chat examples and {len(items) - chats} plain texts",
-                        "use one kind per data set")
+        raise DataError(
+            f"mixed data: {chats} chat examples and {len(items) - chats} plain texts",
+            "use one kind per data set",
+        )
     return "chat" if chats else "corpus"
 
 
@@ -137,8 +143,11 @@ def split(items: list[str | dict], validation: float, test: float, seed: int) ->
         random.Random(seed).shuffle(order)
         n_test, n_val = round(len(items) * test), round(len(items) * validation)
         pick = lambda idx: [items[i] for i in sorted(idx)]  # noqa: E731
-        return {"test": pick(order[:n_test]), "validation": pick(order[n_test : n_test + n_val]),
-                "train": pick(order[n_test + n_val :])}
+        return {
+            "test": pick(order[:n_test]),
+            "validation": pick(order[n_test : n_test + n_val]),
+            "train": pick(order[n_test + n_val :]),
+        }
     if len(items) == 1:
         out, rest = {}, items[0]
         for name, fraction in (("test", test), ("validation", validation / (1 - test) if test < 1 else 0)):
@@ -147,8 +156,11 @@ def split(items: list[str | dict], validation: float, test: float, seed: int) ->
         return {"train": [rest], "validation": out["validation"], "test": out["test"]}
     n = len(items)
     n_test, n_val = round(n * test), round(n * validation)
-    return {"train": items[: n - n_test - n_val], "validation": items[n - n_test - n_val : n - n_test],
-            "test": items[n - n_test :]}
+    return {
+        "train": items[: n - n_test - n_val],
+        "validation": items[n - n_test - n_val : n - n_test],
+        "test": items[n - n_test :],
+    }
 
 
 def fingerprint(items: list[str | dict]) -> dict[str, Any]:

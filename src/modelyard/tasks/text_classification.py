@@ -15,7 +15,12 @@ from modelyard.data.readers import read_table, require_columns
 from modelyard.data.splits import fingerprint, make_splits
 from modelyard.errors import DataError, ModelNotFoundError
 from modelyard.models import catalog
-from modelyard.models.text_learner import TextClassifierLearner, length_percentiles, unknown_rate
+from modelyard.models.text_learner import (
+    OnnxTextClassifierLearner,
+    TextClassifierLearner,
+    length_percentiles,
+    unknown_rate,
+)
 from modelyard.models.tfidf_linear import TfidfLinearLearner, tfidf_baseline
 from modelyard.models.tokenizers import cjk_share
 from modelyard.tasks import register_task
@@ -194,5 +199,6 @@ class TextClassificationTask:
         labels = manifest["labels"]
         if manifest["backbone"] == TFIDF:
             return TfidfLinearLearner.load(directory, labels)
-        return TextClassifierLearner.load(directory, config.model, labels, json.loads(
-            (directory / "text_model.json").read_text(encoding="utf-8")))
+        spec = json.loads((directory / "text_model.json").read_text(encoding="utf-8"))
+        runtime = OnnxTextClassifierLearner if manifest.get("runtime") == "onnxruntime" else TextClassifierLearner
+        return runtime.load(directory, config.model, labels, spec)

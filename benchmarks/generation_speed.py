@@ -1,0 +1,134 @@
+"""Generation speed with SmolLM2-135M (fp32, greedy): modelyard's KV-cache decoder for one stream and for 8
+concurrent streams (through the server's GenerationBatcher) against transformers' `generate`, one request at a
+time. llama.cpp is not measured here: llama-cpp-python compiles for minutes and is not installed. Prints JSON.
+
+    python benchmarks/generation_speed.py [--tokens 48] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+
+import torch
+
+from modelyard.generation.batcher import GenerationBatcher
+from modelyard.models.lora_learner import CausalLMLearner
+from modelyard.tasks.text_generation import GenerationModelConfig
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "Name three colours of the rainbow.",
+    "Why is the sky blue?",
+    "Give me a tip for learning to cook.",
+    "What does a bank teller do?",
+    "How many legs does a spider have?",
+    "Write one sentence about the sea.",
+    "What is two plus two?",
+]
+
+
+def hf_generate(learner: CausalLMLearner, prompts: list[list[int]], tokens: int) -> dict:
+    model, produced, start = learner.module, 0, time.perf_counter()
+    for ids in prompts:
+        out = model.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=tokens,
+            min_new_tokens=tokens,
+            do_sample=False,
+            pad_token_id=learner.pad_id,
+        )
+        produced += out.shape[1] - len(ids)
+    seconds = time.perf_counter() - start
+    return {"tokens": produced, "seconds": round(seconds, 2), "tokens_per_second": round(produced / seconds, 2)}
+
+
+def single_streams(learner: CausalLMLearner, prompts: list[list[int]], tokens: int) -> dict:
+    produced, start, first = 0, time.perf_counter(), []
+    for ids in prompts:
+        t0 = time.perf_counter()
+        for i, event in enumerate(learner.generator.run([_request(learner, ids, tokens)])):
+            if i == 0:
+                first.append(time.perf_counter() - t0)
+            produced = produced + event.completion_tokens if event.finish_reason else produced
+    seconds = time.perf_counter() - start
+    return {
+        "tokens": produced,
+        "seconds": round(seconds, 2),
+        "tokens_per_second": round(produced / seconds, 2),
+        "first_token_ms": round(1000 * sum(first) / len(first), 1),
+    }
+
+
+def concurrent_streams(learner: CausalLMLearner, prompts: list[list[int]], tokens: int) -> dict:
+    batcher = GenerationBatcher(learner.generator, max_batch_size=len(prompts), max_wait_ms=20)
+    done, counts = threading.Semaphore(0), []
+
+    def sink(event) -> None:
+        if getattr(event, "finish_reason", None):
+            counts.append(event.completion_tokens)
+            done.release()
+
+    start = time.perf_counter()
+    for ids in prompts:
+        batcher.submit(_request(learner, ids, tokens), sink)
+    for _ in prompts:
+        done.acquire()
+    seconds = time.perf_counter() - start
+    batcher.close()
+    return {
+        "streams": len(prompts),
+        "tokens": sum(counts),
+        "seconds": round(seconds, 2),
+        "aggregate_tokens_per_second": round(sum(counts) / seconds, 2),
+        "batches": list(batcher.batch_sizes),
+    }
+
+
+def _request(learner: CausalLMLearner, ids: list[int], tokens: int):
+    from modelyard.generation.engine import Request
+
+    # no end-of-text token: every stream makes exactly `tokens` tokens, as min_new_tokens does for HF
+    learner.generator.decoder.eos_ids = set()
+    return Request(ids, learner.generator.options(max_new_tokens=tokens, temperature=0))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options = GenerationModelConfig(backbone="smollm2-135m", lora=None)
+    learner = CausalLMLearner.pretrained("smollm2-135m", options)
+    prompts = [learner.generator.prompt_ids([{"role": "user", "content": q}]) for q in QUESTIONS]
+    with torch.inference_mode():
+        hf_generate(learner, prompts[:1], 4)  # warm-up
+        hf = hf_generate(learner, prompts, args.tokens)
+    single = single_streams(learner, prompts, args.tokens)
+    many = concurrent_streams(learner, prompts, args.tokens)
+    print(
+        json.dumps(
+            {
+                "benchmark": "generation_speed",
+                "model": "smollm2-135m fp32",
+                "new_tokens_per_request": args.tokens,
+                "torch_threads": torch.get_num_threads(),
+                "hf_generate_one_at_a_time": hf,
+                "modelyard_single_stream": single,
+                "modelyard_8_concurrent": many,
+                "single_vs_hf": round(single["tokens_per_second"] / hf["tokens_per_second"], 2),
+                "concurrent_vs_hf": round(many["aggregate_tokens_per_second"] / hf["tokens_per_second"], 2),
+                "llama_cpp": "not measured (llama-cpp-python not installed: it compiles for minutes)",
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

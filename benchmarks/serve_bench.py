@@ -1,0 +1,184 @@
+"""Serving throughput and latency: `modelyard serve` with adaptive batching vs `--max-batch-size 1`.
+
+Starts the real CLI server on loopback for each setting, measures time to /readyz, then runs N concurrent
+clients (one single-text request at a time each) for a fixed duration. Prints JSON.
+
+    python benchmarks/serve_bench.py BUNDLE [--clients 32] [--duration 15] [--batch-sizes 32 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+FALLBACK_TEXTS = [
+    "I still have not received my new card, when will it arrive?",
+    "How do I top up my account with a bank transfer?",
+    "What is the exchange rate for euros?",
+    "My card payment was declined at the shop",
+    "Can I change my PIN at an ATM?",
+    "Why was I charged a fee for withdrawing cash?",
+]
+
+
+def texts() -> list[str]:
+    path = ROOT / "examples" / "data" / "banking77" / "test.csv"
+    if not path.exists():
+        return FALLBACK_TEXTS
+    with path.open(encoding="utf-8", newline="") as f:
+        return [row["text"] for row in csv.DictReader(f)][:1000]
+
+
+def modelyard_command() -> list[str]:
+    """The `modelyard` console script of this interpreter's environment."""
+    script = shutil.which("modelyard", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-c", "from modelyard.cli import main; main()"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def wait_ready(url: str, process: subprocess.Popen, timeout: float) -> float:
+    started = time.perf_counter()
+    async with httpx.AsyncClient() as client:
+        while time.perf_counter() - started < timeout:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited with code {process.returncode}")
+            try:
+                if (await client.get(f"{url}/readyz", timeout=1)).status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.02)
+    raise RuntimeError(f"not ready after {timeout} s")
+
+
+async def load(url: str, clients: int, duration: float, warmup: float, pool: list[str]) -> dict:
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    count = sent = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        start = time.perf_counter()
+        measure_from, stop = start + warmup, start + warmup + duration
+
+        async def worker(seed: int) -> None:
+            nonlocal count, sent
+            rng = random.Random(seed)
+            while (now := time.perf_counter()) < stop:
+                try:
+                    response = await client.post("/v1/predict", json={"inputs": [rng.choice(pool)]})
+                    ok, kind = response.status_code == 200, str(response.status_code)
+                except httpx.HTTPError as err:
+                    ok, kind = False, type(err).__name__
+                sent += 1
+                if now >= measure_from:
+                    if ok:
+                        latencies.append(time.perf_counter() - now)
+                        count += 1
+                    else:
+                        errors[kind] = errors.get(kind, 0) + 1
+
+        await asyncio.gather(*(worker(i) for i in range(clients)))
+    return {
+        "requests": count,
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "throughput_rps": round(count / duration, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1),
+        "sent_including_warmup": sent,
+    }
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc): robust to other load, unlike wall-clock rates."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def mean_batch_size(url: str) -> float:
+    """Inputs per forward pass over the whole run, from the server's own histogram."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{url}/metrics", timeout=10)).text
+    values = dict(re.findall(r"^(modelyard_batch_size_(?:sum|count)) ([0-9.e+-]+)$", text, re.MULTILINE))
+    count = float(values.get("modelyard_batch_size_count", 0))
+    return round(float(values.get("modelyard_batch_size_sum", 0)) / count, 2) if count else 0.0
+
+
+async def run_one(bundle: str, max_batch_size: int, args: argparse.Namespace, pool: list[str]) -> dict:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [*modelyard_command(), "serve", bundle, "--port", str(port)]
+    command += ["--max-batch-size", str(max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "MODELYARD_HOME": home}
+        env.pop("MODELYARD_API_KEY", None)
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            ready = await wait_ready(url, process, args.ready_timeout)
+            cpu_before = process_cpu_seconds(process.pid)
+            result = await load(url, args.clients, args.duration, args.warmup, pool)
+            cpu_used = process_cpu_seconds(process.pid) - cpu_before
+            sent = result.pop("sent_including_warmup")
+            result["server_cpu_ms_per_request"] = round(1000 * cpu_used / sent, 2) if sent else None
+            result["mean_batch_size"] = await mean_batch_size(url)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return {"max_batch_size": max_batch_size, "time_to_ready_s": round(ready, 2), **result}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bundle")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per setting")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 1])
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--ready-timeout", type=float, default=120.0)
+    args = parser.parse_args()
+    pool = texts()
+    runs = [await run_one(args.bundle, size, args, pool) for size in args.batch_sizes]
+    report = {
+        "bundle": args.bundle,
+        "clients": args.clients,
+        "duration_s": args.duration,
+        "cpus": os.cpu_count(),
+        "runs": runs,
+    }
+    if len(runs) >= 2 and runs[-1]["throughput_rps"]:
+        report["speedup"] = round(runs[0]["throughput_rps"] / runs[-1]["throughput_rps"], 2)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,167 @@
+"""MODEL_CARD.md: what the model is for, what it was trained on, how well it does (with intervals), where it
+fails, and how to train it again. Written into the bundle at train time, so it is checksummed with it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelyard.bundle import environment
+from modelyard.evaluation.stats import HEADLINE, bootstrap_intervals, pairs_from_confusion
+from modelyard.fsutil import atomic_write_text
+
+CARD = "MODEL_CARD.md"
+LOW_F1 = 0.5
+SMALL_TEST = 500
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _intended_use(manifest: dict[str, Any]) -> list[str]:
+    labels = manifest.get("labels") or []
+    lines = [f"A `{manifest.get('task')}` model (`{manifest.get('backbone')}`) trained with modelyard."]
+    if labels:
+        shown = ", ".join(f"`{x}`" for x in labels[:12]) + (f" and {len(labels) - 12} more" if len(labels) > 12 else "")
+        lines.append(f"It assigns one of {len(labels)} labels to an input: {shown}.")
+    lines += [
+        "",
+        "Intended for inputs like its training data (same language, domain and length; see *Data*), behind "
+        "a product that lets people correct it. Not intended for decisions about people without human "
+        "review, nor for inputs unlike the training data: see *Known limits*.",
+    ]
+    return lines
+
+
+def _data(manifest: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    files = report.get("files", {})
+    lines = ["| split | rows | sha256 | source |", "|---|---:|---|---|"]
+    for split, info in manifest.get("data", {}).items():
+        source = files.get(split, {}).get("read", {}).get("file", "carved from train" if split != "train" else "")
+        lines.append(f"| {split} | {info.get('rows', '')} | `{str(info.get('sha256', ''))[:16]}` | {source} |")
+    for split, info in files.items():
+        if info.get("summary"):
+            lines.append(f"\nCleaning ({split}): {info['summary']}")
+    return lines
+
+
+def intervals_from_metrics(test: dict[str, Any], labels: list[str] | None) -> dict[str, dict[str, float]]:
+    """Bootstrap intervals rebuilt from the saved confusion matrix (the metrics depend only on the pairs)."""
+    if not labels or "confusion_matrix" not in test:
+        return {}
+    y_true, y_pred = pairs_from_confusion(test["confusion_matrix"])
+    return bootstrap_intervals(y_true, y_pred, len(labels))
+
+
+def _metrics(metrics: dict[str, Any], intervals: dict[str, dict[str, float]]) -> list[str]:
+    test, validation = metrics.get("test", {}), metrics.get("validation", {})
+    keys = [k for k, v in {**validation, **test}.items() if isinstance(v, int | float) and k != "samples"]
+    baselines = {n: b.get("test", {}) for n, b in metrics.get("baselines", {}).items() if b.get("test")}
+    head = [
+        "metric",
+        "validation",
+        "test (95% bootstrap interval)",
+        *(f"baseline {n} (test)" for n in baselines),
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in keys:
+        cell = _num(test.get(key, ""))
+        if key in intervals:
+            cell += f" [{intervals[key]['low']:.4f}, {intervals[key]['high']:.4f}]"
+        row = [key, _num(validation.get(key, "")), cell, *(_num(b.get(key, "")) for b in baselines.values())]
+        lines.append("| " + " | ".join(row) + " |")
+    if test.get("samples"):
+        lines.append(f"\nTest split: {test['samples']} examples.")
+    return lines
+
+
+def _limits(metrics: dict[str, Any], report: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    test = metrics.get("test", {})
+    lines = []
+    per_class = {k: v for k, v in test.get("per_class", {}).items() if v.get("support")}
+    if per_class:
+        low = sorted((v["f1"], k) for k, v in per_class.items() if v["f1"] < LOW_F1)
+        if low:
+            lines.append(
+                f"- {len(low)} classes have test F1 below {LOW_F1}: "
+                + ", ".join(f"`{k}` ({f:.2f})" for f, k in low[:10])
+                + (" ..." if len(low) > 10 else "")
+            )
+        else:
+            f, k = min((v["f1"], k) for k, v in per_class.items())
+            lines.append(f"- No class has test F1 below {LOW_F1}; the weakest is `{k}` ({f:.2f}).")
+    tok = report.get("tokenizer", {})
+    if "unknown_rate" in tok:
+        lines.append(
+            f"- Language coverage: the `{tok.get('name')}` tokenizer maps {tok['unknown_rate']:.1%} of the "
+            "training tokens to [UNK]; text in scripts it does not cover is read poorly."
+        )
+    if "cjk_share" in report:
+        lines.append(
+            f"- {report['cjk_share']:.0%} of the training characters are CJK; expect weaker results on "
+            "languages and scripts the training data does not contain."
+        )
+    lengths = report.get("text_length_chars", {})
+    max_length = config.get("model", {}).get("max_length")
+    if lengths:
+        lines.append(
+            f"- Training texts are {lengths.get('p5'):.0f}-{lengths.get('p95'):.0f} characters (5th-95th "
+            f"percentile); longer inputs are cut" + (f" at {max_length} tokens." if max_length else ".")
+        )
+    if test.get("samples") and test["samples"] < SMALL_TEST:
+        lines.append(f"- The test split has only {test['samples']} examples: the intervals above are wide.")
+    lines += [f"- Data warning: {w}" for w in report.get("warnings", [])]
+    return lines or ["- None detected automatically; evaluate on your own data before relying on it."]
+
+
+def _reproduce(config_text: str, versions: dict[str, str]) -> list[str]:
+    config = yaml.safe_load(config_text) or {}
+    seed = config.get("train", {}).get("seed")
+    return [
+        "`config.yaml` in this bundle is the resolved config (every default filled in, data paths absolute). "
+        "With the same data (check the sha256 above with `modelyard validate config.yaml --json`):",
+        "",
+        "```bash",
+        "modelyard train config.yaml --output retrained-model",
+        "```",
+        "",
+        f"Seed {seed}; versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
+        "",
+        "```yaml",
+        config_text.rstrip(),
+        "```",
+    ]
+
+
+def render(directory: Path, manifest: dict[str, Any]) -> str:
+    """The card's Markdown for the bundle files in `directory` and its (possibly not yet sealed) manifest."""
+    directory = Path(directory)
+    metrics = _read_json(directory / "metrics.json")
+    report = _read_json(directory / "data_report.json")
+    config_path = directory / "config.yaml"
+    config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
+    intervals = intervals_from_metrics(metrics.get("test", {}), manifest.get("labels"))
+    intervals = {k: v for k, v in intervals.items() if k in HEADLINE}
+    parts = [
+        [f"# Model card: {manifest.get('name')}"],
+        ["## Intended use", "", *_intended_use(manifest)],
+        ["## Data", "", *_data(manifest, report)],
+        ["## Metrics", "", *_metrics(metrics, intervals)],
+        ["## Known limits", "", *_limits(metrics, report, yaml.safe_load(config_text) or {})],
+        ["## How to reproduce", "", *_reproduce(config_text, manifest.get("versions") or environment())],
+    ]
+    return "\n\n".join("\n".join(p) for p in parts) + "\n"
+
+
+def write_model_card(directory: Path, manifest: dict[str, Any]) -> Path:
+    path = Path(directory) / CARD
+    atomic_write_text(path, render(directory, manifest))
+    return path

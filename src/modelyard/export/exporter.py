@@ -1,0 +1,166 @@
+"""`modelyard export`: a bundle -> ONNX (optionally int8) or int8 PyTorch, checked against the original.
+
+The result is itself a bundle (same manifest, its own checksums, `runtime` saying what runs it), so predict,
+evaluate, report, serve and the registry take it unchanged. It is built beside its destination and moved into
+place only once the parity check has passed (or `force` is set), with the check in `export.json`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from modelyard import api, bundle
+from modelyard.errors import UserError
+from modelyard.export import parity
+from modelyard.export.onnx import quantize_onnx, to_onnx
+from modelyard.export.protocol import ONNX_FILE
+from modelyard.export.torch_int8 import quantize_module, save_quantized
+from modelyard.fsutil import atomic_write_json, replace_dir, sha256_file
+from modelyard.home import home
+
+WEIGHTS = "model.safetensors"
+REPORT = "export.json"
+NOT_COPIED = {bundle.MANIFEST, WEIGHTS, REPORT, "distill.json", "checkpoints"}
+# manifest entries that describe the written files, not the model: write_bundle recomputes them
+REWRITTEN = ("files", "created", "versions", "format_version", "runtime", "export", "quantize")
+
+
+class ExportParityError(UserError):
+    """The exported model answers too differently from the original."""
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    report: dict[str, Any]
+    passed: bool
+
+
+def default_output(model: api.Model, suffix: str) -> Path:
+    """Beside the source bundle; under MODELYARD_HOME for registry models (their folder belongs to MLflow)."""
+    if model.version is None:
+        return model.path.with_name(f"{model.path.name}-{suffix}")
+    return home() / "exports" / model.name / f"{datetime.now():%Y%m%d-%H%M%S}-{suffix}"
+
+
+def _validation_split(model: api.Model) -> Any:
+    """The bundle's validation split, re-prepared from its config exactly as training split it."""
+    splits = model.task.prepare(model.config).splits
+    return splits["validation"] if len(splits["validation"]) else splits["test"]
+
+
+def _check_capable(model: api.Model, fmt: str) -> None:
+    learner = model.learner
+    able = parity.can_compare(learner) and (
+        hasattr(learner, "onnx_graph") if fmt == "onnx" else getattr(learner, "module", None) is not None
+    )
+    if not able or model.manifest.get("runtime", "torch") != "torch" or model.manifest.get("quantize"):
+        what = "ONNX" if fmt == "onnx" else "int8 PyTorch"
+        raise UserError(
+            f"{model.path}: this model ({model.manifest.get('backbone')}, runtime "
+            f"{model.manifest.get('runtime', 'torch')}) cannot be exported to {what}",
+            "export a bundle trained by `modelyard train` with a neural backbone",
+        )
+
+
+def _copy_preprocessing(source: Path, staging: Path) -> None:
+    """Everything of the source bundle but its weights and manifest: config, tokenizer, metrics, history."""
+    for path in source.iterdir():
+        if path.name in NOT_COPIED:
+            continue
+        if path.is_dir():
+            shutil.copytree(path, staging / path.name)
+        else:
+            shutil.copy2(path, staging / path.name)
+
+
+def _write_weights(model: api.Model, fmt: str, quantize: str | None, staging: Path) -> dict[str, Any]:
+    learner = model.learner
+    if fmt == "torch":
+        save_quantized(quantize_module(learner.module).eval(), staging / WEIGHTS)
+        return {"runtime": "torch", "quantize": "dynamic-int8"}
+    graph = learner.onnx_graph()
+    if quantize is None:
+        to_onnx(graph, staging / ONNX_FILE)
+        return {"runtime": "onnxruntime"}
+    calibration = None
+    if graph.quantization == "static":
+        train = model.task.prepare(model.config).splits["train"]
+        calibration = learner.calibration_feeds(train, 64)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / ONNX_FILE
+        to_onnx(graph, fp32)
+        quantize_onnx(fp32, staging / ONNX_FILE, graph.quantization, calibration)
+    return {"runtime": "onnxruntime", "quantize": f"{graph.quantization}-int8"}
+
+
+def export(
+    ref: str | Path,
+    fmt: Literal["onnx", "torch"] = "onnx",
+    quantize: Literal["int8"] | None = None,
+    output: str | Path | None = None,
+    tolerance: parity.Tolerance = parity.Tolerance(),
+    force: bool = False,
+    latency_samples: int = 100,
+) -> ExportResult:
+    """Export, run the parity check on the validation split, move the new bundle into place if it passes."""
+    if fmt == "torch" and quantize is None:
+        raise UserError("a PyTorch export without --quantize changes nothing", "add --quantize int8 or --format onnx")
+    original = api.load(ref)
+    _check_capable(original, fmt)
+    suffix = "-".join(x for x in ("onnx" if fmt == "onnx" else "", quantize or "") if x)
+    output = Path(output).resolve() if output else default_output(original, suffix)
+    if output == original.path or original.path.is_relative_to(output):
+        raise UserError(f"--output {output} would overwrite the bundle being exported", "choose another folder")
+    staging = output.parent / f".{output.name}.export-{uuid.uuid4().hex[:8]}"
+    try:
+        manifest = {k: v for k, v in original.manifest.items() if k not in REWRITTEN}
+
+        def write(folder: Path) -> dict[str, Any]:
+            _copy_preprocessing(original.path, folder)
+            written = _write_weights(original, fmt, quantize, folder)
+            source = {
+                "path": str(original.path),
+                "version": original.version,
+                "manifest_sha256": sha256_file(original.path / bundle.MANIFEST),
+            }
+            return {**written, "export": {"format": fmt, "quantize": quantize, "source": source}}
+
+        bundle.write_bundle(staging, write, manifest)
+        exported = api.load(staging)
+        report = {
+            "format": fmt,
+            "quantize": exported.manifest.get("quantize"),
+            "runtime": exported.manifest["runtime"],
+            "size_mb": {"original": parity.size_mb(original.path), "exported": parity.size_mb(staging)},
+            **parity.compare(
+                original.learner,
+                exported.learner,
+                _validation_split(original),
+                latency_samples=latency_samples,
+            ),
+        }
+        found = parity.problems(report, tolerance)
+        report["passed"] = not found
+        report["tolerance"] = {
+            "min_agreement": tolerance.min_agreement,
+            "max_accuracy_drop": tolerance.max_accuracy_drop,
+            "forced": bool(found and force),
+        }
+        if found and not force:
+            raise ExportParityError(
+                f"the export of {original.path} changes predictions too much: " + "; ".join(found),
+                "nothing was written; pass --force to keep it anyway, or export without --quantize",
+            )
+        atomic_write_json(staging / REPORT, report)
+        bundle.seal(staging, exported.manifest)
+        replace_dir(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(output, report, not found)

@@ -1,0 +1,29 @@
+"""What a learner offers to be exported: its graph for ONNX and the examples the parity check compares.
+
+Learners opt in by duck typing (detected with hasattr), as for the trainer's optional capabilities:
+- `onnx_graph() -> OnnxGraph`: the torch module to trace, example inputs, names and dynamic axes.
+- `export_examples(split) -> (inputs, targets)`: raw inputs as `predict` takes them, and target class indices.
+- `export_outputs(inputs) -> np.ndarray`: the scores the parity check compares, (N, K) probabilities.
+- `calibration_feeds(split, n) -> list[dict[str, np.ndarray]]`: ONNX inputs to calibrate static int8 (CNNs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+ONNX_FILE = "model.onnx"
+
+
+@dataclass
+class OnnxGraph:
+    """A module ready for `torch.onnx.export`; `quantization` says which int8 scheme suits it."""
+
+    module: torch.nn.Module
+    args: tuple[torch.Tensor, ...]
+    input_names: list[str]
+    output_names: list[str]
+    dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
+    quantization: Literal["dynamic", "static"] = "dynamic"  # dynamic: Transformers, LSTMs; static: CNNs

@@ -1,0 +1,63 @@
+"""What a generating learner exposes: prompts or chat messages in, text (whole or streamed) out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from modelyard.generation.engine import Decoder, Event, Request, TextCodec, stream_batch
+from modelyard.generation.options import GenerationOptions
+
+Prompt = str | list[dict[str, str]]
+
+
+class TextGenerator:
+    """Turns prompts into token ids (chat messages through `render_chat`) and decodes them with `decoder`."""
+
+    def __init__(
+        self,
+        decoder: Decoder,
+        codec: TextCodec,
+        render_chat: Callable[[list[dict[str, str]]], str],
+        defaults: GenerationOptions | None = None,
+    ) -> None:
+        self.decoder = decoder
+        self.codec = codec
+        self.render_chat = render_chat
+        self.defaults = defaults or GenerationOptions()
+
+    def options(self, **overrides: Any) -> GenerationOptions:
+        """The learner's default options with `overrides` (None values ignored) applied and validated."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return GenerationOptions.model_validate({**self.defaults.model_dump(), **given})
+
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        text = prompt if isinstance(prompt, str) else self.render_chat(prompt)
+        return self.codec.encode(text)
+
+    def request(self, prompt: Prompt, **options: Any) -> Request:
+        return Request(self.prompt_ids(prompt), self.options(**options))
+
+    def run(self, requests: Sequence[Request]) -> Iterator[Event]:
+        """Decode `requests` together (one batch), yielding their events interleaved."""
+        return stream_batch(self.decoder, self.codec, requests)
+
+    def stream(self, prompt: Prompt, **options: Any) -> Iterator[str]:
+        for event in self.run([self.request(prompt, **options)]):
+            if event.text:
+                yield event.text
+
+    def complete(self, prompts: Sequence[Prompt], **options: Any) -> list[dict[str, Any]]:
+        """Whole completions for several prompts decoded as one batch: text, finish reason, token counts."""
+        requests = [self.request(p, **options) for p in prompts]
+        out = [
+            {"text": "", "finish_reason": None, "prompt_tokens": len(r.prompt_ids), "completion_tokens": 0}
+            for r in requests
+        ]
+        for event in self.run(requests):
+            item = out[event.index]
+            item["text"] += event.text
+            if event.finish_reason:
+                item["finish_reason"] = event.finish_reason
+                item["completion_tokens"] = event.completion_tokens
+        return out

@@ -1,0 +1,63 @@
+"""Loading pretrained causal LMs offline: a bundled GGUF (dequantised once, then cached) or a local HF folder.
+
+Dequantising SmolLM2's GGUF takes ~20 s; the float weights are cached as safetensors under
+MODELYARD_HOME/cache/causal-lm so every later load is a plain `from_pretrained` of a folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from modelyard.errors import ModelNotFoundError
+from modelyard.fsutil import replace_dir
+from modelyard.home import cache_dir, offline
+from modelyard.models import catalog
+
+log = logging.getLogger(__name__)
+
+
+def _cached_folder(name: str) -> Path:
+    """The float copy of a bundled GGUF model, converted on first use."""
+    gguf = catalog.locate(name)
+    stat = gguf.stat()
+    target = cache_dir("causal-lm") / f"{name}-{stat.st_size}-{int(stat.st_mtime)}"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("dequantising %s once (about 20 s); cached in %s", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model.hf_quantizer = None  # the weights are plain floats now; this lets save_pretrained write them
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    replace_dir(staging, target)
+    return target
+
+
+def resolve(backbone: str) -> Path:
+    """A catalog name or a local Hugging Face folder -> a folder `from_pretrained` reads offline."""
+    offline()
+    if backbone in catalog.CATALOG and catalog.CATALOG[backbone].kind == "causal-lm":
+        return _cached_folder(backbone)
+    if catalog.is_local_hf_dir(backbone):
+        return Path(backbone).expanduser().resolve()
+    raise ModelNotFoundError(
+        f"unknown causal language model '{backbone}'",
+        f"use gpt-scratch, one of {', '.join(catalog.names('causal-lm'))}, or a local Hugging Face folder",
+    )
+
+
+def load(backbone: str):
+    """(model, tokenizer) in fp32, eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = resolve(backbone)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype="float32")
+    return model.eval(), tokenizer

@@ -1,0 +1,62 @@
+"""The baseline beside every image model: frozen pretrained EfficientNet-Lite0 features + logistic regression.
+
+What fine-tuning must beat. Features are computed once per image, with the evaluation transform.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from modelyard.data.images import load_image
+from modelyard.evaluation.metrics import classification_metrics
+from modelyard.models import efficientnet
+from modelyard.models.image_learner import EFFICIENTNET, preprocessing_for
+
+HEADLINE = ("accuracy", "macro_f1", "macro_precision", "macro_recall")
+BATCH = 32
+
+
+@torch.inference_mode()
+def extract(trunk: torch.nn.Module, paths: list[str], image_size: int) -> np.ndarray:
+    """(N, 1280) pooled features of the ImageNet trunk."""
+    prep = preprocessing_for(EFFICIENTNET, image_size, "none")
+    transform = prep.eval_transform()
+    out = []
+    for start in range(0, len(paths), BATCH):
+        pixels = torch.stack([transform(load_image(p, prep.resize)) for p in paths[start : start + BATCH]])
+        out.append(trunk(pixels).float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, efficientnet.FEATURES), dtype=np.float32)
+
+
+def frozen_features_baseline(
+    splits: dict[str, pd.DataFrame], labels: list[str], image_size: int = 224
+) -> dict[str, Any]:
+    """Fit on train features, report headline metrics on validation and test (`baselines.frozen_features`)."""
+    trunk = efficientnet.imagenet_model().eval()
+    trunk.reset_classifier(0)
+    index = {label: i for i, label in enumerate(labels)}
+    train = splits["train"]
+    x = extract(trunk, train["path"].tolist(), image_size)
+    y = train["label"].map(index).to_numpy()
+    folds = max(2, int(min(3, np.bincount(y).min())))
+    search = GridSearchCV(LogisticRegression(max_iter=2000), {"C": [0.01, 0.1, 1.0]}, cv=folds)
+    classifier = make_pipeline(StandardScaler(), search)
+    classifier.fit(x, y)
+    result: dict[str, Any] = {"backbone": EFFICIENTNET, "image_size": image_size}
+    for name in ("validation", "test"):
+        frame = splits.get(name)
+        if frame is None or frame.empty:
+            continue
+        frame = frame[frame["label"].isin(index)]
+        pred = classifier.predict(extract(trunk, frame["path"].tolist(), image_size))
+        metrics = classification_metrics(frame["label"].map(index).tolist(), pred.tolist(), labels)
+        result[name] = {k: v for k, v in metrics.items() if k in HEADLINE}
+    return result

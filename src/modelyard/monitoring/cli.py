@@ -1,0 +1,121 @@
+"""`modelyard monitor`, `feedback import` and `retrain`; the top-level app registers them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+feedback_app = typer.Typer(
+    name="feedback",
+    help="Labelled corrections from production, stored with their predictions.",
+    no_args_is_help=True,
+)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def _drift_table(report: dict[str, Any]) -> None:
+    drift = report["drift"]
+    window = report["window"]
+    console.print(
+        f"[bold]{report['model']['name']}[/] requests {report['requests']}, window "
+        f"{window['predictions']} ({window['from']} .. {window['to']}), versions {window['versions']}"
+    )
+    console.print(f"latency p50 {report['latency_ms']['p50']} ms, p95 {report['latency_ms']['p95']} ms")
+    table = Table(title=f"drift: {'DETECTED' if drift['detected'] else 'none'} ({drift['reason']})")
+    for column in ("test", "method", "statistic", "threshold", "p-value", "drift"):
+        table.add_column(column)
+    for name, test in drift.items():
+        if not isinstance(test, dict):
+            continue
+        if "skipped" in test:
+            table.add_row(name, "-", "-", "-", "-", f"skipped: {test['skipped']}")
+            continue
+        table.add_row(
+            name,
+            test["method"],
+            f"{test['statistic']:.4g}",
+            f"{test['threshold']:.4g}",
+            f"{test['p_value']:.4g}" if "p_value" in test else "-",
+            "yes" if test["detected"] else "no",
+        )
+    console.print(table)
+    top = ", ".join(f"{k} {v:.0%}" for k, v in list(report["predicted_labels"].items())[:5])
+    console.print(f"predicted labels: {top or '-'}")
+    feedback = report["feedback"]
+    console.print(f"feedback: {feedback['count']} labelled, live accuracy {feedback['accuracy']}")
+
+
+def monitor(
+    model: Annotated[str, typer.Argument(help="bundle path or models:/NAME@ALIAS")],
+    since: Annotated[str | None, typer.Option(help="only traffic since: 30m, 2h, 7d or an ISO date")] = None,
+    window: Annotated[int, typer.Option(min=1, help="most recent predictions judged for drift")] = 1000,
+    json_: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Traffic, latency, predicted labels, drift against the training data, feedback and live accuracy.
+
+    Example: modelyard monitor models:/banking-intents@champion --since 24h --json
+    """
+    from modelyard.monitoring.monitor import monitor as run_monitor
+
+    report = run_monitor(model, since, window)
+    if json_:
+        _print_json(report)
+    else:
+        _drift_table(report)
+
+
+@feedback_app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="a .csv/.tsv (header prediction_id,label) or .jsonl file")],
+    model: Annotated[str, typer.Option("--model", help="bundle path or models:/NAME@ALIAS")],
+) -> None:
+    """Attach true labels to logged predictions; unknown prediction ids reject the whole file.
+
+    Example: modelyard feedback import corrections.csv --model models:/banking-intents@champion
+    """
+    from modelyard.monitoring.feedback import import_feedback
+
+    result = import_feedback(file, model)
+    console.print(f"imported {result['imported']} feedback labels for {result['model']}")
+
+
+def retrain(
+    config: Annotated[Path, typer.Argument(help="the YAML config the champion was trained from")],
+    model: Annotated[str, typer.Option("--model", help="the champion: models:/NAME@ALIAS or a bundle path")],
+    margin: Annotated[float, typer.Option(help="the challenger must beat the champion by more than this")] = 0.0,
+    guard_class: Annotated[
+        list[str] | None, typer.Option("--guard-class", help="a class whose F1 must not drop (repeatable)")
+    ] = None,
+    alias: Annotated[str, typer.Option(help="the alias a winning challenger takes")] = "champion",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a config key")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="challenger bundle folder")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="print the decision as JSON")] = False,
+) -> None:
+    """Train a challenger on the training data plus feedback; promote it only if it beats the champion.
+
+    Example: modelyard retrain examples/quickstart.yaml --model models:/banking-intents@champion
+    """
+    from modelyard.monitoring.retrain import retrain as run_retrain
+
+    decision = run_retrain(config, model, margin, guard_class or [], set_ or [], output, alias)
+    if json_:
+        _print_json(decision)
+        return
+    for side in ("champion", "challenger"):
+        d = decision[side]
+        console.print(
+            f"[bold]{side}[/] v{d['version']}: {decision['metric']} {d[decision['metric']]:.4f}, "
+            f"accuracy {d['accuracy']:.4f}, feedback {d['feedback']}"
+        )
+    verdict = "[green]promoted[/]" if decision["promoted"] else "[yellow]not promoted[/]"
+    console.print(f"{verdict}: {decision['reason']}")
+    print(json.dumps({"promoted": decision["promoted"], "reason": decision["reason"]}))

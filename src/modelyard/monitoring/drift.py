@@ -1,0 +1,87 @@
+"""Drift of a window of live inputs and predictions against a bundle's reference profile.
+
+Four tests, each with its statistic, threshold and verdict (docs/monitoring.md): PSI on input lengths, PSI on
+embedding-cluster assignments, a kernel two-sample test (MMD) on embeddings, and PSI on predicted labels.
+`detected` is true when any of them is; too small a window gives no verdict rather than a noisy one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modelyard.monitoring.reference import MMD_ROWS, Reference, assign, normalize
+from modelyard.monitoring.statistics import bin_counts, mmd_test, psi_test
+
+MIN_WINDOW = 30  # fewer live inputs than this: no verdict
+EMBED_ROWS = 512  # most recent inputs embedded per check (cluster PSI); MMD uses MMD_ROWS of them
+
+
+def _texts(inputs: list[Any]) -> list[str]:
+    return [x for x in inputs if isinstance(x, str)]
+
+
+def _embedding_tests(reference: Reference, learner: Any, texts: list[str]) -> dict[str, Any]:
+    if reference.embeddings is None or reference.centroids is None:
+        reason = reference.profile.get("embeddings", {}).get("skipped", "the reference has no embeddings")
+        return {"embedding_clusters": {"skipped": reason}, "embedding_mmd": {"skipped": reason}}
+    if not hasattr(learner, "embed"):
+        reason = "the served learner has no embed()"
+        return {"embedding_clusters": {"skipped": reason}, "embedding_mmd": {"skipped": reason}}
+    recent = texts[-EMBED_ROWS:]
+    live = normalize(learner.embed(recent))
+    centroids = reference.centroids
+    ref_counts = np.asarray(reference.profile["embeddings"]["cluster_counts"], dtype=float)
+    live_counts = np.bincount(assign(live, centroids), minlength=len(centroids)).astype(float)
+    clusters = psi_test(ref_counts, live_counts, "psi_embedding_clusters").as_dict()
+    rng = np.random.default_rng(0)
+    sample = live[rng.permutation(len(live))[:MMD_ROWS]]
+    mmd = mmd_test(reference.embeddings, sample).as_dict()
+    return {"embedding_clusters": clusters, "embedding_mmd": mmd}
+
+
+def _label_test(reference: Reference, predicted: list[str]) -> dict[str, Any]:
+    counts = reference.profile.get("predicted", {}).get("counts")
+    if not counts:
+        return {"skipped": "the reference has no predicted-label distribution"}
+    if not predicted:
+        return {"skipped": "the logged answers carry no label"}
+    labels = list(counts)
+    index = {label: i for i, label in enumerate(labels)}
+    live = np.zeros(len(labels) + 1)  # last bin: labels the reference never predicted
+    for label in predicted:
+        live[index.get(str(label), len(labels))] += 1
+    ref = np.asarray([*counts.values(), 0], dtype=float)
+    if live[-1] == 0:
+        live, ref = live[:-1], ref[:-1]
+    return psi_test(ref, live, "psi_predicted_labels").as_dict()
+
+
+def drift(reference: Reference, learner: Any, inputs: list[Any], predicted: list[str]) -> dict[str, Any]:
+    """The drift section of `modelyard monitor`: one entry per test plus the overall `detected` verdict."""
+    if not reference.profile:
+        return {"detected": False, "reason": "; ".join(reference.notes) or "no reference profile"}
+    texts = _texts(inputs)
+    if len(inputs) < MIN_WINDOW:
+        return {
+            "detected": False,
+            "reason": f"only {len(inputs)} predictions in the window; drift needs at least {MIN_WINDOW}",
+        }
+    tests: dict[str, Any] = {}
+    lengths = reference.profile.get("lengths")
+    if lengths is None or len(texts) < MIN_WINDOW:
+        why = "no text inputs logged (server ran with --no-log-inputs?)" if lengths else "no length profile"
+        tests["input_length"] = {"skipped": why}
+        tests.update({"embedding_clusters": {"skipped": why}, "embedding_mmd": {"skipped": why}})
+    else:
+        live = bin_counts(np.array([len(t) for t in texts]), lengths["edges"])
+        tests["input_length"] = psi_test(np.asarray(lengths["counts"]), live, "psi_input_length").as_dict()
+        tests.update(_embedding_tests(reference, learner, texts))
+    tests["predicted_labels"] = _label_test(reference, predicted)
+    flagged = [name for name, test in tests.items() if test.get("detected")]
+    return {
+        "detected": bool(flagged),
+        "reason": f"drift in {', '.join(flagged)}" if flagged else "no test exceeds its threshold",
+        **tests,
+    }

@@ -1,0 +1,103 @@
+"""`modelyard monitor`: traffic, latency, predicted labels, drift and live accuracy from the log."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard.errors import UserError
+from modelyard.monitoring import reference as reference_profile
+from modelyard.monitoring.drift import drift
+
+DEFAULT_WINDOW = 1000
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(text: str | None, now: float | None = None) -> float | None:
+    """`30m`, `2h`, `7d`, `1w` ago, or an ISO date/time, as unix seconds; None means the whole log."""
+    if not text:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|min|m|h|d|w)\s*", text)
+    if match:
+        return (now or time.time()) - float(match[1]) * _UNITS[match[2]]
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise UserError(
+            f"--since {text!r} is neither a duration nor a date",
+            "write e.g. 30m, 2h, 7d, or 2026-01-31T12:00",
+        ) from None
+
+
+def _json(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _label(output: Any) -> str | None:
+    return str(output["label"]) if isinstance(output, dict) and "label" in output else None
+
+
+def feedback_summary(rows: pd.DataFrame) -> dict[str, Any]:
+    """How many predictions got a true label, and how many of those the model had right."""
+    given = rows[rows["label"].notna()]
+    if given.empty:
+        return {"count": 0, "accuracy": None}
+    right = [_label(_json(o)) == str(_json(t)) for o, t in zip(given["output"], given["label"], strict=True)]
+    return {"count": len(given), "accuracy": round(float(np.mean(right)), 4)}
+
+
+def summarize(rows: pd.DataFrame, ref: reference_profile.Reference, learner: Any, window: int) -> dict[str, Any]:
+    """The monitor report for logged rows (oldest first) of one model."""
+    recent = rows.tail(window)
+    outputs = [_json(o) for o in recent["output"]]
+    predicted = [label for label in map(_label, outputs) if label is not None]
+    inputs = [_json(x) for x in recent["input"]]
+    latency = recent["latency_ms"].to_numpy(dtype=float)
+    shares = pd.Series(predicted, dtype=object).value_counts(normalize=True) if predicted else pd.Series()
+    return {
+        "requests": len(rows),
+        "window": {
+            "predictions": len(recent),
+            "from": _iso(recent["ts"].min()) if len(recent) else None,
+            "to": _iso(recent["ts"].max()) if len(recent) else None,
+            "versions": {str(k): int(v) for k, v in recent["version"].value_counts().items()},
+        },
+        "latency_ms": {
+            "p50": round(float(np.percentile(latency, 50)), 2) if len(latency) else None,
+            "p95": round(float(np.percentile(latency, 95)), 2) if len(latency) else None,
+        },
+        "predicted_labels": {str(k): round(float(v), 4) for k, v in shares.head(20).items()},
+        "drift": drift(ref, learner, inputs, predicted),
+        "feedback": feedback_summary(rows),
+    }
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(float(ts)).astimezone().isoformat(timespec="seconds")
+
+
+def monitor(model_ref: str, since: str | None = None, window: int = DEFAULT_WINDOW) -> dict[str, Any]:
+    """Load the model (its reference profile and encoder) and report on its logged traffic."""
+    from modelyard import api
+    from modelyard.serving.prediction_log import read_predictions
+    from modelyard.serving.rollout import shadow_summary
+
+    model = api.load(model_ref)
+    start = parse_since(since)
+    rows = read_predictions(since=start, model=model.name)
+    report = summarize(rows, reference_profile.read(model.path), model.learner, window)
+    shadow = shadow_summary(model.name, start)
+    if shadow is not None:
+        report["shadow"] = shadow
+    return {"model": {"name": model.name, "version": model.version, "path": str(model.path)}, **report}

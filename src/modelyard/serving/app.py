@@ -1,0 +1,128 @@
+"""The app factory: `create_app(model_ref, settings)` wires settings, guards, routes and the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from modelyard.serving import rollout
+from modelyard.serving.errors import install_error_handlers
+from modelyard.serving.metrics import MetricsMiddleware, ServerMetrics
+from modelyard.serving.routes import explain, feedback, health, playground
+from modelyard.serving.routes.predict import predict_router
+from modelyard.serving.schemas import is_binary_input, predict_request_model
+from modelyard.serving.security import BodyLimitMiddleware
+from modelyard.serving.service import ModelService
+from modelyard.serving.settings import ServeSettings
+from modelyard.tasks import get_task
+
+log = logging.getLogger(__name__)
+WARM_UP_TEXT = "warm-up request"
+
+
+def _task_from_manifest(model_ref: str) -> Any | None:
+    """The task named in a bundle's manifest, read without loading weights; None for registry URIs."""
+    manifest = Path(model_ref).expanduser() / "modelyard.json"
+    if not manifest.is_file():
+        return None
+    try:
+        return get_task(json.loads(manifest.read_text(encoding="utf-8"))["task"])
+    except (ValueError, KeyError, OSError):
+        return None  # api.load gives the precise error
+
+
+def _warm_up_example(task: Any, binary: bool) -> Any | None:
+    example = getattr(task, "example_input", None)
+    if example is None and task.Input is str and not binary:
+        example = WARM_UP_TEXT
+    return example
+
+
+def _document_open_access(app: FastAPI) -> None:
+    """Without an API key no route needs one: drop the Bearer scheme from the OpenAPI document, so clients
+    and schema-driven fuzzers see the truth."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        schema.get("components", {}).pop("securitySchemes", None)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                operation.pop("security", None)
+                operation.get("responses", {}).pop("401", None)
+        return schema
+
+    app.openapi = openapi
+
+
+def create_app(model_ref: str, settings: ServeSettings | None = None) -> FastAPI:
+    """A server for one model (a bundle path or models:/NAME@ALIAS). The model loads in the lifespan, so
+    /readyz answers 200 only once it is loaded and warmed up."""
+    from modelyard.api import load  # the Python API sits above the server; import it when a server is made
+
+    settings = settings or ServeSettings()
+    preloaded = None
+    task = _task_from_manifest(model_ref)
+    if task is None:  # a registry URI: resolving it is loading it, so do it once, here
+        preloaded = load(model_ref)
+        task = preloaded.task if not isinstance(preloaded.task, str) else get_task(preloaded.task)
+    binary = is_binary_input(task.Input)
+    metrics = ServerMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        model = preloaded or await asyncio.to_thread(load, model_ref)
+        service = ModelService(model, settings, metrics)
+        example = _warm_up_example(task, binary)
+        if example is not None:
+            await asyncio.to_thread(service.warm_up, example)
+        service.start()
+        beside = await asyncio.to_thread(rollout.attach, service, model_ref, settings, example)
+        app.state.service = service
+        log.info("serving %s version %s", service.name, service.version)
+        try:
+            yield
+        finally:
+            app.state.service = None  # /readyz says no while in-flight work drains
+            await service.stop()
+            await asyncio.to_thread(rollout.detach, beside)
+
+    app = FastAPI(
+        title="modelyard model server",
+        summary="Predictions from one modelyard model bundle",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.service = None
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(playground.router)
+    app.include_router(predict_router(predict_request_model(task.Input, settings), task.Input, binary, settings))
+    app.include_router(feedback.router)
+    app.include_router(explain.router)
+    if getattr(task, "generates_text", False):
+        from modelyard.serving import openai_routes
+
+        app.include_router(openai_routes.router)
+    if not settings.api_key:
+        _document_open_access(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,198 @@
+"""Adaptive micro-batching: concurrent requests share one forward pass, which runs off the event loop.
+
+One worker task takes the first waiting chunk, then whatever else arrives within `max_wait_ms`, up to
+`max_batch_size` inputs; while the model runs, new requests queue up, so batches grow with load on their own.
+Texts are sorted and cut into buckets of similar length so short inputs are not padded to the longest one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelyard.errors import UserError
+
+log = logging.getLogger(__name__)
+
+PredictFn = Callable[[list[Any], int], list[dict[str, Any]]]
+
+
+class QueueFullError(Exception):
+    """The queue holds `max_queue` inputs already: the client should retry later (503)."""
+
+
+class BatcherClosedError(Exception):
+    """The server is shutting down and takes no new work (503)."""
+
+
+class PredictionFailedError(Exception):
+    """The model raised on this request's inputs; the cause is logged, never sent to the client."""
+
+
+@dataclass
+class _Chunk:
+    inputs: list[Any]
+    top_k: int
+    future: asyncio.Future = field(repr=False)
+
+
+def length_buckets(lengths: Sequence[int], ratio: float = 2.0, slack: int = 16) -> list[list[int]]:
+    """Indices sorted by length, cut where an input exceeds `ratio` x its bucket's shortest (+ slack)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    buckets: list[list[int]] = []
+    for i in order:
+        if buckets and lengths[i] <= ratio * lengths[buckets[-1][0]] + slack:
+            buckets[-1].append(i)
+        else:
+            buckets.append([i])
+    return buckets
+
+
+def _length(item: Any) -> int:
+    return len(item) if isinstance(item, str) else 0
+
+
+class Batcher:
+    """Queue of (inputs, future) served by a single worker; `predict` runs in one dedicated thread."""
+
+    def __init__(
+        self,
+        predict: PredictFn,
+        max_batch_size: int = 32,
+        max_wait_ms: float = 5.0,
+        max_queue: int = 1024,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.predict = predict
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000
+        self.max_queue = max_queue
+        self.on_batch = on_batch
+        self.pending = 0  # inputs queued, not yet taken by the worker
+        self._queue: deque[_Chunk] = deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelyard-predict")
+        self._worker: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._run(), name="modelyard-batcher")
+
+    async def submit(self, inputs: list[Any], top_k: int = 1) -> list[dict[str, Any]]:
+        """Queue `inputs` (cut into chunks of at most `max_batch_size`) and wait for their predictions."""
+        if self._closed:
+            raise BatcherClosedError("the server is shutting down")
+        if self.pending + len(inputs) > self.max_queue:
+            raise QueueFullError(f"{self.pending} inputs are already waiting (limit {self.max_queue})")
+        loop = asyncio.get_running_loop()
+        chunks = [
+            _Chunk(inputs[i : i + self.max_batch_size], top_k, loop.create_future())
+            for i in range(0, len(inputs), self.max_batch_size)
+        ]
+        self._queue.extend(chunks)
+        self.pending += len(inputs)
+        self._wakeup.set()
+        try:
+            results = await asyncio.gather(*(c.future for c in chunks))
+        except BaseException:
+            for chunk in chunks:
+                chunk.future.cancel()
+            raise
+        return [p for part in results for p in part]
+
+    async def close(self) -> None:
+        """Refuse new work, let the worker finish everything queued or running, then stop it."""
+        self._closed = True
+        self._wakeup.set()
+        if self._worker is not None:
+            await self._worker
+        self._executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closed:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = await self._gather()
+            if batch:
+                await self._execute(batch)
+
+    async def _gather(self) -> list[_Chunk]:
+        """Take chunks until `max_batch_size` inputs, or until `max_wait_ms` passed since the first one."""
+        batch: list[_Chunk] = []
+        size = 0
+        deadline = time.monotonic() + self.max_wait
+        while size < self.max_batch_size:
+            if not self._queue:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed or self.max_batch_size == 1:
+                    break
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                except TimeoutError:
+                    break
+                continue
+            chunk = self._queue[0]
+            if batch and size + len(chunk.inputs) > self.max_batch_size:
+                break
+            self._queue.popleft()
+            self.pending -= len(chunk.inputs)
+            if chunk.future.done():  # its request timed out or was cancelled while waiting
+                continue
+            batch.append(chunk)
+            size += len(chunk.inputs)
+        return batch
+
+    async def _execute(self, batch: list[_Chunk]) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._predict_batch, batch)
+        except Exception as err:
+            if len(batch) == 1:
+                if not isinstance(err, UserError):
+                    log.exception("prediction failed")
+                    err = PredictionFailedError("prediction failed")
+                _settle(batch[0].future, error=err)
+                return
+            for chunk in batch:  # isolate the failing request: the others still get answers
+                await self._execute([chunk])
+            return
+        if self.on_batch is not None:
+            self.on_batch(sum(len(c.inputs) for c in batch), time.perf_counter() - started)
+        for chunk, result in zip(batch, outputs, strict=True):
+            _settle(chunk.future, result=result)
+
+    def _predict_batch(self, batch: list[_Chunk]) -> list[list[dict[str, Any]]]:
+        """In the predict thread: one call per (top_k, length bucket); answers go back in request order."""
+        flat: list[tuple[int, int, Any]] = [(b, i, x) for b, c in enumerate(batch) for i, x in enumerate(c.inputs)]
+        outputs: list[list[Any]] = [[None] * len(c.inputs) for c in batch]
+        for top_k in sorted({c.top_k for c in batch}):
+            group = [item for item in flat if batch[item[0]].top_k == top_k]
+            for bucket in length_buckets([_length(x) for _, _, x in group]):
+                items = [group[j] for j in bucket]
+                predictions = self.predict([x for _, _, x in items], top_k)
+                if len(predictions) != len(items):
+                    raise RuntimeError(f"predict returned {len(predictions)} answers for {len(items)} inputs")
+                for (b, i, _), prediction in zip(items, predictions, strict=True):
+                    outputs[b][i] = prediction
+        return outputs
+
+
+def _settle(future: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

@@ -1,0 +1,81 @@
+"""The `modelyard serve` command, kept beside the server; the top-level Typer app registers it."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from modelyard.errors import ConfigError
+from modelyard.serving.settings import ServeSettings
+
+
+def serve(
+    model: Annotated[str, typer.Argument(help="a bundle folder, or models:/NAME@ALIAS from the registry")],
+    host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1, loopback only)")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8000)")] = None,
+    max_batch_size: Annotated[
+        int | None, typer.Option(help="inputs per forward pass; 1 turns batching off (default 32)")
+    ] = None,
+    max_wait_ms: Annotated[float | None, typer.Option(help="how long a batch waits to fill up (default 5)")] = None,
+    max_queue: Annotated[
+        int | None, typer.Option(help="inputs allowed to wait; beyond, 503 + Retry-After (default 1024)")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="server processes (default 1)")] = None,
+    log_inputs: Annotated[
+        bool, typer.Option("--log-inputs/--no-log-inputs", help="log inputs, or only their sha256")
+    ] = True,
+    api_key_env: Annotated[
+        str, typer.Option(help="environment variable holding the API key (clients send it as a Bearer token)")
+    ] = "MODELYARD_API_KEY",
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="allow browser calls from this origin (repeatable); CORS is off otherwise"),
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds a prediction may take before 504 (default 30)")] = None,
+    rollout: Annotated[
+        str | None, typer.Option(help="off | shadow | canary | bandit: how a challenger takes traffic (default off)")
+    ] = None,
+    challenger: Annotated[
+        str | None, typer.Option(help="challenger bundle or models:/ URI (default models:/NAME@challenger)")
+    ] = None,
+    canary_percent: Annotated[
+        float | None, typer.Option(help="share of inputs the canary challenger answers (default 10)")
+    ] = None,
+    alias_poll: Annotated[
+        float | None, typer.Option(help="seconds between registry alias checks, 0 = never (default 30)")
+    ] = None,
+) -> None:
+    """Serve a model over HTTP: playground at /, API docs at /docs, predictions at POST /v1/predict.
+
+    Example: modelyard serve .modelyard/bundles/banking-intents/latest --port 8000
+    """
+    given = {
+        "host": host,
+        "port": port,
+        "max_batch_size": max_batch_size,
+        "max_wait_ms": max_wait_ms,
+        "max_queue": max_queue,
+        "workers": workers,
+        "timeout_s": timeout,
+        "cors_origins": cors_origin or None,
+        "rollout": rollout,
+        "challenger": challenger,
+        "canary_percent": canary_percent,
+        "alias_poll_s": alias_poll,
+    }
+    overrides = {key: value for key, value in given.items() if value is not None}
+    if not log_inputs:
+        overrides["log_inputs"] = False
+    if api_key_env != "MODELYARD_API_KEY":
+        if not os.environ.get(api_key_env):
+            raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is empty or unset")
+        overrides["api_key"] = os.environ[api_key_env]
+    try:
+        settings = ServeSettings(**overrides)
+    except ValueError as err:
+        raise ConfigError(f"serve options: {err}") from None
+    from modelyard.serving.run import run_server  # uvicorn and the model stack load only when serving
+
+    run_server(model, settings)

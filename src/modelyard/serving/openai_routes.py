@@ -1,0 +1,258 @@
+"""OpenAI-compatible generation: POST /v1/completions and /v1/chat/completions, `stream: true` as SSE.
+
+The official `openai` client works against `base_url=http://HOST:PORT/v1`. Concurrent requests are decoded
+together by one `GenerationBatcher` per loaded model. Beyond OpenAI's fields, `top_k` and
+`repetition_penalty` are accepted.
+"""
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from modelyard.generation.batcher import GenerationBatcher, GenerationQueueFullError
+from modelyard.generation.engine import Event
+from modelyard.generation.engine import Request as GenRequest
+from modelyard.serving.dependencies import get_service
+from modelyard.serving.errors import ServingError, describe_validation
+from modelyard.serving.security import require_api_key
+from modelyard.serving.service import ModelService
+
+router = APIRouter(prefix="/v1", tags=["generation"], dependencies=[Depends(require_api_key)])
+
+
+class SamplingFields(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields we do not use (user, logprobs: null...)
+
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=1)
+    repetition_penalty: float | None = Field(None, gt=0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(1, ge=1, le=1, description="one choice per prompt")
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "max_new_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "repetition_penalty": self.repetition_penalty,
+            "stop": self.stop,
+            "seed": self.seed,
+        }
+
+    @property
+    def include_usage(self) -> bool:
+        return bool((self.stream_options or {}).get("include_usage"))
+
+
+class CompletionRequest(SamplingFields):
+    prompt: str | list[str] = Field(..., description="one prompt, or several decoded together")
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str = "text"
+    text: str = ""
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[ContentPart] | None = ""
+
+    def plain(self) -> dict[str, str]:
+        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content or [])
+        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+
+
+class ChatRequest(SamplingFields):
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+def _batcher(request: Request, service: ModelService) -> GenerationBatcher:
+    """The generation batcher of the loaded model, started on first use."""
+    learner = service.model.learner
+    generator = getattr(learner, "generator", None)
+    if generator is None:
+        raise ServingError(404, "this model does not generate text; use /v1/predict")
+    current = getattr(request.app.state, "generation_batcher", None)
+    if current is None or current.generator is not generator:
+        settings = service.settings
+        current = GenerationBatcher(
+            generator,
+            max_batch_size=min(settings.max_batch_size, 16),
+            max_wait_ms=max(settings.max_wait_ms, 5.0),
+            max_queue=settings.max_queue,
+        )
+        request.app.state.generation_batcher = current
+    return current
+
+
+def _requests(
+    service: ModelService, prompts: list[Any], fields: SamplingFields, max_tokens: int | None
+) -> list[GenRequest]:
+    generator = service.model.learner.generator
+    options = fields.options() | ({"max_new_tokens": max_tokens} if max_tokens else {})
+    try:
+        resolved = generator.options(**options)
+    except ValidationError as err:
+        raise ServingError(422, describe_validation(err.errors())) from None
+    for p in prompts:
+        text = p if isinstance(p, str) else json.dumps(p)
+        if len(text) > service.settings.max_text_chars:
+            raise ServingError(
+                422, f"the prompt has {len(text)} characters; the limit is {service.settings.max_text_chars}"
+            )
+    return [GenRequest(generator.prompt_ids(p), resolved) for p in prompts]
+
+
+def _submit(batcher: GenerationBatcher, requests: list[GenRequest]) -> asyncio.Queue:
+    """Queue `requests` with the batcher (503 when it is full); their events arrive on the returned queue."""
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[tuple[int, Event | BaseException]] = asyncio.Queue()
+    try:
+        for i, req in enumerate(requests):
+            batcher.submit(req, lambda item, i=i: loop.call_soon_threadsafe(events.put_nowait, (i, item)))
+    except GenerationQueueFullError as err:
+        for req in requests:
+            req.cancelled = True
+        raise ServingError(503, str(err), {"Retry-After": "1"}) from None
+    return events
+
+
+async def _events(events: asyncio.Queue, requests: list[GenRequest]) -> AsyncIterator[Event]:
+    """Events of all `requests` as the worker produces them; abandoned requests are cancelled."""
+    pending = set(range(len(requests)))
+    try:
+        while pending:
+            i, item = await events.get()
+            if isinstance(item, BaseException):
+                raise ServingError(500, "generation failed")
+            item.index = i
+            if item.finish_reason:
+                pending.discard(i)
+            yield item
+    finally:
+        for req in requests:
+            req.cancelled = True  # no-op for finished ones; frees the batch slot of abandoned ones
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _sse(payload: dict[str, Any] | str) -> str:
+    return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+async def _collect(events: asyncio.Queue, requests: list[GenRequest]) -> list[dict[str, Any]]:
+    out = [{"text": "", "finish_reason": None, "prompt": len(r.prompt_ids), "completion": 0} for r in requests]
+    async for event in _events(events, requests):
+        out[event.index]["text"] += event.text
+        if event.finish_reason:
+            out[event.index].update(finish_reason=event.finish_reason, completion=event.completion_tokens)
+    return out
+
+
+async def _guarded(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+    """Once streaming has begun the status is sent: a failure becomes a last `error` event."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except ServingError as err:
+        yield _sse({"error": {"type": "internal_error", "message": err.message}})
+
+
+def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(
+        _guarded(chunks),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/completions", summary="Continue a prompt (OpenAI-compatible; stream: true for SSE)")
+async def completions(body: CompletionRequest, request: Request, service: ModelService = Depends(get_service)):
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    batcher = _batcher(request, service)
+    requests = _requests(service, prompts, body, None)
+    events = _submit(batcher, requests)
+    ident, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    head = {"id": ident, "object": "text_completion", "created": created, "model": service.name}
+    if not body.stream:
+        done = await _collect(events, requests)
+        choices = [
+            {"index": i, "text": d["text"], "finish_reason": d["finish_reason"], "logprobs": None}
+            for i, d in enumerate(done)
+        ]
+        return {
+            **head,
+            "choices": choices,
+            "usage": _usage(sum(d["prompt"] for d in done), sum(d["completion"] for d in done)),
+        }
+
+    async def chunks() -> AsyncIterator[str]:
+        used = [0] * len(requests)
+        async for e in _events(events, requests):
+            used[e.index] = e.completion_tokens
+            choice = {"index": e.index, "text": e.text, "finish_reason": e.finish_reason, "logprobs": None}
+            yield _sse({**head, "choices": [choice]})
+        if body.include_usage:
+            yield _sse({**head, "choices": [], "usage": _usage(sum(len(r.prompt_ids) for r in requests), sum(used))})
+        yield _sse("[DONE]")
+
+    return _stream(chunks())
+
+
+@router.post("/chat/completions", summary="Answer a conversation (OpenAI-compatible; stream: true for SSE)")
+async def chat_completions(body: ChatRequest, request: Request, service: ModelService = Depends(get_service)):
+    batcher = _batcher(request, service)
+    requests = _requests(service, [[m.plain() for m in body.messages]], body, body.max_completion_tokens)
+    events = _submit(batcher, requests)
+    ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    head = {"id": ident, "object": "chat.completion", "created": created, "model": service.name}
+    if not body.stream:
+        (done,) = await _collect(events, requests)
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": done["text"]},
+            "finish_reason": done["finish_reason"],
+            "logprobs": None,
+        }
+        return {**head, "choices": [choice], "usage": _usage(done["prompt"], done["completion"])}
+
+    head["object"] = "chat.completion.chunk"
+
+    async def chunks() -> AsyncIterator[str]:
+        yield _sse(
+            {
+                **head,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+            }
+        )
+        used = 0
+        async for e in _events(events, requests):
+            used = e.completion_tokens
+            if e.text:
+                yield _sse({**head, "choices": [{"index": 0, "delta": {"content": e.text}, "finish_reason": None}]})
+            if e.finish_reason:
+                yield _sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": e.finish_reason}]})
+        if body.include_usage:
+            yield _sse({**head, "choices": [], "usage": _usage(len(requests[0].prompt_ids), used)})
+        yield _sse("[DONE]")
+
+    return _stream(chunks())

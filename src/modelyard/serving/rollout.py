@@ -1,0 +1,349 @@
+"""Safe rollout: which model answers each input, and picking up registry alias moves without a restart.
+
+Modes: `off` (the champion answers), `shadow` (the challenger also answers, silently, in its own thread; its
+disagreements with the champion are logged), `canary` (a fixed share of inputs goes to the challenger) and
+`bandit` (Thompson sampling: each input goes to the arm whose Beta(1 + right, 1 + wrong) draw from feedback
+rewards is higher, so traffic shifts to the version that earns better feedback).
+
+When the server runs `models:/NAME@ALIAS`, a watcher polls the alias every `alias_poll_s` seconds; a moved
+alias is loaded and warmed up in the background, then swapped in with one assignment. Batches already running
+finish on the model they started with, so no request is dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from prometheus_client import Counter, Gauge
+
+from modelyard.errors import ConfigError
+from modelyard.serving.prediction_log import connect, db_path
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["off", "shadow", "canary", "bandit"]
+SHADOW_QUEUE = 64  # shadow batches waiting beyond this are skipped: shadowing never slows the champion
+_SHADOW_SCHEMA = """
+CREATE TABLE IF NOT EXISTS shadow_predictions (
+    ts REAL NOT NULL,
+    model TEXT NOT NULL,
+    champion_version TEXT NOT NULL,
+    challenger_version TEXT NOT NULL,
+    input_sha256 TEXT NOT NULL,
+    champion TEXT NOT NULL,       -- JSON of the champion's answer (the one the client got)
+    challenger TEXT NOT NULL,     -- JSON of the challenger's silent answer
+    agree INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One servable version."""
+
+    model: Any
+    version: str
+
+
+class RolloutMetrics:
+    """Rollout series, registered on the server's own Prometheus registry."""
+
+    def __init__(self, registry: Any) -> None:
+        self.routed = Counter(
+            "modelyard_rollout_predictions", "inputs answered, by version", ["version"], registry=registry
+        )
+        self.shadow = Counter(
+            "modelyard_shadow_comparisons",
+            "champion vs silent challenger answers",
+            ["agree"],
+            registry=registry,
+        )
+        self.swaps = Counter(
+            "modelyard_model_swaps", "alias moves picked up without a restart", ["role"], registry=registry
+        )
+        self.share = Gauge(
+            "modelyard_bandit_expected_reward",
+            "posterior mean of feedback reward",
+            ["version"],
+            registry=registry,
+        )
+
+
+def _label(answer: Any) -> Any:
+    return answer.get("label") if isinstance(answer, dict) else answer
+
+
+class Rollout:
+    """Routes each input to the champion or the challenger; `predict` runs in the batcher's predict thread."""
+
+    def __init__(
+        self,
+        name: str,
+        champion: Arm,
+        challenger: Arm | None,
+        mode: Mode,
+        canary_percent: float,
+        metrics: RolloutMetrics,
+        log_dir: Path | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.name = name
+        self.mode = mode
+        self.canary_percent = canary_percent
+        self.metrics = metrics
+        self.log_dir = log_dir
+        self.rewards: dict[str, tuple[int, int]] = {}  # version -> (right, wrong) from feedback
+        self._arms = (champion, challenger)  # replaced as one tuple: readers never see half a swap
+        self._rng = np.random.default_rng(seed)
+        self._shadow = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelyard-shadow")
+        self._shadow_waiting = 0
+
+    @property
+    def champion(self) -> Arm:
+        return self._arms[0]
+
+    @property
+    def challenger(self) -> Arm | None:
+        return self._arms[1]
+
+    def swap(self, role: Literal["champion", "challenger"], arm: Arm) -> None:
+        champion, challenger = self._arms
+        self._arms = (arm, challenger) if role == "champion" else (champion, arm)
+        self.metrics.swaps.labels(role).inc()
+
+    def route(self, n: int, arms: tuple[Arm, Arm | None]) -> np.ndarray:
+        """True where the input goes to the challenger."""
+        champion, challenger = arms
+        if challenger is None or self.mode in ("off", "shadow"):
+            return np.zeros(n, dtype=bool)
+        if self.mode == "canary":
+            return self._rng.random(n) < self.canary_percent / 100
+        (cr, cw), (hr, hw) = (
+            self.rewards.get(challenger.version, (0, 0)),
+            self.rewards.get(champion.version, (0, 0)),
+        )
+        return self._rng.beta(1 + cr, 1 + cw, n) > self._rng.beta(1 + hr, 1 + hw, n)
+
+    def predict(self, inputs: list[Any], top_k: int) -> list[dict[str, Any]]:
+        arms = self._arms
+        to_challenger = self.route(len(inputs), arms)
+        answers: list[Any] = [None] * len(inputs)
+        for arm, chosen in ((arms[0], ~to_challenger), (arms[1], to_challenger)):
+            index = np.flatnonzero(chosen)
+            if arm is None or not len(index):
+                continue
+            for i, answer in zip(index, arm.model.predict([inputs[i] for i in index], top_k), strict=True):
+                answers[i] = {**answer, "version": arm.version} if isinstance(answer, dict) else answer
+            self.metrics.routed.labels(arm.version).inc(len(index))
+        if self.mode == "shadow" and arms[1] is not None and self._shadow_waiting < SHADOW_QUEUE:
+            self._shadow_waiting += 1
+            self._shadow.submit(self._compare, arms, list(inputs), answers)
+        return answers
+
+    def _compare(self, arms: tuple[Arm, Arm | None], inputs: list[Any], answers: list[Any]) -> None:
+        """In the shadow thread: the challenger's silent answers, compared with the champion's and logged."""
+        champion, challenger = arms
+        try:
+            silent = challenger.model.predict(inputs, 1)
+            now = time.time()
+            rows = []
+            for item, told, quiet in zip(inputs, answers, silent, strict=True):
+                agree = _label(told) == _label(quiet)
+                self.metrics.shadow.labels(str(agree).lower()).inc()
+                digest = hashlib.sha256(json.dumps(item, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+                rows.append(
+                    (
+                        now,
+                        self.name,
+                        champion.version,
+                        challenger.version,
+                        digest,
+                        json.dumps(told, default=str),
+                        json.dumps(quiet, default=str),
+                        int(agree),
+                    )
+                )
+            conn = connect(db_path(self.log_dir))
+            try:
+                conn.executescript(_SHADOW_SCHEMA)
+                with conn:
+                    conn.executemany("INSERT INTO shadow_predictions VALUES (?,?,?,?,?,?,?,?)", rows)
+            finally:
+                conn.close()
+        except Exception:
+            log.exception("shadow prediction failed")
+        finally:
+            self._shadow_waiting -= 1
+
+    def refresh_rewards(self) -> None:
+        """Right/wrong feedback counts per version of this model, from the prediction log."""
+        conn = connect(db_path(self.log_dir))
+        try:
+            rows = conn.execute(
+                "SELECT version, output, label FROM predictions WHERE model = ? AND label IS NOT NULL",
+                (self.name,),
+            ).fetchall()
+        finally:
+            conn.close()
+        rewards: dict[str, list[int]] = {}
+        for version, output, label in rows:
+            right = _label(json.loads(output)) == json.loads(label)
+            rewards.setdefault(version, [0, 0])[0 if right else 1] += 1
+        self.rewards = {v: (r, w) for v, (r, w) in rewards.items()}
+        for version, (right, wrong) in self.rewards.items():
+            self.metrics.share.labels(version).set((1 + right) / (2 + right + wrong))
+
+    def stop(self) -> None:
+        self._shadow.shutdown(wait=True)
+
+
+def shadow_summary(name: str, since: float | None = None, directory: Path | None = None) -> dict[str, Any] | None:
+    """How often the silent challenger agreed with the champion (for `monitor`); None if never shadowed."""
+    conn = connect(db_path(directory))
+    try:
+        conn.executescript(_SHADOW_SCHEMA)
+        total, agree = conn.execute(
+            "SELECT count(*), coalesce(sum(agree), 0) FROM shadow_predictions WHERE model = ? AND ts >= ?",
+            (name, since or 0.0),
+        ).fetchone()
+    finally:
+        conn.close()
+    if not total:
+        return None
+    return {"compared": total, "disagreements": total - agree, "agreement": round(agree / total, 4)}
+
+
+class AliasWatcher:
+    """Polls `models:/NAME@ALIAS` (and the challenger's alias) and swaps in whatever version they point at."""
+
+    def __init__(
+        self,
+        rollout: Rollout,
+        champion_alias: str,
+        challenger_alias: str | None,
+        interval_s: float,
+        warm_up: Any = None,
+        on_champion: Any = None,
+    ) -> None:
+        self.rollout = rollout
+        self.aliases = {"champion": champion_alias, "challenger": challenger_alias}
+        self.interval_s = interval_s
+        self.warm_up = warm_up
+        self.on_champion = on_champion
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modelyard-alias-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval_s + 30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.check()
+            except Exception as err:  # the server keeps answering with what it has
+                log.warning("alias check failed (%s); still serving the current versions", err)
+
+    def check(self) -> None:
+        """One poll: load and swap in any role whose alias moved; refresh bandit rewards."""
+        from modelyard.api import load
+        from modelyard.tracking.registry import get_version
+
+        for role, alias in self.aliases.items():
+            if alias is None:
+                continue
+            version = str(get_version(self.rollout.name, alias=alias).version)
+            current = self.rollout.champion if role == "champion" else self.rollout.challenger
+            if current is not None and current.version == version:
+                continue
+            model = load(f"models:/{self.rollout.name}/{version}")
+            if self.warm_up is not None:
+                self.warm_up(model)
+            log.info("alias %s of %s moved to version %s; swapping it in", alias, self.rollout.name, version)
+            self.rollout.swap(role, Arm(model, version))  # type: ignore[arg-type]
+            if role == "champion" and self.on_champion is not None:
+                self.on_champion(model, version)
+        if self.rollout.mode == "bandit":
+            self.rollout.refresh_rewards()
+
+
+def start(service: Any, model_ref: str, settings: Any, warm_up: Any = None) -> tuple[Rollout, AliasWatcher | None]:
+    """Put a Rollout in front of the service's batcher; watch the registry aliases when serving `models:/`."""
+    from modelyard.api import load
+    from modelyard.tracking.registry import is_model_uri, parse_model_uri
+
+    name, alias = service.name, None
+    if is_model_uri(model_ref):
+        name, alias, _ = parse_model_uri(model_ref)
+    challenger_ref = settings.challenger or (f"models:/{name}@challenger" if alias else None)
+    challenger = None
+    if settings.rollout != "off":
+        if challenger_ref is None:
+            raise ConfigError(
+                f"--rollout {settings.rollout} needs a challenger",
+                "pass --challenger BUNDLE_OR_URI, or serve models:/NAME@ALIAS so models:/NAME@challenger is used",
+            )
+        model = load(challenger_ref)
+        challenger = Arm(model, getattr(model, "version", None) or challenger_ref)
+    metrics = RolloutMetrics(service.metrics.registry)
+    log_dir = service.log.path.parent if service.log is not None else None
+    rollout = Rollout(
+        name,
+        Arm(service.model, service.version),
+        challenger,
+        settings.rollout,
+        settings.canary_percent,
+        metrics,
+        log_dir,
+    )
+    service.batcher.predict = rollout.predict
+    watcher = None
+    if alias and settings.alias_poll_s > 0:
+
+        def on_champion(model: Any, version: str) -> None:
+            service.model, service.version = model, version
+
+        watched = parse_model_uri(challenger_ref)[1] if challenger and is_model_uri(challenger_ref) else None
+        watcher = AliasWatcher(rollout, alias, watched, settings.alias_poll_s, warm_up, on_champion)
+        watcher.start()
+    return rollout, watcher
+
+
+def attach(service: Any, model_ref: str, settings: Any, example: Any = None) -> list[Any]:
+    """Start what runs beside the batcher: the rollout and alias watcher, and the drift gauges; returns the
+    handles `detach` stops. A plain bundle with rollout off keeps the batcher calling the model directly."""
+    from modelyard.tracking.registry import is_model_uri
+
+    handles: list[Any] = []
+    if settings.rollout != "off" or (is_model_uri(model_ref) and settings.alias_poll_s > 0):
+
+        def warm_up(model: Any) -> None:
+            if example is not None:
+                model.predict([example], 1)
+
+        rollout, watcher = start(service, model_ref, settings, warm_up)
+        handles += [h for h in (watcher, rollout) if h is not None]
+    if settings.drift_interval_s > 0 and service.log is not None:
+        from modelyard.monitoring.watch import DriftWatch
+
+        drift = DriftWatch(service, settings.drift_interval_s)
+        drift.start()
+        handles.append(drift)
+    return handles
+
+
+def detach(handles: list[Any]) -> None:
+    for handle in handles:
+        handle.stop()

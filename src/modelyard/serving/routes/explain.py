@@ -1,0 +1,56 @@
+"""/v1/explain: attributions for one input (tokens for text classifiers, a heat-map for image ones),
+computed off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from modelyard.errors import UserError
+from modelyard.evaluation.explain import can_explain, explain
+from modelyard.serving.dependencies import get_service
+from modelyard.serving.errors import ServingError
+from modelyard.serving.schemas import ERROR_RESPONSES
+from modelyard.serving.security import require_api_key
+from modelyard.serving.service import ModelService
+
+router = APIRouter(prefix="/v1", tags=["model"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)
+
+
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: Annotated[str, StringConstraints(min_length=1)] = Field(
+        description="the text to explain, or an image as base64"
+    )
+    label: str | None = Field(None, description="explain this label instead of the predicted one")
+
+
+class ExplainResponse(BaseModel):
+    tokens: list[str] | None = Field(None, description="text models: the tokens the model read")
+    attributions: list[float] | None = Field(None, description="one per token; positive pushes towards `label`")
+    heatmap: str | None = Field(None, description="image models: a PNG (base64) of where the evidence lies")
+    label: str
+    score: float = Field(description="the model's probability for `label`")
+    method: str
+    output: float = Field(description="the explained output (the label's logit) for this input")
+    baseline_output: float = Field(description="the same output for the baseline; attributions sum to the gap")
+
+
+@router.post("/explain", summary="Which tokens the prediction rests on")
+async def explain_input(
+    body: ExplainRequest, request: Request, service: ModelService = Depends(get_service)
+) -> ExplainResponse:
+    if not can_explain(service.model):
+        raise ServingError(422, "this model does not support explanations (text classifiers do)")
+    limit = request.app.state.settings.max_text_chars
+    if service.model.task.Input is str and len(body.input) > limit:
+        raise ServingError(422, f"input: {len(body.input)} characters, over the {limit} limit")
+    try:
+        result = await asyncio.to_thread(explain, service.model, service.parse(body.input, 0), body.label)
+    except UserError as err:
+        raise ServingError(422, err.message) from None
+    return ExplainResponse(**{k: v for k, v in result.items() if k in ExplainResponse.model_fields})

@@ -1,0 +1,79 @@
+"""/v1/predict (JSON and file uploads) and /v1/model, built per app: the body has the task's shape.
+
+No `from __future__ import annotations` here: FastAPI must see the request model built at startup.
+"""
+
+import base64
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from pydantic import BaseModel
+
+from modelyard.serving.dependencies import get_service
+from modelyard.serving.errors import ServingError
+from modelyard.serving.schemas import ERROR_RESPONSES, ModelInfo, ModelRef, PredictResponse, input_schema
+from modelyard.serving.security import require_api_key
+from modelyard.serving.service import ModelService, task_name
+from modelyard.serving.settings import ServeSettings
+
+
+def predict_router(request_model: type[BaseModel], input_type: Any, binary: bool, settings: ServeSettings) -> APIRouter:
+    """The prediction routes for one task's input type; `binary` inputs (images) are base64 in JSON."""
+    router = APIRouter(prefix="/v1", tags=["model"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)
+
+    async def answer(service: ModelService, inputs: list[Any], top_k: int) -> PredictResponse:
+        predictions, ids = await service.predict(inputs, top_k)
+        return PredictResponse(
+            predictions=predictions,
+            model=ModelRef(name=service.name, version=service.version),
+            prediction_ids=ids,
+        )
+
+    @router.post("/predict", summary="Predict a batch of inputs", response_model=PredictResponse)
+    async def predict(body: request_model, service: ModelService = Depends(get_service)) -> PredictResponse:  # type: ignore[valid-type]
+        return await answer(service, list(body.inputs), body.top_k)
+
+    @router.post("/predict/upload", summary="Predict uploaded files (images, or UTF-8 text files)")
+    async def predict_upload(
+        files: list[UploadFile] = File(min_length=1, description="one input per file"),
+        top_k: int = Form(1, ge=1, le=settings.max_top_k),
+        service: ModelService = Depends(get_service),
+    ) -> PredictResponse:
+        if len(files) > settings.max_inputs:
+            raise ServingError(422, f"files: at most {settings.max_inputs} per request, got {len(files)}")
+        inputs = [await _file_input(f, i, binary, settings) for i, f in enumerate(files)]
+        return await answer(service, inputs, top_k)
+
+    @router.get("/model", summary="What is served: name, version, task, labels, input schema")
+    async def model_info(service: ModelService = Depends(get_service)) -> ModelInfo:
+        learner = service.model.learner
+        capabilities = [c for c in ("generate", "explain", "embed") if hasattr(learner, c)]
+        return ModelInfo(
+            name=service.name,
+            version=service.version,
+            task=task_name(service.model),
+            labels=list(service.model.labels) if service.model.labels is not None else None,
+            input_schema=input_schema(input_type),
+            capabilities=[*capabilities, "upload"] if binary else capabilities,
+            limits={
+                "max_inputs": settings.max_inputs,
+                "max_text_chars": settings.max_text_chars,
+                "max_top_k": settings.max_top_k,
+                "max_body_bytes": settings.max_body_bytes,
+            },
+        )
+
+    return router
+
+
+async def _file_input(upload: UploadFile, index: int, binary: bool, settings: ServeSettings) -> str:
+    data = await upload.read()
+    if binary:
+        return base64.b64encode(data).decode("ascii")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ServingError(422, f"files.{index}: not UTF-8 text; this model takes text") from None
+    if len(text) > settings.max_text_chars:
+        raise ServingError(422, f"files.{index}: {len(text)} characters, over the {settings.max_text_chars} limit")
+    return text

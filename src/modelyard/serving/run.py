@@ -1,0 +1,49 @@
+"""Run the app under uvicorn: one process, or several workers that each load the (read-only) bundle."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import uvicorn
+from fastapi import FastAPI
+
+from modelyard.serving.app import create_app
+from modelyard.serving.settings import ServeSettings
+
+_MODEL_ENV = "MODELYARD_SERVE_MODEL"
+_SETTINGS_ENV = "MODELYARD_SERVE_SETTINGS"
+
+
+def app_from_environment() -> FastAPI:
+    """The factory each worker process calls (uvicorn imports it by name)."""
+    return create_app(os.environ[_MODEL_ENV], ServeSettings.model_validate_json(os.environ[_SETTINGS_ENV]))
+
+
+def run_server(model_ref: str, settings: ServeSettings | None = None, port: int | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; uvicorn then stops accepting, finishes requests in flight, and the lifespan
+    drains the batcher and the prediction log. `port` overrides the settings' port (for `quickstart`)."""
+    settings = settings or ServeSettings()
+    if port is not None:
+        settings = settings.model_copy(update={"port": port})
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"modelyard: serving {model_ref} at {url} (playground {url}/, API docs {url}/docs)", file=sys.stderr)
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "access_log": False,  # /metrics and the prediction log already record every request
+        "timeout_graceful_shutdown": int(settings.timeout_s) + 5,
+        "log_level": "info",
+    }
+    if settings.workers > 1:
+        os.environ[_MODEL_ENV] = model_ref
+        os.environ[_SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run(
+            f"{__name__}:app_from_environment",
+            factory=True,
+            workers=settings.workers,
+            timeout_worker_healthcheck=120,  # a worker imports torch and loads the model before it answers
+            **options,
+        )
+    else:
+        uvicorn.run(create_app(model_ref, settings), **options)

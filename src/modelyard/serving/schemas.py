@@ -1,0 +1,93 @@
+"""Request and response models. The predict request is built from the task's `Input` type at startup, so
+`/docs` shows the real shape of one input and the server's limits."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, create_model
+
+from modelyard.serving.settings import ServeSettings
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="a stable, machine-readable kind, e.g. invalid_input, unauthorized")
+    message: str = Field(description="what went wrong and what to do, for people")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        400: "malformed request body (e.g. not UTF-8)",
+        401: "missing or wrong API key",
+        413: "request body too large",
+        422: "invalid input",
+        503: "busy or not ready: retry after the Retry-After seconds",
+        504: "prediction timed out",
+    }.items()
+}
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class PredictResponse(BaseModel):
+    predictions: list[dict[str, Any]] = Field(description="one answer per input, in order")
+    model: ModelRef
+    prediction_ids: list[str] = Field(description="one id per input; send it back with /v1/feedback")
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    label: str | int | float | bool | list[Any] | dict[str, Any] = Field(
+        description="the true answer for that prediction (a class name for classifiers)"
+    )
+
+
+class FeedbackResponse(BaseModel):
+    prediction_id: str
+    recorded: bool
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    task: str
+    labels: list[Any] | None
+    input_schema: dict[str, Any]
+    capabilities: list[str] = Field(description="optional features: e.g. generate, explain, upload")
+    limits: dict[str, int]
+
+
+def is_binary_input(input_type: Any) -> bool:
+    """Inputs whose JSON schema says base64 (images) arrive as file uploads too, and have no text limit."""
+    schema = input_schema(input_type)
+    return schema.get("contentEncoding") == "base64" or schema.get("format") in {"base64", "binary"}
+
+
+def input_schema(input_type: Any) -> dict[str, Any]:
+    return TypeAdapter(input_type).json_schema()
+
+
+def predict_request_model(input_type: Any, settings: ServeSettings) -> type[BaseModel]:
+    """`{"inputs": [Input, ...], "top_k": int}` with the server's limits baked into the schema."""
+    item = input_type
+    if input_type is str:
+        item = Annotated[str, StringConstraints(max_length=settings.max_text_chars)]
+    return create_model(
+        "PredictRequest",
+        __config__=ConfigDict(extra="forbid"),
+        inputs=(
+            list[item],
+            Field(min_length=1, max_length=settings.max_inputs, description="the items to predict, in order"),
+        ),
+        top_k=(int, Field(1, ge=1, le=settings.max_top_k, description="answers per input, best first")),
+    )

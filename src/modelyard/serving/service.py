@@ -1,0 +1,130 @@
+"""The model behind the routes: warm-up, input parsing, batched prediction and logging in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from modelyard.errors import UserError
+from modelyard.serving.batcher import Batcher, BatcherClosedError, PredictionFailedError, QueueFullError
+from modelyard.serving.errors import ServingError
+from modelyard.serving.metrics import ServerMetrics
+from modelyard.serving.prediction_log import PredictionLogWriter, PredictionRecord
+from modelyard.serving.settings import ServeSettings
+
+
+def model_version(model: Any) -> str:
+    """The registry version when the model came from one, else a short content hash of its manifest."""
+    version = getattr(model, "version", None) or model.manifest.get("version")
+    if version:
+        return str(version)
+    files = model.manifest.get("files") or model.manifest
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True, default=str).encode()).hexdigest()
+    return f"sha256:{digest[:12]}"
+
+
+def _jsonable(item: Any) -> Any:
+    """Structured inputs (pydantic models) are logged as the JSON the client sent."""
+    return item.model_dump(mode="json") if isinstance(item, BaseModel) else item
+
+
+def task_name(model: Any) -> str:
+    task = model.task
+    return task if isinstance(task, str) else task.name
+
+
+@dataclass
+class ModelService:
+    """What the routes call; created by the app's lifespan once the model is loaded."""
+
+    model: Any
+    settings: ServeSettings
+    metrics: ServerMetrics
+    name: str = ""
+    version: str = ""
+    log: PredictionLogWriter | None = None
+    batcher: Batcher | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.name or str(self.model.name)
+        self.version = self.version or model_version(self.model)
+        self.metrics.model.info({"name": self.name, "version": self.version, "task": task_name(self.model)})
+
+    def start(self) -> None:
+        self.batcher = Batcher(
+            self.model.predict,
+            max_batch_size=self.settings.max_batch_size,
+            max_wait_ms=self.settings.max_wait_ms,
+            max_queue=self.settings.max_queue,
+            on_batch=self.metrics.observe_batch,
+        )
+        self.batcher.start()
+        self.metrics.queue_depth.set_function(lambda: self.batcher.pending)
+        if self.settings.log_predictions:
+            self.log = PredictionLogWriter(log_inputs=self.settings.log_inputs)
+
+    async def stop(self) -> None:
+        """Finish every queued and running prediction, then flush the log."""
+        if self.batcher is not None:
+            await self.batcher.close()
+        if self.log is not None:
+            await asyncio.to_thread(self.log.close)
+
+    def warm_up(self, example: Any) -> None:
+        """One real prediction before /readyz says yes, so the first user does not pay for lazy setup."""
+        self.model.predict([self.parse(example, 0)], 1)
+
+    def parse(self, item: Any, index: int) -> Any:
+        """The learner's own decoding/validation of one input (e.g. base64 images); ValueError means 422."""
+        parse = getattr(self.model.learner, "parse_input", None)
+        if parse is None:
+            return item
+        try:
+            return parse(item)
+        except (ValueError, UserError) as err:
+            raise ServingError(422, f"inputs.{index}: {err}") from None
+
+    async def predict(self, inputs: list[Any], top_k: int) -> tuple[list[dict[str, Any]], list[str]]:
+        assert self.batcher is not None, "start() runs in the lifespan before any request"
+        started = time.perf_counter()
+        if hasattr(self.model.learner, "parse_input"):  # decoding (e.g. images) stays off the event loop
+            parsed = await asyncio.to_thread(lambda: [self.parse(item, i) for i, item in enumerate(inputs)])
+        else:
+            parsed = list(inputs)
+        try:
+            predictions = await asyncio.wait_for(self.batcher.submit(parsed, top_k), self.settings.timeout_s)
+        except QueueFullError as err:
+            raise ServingError(503, f"server busy: {err}; retry shortly", {"Retry-After": "1"}) from None
+        except BatcherClosedError:
+            raise ServingError(503, "server is shutting down", {"Retry-After": "5"}) from None
+        except TimeoutError:
+            raise ServingError(504, f"prediction took longer than {self.settings.timeout_s:g} s") from None
+        except UserError as err:
+            raise ServingError(422, err.message) from None
+        except PredictionFailedError:
+            raise ServingError(500, "prediction failed") from None
+        latency_ms = (time.perf_counter() - started) * 1000
+        ids = [uuid.uuid4().hex for _ in inputs]
+        if self.log is not None:
+            now = time.time()
+            self.log.append(
+                [
+                    PredictionRecord(
+                        pid, now, self.name, _version(prediction, self.version), _jsonable(item), prediction, latency_ms
+                    )
+                    for pid, item, prediction in zip(ids, inputs, predictions, strict=True)
+                ]
+            )
+        return predictions, ids
+
+
+def _version(prediction: Any, default: str) -> str:
+    """The version that answered: a rollout marks each answer, otherwise the served version."""
+    return str(prediction.get("version", default)) if isinstance(prediction, dict) else default

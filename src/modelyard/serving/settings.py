@@ -1,0 +1,39 @@
+"""Server settings: one pydantic-settings model read from MODELYARD_* variables, injectable in tests."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServeSettings(BaseSettings):
+    """Everything `modelyard serve` can be told; CLI options override the MODELYARD_* environment."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELYARD_", extra="ignore", protected_namespaces=())
+
+    host: str = Field("127.0.0.1", description="bind address; loopback unless told otherwise")
+    port: int = Field(8000, ge=0, le=65535)
+    max_batch_size: int = Field(32, ge=1, description="inputs per forward pass; 1 turns batching off")
+    max_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits for more inputs once one arrived")
+    max_queue: int = Field(1024, ge=1, description="inputs waiting beyond this answer 503 with Retry-After")
+    max_inputs: int = Field(64, ge=1, description="inputs per request")
+    max_text_chars: int = Field(10_000, ge=1, description="characters per text input")
+    max_top_k: int = Field(100, ge=1)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1, description="request body limit (413 beyond)")
+    timeout_s: float = Field(30.0, gt=0, description="a prediction waiting longer answers 504")
+    api_key: str | None = Field(None, description="when set, every route but /healthz and /readyz needs it")
+    cors_origins: list[str] = Field(default_factory=list, description="CORS stays off while empty")
+    log_inputs: bool = Field(True, description="store inputs in the prediction log (else their sha256 only)")
+    log_predictions: bool = Field(True, description="append every prediction to MODELYARD_HOME/predictions.db")
+    workers: int = Field(1, ge=1, description="server processes (each loads its own copy of the model)")
+    rollout: Literal["off", "shadow", "canary", "bandit"] = Field(
+        "off", description="challenger rollout: silent shadow, a canary share, or a Thompson-sampling bandit"
+    )
+    challenger: str | None = Field(
+        None, description="the challenger (bundle or models:/ URI); default models:/NAME@challenger"
+    )
+    canary_percent: float = Field(10.0, ge=0, le=100, description="share of inputs the canary answers")
+    alias_poll_s: float = Field(30.0, ge=0, description="seconds between registry alias checks; 0 = never")
+    drift_interval_s: float = Field(300.0, ge=0, description="seconds between drift gauge updates; 0 = never")

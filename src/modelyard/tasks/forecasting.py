@@ -1,0 +1,247 @@
+"""Forecasting: predict the next steps of one or more time series (demand, traffic, sensors) with an LSTM.
+
+Splits are chronological (the last part of each series is the test set, never shuffled); gaps are reported and
+filled by the stated rule; naive and seasonal-naive forecasts are always scored beside the model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from modelyard.config import Config, DataConfig, ModelConfig
+from modelyard.data.readers import read_table, require_columns
+from modelyard.data.splits import fingerprint
+from modelyard.data.timeseries import (
+    SeriesSplit,
+    chronological_splits,
+    detect_season,
+    regularise,
+    window_origins,
+)
+from modelyard.errors import BundleError, ConfigError, DataError
+from modelyard.evaluation.forecast_metrics import naive_forecast, seasonal_naive_forecast
+from modelyard.models.forecast_learner import ForecastInput, ForecastLearner, score
+from modelyard.tasks import register_task
+from modelyard.tasks.base import PreparedData
+
+STARTER = """\
+# modelyard config: forecasting (demand, traffic, sensor values)
+name: my-forecaster
+task: forecasting
+data:
+  train: data/series.csv            # .csv .tsv .jsonl .parquet; relative paths start at this file's folder
+  time_column: date
+  target_column: value
+  id_column: null                   # set it when the file holds several series (one per id)
+  covariate_columns: []             # numeric columns the model also reads (their past values, like the target)
+  frequency: null                   # pandas offset alias (D, h, MS, W-SUN); null = inferred
+  fill: interpolate                 # missing timestamps/values: interpolate (in time) | ffill | zero
+  split: {validation: 0.1, test: 0.1}   # chronological: the last 10% of each series is the test set
+model:
+  backbone: lstm
+  context_length: null              # past steps the model reads; null = two seasons, 24 to 96 steps
+  horizon: 12                       # steps predicted at once (longer requests are answered recursively)
+  hidden_size: 64
+  layers: 2
+  dropout: 0.1
+  season_length: auto               # auto = detected by autocorrelation on the training part, or an integer
+  transform: auto                   # auto = log scale for positive series spanning more than a factor of two
+train:
+  epochs: null                      # null = the model's tuned default (printed when training starts)
+  early_stopping: {patience: 5, metric: mae}
+"""
+
+
+class ForecastDataConfig(DataConfig):
+    time_column: str = "date"
+    target_column: str = "value"
+    id_column: str | None = Field(None, description="column naming the series when the file holds several")
+    covariate_columns: list[str] = Field(
+        default_factory=list, description="numeric columns the model also reads (past values only)"
+    )
+    frequency: str | None = Field(None, description="pandas offset alias (D, h, MS, W-SUN); null = inferred")
+    fill: Literal["interpolate", "ffill", "zero"] = Field(
+        "interpolate", description="how missing timestamps and values are filled (they are never scored)"
+    )
+
+
+class ForecastModelConfig(ModelConfig):
+    backbone: Literal["lstm"] = "lstm"
+    context_length: int | None = Field(
+        None, ge=2, le=2048, description="null = two seasons, 24 to 96 steps, less for short series"
+    )
+    horizon: int = Field(12, ge=1, le=512)
+    hidden_size: int = Field(64, ge=4, le=2048)
+    layers: int = Field(2, ge=1, le=8)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    season_length: Literal["auto"] | int = Field("auto", description="auto (autocorrelation) or a period >= 1")
+    transform: Literal["auto", "log", "none"] = "auto"
+
+
+def _frame(path: str, config: Config) -> pd.DataFrame:
+    data: ForecastDataConfig = config.data
+    frame, read = read_table(path, data.format, data.max_rows)
+    columns = {"time_column": data.time_column, "target_column": data.target_column}
+    if data.id_column:
+        columns["id_column"] = data.id_column
+    columns |= {f"covariate_columns[{i}]": name for i, name in enumerate(data.covariate_columns)}
+    require_columns(frame, columns, path)
+    if read.skipped:
+        frame.attrs["skipped"] = f"{path}: {read.skipped} malformed rows skipped (first: {read.problems[0]})"
+    return frame
+
+
+def _season(config: Config, train: list[np.ndarray]) -> tuple[int, str]:
+    given = config.model.season_length
+    if given != "auto":
+        if given < 1:
+            raise ConfigError(f"model.season_length must be 'auto' or an integer >= 1, not {given}")
+        return given, "given in model.season_length"
+    longest = max(train, key=len)
+    season = detect_season(longest)
+    how = "autocorrelation peak of the training part" if season > 1 else "no clear autocorrelation peak"
+    return season, f"detected: {how}"
+
+
+def _context(config: Config, season: int, shortest_train: int) -> int:
+    """Two seasons (24 to 96 steps), but at most half of what the shortest training part leaves for windows."""
+    if config.model.context_length:
+        return config.model.context_length
+    room = max(4, (shortest_train - config.model.horizon) // 2)
+    return int(min(np.clip(2 * season, 24, 96), room))
+
+
+def _fingerprint(split: SeriesSplit) -> dict[str, Any]:
+    rows = [
+        (s.key, t, v)
+        for s, start in zip(split.series, split.starts, strict=True)
+        for t, v in zip(s.times[start:], s.values[start:], strict=True)
+    ]
+    return fingerprint(pd.DataFrame(rows, columns=["key", "time", "value"]), ["key", "time", "value"])
+
+
+def baseline_metrics(split: SeriesSplit, context: int, horizon: int) -> dict[str, dict[str, Any]]:
+    """Naive and seasonal-naive forecasts scored on exactly the windows the model is scored on."""
+    origins = window_origins(split, context, horizon)
+    history = [split.series[i].values[:t] for i, t in origins]
+    naive = np.array([naive_forecast(h, horizon) for h in history]).reshape(len(origins), horizon)
+    seasonal = np.array([seasonal_naive_forecast(h, horizon, split.season) for h in history])
+    return {
+        "naive": score(split, origins, horizon, naive),
+        "seasonal_naive": score(split, origins, horizon, seasonal.reshape(len(origins), horizon)),
+    }
+
+
+@register_task("forecasting")
+class ForecastingTask:
+    DataConfig: ClassVar = ForecastDataConfig
+    ModelConfig: ClassVar = ForecastModelConfig
+    Input: ClassVar = ForecastInput
+    main_metric: ClassVar = "mae"
+    # the server's warm-up request: long enough for any context_length
+    example_input: ClassVar = {"history": [1.0] * 2048, "horizon": 1}
+    greater_is_better: ClassVar = False
+
+    def starter_config(self) -> str:
+        return STARTER
+
+    def prepare(self, config: Config) -> PreparedData:
+        data: ForecastDataConfig = config.data
+        if data.validation or data.test:
+            raise ConfigError(
+                "forecasting splits each series by time: leave data.validation and data.test empty",
+                "put the whole series in data.train and set data.split.{validation,test} fractions",
+            )
+        frame = _frame(data.train, config)
+        series, report = regularise(
+            frame,
+            data.time_column,
+            data.target_column,
+            data.id_column,
+            data.frequency,
+            data.fill,
+            data.train,
+            data.covariate_columns,
+        )
+        warnings = [frame.attrs["skipped"]] if "skipped" in frame.attrs else []
+        horizon = config.model.horizon
+        first = chronological_splits(series, data.split.validation, data.split.test, horizon, horizon + 2)
+        season, how = _season(config, [s.values for s in first["train"].series])
+        context = _context(config, season, min(len(s.values) for s in first["train"].series))
+        splits = chronological_splits(
+            series, data.split.validation, data.split.test, horizon, context + horizon, season
+        )
+        if report["gaps_filled"]:
+            examples = [e for s in report["series"].values() for e in s["missing_timestamps_examples"]][:3]
+            warnings.append(
+                f"{report['gaps_filled']} missing values/timestamps filled by {report['fill_rule']} "
+                f"(e.g. {', '.join(examples) or 'non-numeric values'}); filled points are not scored"
+            )
+        if report["unparseable_times"]:
+            warnings.append(
+                f"{report['unparseable_times']} rows dropped: '{data.time_column}' is not a date "
+                f"({', '.join(report['unparseable_times_examples'])})"
+            )
+        report.update(
+            {
+                "season_length": season,
+                "season_length_source": how,
+                "context_length": context,
+                "horizon": horizon,
+                "splits": {
+                    n: {"points": len(s), "windows": len(window_origins(s, context, horizon))}
+                    for n, s in splits.items()
+                },
+                "split_rule": "chronological per series: the last points are the test set, never shuffled",
+            }
+        )
+        prints = {n: _fingerprint(s) for n, s in splits.items()}
+        return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
+
+    def build(self, config: Config, data: PreparedData) -> ForecastLearner:
+        options = config.model.model_copy(update={"context_length": data.report["context_length"]})
+        data.report["backbone"] = {
+            "name": "lstm",
+            "why": "the only forecasting backbone; baselines run beside it",
+        }
+        return ForecastLearner.build(
+            options, data.splits["train"], config.model.transform, config.data.covariate_columns
+        )
+
+    def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
+        context, horizon = data.report["context_length"], data.report["horizon"]
+        scored = {n: baseline_metrics(data.splits[n], context, horizon) for n in ("validation", "test")}
+        return {
+            name: {split: scored[split][name] for split in scored if scored[split][name]}
+            for name in ("naive", "seasonal_naive")
+        }
+
+    def inputs_from_frame(self, frame: pd.DataFrame, config: Config) -> list[dict[str, Any]]:
+        """`predict --input`: one request per row, a JSON Lines file of {"history": [...], "horizon": n}."""
+        if "history" not in frame.columns:
+            raise DataError(
+                "a forecasting input file needs a 'history' column: one request per row",
+                'write JSON Lines such as {"history": [112, 118, 132], "horizon": 12}',
+            )
+        fields = [c for c in ("history", "horizon", "id", "covariates") if c in frame.columns]
+        requests = []
+        for line, row in zip(frame.index, frame[fields].to_dict("records"), strict=True):
+            request = {k: json.loads(v) if isinstance(v, str) and k != "id" else v for k, v in row.items()}
+            request = {k: v for k, v in request.items() if isinstance(v, list) or not pd.isna(v)}
+            try:
+                requests.append(ForecastInput.model_validate(request))
+            except ValueError as err:
+                raise DataError(f"line {line}: not a forecast request: {err}") from None
+        return requests
+
+    def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> ForecastLearner:
+        path = directory / "forecaster.json"
+        if not path.is_file():
+            raise BundleError(f"{directory}: no forecaster.json; not a forecasting bundle")
+        return ForecastLearner.load(directory, json.loads(path.read_text(encoding="utf-8")))

@@ -1,0 +1,166 @@
+"""Text generation: a small GPT pretrained from scratch on a corpus, or a bundled chat LLM tuned with LoRA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from modelyard.config import Config, DataConfig, ModelConfig, StrictModel
+from modelyard.data import text_corpus
+from modelyard.errors import DataError, ModelNotFoundError
+from modelyard.generation.options import GenerationOptions
+from modelyard.models import catalog
+from modelyard.tasks import register_task
+from modelyard.tasks.base import PreparedData
+
+SCRATCH = "gpt-scratch"
+
+STARTER = """\
+# modelyard config: text generation
+name: my-text-generator
+task: text_generation
+data:
+  train: data/corpus.txt            # .txt (or a folder of them), JSONL/JSON with a text field, or chat JSONL
+  split: {validation: 0.1, test: 0.1, seed: 42}   # a corpus is split in contiguous blocks from its end
+  text_field: text                  # JSONL/JSON: the field holding the text (a list of lines is joined)
+model:
+  backbone: gpt-scratch             # gpt-scratch | smollm2-135m (LoRA on chat data) | /path/to/hf-model
+  tokenizer: char                   # gpt-scratch: char | bpe (learnt from the training text)
+  layers: 4
+  heads: 4
+  hidden_size: 128
+  context: 128                      # tokens the model sees at once
+  lora: {r: 16, alpha: 32, dropout: 0.05, target_modules: all-linear}   # pretrained backbones only
+  merge: false                      # true: the bundle holds merged full weights instead of the adapter
+  generation: {max_new_tokens: 128, temperature: 0.8, top_k: 50}
+train:
+  max_steps: 2000                   # or epochs
+  batch_size: null                  # null = the backbone's tuned default
+  learning_rate: null
+  scheduler: null                   # cosine with warm-up by default
+  eval_every: 500
+  precision: auto
+"""
+
+
+class GenerationDataConfig(DataConfig):
+    text_field: str = Field("text", description="JSONL/JSON field with the text; a list of strings is joined")
+    messages_field: str = Field("messages", description="JSONL field with OpenAI-style chat messages")
+    prompt_field: str = "prompt"
+    completion_field: str = "completion"
+
+
+class LoraOptions(StrictModel):
+    r: int = Field(16, ge=1, le=512)
+    alpha: float = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="module names to adapt, or all-linear (every linear layer but the output)"
+    )
+
+
+class GenerationModelConfig(ModelConfig):
+    backbone: str = Field(SCRATCH, description="gpt-scratch, smollm2-135m, or a local Hugging Face folder")
+    tokenizer: Literal["char", "bpe"] = Field("char", description="gpt-scratch: learnt from the training text")
+    vocab_size: int = Field(2048, ge=64, description="bpe vocabulary size")
+    layers: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1)
+    hidden_size: int = Field(128, ge=8)
+    context: int = Field(128, ge=8, le=4096, description="gpt-scratch: tokens per context window")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    max_length: int = Field(512, ge=16, description="pretrained backbones: tokens per training example")
+    lora: LoraOptions | None = Field(default_factory=LoraOptions, description="null fine-tunes every weight")
+    merge: bool = Field(False, description="store merged full weights instead of the LoRA adapter")
+    generation: GenerationOptions = Field(
+        default_factory=GenerationOptions, description="defaults for predict, generate and the server"
+    )
+
+
+def _read(config: Config, path: str) -> list[str | dict]:
+    data: GenerationDataConfig = config.data
+    fields = text_corpus.Fields(data.text_field, data.messages_field, data.prompt_field, data.completion_field)
+    return text_corpus.read(path, fields, data.max_rows)
+
+
+def _size(items: list[str | dict]) -> int:
+    return sum(len(i) if isinstance(i, str) else sum(len(m["content"]) for m in i["messages"]) for i in items)
+
+
+@register_task("text_generation")
+class TextGenerationTask:
+    DataConfig: ClassVar = GenerationDataConfig
+    ModelConfig: ClassVar = GenerationModelConfig
+    Input: ClassVar = str
+    main_metric: ClassVar = "loss"
+    greater_is_better: ClassVar = False
+    generates_text: ClassVar = True  # the server adds the OpenAI-compatible generation routes
+
+    def starter_config(self) -> str:
+        return STARTER
+
+    def prepare(self, config: Config) -> PreparedData:
+        data: GenerationDataConfig = config.data
+        train = _read(config, data.train)
+        kind = text_corpus.kind(train)
+        given = {w: _read(config, getattr(data, w)) for w in ("validation", "test") if getattr(data, w)}
+        carve = {w: 0.0 if w in given else getattr(data.split, w) for w in ("validation", "test")}
+        splits = text_corpus.split(train, carve["validation"], carve["test"], data.split.seed)
+        splits.update(given)
+        for name, items in given.items():
+            if text_corpus.kind(items) != kind:
+                raise DataError(f"{getattr(data, name)}: {name} data is not the same kind ({kind}) as train")
+        if not _size(splits["train"]):
+            raise DataError(f"{data.train}: nothing left to train on after the split")
+        warnings = []
+        if config.model.backbone != SCRATCH and kind == "corpus":
+            warnings.append("plain text with a pretrained chat model: the loss covers every token")
+        report = {
+            "kind": kind,
+            "splits": {n: len(s) for n, s in splits.items()},
+            "characters": {n: _size(s) for n, s in splits.items()},
+            "split_notes": [
+                "corpus: contiguous blocks from the end (test last)"
+                if kind == "corpus"
+                else f"chat examples: random split (seed {data.split.seed})"
+            ],
+        }
+        prints = {n: text_corpus.fingerprint(s) for n, s in splits.items()}
+        return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
+
+    def build(self, config: Config, data: PreparedData):
+        backbone = config.model.backbone
+        if backbone == SCRATCH:
+            from modelyard.models.gpt_learner import GPTLearner
+
+            data.report["backbone"] = "gpt-scratch: a GPT trained from scratch with a tokenizer learnt from the text"
+            return GPTLearner.scratch(config.model, data.splits["train"])
+        self._check_backbone(backbone)
+        from modelyard.models.lora_learner import CausalLMLearner
+
+        data.report["backbone"] = f"{backbone}: pretrained causal LM" + (" with LoRA" if config.model.lora else "")
+        return CausalLMLearner.pretrained(backbone, config.model)
+
+    @staticmethod
+    def _check_backbone(backbone: str) -> None:
+        if backbone in catalog.CATALOG and catalog.CATALOG[backbone].kind == "causal-lm":
+            catalog.locate(backbone)
+            return
+        if not catalog.is_local_hf_dir(backbone):
+            raise ModelNotFoundError(
+                f"unknown backbone '{backbone}' for text_generation",
+                f"use {SCRATCH}, {', '.join(catalog.names('causal-lm'))}, or a local Hugging Face folder",
+            )
+
+    def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
+        return {}
+
+    def load(self, directory: Path, manifest: dict[str, Any], config: Config):
+        if manifest["backbone"] == SCRATCH:
+            from modelyard.models.gpt_learner import GPTLearner
+
+            return GPTLearner.load(directory, config.model)
+        from modelyard.models.lora_learner import CausalLMLearner
+
+        return CausalLMLearner.load(directory, manifest, config.model)

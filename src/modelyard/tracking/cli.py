@@ -1,0 +1,141 @@
+"""`modelyard models ...`: the registry from the terminal (list, show, promote, rollback, log)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelyard.tracking import registry
+
+app = typer.Typer(
+    name="models",
+    help="The model registry: versions, aliases (champion, challenger, ...) and their audit trail.",
+    no_args_is_help=True,
+)
+console = Console()
+
+
+def age(when: datetime) -> str:
+    seconds = max(0.0, (datetime.now(UTC) - when).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return "just now"
+
+
+def _metric(version: registry.VersionInfo | None) -> str:
+    if version is None or not version.metrics:
+        return "-"
+    name = version.main_metric if version.main_metric in version.metrics else next(iter(version.metrics))
+    return f"{name} {version.metrics[name]:.4g} (v{version.version})"
+
+
+def _aliases(aliases: dict[str, str]) -> str:
+    return ", ".join(f"{a} -> v{v}" for a, v in sorted(aliases.items())) or "-"
+
+
+@app.command("list")
+def list_() -> None:
+    """Every registered model with its versions, aliases, main test metric and age.
+
+    Example: modelyard models list
+    """
+    models = registry.list_models()
+    if not models:
+        console.print("No registered models yet: `modelyard train CONFIG` registers one.")
+        return
+    table = Table(title=f"Registered models ({registry.store.tracking_uri()})")
+    for column in ("name", "versions", "aliases", "main test metric", "updated"):
+        table.add_column(column, justify="right" if column == "versions" else "left", no_wrap=column == "name")
+    for model in models:
+        table.add_row(
+            model.name,
+            str(len(model.versions)),
+            _aliases(model.aliases),
+            _metric(model.headline()),
+            age(model.updated),
+        )
+    console.print(table)
+
+
+@app.command()
+def show(name: str = typer.Argument(..., help="registered model name (the config's `name`)")) -> None:
+    """Versions with their test metrics, aliases and bundles, then the audit trail of alias moves.
+
+    Example: modelyard models show banking-intents
+    """
+    model = registry.describe(name)
+    table = Table(title=f"{model.name}: {len(model.versions)} version(s), aliases {_aliases(model.aliases)}")
+    for column in ("version", "aliases", "test metrics", "created", "bundle"):
+        table.add_column(column, overflow="fold")
+    for v in model.versions:
+        ordered = sorted(v.metrics.items(), key=lambda kv: (kv[0] != v.main_metric, kv[0]))
+        metrics = "\n".join(f"{k} {val:.4g}" for k, val in ordered)
+        table.add_row(v.version, ", ".join(v.aliases) or "-", metrics or "-", age(v.created), v.bundle_path or "-")
+    console.print(table)
+    if not model.trail:
+        console.print("No alias moves recorded yet.")
+        return
+    trail = Table(title="Audit trail (alias moves)")
+    for column in ("when", "who", "action", "alias", "move", "why"):
+        trail.add_column(column)
+    for move in model.trail:
+        before = f"v{move.from_version}" if move.from_version else "(none)"
+        trail.add_row(
+            move.when[:16].replace("T", " "),
+            move.who,
+            move.action,
+            move.alias,
+            f"{before} -> v{move.to_version}",
+            move.why or "-",
+        )
+    console.print(trail)
+
+
+@app.command()
+def promote(
+    name: str = typer.Argument(..., help="registered model name"),
+    version: str = typer.Argument(..., help="version number to point the alias at"),
+    alias: str = typer.Option(..., "--alias", "-a", help="alias to move, e.g. champion or challenger"),
+    reason: str = typer.Option("", "--reason", "-r", help="why (kept in the audit trail)"),
+) -> None:
+    """Point an alias at a version and record who, when and why.
+
+    Example: modelyard models promote banking-intents 3 --alias champion --reason "beats v2 on macro_f1"
+    """
+    move = registry.promote(name, version, alias, reason)
+    if move is None:
+        console.print(f"'{alias}' of {name} already points at version {version}; nothing changed.")
+        return
+    before = f"version {move.from_version}" if move.from_version else "nothing"
+    console.print(f"{name}@{alias}: {before} -> version {move.to_version} (by {move.who})")
+
+
+@app.command()
+def rollback(
+    name: str = typer.Argument(..., help="registered model name"),
+    alias: str = typer.Option("champion", "--alias", "-a", help="alias to move back"),
+    reason: str = typer.Option("", "--reason", "-r", help="why (kept in the audit trail)"),
+) -> None:
+    """Move an alias back to the version that held it before its last promotion.
+
+    Example: modelyard models rollback banking-intents --reason "v3 misroutes card questions"
+    """
+    move = registry.rollback(name, alias, reason)
+    console.print(f"{name}@{alias}: version {move.from_version} -> version {move.to_version} (rolled back)")
+
+
+@app.command()
+def log(bundle: Path = typer.Argument(..., help="a bundle folder written by `modelyard train`")) -> None:
+    """Log an existing bundle as a run and register it as a new version (e.g. after the store was down).
+
+    Example: modelyard models log runs/banking-intents
+    """
+    from modelyard.tracking.runs import log_bundle
+
+    version = log_bundle(bundle)
+    console.print(f"registered {version.name} version {version.version} (run {version.run_id})")

@@ -1,0 +1,60 @@
+"""The playground page in headless Chromium: type a text, see labelled probability bars and the latency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from serving_live import live_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-extensions",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def server(tfidf_bundle):
+    with live_server(tfidf_bundle) as url:
+        yield url
+
+
+@pytest.fixture
+def page():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
+def test_typing_a_text_shows_probability_bars_for_the_predicted_labels(server, page):
+    external: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(server) else external.append(r.url))
+    page.goto(server + "/")
+    page.get_by_test_id("model-name").filter(has_text="test-tfidf-linear").wait_for()
+
+    page.get_by_test_id("text-input").fill("I want to activate my new card")
+    page.get_by_test_id("predict").click()
+
+    rows = page.get_by_test_id("bar-row")
+    rows.first.wait_for()
+    assert rows.count() == 5  # top 5 of the 8 labels
+    top = page.get_by_test_id("top-label").inner_text()
+    assert top and top == rows.first.locator(".bar-label").inner_text()
+    percent = float(rows.first.locator(".bar-value").inner_text().rstrip("%"))
+    assert 0 < percent <= 100
+    assert "ms" in page.get_by_test_id("latency").inner_text()
+    assert page.get_by_test_id("error").inner_text() == ""
+    assert external == []  # nothing loaded from outside: the page works offline

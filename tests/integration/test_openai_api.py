@@ -1,0 +1,103 @@
+"""The OpenAI-compatible routes on a real GPT bundle: response shapes, usage, SSE streams, batching, errors."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from serving_helpers import serving
+
+
+@pytest.fixture(scope="module")
+def client(tiny_gpt_bundle):
+    with serving(tiny_gpt_bundle, max_text_chars=500) as client:
+        yield client
+
+
+def sse_payloads(text: str) -> list:
+    lines = [line for line in text.split("\n\n") if line]
+    assert all(line.startswith("data: ") for line in lines), text
+    assert lines[-1] == "data: [DONE]"
+    return [json.loads(line[6:]) for line in lines[:-1]]
+
+
+def test_a_completion_answers_with_text_finish_reason_and_token_usage(client):
+    body = client.post("/v1/completions", json={"prompt": "ROMEO:", "max_tokens": 5, "temperature": 0}).json()
+    assert body["object"] == "text_completion" and body["model"] == "tiny-gpt"
+    (choice,) = body["choices"]
+    assert choice["finish_reason"] in ("length", "stop") and isinstance(choice["text"], str)
+    assert body["usage"] == {
+        "prompt_tokens": 6,
+        "completion_tokens": body["usage"]["completion_tokens"],
+        "total_tokens": 6 + body["usage"]["completion_tokens"],
+    }
+    assert 1 <= body["usage"]["completion_tokens"] <= 5
+
+
+def test_a_streamed_completion_is_server_sent_events_ending_in_done(client):
+    response = client.post(
+        "/v1/completions",
+        json={
+            "prompt": "KING:",
+            "max_tokens": 6,
+            "stream": True,
+            "temperature": 0,
+            "stream_options": {"include_usage": True},
+        },
+    )
+    assert response.headers["content-type"].startswith("text/event-stream")
+    chunks = sse_payloads(response.text)
+    assert chunks[-1]["usage"]["prompt_tokens"] == 5 and chunks[-1]["choices"] == []
+    text = "".join(c["choices"][0]["text"] for c in chunks[:-1])
+    plain = client.post("/v1/completions", json={"prompt": "KING:", "max_tokens": 6, "temperature": 0}).json()
+    assert text == plain["choices"][0]["text"]
+    assert chunks[-2]["choices"][0]["finish_reason"] in ("length", "stop")
+
+
+def test_a_streamed_chat_completion_sends_role_then_content_deltas(client):
+    response = client.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "Speak"}], "max_tokens": 4, "stream": True},
+    )
+    chunks = sse_payloads(response.text)
+    assert chunks[0]["object"] == "chat.completion.chunk"
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("length", "stop")
+
+
+def test_a_chat_completion_answers_with_an_assistant_message(client):
+    body = client.post(
+        "/v1/chat/completions",
+        json={
+            "messages": [
+                {"role": "system", "content": "Be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "Speak"}]},
+            ],
+            "max_completion_tokens": 3,
+            "seed": 1,
+        },
+    ).json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"]["role"] == "assistant" and body["usage"]["completion_tokens"] <= 3
+
+
+def test_concurrent_requests_are_decoded_in_one_batch(client):
+    def ask(i: int) -> dict:
+        return client.post("/v1/completions", json={"prompt": f"Line {i}:", "max_tokens": 8}).json()
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(ask, range(6)))
+    assert all(a["choices"][0]["finish_reason"] for a in answers)
+    assert max(client.app.state.generation_batcher.batch_sizes) > 1
+
+
+def test_invalid_sampling_options_are_a_json_422(client):
+    response = client.post("/v1/completions", json={"prompt": "x", "temperature": 50})
+    assert response.status_code == 422 and response.json()["error"]["type"] == "invalid_input"
+    assert "temperature" in response.json()["error"]["message"]
+
+
+def test_a_prompt_over_the_size_limit_is_refused(client):
+    response = client.post("/v1/completions", json={"prompt": "x" * 600})
+    assert response.status_code == 422 and "limit is 500" in response.json()["error"]["message"]

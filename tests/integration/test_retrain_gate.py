@@ -1,0 +1,96 @@
+"""The retrain gate: a clearly better challenger is promoted with an audit entry, a worse one is refused."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from modelyard import api
+from modelyard.monitoring.retrain import retrain
+from modelyard.tracking import registry
+
+pytestmark = pytest.mark.slow
+NAME = "retrain-demo"
+
+
+def config(folder, banking_slice, rows_per_intent: int):
+    """A tf-idf config on the first `rows_per_intent` training rows of each intent and the shared test file
+    (no validation carve, so even the smallest train set keeps every intent)."""
+    folder.mkdir()
+    train = pd.read_csv(banking_slice / "train.csv").groupby("category").head(rows_per_intent)
+    train.to_csv(folder / "train.csv", index=False)
+    shutil.copy(banking_slice / "test.csv", folder / "test.csv")
+    raw = {
+        "name": NAME,
+        "task": "text_classification",
+        "data": {
+            "train": "train.csv",
+            "test": "test.csv",
+            "text_column": "text",
+            "label_column": "category",
+            "split": {"validation": 0.0},
+        },
+        "model": {"backbone": "tfidf-linear"},
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(raw))
+    return folder / "config.yaml"
+
+
+def test_a_clearly_better_challenger_is_promoted_with_an_audit_entry(banking_slice, tmp_path):
+    weak = api.train(config(tmp_path / "weak", banking_slice, 2), output=tmp_path / "champion", quiet=True)
+    decision = retrain(
+        config(tmp_path / "full", banking_slice, 40), str(weak.path), margin=0.05, output=tmp_path / "challenger"
+    )
+    assert decision["promoted"] is True, decision["reason"]
+    assert decision["challenger"]["macro_f1"] > decision["champion"]["macro_f1"] + 0.05
+    assert decision["champion"]["samples"] == decision["challenger"]["samples"]  # the same frozen test rows
+    info = registry.describe(NAME)
+    assert info.aliases["champion"] == decision["challenger"]["version"]
+    assert any(m.alias == "champion" and "retrain gate" in m.why for m in info.trail)
+
+
+def test_a_worse_challenger_is_refused_and_the_champion_alias_does_not_move(banking_slice, tmp_path):
+    strong = api.train(config(tmp_path / "strong", banking_slice, 40), output=tmp_path / "champion", quiet=True)
+    decision = retrain(config(tmp_path / "weak", banking_slice, 2), str(strong.path), output=tmp_path / "challenger")
+    assert decision["promoted"] is False and "does not beat" in decision["reason"]
+    assert "champion" not in registry.describe(NAME).aliases
+    assert registry.describe(NAME).aliases["challenger"] == decision["challenger"]["version"]
+
+
+def test_a_guarded_class_that_gets_worse_blocks_the_promotion():
+    from modelyard.monitoring.retrain import decide
+
+    champion = {
+        "macro_f1": 0.80,
+        "per_class_f1": {"card_arrival": 0.9, "exchange_rate": 0.7},
+        "feedback": {"samples": 0},
+    }
+    challenger = {
+        "macro_f1": 0.85,
+        "per_class_f1": {"card_arrival": 0.85, "exchange_rate": 0.9},
+        "feedback": {"samples": 0},
+    }
+    assert decide(champion, challenger, "macro_f1", 0.0, [])[0] is True
+    promoted, reason = decide(champion, challenger, "macro_f1", 0.0, ["card_arrival"])
+    assert promoted is False and "card_arrival" in reason
+
+
+def test_feedback_with_a_logged_text_and_a_known_label_is_used_and_the_newest_quarter_held_out():
+    from modelyard.monitoring.retrain import feedback_frame, split_feedback
+    from modelyard.serving.prediction_log import PredictionLogWriter, PredictionRecord, record_feedback
+
+    writer = PredictionLogWriter()
+    writer.append(
+        [PredictionRecord(f"p{i}", 1000.0 + i, NAME, "1", f"text {i}", {"label": "a"}, 1.0) for i in range(10)]
+    )
+    writer.close()
+    for i in range(9):
+        record_feedback(f"p{i}", "unknown_label" if i == 8 else ("a" if i % 2 else "b"))
+    frame, skipped = feedback_frame(NAME, ["a", "b"])
+    assert skipped == 1 and frame["text"].tolist() == [f"text {i}" for i in range(8)]
+    train, held_out = split_feedback(frame)
+    assert train["text"].tolist() == [f"text {i}" for i in range(6)]
+    assert held_out["text"].tolist() == ["text 6", "text 7"]

@@ -1,0 +1,104 @@
+"""Batching and back-pressure over HTTP: merged forward passes, 503 when full, 504, hidden 500s."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from serving_helpers import metric, serving
+
+
+def post_concurrently(client, count: int) -> list[int]:
+    with ThreadPoolExecutor(count) as pool:
+        responses = list(pool.map(lambda i: client.post("/v1/predict", json={"inputs": [f"card {i}"]}), range(count)))
+    return [r.status_code for r in responses]
+
+
+def batch_sizes(client) -> tuple[float, float]:
+    """(number of batches, number of inputs) from the batch-size histogram."""
+    return metric(client, "modelyard_batch_size_count")[""], metric(client, "modelyard_batch_size_sum")[""]
+
+
+def test_concurrent_requests_are_merged_into_fewer_forward_passes(tfidf_bundle):
+    with serving(tfidf_bundle, max_batch_size=32, max_wait_ms=100) as client:
+        before_batches, before_inputs = batch_sizes(client)
+        assert post_concurrently(client, 16) == [200] * 16
+        batches, inputs = batch_sizes(client)
+    assert inputs - before_inputs == 16
+    assert batches - before_batches < 16
+
+
+def test_max_batch_size_one_runs_every_input_alone(tfidf_bundle):
+    with serving(tfidf_bundle, max_batch_size=1, max_wait_ms=100) as client:
+        assert post_concurrently(client, 6) == [200] * 6
+        buckets = metric(client, "modelyard_batch_size_bucket")
+    assert buckets['{le="1.0"}'] == buckets['{le="+Inf"}']
+
+
+def test_requests_are_counted_by_route_and_status(tfidf_bundle):
+    with serving(tfidf_bundle) as client:
+        client.post("/v1/predict", json={"inputs": ["hello"]})
+        client.post("/v1/predict", json={"inputs": []})
+        client.get("/a/fuzzed/path/123")
+        counts = metric(client, "modelyard_requests_total")
+    assert counts['{method="POST",route="/v1/predict",status="200"}'] == 1
+    assert counts['{method="POST",route="/v1/predict",status="422"}'] == 1
+    assert counts['{method="GET",route="unmatched",status="404"}'] == 1
+
+
+def hold_predictions(client) -> threading.Event:
+    """Make the model block until the returned event is set."""
+    release = threading.Event()
+    batcher = client.app.state.service.batcher
+    real = batcher.predict
+
+    def blocked(inputs, top_k):
+        release.wait(10)
+        return real(inputs, top_k)
+
+    batcher.predict = blocked
+    return release
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def test_a_full_queue_answers_503_with_retry_after(tfidf_bundle):
+    with serving(tfidf_bundle, max_batch_size=1, max_wait_ms=0, max_queue=2) as client:
+        release = hold_predictions(client)
+        batcher = client.app.state.service.batcher
+        with ThreadPoolExecutor(2) as pool:
+            running = pool.submit(client.post, "/v1/predict", json={"inputs": ["first"]})
+            wait_until(lambda: batcher.pending == 0 and len(batcher._queue) == 0)
+            queued = pool.submit(client.post, "/v1/predict", json={"inputs": ["second", "third"]})
+            wait_until(lambda: batcher.pending == 2)
+            refused = client.post("/v1/predict", json={"inputs": ["fourth"]})
+            release.set()
+            assert running.result().status_code == 200 and queued.result().status_code == 200
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert refused.json()["error"]["type"] == "unavailable"
+
+
+def test_a_prediction_over_the_timeout_answers_504(tfidf_bundle):
+    with serving(tfidf_bundle, timeout_s=0.2) as client:
+        release = hold_predictions(client)
+        response = client.post("/v1/predict", json={"inputs": ["slow"]})
+        release.set()
+    assert response.status_code == 504 and response.json()["error"]["type"] == "timeout"
+
+
+def test_a_model_crash_answers_500_without_internals(tfidf_bundle):
+    with serving(tfidf_bundle) as client:
+
+        def crash(inputs, top_k):
+            raise RuntimeError("secret detail at /srv/models/weights.bin")
+
+        client.app.state.service.batcher.predict = crash
+        response = client.post("/v1/predict", json={"inputs": ["boom"]})
+    assert response.status_code == 500
+    assert response.json() == {"error": {"type": "internal_error", "message": "prediction failed"}}

@@ -1,0 +1,28 @@
+"""Hyper-parameter search: trials run, the study is stored, the best config is written and trains."""
+
+import optuna
+import yaml
+
+from conftest import write_config
+from modelyard.config import load_config
+from modelyard.tuning import tune
+
+
+def test_a_search_stores_its_study_and_writes_a_best_config_that_loads(banking_slice, tmp_path):
+    config = write_config(banking_slice, "scratch-transformer")
+    raw = yaml.safe_load(config.read_text())
+    raw["model"].update(hidden_size=32, layers=1, heads=2, vocab_size=500)
+    raw["train"].update(batch_size=32, early_stopping=None)
+    raw["tune"] = {"params": {"train.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+                              "model.dropout": {"choices": [0.0, 0.1]}}}
+    config.write_text(yaml.safe_dump(raw))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    result = tune(config, trials=3, storage=storage, output=tmp_path / "best.yaml")
+    assert result.trials == 3
+    study = optuna.load_study(study_name=result.study, storage=storage)
+    assert len(study.trials) == 3 and study.best_value == result.best_value
+    best = load_config(tmp_path / "best.yaml")
+    assert best.train.learning_rate == result.best_params["train.learning_rate"]
+    assert best.tune is None
+    again = tune(config, trials=1, storage=storage, output=tmp_path / "best.yaml")
+    assert again.trials == 4  # a second worker joins the same study

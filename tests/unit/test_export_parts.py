@@ -1,0 +1,75 @@
+"""The pieces of export that need no trained bundle: int8 weight files, static ONNX quantization, soft labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from modelyard.export.distill import soften
+from modelyard.export.onnx import quantize_onnx, to_onnx
+from modelyard.export.parity import Tolerance, problems
+from modelyard.export.protocol import OnnxGraph
+from modelyard.export.runtime import onnx_session
+from modelyard.export.torch_int8 import has_int8_layers, load_weights, quantize_module, save_quantized
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def small_net() -> nn.Module:
+    return nn.Sequential(nn.Embedding(20, 16), nn.Linear(16, 32), nn.ReLU(), nn.LayerNorm(32), nn.Linear(32, 4))
+
+
+def test_int8_weights_round_trip_through_safetensors_exactly(tmp_path):
+    torch.manual_seed(0)
+    quantized = quantize_module(small_net().eval())
+    save_quantized(quantized, tmp_path / "model.safetensors")
+    loaded = load_weights(small_net(), tmp_path / "model.safetensors")
+    x = torch.tensor([[1, 5, 7, 19]])
+    assert has_int8_layers(loaded)
+    assert torch.equal(loaded(x), quantized(x))
+
+
+def test_int8_weights_are_stored_as_int8_tensors(tmp_path):
+    from safetensors.torch import load_file
+
+    save_quantized(quantize_module(small_net().eval()), tmp_path / "model.safetensors")
+    tensors = load_file(str(tmp_path / "model.safetensors"))
+    assert tensors["1.weight_int8"].dtype == torch.int8 and tensors["1.weight_scale"].shape == (32,)
+    assert tensors["0.weight"].dtype == torch.float32  # embeddings stay fp32
+
+
+def test_static_int8_onnx_of_a_small_cnn_stays_close_to_fp32(tmp_path):
+    torch.manual_seed(0)
+    cnn = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)
+    ).eval()
+    images = torch.rand(16, 3, 16, 16)
+    graph = OnnxGraph(
+        cnn, (images[:2],), ["pixels"], ["logits"], {"pixels": {0: "batch"}, "logits": {0: "batch"}}, "static"
+    )
+    to_onnx(graph, tmp_path / "fp32.onnx")
+    feeds = [{"pixels": images[i : i + 4].numpy()} for i in range(0, 16, 4)]
+    quantize_onnx(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", "static", feeds)
+    out = onnx_session(tmp_path / "int8.onnx").run(None, {"pixels": images.numpy()})[0]
+    with torch.no_grad():
+        expected = cnn(images).numpy()
+    assert out.shape == (16, 5) and np.abs(out - expected).max() < 0.05
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "int8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops  # activations fixed by calibration (QDQ)
+
+
+def test_softened_probabilities_keep_the_ranking_and_flatten_with_temperature():
+    probs = np.array([[0.7, 0.2, 0.1]], dtype=np.float32)
+    assert np.allclose(soften(probs, 1.0), probs, atol=1e-6)
+    warm = soften(probs, 4.0)
+    assert np.allclose(warm.sum(), 1.0) and list(warm[0].argsort()) == [2, 1, 0] and warm[0, 0] < 0.7
+
+
+def test_a_parity_problem_names_the_numbers():
+    report = {"parity": {"agreement": 0.95, "samples": 200}, "accuracy": {"original": 0.9, "exported": 0.87}}
+    found = problems(report, Tolerance())
+    assert len(found) == 2 and "95.00% < 98.00%" in found[0] and "3.00 points (90.00% -> 87.00%)" in found[1]
+    assert problems(report, Tolerance(min_agreement=0.9, max_accuracy_drop=0.05)) == []

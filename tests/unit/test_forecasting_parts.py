@@ -1,0 +1,149 @@
+"""Forecasting parts on small hand-made series: gaps, splits, baselines, metrics, seasons, the LSTM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from modelyard.data.timeseries import Series, chronological_splits, detect_season, regularise, window_origins
+from modelyard.errors import DataError
+from modelyard.evaluation.forecast_metrics import (
+    forecast_metrics,
+    mase_scale,
+    naive_forecast,
+    seasonal_naive_forecast,
+)
+from modelyard.models.lstm import LSTMConfig, LSTMForecaster
+
+
+def daily(values: list[float | None], start: str = "2024-01-01", drop: tuple[int, ...] = ()) -> pd.DataFrame:
+    dates = pd.date_range(start, periods=len(values), freq="D").strftime("%Y-%m-%d")
+    frame = pd.DataFrame({"date": dates, "value": [None if v is None else str(v) for v in values]})
+    return frame.drop(index=list(drop)).set_index(pd.RangeIndex(2, 2 + len(values) - len(drop)))
+
+
+def make_series(values: np.ndarray) -> Series:
+    times = pd.date_range("2020-01-01", periods=len(values), freq="D")
+    return Series("", times, np.asarray(values, dtype=float), np.ones(len(values), dtype=bool))
+
+
+def test_lstm_maps_a_batch_of_windows_to_one_value_per_horizon_step():
+    model = LSTMForecaster(LSTMConfig(context_length=16, horizon=5, inputs=1, hidden_size=8, layers=2))
+    assert model(torch.randn(3, 16, 1)).shape == (3, 5)
+
+
+def test_missing_timestamps_are_reported_and_filled_by_time_interpolation():
+    series, report = regularise(
+        daily([1, 2, 3, 4, 5, 6], drop=(2, 3)), "date", "value", None, None, "interpolate", "f.csv"
+    )
+    info = report["series"]["(single)"]
+    assert info["missing_timestamps"] == 2 and info["missing_timestamps_examples"] == [
+        "2024-01-03",
+        "2024-01-04",
+    ]
+    assert info["frequency"] == "1D" and report["gaps_filled"] == 2 and "interpolate" in report["fill_rule"]
+    np.testing.assert_allclose(series[0].values, [1, 2, 3, 4, 5, 6])
+    assert series[0].observed.tolist() == [True, True, False, False, True, True]
+
+
+def test_missing_values_are_filled_by_the_stated_rule():
+    series, report = regularise(daily([1.0, None, 7.0]), "date", "value", None, None, "ffill", "f.csv")
+    assert series[0].values.tolist() == [1.0, 1.0, 7.0] and report["gaps_filled"] == 1
+
+
+def test_months_with_a_missing_month_keep_a_monthly_frequency():
+    frame = pd.DataFrame({"m": ["2020-01", "2020-02", "2020-04", "2020-05", "2020-06"], "y": ["1"] * 5})
+    series, report = regularise(frame, "m", "y", None, None, "interpolate", "f.csv")
+    assert report["series"]["(single)"]["frequency"] == "1MS" and len(series[0].values) == 6
+
+
+def test_several_series_are_keyed_by_their_id_column():
+    frame = pd.concat([daily([1, 2, 3]).assign(shop="a"), daily([7, 8, 9, 10]).assign(shop="b")])
+    series, _ = regularise(frame, "date", "value", "shop", None, "interpolate", "f.csv")
+    assert [(s.key, len(s.values)) for s in series] == [("a", 3), ("b", 4)]
+
+
+def test_unparseable_dates_stop_with_the_column_named():
+    frame = pd.DataFrame({"date": ["soon", "later", "never"], "value": ["1", "2", "3"]})
+    with pytest.raises(DataError, match="'date'"):
+        regularise(frame, "date", "value", None, None, "interpolate", "f.csv")
+
+
+def test_chronological_split_never_lets_training_see_later_values():
+    splits = chronological_splits([make_series(np.arange(100.0))], validation=0.1, test=0.2, horizon=5, min_train=20)
+    train, validation, test = splits["train"], splits["validation"], splits["test"]
+    assert len(train.series[0].values) == 70 and validation.starts == [70] and test.starts == [80]
+    assert train.series[0].values.max() == 69  # nothing from validation or test
+    for split, (lo, hi) in ((train, (0, 70)), (validation, (70, 80)), (test, (80, 100))):
+        for i, t in window_origins(split, context=10, horizon=5):
+            assert lo <= t and t + 5 <= hi and len(split.series[i].values) <= hi
+
+
+def test_a_series_too_short_for_context_and_horizon_is_refused_with_a_hint():
+    with pytest.raises(DataError, match="context_length"):
+        chronological_splits([make_series(np.arange(30.0))], 0.1, 0.1, horizon=5, min_train=40)
+
+
+def test_naive_and_seasonal_naive_forecasts_on_a_hand_made_series():
+    history = np.array([1.0, 2, 3, 4, 10, 20, 30, 40])
+    assert naive_forecast(history, 3).tolist() == [40, 40, 40]
+    assert seasonal_naive_forecast(history, 6, season=4).tolist() == [10, 20, 30, 40, 10, 20]
+    assert seasonal_naive_forecast(history[:3], 2, season=4).tolist() == [3, 3]  # too short: naive
+
+
+def test_metrics_over_the_whole_horizon_on_a_hand_computed_example():
+    actual = np.array([[10.0, 20.0], [30.0, 40.0]])
+    forecast = np.array([[12.0, 20.0], [27.0, 44.0]])
+    m = forecast_metrics(actual, forecast, scale=np.array([1.0, 2.0]), observed=np.ones((2, 2), dtype=bool))
+    assert m["mae"] == pytest.approx(9 / 4)
+    assert m["rmse"] == pytest.approx(np.sqrt((4 + 0 + 9 + 16) / 4))
+    assert m["mape"] == pytest.approx(100 * (0.2 + 0 + 0.1 + 0.1) / 4)
+    assert m["mase"] == pytest.approx((2 + 0 + 1.5 + 2) / 4)
+    assert m["mae_by_step"] == pytest.approx([2.5, 2.0])
+
+
+def test_mape_skips_zero_actual_values_and_says_how_many():
+    m = forecast_metrics(np.array([[0.0, 10.0]]), np.array([[5.0, 11.0]]), np.ones(1), np.ones((1, 2), dtype=bool))
+    assert m["mape"] == pytest.approx(10.0) and m["mape_skipped_zeros"] == 1 and np.isfinite(m["mae"])
+    all_zero = forecast_metrics(np.zeros((1, 2)), np.ones((1, 2)), np.ones(1), np.ones((1, 2), dtype=bool))
+    assert all_zero["mape"] is None
+
+
+def test_filled_gap_values_are_not_scored():
+    observed = np.array([[True, False]])
+    m = forecast_metrics(np.array([[1.0, 100.0]]), np.array([[2.0, 0.0]]), np.ones(1), observed)
+    assert m["mae"] == 1.0 and m["points"] == 1
+
+
+def test_mase_scale_is_the_in_sample_seasonal_naive_error():
+    assert mase_scale(np.array([1.0, 2, 3, 5, 6, 7]), season=3) == pytest.approx(4.0)
+    assert mase_scale(np.array([1.0, 3, 5]), season=12) == pytest.approx(2.0)  # too short: lag 1
+
+
+def test_season_detection_finds_the_period_of_a_trending_seasonal_series():
+    t = np.arange(144)
+    rng = np.random.default_rng(0)
+    series = 100 + t + 20 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 2, len(t))
+    assert detect_season(series) == 12
+    assert detect_season(rng.normal(size=300)) == 1
+
+
+def test_covariates_are_regularised_and_read_as_extra_input_channels():
+    from modelyard.models.forecast_learner import ForecastLearner
+    from modelyard.tasks.forecasting import ForecastModelConfig
+
+    frame = daily(list(range(1, 41)), drop=(5,)).assign(promo=[str(i % 2) for i in range(39)])
+    series, _ = regularise(frame, "date", "value", None, None, "interpolate", "f.csv", ["promo"])
+    assert series[0].covariates.shape == (40, 1) and np.isfinite(series[0].covariates).all()
+    splits = chronological_splits(series, 0.1, 0.1, horizon=3, min_train=10)
+    options = ForecastModelConfig(context_length=5, horizon=3, hidden_size=4, layers=1)
+    learner = ForecastLearner.build(options, splits["train"], "auto", ["promo"])
+    assert learner.dataset(splits["train"], training=False).x.shape[1:] == (5, 2)
+    with pytest.raises(DataError, match="covariates"):
+        learner.predict([{"history": [1.0] * 5}])
+    answer = learner.predict([{"history": [1.0] * 5, "covariates": [[0.0]] * 5}])[0]
+    assert len(answer["forecast"]) == 3
+    with pytest.raises(DataError, match="at most 3"):
+        learner.predict([{"history": [1.0] * 5, "covariates": [[0.0]] * 5, "horizon": 4}])

@@ -1,0 +1,143 @@
+"""Reading image folders: every file opened, bad ones named and skipped, splits and fingerprints."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from image_helpers import colour_squares, png_header_only
+from PIL import Image
+
+from modelyard.config import FormatOptions, SplitConfig
+from modelyard.data import images
+
+
+def load(train: Path, **kwargs):
+    split = kwargs.pop("split", SplitConfig(validation=0.2, test=0.2))
+    return images.load_splits(
+        str(train), None, None, split, "image", "label", FormatOptions(), None, **kwargs
+    )
+
+
+@pytest.fixture
+def messy(tmp_path: Path) -> Path:
+    root = colour_squares(tmp_path / "data")
+    (root / "red" / "empty.jpg").write_bytes(b"")
+    (root / "red" / "notes.jpg").write_text("not an image at all")
+    whole = (root / "blue" / "0.png").read_bytes()
+    (root / "blue" / "cut.png").write_bytes(whole[: len(whole) // 2])
+    (root / "blue" / "bomb.png").write_bytes(png_header_only(30000, 30000))
+    garbled = bytearray(whole)
+    at = garbled.index(b"IDAT")
+    garbled[at + 20 : at + 40] = b"x" * 20
+    (root / "blue" / "garbled.png").write_bytes(bytes(garbled))
+    outside = tmp_path / "elsewhere.png"
+    Image.new("RGB", (40, 40), "red").save(outside)
+    (root / "red" / "link.png").symlink_to(outside)
+    return root
+
+
+def test_unusable_files_are_named_and_skipped_not_fatal(messy):
+    splits, report, warnings = load(messy)
+    skipped = "\n".join(report["images"]["skipped_files"])
+    for name in (
+        "red/empty.jpg",
+        "red/notes.jpg",
+        "blue/cut.png",
+        "blue/bomb.png",
+        "blue/garbled.png",
+        "red/link.png",
+    ):
+        assert name in skipped
+    assert report["images"]["kept"] == 20
+    assert sum(len(f) for f in splits.values()) == 20
+    assert any("skipped 6" in w for w in warnings)
+
+
+def test_each_skip_says_why(messy):
+    _, report, _ = load(messy)
+    assert report["images"]["skipped"] == {
+        "empty": 1,
+        "not an image": 1,
+        "truncated": 1,
+        "too large": 1,
+        "corrupt": 1,
+        "symlink outside the data folder": 1,
+    }
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    with pytest.raises(ValueError, match="decompression-bomb"):
+        images.decode_image(png_header_only(30000, 30000))
+
+
+def test_symlink_inside_the_data_folder_is_kept(tmp_path):
+    root = colour_squares(tmp_path / "data", per_class=5)
+    (root / "red" / "again.png").symlink_to(root / "red" / "0.png")
+    _, report, _ = load(root)
+    assert report["images"]["kept"] == 11
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "1"])
+def test_every_colour_mode_becomes_rgb(mode):
+    image = Image.new("RGBA", (12, 10), (10, 200, 30, 128)).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="TIFF" if mode == "CMYK" else "PNG")
+    assert images.decode_image(buffer.getvalue()).mode == "RGB"
+
+
+def test_transparent_pixels_become_white():
+    image = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    assert images.to_rgb(image).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_a_png_named_jpg_is_kept_and_reported(tmp_path):
+    root = colour_squares(tmp_path / "data", per_class=5)
+    (root / "red" / "0.png").rename(root / "red" / "0.jpg")
+    _, report, _ = load(root)
+    assert report["images"]["kept"] == 10
+    assert report["images"]["extension_mismatch"] == ["red/0.jpg: named .jpg but the content is PNG"]
+
+
+def test_train_val_test_folders_are_used_as_given(tmp_path):
+    for split in ("train", "val", "test"):
+        colour_squares(tmp_path / "data" / split, per_class=3)
+    splits, report, _ = load(tmp_path / "data")
+    assert {n: len(f) for n, f in splits.items()} == {"train": 6, "validation": 6, "test": 6}
+    assert report["split_notes"] == []
+
+
+def test_missing_splits_are_carved_stratified_and_seeded(tmp_path):
+    root = colour_squares(tmp_path / "data", per_class=10)
+    first, _, _ = load(root)
+    again, _, _ = load(root)
+    assert first["test"]["file"].tolist() == again["test"]["file"].tolist()
+    assert first["test"]["label"].value_counts().to_dict() == {"blue": 2, "red": 2}
+
+
+def test_csv_paths_resolve_against_the_csv_folder(tmp_path):
+    root = colour_squares(tmp_path / "pics", per_class=4)
+    rows = [f"pics/{p.relative_to(root).as_posix()},{p.parent.name}" for p in sorted(root.rglob("*.png"))]
+    (tmp_path / "list.csv").write_text("image,label\n" + "\n".join(rows) + "\nmissing.png,red\n")
+    splits, report, _ = load(tmp_path / "list.csv", split=SplitConfig(validation=0.25, test=0.0))
+    assert report["images"]["kept"] == 8
+    assert report["images"]["skipped_files"] == ["missing.png: missing: no such file"]
+    assert set(splits["train"]["label"]) == {"red", "blue"}
+
+
+def test_fingerprint_ignores_listing_order_but_not_labels(tmp_path):
+    root = colour_squares(tmp_path / "data", per_class=4)
+    splits, _, _ = load(root, split=SplitConfig(validation=0.0, test=0.0))
+    frame = splits["train"]
+    shuffled = frame.sample(frac=1.0, random_state=1)
+    relabelled = frame.assign(label="red")
+    one = images.fingerprints({"train": frame})["train"]["sha256"]
+    assert images.fingerprints({"train": shuffled})["train"]["sha256"] == one
+    assert images.fingerprints({"train": relabelled})["train"]["sha256"] != one
+
+
+def test_sizes_and_class_counts_are_reported(tmp_path):
+    _, report, _ = load(colour_squares(tmp_path / "data", per_class=5))
+    assert report["sizes"]["median_short_side"] == 40
+    assert report["splits"]["train"]["classes"] == {"blue": 3, "red": 3}

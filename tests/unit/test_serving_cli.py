@@ -1,0 +1,26 @@
+"""`modelyard serve` option handling, checked before any server starts."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from modelyard.cli import app
+from modelyard.errors import ConfigError
+
+
+def test_serve_is_listed_with_its_options():
+    result = CliRunner().invoke(app, ["serve", "--help"])
+    assert result.exit_code == 0
+    for option in ("--max-batch-size", "--max-wait-ms", "--no-log-inputs", "--api-key-env", "--cors-origin"):
+        assert option in result.output
+
+
+def test_an_empty_api_key_variable_is_refused(monkeypatch):
+    monkeypatch.delenv("MY_SERVING_KEY", raising=False)
+    result = CliRunner().invoke(app, ["serve", "bundle", "--api-key-env", "MY_SERVING_KEY"])
+    assert isinstance(result.exception, ConfigError) and "MY_SERVING_KEY" in str(result.exception)
+
+
+def test_invalid_limits_are_refused_with_the_option_named():
+    result = CliRunner().invoke(app, ["serve", "bundle", "--max-batch-size", "0"])
+    assert isinstance(result.exception, ConfigError) and "max_batch_size" in str(result.exception)
