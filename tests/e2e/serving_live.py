@@ -11,7 +11,8 @@ from pathlib import Path
 
 import uvicorn
 
-from modelyard.serving import ServeSettings, create_app
+from modelyard.serving.app import create_app
+from modelyard.serving.settings import ServeSettings
 
 
 @contextlib.contextmanager

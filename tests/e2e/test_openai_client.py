@@ -16,7 +16,8 @@ openai = pytest.importorskip("openai")
 def base_url(tiny_gpt_bundle):
     import uvicorn
 
-    from modelyard.serving import ServeSettings, create_app
+    from modelyard.serving.app import create_app
+    from modelyard.serving.settings import ServeSettings
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from modelyard.serving import ServeSettings, create_app
+from modelyard.serving.app import create_app
+from modelyard.serving.settings import ServeSettings
 
 
 @contextlib.contextmanager

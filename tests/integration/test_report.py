@@ -69,16 +69,12 @@ def test_the_model_card_is_written_into_the_bundle_and_checksummed(tfidf_bundle)
 def test_linear_attributions_sum_exactly_to_the_logit_above_the_intercept(tfidf_bundle):
     result = explain_text(api.load(tfidf_bundle), "I am still waiting for my refund to show up")
     assert len(result["tokens"]) == len(result["attributions"]) > 3
-    assert sum(result["attributions"]) == pytest.approx(
-        result["output"] - result["baseline_output"], abs=1e-4
-    )
+    assert sum(result["attributions"]) == pytest.approx(result["output"] - result["baseline_output"], abs=1e-4)
     assert result["label"] in api.load(tfidf_bundle).labels and 0 < result["score"] <= 1
 
 
 def test_explain_cli_prints_json_attributions_and_exits_zero(tfidf_bundle):
-    result = CliRunner().invoke(
-        app, ["explain", str(tfidf_bundle), "--text", "my card is not working", "--json"]
-    )
+    result = CliRunner().invoke(app, ["explain", str(tfidf_bundle), "--text", "my card is not working", "--json"])
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert set(body) >= {"tokens", "attributions", "label", "score"}
@@ -99,3 +95,8 @@ def test_explain_route_returns_tokens_and_attributions(tfidf_bundle):
     assert ok.status_code == 200, ok.text
     assert set(ok.json()) >= {"tokens", "attributions", "label", "score"}
     assert unknown.status_code == 422 and unknown.json()["error"]["type"] == "invalid_input"
+
+
+def test_a_reloaded_bundle_scores_what_it_scored_at_train_time(tfidf_bundle):
+    recorded = json.loads((tfidf_bundle / "metrics.json").read_text(encoding="utf-8"))["test"]
+    assert api.load(tfidf_bundle).evaluate()["accuracy"] == pytest.approx(recorded["accuracy"])

@@ -47,18 +47,19 @@ def test_requests_are_counted_by_route_and_status(tfidf_bundle):
     assert counts['{method="GET",route="unmatched",status="404"}'] == 1
 
 
-def hold_predictions(client) -> threading.Event:
-    """Make the model block until the returned event is set."""
-    release = threading.Event()
+def hold_predictions(client) -> tuple[threading.Event, threading.Event]:
+    """Make the model block until `release` is set; `entered` is set once a prediction is blocked."""
+    entered, release = threading.Event(), threading.Event()
     batcher = client.app.state.service.batcher
     real = batcher.predict
 
     def blocked(inputs, top_k):
+        entered.set()
         release.wait(10)
         return real(inputs, top_k)
 
     batcher.predict = blocked
-    return release
+    return entered, release
 
 
 def wait_until(condition, timeout: float = 5.0) -> None:
@@ -70,11 +71,11 @@ def wait_until(condition, timeout: float = 5.0) -> None:
 
 def test_a_full_queue_answers_503_with_retry_after(tfidf_bundle):
     with serving(tfidf_bundle, max_batch_size=1, max_wait_ms=0, max_queue=2) as client:
-        release = hold_predictions(client)
+        entered, release = hold_predictions(client)
         batcher = client.app.state.service.batcher
         with ThreadPoolExecutor(2) as pool:
             running = pool.submit(client.post, "/v1/predict", json={"inputs": ["first"]})
-            wait_until(lambda: batcher.pending == 0 and len(batcher._queue) == 0)
+            assert entered.wait(10)  # the worker is busy with "first"
             queued = pool.submit(client.post, "/v1/predict", json={"inputs": ["second", "third"]})
             wait_until(lambda: batcher.pending == 2)
             refused = client.post("/v1/predict", json={"inputs": ["fourth"]})
@@ -86,7 +87,7 @@ def test_a_full_queue_answers_503_with_retry_after(tfidf_bundle):
 
 def test_a_prediction_over_the_timeout_answers_504(tfidf_bundle):
     with serving(tfidf_bundle, timeout_s=0.2) as client:
-        release = hold_predictions(client)
+        _, release = hold_predictions(client)
         response = client.post("/v1/predict", json={"inputs": ["slow"]})
         release.set()
     assert response.status_code == 504 and response.json()["error"]["type"] == "timeout"

@@ -6,7 +6,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from modelyard.generation import GenerationOptions, Request, stream_batch
+from modelyard.generation.engine import Request, stream_batch
+from modelyard.generation.options import GenerationOptions
 from modelyard.generation.sampling import filter_top_p, next_token, penalise_repeats
 
 ALPHABET = "abcdefgh\n"

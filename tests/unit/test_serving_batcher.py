@@ -42,9 +42,14 @@ def run(coro):
 
 def test_length_buckets_groups_similar_lengths_and_keeps_every_index():
     lengths = [5, 300, 7, 290, 6, 1000]
-    buckets = length_buckets(lengths)
+    buckets = length_buckets(lengths, min_size=1)
     assert sorted(i for b in buckets for i in b) == list(range(6))
     assert [sorted(b) for b in buckets] == [[0, 2, 4], [1, 3], [5]]
+
+
+def test_length_buckets_keep_small_groups_together_rather_than_run_tiny_passes():
+    assert len(length_buckets([5, 300, 7, 290, 6, 1000], min_size=8)) == 1
+    assert [len(b) for b in length_buckets([10] * 8 + [500] * 8, min_size=8)] == [8, 8]
 
 
 def test_concurrent_requests_share_one_forward_pass():

@@ -1,6 +1,4 @@
-"""The REST server: `create_app(model_ref, settings)` and the settings it takes."""
+"""The REST server: `serving.app.create_app(model_ref, settings)` and `serving.settings.ServeSettings`.
 
-from modelyard.serving.app import create_app
-from modelyard.serving.settings import ServeSettings
-
-__all__ = ["ServeSettings", "create_app"]
+This package imports nothing itself, so that `modelyard --help` does not load the server and its model stack.
+"""

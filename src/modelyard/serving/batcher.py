@@ -42,13 +42,15 @@ class _Chunk:
     future: asyncio.Future = field(repr=False)
 
 
-def length_buckets(lengths: Sequence[int], ratio: float = 2.0, slack: int = 16) -> list[list[int]]:
-    """Indices sorted by length, cut where an input exceeds `ratio` x its bucket's shortest (+ slack)."""
+def length_buckets(lengths: Sequence[int], ratio: float = 2.0, slack: int = 16, min_size: int = 8) -> list[list[int]]:
+    """Indices sorted by length, cut where an input exceeds `ratio` x its bucket's shortest (+ slack), but only
+    once the bucket holds `min_size` inputs: padding costs less than a forward pass for a handful of inputs."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     buckets: list[list[int]] = []
     for i in order:
-        if buckets and lengths[i] <= ratio * lengths[buckets[-1][0]] + slack:
-            buckets[-1].append(i)
+        current = buckets[-1] if buckets else None
+        if current and (len(current) < min_size or lengths[i] <= ratio * lengths[current[0]] + slack):
+            current.append(i)
         else:
             buckets.append([i])
     return buckets

@@ -14,7 +14,9 @@ from modelyard.serving.errors import ServingError, error_response
 _bearer = HTTPBearer(auto_error=False, description="the key in MODELYARD_API_KEY, when the server has one")
 
 
-async def require_api_key(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
+async def require_api_key(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+) -> None:
     """401 unless the Bearer token equals the configured key (constant-time); open when no key is set."""
     expected: str | None = request.app.state.settings.api_key
     if not expected:

@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
-from transformers import get_scheduler
 
 from modelyard import precision as prec
 from modelyard.config import Config, TrainConfig
@@ -52,6 +51,21 @@ def resolve_train_config(train: TrainConfig, defaults: dict[str, Any]) -> TrainC
     if resolved.epochs is None and resolved.max_steps is None:
         resolved = resolved.model_copy(update={"epochs": 3})
     return resolved
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, warmup: int, total: int
+                   ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then linear or cosine decay to zero (or constant)."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - progress if kind == "linear" else 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -106,8 +120,7 @@ def fit(learner: Learner, config: Config, data: PreparedData, callbacks: list[Ca
     steps_per_epoch = max(1, math.ceil(len(sampler) / train_cfg.gradient_accumulation))
     total = train_cfg.max_steps or steps_per_epoch * train_cfg.epochs
     epochs = math.ceil(total / steps_per_epoch)
-    scheduler = get_scheduler(train_cfg.scheduler or "linear", optimizer,
-                              num_warmup_steps=int(train_cfg.warmup_ratio * total), num_training_steps=total)
+    scheduler = make_scheduler(optimizer, train_cfg.scheduler or "linear", int(train_cfg.warmup_ratio * total), total)
     model, optimizer, loader, scheduler = accelerator.prepare(learner.module, optimizer, loader, scheduler)
     learner.module = model
     raw_model = accelerator.unwrap_model(model)
