@@ -3,11 +3,12 @@
 Targets (issue 8): single-input p50 latency >= 3x faster, >= 98% agreement, <= 1 accuracy point lost, measured on
 the bundle's validation split by the export's own parity check. Prints JSON.
 
-    python benchmarks/export_bench.py [BUNDLE] [--latency-samples 200] [--torch-int8]
+    python benchmarks/export_bench.py [BUNDLE] [--latency-samples 200] [--torch-int8] [--cores N]
 
 BUNDLE defaults to the newest `banking-intents` bundle under MODELYARD_HOME (`modelyard quickstart --no-serve`
-or `modelyard train examples/quickstart.yaml --set train.epochs=1` makes one). The load average is printed:
-on a shared CPU the latencies of both models suffer, PyTorch's far more than ONNX Runtime's.
+or `modelyard train examples/quickstart.yaml --set train.epochs=1` makes one). The load average is printed: on
+a shared CPU both models slow down, PyTorch far more (its threads spin-wait for each other while other
+processes hold the cores); `--cores 1` pins the run to one core, a baseline such sharing distorts less.
 """
 
 from __future__ import annotations
@@ -64,7 +65,11 @@ def main() -> None:
     parser.add_argument("bundle", nargs="?", type=Path)
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--torch-int8", action="store_true", help="also PyTorch dynamic int8 (no ONNX)")
+    parser.add_argument("--cores", type=int, help="pin to this many cores; both runtimes use one thread per core")
     args = parser.parse_args()
+    if args.cores:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
+        torch.set_num_threads(args.cores)
     warnings.filterwarnings("ignore")
     bundle = args.bundle or newest_bundle()
     load_before = os.getloadavg()[0]

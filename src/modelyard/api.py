@@ -109,7 +109,7 @@ def _train_candidate(config: Config, data: PreparedData, backbone: str, checkpoi
 
 def train(config: Config | str | Path, output: str | Path | None = None, overrides: Sequence[str] = (),
           resume: bool = False, quiet: bool = False, keep_checkpoints: bool = False,
-          callbacks: Sequence[Callback] = (), on_report=None) -> Model:
+          callbacks: Sequence[Callback] = (), on_report=None, track: bool = True, on_warning=None) -> Model:
     """Prepare data, train (several candidates when the task proposes them), evaluate on test, write the bundle."""
     config = config if isinstance(config, Config) else load_config(config, list(overrides))
     task = get_task(config.task)
@@ -122,14 +122,32 @@ def train(config: Config | str | Path, output: str | Path | None = None, overrid
     data.report["backbone_choice"] = [{"backbone": b, "reason": why} for b, why in candidates]
     if on_report is not None:
         on_report(data)
+    tracker = _tracker(on_warning) if track else None
+    callbacks = [*callbacks, *([tracker] if tracker else [])]
     trained = []
-    for backbone, _ in candidates:
-        sub = "checkpoints" if len(candidates) == 1 else f"checkpoints/{backbone}"
-        trained.append(_train_candidate(config, data, backbone, output / sub, resume, quiet, list(callbacks)))
-    if is_main_process():
-        _write_results(output, task, data, trained, cpu0, wall0, keep_checkpoints)
+    try:
+        for backbone, _ in candidates:
+            sub = "checkpoints" if len(candidates) == 1 else f"checkpoints/{backbone}"
+            trained.append(_train_candidate(config, data, backbone, output / sub, resume, quiet, callbacks))
+        if is_main_process():
+            _write_results(output, task, data, trained, cpu0, wall0, keep_checkpoints)
+    except BaseException:
+        if tracker is not None:
+            tracker.fail()
+        raise
     wait_for_everyone()
-    return load(output)
+    model = load(output)
+    if tracker is not None and (version := tracker.finish(output, {**data.report, "warnings": data.warnings})):
+        model.version = str(version.version)
+    return model
+
+
+def _tracker(on_warning=None):
+    """The MLflow callback (rank 0 logs); tracking problems only warn, they never stop training."""
+    from modelyard.tracking.callback import TrackingCallback
+    from modelyard.tracking.store import tracking_wanted
+
+    return TrackingCallback(warn=on_warning) if tracking_wanted() else None
 
 
 
@@ -184,3 +202,11 @@ def load(ref: str | Path) -> Model:
     config = config_from_dict(raw, str(path / "config.yaml"))
     learner = get_task(config.task).load(path, manifest, config)
     return Model(path.resolve(), manifest, config, learner, version)
+
+
+def serve(model: str | Path, **settings: Any) -> None:
+    """Serve a bundle or `models:/NAME@ALIAS` over HTTP until SIGTERM (settings: host, port, max_batch_size, ...)."""
+    from modelyard.serving.run import run_server
+    from modelyard.serving.settings import ServeSettings
+
+    run_server(str(model), ServeSettings(**settings))

@@ -71,6 +71,10 @@ def _data_report(data) -> None:
         err.print(f"[yellow]warning[/] {warning}")
 
 
+def _warn(message: str) -> None:
+    err.print(f"[yellow]warning[/] {message}", highlight=False)
+
+
 def _metrics_table(metrics: dict) -> None:
     if STATE["quiet"]:
         return
@@ -188,7 +192,7 @@ def train(
         argv += ["--resume"] * resume + ["--keep-checkpoints"] * keep_checkpoints
         raise typer.Exit(torchrun(launch, argv))
     model = api.train(config, output, set_ or [], resume=resume, quiet=STATE["quiet"],
-                      keep_checkpoints=keep_checkpoints, on_report=_data_report)
+                      keep_checkpoints=keep_checkpoints, on_report=_data_report, on_warning=_warn)
     if is_main_process():
         _metrics_table(json.loads((model.path / "metrics.json").read_text(encoding="utf-8")))
         print(model.path)
@@ -256,7 +260,7 @@ def quickstart(
     config = Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml"
     if not config.exists():
         raise UserError(f"{config} not found", "run quickstart from a modelyard checkout")
-    model = api.train(config, quiet=STATE["quiet"], on_report=_data_report)
+    model = api.train(config, quiet=STATE["quiet"], on_report=_data_report, on_warning=_warn)
     _metrics_table(json.loads((model.path / "metrics.json").read_text(encoding="utf-8")))
     print(model.path)
     if serve:

@@ -45,6 +45,15 @@ def test_an_int8_onnx_export_is_much_smaller_and_still_agrees(minilm_bundle, int
     assert api.load(int8_export.path).learner.embed(TEXTS).shape == (2, 384)
 
 
+def test_an_exported_bundle_serves_predictions_over_http(int8_export):
+    from serving_helpers import serving
+
+    with serving(int8_export.path) as client:
+        assert client.get("/readyz").json()["status"] == "ready"
+        body = client.post("/v1/predict", json={"inputs": TEXTS, "top_k": 2}).json()
+    assert len(body["predictions"]) == 2 and len(body["predictions"][0]["probabilities"]) == 2
+
+
 def test_export_json_holds_the_whole_comparison_table(int8_export):
     report = json.loads((int8_export.path / "export.json").read_text())
     assert {"format", "quantize", "size_mb", "parity", "accuracy", "latency_ms", "throughput"} <= set(report)

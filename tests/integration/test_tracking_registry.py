@@ -28,9 +28,7 @@ def _same_store(registered, monkeypatch):
     monkeypatch.setenv("MODELYARD_TRACKING_URI", registered[2])
 
 
-def test_each_logged_bundle_becomes_a_new_version_tagged_with_test_metrics_and_bundle_path(
-    registered, tfidf_bundle
-):
+def test_each_logged_bundle_becomes_a_new_version_tagged_with_test_metrics_and_bundle_path(registered, tfidf_bundle):
     name, numbers, _ = registered
     info = registry.describe(name)
     assert numbers == ["1", "2", "3"]

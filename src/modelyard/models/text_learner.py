@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,23 @@ def fit_max_length(tokenizer: PreTrainedTokenizerBase, texts: list[str], limit: 
     return int(min(limit, max(16, np.percentile(lengths, 99) + 2)))
 
 
+def extend_vocabulary(tokenizer: PreTrainedTokenizerBase, encoder: torch.nn.Module, texts: list[str],
+                      limit: int) -> int:
+    """Add the pieces the tokenizer maps to [UNK] (e.g. Chinese characters for an English model) as new tokens,
+    their embeddings starting at the mean of the old ones; fine-tuning then learns them. Returns how many."""
+    counts: Counter = Counter()
+    pre = tokenizer.backend_tokenizer
+    for text in texts:
+        for piece, _ in pre.pre_tokenizer.pre_tokenize_str(pre.normalizer.normalize_str(text)):
+            counts[piece] += 1
+    unknown = [p for p, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+               if c >= 2 and tokenizer.convert_tokens_to_ids(tokenizer.tokenize(p)) == [tokenizer.unk_token_id]]
+    added = tokenizer.add_tokens(unknown[:limit])
+    if added:
+        encoder.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    return added
+
+
 class TextDataset(torch.utils.data.Dataset):
     def __init__(self, input_ids: list[list[int]], labels: list[int] | None) -> None:
         self.input_ids = input_ids
@@ -87,10 +105,11 @@ class TextClassifierLearner:
     def pretrained(cls, path: Path, backbone: str, options: Any, labels: list[str], texts: list[str]):
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         encoder = AutoModel.from_pretrained(str(path))
+        added = extend_vocabulary(tokenizer, encoder, texts, options.vocab_size) if options.extend_vocabulary else 0
         limit = min(MAX_AUTO_LENGTH, getattr(encoder.config, "max_position_embeddings", 512))
         max_length = options.max_length or fit_max_length(tokenizer, texts, limit)
         module = EncoderClassifier(encoder, encoder.config.hidden_size, len(labels), options.dropout)
-        spec = {"kind": "hf", "backbone": backbone, "max_length": max_length}
+        spec = {"kind": "hf", "backbone": backbone, "max_length": max_length, "added_tokens": added}
         return cls(module, tokenizer, labels, spec, options)
 
     @classmethod

@@ -28,6 +28,7 @@ from modelyard.tasks.base import PreparedData
 
 SCRATCH = "scratch-transformer"
 TFIDF = "tfidf-linear"
+EXTENDED = "minilm-l6+vocab"  # auto's candidate: MiniLM with the data's unknown characters added as tokens
 UNKNOWN_RATE_LIMIT = 0.02
 
 STARTER = """\
@@ -65,7 +66,9 @@ class TextModelConfig(ModelConfig):
     head_lr_multiplier: float = Field(20.0, gt=0, description="the new head learns this many times faster")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     tokenizer: Literal["auto", "char", "wordpiece"] = Field("auto", description="scratch-transformer only")
-    vocab_size: int = Field(8000, ge=100)
+    vocab_size: int = Field(8000, ge=100, description="scratch tokenizer size; also the most tokens extend_vocabulary adds")
+    extend_vocabulary: bool = Field(False, description="pretrained only: add the characters/words its tokenizer "
+                                                       "maps to [UNK] as new, trainable tokens")
     hidden_size: int = Field(256, ge=16)
     layers: int = Field(3, ge=1)
     heads: int = Field(4, ge=1)
@@ -168,8 +171,11 @@ class TextClassificationTask:
             return [("minilm-l6", f"minilm-l6's tokenizer covers the data ({cov['unknown_rate']:.1%} unknown tokens)")]
         why = (f"minilm-l6's tokenizer maps {cov['unknown_rate']:.0%} of tokens to [UNK]" if "unknown_rate" in cov
                else cov.get("error", "no pretrained tokenizer available"))
-        return [(SCRATCH, f"{why}: a Transformer with its own tokenizer"),
-                (TFIDF, f"{why}: TF-IDF + logistic regression")]
+        tried = [(SCRATCH, f"{why}: a Transformer with its own tokenizer"),
+                 (TFIDF, f"{why}: TF-IDF + logistic regression")]
+        if "unknown_rate" in cov:
+            tried.insert(0, (EXTENDED, f"{why}: minilm-l6 with those characters added to its vocabulary"))
+        return tried
 
     def build(self, config: Config, data: PreparedData) -> TfidfLinearLearner | TextClassifierLearner:
         labels = sorted(data.splits["train"]["label"].unique())
@@ -178,6 +184,10 @@ class TextClassificationTask:
             return TfidfLinearLearner(labels)
         if backbone == SCRATCH:
             return TextClassifierLearner.scratch(config.model, labels, data.splits["train"]["text"].tolist())
+        if backbone == EXTENDED:
+            options = config.model.model_copy(update={"extend_vocabulary": True})
+            return TextClassifierLearner.pretrained(catalog.locate("minilm-l6"), "minilm-l6", options, labels,
+                                                    data.splits["train"]["text"].tolist())
         if backbone in catalog.CATALOG:
             return TextClassifierLearner.pretrained(catalog.locate(backbone), backbone, config.model, labels,
                                                     data.splits["train"]["text"].tolist())

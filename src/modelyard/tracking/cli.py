@@ -73,7 +73,8 @@ def show(name: str = typer.Argument(..., help="registered model name (the config
     for column in ("version", "aliases", "test metrics", "created", "bundle"):
         table.add_column(column, overflow="fold")
     for v in model.versions:
-        ordered = sorted(v.metrics.items(), key=lambda kv: (kv[0] != v.main_metric, kv[0]))
+        shown = {k: val for k, val in v.metrics.items() if k != "samples"}  # a count, not a score
+        ordered = sorted(shown.items(), key=lambda kv: (kv[0] != v.main_metric, kv[0]))
         metrics = "\n".join(f"{k} {val:.4g}" for k, val in ordered)
         table.add_row(v.version, ", ".join(v.aliases) or "-", metrics or "-", age(v.created), v.bundle_path or "-")
     console.print(table)

@@ -37,7 +37,15 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    """CPU tensors safetensors accepts: a tensor shared by several keys (tied weights) is copied per key."""
+    out, seen = {}, set()
+    for k, v in state.items():
+        v = v.detach().contiguous().cpu()
+        if v.data_ptr() in seen:
+            v = v.clone()
+        seen.add(v.data_ptr())
+        out[k] = v
+    return out
 
 
 def save_checkpoint(root: Path, model: torch.nn.Module, optimizer, scheduler, progress: dict[str, Any],
