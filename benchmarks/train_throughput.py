@@ -38,8 +38,13 @@ def run_modelyard(rows: pd.DataFrame, epochs: int, batch: int, max_length: int, 
 
 
 def run_trainer(rows: pd.DataFrame, epochs: int, batch: int, max_length: int, padding: str, folder: Path) -> dict:
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     from modelyard.models.catalog import locate
 

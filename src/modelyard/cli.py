@@ -100,12 +100,12 @@ def doctor() -> None:
 
     Example: modelyard doctor
     """
+    import torch
+
     from modelyard.bundle import environment
     from modelyard.home import home
     from modelyard.models import catalog
     from modelyard.precision import cpu_has_fast_bf16
-
-    import torch
 
     report = {
         "versions": environment(),

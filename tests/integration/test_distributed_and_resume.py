@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
-
 from conftest import write_config
+from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
 TINY = ["--set=model.hidden_size=32", "--set=model.layers=1", "--set=model.heads=2", "--set=model.dropout=0.0",

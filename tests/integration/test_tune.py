@@ -2,8 +2,8 @@
 
 import optuna
 import yaml
-
 from conftest import write_config
+
 from modelyard.config import load_config
 from modelyard.tuning import tune
 

@@ -22,6 +22,7 @@ from modelyard.errors import DataError
 
 SUFFIXES = {".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt"}
 MAX_REPORTED = 20
+MAX_RECORD_LINES = 50  # a malformed record spanning more lines than this is an unclosed quote, not a long text
 csv.field_size_limit(sys.maxsize)
 
 
@@ -81,15 +82,20 @@ def read_delimited(path: Path, fmt: FormatOptions, sep: str) -> tuple[pd.DataFra
     rows: list[list[str]] = []
     line_numbers: list[int] = []
     try:
+        previous = 0
         for fields in reader:
-            line = reader.line_num
+            line, start = reader.line_num, previous + 1
+            previous = line
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue
             if header is None:
                 header = [h.strip() for h in fields]
                 continue
             if len(fields) != len(header):
-                report.skip(line, f"expected {len(header)} fields, found {len(fields)}")
+                if line - start > MAX_RECORD_LINES:
+                    raise DataError(f"{path}: line {start}: a quote opened here is never closed; it swallows "
+                                    f"lines {start}-{line}", "close the quote, or set data.format.quoting: none")
+                report.skip(start, f"expected {len(header)} fields, found {len(fields)}")
                 continue
             rows.append(fields)
             line_numbers.append(line)

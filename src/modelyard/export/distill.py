@@ -22,7 +22,7 @@ from modelyard import api, bundle
 from modelyard.config import apply_overrides, config_from_dict
 from modelyard.errors import UserError
 from modelyard.export import parity
-from modelyard.export.exporter import ExportResult, default_output
+from modelyard.export.exporter import ExportResult, default_output, refuse_non_bundle
 from modelyard.fsutil import atomic_write_json, sha256_file
 from modelyard.tasks.base import Learner
 from modelyard.training.loop import fit
@@ -134,6 +134,10 @@ def distill(
             f"{teacher.path}: this model ({teacher.manifest.get('backbone')}) cannot teach a student",
             "distill from a classifier bundle",
         )
+    output = Path(output).resolve() if output else default_output(teacher, f"distilled-{student}")
+    if teacher.path.is_relative_to(output):
+        raise UserError(f"--output {output} would overwrite the teacher", "choose another folder")
+    refuse_non_bundle(output)
     raw = teacher.config.model_dump(mode="json")
     raw["model"]["backbone"] = student
     raw["train"].update(dict.fromkeys(BACKBONE_DEFAULTS))
@@ -160,7 +164,6 @@ def distill(
         wrapped, config, data, quiet=quiet, main_metric=task.main_metric, greater_is_better=task.greater_is_better
     )
     resolved = config.model_copy(update={"train": result.train})
-    output = Path(output).resolve() if output else default_output(teacher, f"distilled-{student}")
     api._write_results(output, task, data, [(resolved, learner, result)], cpu0, wall0, False)
     model = api.load(output)
     validation = data.splits["validation"] if len(data.splits["validation"]) else data.splits["test"]

@@ -49,6 +49,12 @@ def default_output(model: api.Model, suffix: str) -> Path:
     return home() / "exports" / model.name / f"{datetime.now():%Y%m%d-%H%M%S}-{suffix}"
 
 
+def refuse_non_bundle(output: Path) -> None:
+    """An existing bundle may be replaced; any other existing folder is the user's and stays untouched."""
+    if output.exists() and not (output / bundle.MANIFEST).is_file():
+        raise UserError(f"--output {output} exists and is not a bundle; not replacing it", "choose a new folder")
+
+
 def _validation_split(model: api.Model) -> Any:
     """The bundle's validation split, re-prepared from its config exactly as training split it."""
     splits = model.task.prepare(model.config).splits
@@ -118,6 +124,7 @@ def export(
     output = Path(output).resolve() if output else default_output(original, suffix)
     if output == original.path or original.path.is_relative_to(output):
         raise UserError(f"--output {output} would overwrite the bundle being exported", "choose another folder")
+    refuse_non_bundle(output)
     staging = output.parent / f".{output.name}.export-{uuid.uuid4().hex[:8]}"
     try:
         manifest = {k: v for k, v in original.manifest.items() if k not in REWRITTEN}

@@ -66,7 +66,7 @@ class TextModelConfig(ModelConfig):
     head_lr_multiplier: float = Field(20.0, gt=0, description="the new head learns this many times faster")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     tokenizer: Literal["auto", "char", "wordpiece"] = Field("auto", description="scratch-transformer only")
-    vocab_size: int = Field(8000, ge=100, description="scratch tokenizer size; also the most tokens extend_vocabulary adds")
+    vocab_size: int = Field(8000, ge=100, description="scratch tokenizer size; the most tokens extend_vocabulary adds")
     extend_vocabulary: bool = Field(False, description="pretrained only: add the characters/words its tokenizer "
                                                        "maps to [UNK] as new, trainable tokens")
     hidden_size: int = Field(256, ge=16)
@@ -129,7 +129,7 @@ class TextClassificationTask:
         for name, count in leakage.items():
             if count:
                 warnings.append(f"leakage: {count} {name} texts also appear in train")
-        for name, info in report_files.items():
+        for info in report_files.values():
             if info["read"]["skipped"]:
                 warnings.append(f"{info['read']['file']}: {info['read']['skipped']} malformed rows skipped "
                                 f"(first: {info['read']['problems'][0]})")
