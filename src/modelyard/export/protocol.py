@@ -5,6 +5,9 @@ Learners opt in by duck typing (detected with hasattr), as for the trainer's opt
 - `export_examples(split) -> (inputs, targets)`: raw inputs as `predict` takes them, and target class indices.
 - `export_outputs(inputs) -> np.ndarray`: the scores the parity check compares, (N, K) probabilities.
 - `calibration_feeds(split, n) -> list[dict[str, np.ndarray]]`: ONNX inputs to calibrate static int8 (CNNs).
+The exported bundle keeps every file but `model.safetensors`, adds `model.onnx`, and says `runtime: onnxruntime`;
+the task's `load` then returns a learner that runs `export.runtime.onnx_session` (text: OnnxTextClassifierLearner).
+An int8 PyTorch bundle needs only that the learner loads its weights with `export.torch_int8.load_weights`.
 """
 
 from __future__ import annotations
