@@ -58,7 +58,7 @@ def hf_trainer(samples: int) -> dict:
             num_train_epochs=1,
             learning_rate=2e-4,
             lr_scheduler_type="cosine",
-            warmup_ratio=0.06,
+            warmup_steps=max(1, round(0.06 * len(rows) / 8)),
             logging_steps=10_000,
             save_strategy="no",
             report_to=[],

