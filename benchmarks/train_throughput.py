@@ -25,16 +25,26 @@ def run_modelyard(rows: pd.DataFrame, epochs: int, batch: int, max_length: int, 
 
     rows.to_csv(folder / "train.csv", index=False)
     rows.iloc[:200].to_csv(folder / "test.csv", index=False)
-    config = {"name": "throughput", "task": "text_classification",
-              "data": {"train": "train.csv", "test": "test.csv", "label_column": "category",
-                       "split": {"validation": 0.0, "test": 0.0}},
-              "model": {"backbone": "minilm-l6", "max_length": max_length},
-              "train": {"epochs": epochs, "batch_size": batch, "learning_rate": 5e-5, "early_stopping": None}}
+    config = {
+        "name": "throughput",
+        "task": "text_classification",
+        "data": {
+            "train": "train.csv",
+            "test": "test.csv",
+            "label_column": "category",
+            "split": {"validation": 0.0, "test": 0.0},
+        },
+        "model": {"backbone": "minilm-l6", "max_length": max_length},
+        "train": {"epochs": epochs, "batch_size": batch, "learning_rate": 5e-5, "early_stopping": None},
+    }
     (folder / "c.yaml").write_text(yaml.safe_dump(config))
     model = modelyard.train(folder / "c.yaml", output=folder / "bundle", quiet=True)
     train = json.loads((model.path / "metrics.json").read_text())["train"]
-    return {"samples_per_second": train["samples_per_second"], "seconds": train["seconds"],
-            "precision": train["precision"]}
+    return {
+        "samples_per_second": train["samples_per_second"],
+        "seconds": train["seconds"],
+        "precision": train["precision"],
+    }
 
 
 def run_trainer(rows: pd.DataFrame, epochs: int, batch: int, max_length: int, padding: str, folder: Path) -> dict:
@@ -52,20 +62,37 @@ def run_trainer(rows: pd.DataFrame, epochs: int, batch: int, max_length: int, pa
     labels = sorted(rows["category"].unique())
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(labels))
-    enc = tokenizer(rows["text"].tolist(), truncation=True, max_length=max_length,
-                    padding="max_length" if padding == "max_length" else False)
+    enc = tokenizer(
+        rows["text"].tolist(),
+        truncation=True,
+        max_length=max_length,
+        padding="max_length" if padding == "max_length" else False,
+    )
     index = {label: i for i, label in enumerate(labels)}
-    items = [{"input_ids": ids, "attention_mask": m, "labels": index[y]}
-             for ids, m, y in zip(enc["input_ids"], enc["attention_mask"], rows["category"], strict=True)]
-    args = TrainingArguments(output_dir=str(folder / "trainer"), per_device_train_batch_size=batch,
-                             num_train_epochs=epochs, learning_rate=5e-5, report_to=[], save_strategy="no",
-                             logging_strategy="no", use_cpu=True, dataloader_num_workers=0)
+    items = [
+        {"input_ids": ids, "attention_mask": m, "labels": index[y]}
+        for ids, m, y in zip(enc["input_ids"], enc["attention_mask"], rows["category"], strict=True)
+    ]
+    args = TrainingArguments(
+        output_dir=str(folder / "trainer"),
+        per_device_train_batch_size=batch,
+        num_train_epochs=epochs,
+        learning_rate=5e-5,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        use_cpu=True,
+        dataloader_num_workers=0,
+    )
     trainer = Trainer(model=model, args=args, train_dataset=items, data_collator=DataCollatorWithPadding(tokenizer))
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    return {"samples_per_second": round(len(items) * epochs / seconds, 2), "seconds": round(seconds, 2),
-            "padding": padding}
+    return {
+        "samples_per_second": round(len(items) * epochs / seconds, 2),
+        "seconds": round(seconds, 2),
+        "padding": padding,
+    }
 
 
 def main() -> None:
@@ -74,16 +101,31 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--padding", choices=["longest", "max_length"], default="max_length",
-                        help="the Trainer's padding: max_length is the textbook recipe, longest the stronger one")
+    parser.add_argument(
+        "--padding",
+        choices=["longest", "max_length"],
+        default="max_length",
+        help="the Trainer's padding: max_length is the textbook recipe, longest the stronger one",
+    )
     args = parser.parse_args()
     rows = pd.read_csv(DATA).sample(n=args.rows, random_state=0)
     with tempfile.TemporaryDirectory() as tmp:
         ours = run_modelyard(rows, args.epochs, args.batch_size, args.max_length, Path(tmp))
         theirs = run_trainer(rows, args.epochs, args.batch_size, args.max_length, args.padding, Path(tmp))
-    print(json.dumps({"rows": args.rows, "epochs": args.epochs, "batch_size": args.batch_size,
-                      "threads": torch.get_num_threads(), "modelyard": ours, "trainer": theirs,
-                      "ratio": round(ours["samples_per_second"] / theirs["samples_per_second"], 2)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "threads": torch.get_num_threads(),
+                "modelyard": ours,
+                "trainer": theirs,
+                "ratio": round(ours["samples_per_second"] / theirs["samples_per_second"], 2),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

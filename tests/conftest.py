@@ -64,8 +64,9 @@ def tfidf_bundle(banking_slice, tmp_path_factory) -> Path:
 
     home = tmp_path_factory.mktemp("home-session")
     os.environ["MODELYARD_HOME"] = str(home)
-    model = modelyard.train(write_config(banking_slice, "tfidf-linear"), output=tmp_path_factory.mktemp("b") / "tfidf",
-                            quiet=True)
+    model = modelyard.train(
+        write_config(banking_slice, "tfidf-linear"), output=tmp_path_factory.mktemp("b") / "tfidf", quiet=True
+    )
     return model.path
 
 
@@ -74,8 +75,11 @@ def minilm_bundle(banking_slice, tmp_path_factory) -> Path:
     """A real fine-tuned MiniLM bundle (one short epoch on the BANKING77 slice)."""
     import modelyard
 
-    model = modelyard.train(write_config(banking_slice, "minilm-l6", batch_size=32),
-                            output=tmp_path_factory.mktemp("b") / "minilm", quiet=True)
+    model = modelyard.train(
+        write_config(banking_slice, "minilm-l6", batch_size=32),
+        output=tmp_path_factory.mktemp("b") / "minilm",
+        quiet=True,
+    )
     return model.path
 
 

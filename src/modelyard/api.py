@@ -96,20 +96,45 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _train_candidate(config: Config, data: PreparedData, backbone: str, checkpoints: Path | None, resume: bool,
-                     quiet: bool, callbacks: list[Callback]) -> tuple[Config, Learner, TrainResult]:
+def _train_candidate(
+    config: Config,
+    data: PreparedData,
+    backbone: str,
+    checkpoints: Path | None,
+    resume: bool,
+    quiet: bool,
+    callbacks: list[Callback],
+) -> tuple[Config, Learner, TrainResult]:
     task = get_task(config.task)
     config = config.model_copy(update={"model": config.model.model_copy(update={"backbone": backbone})})
     set_seed(config.train.seed)  # before build: weight initialisation is part of a reproducible run
     learner = task.build(config, data)
-    result = fit(learner, config, data, callbacks=callbacks, checkpoint_dir=checkpoints, resume=resume, quiet=quiet,
-                 main_metric=task.main_metric, greater_is_better=task.greater_is_better)
+    result = fit(
+        learner,
+        config,
+        data,
+        callbacks=callbacks,
+        checkpoint_dir=checkpoints,
+        resume=resume,
+        quiet=quiet,
+        main_metric=task.main_metric,
+        greater_is_better=task.greater_is_better,
+    )
     return config.model_copy(update={"train": result.train}), learner, result
 
 
-def train(config: Config | str | Path, output: str | Path | None = None, overrides: Sequence[str] = (),
-          resume: bool = False, quiet: bool = False, keep_checkpoints: bool = False,
-          callbacks: Sequence[Callback] = (), on_report=None, track: bool = True, on_warning=None) -> Model:
+def train(
+    config: Config | str | Path,
+    output: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    resume: bool = False,
+    quiet: bool = False,
+    keep_checkpoints: bool = False,
+    callbacks: Sequence[Callback] = (),
+    on_report=None,
+    track: bool = True,
+    on_warning=None,
+) -> Model:
     """Prepare data, train (several candidates when the task proposes them), evaluate on test, write the bundle."""
     config = config if isinstance(config, Config) else load_config(config, list(overrides))
     task = get_task(config.task)
@@ -150,9 +175,15 @@ def _tracker(on_warning=None):
     return TrackingCallback(warn=on_warning) if tracking_wanted() else None
 
 
-
-def _write_results(output: Path, task, data: PreparedData, trained: list[tuple[Config, Learner, TrainResult]],
-                   cpu0: float, wall0: float, keep_checkpoints: bool) -> None:
+def _write_results(
+    output: Path,
+    task,
+    data: PreparedData,
+    trained: list[tuple[Config, Learner, TrainResult]],
+    cpu0: float,
+    wall0: float,
+    keep_checkpoints: bool,
+) -> None:
     """Keep the best candidate, score it on test beside the baselines, write the bundle (rank 0 only)."""
     sign = 1 if task.greater_is_better else -1
     tried = [{"backbone": c.model.backbone, "validation": r.validation.get(task.main_metric)} for c, _, r in trained]
@@ -162,10 +193,15 @@ def _write_results(output: Path, task, data: PreparedData, trained: list[tuple[C
         "validation": result.validation,
         "test": test,
         "baselines": task.baselines(resolved, data),
-        "train": {"seconds": round(result.seconds, 2), "samples_per_second": round(result.samples_per_second, 2),
-                  "steps": result.steps, "precision": result.precision, "processes": result.processes,
-                  "cpu_seconds": round(_cpu_seconds() - cpu0, 2),
-                  "wall_seconds": round(time.perf_counter() - wall0, 2)},
+        "train": {
+            "seconds": round(result.seconds, 2),
+            "samples_per_second": round(result.samples_per_second, 2),
+            "steps": result.steps,
+            "precision": result.precision,
+            "processes": result.processes,
+            "cpu_seconds": round(_cpu_seconds() - cpu0, 2),
+            "wall_seconds": round(time.perf_counter() - wall0, 2),
+        },
     }
     if len(tried) > 1:
         metrics["candidates"] = tried
@@ -180,8 +216,7 @@ def _write_results(output: Path, task, data: PreparedData, trained: list[tuple[C
         write_model_card(staging, {**manifest, **extras})  # before sealing, so the manifest checksums it
         return extras
 
-    manifest = {"task": resolved.task, "name": resolved.name, "backbone": learner.backbone,
-                "data": data.fingerprints}
+    manifest = {"task": resolved.task, "name": resolved.name, "backbone": learner.backbone, "data": data.fingerprints}
     bundle.write_bundle(output, write, manifest, keep_checkpoints=keep_checkpoints)
 
 

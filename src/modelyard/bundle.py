@@ -100,8 +100,11 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise BundleError(f"not a bundle: {root} is not a folder", "pass the folder `modelyard train` printed")
     path = root / MANIFEST
     if not path.is_file():
-        hint = ("training did not finish; continue it with `modelyard train CONFIG --resume --output DIR`"
-                if (root / "checkpoints").is_dir() else "pass the folder `modelyard train` printed")
+        hint = (
+            "training did not finish; continue it with `modelyard train CONFIG --resume --output DIR`"
+            if (root / "checkpoints").is_dir()
+            else "pass the folder `modelyard train` printed"
+        )
         raise BundleError(f"not a bundle: {root} has no {MANIFEST}", hint)
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -124,6 +127,9 @@ def verify(directory: str | Path) -> dict[str, Any]:
         if not path.is_file():
             raise BundleError(f"{root}: {rel} is missing (listed in the manifest)")
         if sha256_file(path) != expected:
-            raise BundleError(f"{root}: checksum mismatch for {rel}: the file was changed after the bundle was "
-                              "written; refusing to load it", "retrain or restore the original file")
+            raise BundleError(
+                f"{root}: checksum mismatch for {rel}: the file was changed after the bundle was "
+                "written; refusing to load it",
+                "retrain or restore the original file",
+            )
     return manifest

@@ -16,8 +16,12 @@ from rich.table import Table
 
 from modelyard.errors import UserError
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
-                  help="From raw data to a trained, evaluated, served model - offline, on a CPU.")
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="From raw data to a trained, evaluated, served model - offline, on a CPU.",
+)
 err = Console(stderr=True)
 STATE = {"debug": False, "quiet": False}
 
@@ -109,12 +113,17 @@ def doctor() -> None:
 
     report = {
         "versions": environment(),
-        "cpu": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                "capability": torch.backends.cpu.get_cpu_capability(), "fast_bf16": cpu_has_fast_bf16()},
+        "cpu": {
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            "fast_bf16": cpu_has_fast_bf16(),
+        },
         "cuda": torch.cuda.is_available(),
         "bundled_models": catalog.installed(),
         "home": str(home()),
-        "tracking_uri": os.environ.get("MODELYARD_TRACKING_URI") or os.environ.get("MLFLOW_TRACKING_URI")
+        "tracking_uri": os.environ.get("MODELYARD_TRACKING_URI")
+        or os.environ.get("MLFLOW_TRACKING_URI")
         or f"sqlite:///{home() / 'mlflow.db'}",
     }
     _print_json(report)
@@ -191,8 +200,16 @@ def train(
         argv += [f"--set={item}" for item in set_ or []]
         argv += ["--resume"] * resume + ["--keep-checkpoints"] * keep_checkpoints
         raise typer.Exit(torchrun(launch, argv))
-    model = api.train(config, output, set_ or [], resume=resume, quiet=STATE["quiet"],
-                      keep_checkpoints=keep_checkpoints, on_report=_data_report, on_warning=_warn)
+    model = api.train(
+        config,
+        output,
+        set_ or [],
+        resume=resume,
+        quiet=STATE["quiet"],
+        keep_checkpoints=keep_checkpoints,
+        on_report=_data_report,
+        on_warning=_warn,
+    )
     if is_main_process():
         _metrics_table(json.loads((model.path / "metrics.json").read_text(encoding="utf-8")))
         print(model.path)
@@ -242,8 +259,9 @@ def predict(
         write_predictions(output, frame, predictions)
         err.print(f"wrote {len(predictions)} predictions to {output}")
     else:
-        _print_json(predictions if input_ else [{"input": str(i), **p} for i, p in zip(inputs, predictions,
-                                                                                        strict=True)])
+        _print_json(
+            predictions if input_ else [{"input": str(i), **p} for i, p in zip(inputs, predictions, strict=True)]
+        )
 
 
 @app.command()
@@ -273,8 +291,9 @@ def quickstart(
 def report(
     model: Annotated[str, typer.Argument(help="bundle path or models:/NAME@ALIAS")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="default: NAME-report.html")] = None,
-    cpu_hour_price: Annotated[float, typer.Option("--cpu-hour-price", min=0, help="USD per CPU-hour, for the "
-                                                  "cost per 1,000 predictions")] = 0.05,
+    cpu_hour_price: Annotated[
+        float, typer.Option("--cpu-hour-price", min=0, help="USD per CPU-hour, for the cost per 1,000 predictions")
+    ] = 0.05,
 ) -> None:
     """Write one self-contained HTML evaluation report (metrics with intervals, errors, cost, model card).
 
@@ -333,9 +352,12 @@ def explain(
         line.append(token, style=f"black on {color}")
         line.append(" ")
     out.print(line)
-    out.print("red: towards this label, blue: away from it; sum of attributions "
-              f"{sum(result['attributions']):.4f} = output {result['output']:.4f} - baseline "
-              f"{result['baseline_output']:.4f}", style="dim")
+    out.print(
+        "red: towards this label, blue: away from it; sum of attributions "
+        f"{sum(result['attributions']):.4f} = output {result['output']:.4f} - baseline "
+        f"{result['baseline_output']:.4f}",
+        style="dim",
+    )
 
 
 # --- serve (issue 4): the command lives beside the server in modelyard/serving/cli.py ---
@@ -389,8 +411,10 @@ def tune(
     from modelyard.tuning import tune as run_tune
 
     result = run_tune(config, trials, timeout, storage, study, output, set_ or [])
-    err.print(f"study {result.study} ({result.storage}): {result.trials} trials, {result.pruned} pruned; "
-              f"best {result.best_value:.4f} with {result.best_params}")
+    err.print(
+        f"study {result.study} ({result.storage}): {result.trials} trials, {result.pruned} pruned; "
+        f"best {result.best_value:.4f} with {result.best_params}"
+    )
     print(result.best_config)
     if train_best:
         model = api.train(result.best_config, quiet=STATE["quiet"], on_report=_data_report)

@@ -29,8 +29,9 @@ def _images(paths: list[Path]) -> list[str]:
     return out
 
 
-def read_inputs(model, texts: list[str] | None, images: list[Path] | None, file: Path | None
-                ) -> tuple[list[Any], pd.DataFrame | None]:
+def read_inputs(
+    model, texts: list[str] | None, images: list[Path] | None, file: Path | None
+) -> tuple[list[Any], pd.DataFrame | None]:
     """The model's inputs and, for a file, the frame they came from (its columns are kept in the output)."""
     if texts is not None:
         return list(texts), None
@@ -43,8 +44,10 @@ def read_inputs(model, texts: list[str] | None, images: list[Path] | None, file:
     column = getattr(model.config.data, "text_column", None)
     if column not in frame.columns:
         if len(frame.columns) != 1:
-            raise DataError(f"{file}: no column '{column}' and more than one column to choose from: "
-                            f"{', '.join(map(str, frame.columns))}")
+            raise DataError(
+                f"{file}: no column '{column}' and more than one column to choose from: "
+                f"{', '.join(map(str, frame.columns))}"
+            )
         column = frame.columns[0]
     return frame[column].astype(str).tolist(), frame
 
@@ -56,6 +59,8 @@ def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[
     if path.suffix.lower() == ".jsonl":
         atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in merged))
         return
-    flat = [{k: (json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v) for k, v in r.items()}
-            for r in merged]
+    flat = [
+        {k: (json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v) for k, v in r.items()}
+        for r in merged
+    ]
     atomic_write_text(path, pd.DataFrame(flat).to_csv(index=False))

@@ -24,8 +24,10 @@ from modelyard.training.callbacks import Callback, TrainerControl, TrainerState
 from modelyard.training.loop import fit
 
 log = logging.getLogger("modelyard.tuning")
-EXAMPLE = "tune:\n  params:\n    train.learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}\n" \
-          "    train.batch_size: {choices: [16, 32]}"
+EXAMPLE = (
+    "tune:\n  params:\n    train.learning_rate: {low: 1.0e-5, high: 1.0e-3, log: true}\n"
+    "    train.batch_size: {choices: [16, 32]}"
+)
 
 
 @dataclass
@@ -92,8 +94,15 @@ def _trial_tracker(config: Config, parent: list[str]):
         return None
 
 
-def tune(config_path: str | Path, trials: int, timeout: float | None = None, storage: str | None = None,
-         study_name: str | None = None, output: Path | None = None, overrides: list[str] | None = None) -> TuneResult:
+def tune(
+    config_path: str | Path,
+    trials: int,
+    timeout: float | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    output: Path | None = None,
+    overrides: list[str] | None = None,
+) -> TuneResult:
     config = load_config(config_path, overrides or [])
     if config.tune is None or not config.tune.params:
         raise ConfigError(f"{config_path}: no tune.params section to search over", f"add for example:\n{EXAMPLE}")
@@ -102,10 +111,14 @@ def tune(config_path: str | Path, trials: int, timeout: float | None = None, sto
     maximize = (config.tune.direction or ("maximize" if task.greater_is_better else "minimize")) == "maximize"
     storage = storage or f"sqlite:///{home() / 'optuna.db'}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=study_name or config.name, storage=storage, load_if_exists=True,
-                                direction="maximize" if maximize else "minimize",
-                                sampler=optuna.samplers.TPESampler(seed=config.train.seed),
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
+    study = optuna.create_study(
+        study_name=study_name or config.name,
+        storage=storage,
+        load_if_exists=True,
+        direction="maximize" if maximize else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=config.train.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+    )
     data = task.prepare(config)
     parent: list[str] = []
 
@@ -115,8 +128,15 @@ def tune(config_path: str | Path, trials: int, timeout: float | None = None, sto
         set_seed(trial_config.train.seed)
         learner = task.build(trial_config, data)
         reporter = PruningReporter(trial, metric)
-        result = fit(learner, trial_config, data, callbacks=[reporter], quiet=True, main_metric=metric,
-                     greater_is_better=maximize)
+        result = fit(
+            learner,
+            trial_config,
+            data,
+            callbacks=[reporter],
+            quiet=True,
+            main_metric=metric,
+            greater_is_better=maximize,
+        )
         value = result.validation.get(metric)
         tracker = _trial_tracker(config, parent)
         if tracker is not None:
@@ -137,7 +157,10 @@ def tune(config_path: str | Path, trials: int, timeout: float | None = None, sto
     best = study.best_trial
     best_config = with_params(config, best.params).model_copy(update={"tune": None})
     output = output or Path(f"{config.name}-best.yaml")
-    atomic_write_text(output, f"# best of study '{study.study_name}' (trial {best.number}, {metric} = "
-                              f"{best.value:.4f})\n" + dump_config(best_config))
+    atomic_write_text(
+        output,
+        f"# best of study '{study.study_name}' (trial {best.number}, {metric} = "
+        f"{best.value:.4f})\n" + dump_config(best_config),
+    )
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     return TuneResult(study.study_name, storage, float(best.value), best.params, output, len(study.trials), pruned)

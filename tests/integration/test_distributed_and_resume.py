@@ -13,15 +13,27 @@ from conftest import write_config
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
-TINY = ["--set=model.hidden_size=32", "--set=model.layers=1", "--set=model.heads=2", "--set=model.dropout=0.0",
-        "--set=model.vocab_size=500", "--set=train.batch_size=16", "--set=train.early_stopping=null",
-        "--set=train.learning_rate=0.003"]
+TINY = [
+    "--set=model.hidden_size=32",
+    "--set=model.layers=1",
+    "--set=model.heads=2",
+    "--set=model.dropout=0.0",
+    "--set=model.vocab_size=500",
+    "--set=train.batch_size=16",
+    "--set=train.early_stopping=null",
+    "--set=train.learning_rate=0.003",
+]
 
 
 def train(config: Path, output: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "modelyard", "-q", "train", str(config), "--output", str(output),
-                             *TINY, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "modelyard", "-q", "train", str(config), "--output", str(output), *TINY, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def finish(proc: subprocess.Popen) -> str:

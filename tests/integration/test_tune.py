@@ -13,8 +13,12 @@ def test_a_search_stores_its_study_and_writes_a_best_config_that_loads(banking_s
     raw = yaml.safe_load(config.read_text())
     raw["model"].update(hidden_size=32, layers=1, heads=2, vocab_size=500)
     raw["train"].update(batch_size=32, early_stopping=None)
-    raw["tune"] = {"params": {"train.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
-                              "model.dropout": {"choices": [0.0, 0.1]}}}
+    raw["tune"] = {
+        "params": {
+            "train.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+            "model.dropout": {"choices": [0.0, 0.1]},
+        }
+    }
     config.write_text(yaml.safe_dump(raw))
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     result = tune(config, trials=3, storage=storage, output=tmp_path / "best.yaml")

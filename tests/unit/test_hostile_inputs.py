@@ -28,8 +28,13 @@ def test_any_bytes_give_a_frame_or_a_data_error(tmp_path, content, suffix):
 
 
 @FAST
-@given(rows=st.lists(st.tuples(st.text(string.printable + "好，吃", max_size=30),
-                               st.sampled_from(["a", "b"])), min_size=1, max_size=30))
+@given(
+    rows=st.lists(
+        st.tuples(st.text(string.printable + "好，吃", max_size=30), st.sampled_from(["a", "b"])),
+        min_size=1,
+        max_size=30,
+    )
+)
 def test_every_written_row_is_read_back_unchanged(tmp_path, rows):
     import csv
 
@@ -64,9 +69,11 @@ def test_mixed_encodings_name_the_first_bad_line(tmp_path):
         read_table(path)
 
 
-values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                    max_size=3), max_leaves=8)
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 @FAST

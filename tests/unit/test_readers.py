@@ -7,7 +7,7 @@ from modelyard.errors import DataError
 
 def test_crlf_and_a_byte_order_mark_are_read_cleanly(tmp_path):
     path = tmp_path / "d.csv"
-    path.write_bytes(b"\xef\xbb\xbftext,label\r\nhello,a\r\n\"a, quoted\",b\r\n")
+    path.write_bytes(b'\xef\xbb\xbftext,label\r\nhello,a\r\n"a, quoted",b\r\n')
     frame, report = read_table(path)
     assert list(frame.columns) == ["text", "label"]
     assert frame["text"].tolist() == ["hello", "a, quoted"]

@@ -22,8 +22,10 @@ class CleaningReport:
 
     def summary(self) -> str:
         dropped = self.rows_in - self.rows_out
-        return (f"{self.rows_in} rows, {dropped} dropped: {self.empty_input} empty, {self.missing_label} without "
-                f"label, {self.duplicates} duplicates ({self.conflicting_duplicates} with conflicting labels)")
+        return (
+            f"{self.rows_in} rows, {dropped} dropped: {self.empty_input} empty, {self.missing_label} without "
+            f"label, {self.duplicates} duplicates ({self.conflicting_duplicates} with conflicting labels)"
+        )
 
 
 def _blank(series: pd.Series) -> pd.Series:

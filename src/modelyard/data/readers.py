@@ -42,8 +42,13 @@ class ReadReport:
             self.problems.append(f"line {line}: {why}")
 
     def as_dict(self) -> dict:
-        return {"file": self.file, "rows": self.rows, "skipped": self.skipped, "problems": self.problems,
-                "nul_bytes": self.nul_bytes}
+        return {
+            "file": self.file,
+            "rows": self.rows,
+            "skipped": self.skipped,
+            "problems": self.problems,
+            "nul_bytes": self.nul_bytes,
+        }
 
 
 def _decoded_lines(path: Path, encoding: str, report: ReadReport) -> Iterator[str]:
@@ -76,8 +81,13 @@ def _decoded_lines(path: Path, encoding: str, report: ReadReport) -> Iterator[st
 def read_delimited(path: Path, fmt: FormatOptions, sep: str) -> tuple[pd.DataFrame, ReadReport]:
     report = ReadReport(str(path))
     quoting = csv.QUOTE_NONE if fmt.quoting == "none" else csv.QUOTE_MINIMAL
-    reader = csv.reader(_decoded_lines(path, fmt.encoding, report), delimiter=sep, quotechar=fmt.quotechar,
-                        quoting=quoting, strict=False)
+    reader = csv.reader(
+        _decoded_lines(path, fmt.encoding, report),
+        delimiter=sep,
+        quotechar=fmt.quotechar,
+        quoting=quoting,
+        strict=False,
+    )
     header: list[str] | None = fmt.names
     rows: list[list[str]] = []
     line_numbers: list[int] = []
@@ -93,8 +103,10 @@ def read_delimited(path: Path, fmt: FormatOptions, sep: str) -> tuple[pd.DataFra
                 continue
             if len(fields) != len(header):
                 if line - start > MAX_RECORD_LINES:
-                    raise DataError(f"{path}: line {start}: a quote opened here is never closed; it swallows "
-                                    f"lines {start}-{line}", "close the quote, or set data.format.quoting: none")
+                    raise DataError(
+                        f"{path}: line {start}: a quote opened here is never closed; it swallows lines {start}-{line}",
+                        "close the quote, or set data.format.quoting: none",
+                    )
                 report.skip(start, f"expected {len(header)} fields, found {len(fields)}")
                 continue
             rows.append(fields)
@@ -162,8 +174,9 @@ def read_parquet(path: Path) -> tuple[pd.DataFrame, ReadReport]:
     return frame, ReadReport(str(path), rows=len(frame))
 
 
-def read_table(path: str | Path, fmt: FormatOptions | None = None, max_rows: int | None = None
-               ) -> tuple[pd.DataFrame, ReadReport]:
+def read_table(
+    path: str | Path, fmt: FormatOptions | None = None, max_rows: int | None = None
+) -> tuple[pd.DataFrame, ReadReport]:
     """Read one data file by its extension; the index holds the source line (or row) number."""
     fmt = fmt or FormatOptions()
     path = Path(path)
@@ -186,8 +199,10 @@ def read_table(path: str | Path, fmt: FormatOptions | None = None, max_rows: int
     elif fmt.sep:
         frame, report = read_delimited(path, fmt, fmt.sep)
     else:
-        raise DataError(f"{path}: unknown file type '{suffix}'",
-                        f"use one of {', '.join(sorted(SUFFIXES))}, or set data.format.sep for delimited text")
+        raise DataError(
+            f"{path}: unknown file type '{suffix}'",
+            f"use one of {', '.join(sorted(SUFFIXES))}, or set data.format.sep for delimited text",
+        )
     if max_rows is not None:
         frame = frame.iloc[:max_rows]
         report.rows = len(frame)

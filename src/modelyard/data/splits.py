@@ -15,16 +15,22 @@ def _can_stratify(labels: pd.Series, fraction: float) -> bool:
     return counts.min() >= 2 and round(len(labels) * fraction) >= len(counts)
 
 
-def carve(frame: pd.DataFrame, fraction: float, seed: int, labels: pd.Series | None
-          ) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+def carve(
+    frame: pd.DataFrame, fraction: float, seed: int, labels: pd.Series | None
+) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
     """Split off `fraction` of the rows; stratified by `labels` when every class can be represented."""
     stratify = labels if labels is not None and _can_stratify(labels, fraction) else None
     rest, part = train_test_split(frame, test_size=fraction, random_state=seed, stratify=stratify)
     return rest, part, stratify is not None
 
 
-def make_splits(train: pd.DataFrame, validation: pd.DataFrame | None, test: pd.DataFrame | None,
-                cfg: SplitConfig, label_col: str | None) -> tuple[dict[str, pd.DataFrame], list[str]]:
+def make_splits(
+    train: pd.DataFrame,
+    validation: pd.DataFrame | None,
+    test: pd.DataFrame | None,
+    cfg: SplitConfig,
+    label_col: str | None,
+) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Use the given files where present; carve missing splits from train. Returns the splits and notes."""
     notes = []
     pieces = {"test": (test, cfg.test), "validation": (validation, cfg.validation)}

@@ -55,8 +55,9 @@ def fit_max_length(tokenizer: PreTrainedTokenizerBase, texts: list[str], limit: 
     return int(min(limit, max(16, np.percentile(lengths, 99) + 2)))
 
 
-def extend_vocabulary(tokenizer: PreTrainedTokenizerBase, encoder: torch.nn.Module, texts: list[str],
-                      limit: int) -> int:
+def extend_vocabulary(
+    tokenizer: PreTrainedTokenizerBase, encoder: torch.nn.Module, texts: list[str], limit: int
+) -> int:
     """Add the pieces the tokenizer maps to [UNK] (e.g. Chinese characters for an English model) as new tokens,
     their embeddings starting at the mean of the old ones; fine-tuning then learns them. Returns how many."""
     counts: Counter = Counter()
@@ -64,8 +65,11 @@ def extend_vocabulary(tokenizer: PreTrainedTokenizerBase, encoder: torch.nn.Modu
     for text in texts:
         for piece, _ in pre.pre_tokenizer.pre_tokenize_str(pre.normalizer.normalize_str(text)):
             counts[piece] += 1
-    unknown = [p for p, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-               if c >= 2 and tokenizer.convert_tokens_to_ids(tokenizer.tokenize(p)) == [tokenizer.unk_token_id]]
+    unknown = [
+        p
+        for p, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if c >= 2 and tokenizer.convert_tokens_to_ids(tokenizer.tokenize(p)) == [tokenizer.unk_token_id]
+    ]
     added = tokenizer.add_tokens(unknown[:limit])
     if added:
         encoder.resize_token_embeddings(len(tokenizer), mean_resizing=True)
@@ -90,8 +94,14 @@ class TextDataset(torch.utils.data.Dataset):
 class TextClassifierLearner:
     """Tokenizer, encoder and head; `kind` is "hf" (pretrained Hugging Face encoder) or "scratch"."""
 
-    def __init__(self, module: EncoderClassifier, tokenizer: PreTrainedTokenizerBase, labels: list[str],
-                 spec: dict[str, Any], options: Any) -> None:
+    def __init__(
+        self,
+        module: EncoderClassifier,
+        tokenizer: PreTrainedTokenizerBase,
+        labels: list[str],
+        spec: dict[str, Any],
+        options: Any,
+    ) -> None:
         self.module = module
         self.tokenizer = tokenizer
         self.labels = labels
@@ -119,12 +129,23 @@ class TextClassifierLearner:
             kind = "char" if cjk_share(texts[:2000]) > 0.3 else "wordpiece"
         tokenizer = train_tokenizer(texts, kind, options.vocab_size)
         max_length = options.max_length or fit_max_length(tokenizer, texts, MAX_AUTO_LENGTH)
-        enc_cfg = TextEncoderConfig(vocab_size=len(tokenizer), max_length=max_length, hidden_size=options.hidden_size,
-                                    layers=options.layers, heads=options.heads, dropout=options.dropout,
-                                    pad_id=tokenizer.pad_token_id)
+        enc_cfg = TextEncoderConfig(
+            vocab_size=len(tokenizer),
+            max_length=max_length,
+            hidden_size=options.hidden_size,
+            layers=options.layers,
+            heads=options.heads,
+            dropout=options.dropout,
+            pad_id=tokenizer.pad_token_id,
+        )
         module = EncoderClassifier(TextEncoder(enc_cfg), enc_cfg.hidden_size, len(labels), options.dropout)
-        spec = {"kind": "scratch", "backbone": "scratch-transformer", "tokenizer": kind, "max_length": max_length,
-                "encoder": enc_cfg.as_dict()}
+        spec = {
+            "kind": "scratch",
+            "backbone": "scratch-transformer",
+            "tokenizer": kind,
+            "max_length": max_length,
+            "encoder": enc_cfg.as_dict(),
+        }
         return cls(module, tokenizer, labels, spec, options)
 
     @classmethod
@@ -196,7 +217,7 @@ class TextClassifierLearner:
         """Run `fn` ("forward" or "embed") over texts in length-sorted batches; rows come back in input order."""
         ids = self.encode(texts)
         order = np.argsort([len(x) for x in ids], kind="stable")
-        chunks = [order[start:start + PREDICT_BATCH] for start in range(0, len(order), PREDICT_BATCH)]
+        chunks = [order[start : start + PREDICT_BATCH] for start in range(0, len(order), PREDICT_BATCH)]
         outputs = [self._run_batch(self.collate([{"input_ids": ids[i]} for i in c]), fn) for c in chunks]
         result = np.concatenate(outputs) if outputs else np.zeros((0, len(self.labels)), dtype=np.float32)
         if fn == "forward":
@@ -247,10 +268,20 @@ class TextClassifierLearner:
         """Logits and pooled embedding from token ids and mask, dynamic in batch and sequence length."""
         module = getattr(self.module, "module", self.module)
         batch = self.collate([{"input_ids": x} for x in self.encode(["an example", "a longer example"])])
-        axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                "logits": {0: "batch"}, "embedding": {0: "batch"}}
-        return OnnxGraph(_LogitsAndEmbedding(module), (batch["input_ids"], batch["attention_mask"]),
-                         ["input_ids", "attention_mask"], ["logits", "embedding"], axes, "dynamic")
+        axes = {
+            "input_ids": {0: "batch", 1: "sequence"},
+            "attention_mask": {0: "batch", 1: "sequence"},
+            "logits": {0: "batch"},
+            "embedding": {0: "batch"},
+        }
+        return OnnxGraph(
+            _LogitsAndEmbedding(module),
+            (batch["input_ids"], batch["attention_mask"]),
+            ["input_ids", "attention_mask"],
+            ["logits", "embedding"],
+            axes,
+            "dynamic",
+        )
 
     def export_examples(self, data: pd.DataFrame) -> tuple[list[str], np.ndarray]:
         return data["text"].tolist(), data["label"].map(self.label_index).to_numpy()
@@ -274,8 +305,14 @@ class _LogitsAndEmbedding(nn.Module):
 class OnnxTextClassifierLearner(TextClassifierLearner):
     """The same classifier (tokenizer, labels, decoding) answering through an ONNX Runtime session."""
 
-    def __init__(self, session_path: Path, tokenizer: PreTrainedTokenizerBase, labels: list[str],
-                 spec: dict[str, Any], options: Any) -> None:
+    def __init__(
+        self,
+        session_path: Path,
+        tokenizer: PreTrainedTokenizerBase,
+        labels: list[str],
+        spec: dict[str, Any],
+        options: Any,
+    ) -> None:
         super().__init__(None, tokenizer, labels, spec, options)
         self.session_path = session_path
         self.session = onnx_session(session_path)

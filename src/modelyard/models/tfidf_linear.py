@@ -23,9 +23,7 @@ from modelyard.models.tokenizers import cjk_share
 def make_vectorizer(texts: list[str]) -> TfidfVectorizer:
     """Character n-grams for CJK text (no spaces between words), word uni+bigrams otherwise."""
     if cjk_share(texts[:2000]) > 0.3:
-        return TfidfVectorizer(
-            analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=2, max_features=200_000
-        )
+        return TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=2, max_features=200_000)
     return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)
 
 

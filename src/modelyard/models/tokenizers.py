@@ -65,5 +65,11 @@ def train_tokenizer(texts: list[str], kind: str, vocab_size: int = 8000) -> PreT
         tok = Tokenizer(models.WordPiece(_vocabulary(texts, probe, kind, vocab_size), unk_token="[UNK]"))
         tok.decoder = decoders.WordPiece()
     tok.normalizer, tok.pre_tokenizer = probe.normalizer, probe.pre_tokenizer
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )

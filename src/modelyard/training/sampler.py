@@ -31,9 +31,9 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         batches = []
         chunk = self.batch_size * self.pool
         for start in range(0, self.size, chunk):
-            part = order[start:start + chunk]
+            part = order[start : start + chunk]
             if self.lengths is not None:
                 part = part[np.argsort(self.lengths[part], kind="stable")]
-            batches += [part[i:i + self.batch_size].tolist() for i in range(0, len(part), self.batch_size)]
+            batches += [part[i : i + self.batch_size].tolist() for i in range(0, len(part), self.batch_size)]
         for i in rng.permutation(len(batches)):
             yield batches[i]
