@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 
 from modelyard.data.timeseries import SeriesSplit, window_origins
@@ -23,6 +23,7 @@ from modelyard.errors import DataError
 from modelyard.evaluation.forecast_metrics import forecast_metrics, mase_scale
 from modelyard.fsutil import atomic_path, atomic_write_json
 from modelyard.models.lstm import LSTMConfig, LSTMForecaster
+from modelyard.tasks.base import validate_input
 
 MIN_EPOCH_WINDOWS = 2048  # short series repeat their windows so that an epoch is a useful number of steps
 MAX_RECURSIVE_STEPS = 1000
@@ -203,12 +204,7 @@ class ForecastLearner:
 
     def parse_input(self, item: Any) -> ForecastInput:
         """Validate one request; a DataError names the problem (HTTP 422, CLI exit 1)."""
-        try:
-            item = item if isinstance(item, ForecastInput) else ForecastInput.model_validate(item)
-        except ValidationError as err:
-            raise DataError(
-                "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in err.errors())
-            ) from None
+        item = validate_input(ForecastInput, item)
         if len(item.history) < self.context:
             raise DataError(
                 f"history has {len(item.history)} values; this model reads the last "

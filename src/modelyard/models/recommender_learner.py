@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 
 from modelyard.data.interactions import Interactions
@@ -22,6 +22,7 @@ from modelyard.errors import DataError
 from modelyard.evaluation import ranking
 from modelyard.fsutil import atomic_path, atomic_write_json
 from modelyard.models.matrix_factorization import MatrixFactorization, MFConfig
+from modelyard.tasks.base import validate_input
 
 SCORE_CHUNK = 1024  # users scored at once: (chunk, items) floats
 MAX_K = 1000
@@ -204,12 +205,7 @@ class RecommenderLearner:
 
     def parse_input(self, item: Any) -> RecommendInput:
         """Validate one request; a DataError names the problem (HTTP 422, CLI exit 1)."""
-        try:
-            request = item if isinstance(item, RecommendInput) else RecommendInput.model_validate(item)
-        except ValidationError as err:
-            raise DataError(
-                "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in err.errors())
-            ) from None
+        request = validate_input(RecommendInput, item)
         if request.item is not None and str(request.item).strip() not in self.item_index:
             raise DataError(f"unknown item {request.item!r}: 'more like this' needs an item seen in training")
         return request

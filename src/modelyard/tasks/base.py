@@ -97,3 +97,19 @@ class Task(Protocol):
 
 
 InputModel = BaseModel  # tasks with structured inputs define a pydantic model for one input
+
+
+def validate_input(model: type[BaseModel], item: Any) -> Any:
+    """One structured request input, or a DataError naming each bad field (HTTP 422, CLI exit 1)."""
+    from pydantic import ValidationError
+
+    from modelyard.errors import DataError
+
+    if isinstance(item, model):
+        return item
+    try:
+        return model.model_validate(item)
+    except ValidationError as err:
+        raise DataError(
+            "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in err.errors())
+        ) from None

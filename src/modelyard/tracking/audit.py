@@ -58,7 +58,7 @@ def new_move(
 def _user() -> str:
     try:
         return getpass.getuser()
-    except Exception:
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
         return "unknown"
 
 
