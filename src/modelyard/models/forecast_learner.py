@@ -16,14 +16,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from modelyard.data.timeseries import SeriesSplit, window_origins
 from modelyard.errors import DataError
 from modelyard.evaluation.forecast_metrics import forecast_metrics, mase_scale
-from modelyard.fsutil import atomic_path, atomic_write_json
+from modelyard.fsutil import atomic_write_json
 from modelyard.models.lstm import LSTMConfig, LSTMForecaster
 from modelyard.tasks.base import validate_input
+from modelyard.training.checkpoint import save_weights
 
 MIN_EPOCH_WINDOWS = 2048  # short series repeat their windows so that an epoch is a useful number of steps
 MAX_RECURSIVE_STEPS = 1000
@@ -254,8 +255,6 @@ class ForecastLearner:
 
     def save(self, directory: Path) -> dict[str, Any]:
         module = getattr(self.module, "module", self.module)
-        state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-        with atomic_path(directory / "model.safetensors") as tmp:
-            save_file(state, str(tmp))
+        save_weights(module, directory / "model.safetensors")
         atomic_write_json(directory / "forecaster.json", self.spec)
         return {"horizon": self.horizon, "context_length": self.context, "season_length": self.spec["season"]}

@@ -18,16 +18,17 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from torchvision.transforms import v2
 
 from modelyard.data.images import decode_image, load_image
 from modelyard.errors import DataError
 from modelyard.evaluation.metrics import classification_metrics, top_k_answers
-from modelyard.fsutil import atomic_path, atomic_write_json
+from modelyard.fsutil import atomic_write_json
 from modelyard.models import cnn, efficientnet
 from modelyard.precision import autocast
+from modelyard.training.checkpoint import save_weights
 
 EFFICIENTNET = "efficientnet-lite0"
 CNN_SCRATCH = "cnn-scratch"
@@ -297,9 +298,7 @@ class ImageClassifierLearner:
 
     def save(self, directory: Path) -> dict[str, Any]:
         module = getattr(self.module, "module", self.module)
-        state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-        with atomic_path(directory / "model.safetensors") as tmp:
-            save_file(state, str(tmp))
+        save_weights(module, directory / "model.safetensors")
         atomic_write_json(directory / "preprocessing.json", self.prep.as_dict())
         atomic_write_json(directory / "image_model.json", {**self.spec, "precision": self.precision})
         return {"labels": self.labels, "image_size": self.prep.image_size}

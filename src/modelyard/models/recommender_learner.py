@@ -23,6 +23,7 @@ from modelyard.evaluation import ranking
 from modelyard.fsutil import atomic_path, atomic_write_json
 from modelyard.models.matrix_factorization import MatrixFactorization, MFConfig
 from modelyard.tasks.base import validate_input
+from modelyard.training.checkpoint import save_weights
 
 SCORE_CHUNK = 1024  # users scored at once: (chunk, items) floats
 MAX_K = 1000
@@ -237,9 +238,7 @@ class RecommenderLearner:
 
     def save(self, directory: Path) -> dict[str, Any]:
         module = getattr(self.module, "module", self.module)
-        state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-        with atomic_path(directory / "model.safetensors") as tmp:
-            save_file(state, str(tmp))
+        save_weights(module, directory / "model.safetensors")
         extra = {
             "popularity": torch.tensor(self.popularity),
             "seen_indptr": torch.tensor(self.seen_indptr),

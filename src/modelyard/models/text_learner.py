@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
@@ -19,11 +18,12 @@ from modelyard.evaluation.metrics import classification_metrics, top_k_answers
 from modelyard.export.protocol import ONNX_FILE, OnnxGraph
 from modelyard.export.runtime import onnx_session
 from modelyard.export.torch_int8 import has_int8_layers, load_weights
-from modelyard.fsutil import atomic_path, atomic_write_json
+from modelyard.fsutil import atomic_write_json
 from modelyard.models.encoder_classifier import EncoderClassifier
 from modelyard.models.text_encoder import TextEncoder, TextEncoderConfig
 from modelyard.models.tokenizers import cjk_share, train_tokenizer
 from modelyard.precision import autocast
+from modelyard.training.checkpoint import save_weights
 
 PREDICT_BATCH = 64
 MAX_AUTO_LENGTH = 256
@@ -255,9 +255,7 @@ class TextClassifierLearner:
 
     def save(self, directory: Path) -> dict[str, Any]:
         module = getattr(self.module, "module", self.module)
-        state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
-        with atomic_path(directory / "model.safetensors") as tmp:
-            save_file(state, str(tmp))
+        save_weights(module, directory / "model.safetensors")
         self.tokenizer.save_pretrained(str(directory / "tokenizer"))
         if self.spec["kind"] == "hf":
             module.encoder.config.save_pretrained(str(directory / "encoder"))

@@ -48,6 +48,14 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def save_weights(module: torch.nn.Module, path: Path) -> None:
+    """A module's weights as safetensors, written atomically (what every learner's `save` stores)."""
+    from modelyard.fsutil import atomic_path
+
+    with atomic_path(path) as tmp:
+        save_file(_contiguous(getattr(module, "module", module).state_dict()), str(tmp))
+
+
 def save_checkpoint(
     root: Path,
     model: torch.nn.Module,
