@@ -1,9 +1,14 @@
-"""int8 ONNX export of the MiniLM intent classifier vs the fp32 PyTorch bundle: latency, agreement, accuracy.
+"""int8 ONNX export of the MiniLM intent classifier vs the fp32 PyTorch bundle: latency, agreement, accuracy,
+and serving throughput.
 
 Targets (issue 8): single-input p50 latency >= 3x faster, >= 98% agreement, <= 1 accuracy point lost, measured on
-the bundle's validation split by the export's own parity check. Prints JSON.
+the bundle's validation split by the export's own parity check; with `--serve`, the exported bundle behind
+`modelyard serve` answers >= 2x the requests per second of the original under the same load (serve_bench's
+clients: N concurrent single-text requests for a fixed time against each server, one after the other, both
+started with the same settings, in the order original, exported, exported, original). Prints JSON.
 
     python benchmarks/export_bench.py [BUNDLE] [--latency-samples 200] [--torch-int8] [--cores N]
+                                      [--serve [--clients 32] [--duration 15] [--max-batch-size 32]]
 
 BUNDLE defaults to the newest `banking-intents` bundle under MODELYARD_HOME (`modelyard quickstart --no-serve`
 or `modelyard train examples/quickstart.yaml --set train.epochs=1` makes one). The load average is printed: on
@@ -14,6 +19,7 @@ processes hold the cores); `--cores 1` pins the run to one core, a baseline such
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -23,12 +29,13 @@ from pathlib import Path
 
 import onnxruntime
 import torch
+from serve_bench import run_one, texts
 
 from modelyard.export.exporter import export
 from modelyard.export.runtime import cpu_threads
 from modelyard.home import home
 
-TARGETS = {"speedup_p50": 3.0, "agreement": 0.98, "accuracy_drop_points": 1.0}
+TARGETS = {"speedup_p50": 3.0, "agreement": 0.98, "accuracy_drop_points": 1.0, "serving_throughput_ratio": 2.0}
 
 
 def newest_bundle(name: str = "banking-intents") -> Path:
@@ -60,12 +67,40 @@ def summary(report: dict) -> dict:
     }
 
 
+def serving(original: Path, exported: Path, args: argparse.Namespace) -> dict:
+    """Both bundles behind `modelyard serve` with the same settings under the same load, in the order original,
+    exported, exported, original (ABBA: a load that drifts steadily during the run favours neither)."""
+    pool = texts()
+    paths = {"original": original, "exported": exported}
+    runs: dict[str, list[dict]] = {"original": [], "exported": []}
+    for name in ("original", "exported", "exported", "original")[: 4 if args.abba else 2]:
+        runs[name].append(asyncio.run(run_one(str(paths[name]), args.max_batch_size, args, pool)))
+    rps = {name: sum(r["throughput_rps"] for r in done) / len(done) for name, done in runs.items()}
+    ratio = rps["exported"] / max(rps["original"], 1e-9)
+    return {
+        "clients": args.clients,
+        "duration_s": args.duration,
+        "throughput_rps": {name: round(value, 1) for name, value in rps.items()},
+        "throughput_ratio": round(ratio, 2),
+        "meets_target": ratio >= TARGETS["serving_throughput_ratio"],
+        "runs": runs,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", nargs="?", type=Path)
     parser.add_argument("--latency-samples", type=int, default=200)
     parser.add_argument("--torch-int8", action="store_true", help="also PyTorch dynamic int8 (no ONNX)")
     parser.add_argument("--cores", type=int, help="pin to this many cores; both runtimes use one thread per core")
+    parser.add_argument("--serve", action="store_true", help="also compare serving throughput (serve_bench load)")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per server")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before")
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--ready-timeout", type=float, default=180.0)
+    parser.add_argument("--no-abba", dest="abba", action="store_false", help="serve each bundle once, not twice")
     args = parser.parse_args()
     if args.cores:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
@@ -79,6 +114,8 @@ def main() -> None:
         for name, fmt in runs:
             result = export(bundle, fmt, "int8", Path(tmp) / name, force=True, latency_samples=args.latency_samples)
             results[name] = summary(result.report)
+            if args.serve and name == "onnx_int8":
+                results[name]["serving"] = serving(bundle, result.path, args)
     print(
         json.dumps(
             {

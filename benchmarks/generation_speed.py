@@ -1,6 +1,8 @@
 """Generation speed with SmolLM2-135M (fp32, greedy): modelyard's KV-cache decoder for one stream and for 8
 concurrent streams (through the server's GenerationBatcher) against transformers' `generate`, one request at a
-time. llama.cpp is not measured here: llama-cpp-python compiles for minutes and is not installed. Prints JSON.
+time, and against llama.cpp running the package's own Q4_1 GGUF (the reference for what this CPU can do) when
+`llama-cpp-python` is installed: it is not a dependency (it compiles from source for ~10 minutes here), so
+`pip install llama-cpp-python==0.3.36` first to include it. Prints JSON.
 
     python benchmarks/generation_speed.py [--tokens 48] [--threads N]
 """
@@ -44,6 +46,31 @@ def hf_generate(learner: CausalLMLearner, prompts: list[list[int]], tokens: int)
         produced += out.shape[1] - len(ids)
     seconds = time.perf_counter() - start
     return {"tokens": produced, "seconds": round(seconds, 2), "tokens_per_second": round(produced / seconds, 2)}
+
+
+def llama_cpp_generate(prompts: list[list[int]], tokens: int, threads: int) -> dict | str:
+    """llama.cpp on the same GGUF and prompt token ids, greedy, exactly `tokens` new tokens a request."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return "not measured: llama-cpp-python is not installed (pip install llama-cpp-python==0.3.36)"
+    from modelyard.models.catalog import locate
+
+    llm = Llama(model_path=str(locate("smollm2-135m")), n_ctx=512, n_threads=threads, verbose=False)
+    produced, start = 0, time.perf_counter()
+    for ids in prompts:
+        llm.reset()
+        for count, _ in enumerate(llm.generate(ids, temp=0.0, reset=True), start=1):
+            if count == tokens:
+                break
+        produced += tokens
+    seconds = time.perf_counter() - start
+    return {
+        "weights": "Q4_1 GGUF (4-bit), as shipped",
+        "tokens": produced,
+        "seconds": round(seconds, 2),
+        "tokens_per_second": round(produced / seconds, 2),
+    }
 
 
 def single_streams(learner: CausalLMLearner, prompts: list[list[int]], tokens: int) -> dict:
@@ -111,6 +138,7 @@ def main() -> None:
         hf = hf_generate(learner, prompts, args.tokens)
     single = single_streams(learner, prompts, args.tokens)
     many = concurrent_streams(learner, prompts, args.tokens)
+    llama = llama_cpp_generate(prompts, args.tokens, torch.get_num_threads())
     print(
         json.dumps(
             {
@@ -123,7 +151,7 @@ def main() -> None:
                 "modelyard_8_concurrent": many,
                 "single_vs_hf": round(single["tokens_per_second"] / hf["tokens_per_second"], 2),
                 "concurrent_vs_hf": round(many["aggregate_tokens_per_second"] / hf["tokens_per_second"], 2),
-                "llama_cpp": "not measured (llama-cpp-python not installed: it compiles for minutes)",
+                "llama_cpp_one_at_a_time": llama,
             },
             indent=2,
         )

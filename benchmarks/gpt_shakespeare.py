@@ -6,8 +6,9 @@ The nanoGPT side is a faithful, minimal replica of its train.py loop as run by i
 (`--device=cpu --compile=False --eval_iters=20 --log_interval=1 --block_size=64 --batch_size=12 --n_layer=4
 --n_head=4 --n_embd=128 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0`, config/train_shakespeare_char.py:
 lr 1e-3 -> 1e-4 cosine, 100 warm-up iterations, AdamW betas (0.9, 0.99), weight decay 0.1, clip 1.0, evaluation
-every 250 iterations, fp32 on CPU). Prints one JSON object. On a shared machine compare CPU seconds too: wall
-time depends on what else runs.
+every 250 iterations, fp32 on CPU). modelyard trains examples/tiny_shakespeare.yaml: the same recipe but for a
+3x higher peak learning rate (3e-3, gpt-scratch's default). Prints one JSON object. On a shared machine compare
+CPU seconds too: wall time depends on what else runs.
 
     python benchmarks/gpt_shakespeare.py [--steps 2000] [--threads N]
 """

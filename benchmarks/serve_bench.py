@@ -1,7 +1,9 @@
 """Serving throughput and latency: `modelyard serve` with adaptive batching vs `--max-batch-size 1`.
 
 Starts the real CLI server on loopback for each setting, measures time to /readyz, then runs N concurrent
-clients (one single-text request at a time each) for a fixed duration. Prints JSON.
+clients (one single-text request at a time each) for a fixed duration. Prints JSON, with the load average:
+the clients share the machine's cores with the server, so they speak just enough HTTP/1.1 over asyncio
+streams to cost little CPU (the same clients for every setting).
 
     python benchmarks/serve_bench.py BUNDLE [--clients 32] [--duration 15] [--batch-sizes 32 1]
 """
@@ -77,33 +79,68 @@ async def wait_ready(url: str, process: subprocess.Popen, timeout: float) -> flo
     raise RuntimeError(f"not ready after {timeout} s")
 
 
-async def load(url: str, clients: int, duration: float, warmup: float, pool: list[str]) -> dict:
+class Connection:
+    """One keep-alive HTTP/1.1 connection: POST a JSON body, read the status and the Content-Length body."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, path: str, body: bytes, timeout: float = 30) -> tuple[int, bytes]:
+        async with asyncio.timeout(timeout):
+            if self.streams is None:
+                self.streams = await asyncio.open_connection("127.0.0.1", self.port)
+            reader, writer = self.streams
+            head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            try:
+                header = await reader.readuntil(b"\r\n\r\n")
+                match = re.search(rb"\r\ncontent-length: *(\d+)", header, re.IGNORECASE)
+                if match is None:
+                    raise ConnectionError("response without Content-Length")
+                content = await reader.readexactly(int(match.group(1)))
+            except BaseException:
+                self.close()
+                raise
+            if re.search(rb"\r\nconnection: *close", header, re.IGNORECASE):
+                self.close()
+            return int(header[9:12]), content
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
+async def load(port: int, clients: int, duration: float, warmup: float, pool: list[str]) -> dict:
     latencies: list[float] = []
     errors: dict[str, int] = {}
     count = sent = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        start = time.perf_counter()
-        measure_from, stop = start + warmup, start + warmup + duration
+    bodies = [json.dumps({"inputs": [text]}).encode() for text in pool]
+    start = time.perf_counter()
+    measure_from, stop = start + warmup, start + warmup + duration
 
-        async def worker(seed: int) -> None:
-            nonlocal count, sent
-            rng = random.Random(seed)
-            while (now := time.perf_counter()) < stop:
-                try:
-                    response = await client.post("/v1/predict", json={"inputs": [rng.choice(pool)]})
-                    ok, kind = response.status_code == 200, str(response.status_code)
-                except httpx.HTTPError as err:
-                    ok, kind = False, type(err).__name__
-                sent += 1
-                if now >= measure_from:
-                    if ok:
-                        latencies.append(time.perf_counter() - now)
-                        count += 1
-                    else:
-                        errors[kind] = errors.get(kind, 0) + 1
+    async def worker(seed: int) -> None:
+        nonlocal count, sent
+        rng = random.Random(seed)
+        connection = Connection(port)
+        while (now := time.perf_counter()) < stop:
+            try:
+                status, content = await connection.post("/v1/predict", rng.choice(bodies))
+                ok = status == 200 and content.startswith(b'{"predictions":[{')
+                kind = str(status) if status != 200 else "malformed answer"
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as err:
+                ok, kind = False, type(err).__name__
+            sent += 1
+            if now >= measure_from:
+                if ok:
+                    latencies.append(time.perf_counter() - now)
+                    count += 1
+                else:
+                    errors[kind] = errors.get(kind, 0) + 1
+        connection.close()
 
-        await asyncio.gather(*(worker(i) for i in range(clients)))
+    await asyncio.gather(*(worker(i) for i in range(clients)))
     return {
         "requests": count,
         "errors": sum(errors.values()),
@@ -141,11 +178,13 @@ async def run_one(bundle: str, max_batch_size: int, args: argparse.Namespace, po
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             ready = await wait_ready(url, process, args.ready_timeout)
-            cpu_before = process_cpu_seconds(process.pid)
-            result = await load(url, args.clients, args.duration, args.warmup, pool)
+            cpu_before, client_before = process_cpu_seconds(process.pid), time.process_time()
+            result = await load(port, args.clients, args.duration, args.warmup, pool)
             cpu_used = process_cpu_seconds(process.pid) - cpu_before
+            client_used = time.process_time() - client_before
             sent = result.pop("sent_including_warmup")
             result["server_cpu_ms_per_request"] = round(1000 * cpu_used / sent, 2) if sent else None
+            result["client_cpu_ms_per_request"] = round(1000 * client_used / sent, 2) if sent else None
             result["mean_batch_size"] = await mean_batch_size(url)
         finally:
             process.send_signal(signal.SIGTERM)
@@ -167,12 +206,14 @@ async def main() -> None:
     parser.add_argument("--ready-timeout", type=float, default=120.0)
     args = parser.parse_args()
     pool = texts()
+    load_before = os.getloadavg()
     runs = [await run_one(args.bundle, size, args, pool) for size in args.batch_sizes]
     report = {
         "bundle": args.bundle,
         "clients": args.clients,
         "duration_s": args.duration,
         "cpus": os.cpu_count(),
+        "load_average_1m": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
         "runs": runs,
     }
     if len(runs) >= 2 and runs[-1]["throughput_rps"]:

@@ -11,23 +11,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from accelerate.utils import set_seed
 
 from modelyard import bundle
 from modelyard.config import Config, config_from_dict, dump_config, load_config
 from modelyard.errors import BundleError
-from modelyard.evaluation.model_card import write_model_card
 from modelyard.fsutil import atomic_write_json, atomic_write_text
 from modelyard.home import home, offline
-from modelyard.monitoring import reference
 from modelyard.tasks import get_task
 from modelyard.tasks.base import Learner, PreparedData
-from modelyard.training.callbacks import Callback
-from modelyard.training.distributed import is_main_process, wait_for_everyone
-from modelyard.training.loop import TrainResult, fit
+
+if TYPE_CHECKING:  # training's libraries (accelerate, pandas, scipy) load with `train`: `load` needs none of them
+    from modelyard.training.callbacks import Callback
+    from modelyard.training.loop import TrainResult
 
 offline()
 
@@ -91,6 +89,15 @@ def validate(config: Config | str | Path, overrides: Sequence[str] = ()) -> Prep
     return get_task(config.task).prepare(config)
 
 
+def validate_stream(config: Config | str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Check data files too large to hold in one streaming pass each (rows, skips, empty values, labels,
+    duplicates, lengths, sha256), in bounded memory; splits and tokenizer coverage need `validate`."""
+    from modelyard.data.streaming import scan
+
+    config = config if isinstance(config, Config) else load_config(config, list(overrides))
+    return scan(config.data)
+
+
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -105,6 +112,10 @@ def _train_candidate(
     quiet: bool,
     callbacks: list[Callback],
 ) -> tuple[Config, Learner, TrainResult]:
+    from accelerate.utils import set_seed
+
+    from modelyard.training.loop import fit
+
     task = get_task(config.task)
     config = config.model_copy(update={"model": config.model.model_copy(update={"backbone": backbone})})
     set_seed(config.train.seed)  # before build: weight initialisation is part of a reproducible run
@@ -136,6 +147,8 @@ def train(
     on_warning=None,
 ) -> Model:
     """Prepare data, train (several candidates when the task proposes them), evaluate on test, write the bundle."""
+    from modelyard.training.distributed import is_main_process, wait_for_everyone
+
     config = config if isinstance(config, Config) else load_config(config, list(overrides))
     task = get_task(config.task)
     if output is None:
@@ -185,6 +198,9 @@ def _write_results(
     keep_checkpoints: bool,
 ) -> None:
     """Keep the best candidate, score it on test beside the baselines, write the bundle (rank 0 only)."""
+    from modelyard.evaluation.model_card import write_model_card
+    from modelyard.monitoring import reference
+
     sign = 1 if task.greater_is_better else -1
     tried = [{"backbone": c.model.backbone, "validation": r.validation.get(task.main_metric)} for c, _, r in trained]
     resolved, learner, result = max(trained, key=lambda t: sign * t[2].validation.get(task.main_metric, -sign * 1e18))

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -22,6 +24,8 @@ MANIFEST = "modelyard.json"
 FORMAT_VERSION = 1
 UNCHECKED = {MANIFEST}
 UNCHECKED_DIRS = {"checkpoints"}
+RACY_NS = 100_000_000  # files changed this close to their hashing are hashed again (file times are coarse)
+_early: dict[Path, Future[dict[str, tuple[tuple[int, ...], str]]]] = {}
 
 
 def environment() -> dict[str, str]:
@@ -115,6 +119,48 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     return manifest
 
 
+def _identity(path: Path) -> tuple[int, ...]:
+    """What changes whenever a file's content can have changed (ctime cannot be set back by its owner)."""
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _hash_files(root: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """sha256 of every file with its identity while read; any later write changes that identity. Files written
+    shortly before (whose next write could fall in the same file-time tick) or during hashing are left out."""
+    digests = {}
+    for rel in _listing(root):
+        path = root / rel
+        if path.is_file() and not path.is_symlink():
+            started = time.time_ns()
+            before = _identity(path)
+            digest = sha256_file(path)
+            if _identity(path) == before and max(before[3:]) < started - RACY_NS:
+                digests[rel] = (before, digest)
+    return digests
+
+
+def hash_early(directory: str | Path) -> None:
+    """Start hashing a bundle's files in a background thread (hashing releases the GIL) while the caller imports
+    its libraries; `verify` then uses these digests for files whose identity is unchanged and hashes the rest."""
+    root = Path(directory).resolve()
+    if root in _early or not (root / MANIFEST).is_file():
+        return
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelyard-verify")
+    _early[root] = executor.submit(_hash_files, root)
+    executor.shutdown(wait=False)
+
+
+def _early_digests(root: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    future = _early.pop(root.resolve(), None)
+    if future is None:
+        return {}
+    try:
+        return future.result()
+    except Exception:
+        return {}  # hash again below, where a problem gets its proper error
+
+
 def verify(directory: str | Path) -> dict[str, Any]:
     """Read the manifest and check every file's sha256; any mismatch refuses the whole bundle."""
     root = Path(directory)
@@ -122,11 +168,15 @@ def verify(directory: str | Path) -> dict[str, Any]:
     extra = sorted(set(_listing(root)) - set(manifest.get("files", {})))
     if extra:
         raise BundleError(f"{root}: {extra[0]} is not listed in the manifest; refusing a bundle with unchecked files")
+    early = _early_digests(root)
     for rel, expected in manifest.get("files", {}).items():
         path = _inside(root, rel)
         if not path.is_file():
             raise BundleError(f"{root}: {rel} is missing (listed in the manifest)")
-        if sha256_file(path) != expected:
+        identity, digest = early.get(rel, ((), ""))
+        if identity != _identity(path):
+            digest = sha256_file(path)
+        if digest != expected:
             raise BundleError(
                 f"{root}: checksum mismatch for {rel}: the file was changed after the bundle was "
                 "written; refusing to load it",

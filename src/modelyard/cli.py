@@ -27,17 +27,17 @@ STATE = {"debug": False, "quiet": False}
 
 
 def _quiet_libraries() -> None:
-    """Hide third-party chatter (download bars that never download, deprecation notes) from users."""
+    """Hide third-party chatter (download bars that never download, deprecation notes) from users. Through the
+    environment, which transformers reads when imported: importing it here would cost every command seconds."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore")
     logging.getLogger("transformers").setLevel(logging.ERROR)
-    try:
+    if "transformers" in sys.modules:  # already imported: tell it directly
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
-    except ImportError:
-        return
 
 
 @app.callback()
@@ -76,7 +76,7 @@ def _data_report(data) -> None:
 
 
 def _warn(message: str) -> None:
-    err.print(f"[yellow]warning[/] {message}", highlight=False)
+    err.print(f"[yellow]warning[/] {message}", highlight=False, soft_wrap=True)  # one line per warning
 
 
 def _metrics_table(metrics: dict) -> None:
@@ -155,6 +155,9 @@ def validate(
     config: Annotated[Path, typer.Argument(help="the YAML config")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.epochs=1")] = None,
     json_: Annotated[bool, typer.Option("--json", help="print the full report as JSON")] = False,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="files too large for memory: one streaming pass, no splits")
+    ] = False,
 ) -> None:
     """Check the config and the actual data, print a data report; trains nothing.
 
@@ -162,6 +165,9 @@ def validate(
     """
     from modelyard import api
 
+    if stream:
+        _print_json(api.validate_stream(config, set_ or []))
+        return
     data = api.validate(config, set_ or [])
     if json_:
         _print_json({**data.report, "fingerprints": data.fingerprints, "warnings": data.warnings})
@@ -247,14 +253,29 @@ def predict(
 
     Example: modelyard predict ./bundle --text "I lost my card" --top-k 3
     """
+    from rich.markup import escape
+
     from modelyard import api
-    from modelyard.predict_io import read_inputs, write_predictions
+    from modelyard.predict_io import image_files, predict_images, read_inputs, write_predictions
 
     if sum(x is not None for x in (text, image, input_)) != 1:
         raise typer.BadParameter("give exactly one of --text, --image or --input")
     loaded = api.load(model)
-    inputs, frame = read_inputs(loaded, text, image, input_)
-    predictions = loaded.predict(inputs, top_k=top_k)
+    if image is not None:
+        skipped: list[str] = []
+
+        def skip(path: str, reason: str) -> None:
+            skipped.append(path)
+            _warn(f"skipped {escape(path)}: {escape(reason)}")
+
+        files = image_files(image)
+        inputs, predictions = predict_images(loaded, files, top_k, skip)
+        frame = None
+        if skipped:
+            _warn(f"predicted {len(inputs)} of {len(files)} images; skipped {len(skipped)} unreadable")
+    else:
+        inputs, frame = read_inputs(loaded, text, input_)
+        predictions = loaded.predict(inputs, top_k=top_k)
     if output:
         write_predictions(output, frame, predictions)
         err.print(f"wrote {len(predictions)} predictions to {output}")

@@ -85,9 +85,11 @@ class TrainConfig(StrictModel):
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps (overrides epochs)")
     batch_size: int | None = Field(None, ge=1, description="the global batch, split among --nproc processes")
     learning_rate: float | None = Field(None, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    weight_decay: float | None = Field(None, ge=0)
+    warmup_ratio: float | None = Field(None, ge=0, lt=1)
     scheduler: Literal["linear", "cosine", "constant"] | None = None
+    min_lr_ratio: float | None = Field(None, ge=0, le=1, description="decay to this fraction of the peak rate")
+    adam_betas: tuple[float, float] | None = Field(None, description="AdamW's (beta1, beta2)")
     max_grad_norm: float | None = Field(1.0, gt=0)
     gradient_accumulation: int = Field(1, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -134,15 +136,16 @@ class Config(StrictModel):
         from modelyard.tasks import get_task, task_names
 
         name = values["task"]
-        if name not in task_names():
+        try:
+            task = get_task(str(name))
+        except KeyError:
             close = difflib.get_close_matches(str(name), task_names(), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise PydanticCustomError(
                 "unknown_task",
                 "unknown task '{name}'{hint}; known tasks: {known}",
                 {"name": name, "hint": hint, "known": ", ".join(task_names())},
-            )
-        task = get_task(name)
+            ) from None
         values = dict(values)
         if isinstance(values.get("data"), dict):
             values["data"] = task.DataConfig.model_validate(values["data"])

@@ -3,40 +3,72 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from modelyard.data.images import EXTENSIONS, decode_image
 from modelyard.data.readers import read_table
-from modelyard.errors import DataError
+from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_write_text
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+IMAGE_CHUNK = 64  # images decoded and predicted at once: one decode each, memory bounded for big folders
 
 
-def _images(paths: list[Path]) -> list[str]:
+def image_files(paths: list[Path]) -> list[str]:
+    """The files named, and the files with an image extension in the folders named (recursively, sorted)."""
     out = []
     for path in paths:
         if path.is_dir():
-            out += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            out += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
         elif path.exists():
             out.append(str(path))
         else:
             raise DataError(f"image not found: {path}")
     if not out:
-        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, paths))}")
+        raise DataError(f"no images ({', '.join(sorted(EXTENSIONS))}) in {', '.join(map(str, paths))}")
     return out
 
 
-def read_inputs(
-    model, texts: list[str] | None, images: list[Path] | None, file: Path | None
-) -> tuple[list[Any], pd.DataFrame | None]:
+def predict_images(
+    model, paths: list[str], top_k: int, on_skip: Callable[[str, str], None]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Predict every readable image; an empty, corrupt, truncated or non-image file (or a decompression bomb)
+    is reported through `on_skip(path, reason)` and skipped. Fails only when no image at all is usable."""
+    if not hasattr(model.learner, "to_image"):
+        raise UserError(
+            f"--image needs an image model; {model.name} is a {model.manifest.get('task')} model",
+            "use --text or --input",
+        )
+    kept: list[str] = []
+    predictions: list[dict[str, Any]] = []
+    for start in range(0, len(paths), IMAGE_CHUNK):
+        images, names = [], []
+        for path in paths[start : start + IMAGE_CHUNK]:
+            try:
+                images.append(decode_image(Path(path).read_bytes()))
+                names.append(path)
+            except ValueError as err:
+                on_skip(path, str(err))
+            except OSError as err:
+                on_skip(path, f"unreadable: {err.strerror or err}")
+        if images:
+            predictions += model.predict(images, top_k=top_k)
+            kept += names
+    if not kept:
+        raise DataError(
+            f"none of the {len(paths)} image file(s) could be read: nothing to predict",
+            "check that they are JPEG/PNG/... images (each skipped file is listed above with its reason)",
+        )
+    return kept, predictions
+
+
+def read_inputs(model, texts: list[str] | None, file: Path | None) -> tuple[list[Any], pd.DataFrame | None]:
     """The model's inputs and, for a file, the frame they came from (its columns are kept in the output)."""
     if texts is not None:
         return list(texts), None
-    if images is not None:
-        return _images(images), None
     frame, _ = read_table(file, model.config.data.format)
     task = model.task
     if hasattr(task, "inputs_from_frame"):

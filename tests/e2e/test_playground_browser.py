@@ -58,3 +58,64 @@ def test_typing_a_text_shows_probability_bars_for_the_predicted_labels(server, p
     assert "ms" in page.get_by_test_id("latency").inner_text()
     assert page.get_by_test_id("error").inner_text() == ""
     assert external == []  # nothing loaded from outside: the page works offline
+
+
+def test_explain_colours_the_tokens_of_the_predicted_text(server, page):
+    page.goto(server + "/")
+    page.get_by_test_id("model-name").filter(has_text="test-tfidf-linear").wait_for()
+    page.get_by_test_id("text-input").fill("I am still waiting for my refund to show up")
+    page.get_by_test_id("predict").click()
+    page.get_by_test_id("bar-row").first.wait_for()
+
+    page.get_by_test_id("explain").click()
+
+    tokens = page.get_by_test_id("token")
+    tokens.first.wait_for()
+    words = tokens.all_inner_texts()
+    assert "refund" in words and len(words) >= 8
+    coloured = [t for t in tokens.all() if t.evaluate("el => el.style.background") != ""]
+    assert coloured, "no token was coloured by its attribution"
+    assert all(t.get_attribute("title") for t in coloured)
+    top = page.get_by_test_id("top-label").inner_text()
+    assert f"“{top}”" in page.get_by_test_id("explanation").inner_text()
+    assert page.get_by_test_id("error").inner_text() == ""
+
+
+@pytest.fixture
+def image_server(tmp_path):
+    import yaml
+    from image_helpers import colour_squares
+
+    import modelyard
+
+    colour_squares(tmp_path / "data", per_class=6)
+    config = {
+        "name": "squares",
+        "task": "image_classification",
+        "data": {"train": "data", "split": {"validation": 0.2, "test": 0.2}},
+        "model": {"backbone": "cnn-scratch", "image_size": 16},
+        "train": {"epochs": 1, "batch_size": 4},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    bundle = modelyard.train(tmp_path / "c.yaml", output=tmp_path / "bundle", quiet=True).path
+    with live_server(bundle) as url:
+        yield url
+
+
+def test_explain_lays_a_heat_map_over_an_uploaded_image(image_server, page, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (40, 48), (230, 30, 40)).save(tmp_path / "red.png")
+    page.goto(image_server + "/")
+    page.get_by_test_id("model-name").filter(has_text="squares").wait_for()
+    page.get_by_test_id("image-input").set_input_files(str(tmp_path / "red.png"))
+    page.get_by_test_id("predict-image").click()
+    page.get_by_test_id("bar-row").first.wait_for()
+
+    page.get_by_test_id("explain").click()
+
+    heatmap = page.get_by_test_id("heatmap")
+    heatmap.wait_for()
+    assert heatmap.evaluate("img => img.complete && img.naturalWidth") >= 192
+    assert "heat-map" in heatmap.get_attribute("alt")
+    assert page.get_by_test_id("error").inner_text() == ""

@@ -37,16 +37,21 @@ def report_file(tfidf_bundle, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def report_page(report_file):
+def browser():
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    requests: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("request", lambda r: requests.append(r.url))
-        page.goto(report_file.as_uri())
-        yield page, requests, report_file.parent
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def report_page(browser, report_file):
+    requests: list[str] = []
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(report_file.as_uri())
+    return page, requests, report_file.parent
 
 
 def test_every_section_of_the_report_renders_in_chromium(report_page):
@@ -66,3 +71,16 @@ def test_the_printed_report_hides_the_navigation(report_page):
     page.emulate_media(media="print")
     assert not page.locator("nav").is_visible()
     assert page.locator("#model-card").is_visible()
+
+
+def test_a_generation_report_shows_perplexity_and_sample_generations(browser, tiny_gpt_bundle, tmp_path):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cost, "TIME_BUDGET_S", 0.2)
+        path = write_report(tiny_gpt_bundle, tmp_path / "report.html")
+    page = browser.new_page()
+    page.goto(path.as_uri())
+    headings = page.locator("section > h2").all_inner_texts()
+    assert headings == ["Headline metrics", "Generation", "Learning curves", "Data", "Cost", "Model card"]
+    generation = page.locator("#generation")
+    assert "perplexity" in generation.inner_text() and generation.locator("tbody tr").count() >= 3
+    assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")

@@ -125,4 +125,4 @@ def test_distillation_trains_a_small_student_bundle_compared_with_its_teacher(mi
     assert student.predict(TEXTS)[0]["label"] in student.labels
     report = json.loads((result.path / "distill.json").read_text())
     assert report["size_mb"]["student"] < report["size_mb"]["teacher"] / 10
-    assert 0 <= report["parity"]["agreement"] <= 1 and set(report["accuracy"]) == {"teacher", "student"}
+    assert 0 <= report["parity"]["agreement"] <= 1 and set(report["accuracy"]) == {"teacher", "student", "metric"}

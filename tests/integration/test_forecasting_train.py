@@ -102,3 +102,15 @@ def test_predict_from_a_file_reads_one_request_per_row(bundle):
     frame = pd.DataFrame({"history": [[50.0] * CONTEXT, "[60.0" + ", 61.0" * (CONTEXT - 1) + "]"], "horizon": [2, 3]})
     requests = model.task.inputs_from_frame(frame, model.config)
     assert [len(a["forecast"]) for a in model.predict(requests)] == [2, 3]
+
+
+def test_the_report_puts_block_bootstrap_intervals_on_the_forecast_errors(bundle, monkeypatch):
+    from modelyard.evaluation import cost
+    from modelyard.evaluation.report import render
+
+    monkeypatch.setattr(cost, "TIME_BUDGET_S", 0.2)
+    html = render(modelyard.load(bundle.path))
+    mae = json.loads((bundle.path / "metrics.json").read_text())["test"]["mae"]
+    assert f"scores mae {mae:.4f} (95% bootstrap interval" in html
+    assert "circular block bootstrap over test forecast windows" in html
+    assert '<section id="forecasting"' in html and "not available" not in html

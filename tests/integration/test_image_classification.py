@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -134,3 +137,50 @@ def test_the_server_answers_base64_json_and_uploads_and_rejects_bad_images(squar
     assert bad.status_code == 422
     assert "inputs.0" in bad.json()["error"]["message"]
     assert "upload" in info["capabilities"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "modelyard", *args], capture_output=True, text=True, timeout=300)
+
+
+def _mixed_folder(root):
+    """Two good images, and a corrupt, a truncated, an empty and a non-image file with image names."""
+    root.mkdir()
+    Image.new("RGB", (40, 48), (230, 30, 40)).save(root / "red.png")
+    Image.new("RGB", (40, 48), (20, 40, 220)).save(root / "nested-blue.jpg", quality=95)
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 200, 10)).save(buffer, format="JPEG")
+    (root / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "notes.png").write_text("this is text, not a picture")
+    return root
+
+
+@pytest.mark.slow
+def test_predict_on_a_folder_skips_each_bad_image_by_name_and_predicts_the_rest(squares_bundle, tmp_path):
+    folder = _mixed_folder(tmp_path / "photos")
+    result = _cli("predict", str(squares_bundle.path), "--image", str(folder))
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout)
+    assert sorted(Path(a["input"]).name for a in answers) == ["nested-blue.jpg", "red.png"]
+    assert all(a["label"] in ("blue", "red") for a in answers)
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("warning skipped ")]
+    reasons = {Path(line.split()[2].rstrip(":")).name: line for line in skipped}
+    assert set(reasons) == {"truncated.jpg", "corrupt.png", "empty.jpg", "notes.png"}
+    assert "truncated" in reasons["truncated.jpg"] and "empty" in reasons["empty.jpg"]
+    assert "corrupt" in reasons["corrupt.png"] or "not an image" in reasons["corrupt.png"]
+    assert "not an image" in reasons["notes.png"]
+    assert "predicted 2 of 6 images; skipped 4 unreadable" in result.stderr
+
+
+@pytest.mark.slow
+def test_predict_on_a_folder_of_only_bad_images_fails_with_one_clear_message(squares_bundle, tmp_path):
+    folder = _mixed_folder(tmp_path / "photos")
+    (folder / "red.png").unlink()
+    (folder / "nested-blue.jpg").unlink()
+    result = _cli("predict", str(squares_bundle.path), "--image", str(folder))
+    assert result.returncode == 1
+    assert "error: none of the 4 image file(s) could be read" in result.stderr
+    assert result.stderr.count("warning skipped ") == 4
+    assert "Traceback" not in result.stderr and result.stdout == ""

@@ -100,3 +100,15 @@ def test_predict_from_a_file_mixes_user_and_item_requests(bundle):
     answers = model.predict(model.task.inputs_from_frame(frame, model.config))
     assert len(answers[0]["items"]) == 2 and answers[0]["cold_start"] is False
     assert len(answers[1]["items"]) == 4 and "cold_start" not in answers[1]
+
+
+def test_the_report_puts_intervals_on_per_user_metrics_at_every_k(bundle, monkeypatch):
+    from modelyard.evaluation import cost
+    from modelyard.evaluation.report import render
+
+    monkeypatch.setattr(cost, "TIME_BUDGET_S", 0.2)
+    html = render(modelyard.load(bundle.path))
+    recall = json.loads((bundle.path / "metrics.json").read_text())["test"]["recall@10"]
+    assert f"scores recall@10 {recall:.4f} (95% bootstrap interval" in html
+    assert "percentile bootstrap over test users" in html
+    assert '<section id="at-k-test"' in html and "not available" not in html

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,18 @@ def test_a_chat_example_without_an_answer_is_refused_with_its_line(tmp_path):
     path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n', encoding="utf-8")
     with pytest.raises(DataError, match="line 1: no assistant message"):
         text_corpus.read(path, text_corpus.Fields())
+
+
+def test_the_report_puts_bootstrap_intervals_on_test_loss_and_perplexity(tiny_gpt_bundle, tmp_path, monkeypatch):
+    from modelyard.evaluation import cost
+    from modelyard.evaluation.report import write_report
+
+    model = modelyard.load(tiny_gpt_bundle)
+    sums, counts = model.learner.unit_losses(model.task.prepare(model.config).splits["test"])
+    test = json.loads((tiny_gpt_bundle / "metrics.json").read_text())["test"]
+    assert math.isclose(sums.sum() / counts.sum(), test["loss"], abs_tol=1e-4)
+    monkeypatch.setattr(cost, "TIME_BUDGET_S", 0.5)
+    html = write_report(tiny_gpt_bundle, tmp_path / "report.html").read_text(encoding="utf-8")
+    low, high = (float(x) for x in re.search(r"<td>test</td><td>[\d.]+ \[([\d.]+), ([\d.]+)\]</td>", html).groups())
+    assert low <= test["loss"] <= high
+    assert "percentile bootstrap over the" in html

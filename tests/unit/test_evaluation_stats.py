@@ -8,6 +8,7 @@ import pytest
 from modelyard.evaluation.sections import metric_table
 from modelyard.evaluation.stats import (
     bootstrap_intervals,
+    bootstrap_ratios,
     expected_calibration_error,
     pairs_from_confusion,
     reliability,
@@ -73,3 +74,20 @@ def test_any_metric_dict_renders_as_a_table_of_its_scalars():
     metrics = {"mae": 1.5, "tokens": 1200, "by_step": [1, 2], "per_k": {"recall@5": 0.1}, "note": "x"}
     table = metric_table(metrics)
     assert [row[0] for row in table.rows] == ["mae", "tokens", "per_k.recall@5", "note"]
+
+
+def test_ratio_bootstrap_pools_units_and_applies_the_transform():
+    rng = np.random.default_rng(2)
+    squared = rng.gamma(2.0, 1.0, 300)  # per-window sums of squared errors
+    points = rng.integers(1, 8, 300)
+    out = bootstrap_ratios({"rmse": (squared, points)}, {"rmse": np.sqrt})["rmse"]
+    assert out["value"] == pytest.approx(np.sqrt(squared.sum() / points.sum()))
+    assert out["low"] < out["value"] < out["high"]
+
+
+def test_block_bootstrap_widens_the_interval_of_correlated_units():
+    errors = np.repeat(np.random.default_rng(3).normal(5, 2, 40), 10)  # 400 windows, runs of 10 equal errors
+    ones = np.ones_like(errors)
+    naive = bootstrap_ratios({"mae": (errors, ones)})["mae"]
+    blocked = bootstrap_ratios({"mae": (errors, ones)}, block=10)["mae"]
+    assert blocked["high"] - blocked["low"] > 2 * (naive["high"] - naive["low"])

@@ -10,7 +10,7 @@ from torch import nn
 
 from modelyard.export.distill import soften
 from modelyard.export.onnx import quantize_onnx, to_onnx
-from modelyard.export.parity import Tolerance, problems
+from modelyard.export.parity import COMPARE, Tolerance, problems
 from modelyard.export.protocol import OnnxGraph
 from modelyard.export.runtime import onnx_session
 from modelyard.export.torch_int8 import has_int8_layers, load_weights, quantize_module, save_quantized
@@ -73,3 +73,29 @@ def test_a_parity_problem_names_the_numbers():
     found = problems(report, Tolerance())
     assert len(found) == 2 and "95.00% < 98.00%" in found[0] and "3.00 points (90.00% -> 87.00%)" in found[1]
     assert problems(report, Tolerance(min_agreement=0.9, max_accuracy_drop=0.05)) == []
+
+
+def test_forecast_agreement_counts_values_within_one_percent_of_the_window_level():
+    original = np.array([[100.0, 110.0], [0.5, -0.5]])
+    exported = np.array([[100.5, 112.0], [0.501, -0.5]])  # 112 is 1.9% of the first window's level away
+    table = COMPARE["forecasts"](original, exported, np.array([[101.0, 111.0], [0.0, 0.0]]), ("original", "exported"))
+    assert table["parity"]["agreement"] == 0.75 and table["parity"]["max_abs_diff"] == pytest.approx(2.0)
+    assert table["accuracy"] == {"original": 0.75, "exported": pytest.approx(0.62525), "metric": "mae"}
+
+
+def test_next_token_parity_reports_perplexity_and_argmax_agreement():
+    original = np.array([[[0.7, 0.3], [0.4, 0.6]]])  # one window of two positions, vocabulary of two
+    exported = np.array([[[0.6, 0.4], [0.6, 0.4]]])
+    table = COMPARE["next_token"](original, exported, np.array([[0, 1]]), ("original", "exported"))
+    assert table["parity"]["agreement"] == 0.5 and table["parity"]["positions"] == 2
+    assert table["accuracy"]["original"] == pytest.approx(1 / np.sqrt(0.7 * 0.6), abs=1e-4)
+    assert table["accuracy"]["metric"] == "perplexity" and table["loss"]["exported"] > table["loss"]["original"]
+
+
+def test_an_error_metric_may_rise_only_by_the_relative_tolerance():
+    report = {
+        "parity": {"agreement": 1.0, "samples": 10},
+        "accuracy": {"original": 2.0, "exported": 2.1, "metric": "mae"},
+    }
+    assert problems(report, Tolerance()) == ["mae rose 5.00% (2 -> 2.1), more than the 2.00% allowed"]
+    assert problems(report, Tolerance(max_error_increase=0.06)) == []

@@ -66,3 +66,13 @@ def test_cnn_scratch_takes_8_to_224_pixel_inputs(size):
     model = cnn.SmallResNet(num_classes=5, image_size=size).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 3, size, size)).shape == (2, 5)
+
+
+def test_frozen_batchnorm_keeps_imagenet_statistics_in_training_mode():
+    model = efficientnet.EfficientNetClassifier(2, pretrained=False, frozen_batchnorm=True).train()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    before = norms[0].running_mean.clone()
+    model(torch.randn(2, 3, 64, 64))
+    assert norms and not any(m.training for m in norms)
+    assert model.head.training  # dropout still active
+    assert torch.equal(norms[0].running_mean, before)

@@ -1,7 +1,7 @@
 import pytest
 
 from modelyard.config import FormatOptions
-from modelyard.data.readers import read_table
+from modelyard.data.readers import read_table, stream_table
 from modelyard.errors import DataError
 
 
@@ -83,3 +83,34 @@ def test_a_wrong_separator_is_detected_rather_than_silently_dropping_rows(tmp_pa
     path.write_text("text;label\na,b;x\nc,d;y\ne,f;z\n")
     with pytest.raises(DataError, match="separator"):
         read_table(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("d.csv", "text,label\nok,a\nbad,a,extra\n\nfine,b\nmore,c\nlast,a\n"),
+        ("d.jsonl", '{"text": "ok"}\nnot json\n{"text": "fine"}\n\n{"text": "more"}\n{"text": "last"}\n'),
+    ],
+)
+def test_streamed_chunks_hold_the_same_rows_lines_and_skips_as_a_whole_read(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content)
+    whole, whole_report = read_table(path)
+    chunks, report = stream_table(path, chunk_rows=2)
+    sizes, lines, texts = [], [], []
+    for chunk in chunks:
+        sizes.append(len(chunk))
+        lines += chunk.index.tolist()
+        texts += chunk["text"].tolist()
+    assert sizes == [2, 2]
+    assert (lines, texts) == (whole.index.tolist(), whole["text"].tolist())
+    assert (report.rows, report.skipped, report.problems) == (4, 1, whole_report.problems)
+
+
+def test_streaming_a_parquet_file_numbers_rows_across_chunks(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"text": list("abcde")}).to_parquet(tmp_path / "d.parquet", row_group_size=2)
+    chunks, report = stream_table(tmp_path / "d.parquet", chunk_rows=2)
+    indexes = [chunk.index.tolist() for chunk in chunks]
+    assert indexes == [[1, 2], [3, 4], [5]] and report.rows == 5

@@ -24,3 +24,15 @@ def test_an_empty_api_key_variable_is_refused(monkeypatch):
 def test_invalid_limits_are_refused_with_the_option_named():
     result = CliRunner().invoke(app, ["serve", "bundle", "--max-batch-size", "0"])
     assert isinstance(result.exception, ConfigError) and "max_batch_size" in str(result.exception)
+
+
+def test_worker_processes_share_the_cores_instead_of_each_taking_all(monkeypatch):
+    from modelyard.serving import run
+    from modelyard.serving.settings import ServeSettings
+
+    monkeypatch.setattr(run.os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert run.model_threads(ServeSettings()) == 16
+    assert run.model_threads(ServeSettings(workers=4)) == 4
+    assert run.model_threads(ServeSettings(threads=2)) == 2
+    monkeypatch.setattr(run.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert run.model_threads(ServeSettings(workers=3)) == 1

@@ -97,7 +97,7 @@ def _open_checked(source: Path | bytes) -> Image.Image:
         raise ValueError("not an image: Pillow cannot identify the format") from None
     except OSError as err:
         text = str(err)
-        reason = "truncated" if "truncated" in text else "corrupt"
+        reason = "truncated" if "truncated" in text.lower() else "corrupt"
         raise ValueError(f"{reason}: {text}") from None
     except (SyntaxError, ValueError, EOFError, IndexError, struct.error) as err:
         raise ValueError(f"corrupt: {type(err).__name__}: {err}") from None

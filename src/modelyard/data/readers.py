@@ -1,8 +1,8 @@
 """Readers for .csv .tsv .jsonl .parquet .txt files into pandas DataFrames, with row-level problem reports.
 
 Malformed rows are skipped and reported by line number (never silently); undecodable bytes and missing files stop
-with a message naming the file and line. Delimited files stream line by line, so memory stays bounded by the
-parsed rows, not the raw file.
+with a message naming the file and line. Every format is parsed line by line (Parquet by record batch), so
+`stream_table` can hand over a file of any size in chunks of rows, in memory bounded by one chunk.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import codecs
 import csv
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +24,7 @@ from modelyard.errors import DataError
 SUFFIXES = {".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt"}
 MAX_REPORTED = 20
 MAX_RECORD_LINES = 50  # a malformed record spanning more lines than this is an unclosed quote, not a long text
+CHUNK_ROWS = 50_000
 csv.field_size_limit(sys.maxsize)
 
 
@@ -35,6 +37,7 @@ class ReadReport:
     skipped: int = 0
     problems: list[str] = field(default_factory=list)
     nul_bytes: int = 0
+    columns: list[str] | None = None  # delimited files: the header, known once the first line is read
 
     def skip(self, line: int, why: str) -> None:
         self.skipped += 1
@@ -78,8 +81,14 @@ def _decoded_lines(path: Path, encoding: str, report: ReadReport) -> Iterator[st
             yield text
 
 
-def read_delimited(path: Path, fmt: FormatOptions, sep: str) -> tuple[pd.DataFrame, ReadReport]:
-    report = ReadReport(str(path))
+def _unique_header(path: Path, header: list[str]) -> list[str]:
+    if len(set(header)) != len(header):
+        raise DataError(f"{path}: duplicate column names in the header: {header}")
+    return header
+
+
+def _delimited_rows(path: Path, fmt: FormatOptions, sep: str, report: ReadReport) -> Iterator[tuple[int, list[str]]]:
+    """(line, fields) of every well-formed row; the header goes to `report.columns`."""
     quoting = csv.QUOTE_NONE if fmt.quoting == "none" else csv.QUOTE_MINIMAL
     reader = csv.reader(
         _decoded_lines(path, fmt.encoding, report),
@@ -88,9 +97,8 @@ def read_delimited(path: Path, fmt: FormatOptions, sep: str) -> tuple[pd.DataFra
         quoting=quoting,
         strict=False,
     )
-    header: list[str] | None = fmt.names
-    rows: list[list[str]] = []
-    line_numbers: list[int] = []
+    header: list[str] | None = _unique_header(path, fmt.names) if fmt.names else None
+    report.columns = header
     try:
         previous = 0
         for fields in reader:
@@ -99,7 +107,7 @@ def read_delimited(path: Path, fmt: FormatOptions, sep: str) -> tuple[pd.DataFra
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue
             if header is None:
-                header = [h.strip() for h in fields]
+                header = report.columns = _unique_header(path, [h.strip() for h in fields])
                 continue
             if len(fields) != len(header):
                 if line - start > MAX_RECORD_LINES:
@@ -109,29 +117,21 @@ def read_delimited(path: Path, fmt: FormatOptions, sep: str) -> tuple[pd.DataFra
                     )
                 report.skip(start, f"expected {len(header)} fields, found {len(fields)}")
                 continue
-            rows.append(fields)
-            line_numbers.append(line)
+            report.rows += 1
+            yield line, fields
     except csv.Error as err:
         raise DataError(f"{path}: line {reader.line_num}: {err}", "check quoting or set data.format.sep") from None
     if header is None:
         raise DataError(f"{path}: the file is empty", "a data file needs a header row and at least one row")
-    if len(set(header)) != len(header):
-        raise DataError(f"{path}: duplicate column names in the header: {header}")
-    if report.skipped and report.skipped > len(rows):
+    if report.skipped and report.skipped > report.rows:
         raise DataError(
-            f"{path}: {report.skipped} of {report.skipped + len(rows)} rows have the wrong number of fields "
+            f"{path}: {report.skipped} of {report.skipped + report.rows} rows have the wrong number of fields "
             f"(first: {report.problems[0]})",
             f"is the separator right? it is {sep!r}; set data.format.sep",
         )
-    frame = pd.DataFrame(rows, columns=header, dtype=object)
-    frame.index = pd.Index(line_numbers, name="line")
-    report.rows = len(frame)
-    return frame, report
 
 
-def read_jsonl(path: Path, fmt: FormatOptions) -> tuple[pd.DataFrame, ReadReport]:
-    report = ReadReport(str(path))
-    records, lines = [], []
+def _jsonl_rows(path: Path, fmt: FormatOptions, report: ReadReport) -> Iterator[tuple[int, dict]]:
     for lineno, text in enumerate(_decoded_lines(path, fmt.encoding, report), 1):
         if not text.strip():
             continue
@@ -143,26 +143,37 @@ def read_jsonl(path: Path, fmt: FormatOptions) -> tuple[pd.DataFrame, ReadReport
         if not isinstance(record, dict):
             report.skip(lineno, "expected a JSON object")
             continue
-        records.append(record)
-        lines.append(lineno)
-    if report.skipped and report.skipped > len(records):
+        report.rows += 1
+        yield lineno, record
+    if report.skipped and report.skipped > report.rows:
         raise DataError(f"{path}: {report.skipped} lines are not JSON objects (first: {report.problems[0]})")
-    frame = pd.DataFrame.from_records(records)
+
+
+def _text_rows(path: Path, fmt: FormatOptions, report: ReadReport) -> Iterator[tuple[int, dict]]:
+    for lineno, text in enumerate(_decoded_lines(path, fmt.encoding, report), 1):
+        if text.strip():
+            report.rows += 1
+            yield lineno, {"text": text.rstrip("\r\n")}
+
+
+def _frame(rows: Iterable[tuple[int, list[str] | dict]], report: ReadReport) -> pd.DataFrame:
+    """Rows (line, fields or record) as a DataFrame indexed by source line."""
+    lines, records = [], []
+    for line, record in rows:
+        lines.append(line)
+        records.append(record)
+    if report.columns is not None:
+        frame = pd.DataFrame(records, columns=report.columns, dtype=object)
+    else:
+        frame = pd.DataFrame.from_records(records)
     frame.index = pd.Index(lines, name="line")
-    report.rows = len(frame)
-    return frame, report
+    return frame
 
 
 def read_text_lines(path: Path, fmt: FormatOptions) -> tuple[pd.DataFrame, ReadReport]:
     report = ReadReport(str(path))
-    texts, lines = [], []
-    for lineno, text in enumerate(_decoded_lines(path, fmt.encoding, report), 1):
-        if text.strip():
-            texts.append(text.rstrip("\r\n"))
-            lines.append(lineno)
-    frame = pd.DataFrame({"text": texts}, index=pd.Index(lines, name="line"))
-    report.rows = len(frame)
-    return frame, report
+    frame = _frame(_text_rows(path, fmt, report), report)
+    return (frame if len(frame) else pd.DataFrame({"text": []}, index=pd.Index([], name="line"))), report
 
 
 def read_parquet(path: Path) -> tuple[pd.DataFrame, ReadReport]:
@@ -174,11 +185,7 @@ def read_parquet(path: Path) -> tuple[pd.DataFrame, ReadReport]:
     return frame, ReadReport(str(path), rows=len(frame))
 
 
-def read_table(
-    path: str | Path, fmt: FormatOptions | None = None, max_rows: int | None = None
-) -> tuple[pd.DataFrame, ReadReport]:
-    """Read one data file by its extension; the index holds the source line (or row) number."""
-    fmt = fmt or FormatOptions()
+def _checked(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file not found: {path}", "check data.train / data.test in the config")
@@ -186,27 +193,78 @@ def read_table(
         raise DataError(f"{path} is a folder; this task reads a file ({', '.join(sorted(SUFFIXES))})")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty (0 bytes)")
+    return path
+
+
+def _rows(path: Path, fmt: FormatOptions, report: ReadReport) -> Iterator[tuple[int, list[str] | dict]]:
+    """The row parser for a line-based file, chosen by its extension (or data.format.sep)."""
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        sep = fmt.sep or ("\t" if suffix == ".tsv" else ",")
-        frame, report = read_delimited(path, fmt, sep)
-    elif suffix in (".jsonl", ".json"):
-        frame, report = read_jsonl(path, fmt)
-    elif suffix == ".parquet":
+        return _delimited_rows(path, fmt, fmt.sep or ("\t" if suffix == ".tsv" else ","), report)
+    if suffix in (".jsonl", ".json"):
+        return _jsonl_rows(path, fmt, report)
+    if suffix == ".txt":
+        return _text_rows(path, fmt, report)
+    if fmt.sep:
+        return _delimited_rows(path, fmt, fmt.sep, report)
+    raise DataError(
+        f"{path}: unknown file type '{suffix}'",
+        f"use one of {', '.join(sorted(SUFFIXES))}, or set data.format.sep for delimited text",
+    )
+
+
+def read_table(
+    path: str | Path, fmt: FormatOptions | None = None, max_rows: int | None = None
+) -> tuple[pd.DataFrame, ReadReport]:
+    """Read one data file by its extension; the index holds the source line (or row) number."""
+    fmt = fmt or FormatOptions()
+    path = _checked(path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
         frame, report = read_parquet(path)
     elif suffix == ".txt":
         frame, report = read_text_lines(path, fmt)
-    elif fmt.sep:
-        frame, report = read_delimited(path, fmt, fmt.sep)
     else:
-        raise DataError(
-            f"{path}: unknown file type '{suffix}'",
-            f"use one of {', '.join(sorted(SUFFIXES))}, or set data.format.sep for delimited text",
-        )
+        report = ReadReport(str(path))
+        frame = _frame(_rows(path, fmt, report), report)
     if max_rows is not None:
         frame = frame.iloc[:max_rows]
         report.rows = len(frame)
     return frame, report
+
+
+def stream_table(
+    path: str | Path, fmt: FormatOptions | None = None, chunk_rows: int = CHUNK_ROWS
+) -> tuple[Iterator[pd.DataFrame], ReadReport]:
+    """The file as DataFrames of at most `chunk_rows` rows, read as they are consumed: for files too large to
+    hold, memory is bounded by one chunk. The same parsing, skips and errors as `read_table`; `report` is
+    complete once the iterator is exhausted."""
+    fmt = fmt or FormatOptions()
+    path = _checked(path)
+    report = ReadReport(str(path))
+    if path.suffix.lower() == ".parquet":
+        return _parquet_chunks(path, chunk_rows, report), report
+    rows = _rows(path, fmt, report)
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        while batch := list(islice(rows, chunk_rows)):
+            yield _frame(batch, report)
+
+    return chunks(), report
+
+
+def _parquet_chunks(path: Path, chunk_rows: int, report: ReadReport) -> Iterator[pd.DataFrame]:
+    import pyarrow.parquet as pq
+
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+        for batch in batches:
+            frame = batch.to_pandas()
+            frame.index = pd.RangeIndex(report.rows + 1, report.rows + len(frame) + 1, name="row")
+            report.rows += len(frame)
+            yield frame
+    except Exception as err:  # pyarrow raises many types for a bad file
+        raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from None
 
 
 def require_columns(frame: pd.DataFrame, columns: dict[str, str], path: str) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from captum.attr import IntegratedGradients, LayerIntegratedGradients
 
 from modelyard.errors import UserError
 from modelyard.models.text_learner import TextClassifierLearner
@@ -81,6 +80,8 @@ def _embedding_layer(module: torch.nn.Module) -> torch.nn.Module:
 def _integrated_gradients(learner: TextClassifierLearner, text: str, label: str | None, steps: int) -> dict[str, Any]:
     """Integrated gradients of the target logit w.r.t. the token embeddings; special tokens stay in the
     baseline, every other token becomes padding."""
+    from captum.attr import LayerIntegratedGradients  # a second to import: only when asked to explain
+
     module = getattr(learner.module, "module", learner.module)
     module.eval()
     tok = learner.tokenizer
@@ -123,7 +124,7 @@ def _integrated_gradients(learner: TextClassifierLearner, text: str, label: str 
 
 
 def _is_image_learner(learner: Any) -> bool:
-    return hasattr(learner, "to_image") and hasattr(learner, "prep") and getattr(learner, "module", None) is not None
+    return hasattr(learner, "to_image") and hasattr(learner, "prep") and getattr(learner, "differentiable", False)
 
 
 def _heatmap(image: np.ndarray, strength: np.ndarray) -> str:
@@ -159,6 +160,8 @@ def explain_image(model: Any, item: Any, label: str | None = None, steps: int = 
             out = module(torch.cat([pixels, baseline])).float().cpu()  # (2, num_labels)
         probs = out[0].softmax(-1).numpy()
         target = _target(learner, probs, label)
+        from captum.attr import IntegratedGradients
+
         ig = IntegratedGradients(module)
         attr, delta = ig.attribute(
             pixels,

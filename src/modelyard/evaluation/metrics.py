@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: list[str]) -> dict[str, Any]:
     """accuracy, macro precision/recall/F1, a per-class table and the confusion matrix (rows: true)."""
     if len(y_true) == 0:
         return {}
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support  # slow to import
+
     idx = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=idx, zero_division=0)
     present = np.asarray(s) > 0

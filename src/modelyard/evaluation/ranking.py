@@ -22,6 +22,22 @@ def top_k(scores: np.ndarray, exclude: Sequence[Sequence[int]], k: int) -> np.nd
     return np.take_along_axis(part, order, axis=1)
 
 
+def per_user(top: np.ndarray, relevant: Sequence[Sequence[int]], k: int) -> dict[str, np.ndarray]:
+    """recall@k, ndcg@k and hit_rate@k of every user, (U,) each: their means are the metrics, and the report
+    resamples users to put intervals on them."""
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    recall, ndcg, hit = [], [], []
+    for row, items in zip(top[:, :k], relevant, strict=True):
+        wanted = {item for item in items if item >= 0}
+        gains = np.array([item in wanted for item in row], dtype=np.float64)
+        hits = gains.sum()
+        recall.append(hits / len(items) if len(items) else 0.0)
+        ideal = discounts[: min(len(items), k)].sum()
+        ndcg.append(float(gains @ discounts[: len(row)]) / ideal if ideal else 0.0)
+        hit.append(float(hits > 0))
+    return {f"recall@{k}": np.array(recall), f"ndcg@{k}": np.array(ndcg), f"hit_rate@{k}": np.array(hit)}
+
+
 def ranking_metrics(
     top: np.ndarray, relevant: Sequence[Sequence[int]], num_items: int, ks: Sequence[int] = KS
 ) -> dict[str, Any]:
@@ -32,21 +48,9 @@ def ranking_metrics(
     """
     if len(relevant) == 0:
         return {}
-    discounts = 1.0 / np.log2(np.arange(2, max(ks) + 2))
     out: dict[str, Any] = {}
     for k in ks:
-        recall, ndcg, hit = [], [], []
-        for row, items in zip(top[:, :k], relevant, strict=True):
-            wanted = {item for item in items if item >= 0}
-            gains = np.array([item in wanted for item in row], dtype=np.float64)
-            hits = gains.sum()
-            recall.append(hits / len(items) if len(items) else 0.0)
-            ideal = discounts[: min(len(items), k)].sum()
-            ndcg.append(float(gains @ discounts[: len(row)]) / ideal if ideal else 0.0)
-            hit.append(float(hits > 0))
-        out[f"recall@{k}"] = float(np.mean(recall))
-        out[f"ndcg@{k}"] = float(np.mean(ndcg))
-        out[f"hit_rate@{k}"] = float(np.mean(hit))
+        out.update({name: float(np.mean(values)) for name, values in per_user(top, relevant, k).items()})
         out[f"coverage@{k}"] = float(len(np.unique(top[:, :k])) / num_items) if num_items else 0.0
     out["users"] = len(relevant)
     return out

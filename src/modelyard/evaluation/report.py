@@ -91,7 +91,7 @@ def _headline(context: ReportContext) -> Section:
         Table(
             ["model", "split", *keys],
             rows,
-            "intervals: percentile bootstrap over test examples, 1,000 resamples" if intervals else "",
+            f"intervals: {context.interval_method}" if intervals else "",
         )
     )
     for note in context.notes:

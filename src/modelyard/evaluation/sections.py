@@ -82,6 +82,7 @@ class ReportContext:
     data_report: dict[str, Any]
     prepared: Any = None  # the task's PreparedData, re-read from the config
     intervals: dict[str, dict[str, float]] = field(default_factory=dict)
+    interval_method: str = "percentile bootstrap over test examples, 1,000 resamples"
     sample_inputs: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

@@ -1,11 +1,13 @@
-"""Uncertainty and calibration for classifiers: bootstrap intervals and expected calibration error.
+"""Uncertainty and calibration: bootstrap intervals and expected calibration error.
 
-Both work on per-example outcomes, so the same code serves the report (fresh predictions) and the model card
-(pairs rebuilt from the confusion matrix saved at train time).
+Classifier intervals work on per-example outcomes, so the same code serves the report (fresh predictions) and
+the model card (pairs rebuilt from the confusion matrix saved at train time). Other tasks' metrics are ratios of
+sums over units (forecast windows, users), resampled by `bootstrap_ratios`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -55,6 +57,45 @@ def bootstrap_intervals(
     out = {}
     for key, value in point.items():
         low, high = np.percentile(np.concatenate(samples[key]), [tail, 100 - tail])
+        out[key] = {"value": value, "low": float(min(low, value)), "high": float(max(high, value))}
+    return out
+
+
+def bootstrap_ratios(
+    parts: dict[str, tuple[np.ndarray, np.ndarray]],
+    transforms: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+    block: int = 1,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Percentile bootstrap of metrics f(sum(numerator) / sum(denominator)) over units, e.g. MAE = sum of
+    absolute errors / points per forecast window, recall@10 = per-user recall / 1 per user.
+
+    `block` > 1 resamples runs of consecutive units (circular block bootstrap), for units that overlap or are
+    correlated (rolling forecast windows), so the interval is not narrowed by counting one error many times.
+    """
+    transforms = transforms or {}
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, float]] = {}
+    for key, (numerator, denominator) in parts.items():
+        numerator, denominator = np.asarray(numerator, np.float64), np.asarray(denominator, np.float64)
+        n = len(numerator)
+        if n == 0 or denominator.sum() <= 0:
+            continue
+        finish = transforms.get(key, lambda x: x)
+        size = max(1, min(block, n))
+        blocks = -(-n // size)
+        values = []
+        chunk = max(1, min(resamples, 2_000_000 // n))
+        for start in range(0, resamples, chunk):
+            starts = rng.integers(0, n, size=(min(chunk, resamples - start), blocks, 1))
+            idx = ((starts + np.arange(size)) % n).reshape(len(starts), -1)[:, :n]  # (R, n)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values.append(finish(numerator[idx].sum(1) / denominator[idx].sum(1)))
+        value = float(finish(np.array(numerator.sum() / denominator.sum())))
+        tail = (1 - confidence) / 2 * 100
+        low, high = np.nanpercentile(np.concatenate(values), [tail, 100 - tail])
         out[key] = {"value": value, "low": float(min(low, value)), "high": float(max(high, value))}
     return out
 

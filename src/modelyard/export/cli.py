@@ -29,7 +29,8 @@ def _table(report: dict[str, Any], names: tuple[str, str], title: str) -> None:
         table.add_column(column, justify="right")
     lat = report["latency_ms"]
     table.add_row("size (MB)", f"{report['size_mb'][a]:.1f}", f"{report['size_mb'][b]:.1f}")
-    table.add_row("accuracy (validation)", f"{report['accuracy'][a]:.4f}", f"{report['accuracy'][b]:.4f}")
+    metric = report["accuracy"].get("metric", "accuracy")
+    table.add_row(f"{metric} (validation)", f"{report['accuracy'][a]:.4f}", f"{report['accuracy'][b]:.4f}")
     table.add_row(
         "latency p50 / p95 (ms, 1 input)",
         f"{lat[a]['p50']:.1f} / {lat[a]['p95']:.1f}",
@@ -39,8 +40,8 @@ def _table(report: dict[str, Any], names: tuple[str, str], title: str) -> None:
     err.print(table)
     parity = report["parity"]
     err.print(
-        f"agreement with the {a}: {parity['agreement']:.2%} of {parity['samples']} validation inputs; "
-        f"largest probability difference {parity['max_abs_diff']:.2e}"
+        f"agreement with the {a}: {parity['agreement']:.2%} over {parity['samples']} validation inputs "
+        f"({parity.get('compared', 'class probabilities')}); largest difference {parity['max_abs_diff']:.2e}"
     )
 
 
@@ -49,15 +50,19 @@ def export(
     format_: Annotated[Format | None, typer.Option("--format", help="onnx (ONNX Runtime); default torch")] = None,
     quantize: Annotated[Quantize | None, typer.Option(help="int8 weights (ONNX: onnxruntime; torch: dynamic)")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="new bundle folder")] = None,
-    min_agreement: Annotated[float, typer.Option(min=0, help="fail below this share of unchanged top classes")] = 0.98,
+    min_agreement: Annotated[float, typer.Option(min=0, help="fail below this share of agreeing outputs")] = 0.98,
     max_accuracy_drop: Annotated[float, typer.Option(min=0, help="fail if accuracy falls more (points)")] = 1.0,
+    max_error_increase: Annotated[
+        float, typer.Option(min=0, help="forecasters, language models: fail if mae/perplexity rises more (%)")
+    ] = 2.0,
     force: Annotated[bool, typer.Option(help="keep the export even when it fails the parity check")] = False,
     latency_samples: Annotated[int, typer.Option(min=1, help="single inputs timed per model")] = 100,
 ) -> None:
     """Export a bundle (ONNX and/or int8) with a parity check on its validation split; prints the new bundle path.
 
-    The check (size, agreement, accuracy, latency, throughput) is written to DIR/export.json; an export that
-    changes predictions beyond the tolerance fails with exit code 1 unless --force.
+    The check (size, agreement, accuracy or the task's error metric, latency, throughput) is written to
+    DIR/export.json; an export that changes predictions beyond the tolerance fails with exit code 1 unless --force.
+    Agreement: classifiers, same top class; forecasters, values within 1%; language models, same next token.
 
     Example: modelyard export ./bundle --format onnx --quantize int8
     """
@@ -70,7 +75,7 @@ def export(
         fmt,
         quantize.value if quantize else None,
         output,
-        Tolerance(min_agreement, max_accuracy_drop / 100),
+        Tolerance(min_agreement, max_accuracy_drop / 100, max_error_increase / 100),
         force,
         latency_samples,
     )

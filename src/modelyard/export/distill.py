@@ -129,7 +129,7 @@ def distill(
     if temperature <= 0 or not 0 <= alpha <= 1:
         raise UserError(f"--temperature {temperature} / --alpha {alpha}: need temperature > 0 and 0 <= alpha <= 1")
     teacher = api.load(teacher_ref)
-    if not parity.can_compare(teacher.learner):
+    if not parity.can_compare(teacher.learner) or parity.kind(teacher.learner) != "probabilities":
         raise UserError(
             f"{teacher.path}: this model ({teacher.manifest.get('backbone')}) cannot teach a student",
             "distill from a classifier bundle",

@@ -26,6 +26,7 @@ from modelyard.home import home
 
 WEIGHTS = "model.safetensors"
 REPORT = "export.json"
+CALIBRATION_SAMPLES = 64  # training inputs that fix the activation ranges of static int8 (CNNs)
 NOT_COPIED = {bundle.MANIFEST, WEIGHTS, REPORT, "distill.json", "checkpoints"}
 # manifest entries that describe the written files, not the model: write_bundle recomputes them
 REWRITTEN = ("files", "created", "versions", "format_version", "runtime", "export", "quantize")
@@ -55,9 +56,7 @@ def refuse_non_bundle(output: Path) -> None:
         raise UserError(f"--output {output} exists and is not a bundle; not replacing it", "choose a new folder")
 
 
-def _validation_split(model: api.Model) -> Any:
-    """The bundle's validation split, re-prepared from its config exactly as training split it."""
-    splits = model.task.prepare(model.config).splits
+def _validation_split(splits: dict[str, Any]) -> Any:
     return splits["validation"] if len(splits["validation"]) else splits["test"]
 
 
@@ -86,7 +85,9 @@ def _copy_preprocessing(source: Path, staging: Path) -> None:
             shutil.copy2(path, staging / path.name)
 
 
-def _write_weights(model: api.Model, fmt: str, quantize: str | None, staging: Path) -> dict[str, Any]:
+def _write_weights(
+    model: api.Model, fmt: str, quantize: str | None, staging: Path, splits: dict[str, Any]
+) -> dict[str, Any]:
     learner = model.learner
     if fmt == "torch":
         save_quantized(quantize_module(learner.module).eval(), staging / WEIGHTS)
@@ -97,8 +98,7 @@ def _write_weights(model: api.Model, fmt: str, quantize: str | None, staging: Pa
         return {"runtime": "onnxruntime"}
     calibration = None
     if graph.quantization == "static":
-        train = model.task.prepare(model.config).splits["train"]
-        calibration = learner.calibration_feeds(train, 64)
+        calibration = learner.calibration_feeds(splits["train"], CALIBRATION_SAMPLES)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / ONNX_FILE
         to_onnx(graph, fp32)
@@ -126,12 +126,13 @@ def export(
         raise UserError(f"--output {output} would overwrite the bundle being exported", "choose another folder")
     refuse_non_bundle(output)
     staging = output.parent / f".{output.name}.export-{uuid.uuid4().hex[:8]}"
+    splits = original.task.prepare(original.config).splits  # re-prepared from the config exactly as in training
     try:
         manifest = {k: v for k, v in original.manifest.items() if k not in REWRITTEN}
 
         def write(folder: Path) -> dict[str, Any]:
             _copy_preprocessing(original.path, folder)
-            written = _write_weights(original, fmt, quantize, folder)
+            written = _write_weights(original, fmt, quantize, folder, splits)
             source = {
                 "path": str(original.path),
                 "version": original.version,
@@ -149,7 +150,7 @@ def export(
             **parity.compare(
                 original.learner,
                 exported.learner,
-                _validation_split(original),
+                _validation_split(splits),
                 latency_samples=latency_samples,
             ),
         }
@@ -158,6 +159,7 @@ def export(
         report["tolerance"] = {
             "min_agreement": tolerance.min_agreement,
             "max_accuracy_drop": tolerance.max_accuracy_drop,
+            "max_error_increase": tolerance.max_error_increase,
             "forced": bool(found and force),
         }
         if found and not force:

@@ -1,12 +1,22 @@
 """The parity check run by every export and distillation: what the new model buys and what it costs.
 
-Both models answer the same validation inputs in one run: agreement of their top class, the largest difference
-of their class probabilities, accuracy, single-input latency (interleaved, so both see the same CPU load) and
-batch throughput; plus bundle sizes. An export outside the tolerance fails unless forced.
+Both models answer the same validation inputs in one run; the learner's `export_kind` says how to compare them:
+- "probabilities" (classifiers): `agreement` is the share of inputs whose top class is unchanged, `max_abs_diff`
+  the largest class-probability difference, `accuracy` top-1 accuracy against the labels.
+- "forecasts" (forecasters): `agreement` is the share of forecast values within 1% of the original's (relative to
+  the window's mean absolute forecast, so values near zero are fair), `max_abs_diff` is in the data's units,
+  `accuracy` holds the mean absolute error (lower is better).
+- "next_token" (language models): `agreement` is the share of validation positions whose most likely next token
+  is unchanged, `max_abs_diff` the largest next-token probability difference, `accuracy` holds the perplexity
+  (lower is better) and `loss` the mean next-token cross-entropy.
+`accuracy.metric` names the metric either way. Single-input latency and batch throughput (both interleaved, so
+both models see the same CPU load) and bundle sizes complete the table. An export outside the tolerance fails
+unless forced.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,38 +28,53 @@ from modelyard.errors import UserError
 from modelyard.tasks.base import Learner
 
 WARMUP = 3
+THROUGHPUT_CHUNK = 256  # batched throughput alternates the models every this many inputs
+FORECAST_RTOL = 0.01  # a forecast value "agrees" within 1% of the window's mean absolute original forecast
+KINDS = ("probabilities", "forecasts", "next_token")
 
 
 @dataclass(frozen=True)
 class Tolerance:
-    min_agreement: float = 0.98  # share of inputs whose top class is unchanged
+    min_agreement: float = 0.98  # share of inputs (or values, tokens) that agree, as defined by the kind
     max_accuracy_drop: float = 0.01  # as a fraction: 0.01 is one accuracy point
+    max_error_increase: float = 0.02  # lower-is-better metrics (mae, perplexity): at most 2% worse, relatively
 
 
 def can_compare(learner: Learner) -> bool:
     return hasattr(learner, "export_examples") and hasattr(learner, "export_outputs")
 
 
+def kind(learner: Learner) -> str:
+    return getattr(learner, "export_kind", "probabilities")
+
+
 def size_mb(path: Path) -> float:
     return round(sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 1e6, 2)
 
 
-def _timed_outputs(learner: Learner, inputs: list[Any]) -> tuple[np.ndarray, float]:
-    start = time.perf_counter()
-    outputs = learner.export_outputs(inputs)
-    return outputs, time.perf_counter() - start
+def _timed_outputs(learners: tuple[Learner, Learner], inputs: list[Any]) -> tuple[list[np.ndarray], list[float]]:
+    """Both models' outputs for all inputs and the seconds each took, chunk by chunk in turn (as for latency)."""
+    outputs: list[list[np.ndarray]] = [[], []]
+    seconds = [0.0, 0.0]
+    for start in range(0, len(inputs), THROUGHPUT_CHUNK):
+        chunk = inputs[start : start + THROUGHPUT_CHUNK]
+        for which, learner in enumerate(learners):
+            began = time.perf_counter()
+            outputs[which].append(learner.export_outputs(chunk))
+            seconds[which] += time.perf_counter() - began
+    return [np.concatenate(parts) for parts in outputs], seconds
 
 
 def _latencies(learners: tuple[Learner, Learner], probes: list[Any]) -> list[list[float]]:
-    """Milliseconds of `predict([x])` for each probe, alternating the two models input by input."""
+    """Milliseconds of `export_outputs([x])` (preprocessing and model, one input) per probe, alternating models."""
     for learner in learners:
         for x in probes[:WARMUP]:
-            learner.predict([x])
+            learner.export_outputs([x])
     times: list[list[float]] = [[], []]
     for x in probes:
         for which, learner in enumerate(learners):
             start = time.perf_counter()
-            learner.predict([x])
+            learner.export_outputs([x])
             times[which].append((time.perf_counter() - start) * 1e3)
     return times
 
@@ -59,6 +84,68 @@ def _percentiles(times: list[float]) -> dict[str, float]:
         "p50": round(float(np.percentile(times, 50)), 3),
         "p95": round(float(np.percentile(times, 95)), 3),
     }
+
+
+def _probabilities(ref: np.ndarray, new: np.ndarray, targets: np.ndarray, names: tuple[str, str]) -> dict:
+    a, b = names
+    return {
+        "parity": {
+            "agreement": round(float((ref.argmax(1) == new.argmax(1)).mean()), 4),
+            "max_abs_diff": float(np.abs(ref - new).max()),
+            "compared": "class probabilities; agreement = share of inputs with the same top class",
+        },
+        "accuracy": {
+            a: round(float((ref.argmax(1) == targets).mean()), 4),
+            b: round(float((new.argmax(1) == targets).mean()), 4),
+            "metric": "accuracy",
+        },
+    }
+
+
+def _forecasts(ref: np.ndarray, new: np.ndarray, targets: np.ndarray, names: tuple[str, str]) -> dict:
+    a, b = names
+    level = np.abs(ref).mean(axis=1, keepdims=True)  # (N, 1) each window's scale
+    close = np.abs(ref - new) <= FORECAST_RTOL * np.maximum(level, 1e-12)
+    return {
+        "parity": {
+            "agreement": round(float(close.mean()), 4),
+            "max_abs_diff": float(np.abs(ref - new).max()),
+            "compared": f"forecast values; agreement = share within {FORECAST_RTOL:.0%} of the original's "
+            "(relative to each window's mean absolute forecast)",
+        },
+        "accuracy": {
+            a: round(float(np.abs(ref - targets).mean()), 6),
+            b: round(float(np.abs(new - targets).mean()), 6),
+            "metric": "mae",
+        },
+    }
+
+
+def _cross_entropy(probs: np.ndarray, targets: np.ndarray) -> float:
+    picked = np.take_along_axis(probs, targets[..., None], axis=-1)[..., 0]  # (N, T)
+    return float(-np.log(np.maximum(picked, 1e-30)).mean())
+
+
+def _next_tokens(ref: np.ndarray, new: np.ndarray, targets: np.ndarray, names: tuple[str, str]) -> dict:
+    a, b = names
+    losses = (_cross_entropy(ref, targets), _cross_entropy(new, targets))
+    return {
+        "parity": {
+            "agreement": round(float((ref.argmax(-1) == new.argmax(-1)).mean()), 4),
+            "max_abs_diff": float(np.abs(ref - new).max()),
+            "compared": "next-token probabilities; agreement = share of positions with the same most likely token",
+            "positions": int(targets.size),
+        },
+        "accuracy": {
+            a: round(math.exp(min(losses[0], 50.0)), 4),
+            b: round(math.exp(min(losses[1], 50.0)), 4),
+            "metric": "perplexity",
+        },
+        "loss": {a: round(losses[0], 5), b: round(losses[1], 5)},
+    }
+
+
+COMPARE = {"probabilities": _probabilities, "forecasts": _forecasts, "next_token": _next_tokens}
 
 
 def compare(
@@ -75,22 +162,14 @@ def compare(
             "the validation split is empty: nothing to check the export against",
             "give the config a validation file or a validation share",
         )
-    ref_out, ref_seconds = _timed_outputs(reference, inputs)
-    new_out, new_seconds = _timed_outputs(candidate, inputs)
+    (ref_out, new_out), (ref_seconds, new_seconds) = _timed_outputs((reference, candidate), inputs)
     probes = [inputs[i] for i in np.random.default_rng(0).permutation(len(inputs))[:latency_samples]]
     ref_times, new_times = _latencies((reference, candidate), probes)
     a, b = names
+    table = COMPARE[kind(reference)](ref_out, new_out, np.asarray(targets), names)
+    table["parity"]["samples"] = len(inputs)
     return {
-        "parity": {
-            "agreement": round(float((ref_out.argmax(1) == new_out.argmax(1)).mean()), 4),
-            "max_abs_diff": float(np.abs(ref_out - new_out).max()),
-            "compared": "class probabilities",
-            "samples": len(inputs),
-        },
-        "accuracy": {
-            a: round(float((ref_out.argmax(1) == targets).mean()), 4),
-            b: round(float((new_out.argmax(1) == targets).mean()), 4),
-        },
+        **table,
         "latency_ms": {
             a: _percentiles(ref_times),
             b: _percentiles(new_times),
@@ -114,13 +193,19 @@ def problems(
     agreement = report["parity"]["agreement"]
     if agreement < tolerance.min_agreement:
         found.append(
-            f"agreement {agreement:.2%} < {tolerance.min_agreement:.2%} (top class changed on "
-            f"{1 - agreement:.2%} of {report['parity']['samples']} validation inputs)"
+            f"agreement {agreement:.2%} < {tolerance.min_agreement:.2%} ({report['parity'].get('compared', '')}; "
+            f"{report['parity']['samples']} validation inputs)"
         )
+    metric = report["accuracy"].get("metric", "accuracy")
     before, after = (report["accuracy"][n] for n in names)
-    if before - after > tolerance.max_accuracy_drop:
+    if metric == "accuracy" and before - after > tolerance.max_accuracy_drop:
         found.append(
             f"accuracy fell {100 * (before - after):.2f} points ({before:.2%} -> {after:.2%}), more "
             f"than the {100 * tolerance.max_accuracy_drop:.2f} allowed"
+        )
+    if metric != "accuracy" and after > before * (1 + tolerance.max_error_increase):
+        found.append(
+            f"{metric} rose {after / before - 1:.2%} ({before:.4g} -> {after:.4g}), more than the "
+            f"{tolerance.max_error_increase:.2%} allowed"
         )
     return found

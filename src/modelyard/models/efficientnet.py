@@ -111,16 +111,31 @@ def imagenet_model() -> nn.Module:
 
 
 class EfficientNetClassifier(nn.Module):
-    """The pretrained trunk with a fresh head: dropout + linear over the 1280 pooled features."""
+    """The pretrained trunk with a fresh head: dropout + linear over the 1280 pooled features.
 
-    def __init__(self, num_classes: int, pretrained: bool = True, dropout: float = 0.2) -> None:
+    `frozen_batchnorm` keeps the trunk's BatchNorm layers on their ImageNet statistics in training too: on small
+    photo sets, batch statistics of 16 augmented images shift every feature the head was fitted to.
+    """
+
+    def __init__(
+        self, num_classes: int, pretrained: bool = True, dropout: float = 0.2, frozen_batchnorm: bool = False
+    ) -> None:
         super().__init__()
+        self.frozen_batchnorm = frozen_batchnorm
         if pretrained:
             self.backbone = imagenet_model()
         else:
             self.backbone = architecture()
         self.backbone.reset_classifier(0)  # forward now returns pooled features (B, 1280)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(FEATURES, num_classes))
+
+    def train(self, mode: bool = True) -> EfficientNetClassifier:
+        super().train(mode)
+        if mode and self.frozen_batchnorm:
+            for layer in self.backbone.modules():
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                    layer.eval()
+        return self
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)  # (B, 3, H, W) -> (B, 1280)

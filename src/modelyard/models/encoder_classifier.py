@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
 
 class EncoderClassifier(nn.Module):
@@ -17,10 +16,9 @@ class EncoderClassifier(nn.Module):
         self.head = nn.Linear(hidden_size, num_labels)
 
     def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Token states (B, T, C) from either kind of encoder."""
-        if isinstance(self.encoder, PreTrainedModel):
-            return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.encoder(input_ids, attention_mask)
+        """Token states (B, T, C) from any encoder: Hugging Face models return them as `last_hidden_state`."""
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        return getattr(states, "last_hidden_state", states)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         states = self.hidden(input_ids, attention_mask)  # (B, T, C)

@@ -9,6 +9,7 @@ unseen data and to series it never saw.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file
 
 from modelyard.data.timeseries import SeriesSplit, window_origins
 from modelyard.errors import DataError
 from modelyard.evaluation.forecast_metrics import forecast_metrics, mase_scale
+from modelyard.export.protocol import ONNX_FILE, OnnxGraph
+from modelyard.export.runtime import onnx_session
+from modelyard.export.torch_int8 import load_weights
 from modelyard.fsutil import atomic_write_json
 from modelyard.models.lstm import LSTMConfig, LSTMForecaster
 from modelyard.tasks.base import validate_input
@@ -86,6 +89,7 @@ class ForecastLearner:
     """LSTM + normalisation; `spec` holds everything `load` needs besides the weights."""
 
     backbone = "lstm"
+    export_kind = "forecasts"  # the parity check compares forecast values and mae (export.parity)
 
     def __init__(self, module: LSTMForecaster, spec: dict[str, Any]) -> None:
         self.module = module
@@ -129,10 +133,8 @@ class ForecastLearner:
 
     @classmethod
     def load(cls, directory: Path, spec: dict[str, Any]) -> ForecastLearner:
-        module = LSTMForecaster(LSTMConfig(**spec["model"]))
-        module.load_state_dict(load_file(str(directory / "model.safetensors")))
-        module.eval()
-        return cls(module, spec)
+        module = load_weights(LSTMForecaster(LSTMConfig(**spec["model"])), directory / "model.safetensors")
+        return cls(module.eval(), spec)
 
     def train_defaults(self) -> dict[str, Any]:
         return dict(DEFAULTS)
@@ -228,33 +230,89 @@ class ForecastLearner:
                 )
         return item
 
+    def _direct(self, histories: list[np.ndarray], requests: list[ForecastInput]) -> np.ndarray:
+        """One direct forecast (N, horizon) in the data's units from the last `context` values of each history."""
+        x = np.empty((len(histories), self.context, 1 + len(self.spec.get("covariates", []))))
+        anchors, scales = np.empty(len(histories)), np.empty(len(histories))
+        for row, (history, req) in enumerate(zip(histories, requests, strict=True)):
+            z = self.transform(history[-self.context :])
+            anchors[row], scales[row] = z[-1], self.scale_for(req.id)
+            x[row, :, 0] = (z - z[-1]) / scales[row]
+            if req.covariates:
+                x[row, :, 1:] = self.scale_covariates(np.asarray(req.covariates[-self.context :], dtype=np.float64))
+        return self.inverse(anchors[:, None] + self._forward(x) * scales[:, None])
+
     def predict(self, inputs: list[Any], top_k: int = 1) -> list[dict[str, Any]]:
-        """Direct forecasts up to the trained horizon; longer horizons feed forecasts back in (recursive)."""
+        """Direct forecasts up to the trained horizon; longer horizons feed forecasts back in (recursive).
+
+        All requests go through the model together, one batch per `horizon` steps of the longest request."""
         requests = [self.parse_input(item) for item in inputs]
-        answers = []
-        for req in requests:
-            steps = req.horizon or self.horizon
-            history = np.asarray(req.history, dtype=np.float64)
-            scale = self.scale_for(req.id)
-            out: list[float] = []
-            while len(out) < steps:
-                z = self.transform(np.concatenate([history, out])[-self.context :])
-                x = ((z - z[-1]) / scale)[None, :, None]
-                if req.covariates:
-                    cov = self.scale_covariates(np.asarray(req.covariates[-self.context :], dtype=np.float64))
-                    x = np.concatenate([x, cov[None]], axis=2)
-                out.extend(self.inverse(z[-1] + self._forward(x)[0] * scale).tolist())
-            answers.append(
-                {
-                    "forecast": [float(v) for v in out[:steps]],
-                    "horizon": steps,
-                    "recursive": steps > self.horizon,
-                }
-            )
-        return answers
+        steps = [req.horizon or self.horizon for req in requests]
+        known = [np.asarray(req.history, dtype=np.float64) for req in requests]  # history, then forecasts
+        while live := [i for i, req in enumerate(requests) if len(known[i]) - len(req.history) < steps[i]]:
+            forecasts = self._direct([known[i] for i in live], [requests[i] for i in live])
+            for i, forecast in zip(live, forecasts, strict=True):
+                known[i] = np.concatenate([known[i], forecast])
+        return [
+            {
+                "forecast": [float(v) for v in values[len(req.history) :][:n]],
+                "horizon": n,
+                "recursive": n > self.horizon,
+            }
+            for req, values, n in zip(requests, known, steps, strict=True)
+        ]
 
     def save(self, directory: Path) -> dict[str, Any]:
         module = getattr(self.module, "module", self.module)
         save_weights(module, directory / "model.safetensors")
+        atomic_write_json(directory / "forecaster.json", self.spec)
+        return {"horizon": self.horizon, "context_length": self.context, "season_length": self.spec["season"]}
+
+    def onnx_graph(self) -> OnnxGraph:
+        """Normalised windows (B, context, channels) -> changes (B, horizon), dynamic in batch; dynamic int8.
+
+        The window length is fixed by the architecture (the linear shortcut reads exactly `context` steps)."""
+        module = getattr(self.module, "module", self.module)
+        x = torch.zeros(2, self.context, module.config.inputs)
+        return OnnxGraph(module, (x,), ["x"], ["y"], {"x": {0: "batch"}, "y": {0: "batch"}}, "dynamic")
+
+    def export_examples(self, data: SeriesSplit) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """One request per evaluation window of the split, and the values that followed it (N, horizon)."""
+        origins = window_origins(data, self.context, self.horizon)
+        inputs = []
+        for i, t in origins:
+            series = data.series[i]
+            request: dict[str, Any] = {"history": series.values[t - self.context : t].tolist(), "id": series.key}
+            if self.spec.get("covariates"):
+                request["covariates"] = series.covariates[t - self.context : t].tolist()
+            inputs.append(request)
+        targets = np.stack([data.series[i].values[t : t + self.horizon] for i, t in origins]) if origins else []
+        return inputs, np.asarray(targets)
+
+    def export_outputs(self, inputs: list[dict[str, Any]]) -> np.ndarray:
+        return np.array([answer["forecast"] for answer in self.predict(inputs)])
+
+
+class OnnxForecastLearner(ForecastLearner):
+    """The same forecaster (normalisation, recursion, scoring) running its LSTM through ONNX Runtime."""
+
+    def __init__(self, session_path: Path, spec: dict[str, Any]) -> None:
+        super().__init__(None, spec)
+        self.session_path = session_path
+        self.session = onnx_session(session_path)
+
+    @classmethod
+    def load(cls, directory: Path, spec: dict[str, Any]) -> OnnxForecastLearner:
+        return cls(directory / ONNX_FILE, spec)
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        out = [
+            self.session.run(["y"], {"x": x[i : i + PREDICT_BATCH].astype(np.float32)})[0]
+            for i in range(0, len(x), PREDICT_BATCH)
+        ]
+        return np.concatenate(out).astype(np.float64) if out else np.zeros((0, self.horizon))
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        shutil.copyfile(self.session_path, directory / ONNX_FILE)
         atomic_write_json(directory / "forecaster.json", self.spec)
         return {"horizon": self.horizon, "context_length": self.context, "season_length": self.spec["season"]}

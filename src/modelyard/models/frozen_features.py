@@ -10,15 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from modelyard.data.images import load_image
 from modelyard.evaluation.metrics import classification_metrics
 from modelyard.models import efficientnet
 from modelyard.models.image_learner import EFFICIENTNET, preprocessing_for
+from modelyard.models.linear_probe import fit_probe
 
 HEADLINE = ("accuracy", "macro_f1", "macro_precision", "macro_recall")
 BATCH = 32
@@ -46,10 +43,7 @@ def frozen_features_baseline(
     train = splits["train"]
     x = extract(trunk, train["path"].tolist(), image_size)
     y = train["label"].map(index).to_numpy()
-    folds = max(2, int(min(3, np.bincount(y).min())))
-    search = GridSearchCV(LogisticRegression(max_iter=2000), {"C": [0.01, 0.1, 1.0]}, cv=folds)
-    classifier = make_pipeline(StandardScaler(), search)
-    classifier.fit(x, y)
+    classifier = fit_probe(x, y)
     result: dict[str, Any] = {"backbone": EFFICIENTNET, "image_size": image_size}
     for name in ("validation", "test"):
         frame = splits.get(name)

@@ -1,29 +1,40 @@
-"""The learner for a GPT trained from scratch on a corpus: random context windows in, next-token loss out."""
+"""The learner for a GPT trained from scratch on a corpus: random context windows in, next-token loss out.
+
+`OnnxGPTLearner` is the same learner answering through an ONNX Runtime session of the whole forward pass.
+"""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from tokenizers import Tokenizer
+from torch import nn
 
 from modelyard.data.text_corpus import render_plain
 from modelyard.errors import DataError
+from modelyard.export.protocol import ONNX_FILE, OnnxGraph
+from modelyard.export.runtime import onnx_session
+from modelyard.export.torch_int8 import is_quantized, load_weights
 from modelyard.fsutil import atomic_path, atomic_write_text
-from modelyard.generation.decoders import GPTDecoder
+from modelyard.generation.decoders import GPTDecoder, left_pad, positions
+from modelyard.generation.engine import Decoder
 from modelyard.generation.generator import Prompt, TextGenerator
 from modelyard.generation.options import GenerationOptions
 from modelyard.models import lm_tokenizer
-from modelyard.models.gpt import GPT, GPTConfig
+from modelyard.models.gpt import GPT, GPTConfig, KVCache
 
 EVAL_WINDOWS = 4096  # evaluation reads at most this many context windows of a split
+EXPORT_WINDOWS = 64  # the export's parity check compares next-token probabilities on this many windows
 
 
 def _text(item: str | dict) -> str:
@@ -49,15 +60,19 @@ class WindowDataset(torch.utils.data.Dataset):
 
 
 class GPTLearner:
-    def __init__(self, model: GPT, tokenizer: Tokenizer, generation: GenerationOptions) -> None:
-        self.module: GPT = model
+    export_kind = "next_token"  # the parity check compares next-token probabilities and perplexity
+
+    def __init__(
+        self, model: GPT | None, tokenizer: Tokenizer, generation: GenerationOptions, config: GPTConfig | None = None
+    ) -> None:
+        self.module = model
+        self.config: GPTConfig = config or model.config
         self.backbone = "gpt-scratch"
         self.precision = "fp32"
         self.tokenizer = tokenizer
         self.codec = lm_tokenizer.Codec(tokenizer)
-        self.generator = TextGenerator(GPTDecoder(model, {self.codec.eot_id}), self.codec, render_plain, generation)
+        self.generator = TextGenerator(self.decoder(), self.codec, render_plain, generation)
         self._streams: list[tuple[list, torch.Tensor]] = []  # encoded splits, keyed by identity
-        self._last_eval: tuple[tuple[int, int], list, dict[str, Any]] | None = None
 
     @classmethod
     def scratch(cls, options: Any, train: list[str | dict]) -> GPTLearner:
@@ -76,16 +91,27 @@ class GPTLearner:
     def load(cls, directory: Path, options: Any) -> GPTLearner:
         spec = json.loads((directory / "gpt.json").read_text(encoding="utf-8"))
         model = GPT(GPTConfig(**spec))
-        load_model(model, directory / "model.safetensors")
+        weights = directory / "model.safetensors"
+        if is_quantized(weights):
+            model = load_weights(model, weights)  # an int8 PyTorch export
+        else:
+            load_model(model, weights)
         return cls(model.eval(), Tokenizer.from_file(str(directory / "tokenizer.json")), options.generation)
 
+    def decoder(self) -> Decoder:
+        return GPTDecoder(self.module, {self.codec.eot_id})
+
     def train_defaults(self) -> dict[str, Any]:
-        """nanoGPT's small-model recipe: high LR, cosine decay after a short warm-up, weight decay 0.1."""
+        """nanoGPT's small-model recipe (cosine decay to a tenth after a short warm-up, weight decay 0.1, beta2 0.99)
+        with a 3x higher peak LR: on Tiny Shakespeare's baby GPT, 3e-3 reaches validation loss 1.775 in 2000 steps
+        where nanoGPT's 1e-3 reaches 1.91 (2e-3: 1.81, 5e-3: 1.78)."""
         return {
-            "learning_rate": 1e-3,
+            "learning_rate": 3e-3,
             "batch_size": 12,
             "scheduler": "cosine",
+            "min_lr_ratio": 0.1,
             "weight_decay": 0.1,
+            "adam_betas": (0.9, 0.99),
             "epochs": 1,
         }
 
@@ -99,13 +125,13 @@ class GPTLearner:
 
     def dataset(self, data: list[str | dict], training: bool) -> WindowDataset:
         tokens = self._stream(data)
-        if training and len(tokens) < self.module.config.block_size + 1:
+        if training and len(tokens) < self.config.block_size + 1:
             raise DataError(
                 f"the training text has {len(tokens)} tokens, fewer than one context window "
-                f"({self.module.config.block_size + 1})",
+                f"({self.config.block_size + 1})",
                 "add text or lower model.context",
             )
-        return WindowDataset(tokens, min(self.module.config.block_size, len(tokens) - 1), training)
+        return WindowDataset(tokens, min(self.config.block_size, len(tokens) - 1), training)
 
     def collate(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         return {k: torch.stack([it[k] for it in items]) for k in ("input_ids", "targets")}
@@ -122,52 +148,53 @@ class GPTLearner:
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
 
-    def _weights_version(self) -> int:
-        """Changes whenever any parameter is modified in place (optimiser steps, loading a state dict)."""
-        return sum(p._version for p in self.module.parameters())
-
     def evaluate(self, data: list[str | dict]) -> dict[str, Any]:
-        """Mean next-token loss over non-overlapping windows of the split, and its perplexity.
+        """Mean next-token loss over non-overlapping windows of the split, and its perplexity."""
+        sums, counts = self.unit_losses(data)
+        if not len(counts):
+            return {}
+        loss = float(sums.sum() / counts.sum())
+        return {"loss": round(loss, 5), "perplexity": round(math.exp(min(loss, 50.0)), 4), "tokens": int(counts.sum())}
 
-        The answer is remembered until the weights change: the trainer asks again for the same weights at the end.
-        """
-        key = (id(data), self._weights_version())
-        if self._last_eval is not None and self._last_eval[0] == key and self._last_eval[1] is data:
-            return dict(self._last_eval[2])
-        metrics = self._evaluate(data)
-        self._last_eval = (key, data, metrics)
-        return dict(metrics)
-
-    def _evaluate(self, data: list[str | dict]) -> dict[str, Any]:
+    def unit_losses(self, data: list[str | dict]) -> tuple[np.ndarray, np.ndarray]:
+        """Summed next-token loss and token count of each non-overlapping window, in text order (the report's
+        bootstrap resamples these)."""
         tokens = self._stream(data)
         if len(tokens) < 2:
-            return {}
-        dataset = WindowDataset(tokens, min(self.module.config.block_size, len(tokens) - 1), training=False)
+            return np.zeros(0), np.zeros(0)
+        dataset = WindowDataset(tokens, min(self.config.block_size, len(tokens) - 1), training=False)
         windows = range(min(len(dataset), EVAL_WINDOWS))
+        sums, counts = [], []
+        for start in range(0, len(windows), 64):
+            batch = self.collate([dataset[i] for i in windows[start : start + 64]])
+            logits = self.window_logits(batch["input_ids"])  # (B, T, vocab)
+            targets = batch["targets"].to(logits.device)  # (B, T)
+            losses = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T)
+            sums.append(losses.sum(1).double().cpu().numpy())
+            counts.append(np.full(len(targets), targets.shape[1], dtype=np.float64))
+        return np.concatenate(sums), np.concatenate(counts)
+
+    @torch.inference_mode()
+    def window_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """fp32 logits (B, T, vocab) of full windows, computed in eval mode on the model's device."""
         was_training = self.module.training
         self.module.eval()
-        total, count = 0.0, 0
-        with torch.inference_mode():
-            for start in range(0, len(windows), 64):
-                batch = self.collate([dataset[i] for i in windows[start : start + 64]])
-                batch = {k: v.to(self.module.wte.weight.device) for k, v in batch.items()}
-                logits = self.module(batch["input_ids"]).float()
-                total += F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), reduction="sum").item()
-                count += batch["targets"].numel()
+        logits = self.module(input_ids.to(self.module.wte.weight.device)).float()
         self.module.train(was_training)
-        loss = total / count
-        return {"loss": round(loss, 5), "perplexity": round(math.exp(min(loss, 50.0)), 4), "tokens": count}
+        return logits
 
     def generate(self, prompt: Prompt, **options: Any) -> str:
         return "".join(self.generate_stream(prompt, **options))
 
     def generate_stream(self, prompt: Prompt, **options: Any) -> Iterator[str]:
-        self.module.eval()
+        if self.module is not None:
+            self.module.eval()
         return self.generator.stream(prompt, **options)
 
     def predict(self, inputs: list[Prompt], top_k: int = 1) -> list[dict[str, Any]]:
         """The generated continuation of each prompt (`top_k` does not apply to generation)."""
-        self.module.eval()
+        if self.module is not None:
+            self.module.eval()
         return self.generator.complete(inputs)
 
     def save(self, directory: Path) -> dict[str, Any]:
@@ -177,3 +204,108 @@ class GPTLearner:
         spec = asdict(self.module.config)
         atomic_write_text(directory / "gpt.json", json.dumps(spec, indent=2) + "\n")
         return {"architecture": spec, "parameters": self.module.num_parameters()}
+
+    def onnx_graph(self) -> OnnxGraph:
+        """Logits of left-padded token windows, dynamic in batch and sequence length; dynamic int8 (MatMul)."""
+        ids, mask = left_pad([[1, 2, 3], [4, 5]], 0)
+        axes = {name: {0: "batch", 1: "sequence"} for name in ("input_ids", "attention_mask", "logits")}
+        return OnnxGraph(
+            _PaddedLM(self.module), (ids, mask.long()), ["input_ids", "attention_mask"], ["logits"], axes, "dynamic"
+        )
+
+    def export_examples(self, data: list[str | dict]) -> tuple[list[list[int]], np.ndarray]:
+        """Up to EXPORT_WINDOWS non-overlapping context windows of the split, and each position's next token."""
+        tokens = self._stream(data)
+        if len(tokens) < 2:
+            return [], np.zeros((0, 0), dtype=np.int64)
+        dataset = WindowDataset(tokens, min(self.config.block_size, len(tokens) - 1), training=False)
+        windows = [dataset[i] for i in range(min(len(dataset), EXPORT_WINDOWS))]
+        return [w["input_ids"].tolist() for w in windows], np.stack([w["targets"].numpy() for w in windows])
+
+    def export_outputs(self, inputs: list[list[int]]) -> np.ndarray:
+        """Next-token probabilities (N, T, vocab) of equally long windows."""
+        ids = torch.tensor(inputs, dtype=torch.long)
+        chunks = [self.window_logits(ids[i : i + 16]).softmax(-1).cpu() for i in range(0, len(ids), 16)]
+        return torch.cat(chunks).numpy()
+
+
+class _PaddedLM(nn.Module):
+    """The exported graph: the GPT over left-padded rows, exactly as decoding's prefill computes them (positions
+    count real tokens, padding is masked out), so one graph serves evaluation and batched generation."""
+
+    def __init__(self, gpt: GPT) -> None:
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.bool()  # (B, T) True for real tokens
+        cache = KVCache.empty(self.gpt.config.n_layer)  # empty: only so that the padding mask is applied
+        return self.gpt(input_ids, pos=positions(mask), cache=cache, mask=mask)  # (B, T, vocab)
+
+
+class OnnxGPTDecoder:
+    """Decoding through the exported forward pass. There is no KV cache in the graph: every step recomputes the
+    last `block_size` tokens of each row (a sliding window). For the small GPT this costs little."""
+
+    def __init__(self, session: Any, block: int, eos_ids: set[int], pad_id: int = 0) -> None:
+        self.session, self.block, self.eos_ids, self.pad_id = session, block, eos_ids, pad_id
+        self.max_context = None
+
+    def start(self, prompts: Sequence[Sequence[int]]) -> OnnxGPTSession:
+        return OnnxGPTSession(self, [list(p) or [next(iter(self.eos_ids))] for p in prompts])
+
+
+class OnnxGPTSession:
+    def __init__(self, decoder: OnnxGPTDecoder, prompts: list[list[int]]) -> None:
+        self.decoder = decoder
+        self.history = prompts
+        self._logits = self._last_logits()
+
+    def _last_logits(self) -> torch.Tensor:
+        ids, mask = left_pad([h[-self.decoder.block :] for h in self.history], self.decoder.pad_id)
+        feeds = {"input_ids": ids.numpy(), "attention_mask": mask.long().numpy()}
+        return torch.from_numpy(self.decoder.session.run(["logits"], feeds)[0][:, -1, :])  # (B, vocab)
+
+    def logits(self) -> torch.Tensor:
+        return self._logits
+
+    def advance(self, tokens: torch.Tensor) -> None:
+        for h, t in zip(self.history, tokens.tolist(), strict=True):
+            h.append(t)
+        self._logits = self._last_logits()
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.history = [self.history[i] for i in rows.tolist()]
+        self._logits = self._logits.index_select(0, rows)
+
+
+class OnnxGPTLearner(GPTLearner):
+    """The same tokenizer, generation options and evaluation, with the forward pass in ONNX Runtime (no KV cache:
+    generation recomputes the window each step, see `OnnxGPTDecoder`)."""
+
+    def __init__(
+        self, session_path: Path, config: GPTConfig, tokenizer: Tokenizer, generation: GenerationOptions
+    ) -> None:
+        self.session_path = session_path
+        self.session = onnx_session(session_path)
+        super().__init__(None, tokenizer, generation, config)
+
+    @classmethod
+    def load(cls, directory: Path, options: Any) -> OnnxGPTLearner:
+        spec = json.loads((directory / "gpt.json").read_text(encoding="utf-8"))
+        tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        return cls(directory / ONNX_FILE, GPTConfig(**spec), tokenizer, options.generation)
+
+    def decoder(self) -> Decoder:
+        return OnnxGPTDecoder(self.session, self.config.block_size, {self.codec.eot_id})
+
+    def window_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        feeds = {"input_ids": input_ids.numpy(), "attention_mask": np.ones(input_ids.shape, dtype=np.int64)}
+        return torch.from_numpy(self.session.run(["logits"], feeds)[0]).float()
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        shutil.copyfile(self.session_path, directory / ONNX_FILE)
+        atomic_write_text(directory / "tokenizer.json", self.tokenizer.to_str())
+        spec = asdict(self.config)
+        atomic_write_text(directory / "gpt.json", json.dumps(spec, indent=2) + "\n")
+        return {"architecture": spec}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,21 +19,24 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import load_file
 from torch import nn
 from torchvision.transforms import v2
 
 from modelyard.data.images import decode_image, load_image
 from modelyard.errors import DataError
 from modelyard.evaluation.metrics import classification_metrics, top_k_answers
+from modelyard.export.protocol import ONNX_FILE, OnnxGraph
+from modelyard.export.runtime import onnx_session
+from modelyard.export.torch_int8 import has_int8_layers, load_weights
 from modelyard.fsutil import atomic_write_json
-from modelyard.models import cnn, efficientnet
+from modelyard.models import cnn, efficientnet, linear_probe
 from modelyard.precision import autocast
 from modelyard.training.checkpoint import save_weights
 
 EFFICIENTNET = "efficientnet-lite0"
 CNN_SCRATCH = "cnn-scratch"
 PREDICT_BATCH = 32
+CALIBRATION_BATCH = 8
 
 # bf16 autocast measured no faster (with channels_last 3-6x slower) for these CNNs on this CPU: fp32 there.
 PRECISION = "auto" if torch.cuda.is_available() else "fp32"
@@ -120,7 +124,12 @@ def preprocessing_for(backbone: str, image_size: int, augment: str) -> Preproces
 
 def build_module(spec: dict[str, Any], pretrained: bool) -> nn.Module:
     if spec["backbone"] == EFFICIENTNET:
-        return efficientnet.EfficientNetClassifier(spec["num_classes"], pretrained=pretrained, dropout=spec["dropout"])
+        return efficientnet.EfficientNetClassifier(
+            spec["num_classes"],
+            pretrained=pretrained,
+            dropout=spec["dropout"],
+            frozen_batchnorm=spec.get("frozen_batchnorm", False),
+        )
     return cnn.SmallResNet(spec["num_classes"], spec["image_size"], tuple(spec["widths"]), dropout=spec["dropout"])
 
 
@@ -171,6 +180,7 @@ class ImageClassifierLearner:
             "dropout": options.dropout,
             "widths": list(options.widths),
             "channels_last": backbone == EFFICIENTNET and options.channels_last,
+            "frozen_batchnorm": backbone == EFFICIENTNET and options.frozen_batchnorm,
         }
         module = build_module(spec, pretrained=True)
         if spec["channels_last"]:
@@ -179,17 +189,39 @@ class ImageClassifierLearner:
 
     @classmethod
     def load(cls, directory: Path, options: Any, labels: list[str]) -> ImageClassifierLearner:
-        spec = json.loads((directory / "image_model.json").read_text(encoding="utf-8"))
-        prep = Preprocessing.from_dict(json.loads((directory / "preprocessing.json").read_text(encoding="utf-8")))
-        module = build_module(spec, pretrained=False)
-        module.load_state_dict(load_file(str(directory / "model.safetensors")))
+        spec, prep = read_specs(directory)
+        module = load_weights(build_module(spec, pretrained=False), directory / "model.safetensors")
         if spec.get("channels_last"):
             module = module.to(memory_format=torch.channels_last)
         module.eval()
         return cls(module, labels, spec, prep, options)
 
+    @property
+    def differentiable(self) -> bool:
+        """Whether gradients reach the pixels (explanations): not through ONNX Runtime or int8 kernels."""
+        return self.module is not None and not has_int8_layers(self.module)
+
+    @property
+    def feature_dim(self) -> int:
+        return efficientnet.FEATURES if self.backbone == EFFICIENTNET else self.spec["widths"][-1]
+
     def train_defaults(self) -> dict[str, Any]:
         return dict(DEFAULTS[self.backbone])
+
+    @property
+    def probe_head(self) -> bool:
+        """Whether the head starts from a linear probe of the pretrained trunk (LP-FT) rather than at random."""
+        return self.backbone == EFFICIENTNET and self.options.head_init == "linear_probe"
+
+    @torch.no_grad()
+    def start_head_from_probe(self, train: pd.DataFrame) -> None:
+        """LP-FT's first half: logistic regression on the trunk's features of the training images becomes the head."""
+        paths = train["path"].tolist()
+        x = np.concatenate([self.embed(paths[i : i + PREDICT_BATCH]) for i in range(0, len(paths), PREDICT_BATCH)])
+        weight, bias = linear_probe.linear_head(linear_probe.fit_probe(x, train["label"].map(self.label_index).values))
+        layer = [m for m in self.module.head.modules() if isinstance(m, nn.Linear)][-1]
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
 
     def dataset(self, data: pd.DataFrame, training: bool) -> ImageDataset:
         transform = self.prep.train_transform() if training else self._eval_transform
@@ -211,7 +243,8 @@ class ImageClassifierLearner:
         """Trunk at `lr`, the new head `head_lr_multiplier` times faster; no decay on BatchNorm and biases."""
         module = getattr(self.module, "module", self.module)
         head_ids = {id(p) for p in module.head_parameters()}
-        multiplier = self.options.head_lr_multiplier if self.backbone == EFFICIENTNET else 1.0
+        random_head = self.backbone == EFFICIENTNET and not self.probe_head
+        multiplier = self.options.head_lr_multiplier if random_head else 1.0
         groups: dict[tuple[float, float], list[nn.Parameter]] = {}
         for param in module.parameters():
             if not param.requires_grad:
@@ -221,24 +254,28 @@ class ImageClassifierLearner:
             groups.setdefault((rate, decay), []).append(param)
         return [{"params": p, "lr": rate, "weight_decay": decay} for (rate, decay), p in groups.items()]
 
-    @torch.inference_mode()
     def _run(self, images: list[Image.Image], fn: str) -> np.ndarray:
-        """`fn` ("forward" -> probabilities, or "features") over images in batches, in eval mode."""
+        """`fn` ("forward" -> probabilities, or "features") over images in batches of the evaluation transform."""
+        outputs = [
+            self._run_batch(torch.stack([self._eval_transform(im) for im in images[start : start + PREDICT_BATCH]]), fn)
+            for start in range(0, len(images), PREDICT_BATCH)
+        ]
+        width = len(self.labels) if fn == "forward" else self.feature_dim
+        return np.concatenate(outputs) if outputs else np.zeros((0, width), dtype=np.float32)
+
+    @torch.inference_mode()
+    def _run_batch(self, pixels: torch.Tensor, fn: str) -> np.ndarray:
+        """One batch (B, 3, H, W) through the torch module in eval mode."""
         module = getattr(self.module, "module", self.module)
         was_training = module.training
         module.eval()
         device = next(module.parameters()).device
-        outputs = []
-        for start in range(0, len(images), PREDICT_BATCH):
-            pixels = torch.stack([self._eval_transform(im) for im in images[start : start + PREDICT_BATCH]])
-            if self.channels_last:
-                pixels = pixels.contiguous(memory_format=torch.channels_last)
-            with autocast(self.precision, device):
-                out = getattr(module, fn)(pixels.to(device)).float()
-            outputs.append((out.softmax(-1) if fn == "forward" else out).cpu().numpy())
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        with autocast(self.precision, device):
+            out = getattr(module, fn)(pixels.to(device)).float()
         module.train(was_training)
-        width = len(self.labels) if fn == "forward" else getattr(module, "feature_dim", efficientnet.FEATURES)
-        return np.concatenate(outputs) if outputs else np.zeros((0, width), dtype=np.float32)
+        return (out.softmax(-1) if fn == "forward" else out).cpu().numpy()
 
     def _frame_images(self, data: pd.DataFrame) -> list[Image.Image]:
         return [load_image(p) for p in data["path"]]
@@ -301,4 +338,70 @@ class ImageClassifierLearner:
         save_weights(module, directory / "model.safetensors")
         atomic_write_json(directory / "preprocessing.json", self.prep.as_dict())
         atomic_write_json(directory / "image_model.json", {**self.spec, "precision": self.precision})
+        return {"labels": self.labels, "image_size": self.prep.image_size}
+
+    def onnx_graph(self) -> OnnxGraph:
+        """Logits and pooled features from normalised pixels, dynamic in batch; static int8 (convolutions)."""
+        module = getattr(self.module, "module", self.module)
+        pixels = torch.zeros(2, 3, self.prep.image_size, self.prep.image_size)  # what the eval transform makes
+        axes = {"pixels": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}}
+        return OnnxGraph(_LogitsAndFeatures(module), (pixels,), ["pixels"], ["logits", "features"], axes, "static")
+
+    def calibration_feeds(self, data: pd.DataFrame, n: int) -> list[dict[str, np.ndarray]]:
+        """`n` training images (a seeded sample) through the evaluation transform: what the model will be fed."""
+        paths = data["path"].sample(min(n, len(data)), random_state=0).tolist()
+        pixels = np.stack([self._eval_transform(load_image(p)).numpy() for p in paths])  # (n, 3, H, W)
+        return [{"pixels": pixels[i : i + CALIBRATION_BATCH]} for i in range(0, len(pixels), CALIBRATION_BATCH)]
+
+    def export_examples(self, data: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+        known = data[data["label"].isin(self.label_index)]
+        return known["path"].tolist(), known["label"].map(self.label_index).to_numpy()
+
+    def export_outputs(self, inputs: list[Any]) -> np.ndarray:
+        return self.predict_proba(inputs)
+
+
+def read_specs(directory: Path) -> tuple[dict[str, Any], Preprocessing]:
+    """The architecture spec and the evaluation transform a bundle was validated with."""
+    spec = json.loads((directory / "image_model.json").read_text(encoding="utf-8"))
+    prep = Preprocessing.from_dict(json.loads((directory / "preprocessing.json").read_text(encoding="utf-8")))
+    return spec, prep
+
+
+class _LogitsAndFeatures(nn.Module):
+    """The exported graph: both outputs, so the ONNX learner serves `predict` and `embed` alike."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.classifier.features(pixels)  # (B, C)
+        return self.classifier.head(features), features  # (B, num_classes), (B, C)
+
+
+class OnnxImageClassifierLearner(ImageClassifierLearner):
+    """The same classifier (the bundle's evaluation transform, labels) answering through ONNX Runtime."""
+
+    def __init__(
+        self, session_path: Path, labels: list[str], spec: dict[str, Any], prep: Preprocessing, options: Any
+    ) -> None:
+        super().__init__(None, labels, spec, prep, options)
+        self.session_path = session_path
+        self.session = onnx_session(session_path)
+
+    @classmethod
+    def load(cls, directory: Path, options: Any, labels: list[str]) -> OnnxImageClassifierLearner:
+        spec, prep = read_specs(directory)
+        return cls(directory / ONNX_FILE, labels, spec, prep, options)
+
+    def _run_batch(self, pixels: torch.Tensor, fn: str) -> np.ndarray:
+        name = "logits" if fn == "forward" else "features"
+        out = torch.from_numpy(self.session.run([name], {"pixels": pixels.numpy()})[0]).float()
+        return (out.softmax(-1) if fn == "forward" else out).numpy()
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        shutil.copyfile(self.session_path, directory / ONNX_FILE)
+        atomic_write_json(directory / "preprocessing.json", self.prep.as_dict())
+        atomic_write_json(directory / "image_model.json", self.spec)
         return {"labels": self.labels, "image_size": self.prep.image_size}

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
@@ -149,23 +150,32 @@ class CausalLMLearner:
 
     def evaluate(self, data: list[str | dict]) -> dict[str, Any]:
         """Mean loss over the target tokens of the split, and its perplexity."""
+        sums, counts = self.unit_losses(data)
+        if not counts.sum():
+            return {}
+        loss = float(sums.sum() / counts.sum())
+        return {"loss": round(loss, 5), "perplexity": round(math.exp(min(loss, 50.0)), 4), "tokens": int(counts.sum())}
+
+    def unit_losses(self, data: list[str | dict]) -> tuple[np.ndarray, np.ndarray]:
+        """Summed loss and count of the target tokens of each example, in the split's order (the report's
+        bootstrap resamples these)."""
         dataset = self.dataset(data, training=False)
         if not dataset:
-            return {}
+            return np.zeros(0), np.zeros(0)
         was_training = self.module.training
         self.module.eval()
-        total, count = 0.0, 0
         order = sorted(range(len(dataset)), key=lambda i: len(dataset[i]["input_ids"]))
+        sums, counts = np.zeros(len(dataset)), np.zeros(len(dataset))
         device = next(self.module.parameters()).device
         with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=self.precision == "bf16"):
             for start in range(0, len(order), 16):
-                batch = self.collate([dataset[i] for i in order[start : start + 16]])
-                losses = self._token_losses({k: v.to(device) for k, v in batch.items()})
-                total += losses.sum().item()
-                count += losses.numel()
+                rows = order[start : start + 16]
+                batch = {k: v.to(device) for k, v in self.collate([dataset[i] for i in rows]).items()}
+                per_row = (batch["labels"][:, 1:] != IGNORE).sum(1).tolist()
+                for row, losses in zip(rows, self._token_losses(batch).split(per_row), strict=True):
+                    sums[row], counts[row] = losses.double().sum().item(), len(losses)
         self.module.train(was_training)
-        loss = total / max(count, 1)
-        return {"loss": round(loss, 5), "perplexity": round(math.exp(min(loss, 50.0)), 4), "tokens": count}
+        return sums, counts
 
     def generate(self, prompt: Prompt, **options: Any) -> str:
         return "".join(self.generate_stream(prompt, **options))

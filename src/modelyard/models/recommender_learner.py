@@ -49,10 +49,10 @@ class RecommendInput(BaseModel):
 Scorer = Callable[[np.ndarray], np.ndarray]  # user indices (-1: unknown) -> (U, items) scores
 
 
-def score_split(split: Interactions, users: dict[str, int], items: dict[str, int], scorer: Scorer) -> dict[str, Any]:
-    """Rank every item for each target user, excluding the user's history, and score against the targets."""
-    if len(split.targets) == 0:
-        return {}
+def rank_split(
+    split: Interactions, users: dict[str, int], items: dict[str, int], scorer: Scorer
+) -> tuple[np.ndarray, list[list[int]]]:
+    """Every target user's top items (U, max(KS)), the user's history excluded, and their relevant items."""
     targets = split.targets.groupby("user")["item"].agg(list)
     history = split.history[split.history["user"].isin(targets.index)].groupby("user")["item"].agg(list)
     rows = np.array([users.get(u, -1) for u in targets.index])
@@ -62,7 +62,15 @@ def score_split(split: Interactions, users: dict[str, int], items: dict[str, int
         ranking.top_k(scorer(rows[s : s + SCORE_CHUNK]), exclude[s : s + SCORE_CHUNK], max(ranking.KS))
         for s in range(0, len(rows), SCORE_CHUNK)
     ]
-    return ranking.ranking_metrics(np.concatenate(tops), relevant, len(items))
+    return np.concatenate(tops), relevant
+
+
+def score_split(split: Interactions, users: dict[str, int], items: dict[str, int], scorer: Scorer) -> dict[str, Any]:
+    """Rank every item for each target user, excluding the user's history, and score against the targets."""
+    if len(split.targets) == 0:
+        return {}
+    top, relevant = rank_split(split, users, items, scorer)
+    return ranking.ranking_metrics(top, relevant, len(items))
 
 
 def item_counts(targets: pd.DataFrame, items: dict[str, int]) -> np.ndarray:
@@ -197,12 +205,22 @@ class RecommenderLearner:
             }
         )
 
+    def _with_history(self, data: Interactions) -> Interactions:
+        """Without history (a new file) what the model knows is excluded from the rankings, bar the targets."""
+        if data.history is not None:
+            return data
+        known = self.seen_pairs().merge(data.targets, on=["user", "item"], how="left", indicator=True)
+        return Interactions(data.targets, known[known["_merge"] == "left_only"][["user", "item"]])
+
     def evaluate(self, data: Interactions) -> dict[str, Any]:
-        """Ranking metrics; without history (a new file) what the model knows is excluded, bar the targets."""
-        if data.history is None:
-            known = self.seen_pairs().merge(data.targets, on=["user", "item"], how="left", indicator=True)
-            data = Interactions(data.targets, known[known["_merge"] == "left_only"][["user", "item"]])
-        return score_split(data, self.user_index, self.item_index, self.scores)
+        """Ranking metrics of the split's target users."""
+        return score_split(self._with_history(data), self.user_index, self.item_index, self.scores)
+
+    def ranked(self, data: Interactions) -> tuple[np.ndarray, list[list[int]]]:
+        """Per-user rankings and relevant items of a split (what `evaluate` scores), for per-user analysis."""
+        if len(data.targets) == 0:
+            return np.zeros((0, max(ranking.KS)), dtype=np.int64), []
+        return rank_split(self._with_history(data), self.user_index, self.item_index, self.scores)
 
     def parse_input(self, item: Any) -> RecommendInput:
         """Validate one request; a DataError names the problem (HTTP 422, CLI exit 1)."""

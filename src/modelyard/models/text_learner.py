@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
+from tokenizers import Tokenizer
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from modelyard.evaluation.metrics import classification_metrics, top_k_answers
 from modelyard.export.protocol import ONNX_FILE, OnnxGraph
-from modelyard.export.runtime import onnx_session
 from modelyard.export.torch_int8 import has_int8_layers, load_weights
 from modelyard.fsutil import atomic_write_json
+from modelyard.models import bert
 from modelyard.models.encoder_classifier import EncoderClassifier
 from modelyard.models.text_encoder import TextEncoder, TextEncoderConfig
 from modelyard.models.tokenizers import cjk_share, train_tokenizer
 from modelyard.precision import autocast
 from modelyard.training.checkpoint import save_weights
+
+if TYPE_CHECKING:  # transformers and pandas take seconds to import; loading a bundle to serve needs neither
+    import pandas as pd
+    from transformers import PreTrainedTokenizerBase
 
 PREDICT_BATCH = 64
 MAX_AUTO_LENGTH = 256
@@ -42,6 +46,8 @@ def length_percentiles(lengths: list[int]) -> dict[str, float]:
 
 def unknown_rate(tokenizer_dir: Path, texts: list[str]) -> float:
     """Share of tokens the tokenizer maps to its unknown token."""
+    from transformers import AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     ids = tok(texts, add_special_tokens=False)["input_ids"]
     total = sum(len(x) for x in ids)
@@ -91,19 +97,78 @@ class TextDataset(torch.utils.data.Dataset):
         return item
 
 
+class SavedTokenizer:
+    """A saved fast tokenizer read with the `tokenizers` library alone: transformers encodes with the same
+    `tokenizer.json` underneath, and importing transformers takes seconds, more than loading the model."""
+
+    def __init__(self, directory: Path, max_length: int) -> None:
+        self.directory = directory
+        self.backend = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self.backend.no_padding()
+        self.backend.enable_truncation(max_length)  # longest-first from the right: transformers' truncation=True
+        self.pad_token_id = self._token_id("pad_token")
+
+    @staticmethod
+    def readable(directory: Path) -> bool:
+        return (directory / "tokenizer.json").is_file() and (directory / "tokenizer_config.json").is_file()
+
+    def _token_id(self, role: str) -> int | None:
+        """The id of a special token named in tokenizer_config.json (or special_tokens_map.json, older saves)."""
+        for name in ("tokenizer_config.json", "special_tokens_map.json"):
+            path = self.directory / name
+            token = json.loads(path.read_text("utf-8")).get(role) if path.is_file() else None
+            token = token.get("content") if isinstance(token, dict) else token
+            if token:
+                return self.backend.token_to_id(token)
+        return None
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids with special tokens, truncated; set once above, so threads may encode at the same time."""
+        return [encoding.ids for encoding in self.backend.encode_batch(texts)]
+
+
+def saved_tokenizer(directory: Path, max_length: int) -> PreTrainedTokenizerBase | SavedTokenizer:
+    """The `tokenizers`-only reader when the folder has a tokenizer.json, else transformers' own loader."""
+    if SavedTokenizer.readable(directory):
+        return SavedTokenizer(directory, max_length)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(directory))
+
+
+def _saved_classifier(directory: Path, spec: dict[str, Any], labels: list[str], options: Any) -> EncoderClassifier:
+    """The architecture of a bundle, weights not loaded: BERT configs in plain PyTorch (fast to import), other
+    Hugging Face configs through transformers, scratch encoders from their spec."""
+    if spec["kind"] != "hf":
+        encoder = TextEncoder(TextEncoderConfig(**spec["encoder"]))
+        return EncoderClassifier(encoder, encoder.hidden_size, len(labels), options.dropout)
+    raw = bert.read_settings(directory / "encoder")
+    if bert.supports(raw):
+        return EncoderClassifier(
+            bert.BertEncoder(bert.BertSettings.from_dict(raw)), raw["hidden_size"], len(labels), options.dropout
+        )
+    from transformers import AutoConfig, AutoModel
+
+    encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(directory / "encoder")))
+    return EncoderClassifier(encoder, encoder.config.hidden_size, len(labels), options.dropout)
+
+
 class TextClassifierLearner:
     """Tokenizer, encoder and head; `kind` is "hf" (pretrained Hugging Face encoder) or "scratch"."""
 
     def __init__(
         self,
-        module: EncoderClassifier,
-        tokenizer: PreTrainedTokenizerBase,
+        module: EncoderClassifier | None,
+        tokenizer: PreTrainedTokenizerBase | SavedTokenizer,
         labels: list[str],
         spec: dict[str, Any],
         options: Any,
     ) -> None:
         self.module = module
-        self.tokenizer = tokenizer
+        saved = isinstance(tokenizer, SavedTokenizer)
+        self._saved = tokenizer if saved else None
+        self._tokenizer = None if saved else tokenizer
+        self.pad_id = tokenizer.pad_token_id or 0
         self.labels = labels
         self.spec = spec  # what `load` needs to rebuild the architecture
         self.backbone = spec["backbone"]
@@ -113,6 +178,8 @@ class TextClassifierLearner:
 
     @classmethod
     def pretrained(cls, path: Path, backbone: str, options: Any, labels: list[str], texts: list[str]):
+        from transformers import AutoModel, AutoTokenizer
+
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         encoder = AutoModel.from_pretrained(str(path))
         added = extend_vocabulary(tokenizer, encoder, texts, options.vocab_size) if options.extend_vocabulary else 0
@@ -150,18 +217,19 @@ class TextClassifierLearner:
 
     @classmethod
     def load(cls, directory: Path, options: Any, labels: list[str], spec: dict[str, Any]):
-        tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
-        if spec["kind"] == "hf":
-            encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(directory / "encoder")))
-            hidden = encoder.config.hidden_size
-        else:
-            encoder = TextEncoder(TextEncoderConfig(**spec["encoder"]))
-            hidden = encoder.hidden_size
-        module = EncoderClassifier(encoder, hidden, len(labels), options.dropout)
-        module = load_weights(module, directory / "model.safetensors").eval()
+        module = load_weights(_saved_classifier(directory, spec, labels, options), directory / "model.safetensors")
         if has_int8_layers(module):
             spec = {**spec, "precision": "fp32"}  # int8 kernels take fp32 activations, not bf16 autocast
-        return cls(module, tokenizer, labels, spec, options)
+        return cls(module.eval(), saved_tokenizer(directory / "tokenizer", spec["max_length"]), labels, spec, options)
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The transformers tokenizer (training, explanations, saving); a loaded bundle reads it on first use."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self._saved.directory))
+        return self._tokenizer
 
     @property
     def differentiable(self) -> bool:
@@ -172,6 +240,8 @@ class TextClassifierLearner:
         return dict(PRETRAINED_DEFAULTS if self.spec["kind"] == "hf" else SCRATCH_DEFAULTS)
 
     def encode(self, texts: list[str]) -> list[list[int]]:
+        if self._saved is not None:
+            return self._saved.encode(texts)
         return self.tokenizer(texts, truncation=True, max_length=self.spec["max_length"])["input_ids"]
 
     def dataset(self, data: pd.DataFrame, training: bool) -> TextDataset:
@@ -182,7 +252,7 @@ class TextClassifierLearner:
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         width = max(len(x["input_ids"]) for x in items)
-        pad = self.tokenizer.pad_token_id or 0
+        pad = self.pad_id
         ids = torch.full((len(items), width), pad, dtype=torch.long)
         mask = torch.zeros((len(items), width), dtype=torch.long)
         for row, item in enumerate(items):
@@ -306,18 +376,20 @@ class OnnxTextClassifierLearner(TextClassifierLearner):
     def __init__(
         self,
         session_path: Path,
-        tokenizer: PreTrainedTokenizerBase,
+        tokenizer: PreTrainedTokenizerBase | SavedTokenizer,
         labels: list[str],
         spec: dict[str, Any],
         options: Any,
     ) -> None:
+        from modelyard.export.runtime import onnx_session
+
         super().__init__(None, tokenizer, labels, spec, options)
         self.session_path = session_path
         self.session = onnx_session(session_path)
 
     @classmethod
     def load(cls, directory: Path, options: Any, labels: list[str], spec: dict[str, Any]):
-        tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
+        tokenizer = saved_tokenizer(directory / "tokenizer", spec["max_length"])
         return cls(directory / ONNX_FILE, tokenizer, labels, spec, options)
 
     def _run_batch(self, batch: dict[str, torch.Tensor], fn: str) -> np.ndarray:

@@ -7,21 +7,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from safetensors.numpy import load_file, save_file
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 
 from modelyard.evaluation.metrics import classification_metrics, top_k_answers
 from modelyard.fsutil import atomic_path, atomic_write_json
 from modelyard.models.tokenizers import cjk_share
 
+if TYPE_CHECKING:  # scikit-learn and pandas take seconds to import: loading any text bundle imports this module
+    import pandas as pd
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
 
 def make_vectorizer(texts: list[str]) -> TfidfVectorizer:
     """Character n-grams for CJK text (no spaces between words), word uni+bigrams otherwise."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     if cjk_share(texts[:2000]) > 0.3:
         return TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=2, max_features=200_000)
     return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)
@@ -47,6 +51,8 @@ class TfidfLinearLearner:
         return {"epochs": 1, "batch_size": 1, "learning_rate": 1.0}
 
     def fit(self, train: pd.DataFrame, validation: pd.DataFrame | None = None) -> None:
+        from sklearn.linear_model import LogisticRegression
+
         texts = train["text"].tolist()
         self.vectorizer = make_vectorizer(texts)
         features = self.vectorizer.fit_transform(texts)
@@ -91,6 +97,9 @@ class TfidfLinearLearner:
 
     @classmethod
     def load(cls, directory: Path, labels: list[str]) -> TfidfLinearLearner:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
         spec = json.loads((directory / "tfidf.json").read_text(encoding="utf-8"))
         params = spec["params"]
         params["ngram_range"] = tuple(params["ngram_range"])

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
+
+if TYPE_CHECKING:  # transformers takes seconds to import: only training a tokenizer needs it
+    from transformers import PreTrainedTokenizerFast
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -65,6 +68,8 @@ def train_tokenizer(texts: list[str], kind: str, vocab_size: int = 8000) -> PreT
         tok = Tokenizer(models.WordPiece(_vocabulary(texts, probe, kind, vocab_size), unk_token="[UNK]"))
         tok.decoder = decoders.WordPiece()
     tok.normalizer, tok.pre_tokenizer = probe.normalizer, probe.pre_tokenizer
+    from transformers import PreTrainedTokenizerFast
+
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="[UNK]",

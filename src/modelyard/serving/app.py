@@ -46,6 +46,15 @@ def _warm_up_example(task: Any, binary: bool) -> Any | None:
     return example
 
 
+def _watch_drift(service: ModelService, settings: ServeSettings) -> list[Any]:
+    """The drift gauges start beside a serving model; if they cannot, predictions still go on."""
+    try:
+        return rollout.watch_drift(service, settings)
+    except Exception:
+        log.exception("the drift gauges could not start")
+        return []
+
+
 def _document_open_access(app: FastAPI) -> None:
     """Without an API key no route needs one: drop the Bearer scheme from the OpenAPI document, so clients
     and schema-driven fuzzers see the truth."""
@@ -87,12 +96,14 @@ def create_app(model_ref: str, settings: ServeSettings | None = None) -> FastAPI
         service.start()
         beside = await asyncio.to_thread(rollout.attach, service, model_ref, settings, example)
         app.state.service = service
+        drift = asyncio.get_running_loop().run_in_executor(None, _watch_drift, service, settings)
         log.info("serving %s version %s", service.name, service.version)
         try:
             yield
         finally:
             app.state.service = None  # /readyz says no while in-flight work drains
             await service.stop()
+            beside += await drift
             await asyncio.to_thread(rollout.detach, beside)
 
     app = FastAPI(

@@ -101,6 +101,8 @@ class Batcher:
         self.pending += len(inputs)
         self._wakeup.set()
         try:
+            if len(chunks) == 1:  # the usual case: wait on the future itself, no gathering task
+                return await chunks[0].future
             results = await asyncio.gather(*(c.future for c in chunks))
         except BaseException:
             for chunk in chunks:

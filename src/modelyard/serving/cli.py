@@ -23,6 +23,9 @@ def serve(
         int | None, typer.Option(help="inputs allowed to wait; beyond, 503 + Retry-After (default 1024)")
     ] = None,
     workers: Annotated[int | None, typer.Option(help="server processes (default 1)")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="torch threads per process (default: the cores, shared among workers)")
+    ] = None,
     log_inputs: Annotated[
         bool, typer.Option("--log-inputs/--no-log-inputs", help="log inputs, or only their sha256")
     ] = True,
@@ -58,6 +61,7 @@ def serve(
         "max_wait_ms": max_wait_ms,
         "max_queue": max_queue,
         "workers": workers,
+        "threads": threads,
         "timeout_s": timeout,
         "cors_origins": cors_origin or None,
         "rollout": rollout,
@@ -76,6 +80,10 @@ def serve(
         settings = ServeSettings(**overrides)
     except ValueError as err:
         raise ConfigError(f"serve options: {err}") from None
+    from modelyard.bundle import hash_early
+
+    if settings.workers == 1:  # this process loads the model: hash its files while the imports below run
+        hash_early(model)
     from modelyard.serving.run import run_server  # uvicorn and the model stack load only when serving
 
     run_server(model, settings)

@@ -15,12 +15,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from pydantic import BaseModel
 
 from modelyard.home import home
+
+if TYPE_CHECKING:  # pandas takes a while to import; the server only writes the log
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,8 @@ def read_predictions(
     since: float | None = None, model: str | None = None, directory: Path | None = None
 ) -> pd.DataFrame:
     """Logged predictions, oldest first; `since` is unix seconds. JSON columns stay strings."""
+    import pandas as pd
+
     path = db_path(directory)
     if not path.exists():
         return pd.DataFrame(columns=list(COLUMNS))

@@ -322,8 +322,8 @@ def start(service: Any, model_ref: str, settings: Any, warm_up: Any = None) -> t
 
 
 def attach(service: Any, model_ref: str, settings: Any, example: Any = None) -> list[Any]:
-    """Start what runs beside the batcher: the rollout and alias watcher, and the drift gauges; returns the
-    handles `detach` stops. A plain bundle with rollout off keeps the batcher calling the model directly."""
+    """Start what must run beside the batcher before the first request: the rollout and the alias watcher;
+    returns the handles `detach` stops. A plain bundle with rollout off keeps the batcher calling the model."""
     from modelyard.tracking.registry import is_model_uri
 
     handles: list[Any] = []
@@ -335,13 +335,19 @@ def attach(service: Any, model_ref: str, settings: Any, example: Any = None) -> 
 
         rollout, watcher = start(service, model_ref, settings, warm_up)
         handles += [h for h in (watcher, rollout) if h is not None]
-    if settings.drift_interval_s > 0 and service.log is not None:
-        from modelyard.monitoring.watch import DriftWatch
-
-        drift = DriftWatch(service, settings.drift_interval_s)
-        drift.start()
-        handles.append(drift)
     return handles
+
+
+def watch_drift(service: Any, settings: Any) -> list[Any]:
+    """Start the drift gauges' background thread (handles for `detach`). Started once the server is ready:
+    the statistics libraries take about a second to import and no request waits for the gauges."""
+    if settings.drift_interval_s <= 0 or service.log is None:
+        return []
+    from modelyard.monitoring.watch import DriftWatch
+
+    drift = DriftWatch(service, settings.drift_interval_s)
+    drift.start()
+    return [drift]
 
 
 def detach(handles: list[Any]) -> None:

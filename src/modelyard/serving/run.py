@@ -15,9 +15,26 @@ _MODEL_ENV = "MODELYARD_SERVE_MODEL"
 _SETTINGS_ENV = "MODELYARD_SERVE_SETTINGS"
 
 
+def model_threads(settings: ServeSettings) -> int:
+    """Torch threads for one server process: the cores it may use, shared among the workers. More threads than
+    free cores make OpenMP threads wait on each other: on a machine busy with other work, `--threads` lower
+    (e.g. 1 on 2 cores shared with other jobs) keeps the forward passes from stalling."""
+    if settings.threads:
+        return settings.threads
+    return max(1, len(os.sched_getaffinity(0)) // settings.workers)
+
+
+def _use_threads(settings: ServeSettings) -> None:
+    import torch
+
+    torch.set_num_threads(model_threads(settings))
+
+
 def app_from_environment() -> FastAPI:
     """The factory each worker process calls (uvicorn imports it by name)."""
-    return create_app(os.environ[_MODEL_ENV], ServeSettings.model_validate_json(os.environ[_SETTINGS_ENV]))
+    settings = ServeSettings.model_validate_json(os.environ[_SETTINGS_ENV])
+    _use_threads(settings)
+    return create_app(os.environ[_MODEL_ENV], settings)
 
 
 def run_server(model_ref: str, settings: ServeSettings | None = None, port: int | None = None) -> None:
@@ -46,4 +63,5 @@ def run_server(model_ref: str, settings: ServeSettings | None = None, port: int 
             **options,
         )
     else:
+        _use_threads(settings)
         uvicorn.run(create_app(model_ref, settings), **options)

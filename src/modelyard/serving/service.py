@@ -99,7 +99,8 @@ class ModelService:
         else:
             parsed = list(inputs)
         try:
-            predictions = await asyncio.wait_for(self.batcher.submit(parsed, top_k), self.settings.timeout_s)
+            async with asyncio.timeout(self.settings.timeout_s):  # unlike wait_for, no extra task per request
+                predictions = await self.batcher.submit(parsed, top_k)
         except QueueFullError as err:
             raise ServingError(503, f"server busy: {err}; retry shortly", {"Retry-After": "1"}) from None
         except BatcherClosedError:

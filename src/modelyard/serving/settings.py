@@ -28,6 +28,9 @@ class ServeSettings(BaseSettings):
     log_inputs: bool = Field(True, description="store inputs in the prediction log (else their sha256 only)")
     log_predictions: bool = Field(True, description="append every prediction to MODELYARD_HOME/predictions.db")
     workers: int = Field(1, ge=1, description="server processes (each loads its own copy of the model)")
+    threads: int | None = Field(
+        None, ge=1, description="torch threads per process; default: the available cores shared among workers"
+    )
     rollout: Literal["off", "shadow", "canary", "bandit"] = Field(
         "off", description="challenger rollout: silent shadow, a canary share, or a Thompson-sampling bandit"
     )

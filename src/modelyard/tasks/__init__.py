@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 from typing import TYPE_CHECKING, TypeVar
 
@@ -44,5 +45,10 @@ def task_names() -> list[str]:
 
 
 def get_task(name: str) -> Task:
-    _discover()
+    """The task registered as `name`; its own module is tried first, so loading one bundle does not import the
+    libraries of every other task (timm, pandas...)."""
+    if name not in _REGISTRY and name.isidentifier() and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        importlib.import_module(f"{__name__}.{name}")
+    if name not in _REGISTRY:
+        _discover()
     return _REGISTRY[name]

@@ -26,7 +26,7 @@ from modelyard.data.timeseries import (
 )
 from modelyard.errors import BundleError, ConfigError, DataError
 from modelyard.evaluation.forecast_metrics import naive_forecast, seasonal_naive_forecast
-from modelyard.models.forecast_learner import ForecastInput, ForecastLearner, score
+from modelyard.models.forecast_learner import ForecastInput, ForecastLearner, OnnxForecastLearner, score
 from modelyard.tasks import register_task
 from modelyard.tasks.base import PreparedData
 
@@ -244,4 +244,5 @@ class ForecastingTask:
         path = directory / "forecaster.json"
         if not path.is_file():
             raise BundleError(f"{directory}: no forecaster.json; not a forecasting bundle")
-        return ForecastLearner.load(directory, json.loads(path.read_text(encoding="utf-8")))
+        runtime = OnnxForecastLearner if manifest.get("runtime") == "onnxruntime" else ForecastLearner
+        return runtime.load(directory, json.loads(path.read_text(encoding="utf-8")))

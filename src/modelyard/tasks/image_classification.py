@@ -16,7 +16,12 @@ from modelyard.data import images
 from modelyard.errors import DataError, ModelNotFoundError
 from modelyard.models import catalog
 from modelyard.models.frozen_features import frozen_features_baseline
-from modelyard.models.image_learner import CNN_SCRATCH, EFFICIENTNET, ImageClassifierLearner
+from modelyard.models.image_learner import (
+    CNN_SCRATCH,
+    EFFICIENTNET,
+    ImageClassifierLearner,
+    OnnxImageClassifierLearner,
+)
 from modelyard.tasks import register_task
 from modelyard.tasks.base import PreparedData
 
@@ -39,10 +44,11 @@ model:
   backbone: auto                    # auto | efficientnet-lite0 (ImageNet-pretrained) | cnn-scratch
   image_size: null                  # null = 224 for efficientnet-lite0, fitted to the data for cnn-scratch
   augment: auto                     # auto | photo | light | none
+  head_init: linear_probe           # efficientnet-lite0: the head starts as logistic regression on frozen features
 train:
   epochs: null                      # null = the backbone's tuned default (printed when training starts)
   batch_size: null
-  learning_rate: null               # the backbone's rate; the new head learns head_lr_multiplier times faster
+  learning_rate: null               # the backbone's rate (a random head learns head_lr_multiplier times faster)
   early_stopping: {patience: 3, metric: accuracy}
 """
 
@@ -59,7 +65,15 @@ class ImageModelConfig(ModelConfig):
         "auto", description="photo: random crops, flips, colour jitter; light: small shifts, no flips"
     )
     dropout: float = Field(0.2, ge=0, lt=1)
-    head_lr_multiplier: float = Field(10.0, gt=0, description="the new head learns this many times faster")
+    head_init: Literal["linear_probe", "random"] = Field(
+        "linear_probe",
+        description="efficientnet-lite0: start the head from logistic regression on the frozen trunk's features "
+        "(LP-FT), then fine-tune everything",
+    )
+    head_lr_multiplier: float = Field(10.0, gt=0, description="a random head learns this many times faster")
+    frozen_batchnorm: bool = Field(
+        True, description="efficientnet-lite0: keep BatchNorm on its ImageNet statistics while fine-tuning"
+    )
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     widths: list[int] = Field([32, 64, 128], min_length=1, description="cnn-scratch channels per stage")
     channels_last: bool = Field(True, description="NHWC memory layout (faster convolutions on CPU)")
@@ -165,9 +179,12 @@ class ImageClassificationTask:
     def build(self, config: Config, data: PreparedData) -> ImageClassifierLearner:
         choice = self._choose(config, data.report["sizes"])
         labels = sorted(data.splits["train"]["label"].unique())
-        return ImageClassifierLearner.create(
+        learner = ImageClassifierLearner.create(
             choice["name"], labels, choice["image_size"], choice["augment"], config.model
         )
+        if learner.probe_head:
+            learner.start_head_from_probe(data.splits["train"])
+        return learner
 
     def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
         """Frozen ImageNet features + logistic regression (skipped when EfficientNet-Lite0 is missing)."""
@@ -188,4 +205,6 @@ class ImageClassificationTask:
         return frame[column].astype(str).tolist()
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> ImageClassifierLearner:
-        return ImageClassifierLearner.load(directory, config.model, manifest["labels"])
+        onnx = manifest.get("runtime") == "onnxruntime"
+        runtime = OnnxImageClassifierLearner if onnx else ImageClassifierLearner
+        return runtime.load(directory, config.model, manifest["labels"])

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import pandas as pd
 from pydantic import Field
 
 from modelyard.config import Config, DataConfig, ModelConfig
-from modelyard.data.cleaning import clean_labelled
-from modelyard.data.readers import read_table, require_columns
-from modelyard.data.splits import fingerprint, make_splits
 from modelyard.errors import DataError, ModelNotFoundError
 from modelyard.models import catalog
 from modelyard.models.text_learner import (
@@ -25,6 +21,9 @@ from modelyard.models.tfidf_linear import TfidfLinearLearner, tfidf_baseline
 from modelyard.models.tokenizers import cjk_share
 from modelyard.tasks import register_task
 from modelyard.tasks.base import PreparedData
+
+if TYPE_CHECKING:  # pandas and the data modules (scikit-learn) load with `prepare`: serving a bundle needs neither
+    import pandas as pd
 
 SCRATCH = "scratch-transformer"
 TFIDF = "tfidf-linear"
@@ -80,6 +79,11 @@ class TextModelConfig(ModelConfig):
 
 
 def _read(path: str, config: Config, which: str) -> tuple[pd.DataFrame, dict, Any]:
+    import pandas as pd
+
+    from modelyard.data.cleaning import clean_labelled
+    from modelyard.data.readers import read_table, require_columns
+
     data: TextDataConfig = config.data
     frame, read = read_table(path, data.format, data.max_rows)
     require_columns(frame, {"text_column": data.text_column, "label_column": data.label_column}, path)
@@ -102,6 +106,8 @@ class TextClassificationTask:
         return STARTER
 
     def prepare(self, config: Config) -> PreparedData:
+        from modelyard.data.splits import fingerprint, make_splits
+
         data: TextDataConfig = config.data
         files, report_files, warnings = {}, {}, []
         for which in ("train", "validation", "test"):

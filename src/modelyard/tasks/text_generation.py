@@ -158,9 +158,10 @@ class TextGenerationTask:
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config):
         if manifest["backbone"] == SCRATCH:
-            from modelyard.models.gpt_learner import GPTLearner
+            from modelyard.models.gpt_learner import GPTLearner, OnnxGPTLearner
 
-            return GPTLearner.load(directory, config.model)
+            runtime = OnnxGPTLearner if manifest.get("runtime") == "onnxruntime" else GPTLearner
+            return runtime.load(directory, config.model)
         from modelyard.models.lora_learner import CausalLMLearner
 
         return CausalLMLearner.load(directory, manifest, config.model)

@@ -42,9 +42,18 @@ class TrainResult:
         return self.samples / self.seconds if self.seconds else 0.0
 
 
+# what an empty setting means when the backbone has no tuned default for it either
+FALLBACKS: dict[str, Any] = {
+    "weight_decay": 0.01,
+    "warmup_ratio": 0.06,
+    "min_lr_ratio": 0.0,
+    "adam_betas": (0.9, 0.999),
+}
+
+
 def resolve_train_config(train: TrainConfig, defaults: dict[str, Any]) -> TrainConfig:
-    """Fill every empty value from the backbone's tuned defaults."""
-    filled = {k: v for k, v in defaults.items() if getattr(train, k, None) is None}
+    """Fill every empty value from the backbone's tuned defaults, then from the general fallbacks."""
+    filled = {k: v for k, v in {**FALLBACKS, **defaults}.items() if getattr(train, k, None) is None}
     if train.precision == "auto" and "precision" in defaults:  # e.g. CNNs, measured slower in bf16 on CPU
         filled["precision"] = defaults["precision"]
     resolved = train.model_copy(update=filled)
@@ -53,18 +62,30 @@ def resolve_train_config(train: TrainConfig, defaults: dict[str, Any]) -> TrainC
     return resolved
 
 
+def make_optimizer(
+    groups: list[dict[str, Any]], lr: float, train_cfg: TrainConfig, device: torch.device
+) -> torch.optim.AdamW:
+    """AdamW, fused into one kernel where the device has it: on CPU this makes the update ~3x cheaper than the
+    per-tensor loop, which matters for small batches of short texts, where the update is a third of a step."""
+    params = [p for group in groups for p in group["params"]]
+    fused = device.type in ("cpu", "cuda") and all(p.is_floating_point() and p.device == device for p in params)
+    return torch.optim.AdamW(
+        groups, lr=lr, weight_decay=train_cfg.weight_decay, betas=train_cfg.adam_betas, fused=fused or None
+    )
+
+
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, kind: str, warmup: int, total: int
+    optimizer: torch.optim.Optimizer, kind: str, warmup: int, total: int, floor: float = 0.0
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up, then linear or cosine decay to zero (or constant)."""
+    """Linear warm-up, then linear or cosine decay to `floor` x the peak (or constant)."""
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / (warmup + 1)
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
         if kind == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0 - progress if kind == "linear" else 1.0
+            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return floor + (1.0 - floor) * (1.0 - progress) if kind == "linear" else 1.0
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -132,11 +153,12 @@ def fit(
         if hasattr(learner, "param_groups")
         else [{"params": [p for p in learner.module.parameters() if p.requires_grad]}]
     )
-    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=train_cfg.weight_decay)
+    optimizer = make_optimizer(groups, lr, train_cfg, accelerator.device)
     steps_per_epoch = max(1, math.ceil(len(sampler) / train_cfg.gradient_accumulation))
     total = train_cfg.max_steps or steps_per_epoch * train_cfg.epochs
     epochs = math.ceil(total / steps_per_epoch)
-    scheduler = make_scheduler(optimizer, train_cfg.scheduler or "linear", int(train_cfg.warmup_ratio * total), total)
+    warmup = int(train_cfg.warmup_ratio * total)
+    scheduler = make_scheduler(optimizer, train_cfg.scheduler or "linear", warmup, total, train_cfg.min_lr_ratio)
     model, optimizer, loader, scheduler = accelerator.prepare(learner.module, optimizer, loader, scheduler)
     learner.module = model
     raw_model = accelerator.unwrap_model(model)
@@ -180,8 +202,12 @@ def fit(
             best_state,
         )
 
+    best_metrics: dict[str, Any] | None = None  # the full validation metrics of best_state's weights
+
     def evaluate(epoch: int, loss: float) -> None:
-        nonlocal best_state
+        nonlocal best_state, best_metrics
+        if state.history and state.history[-1]["step"] == state.global_step:
+            return  # these weights were just evaluated (eval_every landed on the last step)
         metrics = learner.evaluate(data.splits["validation"]) if len(data.splits["validation"]) else {}
         entry = {
             "epoch": epoch + 1,
@@ -199,6 +225,7 @@ def fit(
         if better or not metrics:
             state.best_metric, state.best_step = value, state.global_step
             best_state = {k: v.detach().clone() for k, v in raw_model.state_dict().items()}
+            best_metrics = metrics
         for cb in callbacks:
             cb.on_evaluate(state, control, {**metrics, "epoch": epoch + 1, "train_loss": loss})
 
@@ -249,7 +276,15 @@ def fit(
     learner.module = raw_model
     for cb in callbacks:
         cb.on_train_end(state, control)
-    validation = learner.evaluate(data.splits["validation"]) if len(data.splits["validation"]) else {}
+    if best_metrics is None:  # resumed, and nothing evaluated since: score the restored weights
+        best_metrics = learner.evaluate(data.splits["validation"]) if len(data.splits["validation"]) else {}
     return TrainResult(
-        train_cfg, state.history, validation, seconds, samples, state.global_step, precision, accelerator.num_processes
+        train_cfg,
+        state.history,
+        best_metrics,
+        seconds,
+        samples,
+        state.global_step,
+        precision,
+        accelerator.num_processes,
     )

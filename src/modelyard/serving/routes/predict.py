@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from pydantic import BaseModel
 
+from modelyard.evaluation.explain import can_explain
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError
 from modelyard.serving.schemas import ERROR_RESPONSES, ModelInfo, ModelRef, PredictResponse, input_schema
@@ -47,7 +48,9 @@ def predict_router(request_model: type[BaseModel], input_type: Any, binary: bool
     @router.get("/model", summary="What is served: name, version, task, labels, input schema")
     async def model_info(service: ModelService = Depends(get_service)) -> ModelInfo:
         learner = service.model.learner
-        capabilities = [c for c in ("generate", "explain", "embed") if hasattr(learner, c)]
+        capabilities = [c for c in ("generate", "embed") if hasattr(learner, c)]
+        if can_explain(service.model):
+            capabilities.append("explain")
         return ModelInfo(
             name=service.name,
             version=service.version,

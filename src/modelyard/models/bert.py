@@ -1,0 +1,182 @@
+"""A BERT encoder in plain PyTorch that reads Hugging Face `BertModel` weights, for loading bundles fast.
+
+Fine-tuning builds the encoder with transformers; a saved bundle is rebuilt from `encoder/config.json` and the
+safetensors with this module instead, whose parameter names match `BertModel`'s one for one. Importing
+transformers' modeling code takes seconds on a small CPU, more than the whole model load, and `modelyard serve`
+must be ready in a few. Only configs this module computes exactly are taken (`supports`); others load with
+transformers. A test holds its outputs equal to `BertModel`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modelyard.fsutil import atomic_write_json
+
+
+@dataclass
+class BertSettings:
+    """The `config.json` fields the forward pass reads; the file's other fields are kept to write it back."""
+
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    max_position_embeddings: int
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    pad_token_id: int | None = 0
+    raw: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> BertSettings:
+        names = {f.name for f in fields(cls)} - {"raw"}
+        return cls(**{k: v for k, v in raw.items() if k in names}, raw=raw)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write `config.json` as transformers would read it back (the interface of `PretrainedConfig`)."""
+        values = {k: v for k, v in asdict(self).items() if k != "raw"}
+        atomic_write_json(Path(directory) / "config.json", {**(self.raw or {}), **values})
+
+
+def supports(raw: dict[str, Any]) -> bool:
+    """Whether a Hugging Face config describes the plain BERT encoder this module computes exactly."""
+    return (
+        raw.get("model_type") == "bert"
+        and raw.get("hidden_act", "gelu") == "gelu"
+        and raw.get("position_embedding_type", "absolute") == "absolute"
+        and not raw.get("is_decoder", False)
+        and not raw.get("add_cross_attention", False)
+    )
+
+
+def read_settings(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / "config.json").read_text(encoding="utf-8"))
+
+
+class Embeddings(nn.Module):
+    def __init__(self, cfg: BertSettings) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
+        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # (T,)
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(torch.zeros_like(input_ids))  # (B, T, C)
+        x = x + self.position_embeddings(positions)
+        return self.dropout(self.LayerNorm(x))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: BertSettings) -> None:
+        super().__init__()
+        self.heads = cfg.num_attention_heads
+        self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.dropout_p = cfg.attention_probs_dropout_prob
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape  # keep: (B, 1, 1, T), True where a key is a real token
+        q, k, v = (
+            proj(x).view(b, t, self.heads, c // self.heads).transpose(1, 2)
+            for proj in (self.query, self.key, self.value)
+        )
+        dropout = self.dropout_p if self.training else 0.0
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=keep, dropout_p=dropout, scale=1 / math.sqrt(c // self.heads)
+        )
+        return y.transpose(1, 2).reshape(b, t, c)  # (B, T, C)
+
+
+class DenseNorm(nn.Module):
+    """Projection, dropout, then LayerNorm of the residual sum (BERT is post-norm)."""
+
+    def __init__(self, cfg: BertSettings, width: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(width, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: BertSettings) -> None:
+        super().__init__()
+        self.self = SelfAttention(cfg)
+        self.output = DenseNorm(cfg, cfg.hidden_size)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        return self.output(self.self(x, keep), x)
+
+
+class Intermediate(nn.Module):
+    def __init__(self, cfg: BertSettings) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.dense(x))  # exact (erf) GELU, BERT's "gelu"
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg: BertSettings) -> None:
+        super().__init__()
+        self.attention = Attention(cfg)
+        self.intermediate = Intermediate(cfg)
+        self.output = DenseNorm(cfg, cfg.intermediate_size)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        x = self.attention(x, keep)  # (B, T, C)
+        return self.output(self.intermediate(x), x)  # (B, T, C)
+
+
+class Stack(nn.Module):
+    def __init__(self, cfg: BertSettings) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_hidden_layers))
+
+
+class Pooler(nn.Module):
+    """Kept so the weights round-trip with `BertModel`; the classifier mean-pools instead of using it."""
+
+    def __init__(self, cfg: BertSettings) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+
+class BertEncoder(nn.Module):
+    """Token ids and attention mask in, last hidden states out, like `BertModel(...).last_hidden_state`."""
+
+    def __init__(self, cfg: BertSettings) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embeddings = Embeddings(cfg)
+        self.encoder = Stack(cfg)
+        self.pooler = Pooler(cfg)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        keep = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+        x = self.embeddings(input_ids)  # (B, T, C)
+        for layer in self.encoder.layer:
+            x = layer(x, keep)
+        return x  # (B, T, C)

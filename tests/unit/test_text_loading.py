@@ -1,0 +1,50 @@
+"""A saved text classifier loads without transformers: plain-PyTorch BERT and the `tokenizers` reader must
+compute exactly what transformers computes."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from modelyard.models import bert, catalog
+from modelyard.models.text_learner import SavedTokenizer
+
+TEXTS = [
+    "I still have not received my new card",
+    "",
+    "Why was I charged a fee for withdrawing cash? " * 20,
+    "中文 测试 café naïve [CLS] [PAD]",
+]
+
+
+def test_the_plain_pytorch_bert_computes_what_transformers_bert_computes():
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+    )
+    reference = BertModel(config).eval()
+    ours = bert.BertEncoder(bert.BertSettings.from_dict(config.to_dict())).eval()
+    ours.load_state_dict(reference.state_dict())  # strict: the same parameter names, one for one
+    ids = torch.randint(1, 120, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    mask[2, 2:] = 0
+    with torch.no_grad():
+        expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = ours(ids, mask)
+    assert torch.allclose(got * mask[..., None], expected * mask[..., None], atol=1e-5)
+
+
+def test_only_plain_bert_configs_are_taken():
+    assert bert.supports(BertConfig().to_dict())
+    assert not bert.supports({**BertConfig().to_dict(), "position_embedding_type": "relative_key"})
+    assert not bert.supports({"model_type": "distilbert"})
+
+
+def test_a_saved_tokenizer_encodes_like_the_transformers_tokenizer(tmp_path):
+    hf = AutoTokenizer.from_pretrained(str(catalog.locate("minilm-l6")))
+    hf.add_tokens(["测试"])  # words added by extend_vocabulary travel in tokenizer.json too
+    hf.save_pretrained(str(tmp_path))
+    saved = SavedTokenizer(tmp_path, max_length=12)
+    assert saved.encode(TEXTS) == hf(TEXTS, truncation=True, max_length=12)["input_ids"]
+    assert saved.pad_token_id == hf.pad_token_id
