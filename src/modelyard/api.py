@@ -198,6 +198,7 @@ def _write_results(
     keep_checkpoints: bool,
 ) -> None:
     """Keep the best candidate, score it on test beside the baselines, write the bundle (rank 0 only)."""
+    from modelyard.evaluation.intervals import intervals_for
     from modelyard.evaluation.model_card import write_model_card
     from modelyard.monitoring import reference
 
@@ -221,6 +222,9 @@ def _write_results(
     }
     if len(tried) > 1:
         metrics["candidates"] = tried
+    found = intervals_for(learner, data.splits["test"])
+    if found is not None:  # classifiers' intervals are rebuilt from the confusion matrix instead
+        metrics["test_intervals"] = {"method": found[1], **found[0]}
 
     def write(staging: Path) -> dict[str, Any]:
         extras = learner.save(staging)

@@ -114,3 +114,10 @@ def test_the_report_puts_block_bootstrap_intervals_on_the_forecast_errors(bundle
     assert f"scores mae {mae:.4f} (95% bootstrap interval" in html
     assert "circular block bootstrap over test forecast windows" in html
     assert '<section id="forecasting"' in html and "not available" not in html
+
+
+def test_the_model_card_gives_the_test_errors_with_their_intervals(bundle):
+    saved = json.loads((bundle.path / "metrics.json").read_text())["test_intervals"]
+    card = (bundle.path / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert saved["method"].startswith("circular block bootstrap")
+    assert f"[{saved['mae']['low']:.4f}, {saved['mae']['high']:.4f}]" in card

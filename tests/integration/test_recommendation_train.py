@@ -112,3 +112,9 @@ def test_the_report_puts_intervals_on_per_user_metrics_at_every_k(bundle, monkey
     assert f"scores recall@10 {recall:.4f} (95% bootstrap interval" in html
     assert "percentile bootstrap over test users" in html
     assert '<section id="at-k-test"' in html and "not available" not in html
+
+
+def test_the_model_card_gives_per_user_metrics_with_their_intervals(bundle):
+    saved = json.loads((bundle.path / "metrics.json").read_text())["test_intervals"]
+    card = (bundle.path / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert f"[{saved['recall@10']['low']:.4f}, {saved['recall@10']['high']:.4f}]" in card

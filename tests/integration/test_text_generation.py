@@ -88,3 +88,10 @@ def test_the_report_puts_bootstrap_intervals_on_test_loss_and_perplexity(tiny_gp
     low, high = (float(x) for x in re.search(r"<td>test</td><td>[\d.]+ \[([\d.]+), ([\d.]+)\]</td>", html).groups())
     assert low <= test["loss"] <= high
     assert "percentile bootstrap over the" in html
+
+
+def test_the_model_card_gives_the_test_loss_with_its_interval(tiny_gpt_bundle):
+    saved = json.loads((tiny_gpt_bundle / "metrics.json").read_text())["test_intervals"]
+    card = (tiny_gpt_bundle / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert saved["loss"]["low"] <= saved["loss"]["value"] <= saved["loss"]["high"]
+    assert f"[{saved['loss']['low']:.4f}, {saved['loss']['high']:.4f}]" in card

@@ -148,8 +148,9 @@ def render(directory: Path, manifest: dict[str, Any]) -> str:
     report = _read_json(directory / "data_report.json")
     config_path = directory / "config.yaml"
     config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
-    intervals = intervals_from_metrics(metrics.get("test", {}), manifest.get("labels"))
-    intervals = {k: v for k, v in intervals.items() if k in HEADLINE}
+    saved = {k: v for k, v in metrics.get("test_intervals", {}).items() if isinstance(v, dict)}
+    intervals = saved or intervals_from_metrics(metrics.get("test", {}), manifest.get("labels"))
+    intervals = {k: v for k, v in intervals.items() if k in HEADLINE or saved}
     parts = [
         [f"# Model card: {manifest.get('name')}"],
         ["## Intended use", "", *_intended_use(manifest)],

@@ -6,11 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import numpy as np
-
-from modelyard.evaluation import plots
+from modelyard.evaluation import intervals, plots
 from modelyard.evaluation.sections import Figure, ReportContext, Section, Table, Text, fmt, provides
-from modelyard.evaluation.stats import bootstrap_ratios
 
 SAMPLES = 3
 PROMPT_CHARS = 60
@@ -36,17 +33,10 @@ def _shown(prompt: Any) -> str:
     return str(prompt)
 
 
-def _generation_intervals(context: ReportContext) -> None:
-    """Intervals for test loss and perplexity from each test window's (or chat example's) summed token loss."""
-    test = context.prepared.splits.get("test")
-    if not test or not hasattr(context.model.learner, "unit_losses"):
-        return
-    sums, counts = context.model.learner.unit_losses(test)
-    parts = {"loss": (sums, counts), "perplexity": (sums, counts)}
-    context.intervals.update(bootstrap_ratios(parts, {"perplexity": np.exp}))
-    context.interval_method = (
-        f"percentile bootstrap over the {len(counts)} test windows or examples (token-weighted), 1,000 resamples"
-    )
+def _use(context: ReportContext, found: intervals.Intervals | None) -> None:
+    if found is not None:
+        context.intervals.update(found[0])
+        context.interval_method = found[1]
 
 
 @provides("generation", lambda model: hasattr(model.learner, "generate"))
@@ -58,7 +48,7 @@ def generation_sections(context: ReportContext) -> list[Section]:
         if (m := context.metrics.get(split))
     ]
     blocks: list[Any] = [Table(["split", "loss", "perplexity", "tokens"], rows, "lower is better")]
-    _generation_intervals(context)
+    _use(context, intervals.generation_intervals(context.model.learner, context.prepared.splits.get("test")))
     test = context.prepared.splits.get("test") or context.prepared.splits.get("validation") or []
     prompts = [p for p in (_prompt(item) for item in list(test)[:50]) if p][:SAMPLES]
     if prompts:
@@ -84,37 +74,6 @@ def generation_sections(context: ReportContext) -> list[Section]:
     ]
 
 
-def _forecast_intervals(context: ReportContext, split: Any, origins: list[tuple[int, int]]) -> None:
-    """Intervals for mae, rmse, mape and mase from every test window's errors, resampled in blocks of
-    `horizon` consecutive windows (rolling windows overlap, so neighbours share most of their errors)."""
-    from modelyard.evaluation.forecast_metrics import mase_scale
-
-    learner = context.model.learner
-    if not origins:
-        return
-    horizon = learner.horizon
-    forecast = learner.forecast_windows(split, origins)  # (N, H)
-    actual = np.stack([split.series[i].values[t : t + horizon] for i, t in origins])
-    observed = np.stack([split.series[i].observed[t : t + horizon] for i, t in origins])
-    scales = {i: mase_scale(split.series[i].values[: split.train_ends[i]], split.season) for i, _ in origins}
-    scale = np.array([scales[i] for i, _ in origins])[:, None]
-    error = np.where(observed, np.abs(forecast - actual), 0.0)
-    nonzero = observed & (np.abs(actual) > 1e-12)
-    percent = np.where(nonzero, 100 * error / np.where(nonzero, np.abs(actual), 1.0), 0.0)
-    points = observed.sum(1)
-    parts = {
-        "mae": (error.sum(1), points),
-        "rmse": ((error**2).sum(1), points),
-        "mape": (percent.sum(1), nonzero.sum(1)),
-        "mase": ((error / scale).sum(1), points),
-    }
-    context.intervals.update(bootstrap_ratios(parts, {"rmse": np.sqrt}, block=horizon))
-    context.interval_method = (
-        f"circular block bootstrap over test forecast windows (blocks of {horizon} overlapping windows), "
-        "1,000 resamples"
-    )
-
-
 @provides("forecasting", lambda model: hasattr(model.learner, "forecast_windows"))
 def forecasting_sections(context: ReportContext) -> list[Section]:
     """The last test window of a few series: context, actual values and the forecast."""
@@ -124,7 +83,7 @@ def forecasting_sections(context: ReportContext) -> list[Section]:
     learner = context.model.learner
     split = context.prepared.splits["test"]
     origins = window_origins(split, learner.context, learner.horizon)
-    _forecast_intervals(context, split, origins)
+    _use(context, intervals.forecast_intervals(learner, split))
     last: dict[int, tuple[int, int]] = {}
     for i, t in origins:
         last[i] = (i, t)
@@ -174,31 +133,11 @@ def _at_k(metrics: dict[str, Any]) -> dict[str, dict[int, Any]]:
     return table
 
 
-def _ranking_intervals(context: ReportContext) -> None:
-    """Intervals for the per-user metrics (recall, ndcg, hit rate at every k) by resampling test users;
-    coverage belongs to the whole catalogue, not to a user, so it has none."""
-    from modelyard.evaluation import ranking
-
-    test = context.prepared.splits.get("test") if context.prepared is not None else None
-    ranked = getattr(context.model.learner, "ranked", None)
-    if ranked is None or test is None:
-        return
-    top, relevant = ranked(test)
-    if not relevant:
-        return
-    parts = {
-        name: (values, np.ones_like(values))
-        for k in ranking.KS
-        for name, values in ranking.per_user(top, relevant, k).items()
-    }
-    context.intervals.update(bootstrap_ratios(parts))
-    context.interval_method = "percentile bootstrap over test users, 1,000 resamples"
-
-
 @provides("ranking", lambda model: model.learner is not None and not hasattr(model.learner, "predict_proba"))
 def ranking_sections(context: ReportContext) -> list[Section]:
     """Metrics named `name@k` (recall, ndcg, hit rate, coverage) as one table: a row per k."""
-    _ranking_intervals(context)
+    test = context.prepared.splits.get("test") if context.prepared is not None else None
+    _use(context, intervals.ranking_intervals(context.model.learner, test))
     sections = []
     for split in ("test", "validation"):
         table = _at_k(context.metrics.get(split, {}))
