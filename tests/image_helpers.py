@@ -30,3 +30,20 @@ def png_header_only(width: int, height: int) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def train_squares(folder: Path):
+    """A one-epoch cnn-scratch bundle on the images under `folder / "data"` (a real, tiny image model)."""
+    import yaml
+
+    import modelyard
+
+    config = {
+        "name": "squares",
+        "task": "image_classification",
+        "data": {"train": "data", "split": {"validation": 0.2, "test": 0.2}},
+        "model": {"backbone": "cnn-scratch", "image_size": 16},
+        "train": {"epochs": 1, "batch_size": 4},
+    }
+    (folder / "c.yaml").write_text(yaml.safe_dump(config))
+    return modelyard.train(folder / "c.yaml", output=folder / "bundle", quiet=True)

@@ -157,8 +157,8 @@ def _early_digests(root: Path) -> dict[str, tuple[tuple[int, ...], str]]:
         return {}
     try:
         return future.result()
-    except Exception:
-        return {}  # hash again below, where a problem gets its proper error
+    except OSError:
+        return {}  # a file vanished or became unreadable: hash again below, where it gets its proper error
 
 
 def verify(directory: str | Path) -> dict[str, Any]:

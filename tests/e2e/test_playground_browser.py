@@ -83,21 +83,10 @@ def test_explain_colours_the_tokens_of_the_predicted_text(server, page):
 
 @pytest.fixture
 def image_server(tmp_path):
-    import yaml
-    from image_helpers import colour_squares
-
-    import modelyard
+    from image_helpers import colour_squares, train_squares
 
     colour_squares(tmp_path / "data", per_class=6)
-    config = {
-        "name": "squares",
-        "task": "image_classification",
-        "data": {"train": "data", "split": {"validation": 0.2, "test": 0.2}},
-        "model": {"backbone": "cnn-scratch", "image_size": 16},
-        "train": {"epochs": 1, "batch_size": 4},
-    }
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    bundle = modelyard.train(tmp_path / "c.yaml", output=tmp_path / "bundle", quiet=True).path
+    bundle = train_squares(tmp_path).path
     with live_server(bundle) as url:
         yield url
 

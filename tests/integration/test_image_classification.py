@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from conftest import shared_dataset
-from image_helpers import colour_squares
+from image_helpers import colour_squares, train_squares
 from PIL import Image
 
 import modelyard
@@ -39,15 +38,7 @@ def squares_bundle(tmp_path_factory) -> modelyard.Model:
     folder = tmp_path_factory.mktemp("squares")
     colour_squares(folder / "data", per_class=10)
     (folder / "data" / "red" / "broken.jpg").write_bytes(b"\xff\xd8\xff")
-    config = {
-        "name": "squares",
-        "task": "image_classification",
-        "data": {"train": "data", "split": {"validation": 0.2, "test": 0.2}},
-        "model": {"backbone": "cnn-scratch", "image_size": 16},
-        "train": {"epochs": 1, "batch_size": 4},
-    }
-    (folder / "c.yaml").write_text(yaml.safe_dump(config))
-    return modelyard.train(folder / "c.yaml", output=folder / "bundle", quiet=True)
+    return train_squares(folder)
 
 
 @pytest.mark.slow
