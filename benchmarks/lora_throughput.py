@@ -2,7 +2,10 @@
 same tokenized chat examples, same batch size), and with --accuracy the label task learnt from a few hundred chat
 examples against the base model's zero-shot answers. Prints one JSON object.
 
-    python benchmarks/lora_throughput.py [--samples 96] [--threads N] [--accuracy]
+    python benchmarks/lora_throughput.py [--samples 96] [--threads N] [--accuracy] [--without-system-prompt]
+
+The examples share a system prompt, which modelyard runs once per batch; --without-system-prompt drops it from
+every example (for both trainers) to measure the speedup on data with no shared prefix.
 """
 
 from __future__ import annotations
@@ -28,10 +31,16 @@ TRAIN = ROOT / "examples" / "data" / "chat_intents" / "train.jsonl"
 TEST = ROOT / "examples" / "data" / "chat_intents" / "test.jsonl"
 
 
-def ours(samples: int) -> dict:
+def training_examples(samples: int, system_prompt: bool) -> list[dict]:
+    examples = text_corpus.read(TRAIN, text_corpus.Fields())[:samples]
+    if system_prompt:
+        return examples
+    return [{"messages": [m for m in e["messages"] if m["role"] != "system"]} for e in examples]
+
+
+def ours(examples: list[dict]) -> dict:
     config = load_config(CONFIG, ["train.epochs=1"])
     task = get_task("text_generation")
-    examples = text_corpus.read(TRAIN, text_corpus.Fields())[:samples]
     data = PreparedData(splits={"train": examples, "validation": [], "test": []})
     learner = task.build(config, data)
     result = fit(learner, config, data, quiet=True)
@@ -43,13 +52,13 @@ def ours(samples: int) -> dict:
     }
 
 
-def hf_trainer(samples: int) -> dict:
+def hf_trainer(examples: list[dict]) -> dict:
     """transformers' Trainer on the same tokenized examples, LoRA config, batch size, LR and schedule."""
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     config = load_config(CONFIG, ["train.epochs=1"])
     learner = get_task("text_generation").build(config, PreparedData(splits={"train": []}))
-    rows = learner.dataset(text_corpus.read(TRAIN, text_corpus.Fields())[:samples], training=True)
+    rows = learner.dataset(examples, training=True)
     rows = [{**r, "attention_mask": [1] * len(r["input_ids"])} for r in rows]
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
@@ -112,12 +121,18 @@ def main() -> None:
     parser.add_argument("--accuracy", action="store_true", help="also train on all examples and score answers")
     parser.add_argument("--epochs", type=int, default=2, help="epochs for --accuracy")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--without-system-prompt", action="store_true", help="drop the shared system prompt")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    out: dict = {"benchmark": "lora_throughput", "torch_threads": torch.get_num_threads()}
+    out: dict = {
+        "benchmark": "lora_throughput",
+        "torch_threads": torch.get_num_threads(),
+        "shared_system_prompt": not args.without_system_prompt,
+    }
     if not args.skip_throughput:
-        mine, theirs = ours(args.samples), hf_trainer(args.samples)
+        examples = training_examples(args.samples, not args.without_system_prompt)
+        mine, theirs = ours(examples), hf_trainer(examples)
         out |= {
             "modelyard": mine,
             "hf_trainer": theirs,

@@ -81,6 +81,38 @@ class Embeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))
 
 
+@dataclass
+class Packing:
+    """Where a padded (B, T) batch's real tokens sit. The linear layers, most of the compute, run on those N
+    tokens alone; only attention sees the padded (B, T) layout. Without padding both layouts are views."""
+
+    batch: int
+    length: int
+    rows: torch.Tensor | None  # (N,) flat indices of the real tokens in B*T; None: every position is kept
+    keep: torch.Tensor | None  # (B, 1, 1, T) True where a key is a real token; None: no mask needed
+
+    @classmethod
+    def of(cls, attention_mask: torch.Tensor) -> Packing:
+        b, t = attention_mask.shape
+        keep = attention_mask.bool()
+        if torch.jit.is_tracing():  # ONNX export: one static graph, padded, masked
+            return cls(b, t, None, keep[:, None, None, :])
+        if bool(keep.all()):
+            return cls(b, t, None, None)
+        return cls(b, t, keep.flatten().nonzero().squeeze(1), keep[:, None, None, :])
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, ...) -> (N, C)."""
+        flat = x.reshape(self.batch * self.length, -1)
+        return flat if self.rows is None else flat.index_select(0, self.rows)
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C) -> (B, T, C), zeros at padded positions."""
+        if self.rows is not None:
+            x = x.new_zeros(self.batch * self.length, x.shape[-1]).index_copy(0, self.rows, x)
+        return x.view(self.batch, self.length, x.shape[-1])
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: BertSettings) -> None:
         super().__init__()
@@ -90,17 +122,17 @@ class SelfAttention(nn.Module):
         self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.dropout_p = cfg.attention_probs_dropout_prob
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        b, t, c = x.shape  # keep: (B, 1, 1, T), True where a key is a real token
+    def forward(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        b, t, c = packing.batch, packing.length, x.shape[-1]  # x: (N, C), the real tokens
         q, k, v = (
-            proj(x).view(b, t, self.heads, c // self.heads).transpose(1, 2)
+            packing.pad(proj(x)).view(b, t, self.heads, c // self.heads).transpose(1, 2)
             for proj in (self.query, self.key, self.value)
-        )
+        )  # (B, H, T, C/H)
         dropout = self.dropout_p if self.training else 0.0
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=keep, dropout_p=dropout, scale=1 / math.sqrt(c // self.heads)
+            q, k, v, attn_mask=packing.keep, dropout_p=dropout, scale=1 / math.sqrt(c // self.heads)
         )
-        return y.transpose(1, 2).reshape(b, t, c)  # (B, T, C)
+        return packing.pack(y.transpose(1, 2))  # (N, C)
 
 
 class DenseNorm(nn.Module):
@@ -122,8 +154,8 @@ class Attention(nn.Module):
         self.self = SelfAttention(cfg)
         self.output = DenseNorm(cfg, cfg.hidden_size)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        return self.output(self.self(x, keep), x)
+    def forward(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        return self.output(self.self(x, packing), x)
 
 
 class Intermediate(nn.Module):
@@ -142,9 +174,9 @@ class Layer(nn.Module):
         self.intermediate = Intermediate(cfg)
         self.output = DenseNorm(cfg, cfg.intermediate_size)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        x = self.attention(x, keep)  # (B, T, C)
-        return self.output(self.intermediate(x), x)  # (B, T, C)
+    def forward(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        x = self.attention(x, packing)  # (N, C)
+        return self.output(self.intermediate(x), x)  # (N, C)
 
 
 class Stack(nn.Module):
@@ -162,7 +194,8 @@ class Pooler(nn.Module):
 
 
 class BertEncoder(nn.Module):
-    """Token ids and attention mask in, last hidden states out, like `BertModel(...).last_hidden_state`."""
+    """Token ids and attention mask in, last hidden states out, like `BertModel(...).last_hidden_state` at every
+    position the mask keeps (padded positions come out as zeros)."""
 
     def __init__(self, cfg: BertSettings) -> None:
         super().__init__()
@@ -175,8 +208,8 @@ class BertEncoder(nn.Module):
         return self.embeddings.word_embeddings
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        keep = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
-        x = self.embeddings(input_ids)  # (B, T, C)
+        packing = Packing.of(attention_mask)
+        x = packing.pack(self.embeddings(input_ids))  # (N, C): padding costs no matrix products
         for layer in self.encoder.layer:
-            x = layer(x, keep)
-        return x  # (B, T, C)
+            x = layer(x, packing)
+        return packing.pad(x)  # (B, T, C), zeros where the mask is 0
