@@ -63,3 +63,11 @@ def test_the_openai_client_streams_chat_deltas(base_url):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-1].usage.completion_tokens >= 1 and isinstance(text, str)
     assert any(c.choices and c.choices[0].finish_reason for c in chunks)
+
+
+def test_the_openai_client_lists_and_retrieves_the_served_model(base_url):
+    client = openai.OpenAI(base_url=base_url, api_key="unused")
+    (listed,) = client.models.list().data
+    assert client.models.retrieve(listed.id).id == listed.id and listed.created > 0
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("some-other-model")

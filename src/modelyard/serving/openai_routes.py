@@ -1,4 +1,5 @@
-"""OpenAI-compatible generation: POST /v1/completions and /v1/chat/completions, `stream: true` as SSE.
+"""OpenAI-compatible generation: POST /v1/completions and /v1/chat/completions, `stream: true` as SSE, and
+GET /v1/models (the one model served).
 
 The official `openai` client works against `base_url=http://HOST:PORT/v1`. Concurrent requests are decoded
 together by one `GenerationBatcher` per loaded model. Beyond OpenAI's fields, `top_k` and
@@ -10,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -183,6 +185,28 @@ def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _model_card(service: ModelService) -> dict[str, Any]:
+    created = service.model.manifest.get("created")
+    return {
+        "id": service.name,
+        "object": "model",
+        "created": int(datetime.fromisoformat(created).timestamp()) if created else 0,
+        "owned_by": "modelyard",
+    }
+
+
+@router.get("/models", summary="The model served here (OpenAI-compatible list)")
+async def list_models(service: ModelService = Depends(get_service)) -> dict[str, Any]:
+    return {"object": "list", "data": [_model_card(service)]}
+
+
+@router.get("/models/{model_id}", summary="The model served here, by name (OpenAI-compatible)")
+async def retrieve_model(model_id: str, service: ModelService = Depends(get_service)) -> dict[str, Any]:
+    if model_id != service.name:
+        raise ServingError(404, f"no model named '{model_id}' is served here; this server serves '{service.name}'")
+    return _model_card(service)
 
 
 @router.post("/completions", summary="Continue a prompt (OpenAI-compatible; stream: true for SSE)")
