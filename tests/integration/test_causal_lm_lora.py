@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import yaml
+from llm_helpers import tiny_llama_config
 
 import modelyard
 from modelyard.models import lm_tokenizer
@@ -23,7 +24,7 @@ EXAMPLES = [
 
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-llama")
@@ -32,17 +33,7 @@ def tiny_llama(tmp_path_factory):
         tokenizer_object=lm_tokenizer.train([text], "char"), eos_token=lm_tokenizer.EOT, pad_token=lm_tokenizer.EOT
     )
     tokenizer.chat_template = TEMPLATE
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = tiny_llama_config(len(tokenizer), eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

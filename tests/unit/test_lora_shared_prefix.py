@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from llm_helpers import tiny_llama_config
 
 from modelyard.models import lora_learner
 from modelyard.models.lora_learner import IGNORE, CausalLMLearner, _shared_prefix
@@ -24,18 +25,10 @@ def padded(rows: list[list[int]], answer: int) -> dict[str, torch.Tensor]:
 @pytest.fixture
 def learner() -> CausalLMLearner:
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=50,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-    )
+    config = tiny_llama_config(50, num_attention_heads=4)  # 2 key/value heads: grouped-query attention
     lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
     model = get_peft_model(LlamaForCausalLM(config), lora).eval()
     learner = CausalLMLearner.__new__(CausalLMLearner)  # only the loss is under test: no tokenizer needed
