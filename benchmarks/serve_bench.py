@@ -3,7 +3,9 @@
 Starts the real CLI server on loopback for each setting, measures time to /readyz, then runs N concurrent
 clients (one single-text request at a time each) for a fixed duration. Prints JSON, with the load average:
 the clients share the machine's cores with the server, so they speak just enough HTTP/1.1 over asyncio
-streams to cost little CPU (the same clients for every setting).
+streams to cost little CPU (the same clients for every setting). Beside rps and latency, each run reports
+what other load on the machine disturbs less: the server's CPU ms per request and CPU seconds until ready, and
+`model_busy_share`, the share of the time a forward pass was running (below 1: the model waited for work).
 
     python benchmarks/serve_bench.py BUNDLE [--clients 32] [--duration 15] [--batch-sizes 32 1]
 """
@@ -158,41 +160,59 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def mean_batch_size(url: str) -> float:
-    """Inputs per forward pass over the whole run, from the server's own histogram."""
+async def batch_counters(url: str) -> dict[str, float]:
+    """The server's own batch histograms: forward passes, inputs, and seconds spent predicting."""
     async with httpx.AsyncClient() as client:
         text = (await client.get(f"{url}/metrics", timeout=10)).text
-    values = dict(re.findall(r"^(modelyard_batch_size_(?:sum|count)) ([0-9.e+-]+)$", text, re.MULTILINE))
-    count = float(values.get("modelyard_batch_size_count", 0))
-    return round(float(values.get("modelyard_batch_size_sum", 0)) / count, 2) if count else 0.0
+    pattern = r"^modelyard_(batch_size|batch_latency_seconds)_(sum|count) ([0-9.e+-]+)$"
+    return {f"{name}_{kind}": float(value) for name, kind, value in re.findall(pattern, text, re.MULTILINE)}
+
+
+def batch_report(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """Inputs per forward pass, and the share of the time the model was busy (1.0: it never waited for work)."""
+    delta = {key: after.get(key, 0.0) - before.get(key, 0.0) for key in after}
+    batches = delta.get("batch_size_count", 0.0)
+    return {
+        "mean_batch_size": round(delta.get("batch_size_sum", 0.0) / batches, 2) if batches else 0.0,
+        "model_busy_share": round(delta.get("batch_latency_seconds_sum", 0.0) / seconds, 2),
+    }
 
 
 async def run_one(bundle: str, max_batch_size: int, args: argparse.Namespace, pool: list[str]) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [*modelyard_command(), "serve", bundle, "--port", str(port)]
-    command += ["--max-batch-size", str(max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]
+    command += ["--max-batch-size", str(max_batch_size), "--max-wait-ms", str(args.max_wait_ms), *args.serve_option]
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "MODELYARD_HOME": home}
         env.pop("MODELYARD_API_KEY", None)
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             ready = await wait_ready(url, process, args.ready_timeout)
+            ready_cpu = process_cpu_seconds(process.pid)  # less sensitive than `ready` to other load
+            counters = await batch_counters(url)
             cpu_before, client_before = process_cpu_seconds(process.pid), time.process_time()
+            started = time.perf_counter()
             result = await load(port, args.clients, args.duration, args.warmup, pool)
             cpu_used = process_cpu_seconds(process.pid) - cpu_before
             client_used = time.process_time() - client_before
+            elapsed = time.perf_counter() - started
             sent = result.pop("sent_including_warmup")
             result["server_cpu_ms_per_request"] = round(1000 * cpu_used / sent, 2) if sent else None
             result["client_cpu_ms_per_request"] = round(1000 * client_used / sent, 2) if sent else None
-            result["mean_batch_size"] = await mean_batch_size(url)
+            result.update(batch_report(counters, await batch_counters(url), elapsed))
         finally:
             process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-    return {"max_batch_size": max_batch_size, "time_to_ready_s": round(ready, 2), **result}
+    return {
+        "max_batch_size": max_batch_size,
+        "time_to_ready_s": round(ready, 2),
+        "server_cpu_s_to_ready": round(ready_cpu, 2),
+        **result,
+    }
 
 
 async def main() -> None:
@@ -204,6 +224,12 @@ async def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 1])
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--ready-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--serve-option",
+        action="append",
+        default=[],
+        help="passed on to `modelyard serve` (repeatable), e.g. --serve-option=--threads=1",
+    )
     args = parser.parse_args()
     pool = texts()
     load_before = os.getloadavg()

@@ -35,6 +35,21 @@ def test_the_plain_pytorch_bert_computes_what_transformers_bert_computes():
     assert torch.allclose(got * mask[..., None], expected * mask[..., None], atol=1e-5)
 
 
+def test_the_plain_pytorch_bert_computes_what_transformers_bert_computes_without_padding():
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+    )
+    reference = BertModel(config).eval()
+    ours = bert.BertEncoder(bert.BertSettings.from_dict(config.to_dict())).eval()
+    ours.load_state_dict(reference.state_dict())
+    ids = torch.randint(1, 120, (2, 7))
+    with torch.no_grad():
+        expected = reference(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+        got = ours(ids, torch.ones_like(ids))
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
 def test_only_plain_bert_configs_are_taken():
     assert bert.supports(BertConfig().to_dict())
     assert not bert.supports({**BertConfig().to_dict(), "position_embedding_type": "relative_key"})

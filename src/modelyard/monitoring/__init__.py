@@ -3,3 +3,5 @@ feedback from production, and the gate that promotes a retrained challenger only
 
 See docs/monitoring.md for the statistics and their thresholds.
 """
+
+DEFAULT_WINDOW = 1000  # the most recent predictions a drift check judges

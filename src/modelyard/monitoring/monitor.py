@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 
 from modelyard.errors import UserError
+from modelyard.monitoring import DEFAULT_WINDOW
 from modelyard.monitoring import reference as reference_profile
 from modelyard.monitoring.drift import drift
 
-DEFAULT_WINDOW = 1000
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 

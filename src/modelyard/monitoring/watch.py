@@ -1,4 +1,8 @@
-"""Drift and live accuracy as Prometheus gauges, recomputed in a background thread, off the request path."""
+"""Drift and live accuracy as Prometheus gauges, recomputed in a background thread, off the request path.
+
+The statistics stack (pandas, scipy) is imported by the first check, `interval_s` after the server is ready:
+importing it holds the GIL for about a CPU-second, which would stall the server's first seconds of traffic.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from modelyard.monitoring import reference as reference_profile
-from modelyard.monitoring.monitor import DEFAULT_WINDOW, summarize
+from modelyard.monitoring import DEFAULT_WINDOW
 
 log = logging.getLogger(__name__)
 LOOKBACK_S = 7 * 86400  # traffic older than a week does not count towards the gauges
@@ -92,6 +95,8 @@ class DriftWatch:
                 log.exception("drift check failed; the gauges keep their last values")
 
     def check(self) -> dict[str, Any]:
+        from modelyard.monitoring import reference as reference_profile
+        from modelyard.monitoring.monitor import summarize
         from modelyard.serving.prediction_log import read_predictions
 
         model = self.service.model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -44,6 +45,15 @@ def _warm_up_example(task: Any, binary: bool) -> Any | None:
     if example is None and task.Input is str and not binary:
         example = WARM_UP_TEXT
     return example
+
+
+def _settle_heap() -> None:
+    """When `modelyard serve` turned the garbage collector off for its imports: move everything startup built
+    (libraries, model) out of the collector's sight, then turn it back on. Full collections then skip those ~300k
+    objects, so none stalls requests for ~100 ms; the few cyclic leftovers of startup stay, once."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def _watch_drift(service: ModelService, settings: ServeSettings) -> list[Any]:
@@ -95,6 +105,7 @@ def create_app(model_ref: str, settings: ServeSettings | None = None) -> FastAPI
             await asyncio.to_thread(service.warm_up, example)
         service.start()
         beside = await asyncio.to_thread(rollout.attach, service, model_ref, settings, example)
+        _settle_heap()
         app.state.service = service
         drift = asyncio.get_running_loop().run_in_executor(None, _watch_drift, service, settings)
         log.info("serving %s version %s", service.name, service.version)

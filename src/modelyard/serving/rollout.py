@@ -339,8 +339,8 @@ def attach(service: Any, model_ref: str, settings: Any, example: Any = None) -> 
 
 
 def watch_drift(service: Any, settings: Any) -> list[Any]:
-    """Start the drift gauges' background thread (handles for `detach`). Started once the server is ready:
-    the statistics libraries take about a second to import and no request waits for the gauges."""
+    """Start the drift gauges' background thread (handles for `detach`); its first check, `drift_interval_s`
+    after the server is ready, imports the statistics libraries."""
     if settings.drift_interval_s <= 0 or service.log is None:
         return []
     from modelyard.monitoring.watch import DriftWatch

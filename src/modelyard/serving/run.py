@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -53,6 +54,7 @@ def run_server(model_ref: str, settings: ServeSettings | None = None, port: int 
         "log_level": "info",
     }
     if settings.workers > 1:
+        gc.enable()  # the workers load the model; this supervising process keeps collecting as usual
         os.environ[_MODEL_ENV] = model_ref
         os.environ[_SETTINGS_ENV] = settings.model_dump_json()
         uvicorn.run(
