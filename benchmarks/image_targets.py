@@ -68,15 +68,17 @@ def run(name: str, overrides: list[str]) -> dict:
         report = json.loads((model.path / "data_report.json").read_text())["images"]
         sample = sorted(Path(target["sample"]).glob("*"))[0]
         accuracy = metrics[target["split"]]["accuracy"]
-        baseline = metrics["baselines"].get("frozen_features", {}).get(target["split"], {}).get("accuracy")
+        frozen = metrics["baselines"].get("frozen_features", {})
+        baseline = frozen.get(target["split"], {}).get("accuracy")
         result = {
             "dataset": name,
             "backbone": model.manifest["backbone"],
             "validation_accuracy": metrics["validation"].get("accuracy"),
             "test_accuracy": metrics["test"].get("accuracy"),
+            "eval_image_size": model.manifest.get("image_size"),
             "frozen_features_baseline": {
-                s: metrics["baselines"].get("frozen_features", {}).get(s, {}).get("accuracy")
-                for s in ("validation", "test")
+                **{s: frozen.get(s, {}).get("accuracy") for s in ("validation", "test")},
+                "image_size": frozen.get("image_size"),
             },
             "train_seconds": metrics["train"]["seconds"],
             "train_samples_per_second": metrics["train"]["samples_per_second"],

@@ -110,6 +110,16 @@ def imagenet_model() -> nn.Module:
     return model
 
 
+def layer_depth(name: str, stages: int = 7) -> int:
+    """How far below the head a parameter of `EfficientNetClassifier` sits: 0 for the head, 1 for the last
+    convolution, 2..stages+1 for the block stages (the last stage first), stages+2 for the stem."""
+    if name.startswith("head."):
+        return 0
+    if match := re.match(r"backbone\.blocks\.(\d+)\.", name):
+        return 1 + stages - int(match.group(1))
+    return 1 if name.startswith(("backbone.conv_head", "backbone.bn2")) else stages + 2
+
+
 class EfficientNetClassifier(nn.Module):
     """The pretrained trunk with a fresh head: dropout + linear over the 1280 pooled features.
 

@@ -14,7 +14,7 @@ import torch
 from modelyard.data.images import load_image
 from modelyard.evaluation.metrics import classification_metrics
 from modelyard.models import efficientnet
-from modelyard.models.image_learner import EFFICIENTNET, preprocessing_for
+from modelyard.models.image_learner import EFFICIENTNET, Preprocessing
 from modelyard.models.linear_probe import fit_probe
 
 HEADLINE = ("accuracy", "macro_f1", "macro_precision", "macro_recall")
@@ -22,9 +22,8 @@ BATCH = 32
 
 
 @torch.inference_mode()
-def extract(trunk: torch.nn.Module, paths: list[str], image_size: int) -> np.ndarray:
-    """(N, 1280) pooled features of the ImageNet trunk."""
-    prep = preprocessing_for(EFFICIENTNET, image_size, "none")
+def extract(trunk: torch.nn.Module, paths: list[str], prep: Preprocessing) -> np.ndarray:
+    """(N, 1280) pooled features of the ImageNet trunk, through `prep`'s evaluation transform."""
     transform = prep.eval_transform()
     out = []
     for start in range(0, len(paths), BATCH):
@@ -33,24 +32,23 @@ def extract(trunk: torch.nn.Module, paths: list[str], image_size: int) -> np.nda
     return np.concatenate(out) if out else np.zeros((0, efficientnet.FEATURES), dtype=np.float32)
 
 
-def frozen_features_baseline(
-    splits: dict[str, pd.DataFrame], labels: list[str], image_size: int = 224
-) -> dict[str, Any]:
-    """Fit on train features, report headline metrics on validation and test (`baselines.frozen_features`)."""
+def frozen_features_baseline(splits: dict[str, pd.DataFrame], labels: list[str], prep: Preprocessing) -> dict[str, Any]:
+    """Fit on train features, report headline metrics on validation and test (`baselines.frozen_features`);
+    `prep` is the evaluation transform, the fine-tuned model's own for a like-for-like comparison."""
     trunk = efficientnet.imagenet_model().eval()
     trunk.reset_classifier(0)
     index = {label: i for i, label in enumerate(labels)}
     train = splits["train"]
-    x = extract(trunk, train["path"].tolist(), image_size)
+    x = extract(trunk, train["path"].tolist(), prep)
     y = train["label"].map(index).to_numpy()
     classifier = fit_probe(x, y)
-    result: dict[str, Any] = {"backbone": EFFICIENTNET, "image_size": image_size}
+    result: dict[str, Any] = {"backbone": EFFICIENTNET, "image_size": prep.image_size}
     for name in ("validation", "test"):
         frame = splits.get(name)
         if frame is None or frame.empty:
             continue
         frame = frame[frame["label"].isin(index)]
-        pred = classifier.predict(extract(trunk, frame["path"].tolist(), image_size))
+        pred = classifier.predict(extract(trunk, frame["path"].tolist(), prep))
         metrics = classification_metrics(frame["label"].map(index).tolist(), pred.tolist(), labels)
         result[name] = {k: v for k, v in metrics.items() if k in HEADLINE}
     return result

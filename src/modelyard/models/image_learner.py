@@ -36,6 +36,7 @@ from modelyard.training.checkpoint import save_weights
 EFFICIENTNET = "efficientnet-lite0"
 CNN_SCRATCH = "cnn-scratch"
 PREDICT_BATCH = 32
+FIXRES_RATIO = 8 / 7  # evaluation crop / training crop for photos trained on random resized crops
 CALIBRATION_BATCH = 8
 
 # bf16 autocast measured no faster (with channels_last 3-6x slower) for these CNNs on this CPU: fp32 there.
@@ -64,6 +65,7 @@ class Preprocessing:
 
     `augment` picks the training-time augmentation: "photo" (random resized crop, flip, colour jitter),
     "light" (small shifts/rotations, no flip: digits and text must not be mirrored) or "none".
+    `train_size` is the training crop when it differs from the evaluation crop `image_size` (FixRes).
     """
 
     image_size: int
@@ -71,6 +73,7 @@ class Preprocessing:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     augment: Literal["photo", "light", "none"] = "photo"
+    train_size: int | None = None
 
     def eval_transform(self) -> v2.Compose:
         return v2.Compose(
@@ -86,15 +89,16 @@ class Preprocessing:
     def train_transform(self) -> v2.Compose:
         if self.augment == "none":
             return self.eval_transform()
+        size = self.train_size or self.image_size
         if self.augment == "light":
             geometry = [
-                v2.Resize(self.resize, antialias=True),
-                v2.CenterCrop(self.image_size),
+                v2.Resize(round(self.resize * size / self.image_size), antialias=True),
+                v2.CenterCrop(size),
                 v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)),
             ]
         else:
             geometry = [
-                v2.RandomResizedCrop(self.image_size, scale=(0.25, 1.0), antialias=True),
+                v2.RandomResizedCrop(size, scale=(0.25, 1.0), antialias=True),
                 v2.RandomHorizontalFlip(),
                 v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3),
             ]
@@ -112,13 +116,30 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> Preprocessing:
-        return cls(spec["image_size"], spec["resize"], tuple(spec["mean"]), tuple(spec["std"]), spec["augment"])
+        return cls(
+            spec["image_size"],
+            spec["resize"],
+            tuple(spec["mean"]),
+            tuple(spec["std"]),
+            spec["augment"],
+            spec.get("train_size"),
+        )
 
 
-def preprocessing_for(backbone: str, image_size: int, augment: str) -> Preprocessing:
-    """Photos are resized to 1/0.875 of the crop (ImageNet practice); small images are used whole."""
+def preprocessing_for(backbone: str, image_size: int, augment: str, eval_size: int | None = None) -> Preprocessing:
+    """Photos are resized to 1/0.875 of the crop (ImageNet practice); small images are used whole.
+
+    Random-resized-crop training shows objects larger than a centre crop of the same size does, so photos are
+    evaluated at `eval_size` (default 8/7 of the training crop: 256 for 224), which restores their apparent size
+    (FixRes, Touvron et al. 2019).
+    """
     if backbone == EFFICIENTNET:
-        return Preprocessing(image_size, round(image_size / 0.875), efficientnet.MEAN, efficientnet.STD, augment)
+        if eval_size is None:
+            eval_size = round(image_size * FIXRES_RATIO) if augment == "photo" else image_size
+        train_size = image_size if eval_size != image_size else None
+        return Preprocessing(
+            eval_size, round(eval_size / 0.875), efficientnet.MEAN, efficientnet.STD, augment, train_size
+        )
     return Preprocessing(image_size, image_size, cnn.MEAN, cnn.STD, augment)
 
 
@@ -170,6 +191,7 @@ class ImageClassifierLearner:
         self.channels_last = spec.get("channels_last", False)
         self.label_index = {label: i for i, label in enumerate(labels)}
         self._eval_transform = prep.eval_transform()
+        self.start_weights: dict[str, torch.Tensor] | None = None  # WiSE-FT's other end: the LP-initialised model
 
     @classmethod
     def create(cls, backbone: str, labels: list[str], image_size: int, augment: str, options: Any):
@@ -185,7 +207,8 @@ class ImageClassifierLearner:
         module = build_module(spec, pretrained=True)
         if spec["channels_last"]:
             module = module.to(memory_format=torch.channels_last)
-        return cls(module, labels, spec, preprocessing_for(backbone, image_size, augment), options)
+        eval_size = options.eval_size if backbone == EFFICIENTNET else None
+        return cls(module, labels, spec, preprocessing_for(backbone, image_size, augment, eval_size), options)
 
     @classmethod
     def load(cls, directory: Path, options: Any, labels: list[str]) -> ImageClassifierLearner:
@@ -222,6 +245,24 @@ class ImageClassifierLearner:
         layer = [m for m in self.module.head.modules() if isinstance(m, nn.Linear)][-1]
         layer.weight.copy_(weight)
         layer.bias.copy_(bias)
+        if self.options.wise_ft < 1:
+            self.start_weights = {k: v.clone() for k, v in self.module.state_dict().items()}
+
+    @torch.no_grad()
+    def finish_training(self) -> bool:
+        """WiSE-FT (Wortsman et al. 2022): the kept weights are (1 - a) x start + a x fine-tuned, a = `wise_ft`.
+
+        The start is the pretrained trunk under the linear-probe head, i.e. the frozen-features baseline, so the
+        mix keeps what fine-tuning learnt without straying far from features that already worked.
+        """
+        if self.start_weights is None:
+            return False
+        alpha = self.options.wise_ft
+        module = getattr(self.module, "module", self.module)
+        for name, tensor in module.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.lerp(self.start_weights[name].to(tensor.device, tensor.dtype), tensor, alpha))
+        return True
 
     def dataset(self, data: pd.DataFrame, training: bool) -> ImageDataset:
         transform = self.prep.train_transform() if training else self._eval_transform
@@ -240,17 +281,22 @@ class ImageClassifierLearner:
         return F.cross_entropy(logits.float(), batch["labels"], label_smoothing=self.options.label_smoothing)
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        """Trunk at `lr`, the new head `head_lr_multiplier` times faster; no decay on BatchNorm and biases."""
+        """Trunk at `lr`, the new head `head_lr_multiplier` times faster; no decay on BatchNorm and biases.
+
+        EfficientNet's trunk layers learn `layer_decay` times slower per stage below the head (layer-wise LR
+        decay): the stem's generic features move least.
+        """
         module = getattr(self.module, "module", self.module)
         head_ids = {id(p) for p in module.head_parameters()}
         random_head = self.backbone == EFFICIENTNET and not self.probe_head
         multiplier = self.options.head_lr_multiplier if random_head else 1.0
+        layer_decay = self.options.layer_decay if self.backbone == EFFICIENTNET else 1.0
         groups: dict[tuple[float, float], list[nn.Parameter]] = {}
-        for param in module.parameters():
+        for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
             decay = 0.0 if param.ndim <= 1 else weight_decay
-            rate = lr * multiplier if id(param) in head_ids else lr
+            rate = lr * multiplier if id(param) in head_ids else lr * layer_decay ** efficientnet.layer_depth(name)
             groups.setdefault((rate, decay), []).append(param)
         return [{"params": p, "lr": rate, "weight_decay": decay} for (rate, decay), p in groups.items()]
 

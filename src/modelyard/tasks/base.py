@@ -38,7 +38,9 @@ class Learner(Protocol):
     Gradient-trained learners expose `module` (the torch module the trainer optimises) and `dataset`, `collate`,
     `loss`; learners trained otherwise (scikit-learn) set `module = None` and implement `fit(train, validation)`.
     Optional capabilities, detected with hasattr: `lengths(dataset)` for length-bucketed batches,
-    `param_groups(lr, weight_decay)`, `generate(...)`, `explain(...)`, `embed(inputs)`, `reference_profile(train)`.
+    `param_groups(lr, weight_decay)`, `finish_training() -> bool` (after the best weights are restored; True when
+    it changed them, so they are validated again), `generate(...)`, `explain(...)`, `embed(inputs)`,
+    `reference_profile(train)`.
     """
 
     module: torch.nn.Module | None

@@ -21,6 +21,7 @@ from modelyard.models.image_learner import (
     EFFICIENTNET,
     ImageClassifierLearner,
     OnnxImageClassifierLearner,
+    preprocessing_for,
 )
 from modelyard.tasks import register_task
 from modelyard.tasks.base import PreparedData
@@ -45,6 +46,8 @@ model:
   image_size: null                  # null = 224 for efficientnet-lite0, fitted to the data for cnn-scratch
   augment: auto                     # auto | photo | light | none
   head_init: linear_probe           # efficientnet-lite0: the head starts as logistic regression on frozen features
+  wise_ft: 0.5                      #   ...and the kept weights are halfway between that start and the fine-tuned ones
+  eval_size: null                   #   ...evaluated at 8/7 of image_size (256 for 224: random crops enlarge objects)
 train:
   epochs: null                      # null = the backbone's tuned default (printed when training starts)
   batch_size: null
@@ -60,7 +63,14 @@ class ImageDataConfig(DataConfig):
 
 class ImageModelConfig(ModelConfig):
     backbone: str = Field("auto", description=f"auto, {EFFICIENTNET} (ImageNet-pretrained) or {CNN_SCRATCH}")
-    image_size: int | None = Field(None, ge=8, le=512, description="input side in pixels; null = automatic")
+    image_size: int | None = Field(None, ge=8, le=512, description="training crop side in pixels; null = automatic")
+    eval_size: int | None = Field(
+        None,
+        ge=8,
+        le=1024,
+        description="efficientnet-lite0: the side evaluation, prediction and serving crop to; null = 8/7 of "
+        "image_size (256 for 224) under photo augmentation, which sees objects larger (FixRes), else image_size",
+    )
     augment: Literal["auto", "photo", "light", "none"] = Field(
         "auto", description="photo: random crops, flips, colour jitter; light: small shifts, no flips"
     )
@@ -69,6 +79,20 @@ class ImageModelConfig(ModelConfig):
         "linear_probe",
         description="efficientnet-lite0: start the head from logistic regression on the frozen trunk's features "
         "(LP-FT), then fine-tune everything",
+    )
+    wise_ft: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="efficientnet-lite0 with head_init linear_probe: keep (1 - a) x the starting weights + a x the "
+        "fine-tuned ones (WiSE-FT weight-space ensemble); 1 = the fine-tuned weights alone",
+    )
+    layer_decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="efficientnet-lite0: each stage below the head learns this many times slower (layer-wise LR "
+        "decay; the stem at layer_decay^9); 1 = one rate for the whole trunk",
     )
     head_lr_multiplier: float = Field(10.0, gt=0, description="a random head learns this many times faster")
     frozen_batchnorm: bool = Field(
@@ -192,8 +216,11 @@ class ImageClassificationTask:
             return {}
         labels = sorted(data.splits["train"]["label"].unique())
         choice = data.report["backbone"]
-        size = choice["image_size"] if choice["name"] == EFFICIENTNET else 96  # tiny images: 96 px is plenty
-        return {"frozen_features": frozen_features_baseline(data.splits, labels, size)}
+        if choice["name"] == EFFICIENTNET:  # the fine-tuned model's own evaluation transform: a like-for-like test
+            prep = preprocessing_for(EFFICIENTNET, choice["image_size"], choice["augment"], config.model.eval_size)
+        else:
+            prep = preprocessing_for(EFFICIENTNET, 96, "none")  # tiny images: 96 px is plenty
+        return {"frozen_features": frozen_features_baseline(data.splits, labels, prep)}
 
     def inputs_from_frame(self, frame: pd.DataFrame, config: Config) -> list[str]:
         column = config.data.image_column

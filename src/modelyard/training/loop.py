@@ -274,9 +274,11 @@ def fit(
     if best_state is not None:
         raw_model.load_state_dict(best_state)
     learner.module = raw_model
+    if hasattr(learner, "finish_training") and learner.finish_training():  # e.g. weight-space ensembling
+        best_metrics = None
     for cb in callbacks:
         cb.on_train_end(state, control)
-    if best_metrics is None:  # resumed, and nothing evaluated since: score the restored weights
+    if best_metrics is None:  # resumed with nothing evaluated since, or finish_training changed the weights
         best_metrics = learner.evaluate(data.splits["validation"]) if len(data.splits["validation"]) else {}
     return TrainResult(
         train_cfg,

@@ -1,0 +1,103 @@
+"""The photo fine-tuning recipe: evaluation at 8/7 of the training crop (FixRes) and WiSE-FT weight mixing."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+from image_helpers import colour_squares
+from PIL import Image
+
+from modelyard.config import TrainConfig
+from modelyard.models import efficientnet
+from modelyard.models.image_learner import EFFICIENTNET, ImageClassifierLearner, Preprocessing, preprocessing_for
+from modelyard.tasks.base import PreparedData
+from modelyard.tasks.image_classification import ImageModelConfig
+from modelyard.training.loop import fit
+
+
+def test_photos_train_on_224_crops_and_are_evaluated_at_256():
+    prep = preprocessing_for(EFFICIENTNET, 224, "photo")
+    image = Image.new("RGB", (500, 375), (120, 80, 40))
+    assert prep.train_transform()(image).shape == (3, 224, 224)
+    assert prep.eval_transform()(image).shape == (3, 256, 256)
+    assert prep.resize == 293  # the crop is 0.875 of the resized short side, as at 224
+
+
+@pytest.mark.parametrize(("augment", "eval_size", "expected"), [("none", None, 224), ("photo", 224, 224)])
+def test_without_random_crops_or_with_an_explicit_size_there_is_no_enlargement(augment, eval_size, expected):
+    prep = preprocessing_for(EFFICIENTNET, 224, augment, eval_size)
+    assert (prep.image_size, prep.train_size) == (expected, None)
+
+
+def test_the_training_crop_survives_the_bundle_and_old_bundles_still_load():
+    prep = preprocessing_for(EFFICIENTNET, 192, "photo")
+    assert Preprocessing.from_dict(prep.as_dict()) == prep
+    old = {k: v for k, v in preprocessing_for(EFFICIENTNET, 224, "none").as_dict().items() if k != "train_size"}
+    assert Preprocessing.from_dict(old).train_size is None
+
+
+def _learner(tmp_path, wise_ft: float) -> tuple[ImageClassifierLearner, pd.DataFrame]:
+    """An untrained EfficientNet-Lite0 whose head starts from a probe on 10 + 10 coloured squares."""
+    root = colour_squares(tmp_path / "squares", per_class=10)
+    frame = pd.DataFrame(
+        [{"path": str(p), "label": p.parent.name} for p in sorted(root.glob("*/*.png"))],
+    )
+    options = ImageModelConfig(wise_ft=wise_ft)
+    module = efficientnet.EfficientNetClassifier(2, pretrained=False, frozen_batchnorm=True)
+    spec = {"backbone": EFFICIENTNET, "num_classes": 2, "image_size": 64}
+    learner = ImageClassifierLearner(
+        module, ["blue", "red"], spec, preprocessing_for(EFFICIENTNET, 64, "photo"), options
+    )
+    learner.start_head_from_probe(frame)
+    return learner, frame
+
+
+def test_wise_ft_keeps_the_chosen_mix_of_the_probe_start_and_the_fine_tuned_weights(tmp_path):
+    learner, _ = _learner(tmp_path, wise_ft=0.25)
+    start = {k: v.clone() for k, v in learner.module.state_dict().items()}
+    with torch.no_grad():
+        for param in learner.module.parameters():
+            param.add_(1.0)  # what fine-tuning moved
+    assert learner.finish_training()
+    for name, param in learner.module.named_parameters():
+        torch.testing.assert_close(param, start[name] + 0.25, msg=name)
+
+
+def test_wise_ft_of_one_keeps_the_fine_tuned_weights_untouched(tmp_path):
+    learner, _ = _learner(tmp_path, wise_ft=1.0)
+    before = {k: v.clone() for k, v in learner.module.state_dict().items()}
+    assert not learner.finish_training()
+    assert all(torch.equal(v, before[k]) for k, v in learner.module.state_dict().items())
+
+
+def test_training_reports_the_validation_of_the_weights_finish_training_leaves(tmp_path):
+    learner, frame = _learner(tmp_path, wise_ft=1.0)
+
+    def invert_head() -> bool:  # a stand-in that visibly changes every prediction of two classes
+        with torch.no_grad():
+            for param in learner.module.head.parameters():
+                param.neg_()
+        return True
+
+    learner.finish_training = invert_head
+    data = PreparedData(splits={"train": frame, "validation": frame})
+    config = SimpleNamespace(train=TrainConfig(epochs=1, batch_size=10, learning_rate=1e-6, early_stopping=None))
+    result = fit(learner, config, data, quiet=True, main_metric="accuracy", greater_is_better=True)
+    trained = result.history[-1]["validation"]["accuracy"]
+    assert result.validation["accuracy"] == pytest.approx(1 - trained)
+
+
+def test_layer_decay_slows_each_stage_below_the_head():
+    module = efficientnet.EfficientNetClassifier(2, pretrained=False)
+    spec = {"backbone": EFFICIENTNET, "num_classes": 2, "image_size": 64}
+    options = ImageModelConfig(layer_decay=0.5)
+    learner = ImageClassifierLearner(module, ["a", "b"], spec, preprocessing_for(EFFICIENTNET, 64, "photo"), options)
+    rate = {id(p): g["lr"] for g in learner.param_groups(1.0, 0.01) for p in g["params"]}
+    assert rate[id(module.head[1].weight)] == 1.0
+    assert rate[id(module.backbone.conv_head.weight)] == 0.5
+    assert rate[id(module.backbone.blocks[6][0].conv_pw.weight)] == 0.25
+    assert rate[id(module.backbone.conv_stem.weight)] == 0.5**9
+    assert len(rate) == len(list(module.parameters()))
