@@ -187,7 +187,7 @@ def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
     )
 
 
-def _model_card(service: ModelService) -> dict[str, Any]:
+def _model_entry(service: ModelService) -> dict[str, Any]:
     created = service.model.manifest.get("created")
     return {
         "id": service.name,
@@ -199,14 +199,14 @@ def _model_card(service: ModelService) -> dict[str, Any]:
 
 @router.get("/models", summary="The model served here (OpenAI-compatible list)")
 async def list_models(service: ModelService = Depends(get_service)) -> dict[str, Any]:
-    return {"object": "list", "data": [_model_card(service)]}
+    return {"object": "list", "data": [_model_entry(service)]}
 
 
 @router.get("/models/{model_id}", summary="The model served here, by name (OpenAI-compatible)")
 async def retrieve_model(model_id: str, service: ModelService = Depends(get_service)) -> dict[str, Any]:
     if model_id != service.name:
         raise ServingError(404, f"no model named '{model_id}' is served here; this server serves '{service.name}'")
-    return _model_card(service)
+    return _model_entry(service)
 
 
 @router.post("/completions", summary="Continue a prompt (OpenAI-compatible; stream: true for SSE)")
