@@ -23,6 +23,7 @@ def run(name: str) -> dict:
     headline = ("accuracy", "macro_f1")
     return {
         "backbone": model.manifest["backbone"],
+        "validation": {k: round(metrics["validation"][k], 4) for k in headline},
         "test": {k: round(metrics["test"][k], 4) for k in headline},
         "baselines": {n: {k: round(b["test"][k], 4) for k in headline} for n, b in metrics["baselines"].items()},
         "candidates": metrics.get("candidates"),

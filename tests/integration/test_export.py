@@ -32,7 +32,8 @@ def test_an_onnx_export_loads_as_a_bundle_that_answers_like_the_original(minilm_
     original, exported = api.load(minilm_bundle), api.load(onnx_export.path)
     assert exported.manifest["runtime"] == "onnxruntime" and exported.learner.module is None
     assert onnx_export.report["parity"]["agreement"] >= 0.98
-    assert onnx_export.report["parity"]["max_abs_diff"] < 1e-4
+    # the ONNX graph computes in fp32; the original predicts in bf16 where this CPU has fast bf16 kernels
+    assert onnx_export.report["parity"]["max_abs_diff"] < (1e-4 if original.learner.precision == "fp32" else 2e-2)
     before, after = original.predict(TEXTS, top_k=3), exported.predict(TEXTS, top_k=3)
     assert [p["label"] for p in after] == [p["label"] for p in before]
     assert exported.evaluate()["accuracy"] == pytest.approx(original.evaluate()["accuracy"], abs=0.01)

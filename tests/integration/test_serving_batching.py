@@ -103,3 +103,26 @@ def test_a_model_crash_answers_500_without_internals(tfidf_bundle):
         response = client.post("/v1/predict", json={"inputs": ["boom"]})
     assert response.status_code == 500
     assert response.json() == {"error": {"type": "internal_error", "message": "prediction failed"}}
+
+
+def test_loading_warm_up_and_batches_of_a_minilm_server_run_on_one_thread(minilm_bundle, monkeypatch):
+    # libgomp throttles its spinning once two threads have opened parallel regions (see serving.model_thread)
+    import modelyard.api
+    from modelyard.models.text_learner import TextClassifierLearner
+
+    seen: list[tuple[str, str]] = []
+
+    def spy(what, fn):
+        def wrapped(*args, **kwargs):
+            seen.append((what, threading.current_thread().name))
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(modelyard.api, "load", spy("load", modelyard.api.load))
+    monkeypatch.setattr(TextClassifierLearner, "predict_proba", spy("predict", TextClassifierLearner.predict_proba))
+    with serving(minilm_bundle, drift_interval_s=0, log_predictions=False) as client, ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda t: client.post("/v1/predict", json={"inputs": [t]}), ["card", "fee"] * 4))
+    assert [a.status_code for a in answers] == [200] * 8
+    assert {what for what, _ in seen} == {"load", "predict"} and len(seen) >= 3  # load, warm-up, batches
+    assert {thread for _, thread in seen} == {"modelyard-model_0"}, seen

@@ -77,7 +77,7 @@ def test_prediction_runs_off_the_event_loop_thread():
         await batcher.close()
 
     run(scenario())
-    assert model.threads and all(name.startswith("modelyard-predict") for name in model.threads)
+    assert model.threads and model.threads == {"modelyard-model_0"}  # the one model thread
 
 
 def test_max_batch_size_one_runs_every_input_alone():

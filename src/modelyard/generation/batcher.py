@@ -2,7 +2,8 @@
 
 The worker takes the first waiting request, then whatever else arrives within `max_wait_ms` (up to
 `max_batch_size`), and decodes them as one batch; requests arriving meanwhile form the next batch. Events go
-back through each request's `sink` callback (called from the worker thread), so callers can bridge to asyncio.
+back through each request's `sink` callback (called from the decoding thread), so callers can bridge to asyncio.
+A server passes `call` to run each batch's decoding on its one model thread (see `serving.model_thread`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from modelyard.generation.generator import TextGenerator
 
 log = logging.getLogger(__name__)
 Sink = Callable[[Event | BaseException], None]
+
+
+def _here(fn: Callable[..., None], /, *args: object) -> None:
+    fn(*args)
 
 
 class GenerationQueueFullError(Exception):
@@ -40,8 +45,10 @@ class GenerationBatcher:
         max_wait_ms: float = 10.0,
         max_queue: int = 256,
         on_batch: Callable[[int, float], None] | None = None,
+        call: Callable[..., None] = _here,
     ) -> None:
         self.generator = generator
+        self.call = call  # how a batch's decoding is run: here, or handed to another thread and waited for
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
@@ -82,7 +89,7 @@ class GenerationBatcher:
             jobs, closing = self._gather(first)
             jobs = [j for j in jobs if not j.request.cancelled]
             if jobs:
-                self._decode(jobs)
+                self.call(self._decode, jobs)
 
     def _decode(self, jobs: list[_Job]) -> None:
         self.batch_sizes.append(len(jobs))

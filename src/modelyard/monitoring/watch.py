@@ -97,11 +97,12 @@ class DriftWatch:
     def check(self) -> dict[str, Any]:
         from modelyard.monitoring import reference as reference_profile
         from modelyard.monitoring.monitor import summarize
+        from modelyard.serving import model_thread
         from modelyard.serving.prediction_log import read_predictions
 
         model = self.service.model
         directory = self.service.log.path.parent if self.service.log is not None else None
         rows = read_predictions(since=time.time() - LOOKBACK_S, model=self.service.name, directory=directory)
-        report = summarize(rows, reference_profile.read(model.path), model.learner, self.window)
+        report = model_thread.call(summarize, rows, reference_profile.read(model.path), model.learner, self.window)
         self.gauges.set(report)
         return report

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from modelyard.serving import rollout
+from modelyard.serving import model_thread, rollout
 from modelyard.serving.errors import install_error_handlers
 from modelyard.serving.metrics import MetricsMiddleware, ServerMetrics
 from modelyard.serving.routes import explain, feedback, health, playground
@@ -91,20 +91,20 @@ def create_app(model_ref: str, settings: ServeSettings | None = None) -> FastAPI
     preloaded = None
     task = _task_from_manifest(model_ref)
     if task is None:  # a registry URI: resolving it is loading it, so do it once, here
-        preloaded = load(model_ref)
+        preloaded = model_thread.call(load, model_ref)
         task = preloaded.task if not isinstance(preloaded.task, str) else get_task(preloaded.task)
     binary = is_binary_input(task.Input)
     metrics = ServerMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model = preloaded or await asyncio.to_thread(load, model_ref)
+        model = preloaded or await model_thread.run(load, model_ref)
         service = ModelService(model, settings, metrics)
         example = _warm_up_example(task, binary)
         if example is not None:
-            await asyncio.to_thread(service.warm_up, example)
+            await model_thread.run(service.warm_up, example)
         service.start()
-        beside = await asyncio.to_thread(rollout.attach, service, model_ref, settings, example)
+        beside = await model_thread.run(rollout.attach, service, model_ref, settings, example)
         _settle_heap()
         app.state.service = service
         drift = asyncio.get_running_loop().run_in_executor(None, _watch_drift, service, settings)

@@ -12,11 +12,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelyard.errors import UserError
+from modelyard.serving import model_thread
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _length(item: Any) -> int:
 
 
 class Batcher:
-    """Queue of (inputs, future) served by a single worker; `predict` runs in one dedicated thread."""
+    """Queue of (inputs, future) served by a single worker; `predict` runs on the process's model thread."""
 
     def __init__(
         self,
@@ -80,7 +80,6 @@ class Batcher:
         self._queue: deque[_Chunk] = deque()
         self._wakeup = asyncio.Event()
         self._closed = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelyard-predict")
         self._worker: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -116,7 +115,6 @@ class Batcher:
         self._wakeup.set()
         if self._worker is not None:
             await self._worker
-        self._executor.shutdown(wait=True)
 
     async def _run(self) -> None:
         while True:
@@ -158,10 +156,9 @@ class Batcher:
         return batch
 
     async def _execute(self, batch: list[_Chunk]) -> None:
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            outputs = await loop.run_in_executor(self._executor, self._predict_batch, batch)
+            outputs = await model_thread.run(self._predict_batch, batch)
         except Exception as err:
             if len(batch) == 1:
                 if not isinstance(err, UserError):

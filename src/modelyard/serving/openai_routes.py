@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from modelyard.generation.batcher import GenerationBatcher, GenerationQueueFullError
 from modelyard.generation.engine import Event
 from modelyard.generation.engine import Request as GenRequest
+from modelyard.serving import model_thread
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError, describe_validation
 from modelyard.serving.security import require_api_key
@@ -99,6 +100,7 @@ def _batcher(request: Request, service: ModelService) -> GenerationBatcher:
             max_batch_size=min(settings.max_batch_size, 16),
             max_wait_ms=max(settings.max_wait_ms, 5.0),
             max_queue=settings.max_queue,
+            call=model_thread.call,
         )
         request.app.state.generation_batcher = current
     return current

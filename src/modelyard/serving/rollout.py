@@ -26,12 +26,13 @@ import numpy as np
 from prometheus_client import Counter, Gauge
 
 from modelyard.errors import ConfigError
+from modelyard.serving import model_thread
 from modelyard.serving.prediction_log import connect, db_path
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["off", "shadow", "canary", "bandit"]
-SHADOW_QUEUE = 64  # shadow batches waiting beyond this are skipped: shadowing never slows the champion
+SHADOW_QUEUE = 64  # shadow batches waiting beyond this are skipped: shadowing never falls behind without limit
 _SHADOW_SCHEMA = """
 CREATE TABLE IF NOT EXISTS shadow_predictions (
     ts REAL NOT NULL,
@@ -150,10 +151,11 @@ class Rollout:
         return answers
 
     def _compare(self, arms: tuple[Arm, Arm | None], inputs: list[Any], answers: list[Any]) -> None:
-        """In the shadow thread: the challenger's silent answers, compared with the champion's and logged."""
+        """In the shadow thread: the challenger's silent answers, compared with the champion's and logged. The
+        prediction itself waits its turn on the model thread: one shadow batch at most between champion batches."""
         champion, challenger = arms
         try:
-            silent = challenger.model.predict(inputs, 1)
+            silent = model_thread.call(challenger.model.predict, inputs, 1)
             now = time.time()
             rows = []
             for item, told, quiet in zip(inputs, answers, silent, strict=True):
@@ -268,9 +270,9 @@ class AliasWatcher:
             current = self.rollout.champion if role == "champion" else self.rollout.challenger
             if current is not None and current.version == version:
                 continue
-            model = load(f"models:/{self.rollout.name}/{version}")
+            model = model_thread.call(load, f"models:/{self.rollout.name}/{version}")
             if self.warm_up is not None:
-                self.warm_up(model)
+                model_thread.call(self.warm_up, model)
             log.info("alias %s of %s moved to version %s; swapping it in", alias, self.rollout.name, version)
             self.rollout.swap(role, Arm(model, version))  # type: ignore[arg-type]
             if role == "champion" and self.on_champion is not None:

@@ -76,6 +76,11 @@ class TextModelConfig(ModelConfig):
         False,
         description="pretrained only: add the characters/words its tokenizer maps to [UNK] as new, trainable tokens",
     )
+    freeze_embeddings: bool | None = Field(
+        None,
+        description="pretrained only: keep the word-embedding matrix fixed; null = freeze it when it holds over "
+        "two thirds of the parameters (large multilingual vocabularies) and no tokens were added",
+    )
     hidden_size: int = Field(256, ge=16)
     layers: int = Field(3, ge=1)
     heads: int = Field(4, ge=1)

@@ -3,7 +3,6 @@ computed off the event loop."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -11,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from modelyard.errors import UserError
 from modelyard.evaluation.explain import can_explain, explain
+from modelyard.serving import model_thread
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError
 from modelyard.serving.schemas import ERROR_RESPONSES
@@ -50,7 +50,7 @@ async def explain_input(
     if service.model.task.Input is str and len(body.input) > limit:
         raise ServingError(422, f"input: {len(body.input)} characters, over the {limit} limit")
     try:
-        result = await asyncio.to_thread(explain, service.model, service.parse(body.input, 0), body.label)
+        result = await model_thread.run(explain, service.model, service.parse(body.input, 0), body.label)
     except UserError as err:
         raise ServingError(422, err.message) from None
     return ExplainResponse(**{k: v for k, v in result.items() if k in ExplainResponse.model_fields})
