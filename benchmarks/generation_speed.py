@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import threading
 import time
 
@@ -91,19 +92,32 @@ def single_streams(learner: CausalLMLearner, prompts: list[list[int]], tokens: i
 
 
 def concurrent_streams(learner: CausalLMLearner, prompts: list[list[int]], tokens: int) -> dict:
-    batcher = GenerationBatcher(learner.generator, max_batch_size=len(prompts), max_wait_ms=20)
-    done, counts = threading.Semaphore(0), []
+    """The server's arrangement: the batcher hands each batch's decoding to the one thread that runs the model
+    (the server's `model_thread`; here this script's main thread, which loaded the model)."""
+    decodes: queue.Queue = queue.Queue()
+
+    def on_main_thread(fn, *args) -> None:
+        finished = threading.Event()
+        decodes.put((fn, args, finished))
+        finished.wait()
+
+    batcher = GenerationBatcher(learner.generator, max_batch_size=len(prompts), max_wait_ms=20, call=on_main_thread)
+    counts: list[int] = []
 
     def sink(event) -> None:
         if getattr(event, "finish_reason", None):
             counts.append(event.completion_tokens)
-            done.release()
 
     start = time.perf_counter()
     for ids in prompts:
         batcher.submit(_request(learner, ids, tokens), sink)
-    for _ in prompts:
-        done.acquire()
+    while len(counts) < len(prompts):
+        try:
+            fn, args, finished = decodes.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        fn(*args)
+        finished.set()
     seconds = time.perf_counter() - start
     batcher.close()
     return {
