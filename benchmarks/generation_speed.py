@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
 import threading
 import time
 
@@ -19,6 +18,7 @@ import torch
 
 from modelyard.generation.batcher import GenerationBatcher
 from modelyard.models.lora_learner import CausalLMLearner
+from modelyard.serving import model_thread
 from modelyard.tasks.text_generation import GenerationModelConfig
 
 QUESTIONS = [
@@ -92,32 +92,20 @@ def single_streams(learner: CausalLMLearner, prompts: list[list[int]], tokens: i
 
 
 def concurrent_streams(learner: CausalLMLearner, prompts: list[list[int]], tokens: int) -> dict:
-    """The server's arrangement: the batcher hands each batch's decoding to the one thread that runs the model
-    (the server's `model_thread`; here this script's main thread, which loaded the model)."""
-    decodes: queue.Queue = queue.Queue()
-
-    def on_main_thread(fn, *args) -> None:
-        finished = threading.Event()
-        decodes.put((fn, args, finished))
-        finished.wait()
-
-    batcher = GenerationBatcher(learner.generator, max_batch_size=len(prompts), max_wait_ms=20, call=on_main_thread)
-    counts: list[int] = []
+    """As in the server: the batcher hands each batch's decoding to the thread that loaded the model."""
+    batcher = GenerationBatcher(learner.generator, max_batch_size=len(prompts), max_wait_ms=20, call=model_thread.call)
+    done, counts = threading.Semaphore(0), []
 
     def sink(event) -> None:
         if getattr(event, "finish_reason", None):
             counts.append(event.completion_tokens)
+            done.release()
 
     start = time.perf_counter()
     for ids in prompts:
         batcher.submit(_request(learner, ids, tokens), sink)
-    while len(counts) < len(prompts):
-        try:
-            fn, args, finished = decodes.get(timeout=0.05)
-        except queue.Empty:
-            continue
-        fn(*args)
-        finished.set()
+    for _ in prompts:
+        done.acquire()
     seconds = time.perf_counter() - start
     batcher.close()
     return {
@@ -143,23 +131,29 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
-        torch.set_num_threads(args.threads)
+        model_thread.call(torch.set_num_threads, args.threads)  # OpenMP settings are per thread
     options = GenerationModelConfig(backbone="smollm2-135m", lora=None)
-    learner = CausalLMLearner.pretrained("smollm2-135m", options)
+    # every model call on the server's one model thread (see modelyard.serving.model_thread), as `serve` does
+    learner = model_thread.call(CausalLMLearner.pretrained, "smollm2-135m", options)
     prompts = [learner.generator.prompt_ids([{"role": "user", "content": q}]) for q in QUESTIONS]
-    with torch.inference_mode():
-        hf_generate(learner, prompts[:1], 4)  # warm-up
-        hf = hf_generate(learner, prompts, args.tokens)
-    single = single_streams(learner, prompts, args.tokens)
+
+    def reference() -> dict:
+        with torch.inference_mode():
+            hf_generate(learner, prompts[:1], 4)  # warm-up
+            return hf_generate(learner, prompts, args.tokens)
+
+    hf = model_thread.call(reference)
+    single = model_thread.call(single_streams, learner, prompts, args.tokens)
     many = concurrent_streams(learner, prompts, args.tokens)
-    llama = llama_cpp_generate(prompts, args.tokens, torch.get_num_threads())
+    threads = model_thread.call(torch.get_num_threads)
+    llama = llama_cpp_generate(prompts, args.tokens, threads)
     print(
         json.dumps(
             {
                 "benchmark": "generation_speed",
                 "model": "smollm2-135m fp32",
                 "new_tokens_per_request": args.tokens,
-                "torch_threads": torch.get_num_threads(),
+                "torch_threads": threads,
                 "hf_generate_one_at_a_time": hf,
                 "modelyard_single_stream": single,
                 "modelyard_8_concurrent": many,

@@ -18,8 +18,6 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
 _thread_id: int | None = None
 
 
@@ -28,22 +26,17 @@ def _remember_thread() -> None:
     _thread_id = threading.get_ident()
 
 
-def executor() -> ThreadPoolExecutor:
-    """The process's model executor (one worker thread, started on first use, never shut down early)."""
-    global _executor
-    with _lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(1, thread_name_prefix="modelyard-model", initializer=_remember_thread)
-        return _executor
+# one worker thread, started by the first call (creating the executor starts none), never shut down early
+_executor = ThreadPoolExecutor(1, thread_name_prefix="modelyard-model", initializer=_remember_thread)
 
 
 async def run(fn: Callable[..., T], /, *args: Any) -> T:
     """Await `fn(*args)` on the model thread from the event loop."""
-    return await asyncio.get_running_loop().run_in_executor(executor(), functools.partial(fn, *args))
+    return await asyncio.get_running_loop().run_in_executor(_executor, functools.partial(fn, *args))
 
 
 def call(fn: Callable[..., T], /, *args: Any) -> T:
     """`fn(*args)` on the model thread from any other thread (directly when already on it: no deadlock)."""
     if threading.get_ident() == _thread_id:
         return fn(*args)
-    return executor().submit(fn, *args).result()
+    return _executor.submit(fn, *args).result()
