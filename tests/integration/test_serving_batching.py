@@ -126,3 +126,21 @@ def test_loading_warm_up_and_batches_of_a_minilm_server_run_on_one_thread(minilm
     assert [a.status_code for a in answers] == [200] * 8
     assert {what for what, _ in seen} == {"load", "predict"} and len(seen) >= 3  # load, warm-up, batches
     assert {thread for _, thread in seen} == {"modelyard-model_0"}, seen
+
+
+def test_a_minilm_server_runs_mixed_length_requests_in_one_forward_pass(minilm_bundle, monkeypatch):
+    # its BERT attends per length bucket inside the forward pass, so cutting the batch would only add passes
+    from modelyard.models.text_learner import TextClassifierLearner
+
+    sizes: list[int] = []
+    original = TextClassifierLearner.predict_proba
+    monkeypatch.setattr(
+        TextClassifierLearner, "predict_proba", lambda self, t: sizes.append(len(t)) or original(self, t)
+    )
+    texts = ["card"] * 8 + ["why was I charged a fee for withdrawing cash from an ATM abroad last week " * 3] * 8
+    with serving(minilm_bundle, drift_interval_s=0, log_predictions=False, max_wait_ms=200) as client:
+        assert client.app.state.service.batcher.split_by_length is False
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda t: client.post("/v1/predict", json={"inputs": [t]}), texts))
+    assert [a.status_code for a in answers] == [200] * 16
+    assert max(sizes) > 8, sizes  # short and long requests shared a forward pass

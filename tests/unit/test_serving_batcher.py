@@ -52,6 +52,23 @@ def test_length_buckets_keep_small_groups_together_rather_than_run_tiny_passes()
     assert [len(b) for b in length_buckets([10] * 8 + [500] * 8, min_size=8)] == [8, 8]
 
 
+@pytest.mark.parametrize("split", [True, False], ids=["cut by length", "model groups lengths itself"])
+def test_a_mixed_length_batch_is_cut_by_length_unless_the_model_groups_lengths_itself(split):
+    model = RecordingModel(delay=0.02)
+    texts = ["short"] * 8 + ["a much longer text " * 20] * 8
+
+    async def scenario():
+        batcher = Batcher(model, max_batch_size=32, max_wait_ms=50, split_by_length=split)
+        batcher.start()
+        answers = await asyncio.gather(*(batcher.submit([t]) for t in texts))
+        await batcher.close()
+        return answers
+
+    answers = run(scenario())
+    assert [a[0]["echo"] for a in answers] == texts
+    assert sorted(len(call) for call in model.calls) == ([8, 8] if split else [16])
+
+
 def test_concurrent_requests_share_one_forward_pass():
     model = RecordingModel(delay=0.02)
 

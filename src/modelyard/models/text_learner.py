@@ -253,6 +253,13 @@ class TextClassifierLearner:
         return self._tokenizer
 
     @property
+    def buckets_lengths(self) -> bool:
+        """Whether a mixed-length batch costs no padding here: the plain-PyTorch BERT runs its linear layers on
+        real tokens and attention per length bucket, so a server need not cut batches by length for it."""
+        module = getattr(self.module, "module", self.module)  # unwrap DistributedDataParallel
+        return isinstance(getattr(module, "encoder", None), bert.BertEncoder)
+
+    @property
     def differentiable(self) -> bool:
         """Whether gradients reach the inputs (explanations): not through ONNX Runtime or int8 kernels."""
         return self.module is not None and not has_int8_layers(self.module)

@@ -2,7 +2,8 @@
 
 One worker task takes the first waiting chunk, then whatever else arrives within `max_wait_ms`, up to
 `max_batch_size` inputs; while the model runs, new requests queue up, so batches grow with load on their own.
-Texts are sorted and cut into buckets of similar length so short inputs are not padded to the longest one.
+Texts are sorted and cut into buckets of similar length so short inputs are not padded to the longest one,
+unless the model groups them by length itself (`split_by_length=False`): each extra forward pass costs time.
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ class Batcher:
         max_wait_ms: float = 5.0,
         max_queue: int = 1024,
         on_batch: Callable[[int, float], None] | None = None,
+        split_by_length: bool = True,
     ) -> None:
         self.predict = predict
+        self.split_by_length = split_by_length
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
@@ -180,7 +183,8 @@ class Batcher:
         outputs: list[list[Any]] = [[None] * len(c.inputs) for c in batch]
         for top_k in sorted({c.top_k for c in batch}):
             group = [item for item in flat if batch[item[0]].top_k == top_k]
-            for bucket in length_buckets([_length(x) for _, _, x in group]):
+            lengths = [_length(x) for _, _, x in group]
+            for bucket in length_buckets(lengths) if self.split_by_length else [list(range(len(group)))]:
                 items = [group[j] for j in bucket]
                 predictions = self.predict([x for _, _, x in items], top_k)
                 if len(predictions) != len(items):

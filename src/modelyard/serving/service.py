@@ -64,6 +64,7 @@ class ModelService:
             max_wait_ms=self.settings.max_wait_ms,
             max_queue=self.settings.max_queue,
             on_batch=self.metrics.observe_batch,
+            split_by_length=not getattr(self.model.learner, "buckets_lengths", False),
         )
         self.batcher.start()
         self.metrics.queue_depth.set_function(lambda: self.batcher.pending)
