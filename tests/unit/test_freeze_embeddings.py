@@ -37,3 +37,26 @@ def test_a_frozen_matrix_gets_no_gradient_and_the_rest_does(setting):
     encoder(input_ids=torch.tensor([[1, 2, 3]])).last_hidden_state.sum().backward()
     assert (encoder.get_input_embeddings().weight.grad is None) == setting
     assert encoder.encoder.layer[0].attention.self.query.weight.grad is not None
+
+
+def test_layer_decay_slows_each_encoder_layer_below_the_top_and_the_embeddings_most():
+    from types import SimpleNamespace
+
+    from modelyard.models.encoder_classifier import EncoderClassifier
+    from modelyard.models.text_learner import TextClassifierLearner, layers_below_top
+
+    assert layers_below_top("encoder.encoder.layer.11.attention.self.query.weight", 12) == 0
+    assert layers_below_top("encoder.encoder.layer.0.output.dense.bias", 12) == 11
+    assert layers_below_top("encoder.embeddings.LayerNorm.weight", 12) == 12
+    assert layers_below_top("head.weight", 12) == 0
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32)
+    module = EncoderClassifier(BertModel(config), 16, 2)
+    spec = {"kind": "hf", "backbone": "local"}
+    options = SimpleNamespace(head_lr_multiplier=20.0, layer_decay=0.5)
+    learner = TextClassifierLearner(module, SimpleNamespace(pad_token_id=0), ["a", "b"], spec, options)
+    rates = {id(p): g["lr"] for g in learner.param_groups(1e-4, 0.01) for p in g["params"]}
+    named = dict(module.named_parameters())
+    assert rates[id(named["head.weight"])] == pytest.approx(2e-3)
+    assert rates[id(named["encoder.encoder.layer.2.output.dense.weight"])] == pytest.approx(1e-4)
+    assert rates[id(named["encoder.encoder.layer.0.output.dense.weight"])] == pytest.approx(2.5e-5)
+    assert rates[id(named["encoder.embeddings.word_embeddings.weight"])] == pytest.approx(1.25e-5)

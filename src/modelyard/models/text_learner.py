@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -99,6 +100,15 @@ def freeze_word_embeddings(encoder: nn.Module, setting: bool | None, added: int)
         setting = added == 0 and embeddings.numel() > FROZEN_SHARE * total
     embeddings.requires_grad_(not setting)
     return bool(setting)
+
+
+def layers_below_top(name: str, layers: int) -> int:
+    """How far below the top encoder layer a parameter sits: 0 for the top layer (and what follows it), `layers`
+    for the embeddings. Names follow Hugging Face encoders (`encoder.layer.3.`, `embeddings.`)."""
+    if ".embeddings." in f".{name}":
+        return layers
+    match = re.search(r"\.layer\.(\d+)\.", name)
+    return layers - 1 - int(match.group(1)) if match else 0
 
 
 class TextDataset(torch.utils.data.Dataset):
@@ -302,14 +312,18 @@ class TextClassifierLearner:
         return F.cross_entropy(logits.float(), batch["labels"], label_smoothing=self.options.label_smoothing)
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        """No decay on biases and norms; the new head learns `head_lr_multiplier` times faster (pretrained only)."""
-        head_lr = lr * (self.options.head_lr_multiplier if self.spec["kind"] == "hf" else 1.0)
+        """No decay on biases and norms. Pretrained only: the new head learns `head_lr_multiplier` times faster,
+        and each encoder layer `layer_decay` times slower than the one above it (the embeddings slowest)."""
+        pretrained = self.spec["kind"] == "hf"
+        head_lr = lr * (self.options.head_lr_multiplier if pretrained else 1.0)
+        layer_decay = self.options.layer_decay if pretrained else 1.0
+        layers = getattr(getattr(self.module.encoder, "config", None), "num_hidden_layers", 0)
         groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
         for name, param in self.module.named_parameters():
             if not param.requires_grad:
                 continue
             decay = 0.0 if any(k in name for k in NO_DECAY) else weight_decay
-            rate = head_lr if name.startswith("head.") else lr
+            rate = head_lr if name.startswith("head.") else lr * layer_decay ** layers_below_top(name, layers)
             groups.setdefault((rate, decay), []).append(param)
         return [{"params": p, "lr": rate, "weight_decay": decay} for (rate, decay), p in groups.items()]
 

@@ -69,6 +69,13 @@ class TextModelConfig(ModelConfig):
     max_length: int | None = Field(None, ge=8, le=512)
     dropout: float = Field(0.1, ge=0, lt=1)
     head_lr_multiplier: float = Field(20.0, gt=0, description="the new head learns this many times faster")
+    layer_decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="pretrained only: each encoder layer learns this many times slower than the one above it "
+        "(layer-wise LR decay; the embeddings slowest); 1 = one rate for the whole encoder",
+    )
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     tokenizer: Literal["auto", "char", "wordpiece"] = Field("auto", description="scratch-transformer only")
     vocab_size: int = Field(8000, ge=100, description="scratch tokenizer size; the most tokens extend_vocabulary adds")
