@@ -51,16 +51,16 @@ def test_a_batch_of_very_different_lengths_attends_per_length_bucket_and_compute
     mask = (torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]).long()
     packing = bert.Packing.of(mask)
     assert packing.buckets is not None and len(packing.buckets) > 1
-    assert sorted(i for b in bert.length_buckets(lengths) for i in b) == list(range(len(lengths)))
+    assert sorted(i for b in bert.attention_buckets(lengths) for i in b) == list(range(len(lengths)))
     with torch.no_grad():
         expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
         got = ours(ids, mask)
     assert torch.allclose(got * mask[..., None], expected * mask[..., None], atol=1e-5)
 
 
-def test_length_buckets_split_only_when_padding_would_cost_more_than_another_attention_call():
-    assert bert.length_buckets([12, 14, 13, 12]) == [[0, 3, 2, 1]]  # similar lengths: one bucket, shortest first
-    short_and_long = bert.length_buckets([4] * 24 + [80] * 4)
+def test_attention_buckets_split_only_when_padding_would_cost_more_than_another_attention_call():
+    assert bert.attention_buckets([12, 14, 13, 12]) == [[0, 3, 2, 1]]  # similar lengths: one bucket, shortest first
+    short_and_long = bert.attention_buckets([4] * 24 + [80] * 4)
     assert short_and_long == [list(range(24)), [24, 25, 26, 27]]
 
 

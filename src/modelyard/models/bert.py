@@ -86,7 +86,7 @@ class Embeddings(nn.Module):
 CALL_MS, TOKEN_MS, PAIR_MS = 0.03, 6.4e-4, 3.7e-6
 
 
-def length_buckets(lengths: list[int]) -> list[list[int]]:
+def attention_buckets(lengths: list[int]) -> list[list[int]]:
     """Split a batch into groups of similar length (sequence indices, shortest first) that attend separately,
     each padded to its own longest: the split with the least modelled attention time (dynamic programming over
     the lengths in order). A batch of served requests mixes 5-token and 60-token texts; padded to 60 together,
@@ -153,7 +153,7 @@ class Packing:
             return cls(b, t, None, None)
         packing = cls(b, t, keep.flatten().nonzero().squeeze(1), keep[:, None, None, :])
         lengths = keep.sum(1)  # (B,)
-        groups = length_buckets(lengths.tolist())
+        groups = attention_buckets(lengths.tolist())
         if len(groups) > 1:
             offsets = lengths.cumsum(0) - lengths  # (B,) where each sequence starts among the packed tokens
             n = len(packing.rows)
