@@ -74,9 +74,12 @@ class Embeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # (T,)
-        x = self.word_embeddings(input_ids) + self.token_type_embeddings(torch.zeros_like(input_ids))  # (B, T, C)
+    def forward(self, input_ids: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """(B, T) ids -> (N, C) states of the real tokens only (token type 0 throughout, as for one segment)."""
+        b, t = input_ids.shape
+        positions = torch.arange(t, device=input_ids.device).expand(b, t)  # (B, T)
+        ids, positions = (packing.pack(z[..., None]).squeeze(1) for z in (input_ids, positions))  # (N,) each
+        x = self.word_embeddings(ids) + self.token_type_embeddings.weight[0]  # (N, C)
         x = x + self.position_embeddings(positions)
         return self.dropout(self.LayerNorm(x))
 
@@ -287,7 +290,7 @@ class BertEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         packing = Packing.of(attention_mask)
-        x = packing.pack(self.embeddings(input_ids))  # (N, C): padding costs no matrix products
+        x = self.embeddings(input_ids, packing)  # (N, C): padding costs no lookups or matrix products
         for layer in self.encoder.layer:
             x = layer(x, packing)
         return packing.pad(x)  # (B, T, C), zeros where the mask is 0
