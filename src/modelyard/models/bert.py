@@ -75,12 +75,13 @@ class Embeddings(nn.Module):
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, packing: Packing) -> torch.Tensor:
-        """(B, T) ids -> (N, C) states of the real tokens only (token type 0 throughout, as for one segment)."""
+        """(B, T) ids -> (N, C) states of the real tokens only (token type 0 throughout, as for one segment).
+        The word lookup keeps the (B, T, C) batch layout: explanations hook that layer's output per example."""
         b, t = input_ids.shape
         positions = torch.arange(t, device=input_ids.device).expand(b, t)  # (B, T)
-        ids, positions = (packing.pack(z[..., None]).squeeze(1) for z in (input_ids, positions))  # (N,) each
-        x = self.word_embeddings(ids) + self.token_type_embeddings.weight[0]  # (N, C)
-        x = x + self.position_embeddings(positions)
+        words = packing.pack(self.word_embeddings(input_ids))  # (N, C)
+        x = words + self.token_type_embeddings.weight[0]
+        x = x + self.position_embeddings(packing.pack(positions[..., None]).squeeze(1))
         return self.dropout(self.LayerNorm(x))
 
 
