@@ -126,11 +126,12 @@ class Bucket:
 
     @classmethod
     def of(cls, sequences: list[int], lengths: torch.Tensor, offsets: torch.Tensor) -> Bucket:
-        chosen = torch.tensor(sequences)
+        chosen = torch.tensor(sequences, device=lengths.device)
         lens = lengths[chosen]  # (b,)
         length = max(1, int(lens.max()))
-        valid = torch.arange(length)[None, :] < lens[:, None]  # (b, L)
-        index = torch.where(valid, offsets[chosen][:, None] + torch.arange(length), 0).flatten()
+        steps = torch.arange(length, device=lengths.device)
+        valid = steps[None, :] < lens[:, None]  # (b, L)
+        index = torch.where(valid, offsets[chosen][:, None] + steps, 0).flatten()
         keep = None if bool(valid.all()) else valid[:, None, None, :]
         return cls(len(sequences), length, index, valid.flatten().nonzero().squeeze(1), keep)
 
@@ -164,7 +165,7 @@ class Packing:
             n = len(packing.rows)
             packing.buckets = [Bucket.of(group, lengths, offsets) for group in groups]
             tokens = torch.cat([bucket.index[bucket.real] for bucket in packing.buckets])  # a permutation of N
-            packing.order = torch.empty_like(tokens).scatter_(0, tokens, torch.arange(n))
+            packing.order = torch.empty_like(tokens).scatter_(0, tokens, torch.arange(n, device=tokens.device))
         return packing
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:

@@ -183,8 +183,9 @@ class Batcher:
         outputs: list[list[Any]] = [[None] * len(c.inputs) for c in batch]
         for top_k in sorted({c.top_k for c in batch}):
             group = [item for item in flat if batch[item[0]].top_k == top_k]
-            lengths = [_length(x) for _, _, x in group]
-            for bucket in length_buckets(lengths) if self.split_by_length else [list(range(len(group)))]:
+            whole = [list(range(len(group)))]
+            buckets = length_buckets([_length(x) for _, _, x in group]) if self.split_by_length else whole
+            for bucket in buckets:
                 items = [group[j] for j in bucket]
                 predictions = self.predict([x for _, _, x in items], top_k)
                 if len(predictions) != len(items):
