@@ -3,6 +3,11 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the Chromium the browser tests drive: tests/browser_helpers.py names it (CHROMIUM=PATH overrides both)
+CHROMIUM ?= $(shell $(PYTHON) tests/browser_helpers.py)
+export CHROMIUM
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
 
 .PHONY: setup quickstart test lint format browser clean
 
@@ -17,13 +22,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 browser:
-	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will skip"
+	test -x "$(CHROMIUM)" || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@test -x "$(CHROMIUM)" || { echo "no Chromium at $(CHROMIUM): install Debian's chromium, or set CHROMIUM=PATH" >&2; exit 1; }
 
 quickstart: setup
 	$(BIN)/modelyard quickstart
 
 test: setup browser
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -32,8 +32,8 @@ import torch
 from serve_bench import run_one, texts
 
 from modelyard.export.exporter import export
-from modelyard.export.runtime import cpu_threads
 from modelyard.home import home
+from modelyard.runtimes.onnx_session import cpu_threads
 
 TARGETS = {"speedup_p50": 3.0, "agreement": 0.98, "accuracy_drop_points": 1.0, "serving_throughput_ratio": 2.0}
 

@@ -16,9 +16,9 @@ import time
 
 import torch
 
+from modelyard import model_thread
 from modelyard.generation.batcher import GenerationBatcher
-from modelyard.models.lora_learner import CausalLMLearner
-from modelyard.serving import model_thread
+from modelyard.learners.lora import CausalLMLearner
 from modelyard.tasks.text_generation import GenerationModelConfig
 
 QUESTIONS = [
@@ -133,7 +133,7 @@ def main() -> None:
     if args.threads:
         model_thread.call(torch.set_num_threads, args.threads)  # OpenMP settings are per thread
     options = GenerationModelConfig(backbone="smollm2-135m", lora=None)
-    # every model call on the server's one model thread (see modelyard.serving.model_thread), as `serve` does
+    # every model call on the server's one model thread (see modelyard.model_thread), as `serve` does
     learner = model_thread.call(CausalLMLearner.pretrained, "smollm2-135m", options)
     prompts = [learner.generator.prompt_ids([{"role": "user", "content": q}]) for q in QUESTIONS]
 

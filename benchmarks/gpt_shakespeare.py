@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 
 import modelyard
+from modelyard.learners.gpt import WindowDataset
 from modelyard.models.gpt import GPT, GPTConfig
-from modelyard.models.gpt_learner import WindowDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "examples" / "tiny_shakespeare.yaml"

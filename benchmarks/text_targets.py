@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import modelyard
-from modelyard.config import load_config
+from modelyard.tasks import load_config
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CONFIGS = {"quickstart": "quickstart.yaml", "sst2": "sst2_sentiment.yaml", "waimai": "waimai_sentiment.yaml"}

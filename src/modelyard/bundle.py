@@ -17,8 +17,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from modelyard.errors import BundleError
-from modelyard.fsutil import atomic_write_json, atomic_write_text, replace_dir, sha256_file
+from modelyard.errors import BundleError, UserError
+from modelyard.fsutil import atomic_write_json, atomic_write_text, recover_dir, replace_dir, sha256_file
 
 MANIFEST = "modelyard.json"
 FORMAT_VERSION = 1
@@ -52,9 +52,26 @@ def _files(root: Path) -> dict[str, str]:
     return {rel: sha256_file(root / rel) for rel in _listing(root)}
 
 
+def refuse_foreign_output(output: str | Path) -> None:
+    """Refuse an output that holds anything but a bundle or an unfinished run: writing a bundle replaces the whole
+    folder, so `--output .` would delete the user's files. New, empty, bundle and checkpoint-only folders pass."""
+    path = Path(output)
+    recover_dir(path)  # a swap a crash interrupted leaves the old or the new bundle, never a gap
+    if not path.exists() and not path.is_symlink():
+        return
+    ours = path.is_dir() and ((path / MANIFEST).is_file() or {p.name for p in path.iterdir()} <= UNCHECKED_DIRS)
+    if ours and not path.is_symlink():
+        return
+    raise UserError(
+        f"--output {path} exists and is not a bundle (nor an unfinished run); not replacing it",
+        "writing a bundle replaces the whole folder: choose a new or empty folder",
+    )
+
+
 def write_bundle(output: Path, write_files, manifest: dict[str, Any], keep_checkpoints: bool = False) -> Path:
     """Create the bundle at `output`: `write_files(staging)` writes the content and returns manifest extras."""
     output = Path(output).resolve()
+    refuse_foreign_output(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = output.parent / f".{output.name}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
@@ -100,6 +117,7 @@ def _inside(root: Path, rel: str) -> Path:
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
     root = Path(directory)
+    recover_dir(root)  # a kill while this bundle was swapped in: finish the swap first
     if not root.is_dir():
         raise BundleError(f"not a bundle: {root} is not a folder", "pass the folder `modelyard train` printed")
     path = root / MANIFEST

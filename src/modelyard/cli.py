@@ -99,37 +99,6 @@ def _metrics_table(metrics: dict) -> None:
 
 
 @app.command()
-def doctor() -> None:
-    """Environment report: versions, CPU features, bundled models, tracking store.
-
-    Example: modelyard doctor
-    """
-    import torch
-
-    from modelyard.bundle import environment
-    from modelyard.home import home
-    from modelyard.models import catalog
-    from modelyard.precision import cpu_has_fast_bf16
-
-    report = {
-        "versions": environment(),
-        "cpu": {
-            "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "capability": torch.backends.cpu.get_cpu_capability(),
-            "fast_bf16": cpu_has_fast_bf16(),
-        },
-        "cuda": torch.cuda.is_available(),
-        "bundled_models": catalog.installed(),
-        "home": str(home()),
-        "tracking_uri": os.environ.get("MODELYARD_TRACKING_URI")
-        or os.environ.get("MLFLOW_TRACKING_URI")
-        or f"sqlite:///{home() / 'mlflow.db'}",
-    }
-    _print_json(report)
-
-
-@app.command()
 def init(
     task: Annotated[str, typer.Argument(help="text_classification, image_classification, ...")],
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write the config")] = Path("modelyard.yaml"),
@@ -195,17 +164,18 @@ def train(
     Example: modelyard train examples/quickstart.yaml --set train.epochs=1 --nproc 2
     """
     from modelyard import api
-    from modelyard.config import load_config
+    from modelyard.tasks import load_config
     from modelyard.training.distributed import Launch, is_main_process, torchrun
 
     launch = Launch(nproc, nnodes, node_rank, master_addr, master_port)
     if launch.needed:
         name = load_config(config, set_ or []).name
         output = output or (api.latest_unfinished(name) if resume else None) or api.default_output(name)
-        argv = [*(["-q"] if STATE["quiet"] else []), "train", str(config), "--output", str(output)]
-        argv += [f"--set={item}" for item in set_ or []]
+        argv = [*(["-q"] if STATE["quiet"] else []), *(["--debug"] if STATE["debug"] else [])]
+        argv += ["train", str(config), "--output", str(output), *[f"--set={item}" for item in set_ or []]]
         argv += ["--resume"] * resume + ["--keep-checkpoints"] * keep_checkpoints
-        raise typer.Exit(torchrun(launch, argv))
+        torchrun(launch, argv, debug=STATE["debug"])
+        return
     model = api.train(
         config,
         output,
@@ -245,6 +215,7 @@ def predict(
     model: Annotated[str, typer.Argument(help="bundle path or models:/NAME@ALIAS")],
     text: Annotated[list[str] | None, typer.Option("--text", help="a text to classify (repeatable)")] = None,
     image: Annotated[list[Path] | None, typer.Option("--image", help="an image file or folder")] = None,
+    audio: Annotated[list[Path] | None, typer.Option("--audio", help="an audio file or folder")] = None,
     input_: Annotated[Path | None, typer.Option("--input", help="a .csv/.tsv/.jsonl/.txt file of inputs")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write predictions (.csv or .jsonl)")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="labels with probabilities per input")] = 1,
@@ -256,23 +227,37 @@ def predict(
     from rich.markup import escape
 
     from modelyard import api
-    from modelyard.predict_io import image_files, predict_images, read_inputs, write_predictions
+    from modelyard.predict_io import (
+        audio_files,
+        image_files,
+        predict_audio,
+        predict_images,
+        read_inputs,
+        write_predictions,
+    )
 
-    if sum(x is not None for x in (text, image, input_)) != 1:
-        raise typer.BadParameter("give exactly one of --text, --image or --input")
+    if sum(x is not None for x in (text, image, audio, input_)) != 1:
+        raise typer.BadParameter("give exactly one of --text, --image, --audio or --input")
     loaded = api.load(model)
-    if image is not None:
+    if image is not None or audio is not None:
         skipped: list[str] = []
 
         def skip(path: str, reason: str) -> None:
             skipped.append(path)
             _warn(f"skipped {escape(path)}: {escape(reason)}")
 
-        files = image_files(image)
-        inputs, predictions = predict_images(loaded, files, top_k, skip)
+        kind = "images" if image is not None else "audio files"
+        files = image_files(image) if image is not None else audio_files(audio)
+        inputs, predictions = (predict_images if image is not None else predict_audio)(loaded, files, top_k, skip)
         frame = None
         if skipped:
-            _warn(f"predicted {len(inputs)} of {len(files)} images; skipped {len(skipped)} unreadable")
+            _warn(f"predicted {len(inputs)} of {len(files)} {kind}; skipped {len(skipped)} unusable")
+    elif input_ is not None and output is not None and hasattr(loaded.learner, "predict_frame"):
+        from modelyard.predict_io import stream_predictions
+
+        done = stream_predictions(loaded, input_, output)  # tables of any size, in bounded memory
+        err.print(f"wrote {done['rows']} predictions to {output} ({done['rows_per_second']:,.0f} rows/s)")
+        return
     else:
         inputs, frame = read_inputs(loaded, text, input_)
         predictions = loaded.predict(inputs, top_k=top_k)
@@ -330,84 +315,40 @@ def report(
     print(path)
 
 
-@app.command()
-def explain(
-    model: Annotated[str, typer.Argument(help="bundle path or models:/NAME@ALIAS")],
-    text: Annotated[str | None, typer.Option("--text", help="the text to explain")] = None,
-    image: Annotated[Path | None, typer.Option("--image", help="the image file to explain")] = None,
-    label: Annotated[str | None, typer.Option("--label", help="explain this label, not the top one")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="images: heat-map PNG file")] = None,
-    json_: Annotated[bool, typer.Option("--json", help="print the attributions as JSON")] = False,
-) -> None:
-    """Attributions: which words (or image regions) pushed the model towards its answer.
+# --- doctor, explain: the commands live in modelyard/commands/inspect.py ---
+from modelyard.commands.inspect import doctor as _doctor  # noqa: E402
+from modelyard.commands.inspect import explain as _explain  # noqa: E402
 
-    Example: modelyard explain ./bundle --text "I lost my card"
-    """
-    import base64
+app.command("doctor")(_doctor)
+app.command("explain")(_explain)
 
-    from rich.text import Text
-
-    from modelyard import api
-    from modelyard.evaluation.explain import explain
-
-    if (text is None) == (image is None):
-        raise typer.BadParameter("give exactly one of --text or --image")
-    result = explain(api.load(model), text if image is None else image, label)
-    if "heatmap" in result:
-        path = output or Path(f"{image.stem}-explained.png")
-        path.write_bytes(base64.b64decode(result["heatmap"]))
-        result = {**result, "heatmap": str(path)}
-    if json_:
-        _print_json(result)
-        return
-    out = Console()
-    out.print(f"[bold]{result['label']}[/] ({result['score']:.3f}); {result['method']}")
-    if "heatmap" in result:
-        out.print(f"heat-map written to {result['heatmap']}")
-        return
-    scale = max((abs(a) for a in result["attributions"]), default=0.0) or 1.0
-    line = Text()
-    for token, value in zip(result["tokens"], result["attributions"], strict=True):
-        shade = int(255 * (1 - min(1.0, abs(value) / scale)))
-        color = f"rgb(255,{shade},{shade})" if value >= 0 else f"rgb({shade},{shade},255)"
-        line.append(token, style=f"black on {color}")
-        line.append(" ")
-    out.print(line)
-    out.print(
-        "red: towards this label, blue: away from it; sum of attributions "
-        f"{sum(result['attributions']):.4f} = output {result['output']:.4f} - baseline "
-        f"{result['baseline_output']:.4f}",
-        style="dim",
-    )
-
-
-# --- serve (issue 4): the command lives beside the server in modelyard/serving/cli.py ---
-from modelyard.serving.cli import serve as _serve  # noqa: E402
+# --- serve (issue 4): the command lives beside the server in modelyard/commands/serve.py ---
+from modelyard.commands.serve import serve as _serve  # noqa: E402
 
 app.command("serve")(_serve)
 
-# --- models (issue 3): the registry sub-app lives in modelyard/tracking/cli.py ---
-from modelyard.tracking.cli import app as _models_app  # noqa: E402
+# --- models (issue 3): the registry sub-app lives in modelyard/commands/models.py ---
+from modelyard.commands.models import app as _models_app  # noqa: E402
 
 app.add_typer(_models_app, name="models")
 
-# --- generate (issue 6): the command lives beside the decoder in modelyard/generation/cli.py ---
-from modelyard.generation.cli import generate as _generate  # noqa: E402
+# --- generate (issue 6): the command lives beside the decoder in modelyard/commands/generate.py ---
+from modelyard.commands.generate import generate as _generate  # noqa: E402
 
 app.command("generate")(_generate)
 
-# --- monitor, feedback, retrain (issue 9): the commands live in modelyard/monitoring/cli.py ---
-from modelyard.monitoring.cli import feedback_app as _feedback_app  # noqa: E402
-from modelyard.monitoring.cli import monitor as _monitor  # noqa: E402
-from modelyard.monitoring.cli import retrain as _retrain  # noqa: E402
+# --- monitor, feedback, retrain (issue 9): the commands live in modelyard/commands/monitor.py ---
+from modelyard.commands.monitor import feedback_app as _feedback_app  # noqa: E402
+from modelyard.commands.monitor import monitor as _monitor  # noqa: E402
+from modelyard.commands.monitor import retrain as _retrain  # noqa: E402
 
 app.command("monitor")(_monitor)
 app.add_typer(_feedback_app, name="feedback")
 app.command("retrain")(_retrain)
 
-# --- export, distill (issue 8): the commands live in modelyard/export/cli.py ---
-from modelyard.export.cli import distill as _distill  # noqa: E402
-from modelyard.export.cli import export as _export  # noqa: E402
+# --- export, distill (issue 8): the commands live in modelyard/commands/export.py ---
+from modelyard.commands.export import distill as _distill  # noqa: E402
+from modelyard.commands.export import export as _export  # noqa: E402
 
 app.command("export")(_export)
 app.command("distill")(_distill)
@@ -446,8 +387,14 @@ def main() -> None:
     """Entry point: user errors become one clear message and exit code 1 (tracebacks only with --debug)."""
     try:
         app()
-    except UserError as error:
-        if STATE["debug"]:
+    except Exception as error:
+        from modelyard.training.distributed import record_rank_failure
+
+        if record_rank_failure(error):  # a rank of `train --nproc`: the launcher reports it, once
+            if STATE["debug"]:
+                raise
+            sys.exit(1)
+        if STATE["debug"] or not isinstance(error, UserError):
             raise
         err.print(f"[red]error:[/] {error.message}", highlight=False)
         if error.hint:

@@ -7,16 +7,17 @@ its own `data` and `model` fields by subclassing `DataConfig` and `ModelConfig`.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
 from modelyard.errors import ConfigError
 
-PATH_KEYS = ("train", "validation", "test")
+PATH_KEYS = ("train", "validation", "test", "noise")  # noise: background recordings (audio)
 
 
 class StrictModel(BaseModel):
@@ -100,6 +101,9 @@ class TrainConfig(StrictModel):
     lr_scaling: Literal["none", "linear", "sqrt"] = Field(
         "none", description="scale the learning rate with gradient accumulation (the effective batch size)"
     )
+    time_limit_s: float | None = Field(
+        None, gt=0, description="wall-clock budget for trying candidates (tabular backbone auto); null = none"
+    )
 
 
 class ParamRange(StrictModel):
@@ -116,6 +120,19 @@ class TuneConfig(StrictModel):
     params: dict[str, ParamRange] = Field(default_factory=dict)
 
 
+class Costs(StrictModel):
+    false_positive: float = Field(1.0, ge=0)
+    false_negative: float = Field(1.0, ge=0)
+
+
+class EvaluationConfig(StrictModel):
+    """How a binary classifier decides and is judged: a threshold from costs or a recall target, group metrics."""
+
+    costs: Costs | None = Field(None, description="decision threshold = minimum expected cost on validation")
+    target_recall: float | None = Field(None, gt=0, le=1, description="threshold reaching this recall instead")
+    groups: list[str] = Field(default_factory=list, description="protected columns: rates, TPR, FPR per group")
+
+
 class Config(StrictModel):
     """A whole run: what to train, on which data, how, and under which name."""
 
@@ -125,33 +142,40 @@ class Config(StrictModel):
     model: SerializeAsAny[ModelConfig] = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     tune: TuneConfig | None = None
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     description: str | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _task_sections(cls, values: Any) -> Any:
-        """Validate `data` and `model` with the task's own section classes."""
+    def _task_sections(cls, values: Any, info: ValidationInfo) -> Any:
+        """Validate `data` and `model` with the task's own section classes, found by the resolver the caller
+        passes in the validation context (the task registry sits above this schema and is never imported here)."""
         if not isinstance(values, dict) or "task" not in values:
             return values
-        from modelyard.tasks import get_task, task_names
-
-        name = values["task"]
-        try:
-            task = get_task(str(name))
-        except KeyError:
-            close = difflib.get_close_matches(str(name), task_names(), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise PydanticCustomError(
-                "unknown_task",
-                "unknown task '{name}'{hint}; known tasks: {known}",
-                {"name": name, "hint": hint, "known": ", ".join(task_names())},
-            ) from None
+        resolve: SectionResolver | None = (info.context or {}).get("sections")
+        if resolve is None:
+            raise TypeError("Config needs a section resolver: use modelyard.tasks.load_config or config_from_dict")
+        data_section, model_section = resolve(str(values["task"]))
         values = dict(values)
         if isinstance(values.get("data"), dict):
-            values["data"] = task.DataConfig.model_validate(values["data"])
+            values["data"] = data_section.model_validate(values["data"])
         model = values.get("model")
-        values["model"] = task.ModelConfig.model_validate(model if isinstance(model, dict) else {})
+        values["model"] = model_section.model_validate(model if isinstance(model, dict) else {})
         return values
+
+
+SectionResolver = Callable[[str], tuple[type[DataConfig], type[ModelConfig]]]
+
+
+def unknown_task(name: str, known: list[str]) -> PydanticCustomError:
+    """The error a section resolver raises for a task name nobody registered, with a did-you-mean hint."""
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return PydanticCustomError(
+        "unknown_task",
+        "unknown task '{name}'{hint}; known tasks: {known}",
+        {"name": name, "hint": hint, "known": ", ".join(known)},
+    )
 
 
 def _format_error(err: ValidationError, source: str) -> str:
@@ -206,14 +230,15 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     return raw
 
 
-def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+def parse_config(raw: dict[str, Any], source: str, sections: SectionResolver) -> Config:
+    """Validate a config mapping; `sections` gives the task's own `data` and `model` section classes."""
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(raw, context={"sections": sections})
     except ValidationError as err:
         raise ConfigError(_format_error(err, source)) from None
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+def read_config(path: str | Path, overrides: list[str] | None, sections: SectionResolver) -> Config:
     """Read a YAML config, apply `--set` overrides, resolve paths, validate."""
     path = Path(path)
     if not path.is_file():
@@ -226,7 +251,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"{path}: expected a mapping with keys name, task, data, model, train")
     raw = apply_overrides(raw, overrides or [])
     raw = resolve_paths(raw, path.resolve().parent)
-    return config_from_dict(raw, str(path))
+    return parse_config(raw, str(path), sections)
 
 
 def dump_config(config: Config) -> str:

@@ -60,15 +60,77 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a folder's entries (created, renamed, removed files) durable: a rename is only on disk after this."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """Every file and folder under `root` on disk, so a swap journalled afterwards never exposes half a folder."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                with open(path, "rb") as f:
+                    os.fsync(f.fileno())
+        fsync_dir(folder)
+
+
+def _journal(target: Path) -> Path:
+    return target.with_name(f".{target.name}.swap.json")
+
+
 def replace_dir(staging: Path, target: Path) -> None:
-    """Swap a fully written staging folder into place; the old target (if any) is removed only afterwards."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    """Swap a fully written staging folder into place, crash-safely: the staging folder is made durable, a journal
+    beside the target names both folders, then the renames run; a kill at any point is finished by `recover_dir`
+    on the next start, so the target path never stays empty and no `.old-*` folder is left behind."""
+    staging, target = Path(staging), Path(target)
+    recover_dir(target)
+    _fsync_tree(staging)
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    record = {"staging": os.path.relpath(staging, target.parent), "old": old.name}
+    atomic_write_json(_journal(target), record)
+    fsync_dir(target.parent)
+    _finish_swap(target, target.parent / record["staging"], old)
+
+
+def _finish_swap(target: Path, staging: Path, old: Path) -> None:
+    """The journalled swap's remaining steps; each is skipped once done, so running it again after a kill is safe."""
+    if staging.exists() and target.exists() and not old.exists():
         os.replace(target, old)
-    os.replace(staging, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        fsync_dir(target.parent)
+    if staging.exists() and not target.exists():
+        os.replace(staging, target)
+        fsync_dir(target.parent)
+        if staging.parent != target.parent:
+            fsync_dir(staging.parent)
+    if old.exists() and not target.exists():  # the new folder vanished (not by us): bring the old one back
+        os.replace(old, target)
+        fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_journal(target))
+    fsync_dir(target.parent)
+
+
+def recover_dir(target: str | os.PathLike) -> None:
+    """Finish a folder swap that a crash interrupted (see `replace_dir`); nothing to do when none was."""
+    target = Path(target)
+    journal = _journal(target)
+    for tmp in target.parent.glob(f".{journal.name}.*.tmp"):  # a journal whose write was cut short: never used
+        tmp.unlink(missing_ok=True)
+    if not journal.is_file():
+        return
+    try:
+        record = json.loads(journal.read_text(encoding="utf-8"))
+        staging, old = target.parent / record["staging"], target.parent / record["old"]
+    except (ValueError, KeyError, TypeError):  # written atomically, so never half; refuse to guess if mangled
+        raise OSError(f"{journal}: unreadable folder-swap journal; remove it after checking {target}") from None
+    _finish_swap(target, staging, old)
 
 
 def sha256_file(path: str | os.PathLike) -> str:

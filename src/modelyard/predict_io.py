@@ -9,6 +9,8 @@ from typing import Any
 
 import pandas as pd
 
+from modelyard.data.audio import EXTENSIONS as AUDIO_EXTENSIONS
+from modelyard.data.audio import AudioError, read_audio
 from modelyard.data.images import EXTENSIONS, decode_image
 from modelyard.data.readers import read_table
 from modelyard.errors import DataError, UserError
@@ -65,6 +67,56 @@ def predict_images(
     return kept, predictions
 
 
+def audio_files(paths: list[Path]) -> list[str]:
+    """The files named (whatever their extension: a video is named and skipped later), and the files with an
+    audio extension in the folders named (recursively, sorted)."""
+    out = []
+    for path in paths:
+        if path.is_dir():
+            out += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        elif path.exists():
+            out.append(str(path))
+        else:
+            raise DataError(f"audio file not found: {path}")
+    if not out:
+        raise DataError(f"no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) in {', '.join(map(str, paths))}")
+    return out
+
+
+def predict_audio(
+    model, paths: list[str], top_k: int, on_skip: Callable[[str, str], None]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Predict every usable audio file (any rate or channel count: resampled to 16 kHz mono); an empty, corrupt,
+    video or over-long file (the learner's `max_seconds`) is reported through `on_skip` and skipped."""
+    if not hasattr(model.learner, "to_audio"):
+        raise UserError(
+            f"--audio needs an audio model; {model.name} is a {model.manifest.get('task')} model",
+            "use --text, --image or --input",
+        )
+    limit = getattr(model.learner, "max_seconds", None)
+    kept: list[str] = []
+    predictions: list[dict[str, Any]] = []
+    for start in range(0, len(paths), IMAGE_CHUNK):
+        waves, names = [], []
+        for path in paths[start : start + IMAGE_CHUNK]:
+            try:
+                waves.append(read_audio(Path(path), limit)[0])
+                names.append(path)
+            except AudioError as err:
+                on_skip(path, str(err))
+            except OSError as err:
+                on_skip(path, f"unreadable: {err.strerror or err}")
+        if waves:
+            predictions += model.predict(waves, top_k=top_k)
+            kept += names
+    if not kept:
+        raise DataError(
+            f"none of the {len(paths)} audio file(s) could be used: nothing to predict",
+            "each skipped file is listed above with its reason",
+        )
+    return kept, predictions
+
+
 def read_inputs(model, texts: list[str] | None, file: Path | None) -> tuple[list[Any], pd.DataFrame | None]:
     """The model's inputs and, for a file, the frame they came from (its columns are kept in the output)."""
     if texts is not None:
@@ -96,3 +148,41 @@ def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[
         for r in merged
     ]
     atomic_write_text(path, pd.DataFrame(flat).to_csv(index=False))
+
+
+def stream_predictions(model, source: Path, output: Path, chunk_rows: int = 100_000) -> dict[str, Any]:
+    """Score a file of any size with a learner that scores whole frames (`predict_frame`), chunk by chunk:
+    memory is bounded by one chunk. Writes .parquet, .csv or .jsonl (input columns + prediction columns) as it
+    goes, into a temporary file renamed into place at the end; returns rows and rows/s."""
+    import time
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from modelyard.data.readers import stream_table
+    from modelyard.fsutil import atomic_path
+
+    suffix = output.suffix.lower()
+    if suffix not in (".parquet", ".csv", ".jsonl"):
+        raise UserError(f"--output {output}: write .parquet, .csv or .jsonl")
+    chunks, report = stream_table(source, model.config.data.format, chunk_rows)
+    started, rows, writer = time.perf_counter(), 0, None
+    with atomic_path(output) as tmp:
+        with open(tmp, "wb") as sink:
+            for chunk in chunks:
+                scored = pd.concat([chunk.reset_index(drop=True), model.learner.predict_frame(chunk)], axis=1)
+                if suffix == ".parquet":
+                    table = pa.Table.from_pandas(scored, preserve_index=False)
+                    writer = writer or pq.ParquetWriter(sink, table.schema)
+                    writer.write_table(table.cast(writer.schema))
+                elif suffix == ".csv":
+                    sink.write(scored.to_csv(index=False, header=rows == 0).encode("utf-8"))
+                else:
+                    sink.write(scored.to_json(orient="records", lines=True, force_ascii=False).encode("utf-8"))
+                rows += len(scored)
+            if writer is not None:
+                writer.close()
+    seconds = time.perf_counter() - started
+    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / max(seconds, 1e-9), 1),
+            "skipped": report.skipped}  # fmt: skip
+

@@ -15,11 +15,11 @@ from typing import Any
 import optuna
 from accelerate.utils import set_seed
 
-from modelyard.config import Config, ParamRange, config_from_dict, dump_config, load_config
+from modelyard.config import Config, ParamRange, dump_config
 from modelyard.errors import ConfigError
 from modelyard.fsutil import atomic_write_text
 from modelyard.home import home
-from modelyard.tasks import get_task
+from modelyard.tasks import config_from_dict, get_task, load_config
 from modelyard.training.callbacks import Callback, TrainerControl, TrainerState
 from modelyard.training.loop import fit
 

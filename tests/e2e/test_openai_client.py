@@ -1,4 +1,4 @@
-"""The official `openai` Python client against a real server process (skipped where the client is not installed)."""
+"""The official `openai` Python client (a dev dependency) against a real server process."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import threading
 import time
 
 import httpx
+import openai
 import pytest
-
-openai = pytest.importorskip("openai")
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from browser_helpers import CHROMIUM_ARGS, chromium
+from playwright.sync_api import sync_playwright
 
-from modelyard.evaluation import cost
 from modelyard.evaluation.report import write_report
+from modelyard.metrics import cost
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
-]
+pytestmark = pytest.mark.slow
 SECTIONS = [
     "Headline metrics",
     "Per-class results",
@@ -38,9 +36,9 @@ def report_file(tfidf_bundle, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def browser():
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    executable = chromium()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 

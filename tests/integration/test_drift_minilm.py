@@ -11,7 +11,7 @@ import pytest
 from conftest import EXAMPLES
 
 from modelyard import api
-from modelyard.monitoring import reference
+from modelyard.drift import reference
 from modelyard.monitoring.drift import drift
 
 pytestmark = pytest.mark.slow

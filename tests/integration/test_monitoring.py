@@ -8,11 +8,11 @@ import time
 import pytest
 from serving_helpers import metric, serving
 
+from modelyard.drift import reference
 from modelyard.errors import UserError
-from modelyard.monitoring import reference
 from modelyard.monitoring.feedback import import_feedback
 from modelyard.monitoring.monitor import monitor
-from modelyard.serving.prediction_log import read_predictions
+from modelyard.monitoring.prediction_log import read_predictions
 
 TEXTS = [
     "where is my card",

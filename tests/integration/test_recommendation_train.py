@@ -103,8 +103,8 @@ def test_predict_from_a_file_mixes_user_and_item_requests(bundle):
 
 
 def test_the_report_puts_intervals_on_per_user_metrics_at_every_k(bundle, monkeypatch):
-    from modelyard.evaluation import cost
     from modelyard.evaluation.report import render
+    from modelyard.metrics import cost
 
     monkeypatch.setattr(cost, "TIME_BUDGET_S", 0.2)
     html = render(modelyard.load(bundle.path))

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from modelyard import api
 from modelyard.cli import app
-from modelyard.evaluation import cost
 from modelyard.evaluation.explain import explain_text
 from modelyard.evaluation.report import write_report
+from modelyard.metrics import cost
 
 SECTIONS = [
     "headline",

@@ -79,8 +79,8 @@ def test_a_guarded_class_that_gets_worse_blocks_the_promotion():
 
 
 def test_feedback_with_a_logged_text_and_a_known_label_is_used_and_the_newest_quarter_held_out():
+    from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord, record_feedback
     from modelyard.monitoring.retrain import feedback_frame, split_feedback
-    from modelyard.serving.prediction_log import PredictionLogWriter, PredictionRecord, record_feedback
 
     writer = PredictionLogWriter()
     writer.append(

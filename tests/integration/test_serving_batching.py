@@ -108,7 +108,7 @@ def test_a_model_crash_answers_500_without_internals(tfidf_bundle):
 def test_loading_warm_up_and_batches_of_a_minilm_server_run_on_one_thread(minilm_bundle, monkeypatch):
     # libgomp throttles its spinning once two threads have opened parallel regions (see serving.model_thread)
     import modelyard.api
-    from modelyard.models.text_learner import TextClassifierLearner
+    from modelyard.learners.text import TextClassifierLearner
 
     seen: list[tuple[str, str]] = []
 
@@ -130,7 +130,7 @@ def test_loading_warm_up_and_batches_of_a_minilm_server_run_on_one_thread(minilm
 
 def test_a_minilm_server_runs_mixed_length_requests_in_one_forward_pass(minilm_bundle, monkeypatch):
     # its BERT attends per length bucket inside the forward pass, so cutting the batch would only add passes
-    from modelyard.models.text_learner import TextClassifierLearner
+    from modelyard.learners.text import TextClassifierLearner
 
     sizes: list[int] = []
     original = TextClassifierLearner.predict_proba

@@ -10,7 +10,7 @@ import time
 import pytest
 from serving_helpers import serving
 
-from modelyard.serving.prediction_log import (
+from modelyard.monitoring.prediction_log import (
     PredictionLogWriter,
     PredictionRecord,
     db_path,

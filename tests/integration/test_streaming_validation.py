@@ -34,7 +34,7 @@ WORDS = [
 MEASURE = """
 import ctypes, json, sys, time
 ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE: no transparent huge pages inflating RSS at random
-from modelyard.config import load_config
+from modelyard.tasks import load_config
 from modelyard.data.streaming import scan
 
 def rss_mb(field="VmRSS"):

@@ -11,10 +11,9 @@ import pytest
 import yaml
 
 import modelyard
-from modelyard.config import load_config
 from modelyard.data import text_corpus
 from modelyard.errors import DataError
-from modelyard.tasks import get_task
+from modelyard.tasks import get_task, load_config
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
@@ -76,8 +75,8 @@ def test_a_chat_example_without_an_answer_is_refused_with_its_line(tmp_path):
 
 
 def test_the_report_puts_bootstrap_intervals_on_test_loss_and_perplexity(tiny_gpt_bundle, tmp_path, monkeypatch):
-    from modelyard.evaluation import cost
     from modelyard.evaluation.report import write_report
+    from modelyard.metrics import cost
 
     model = modelyard.load(tiny_gpt_bundle)
     sums, counts = model.learner.unit_losses(model.task.prepare(model.config).splits["test"])

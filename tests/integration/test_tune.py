@@ -4,7 +4,7 @@ import optuna
 import yaml
 from conftest import write_config
 
-from modelyard.config import load_config
+from modelyard.tasks import load_config
 from modelyard.tuning import tune
 
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from modelyard.config import load_config
 from modelyard.errors import ConfigError
+from modelyard.tasks import load_config
 
 BASE = """\
 name: demo

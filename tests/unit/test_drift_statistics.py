@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from modelyard.drift.statistics import bin_counts, mmd_test, psi, psi_test, psi_threshold, quantile_edges
 from modelyard.errors import UserError
 from modelyard.monitoring.monitor import parse_since
-from modelyard.monitoring.statistics import bin_counts, mmd_test, psi, psi_test, psi_threshold, quantile_edges
 
 RNG = np.random.default_rng(7)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from modelyard.evaluation.sections import metric_table
-from modelyard.evaluation.stats import (
+from modelyard.metrics.stats import (
     bootstrap_intervals,
     bootstrap_ratios,
     expected_calibration_error,

@@ -11,9 +11,9 @@ from torch import nn
 from modelyard.export.distill import soften
 from modelyard.export.onnx import quantize_onnx, to_onnx
 from modelyard.export.parity import COMPARE, Tolerance, problems
-from modelyard.export.protocol import OnnxGraph
-from modelyard.export.runtime import onnx_session
-from modelyard.export.torch_int8 import has_int8_layers, load_weights, quantize_module, save_quantized
+from modelyard.runtimes.onnx_session import onnx_session
+from modelyard.runtimes.protocol import OnnxGraph
+from modelyard.runtimes.torch_int8 import has_int8_layers, load_weights, quantize_module, save_quantized
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -1,7 +1,7 @@
 from transformers import AutoModel, AutoTokenizer
 
+from modelyard.learners.text_inputs import extend_vocabulary
 from modelyard.models.catalog import locate
-from modelyard.models.text_learner import extend_vocabulary
 
 
 def test_characters_an_english_tokenizer_does_not_know_become_trainable_tokens():

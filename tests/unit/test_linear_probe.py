@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from modelyard.models.linear_probe import fit_probe, linear_head
+from modelyard.learners.linear_probe import fit_probe, linear_head
 
 
 @pytest.mark.parametrize("classes", [2, 4])

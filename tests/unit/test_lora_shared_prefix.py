@@ -6,8 +6,8 @@ import pytest
 import torch
 from llm_helpers import tiny_llama_config
 
-from modelyard.models import lora_learner
-from modelyard.models.lora_learner import IGNORE, CausalLMLearner, _shared_prefix
+from modelyard.learners import lora as lora_learner
+from modelyard.learners.lora import IGNORE, CausalLMLearner, _shared_prefix
 
 
 def padded(rows: list[list[int]], answer: int) -> dict[str, torch.Tensor]:

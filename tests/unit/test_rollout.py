@@ -7,8 +7,9 @@ import json
 import pytest
 from prometheus_client import CollectorRegistry
 
-from modelyard.serving.prediction_log import connect
-from modelyard.serving.rollout import Arm, Rollout, RolloutMetrics, shadow_summary
+from modelyard.monitoring.prediction_log import connect
+from modelyard.monitoring.shadow import shadow_summary
+from modelyard.serving.rollout import Arm, Rollout, RolloutMetrics
 
 
 class Constant:

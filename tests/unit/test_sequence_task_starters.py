@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from modelyard.config import config_from_dict
-from modelyard.tasks import get_task
+from modelyard.tasks import config_from_dict, get_task
 
 
 @pytest.mark.parametrize("task", ["forecasting", "recommendation"])

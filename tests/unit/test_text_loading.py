@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertModel
 
+from modelyard.learners.text_inputs import SavedTokenizer
 from modelyard.models import bert, catalog
-from modelyard.models.text_learner import SavedTokenizer
 
 TEXTS = [
     "I still have not received my new card",

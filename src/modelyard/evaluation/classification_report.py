@@ -12,7 +12,7 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 from modelyard.evaluation import plots
 from modelyard.evaluation.explain import can_explain, explain
 from modelyard.evaluation.sections import Figure, ReportContext, Section, Table, Text, Tokens, fmt, provides
-from modelyard.evaluation.stats import bootstrap_intervals, reliability
+from modelyard.metrics.stats import bootstrap_intervals, reliability
 
 GRID = np.linspace(0.0, 1.0, 201)
 FULL_MATRIX_LIMIT = 20
@@ -68,7 +68,7 @@ def _curves(y: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
 
 
 def _per_class(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> Section:
-    from modelyard.evaluation.metrics import classification_metrics
+    from modelyard.metrics.classification import classification_metrics
 
     per_class = classification_metrics(y.tolist(), pred.tolist(), labels)["per_class"]
     rows = sorted(per_class.items(), key=lambda kv: (kv[1]["f1"], kv[0]))

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from modelyard.errors import UserError
-from modelyard.models.text_learner import TextClassifierLearner
-from modelyard.models.tfidf_linear import TfidfLinearLearner
+from modelyard.learners.text import TextClassifierLearner
+from modelyard.learners.tfidf import TfidfLinearLearner
 
 IG_STEPS = 50
 IMAGE_STEPS = 32
@@ -185,8 +185,19 @@ def explain_image(model: Any, item: Any, label: str | None = None, steps: int = 
     }
 
 
+@runtime_checkable
+class SelfExplaining(Protocol):
+    """A learner with its own exact attributions (e.g. TreeSHAP reason codes of tabular models)."""
+
+    explainable: bool
+
+    def explain(self, item: Any, label: str | None = None) -> dict[str, Any]: ...
+
+
 def can_explain(model: Any) -> bool:
     learner = model.learner
+    if isinstance(learner, SelfExplaining):
+        return learner.explainable
     if isinstance(learner, TextClassifierLearner):
         return learner.differentiable  # not an ONNX Runtime or int8 export
     return isinstance(learner, TfidfLinearLearner) or _is_image_learner(learner)
@@ -194,6 +205,8 @@ def can_explain(model: Any) -> bool:
 
 def explain(model: Any, item: Any, label: str | None = None) -> dict[str, Any]:
     """Attributions for one input of any explainable model: tokens for text, a heat-map for images."""
+    if isinstance(model.learner, SelfExplaining):
+        return model.learner.explain(item, label)
     if _is_image_learner(model.learner):
         return explain_image(model, item, label)
     return explain_text(model, item, label)

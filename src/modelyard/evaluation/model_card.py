@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 
 from modelyard.bundle import environment
-from modelyard.evaluation.stats import HEADLINE, bootstrap_intervals, pairs_from_confusion
 from modelyard.fsutil import atomic_write_text
+from modelyard.metrics.stats import HEADLINE, bootstrap_intervals, pairs_from_confusion
 
 CARD = "MODEL_CARD.md"
 LOW_F1 = 0.5

@@ -16,10 +16,10 @@ from jinja2 import Environment, PackageLoader
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from modelyard import api
+from modelyard import loader
 from modelyard.bundle import environment
 from modelyard.errors import UserError
-from modelyard.evaluation import classification_report, cost, model_card, plots, task_report
+from modelyard.evaluation import classification_report, model_card, plots, tabular_report, task_report
 from modelyard.evaluation.sections import (
     Figure,
     Html,
@@ -32,8 +32,9 @@ from modelyard.evaluation.sections import (
     task_sections,
 )
 from modelyard.fsutil import atomic_write_text
+from modelyard.metrics import cost
 
-PROVIDERS = (classification_report, task_report)  # imported for their @provides registrations
+PROVIDERS = (classification_report, tabular_report, task_report)  # imported for their @provides registrations
 SKIP = {"samples", "per_class", "confusion_matrix", "warning"}
 
 
@@ -253,7 +254,7 @@ def _prepare(model: Any, context: ReportContext) -> None:
 
 
 def render(model: Any, price_per_cpu_hour: float = 0.05) -> str:
-    """The report's HTML for a loaded model (`api.load`)."""
+    """The report's HTML for a loaded model (`loader.load`)."""
     context = ReportContext(
         model,
         _read_json(model.path / "metrics.json"),
@@ -290,7 +291,7 @@ def page(model: Any, sections: list[Section]) -> str:
 
 def write_report(model_ref: str | Path, output: str | Path | None = None, price_per_cpu_hour: float = 0.05) -> Path:
     """Write the report; by default `<model name>-report.html` here (the sealed bundle stays as it is)."""
-    model = api.load(model_ref)
+    model = loader.load(model_ref)
     path = Path(output) if output else Path(f"{model.name}-report.html")
     atomic_write_text(path, render(model, price_per_cpu_hour))
     return path

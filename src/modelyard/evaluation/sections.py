@@ -89,16 +89,25 @@ class ReportContext:
 
 Provider = Callable[[ReportContext], list[Section]]
 _PROVIDERS: list[tuple[str, Callable[[Any], bool], Provider]] = []
+_EXCLUSIVE: set[str] = set()
 
 
-def provides(name: str, applies: Callable[[Any], bool]) -> Callable[[Provider], Provider]:
-    """Register a section provider for the models `applies(model)` accepts."""
+def provides(name: str, applies: Callable[[Any], bool], exclusive: bool = False) -> Callable[[Provider], Provider]:
+    """Register a section provider for the models `applies(model)` accepts; an `exclusive` one, when it
+    applies, replaces the general ones (e.g. tables: the generic classification sections expect text or images)."""
 
     def wrap(fn: Provider) -> Provider:
         _PROVIDERS.append((name, applies, fn))
+        if exclusive:
+            _EXCLUSIVE.add(name)
         return fn
 
     return wrap
+
+
+def _applicable(model: Any) -> list[tuple[str, Provider]]:
+    found = [(name, provider) for name, applies, provider in _PROVIDERS if applies(model)]
+    return [entry for entry in found if entry[0] in _EXCLUSIVE] or found
 
 
 def task_sections(context: ReportContext) -> list[Section]:
@@ -108,7 +117,7 @@ def task_sections(context: ReportContext) -> list[Section]:
     providers: list[tuple[str, Provider]] = (
         [("task", lambda c: hook(c.model, c))]
         if hook is not None
-        else [(name, provider) for name, applies, provider in _PROVIDERS if applies(context.model)]
+        else _applicable(context.model)
     )
     sections: list[Section] = []
     for name, provider in providers:

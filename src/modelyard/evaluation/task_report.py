@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from modelyard.evaluation import intervals, plots
+from modelyard.evaluation import plots
 from modelyard.evaluation.sections import Figure, ReportContext, Section, Table, Text, fmt, provides
+from modelyard.metrics import intervals
 
 SAMPLES = 3
 PROMPT_CHARS = 60
@@ -78,7 +79,7 @@ def generation_sections(context: ReportContext) -> list[Section]:
 def forecasting_sections(context: ReportContext) -> list[Section]:
     """The last test window of a few series: context, actual values and the forecast."""
     from modelyard.data.timeseries import window_origins
-    from modelyard.evaluation.forecast_metrics import naive_forecast, seasonal_naive_forecast
+    from modelyard.metrics.forecast import naive_forecast, seasonal_naive_forecast
 
     learner = context.model.learner
     split = context.prepared.splits["test"]

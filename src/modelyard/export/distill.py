@@ -18,13 +18,14 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
 
-from modelyard import api, bundle
-from modelyard.config import apply_overrides, config_from_dict
+from modelyard import bundle, loader, pipeline
+from modelyard.config import apply_overrides
 from modelyard.errors import UserError
 from modelyard.export import parity
 from modelyard.export.exporter import ExportResult, default_output, refuse_non_bundle
 from modelyard.fsutil import atomic_write_json, sha256_file
-from modelyard.tasks.base import Learner
+from modelyard.protocols import Learner
+from modelyard.tasks import config_from_dict
 from modelyard.training.loop import fit
 
 REPORT = "distill.json"
@@ -128,7 +129,7 @@ def distill(
     """Train `student` (a backbone name) on the teacher's data and soft labels; write and compare its bundle."""
     if temperature <= 0 or not 0 <= alpha <= 1:
         raise UserError(f"--temperature {temperature} / --alpha {alpha}: need temperature > 0 and 0 <= alpha <= 1")
-    teacher = api.load(teacher_ref)
+    teacher = loader.load(teacher_ref)
     if not parity.can_compare(teacher.learner) or parity.kind(teacher.learner) != "probabilities":
         raise UserError(
             f"{teacher.path}: this model ({teacher.manifest.get('backbone')}) cannot teach a student",
@@ -164,8 +165,8 @@ def distill(
         wrapped, config, data, quiet=quiet, main_metric=task.main_metric, greater_is_better=task.greater_is_better
     )
     resolved = config.model_copy(update={"train": result.train})
-    api._write_results(output, task, data, [(resolved, learner, result)], cpu0, wall0, False)
-    model = api.load(output)
+    pipeline.write_results(output, task, data, [(resolved, learner, result)], cpu0, wall0, False)
+    model = loader.load(output)
     validation = data.splits["validation"] if len(data.splits["validation"]) else data.splits["test"]
     report = {
         "student": student,

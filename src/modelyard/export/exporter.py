@@ -15,14 +15,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from modelyard import api, bundle
+from modelyard import bundle, loader
 from modelyard.errors import UserError
 from modelyard.export import parity
 from modelyard.export.onnx import quantize_onnx, to_onnx
-from modelyard.export.protocol import ONNX_FILE
-from modelyard.export.torch_int8 import quantize_module, save_quantized
 from modelyard.fsutil import atomic_write_json, replace_dir, sha256_file
 from modelyard.home import home
+from modelyard.runtimes.protocol import ONNX_FILE
+from modelyard.runtimes.torch_int8 import quantize_module, save_quantized
 
 WEIGHTS = "model.safetensors"
 REPORT = "export.json"
@@ -43,7 +43,7 @@ class ExportResult:
     passed: bool
 
 
-def default_output(model: api.Model, suffix: str) -> Path:
+def default_output(model: loader.Model, suffix: str) -> Path:
     """Beside the source bundle; under MODELYARD_HOME for registry models (their folder belongs to MLflow)."""
     if model.version is None:
         return model.path.with_name(f"{model.path.name}-{suffix}")
@@ -60,10 +60,12 @@ def _validation_split(splits: dict[str, Any]) -> Any:
     return splits["validation"] if len(splits["validation"]) else splits["test"]
 
 
-def _check_capable(model: api.Model, fmt: str) -> None:
+def _check_capable(model: loader.Model, fmt: str) -> None:
     learner = model.learner
     able = parity.can_compare(learner) and (
-        hasattr(learner, "onnx_graph") if fmt == "onnx" else getattr(learner, "module", None) is not None
+        (hasattr(learner, "onnx_graph") or hasattr(learner, "write_onnx"))
+        if fmt == "onnx"
+        else getattr(learner, "module", None) is not None
     )
     if not able or model.manifest.get("runtime", "torch") != "torch" or model.manifest.get("quantize"):
         what = "ONNX" if fmt == "onnx" else "int8 PyTorch"
@@ -86,12 +88,17 @@ def _copy_preprocessing(source: Path, staging: Path) -> None:
 
 
 def _write_weights(
-    model: api.Model, fmt: str, quantize: str | None, staging: Path, splits: dict[str, Any]
+    model: loader.Model, fmt: str, quantize: str | None, staging: Path, splits: dict[str, Any]
 ) -> dict[str, Any]:
     learner = model.learner
     if fmt == "torch":
         save_quantized(quantize_module(learner.module).eval(), staging / WEIGHTS)
         return {"runtime": "torch", "quantize": "dynamic-int8"}
+    if hasattr(learner, "write_onnx"):  # not one torch graph (e.g. gradient-boosted trees): the learner writes it
+        if quantize is not None:
+            raise UserError("int8 quantization is not offered for this model", "export it without --quantize")
+        learner.write_onnx(staging)
+        return {"runtime": "onnxruntime"}
     graph = learner.onnx_graph()
     if quantize is None:
         to_onnx(graph, staging / ONNX_FILE)
@@ -118,7 +125,7 @@ def export(
     """Export, run the parity check on the validation split, move the new bundle into place if it passes."""
     if fmt == "torch" and quantize is None:
         raise UserError("a PyTorch export without --quantize changes nothing", "add --quantize int8 or --format onnx")
-    original = api.load(ref)
+    original = loader.load(ref)
     _check_capable(original, fmt)
     suffix = "-".join(x for x in ("onnx" if fmt == "onnx" else "", quantize or "") if x)
     output = Path(output).resolve() if output else default_output(original, suffix)
@@ -141,7 +148,7 @@ def export(
             return {**written, "export": {"format": fmt, "quantize": quantize, "source": source}}
 
         bundle.write_bundle(staging, write, manifest)
-        exported = api.load(staging)
+        exported = loader.load(staging)
         report = {
             "format": fmt,
             "quantize": exported.manifest.get("quantize"),

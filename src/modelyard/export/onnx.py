@@ -18,7 +18,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from modelyard.export.protocol import OnnxGraph
+from modelyard.runtimes.protocol import OnnxGraph
 
 OPSET = 17
 

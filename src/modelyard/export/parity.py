@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from modelyard.errors import UserError
-from modelyard.tasks.base import Learner
+from modelyard.protocols import Learner
 
 WARMUP = 3
 THROUGHPUT_CHUNK = 256  # batched throughput alternates the models every this many inputs

@@ -1,7 +1,8 @@
 """Drift of a window of live inputs and predictions against a bundle's reference profile.
 
 Four tests, each with its statistic, threshold and verdict (docs/monitoring.md): PSI on input lengths, PSI on
-embedding-cluster assignments, a kernel two-sample test (MMD) on embeddings, and PSI on predicted labels.
+embedding-cluster assignments, a kernel two-sample test (MMD) on embeddings, and PSI on predicted labels; table
+rows get PSI per feature and the characteristic stability index instead of the text tests.
 `detected` is true when any of them is; too small a window gives no verdict rather than a noisy one.
 """
 
@@ -11,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from modelyard.monitoring.reference import MMD_ROWS, Reference, assign, normalize
-from modelyard.monitoring.statistics import bin_counts, mmd_test, psi_test
+from modelyard.drift.reference import MMD_ROWS, Reference, assign, normalize
+from modelyard.drift.statistics import bin_counts, mmd_test, psi_test
 
 MIN_WINDOW = 30  # fewer live inputs than this: no verdict
 EMBED_ROWS = 512  # most recent inputs embedded per check (cluster PSI); MMD uses MMD_ROWS of them
@@ -58,6 +59,16 @@ def _label_test(reference: Reference, predicted: list[str]) -> dict[str, Any]:
     return psi_test(ref, live, "psi_predicted_labels").as_dict()
 
 
+def _feature_tests(reference: Reference, learner: Any, inputs: list[Any]) -> dict[str, Any]:
+    """Table rows: PSI per feature and the characteristic stability index, flagged when any feature drifts."""
+    rows = [x for x in inputs if isinstance(x, dict)]
+    if len(rows) < MIN_WINDOW or not hasattr(learner, "feature_drift"):
+        return {"skipped": "no table rows logged (server ran with --no-log-inputs?)"}
+    per_feature = learner.feature_drift(reference.profile, rows)
+    drifted = sorted(name for name, test in per_feature.items() if test["detected"])
+    return {"detected": bool(drifted), "drifted": drifted, "method": "psi per feature, csi", "per_feature": per_feature}
+
+
 def drift(reference: Reference, learner: Any, inputs: list[Any], predicted: list[str]) -> dict[str, Any]:
     """The drift section of `modelyard monitor`: one entry per test plus the overall `detected` verdict."""
     if not reference.profile:
@@ -70,7 +81,9 @@ def drift(reference: Reference, learner: Any, inputs: list[Any], predicted: list
         }
     tests: dict[str, Any] = {}
     lengths = reference.profile.get("lengths")
-    if lengths is None or len(texts) < MIN_WINDOW:
+    if "features" in reference.profile:
+        tests["features"] = _feature_tests(reference, learner, inputs)
+    elif lengths is None or len(texts) < MIN_WINDOW:
         why = "no text inputs logged (server ran with --no-log-inputs?)" if lengths else "no length profile"
         tests["input_length"] = {"skipped": why}
         tests.update({"embedding_clusters": {"skipped": why}, "embedding_mmd": {"skipped": why}})

@@ -6,12 +6,13 @@ classifier, one of its labels; the first row that does not is named in the error
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from modelyard.errors import DataError, UserError
 
@@ -43,6 +44,35 @@ def identify(model_ref: str) -> ModelIdentity:
     return ModelIdentity(manifest["name"], manifest.get("labels"), Path(path).resolve(), version)
 
 
+def _text(path: Path) -> str:
+    """The file as text; bytes that are not UTF-8 are an error naming their line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}, line {line}: not UTF-8 text ({err.reason})", "save the file as UTF-8") from None
+
+
+def _csv_rows(path: Path, delimiter: str) -> list[tuple[int, list[str]]]:
+    """(line number where the record starts, fields) per non-blank record; a malformed record names its line."""
+    reader = csv.reader(io.StringIO(_text(path), newline=""), delimiter=delimiter, strict=True)
+    records, start = [], 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return records
+        except csv.Error as err:
+            raise DataError(
+                f"{path}, line {start}: malformed {path.suffix[1:].upper()} ({err}); nothing was imported",
+                "check the quoting on that line",
+            ) from None
+        if record:
+            records.append((start, record))
+        start = reader.line_num + 1
+
+
 def read_rows(path: Path) -> list[tuple[int, str, Any]]:
     """(line number, prediction_id, label) per row of a .csv/.tsv (header line 1) or .jsonl file."""
     if not path.is_file():
@@ -50,7 +80,7 @@ def read_rows(path: Path) -> list[tuple[int, str, Any]]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
         rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        for number, line in enumerate(_text(path).splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -63,19 +93,29 @@ def read_rows(path: Path) -> list[tuple[int, str, Any]]:
         return rows
     if suffix not in (".csv", ".tsv"):
         raise DataError(f"{path}: unsupported feedback file type '{suffix}'", "use .csv, .tsv or .jsonl")
-    frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-    missing = [c for c in COLUMNS if c not in frame.columns]
+    records = _csv_rows(path, "\t" if suffix == ".tsv" else ",")
+    header = records[0][1] if records else []
+    missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise DataError(
-            f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(frame.columns)}",
+            f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header) or 'no header'}",
             "the header must name prediction_id and label",
         )
-    return [(i + 2, row.prediction_id.strip(), row.label) for i, row in enumerate(frame.itertuples())]
+    at = {name: header.index(name) for name in COLUMNS}
+    rows = []
+    for number, record in records[1:]:
+        if len(record) != len(header):
+            raise DataError(
+                f"{path}, line {number}: {len(record)} fields where the header has {len(header)}; nothing was imported",
+                "quote fields that contain the separator",
+            )
+        rows.append((number, record[at["prediction_id"]].strip(), record[at["label"]]))
+    return rows
 
 
 def import_feedback(path: Path, model_ref: str) -> dict[str, Any]:
     """Check every row against the prediction log and the model's labels, then store them all."""
-    from modelyard.serving.prediction_log import read_predictions, record_feedback
+    from modelyard.monitoring.prediction_log import connect, read_predictions, store_label
 
     model = identify(model_ref)
     rows = read_rows(Path(path))
@@ -95,6 +135,18 @@ def import_feedback(path: Path, model_ref: str) -> dict[str, Any]:
             raise UserError(
                 f"{where}: label {label!r} is not one of the model's {len(labels)} labels; nothing was imported"
             )
-    for _, prediction_id, label in rows:
-        record_feedback(prediction_id, str(label) if labels else label)
+    conn = connect()
+    try:
+        with conn:  # one transaction: a row that cannot be stored rolls back every row stored before it
+            for number, prediction_id, label in rows:
+                try:
+                    stored = store_label(conn, prediction_id, str(label) if labels else label)
+                except sqlite3.Error as err:
+                    stored, problem = False, f"the label could not be stored ({err})"
+                else:
+                    problem = f"prediction {prediction_id!r} left the log during the import"
+                if not stored:
+                    raise UserError(f"{path}, line {number}: {problem}; nothing was imported")
+    finally:
+        conn.close()
     return {"imported": len(rows), "model": model.name, "file": str(path)}

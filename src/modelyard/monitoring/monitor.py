@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelyard.drift import reference as reference_profile
 from modelyard.errors import UserError
 from modelyard.monitoring import DEFAULT_WINDOW
-from modelyard.monitoring import reference as reference_profile
 from modelyard.monitoring.drift import drift
 
 _UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -89,11 +89,11 @@ def _iso(ts: float) -> str:
 
 def monitor(model_ref: str, since: str | None = None, window: int = DEFAULT_WINDOW) -> dict[str, Any]:
     """Load the model (its reference profile and encoder) and report on its logged traffic."""
-    from modelyard import api
-    from modelyard.serving.prediction_log import read_predictions
-    from modelyard.serving.rollout import shadow_summary
+    from modelyard import loader
+    from modelyard.monitoring.prediction_log import read_predictions
+    from modelyard.monitoring.shadow import shadow_summary
 
-    model = api.load(model_ref)
+    model = loader.load(model_ref)
     start = parse_since(since)
     rows = read_predictions(since=start, model=model.name)
     report = summarize(rows, reference_profile.read(model.path), model.learner, window)

@@ -4,7 +4,8 @@ only if it beats the champion on the same frozen test split by a margin, worse o
 The champion's test split is re-read and its fingerprint checked against the champion's manifest, then written
 out and given to the challenger as its test file, so both are scored on exactly the same rows (and none of
 them leaks into the challenger's training data). The newest quarter of the feedback is held out to score both
-models on recent traffic; the rest is appended to the training data.
+models on recent traffic; the rest is appended to the training data, except rows whose text is in the frozen test
+split (the decision counts them under `feedback.in_test_split`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from modelyard.config import Config, config_from_dict, load_config
+from modelyard.config import Config
 from modelyard.errors import DataError, UserError
+from modelyard.tasks import config_from_dict, load_config
 
 HELD_OUT_SHARE = 0.25
 MIN_FEEDBACK_GATE = 30  # held-out feedback rows needed before feedback accuracy can veto a promotion
@@ -40,7 +42,7 @@ def _frozen_test(champion: Any) -> pd.DataFrame:
 
 def feedback_frame(name: str, labels: list[str]) -> tuple[pd.DataFrame, int]:
     """Logged predictions with a feedback label and a logged text input (oldest first), and the skip count."""
-    from modelyard.serving.prediction_log import read_predictions
+    from modelyard.monitoring.prediction_log import read_predictions
 
     rows = read_predictions(model=name)
     rows = rows[rows["label"].notna()]
@@ -143,10 +145,12 @@ def retrain(
     quiet: bool = True,
 ) -> dict[str, Any]:
     """Train, compare, and move the alias (with an audit entry) only when the gate says so."""
-    from modelyard import api
+    from modelyard import bundle, loader, pipeline
     from modelyard.tracking import registry
 
-    champion = api.load(model_ref)
+    if output is not None:
+        bundle.refuse_foreign_output(output)
+    champion = loader.load(model_ref)
     config = load_config(config_path, list(overrides))
     if config.name != champion.name:
         raise UserError(
@@ -170,10 +174,12 @@ def retrain(
     seen = set(test["text"].str.strip().str.lower())
     base = prepared.splits["train"]
     base = base[~base["text"].str.strip().str.lower().isin(seen)]
+    in_test = fb_train["text"].str.strip().str.lower().isin(seen)  # training on them would inflate the test score
+    fb_train = fb_train[~in_test]
     train = pd.concat([base[["text", "label"]], fb_train], ignore_index=True)
     with tempfile.TemporaryDirectory(prefix="modelyard-retrain-") as tmp:
         cfg = challenger_config(config, Path(tmp), train, prepared.splits["validation"], test)
-        challenger = api.train(cfg, output=output or api.default_output(config.name), quiet=quiet)
+        challenger = pipeline.train(cfg, output=output or pipeline.default_output(config.name), quiet=quiet)
     if challenger.manifest["data"]["test"]["sha256"] != champion.manifest["data"]["test"]["sha256"]:
         raise DataError(
             f"the challenger's test split ({challenger.manifest['data']['test']['rows']} rows) differs from the "
@@ -193,7 +199,12 @@ def retrain(
         "metric": metric,
         "margin": margin,
         "guarded_classes": list(guard_classes),
-        "feedback": {"used_for_training": len(fb_train), "held_out": len(fb_eval), "skipped": skipped},
+        "feedback": {
+            "used_for_training": len(fb_train),
+            "held_out": len(fb_eval),
+            "in_test_split": int(in_test.sum()),
+            "skipped": skipped,
+        },
         "promoted": promoted,
         "alias": alias,
         "reason": reason,

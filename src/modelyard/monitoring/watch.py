@@ -95,10 +95,10 @@ class DriftWatch:
                 log.exception("drift check failed; the gauges keep their last values")
 
     def check(self) -> dict[str, Any]:
-        from modelyard.monitoring import reference as reference_profile
+        from modelyard import model_thread
+        from modelyard.drift import reference as reference_profile
         from modelyard.monitoring.monitor import summarize
-        from modelyard.serving import model_thread
-        from modelyard.serving.prediction_log import read_predictions
+        from modelyard.monitoring.prediction_log import read_predictions
 
         model = self.service.model
         directory = self.service.log.path.parent if self.service.log is not None else None

@@ -14,7 +14,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from modelyard.serving import model_thread, rollout
+from modelyard import model_thread
+from modelyard.serving import rollout
 from modelyard.serving.errors import install_error_handlers
 from modelyard.serving.metrics import MetricsMiddleware, ServerMetrics
 from modelyard.serving.routes import explain, feedback, health, playground
@@ -37,7 +38,7 @@ def _task_from_manifest(model_ref: str) -> Any | None:
     try:
         return get_task(json.loads(manifest.read_text(encoding="utf-8"))["task"])
     except (ValueError, KeyError, OSError):
-        return None  # api.load gives the precise error
+        return None  # loader.load gives the precise error
 
 
 def _warm_up_example(task: Any, binary: bool) -> Any | None:
@@ -85,7 +86,7 @@ def _document_open_access(app: FastAPI) -> None:
 def create_app(model_ref: str, settings: ServeSettings | None = None) -> FastAPI:
     """A server for one model (a bundle path or models:/NAME@ALIAS). The model loads in the lifespan, so
     /readyz answers 200 only once it is loaded and warmed up."""
-    from modelyard.api import load  # the Python API sits above the server; import it when a server is made
+    from modelyard.loader import load
 
     settings = settings or ServeSettings()
     preloaded = None

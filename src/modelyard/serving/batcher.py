@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelyard import model_thread
 from modelyard.errors import UserError
-from modelyard.serving import model_thread
 
 log = logging.getLogger(__name__)
 

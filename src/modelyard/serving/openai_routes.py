@@ -18,10 +18,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from modelyard import model_thread
 from modelyard.generation.batcher import GenerationBatcher, GenerationQueueFullError
 from modelyard.generation.engine import Event
 from modelyard.generation.engine import Request as GenRequest
-from modelyard.serving import model_thread
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError, describe_validation
 from modelyard.serving.security import require_api_key

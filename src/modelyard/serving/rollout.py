@@ -25,26 +25,15 @@ from typing import Any, Literal
 import numpy as np
 from prometheus_client import Counter, Gauge
 
+from modelyard import model_thread
 from modelyard.errors import ConfigError
-from modelyard.serving import model_thread
-from modelyard.serving.prediction_log import connect, db_path
+from modelyard.monitoring.prediction_log import connect, db_path
+from modelyard.monitoring.shadow import SHADOW_SCHEMA
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["off", "shadow", "canary", "bandit"]
 SHADOW_QUEUE = 64  # shadow batches waiting beyond this are skipped: shadowing never falls behind without limit
-_SHADOW_SCHEMA = """
-CREATE TABLE IF NOT EXISTS shadow_predictions (
-    ts REAL NOT NULL,
-    model TEXT NOT NULL,
-    champion_version TEXT NOT NULL,
-    challenger_version TEXT NOT NULL,
-    input_sha256 TEXT NOT NULL,
-    champion TEXT NOT NULL,       -- JSON of the champion's answer (the one the client got)
-    challenger TEXT NOT NULL,     -- JSON of the challenger's silent answer
-    agree INTEGER NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -176,7 +165,7 @@ class Rollout:
                 )
             conn = connect(db_path(self.log_dir))
             try:
-                conn.executescript(_SHADOW_SCHEMA)
+                conn.executescript(SHADOW_SCHEMA)
                 with conn:
                     conn.executemany("INSERT INTO shadow_predictions VALUES (?,?,?,?,?,?,?,?)", rows)
             finally:
@@ -206,22 +195,6 @@ class Rollout:
 
     def stop(self) -> None:
         self._shadow.shutdown(wait=True)
-
-
-def shadow_summary(name: str, since: float | None = None, directory: Path | None = None) -> dict[str, Any] | None:
-    """How often the silent challenger agreed with the champion (for `monitor`); None if never shadowed."""
-    conn = connect(db_path(directory))
-    try:
-        conn.executescript(_SHADOW_SCHEMA)
-        total, agree = conn.execute(
-            "SELECT count(*), coalesce(sum(agree), 0) FROM shadow_predictions WHERE model = ? AND ts >= ?",
-            (name, since or 0.0),
-        ).fetchone()
-    finally:
-        conn.close()
-    if not total:
-        return None
-    return {"compared": total, "disagreements": total - agree, "agreement": round(agree / total, 4)}
 
 
 class AliasWatcher:
@@ -260,7 +233,7 @@ class AliasWatcher:
 
     def check(self) -> None:
         """One poll: load and swap in any role whose alias moved; refresh bandit rewards."""
-        from modelyard.api import load
+        from modelyard.loader import load
         from modelyard.tracking.registry import get_version
 
         for role, alias in self.aliases.items():
@@ -283,7 +256,7 @@ class AliasWatcher:
 
 def start(service: Any, model_ref: str, settings: Any, warm_up: Any = None) -> tuple[Rollout, AliasWatcher | None]:
     """Put a Rollout in front of the service's batcher; watch the registry aliases when serving `models:/`."""
-    from modelyard.api import load
+    from modelyard.loader import load
     from modelyard.tracking.registry import is_model_uri, parse_model_uri
 
     name, alias = service.name, None

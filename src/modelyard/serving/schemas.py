@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, create_model
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, create_model
 
 from modelyard.serving.settings import ServeSettings
 
@@ -87,7 +87,12 @@ def predict_request_model(input_type: Any, settings: ServeSettings) -> type[Base
         __config__=ConfigDict(extra="forbid"),
         inputs=(
             list[item],
-            Field(min_length=1, max_length=settings.max_inputs, description="the items to predict, in order"),
+            Field(
+                min_length=1,
+                max_length=settings.max_inputs,
+                validation_alias=AliasChoices("inputs", "rows"),  # "rows": table rows, as tabular clients say
+                description="the items to predict, in order (also accepted as `rows`)",
+            ),
         ),
         top_k=(int, Field(1, ge=1, le=settings.max_top_k, description="answers per input, best first")),
     )

@@ -13,10 +13,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from modelyard.errors import UserError
+from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord
+from modelyard.protocols import DescribesInputs
 from modelyard.serving.batcher import Batcher, BatcherClosedError, PredictionFailedError, QueueFullError
 from modelyard.serving.errors import ServingError
 from modelyard.serving.metrics import ServerMetrics
-from modelyard.serving.prediction_log import PredictionLogWriter, PredictionRecord
 from modelyard.serving.settings import ServeSettings
 
 
@@ -116,12 +117,17 @@ class ModelService:
         ids = [uuid.uuid4().hex for _ in inputs]
         if self.log is not None:
             now = time.time()
+            learner = self.model.learner
+            if isinstance(learner, DescribesInputs):  # e.g. audio: a few numbers are logged, never the recording
+                logged = [learner.describe_input(item) for item in parsed]
+            else:
+                logged = [_jsonable(item) for item in inputs]
             self.log.append(
                 [
                     PredictionRecord(
-                        pid, now, self.name, _version(prediction, self.version), _jsonable(item), prediction, latency_ms
+                        pid, now, self.name, _version(prediction, self.version), item, prediction, latency_ms
                     )
-                    for pid, item, prediction in zip(ids, inputs, predictions, strict=True)
+                    for pid, item, prediction in zip(ids, logged, predictions, strict=True)
                 ]
             )
         return predictions, ids

@@ -1,14 +1,21 @@
-"""Task registry. Every module in this package registers itself with `@register_task`; nothing else names tasks."""
+"""Task registry. Every module in this package registers itself with `@register_task`; nothing else names tasks.
+
+The config schema (`modelyard.config`) sits below this registry and never imports it: `load_config` and
+`config_from_dict` here pass the registry to the schema as the resolver of each task's `data` and `model` sections.
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import pkgutil
-from typing import TYPE_CHECKING, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from modelyard import config as schema
 
 if TYPE_CHECKING:
-    from modelyard.tasks.base import Task
+    from modelyard.protocols import Task
 
 _REGISTRY: dict[str, Task] = {}
 _SKIP = {"base", "common"}
@@ -52,3 +59,22 @@ def get_task(name: str) -> Task:
     if name not in _REGISTRY:
         _discover()
     return _REGISTRY[name]
+
+
+def sections(name: str) -> tuple[type[schema.DataConfig], type[schema.ModelConfig]]:
+    """The `data` and `model` section classes of a task (the config schema's resolver)."""
+    try:
+        task = get_task(name)
+    except KeyError:
+        raise schema.unknown_task(name, task_names()) from None
+    return task.DataConfig, task.ModelConfig
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> schema.Config:
+    """Read a YAML config, apply `--set` overrides, resolve paths, validate (with the task's own sections)."""
+    return schema.read_config(path, overrides, sections)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> schema.Config:
+    """Validate a config mapping (with the task's own sections); errors name `source` and the key."""
+    return schema.parse_config(raw, source, sections)

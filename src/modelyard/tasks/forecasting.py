@@ -25,10 +25,10 @@ from modelyard.data.timeseries import (
     window_origins,
 )
 from modelyard.errors import BundleError, ConfigError, DataError
-from modelyard.evaluation.forecast_metrics import naive_forecast, seasonal_naive_forecast
-from modelyard.models.forecast_learner import ForecastInput, ForecastLearner, OnnxForecastLearner, score
+from modelyard.learners.forecast import ForecastInput, ForecastLearner, OnnxForecastLearner, score
+from modelyard.metrics.forecast import naive_forecast, seasonal_naive_forecast
+from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
-from modelyard.tasks.base import PreparedData
 
 STARTER = """\
 # modelyard config: forecasting (demand, traffic, sensor values)

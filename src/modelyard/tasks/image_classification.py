@@ -14,17 +14,12 @@ from pydantic import Field
 from modelyard.config import Config, DataConfig, ModelConfig
 from modelyard.data import images
 from modelyard.errors import DataError, ModelNotFoundError
+from modelyard.learners.frozen_features import frozen_features_baseline
+from modelyard.learners.image import CNN_SCRATCH, EFFICIENTNET, ImageClassifierLearner, OnnxImageClassifierLearner
+from modelyard.learners.image_inputs import preprocessing_for
 from modelyard.models import catalog
-from modelyard.models.frozen_features import frozen_features_baseline
-from modelyard.models.image_learner import (
-    CNN_SCRATCH,
-    EFFICIENTNET,
-    ImageClassifierLearner,
-    OnnxImageClassifierLearner,
-    preprocessing_for,
-)
+from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
-from modelyard.tasks.base import PreparedData
 
 TINY_SIDE = 32  # images whose median short side is below this are not photos for an ImageNet backbone
 GREY_SHARE = 0.8

@@ -18,9 +18,9 @@ from modelyard.data.interactions import all_targets, implicit_feedback, leave_la
 from modelyard.data.readers import read_table, require_columns
 from modelyard.data.splits import fingerprint
 from modelyard.errors import BundleError, ConfigError, DataError
-from modelyard.models.recommender_learner import RecommenderLearner, RecommendInput, popularity_baseline
+from modelyard.learners.recommender import RecommenderLearner, RecommendInput, popularity_baseline
+from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
-from modelyard.tasks.base import PreparedData
 
 STARTER = """\
 # modelyard config: recommendation (what should this user see next?)

@@ -8,19 +8,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
+from modelyard import precision
 from modelyard.config import Config, DataConfig, ModelConfig
 from modelyard.errors import DataError, ModelNotFoundError
+from modelyard.learners.text import OnnxTextClassifierLearner, TextClassifierLearner
+from modelyard.learners.text_inputs import length_percentiles, unknown_rate
+from modelyard.learners.tfidf import TfidfLinearLearner, tfidf_baseline
 from modelyard.models import catalog
-from modelyard.models.text_learner import (
-    OnnxTextClassifierLearner,
-    TextClassifierLearner,
-    length_percentiles,
-    unknown_rate,
-)
-from modelyard.models.tfidf_linear import TfidfLinearLearner, tfidf_baseline
 from modelyard.models.tokenizers import cjk_share
+from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
-from modelyard.tasks.base import PreparedData
 
 if TYPE_CHECKING:  # pandas and the data modules (scikit-learn) load with `prepare`: serving a bundle needs neither
     import pandas as pd
@@ -68,7 +65,12 @@ class TextModelConfig(ModelConfig):
     )
     max_length: int | None = Field(None, ge=8, le=512)
     dropout: float = Field(0.1, ge=0, lt=1)
-    head_lr_multiplier: float = Field(20.0, gt=0, description="the new head learns this many times faster")
+    head_init: Literal["linear_probe", "random"] = Field(
+        "random",
+        description="pretrained only: linear_probe starts the head from logistic regression on the frozen "
+        "encoder's pooled embeddings of the training texts (LP-FT), then fine-tunes everything at one rate",
+    )
+    head_lr_multiplier: float = Field(20.0, gt=0, description="a random head learns this many times faster")
     layer_decay: float = Field(
         1.0,
         gt=0,
@@ -235,14 +237,14 @@ class TextClassificationTask:
             return TextClassifierLearner.pretrained(
                 catalog.locate(MINILM), MINILM, options, labels, data.splits["train"]["text"].tolist()
             )
-        if backbone in catalog.CATALOG:
-            return TextClassifierLearner.pretrained(
-                catalog.locate(backbone), backbone, config.model, labels, data.splits["train"]["text"].tolist()
+        if backbone in catalog.CATALOG or catalog.is_local_hf_dir(backbone):
+            path = catalog.locate(backbone) if backbone in catalog.CATALOG else Path(backbone)
+            learner = TextClassifierLearner.pretrained(
+                path, backbone, config.model, labels, data.splits["train"]["text"].tolist()
             )
-        if catalog.is_local_hf_dir(backbone):
-            return TextClassifierLearner.pretrained(
-                Path(backbone), backbone, config.model, labels, data.splits["train"]["text"].tolist()
-            )
+            if learner.probe_head:
+                learner.start_head_from_probe(data.splits["train"], precision.resolve(config.train.precision))
+            return learner
         raise ModelNotFoundError(
             f"unknown backbone '{backbone}' for text_classification",
             f"use auto, {_bundled_encoders()}, {SCRATCH}, {TFIDF}, or a local Hugging Face folder with config.json",

@@ -12,8 +12,8 @@ from modelyard.data import text_corpus
 from modelyard.errors import DataError, ModelNotFoundError
 from modelyard.generation.options import GenerationOptions
 from modelyard.models import catalog
+from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
-from modelyard.tasks.base import PreparedData
 
 SCRATCH = "gpt-scratch"
 
@@ -132,12 +132,12 @@ class TextGenerationTask:
     def build(self, config: Config, data: PreparedData):
         backbone = config.model.backbone
         if backbone == SCRATCH:
-            from modelyard.models.gpt_learner import GPTLearner
+            from modelyard.learners.gpt import GPTLearner
 
             data.report["backbone"] = "gpt-scratch: a GPT trained from scratch with a tokenizer learnt from the text"
             return GPTLearner.scratch(config.model, data.splits["train"])
         self._check_backbone(backbone)
-        from modelyard.models.lora_learner import CausalLMLearner
+        from modelyard.learners.lora import CausalLMLearner
 
         data.report["backbone"] = f"{backbone}: pretrained causal LM" + (" with LoRA" if config.model.lora else "")
         return CausalLMLearner.pretrained(backbone, config.model)
@@ -158,10 +158,10 @@ class TextGenerationTask:
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config):
         if manifest["backbone"] == SCRATCH:
-            from modelyard.models.gpt_learner import GPTLearner, OnnxGPTLearner
+            from modelyard.learners.gpt import GPTLearner, OnnxGPTLearner
 
             runtime = OnnxGPTLearner if manifest.get("runtime") == "onnxruntime" else GPTLearner
             return runtime.load(directory, config.model)
-        from modelyard.models.lora_learner import CausalLMLearner
+        from modelyard.learners.lora import CausalLMLearner
 
         return CausalLMLearner.load(directory, manifest, config.model)

@@ -27,7 +27,7 @@ STEP_LOG_SECONDS = 5.0  # train loss goes to the store at most this often (each 
 class TrackingCallback(Callback):
     """Logs params at the start, train loss and validation metrics as they come, and the bundle at `finish`.
 
-    The training loop calls the `on_*` hooks; `api.train` calls `finish(bundle)` once the bundle is written
+    The training loop calls the `on_*` hooks; `pipeline.train` calls `finish(bundle)` once the bundle is written
     (the loop ends before the bundle exists) and `fail()` if training raises.
     """
 
@@ -59,7 +59,7 @@ class TrackingCallback(Callback):
             return None
 
     def _start(self, name: str, task: str, backbone: str | None) -> None:
-        """The first candidate opens the run; later candidates (api.train may try several) get nested runs."""
+        """The first candidate opens the run; later candidates (pipeline.train may try several) get nested runs."""
 
         def start() -> None:
             self.client = self.client or store.client(self.uri)

@@ -203,7 +203,7 @@ def finish_run(
                 with ml.start_run(run_id=run_id):
                     info = ml.pyfunc.log_model(
                         name="model",
-                        python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                        python_model=str(Path(__file__).parents[1] / "serving" / "mlflow_pyfunc.py"),
                         artifacts={"bundle": str(bundle["path"])},
                         pip_requirements=[f"modelyard=={environment().get('modelyard', '0')}"],
                         metadata={"modelyard_task": str(config.get("task")), "modelyard_name": name},

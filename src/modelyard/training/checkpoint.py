@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from modelyard.fsutil import atomic_write_json, replace_dir
+from modelyard.fsutil import atomic_write_json, recover_dir, replace_dir
 
 LATEST = "latest"
 
@@ -85,6 +85,7 @@ def load_checkpoint(
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None] | None:
     """Restore in place; returns (progress, best weights) or None when there is no complete checkpoint."""
     path = root / LATEST
+    recover_dir(path)  # a kill during the last swap: finish it, so the newest complete checkpoint is found
     if not (path / "progress.json").exists():
         return None
     model.load_state_dict(load_file(str(path / "model.safetensors")))

@@ -1,4 +1,4 @@
-"""Data-parallel training on PyTorch's own engine: `train --nproc N` re-runs itself under torchrun.
+"""Data-parallel training on PyTorch's own engine: `train --nproc N` re-runs itself under torchrun's agent.
 
 Each process trains on a slice of every batch (`train.batch_size` is the global batch, so results do not depend on
 the number of processes); gloo on CPUs, NCCL on GPUs; only rank 0 writes the bundle and logs the run.
@@ -6,10 +6,21 @@ the number of processes); gloo on CPUs, NCCL on GPUs; only rank 0 writes the bun
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-import subprocess
 import sys
+import tempfile
+import time
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelyard.errors import UserError
+from modelyard.fsutil import atomic_write_json
+
+ERRORS_ENV = "MODELYARD_RANK_ERRORS"  # the folder where a failing rank records its error for the launcher
 
 
 @dataclass
@@ -26,25 +37,73 @@ class Launch:
         return (self.nproc > 1 or self.nnodes > 1) and "LOCAL_RANK" not in os.environ
 
 
-def torchrun(launch: Launch, argv: list[str]) -> int:
-    """Run `modelyard ARGV` in `nproc` processes on this node and wait for them; returns the exit code."""
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nproc-per-node={launch.nproc}",
-        f"--nnodes={launch.nnodes}",
-        f"--node-rank={launch.node_rank}",
-        f"--master-addr={launch.master_addr}",
-        f"--master-port={launch.master_port}",
-        "-m",
-        "modelyard",
-        *argv,
-    ]
-    env = dict(os.environ)
+def torchrun(launch: Launch, argv: list[str], debug: bool = False) -> None:
+    """Run `modelyard ARGV` in `nproc` processes on this node under torchrun's agent (in this process) and wait.
+
+    A rank that fails records its error (`record_rank_failure`); the run then ends as one UserError naming the
+    rank and that error, instead of every rank's traceback followed by the agent's own."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
     cores = os.cpu_count() or 1
-    env.setdefault("OMP_NUM_THREADS", str(max(1, cores // launch.nproc)))
-    return subprocess.call(command, env=env)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // launch.nproc)))
+    if not debug:
+        logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # it logs each rank's exit
+    config = LaunchConfig(
+        min_nodes=launch.nnodes,
+        max_nodes=launch.nnodes,
+        nproc_per_node=launch.nproc,
+        run_id="modelyard",
+        rdzv_backend="static",
+        rdzv_endpoint=f"{launch.master_addr}:{launch.master_port}",
+        rdzv_configs={"rank": launch.node_rank},
+        max_restarts=0,
+    )
+    with tempfile.TemporaryDirectory(prefix="modelyard-ranks-") as folder:
+        os.environ[ERRORS_ENV] = folder
+        try:
+            elastic_launch(config, sys.executable)("-m", "modelyard", *argv)
+        except ChildFailedError as failed:
+            raise _rank_failure(failed.failures, Path(folder), launch.nproc * launch.nnodes) from None
+        except SignalException:  # Ctrl-C or SIGTERM: the agent stopped the ranks
+            raise KeyboardInterrupt from None
+
+
+def record_rank_failure(error: BaseException) -> bool:
+    """Inside a rank of `train --nproc`: write `error` where the launcher reads it; False outside a rank."""
+    folder = os.environ.get(ERRORS_ENV)
+    if not folder or "LOCAL_RANK" not in os.environ:
+        return False
+    record = {"time": time.time(), "type": type(error).__name__, "message": str(error)}
+    if isinstance(error, UserError):
+        record.update(message=error.message, hint=error.hint, user_error=True)
+    else:
+        record["where"] = traceback.format_exception(error)[-2].strip() if error.__traceback__ else ""
+    atomic_write_json(Path(folder) / f"rank-{os.environ.get('RANK', '0')}.json", record)
+    return True
+
+
+def _rank_failure(failures: dict, folder: Path, world: int) -> UserError:
+    """The root cause among the failed ranks: one killed by a signal without a word (e.g. out of memory: its peers
+    then fail only because it left), else the first error a rank recorded (later ones are usually its peers
+    losing their connection to it)."""
+    records = {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in folder.glob("rank-*.json")}
+    silent = {rank: failure for rank, failure in failures.items() if rank not in records and failure.exitcode < 0}
+    if records and not silent:
+        rank, record = min(records.items(), key=lambda item: item[1]["time"])
+        if record.get("user_error"):
+            return UserError(f"rank {rank} of {world}: {record['message']}", record.get("hint"))
+        where = f" ({record['where']})" if record.get("where") else ""
+        return UserError(
+            f"rank {rank} of {world} failed: {record['type']}: {record['message']}{where}",
+            "run again with --debug for every rank's traceback",
+        )
+    rank, failure = min((silent or failures).items())
+    signal = failure.signal_name() if failure.exitcode < 0 else None
+    how = f"was killed by {signal}" if signal else f"exited with code {failure.exitcode}"
+    hint = "out of memory? try a smaller train.batch_size or fewer --nproc" if signal == "SIGKILL" else None
+    return UserError(f"rank {rank} of {world} {how} (process {failure.pid})", hint)
 
 
 def is_main_process() -> bool:
@@ -57,3 +116,27 @@ def wait_for_everyone() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def evaluate(learner: Any, data: Any) -> dict[str, Any]:
+    """`learner.evaluate(data)`, split among the ranks when there are several: each runs its share of the batches
+    (`ShardedEvaluation`), rank 0 scores all outputs in unit order, every rank gets the metrics (early stopping
+    and best-weight choices must agree). Learners without the capability evaluate everything on every rank."""
+    import numpy as np
+    import torch.distributed as dist
+
+    from modelyard.protocols import ShardedEvaluation
+
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if world == 1 or not isinstance(learner, ShardedEvaluation):
+        return learner.evaluate(data)
+    rank = dist.get_rank()
+    parts: list[Any] | None = [None] * world if rank == 0 else None
+    dist.gather_object(learner.eval_outputs(data, (rank, world)), parts, dst=0)
+    metrics: list[Any] = [None]
+    if parts is not None:
+        units = np.concatenate([p[0] for p in parts])
+        outputs = np.concatenate([p[1] for p in parts])
+        metrics[0] = learner.eval_score(data, outputs[np.argsort(units, kind="stable")])
+    dist.broadcast_object_list(metrics, src=0)
+    return metrics[0]

@@ -19,9 +19,10 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from modelyard import precision as prec
 from modelyard.config import Config, TrainConfig
 from modelyard.errors import ConfigError
-from modelyard.tasks.base import Learner, PreparedData
+from modelyard.protocols import Learner, PreparedData
 from modelyard.training.callbacks import Callback, EarlyStopping, TrainerControl, TrainerState
 from modelyard.training.checkpoint import load_checkpoint, save_checkpoint
+from modelyard.training.distributed import evaluate as sharded_evaluate
 from modelyard.training.progress import training_progress
 from modelyard.training.sampler import BucketBatchSampler
 
@@ -94,6 +95,11 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if isinstance(v, int | float)}
 
 
+def evaluate_split(learner: Learner, split: Any) -> dict[str, Any]:
+    """Metrics of one split ({} when it is empty), each rank evaluating its share under `--nproc`."""
+    return sharded_evaluate(learner, split) if len(split) else {}
+
+
 def _fit_without_gradients(learner: Learner, train_cfg: TrainConfig, data: PreparedData) -> TrainResult:
     start = time.perf_counter()
     learner.fit(data.splits["train"], data.splits.get("validation"))
@@ -143,7 +149,12 @@ def fit(
     dataset = learner.dataset(data.splits["train"], training=True)
     lengths = learner.lengths(dataset) if hasattr(learner, "lengths") else None
     sampler = BucketBatchSampler(lengths, len(dataset), train_cfg.batch_size, train_cfg.seed)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=learner.collate)
+    # every new iterator draws a seed from the loader's generator; without its own, that draw comes from the global
+    # RNG, and a resumed run (which re-creates the iterator mid-epoch) would see dropout masks shifted by one draw
+    generator = torch.Generator().manual_seed(train_cfg.seed)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=learner.collate, generator=generator
+    )
 
     lr = train_cfg.learning_rate
     scale = train_cfg.gradient_accumulation  # the effective batch is batch_size x gradient_accumulation
@@ -208,7 +219,11 @@ def fit(
         nonlocal best_state, best_metrics
         if state.history and state.history[-1]["step"] == state.global_step:
             return  # these weights were just evaluated (eval_every landed on the last step)
-        metrics = learner.evaluate(data.splits["validation"]) if len(data.splits["validation"]) else {}
+        learner.module = raw_model  # eval forwards bypass DDP, whose buffer syncs would wait for every rank
+        try:
+            metrics = evaluate_split(learner, data.splits["validation"])
+        finally:
+            learner.module = model
         entry = {
             "epoch": epoch + 1,
             "step": state.global_step,
@@ -279,7 +294,7 @@ def fit(
     for cb in callbacks:
         cb.on_train_end(state, control)
     if best_metrics is None:  # resumed with nothing evaluated since, or finish_training changed the weights
-        best_metrics = learner.evaluate(data.splits["validation"]) if len(data.splits["validation"]) else {}
+        best_metrics = evaluate_split(learner, data.splits["validation"])
     return TrainResult(
         train_cfg,
         state.history,

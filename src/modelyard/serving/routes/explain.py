@@ -3,14 +3,14 @@ computed off the event loop."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from modelyard import model_thread
 from modelyard.errors import UserError
 from modelyard.evaluation.explain import can_explain, explain
-from modelyard.serving import model_thread
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError
 from modelyard.serving.schemas import ERROR_RESPONSES
@@ -23,14 +23,17 @@ router = APIRouter(prefix="/v1", tags=["model"], dependencies=[Depends(require_a
 class ExplainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    input: Annotated[str, StringConstraints(min_length=1)] = Field(
-        description="the text to explain, or an image as base64"
+    input: Annotated[str, StringConstraints(min_length=1)] | dict[str, Any] = Field(
+        description="the text to explain, an image as base64, or a table row (column: value)"
     )
     label: str | None = Field(None, description="explain this label instead of the predicted one")
 
 
 class ExplainResponse(BaseModel):
     tokens: list[str] | None = Field(None, description="text models: the tokens the model read")
+    features: list[str] | None = Field(None, description="tabular models: the columns, in `attributions` order")
+    reasons_up: list[dict[str, Any]] | None = Field(None, description="tabular: top columns pushing towards `label`")
+    reasons_down: list[dict[str, Any]] | None = Field(None, description="tabular: top columns pushing away")
     attributions: list[float] | None = Field(None, description="one per token; positive pushes towards `label`")
     heatmap: str | None = Field(None, description="image models: a PNG (base64) of where the evidence lies")
     label: str
@@ -47,6 +50,8 @@ async def explain_input(
     if not can_explain(service.model):
         raise ServingError(422, "this model does not support explanations (text classifiers do)")
     limit = request.app.state.settings.max_text_chars
+    if isinstance(body.input, dict) and service.model.task.Input is str:
+        raise ServingError(422, "input: this model explains a text (or base64 image), not an object")
     if service.model.task.Input is str and len(body.input) > limit:
         raise ServingError(422, f"input: {len(body.input)} characters, over the {limit} limit")
     try:

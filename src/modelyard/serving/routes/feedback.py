@@ -6,9 +6,9 @@ import asyncio
 
 from fastapi import APIRouter, Depends
 
+from modelyard.monitoring.prediction_log import has_prediction, record_feedback
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError
-from modelyard.serving.prediction_log import has_prediction, record_feedback
 from modelyard.serving.schemas import ERROR_RESPONSES, ErrorBody, FeedbackRequest, FeedbackResponse
 from modelyard.serving.security import require_api_key
 from modelyard.serving.service import ModelService

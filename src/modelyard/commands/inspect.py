@@ -1,0 +1,91 @@
+"""`modelyard doctor` (what this machine offers) and `modelyard explain` (why a model answered as it did)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+
+def doctor() -> None:
+    """Environment report: versions, CPU features, bundled models, tracking store.
+
+    Example: modelyard doctor
+    """
+    import torch
+
+    from modelyard.bundle import environment
+    from modelyard.home import home
+    from modelyard.models import catalog
+    from modelyard.precision import cpu_has_fast_bf16
+
+    report = {
+        "versions": environment(),
+        "cpu": {
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            "fast_bf16": cpu_has_fast_bf16(),
+        },
+        "cuda": torch.cuda.is_available(),
+        "bundled_models": catalog.installed(),
+        "home": str(home()),
+        "tracking_uri": os.environ.get("MODELYARD_TRACKING_URI")
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{home() / 'mlflow.db'}",
+    }
+    print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+
+
+def explain(
+    model: Annotated[str, typer.Argument(help="bundle path or models:/NAME@ALIAS")],
+    text: Annotated[str | None, typer.Option("--text", help="the text to explain")] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="the image file to explain")] = None,
+    label: Annotated[str | None, typer.Option("--label", help="explain this label, not the top one")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="images: heat-map PNG file")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="print the attributions as JSON")] = False,
+) -> None:
+    """Attributions: which words (or image regions) pushed the model towards its answer.
+
+    Example: modelyard explain ./bundle --text "I lost my card"
+    """
+    import base64
+
+    from rich.text import Text
+
+    from modelyard import api
+    from modelyard.evaluation.explain import explain
+
+    if (text is None) == (image is None):
+        raise typer.BadParameter("give exactly one of --text or --image")
+    result = explain(api.load(model), text if image is None else image, label)
+    if "heatmap" in result:
+        path = output or Path(f"{image.stem}-explained.png")
+        path.write_bytes(base64.b64decode(result["heatmap"]))
+        result = {**result, "heatmap": str(path)}
+    if json_:
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+        return
+    out = Console()
+    out.print(f"[bold]{result['label']}[/] ({result['score']:.3f}); {result['method']}")
+    if "heatmap" in result:
+        out.print(f"heat-map written to {result['heatmap']}")
+        return
+    scale = max((abs(a) for a in result["attributions"]), default=0.0) or 1.0
+    line = Text()
+    for token, value in zip(result["tokens"], result["attributions"], strict=True):
+        shade = int(255 * (1 - min(1.0, abs(value) / scale)))
+        color = f"rgb(255,{shade},{shade})" if value >= 0 else f"rgb({shade},{shade},255)"
+        line.append(token, style=f"black on {color}")
+        line.append(" ")
+    out.print(line)
+    out.print(
+        "red: towards this label, blue: away from it; sum of attributions "
+        f"{sum(result['attributions']):.4f} = output {result['output']:.4f} - baseline "
+        f"{result['baseline_output']:.4f}",
+        style="dim",
+    )

@@ -1,0 +1,386 @@
+"""Audio in: any file or request body -> 16 kHz mono float32 numpy, every file checked and the outcome named.
+
+Public API (kept small and stable; speech tasks build on it):
+- `read_audio(source, max_seconds=None) -> (samples, AudioInfo)`: a path or bytes -> float32 in [-1, 1] at
+  `SAMPLE_RATE`, mono. Raises `AudioError` (a ValueError) whose message starts with the reason: `empty`,
+  `video`, `unsupported`, `corrupt`, `too long`. `AudioInfo.notes` says what was found and done (`resampled
+  from 8000 Hz`, `downmixed from 2 channels`, `8-bit`, `clipped`, `silent`, `low sample rate`).
+- `load_audio(path)` / `decode_audio(data)`: the samples only.
+- `audio_stats(samples)`: duration, loudness, SNR estimate and silence share (data report, drift features).
+- `frame_energy_db(samples)`: per-frame RMS in dBFS (25 ms frames, 10 ms hop), used by the VAD.
+- `list_folder(root, pattern)` / `list_table(path, audio_column, columns, fmt, max_rows)`: listings with columns
+  `path` (absolute), `file` (relative, for reports and fingerprints) and the requested ones (`label`, `speaker`,
+  `text`, ...). A folder is one subfolder per class, or flat with a file-name regex naming `label`/`speaker`.
+- `verify(frame, root, report, max_seconds)`: opens every listed file, skips bad ones (named in the
+  `AudioReport`), adds `sha256`, `seconds`, `source_rate`, `channels`, `loudness_db`, `notes`.
+- `speaker_splits(frame, split, test_speakers)`: validation/test carved by whole speakers, so no voice is in
+  both train and test.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from modelyard.config import FormatOptions, SplitConfig
+from modelyard.data.readers import read_table, require_columns
+from modelyard.errors import DataError
+from modelyard.fsutil import sha256_file
+
+SAMPLE_RATE = 16_000
+EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf"}
+SILENT_PEAK_DB = -60.0  # a file whose loudest sample is below this holds nothing to learn from
+CLIP_LEVEL = 0.99
+CLIP_SHARE = 0.001  # over 0.1% of samples at full scale: audibly clipped
+MAX_NAMED = 20
+FFMPEG_HINT = "extract the audio first, e.g. `ffmpeg -i FILE -vn -ac 1 -ar 16000 FILE.wav`"
+
+
+class AudioError(ValueError):
+    """A file or request body that cannot be used as audio; the message starts with the short reason."""
+
+
+@dataclass
+class AudioInfo:
+    """What the source was and what reading it did (notes such as `resampled from 8000 Hz`)."""
+
+    source_rate: int
+    channels: int
+    subtype: str
+    format: str
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def _container(head: bytes) -> str | None:
+    """Name a video (or audio-in-video) container from its first bytes; libsndfile reads none of them."""
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        return "MP4 audio (AAC)" if brand in (b"M4A ", b"M4B ") else "MP4/QuickTime video"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "Matroska/WebM video"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "AVI video"
+    if head.startswith(b"FLV"):
+        return "Flash video"
+    if head.startswith(b"\x30\x26\xb2\x75"):
+        return "ASF/WMV video"
+    if head.startswith(b"\x00\x00\x01\xba") or head.startswith(b"\x00\x00\x01\xb3"):
+        return "MPEG video"
+    if len(head) > 376 and head[0] == 0x47 and head[188] == 0x47 and head[376] == 0x47:
+        return "MPEG transport stream"
+    return None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    """Polyphase resampling (anti-aliased) between integer rates."""
+    if rate == target:
+        return samples.astype(np.float32, copy=False)
+    g = math.gcd(rate, target)
+    return resample_poly(samples, target // g, rate // g).astype(np.float32)
+
+
+def read_audio(source: str | Path | bytes, max_seconds: float | None = None) -> tuple[np.ndarray, AudioInfo]:
+    """Any audio file or bytes -> (16 kHz mono float32, info). AudioError says why when it cannot be used."""
+    if isinstance(source, bytes):
+        head = source[:512]
+        if not source:
+            raise AudioError("empty: 0 bytes")
+    else:
+        with open(source, "rb") as handle:
+            head = handle.read(512)
+        if not head:
+            raise AudioError("empty: 0 bytes")
+    kind = _container(head)
+    if kind:
+        raise AudioError(f"video: {kind}, not an audio file; {FFMPEG_HINT}")
+    opened = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        meta = sf.info(opened)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise AudioError(f"unsupported: not a readable audio file ({_short(err)}); use WAV, FLAC, OGG or MP3") from None
+    if meta.frames <= 0 or meta.samplerate <= 0:
+        raise AudioError("empty: no audio frames")
+    seconds = meta.frames / meta.samplerate
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioError(f"too long: {_duration(seconds)} (limit {_duration(max_seconds)}); cut it into shorter clips")
+    if isinstance(opened, io.BytesIO):
+        opened.seek(0)
+    try:
+        data, rate = sf.read(opened, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise AudioError(f"corrupt: {_short(err)}") from None
+    if data.size == 0:
+        raise AudioError("empty: no audio frames")
+    if not np.isfinite(data).all():
+        raise AudioError("corrupt: the file holds NaN or infinite samples")
+    info = AudioInfo(int(rate), int(data.shape[1]), meta.subtype, meta.format, data.shape[0] / rate)
+    clipped = float(np.mean(np.abs(data) >= CLIP_LEVEL))
+    if clipped > CLIP_SHARE:
+        info.notes.append(f"clipped: {clipped:.1%} of samples at full scale")
+    if meta.subtype in ("PCM_U8", "PCM_S8"):
+        info.notes.append("8-bit: coarse samples (about 48 dB of dynamic range)")
+    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
+    if data.shape[1] > 1:
+        info.notes.append(f"downmixed from {data.shape[1]} channels")
+    if rate < 8000:
+        info.notes.append(f"low sample rate: {rate} Hz, nothing above {rate // 2} Hz")
+    if rate != SAMPLE_RATE:
+        info.notes.append(f"resampled from {rate} Hz")
+    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
+    if peak <= 10 ** (SILENT_PEAK_DB / 20):
+        info.notes.append("silent: peak below -60 dBFS")
+    return np.clip(resample(mono, int(rate)), -1.0, 1.0), info
+
+
+def _short(err: Exception) -> str:
+    text = str(err)
+    return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+
+
+def load_audio(path: str | Path, max_seconds: float | None = None) -> np.ndarray:
+    """A file -> 16 kHz mono float32 samples."""
+    return read_audio(Path(path), max_seconds)[0]
+
+
+def decode_audio(data: bytes, max_seconds: float | None = None) -> np.ndarray:
+    """Bytes from a request -> 16 kHz mono float32 samples; AudioError with a plain reason when unusable."""
+    return read_audio(data, max_seconds)[0]
+
+
+def frame_energy_db(
+    samples: np.ndarray, rate: int = SAMPLE_RATE, frame_ms: float = 25, hop_ms: float = 10
+) -> np.ndarray:
+    """RMS of each frame in dBFS (floor -100), as the VAD and the silence statistics see the signal."""
+    frame, hop = int(rate * frame_ms / 1000), int(rate * hop_ms / 1000)
+    if samples.size < frame:
+        samples = np.pad(samples, (0, frame - samples.size))
+    count = 1 + (samples.size - frame) // hop
+    windows = np.lib.stride_tricks.as_strided(
+        samples, shape=(count, frame), strides=(samples.strides[0] * hop, samples.strides[0])
+    )
+    rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1))
+    return 20 * np.log10(np.maximum(rms, 1e-5))
+
+
+def audio_stats(samples: np.ndarray, rate: int = SAMPLE_RATE) -> dict[str, float]:
+    """Duration (s), loudness (RMS dBFS), SNR estimate (dB: loud frames vs quiet frames) and silence share
+    (frames 35 dB under the loudest or below -50 dBFS): what the data report and the drift monitor compare."""
+    energy = frame_energy_db(samples, rate)
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if samples.size else 0.0
+    threshold = max(-50.0, float(energy.max()) - 35.0)
+    return {
+        "duration": round(samples.size / rate, 4),
+        "loudness": round(20 * math.log10(max(rms, 1e-5)), 2),
+        "snr": round(float(np.percentile(energy, 95) - np.percentile(energy, 10)), 2),
+        "silence_share": round(float(np.mean(energy < threshold)), 4),
+    }
+
+
+@dataclass
+class AudioReport:
+    """What was read, what was skipped and why, and what was done to the kept files (first files named)."""
+
+    files: int = 0
+    kept: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    skipped_files: list[str] = field(default_factory=list)
+    handled: Counter = field(default_factory=Counter)
+    handled_files: list[str] = field(default_factory=list)
+
+    def skip(self, name: str, reason: str) -> None:
+        self.skipped[reason.split(":")[0]] += 1
+        if len(self.skipped_files) < MAX_NAMED * 4:
+            self.skipped_files.append(f"{name}: {reason} (skipped)")
+
+    def handle(self, name: str, notes: list[str]) -> None:
+        for note in notes:
+            kind = note.split(":")[0].split(" from ")[0]
+            self.handled[kind] += 1
+            if kind not in ("resampled",) and len(self.handled_files) < MAX_NAMED * 2:
+                self.handled_files.append(f"{name}: {note} (kept)")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "kept": self.kept,
+            "skipped": dict(self.skipped),
+            "skipped_files": self.skipped_files,
+            "handled": dict(self.handled),
+            "handled_files": self.handled_files,
+        }
+
+
+def check_file(path: Path, root: Path, max_seconds: float | None) -> dict[str, Any]:
+    """Everything `validate` needs about one file; raises AudioError with the reason to skip it."""
+    resolved = path.resolve()
+    if resolved != path.absolute() and root.resolve() not in resolved.parents:
+        raise AudioError(f"symlink outside the data folder: points to {resolved}")
+    if not resolved.is_file():
+        raise AudioError("missing: no such file")
+    samples, info = read_audio(resolved, max_seconds)
+    if any(note.startswith("silent") for note in info.notes):
+        raise AudioError("silent: the loudest sample is below -60 dBFS")
+    stats = audio_stats(samples)
+    return {
+        "sha256": sha256_file(resolved),
+        "seconds": round(info.seconds, 4),
+        "source_rate": info.source_rate,
+        "channels": info.channels,
+        "loudness_db": stats["loudness"],
+        "notes": "; ".join(info.notes),
+    }
+
+
+def _try_check(path: Path, root: Path, max_seconds: float | None) -> dict[str, Any] | str:
+    try:
+        return check_file(path, root, max_seconds)
+    except AudioError as err:
+        return str(err)
+    except OSError as err:
+        return f"unreadable: {err.strerror or err}"
+
+
+CHECK_COLUMNS = ["sha256", "seconds", "source_rate", "channels", "loudness_db", "notes"]
+
+
+def verify(frame: pd.DataFrame, root: Path, report: AudioReport, max_seconds: float | None) -> pd.DataFrame:
+    """Open every listed file (two threads: libsndfile and resampling release the GIL); keep the good ones."""
+    report.files += len(frame)
+    paths = [Path(p) for p in frame["path"]]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda p: _try_check(p, root, max_seconds), paths))
+    rows, keep = [], []
+    for (_, row), result in zip(frame.iterrows(), results, strict=True):
+        if isinstance(result, str):
+            report.skip(row["file"], result)
+            continue
+        if result["notes"]:
+            report.handle(row["file"], result["notes"].split("; "))
+        rows.append(result)
+        keep.append(row)
+    report.kept += len(keep)
+    kept = pd.DataFrame(keep, columns=frame.columns).reset_index(drop=True)
+    return pd.concat([kept, pd.DataFrame(rows, columns=CHECK_COLUMNS)], axis=1)
+
+
+def list_folder(root: Path, pattern: str | None = None) -> pd.DataFrame:
+    """`root/<class>/<file>` -> rows (path, file, label); with `pattern` (a regex with named groups `label`
+    and/or `speaker`, searched in the file name) a flat folder works too, e.g. `^(?P<label>\\d)_(?P<speaker>\\w+?)_`."""
+    regex = re.compile(pattern) if pattern else None
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".") and _audio_like(p))
+    rows = []
+    for path in files:
+        relative = path.relative_to(root)
+        row: dict[str, Any] = {"path": str(path.absolute()), "file": relative.as_posix()}
+        if len(relative.parts) > 1:
+            row["label"] = relative.parts[0]
+        if regex:
+            match = regex.search(path.name)
+            if not match:
+                raise DataError(
+                    f"{path}: the file name does not match data.filename_pattern {pattern!r}",
+                    "fix the pattern or move the file out of the data folder",
+                )
+            row.update({k: v for k, v in match.groupdict().items() if v is not None})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty or "label" not in frame or frame["label"].isna().any():
+        raise DataError(
+            f"{root}: no labelled audio files",
+            "put the files of each class in their own subfolder (train/yes/1.wav, train/no/2.wav), or name "
+            "the label in the file names with data.filename_pattern, e.g. '^(?P<label>\\d)_(?P<speaker>\\w+?)_'",
+        )
+    return frame
+
+
+def _audio_like(path: Path) -> bool:
+    """Files a user put in an audio folder: audio extensions, and anything else that is not obviously a side
+    file (README, CSV), so videos and mislabelled files get opened and named rather than silently ignored."""
+    suffix = path.suffix.lower()
+    return suffix in EXTENSIONS or suffix not in {".txt", ".md", ".csv", ".json", ".jsonl", ".tsv", ".yaml", ".yml"}
+
+
+def list_table(
+    path: Path, audio_column: str, columns: dict[str, str], fmt: FormatOptions, max_rows: int | None
+) -> pd.DataFrame:
+    """A CSV/JSONL of audio paths (relative to the file's folder) -> rows (path, file, *columns); `columns`
+    maps output names to config column names, e.g. {"label": "category", "speaker": "speaker_id"}."""
+    frame, _ = read_table(path, fmt, max_rows)
+    required = {"audio_column": audio_column} | {f"{k}_column": v for k, v in columns.items()}
+    require_columns(frame, required, str(path))
+    frame = frame[frame[audio_column].notna()]
+    for name in columns.values():
+        frame = frame[frame[name].notna()]
+    out = pd.DataFrame({"file": frame[audio_column].astype(str).str.strip()})
+    out.insert(0, "path", [str(_absolute(path.parent, f)) for f in out["file"]])
+    for name, column in columns.items():
+        out[name] = [_text(v) for v in frame[column]]
+    return out.reset_index(drop=True)
+
+
+def _absolute(base: Path, name: str) -> Path:
+    given = Path(name).expanduser()
+    return (given if given.is_absolute() else base / given).absolute()
+
+
+def _text(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
+
+
+def speaker_splits(
+    frame: pd.DataFrame, split: SplitConfig, test_speakers: list[str] | None = None
+) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Carve test and validation from `frame` by whole speakers (seeded), each near its configured share of
+    recordings; `test_speakers` fixes the test voices. Needs a `speaker` column and at least 2 speakers."""
+    speakers = sorted(frame["speaker"].astype(str).unique())
+    notes: list[str] = []
+    if len(speakers) < 2:
+        raise DataError(
+            f"only one speaker ({speakers[0] if speakers else 'none'}): cannot hold out a voice for testing",
+            "add recordings of more speakers, or drop data.speaker_column to split by recording",
+        )
+    rng = np.random.default_rng(split.seed)
+    order = [speakers[i] for i in rng.permutation(len(speakers))]
+    counts = frame["speaker"].astype(str).value_counts()
+    chosen: dict[str, list[str]] = {}
+    if test_speakers:
+        unknown = sorted(set(map(str, test_speakers)) - set(speakers))
+        if unknown:
+            raise DataError(f"data.test_speakers: unknown speakers {unknown}", f"speakers in the data: {speakers}")
+        chosen["test"] = [str(s) for s in test_speakers]
+    for name, share in (("test", split.test), ("validation", split.validation)):
+        if name in chosen or share <= 0:
+            continue
+        free = [s for s in order if not any(s in v for v in chosen.values())]
+        picked: list[str] = []
+        while len(free) > 1 and counts[picked].sum() < share * len(frame):
+            picked.append(free.pop(0))
+        chosen[name] = picked
+    parts = {name: frame[frame["speaker"].astype(str).isin(voices)] for name, voices in chosen.items()}
+    held = {s for voices in chosen.values() for s in voices}
+    parts["train"] = frame[~frame["speaker"].astype(str).isin(held)]
+    if parts["train"].empty:
+        raise DataError("no speaker left for training after holding out test and validation voices")
+    for name, voices in chosen.items():
+        notes.append(f"{name}: speakers {', '.join(voices) or 'none'} held out ({len(parts[name])} recordings)")
+    empty = frame.iloc[0:0]
+    return {k: parts.get(k, empty).reset_index(drop=True) for k in ("train", "validation", "test")}, notes

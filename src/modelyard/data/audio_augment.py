@@ -1,0 +1,100 @@
+"""Waveform augmentation for speech and sound clips, and fitting a clip to the model's fixed length.
+
+What matters for speech (Ko et al. 2015; Park et al. 2019): speed perturbation (tempo and pitch, a cheap stand-in
+for new voices), time shift, background noise at a random SNR and random gain; SpecAugment masks run on the
+features inside the model. Noise comes from a folder of recordings when one is given, else coloured noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import resample_poly
+
+from modelyard.data.audio import EXTENSIONS, AudioError, load_audio
+
+SPEEDS = ((10, 9), (20, 19), (1, 1), (19, 20), (9, 10))  # resampling ratios: speed x0.9 .. x1.1
+
+
+def loudest_window(wave: np.ndarray, length: int) -> int:
+    """Start of the `length`-sample window holding the most energy: where a long clip's sound is."""
+    if wave.size <= length:
+        return 0
+    energy = np.concatenate([[0.0], np.cumsum(np.square(wave, dtype=np.float64))])
+    hop = max(1, length // 20)
+    starts = np.arange(0, wave.size - length + 1, hop)
+    return int(starts[np.argmax(energy[starts + length] - energy[starts])])
+
+
+def fit_length(wave: np.ndarray, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Crop or zero-pad to `length` samples. Without `rng` (evaluation, serving): the loudest window, or the clip
+    centred; with it (training): a random crop, or a random position (time shift)."""
+    if wave.size >= length:
+        start = int(rng.integers(0, wave.size - length + 1)) if rng is not None else loudest_window(wave, length)
+        return wave[start : start + length]
+    room = length - wave.size
+    left = int(rng.integers(0, room + 1)) if rng is not None else room // 2
+    return np.pad(wave, (left, room - left))
+
+
+def coloured_noise(size: int, rng: np.random.Generator) -> np.ndarray:
+    """White, pink or brown noise (1/f^0, 1/f^1, 1/f^2 power), unit RMS."""
+    exponent = rng.choice([0.0, 1.0, 2.0])
+    spectrum = np.fft.rfft(rng.standard_normal(size))
+    freqs = np.maximum(np.fft.rfftfreq(size), 1.0 / size)
+    noise = np.fft.irfft(spectrum / freqs ** (exponent / 2), n=size)
+    return (noise / max(float(np.sqrt(np.mean(noise**2))), 1e-8)).astype(np.float32)
+
+
+@dataclass
+class Augmenter:
+    """Random speed, gain and background noise (SNR uniform in `snr_db`) on 16 kHz waveforms."""
+
+    speed: bool = True
+    noise_probability: float = 0.5
+    snr_db: tuple[float, float] = (5.0, 30.0)
+    gain_db: float = 6.0
+    noise_files: list[Path] = field(default_factory=list)
+    _noises: dict[Path, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_folder(cls, folder: str | None, **kwargs) -> Augmenter:
+        files = []
+        if folder:
+            root = Path(folder)
+            files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+        return cls(noise_files=files, **kwargs)
+
+    def _noise(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        if not self.noise_files:
+            return coloured_noise(size, rng)
+        path = self.noise_files[int(rng.integers(len(self.noise_files)))]
+        if path not in self._noises:
+            try:
+                self._noises[path] = load_audio(path)
+            except (AudioError, OSError):
+                self._noises[path] = np.zeros(0, dtype=np.float32)
+        source = self._noises[path]
+        if source.size == 0 or not np.any(source):
+            return coloured_noise(size, rng)
+        reps = int(np.ceil(size / source.size))
+        tiled = np.tile(source, reps)
+        start = int(rng.integers(0, tiled.size - size + 1))
+        piece = tiled[start : start + size]
+        return piece / max(float(np.sqrt(np.mean(piece**2))), 1e-8)
+
+    def __call__(self, wave: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+        """Speed, then a random crop or shift to `length`, then gain and noise over the whole clip."""
+        if self.speed:
+            up, down = SPEEDS[int(rng.integers(len(SPEEDS)))]
+            if up != down:
+                wave = resample_poly(wave, up, down).astype(np.float32)
+        wave = fit_length(wave, length, rng)
+        wave = wave * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
+        if rng.random() < self.noise_probability and wave.size:
+            signal = float(np.sqrt(np.mean(wave**2)))
+            snr = rng.uniform(*self.snr_db)
+            wave = wave + self._noise(wave.size, rng) * np.float32(signal / 10 ** (snr / 20))
+        return np.clip(wave, -1.0, 1.0).astype(np.float32)

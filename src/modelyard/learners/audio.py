@@ -1,0 +1,327 @@
+"""The audio classifier learner: 16 kHz clips of a fixed length -> log-mel CNN/CRNN -> class probabilities.
+
+The front end's parameters and the clip length are data (`audio_model.json`), and the front end is inside the
+module: prediction, serving and the ONNX graph compute exactly the features the model was validated with.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modelyard.data.audio import AudioError, audio_stats, read_audio
+from modelyard.data.audio_augment import Augmenter, fit_length
+from modelyard.drift.statistics import bin_counts, psi_test, quantile_edges
+from modelyard.errors import DataError
+from modelyard.fsutil import atomic_write_json
+from modelyard.metrics.classification import classification_metrics, top_k_answers
+from modelyard.models.audio_cnn import AudioClassifier
+from modelyard.models.audio_features import FrontEndConfig
+from modelyard.runtimes.onnx_session import onnx_session
+from modelyard.runtimes.protocol import ONNX_FILE, OnnxGraph
+from modelyard.runtimes.torch_int8 import load_weights
+from modelyard.training.checkpoint import save_weights
+
+BACKBONES = ("cnn", "crnn")
+SPEC_FILE = "audio_model.json"
+PREDICT_BATCH = 64
+PROFILE_ROWS = 512  # files profiled for the drift reference
+STAT_NAMES = ("duration", "loudness", "snr", "silence_share")
+CACHE_BYTES = 1 << 30  # decoded training audio kept in memory (about 9 hours at 16 kHz float32)
+DEFAULTS = {
+    "cnn": {"epochs": 30, "batch_size": 32, "learning_rate": 2e-3, "scheduler": "cosine", "precision": "fp32"},
+    "crnn": {"epochs": 30, "batch_size": 32, "learning_rate": 2e-3, "scheduler": "cosine", "precision": "fp32"},
+}
+
+
+class WaveStore:
+    """Decoded 16 kHz waveforms by path, kept while they fit in CACHE_BYTES (files are decoded once per run)."""
+
+    def __init__(self) -> None:
+        self.waves: dict[str, np.ndarray] = {}
+        self.bytes = 0
+
+    def get(self, path: str) -> np.ndarray:
+        wave = self.waves.get(path)
+        if wave is None:
+            wave = read_audio(Path(path))[0]
+            if self.bytes + wave.nbytes <= CACHE_BYTES:
+                self.waves[path] = wave
+                self.bytes += wave.nbytes
+        return wave
+
+
+class AudioDataset(torch.utils.data.Dataset):
+    """Clips fitted to `length` samples; augmented (seeded per item and epoch draw) when `augment` is given."""
+
+    def __init__(
+        self, paths: list[str], labels: list[int], store: WaveStore, length: int, augment: Augmenter | None
+    ) -> None:
+        self.paths, self.labels, self.store, self.length, self.augment = paths, labels, store, length, augment
+        self.rng = np.random.default_rng(int(torch.initial_seed()) % (2**32))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        wave = self.store.get(self.paths[i])
+        clip = self.augment(wave, self.length, self.rng) if self.augment else fit_length(wave, self.length)
+        return {"audio": torch.from_numpy(np.ascontiguousarray(clip)), "labels": self.labels[i]}
+
+
+def build_module(spec: dict[str, Any]) -> AudioClassifier:
+    return AudioClassifier(
+        spec["num_classes"],
+        FrontEndConfig(**spec["frontend"]),
+        spec["backbone"],
+        tuple(spec["widths"]),
+        spec["dropout"],
+        tuple(spec["spec_augment"]),
+    )
+
+
+class AudioClassifierLearner:
+    """A clip classifier and its front end; `spec` holds what `load` needs to rebuild it."""
+
+    buckets_lengths = True  # every input is fitted to one clip length: the server need not group by length
+
+    def __init__(self, module: nn.Module | None, labels: list[str], spec: dict[str, Any], options: Any) -> None:
+        self.noise_folder: str | None = None  # training only: background recordings to mix in
+        self.module = module
+        self.labels = labels
+        self.spec = spec
+        self.backbone = spec["backbone"]
+        self.options = options
+        self.precision = "fp32"
+        self.length = int(spec["clip_samples"])
+        self.max_seconds = float(spec["max_seconds"])
+        self.label_index = {label: i for i, label in enumerate(labels)}
+        self.store = WaveStore()
+
+    @classmethod
+    def create(
+        cls, labels: list[str], clip_seconds: float, options: Any, noise_folder: str | None = None
+    ) -> AudioClassifierLearner:
+        frontend = FrontEndConfig(kind=options.features, n_mels=options.n_mels)
+        spec = {
+            "backbone": options.backbone,
+            "num_classes": len(labels),
+            "clip_samples": round(clip_seconds * frontend.sample_rate),
+            "max_seconds": options.max_seconds,
+            "frontend": frontend.asdict(),
+            "widths": list(options.widths),
+            "dropout": options.dropout,
+            "spec_augment": [options.spec_augment.freq, options.spec_augment.time, options.spec_augment.masks],
+        }
+        learner = cls(build_module(spec), labels, spec, options)
+        learner.noise_folder = noise_folder
+        return learner
+
+    @classmethod
+    def load(cls, directory: Path, options: Any, labels: list[str]) -> AudioClassifierLearner:
+        spec = read_spec(directory)
+        module = load_weights(build_module(spec), directory / "model.safetensors").eval()
+        return cls(module, labels, spec, options)
+
+    def train_defaults(self) -> dict[str, Any]:
+        return dict(DEFAULTS[self.backbone])
+
+    def dataset(self, data: pd.DataFrame, training: bool) -> AudioDataset:
+        labels = data["label"].map(self.label_index).fillna(-1).astype(int).tolist()
+        augment = None
+        if training and self.options.augment != "none":
+            augment = Augmenter.from_folder(
+                self.noise_folder, speed=self.options.augment == "speech", snr_db=tuple(self.options.snr_db)
+            )
+        return AudioDataset(data["path"].tolist(), labels, self.store, self.length, augment)
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return {
+            "audio": torch.stack([x["audio"] for x in items]),  # (B, clip_samples)
+            "labels": torch.tensor([x["labels"] for x in items]),
+        }
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = self.module(batch["audio"])  # (B, num_classes)
+        return F.cross_entropy(logits.float(), batch["labels"], label_smoothing=self.options.label_smoothing)
+
+    def clips(self, waves: list[np.ndarray]) -> np.ndarray:
+        """(N, clip_samples) float32: each waveform at the model's fixed length (the loudest window of longer ones)."""
+        if not waves:
+            return np.zeros((0, self.length), dtype=np.float32)
+        return np.stack([fit_length(w, self.length) for w in waves]).astype(np.float32)
+
+    def _run(self, waves: list[np.ndarray], output: str) -> np.ndarray:
+        parts = [
+            self._run_batch(self.clips(waves[i : i + PREDICT_BATCH]), output)
+            for i in range(0, len(waves), PREDICT_BATCH)
+        ]
+        width = len(self.labels) if output == "probabilities" else self.module_dim
+        return np.concatenate(parts) if parts else np.zeros((0, width), dtype=np.float32)
+
+    @property
+    def module_dim(self) -> int:
+        return 2 * self.spec["widths"][-1]
+
+    @torch.inference_mode()
+    def _run_batch(self, clips: np.ndarray, output: str) -> np.ndarray:
+        module = getattr(self.module, "module", self.module)
+        was_training = module.training
+        module.eval()
+        device = next(module.parameters()).device
+        x = torch.from_numpy(clips).to(device)
+        out = module(x).softmax(-1) if output == "probabilities" else module.features(x)
+        module.train(was_training)
+        return out.float().cpu().numpy()
+
+    def to_audio(self, item: Any) -> np.ndarray:
+        """Python API / CLI inputs: a file path, bytes, base64 or a 16 kHz float waveform -> samples."""
+        if isinstance(item, np.ndarray):
+            return item.astype(np.float32, copy=False).reshape(-1)
+        if isinstance(item, Path) or (isinstance(item, str) and len(item) < 4096 and Path(item).is_file()):
+            try:
+                return read_audio(Path(item), self.max_seconds)[0]
+            except (AudioError, OSError) as err:
+                raise DataError(f"{item}: cannot use this audio ({err})") from None
+        try:
+            return self.parse_input(item)
+        except ValueError as err:
+            raise DataError(f"input is neither an audio file nor base64 audio: {err}") from None
+
+    def parse_input(self, item: Any) -> np.ndarray:
+        """A request's audio (base64 string, data: URL or raw bytes) -> samples; ValueError says why not."""
+        if isinstance(item, np.ndarray):
+            return item
+        if isinstance(item, str):
+            text = item.strip()
+            if text.startswith("data:"):
+                text = text.partition(",")[2]
+            try:
+                item = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("not a valid base64 string (send the audio file's bytes base64-encoded)") from None
+        if not isinstance(item, bytes | bytearray):
+            raise ValueError(f"expected audio as a base64 string, got {type(item).__name__}")
+        try:
+            return read_audio(bytes(item), self.max_seconds)[0]
+        except AudioError as err:
+            raise ValueError(f"not usable audio: {err}") from None
+
+    def describe_input(self, item: Any) -> dict[str, float]:
+        """What the prediction log keeps of an input instead of the audio itself: drift features."""
+        return audio_stats(self.to_audio(item))
+
+    def reference_profile(self, splits: dict[str, Any]) -> dict[str, Any]:
+        """Drift reference: bins of each `audio_stats` number over up to PROFILE_ROWS held-out-first files,
+        training label shares and the predicted labels of those files."""
+        frames = [splits[n] for n in ("validation", "test", "train") if n in splits and len(splits[n])]
+        sample = pd.concat(frames).head(PROFILE_ROWS) if frames else pd.DataFrame({"path": []})
+        rows = [audio_stats(self.store.get(p)) for p in sample["path"]]
+        features = {}
+        for name in STAT_NAMES:
+            values = np.array([r[name] for r in rows], dtype=float)
+            edges = quantile_edges(values, 10) if len(values) else []
+            features[name] = {"edges": edges, "counts": bin_counts(values, edges).tolist()}
+        answers = pd.Series([a["label"] for a in self.predict(list(sample["path"]))], dtype=object).value_counts()
+        shares = splits["train"]["label"].astype(str).value_counts(normalize=True).sort_index()
+        return {
+            "features": features,
+            "feature_rows": len(rows),
+            "labels": {
+                "rows": len(splits["train"]),
+                "distribution": {k: round(float(v), 6) for k, v in shares.items()},
+            },
+            "predicted": {"counts": {label: int(answers.get(label, 0)) for label in self.labels}},
+        }
+
+    def feature_drift(self, profile: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """PSI per logged audio number (duration, loudness, SNR, silence share) against the reference bins."""
+        out = {}
+        for name, ref in profile.get("features", {}).items():
+            live = np.array([r[name] for r in rows if isinstance(r.get(name), int | float)], dtype=float)
+            out[name] = psi_test(np.asarray(ref["counts"]), bin_counts(live, ref["edges"]), f"psi_{name}").as_dict()
+        return out
+
+    def predict_proba(self, inputs: list[Any]) -> np.ndarray:
+        return self._run([self.to_audio(x) for x in inputs], "probabilities")
+
+    def predict(self, inputs: list[Any], top_k: int = 1) -> list[dict[str, Any]]:
+        return top_k_answers(self.predict_proba(inputs), self.labels, top_k)
+
+    def embed(self, inputs: list[Any]) -> np.ndarray:
+        """Pooled CNN features (drift monitoring)."""
+        return self._run([self.to_audio(x) for x in inputs], "features")
+
+    def evaluate(self, data: pd.DataFrame) -> dict[str, Any]:
+        known = data[data["label"].isin(self.label_index)]
+        if known.empty:
+            return {}
+        probs = self._run([self.store.get(p) for p in known["path"]], "probabilities")
+        y_true = known["label"].map(self.label_index).tolist()
+        return classification_metrics(y_true, probs.argmax(1).tolist(), self.labels)
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        save_weights(getattr(self.module, "module", self.module), directory / "model.safetensors")
+        atomic_write_json(directory / SPEC_FILE, self.spec)
+        return {"labels": self.labels, "sample_rate": self.spec["frontend"]["sample_rate"]}
+
+    def onnx_graph(self) -> OnnxGraph:
+        """Logits and pooled features from fitted 16 kHz clips (B, clip_samples), the front end included."""
+        module = getattr(self.module, "module", self.module)
+        audio = torch.zeros(2, self.length)
+        axes = {"audio": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}}
+        return OnnxGraph(_LogitsAndFeatures(module), (audio,), ["audio"], ["logits", "features"], axes, "dynamic")
+
+    def export_examples(self, data: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+        known = data[data["label"].isin(self.label_index)]
+        return known["path"].tolist(), known["label"].map(self.label_index).to_numpy()
+
+    def export_outputs(self, inputs: list[Any]) -> np.ndarray:
+        return self.predict_proba(inputs)
+
+
+def read_spec(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / SPEC_FILE).read_text(encoding="utf-8"))
+
+
+class _LogitsAndFeatures(nn.Module):
+    def __init__(self, classifier: AudioClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.classifier.features(audio)  # (B, D)
+        return self.classifier.head(features), features  # (B, num_classes), (B, D)
+
+
+class OnnxAudioClassifierLearner(AudioClassifierLearner):
+    """The same classifier (clip length, labels) answering through ONNX Runtime."""
+
+    def __init__(self, session_path: Path, labels: list[str], spec: dict[str, Any], options: Any) -> None:
+        super().__init__(None, labels, spec, options)
+        self.session_path = session_path
+        self.session = onnx_session(session_path)
+
+    @classmethod
+    def load(cls, directory: Path, options: Any, labels: list[str]) -> OnnxAudioClassifierLearner:
+        return cls(directory / ONNX_FILE, labels, read_spec(directory), options)
+
+    def _run_batch(self, clips: np.ndarray, output: str) -> np.ndarray:
+        name = "logits" if output == "probabilities" else "features"
+        out = torch.from_numpy(self.session.run([name], {"audio": clips})[0]).float()
+        return (out.softmax(-1) if output == "probabilities" else out).numpy()
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        shutil.copyfile(self.session_path, directory / ONNX_FILE)
+        atomic_write_json(directory / SPEC_FILE, self.spec)
+        return {"labels": self.labels, "sample_rate": self.spec["frontend"]["sample_rate"]}

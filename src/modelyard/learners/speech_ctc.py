@@ -1,0 +1,218 @@
+"""The from-scratch speech recogniser: `CTCRecognizer` (log-mel -> BiLSTM -> characters) trained with CTC by the
+shared loop on the user's own recordings, decoded greedily or with a beam, a character n-gram and a lexicon bias.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from modelyard.data.audio import SAMPLE_RATE, read_audio
+from modelyard.fsutil import atomic_write_json
+from modelyard.learners.speech_common import Transcriber
+from modelyard.models.ctc import CTCConfig, CTCRecognizer
+from modelyard.models.ctc_decoder import (
+    CharNgram,
+    DecodeOptions,
+    build_alphabet,
+    clean_transcript,
+    decode,
+    lexicon_prefixes,
+    train_ngram,
+)
+from modelyard.runtimes.protocol import ONNX_FILE, OnnxGraph
+from modelyard.runtimes.torch_int8 import load_weights
+from modelyard.training.checkpoint import save_weights
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+BACKBONE = "ctc-lstm"
+DEFAULTS = {"epochs": 30, "batch_size": 32, "learning_rate": 2e-3, "scheduler": "cosine", "warmup_ratio": 0.05}
+PREDICT_BATCH = 16
+CACHE_LIMIT_BYTES = 2 * 1024**3  # training audio held in memory as int16 up to this size, else read per step
+
+
+class SpeechDataset(torch.utils.data.Dataset):
+    """Rows of (path, text): int16 samples cached in memory, speed and gain perturbed when training."""
+
+    def __init__(self, paths: list[str], targets: list[list[int]], seconds: list[float], training: bool, seed: int):
+        self.paths, self.targets, self.seconds, self.training = paths, targets, seconds, training
+        self.rng = np.random.default_rng(seed)
+        self.cache: dict[int, np.ndarray] = {}
+        self.cacheable = sum(seconds) * SAMPLE_RATE * 2 < CACHE_LIMIT_BYTES
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def samples(self, i: int) -> np.ndarray:
+        if i in self.cache:
+            return self.cache[i].astype(np.float32) / 32767.0
+        audio = read_audio(Path(self.paths[i]))[0]
+        if self.cacheable:
+            self.cache[i] = np.round(audio * 32767.0).astype(np.int16)
+        return audio
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        audio = self.samples(i)
+        if self.training:
+            speed = self.rng.choice([0.9, 1.0, 1.1])
+            if speed != 1.0:  # tempo and pitch together (Kaldi-style speed perturbation), by interpolation
+                positions = np.arange(0, audio.size - 1, speed)
+                audio = np.interp(positions, np.arange(audio.size), audio).astype(np.float32)
+            audio = audio * np.float32(10 ** (self.rng.uniform(-6, 6) / 20))
+        return {"wave": audio, "targets": self.targets[i]}
+
+
+class CTCSpeechLearner(Transcriber):
+    """Alphabet, acoustic model, decoder options and the optional character LM / lexicon."""
+
+    def __init__(
+        self,
+        module: CTCRecognizer | None,
+        alphabet: list[str],
+        spec: dict[str, Any],
+        lm: CharNgram | None = None,
+    ) -> None:
+        self.module = module
+        self.alphabet = alphabet
+        self.index = {ch: i for i, ch in enumerate(alphabet)}
+        self.spec = spec
+        self.backbone = BACKBONE
+        self.precision = "fp32"
+        self.lm = lm
+        self.options = DecodeOptions(**spec["decoding"])
+        self.prefixes = lexicon_prefixes(spec.get("lexicon", []))
+        self.seed = 0
+
+    @classmethod
+    def scratch(cls, options: Any, texts: list[str]) -> CTCSpeechLearner:
+        alphabet = build_alphabet(texts)
+        cfg = CTCConfig(
+            vocab_size=len(alphabet),
+            n_mels=options.n_mels,
+            conv_channels=options.conv_channels,
+            hidden_size=options.hidden_size,
+            layers=options.layers,
+            dropout=options.dropout,
+        )
+        decoding = options.decoding.model_dump()
+        lexicon = list(options.lexicon)
+        lm = train_ngram(texts, lexicon, decoding.pop("lm_order")) if decoding["lm_weight"] > 0 else None
+        decoding.pop("lm_order", None)
+        spec = {"backbone": BACKBONE, "model": cfg.as_dict(), "decoding": decoding, "lexicon": lexicon}
+        return cls(CTCRecognizer(cfg), alphabet, spec, lm)
+
+    @classmethod
+    def load(cls, directory: Path) -> CTCSpeechLearner:
+        spec = json.loads((directory / "speech_model.json").read_text(encoding="utf-8"))
+        alphabet = json.loads((directory / "alphabet.json").read_text(encoding="utf-8"))
+        lm_path = directory / "char_lm.json"
+        lm = CharNgram.from_state(json.loads(lm_path.read_text(encoding="utf-8"))) if lm_path.is_file() else None
+        module = load_weights(CTCRecognizer(CTCConfig(**spec["model"])), directory / "model.safetensors")
+        return cls(module.eval(), alphabet, spec, lm)
+
+    def train_defaults(self) -> dict[str, Any]:
+        return dict(DEFAULTS)
+
+    def encode_text(self, text: str) -> list[int]:
+        return [self.index[ch] for ch in clean_transcript(text) if ch in self.index]
+
+    def dataset(self, data: pd.DataFrame, training: bool) -> SpeechDataset:
+        targets = [self.encode_text(t) for t in data["text"]]
+        return SpeechDataset(list(data["path"]), targets, list(data["seconds"]), training, self.seed)
+
+    def lengths(self, dataset: SpeechDataset) -> list[float]:
+        return dataset.seconds
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(x["wave"]) for x in items)
+        wave = torch.zeros(len(items), width)
+        for row, item in enumerate(items):
+            wave[row, : len(item["wave"])] = torch.from_numpy(np.asarray(item["wave"], dtype=np.float32))
+        batch = {"wave": wave, "lengths": torch.tensor([len(x["wave"]) for x in items])}
+        if "targets" in items[0]:
+            batch["targets"] = torch.tensor([t for x in items for t in x["targets"]], dtype=torch.long)
+            batch["target_lengths"] = torch.tensor([len(x["targets"]) for x in items])
+        return batch
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits, frames = self.module(batch["wave"], batch["lengths"])
+        log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, B, V)
+        return F.ctc_loss(log_probs, batch["targets"], frames, batch["target_lengths"], blank=0, zero_infinity=True)
+
+    def log_probs(self, batch: list[np.ndarray]) -> list[np.ndarray]:
+        """(frames, vocab) log-probabilities per recording, in length-sorted batches."""
+        order = np.argsort([a.size for a in batch], kind="stable")
+        out: list[np.ndarray | None] = [None] * len(batch)
+        for start in range(0, len(order), PREDICT_BATCH):
+            chosen = order[start : start + PREDICT_BATCH]
+            collated = self.collate([{"wave": batch[i]} for i in chosen])
+            logits, frames = self._run(collated["wave"], collated["lengths"])
+            for row, i in enumerate(chosen):
+                out[i] = logits[row, : int(frames[row])]
+        return out  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def _run(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        module = getattr(self.module, "module", self.module)
+        was_training = module.training
+        module.eval()
+        logits, frames = module(wave, lengths)
+        module.train(was_training)
+        return F.log_softmax(logits.float(), dim=-1).numpy(), frames.numpy()
+
+    def transcribe(self, batch: list[np.ndarray]) -> list[str]:
+        # shorter than one STFT window: pad with silence so every input gives at least one frame
+        padded = [a if a.size >= 400 else np.pad(a, (0, 400 - a.size)) for a in batch]
+        return [decode(lp, self.alphabet, self.options, self.lm, self.prefixes) for lp in self.log_probs(padded)]
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        if self.module is not None:
+            save_weights(getattr(self.module, "module", self.module), directory / "model.safetensors")
+        atomic_write_json(directory / "speech_model.json", self.spec)
+        atomic_write_json(directory / "alphabet.json", self.alphabet)
+        if self.lm is not None:
+            atomic_write_json(directory / "char_lm.json", self.lm.state())
+        return {"alphabet_size": len(self.alphabet)}
+
+    def onnx_graph(self) -> OnnxGraph:
+        """Logits and valid frame counts from padded 16 kHz waveforms; dynamic in batch and samples."""
+        module = getattr(self.module, "module", self.module)
+        batch = self.collate([{"wave": np.zeros(16000, np.float32)}, {"wave": np.zeros(12000, np.float32)}])
+        axes = {"wave": {0: "batch", 1: "samples"}, "lengths": {0: "batch"}, "logits": {0: "batch", 1: "frames"}}
+        axes["frames"] = {0: "batch"}
+        return OnnxGraph(module, (batch["wave"], batch["lengths"]), ["wave", "lengths"], ["logits", "frames"], axes)
+
+
+class OnnxCTCSpeechLearner(CTCSpeechLearner):
+    """The same recogniser (alphabet, decoder, LM) answering through ONNX Runtime."""
+
+    def __init__(self, session_path: Path, alphabet: list[str], spec: dict[str, Any], lm: CharNgram | None):
+        from modelyard.runtimes.onnx_session import onnx_session
+
+        super().__init__(None, alphabet, spec, lm)
+        self.session_path = session_path
+        self.session = onnx_session(session_path)
+
+    @classmethod
+    def load(cls, directory: Path) -> OnnxCTCSpeechLearner:
+        spec = json.loads((directory / "speech_model.json").read_text(encoding="utf-8"))
+        alphabet = json.loads((directory / "alphabet.json").read_text(encoding="utf-8"))
+        lm_path = directory / "char_lm.json"
+        lm = CharNgram.from_state(json.loads(lm_path.read_text(encoding="utf-8"))) if lm_path.is_file() else None
+        return cls(directory / ONNX_FILE, alphabet, spec, lm)
+
+    def _run(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        logits, frames = self.session.run(["logits", "frames"], {"wave": wave.numpy(), "lengths": lengths.numpy()})
+        return F.log_softmax(torch.from_numpy(logits).float(), dim=-1).numpy(), frames
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        shutil.copyfile(self.session_path, directory / ONNX_FILE)
+        return super().save(directory)

@@ -1,0 +1,395 @@
+"""Tabular learner: GBDT and/or MLP members over one encoded matrix, blended, calibrated and thresholded.
+
+`backbone: auto` trains LightGBM, then the MLP (through the shared training loop) in what is left of
+`train.time_limit_s`, and keeps the best of each alone and their weighted ensemble on validation. The decision
+threshold (from costs or a recall target), the calibration map and the conformal interval are fitted on
+validation and saved in `tabular.json`; `/v1/predict` applies them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard.config import EarlyStopping
+from modelyard.errors import BundleError, UserError
+from modelyard.fsutil import atomic_write_json
+from modelyard.learners import tabular_gbdt as gbdt
+from modelyard.learners import tabular_post as post
+from modelyard.learners.tabular_encoding import TabularEncoder
+from modelyard.learners.tabular_mlp import Arrays, MLPMember
+from modelyard.metrics.classification import classification_metrics, top_k_answers
+from modelyard.metrics.risk import binary_metrics, calibration_curve, group_metrics, regression_metrics
+
+SPEC_FILE = "tabular.json"
+REASONS = 5
+
+
+@dataclass
+class TabularSpec:
+    """What a tabular learner needs besides its members; saved as tabular.json."""
+
+    kind: str  # binary | multiclass | regression
+    target: str
+    labels: list[str] | None
+    encoder: TabularEncoder
+    groups: list[str] = field(default_factory=list)
+    weights: dict[str, float] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=lambda: {"method": "none"})
+    threshold: dict[str, Any] = field(default_factory=lambda: {"threshold": 0.5, "rule": "default"})
+    interval: dict[str, Any] = field(default_factory=dict)
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+
+
+def main_score(kind: str, y: np.ndarray, out: np.ndarray) -> dict[str, float]:
+    """The metric model selection watches: roc_auc for classifiers (one-vs-rest when multiclass), -rmse."""
+    from sklearn.metrics import roc_auc_score
+
+    if kind == "regression":
+        return {"rmse": float(np.sqrt(np.mean((out - y) ** 2)))}
+    if len(np.unique(y)) < 2:
+        return {"roc_auc": 0.5}
+    if kind == "binary":
+        return {"roc_auc": float(roc_auc_score(y, out[:, 1]))}
+    present = np.unique(y)
+    probs = out[:, present] / np.maximum(out[:, present].sum(1, keepdims=True), 1e-12)
+    if len(present) == 2:
+        return {"roc_auc": float(roc_auc_score(y == present[1], probs[:, 1]))}
+    return {"roc_auc": float(roc_auc_score(np.searchsorted(present, y), probs, multi_class="ovr"))}
+
+
+class TabularLearner:
+    """A Learner trained without gradients at this level (module None): `fit` trains the members itself."""
+
+    module = None
+
+    def __init__(self, spec: TabularSpec, backbone: str, options: dict[str, Any] | None = None) -> None:
+        self.spec = spec
+        self.backbone = backbone
+        self.options = options or {}  # training-time only: config sections the members need
+        self.booster: Any = None
+        self.mlp: MLPMember | None = None
+        self.sessions: dict[str, Any] = {}  # ONNX Runtime members of an exported bundle
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.spec.labels
+
+    def train_defaults(self) -> dict[str, Any]:
+        return {"epochs": 1, "batch_size": 1, "learning_rate": 1.0}
+
+    def targets(self, frame: pd.DataFrame) -> np.ndarray:
+        values = frame[self.spec.target]
+        if self.spec.kind == "regression":
+            return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+        index = {label: i for i, label in enumerate(self.spec.labels)}
+        return values.astype(str).map(index).to_numpy(dtype=int)
+
+    # training ---------------------------------------------------------------------------------------------------
+    def fit(self, train: pd.DataFrame, validation: pd.DataFrame | None = None) -> None:
+        if validation is None or not len(validation):
+            raise UserError("tabular models need a validation split (early stopping, calibration, threshold)")
+        started = time.monotonic()
+        budget = self.options.get("time_limit_s")
+        x, y = self.spec.encoder.transform(train), self.targets(train)
+        xv, yv = self.spec.encoder.transform(validation), self.targets(validation)
+        kind, classes = self.spec.kind, len(self.spec.labels or [])
+        outputs: dict[str, np.ndarray] = {}
+        if self.backbone in ("auto", "lightgbm"):
+            share = budget * (0.6 if self.backbone == "auto" else 1.0) if budget else None
+            self.booster = gbdt.fit_gbdt(
+                x, y, xv, yv, kind, classes, self.spec.encoder.categorical_indices, self.options.get("monotone"),
+                share, self.options.get("seed", 42), self.options.get("gbdt_params"),
+            )  # fmt: skip
+            outputs["lightgbm"] = gbdt.gbdt_outputs(self.booster, xv, kind)
+            self._tried("lightgbm", yv, outputs["lightgbm"], started, f"{self.booster.best_iteration} rounds")
+        left = budget - (time.monotonic() - started) if budget else None
+        if self.backbone == "mlp" or (self.backbone == "auto" and self._mlp_allowed(left)):
+            begun = time.monotonic()
+            self._fit_mlp(x, y, xv, yv, classes)
+            outputs["mlp"] = self.mlp.outputs(xv)
+            self._tried("mlp", yv, outputs["mlp"], begun, "shared training loop")
+        self.spec.weights = self._select(yv, outputs)
+        blended = post.blend(outputs, self.spec.weights)
+        if kind == "binary":
+            self.spec.calibration = post.fit_calibration(yv, blended[:, 1], self.options.get("calibration", "auto"))
+            calibrated = post.calibrate(blended[:, 1], self.spec.calibration)
+            self.spec.threshold = post.choose_threshold(yv, calibrated, self.options.get("evaluation"))
+        if kind == "regression":
+            self.spec.interval = post.conformal_interval(yv, blended)
+
+    def _mlp_allowed(self, left: float | None) -> bool:
+        if self.options.get("monotone") and any(self.options["monotone"]):
+            self.spec.candidates.append({"backbone": "mlp", "skipped": "cannot honour model.monotone constraints"})
+            return False
+        if left is not None and left < 10:
+            self.spec.candidates.append({"backbone": "mlp", "skipped": f"time budget spent ({left:.0f} s left)"})
+            return False
+        return True
+
+    def _fit_mlp(self, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, classes: int) -> None:
+        from modelyard.protocols import PreparedData
+        from modelyard.training.loop import fit
+
+        kind = self.spec.kind
+        cards = [f["cardinality"] for f in self.spec.encoder.features]
+        score = lambda yy, out: main_score(kind, yy, out)  # noqa: E731
+        self.mlp = MLPMember.build(cards, 1 if kind == "regression" else classes, kind, self.options["mlp"], score)
+        target = self.mlp.standardise(x, y)
+        splits = {"train": Arrays(x, target), "validation": Arrays(xv, self.mlp.target(yv)), "test": Arrays(xv[:0], yv[:0])}
+        config = self.options["config"]
+        metric = "rmse" if kind == "regression" else "roc_auc"
+        es = config.train.early_stopping
+        patience = max(5, es.patience if es else 5)
+        stopping = EarlyStopping(patience=patience, metric=metric)
+        train_cfg = config.train.model_copy(update={"early_stopping": stopping})
+        fit(self.mlp, config.model_copy(update={"train": train_cfg}), PreparedData(splits), quiet=True,
+            main_metric=metric, greater_is_better=kind != "regression")  # fmt: skip
+
+    def _tried(self, name: str, y: np.ndarray, out: np.ndarray, began: float, note: str) -> None:
+        score = main_score(self.spec.kind, y, out)
+        entry = {"backbone": name, "seconds": round(time.monotonic() - began, 2), "note": note}
+        self.spec.candidates.append({**entry, "validation": score})
+
+    def _select(self, y: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+        """The best member alone, or the greedy ensemble when it scores better on validation."""
+        sign = -1.0 if self.spec.kind == "regression" else 1.0
+        value = lambda out: sign * next(iter(main_score(self.spec.kind, y, out).values()))  # noqa: E731
+        best = max(outputs, key=lambda n: value(outputs[n]))
+        if len(outputs) == 1:
+            return {best: 1.0}
+        weights = post.greedy_ensemble(outputs, value)
+        ensemble = value(post.blend(outputs, weights))
+        self.spec.candidates.append({"backbone": "ensemble", "weights": weights, "validation": abs(ensemble)})
+        return weights if ensemble > value(outputs[best]) else {best: 1.0}
+
+    # prediction -------------------------------------------------------------------------------------------------
+    def member_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        out = {}
+        for name in self.spec.weights:
+            if name in self.sessions:
+                out[name] = self._onnx_outputs(name, x)
+            elif name == "lightgbm":
+                out[name] = gbdt.gbdt_outputs(self.booster, x, self.spec.kind)
+            else:
+                out[name] = self.mlp.outputs(x)
+        return out
+
+    def _onnx_outputs(self, name: str, x: np.ndarray) -> np.ndarray:
+        session = self.sessions[name]
+        if name == "lightgbm":
+            result = session.run(None, {"features": x})
+            return result[1] if self.spec.kind != "regression" else result[0][:, 0]
+        logits = session.run(None, {"features": x})[0]
+        if self.spec.kind == "regression":
+            return logits[:, 0] * self.mlp_target[1] + self.mlp_target[0]
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    def scores(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated (N, K) probabilities or (N,) values for a frame of rows."""
+        out = post.blend(self.member_outputs(self.spec.encoder.transform(frame)), self.spec.weights)
+        if self.spec.kind == "binary":
+            positive = post.calibrate(out[:, 1], self.spec.calibration)
+            return np.stack([1 - positive, positive], axis=1)
+        return out
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.scores(frame)
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        if self.spec.kind == "binary":
+            return (scores[:, 1] >= self.spec.threshold["threshold"]).astype(int)
+        return scores.argmax(1)
+
+    def parse_input(self, row: Any) -> dict[str, Any]:
+        """A request row checked against the training schema (unknown column, wrong type: DataError, a 422)."""
+        self.spec.encoder.check_row(row)
+        return row
+
+    def example_input(self) -> dict[str, Any]:
+        return dict.fromkeys(self.spec.encoder.types)
+
+    def predict(self, inputs: list[dict[str, Any]], top_k: int = 1) -> list[dict[str, Any]]:
+        notes = [self.spec.encoder.check_row(row) for row in inputs]
+        answers = self.answers(pd.DataFrame(list(inputs)), top_k)
+        for answer, note in zip(answers, notes, strict=True):
+            if note:
+                answer["notes"] = note
+        return answers
+
+    def answers(self, frame: pd.DataFrame, top_k: int = 1) -> list[dict[str, Any]]:
+        scores = self.scores(frame)
+        if self.spec.kind == "regression":
+            half = self.spec.interval.get("half_width", float("nan"))
+            return [{"value": float(v), "interval": [float(v - half), float(v + half)]} for v in scores]
+        binary = self.spec.kind == "binary"  # both class probabilities: the label is decided by the threshold
+        answers = top_k_answers(scores, self.spec.labels, 2 if binary else top_k)
+        if self.spec.kind == "binary":
+            cut = self.spec.threshold["threshold"]
+            for answer, p, d in zip(answers, scores[:, 1], self.decide(scores), strict=True):
+                answer.update(label=self.spec.labels[d], score=float(p if d else 1 - p), probability=float(p))
+                answer["threshold"] = cut
+        return answers
+
+    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Batch scoring of a chunk of rows (`predict --input`): one output column per answer field."""
+        scores = self.scores(frame)
+        if self.spec.kind == "regression":
+            half = self.spec.interval.get("half_width", float("nan"))
+            return pd.DataFrame({"prediction": scores, "low": scores - half, "high": scores + half})
+        labels = np.asarray(self.spec.labels, dtype=object)
+        out = pd.DataFrame({"label": labels[self.decide(scores)]})
+        if self.spec.kind == "binary":
+            out["probability"] = scores[:, 1]
+        else:
+            out["score"] = scores.max(1)
+        return out
+
+    # evaluation -------------------------------------------------------------------------------------------------
+    def evaluate(self, data: pd.DataFrame) -> dict[str, Any]:
+        if not len(data):
+            return {}
+        y = self.targets(data)
+        scores = self.scores(data)
+        kind = self.spec.kind
+        if kind == "regression":
+            half = self.spec.interval.get("half_width", float("nan"))
+            from modelyard.metrics.risk import interval_coverage
+
+            return {**regression_metrics(y, scores), **interval_coverage(y, scores - half, scores + half)}
+        decided = self.decide(scores)
+        metrics = classification_metrics(y.tolist(), decided.tolist(), self.spec.labels)
+        metrics |= main_score(kind, y, scores)
+        if kind == "binary":
+            metrics |= binary_metrics(y, scores[:, 1], self.spec.threshold["threshold"])
+            metrics["threshold_rule"] = self.spec.threshold["rule"]
+            metrics["calibration"] = self.spec.calibration["method"]
+            metrics["calibration_curve"] = calibration_curve(y, scores[:, 1])
+        groups = {g: group_metrics(y == 1 if kind == "binary" else y, decided, data[g].to_numpy()) for g in
+                  self.spec.groups if g in data.columns}  # fmt: skip
+        if groups:
+            metrics["groups"] = groups
+        return metrics
+
+    # explanations -----------------------------------------------------------------------------------------------
+    @property
+    def explainable(self) -> bool:
+        return self.booster is not None
+
+    def explain(self, row: dict[str, Any], label: str | None = None) -> dict[str, Any]:
+        """Reason codes: TreeSHAP values of the GBDT member summed per column, top ones pushing up and down."""
+        if self.booster is None:
+            raise UserError("reason codes need the LightGBM member; this model has none", "train backbone lightgbm")
+        self.spec.encoder.check_row(row)
+        frame = pd.DataFrame([row])
+        scores = self.scores(frame)[0]
+        target = 0
+        if self.spec.kind != "regression":
+            target = self.spec.labels.index(label) if label in (self.spec.labels or []) else int(self.decide(scores[None])[0])
+            if label is not None and label not in self.spec.labels:
+                raise UserError(f"unknown label {label!r}", f"choose one of {self.spec.labels}")
+        x = self.spec.encoder.transform(frame)
+        classes = len(self.spec.labels or [])
+        contrib = gbdt.contributions(self.booster, x, self.spec.kind, classes, target)[0]
+        if self.spec.kind == "binary" and target == 0:
+            contrib = -contrib
+        per_column: dict[str, float] = {}
+        for feature, value in zip(self.spec.encoder.features, contrib[:-1], strict=True):
+            per_column[feature["column"]] = per_column.get(feature["column"], 0.0) + float(value)
+        ranked = sorted(per_column.items(), key=lambda kv: kv[1])
+        scale = "log-odds" if self.spec.kind != "regression" else "target units"
+        weight = self.spec.weights.get("lightgbm", 0.0)
+        return {
+            "label": self.spec.labels[target] if self.spec.labels else "value",
+            "score": float(scores[target]) if self.spec.kind != "regression" else float(scores),
+            "method": f"TreeSHAP (LightGBM pred_contrib) in {scale}; GBDT member weight {weight:g}",
+            "features": list(per_column),
+            "attributions": [round(v, 6) for v in per_column.values()],
+            "reasons_up": [{"feature": k, "contribution": round(v, 6)} for k, v in ranked[::-1][:REASONS] if v > 0],
+            "reasons_down": [{"feature": k, "contribution": round(v, 6)} for k, v in ranked[:REASONS] if v < 0],
+            "output": float(contrib.sum()),
+            "baseline_output": float(contrib[-1]),
+        }
+
+    # export and monitoring ------------------------------------------------------------------------------------
+    @property
+    def export_kind(self) -> str:
+        return "forecasts" if self.spec.kind == "regression" else "probabilities"
+
+    def export_examples(self, split: pd.DataFrame) -> tuple[list[dict[str, Any]], np.ndarray]:
+        rows = split.drop(columns=[self.spec.target]).to_dict("records")
+        return rows, self.targets(split)
+
+    def export_outputs(self, inputs: list[dict[str, Any]]) -> np.ndarray:
+        scores = self.scores(pd.DataFrame(inputs))
+        return scores[:, None] if scores.ndim == 1 else scores
+
+    def write_onnx(self, directory: Path) -> None:
+        """One ONNX graph per member (`lightgbm.onnx`, `mlp.onnx`), each reading the encoded (N, F) matrix."""
+        from modelyard.learners.tabular_export import write_member_onnx
+
+        write_member_onnx(self, directory)
+
+    def reference_profile(self, splits: dict[str, Any]) -> dict[str, Any]:
+        from modelyard.learners.tabular_export import reference_profile
+
+        return reference_profile(self, splits["train"])
+
+    def feature_drift(self, profile: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """PSI and CSI per feature of logged request rows against the bundle's reference profile."""
+        from modelyard.learners.tabular_export import feature_drift
+
+        x = self.spec.encoder.transform(pd.DataFrame(rows))
+        return feature_drift(profile, x, self.spec.encoder.feature_names)
+
+    # persistence ------------------------------------------------------------------------------------------------
+    def save(self, directory: Path) -> dict[str, Any]:
+        members: dict[str, Any] = {}
+        if self.booster is not None:
+            gbdt.save_gbdt(self.booster, directory)
+            members["lightgbm"] = {"file": gbdt.GBDT_FILE}
+        if self.mlp is not None:
+            members["mlp"] = self.mlp.save(directory)
+        spec = self.spec
+        atomic_write_json(
+            directory / SPEC_FILE,
+            {
+                "kind": spec.kind, "target": spec.target, "labels": spec.labels, "groups": spec.groups,
+                "encoder": spec.encoder.to_json(), "members": members, "weights": spec.weights,
+                "calibration": spec.calibration, "threshold": spec.threshold, "interval": spec.interval,
+                "candidates": spec.candidates, "features": spec.encoder.feature_names,
+            },
+        )  # fmt: skip
+        return {"labels": spec.labels} if spec.labels else {}
+
+    @classmethod
+    def load(cls, directory: Path, backbone: str, onnx: bool = False) -> TabularLearner:
+        path = directory / SPEC_FILE
+        if not path.is_file():
+            raise BundleError(f"{directory}: no {SPEC_FILE}; not a tabular bundle")
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        spec = TabularSpec(
+            raw["kind"], raw["target"], raw["labels"], TabularEncoder.from_json(raw["encoder"]), raw["groups"],
+            raw["weights"], raw["calibration"], raw["threshold"], raw["interval"], raw["candidates"],
+        )  # fmt: skip
+        learner = cls(spec, backbone)
+        members = raw["members"]
+        if "lightgbm" in members:
+            learner.booster = gbdt.load_gbdt(directory)  # kept beside an ONNX export: explanations need it
+        if onnx:
+            import onnxruntime as ort
+
+            for name in spec.weights:
+                learner.sessions[name] = ort.InferenceSession(str(directory / f"{name}.onnx"))
+            if "mlp" in members:
+                learner.mlp_target = (members["mlp"]["target_mean"], members["mlp"]["target_scale"])
+        elif "mlp" in members:
+            learner.mlp = MLPMember.load(directory, members["mlp"], spec.kind)
+        return learner

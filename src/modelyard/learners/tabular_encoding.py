@@ -1,0 +1,143 @@
+"""From a table of mixed columns to one float matrix every tabular model reads, and back to the column names.
+
+Numeric and boolean columns pass through (missing stays NaN: LightGBM routes it, the MLP gets an indicator);
+categorical columns become integer codes in order of frequency, rare and unseen values sharing one "other" code;
+dates become year, month, weekday and day number; free text becomes its length and word count. The encoder is
+saved as JSON (no pickle) and validates single request rows against the training schema for the server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard.data.tabular import RARE_ROWS, RARE_SHARE, to_boolean, to_dates, to_numeric
+from modelyard.errors import DataError
+
+OTHER = "__other__"
+MAX_CATEGORIES = 255  # beyond this a column's least frequent values share the "other" code
+DATE_PARTS = ("year", "month", "weekday", "days")
+TEXT_PARTS = ("chars", "words")
+
+
+@dataclass
+class TabularEncoder:
+    """Column types and category vocabularies learnt on the training split."""
+
+    types: dict[str, str]
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)  # columns of the training file a request may carry (ID, target)
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, types: dict[str, str], ignored: list[str]) -> TabularEncoder:
+        categories = {}
+        for column, kind in types.items():
+            if kind != "categorical":
+                continue
+            counts = _category_text(frame[column]).dropna().value_counts()
+            keep = counts[(counts >= RARE_ROWS) | (counts >= RARE_SHARE * len(frame))]
+            categories[column] = [str(v) for v in keep.index[:MAX_CATEGORIES]]
+        return cls(dict(types), categories, list(ignored))
+
+    @property
+    def features(self) -> list[dict[str, Any]]:
+        """The columns of the encoded matrix: name, source column, and the cardinality of categorical codes."""
+        out: list[dict[str, Any]] = []
+        for column, kind in self.types.items():
+            if kind == "categorical":
+                out.append({"name": column, "column": column, "cardinality": len(self.categories[column]) + 1})
+            elif kind == "date":
+                out += [{"name": f"{column}.{p}", "column": column, "cardinality": 0} for p in DATE_PARTS]
+            elif kind == "text":
+                out += [{"name": f"{column}.{p}", "column": column, "cardinality": 0} for p in TEXT_PARTS]
+            else:
+                out.append({"name": column, "column": column, "cardinality": 0})
+        return out
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f["name"] for f in self.features]
+
+    @property
+    def categorical_indices(self) -> list[int]:
+        return [i for i, f in enumerate(self.features) if f["cardinality"]]
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """(N, F) float32; absent columns are all-missing."""
+        parts = []
+        for column, kind in self.types.items():
+            values = frame[column] if column in frame.columns else pd.Series([None] * len(frame), index=frame.index)
+            if kind == "numeric":
+                parts.append(to_numeric(values).to_numpy()[:, None])
+            elif kind == "boolean":
+                parts.append(to_boolean(values).to_numpy()[:, None])
+            elif kind == "categorical":
+                parts.append(self._codes(column, values)[:, None])
+            elif kind == "date":
+                dates = to_dates(values)
+                days = (dates - pd.Timestamp("1970-01-01")).dt.days
+                parts.append(np.stack([dates.dt.year, dates.dt.month, dates.dt.weekday, days], axis=1).astype(float))
+            else:
+                text = values.fillna("").astype(str)
+                parts.append(np.stack([text.str.len(), text.str.split().str.len()], axis=1).astype(float))
+        return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(frame), 0), np.float32)
+
+    def _codes(self, column: str, values: pd.Series) -> np.ndarray:
+        known = self.categories[column]
+        text = _category_text(values)
+        codes = pd.Categorical(text, categories=known).codes.astype(float)
+        codes[(codes < 0) & text.notna().to_numpy()] = len(known)  # rare or unseen: the shared "other" code
+        codes[text.isna().to_numpy()] = np.nan
+        return codes
+
+    def check_row(self, row: dict[str, Any]) -> list[str]:
+        """Raise DataError for an unknown column or a value of the wrong type; return notes on unseen
+        categories (they are scored as the rare "other" category) and absent columns (scored as missing)."""
+        if not isinstance(row, dict):
+            raise DataError(f"a row is an object of column: value, not {type(row).__name__}")
+        unknown = [c for c in row if c not in self.types and c not in self.ignored]
+        if unknown:
+            raise DataError(
+                f"unknown column(s) {', '.join(map(repr, unknown))}; the model reads: {', '.join(self.types)}"
+            )
+        notes, missing = [], []
+        for column, kind in self.types.items():
+            value = row.get(column)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                missing.append(column)
+                continue
+            if isinstance(value, dict | list):
+                raise DataError(f"{column}: expected a single value, got a {type(value).__name__}")
+            if kind == "numeric" and (isinstance(value, bool) or np.isnan(to_numeric(pd.Series([value])).iloc[0])):
+                raise DataError(f"{column}: expected a number, got {value!r}")
+            if kind == "boolean" and np.isnan(to_boolean(pd.Series([value])).iloc[0]):
+                raise DataError(f"{column}: expected true/false (or 1/0, yes/no), got {value!r}")
+            if kind == "date" and pd.isna(to_dates(pd.Series([str(value)])).iloc[0]):
+                raise DataError(f"{column}: expected a date such as 2024-01-31, got {value!r}")
+            if kind == "categorical" and _one_category(value) not in self.categories[column]:
+                notes.append(f"{column}: category {value!r} unseen or rare in training, scored as 'other'")
+        if missing:
+            notes.append(f"scored as missing values: {', '.join(missing)}")
+        return notes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"types": self.types, "categories": self.categories, "ignored": self.ignored}
+
+    @classmethod
+    def from_json(cls, spec: dict[str, Any]) -> TabularEncoder:
+        return cls(spec["types"], spec["categories"], spec.get("ignored", []))
+
+
+def _one_category(value: Any) -> str:
+    """1, 1.0 and "1" are the same category (CSV cells are strings, JSON numbers are not)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _category_text(values: pd.Series) -> pd.Series:
+    text = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else _one_category(v))
+    return text.where(text != "", None)

@@ -1,0 +1,89 @@
+"""What happens to member outputs after the models: a weighted ensemble chosen on validation, probability
+calibration, the decision threshold, and conformal prediction intervals. Everything here is saved as JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+ENSEMBLE_ROUNDS = 25
+INTERVAL_COVERAGE = 0.9
+
+
+def greedy_ensemble(outputs: dict[str, np.ndarray], score: Callable[[np.ndarray], float]) -> dict[str, float]:
+    """Caruana et al. (2004) ensemble selection with replacement, as AutoGluon's WeightedEnsemble: add the member
+    that most improves the validation score (higher is better), ENSEMBLE_ROUNDS times; weights are the counts."""
+    names = list(outputs)
+    counts = dict.fromkeys(names, 0)
+    blend = np.zeros_like(outputs[names[0]], dtype=float)
+    for step in range(1, ENSEMBLE_ROUNDS + 1):
+        best = max(names, key=lambda n: score((blend * (step - 1) + outputs[n]) / step))
+        blend = (blend * (step - 1) + outputs[best]) / step
+        counts[best] += 1
+    return {n: c / ENSEMBLE_ROUNDS for n, c in counts.items() if c}
+
+
+def blend(outputs: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    return sum(w * outputs[n] for n, w in weights.items())
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def fit_calibration(y: np.ndarray, p: np.ndarray, method: str) -> dict[str, Any]:
+    """Isotonic (enough validation positives) or Platt scaling of the positive-class probability."""
+    if method == "auto":
+        method = "isotonic" if min(int(y.sum()), int(len(y) - y.sum())) >= 500 else "platt"
+    if method == "none" or len(np.unique(y)) < 2:
+        return {"method": "none"}
+    if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(p, y)
+        return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=1e6).fit(_logit(p)[:, None], y)
+    return {"method": "platt", "a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
+
+
+def calibrate(p: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    if spec["method"] == "isotonic":
+        return np.interp(p, spec["x"], spec["y"])
+    if spec["method"] == "platt":
+        return 1 / (1 + np.exp(-(spec["a"] * _logit(p) + spec["b"])))
+    return p
+
+
+def choose_threshold(y: np.ndarray, p: np.ndarray, evaluation: Any) -> dict[str, Any]:
+    """From `evaluation.costs` (minimum expected cost on validation), `evaluation.target_recall`, or 0.5."""
+    from modelyard.metrics.risk import cost_threshold, recall_threshold
+
+    costs = getattr(evaluation, "costs", None)
+    if costs is not None and len(y):
+        cut, per_row = cost_threshold(y, p, costs.false_positive, costs.false_negative)
+        return {
+            "threshold": cut,
+            "rule": f"minimum cost on validation (false positive {costs.false_positive:g}, "
+            f"false negative {costs.false_negative:g}): {per_row:.4g} per row",
+        }
+    recall = getattr(evaluation, "target_recall", None)
+    if recall is not None and len(y):
+        return {"threshold": recall_threshold(y, p, recall), "rule": f"recall {recall:g} on validation"}
+    return {"threshold": 0.5, "rule": "default 0.5 (set evaluation.costs or evaluation.target_recall)"}
+
+
+def conformal_interval(y: np.ndarray, pred: np.ndarray, coverage: float = INTERVAL_COVERAGE) -> dict[str, float]:
+    """Split conformal: the (1 - alpha) quantile of absolute validation residuals, with the finite-sample
+    correction; prediction +- that half-width covers `coverage` of new rows exchangeable with validation."""
+    residuals = np.sort(np.abs(np.asarray(y) - np.asarray(pred)))
+    n = len(residuals)
+    if not n:
+        return {"coverage": coverage, "half_width": float("nan")}
+    rank = min(n - 1, int(np.ceil((n + 1) * coverage)) - 1)
+    return {"coverage": coverage, "half_width": float(residuals[rank]), "method": "split conformal on validation"}

@@ -1,0 +1,68 @@
+"""The pretrained transcriber: a bundled Whisper model used zero-shot (nothing is trained; `fit` only records
+the language). Its bundle holds no weights, only which package files it needs and their sha256 sums, checked again
+when it loads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from modelyard.fsutil import atomic_write_json
+from modelyard.learners.speech_common import Transcriber
+from modelyard.models.whisper_ct2 import WHISPER, checksums, load_whisper
+
+
+class WhisperLearner(Transcriber):
+    """`module = None`: the shared loop calls `fit`, which has nothing to learn."""
+
+    def __init__(self, backbone: str, language: str | None, beam_size: int, prompt: str | None = None) -> None:
+        self.module = None
+        self.backbone = backbone
+        self.language = language
+        self.beam_size = beam_size
+        self.prompt = prompt
+        self.precision = "int8"
+        self._model: Any = None
+
+    @property
+    def model(self) -> Any:
+        """faster-whisper's model, loaded (and its files checked) on first use."""
+        if self._model is None:
+            self._model = load_whisper(self.backbone, torch.get_num_threads())
+        return self._model
+
+    @classmethod
+    def load(cls, directory: Path, spec: dict[str, Any]) -> WhisperLearner:
+        learner = cls(spec["backbone"], spec.get("language"), spec.get("beam_size", 1), spec.get("prompt"))
+        learner.model  # noqa: B018 - load and check the weights now, not in the first request
+        return learner
+
+    def train_defaults(self) -> dict[str, Any]:
+        return {"epochs": 1}
+
+    def fit(self, train: Any, validation: Any) -> None:
+        """Zero-shot: the pretrained model is used as it is."""
+
+    def transcribe(self, batch: list[np.ndarray], language: str | None = None, prompt: str | None = None) -> list[str]:
+        out = []
+        for samples in batch:
+            segments, _ = self.model.transcribe(
+                samples,
+                language=language or self.language,
+                beam_size=self.beam_size,
+                initial_prompt=prompt or self.prompt,
+                condition_on_previous_text=False,
+                without_timestamps=True,
+                vad_filter=False,
+            )
+            out.append(" ".join(s.text.strip() for s in segments).strip())
+        return out
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        spec = {"backbone": self.backbone, "language": self.language, "beam_size": self.beam_size}
+        atomic_write_json(directory / "whisper.json", {**spec, "prompt": self.prompt})
+        return {"weights": checksums(self.backbone), "weights_licence": WHISPER[self.backbone].licence}

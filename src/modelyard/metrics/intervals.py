@@ -1,0 +1,90 @@
+"""Bootstrap intervals on the test metrics of models other than classifiers, from what the learner can do.
+
+Computed at train time (saved in metrics.json as `test_intervals`, shown by the model card) and by the report.
+Classifiers need none of this: their intervals are rebuilt from the saved confusion matrix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modelyard.metrics.stats import bootstrap_ratios
+
+Intervals = tuple[dict[str, dict[str, float]], str]
+
+
+def _empty(test: Any) -> bool:
+    return test is None or not len(test)
+
+
+def generation_intervals(learner: Any, test: Any) -> Intervals | None:
+    """Test loss and perplexity from each test window's (or chat example's) summed token loss."""
+    if not hasattr(learner, "unit_losses") or _empty(test):
+        return None
+    sums, counts = learner.unit_losses(test)
+    parts = {"loss": (sums, counts), "perplexity": (sums, counts)}
+    method = f"percentile bootstrap over the {len(counts)} test windows or examples (token-weighted), 1,000 resamples"
+    return bootstrap_ratios(parts, {"perplexity": np.exp}), method
+
+
+def forecast_intervals(learner: Any, test: Any) -> Intervals | None:
+    """mae, rmse, mape and mase from every test window's errors, resampled in blocks of `horizon` consecutive
+    windows (rolling windows overlap, so neighbours share most of their errors)."""
+    from modelyard.data.timeseries import window_origins
+    from modelyard.metrics.forecast import mase_scale
+
+    if not hasattr(learner, "forecast_windows") or _empty(test):
+        return None
+    origins = window_origins(test, learner.context, learner.horizon)
+    if not origins:
+        return None
+    horizon = learner.horizon
+    forecast = learner.forecast_windows(test, origins)  # (N, H)
+    actual = np.stack([test.series[i].values[t : t + horizon] for i, t in origins])
+    observed = np.stack([test.series[i].observed[t : t + horizon] for i, t in origins])
+    scales = {i: mase_scale(test.series[i].values[: test.train_ends[i]], test.season) for i, _ in origins}
+    scale = np.array([scales[i] for i, _ in origins])[:, None]
+    error = np.where(observed, np.abs(forecast - actual), 0.0)
+    nonzero = observed & (np.abs(actual) > 1e-12)
+    percent = np.where(nonzero, 100 * error / np.where(nonzero, np.abs(actual), 1.0), 0.0)
+    points = observed.sum(1)
+    parts = {
+        "mae": (error.sum(1), points),
+        "rmse": ((error**2).sum(1), points),
+        "mape": (percent.sum(1), nonzero.sum(1)),
+        "mase": ((error / scale).sum(1), points),
+    }
+    method = (
+        f"circular block bootstrap over test forecast windows (blocks of {horizon} overlapping windows), "
+        "1,000 resamples"
+    )
+    return bootstrap_ratios(parts, {"rmse": np.sqrt}, block=horizon), method
+
+
+def ranking_intervals(learner: Any, test: Any) -> Intervals | None:
+    """The per-user metrics (recall, ndcg, hit rate at every k) by resampling test users; coverage belongs to
+    the whole catalogue, not to a user, so it has none."""
+    from modelyard.metrics import ranking
+
+    if not hasattr(learner, "ranked") or _empty(test):
+        return None
+    top, relevant = learner.ranked(test)
+    if not relevant:
+        return None
+    parts = {
+        name: (values, np.ones_like(values))
+        for k in ranking.KS
+        for name, values in ranking.per_user(top, relevant, k).items()
+    }
+    return bootstrap_ratios(parts), "percentile bootstrap over test users, 1,000 resamples"
+
+
+def intervals_for(learner: Any, test: Any) -> Intervals | None:
+    """The intervals this learner's kind of test metrics get, or None (classifiers, or no test data)."""
+    for compute in (generation_intervals, forecast_intervals, ranking_intervals):
+        found = compute(learner, test)
+        if found is not None:
+            return found
+    return None

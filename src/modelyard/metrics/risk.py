@@ -1,0 +1,119 @@
+"""Metrics a credit-risk or fraud team reads: ranking (ROC-AUC, Gini, KS), PR-AUC, Brier, calibration, a decision
+threshold from costs or a recall target, group gaps for a protected column, and regression errors.
+
+Pure functions over numpy arrays, scikit-learn underneath, under the names DESIGN.md fixes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+CALIBRATION_BINS = 10
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+    """roc_auc, gini (2 AUC - 1), ks (max TPR - FPR gap), pr_auc (average precision), brier, and the confusion
+    counts, precision and recall at `threshold`."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
+
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    out: dict[str, Any] = {"samples": len(y), "positive_rate": float(y.mean()) if len(y) else 0.0}
+    if len(np.unique(y)) == 2:
+        auc = float(roc_auc_score(y, p))
+        fpr, tpr, _ = roc_curve(y, p)
+        out |= {
+            "roc_auc": auc,
+            "gini": 2 * auc - 1,
+            "ks": float(np.max(tpr - fpr)),
+            "pr_auc": float(average_precision_score(y, p)),
+        }
+    out["brier"] = float(brier_score_loss(y, p)) if len(y) else 0.0
+    out |= at_threshold(y, p, threshold)
+    return out
+
+
+def at_threshold(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
+    decided = p >= threshold
+    tp, fp = int((decided & (y == 1)).sum()), int((decided & (y == 0)).sum())
+    fn, tn = int((~decided & (y == 1)).sum()), int((~decided & (y == 0)).sum())
+    return {
+        "threshold": float(threshold),
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "recall": tp / (tp + fn) if tp + fn else 0.0,
+        "accuracy": (tp + tn) / max(len(y), 1),
+        "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+    }
+
+
+def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, list[float]]:
+    """Mean predicted vs observed positive rate per quantile bin (reliability diagram)."""
+    from sklearn.calibration import calibration_curve as curve
+
+    observed, predicted = curve(y, p, n_bins=bins, strategy="quantile")
+    return {"predicted": predicted.round(5).tolist(), "observed": observed.round(5).tolist()}
+
+
+def cost_threshold(y: np.ndarray, p: np.ndarray, false_positive: float, false_negative: float) -> tuple[float, float]:
+    """The probability cut that minimises fp x cost_fp + fn x cost_fn on (y, p); returns (threshold, cost/row)."""
+    order = np.argsort(-p)
+    ys, ps = y[order], p[order]
+    tp = np.concatenate([[0], np.cumsum(ys)])  # flag the top i rows
+    fp = np.concatenate([[0], np.cumsum(1 - ys)])
+    fn = ys.sum() - tp
+    cost = false_positive * fp + false_negative * fn
+    best = int(np.argmin(cost))
+    cut = 1.0 + 1e-9 if best == 0 else float(ps[best - 1])
+    return cut, float(cost[best] / max(len(y), 1))
+
+
+def recall_threshold(y: np.ndarray, p: np.ndarray, recall: float) -> float:
+    """The highest probability cut whose recall on (y, p) reaches `recall`."""
+    positives = np.sort(p[y == 1])[::-1]
+    if not len(positives):
+        return 0.5
+    k = int(np.ceil(recall * len(positives))) - 1
+    return float(positives[int(np.clip(k, 0, len(positives) - 1))])
+
+
+def group_metrics(y: np.ndarray, decided: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
+    """Positive rate, TPR and FPR per group value, and the largest gap between groups for each."""
+    table: dict[str, dict[str, float]] = {}
+    for value in sorted({str(g) for g in groups}):
+        mask = np.array([str(g) == value for g in groups])
+        yg, dg = y[mask], decided[mask]
+        table[value] = {
+            "rows": int(mask.sum()),
+            "positive_rate": float(dg.mean()) if mask.any() else 0.0,
+            "tpr": float(dg[yg == 1].mean()) if (yg == 1).any() else float("nan"),
+            "fpr": float(dg[yg == 0].mean()) if (yg == 0).any() else float("nan"),
+        }
+    gaps = {}
+    for key in ("positive_rate", "tpr", "fpr"):
+        values = [v[key] for v in table.values() if not np.isnan(v[key])]
+        gaps[f"{key}_gap"] = float(max(values) - min(values)) if len(values) > 1 else 0.0
+    return {"groups": table, **gaps}
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """rmse, mae, mape (percent, over non-zero targets), r2."""
+    from sklearn.metrics import r2_score
+
+    y, pred = np.asarray(y, dtype=float), np.asarray(pred, dtype=float)
+    if not len(y):
+        return {}
+    err = pred - y
+    nonzero = np.abs(y) > 1e-12
+    return {
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mae": float(np.mean(np.abs(err))),
+        "mape": float(100 * np.mean(np.abs(err[nonzero]) / np.abs(y[nonzero]))) if nonzero.any() else float("nan"),
+        "r2": float(r2_score(y, pred)) if len(y) > 1 else float("nan"),
+        "samples": len(y),
+    }
+
+
+def interval_coverage(y: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict[str, float]:
+    inside = (y >= low) & (y <= high)
+    return {"interval_coverage": float(inside.mean()), "interval_width": float(np.mean(high - low))}

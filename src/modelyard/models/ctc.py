@@ -1,0 +1,103 @@
+"""A small speech recogniser trained from scratch: log-mel front end -> per-utterance normalisation ->
+SpecAugment (training only) -> 4x convolutional subsampling -> bidirectional LSTM -> per-frame character logits
+for CTC.
+
+One module from waveform to logits, so the exported ONNX graph takes 16 kHz samples and nothing has to be
+re-implemented beside it. Padding is zeros after the valid samples; `lengths` say how many are real.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from modelyard.models.audio_features import FrontEndConfig, frontend
+
+
+@dataclass
+class CTCConfig:
+    vocab_size: int  # characters + the blank (index 0)
+    n_mels: int = 64
+    conv_channels: int = 192
+    hidden_size: int = 192  # per direction
+    layers: int = 3
+    dropout: float = 0.15
+    freq_masks: int = 2
+    freq_mask_width: int = 10
+    time_masks: int = 2
+    time_mask_share: float = 0.05  # each time mask covers at most this share of the frames
+    frontend: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def frontend_config(self) -> FrontEndConfig:
+        return FrontEndConfig(**{**self.frontend, "kind": "logmel", "n_mels": self.n_mels})
+
+
+def subsampled(lengths: torch.Tensor) -> torch.Tensor:
+    """Frames left after the two stride-2 convolutions (kernel 5, padding 2)."""
+    for _ in range(2):
+        lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
+    return lengths
+
+
+class CTCRecognizer(nn.Module):
+    def __init__(self, cfg: CTCConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.frontend_cfg = cfg.frontend_config()
+        self.features = frontend(self.frontend_cfg)
+        c = cfg.conv_channels
+        self.subsample = nn.Sequential(
+            nn.Conv1d(cfg.n_mels, c, 5, stride=2, padding=2),
+            nn.GELU(),
+            nn.Conv1d(c, c, 5, stride=2, padding=2),
+            nn.GELU(),
+        )
+        self.lstm = nn.LSTM(
+            c, cfg.hidden_size, num_layers=cfg.layers, bidirectional=True, batch_first=True, dropout=cfg.dropout
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(2 * cfg.hidden_size, cfg.vocab_size)
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Valid feature frames for `lengths` valid samples (centred windows: one per hop, plus one)."""
+        return torch.div(lengths, self.frontend_cfg.hop_length, rounding_mode="floor") + 1
+
+    def normalise(self, feats: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Mean and variance per utterance and mel band over its valid frames; padding set to 0 (the mean)."""
+        mask = (torch.arange(feats.shape[-1], device=feats.device)[None, :] < frames[:, None]).unsqueeze(1)  # (B,1,T)
+        count = frames.clamp(min=1).to(feats.dtype)[:, None, None]
+        mean = (feats * mask).sum(-1, keepdim=True) / count
+        var = (((feats - mean) * mask) ** 2).sum(-1, keepdim=True) / count
+        return (feats - mean) / torch.sqrt(var + 1e-5) * mask
+
+    def spec_augment(self, feats: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Zero random mel bands and time spans (SpecAugment), a different pattern per utterance."""
+        b, n_mels, t = feats.shape
+        keep = torch.ones_like(feats)
+        bands = torch.arange(n_mels, device=feats.device)[None, :]
+        steps = torch.arange(t, device=feats.device)[None, :]
+        for _ in range(self.cfg.freq_masks):
+            width = torch.randint(0, self.cfg.freq_mask_width + 1, (b, 1), device=feats.device)
+            start = (torch.rand(b, 1, device=feats.device) * (n_mels - width)).long()
+            keep = keep * ~((bands >= start) & (bands < start + width))[:, :, None]
+        for _ in range(self.cfg.time_masks):
+            width = (torch.rand(b, 1, device=feats.device) * self.cfg.time_mask_share * frames[:, None]).long()
+            start = (torch.rand(b, 1, device=feats.device) * (frames[:, None] - width).clamp(min=1)).long()
+            keep = keep * ~((steps >= start) & (steps < start + width))[:, None, :]
+        return feats * keep
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # wave (B, N) float32, lengths (B,) valid samples
+        frames = self.frame_lengths(lengths)
+        feats = self.normalise(self.features(wave), frames)  # (B, n_mels, T)
+        if self.training:
+            feats = self.spec_augment(feats, frames)
+        x = self.subsample(feats).transpose(1, 2)  # (B, T/4, C)
+        x, _ = self.lstm(x)  # (B, T/4, 2H)
+        return self.head(self.dropout(x)), subsampled(frames)  # (B, T/4, V), (B,)

@@ -1,0 +1,205 @@
+"""The prediction log: every served prediction, appended to SQLite off the request path, read by monitoring.
+
+One table in `MODELYARD_HOME/predictions.db` (WAL mode, busy timeout), so several server processes can append
+at once and `modelyard monitor` can read while they do. Feedback labels land in the same row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from modelyard.home import home
+
+if TYPE_CHECKING:  # pandas takes a while to import; the server only writes the log
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+FILENAME = "predictions.db"
+COLUMNS = (
+    "prediction_id",
+    "ts",
+    "model",
+    "version",
+    "input",
+    "input_sha256",
+    "output",
+    "latency_ms",
+    "label",
+    "feedback_ts",
+)
+GATHER_S = 0.05  # a busy server commits ~20 transactions a second instead of one per drained handful of rows
+MAX_ROWS = 4096  # per transaction
+_INSERT = f"INSERT OR REPLACE INTO predictions ({', '.join(COLUMNS[:8])}) VALUES (?,?,?,?,?,?,?,?)"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    prediction_id TEXT PRIMARY KEY,
+    ts REAL NOT NULL,            -- unix seconds when the answer was sent
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    input TEXT,                  -- JSON of the input; NULL when the server runs with --no-log-inputs
+    input_sha256 TEXT NOT NULL,  -- sha256 of that JSON, always kept (drift, duplicates)
+    output TEXT NOT NULL,        -- JSON of the prediction
+    latency_ms REAL NOT NULL,    -- of the whole request the prediction came in
+    label TEXT,                  -- JSON of the feedback label, once known
+    feedback_ts REAL
+);
+CREATE INDEX IF NOT EXISTS predictions_model_ts ON predictions (model, ts);
+"""
+
+
+def db_path(directory: Path | None = None) -> Path:
+    return (directory or home()) / FILENAME
+
+
+def connect(path: Path | None = None) -> sqlite3.Connection:
+    """A connection to the log, creating the table on first use; WAL lets readers and writers overlap."""
+    path = path or db_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.executescript(_SCHEMA)
+    return conn
+
+
+@dataclass
+class PredictionRecord:
+    prediction_id: str
+    ts: float
+    model: str
+    version: str
+    input: Any
+    output: Any
+    latency_ms: float
+
+    def row(self, log_inputs: bool) -> tuple[Any, ...]:
+        payload = self.input.model_dump(mode="json") if isinstance(self.input, BaseModel) else self.input
+        encoded = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+        digest = hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+        output = json.dumps(self.output, ensure_ascii=False, default=str)
+        stored = encoded if log_inputs else None
+        return (
+            self.prediction_id,
+            self.ts,
+            self.model,
+            self.version,
+            stored,
+            digest,
+            output,
+            self.latency_ms,
+        )
+
+
+class PredictionLogWriter:
+    """A background thread draining a queue into the log, many rows per transaction (rows are committed within
+    about GATHER_S of their request; `flush` waits for them)."""
+
+    def __init__(self, path: Path | None = None, log_inputs: bool = True) -> None:
+        self.path = path or db_path()
+        self.log_inputs = log_inputs
+        self._queue: queue.Queue[PredictionRecord | None] = queue.Queue()
+        connect(self.path).close()  # fail at startup, not on the first request, when the folder is unwritable
+        self._thread = threading.Thread(target=self._run, name="modelyard-prediction-log", daemon=True)
+        self._thread.start()
+
+    def append(self, records: list[PredictionRecord]) -> None:
+        for record in records:
+            self._queue.put(record)
+
+    def flush(self) -> None:
+        """Block until every record appended so far is committed."""
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        conn = connect(self.path)
+        try:
+            while True:
+                first = self._queue.get()
+                if first is not None:
+                    time.sleep(GATHER_S)  # let records gather: one transaction of many rows costs less CPU
+                batch = [first]
+                while not self._queue.empty() and len(batch) < MAX_ROWS:
+                    batch.append(self._queue.get_nowait())
+                records = [r for r in batch if r is not None]
+                try:
+                    with conn:
+                        conn.executemany(_INSERT, [r.row(self.log_inputs) for r in records])
+                except (sqlite3.Error, TypeError, ValueError):  # never let one bad batch stop the writer
+                    log.exception("could not write %d predictions to %s", len(records), self.path)
+                finally:
+                    for _ in batch:
+                        self._queue.task_done()
+                if len(records) < len(batch):
+                    return
+        finally:
+            conn.close()
+
+
+def read_predictions(
+    since: float | None = None, model: str | None = None, directory: Path | None = None
+) -> pd.DataFrame:
+    """Logged predictions, oldest first; `since` is unix seconds. JSON columns stay strings."""
+    import pandas as pd
+
+    path = db_path(directory)
+    if not path.exists():
+        return pd.DataFrame(columns=list(COLUMNS))
+    clauses, params = [], []
+    if since is not None:
+        clauses.append("ts >= ?")
+        params.append(since)
+    if model is not None:
+        clauses.append("model = ?")
+        params.append(model)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    conn = connect(path)
+    try:
+        return pd.read_sql_query(
+            f"SELECT {', '.join(COLUMNS)} FROM predictions{where} ORDER BY ts", conn, params=params
+        )
+    finally:
+        conn.close()
+
+
+def has_prediction(prediction_id: str, directory: Path | None = None) -> bool:
+    conn = connect(db_path(directory))
+    try:
+        found = conn.execute("SELECT 1 FROM predictions WHERE prediction_id = ?", (prediction_id,)).fetchone()
+        return found is not None
+    finally:
+        conn.close()
+
+
+def record_feedback(prediction_id: str, label: Any, directory: Path | None = None) -> bool:
+    """Attach the true label to a logged prediction; False when no prediction has that id."""
+    conn = connect(db_path(directory))
+    try:
+        with conn:
+            return store_label(conn, prediction_id, label)
+    finally:
+        conn.close()
+
+
+def store_label(conn: sqlite3.Connection, prediction_id: str, label: Any) -> bool:
+    """The feedback update inside the caller's transaction (a file import stores all its rows or none)."""
+    cursor = conn.execute(
+        "UPDATE predictions SET label = ?, feedback_ts = ? WHERE prediction_id = ?",
+        (json.dumps(label, ensure_ascii=False), time.time(), prediction_id),
+    )
+    return cursor.rowcount > 0

@@ -1,0 +1,195 @@
+"""Training orchestration, shared by `train`, `retrain`, `tune` and `distill`: prepare the data, train every
+candidate backbone the task proposes, keep the best on validation, score it on test beside the baselines, write the
+bundle, log the run.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelyard import bundle
+from modelyard.config import Config, dump_config
+from modelyard.fsutil import atomic_write_json, atomic_write_text
+from modelyard.home import home
+from modelyard.loader import Model, load
+from modelyard.protocols import Learner, PreparedData
+from modelyard.tasks import get_task, load_config
+
+if TYPE_CHECKING:  # training's libraries (accelerate, pandas, scipy) load with `train`: `load` needs none of them
+    from modelyard.training.callbacks import Callback
+    from modelyard.training.loop import TrainResult
+
+
+def default_output(name: str) -> Path:
+    return home() / "bundles" / name / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def latest_unfinished(name: str) -> Path | None:
+    """For `--resume` without `--output`: the newest run of this name that has checkpoints and no manifest."""
+    root = home() / "bundles" / name
+    runs = sorted(p for p in root.glob("*") if (p / "checkpoints").is_dir() and not (p / bundle.MANIFEST).exists())
+    return runs[-1] if runs else None
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _train_candidate(
+    config: Config,
+    data: PreparedData,
+    backbone: str,
+    checkpoints: Path | None,
+    resume: bool,
+    quiet: bool,
+    callbacks: list[Callback],
+) -> tuple[Config, Learner, TrainResult]:
+    from accelerate.utils import set_seed
+
+    from modelyard.training.loop import fit
+
+    task = get_task(config.task)
+    config = config.model_copy(update={"model": config.model.model_copy(update={"backbone": backbone})})
+    set_seed(config.train.seed)  # before build: weight initialisation is part of a reproducible run
+    learner = task.build(config, data)
+    result = fit(
+        learner,
+        config,
+        data,
+        callbacks=callbacks,
+        checkpoint_dir=checkpoints,
+        resume=resume,
+        quiet=quiet,
+        main_metric=task.main_metric,
+        greater_is_better=task.greater_is_better,
+    )
+    return config.model_copy(update={"train": result.train}), learner, result
+
+
+def train(
+    config: Config | str | Path,
+    output: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    resume: bool = False,
+    quiet: bool = False,
+    keep_checkpoints: bool = False,
+    callbacks: Sequence[Callback] = (),
+    on_report=None,
+    track: bool = True,
+    on_warning=None,
+) -> Model:
+    """Prepare data, train (several candidates when the task proposes them), evaluate on test, write the bundle."""
+    from modelyard.training.distributed import is_main_process, wait_for_everyone
+
+    config = config if isinstance(config, Config) else load_config(config, list(overrides))
+    task = get_task(config.task)
+    if output is None:
+        output = (latest_unfinished(config.name) if resume else None) or default_output(config.name)
+    output = Path(output).resolve()
+    bundle.refuse_foreign_output(output)
+    cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+    data = task.prepare(config)
+    candidates = task.candidates(config, data) if hasattr(task, "candidates") else [(config.model.backbone, "")]
+    data.report["backbone_choice"] = [{"backbone": b, "reason": why} for b, why in candidates]
+    if on_report is not None:
+        on_report(data)
+    tracker = _tracker(on_warning) if track else None
+    callbacks = [*callbacks, *([tracker] if tracker else [])]
+    trained = []
+    try:
+        for backbone, _ in candidates:
+            sub = "checkpoints" if len(candidates) == 1 else f"checkpoints/{backbone}"
+            trained.append(_train_candidate(config, data, backbone, output / sub, resume, quiet, callbacks))
+        test = _score_test(task, data, trained)  # on every rank, each scoring its share
+        if is_main_process():
+            write_results(output, task, data, trained, cpu0, wall0, keep_checkpoints, test)
+    except BaseException:
+        if tracker is not None:
+            tracker.fail()
+        raise
+    wait_for_everyone()
+    model = load(output)
+    if tracker is not None and (version := tracker.finish(output, {**data.report, "warnings": data.warnings})):
+        model.version = str(version.version)
+    return model
+
+
+def _tracker(on_warning=None):
+    """The MLflow callback (rank 0 logs); tracking problems only warn, they never stop training."""
+    from modelyard.tracking.callback import TrackingCallback
+    from modelyard.tracking.store import tracking_wanted
+
+    return TrackingCallback(warn=on_warning) if tracking_wanted() else None
+
+
+def _best(task, trained: list[tuple[Config, Learner, TrainResult]]) -> tuple[Config, Learner, TrainResult]:
+    """The candidate with the best validation score."""
+    sign = 1 if task.greater_is_better else -1
+    return max(trained, key=lambda t: sign * t[2].validation.get(task.main_metric, -sign * 1e18))
+
+
+def _score_test(task, data: PreparedData, trained: list[tuple[Config, Learner, TrainResult]]) -> dict[str, Any]:
+    """The best candidate's test metrics; under `--nproc` every rank evaluates its share of the test split."""
+    from modelyard.training.loop import evaluate_split
+
+    return evaluate_split(_best(task, trained)[1], data.splits["test"])
+
+
+def write_results(
+    output: Path,
+    task,
+    data: PreparedData,
+    trained: list[tuple[Config, Learner, TrainResult]],
+    cpu0: float,
+    wall0: float,
+    keep_checkpoints: bool,
+    test: dict[str, Any] | None = None,
+) -> None:
+    """Keep the best candidate, score it on test (unless `test` has its metrics) beside the baselines, write the
+    bundle (rank 0 only)."""
+    from modelyard.drift import reference
+    from modelyard.evaluation.model_card import write_model_card
+    from modelyard.metrics.intervals import intervals_for
+
+    tried = [{"backbone": c.model.backbone, "validation": r.validation.get(task.main_metric)} for c, _, r in trained]
+    resolved, learner, result = _best(task, trained)
+    if test is None:
+        test = learner.evaluate(data.splits["test"]) if len(data.splits["test"]) else {}
+    metrics = {
+        "validation": result.validation,
+        "test": test,
+        "baselines": task.baselines(resolved, data),
+        "train": {
+            "seconds": round(result.seconds, 2),
+            "samples_per_second": round(result.samples_per_second, 2),
+            "steps": result.steps,
+            "precision": result.precision,
+            "processes": result.processes,
+            "cpu_seconds": round(_cpu_seconds() - cpu0, 2),
+            "wall_seconds": round(time.perf_counter() - wall0, 2),
+        },
+    }
+    if len(tried) > 1:
+        metrics["candidates"] = tried
+    found = intervals_for(learner, data.splits["test"])
+    if found is not None:  # classifiers' intervals are rebuilt from the confusion matrix instead
+        metrics["test_intervals"] = {"method": found[1], **found[0]}
+
+    def write(staging: Path) -> dict[str, Any]:
+        extras = learner.save(staging)
+        reference.write(staging, learner, data.splits)  # the drift baseline `modelyard monitor` compares with
+        atomic_write_text(staging / "config.yaml", dump_config(resolved))
+        atomic_write_json(staging / "metrics.json", metrics)
+        bundle.write_jsonl(staging / "history.jsonl", result.history)
+        atomic_write_json(staging / "data_report.json", {**data.report, "warnings": data.warnings})
+        write_model_card(staging, {**manifest, **extras})  # before sealing, so the manifest checksums it
+        return extras
+
+    manifest = {"task": resolved.task, "name": resolved.name, "backbone": learner.backbone, "data": data.fingerprints}
+    bundle.write_bundle(output, write, manifest, keep_checkpoints=keep_checkpoints)

@@ -1,0 +1,231 @@
+"""What `tabular_classification` and `tabular_regression` share: config sections, reading and checking the
+table, splits, building and loading the learner, baselines. Each task module only says its kind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import Field
+
+from modelyard.config import Config, DataConfig, ModelConfig, SplitConfig
+from modelyard.data import tabular
+from modelyard.data.readers import read_table, require_columns
+from modelyard.data.splits import fingerprint, make_splits
+from modelyard.errors import ConfigError, DataError
+from modelyard.learners.tabular import TabularLearner, TabularSpec
+from modelyard.learners.tabular_encoding import TabularEncoder
+from modelyard.protocols import PreparedData
+
+TRUTHY = ("1", "1.0", "true", "yes", "y", "t", "bad", "default", "fraud", "positive")
+
+
+class TabularSplitConfig(SplitConfig):
+    by: str | None = Field(None, description="order rows by this date (or number) column: oldest train, newest test")
+
+
+class TabularDataConfig(DataConfig):
+    target_column: str = "target"
+    split: TabularSplitConfig = Field(default_factory=TabularSplitConfig)
+    column_types: dict[str, Literal["numeric", "categorical", "boolean", "date", "text"]] = Field(
+        default_factory=dict, description="override the inferred type of a column"
+    )
+    drop_columns: list[str] = Field(default_factory=list, description="columns never used as features")
+    positive_label: str | None = Field(None, description="binary: the class to score (default: 1/yes/true, else the minority)")
+
+
+class TabularModelConfig(ModelConfig):
+    backbone: Literal["auto", "lightgbm", "mlp"] = "auto"
+    monotone: dict[str, Literal[1, -1]] = Field(default_factory=dict, description="column: +1 or -1 (LightGBM)")
+    calibration: Literal["auto", "isotonic", "platt", "none"] = "auto"
+    hidden_size: int = Field(128, ge=4, le=4096)
+    layers: int = Field(2, ge=1, le=8)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    gbdt: dict[str, float | int | str] = Field(default_factory=dict, description="LightGBM parameters to override")
+
+
+def _read(path: str, config: Config) -> pd.DataFrame:
+    data: TabularDataConfig = config.data
+    frame, read = read_table(path, data.format, data.max_rows)
+    require_columns(frame, {"target_column": data.target_column}, path)
+    target = frame[data.target_column]
+    empty = target.isna() | (target.astype(str).str.strip() == "")
+    frame = frame[~empty]
+    frame.attrs["notes"] = [f"{path}: {int(empty.sum())} rows without a target dropped"] if empty.any() else []
+    if read.skipped:
+        frame.attrs["notes"].append(f"{path}: {read.skipped} malformed rows skipped (first: {read.problems[0]})")
+    return frame
+
+
+def _labels(train: pd.Series, positive: str | None) -> list[str]:
+    """Class names; for two classes [negative, positive], the positive one scored as `probability`."""
+    values = train.astype(str).str.strip()
+    labels = sorted(values.unique())
+    if len(labels) != 2:
+        return labels
+    if positive is not None:
+        if positive not in labels:
+            raise ConfigError(f"data.positive_label {positive!r} is not a class; classes: {labels}")
+        chosen = positive
+    else:
+        truthy = [label for label in labels if label.lower() in TRUTHY]
+        chosen = truthy[0] if len(truthy) == 1 else values.value_counts().index[-1]
+    return [next(label for label in labels if label != chosen), chosen]
+
+
+def prepare(config: Config, kind: str) -> PreparedData:
+    data: TabularDataConfig = config.data
+    frames = {w: _read(getattr(data, w), config) for w in ("train", "validation", "test") if getattr(data, w)}
+    warnings = [note for frame in frames.values() for note in frame.attrs.get("notes", [])]
+    train, target = frames["train"], data.target_column
+    if kind == "regression":
+        for name, frame in frames.items():
+            bad = tabular.to_numeric(frame[target]).isna()
+            if bad.any():
+                raise DataError(f"{getattr(data, name)}: target '{target}' is not a number in {int(bad.sum())} rows")
+    if data.split.by:
+        if "validation" in frames or "test" in frames:
+            raise ConfigError("data.split.by orders one file by time: leave data.validation and data.test empty")
+        splits, notes = tabular.time_splits(train, data.split.by, data.split.validation, data.split.test)
+    else:
+        stratify = target if kind == "classification" else None
+        if stratify:
+            train = train.assign(**{target: train[target].astype(str).str.strip()})
+        splits, notes = make_splits(train, frames.get("validation"), frames.get("test"), data.split, stratify)
+    types, dropped = tabular.infer_types(splits["train"], target, data.column_types, data.drop_columns)
+    for column in config.evaluation.groups:
+        if column not in splits["train"].columns:
+            raise ConfigError(f"evaluation.groups names '{column}', which the data does not have")
+    report: dict[str, Any] = {
+        "splits": {n: len(f) for n, f in splits.items()},
+        "split_notes": notes,
+        "target": target,
+        "columns": tabular.column_profile(splits["train"], types),
+        "dropped_columns": dropped,
+    }
+    y = tabular.to_numeric(splits["train"][target]).to_numpy()
+    if kind == "classification":
+        labels = _labels(splits["train"][target], data.positive_label)
+        if len(labels) < 2:
+            raise DataError(f"{data.train}: target '{target}' has one class only ({labels})")
+        for name in ("validation", "test"):
+            frame = splits[name]
+            seen = frame[target].astype(str).str.strip().isin(labels)
+            if (~seen).any():
+                warnings.append(f"{name}: {int((~seen).sum())} rows dropped: classes not in train")
+            splits[name] = frame[seen].assign(**{target: frame[target][seen].astype(str).str.strip()})
+        splits["train"] = splits["train"].assign(**{target: splits["train"][target].astype(str).str.strip()})
+        y = splits["train"][target].map({label: i for i, label in enumerate(labels)}).to_numpy()
+        report["classes"] = labels
+        report["labels"] = {n: f[target].value_counts().to_dict() for n, f in splits.items()}
+        report["imbalance"] = tabular.imbalance(splits["train"][target])
+        if report["imbalance"]["ratio"] > 3:
+            imb = report["imbalance"]
+            warnings.append(
+                f"class imbalance {imb['ratio']:g}:1 (minority '{imb['minority']}' {imb['minority_share']:.1%}); "
+                "roc_auc, pr_auc and a cost-based threshold (evaluation.costs) say more than accuracy"
+            )
+    leak_kind = "regression" if kind == "regression" else ("binary" if len(report.get("classes", [])) == 2 else "multiclass")
+    report["leakage"] = tabular.leakage(splits["train"], types, y, leak_kind)
+    for column, score in report["leakage"].items():
+        warnings.append(
+            f"target leakage? '{column}' alone predicts '{target}' with score {score} on held-out rows; "
+            "if it is only known after the outcome, add it to data.drop_columns"
+        )
+    for column, why in dropped.items():
+        warnings.append(f"column '{column}' not used: {why}")
+    for column, info in report["columns"].items():
+        if info["missing"] > 0.3:
+            warnings.append(f"column '{column}': {info['missing']:.0%} missing")
+        if info.get("rare_count"):
+            warnings.append(f"column '{column}': {info['rare_count']} rare categories share one 'other' code")
+    report["column_types"] = {c: i["type"] for c, i in report["columns"].items()}
+    columns = list(splits["train"].columns)
+    prints = {n: fingerprint(f, columns) for n, f in splits.items()}
+    return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
+
+
+def _monotone(config: Config, encoder: TabularEncoder) -> list[int]:
+    given = dict(config.model.monotone)
+    for column in given:
+        if encoder.types.get(column) not in ("numeric", "boolean"):
+            raise ConfigError(
+                f"model.monotone: '{column}' is {encoder.types.get(column, 'not a feature')}; "
+                "constraints apply to numeric or boolean feature columns"
+            )
+    return [int(given.get(f["name"], 0)) for f in encoder.features]
+
+
+def build(config: Config, data: PreparedData, kind: str) -> TabularLearner:
+    report, target = data.report, config.data.target_column
+    dropped = [*report["dropped_columns"], target]
+    encoder = TabularEncoder.fit(data.splits["train"], report["column_types"], dropped)
+    labels = report.get("classes")
+    kind = "regression" if kind == "regression" else ("binary" if len(labels) == 2 else "multiclass")
+    spec = TabularSpec(kind, target, labels, encoder, list(config.evaluation.groups))
+    model = config.model
+    options = {
+        "time_limit_s": config.train.time_limit_s,
+        "monotone": _monotone(config, encoder),
+        "calibration": model.calibration,
+        "evaluation": config.evaluation,
+        "seed": config.train.seed,
+        "gbdt_params": dict(model.gbdt),
+        "mlp": {"hidden_size": model.hidden_size, "layers": model.layers, "dropout": model.dropout},
+        "config": config,
+    }
+    why = {"auto": "LightGBM then the MLP within train.time_limit_s; the best or their ensemble on validation"}
+    report["backbone"] = {"name": model.backbone, "why": why.get(model.backbone, "named in model.backbone")}
+    return TabularLearner(spec, model.backbone, options)
+
+
+def baselines(config: Config, data: PreparedData, kind: str) -> dict[str, dict[str, Any]]:
+    """The WOE scorecard (binary; with its points table), or a linear model, and LightGBM's defaults."""
+    from modelyard.learners import scorecard
+    from modelyard.learners.tabular import main_score
+    from modelyard.metrics.classification import classification_metrics
+    from modelyard.metrics.risk import binary_metrics, regression_metrics
+
+    learner = build(config, data, kind)
+    encoder, spec = learner.spec.encoder, learner.spec
+    x, y = encoder.transform(data.splits["train"]), learner.targets(data.splits["train"])
+    evaluated = {n: (encoder.transform(data.splits[n]), learner.targets(data.splits[n])) for n in ("validation", "test")}
+
+    def scored(predict, binary_scores: bool) -> dict[str, Any]:
+        out = {}
+        for name, (xx, yy) in evaluated.items():
+            if not len(yy):
+                continue
+            p = predict(xx)
+            if spec.kind == "regression":
+                metrics = regression_metrics(yy, p)
+            elif binary_scores:
+                metrics = binary_metrics(yy, p)
+            else:
+                metrics = classification_metrics(yy.tolist(), p.argmax(1).tolist(), spec.labels) | main_score(spec.kind, yy, p)
+            out[name] = {k: v for k, v in metrics.items() if k in scorecard.HEADLINE}
+        return out
+
+    result: dict[str, dict[str, Any]] = {}
+    if spec.kind == "binary":
+        proba, _, points = scorecard.scorecard(x, y, encoder)
+        result["scorecard"] = {**scored(proba, True), "points": points}
+    else:
+        name = "linear_ridge" if spec.kind == "regression" else "logistic_onehot"
+        result[name] = scored(scorecard.linear_baseline(spec.kind, x, y, encoder), False)
+    default = scorecard.lightgbm_default(spec.kind, x, y, encoder.categorical_indices, config.train.seed)
+    result["lightgbm_default"] = scored(default, spec.kind == "binary")
+    return result
+
+
+def load(directory: Path, manifest: dict[str, Any]) -> TabularLearner:
+    onnx = manifest.get("runtime") == "onnxruntime"
+    return TabularLearner.load(directory, manifest.get("backbone", "auto"), onnx=onnx)
+
+
+def inputs_from_frame(frame: pd.DataFrame, config: Config) -> list[dict[str, Any]]:
+    """`predict --input FILE`: one row per line, the target column ignored when present."""
+    rows = frame.drop(columns=[config.data.target_column], errors="ignore")
+    return json.loads(rows.to_json(orient="records"))

@@ -1,0 +1,249 @@
+"""Audio classification (keyword spotting, voice commands, sound events): a log-mel CNN or CRNN from scratch,
+beside MFCC statistics + logistic regression. Splits hold out whole speakers when the data names them."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+from pydantic import Field
+
+from modelyard.config import Config, DataConfig, ModelConfig, StrictModel
+from modelyard.data import audio
+from modelyard.data.images import split_folders
+from modelyard.data.splits import fingerprint, make_splits
+from modelyard.errors import DataError, ModelNotFoundError
+from modelyard.learners.audio import BACKBONES, AudioClassifierLearner, OnnxAudioClassifierLearner, WaveStore
+from modelyard.learners.mfcc_logreg import mfcc_logreg_baseline
+from modelyard.protocols import PreparedData
+from modelyard.tasks import register_task
+
+STARTER = """\
+# modelyard config: audio classification (keyword spotting, voice commands, sound events)
+name: my-audio-classifier
+task: audio_classification
+data:
+  train: data/audio                 # a folder of class subfolders (or with train/ val/ test/ inside it), a flat
+                                    #   folder with data.filename_pattern, or a .csv/.jsonl of paths and labels
+  validation: null                  # optional; carved from train when absent (so is test)
+  test: null
+  split: {validation: 0.1, test: 0.2, seed: 42}   # by whole speakers when speakers are known
+  audio_column: audio               # CSV/JSONL only: paths relative to that file's folder
+  label_column: label
+  speaker_column: null              # CSV/JSONL: who speaks; no voice is then in both train and test
+  filename_pattern: null            # folders: a regex naming label/speaker, e.g. '^(?P<label>\\d)_(?P<speaker>\\w+?)_'
+  test_speakers: null               # e.g. [anna, bob]: hold out exactly these voices for testing
+  noise: null                       # a folder of background recordings mixed in during training
+model:
+  backbone: auto                    # auto (= cnn) | cnn | crnn (CNN + bidirectional GRU)
+  clip_seconds: null                # null = the 95th percentile of training durations
+  features: logmel                  # logmel | mfcc (saved in the bundle; serving uses the same front end)
+  augment: auto                     # auto (= speech) | speech (speed, shift, noise, gain) | noise (no speed) | none
+  max_seconds: 60                   # longer files are skipped in the data and refused by predict and serve
+train:
+  epochs: null                      # null = the backbone's tuned default
+  early_stopping: {patience: 8, metric: accuracy}
+"""
+
+
+class SpecAugmentConfig(StrictModel):
+    freq: int = Field(8, ge=0, description="widest frequency mask in mel bins")
+    time: int = Field(10, ge=0, description="widest time mask in 10 ms frames")
+    masks: int = Field(2, ge=0, description="masks of each kind per example")
+
+
+class AudioDataConfig(DataConfig):
+    audio_column: str = Field("audio", description="CSV/JSONL column of audio paths (relative to the file)")
+    label_column: str = Field("label", description="CSV/JSONL column with the class")
+    speaker_column: str | None = Field(None, description="CSV/JSONL column naming the speaker: split by speaker")
+    filename_pattern: str | None = Field(
+        None, description="folders: regex searched in each file name, named groups `label` and/or `speaker`"
+    )
+    test_speakers: list[str] | None = Field(None, description="hold out exactly these speakers as the test split")
+    noise: str | None = Field(None, description="a folder of background-noise recordings for augmentation")
+
+
+class AudioModelConfig(ModelConfig):
+    backbone: str = Field("auto", description="auto, cnn or crnn (from scratch)")
+    clip_seconds: float | None = Field(None, gt=0, le=30, description="model input length; null = from the data")
+    features: Literal["logmel", "mfcc"] = "logmel"
+    n_mels: int = Field(64, ge=16, le=128)
+    widths: list[int] = Field([32, 64, 128], min_length=1, description="channels per conv stage")
+    dropout: float = Field(0.3, ge=0, lt=1)
+    augment: Literal["auto", "speech", "noise", "none"] = "auto"
+    snr_db: tuple[float, float] = Field((5.0, 30.0), description="background noise SNR range in dB")
+    spec_augment: SpecAugmentConfig = Field(default_factory=SpecAugmentConfig)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    max_seconds: float = Field(60.0, gt=0, le=36000, description="longest audio read, predicted or served")
+
+
+AudioInput = Annotated[
+    str,
+    Field(
+        description="an audio file's bytes (WAV, FLAC, OGG, MP3), base64-encoded (a data: URL works too)",
+        json_schema_extra={"contentEncoding": "base64", "contentMediaType": "audio/*"},
+    ),
+]
+
+
+def _listing(location: str, data: AudioDataConfig) -> tuple[dict[str, pd.DataFrame], Path]:
+    path = Path(location)
+    if not path.exists():
+        raise DataError(f"data path not found: {path}", "audio data is a folder of class subfolders or a CSV/JSONL")
+    if path.is_file():
+        columns = {"label": data.label_column} | ({"speaker": data.speaker_column} if data.speaker_column else {})
+        return {"train": audio.list_table(path, data.audio_column, columns, data.format, data.max_rows)}, path.parent
+    folders = split_folders(path)
+    return {name: audio.list_folder(folder, data.filename_pattern) for name, folder in folders.items()}, path
+
+
+def _durations(frame: pd.DataFrame) -> dict[str, float]:
+    if frame.empty:
+        return {}
+    seconds = frame["seconds"]
+    return {
+        "total_minutes": round(float(seconds.sum()) / 60, 2),
+        "min": round(float(seconds.min()), 3),
+        "median": round(float(seconds.median()), 3),
+        "p95": round(float(seconds.quantile(0.95)), 3),
+        "max": round(float(seconds.max()), 3),
+    }
+
+
+def _split_summary(frame: pd.DataFrame) -> dict[str, Any]:
+    out: dict[str, Any] = {"recordings": len(frame), "classes": frame["label"].value_counts().sort_index().to_dict()}
+    if "speaker" in frame:
+        out["speakers"] = frame["speaker"].value_counts().sort_index().to_dict()
+    return out
+
+
+@register_task("audio_classification")
+class AudioClassificationTask:
+    DataConfig: ClassVar = AudioDataConfig
+    ModelConfig: ClassVar = AudioModelConfig
+    Input: ClassVar = AudioInput
+    main_metric: ClassVar = "accuracy"
+    greater_is_better: ClassVar = True
+
+    @property
+    def example_input(self) -> str:
+        """Half a second of quiet noise as a base64 WAV: what the server predicts before it reports ready."""
+        buffer = io.BytesIO()
+        noise = np.random.default_rng(0).normal(0, 0.01, 8000).astype(np.float32)
+        sf.write(buffer, noise, audio.SAMPLE_RATE, format="WAV", subtype="PCM_16")
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    def starter_config(self) -> str:
+        return STARTER
+
+    def prepare(self, config: Config) -> PreparedData:
+        data: AudioDataConfig = config.data
+        listings, root = _listing(data.train, data)
+        roots = dict.fromkeys(listings, root)
+        for name, location in (("validation", data.validation), ("test", data.test)):
+            if location:
+                given, roots[name] = _listing(location, data)
+                listings[name] = given["train"]
+        report = audio.AudioReport()
+        checked: dict[str, pd.DataFrame] = {}
+        for name, listing in listings.items():
+            if data.max_rows is not None and len(listing) > data.max_rows:
+                listing = listing.sample(n=data.max_rows, random_state=data.split.seed).sort_index()
+            checked[name] = audio.verify(listing, roots[name], report, config.model.max_seconds)
+        if checked["train"].empty:
+            raise DataError(
+                f"{data.train}: no usable audio in the training data",
+                "see the skipped files in the data report (`modelyard validate CONFIG`)",
+            )
+        warnings: list[str] = []
+        by_speaker = "speaker" in checked["train"] and checked["train"]["speaker"].notna().all()
+        if by_speaker and not ("validation" in checked and "test" in checked):
+            splits, notes = audio.speaker_splits(checked["train"], data.split, data.test_speakers)
+            splits |= {n: checked[n] for n in ("validation", "test") if n in checked}  # given files win
+        else:
+            if data.test_speakers:
+                raise DataError("data.test_speakers needs speakers", "set data.speaker_column or data.filename_pattern")
+            splits, notes = make_splits(
+                checked["train"], checked.get("validation"), checked.get("test"), data.split, "label"
+            )
+        if by_speaker:
+            train_voices = set(splits["train"]["speaker"])
+            for name in ("validation", "test"):
+                shared = train_voices & set(splits[name].get("speaker", pd.Series(dtype=str)))
+                if shared:
+                    warnings.append(f"{name}: speakers also in train: {', '.join(sorted(shared)[:10])}")
+        labels = sorted(splits["train"]["label"].unique())
+        if len(labels) < 2:
+            raise DataError(f"{data.train}: only one class ({labels[0]!r})", "classification needs two classes")
+        for name in ("validation", "test"):
+            unseen = sorted(set(splits[name]["label"]) - set(labels))
+            if unseen:
+                warnings.append(f"{name}: labels never seen in train, dropped: {', '.join(unseen[:10])}")
+                splits[name] = splits[name][splits[name]["label"].isin(labels)].reset_index(drop=True)
+        if report.skipped:
+            warnings.append(f"skipped {sum(report.skipped.values())} unusable files: {dict(report.skipped)}")
+        seen = set(splits["train"]["sha256"])
+        leakage = {n: int(splits[n]["sha256"].isin(seen).sum()) for n in ("validation", "test")}
+        warnings += [f"leakage: {c} {n} files are byte-identical to training files" for n, c in leakage.items() if c]
+        train = splits["train"]
+        summary = {
+            "audio": report.as_dict(),
+            "splits": {n: _split_summary(f) for n, f in splits.items()},
+            "durations": _durations(train),
+            "sample_rates": {str(k): int(v) for k, v in train["source_rate"].value_counts().items()},
+            "speakers": int(train["speaker"].nunique()) if by_speaker else None,
+            "split_notes": notes,
+            "num_labels": len(labels),
+            "leakage": leakage,
+            "backbone": self._choose(config, train),
+        }
+        prints = {n: fingerprint(f.sort_values("file"), ["file", "sha256", "label"]) for n, f in splits.items()}
+        return PreparedData(splits=splits, report=summary, fingerprints=prints, warnings=warnings)
+
+    def _choose(self, config: Config, train: pd.DataFrame) -> dict[str, Any]:
+        options: AudioModelConfig = config.model
+        backbone = "cnn" if options.backbone == "auto" else options.backbone
+        if backbone not in BACKBONES:
+            raise ModelNotFoundError(
+                f"unknown backbone '{backbone}' for audio_classification",
+                "use auto, cnn or crnn (no pretrained audio encoder is installed)",
+            )
+        if options.clip_seconds:
+            clip, why = options.clip_seconds, "named in the config"
+        else:
+            p95 = float(train["seconds"].quantile(0.95)) if len(train) else 1.0
+            clip = float(np.clip(np.ceil(p95 * 10) / 10, 0.5, 10.0))
+            why = f"95th percentile of training durations ({p95:.2f} s), rounded up"
+        augment = "speech" if options.augment == "auto" else options.augment
+        return {"name": backbone, "clip_seconds": clip, "clip_reason": why, "augment": augment}
+
+    def candidates(self, config: Config, data: PreparedData) -> list[tuple[str, str]]:
+        return [(data.report["backbone"]["name"], "a small log-mel network trained from scratch")]
+
+    def build(self, config: Config, data: PreparedData) -> AudioClassifierLearner:
+        choice = self._choose(config, data.splits["train"])
+        options = config.model.model_copy(update={"backbone": choice["name"], "augment": choice["augment"]})
+        labels = sorted(data.splits["train"]["label"].unique())
+        return AudioClassifierLearner.create(labels, choice["clip_seconds"], options, config.data.noise)
+
+    def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
+        labels = sorted(data.splits["train"]["label"].unique())
+        return {"mfcc_logreg": mfcc_logreg_baseline(data.splits, labels, WaveStore().get)}
+
+    def inputs_from_frame(self, frame: pd.DataFrame, config: Config) -> list[str]:
+        column = config.data.audio_column
+        if column not in frame.columns:
+            raise DataError(
+                f"no column '{column}' (data.audio_column) in the input file; it has: "
+                f"{', '.join(map(str, frame.columns))}"
+            )
+        return frame[column].astype(str).tolist()
+
+    def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> AudioClassifierLearner:
+        runtime = OnnxAudioClassifierLearner if manifest.get("runtime") == "onnxruntime" else AudioClassifierLearner
+        return runtime.load(directory, config.model, manifest["labels"])

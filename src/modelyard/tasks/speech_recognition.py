@@ -1,0 +1,201 @@
+"""Speech recognition (speech to text): a CTC recogniser trained from scratch on the user's recordings, or a
+bundled Whisper model used zero-shot, which is also the strong baseline beside every trained model."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from modelyard.config import Config, DataConfig, ModelConfig, StrictModel
+from modelyard.errors import DataError, ModelNotFoundError
+from modelyard.protocols import PreparedData
+from modelyard.tasks import register_task
+
+CTC = "ctc-lstm"
+WHISPER_NAMES = ("whisper-base", "whisper-tiny.en")
+
+STARTER = """\
+# modelyard config: speech recognition (speech to text)
+name: my-transcriber
+task: speech_recognition
+data:
+  train: data/train.csv             # CSV/JSONL manifest (audio_path,text[,speaker]) or a LibriSpeech-style folder
+  test: null                        # optional; carved from train when absent (by speaker if there is a speaker column)
+  split: {validation: 0.1, test: 0.1, seed: 42}
+  audio_column: audio_path          # paths relative to the manifest's folder
+  text_column: text
+  speaker_column: speaker           # used when the manifest has it: no voice is in both train and test
+  max_seconds: 35                   # training recordings longer than this are skipped (and named)
+model:
+  backbone: ctc-lstm                # ctc-lstm (trained here) | whisper-base (zero-shot, 99 languages) | whisper-tiny.en
+  lexicon: []                       # domain words to favour when decoding (drug names, product names)
+  decoding: {method: beam, beam_size: 8, lm_order: 4, lm_weight: 0.3, lexicon_bonus: 1.0}
+  baseline: whisper-base            # zero-shot Whisper scored beside the trained model (null: none)
+train:
+  epochs: null                      # null = the backbone's tuned default
+  early_stopping: {patience: 5, metric: wer}
+"""
+
+AudioInput = Annotated[
+    str,
+    Field(
+        description="an audio file's bytes (WAV, FLAC, OGG, MP3), base64-encoded (a data: URL works too)",
+        json_schema_extra={"contentEncoding": "base64", "contentMediaType": "audio/*"},
+    ),
+]
+
+
+class SpeechDataConfig(DataConfig):
+    audio_column: str = "audio_path"
+    text_column: str = "text"
+    speaker_column: str | None = Field("speaker", description="split by speaker when the manifest has this column")
+    test_speakers: list[str] | None = Field(None, description="hold out exactly these speakers for testing")
+    max_seconds: float = Field(35.0, gt=0, description="longer training recordings are skipped")
+
+
+class DecodingOptions(StrictModel):
+    method: Literal["greedy", "beam"] = "beam"
+    beam_size: int = Field(8, ge=1, le=128)
+    lm_order: int = Field(4, ge=1, le=8, description="character n-gram order (from train transcripts + lexicon)")
+    lm_weight: float = Field(0.3, ge=0, description="0 turns the n-gram off")
+    lexicon_bonus: float = Field(1.0, ge=0, description="log-score bonus per character continuing a lexicon word")
+    insertion_bonus: float = Field(0.0, description="log-score per emitted character (offsets the LM's cost)")
+
+
+class SpeechModelConfig(ModelConfig):
+    backbone: str = Field(CTC, description="ctc-lstm, whisper-base or whisper-tiny.en")
+    n_mels: int = Field(64, ge=16, le=128)
+    conv_channels: int = Field(192, ge=16)
+    hidden_size: int = Field(192, ge=16, description="LSTM units per direction")
+    layers: int = Field(3, ge=1, le=8)
+    dropout: float = Field(0.15, ge=0, lt=1)
+    lexicon: list[str] = Field(default_factory=list, description="domain words and phrases to favour")
+    decoding: DecodingOptions = Field(default_factory=DecodingOptions)
+    language: str | None = Field(None, description="Whisper: language code (en, zh, ...); null detects it")
+    whisper_beam_size: int = Field(1, ge=1, le=10)
+    baseline: str | None = Field("whisper-base", description="zero-shot Whisper scored as the strong baseline")
+    baseline_max_utterances: int = Field(200, ge=1, description="the baseline is scored on at most this many")
+
+
+def _silence_wav() -> str:
+    import numpy as np
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(8000, dtype=np.float32), 16000, format="WAV", subtype="PCM_16")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@register_task("speech_recognition")
+class SpeechRecognitionTask:
+    DataConfig: ClassVar = SpeechDataConfig
+    ModelConfig: ClassVar = SpeechModelConfig
+    Input: ClassVar = AudioInput
+    main_metric: ClassVar = "wer"
+    greater_is_better: ClassVar = False
+    transcribes_audio: ClassVar = True  # the server adds POST /v1/audio/transcriptions
+
+    @property
+    def example_input(self) -> str:
+        """Half a second of silence as WAV, base64: the server's warm-up request."""
+        return _silence_wav()
+
+    def starter_config(self) -> str:
+        return STARTER
+
+    def prepare(self, config: Config) -> PreparedData:
+        from modelyard.data.audio import AudioReport, speaker_splits
+        from modelyard.data.splits import fingerprint, make_splits
+        from modelyard.data.transcripts import duration_summary, read_transcribed, vocabulary_report
+        from modelyard.models.ctc_decoder import clean_transcript
+
+        data: SpeechDataConfig = config.data
+        audio_report, warnings, files = AudioReport(), [], {}
+        for which in ("train", "validation", "test"):
+            path = getattr(data, which)
+            if path:
+                files[which], found = read_transcribed(
+                    path,
+                    data.audio_column,
+                    data.text_column,
+                    data.speaker_column,
+                    data.format,
+                    data.max_rows,
+                    data.max_seconds if which == "train" else 3 * 3600.0,
+                    audio_report,
+                )
+                warnings += found
+        train = files["train"]
+        if train.empty:
+            raise DataError(f"{data.train}: no usable recordings ({audio_report.as_dict()['skipped']} skipped)")
+        carve_by_speaker = "speaker" in train.columns and not ("validation" in files and "test" in files)
+        if carve_by_speaker:
+            given = {k: v for k, v in files.items() if k != "train"}
+            split = data.split.model_copy(update={w: 0.0 for w in given})
+            splits, notes = speaker_splits(train, split, data.test_speakers)
+            splits.update(given)
+        else:
+            plain = data.split.model_copy(update={"stratify": False})
+            splits, notes = make_splits(train, files.get("validation"), files.get("test"), plain, None)
+        if audio_report.skipped:
+            first = audio_report.skipped_files[0]
+            warnings.append(f"{sum(audio_report.skipped.values())} audio files skipped (first: {first})")
+        report = {
+            "audio": audio_report.as_dict(),
+            "splits": {n: len(f) for n, f in splits.items()},
+            "split_notes": notes,
+            "durations": {n: duration_summary(f["seconds"]) for n, f in splits.items()},
+            "speakers": {n: sorted(f["speaker"].astype(str).unique().tolist()) for n, f in splits.items()}
+            if "speaker" in train.columns
+            else None,
+            "vocabulary": vocabulary_report(splits, list(config.model.lexicon), clean_transcript),
+        }
+        prints = {n: fingerprint(f, ["file", "text", "sha256"]) for n, f in splits.items()}
+        return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
+
+    def build(self, config: Config, data: PreparedData):
+        options: SpeechModelConfig = config.model
+        if options.backbone == CTC:
+            from modelyard.learners.speech_ctc import CTCSpeechLearner
+
+            data.report["backbone"] = f"{CTC}: BiLSTM + CTC over characters, trained from scratch on this data"
+            return CTCSpeechLearner.scratch(options, data.splits["train"]["text"].tolist())
+        if options.backbone in WHISPER_NAMES:
+            from modelyard.learners.whisper import WhisperLearner
+
+            data.report["backbone"] = f"{options.backbone}: pretrained Whisper, zero-shot (no training)"
+            return WhisperLearner(options.backbone, options.language, options.whisper_beam_size)
+        raise ModelNotFoundError(
+            f"unknown backbone '{options.backbone}' for speech_recognition",
+            f"use {CTC} (trained here) or a bundled Whisper model: {', '.join(WHISPER_NAMES)}",
+        )
+
+    def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
+        """The zero-shot Whisper model on (at most `baseline_max_utterances` of) validation and test."""
+        options: SpeechModelConfig = config.model
+        if not options.baseline or options.baseline == options.backbone:
+            return {}
+        from modelyard.learners.whisper import WhisperLearner
+
+        try:
+            learner = WhisperLearner(options.baseline, options.language, options.whisper_beam_size)
+            cap = options.baseline_max_utterances
+            scored = {n: learner.evaluate(data.splits[n].head(cap)) for n in ("validation", "test")}
+        except ModelNotFoundError as err:
+            return {options.baseline: {"error": err.message}}
+        return {options.baseline: {**scored, "note": f"zero-shot, first {cap} utterances of each split"}}
+
+    def load(self, directory: Path, manifest: dict[str, Any], config: Config):
+        if manifest["backbone"] in WHISPER_NAMES:
+            from modelyard.learners.whisper import WhisperLearner
+
+            return WhisperLearner.load(directory, json.loads((directory / "whisper.json").read_text("utf-8")))
+        from modelyard.learners.speech_ctc import CTCSpeechLearner, OnnxCTCSpeechLearner
+
+        runtime = OnnxCTCSpeechLearner if manifest.get("runtime") == "onnxruntime" else CTCSpeechLearner
+        return runtime.load(directory)

@@ -1,0 +1,67 @@
+"""Tabular classification: credit scoring, fraud, churn; a label predicted from a table of mixed columns.
+
+LightGBM and an MLP with categorical embeddings (and their ensemble), a WOE scorecard and LightGBM's defaults
+beside every run, a threshold from costs or a recall target, calibrated probabilities and TreeSHAP reason codes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from modelyard.config import Config
+from modelyard.learners.tabular import TabularLearner
+from modelyard.protocols import PreparedData
+from modelyard.tasks import _tabular as common
+from modelyard.tasks import register_task
+
+STARTER = """\
+# modelyard config: tabular classification (credit scoring, fraud, churn)
+name: my-scorecard
+task: tabular_classification
+data:
+  train: data/applications.csv        # .csv .tsv .jsonl .parquet; relative paths start at this file's folder
+  target_column: default
+  positive_label: null                # the class scored as `probability`; null = 1/yes/true, else the minority
+  column_types: {}                    # override inferred types, e.g. {branch: categorical, opened: date}
+  drop_columns: []                    # never used as features (e.g. columns known only after the outcome)
+  split: {validation: 0.1, test: 0.2, seed: 42, stratify: true, by: null}   # by: a date column = time-ordered
+model:
+  backbone: auto                      # auto (LightGBM, MLP, their ensemble) | lightgbm | mlp
+  monotone: {}                        # e.g. {income: -1, past_defaults: 1}: direction of the risk score
+  calibration: auto                   # auto | isotonic | platt | none
+evaluation:
+  costs: null                         # e.g. {false_positive: 1, false_negative: 20}: threshold of minimum cost
+  target_recall: null                 # or a recall the threshold must reach
+  groups: []                          # protected columns: positive rate, TPR, FPR per group and their gaps
+train:
+  time_limit_s: 300                   # budget for backbone auto
+"""
+
+
+@register_task("tabular_classification")
+class TabularClassificationTask:
+    DataConfig: ClassVar = common.TabularDataConfig
+    ModelConfig: ClassVar = common.TabularModelConfig
+    Input: ClassVar = dict[str, Any]  # one row: column -> value, checked against the training schema
+    example_input: ClassVar = {}  # server warm-up: a row of missing values is still scored
+    main_metric: ClassVar = "roc_auc"
+    greater_is_better: ClassVar = True
+
+    def starter_config(self) -> str:
+        return STARTER
+
+    def prepare(self, config: Config) -> PreparedData:
+        return common.prepare(config, "classification")
+
+    def build(self, config: Config, data: PreparedData) -> TabularLearner:
+        return common.build(config, data, "classification")
+
+    def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
+        return common.baselines(config, data, "classification")
+
+    def inputs_from_frame(self, frame, config: Config) -> list[dict[str, Any]]:
+        return common.inputs_from_frame(frame, config)
+
+    def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> TabularLearner:
+        return common.load(directory, manifest)

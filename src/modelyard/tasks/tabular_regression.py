@@ -1,0 +1,58 @@
+"""Tabular regression: a number (loss amount, price, demand) predicted from a table of mixed columns, with
+split-conformal prediction intervals beside each value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from modelyard.config import Config
+from modelyard.learners.tabular import TabularLearner
+from modelyard.protocols import PreparedData
+from modelyard.tasks import _tabular as common
+from modelyard.tasks import register_task
+
+STARTER = """\
+# modelyard config: tabular regression (amounts, prices, durations)
+name: my-regressor
+task: tabular_regression
+data:
+  train: data/loans.csv               # .csv .tsv .jsonl .parquet; relative paths start at this file's folder
+  target_column: amount
+  column_types: {}                    # override inferred types, e.g. {region: categorical}
+  drop_columns: []
+  split: {validation: 0.1, test: 0.2, seed: 42, stratify: false, by: null}   # by: a date column = time-ordered
+model:
+  backbone: auto                      # auto (LightGBM, MLP, their ensemble) | lightgbm | mlp
+  monotone: {}                        # e.g. {area: 1}
+train:
+  time_limit_s: 300
+"""
+
+
+@register_task("tabular_regression")
+class TabularRegressionTask:
+    DataConfig: ClassVar = common.TabularDataConfig
+    ModelConfig: ClassVar = common.TabularModelConfig
+    Input: ClassVar = dict[str, Any]
+    example_input: ClassVar = {}
+    main_metric: ClassVar = "rmse"
+    greater_is_better: ClassVar = False
+
+    def starter_config(self) -> str:
+        return STARTER
+
+    def prepare(self, config: Config) -> PreparedData:
+        return common.prepare(config, "regression")
+
+    def build(self, config: Config, data: PreparedData) -> TabularLearner:
+        return common.build(config, data, "regression")
+
+    def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
+        return common.baselines(config, data, "regression")
+
+    def inputs_from_frame(self, frame, config: Config) -> list[dict[str, Any]]:
+        return common.inputs_from_frame(frame, config)
+
+    def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> TabularLearner:
+        return common.load(directory, manifest)
