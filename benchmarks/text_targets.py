@@ -1,7 +1,7 @@
 """The text-classification targets of issue 2, one training run each; prints JSON with test metrics and times.
 
-Usage: python benchmarks/text_targets.py [quickstart] [sst2] [waimai] [--split-seeds 0 1 2]
-(sst2 and waimai need ../shared)
+Usage: python benchmarks/text_targets.py [quickstart] [sst2] [waimai] [--split-seeds 0 1 2] [--set KEY=VALUE ...]
+(sst2 and waimai need ../shared). Each run also reports its peak resident memory (`peak_rss_mb`, Linux).
 
 A config that carves its test set out of one file (waimai) gives a test score that depends on which rows land in
 test: on waimai_10k, TF-IDF scores 88.5% on the split of seed 42 and 90.1% on average over seeds 0-9 (sd 0.7).
@@ -25,7 +25,19 @@ CONFIGS = {"quickstart": "quickstart.yaml", "sst2": "sst2_sentiment.yaml", "waim
 HEADLINE = ("accuracy", "macro_f1")
 
 
+def peak_rss_mb(reset: bool = False) -> float:
+    """This process's peak resident memory (VmHWM) in MiB; `reset` starts it afresh (Linux `clear_refs` 5), so
+    each run reports its own peak rather than the largest so far."""
+    if reset:
+        Path("/proc/self/clear_refs").write_text("5")
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
 def run(name: str, overrides: list[str]) -> dict:
+    peak_rss_mb(reset=True)
     with tempfile.TemporaryDirectory() as tmp:
         model = modelyard.train(EXAMPLES / CONFIGS[name], Path(tmp) / "bundle", overrides, quiet=True)
         metrics = json.loads((model.path / "metrics.json").read_text())
@@ -37,12 +49,13 @@ def run(name: str, overrides: list[str]) -> dict:
         "baselines": {n: {k: round(b["test"][k], 4) for k in HEADLINE} for n, b in metrics["baselines"].items()},
         "candidates": metrics.get("candidates"),
         "train": metrics["train"],
+        "peak_rss_mb": round(peak_rss_mb()),  # the whole run: data, baselines, training, evaluation, bundle
     }
 
 
-def run_splits(name: str, seeds: list[int]) -> dict:
+def run_splits(name: str, seeds: list[int], overrides: list[str]) -> dict:
     """One run per split seed, and the mean test metrics of the model and of each baseline over them."""
-    runs = [run(name, [f"data.split.seed={seed}"]) for seed in seeds]
+    runs = [run(name, [*overrides, f"data.split.seed={seed}"]) for seed in seeds]
     mean = {k: round(statistics.fmean(r["test"][k] for r in runs), 4) for k in HEADLINE}
     baselines = {
         n: {k: round(statistics.fmean(r["baselines"][n][k] for r in runs), 4) for k in HEADLINE}
@@ -55,6 +68,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"targets to run: {', '.join(CONFIGS)} (default: all)")
     parser.add_argument("--split-seeds", nargs="+", type=int, help="train once per split seed; report the mean")
+    parser.add_argument(
+        "--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE", help="e.g. train.epochs=4"
+    )
     args = parser.parse_args()
     unknown = sorted(set(args.names) - set(CONFIGS))
     if unknown:
@@ -62,7 +78,8 @@ def main() -> None:
     results = {}
     for name in args.names or list(CONFIGS):
         carves_test = load_config(EXAMPLES / CONFIGS[name]).data.test is None
-        results[name] = run_splits(name, args.split_seeds) if args.split_seeds and carves_test else run(name, [])
+        split = args.split_seeds and carves_test
+        results[name] = run_splits(name, args.split_seeds, args.overrides) if split else run(name, args.overrides)
     print(json.dumps(results, indent=2))
 
 

@@ -32,8 +32,8 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
-def train_squares(folder: Path):
-    """A one-epoch cnn-scratch bundle on the images under `folder / "data"` (a real, tiny image model)."""
+def train_squares(folder: Path, epochs: int = 1):
+    """A cnn-scratch bundle (one epoch unless told) on the images under `folder / "data"` (a real, tiny model)."""
     import yaml
 
     import modelyard
@@ -43,7 +43,7 @@ def train_squares(folder: Path):
         "task": "image_classification",
         "data": {"train": "data", "split": {"validation": 0.2, "test": 0.2}},
         "model": {"backbone": "cnn-scratch", "image_size": 16},
-        "train": {"epochs": 1, "batch_size": 4},
+        "train": {"epochs": epochs, "batch_size": 4},
     }
     (folder / "c.yaml").write_text(yaml.safe_dump(config))
     return modelyard.train(folder / "c.yaml", output=folder / "bundle", quiet=True)

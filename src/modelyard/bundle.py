@@ -59,8 +59,7 @@ def refuse_foreign_output(output: str | Path) -> None:
     recover_dir(path)  # a swap a crash interrupted leaves the old or the new bundle, never a gap
     if not path.exists() and not path.is_symlink():
         return
-    ours = path.is_dir() and ((path / MANIFEST).is_file() or {p.name for p in path.iterdir()} <= UNCHECKED_DIRS)
-    if ours and not path.is_symlink():
+    if path.is_dir() and ((path / MANIFEST).is_file() or {p.name for p in path.iterdir()} <= UNCHECKED_DIRS):
         return
     raise UserError(
         f"--output {path} exists and is not a bundle (nor an unfinished run); not replacing it",

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from modelyard.errors import UserError
@@ -60,23 +61,24 @@ def _data_report(data) -> None:
     if STATE["quiet"] or not is_main_process():
         return
     report = data.report
-    err.print(f"[bold]splits[/] {report.get('splits')}")
-    for note in report.get("split_notes", []):
-        err.print(f"  {note}")
+    err.print(f"[bold]splits[/] {escape(str(report.get('splits')))}")  # data values (names, labels) are escaped:
+    for note in report.get("split_notes", []):  # Rich markup in them prints as written
+        err.print(f"  {escape(note)}")
     for name, info in report.get("files", {}).items():
         if "summary" in info:
-            err.print(f"[bold]{name}[/] {info['read']['file']}: {info['summary']}")
-    for key in ("num_labels", "text_length_chars", "cjk_share", "tokenizer", "sizes", "backbone", "leakage"):
+            err.print(f"[bold]{name}[/] {escape(str(info['read']['file']))}: {escape(info['summary'])}")
+    shown = ("num_labels", "text_length_chars", "cjk_share", "tokenizer", "sizes", "backbone", "leakage")
+    for key in (*shown, "column_types", "dropped_columns", "imbalance"):
         if key in report:
-            err.print(f"[bold]{key}[/] {report[key]}")
+            err.print(f"[bold]{key}[/] {escape(str(report[key]))}")
     for choice in report.get("backbone_choice", []):
-        err.print(f"[bold]backbone[/] {choice['backbone']}: {choice['reason']}")
+        err.print(f"[bold]backbone[/] {escape(choice['backbone'])}: {escape(choice['reason'])}")
     for warning in data.warnings:
-        err.print(f"[yellow]warning[/] {warning}")
+        _warn(warning)
 
 
 def _warn(message: str) -> None:
-    err.print(f"[yellow]warning[/] {message}", highlight=False, soft_wrap=True)  # one line per warning
+    err.print(f"[yellow]warning[/] {escape(message)}", highlight=False, soft_wrap=True)  # one line per warning
 
 
 def _metrics_table(metrics: dict) -> None:
@@ -224,8 +226,6 @@ def predict(
 
     Example: modelyard predict ./bundle --text "I lost my card" --top-k 3
     """
-    from rich.markup import escape
-
     from modelyard import api
     from modelyard.predict_io import (
         audio_files,
@@ -244,7 +244,7 @@ def predict(
 
         def skip(path: str, reason: str) -> None:
             skipped.append(path)
-            _warn(f"skipped {escape(path)}: {escape(reason)}")
+            _warn(f"skipped {path}: {reason}")
 
         kind = "images" if image is not None else "audio files"
         files = image_files(image) if image is not None else audio_files(audio)
@@ -396,9 +396,9 @@ def main() -> None:
             sys.exit(1)
         if STATE["debug"] or not isinstance(error, UserError):
             raise
-        err.print(f"[red]error:[/] {error.message}", highlight=False)
-        if error.hint:
-            err.print(f"  hint: {error.hint}", highlight=False)
+        err.print(f"[red]error:[/] {escape(error.message)}", highlight=False, soft_wrap=True)  # quoted names may
+        if error.hint:  # hold Rich markup ("[/x]"): escaped, they print as written
+            err.print(f"  hint: {escape(error.hint)}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")

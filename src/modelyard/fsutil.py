@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from modelyard.errors import UserError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -108,7 +110,7 @@ def _finish_swap(target: Path, staging: Path, old: Path) -> None:
         fsync_dir(target.parent)
         if staging.parent != target.parent:
             fsync_dir(staging.parent)
-    if old.exists() and not target.exists():  # the new folder vanished (not by us): bring the old one back
+    if old.exists() and not target.exists():  # the new folder never arrived (its writer failed): restore the old
         os.replace(old, target)
         fsync_dir(target.parent)
     shutil.rmtree(old, ignore_errors=True)
@@ -121,15 +123,20 @@ def recover_dir(target: str | os.PathLike) -> None:
     """Finish a folder swap that a crash interrupted (see `replace_dir`); nothing to do when none was."""
     target = Path(target)
     journal = _journal(target)
-    for tmp in target.parent.glob(f".{journal.name}.*.tmp"):  # a journal whose write was cut short: never used
-        tmp.unlink(missing_ok=True)
+    if not target.parent.is_dir():
+        return
+    for entry in os.scandir(target.parent):  # a journal whose write was cut short: the swap never began
+        if entry.name.startswith(f".{journal.name}.") and entry.name.endswith(".tmp"):
+            os.unlink(entry.path)
     if not journal.is_file():
         return
     try:
         record = json.loads(journal.read_text(encoding="utf-8"))
         staging, old = target.parent / record["staging"], target.parent / record["old"]
     except (ValueError, KeyError, TypeError):  # written atomically, so never half; refuse to guess if mangled
-        raise OSError(f"{journal}: unreadable folder-swap journal; remove it after checking {target}") from None
+        raise UserError(
+            f"{journal}: unreadable folder-swap journal", f"check {target} by hand, then remove the journal"
+        ) from None
     _finish_swap(target, staging, old)
 
 

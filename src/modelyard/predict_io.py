@@ -167,22 +167,20 @@ def stream_predictions(model, source: Path, output: Path, chunk_rows: int = 100_
         raise UserError(f"--output {output}: write .parquet, .csv or .jsonl")
     chunks, report = stream_table(source, model.config.data.format, chunk_rows)
     started, rows, writer = time.perf_counter(), 0, None
-    with atomic_path(output) as tmp:
-        with open(tmp, "wb") as sink:
-            for chunk in chunks:
-                scored = pd.concat([chunk.reset_index(drop=True), model.learner.predict_frame(chunk)], axis=1)
-                if suffix == ".parquet":
-                    table = pa.Table.from_pandas(scored, preserve_index=False)
-                    writer = writer or pq.ParquetWriter(sink, table.schema)
-                    writer.write_table(table.cast(writer.schema))
-                elif suffix == ".csv":
-                    sink.write(scored.to_csv(index=False, header=rows == 0).encode("utf-8"))
-                else:
-                    sink.write(scored.to_json(orient="records", lines=True, force_ascii=False).encode("utf-8"))
-                rows += len(scored)
-            if writer is not None:
-                writer.close()
+    with atomic_path(output) as tmp, open(tmp, "wb") as sink:
+        for chunk in chunks:
+            scored = pd.concat([chunk.reset_index(drop=True), model.learner.predict_frame(chunk)], axis=1)
+            if suffix == ".parquet":
+                table = pa.Table.from_pandas(scored, preserve_index=False)
+                writer = writer or pq.ParquetWriter(sink, table.schema)
+                writer.write_table(table.cast(writer.schema))
+            elif suffix == ".csv":
+                sink.write(scored.to_csv(index=False, header=rows == 0).encode("utf-8"))
+            else:
+                sink.write(scored.to_json(orient="records", lines=True, force_ascii=False).encode("utf-8"))
+            rows += len(scored)
+        if writer is not None:
+            writer.close()
     seconds = time.perf_counter() - started
-    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / max(seconds, 1e-9), 1),
-            "skipped": report.skipped}  # fmt: skip
-
+    per_second = round(rows / max(seconds, 1e-9), 1)
+    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": per_second, "skipped": report.skipped}

@@ -6,11 +6,14 @@ import json
 import sys
 
 import pytest
+from conftest import write_config
 
+import modelyard
 from modelyard import api, cli
 from modelyard.errors import BundleError, UserError
 from modelyard.export.distill import distill
 from modelyard.export.exporter import export
+from modelyard.export.parity import Tolerance
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
 TEXTS = ["I lost my card", "how do I top up by bank transfer?"]
@@ -22,10 +25,16 @@ def onnx_export(minilm_bundle, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def int8_export(minilm_bundle, tmp_path_factory):
-    # the one-epoch fixture model has near-ties that int8 rounding can flip: kept with force, checked below
-    folder = tmp_path_factory.mktemp("x") / "int8"
-    return export(minilm_bundle, "onnx", "int8", folder, force=True, latency_samples=3)
+def trained_minilm(banking_slice, tmp_path_factory):
+    """MiniLM trained until its answers are clear-cut, as a user's model is (the one-epoch fixture model has
+    near-ties that int8 rounding flips): its int8 export must pass the product's own parity gate."""
+    config = write_config(banking_slice, "minilm-l6", epochs=3, batch_size=16)
+    return modelyard.train(config, output=tmp_path_factory.mktemp("b") / "minilm3", quiet=True).path
+
+
+@pytest.fixture(scope="module")
+def int8_export(trained_minilm, tmp_path_factory):
+    return export(trained_minilm, "onnx", "int8", tmp_path_factory.mktemp("x") / "int8", latency_samples=3)
 
 
 def test_an_onnx_export_loads_as_a_bundle_that_answers_like_the_original(minilm_bundle, onnx_export):
@@ -39,9 +48,12 @@ def test_an_onnx_export_loads_as_a_bundle_that_answers_like_the_original(minilm_
     assert exported.evaluate()["accuracy"] == pytest.approx(original.evaluate()["accuracy"], abs=0.01)
 
 
-def test_an_int8_onnx_export_is_much_smaller_and_still_agrees(minilm_bundle, int8_export):
+def test_an_int8_onnx_export_is_much_smaller_and_passes_the_default_parity_gate(int8_export):
     report = int8_export.report
-    assert report["quantize"] == "dynamic-int8" and report["parity"]["agreement"] >= 0.9
+    assert report["quantize"] == "dynamic-int8" and report["passed"]
+    assert report["parity"]["agreement"] >= Tolerance().min_agreement
+    drop = report["accuracy"]["original"] - report["accuracy"]["exported"]
+    assert drop <= Tolerance().max_accuracy_drop
     assert report["size_mb"]["exported"] < report["size_mb"]["original"] / 3
     assert api.load(int8_export.path).learner.embed(TEXTS).shape == (2, 384)
 
@@ -126,4 +138,5 @@ def test_distillation_trains_a_small_student_bundle_compared_with_its_teacher(mi
     assert student.predict(TEXTS)[0]["label"] in student.labels
     report = json.loads((result.path / "distill.json").read_text())
     assert report["size_mb"]["student"] < report["size_mb"]["teacher"] / 10
-    assert 0 <= report["parity"]["agreement"] <= 1 and set(report["accuracy"]) == {"teacher", "student", "metric"}
+    assert set(report["accuracy"]) == {"teacher", "student", "metric"}
+    assert report["parity"]["agreement"] >= 0.5  # the teacher's top class; chance is 1/8

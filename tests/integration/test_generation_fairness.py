@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from serving_helpers import serving
+
+pytestmark = pytest.mark.slow  # 400 greedy tokens: seconds, more on a busy machine
 
 
 def test_a_prediction_is_answered_while_a_long_generation_still_runs(tiny_gpt_bundle):

@@ -37,7 +37,7 @@ def squares_bundle(tmp_path_factory) -> modelyard.Model:
     folder = tmp_path_factory.mktemp("squares")
     colour_squares(folder / "data", per_class=10)
     (folder / "data" / "red" / "broken.jpg").write_bytes(b"\xff\xd8\xff")
-    return train_squares(folder)
+    return train_squares(folder, epochs=5)  # one epoch (3 steps) still predicts one colour for everything
 
 
 @pytest.mark.slow
@@ -46,8 +46,8 @@ def test_training_writes_a_bundle_with_the_eval_transform_and_a_baseline(squares
     prep = json.loads((path / "preprocessing.json").read_text())
     assert (prep["image_size"], prep["resize"], prep["mean"]) == (16, 16, [0.5, 0.5, 0.5])
     metrics = json.loads((path / "metrics.json").read_text())
-    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
-    assert "accuracy" in metrics["baselines"]["frozen_features"]["validation"]
+    assert metrics["test"]["accuracy"] == 1.0  # reddish against bluish squares: the frozen features get 1.0 too
+    assert metrics["baselines"]["frozen_features"]["validation"]["accuracy"] == 1.0
     assert squares_bundle.labels == ["blue", "red"]
 
 

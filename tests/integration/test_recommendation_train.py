@@ -91,7 +91,9 @@ def test_the_server_answers_a_recommendation_request(bundle):
 
 def test_a_bundle_evaluates_on_a_file_of_interactions(bundle):
     metrics = modelyard.load(bundle.path).evaluate(bundle.config.data.train)
-    assert metrics["users"] == 60 and 0 <= metrics["recall@10"] <= 1
+    assert metrics["users"] == 60
+    # random scores find 0.25 of what a user likes here (sd 0.02 over 20 draws); this 3-epoch model finds 0.31
+    assert metrics["recall@10"] >= 0.28
 
 
 def test_predict_from_a_file_mixes_user_and_item_requests(bundle):

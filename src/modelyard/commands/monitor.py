@@ -116,6 +116,8 @@ def retrain(
             f"[bold]{side}[/] v{d['version']}: {decision['metric']} {d[decision['metric']]:.4f}, "
             f"accuracy {d['accuracy']:.4f}, feedback {d['feedback']}"
         )
+    if left_out := decision["feedback"]["in_test_split"]:
+        console.print(f"left out {left_out} feedback rows whose text is in the frozen test split")
     verdict = "[green]promoted[/]" if decision["promoted"] else "[yellow]not promoted[/]"
     console.print(f"{verdict}: {decision['reason']}")
     print(json.dumps({"promoted": decision["promoted"], "reason": decision["reason"]}))

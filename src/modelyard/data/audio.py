@@ -19,6 +19,7 @@ Public API (kept small and stable; speech tasks build on it):
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import soundfile as sf
-from scipy.signal import resample_poly
+from scipy.signal import firwin, resample_poly
 
 from modelyard.config import FormatOptions, SplitConfig
 from modelyard.data.readers import read_table, require_columns
@@ -90,12 +91,24 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
+@functools.lru_cache(maxsize=64)
+def _lowpass(up: int, down: int) -> np.ndarray:
+    """scipy's own anti-aliasing filter for `resample_poly(up, down)`, designed once per ratio, not per call."""
+    fastest = max(up, down)
+    return firwin(2 * 10 * fastest + 1, 1.0 / fastest, window=("kaiser", 5.0))
+
+
+def resample_ratio(samples: np.ndarray, up: int, down: int) -> np.ndarray:
+    """Polyphase resampling by up/down (anti-aliased), float32 out."""
+    return resample_poly(samples, up, down, window=_lowpass(up, down)).astype(np.float32)
+
+
 def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
     """Polyphase resampling (anti-aliased) between integer rates."""
     if rate == target:
         return samples.astype(np.float32, copy=False)
     g = math.gcd(rate, target)
-    return resample_poly(samples, target // g, rate // g).astype(np.float32)
+    return resample_ratio(samples, target // g, rate // g)
 
 
 def read_audio(source: str | Path | bytes, max_seconds: float | None = None) -> tuple[np.ndarray, AudioInfo]:

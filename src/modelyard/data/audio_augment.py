@@ -11,11 +11,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
-from modelyard.data.audio import EXTENSIONS, AudioError, load_audio
+from modelyard.data.audio import EXTENSIONS, AudioError, frame_energy_db, load_audio, resample_ratio
 
+LEVEL_DB = -20.0  # where `normalize_level` puts the loud frames
 SPEEDS = ((10, 9), (20, 19), (1, 1), (19, 20), (9, 10))  # resampling ratios: speed x0.9 .. x1.1
+
+
+def normalize_level(wave: np.ndarray, target_db: float = LEVEL_DB) -> np.ndarray:
+    """Scale so the loud part (95th percentile of 25 ms frame RMS) sits at `target_db` dBFS: a word recorded
+    quietly or loudly, near or far from the microphone, reaches the model at one level. Silence is left alone."""
+    if wave.size == 0:
+        return wave
+    loud = float(np.percentile(frame_energy_db(wave), 95))
+    if loud <= -80.0:
+        return wave
+    return np.clip(wave * np.float32(10 ** ((target_db - loud) / 20)), -1.0, 1.0).astype(np.float32)
 
 
 def loudest_window(wave: np.ndarray, length: int) -> int:
@@ -90,7 +101,7 @@ class Augmenter:
         if self.speed:
             up, down = SPEEDS[int(rng.integers(len(SPEEDS)))]
             if up != down:
-                wave = resample_poly(wave, up, down).astype(np.float32)
+                wave = resample_ratio(wave, up, down)
         wave = fit_length(wave, length, rng)
         wave = wave * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
         if rng.random() < self.noise_probability and wave.size:

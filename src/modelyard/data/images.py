@@ -319,7 +319,9 @@ def load_splits(
         "split_notes": notes,
     }
     if report.skipped:
-        warnings_.append(f"skipped {sum(report.skipped.values())} unusable files: {dict(report.skipped)}")
+        total, named = sum(report.skipped.values()), report.skipped_files[:MAX_NAMED]
+        more = f"; and {total - len(named)} more (see images.skipped_files in the report)" if total > len(named) else ""
+        warnings_.append(f"skipped {total} unusable files {dict(report.skipped)}: {'; '.join(named)}{more}")
     if report.extension_mismatch:
         warnings_.append(
             f"{len(report.extension_mismatch)} files whose extension does not match their content "

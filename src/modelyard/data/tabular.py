@@ -161,12 +161,16 @@ def column_profile(frame: pd.DataFrame, types: dict[str, str]) -> dict[str, dict
         if ctype == "categorical":
             counts = values[~empty].astype(str).value_counts()
             rare = counts[(counts < RARE_SHARE * len(values)) & (counts < max(RARE_ROWS, 1))]
-            entry |= {"distinct": int(len(counts)), "rare_categories": [str(x) for x in rare.index[:10]]}
-            entry["rare_count"] = int(len(rare))
+            entry |= {"distinct": len(counts), "rare_categories": [str(x) for x in rare.index[:10]]}
+            entry["rare_count"] = len(rare)
         elif ctype == "numeric":
             numbers = to_numeric(values).dropna()
             if len(numbers):
-                entry |= {"min": float(numbers.min()), "max": float(numbers.max()), "mean": round(float(numbers.mean()), 4)}
+                entry |= {
+                    "min": float(numbers.min()),
+                    "max": float(numbers.max()),
+                    "mean": round(float(numbers.mean()), 4),
+                }
         out[column] = entry
     return out
 
@@ -193,7 +197,7 @@ def time_splits(
     order = np.argsort(dates.to_numpy(), kind="stable")
     ordered = frame.iloc[order]
     n = len(ordered)
-    n_test, n_val = int(round(n * test)), int(round(n * validation))
+    n_test, n_val = round(n * test), round(n * validation)
     parts = {
         "train": ordered.iloc[: n - n_test - n_val],
         "validation": ordered.iloc[n - n_test - n_val : n - n_test],

@@ -65,11 +65,14 @@ def read_transcribed(
         frame, root = list_librispeech(source), source
     else:
         columns = {"text": text_column}
-        if speaker_column:
-            header, _ = read_table(source, fmt, 1)
-            if speaker_column in header.columns:
-                columns["speaker"] = speaker_column
+        raw, _ = read_table(source, fmt, max_rows)
+        if speaker_column and speaker_column in raw.columns:
+            columns["speaker"] = speaker_column
         frame, root = list_table(source, audio_column, columns, fmt, max_rows), source.parent
+        if len(frame) < len(raw):
+            warnings.append(
+                f"{source}: {len(raw) - len(frame)} rows without an audio path, transcript or speaker dropped"
+            )
     if max_rows:
         frame = frame.head(max_rows)
     blank = frame["text"].astype(str).str.strip() == ""

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
+from modelyard.data.images import EXTENSIONS as IMAGE_EXTENSIONS
 from modelyard.evaluation import plots
 from modelyard.evaluation.explain import can_explain, explain
 from modelyard.evaluation.sections import Figure, ReportContext, Section, Table, Text, Tokens, fmt, provides
@@ -27,8 +28,9 @@ def split_inputs(frame: Any) -> tuple[list[Any] | None, bool]:
     columns = getattr(frame, "columns", ())
     if "text" in columns:
         return frame["text"].tolist(), False
-    if "path" in columns:
-        return frame["path"].tolist(), True
+    if "path" in columns:  # files: images get thumbnails, other files (audio) are shown by name
+        paths = frame["path"].tolist()
+        return paths, all(Path(str(p)).suffix.lower() in IMAGE_EXTENSIONS for p in paths)
     return None, False
 
 

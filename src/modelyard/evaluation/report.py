@@ -19,7 +19,14 @@ from markupsafe import Markup
 from modelyard import loader
 from modelyard.bundle import environment
 from modelyard.errors import UserError
-from modelyard.evaluation import classification_report, model_card, plots, tabular_report, task_report
+from modelyard.evaluation import (
+    classification_report,
+    model_card,
+    plots,
+    speech_report,
+    tabular_report,
+    task_report,
+)
 from modelyard.evaluation.sections import (
     Figure,
     Html,
@@ -34,7 +41,8 @@ from modelyard.evaluation.sections import (
 from modelyard.fsutil import atomic_write_text
 from modelyard.metrics import cost
 
-PROVIDERS = (classification_report, tabular_report, task_report)  # imported for their @provides registrations
+# imported for their @provides registrations
+PROVIDERS = (classification_report, tabular_report, task_report, speech_report)
 SKIP = {"samples", "per_class", "confusion_matrix", "warning"}
 
 

@@ -115,9 +115,7 @@ def task_sections(context: ReportContext) -> list[Section]:
     A provider that fails costs its section, never the report."""
     hook = getattr(context.model.task, "report_sections", None)
     providers: list[tuple[str, Provider]] = (
-        [("task", lambda c: hook(c.model, c))]
-        if hook is not None
-        else _applicable(context.model)
+        [("task", lambda c: hook(c.model, c))] if hook is not None else _applicable(context.model)
     )
     sections: list[Section] = []
     for name, provider in providers:

@@ -22,6 +22,11 @@ def _is_tabular(model: Any) -> bool:
     return hasattr(model.learner, "feature_drift") and hasattr(model.learner, "spec")
 
 
+def _score(candidate: dict[str, Any]) -> str:
+    value = candidate.get("validation", candidate.get("skipped", ""))
+    return ", ".join(f"{k} {fmt(v)}" for k, v in value.items()) if isinstance(value, dict) else fmt(value)
+
+
 def _comparison(context: ReportContext, names: tuple[str, ...]) -> Section:
     metrics = context.metrics
     rows = [["model (test)", *[fmt(metrics.get("test", {}).get(n)) for n in names]]]
@@ -31,9 +36,9 @@ def _comparison(context: ReportContext, names: tuple[str, ...]) -> Section:
     candidates = context.model.learner.spec.candidates
     if candidates:
         table = [
-            [c["backbone"], fmt(c.get("seconds")), str(c.get("validation", c.get("skipped", ""))), str(c.get("weights", c.get("note", "")))]
+            [c["backbone"], fmt(c.get("seconds")), _score(c), str(c.get("weights", c.get("note", "")))]
             for c in candidates
-        ]  # fmt: skip
+        ]
         blocks.append(Table(["candidate", "seconds", "validation", "note"], table, "what backbone auto tried"))
     weights = context.model.learner.spec.weights
     blocks.append(Text(f"kept: {', '.join(f'{k} x {v:g}' for k, v in weights.items())}", tone="note"))
@@ -52,7 +57,9 @@ def _curves(y: np.ndarray, p: np.ndarray) -> Section:
         Figure(plots.curves([("model", fpr, tpr)], "false positive rate", "true positive rate", True), "ROC curve"),
         Figure(plots.curves([("model", recall, precision)], "recall", "precision", False), "precision-recall curve"),
         Figure(
-            plots.curves([("model", np.array(cal["predicted"]), np.array(cal["observed"]))], "predicted", "observed", True),
+            plots.curves(
+                [("model", np.array(cal["predicted"]), np.array(cal["observed"]))], "predicted", "observed", True
+            ),
             "calibration: mean predicted probability vs observed default rate per decile of the score",
         ),
     ]
@@ -69,9 +76,13 @@ def _threshold(context: ReportContext) -> Section:
         rows = [["actual positive", c["tp"], c["fn"]], ["actual negative", c["fp"], c["tn"]]]
         blocks.append(Table(["", "flagged", "passed"], rows, "test decisions at the threshold"))
     for column, found in test.get("groups", {}).items():
-        rows = [[g, v["rows"], fmt(v["positive_rate"]), fmt(v["tpr"]), fmt(v["fpr"])] for g, v in found["groups"].items()]
+        rows = [
+            [g, v["rows"], fmt(v["positive_rate"]), fmt(v["tpr"]), fmt(v["fpr"])] for g, v in found["groups"].items()
+        ]
         rows.append(["gap", "", fmt(found["positive_rate_gap"]), fmt(found["tpr_gap"]), fmt(found["fpr_gap"])])
-        blocks.append(Table([column, "rows", "positive rate", "TPR", "FPR"], rows, f"decisions per {column} group (test)"))
+        blocks.append(
+            Table([column, "rows", "positive rate", "TPR", "FPR"], rows, f"decisions per {column} group (test)")
+        )
     return Section("tabular-threshold", "Decisions", blocks, "the threshold, its confusion counts, group gaps")
 
 
@@ -99,7 +110,9 @@ def _data_columns(context: ReportContext) -> Section:
     for column, why in report.get("dropped_columns", {}).items():
         blocks.append(Text(f"'{column}' not used: {why}", tone="note"))
     for column, score in report.get("leakage", {}).items():
-        blocks.append(Text(f"possible target leakage: '{column}' alone scores {score} on held-out rows", tone="warning"))
+        blocks.append(
+            Text(f"possible target leakage: '{column}' alone scores {score} on held-out rows", tone="warning")
+        )
     if "imbalance" in report:
         imb = report["imbalance"]
         blocks.append(Text(f"class imbalance {imb['ratio']:g}:1, counts {imb['counts']}", tone="note"))

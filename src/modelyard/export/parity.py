@@ -9,6 +9,9 @@ Both models answer the same validation inputs in one run; the learner's `export_
 - "next_token" (language models): `agreement` is the share of validation positions whose most likely next token
   is unchanged, `max_abs_diff` the largest next-token probability difference, `accuracy` holds the perplexity
   (lower is better) and `loss` the mean next-token cross-entropy.
+- "transcripts" (speech recognisers): `agreement` is the share of utterances transcribed identically,
+  `max_abs_diff` the WER between the two models' transcripts, `accuracy` holds the WER against the references;
+  the export fails when WER rises more than `max_wer_increase` (half a point), absolutely.
 `accuracy.metric` names the metric either way. Single-input latency and batch throughput (both interleaved, so
 both models see the same CPU load) and bundle sizes complete the table. An export outside the tolerance fails
 unless forced.
@@ -30,7 +33,7 @@ from modelyard.protocols import Learner
 WARMUP = 3
 THROUGHPUT_CHUNK = 256  # batched throughput alternates the models every this many inputs
 FORECAST_RTOL = 0.01  # a forecast value "agrees" within 1% of the window's mean absolute original forecast
-KINDS = ("probabilities", "forecasts", "next_token")
+KINDS = ("probabilities", "forecasts", "next_token", "transcripts")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Tolerance:
     min_agreement: float = 0.98  # share of inputs (or values, tokens) that agree, as defined by the kind
     max_accuracy_drop: float = 0.01  # as a fraction: 0.01 is one accuracy point
     max_error_increase: float = 0.02  # lower-is-better metrics (mae, perplexity): at most 2% worse, relatively
+    max_wer_increase: float = 0.005  # transcripts: word error rate at most half a point higher, absolutely
 
 
 def can_compare(learner: Learner) -> bool:
@@ -145,7 +149,28 @@ def _next_tokens(ref: np.ndarray, new: np.ndarray, targets: np.ndarray, names: t
     }
 
 
-COMPARE = {"probabilities": _probabilities, "forecasts": _forecasts, "next_token": _next_tokens}
+def _transcripts(ref: np.ndarray, new: np.ndarray, targets: np.ndarray, names: tuple[str, str]) -> dict:
+    from modelyard.metrics.speech import speech_metrics
+
+    a, b = names
+    ref, new, targets = ([str(x) for x in v] for v in (ref, new, targets))
+    return {
+        "parity": {
+            "agreement": round(float(np.mean([x == y for x, y in zip(ref, new, strict=True)])), 4),
+            "max_abs_diff": speech_metrics(ref, new)["wer"],
+            "compared": "transcripts; agreement = share of utterances transcribed identically, max_abs_diff = "
+            "the WER of the exported transcripts against the original's",
+        },
+        "accuracy": {a: speech_metrics(targets, ref)["wer"], b: speech_metrics(targets, new)["wer"], "metric": "wer"},
+    }
+
+
+COMPARE = {
+    "probabilities": _probabilities,
+    "forecasts": _forecasts,
+    "next_token": _next_tokens,
+    "transcripts": _transcripts,
+}
 
 
 def compare(
@@ -203,7 +228,12 @@ def problems(
             f"accuracy fell {100 * (before - after):.2f} points ({before:.2%} -> {after:.2%}), more "
             f"than the {100 * tolerance.max_accuracy_drop:.2f} allowed"
         )
-    if metric != "accuracy" and after > before * (1 + tolerance.max_error_increase):
+    if metric == "wer" and after - before > tolerance.max_wer_increase:
+        found.append(
+            f"WER rose {100 * (after - before):.2f} points ({before:.2%} -> {after:.2%}), more than the "
+            f"{100 * tolerance.max_wer_increase:.2f} allowed"
+        )
+    if metric not in ("accuracy", "wer") and after > before * (1 + tolerance.max_error_increase):
         found.append(
             f"{metric} rose {after / before - 1:.2%} ({before:.4g} -> {after:.4g}), more than the "
             f"{tolerance.max_error_increase:.2%} allowed"

@@ -3,7 +3,9 @@
 The worker takes the first waiting request, then whatever else arrives within `max_wait_ms` (up to
 `max_batch_size`), and decodes them as one batch; requests arriving meanwhile form the next batch. Events go
 back through each request's `sink` callback (called from the decoding thread), so callers can bridge to asyncio.
-A server passes `call` to run each batch's decoding on its one model thread (see `serving.model_thread`).
+A server passes `call` to run each batch's decoding on its one model thread (see `modelyard.model_thread`),
+in slices of at most SLICE_S: predictions queued for that thread meanwhile run between two slices, so a long
+generation delays them by a slice, not by the whole generation.
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from modelyard.generation.engine import Event, Request
 from modelyard.generation.generator import TextGenerator
 
 log = logging.getLogger(__name__)
+SLICE_S = 0.05  # longest stretch a generation batch holds the model thread before other work gets a turn
 Sink = Callable[[Event | BaseException], None]
 
 
-def _here(fn: Callable[..., None], /, *args: object) -> None:
-    fn(*args)
+def _here(fn: Callable[..., bool], /, *args: object) -> bool:
+    return fn(*args)
 
 
 class GenerationQueueFullError(Exception):
@@ -45,7 +48,7 @@ class GenerationBatcher:
         max_wait_ms: float = 10.0,
         max_queue: int = 256,
         on_batch: Callable[[int, float], None] | None = None,
-        call: Callable[..., None] = _here,
+        call: Callable[..., bool] = _here,
     ) -> None:
         self.generator = generator
         self.call = call  # how a batch's decoding is run: here, or handed to another thread and waited for
@@ -89,14 +92,15 @@ class GenerationBatcher:
             jobs, closing = self._gather(first)
             jobs = [j for j in jobs if not j.request.cancelled]
             if jobs:
-                self.call(self._decode, jobs)
+                self._decode(jobs)
 
     def _decode(self, jobs: list[_Job]) -> None:
         self.batch_sizes.append(len(jobs))
         started = time.perf_counter()
         try:
-            for event in self.generator.run([j.request for j in jobs]):
-                jobs[event.index].sink(event)
+            events = self.generator.run([j.request for j in jobs])  # a lazy iterator: nothing decoded yet
+            while self.call(self._slice, jobs, events):
+                pass
         except Exception as err:  # the requests of this batch fail; the worker lives on
             log.exception("generation failed")
             for job in jobs:
@@ -104,3 +108,13 @@ class GenerationBatcher:
             return
         if self.on_batch is not None:
             self.on_batch(len(jobs), time.perf_counter() - started)
+
+    @staticmethod
+    def _slice(jobs: list[_Job], events: Iterator[Event]) -> bool:
+        """Decode for about SLICE_S (through `call`: on the model thread); True while the batch is unfinished."""
+        deadline = time.monotonic() + SLICE_S
+        for event in events:
+            jobs[event.index].sink(event)
+            if time.monotonic() >= deadline:
+                return True
+        return False

@@ -111,6 +111,7 @@ def _emit(row: _Row, codec: TextCodec, finished: bool) -> tuple[str, bool]:
     return delta, False
 
 
+@torch.inference_mode()  # per resume (torch wraps generators): no mode leaks to work between slices
 def stream_batch(
     decoder: Decoder,
     codec: TextCodec,
@@ -129,36 +130,35 @@ def stream_batch(
         budget = [
             max(1, min(b, decoder.max_context - len(r.prompt_ids))) for b, r in zip(budget, requests, strict=True)
         ]
-    with torch.inference_mode():
-        session = decoder.start([r.prompt_ids for r in requests])
-        while rows:
-            logits = session.logits()
-            chosen, keep = [], []
-            for j, row in enumerate(rows):
-                token = next_token(logits[j], _seen(row), row.request.options, row.generator)
-                reason: FinishReason | None = None
-                if token in decoder.eos_ids:
-                    reason = "stop"
-                else:
-                    row.ids.append(token)
-                    row.seen.append(token)
-                    if len(row.ids) >= budget[row.index]:
-                        reason = "length"
-                delta, stopped = _emit(row, codec, finished=reason is not None)
-                if stopped:
-                    reason = "stop"
-                if reason is None and row.request.cancelled:
-                    reason = "stop"
-                if delta or reason:
-                    yield Event(row.index, delta, reason, len(row.request.prompt_ids), len(row.ids))
-                if reason is None:
-                    keep.append(j)
-                    chosen.append(token)
-            if on_step is not None:
-                on_step(len(rows))
-            if len(keep) < len(rows):
-                rows = [rows[j] for j in keep]
-                if not rows:
-                    break
-                session.keep(torch.tensor(keep))
-            session.advance(torch.tensor(chosen))
+    session = decoder.start([r.prompt_ids for r in requests])
+    while rows:
+        logits = session.logits()
+        chosen, keep = [], []
+        for j, row in enumerate(rows):
+            token = next_token(logits[j], _seen(row), row.request.options, row.generator)
+            reason: FinishReason | None = None
+            if token in decoder.eos_ids:
+                reason = "stop"
+            else:
+                row.ids.append(token)
+                row.seen.append(token)
+                if len(row.ids) >= budget[row.index]:
+                    reason = "length"
+            delta, stopped = _emit(row, codec, finished=reason is not None)
+            if stopped:
+                reason = "stop"
+            if reason is None and row.request.cancelled:
+                reason = "stop"
+            if delta or reason:
+                yield Event(row.index, delta, reason, len(row.request.prompt_ids), len(row.ids))
+            if reason is None:
+                keep.append(j)
+                chosen.append(token)
+        if on_step is not None:
+            on_step(len(rows))
+        if len(keep) < len(rows):
+            rows = [rows[j] for j in keep]
+            if not rows:
+                break
+            session.keep(torch.tensor(keep))
+        session.advance(torch.tensor(chosen))

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modelyard.data.audio import AudioError, audio_stats, read_audio
-from modelyard.data.audio_augment import Augmenter, fit_length
+from modelyard.data.audio_augment import Augmenter, fit_length, normalize_level
 from modelyard.drift.statistics import bin_counts, psi_test, quantile_edges
 from modelyard.errors import DataError
 from modelyard.fsutil import atomic_write_json
@@ -32,15 +32,18 @@ from modelyard.runtimes.protocol import ONNX_FILE, OnnxGraph
 from modelyard.runtimes.torch_int8 import load_weights
 from modelyard.training.checkpoint import save_weights
 
-BACKBONES = ("cnn", "crnn")
+BACKBONES = ("tcnn", "cnn", "crnn")
+WIDTHS = {"tcnn": [48, 64, 96, 128], "cnn": [24, 48, 96], "crnn": [24, 48, 96]}
 SPEC_FILE = "audio_model.json"
 PREDICT_BATCH = 64
 PROFILE_ROWS = 512  # files profiled for the drift reference
 STAT_NAMES = ("duration", "loudness", "snr", "silence_share")
 CACHE_BYTES = 1 << 30  # decoded training audio kept in memory (about 9 hours at 16 kHz float32)
+# Measured on spoken digits, 4 speakers -> 2 unseen (1 thread): cnn 88% after 6 epochs, tcnn 82% (80% with
+# mean_norm); tcnn trains ~3x faster (about 500 vs 170 clips per CPU-second).
 DEFAULTS = {
-    "cnn": {"epochs": 30, "batch_size": 32, "learning_rate": 2e-3, "scheduler": "cosine", "precision": "fp32"},
-    "crnn": {"epochs": 30, "batch_size": 32, "learning_rate": 2e-3, "scheduler": "cosine", "precision": "fp32"},
+    name: {"epochs": 20, "batch_size": 32, "learning_rate": 3e-3, "scheduler": "cosine", "precision": "fp32"}
+    for name in BACKBONES
 }
 
 
@@ -74,7 +77,7 @@ class AudioDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        wave = self.store.get(self.paths[i])
+        wave = normalize_level(self.store.get(self.paths[i]))
         clip = self.augment(wave, self.length, self.rng) if self.augment else fit_length(wave, self.length)
         return {"audio": torch.from_numpy(np.ascontiguousarray(clip)), "labels": self.labels[i]}
 
@@ -87,11 +90,12 @@ def build_module(spec: dict[str, Any]) -> AudioClassifier:
         tuple(spec["widths"]),
         spec["dropout"],
         tuple(spec["spec_augment"]),
+        spec["mean_norm"],
     )
 
 
 class AudioClassifierLearner:
-    """A clip classifier and its front end; `spec` holds what `load` needs to rebuild it."""
+    """A clip classifier and its front end; `architecture` (audio_model.json) is what `load` rebuilds it from."""
 
     buckets_lengths = True  # every input is fitted to one clip length: the server need not group by length
 
@@ -99,7 +103,7 @@ class AudioClassifierLearner:
         self.noise_folder: str | None = None  # training only: background recordings to mix in
         self.module = module
         self.labels = labels
-        self.spec = spec
+        self.architecture = spec
         self.backbone = spec["backbone"]
         self.options = options
         self.precision = "fp32"
@@ -110,18 +114,29 @@ class AudioClassifierLearner:
 
     @classmethod
     def create(
-        cls, labels: list[str], clip_seconds: float, options: Any, noise_folder: str | None = None
+        cls,
+        labels: list[str],
+        clip_seconds: float,
+        options: Any,
+        noise_folder: str | None = None,
+        max_hz: float = 8000.0,
     ) -> AudioClassifierLearner:
-        frontend = FrontEndConfig(kind=options.features, n_mels=options.n_mels)
+        frontend = FrontEndConfig(kind=options.features, n_mels=options.n_mels, f_max=max_hz)
         spec = {
             "backbone": options.backbone,
             "num_classes": len(labels),
             "clip_samples": round(clip_seconds * frontend.sample_rate),
             "max_seconds": options.max_seconds,
             "frontend": frontend.asdict(),
-            "widths": list(options.widths),
+            "widths": list(options.widths or WIDTHS[options.backbone]),
             "dropout": options.dropout,
-            "spec_augment": [options.spec_augment.freq, options.spec_augment.time, options.spec_augment.masks],
+            "spec_augment": [
+                options.spec_augment.freq,
+                options.spec_augment.time,
+                options.spec_augment.masks,
+                options.spec_augment.shift,
+            ],
+            "mean_norm": options.mean_norm,
         }
         learner = cls(build_module(spec), labels, spec, options)
         learner.noise_folder = noise_folder
@@ -156,10 +171,11 @@ class AudioClassifierLearner:
         return F.cross_entropy(logits.float(), batch["labels"], label_smoothing=self.options.label_smoothing)
 
     def clips(self, waves: list[np.ndarray]) -> np.ndarray:
-        """(N, clip_samples) float32: each waveform at the model's fixed length (the loudest window of longer ones)."""
+        """(N, clip_samples) float32: each waveform at one level and the model's fixed length (the loudest window
+        of longer ones): what the network (torch or ONNX) is fed."""
         if not waves:
             return np.zeros((0, self.length), dtype=np.float32)
-        return np.stack([fit_length(w, self.length) for w in waves]).astype(np.float32)
+        return np.stack([fit_length(normalize_level(w), self.length) for w in waves]).astype(np.float32)
 
     def _run(self, waves: list[np.ndarray], output: str) -> np.ndarray:
         parts = [
@@ -171,7 +187,7 @@ class AudioClassifierLearner:
 
     @property
     def module_dim(self) -> int:
-        return 2 * self.spec["widths"][-1]
+        return 2 * self.architecture["widths"][-1]
 
     @torch.inference_mode()
     def _run_batch(self, clips: np.ndarray, output: str) -> np.ndarray:
@@ -272,8 +288,8 @@ class AudioClassifierLearner:
 
     def save(self, directory: Path) -> dict[str, Any]:
         save_weights(getattr(self.module, "module", self.module), directory / "model.safetensors")
-        atomic_write_json(directory / SPEC_FILE, self.spec)
-        return {"labels": self.labels, "sample_rate": self.spec["frontend"]["sample_rate"]}
+        atomic_write_json(directory / SPEC_FILE, self.architecture)
+        return {"labels": self.labels, "sample_rate": self.architecture["frontend"]["sample_rate"]}
 
     def onnx_graph(self) -> OnnxGraph:
         """Logits and pooled features from fitted 16 kHz clips (B, clip_samples), the front end included."""
@@ -323,5 +339,5 @@ class OnnxAudioClassifierLearner(AudioClassifierLearner):
 
     def save(self, directory: Path) -> dict[str, Any]:
         shutil.copyfile(self.session_path, directory / ONNX_FILE)
-        atomic_write_json(directory / SPEC_FILE, self.spec)
-        return {"labels": self.labels, "sample_rate": self.spec["frontend"]["sample_rate"]}
+        atomic_write_json(directory / SPEC_FILE, self.architecture)
+        return {"labels": self.labels, "sample_rate": self.architecture["frontend"]["sample_rate"]}

@@ -31,9 +31,13 @@ def mfcc_statistics(wave: np.ndarray, module: MFCC | None = None) -> np.ndarray:
 
 
 def mfcc_logreg_baseline(
-    splits: dict[str, pd.DataFrame], labels: list[str], waves: Callable[[str], np.ndarray]
+    splits: dict[str, pd.DataFrame],
+    labels: list[str],
+    waves: Callable[[str], np.ndarray],
+    cache: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Fit on train, report headline metrics on validation and test; `waves(path)` gives 16 kHz samples."""
+    """Fit on train, report headline metrics on validation and test; `waves(path)` gives 16 kHz samples and
+    `cache` (path -> statistics) lets several splits of the same files (cross-validation) share the features."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -41,8 +45,13 @@ def mfcc_logreg_baseline(
     module = MFCC(FRONT_END).eval()
     index = {label: i for i, label in enumerate(labels)}
 
+    known = {} if cache is None else cache
+
     def features(frame: pd.DataFrame) -> np.ndarray:
-        return np.stack([mfcc_statistics(waves(p), module) for p in frame["path"]])
+        for path in frame["path"]:
+            if path not in known:
+                known[path] = mfcc_statistics(waves(path), module)
+        return np.stack([known[p] for p in frame["path"]])
 
     train = splits["train"]
     model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=3000))

@@ -8,6 +8,7 @@ and scales it into points (600 points at odds 50:1, 20 points to double the odds
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ def _bin_names(t: dict[str, Any], encoder_categories: list[str] | None) -> list[
         return [*names[: len(t["woe"]) - 1], "missing"][: len(t["woe"])]
     edges = t["edges"]
     names = [f"<= {edges[0]:g}"] if edges else ["all"]
-    names += [f"({a:g}, {b:g}]" for a, b in zip(edges, edges[1:], strict=False)]
+    names += [f"({a:g}, {b:g}]" for a, b in pairwise(edges)]
     names += [f"> {edges[-1]:g}"] if edges else []
     return [*names, "missing"][: len(t["woe"])]
 
@@ -66,7 +67,8 @@ def scorecard(x: np.ndarray, y: np.ndarray, encoder: TabularEncoder) -> tuple[An
         for name, woe in zip(_bin_names(t, cats), t["woe"], strict=True):
             # log-odds of "good" = -(b0 + sum b_j woe_j); score = offset + factor * that, shared evenly
             points = offset / n + factor * (-(coef * woe) - model.intercept_[0] / n)
-            rows.append({"feature": t["feature"], "bin": name, "woe": round(float(woe), 4), "points": round(float(points), 1)})
+            entry = {"feature": t["feature"], "bin": name, "woe": round(float(woe), 4)}
+            rows.append({**entry, "points": round(float(points), 1)})
 
     def proba(xx: np.ndarray) -> np.ndarray:
         return model.predict_proba(_woe(xx, tables))[:, 1]
@@ -83,7 +85,8 @@ def _imputed(x: np.ndarray, encoder: TabularEncoder) -> np.ndarray:
             codes = np.where(np.isnan(v), feature["cardinality"], v).astype(int)
             cols.append(np.eye(feature["cardinality"] + 1)[codes])
         else:
-            cols.append(np.stack([np.nan_to_num(v, nan=np.nanmedian(v) if (~np.isnan(v)).any() else 0.0), np.isnan(v)], 1))
+            fill = np.nanmedian(v) if (~np.isnan(v)).any() else 0.0
+            cols.append(np.stack([np.nan_to_num(v, nan=fill), np.isnan(v)], 1))
     return np.concatenate(cols, axis=1)
 
 
@@ -107,6 +110,6 @@ def lightgbm_default(kind: str, x: np.ndarray, y: np.ndarray, categorical: list[
     from modelyard.learners.tabular_gbdt import objective
 
     classes = int(y.max()) + 1 if kind != "regression" else 0
-    params = {**objective(kind, classes), "verbose": -1, "seed": seed}
+    params = {**objective(kind, classes), "verbose": -1, "seed": seed, "num_threads": 1}  # see tabular_gbdt
     booster = lgb.train(params, lgb.Dataset(x, y, categorical_feature=categorical or "auto"), 100)
     return lambda xx: booster.predict(xx)

@@ -8,26 +8,41 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modelyard.data.audio import SAMPLE_RATE, AudioError, read_audio
+from modelyard.data.audio import SAMPLE_RATE, AudioError, audio_stats, read_audio
+from modelyard.drift.statistics import bin_counts, psi_test, quantile_edges
 from modelyard.errors import DataError
 from modelyard.metrics.speech import speech_metrics
 
-MAX_AUDIO_SECONDS = 3 * 3600.0  # longer inputs are refused with a clear message, not read into memory
+MAX_AUDIO_SECONDS = 3 * 3600.0  # longer files are refused with a clear message, not read into memory
+MAX_REQUEST_SECONDS = 1800.0  # the server's limit per upload: a request must finish within its timeout
+PROFILE_ROWS = 256  # recordings profiled for the drift reference
 
 
-def to_samples(item: Any, max_seconds: float = MAX_AUDIO_SECONDS) -> np.ndarray:
-    """A path, raw bytes, a base64 string (or data: URL) or samples -> 16 kHz mono float32; AudioError
-    (a ValueError whose message starts with the reason) when it is not usable audio."""
+@dataclass
+class Utterance:
+    """One recording with per-request hints (the OpenAI route's `language` and `prompt`); `audio` is anything
+    `to_samples` reads, and samples once parsed."""
+
+    audio: Any
+    hints: dict[str, str] = field(default_factory=dict)
+
+
+def to_samples(item: Any, max_seconds: float = MAX_AUDIO_SECONDS, paths: bool = True) -> np.ndarray:
+    """A path (only when `paths`: never for what a client sends), raw bytes, a base64 string (or data: URL) or
+    samples -> 16 kHz mono float32; AudioError (a ValueError whose message starts with the reason) otherwise."""
+    if isinstance(item, Utterance):
+        return to_samples(item.audio, max_seconds, paths)
     if isinstance(item, np.ndarray):
         if item.ndim != 1 or not np.issubdtype(item.dtype, np.floating):
             raise AudioError("unsupported: samples must be a 1-D float array at 16 kHz")
         return item.astype(np.float32, copy=False)
-    if isinstance(item, Path) or (isinstance(item, str) and len(item) < 4096 and Path(item).is_file()):
+    if paths and (isinstance(item, Path) or (isinstance(item, str) and len(item) < 4096 and Path(item).is_file())):
         return read_audio(Path(item), max_seconds)[0]
     if isinstance(item, str):
         text = item.strip()
@@ -36,7 +51,7 @@ def to_samples(item: Any, max_seconds: float = MAX_AUDIO_SECONDS) -> np.ndarray:
         try:
             item = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            raise AudioError("unsupported: neither an audio file path nor base64-encoded audio") from None
+            raise AudioError("unsupported: not base64-encoded audio (nor an audio file path)") from None
     if isinstance(item, bytes | bytearray):
         return read_audio(bytes(item), max_seconds)[0]
     raise AudioError(f"unsupported: expected audio (path, bytes or base64), got {type(item).__name__}")
@@ -58,22 +73,63 @@ class Transcriber:
     task_kind = "speech"
     export_kind = "transcripts"
     max_chunk_seconds = 30.0
+    max_seconds = MAX_AUDIO_SECONDS
 
-    def transcribe(self, batch: list[np.ndarray]) -> list[str]:  # pragma: no cover - each learner has its own
-        raise NotImplementedError
+    def transcribe(self, batch: list[np.ndarray], hints: list[dict[str, str]] | None = None) -> list[str]:
+        """Text of each (at most `max_chunk_seconds` long) recording; `hints` (language, prompt) where used."""
+        raise NotImplementedError  # pragma: no cover - each learner has its own
 
-    def parse_input(self, item: Any) -> np.ndarray:
-        """A request's audio -> samples; ValueError (HTTP 422) naming the reason when unusable."""
-        return to_samples(item)
+    def parse_input(self, item: Any) -> np.ndarray | Utterance:
+        """A request's audio -> samples (an Utterance keeps its hints); ValueError (HTTP 422) when unusable."""
+        if isinstance(item, Utterance):
+            return Utterance(to_samples(item.audio, MAX_REQUEST_SECONDS, paths=False), item.hints)
+        return to_samples(item, MAX_REQUEST_SECONDS, paths=False)
 
-    def transcribe_long(self, samples: list[np.ndarray]) -> list[dict[str, Any]]:
+    def to_audio(self, item: Any) -> np.ndarray:
+        """Python API / CLI inputs -> samples; DataError naming the reason when unusable."""
+        try:
+            return to_samples(item)
+        except AudioError as err:
+            raise DataError(f"cannot transcribe this input: {err}") from None
+
+    def describe_input(self, item: Any) -> dict[str, float]:
+        """What the prediction log keeps instead of the recording (voices are personal data): a few numbers."""
+        return audio_stats(to_samples(item, paths=False))
+
+    def reference_profile(self, splits: dict[str, Any]) -> dict[str, Any]:
+        """Drift reference: bins of each `audio_stats` number over up to PROFILE_ROWS held-out-first recordings."""
+        import pandas as pd
+
+        frames = [splits[n] for n in ("validation", "test", "train") if n in splits and len(splits[n])]
+        sample = pd.concat(frames).head(PROFILE_ROWS) if frames else pd.DataFrame({"path": []})
+        rows = [audio_stats(read_audio(Path(p))[0]) for p in sample["path"]]
+        features = {}
+        for name in ("duration", "loudness", "snr", "silence_share"):
+            values = np.array([r[name] for r in rows], dtype=float)
+            edges = quantile_edges(values, 10) if len(values) else []
+            features[name] = {"edges": edges, "counts": bin_counts(values, edges).tolist()}
+        return {"features": features, "feature_rows": len(rows)}
+
+    def feature_drift(self, profile: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """PSI per logged audio number against the reference bins."""
+        out = {}
+        for name, ref in profile.get("features", {}).items():
+            live = np.array([r[name] for r in rows if isinstance(r.get(name), int | float)], dtype=float)
+            out[name] = psi_test(np.asarray(ref["counts"]), bin_counts(live, ref["edges"]), f"psi_{name}").as_dict()
+        return out
+
+    def transcribe_long(
+        self, samples: list[np.ndarray], hints: list[dict[str, str]] | None = None
+    ) -> list[dict[str, Any]]:
         """Transcripts of recordings of any length: long ones in VAD chunks, with each chunk's time span."""
         pieces, owners = [], []
         for owner, audio in enumerate(samples):
             for start, end in chunk_ranges(audio, self.max_chunk_seconds):
                 pieces.append((start, end))
                 owners.append(owner)
-        texts = self.transcribe([samples[o][s:e] for o, (s, e) in zip(owners, pieces, strict=True)]) if pieces else []
+        chunks = [samples[o][s:e] for o, (s, e) in zip(owners, pieces, strict=True)]
+        chunk_hints = [hints[o] for o in owners] if hints else None
+        texts = self.transcribe(chunks, chunk_hints) if pieces else []
         out: list[dict[str, Any]] = [
             {"text": "", "duration": round(a.size / SAMPLE_RATE, 3), "segments": []} for a in samples
         ]
@@ -85,19 +141,23 @@ class Transcriber:
         return out
 
     def predict(self, inputs: list[Any], top_k: int = 1) -> list[dict[str, Any]]:
-        try:
-            samples = [to_samples(x) for x in inputs]
-        except AudioError as err:
-            raise DataError(f"cannot transcribe this input: {err}") from None
-        return self.transcribe_long(samples)
+        hints = [x.hints if isinstance(x, Utterance) else {} for x in inputs]
+        return self.transcribe_long([self.to_audio(x) for x in inputs], hints)
 
     def transcripts(self, data: Any) -> tuple[list[str], list[str], float, float]:
-        """(references, hypotheses, audio seconds, compute seconds) over a split's rows."""
+        """(references, hypotheses, audio seconds, compute seconds) over a split's rows. The last split's are
+        kept, so the test intervals and the report reuse the test evaluation instead of transcribing again."""
+        key = (id(self.module), tuple(data["path"]), tuple(data["text"]))
+        last = getattr(self, "_last_transcripts", None)
+        if last is not None and last[0] == key and not getattr(self.module, "training", False):
+            return last[1]
         samples = [read_audio(Path(p))[0] for p in data["path"]]
         started = time.perf_counter()
         hypotheses = [a["text"] for a in self.transcribe_long(samples)]
         seconds = time.perf_counter() - started
-        return list(data["text"]), hypotheses, sum(a.size for a in samples) / SAMPLE_RATE, seconds
+        result = (list(data["text"]), hypotheses, sum(a.size for a in samples) / SAMPLE_RATE, seconds)
+        self._last_transcripts = (key, result)
+        return result
 
     def evaluate(self, data: Any) -> dict[str, Any]:
         if not len(data):

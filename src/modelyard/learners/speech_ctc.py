@@ -34,7 +34,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
 BACKBONE = "ctc-lstm"
-DEFAULTS = {"epochs": 30, "batch_size": 32, "learning_rate": 2e-3, "scheduler": "cosine", "warmup_ratio": 0.05}
+DEFAULTS = {
+    "epochs": 20,
+    "batch_size": 32,
+    "learning_rate": 2e-3,
+    "scheduler": "cosine",
+    "warmup_ratio": 0.05,
+    "precision": "fp32",  # bf16 autocast made LSTM steps slower on this CPU, not faster
+}
 PREDICT_BATCH = 16
 CACHE_LIMIT_BYTES = 2 * 1024**3  # training audio held in memory as int16 up to this size, else read per step
 
@@ -83,7 +90,7 @@ class CTCSpeechLearner(Transcriber):
         self.module = module
         self.alphabet = alphabet
         self.index = {ch: i for i, ch in enumerate(alphabet)}
-        self.spec = spec
+        self.settings = spec  # what `load` rebuilds the recogniser from (speech_model.json)
         self.backbone = BACKBONE
         self.precision = "fp32"
         self.lm = lm
@@ -168,7 +175,7 @@ class CTCSpeechLearner(Transcriber):
         module.train(was_training)
         return F.log_softmax(logits.float(), dim=-1).numpy(), frames.numpy()
 
-    def transcribe(self, batch: list[np.ndarray]) -> list[str]:
+    def transcribe(self, batch: list[np.ndarray], hints: list[dict[str, str]] | None = None) -> list[str]:
         # shorter than one STFT window: pad with silence so every input gives at least one frame
         padded = [a if a.size >= 400 else np.pad(a, (0, 400 - a.size)) for a in batch]
         return [decode(lp, self.alphabet, self.options, self.lm, self.prefixes) for lp in self.log_probs(padded)]
@@ -176,7 +183,7 @@ class CTCSpeechLearner(Transcriber):
     def save(self, directory: Path) -> dict[str, Any]:
         if self.module is not None:
             save_weights(getattr(self.module, "module", self.module), directory / "model.safetensors")
-        atomic_write_json(directory / "speech_model.json", self.spec)
+        atomic_write_json(directory / "speech_model.json", self.settings)
         atomic_write_json(directory / "alphabet.json", self.alphabet)
         if self.lm is not None:
             atomic_write_json(directory / "char_lm.json", self.lm.state())

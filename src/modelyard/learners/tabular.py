@@ -23,7 +23,7 @@ from modelyard.fsutil import atomic_write_json
 from modelyard.learners import tabular_gbdt as gbdt
 from modelyard.learners import tabular_post as post
 from modelyard.learners.tabular_encoding import TabularEncoder
-from modelyard.learners.tabular_mlp import Arrays, MLPMember
+from modelyard.learners.tabular_mlp import Arrays, Deadline, MLPMember
 from modelyard.metrics.classification import classification_metrics, top_k_answers
 from modelyard.metrics.risk import binary_metrics, calibration_curve, group_metrics, regression_metrics
 
@@ -112,7 +112,7 @@ class TabularLearner:
         left = budget - (time.monotonic() - started) if budget else None
         if self.backbone == "mlp" or (self.backbone == "auto" and self._mlp_allowed(left)):
             begun = time.monotonic()
-            self._fit_mlp(x, y, xv, yv, classes)
+            self._fit_mlp(x, y, xv, yv, classes, left)
             outputs["mlp"] = self.mlp.outputs(xv)
             self._tried("mlp", yv, outputs["mlp"], begun, "shared training loop")
         self.spec.weights = self._select(yv, outputs)
@@ -133,7 +133,7 @@ class TabularLearner:
             return False
         return True
 
-    def _fit_mlp(self, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, classes: int) -> None:
+    def _fit_mlp(self, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, classes: int, seconds) -> None:
         from modelyard.protocols import PreparedData
         from modelyard.training.loop import fit
 
@@ -142,15 +142,20 @@ class TabularLearner:
         score = lambda yy, out: main_score(kind, yy, out)  # noqa: E731
         self.mlp = MLPMember.build(cards, 1 if kind == "regression" else classes, kind, self.options["mlp"], score)
         target = self.mlp.standardise(x, y)
-        splits = {"train": Arrays(x, target), "validation": Arrays(xv, self.mlp.target(yv)), "test": Arrays(xv[:0], yv[:0])}
+        splits = {
+            "train": Arrays(x, target),
+            "validation": Arrays(xv, self.mlp.target(yv)),
+            "test": Arrays(xv[:0], yv[:0]),
+        }
         config = self.options["config"]
         metric = "rmse" if kind == "regression" else "roc_auc"
         es = config.train.early_stopping
         patience = max(5, es.patience if es else 5)
         stopping = EarlyStopping(patience=patience, metric=metric)
         train_cfg = config.train.model_copy(update={"early_stopping": stopping})
-        fit(self.mlp, config.model_copy(update={"train": train_cfg}), PreparedData(splits), quiet=True,
-            main_metric=metric, greater_is_better=kind != "regression")  # fmt: skip
+        deadline = [Deadline(seconds)] if seconds else []
+        fit(self.mlp, config.model_copy(update={"train": train_cfg}), PreparedData(splits), callbacks=deadline,
+            quiet=True, main_metric=metric, greater_is_better=kind != "regression")  # fmt: skip
 
     def _tried(self, name: str, y: np.ndarray, out: np.ndarray, began: float, note: str) -> None:
         score = main_score(self.spec.kind, y, out)
@@ -199,9 +204,6 @@ class TabularLearner:
             positive = post.calibrate(out[:, 1], self.spec.calibration)
             return np.stack([1 - positive, positive], axis=1)
         return out
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.scores(frame)
 
     def decide(self, scores: np.ndarray) -> np.ndarray:
         if self.spec.kind == "binary":
@@ -292,9 +294,9 @@ class TabularLearner:
         scores = self.scores(frame)[0]
         target = 0
         if self.spec.kind != "regression":
-            target = self.spec.labels.index(label) if label in (self.spec.labels or []) else int(self.decide(scores[None])[0])
             if label is not None and label not in self.spec.labels:
                 raise UserError(f"unknown label {label!r}", f"choose one of {self.spec.labels}")
+            target = self.spec.labels.index(label) if label is not None else int(self.decide(scores[None])[0])
         x = self.spec.encoder.transform(frame)
         classes = len(self.spec.labels or [])
         contrib = gbdt.contributions(self.booster, x, self.spec.kind, classes, target)[0]

@@ -24,6 +24,9 @@ DEFAULTS: dict[str, Any] = {
     "lambda_l2": 5.0,
     "cat_smooth": 20.0,
     "max_cat_to_onehot": 8,
+    # one thread: on a shared CPU, OpenMP threads spin-wait for each other (100 rounds on 24k rows: 1 s on one
+    # thread, 35 s on two under load); set model.gbdt.num_threads on a machine of your own
+    "num_threads": 1,
 }
 MAX_ROUNDS = 3000
 PATIENCE = 100
@@ -67,7 +70,7 @@ def fit_gbdt(
     """Boost until validation stops improving for PATIENCE rounds (or the budget ends); best iteration kept."""
     import lightgbm as lgb
 
-    settings = {**DEFAULTS, **objective(kind, classes), "seed": seed, "verbose": -1, "num_threads": 0}
+    settings = {**DEFAULTS, **objective(kind, classes), "seed": seed, "verbose": -1}
     settings |= params or {}
     if monotone and any(monotone):
         settings |= {"monotone_constraints": monotone, "monotone_constraints_method": "advanced"}

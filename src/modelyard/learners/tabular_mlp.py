@@ -6,6 +6,7 @@ optimiser, precision, early stopping and best-weight restoring, exactly as for t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,19 @@ from safetensors.torch import load_file, save_file
 
 from modelyard.fsutil import atomic_path
 from modelyard.models.tabular_mlp import TabularMLP, TabularMLPConfig
+from modelyard.training.callbacks import Callback, TrainerControl, TrainerState
 
 MLP_FILE = "model.safetensors"
+
+
+class Deadline(Callback):
+    """Stops the loop once the time budget is spent; the loop then evaluates and keeps the best weights."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def on_step_end(self, state: TrainerState, control: TrainerControl, logs: dict[str, float]) -> None:
+        control.should_stop = control.should_stop or time.monotonic() > self.end
 
 
 @dataclass

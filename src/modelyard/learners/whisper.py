@@ -47,14 +47,14 @@ class WhisperLearner(Transcriber):
     def fit(self, train: Any, validation: Any) -> None:
         """Zero-shot: the pretrained model is used as it is."""
 
-    def transcribe(self, batch: list[np.ndarray], language: str | None = None, prompt: str | None = None) -> list[str]:
+    def transcribe(self, batch: list[np.ndarray], hints: list[dict[str, str]] | None = None) -> list[str]:
         out = []
-        for samples in batch:
+        for samples, hint in zip(batch, hints or [{}] * len(batch), strict=True):
             segments, _ = self.model.transcribe(
                 samples,
-                language=language or self.language,
+                language=hint.get("language") or self.language,
                 beam_size=self.beam_size,
-                initial_prompt=prompt or self.prompt,
+                initial_prompt=hint.get("prompt") or self.prompt,
                 condition_on_previous_text=False,
                 without_timestamps=True,
                 vad_filter=False,

@@ -81,9 +81,21 @@ def ranking_intervals(learner: Any, test: Any) -> Intervals | None:
     return bootstrap_ratios(parts), "percentile bootstrap over test users, 1,000 resamples"
 
 
+def speech_intervals(learner: Any, test: Any) -> Intervals | None:
+    """WER and CER by resampling test utterances (the learner's transcripts of the last evaluation are reused)."""
+    from modelyard.metrics.speech import error_parts
+
+    if not hasattr(learner, "transcripts") or _empty(test):
+        return None
+    references, hypotheses, _, _ = learner.transcripts(test)
+    return bootstrap_ratios(
+        error_parts(references, hypotheses)
+    ), "percentile bootstrap over test utterances, 1,000 resamples"
+
+
 def intervals_for(learner: Any, test: Any) -> Intervals | None:
     """The intervals this learner's kind of test metrics get, or None (classifiers, or no test data)."""
-    for compute in (generation_intervals, forecast_intervals, ranking_intervals):
+    for compute in (generation_intervals, forecast_intervals, ranking_intervals, speech_intervals):
         found = compute(learner, test)
         if found is not None:
             return found

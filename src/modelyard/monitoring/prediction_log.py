@@ -104,23 +104,32 @@ class PredictionRecord:
 
 class PredictionLogWriter:
     """A background thread draining a queue into the log, many rows per transaction (rows are committed within
-    about GATHER_S of their request; `flush` waits for them)."""
+    about GATHER_S of their request; `flush` waits for the ones appended before it, never for later traffic)."""
 
     def __init__(self, path: Path | None = None, log_inputs: bool = True) -> None:
         self.path = path or db_path()
         self.log_inputs = log_inputs
         self._queue: queue.Queue[PredictionRecord | None] = queue.Queue()
+        self._appended = 0  # records put on the queue so far
+        self._written = 0  # records the writer has taken off it and committed (or logged as failed)
+        self._progress = threading.Condition()
+        self._stopped = False
         connect(self.path).close()  # fail at startup, not on the first request, when the folder is unwritable
         self._thread = threading.Thread(target=self._run, name="modelyard-prediction-log", daemon=True)
         self._thread.start()
 
     def append(self, records: list[PredictionRecord]) -> None:
-        for record in records:
-            self._queue.put(record)
+        with self._progress:  # the count and the queue agree for `flush`
+            for record in records:
+                self._queue.put(record)
+            self._appended += len(records)
 
     def flush(self) -> None:
-        """Block until every record appended so far is committed."""
-        self._queue.join()
+        """Block until every record appended before this call is committed; rows appended meanwhile (steady
+        traffic) do not extend the wait, so it is bounded by the backlog at the time of the call."""
+        with self._progress:
+            target = self._appended
+            self._progress.wait_for(lambda: self._written >= target or self._stopped)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -143,12 +152,16 @@ class PredictionLogWriter:
                 except (sqlite3.Error, TypeError, ValueError):  # never let one bad batch stop the writer
                     log.exception("could not write %d predictions to %s", len(records), self.path)
                 finally:
-                    for _ in batch:
-                        self._queue.task_done()
+                    with self._progress:
+                        self._written += len(records)
+                        self._progress.notify_all()
                 if len(records) < len(batch):
                     return
         finally:
             conn.close()
+            with self._progress:  # a flush waiting on a writer that stopped returns
+                self._stopped = True
+                self._progress.notify_all()
 
 
 def read_predictions(

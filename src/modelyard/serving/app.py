@@ -18,7 +18,7 @@ from modelyard import model_thread
 from modelyard.serving import rollout
 from modelyard.serving.errors import install_error_handlers
 from modelyard.serving.metrics import MetricsMiddleware, ServerMetrics
-from modelyard.serving.routes import explain, feedback, health, playground
+from modelyard.serving.routes import docs, explain, feedback, health, playground
 from modelyard.serving.routes.predict import predict_router
 from modelyard.serving.schemas import is_binary_input, predict_request_model
 from modelyard.serving.security import BodyLimitMiddleware
@@ -123,6 +123,8 @@ def create_app(model_ref: str, settings: ServeSettings | None = None) -> FastAPI
         summary="Predictions from one modelyard model bundle",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # routes.docs serves Swagger UI from the package, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -130,6 +132,7 @@ def create_app(model_ref: str, settings: ServeSettings | None = None) -> FastAPI
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(playground.router)
+    app.include_router(docs.router)
     app.include_router(predict_router(predict_request_model(task.Input, settings), task.Input, binary, settings))
     app.include_router(feedback.router)
     app.include_router(explain.router)
@@ -137,6 +140,10 @@ def create_app(model_ref: str, settings: ServeSettings | None = None) -> FastAPI
         from modelyard.serving import openai_routes
 
         app.include_router(openai_routes.router)
+    if getattr(task, "transcribes_audio", False):
+        from modelyard.serving import transcription_routes
+
+        app.include_router(transcription_routes.router)
     if not settings.api_key:
         _document_open_access(app)
     if settings.cors_origins:

@@ -1,7 +1,9 @@
 """The MLflow pyfunc face of a bundle, logged as "model from code": `mlflow.pyfunc.load_model` and
 `mlflow models serve` run the bundle through `modelyard.loader.load`, so MLflow users get the same predictions.
 
-MLflow executes this file when it loads the model; nothing else imports it.
+MLflow executes this file when it loads the model; nothing else imports it. Inputs here come from remote clients
+(`mlflow models serve`), so each goes through the learner's `parse_input`, as in modelyard's own server: images
+are base64 strings or bytes, and a string naming a file on the server is refused, never opened.
 """
 
 from __future__ import annotations
@@ -25,8 +27,25 @@ class BundleModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         top_k = int((params or {}).get("top_k", 1))
-        predictions = self.model.predict(_inputs(model_input), top_k=top_k)
+        predictions = self.model.predict(self._parsed(_inputs(model_input)), top_k=top_k)
         return pd.DataFrame(predictions)
+
+    def _parsed(self, inputs: list[Any]) -> list[Any]:
+        """Remote inputs decoded the way the HTTP server decodes them (no file paths); a 400 for a bad one."""
+        parse = getattr(self.model.learner, "parse_input", None)
+        if parse is None:
+            return inputs
+        from mlflow.exceptions import MlflowException
+
+        from modelyard.errors import UserError
+
+        parsed = []
+        for i, item in enumerate(inputs):
+            try:
+                parsed.append(parse(item))
+            except (ValueError, UserError) as err:
+                raise MlflowException.invalid_parameter_value(f"inputs.{i}: {err}") from None
+        return parsed
 
 
 def _inputs(model_input: Any) -> list[Any]:

@@ -3,7 +3,9 @@
 Modes: `off` (the champion answers), `shadow` (the challenger also answers, silently, in its own thread; its
 disagreements with the champion are logged), `canary` (a fixed share of inputs goes to the challenger) and
 `bandit` (Thompson sampling: each input goes to the arm whose Beta(1 + right, 1 + wrong) draw from feedback
-rewards is higher, so traffic shifts to the version that earns better feedback).
+rewards is higher, so traffic shifts to the version that earns better feedback). The bandit's reward counts are
+re-read from the prediction log as soon as /v1/feedback stores a label, and every REWARD_POLL_S for labels that
+reach the log another way (other server processes, `modelyard feedback import`).
 
 When the server runs `models:/NAME@ALIAS`, a watcher polls the alias every `alias_poll_s` seconds; a moved
 alias is loaded and warmed up in the background, then swapped in with one assignment. Batches already running
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["off", "shadow", "canary", "bandit"]
 SHADOW_QUEUE = 64  # shadow batches waiting beyond this are skipped: shadowing never falls behind without limit
+REWARD_POLL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,9 @@ class Rollout:
         self._rng = np.random.default_rng(seed)
         self._shadow = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelyard-shadow")
         self._shadow_waiting = 0
+        self._feedback = threading.Event()
+        self._stopping = threading.Event()
+        self._learner = threading.Thread(target=self._learn, name="modelyard-bandit", daemon=True)
 
     @property
     def champion(self) -> Arm:
@@ -193,7 +199,29 @@ class Rollout:
         for version, (right, wrong) in self.rewards.items():
             self.metrics.share.labels(version).set((1 + right) / (2 + right + wrong))
 
+    def start_learning(self, interval_s: float = REWARD_POLL_S) -> None:
+        """Bandit mode: keep the reward counts current in a background thread, off the request path."""
+        self._interval_s = interval_s
+        self._learner.start()
+
+    def feedback_arrived(self) -> None:
+        """A label was just stored: the learning thread re-reads the rewards now instead of at its next poll."""
+        self._feedback.set()
+
+    def _learn(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.refresh_rewards()
+            except Exception:  # the bandit routes on its last counts meanwhile
+                log.exception("could not read the bandit's feedback rewards")
+            self._feedback.wait(self._interval_s)
+            self._feedback.clear()
+
     def stop(self) -> None:
+        self._stopping.set()
+        self._feedback.set()
+        if self._learner.is_alive():
+            self._learner.join(timeout=30)
         self._shadow.shutdown(wait=True)
 
 
@@ -232,7 +260,7 @@ class AliasWatcher:
                 log.warning("alias check failed (%s); still serving the current versions", err)
 
     def check(self) -> None:
-        """One poll: load and swap in any role whose alias moved; refresh bandit rewards."""
+        """One poll: load and swap in any role whose alias moved."""
         from modelyard.loader import load
         from modelyard.tracking.registry import get_version
 
@@ -250,8 +278,6 @@ class AliasWatcher:
             self.rollout.swap(role, Arm(model, version))  # type: ignore[arg-type]
             if role == "champion" and self.on_champion is not None:
                 self.on_champion(model, version)
-        if self.rollout.mode == "bandit":
-            self.rollout.refresh_rewards()
 
 
 def start(service: Any, model_ref: str, settings: Any, warm_up: Any = None) -> tuple[Rollout, AliasWatcher | None]:
@@ -284,6 +310,9 @@ def start(service: Any, model_ref: str, settings: Any, warm_up: Any = None) -> t
         log_dir,
     )
     service.batcher.predict = rollout.predict
+    if settings.rollout == "bandit":
+        rollout.start_learning()
+        service.on_feedback = rollout.feedback_arrived
     watcher = None
     if alias and settings.alias_poll_s > 0:
 

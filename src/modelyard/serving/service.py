@@ -7,6 +7,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,7 @@ class ModelService:
     version: str = ""
     log: PredictionLogWriter | None = None
     batcher: Batcher | None = field(default=None, repr=False)
+    on_feedback: Callable[[], None] | None = field(default=None, repr=False)  # told after /v1/feedback stores a label
 
     def __post_init__(self) -> None:
         self.name = self.name or str(self.model.name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,3 +40,13 @@ class ServeSettings(BaseSettings):
     canary_percent: float = Field(10.0, ge=0, le=100, description="share of inputs the canary answers")
     alias_poll_s: float = Field(30.0, ge=0, description="seconds between registry alias checks; 0 = never")
     drift_interval_s: float = Field(300.0, ge=0, description="seconds between drift gauge updates; 0 = never")
+
+    @field_validator("api_key")
+    @classmethod
+    def _no_empty_key(cls, value: str | None) -> str | None:
+        """An empty key would turn authentication off without a word: a typo in a deployment must not do that."""
+        if value is not None and not value.strip():
+            raise ValueError(
+                "MODELYARD_API_KEY is set but empty: set it to a secret key, or unset it to serve without one"
+            )
+        return value

@@ -33,7 +33,9 @@ class TabularDataConfig(DataConfig):
         default_factory=dict, description="override the inferred type of a column"
     )
     drop_columns: list[str] = Field(default_factory=list, description="columns never used as features")
-    positive_label: str | None = Field(None, description="binary: the class to score (default: 1/yes/true, else the minority)")
+    positive_label: str | None = Field(
+        None, description="binary: the class to score (default: 1/yes/true, else the minority)"
+    )
 
 
 class TabularModelConfig(ModelConfig):
@@ -127,7 +129,9 @@ def prepare(config: Config, kind: str) -> PreparedData:
                 f"class imbalance {imb['ratio']:g}:1 (minority '{imb['minority']}' {imb['minority_share']:.1%}); "
                 "roc_auc, pr_auc and a cost-based threshold (evaluation.costs) say more than accuracy"
             )
-    leak_kind = "regression" if kind == "regression" else ("binary" if len(report.get("classes", [])) == 2 else "multiclass")
+    leak_kind = (
+        "regression" if kind == "regression" else ("binary" if len(report.get("classes", [])) == 2 else "multiclass")
+    )
     report["leakage"] = tabular.leakage(splits["train"], types, y, leak_kind)
     for column, score in report["leakage"].items():
         warnings.append(
@@ -191,7 +195,9 @@ def baselines(config: Config, data: PreparedData, kind: str) -> dict[str, dict[s
     learner = build(config, data, kind)
     encoder, spec = learner.spec.encoder, learner.spec
     x, y = encoder.transform(data.splits["train"]), learner.targets(data.splits["train"])
-    evaluated = {n: (encoder.transform(data.splits[n]), learner.targets(data.splits[n])) for n in ("validation", "test")}
+    evaluated = {
+        n: (encoder.transform(data.splits[n]), learner.targets(data.splits[n])) for n in ("validation", "test")
+    }
 
     def scored(predict, binary_scores: bool) -> dict[str, Any]:
         out = {}
@@ -204,7 +210,9 @@ def baselines(config: Config, data: PreparedData, kind: str) -> dict[str, dict[s
             elif binary_scores:
                 metrics = binary_metrics(yy, p)
             else:
-                metrics = classification_metrics(yy.tolist(), p.argmax(1).tolist(), spec.labels) | main_score(spec.kind, yy, p)
+                metrics = classification_metrics(yy.tolist(), p.argmax(1).tolist(), spec.labels) | main_score(
+                    spec.kind, yy, p
+                )
             out[name] = {k: v for k, v in metrics.items() if k in scorecard.HEADLINE}
         return out
 

@@ -40,7 +40,7 @@ data:
   test_speakers: null               # e.g. [anna, bob]: hold out exactly these voices for testing
   noise: null                       # a folder of background recordings mixed in during training
 model:
-  backbone: auto                    # auto (= cnn) | cnn | crnn (CNN + bidirectional GRU)
+  backbone: auto                    # auto (= cnn) | cnn (2-D) | tcnn (1-D temporal CNN, 3x faster) | crnn (CNN + GRU)
   clip_seconds: null                # null = the 95th percentile of training durations
   features: logmel                  # logmel | mfcc (saved in the bundle; serving uses the same front end)
   augment: auto                     # auto (= speech) | speech (speed, shift, noise, gain) | noise (no speed) | none
@@ -55,6 +55,7 @@ class SpecAugmentConfig(StrictModel):
     freq: int = Field(8, ge=0, description="widest frequency mask in mel bins")
     time: int = Field(10, ge=0, description="widest time mask in 10 ms frames")
     masks: int = Field(2, ge=0, description="masks of each kind per example")
+    shift: int = Field(0, ge=0, description="move the spectrum up or down by up to this many mel bands")
 
 
 class AudioDataConfig(DataConfig):
@@ -69,11 +70,16 @@ class AudioDataConfig(DataConfig):
 
 
 class AudioModelConfig(ModelConfig):
-    backbone: str = Field("auto", description="auto, cnn or crnn (from scratch)")
+    backbone: str = Field("auto", description="auto (= cnn), cnn (2-D), tcnn (1-D temporal CNN, 3x faster) or crnn")
     clip_seconds: float | None = Field(None, gt=0, le=30, description="model input length; null = from the data")
     features: Literal["logmel", "mfcc"] = "logmel"
-    n_mels: int = Field(64, ge=16, le=128)
-    widths: list[int] = Field([32, 64, 128], min_length=1, description="channels per conv stage")
+    n_mels: int = Field(40, ge=16, le=128)
+    mean_norm: bool = Field(
+        False, description="subtract each mel band's mean over the sounding frames (removes microphone colouring)"
+    )
+    widths: list[int] | None = Field(
+        None, min_length=2, description="channels of the stem and each stage; null = the backbone's default"
+    )
     dropout: float = Field(0.3, ge=0, lt=1)
     augment: Literal["auto", "speech", "noise", "none"] = "auto"
     snr_db: tuple[float, float] = Field((5.0, 30.0), description="background noise SNR range in dB")
@@ -162,11 +168,13 @@ class AudioClassificationTask:
             )
         warnings: list[str] = []
         by_speaker = "speaker" in checked["train"] and checked["train"]["speaker"].notna().all()
-        if by_speaker and not ("validation" in checked and "test" in checked):
+        given = "validation" in checked and "test" in checked
+        carve = (data.split.test > 0 or data.split.validation > 0) and not given
+        if by_speaker and carve:  # shares of 0 keep every file in train (`evaluate --data FILE` relies on it)
             splits, notes = audio.speaker_splits(checked["train"], data.split, data.test_speakers)
             splits |= {n: checked[n] for n in ("validation", "test") if n in checked}  # given files win
         else:
-            if data.test_speakers:
+            if data.test_speakers and carve:
                 raise DataError("data.test_speakers needs speakers", "set data.speaker_column or data.filename_pattern")
             splits, notes = make_splits(
                 checked["train"], checked.get("validation"), checked.get("test"), data.split, "label"
@@ -211,7 +219,7 @@ class AudioClassificationTask:
         if backbone not in BACKBONES:
             raise ModelNotFoundError(
                 f"unknown backbone '{backbone}' for audio_classification",
-                "use auto, cnn or crnn (no pretrained audio encoder is installed)",
+                "use auto, tcnn, cnn or crnn (no pretrained audio encoder is installed)",
             )
         if options.clip_seconds:
             clip, why = options.clip_seconds, "named in the config"
@@ -220,7 +228,17 @@ class AudioClassificationTask:
             clip = float(np.clip(np.ceil(p95 * 10) / 10, 0.5, 10.0))
             why = f"95th percentile of training durations ({p95:.2f} s), rounded up"
         augment = "speech" if options.augment == "auto" else options.augment
-        return {"name": backbone, "clip_seconds": clip, "clip_reason": why, "augment": augment}
+        lowest = int(train["source_rate"].min()) if len(train) else audio.SAMPLE_RATE
+        max_hz = float(min(audio.SAMPLE_RATE, lowest) // 2)
+        return {
+            "name": backbone,
+            "clip_seconds": clip,
+            "clip_reason": why,
+            "augment": augment,
+            "max_hz": max_hz,
+            "max_hz_reason": f"the lowest training sample rate is {lowest} Hz: bands above {max_hz:g} Hz are left "
+            "out, so recordings at higher rates look like the training data",
+        }
 
     def candidates(self, config: Config, data: PreparedData) -> list[tuple[str, str]]:
         return [(data.report["backbone"]["name"], "a small log-mel network trained from scratch")]
@@ -229,7 +247,9 @@ class AudioClassificationTask:
         choice = self._choose(config, data.splits["train"])
         options = config.model.model_copy(update={"backbone": choice["name"], "augment": choice["augment"]})
         labels = sorted(data.splits["train"]["label"].unique())
-        return AudioClassifierLearner.create(labels, choice["clip_seconds"], options, config.data.noise)
+        return AudioClassifierLearner.create(
+            labels, choice["clip_seconds"], options, config.data.noise, choice["max_hz"]
+        )
 
     def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
         labels = sorted(data.splits["train"]["label"].unique())

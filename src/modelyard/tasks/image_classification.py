@@ -185,6 +185,8 @@ class ImageClassificationTask:
                 f"unknown backbone '{backbone}' for image_classification",
                 f"use auto, {EFFICIENTNET} or {CNN_SCRATCH}",
             )
+        if backbone == EFFICIENTNET:
+            catalog.locate(EFFICIENTNET)  # named but not installed: refused here (so by `validate`), not mid-build
         size = options.image_size or (224 if backbone == EFFICIENTNET else int(min(128, max(16, side))))
         augment = options.augment
         if augment == "auto":

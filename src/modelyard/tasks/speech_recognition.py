@@ -70,9 +70,9 @@ class DecodingOptions(StrictModel):
 class SpeechModelConfig(ModelConfig):
     backbone: str = Field(CTC, description="ctc-lstm, whisper-base or whisper-tiny.en")
     n_mels: int = Field(64, ge=16, le=128)
-    conv_channels: int = Field(192, ge=16)
-    hidden_size: int = Field(192, ge=16, description="LSTM units per direction")
-    layers: int = Field(3, ge=1, le=8)
+    conv_channels: int = Field(128, ge=16)
+    hidden_size: int = Field(128, ge=16, description="LSTM units per direction")
+    layers: int = Field(2, ge=1, le=8)
     dropout: float = Field(0.15, ge=0, lt=1)
     lexicon: list[str] = Field(default_factory=list, description="domain words and phrases to favour")
     decoding: DecodingOptions = Field(default_factory=DecodingOptions)
@@ -133,7 +133,8 @@ class SpeechRecognitionTask:
         train = files["train"]
         if train.empty:
             raise DataError(f"{data.train}: no usable recordings ({audio_report.as_dict()['skipped']} skipped)")
-        carve_by_speaker = "speaker" in train.columns and not ("validation" in files and "test" in files)
+        carved = [w for w in ("validation", "test") if w not in files and getattr(data.split, w) > 0]
+        carve_by_speaker = "speaker" in train.columns and bool(carved)
         if carve_by_speaker:
             given = {k: v for k, v in files.items() if k != "train"}
             split = data.split.model_copy(update={w: 0.0 for w in given})
@@ -168,7 +169,10 @@ class SpeechRecognitionTask:
         if options.backbone in WHISPER_NAMES:
             from modelyard.learners.whisper import WhisperLearner
 
-            data.report["backbone"] = f"{options.backbone}: pretrained Whisper, zero-shot (no training)"
+            data.report["backbone"] = (
+                f"{options.backbone}: pretrained Whisper, zero-shot. It is not fine-tuned: its package ships "
+                "CTranslate2 inference weights (float16, no PyTorch checkpoint); train ctc-lstm on your recordings"
+            )
             return WhisperLearner(options.backbone, options.language, options.whisper_beam_size)
         raise ModelNotFoundError(
             f"unknown backbone '{options.backbone}' for speech_recognition",

@@ -71,6 +71,13 @@ class TextModelConfig(ModelConfig):
         "encoder's pooled embeddings of the training texts (LP-FT), then fine-tunes everything at one rate",
     )
     head_lr_multiplier: float = Field(20.0, gt=0, description="a random head learns this many times faster")
+    attention_dropout: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="pretrained BERT-style encoders: dropout on attention weights while fine-tuning; 0 lets "
+        "PyTorch use its fused attention kernel, which holds no batch x heads x T x T score matrices",
+    )
     layer_decay: float = Field(
         1.0,
         gt=0,
@@ -190,8 +197,11 @@ class TextClassificationTask:
         backbone = config.model.backbone
         if backbone in (SCRATCH, TFIDF):
             return {}
+        if backbone != "auto":  # named: what `build` would refuse is refused here, before any training
+            name = MINILM if backbone == EXTENDED else backbone
+            return {"name": name, "unknown_rate": round(unknown_rate(pretrained_dir(name), texts[:2000]), 4)}
         checked = []
-        for name in AUTO_ENCODERS if backbone == "auto" else (backbone,):
+        for name in AUTO_ENCODERS:
             checked.append(self._unknown_rate(name, texts))
             if checked[-1].get("unknown_rate", 1.0) < UNKNOWN_RATE_LIMIT:
                 return {**checked[-1], "checked": checked[:-1]} if len(checked) > 1 else checked[-1]
@@ -199,10 +209,9 @@ class TextClassificationTask:
 
     @staticmethod
     def _unknown_rate(name: str, texts: list[str]) -> dict[str, Any]:
-        if name not in catalog.CATALOG and not catalog.is_local_hf_dir(name):
-            return {"name": name, "error": f"'{name}' is neither a bundled model nor a local Hugging Face folder"}
+        """For `auto`: a bundled encoder that is not installed is noted, and auto moves on."""
         try:
-            path = catalog.locate(name) if name in catalog.CATALOG else Path(name)
+            path = pretrained_dir(name)
         except ModelNotFoundError as err:
             return {"name": name, "error": err.message}
         return {"name": name, "unknown_rate": round(unknown_rate(path, texts[:2000]), 4)}
@@ -237,18 +246,12 @@ class TextClassificationTask:
             return TextClassifierLearner.pretrained(
                 catalog.locate(MINILM), MINILM, options, labels, data.splits["train"]["text"].tolist()
             )
-        if backbone in catalog.CATALOG or catalog.is_local_hf_dir(backbone):
-            path = catalog.locate(backbone) if backbone in catalog.CATALOG else Path(backbone)
-            learner = TextClassifierLearner.pretrained(
-                path, backbone, config.model, labels, data.splits["train"]["text"].tolist()
-            )
-            if learner.probe_head:
-                learner.start_head_from_probe(data.splits["train"], precision.resolve(config.train.precision))
-            return learner
-        raise ModelNotFoundError(
-            f"unknown backbone '{backbone}' for text_classification",
-            f"use auto, {_bundled_encoders()}, {SCRATCH}, {TFIDF}, or a local Hugging Face folder with config.json",
+        learner = TextClassifierLearner.pretrained(
+            pretrained_dir(backbone), backbone, config.model, labels, data.splits["train"]["text"].tolist()
         )
+        if learner.probe_head:
+            learner.start_head_from_probe(data.splits["train"], precision.resolve(config.train.precision))
+        return learner
 
     def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
         labels = sorted(data.splits["train"]["label"].unique())
@@ -262,6 +265,31 @@ class TextClassificationTask:
         spec = json.loads((directory / "text_model.json").read_text(encoding="utf-8"))
         runtime = OnnxTextClassifierLearner if manifest.get("runtime") == "onnxruntime" else TextClassifierLearner
         return runtime.load(directory, config.model, labels, spec)
+
+
+def pretrained_dir(backbone: str) -> Path:
+    """The files of a pretrained encoder: a bundled text encoder or a local Hugging Face folder. `prepare` (so
+    `validate`) and `build` both resolve through here, so validate refuses exactly what training would."""
+    if backbone in catalog.CATALOG:
+        if catalog.CATALOG[backbone].kind != "text-encoder":
+            raise ModelNotFoundError(
+                f"backbone '{backbone}' is a {catalog.CATALOG[backbone].kind} model, not a text encoder for "
+                "text_classification",
+                f"use auto, {_bundled_encoders()}, {SCRATCH} or {TFIDF}",
+            )
+        return catalog.locate(backbone)
+    if catalog.is_local_hf_dir(backbone):
+        return Path(backbone)
+    path = Path(backbone).expanduser()
+    if path.is_dir():
+        raise ModelNotFoundError(
+            f"backbone folder {path} has no config.json: it is not a Hugging Face model folder",
+            "point model.backbone at the folder `save_pretrained` wrote (config.json, weights, tokenizer)",
+        )
+    raise ModelNotFoundError(
+        f"unknown backbone '{backbone}' for text_classification",
+        f"use auto, {_bundled_encoders()}, {SCRATCH}, {TFIDF}, or a local Hugging Face folder with config.json",
+    )
 
 
 def _coverage_line(coverage: dict[str, Any]) -> str:

@@ -113,6 +113,8 @@ class TextGenerationTask:
                 raise DataError(f"{getattr(data, name)}: {name} data is not the same kind ({kind}) as train")
         if not _size(splits["train"]):
             raise DataError(f"{data.train}: nothing left to train on after the split")
+        if config.model.backbone != SCRATCH:
+            self._check_backbone(config.model.backbone)  # what `build` would refuse, `validate` refuses first
         warnings = []
         if config.model.backbone != SCRATCH and kind == "corpus":
             warnings.append("plain text with a pretrained chat model: the loss covers every token")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -20,6 +21,8 @@ import yaml
 
 from modelyard.errors import BundleError
 from modelyard.tracking import store
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the modelyard package, shipped inside each pyfunc model
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -114,6 +117,14 @@ def log_metrics(client: MlflowClient, uri: str, run_id: str, metrics: dict[str, 
             client.log_batch(run_id, metrics=batch[i : i + 1000], synchronous=True)
 
 
+def pyfunc_requirements() -> list[str]:
+    """What a pyfunc model needs from PyPI: modelyard's own pinned dependencies, not modelyard itself. The name
+    `modelyard` on PyPI belongs to an unrelated project, so the logged model carries modelyard's code instead
+    (`code_paths`), and `mlflow models serve` with a fresh environment never installs a stranger's package."""
+    required = metadata.requires("modelyard") or []
+    return [r for r in required if not re.search(r"\bextra\s*==", r)]
+
+
 def environment() -> dict[str, str]:
     versions = {"python": sys.version.split()[0], "platform": platform.platform()}
     for package in ENV_PACKAGES:
@@ -203,9 +214,10 @@ def finish_run(
                 with ml.start_run(run_id=run_id):
                     info = ml.pyfunc.log_model(
                         name="model",
-                        python_model=str(Path(__file__).parents[1] / "serving" / "mlflow_pyfunc.py"),
+                        python_model=str(PACKAGE_DIR / "serving" / "mlflow_pyfunc.py"),
+                        code_paths=[str(PACKAGE_DIR)],
                         artifacts={"bundle": str(bundle["path"])},
-                        pip_requirements=[f"modelyard=={environment().get('modelyard', '0')}"],
+                        pip_requirements=pyfunc_requirements(),
                         metadata={"modelyard_task": str(config.get("task")), "modelyard_name": name},
                     )
                 _ensure_registered_model(client, name)

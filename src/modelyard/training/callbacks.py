@@ -58,7 +58,7 @@ class EarlyStopping(Callback):
             self.bad = 0
         else:
             self.bad += 1
-            control.should_stop = self.bad >= self.patience
+            control.should_stop = control.should_stop or self.bad >= self.patience  # another callback may stop too
 
     def state_dict(self) -> dict[str, float]:
         return {"bad": self.bad, "best": self.best}

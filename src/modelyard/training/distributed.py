@@ -19,6 +19,7 @@ from typing import Any
 
 from modelyard.errors import UserError
 from modelyard.fsutil import atomic_write_json
+from modelyard.home import home
 
 ERRORS_ENV = "MODELYARD_RANK_ERRORS"  # the folder where a failing rank records its error for the launcher
 
@@ -60,7 +61,7 @@ def torchrun(launch: Launch, argv: list[str], debug: bool = False) -> None:
         rdzv_configs={"rank": launch.node_rank},
         max_restarts=0,
     )
-    with tempfile.TemporaryDirectory(prefix="modelyard-ranks-") as folder:
+    with tempfile.TemporaryDirectory(prefix="rank-errors-", dir=home()) as folder:  # local state stays there
         os.environ[ERRORS_ENV] = folder
         try:
             elastic_launch(config, sys.executable)("-m", "modelyard", *argv)
@@ -79,27 +80,38 @@ def record_rank_failure(error: BaseException) -> bool:
     if isinstance(error, UserError):
         record.update(message=error.message, hint=error.hint, user_error=True)
     else:
-        record["where"] = traceback.format_exception(error)[-2].strip() if error.__traceback__ else ""
+        record["where"] = _where(error)
     atomic_write_json(Path(folder) / f"rank-{os.environ.get('RANK', '0')}.json", record)
     return True
 
 
+def _where(error: BaseException) -> str:
+    """The innermost line of our own code the error passed through (else the innermost line): `loop.py:250 in fit`."""
+    frames = traceback.extract_tb(error.__traceback__)
+    ours = [f for f in frames if f"{os.sep}modelyard{os.sep}" in f.filename] or frames
+    return f"{Path(ours[-1].filename).name}:{ours[-1].lineno} in {ours[-1].name}" if ours else ""
+
+
 def _rank_failure(failures: dict, folder: Path, world: int) -> UserError:
     """The root cause among the failed ranks: one killed by a signal without a word (e.g. out of memory: its peers
-    then fail only because it left), else the first error a rank recorded (later ones are usually its peers
-    losing their connection to it)."""
+    then fail only because it left; SIGTERM is the agent stopping the others), else the first error a rank
+    recorded (later ones are usually its peers losing their connection to it)."""
     records = {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in folder.glob("rank-*.json")}
-    silent = {rank: failure for rank, failure in failures.items() if rank not in records and failure.exitcode < 0}
-    if records and not silent:
+    killed = {
+        rank: failure
+        for rank, failure in failures.items()
+        if rank not in records and failure.exitcode < 0 and failure.signal_name() != "SIGTERM"
+    }
+    if records and not killed:
         rank, record = min(records.items(), key=lambda item: item[1]["time"])
         if record.get("user_error"):
             return UserError(f"rank {rank} of {world}: {record['message']}", record.get("hint"))
-        where = f" ({record['where']})" if record.get("where") else ""
+        where = f" (at {record['where']})" if record.get("where") else ""
         return UserError(
             f"rank {rank} of {world} failed: {record['type']}: {record['message']}{where}",
             "run again with --debug for every rank's traceback",
         )
-    rank, failure = min((silent or failures).items())
+    rank, failure = min((killed or failures).items())
     signal = failure.signal_name() if failure.exitcode < 0 else None
     how = f"was killed by {signal}" if signal else f"exited with code {failure.exitcode}"
     hint = "out of memory? try a smaller train.batch_size or fewer --nproc" if signal == "SIGKILL" else None

@@ -42,4 +42,6 @@ async def feedback(body: FeedbackRequest, service: ModelService = Depends(get_se
         raise ServingError(422, f"label: {shown} is not one of the model's {len(labels)} labels")
     if not await logged(record_feedback, body.label):
         raise ServingError(404, f"no logged prediction has id {body.prediction_id!r}")
+    if service.on_feedback is not None:
+        service.on_feedback()
     return FeedbackResponse(prediction_id=body.prediction_id, recorded=True)

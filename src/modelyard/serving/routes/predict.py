@@ -48,7 +48,7 @@ def predict_router(request_model: type[BaseModel], input_type: Any, binary: bool
     @router.get("/model", summary="What is served: name, version, task, labels, input schema")
     async def model_info(service: ModelService = Depends(get_service)) -> ModelInfo:
         learner = service.model.learner
-        capabilities = [c for c in ("generate", "embed") if hasattr(learner, c)]
+        capabilities = [c for c in ("generate", "embed", "transcribe") if hasattr(learner, c)]
         if can_explain(service.model):
             capabilities.append("explain")
         return ModelInfo(

@@ -1,0 +1,144 @@
+"""The tabular targets of issue 23 on credit_default_taiwan (needs ../shared); prints JSON.
+
+Usage: nice -n 10 python benchmarks/tabular_targets.py [--time-limit 300] [--rows 1000000]
+       [--autogluon-python /tmp/agvenv/bin/python]
+
+One stratified 80/20 split (seed 42) written to a temporary folder; modelyard trains `backbone: auto` on the 80%
+(validation carved from it) within `train.time_limit_s`, with the WOE scorecard and LightGBM's default settings
+scored beside it on the same test rows. AutoGluon-Tabular (medium_quality and best_quality, same time limit, on
+the same 80% and scored on the same 20%) runs in its own throwaway venv through benchmarks/tabular_autogluon.py.
+Batch prediction streams a Parquet file of `--rows` rows (resampled from the data) through `predict_frame` in a
+child process, whose peak RSS is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from sklearn.model_selection import train_test_split
+
+import modelyard
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "credit_default_taiwan" / "UCI_Credit_Card.csv"
+TARGET = "default.payment.next.month"
+HEADLINE = ("roc_auc", "pr_auc", "ks", "gini", "brier")
+STREAM = """
+import json, resource, sys
+from pathlib import Path
+import modelyard
+from modelyard.predict_io import stream_predictions
+model = modelyard.load(sys.argv[1])
+done = stream_predictions(model, Path(sys.argv[2]), Path(sys.argv[3]))
+done["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+print(json.dumps(done))
+"""
+
+
+def split(folder: Path) -> tuple[Path, Path]:
+    frame = pd.read_csv(DATA)
+    train, test = train_test_split(frame, test_size=0.2, random_state=42, stratify=frame[TARGET])
+    train.to_csv(folder / "train.csv", index=False)
+    test.to_csv(folder / "test.csv", index=False)
+    return folder / "train.csv", folder / "test.csv"
+
+
+def modelyard_run(folder: Path, train: Path, test: Path, time_limit: float) -> tuple[dict, Path]:
+    config = {
+        "name": "credit-benchmark",
+        "task": "tabular_classification",
+        "data": {
+            "train": str(train),
+            "test": str(test),
+            "target_column": TARGET,
+            "positive_label": "1",
+            "column_types": {"SEX": "categorical", "EDUCATION": "categorical", "MARRIAGE": "categorical"},
+            "split": {"validation": 0.1, "test": 0.0},
+        },
+        "model": {"backbone": "auto"},
+        "evaluation": {"costs": {"false_positive": 1, "false_negative": 5}, "groups": ["SEX"]},
+        "train": {"time_limit_s": time_limit},
+    }
+    (folder / "credit.yaml").write_text(yaml.safe_dump(config))
+    started = time.perf_counter()
+    model = modelyard.train(folder / "credit.yaml", output=folder / "bundle", quiet=True, track=False)
+    seconds = time.perf_counter() - started
+    metrics = json.loads((model.path / "metrics.json").read_text())
+    spec = json.loads((model.path / "tabular.json").read_text())
+    return {
+        "wall_seconds": round(seconds, 1),
+        "test": {k: round(metrics["test"][k], 4) for k in HEADLINE},
+        "baselines": {
+            n: {k: round(b["test"].get(k, float("nan")), 4) for k in HEADLINE} for n, b in metrics["baselines"].items()
+        },
+        "kept": spec["weights"],
+        "candidates": spec["candidates"],
+        "threshold": spec["threshold"],
+        "groups": metrics["test"].get("groups"),
+    }, model.path
+
+
+def autogluon_run(python: str, train: Path, test: Path, time_limit: float) -> dict:
+    script = Path(__file__).with_name("tabular_autogluon.py")
+    out = subprocess.run(
+        [python, str(script), str(train), str(test), TARGET, str(time_limit)], capture_output=True, text=True
+    )
+    if out.returncode:
+        return {"error": out.stderr[-2000:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def batch_run(bundle: Path, folder: Path, rows: int) -> dict:
+    """Write `rows` resampled rows to Parquet in chunks, then stream-score them in a fresh process."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = pd.read_csv(DATA).drop(columns=[TARGET])
+    rng = np.random.default_rng(0)
+    path = folder / "big.parquet"
+    writer = None
+    for start in range(0, rows, 100_000):
+        chunk = frame.iloc[rng.integers(0, len(frame), min(100_000, rows - start))]
+        table = pa.Table.from_pandas(chunk.reset_index(drop=True), preserve_index=False)
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    writer.close()
+    out = subprocess.run(
+        [sys.executable, "-c", STREAM, str(bundle), str(path), str(folder / "scored.parquet")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if out.returncode:
+        return {"error": out.stderr[-2000:]}
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "input_mb": round(path.stat().st_size / 1e6, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--time-limit", type=float, default=300)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--autogluon-python", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        train, test = split(folder)
+        result: dict = {"data": str(DATA), "split": "stratified 80/20, seed 42", "time_limit_s": args.time_limit}
+        result["modelyard"], bundle = modelyard_run(folder, train, test, args.time_limit)
+        print(json.dumps(result), flush=True)
+        if args.rows:
+            result["batch_prediction"] = batch_run(bundle, folder, args.rows)
+            print(json.dumps(result), flush=True)
+        if args.autogluon_python:
+            result["autogluon"] = autogluon_run(args.autogluon_python, train, test, args.time_limit)
+        print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Tabular regression and multiclass classification on scikit-learn's bundled tables (diabetes, wine)."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from sklearn.datasets import load_diabetes, load_wine
+
+import modelyard
+
+
+def _train(folder, frame, task, target, **model):
+    frame.to_csv(folder / "table.csv", index=False)
+    config = {
+        "name": f"tiny-{task}",
+        "task": task,
+        "data": {"train": "table.csv", "target_column": target, "split": {"validation": 0.2, "test": 0.2}},
+        "model": {"backbone": "lightgbm", **model},
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return modelyard.train(folder / "config.yaml", output=folder / "bundle", quiet=True, track=False)
+
+
+def test_regression_reports_errors_and_conformal_intervals(tmp_path):
+    frame = load_diabetes(as_frame=True).frame
+    model = _train(tmp_path, frame, "tabular_regression", "target")
+    metrics = json.loads((model.path / "metrics.json").read_text())
+    assert {"rmse", "mae", "mape", "r2", "interval_coverage"} <= set(metrics["test"])
+    assert metrics["test"]["r2"] > 0.2
+    assert metrics["test"]["rmse"] < metrics["baselines"]["linear_ridge"]["test"]["rmse"] * 1.3
+    assert 0.7 <= metrics["test"]["interval_coverage"] <= 1.0  # 90% split-conformal intervals on 89 test rows
+    [answer] = model.predict([frame.drop(columns=["target"]).iloc[0].to_dict()])
+    low, high = answer["interval"]
+    assert low < answer["value"] < high
+
+
+def test_monotone_constraints_hold_in_the_trees(tmp_path):
+    frame = load_diabetes(as_frame=True).frame
+    model = _train(tmp_path, frame, "tabular_regression", "target", monotone={"bmi": 1})
+    row = frame.drop(columns=["target"]).iloc[0].to_dict()
+    values = [model.predict([{**row, "bmi": b}])[0]["value"] for b in (-0.09, -0.05, 0.0, 0.05, 0.1, 0.17)]
+    assert values == sorted(values)
+
+
+def test_multiclass_tables_get_one_vs_rest_auc(tmp_path):
+    frame = load_wine(as_frame=True).frame
+    frame["target"] = frame["target"].map({0: "barolo", 1: "grignolino", 2: "barbera"})
+    model = _train(tmp_path, frame, "tabular_classification", "target")
+    metrics = json.loads((model.path / "metrics.json").read_text())
+    assert metrics["test"]["roc_auc"] > 0.9
+    assert "logistic_onehot" in metrics["baselines"]
+    answer = model.predict([frame.drop(columns=["target"]).iloc[0].to_dict()], top_k=3)[0]
+    assert answer["label"] in {"barolo", "grignolino", "barbera"} and len(answer["probabilities"]) == 3
+
+
+def test_the_mlp_alone_exports_to_onnx_with_parity(tmp_path):
+    from modelyard.export.exporter import export
+
+    frame = load_wine(as_frame=True).frame
+    frame["target"] = frame["target"].astype(str)
+    model = _train(tmp_path, frame, "tabular_classification", "target", backbone="mlp")
+    assert json.loads((model.path / "tabular.json").read_text())["weights"] == {"mlp": 1.0}
+    result = export(model.path, "onnx", latency_samples=5)
+    assert result.passed and result.report["parity"]["max_abs_diff"] < 1e-4
+    row = frame.drop(columns=["target"]).iloc[3].to_dict()
+    exported = modelyard.load(result.path).predict([row], top_k=3)[0]
+    assert exported["label"] == model.predict([row])[0]["label"]

@@ -1,0 +1,64 @@
+"""Audio classifiers and augmentation: shapes for every backbone, masks only while training, clip fitting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from modelyard.data.audio_augment import Augmenter, coloured_noise, fit_length, loudest_window
+from modelyard.models.audio_cnn import AudioClassifier, SpecAugment
+from modelyard.models.audio_features import FrontEndConfig
+
+
+@pytest.mark.parametrize(("kind", "widths"), [("tcnn", (16, 24, 32)), ("cnn", (8, 16)), ("crnn", (8, 16))])
+def test_every_backbone_maps_waveforms_to_logits_and_features(kind, widths):
+    model = AudioClassifier(5, FrontEndConfig(n_mels=32), kind, widths).eval()
+    wave = torch.randn(3, 8000) * 0.1
+    assert model(wave).shape == (3, 5)
+    assert model.features(wave).shape == (3, model.dim)
+
+
+def test_specaugment_masks_only_in_training():
+    masks = SpecAugment(freq=4, time=5, masks=2)
+    x = torch.ones(8, 32, 50)
+    assert torch.equal(masks.eval()(x), x)
+    masked = masks.train()(x)
+    assert (masked == 0).any() and (masked == 1).float().mean() > 0.5
+
+
+def test_fit_length_pads_centred_and_crops_to_the_loudest_window():
+    short = np.ones(10, dtype=np.float32)
+    assert fit_length(short, 20).tolist() == [0.0] * 5 + [1.0] * 10 + [0.0] * 5
+    long = np.zeros(1000, dtype=np.float32)
+    long[700:800] = 1.0
+    start = loudest_window(long, 200)
+    assert start <= 700 and start + 200 >= 800
+    assert fit_length(long, 200).sum() == 100
+
+
+def test_augmentation_keeps_the_length_and_mixes_noise_at_the_asked_snr():
+    rng = np.random.default_rng(0)
+    wave = (0.3 * np.sin(np.arange(12000) / 5)).astype(np.float32)
+    augment = Augmenter(speed=True, noise_probability=1.0, snr_db=(10.0, 10.0), gain_db=0.0)
+    out = augment(wave, 16000, rng)
+    assert out.shape == (16000,) and out.dtype == np.float32
+    clean = Augmenter(speed=False, noise_probability=1.0, snr_db=(10.0, 10.0), gain_db=0.0)
+    mixed = clean(wave, wave.size, np.random.default_rng(1))
+    noise = mixed - wave
+    snr = 10 * np.log10(np.mean(wave**2) / np.mean(noise**2))
+    assert snr == pytest.approx(10.0, abs=0.5)
+
+
+def test_coloured_noise_has_unit_rms():
+    noise = coloured_noise(4000, np.random.default_rng(3))
+    assert np.sqrt(np.mean(noise**2)) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_level_normalisation_makes_quiet_and_loud_recordings_alike():
+    from modelyard.data.audio_augment import normalize_level
+
+    word = (0.5 * np.sin(np.arange(8000) / 7)).astype(np.float32)
+    loud, quiet = normalize_level(word), normalize_level(word * 0.01)
+    np.testing.assert_allclose(loud, quiet, atol=1e-4)
+    assert np.array_equal(normalize_level(np.zeros(100, dtype=np.float32)), np.zeros(100, dtype=np.float32))

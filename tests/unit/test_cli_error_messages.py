@@ -1,0 +1,27 @@
+"""User errors print as one plain message whatever characters they quote: a file name or label holding Rich
+markup (`[/x]`, `[red]`) is shown as written, never parsed (it once crashed the error handler)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+
+def test_an_error_quoting_rich_markup_prints_it_literally_and_exits_1(tmp_path, monkeypatch, capsys):
+    from modelyard import cli
+
+    odd = tmp_path / "run[/x] [red]v2[/red]"
+    monkeypatch.setattr(sys, "argv", ["modelyard", "evaluate", str(odd)])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    err = capsys.readouterr().err
+    assert done.value.code == 1, err
+    assert f"not a bundle: {odd} is not a folder" in err and "Traceback" not in err
+
+
+def test_a_warning_quoting_rich_markup_prints_it_literally(capsys):
+    from modelyard import cli
+
+    cli._warn("label '[/x]' has [bold]one[/bold] row")
+    assert "label '[/x]' has [bold]one[/bold] row" in capsys.readouterr().err

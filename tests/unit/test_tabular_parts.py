@@ -1,0 +1,162 @@
+"""The parts of tabular tasks one at a time: type inference and data checks, the encoder's row checks, risk
+metrics, thresholds and calibration, on small real tables (the committed credit slice, scikit-learn's)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelyard.data import tabular
+from modelyard.errors import DataError
+from modelyard.learners import tabular_post as post
+from modelyard.learners.tabular_encoding import TabularEncoder
+from modelyard.metrics import risk
+
+CREDIT = Path(__file__).resolve().parents[2] / "examples" / "data" / "credit_default" / "credit_default_2000.csv"
+TARGET = "default.payment.next.month"
+
+
+@pytest.fixture(scope="module")
+def credit() -> pd.DataFrame:
+    from modelyard.data.readers import read_table
+
+    return read_table(CREDIT)[0]  # as the task reads it: every CSV cell a string
+
+
+def _mixed(n: int = 200) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(n)],
+            "income": [str(round(v, 2)) for v in rng.normal(3000, 500, n)],
+            "homeowner": rng.choice(["yes", "no"], n),
+            "opened": [
+                f"2024-{m:02d}-{d:02d}" for m, d in zip(rng.integers(1, 13, n), rng.integers(1, 28, n), strict=True)
+            ],
+            "branch": rng.choice(["north", "south", "east"], n),
+            "note": [f"customer called about card number {i} and asked for a higher limit" for i in range(n)],
+            "country": ["TW"] * n,
+            "target": rng.integers(0, 2, n).astype(str),
+        }
+    )
+
+
+def test_column_types_are_inferred_from_string_cells():
+    types, dropped = tabular.infer_types(_mixed(), "target", {}, [])
+    assert types == {
+        "income": "numeric",
+        "homeowner": "boolean",
+        "opened": "date",
+        "branch": "categorical",
+        "note": "text",
+    }
+    assert "ID-like" in dropped["customer_id"] and "constant" in dropped["country"]
+
+
+def test_type_overrides_and_drops_come_from_the_config():
+    types, _ = tabular.infer_types(_mixed(), "target", {"homeowner": "categorical"}, ["note"])
+    assert types["homeowner"] == "categorical" and "note" not in types
+    with pytest.raises(DataError, match="salary"):
+        tabular.infer_types(_mixed(), "target", {"salary": "numeric"}, [])
+
+
+def test_a_copy_of_the_label_is_named_as_leakage(credit):
+    frame = credit.assign(paid_late_flag=credit[TARGET])
+    types, _ = tabular.infer_types(frame, TARGET, {}, [])
+    found = tabular.leakage(frame, types, frame[TARGET].astype(int).to_numpy(), "binary")
+    assert list(found) == ["paid_late_flag"]
+
+
+def test_imbalance_reports_the_ratio(credit):
+    found = tabular.imbalance(credit[TARGET])
+    assert found["minority"] == "1" and found["ratio"] == pytest.approx(1566 / 434, abs=0.01)
+
+
+def test_time_split_puts_the_newest_rows_in_test():
+    frame = _mixed()
+    parts, notes = tabular.time_splits(frame, "opened", 0.1, 0.2)
+    dates = {k: pd.to_datetime(v["opened"]) for k, v in parts.items()}
+    assert dates["train"].max() <= dates["validation"].min() <= dates["validation"].max() <= dates["test"].min()
+    assert "time-ordered" in notes[0] and len(parts["test"]) == 40
+
+
+def test_the_encoder_checks_rows_against_the_training_schema(credit):
+    types, _ = tabular.infer_types(credit, TARGET, {"EDUCATION": "categorical"}, [])
+    encoder = TabularEncoder.fit(credit, types, ["ID", TARGET])
+    assert encoder.check_row({"EDUCATION": 2, "AGE": "31", "ID": 7}) == [
+        f"scored as missing values: {', '.join(c for c in types if c not in ('EDUCATION', 'AGE'))}"
+    ]
+    with pytest.raises(DataError, match="unknown column"):
+        encoder.check_row({"SALARY": 1})
+    with pytest.raises(DataError, match="AGE: expected a number"):
+        encoder.check_row({"AGE": "thirty"})
+    assert "unseen" in encoder.check_row({"EDUCATION": 77})[0]
+    x = encoder.transform(pd.DataFrame([{"EDUCATION": 77}, {"EDUCATION": "2"}, {"EDUCATION": 2.0}]))
+    col = encoder.feature_names.index("EDUCATION")
+    assert x[0, col] == len(encoder.categories["EDUCATION"]) and x[1, col] == x[2, col]
+
+
+def test_risk_metrics_match_their_definitions():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 0, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.6, 0.7, 0.8, 0.85, 0.9])
+    found = risk.binary_metrics(y, p, 0.5)
+    assert found["gini"] == pytest.approx(2 * found["roc_auc"] - 1)
+    assert found["ks"] == pytest.approx(0.8)  # at p >= 0.4: TPR 5/5, FPR 1/5
+    assert found["brier"] == pytest.approx(np.mean((p - y) ** 2))
+    assert found["confusion"] == {"tp": 4, "fp": 1, "fn": 1, "tn": 4}
+
+
+def test_the_cost_threshold_flags_more_when_misses_cost_more():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    p = np.clip(y * 0.3 + rng.uniform(0, 0.7, 2000), 0, 1)
+    cheap, _ = risk.cost_threshold(y, p, 1, 1)
+    dear, _ = risk.cost_threshold(y, p, 1, 20)
+    assert dear < cheap
+    assert risk.at_threshold(y, p, risk.recall_threshold(y, p, 0.9))["recall"] >= 0.9
+
+
+def test_group_metrics_give_rates_and_gaps():
+    y = np.array([1, 0, 1, 0, 1, 0])
+    decided = np.array([1, 0, 1, 1, 0, 0])
+    found = risk.group_metrics(y, decided, np.array(["a", "a", "a", "b", "b", "b"]))
+    assert found["groups"]["a"]["tpr"] == 1.0 and found["groups"]["b"]["tpr"] == 0.0
+    assert found["tpr_gap"] == 1.0 and found["fpr_gap"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("method", ["isotonic", "platt"])
+def test_calibration_brings_probabilities_to_observed_rates(method):
+    rng = np.random.default_rng(1)
+    p_true = rng.uniform(0, 1, 5000)
+    y = (rng.uniform(0, 1, 5000) < p_true).astype(int)
+    skewed = p_true**3  # an under-confident score
+    spec = post.fit_calibration(y, skewed, method)
+    fixed = post.calibrate(skewed, spec)
+    assert np.mean((fixed - y) ** 2) < np.mean((skewed - y) ** 2)
+
+
+def test_the_ensemble_weights_a_better_member_more():
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=500)
+    good, poor = y + rng.normal(0, 0.3, 500), y + rng.normal(0, 1.0, 500)
+    weights = post.greedy_ensemble({"good": good, "poor": poor}, lambda out: -np.sqrt(np.mean((out - y) ** 2)))
+    assert weights["good"] > weights.get("poor", 0)
+
+
+def test_conformal_half_width_covers_the_residuals():
+    residuals = np.arange(1, 101, dtype=float)
+    found = post.conformal_interval(residuals, np.zeros(100), coverage=0.9)
+    assert found["half_width"] == 91.0  # the ceil((n + 1) 0.9) = 91st smallest
+
+
+@pytest.mark.parametrize("task", ["tabular_classification", "tabular_regression"])
+def test_the_starter_config_validates(task):
+    import yaml
+
+    from modelyard.tasks import config_from_dict, get_task
+
+    config = config_from_dict(yaml.safe_load(get_task(task).starter_config()))
+    assert config.task == task and config.model.backbone == "auto" and config.train.time_limit_s == 300
