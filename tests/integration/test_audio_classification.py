@@ -66,6 +66,7 @@ def test_training_holds_out_whole_speakers_and_beside_the_mfcc_baseline(digits_b
     assert 0.0 <= metrics["baselines"]["mfcc_logreg"]["test"]["accuracy"] <= 1.0
     spec = json.loads((path / "audio_model.json").read_text())
     assert spec["frontend"]["n_mels"] == 32 and spec["clip_samples"] == 9600
+    assert spec["frontend"]["f_max"] == 4000.0  # 8 kHz sources: bands above 4 kHz are never fed to the model
     assert set(json.loads((path / "reference.json").read_text())["features"]) == {
         "duration",
         "loudness",

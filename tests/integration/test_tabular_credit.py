@@ -69,7 +69,7 @@ def test_reason_codes_are_tree_shap_values_that_add_up(bundle):
 
 
 def test_server_predicts_rows_and_answers_bad_rows_with_422(bundle):
-    from tests.integration.serving_helpers import serving
+    from serving_helpers import serving
 
     with serving(bundle.path) as client:
         ok = client.post("/v1/predict", json={"rows": [ROW, {"AGE": 51}]})
@@ -125,8 +125,9 @@ def test_monitor_flags_a_shifted_feature_by_psi(bundle):
 
 
 def test_monitor_reads_logged_rows_and_reports_feature_psi(bundle):
+    from serving_helpers import serving
+
     from modelyard.monitoring.monitor import monitor
-    from tests.integration.serving_helpers import serving
 
     frame = pd.read_csv(EXAMPLES / "data" / "credit_default" / "credit_default_2000.csv").iloc[:60]
     rows = json.loads(frame.drop(columns=["default.payment.next.month", "ID"]).to_json(orient="records"))

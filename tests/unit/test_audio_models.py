@@ -62,3 +62,23 @@ def test_level_normalisation_makes_quiet_and_loud_recordings_alike():
     loud, quiet = normalize_level(word), normalize_level(word * 0.01)
     np.testing.assert_allclose(loud, quiet, atol=1e-4)
     assert np.array_equal(normalize_level(np.zeros(100, dtype=np.float32)), np.zeros(100, dtype=np.float32))
+
+
+def test_spectrum_shift_moves_bands_only_while_training():
+    shift = SpecAugment(freq=0, time=0, masks=0, shift=2).train()
+    x = torch.arange(10.0)[None, :, None].repeat(4, 1, 3)  # band index as value
+    moved = shift(x)
+    offsets = (x - moved)[:, 5, 0]
+    assert set(offsets.tolist()) <= {-2.0, -1.0, 0.0, 1.0, 2.0}
+    assert torch.equal(shift.eval()(x), x)
+
+
+def test_a_mean_normalised_classifier_exports_to_onnx_exactly(tmp_path):
+    import onnxruntime as ort
+
+    model = AudioClassifier(4, FrontEndConfig(n_mels=32, f_max=4000.0), "cnn", (8, 16), mean_norm=True).eval()
+    wave = torch.randn(2, 8000) * 0.05
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (wave,), str(path), dynamo=False, opset_version=17, input_names=["audio"])
+    got = ort.InferenceSession(str(path)).run(None, {"audio": wave.numpy()})[0]
+    np.testing.assert_allclose(got, model(wave).detach().numpy(), atol=1e-4)

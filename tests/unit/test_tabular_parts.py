@@ -160,3 +160,15 @@ def test_the_starter_config_validates(task):
 
     config = config_from_dict(yaml.safe_load(get_task(task).starter_config()))
     assert config.task == task and config.model.backbone == "auto" and config.train.time_limit_s == 300
+
+
+def test_a_half_trained_member_gets_no_ensemble_weight():
+    from modelyard.learners.tabular import TabularLearner, TabularSpec
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 3000)
+    good = np.clip(0.3 * y + rng.uniform(0, 0.7, 3000), 0, 1)
+    weak = 0.5 + 0.01 * rng.uniform(-1, 1, 3000)  # barely trained: near-constant, no signal
+    learner = TabularLearner(TabularSpec("binary", "y", ["0", "1"], TabularEncoder({})), "auto")
+    weights = learner._select(y, {"lightgbm": np.stack([1 - good, good], 1), "mlp": np.stack([1 - weak, weak], 1)})
+    assert weights == {"lightgbm": 1.0}

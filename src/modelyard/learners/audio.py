@@ -1,4 +1,5 @@
-"""The audio classifier learner: 16 kHz clips of a fixed length -> log-mel CNN/CRNN -> class probabilities.
+"""The audio classifier learner: 16 kHz clips at one level and a fixed length -> log-mel CNN (2-D), TCNN (1-D
+over time) or CRNN -> class probabilities.
 
 The front end's parameters and the clip length are data (`audio_model.json`), and the front end is inside the
 module: prediction, serving and the ONNX graph compute exactly the features the model was validated with.

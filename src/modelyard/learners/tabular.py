@@ -163,16 +163,21 @@ class TabularLearner:
         self.spec.candidates.append({**entry, "validation": score})
 
     def _select(self, y: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, float]:
-        """The best member alone, or the greedy ensemble when it scores better on validation."""
+        """The best member alone, or the greedy ensemble of the members close to it when that scores better on
+        validation by more than noise (a half-trained member must not win weight on a lucky validation draw)."""
         sign = -1.0 if self.spec.kind == "regression" else 1.0
         value = lambda out: sign * next(iter(main_score(self.spec.kind, y, out).values()))  # noqa: E731
-        best = max(outputs, key=lambda n: value(outputs[n]))
-        if len(outputs) == 1:
+        scores = {n: value(out) for n, out in outputs.items()}
+        best = max(scores, key=scores.get)
+        slack = 0.02 if self.spec.kind != "regression" else 0.05 * abs(scores[best])
+        close = {n: out for n, out in outputs.items() if scores[n] >= scores[best] - slack}
+        if len(close) == 1:
             return {best: 1.0}
-        weights = post.greedy_ensemble(outputs, value)
-        ensemble = value(post.blend(outputs, weights))
+        weights = post.greedy_ensemble(close, value)
+        ensemble = value(post.blend(close, weights))
         self.spec.candidates.append({"backbone": "ensemble", "weights": weights, "validation": abs(ensemble)})
-        return weights if ensemble > value(outputs[best]) else {best: 1.0}
+        margin = 1e-3 if self.spec.kind != "regression" else 1e-3 * abs(scores[best])
+        return weights if ensemble > scores[best] + margin else {best: 1.0}
 
     # prediction -------------------------------------------------------------------------------------------------
     def member_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:

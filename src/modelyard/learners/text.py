@@ -23,6 +23,7 @@ from modelyard.precision import autocast
 from modelyard.runtimes.protocol import ONNX_FILE, OnnxGraph
 from modelyard.runtimes.torch_int8 import has_int8_layers, load_weights
 from modelyard.training.checkpoint import save_weights
+from modelyard.training.memory import release_free_memory
 
 if TYPE_CHECKING:  # transformers and pandas take seconds to import; loading a bundle to serve needs neither
     import pandas as pd
@@ -250,6 +251,8 @@ class TextClassifierLearner:
         if not getattr(encoder, "supports_gradient_checkpointing", False):
             return
         wanted = input_ids.numel() > RECOMPUTE_TOKENS
+        if wanted:  # the peaks come with long batches: start them without the previous steps' freed blocks
+            release_free_memory()
         if wanted != encoder.is_activation_checkpointing:
             if wanted:
                 encoder.activation_checkpointing_enable()

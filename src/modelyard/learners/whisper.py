@@ -19,6 +19,8 @@ from modelyard.models.whisper_ct2 import WHISPER, checksums, load_whisper
 class WhisperLearner(Transcriber):
     """`module = None`: the shared loop calls `fit`, which has nothing to learn."""
 
+    max_batch_size = 1  # recordings are transcribed one by one: a server batch would only delay the first answers
+
     def __init__(self, backbone: str, language: str | None, beam_size: int, prompt: str | None = None) -> None:
         self.module = None
         self.backbone = backbone

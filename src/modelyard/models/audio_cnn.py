@@ -1,4 +1,4 @@
-"""Small audio classifiers from scratch: waveform -> log-mel front end -> CNN (or CNN + GRU) -> class logits.
+"""Small audio classifiers from scratch: waveform -> log-mel front end -> 2-D CNN, 1-D temporal CNN or CRNN.
 
 The front end is part of the module, so the bundle's weights, the ONNX graph and serving all compute exactly the
 features the model was trained on. SpecAugment masks run inside `forward` in training mode only.

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["off", "shadow", "canary", "bandit"]
 SHADOW_QUEUE = 64  # shadow batches waiting beyond this are skipped: shadowing never falls behind without limit
-REWARD_POLL_S = 30.0
+REWARD_POLL_S = 30.0  # the bandit re-reads rewards this often even without local feedback
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,7 @@ class Rollout:
         self._shadow_waiting = 0
         self._feedback = threading.Event()
         self._stopping = threading.Event()
+        self._interval_s = REWARD_POLL_S
         self._learner = threading.Thread(target=self._learn, name="modelyard-bandit", daemon=True)
 
     @property

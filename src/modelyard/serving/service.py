@@ -63,7 +63,9 @@ class ModelService:
     def start(self) -> None:
         self.batcher = Batcher(
             self.model.predict,
-            max_batch_size=self.settings.max_batch_size,
+            # a learner that gains nothing from batching (Whisper transcribes one recording at a time) caps it,
+            # so each answer leaves as soon as it is ready instead of waiting for the whole batch
+            max_batch_size=min(self.settings.max_batch_size, getattr(self.model.learner, "max_batch_size", 1 << 30)),
             max_wait_ms=self.settings.max_wait_ms,
             max_queue=self.settings.max_queue,
             on_batch=self.metrics.observe_batch,

@@ -6,10 +6,7 @@ It runs on Accelerate, so the same code runs on one CPU process, several (`--npr
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +23,7 @@ from modelyard.protocols import Learner, PreparedData
 from modelyard.training.callbacks import Callback, EarlyStopping, TrainerControl, TrainerState
 from modelyard.training.checkpoint import load_checkpoint, save_checkpoint
 from modelyard.training.distributed import evaluate as sharded_evaluate
+from modelyard.training.memory import release_free_memory
 from modelyard.training.progress import training_progress
 from modelyard.training.sampler import BucketBatchSampler
 
@@ -101,14 +99,6 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
 def evaluate_split(learner: Learner, split: Any) -> dict[str, Any]:
     """Metrics of one split ({} when it is empty), each rank evaluating its share under `--nproc`."""
     return sharded_evaluate(learner, split) if len(split) else {}
-
-
-def _release_free_memory() -> None:
-    """Hand memory that is already free back to the system: glibc keeps freed blocks in its heaps (tokenizers read
-    by the data checks, batches of other shapes), and resident memory would count them on top of the live data."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -261,9 +251,9 @@ def fit(
             best_metrics = metrics
         for cb in callbacks:
             cb.on_evaluate(state, control, {**metrics, "epoch": epoch + 1, "train_loss": loss})
-        _release_free_memory()  # evaluation batches are shaped unlike training ones
+        release_free_memory()  # evaluation batches are shaped unlike training ones
 
-    _release_free_memory()
+    release_free_memory()
     t0 = time.perf_counter()
     model.train()
     with training_progress(quiet or not accelerator.is_main_process) as bar:
