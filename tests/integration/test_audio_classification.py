@@ -197,3 +197,10 @@ def test_monitor_compares_logged_audio_numbers_with_the_training_data(digits_bun
     per_feature = report["drift"]["features"]["per_feature"]
     assert set(per_feature) == {"duration", "loudness", "snr", "silence_share"}
     assert all(test["n_window"] >= 32 for test in per_feature.values())
+
+
+def test_a_missing_noise_folder_is_a_clear_error(tmp_path):
+    from modelyard.errors import DataError
+
+    with pytest.raises(DataError, match=r"data\.noise: no such folder"):
+        validate(tiny_config(tmp_path, noise=str(tmp_path / "nowhere")))

@@ -149,6 +149,8 @@ class AudioClassificationTask:
 
     def prepare(self, config: Config) -> PreparedData:
         data: AudioDataConfig = config.data
+        if data.noise and not Path(data.noise).is_dir():
+            raise DataError(f"data.noise: no such folder: {data.noise}", "name a folder of background recordings")
         listings, root = _listing(data.train, data)
         roots = dict.fromkeys(listings, root)
         for name, location in (("validation", data.validation), ("test", data.test)):
