@@ -160,7 +160,7 @@ def test_predict_on_a_folder_skips_each_bad_image_by_name_and_predicts_the_rest(
     assert "truncated" in reasons["truncated.jpg"] and "empty" in reasons["empty.jpg"]
     assert "corrupt" in reasons["corrupt.png"] or "not an image" in reasons["corrupt.png"]
     assert "not an image" in reasons["notes.png"]
-    assert "predicted 2 of 6 images; skipped 4 unreadable" in result.stderr
+    assert "predicted 2 of 6 images; skipped 4 unusable" in result.stderr
 
 
 @pytest.mark.slow

@@ -106,8 +106,8 @@ def test_a_model_crash_answers_500_without_internals(tfidf_bundle):
 
 
 def test_loading_warm_up_and_batches_of_a_minilm_server_run_on_one_thread(minilm_bundle, monkeypatch):
-    # libgomp throttles its spinning once two threads have opened parallel regions (see serving.model_thread)
-    import modelyard.api
+    # libgomp throttles its spinning once two threads have opened parallel regions (see modelyard.model_thread)
+    import modelyard.loader
     from modelyard.learners.text import TextClassifierLearner
 
     seen: list[tuple[str, str]] = []
@@ -119,7 +119,7 @@ def test_loading_warm_up_and_batches_of_a_minilm_server_run_on_one_thread(minilm
 
         return wrapped
 
-    monkeypatch.setattr(modelyard.api, "load", spy("load", modelyard.api.load))
+    monkeypatch.setattr(modelyard.loader, "load", spy("load", modelyard.loader.load))
     monkeypatch.setattr(TextClassifierLearner, "predict_proba", spy("predict", TextClassifierLearner.predict_proba))
     with serving(minilm_bundle, drift_interval_s=0, log_predictions=False) as client, ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda t: client.post("/v1/predict", json={"inputs": [t]}), ["card", "fee"] * 4))

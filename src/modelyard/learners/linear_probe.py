@@ -7,17 +7,23 @@ keeps them, which matters most on small photo sets.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+
+if TYPE_CHECKING:  # scikit-learn takes seconds to import: a served model that never fits a probe needs none of it
+    from sklearn.pipeline import Pipeline
 
 
 def fit_probe(x: np.ndarray, y: np.ndarray) -> Pipeline:
     """Standardised features -> logistic regression, its C chosen by cross-validation on the training rows
     (C = 0.1 when a class has a single example, too few to cross-validate)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     smallest = int(np.bincount(y).min())
     classifier = LogisticRegression(max_iter=2000, C=0.1)
     if smallest >= 2:
