@@ -255,8 +255,11 @@ def predict(
     elif input_ is not None and output is not None and hasattr(loaded.learner, "predict_frame"):
         from modelyard.predict_io import stream_predictions
 
-        done = stream_predictions(loaded, input_, output)  # tables of any size, in bounded memory
+        done = stream_predictions(loaded, input_, output, warn=_warn)  # tables of any size, in bounded memory
         err.print(f"wrote {done['rows']} predictions to {output} ({done['rows_per_second']:,.0f} rows/s)")
+        for kind, what in (("wrong_type", "values of the wrong type"), ("unseen", "unseen categories")):
+            for column, found in done.get("schema", {}).get(kind, {}).items():
+                _warn(f"{column}: {found['rows']} rows with {what} (first rows {found['first_rows']})")
         return
     else:
         inputs, frame = read_inputs(loaded, text, input_)

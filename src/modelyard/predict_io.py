@@ -150,10 +150,13 @@ def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[
     atomic_write_text(path, pd.DataFrame(flat).to_csv(index=False))
 
 
-def stream_predictions(model, source: Path, output: Path, chunk_rows: int = 100_000) -> dict[str, Any]:
+def stream_predictions(
+    model, source: Path, output: Path, chunk_rows: int = 100_000, warn: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     """Score a file of any size with a learner that scores whole frames (`predict_frame`), chunk by chunk:
     memory is bounded by one chunk. Writes .parquet, .csv or .jsonl (input columns + prediction columns) as it
-    goes, into a temporary file renamed into place at the end; returns rows and rows/s."""
+    goes, into a temporary file renamed into place at the end; returns rows, rows/s and, for a learner with
+    `check_frame`, the rows that broke the training schema (one `warn` line per chunk that has any)."""
     import time
 
     import pyarrow as pa
@@ -166,9 +169,12 @@ def stream_predictions(model, source: Path, output: Path, chunk_rows: int = 100_
     if suffix not in (".parquet", ".csv", ".jsonl"):
         raise UserError(f"--output {output}: write .parquet, .csv or .jsonl")
     chunks, report = stream_table(source, model.config.data.format, chunk_rows)
-    started, rows, writer = time.perf_counter(), 0, None
+    check = getattr(model.learner, "check_frame", None)
+    started, rows, writer, problems = time.perf_counter(), 0, None, SchemaProblems(source)
     with atomic_path(output) as tmp, open(tmp, "wb") as sink:
         for chunk in chunks:
+            if check is not None:
+                problems.add(check(chunk), rows, len(chunk), warn or (lambda _: None))
             scored = pd.concat([chunk.reset_index(drop=True), model.learner.predict_frame(chunk)], axis=1)
             if suffix == ".parquet":
                 table = pa.Table.from_pandas(scored, preserve_index=False)
@@ -183,4 +189,36 @@ def stream_predictions(model, source: Path, output: Path, chunk_rows: int = 100_
             writer.close()
     seconds = time.perf_counter() - started
     per_second = round(rows / max(seconds, 1e-9), 1)
-    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": per_second, "skipped": report.skipped}
+    done = {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": per_second, "skipped": report.skipped}
+    return done | ({"schema": problems.summary} if check is not None else {})
+
+
+class SchemaProblems:
+    """Rows of a batch file that `/v1/predict` would refuse (wrong type, scored as missing) or note (unseen
+    category, scored as "other"), counted per column with the first row numbers (1 = first data row)."""
+
+    FIRST = 5
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.summary: dict[str, Any] = {"unknown_columns": [], "wrong_type": {}, "unseen": {}}
+
+    def add(self, found: dict[str, Any], offset: int, size: int, warn: Callable[[str], None]) -> None:
+        if found["missing_columns"]:
+            raise DataError(
+                f"{self.source}: required column(s) missing: {', '.join(map(repr, found['missing_columns']))}",
+                "the file needs every feature column the model was trained on (values may be empty)",
+            )
+        if offset == 0 and found["unknown_columns"]:
+            self.summary["unknown_columns"] = found["unknown_columns"]
+            warn(f"{self.source}: column(s) not in the training schema, ignored: {', '.join(found['unknown_columns'])}")
+        parts = []
+        for kind, what in (("wrong_type", "wrong type, scored as missing"), ("unseen", "unseen category, 'other'")):
+            for column, positions in found[kind].items():
+                numbers = [offset + p + 1 for p in positions]
+                entry = self.summary[kind].setdefault(column, {"rows": 0, "first_rows": []})
+                entry["rows"] += len(numbers)
+                entry["first_rows"] = (entry["first_rows"] + numbers)[: self.FIRST]
+                parts.append(f"{column}: {len(numbers)} ({what}; rows {', '.join(map(str, numbers[: self.FIRST]))})")
+        if parts:
+            warn(f"{self.source} rows {offset + 1}-{offset + size}: " + "; ".join(parts))

@@ -188,4 +188,4 @@ def test_a_client_cannot_make_the_server_read_a_file_from_its_own_disk(ctc_bundl
     server_side = str(strings["test"].parent / "00000_theo.wav")
     with serving(ctc_bundle) as client:
         response = client.post("/v1/predict", json={"inputs": [server_side]})
-    assert response.status_code == 422 and "not base64-encoded audio" in response.json()["error"]["message"]
+    assert response.status_code == 422 and "not a valid base64 string" in response.json()["error"]["message"]

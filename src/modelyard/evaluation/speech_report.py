@@ -52,7 +52,13 @@ def _metrics_rows(metrics: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-@provides("speech", lambda model: hasattr(model.learner, "transcripts"), exclusive=True)
+def _is_transcriber(model: Any) -> bool:
+    from modelyard.learners.speech_common import Transcriber
+
+    return isinstance(model.learner, Transcriber)
+
+
+@provides("speech", _is_transcriber, exclusive=True)
 def speech_sections(context: ReportContext) -> list[Section]:
     learner = context.model.learner
     test = context.prepared.splits["test"]

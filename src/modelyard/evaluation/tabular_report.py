@@ -19,7 +19,9 @@ SHAP_ROWS = 2000
 
 
 def _is_tabular(model: Any) -> bool:
-    return hasattr(model.learner, "feature_drift") and hasattr(model.learner, "spec")
+    from modelyard.learners.tabular import TabularLearner
+
+    return isinstance(model.learner, TabularLearner)
 
 
 def _score(candidate: dict[str, Any]) -> str:

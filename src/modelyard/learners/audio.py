@@ -7,8 +7,6 @@ module: prediction, serving and the ONNX graph compute exactly the features the 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import shutil
 from pathlib import Path
@@ -22,6 +20,7 @@ from torch import nn
 
 from modelyard.data.audio import AudioError, audio_stats, read_audio
 from modelyard.data.audio_augment import Augmenter, fit_length, normalize_level
+from modelyard.data.payloads import payload_bytes
 from modelyard.drift.statistics import bin_counts, psi_test, quantile_edges
 from modelyard.errors import DataError
 from modelyard.fsutil import atomic_write_json
@@ -219,18 +218,9 @@ class AudioClassifierLearner:
         """A request's audio (base64 string, data: URL or raw bytes) -> samples; ValueError says why not."""
         if isinstance(item, np.ndarray):
             return item
-        if isinstance(item, str):
-            text = item.strip()
-            if text.startswith("data:"):
-                text = text.partition(",")[2]
-            try:
-                item = base64.b64decode(text, validate=True)
-            except (binascii.Error, ValueError):
-                raise ValueError("not a valid base64 string (send the audio file's bytes base64-encoded)") from None
-        if not isinstance(item, bytes | bytearray):
-            raise ValueError(f"expected audio as a base64 string, got {type(item).__name__}")
+        data = payload_bytes(item, "audio")
         try:
-            return read_audio(bytes(item), self.max_seconds)[0]
+            return read_audio(data, self.max_seconds)[0]
         except AudioError as err:
             raise ValueError(f"not usable audio: {err}") from None
 

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -27,6 +26,7 @@ from modelyard.generation.decoders import GPTDecoder, left_pad, positions
 from modelyard.generation.engine import Decoder
 from modelyard.generation.generator import Prompt, TextGenerator
 from modelyard.generation.options import GenerationOptions
+from modelyard.metrics.language_model import perplexity_metrics
 from modelyard.models import lm_tokenizer
 from modelyard.models.gpt import GPT, GPTConfig, KVCache
 from modelyard.runtimes.onnx_session import onnx_session
@@ -155,11 +155,7 @@ class GPTLearner:
     def eval_score(self, data: list[str | dict], outputs: np.ndarray) -> dict[str, Any]:
         """Mean next-token loss over non-overlapping windows of the split, and its perplexity; `outputs` holds
         each window's summed loss and token count."""
-        if not len(outputs):
-            return {}
-        loss = float(outputs[:, 0].sum() / outputs[:, 1].sum())
-        tokens = int(outputs[:, 1].sum())
-        return {"loss": round(loss, 5), "perplexity": round(math.exp(min(loss, 50.0)), 4), "tokens": tokens}
+        return perplexity_metrics(outputs)
 
     def unit_losses(self, data: list[str | dict]) -> tuple[np.ndarray, np.ndarray]:
         """Summed next-token loss and token count of each non-overlapping window, in text order (the report's

@@ -6,8 +6,6 @@ rebuild exactly the transform the model was validated with.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import shutil
 from pathlib import Path
@@ -21,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 from modelyard.data.images import decode_image, load_image
+from modelyard.data.payloads import payload_bytes
 from modelyard.errors import DataError
 from modelyard.fsutil import atomic_write_json
 from modelyard.learners import linear_probe
@@ -256,18 +255,9 @@ class ImageClassifierLearner:
         """A request's image (base64 string, data: URL or raw bytes) -> RGB; ValueError when it is not one."""
         if isinstance(item, Image.Image):
             return item.convert("RGB")
-        if isinstance(item, str):
-            text = item.strip()
-            if text.startswith("data:"):
-                text = text.partition(",")[2]
-            try:
-                item = base64.b64decode(text, validate=True)
-            except (binascii.Error, ValueError):
-                raise ValueError("not a valid base64 string (send the image file's bytes base64-encoded)") from None
-        if not isinstance(item, bytes | bytearray):
-            raise ValueError(f"expected an image as a base64 string, got {type(item).__name__}")
+        data = payload_bytes(item, "image")
         try:
-            return decode_image(bytes(item))
+            return decode_image(data)
         except ValueError as err:
             raise ValueError(f"not a usable image: {err}") from None
 

@@ -9,7 +9,6 @@ with `merge: true`, the merged weights as a complete Hugging Face folder.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from modelyard.errors import BundleError
 from modelyard.fsutil import atomic_path, atomic_write_text
 from modelyard.generation.decoders import HFDecoder
 from modelyard.generation.generator import Prompt, TextGenerator
+from modelyard.metrics.language_model import perplexity_metrics
 from modelyard.models import causal_lm
 
 IGNORE = -100
@@ -166,11 +166,7 @@ class CausalLMLearner:
     def eval_score(self, data: list[str | dict], outputs: np.ndarray) -> dict[str, Any]:
         """Mean loss over the target tokens of the split, and its perplexity; `outputs` holds each example's
         summed loss and target-token count."""
-        if not len(outputs) or not outputs[:, 1].sum():
-            return {}
-        loss = float(outputs[:, 0].sum() / outputs[:, 1].sum())
-        tokens = int(outputs[:, 1].sum())
-        return {"loss": round(loss, 5), "perplexity": round(math.exp(min(loss, 50.0)), 4), "tokens": tokens}
+        return perplexity_metrics(outputs)
 
     def unit_losses(self, data: list[str | dict]) -> tuple[np.ndarray, np.ndarray]:
         """Summed loss and count of the target tokens of each example, in the split's order (the report's

@@ -5,8 +5,6 @@ transcripts the report and the export parity check compare.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from modelyard.data.audio import SAMPLE_RATE, AudioError, audio_stats, read_audio
+from modelyard.data.payloads import payload_bytes
 from modelyard.drift.statistics import bin_counts, psi_test, quantile_edges
 from modelyard.errors import DataError
 from modelyard.metrics.speech import speech_metrics
@@ -44,17 +43,11 @@ def to_samples(item: Any, max_seconds: float = MAX_AUDIO_SECONDS, paths: bool = 
         return item.astype(np.float32, copy=False)
     if paths and (isinstance(item, Path) or (isinstance(item, str) and len(item) < 4096 and Path(item).is_file())):
         return read_audio(Path(item), max_seconds)[0]
-    if isinstance(item, str):
-        text = item.strip()
-        if text.startswith("data:"):
-            text = text.partition(",")[2]
-        try:
-            item = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise AudioError("unsupported: not base64-encoded audio (nor an audio file path)") from None
-    if isinstance(item, bytes | bytearray):
-        return read_audio(bytes(item), max_seconds)[0]
-    raise AudioError(f"unsupported: expected audio (path, bytes or base64), got {type(item).__name__}")
+    try:
+        data = payload_bytes(item, "audio")
+    except ValueError as err:
+        raise AudioError(f"unsupported: {err} (or an audio file path)") from None
+    return read_audio(data, max_seconds)[0]
 
 
 def chunk_ranges(samples: np.ndarray, max_seconds: float) -> list[tuple[int, int]]:

@@ -24,6 +24,7 @@ from modelyard.learners import tabular_gbdt as gbdt
 from modelyard.learners import tabular_post as post
 from modelyard.learners.tabular_encoding import TabularEncoder
 from modelyard.learners.tabular_mlp import Arrays, Deadline, MLPMember
+from modelyard.learners.tabular_post import main_score
 from modelyard.metrics.classification import classification_metrics, top_k_answers
 from modelyard.metrics.risk import binary_metrics, calibration_curve, group_metrics, regression_metrics
 
@@ -45,23 +46,6 @@ class TabularSpec:
     threshold: dict[str, Any] = field(default_factory=lambda: {"threshold": 0.5, "rule": "default"})
     interval: dict[str, Any] = field(default_factory=dict)
     candidates: list[dict[str, Any]] = field(default_factory=list)
-
-
-def main_score(kind: str, y: np.ndarray, out: np.ndarray) -> dict[str, float]:
-    """The metric model selection watches: roc_auc for classifiers (one-vs-rest when multiclass), -rmse."""
-    from sklearn.metrics import roc_auc_score
-
-    if kind == "regression":
-        return {"rmse": float(np.sqrt(np.mean((out - y) ** 2)))}
-    if len(np.unique(y)) < 2:
-        return {"roc_auc": 0.5}
-    if kind == "binary":
-        return {"roc_auc": float(roc_auc_score(y, out[:, 1]))}
-    present = np.unique(y)
-    probs = out[:, present] / np.maximum(out[:, present].sum(1, keepdims=True), 1e-12)
-    if len(present) == 2:
-        return {"roc_auc": float(roc_auc_score(y == present[1], probs[:, 1]))}
-    return {"roc_auc": float(roc_auc_score(np.searchsorted(present, y), probs, multi_class="ovr"))}
 
 
 class TabularLearner:
@@ -103,12 +87,14 @@ class TabularLearner:
         outputs: dict[str, np.ndarray] = {}
         if self.backbone in ("auto", "lightgbm"):
             share = budget * (0.6 if self.backbone == "auto" else 1.0) if budget else None
-            self.booster = gbdt.fit_gbdt(
-                x, y, xv, yv, kind, classes, self.spec.encoder.categorical_indices, self.options.get("monotone"),
-                share, self.options.get("seed", 42), self.options.get("gbdt_params"),
-            )  # fmt: skip
+            common = (kind, classes, self.spec.encoder.categorical_indices, self.options.get("monotone"), share,
+                      self.options.get("seed", 42), self.options.get("gbdt_params"))  # fmt: skip
+            folds = self.options.get("folds", 1)
+            self.booster = gbdt.fit_bagged(x, y, *common, folds) if folds > 1 else gbdt.fit_gbdt(x, y, xv, yv, *common)
             outputs["lightgbm"] = gbdt.gbdt_outputs(self.booster, xv, kind)
-            self._tried("lightgbm", yv, outputs["lightgbm"], started, f"{self.booster.best_iteration} rounds")
+            rounds = getattr(self.booster, "rounds", None) or self.booster.best_iteration
+            note = f"{rounds} rounds" + (f" ({folds} folds)" if folds > 1 else "")
+            self._tried("lightgbm", yv, outputs["lightgbm"], started, note)
         left = budget - (time.monotonic() - started) if budget else None
         if self.backbone == "mlp" or (self.backbone == "auto" and self._mlp_allowed(left)):
             begun = time.monotonic()
@@ -192,11 +178,11 @@ class TabularLearner:
         return out
 
     def _onnx_outputs(self, name: str, x: np.ndarray) -> np.ndarray:
-        session = self.sessions[name]
-        if name == "lightgbm":
-            result = session.run(None, {"features": x})
-            return result[1] if self.spec.kind != "regression" else result[0][:, 0]
-        logits = session.run(None, {"features": x})[0]
+        sessions = self.sessions[name]
+        if name == "lightgbm":  # fold models averaged, as BaggedGBDT.predict
+            results = [s.run(None, {"features": x}) for s in sessions]
+            return np.mean([r[1] if self.spec.kind != "regression" else r[0][:, 0] for r in results], axis=0)
+        logits = sessions[0].run(None, {"features": x})[0]
         if self.spec.kind == "regression":
             return logits[:, 0] * self.mlp_target[1] + self.mlp_target[0]
         e = np.exp(logits - logits.max(1, keepdims=True))
@@ -219,6 +205,13 @@ class TabularLearner:
         """A request row checked against the training schema (unknown column, wrong type: DataError, a 422)."""
         self.spec.encoder.check_row(row)
         return row
+
+    def check_frame(self, frame: pd.DataFrame) -> dict[str, Any]:
+        """`parse_input` for a batch file: absent and unknown columns, and the rows `check_row` would flag."""
+        encoder = self.spec.encoder
+        unknown = [c for c in frame.columns if c not in encoder.types and c not in encoder.ignored]
+        absent = [c for c in encoder.types if c not in frame.columns]
+        return {"missing_columns": absent, "unknown_columns": unknown, **encoder.check_frame(frame)}
 
     def example_input(self) -> dict[str, Any]:
         return dict.fromkeys(self.spec.encoder.types)
@@ -316,7 +309,7 @@ class TabularLearner:
         return {
             "label": self.spec.labels[target] if self.spec.labels else "value",
             "score": float(scores[target]) if self.spec.kind != "regression" else float(scores),
-            "method": f"TreeSHAP (LightGBM pred_contrib) in {scale}; GBDT member weight {weight:g}",
+            "method": f"TreeSHAP (LightGBM pred_contrib, mean of fold models) in {scale}; GBDT weight {weight:g}",
             "features": list(per_column),
             "attributions": [round(v, 6) for v in per_column.values()],
             "reasons_up": [{"feature": k, "contribution": round(v, 6)} for k, v in ranked[::-1][:REASONS] if v > 0],
@@ -360,8 +353,7 @@ class TabularLearner:
     def save(self, directory: Path) -> dict[str, Any]:
         members: dict[str, Any] = {}
         if self.booster is not None:
-            gbdt.save_gbdt(self.booster, directory)
-            members["lightgbm"] = {"file": gbdt.GBDT_FILE}
+            members["lightgbm"] = gbdt.save_gbdt(self.booster, directory)
         if self.mlp is not None:
             members["mlp"] = self.mlp.save(directory)
         spec = self.spec
@@ -389,12 +381,14 @@ class TabularLearner:
         learner = cls(spec, backbone)
         members = raw["members"]
         if "lightgbm" in members:
-            learner.booster = gbdt.load_gbdt(directory)  # kept beside an ONNX export: explanations need it
+            learner.booster = gbdt.load_gbdt(directory, members["lightgbm"])  # ONNX exports keep it: explanations
         if onnx:
             import onnxruntime as ort
 
             for name in spec.weights:
-                learner.sessions[name] = ort.InferenceSession(str(directory / f"{name}.onnx"))
+                folds = len(members[name].get("files", [0]))
+                files = gbdt.onnx_files(folds) if name == "lightgbm" else [f"{name}.onnx"]
+                learner.sessions[name] = [ort.InferenceSession(str(directory / f)) for f in files]
             if "mlp" in members:
                 learner.mlp_target = (members["mlp"]["target_mean"], members["mlp"]["target_scale"])
         elif "mlp" in members:

@@ -26,8 +26,10 @@ MLP_OPSET = 17
 def write_member_onnx(learner: TabularLearner, directory: Path) -> None:
     features = len(learner.spec.encoder.feature_names)
     if learner.booster is not None and "lightgbm" in learner.spec.weights:
-        with atomic_path(directory / "lightgbm.onnx") as tmp:
-            Path(tmp).write_bytes(gbdt.gbdt_onnx(learner.booster, features))
+        graphs = gbdt.gbdt_onnx(learner.booster, features)
+        for name, graph in zip(gbdt.onnx_files(len(graphs)), graphs, strict=True):
+            with atomic_path(directory / name) as tmp:
+                Path(tmp).write_bytes(graph)
     if learner.mlp is not None and "mlp" in learner.spec.weights:
         module = learner.mlp.module.eval()
         example = torch.zeros((2, features), dtype=torch.float32)

@@ -1,7 +1,9 @@
-"""The gradient-boosted trees member of a tabular learner: LightGBM with early stopping on validation, native
-categorical splits, monotonic constraints, TreeSHAP reason codes (`pred_contrib`) and ONNX through onnxmltools.
+"""The gradient-boosted trees member of a tabular learner: LightGBM with early stopping, native categorical
+splits, monotonic constraints, TreeSHAP reason codes (`pred_contrib`) and ONNX through onnxmltools.
 
-Saved as LightGBM's text model format (no pickle).
+With `folds` > 1 it is AutoGluon-style bagged: k fold models on the training split, each early-stopped on its own
+held-out fold, their outputs (and TreeSHAP values) averaged; the validation split stays untouched for the
+ensemble weights, calibration and threshold. Saved as LightGBM's text model format, one file per fold (no pickle).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 
 GBDT_FILE = "gbdt.txt"
+FOLD_FILE = "gbdt_fold{}.txt"
 ONNX_OPSET = 15  # the highest onnxmltools' LightGBM converter supports with onnx 1.23
 DEFAULTS: dict[str, Any] = {
     "learning_rate": 0.03,
@@ -82,6 +85,49 @@ def fit_gbdt(
     return booster
 
 
+class BaggedGBDT:
+    """Fold models answering like one booster: `predict` (probabilities, values or TreeSHAP) is their mean."""
+
+    best_iteration = None  # each fold model is saved at its own best iteration
+
+    def __init__(self, models: list[Any]) -> None:
+        self.models = models
+
+    def predict(self, x: np.ndarray, **options: Any) -> np.ndarray:
+        return np.mean([m.predict(x, **options) for m in self.models], axis=0)
+
+    @property
+    def rounds(self) -> list[int]:
+        return [m.best_iteration or m.current_iteration() for m in self.models]
+
+
+def fit_bagged(
+    x: np.ndarray,
+    y: np.ndarray,
+    kind: str,
+    classes: int,
+    categorical: list[int],
+    monotone: list[int] | None,
+    seconds: float | None,
+    seed: int,
+    params: dict[str, Any] | None,
+    folds: int,
+) -> BaggedGBDT:
+    """k fold models (stratified for binary targets), each early-stopped on its held-out fold, sharing `seconds`."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    splitter = (StratifiedKFold if kind == "binary" else KFold)(folds, shuffle=True, random_state=seed)
+    started, models = time.monotonic(), []
+    for i, (fit_rows, held) in enumerate(splitter.split(x, y)):
+        left = seconds - (time.monotonic() - started) if seconds else None
+        share = max(left, 1.0) / (folds - i) if left is not None else None
+        models.append(
+            fit_gbdt(x[fit_rows], y[fit_rows], x[held], y[held], kind, classes, categorical, monotone, share,
+                     seed + i, params)
+        )  # fmt: skip
+    return BaggedGBDT(models)
+
+
 def gbdt_outputs(booster: Any, x: np.ndarray, kind: str) -> np.ndarray:
     """(N, K) class probabilities, or (N,) values."""
     out = booster.predict(x, num_iteration=booster.best_iteration or None)
@@ -99,24 +145,39 @@ def contributions(booster: Any, x: np.ndarray, kind: str, classes: int, target: 
     return contrib
 
 
-def save_gbdt(booster: Any, directory: Path) -> None:
+def save_gbdt(booster: Any, directory: Path) -> dict[str, Any]:
+    """Write the text model(s); returns the member's entry of tabular.json."""
     from modelyard.fsutil import atomic_write_text
 
+    if isinstance(booster, BaggedGBDT):
+        files = [FOLD_FILE.format(i) for i in range(len(booster.models))]
+        for name, model in zip(files, booster.models, strict=True):
+            atomic_write_text(directory / name, model.model_to_string(num_iteration=model.best_iteration or None))
+        return {"files": files}
     atomic_write_text(directory / GBDT_FILE, booster.model_to_string(num_iteration=booster.best_iteration or None))
+    return {"file": GBDT_FILE}
 
 
-def load_gbdt(directory: Path) -> Any:
+def load_gbdt(directory: Path, entry: dict[str, Any]) -> Any:
     import lightgbm as lgb
 
-    return lgb.Booster(model_str=(directory / GBDT_FILE).read_text(encoding="utf-8"))
+    read = lambda name: lgb.Booster(model_str=(directory / name).read_text(encoding="utf-8"))  # noqa: E731
+    return BaggedGBDT([read(f) for f in entry["files"]]) if "files" in entry else read(entry["file"])
 
 
-def gbdt_onnx(booster: Any, features: int) -> bytes:
-    """The booster as an ONNX graph: input `features` (N, F) float32, outputs label and probabilities/values."""
+def onnx_files(folds: int) -> list[str]:
+    return ["lightgbm.onnx"] if folds <= 1 else [f"lightgbm_fold{i}.onnx" for i in range(folds)]
+
+
+def gbdt_onnx(booster: Any, features: int) -> list[bytes]:
+    """One ONNX graph per (fold) model: input `features` (N, F) float32, outputs label and probabilities/values;
+    the runtime averages the folds' outputs as `BaggedGBDT.predict` does."""
     from onnxmltools import convert_lightgbm
     from onnxmltools.convert.common.data_types import FloatTensorType
 
-    model = convert_lightgbm(
-        booster, initial_types=[("features", FloatTensorType([None, features]))], target_opset=ONNX_OPSET, zipmap=False
-    )
-    return model.SerializeToString()
+    types = [("features", FloatTensorType([None, features]))]
+    models = booster.models if isinstance(booster, BaggedGBDT) else [booster]
+    return [
+        convert_lightgbm(m, initial_types=types, target_opset=ONNX_OPSET, zipmap=False).SerializeToString()
+        for m in models
+    ]

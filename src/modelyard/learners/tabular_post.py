@@ -87,3 +87,20 @@ def conformal_interval(y: np.ndarray, pred: np.ndarray, coverage: float = INTERV
         return {"coverage": coverage, "half_width": float("nan")}
     rank = min(n - 1, int(np.ceil((n + 1) * coverage)) - 1)
     return {"coverage": coverage, "half_width": float(residuals[rank]), "method": "split conformal on validation"}
+
+
+def main_score(kind: str, y: np.ndarray, out: np.ndarray) -> dict[str, float]:
+    """The metric model selection watches: roc_auc for classifiers (one-vs-rest when multiclass), -rmse."""
+    from sklearn.metrics import roc_auc_score
+
+    if kind == "regression":
+        return {"rmse": float(np.sqrt(np.mean((out - y) ** 2)))}
+    if len(np.unique(y)) < 2:
+        return {"roc_auc": 0.5}
+    if kind == "binary":
+        return {"roc_auc": float(roc_auc_score(y, out[:, 1]))}
+    present = np.unique(y)
+    probs = out[:, present] / np.maximum(out[:, present].sum(1, keepdims=True), 1e-12)
+    if len(present) == 2:
+        return {"roc_auc": float(roc_auc_score(y == present[1], probs[:, 1]))}
+    return {"roc_auc": float(roc_auc_score(np.searchsorted(present, y), probs, multi_class="ovr"))}

@@ -4,15 +4,19 @@ only if it beats the champion on the same frozen test split by a margin, worse o
 The champion's test split is re-read and its fingerprint checked against the champion's manifest, then written
 out and given to the challenger as its test file, so both are scored on exactly the same rows (and none of
 them leaks into the challenger's training data). The newest quarter of the feedback is held out to score both
-models on recent traffic; the rest is appended to the training data, except rows whose text is in the frozen test
-split (the decision counts them under `feedback.in_test_split`).
+models on recent traffic; the rest is appended to the training data, except rows whose inputs are in the frozen
+test split (the decision counts them under `feedback.in_test_split`).
+
+Labelled text tasks need nothing more. Other tasks (tables) say how a logged input and its corrected label
+become a training row with two task hooks: `feedback_example(config, logged_input, label) -> row | None` and
+`retrain_layout(config) -> {"label": column, "columns": list | None, "data": data-config updates}`.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +44,41 @@ def _frozen_test(champion: Any) -> pd.DataFrame:
     return prepared.splits["test"]
 
 
-def feedback_frame(name: str, labels: list[str]) -> tuple[pd.DataFrame, int]:
-    """Logged predictions with a feedback label and a logged text input (oldest first), and the skip count."""
+def _text_example(value: Any, label: str) -> dict[str, Any] | None:
+    return {"text": value, "label": label} if isinstance(value, str) else None
+
+
+TEXT_LAYOUT = {"label": "label", "columns": ["text", "label"], "data": {"text_column": "text", "label_column": "label"}}
+
+
+def feedback_frame(
+    name: str, labels: list[str], example: Callable[[Any, str], dict[str, Any] | None] = _text_example
+) -> tuple[pd.DataFrame, int]:
+    """Logged predictions with a feedback label and a usable logged input (oldest first) as training rows
+    (`example` makes one; text by default), and the count of those skipped."""
     from modelyard.monitoring.prediction_log import read_predictions
 
     rows = read_predictions(model=name)
     rows = rows[rows["label"].notna()]
-    texts = [json.loads(x) if isinstance(x, str) else None for x in rows["input"]]
-    given = [json.loads(x) for x in rows["label"]]
-    frame = pd.DataFrame({"text": texts, "label": [str(x) for x in given], "ts": rows["ts"].to_numpy()})
-    usable = frame["text"].map(lambda t: isinstance(t, str)) & frame["label"].isin(labels)
-    return frame[usable].drop(columns="ts").reset_index(drop=True), int((~usable).sum())
+    inputs = [json.loads(x) if isinstance(x, str) else None for x in rows["input"]]
+    given = [str(json.loads(x)) for x in rows["label"]]
+    made = [example(v, g) if g in labels else None for v, g in zip(inputs, given, strict=True)]
+    usable = [m for m in made if m is not None]
+    return pd.DataFrame(usable).reset_index(drop=True), len(made) - len(usable)
+
+
+def _row_keys(frame: pd.DataFrame, label: str) -> pd.Series:
+    """One normalised string per row of its inputs (20000, 20000.0 and " 20000" alike), to find test rows."""
+
+    def norm(v: Any) -> str:
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        return "" if v is None or (isinstance(v, float) and v != v) else str(v).strip().lower()
+
+    columns = sorted(c for c in frame.columns if c != label)
+    if not len(frame):
+        return pd.Series([], dtype=str)
+    return frame[columns].map(norm).agg("\x1f".join, axis=1)
 
 
 def split_feedback(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -60,31 +88,33 @@ def split_feedback(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def challenger_config(
-    config: Config, folder: Path, train: pd.DataFrame, validation: pd.DataFrame, test: pd.DataFrame
+    config: Config,
+    folder: Path,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    test: pd.DataFrame,
+    layout: dict[str, Any] = TEXT_LAYOUT,
 ) -> Config:
     """The user's config pointed at explicit train/validation/test files (no carving, no leakage)."""
     raw = config.model_dump(mode="json")
+    columns = layout["columns"] or list(test.columns)
     files = {}
     for name, frame in (("train", train), ("validation", validation), ("test", test)):
         if len(frame):
             files[name] = str(folder / f"{name}.csv")
-            frame[["text", "label"]].to_csv(files[name], index=False)
+            frame[columns].to_csv(files[name], index=False)
+    updates = dict(layout["data"])
+    raw["data"]["split"].update(updates.pop("split", {}), validation=0.0, test=0.0)
     raw["data"].update(
-        train=files["train"],
-        validation=files.get("validation"),
-        test=files["test"],
-        max_rows=None,
-        text_column="text",
-        label_column="label",
-        format={},
+        train=files["train"], validation=files.get("validation"), test=files["test"], max_rows=None, format={}
     )
-    raw["data"]["split"].update(validation=0.0, test=0.0)
+    raw["data"].update(updates)
     return config_from_dict(raw, str(folder / "challenger.yaml"))
 
 
-def _scores(learner: Any, test: pd.DataFrame, feedback: pd.DataFrame) -> dict[str, Any]:
+def _scores(learner: Any, test: pd.DataFrame, feedback: pd.DataFrame, metric: str) -> dict[str, Any]:
     result = learner.evaluate(test)
-    scores = {k: result[k] for k in HEADLINE if k in result}
+    scores = {k: result[k] for k in (*HEADLINE, metric) if k in result}
     scores["per_class_f1"] = {k: round(v["f1"], 4) for k, v in result.get("per_class", {}).items()}
     scores["feedback"] = (
         {k: v for k, v in learner.evaluate(feedback).items() if k in ("accuracy", "samples")}
@@ -157,9 +187,12 @@ def retrain(
             f"{config_path} trains '{config.name}' but the champion is '{champion.name}'",
             "retrain with the config the champion was trained from (same `name`)",
         )
-    if not (hasattr(config.data, "text_column") and hasattr(config.data, "label_column")):
-        raise UserError(f"retrain with feedback supports labelled text tasks; '{config.task}' is not one")
     task = champion.task
+    hooked = hasattr(task, "feedback_example") and hasattr(task, "retrain_layout")
+    if not hooked and not (hasattr(config.data, "text_column") and hasattr(config.data, "label_column")):
+        raise UserError(f"retrain with feedback supports labelled text and table tasks; '{config.task}' is not one")
+    layout = task.retrain_layout(config) if hooked else TEXT_LAYOUT
+    example = (lambda value, label: task.feedback_example(config, value, label)) if hooked else _text_example
     labels = list(champion.labels or [])
     unknown = [c for c in guard_classes if c not in labels]
     if unknown:
@@ -169,16 +202,17 @@ def retrain(
         )
     test = _frozen_test(champion)
     prepared = task.prepare(config)
-    feedback, skipped = feedback_frame(champion.name, labels)
+    feedback, skipped = feedback_frame(champion.name, labels, example)
     fb_train, fb_eval = split_feedback(feedback)
-    seen = set(test["text"].str.strip().str.lower())
-    base = prepared.splits["train"]
-    base = base[~base["text"].str.strip().str.lower().isin(seen)]
-    in_test = fb_train["text"].str.strip().str.lower().isin(seen)  # training on them would inflate the test score
-    fb_train = fb_train[~in_test]
-    train = pd.concat([base[["text", "label"]], fb_train], ignore_index=True)
+    label, columns = layout["label"], layout["columns"] or list(test.columns)
+    seen = set(_row_keys(test[columns], label))
+    base = prepared.splits["train"][columns]
+    base = base[~_row_keys(base, label).isin(seen).to_numpy()]
+    in_test = _row_keys(fb_train.reindex(columns=columns), label).isin(seen)  # would inflate the test score
+    fb_train = fb_train[~in_test.to_numpy()] if len(fb_train) else fb_train
+    train = pd.concat([base, fb_train.reindex(columns=columns)], ignore_index=True)
     with tempfile.TemporaryDirectory(prefix="modelyard-retrain-") as tmp:
-        cfg = challenger_config(config, Path(tmp), train, prepared.splits["validation"], test)
+        cfg = challenger_config(config, Path(tmp), train, prepared.splits["validation"], test, layout)
         challenger = pipeline.train(cfg, output=output or pipeline.default_output(config.name), quiet=quiet)
     if challenger.manifest["data"]["test"]["sha256"] != champion.manifest["data"]["test"]["sha256"]:
         raise DataError(
@@ -187,7 +221,8 @@ def retrain(
             "its training data must cover every class of the test split (see the challenger's data_report.json)",
         )
     metric = task.main_metric
-    old, new = _scores(champion.learner, test, fb_eval), _scores(challenger.learner, test, fb_eval)
+    evaluated = fb_eval.reindex(columns=columns)
+    old, new = _scores(champion.learner, test, evaluated, metric), _scores(challenger.learner, test, evaluated, metric)
     promoted, reason = decide(old, new, metric, margin, guard_classes)
     version = register(challenger.path, champion.name)
     registry.promote(champion.name, version, "challenger", f"retrained with {len(fb_train)} feedback rows")

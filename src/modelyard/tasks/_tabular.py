@@ -46,6 +46,7 @@ class TabularModelConfig(ModelConfig):
     layers: int = Field(2, ge=1, le=8)
     dropout: float = Field(0.1, ge=0, lt=1)
     gbdt: dict[str, float | int | str] = Field(default_factory=dict, description="LightGBM parameters to override")
+    bag_folds: int = Field(5, ge=1, le=10, description="LightGBM fold models bagged on the training split (1: one)")
 
 
 def _read(path: str, config: Config) -> pd.DataFrame:
@@ -177,6 +178,7 @@ def build(config: Config, data: PreparedData, kind: str) -> TabularLearner:
         "evaluation": config.evaluation,
         "seed": config.train.seed,
         "gbdt_params": dict(model.gbdt),
+        "folds": model.bag_folds,
         "mlp": {"hidden_size": model.hidden_size, "layers": model.layers, "dropout": model.dropout},
         "config": config,
     }
@@ -237,3 +239,15 @@ def inputs_from_frame(frame: pd.DataFrame, config: Config) -> list[dict[str, Any
     """`predict --input FILE`: one row per line, the target column ignored when present."""
     rows = frame.drop(columns=[config.data.target_column], errors="ignore")
     return json.loads(rows.to_json(orient="records"))
+
+
+def feedback_example(config: Config, value: Any, label: str) -> dict[str, Any] | None:
+    """`retrain`: a logged request row with its corrected label is a training row (the target replaced)."""
+    if not isinstance(value, dict):
+        return None
+    return {**{k: v for k, v in value.items() if k != config.data.target_column}, config.data.target_column: label}
+
+
+def retrain_layout(config: Config) -> dict[str, Any]:
+    """`retrain` writes every column of the splits to explicit files, so no time-ordered carving is redone."""
+    return {"label": config.data.target_column, "columns": None, "data": {"split": {"by": None}}}
