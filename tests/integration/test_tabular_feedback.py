@@ -93,3 +93,15 @@ def test_feedback_rows_join_the_training_split_and_the_gate_uses_the_frozen_test
     aliases = registry.describe(bundle.name).aliases
     assert aliases["challenger"] == decision["challenger"]["version"]
     assert (aliases.get("champion") == decision["challenger"]["version"]) is decision["promoted"]
+
+
+def test_lightgbm_is_bagged_into_fold_models_saved_as_text_and_explained_by_their_mean(bundle):
+    spec = json.loads((bundle.path / "tabular.json").read_text())
+    files = spec["members"]["lightgbm"]["files"]
+    assert len(files) == 5 and all((bundle.path / f).read_text().startswith("tree") for f in files)
+    row = {"LIMIT_BAL": 20000, "EDUCATION": 2, "AGE": 24, "PAY_0": 2, "PAY_2": 2}
+    explained = bundle.learner.explain(row, label="1")
+    x = bundle.learner.spec.encoder.transform(pd.DataFrame([row]))
+    raw = [m.predict(x, raw_score=True)[0] for m in bundle.learner.booster.models]
+    assert explained["output"] == pytest.approx(sum(raw) / len(raw), abs=1e-6)
+    assert sum(explained["attributions"]) + explained["baseline_output"] == pytest.approx(explained["output"], abs=1e-5)

@@ -89,7 +89,7 @@ class TabularLearner:
             share = budget * (0.6 if self.backbone == "auto" else 1.0) if budget else None
             common = (kind, classes, self.spec.encoder.categorical_indices, self.options.get("monotone"), share,
                       self.options.get("seed", 42), self.options.get("gbdt_params"))  # fmt: skip
-            folds = self.options.get("folds", 1)
+            folds = self.options.get("folds", 1) if len(x) >= gbdt.MIN_BAG_ROWS else 1
             self.booster = gbdt.fit_bagged(x, y, *common, folds) if folds > 1 else gbdt.fit_gbdt(x, y, xv, yv, *common)
             outputs["lightgbm"] = gbdt.gbdt_outputs(self.booster, xv, kind)
             rounds = getattr(self.booster, "rounds", None) or self.booster.best_iteration

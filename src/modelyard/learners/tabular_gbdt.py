@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "num_threads": 1,
 }
 MAX_ROUNDS = 3000
+MIN_BAG_ROWS = 500  # below this, fold models leave too few rows for min_child_samples: one model instead
 PATIENCE = 100
 
 
