@@ -70,3 +70,12 @@ def test_missing_columns_files_and_bad_types_are_rejected(banking_slice, monkeyp
 def test_a_usable_config_still_validates(banking_slice, monkeypatch, capsys):
     code, err = validate(monkeypatch, capsys, write_config(banking_slice, "tfidf-linear"))
     assert code == 0 and "ok" in err
+
+
+def test_an_unknown_speech_backbone_is_rejected_before_any_audio_is_read(tmp_path, monkeypatch, capsys):
+    from speech_helpers import speech_config
+
+    manifest = tmp_path / "train.csv"
+    manifest.write_text("audio_path,text\nmissing.wav,one two\n")
+    code, err = validate(monkeypatch, capsys, speech_config(tmp_path, {"train": manifest}, backbone="whisper-huge"))
+    assert code == 1 and "unknown backbone 'whisper-huge'" in err and "ctc-lstm" in err

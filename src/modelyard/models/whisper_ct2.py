@@ -84,6 +84,13 @@ def _package_file(package: str, module: str, relative: str) -> Path:
     return path
 
 
+def check_installed(name: str) -> None:
+    """Every file of the model is present (its package installed): the cheap check `validate` runs; the sha256
+    check happens when the weights are read."""
+    for package, module, relative, _ in WHISPER[name].files:
+        _package_file(package, module, relative)
+
+
 def weight_files(name: str) -> dict[str, bytes]:
     """The model's files by CTranslate2 name (config.json, model.bin, ...), each checked against its sha256."""
     weights = WHISPER[name]

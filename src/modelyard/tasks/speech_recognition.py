@@ -91,6 +91,19 @@ def _silence_wav() -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def check_backbone(options: SpeechModelConfig) -> None:
+    """An unknown backbone, or a Whisper model whose package is missing, is a clear error before any work."""
+    if options.backbone in WHISPER_NAMES:
+        from modelyard.models.whisper_ct2 import check_installed
+
+        check_installed(options.backbone)
+    elif options.backbone != CTC:
+        raise ModelNotFoundError(
+            f"unknown backbone '{options.backbone}' for speech_recognition",
+            f"use {CTC} (trained here) or a bundled Whisper model: {', '.join(WHISPER_NAMES)}",
+        )
+
+
 @register_task("speech_recognition")
 class SpeechRecognitionTask:
     DataConfig: ClassVar = SpeechDataConfig
@@ -115,6 +128,7 @@ class SpeechRecognitionTask:
         from modelyard.models.ctc_decoder import clean_transcript
 
         data: SpeechDataConfig = config.data
+        check_backbone(config.model)  # what `train` would reject, `validate` rejects first
         audio_report, warnings, files = AudioReport(), [], {}
         for which in ("train", "validation", "test"):
             path = getattr(data, which)
@@ -161,23 +175,19 @@ class SpeechRecognitionTask:
 
     def build(self, config: Config, data: PreparedData):
         options: SpeechModelConfig = config.model
+        check_backbone(options)
         if options.backbone == CTC:
             from modelyard.learners.speech_ctc import CTCSpeechLearner
 
             data.report["backbone"] = f"{CTC}: BiLSTM + CTC over characters, trained from scratch on this data"
             return CTCSpeechLearner.scratch(options, data.splits["train"]["text"].tolist())
-        if options.backbone in WHISPER_NAMES:
-            from modelyard.learners.whisper import WhisperLearner
+        from modelyard.learners.whisper import WhisperLearner
 
-            data.report["backbone"] = (
-                f"{options.backbone}: pretrained Whisper, zero-shot. It is not fine-tuned: its package ships "
-                "CTranslate2 inference weights (float16, no PyTorch checkpoint); train ctc-lstm on your recordings"
-            )
-            return WhisperLearner(options.backbone, options.language, options.whisper_beam_size)
-        raise ModelNotFoundError(
-            f"unknown backbone '{options.backbone}' for speech_recognition",
-            f"use {CTC} (trained here) or a bundled Whisper model: {', '.join(WHISPER_NAMES)}",
+        data.report["backbone"] = (
+            f"{options.backbone}: pretrained Whisper, zero-shot. It is not fine-tuned: its package ships "
+            "CTranslate2 inference weights (float16, no PyTorch checkpoint); train ctc-lstm on your recordings"
         )
+        return WhisperLearner(options.backbone, options.language, options.whisper_beam_size)
 
     def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
         """The zero-shot Whisper model on (at most `baseline_max_utterances` of) validation and test."""
