@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from modelyard.data.audio import EXTENSIONS as AUDIO_EXTENSIONS
-from modelyard.data.audio import AudioError, read_audio
+from modelyard.data.audio import read_audio
 from modelyard.data.images import EXTENSIONS, decode_image
 from modelyard.data.readers import read_table
 from modelyard.errors import DataError, UserError
@@ -19,19 +19,54 @@ from modelyard.fsutil import atomic_write_text
 IMAGE_CHUNK = 64  # images decoded and predicted at once: one decode each, memory bounded for big folders
 
 
-def image_files(paths: list[Path]) -> list[str]:
-    """The files named, and the files with an image extension in the folders named (recursively, sorted)."""
+def media_files(paths: list[Path], extensions: set[str] | frozenset[str], what: str) -> list[str]:
+    """The files named (whatever their extension: a wrong one is named and skipped later), and the files with one
+    of `extensions` in the folders named (recursively, sorted)."""
     out = []
     for path in paths:
         if path.is_dir():
-            out += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+            out += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in extensions and p.is_file())
         elif path.exists():
             out.append(str(path))
         else:
-            raise DataError(f"image not found: {path}")
+            raise DataError(f"{what} not found: {path}")
     if not out:
-        raise DataError(f"no images ({', '.join(sorted(EXTENSIONS))}) in {', '.join(map(str, paths))}")
+        raise DataError(f"no {what}s ({', '.join(sorted(extensions))}) in {', '.join(map(str, paths))}")
     return out
+
+
+def image_files(paths: list[Path]) -> list[str]:
+    return media_files(paths, EXTENSIONS, "image")
+
+
+def _predict_files(
+    model,
+    paths: list[str],
+    top_k: int,
+    on_skip: Callable[[str, str], None],
+    decode: Callable[[str], Any],
+    none_usable: DataError,
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Decode and predict the files chunk by chunk; a file `decode` refuses (ValueError, OSError) is reported
+    through `on_skip(path, reason)` and skipped. Raises `none_usable` only when no file at all is usable."""
+    kept: list[str] = []
+    predictions: list[dict[str, Any]] = []
+    for start in range(0, len(paths), IMAGE_CHUNK):
+        items, names = [], []
+        for path in paths[start : start + IMAGE_CHUNK]:
+            try:
+                items.append(decode(path))
+                names.append(path)
+            except ValueError as err:
+                on_skip(path, str(err))
+            except OSError as err:
+                on_skip(path, f"unreadable: {err.strerror or err}")
+        if items:
+            predictions += model.predict(items, top_k=top_k)
+            kept += names
+    if not kept:
+        raise none_usable
+    return kept, predictions
 
 
 def predict_images(
@@ -44,43 +79,15 @@ def predict_images(
             f"--image needs an image model; {model.name} is a {model.manifest.get('task')} model",
             "use --text or --input",
         )
-    kept: list[str] = []
-    predictions: list[dict[str, Any]] = []
-    for start in range(0, len(paths), IMAGE_CHUNK):
-        images, names = [], []
-        for path in paths[start : start + IMAGE_CHUNK]:
-            try:
-                images.append(decode_image(Path(path).read_bytes()))
-                names.append(path)
-            except ValueError as err:
-                on_skip(path, str(err))
-            except OSError as err:
-                on_skip(path, f"unreadable: {err.strerror or err}")
-        if images:
-            predictions += model.predict(images, top_k=top_k)
-            kept += names
-    if not kept:
-        raise DataError(
-            f"none of the {len(paths)} image file(s) could be read: nothing to predict",
-            "check that they are JPEG/PNG/... images (each skipped file is listed above with its reason)",
-        )
-    return kept, predictions
+    none_usable = DataError(
+        f"none of the {len(paths)} image file(s) could be read: nothing to predict",
+        "check that they are JPEG/PNG/... images (each skipped file is listed above with its reason)",
+    )
+    return _predict_files(model, paths, top_k, on_skip, lambda path: decode_image(Path(path).read_bytes()), none_usable)
 
 
 def audio_files(paths: list[Path]) -> list[str]:
-    """The files named (whatever their extension: a video is named and skipped later), and the files with an
-    audio extension in the folders named (recursively, sorted)."""
-    out = []
-    for path in paths:
-        if path.is_dir():
-            out += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
-        elif path.exists():
-            out.append(str(path))
-        else:
-            raise DataError(f"audio file not found: {path}")
-    if not out:
-        raise DataError(f"no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) in {', '.join(map(str, paths))}")
-    return out
+    return media_files(paths, AUDIO_EXTENSIONS, "audio file")
 
 
 def predict_audio(
@@ -94,27 +101,11 @@ def predict_audio(
             "use --text, --image or --input",
         )
     limit = getattr(model.learner, "max_seconds", None)
-    kept: list[str] = []
-    predictions: list[dict[str, Any]] = []
-    for start in range(0, len(paths), IMAGE_CHUNK):
-        waves, names = [], []
-        for path in paths[start : start + IMAGE_CHUNK]:
-            try:
-                waves.append(read_audio(Path(path), limit)[0])
-                names.append(path)
-            except AudioError as err:
-                on_skip(path, str(err))
-            except OSError as err:
-                on_skip(path, f"unreadable: {err.strerror or err}")
-        if waves:
-            predictions += model.predict(waves, top_k=top_k)
-            kept += names
-    if not kept:
-        raise DataError(
-            f"none of the {len(paths)} audio file(s) could be used: nothing to predict",
-            "each skipped file is listed above with its reason",
-        )
-    return kept, predictions
+    none_usable = DataError(
+        f"none of the {len(paths)} audio file(s) could be used: nothing to predict",
+        "each skipped file is listed above with its reason",
+    )
+    return _predict_files(model, paths, top_k, on_skip, lambda path: read_audio(Path(path), limit)[0], none_usable)
 
 
 def read_inputs(model, texts: list[str] | None, file: Path | None) -> tuple[list[Any], pd.DataFrame | None]:
