@@ -21,7 +21,7 @@ from torch import nn
 from modelyard.data.audio import AudioError, audio_stats, read_audio
 from modelyard.data.audio_augment import Augmenter, fit_length, normalize_level
 from modelyard.data.payloads import payload_bytes
-from modelyard.drift.statistics import bin_counts, psi_test, quantile_edges
+from modelyard.drift import features as input_features
 from modelyard.errors import DataError
 from modelyard.fsutil import atomic_write_json
 from modelyard.metrics.classification import classification_metrics, top_k_answers
@@ -234,11 +234,7 @@ class AudioClassifierLearner:
         frames = [splits[n] for n in ("validation", "test", "train") if n in splits and len(splits[n])]
         sample = pd.concat(frames).head(PROFILE_ROWS) if frames else pd.DataFrame({"path": []})
         rows = [audio_stats(self.store.get(p)) for p in sample["path"]]
-        features = {}
-        for name in STAT_NAMES:
-            values = np.array([r[name] for r in rows], dtype=float)
-            edges = quantile_edges(values, 10) if len(values) else []
-            features[name] = {"edges": edges, "counts": bin_counts(values, edges).tolist()}
+        features = input_features.feature_bins(rows, STAT_NAMES)
         answers = pd.Series([a["label"] for a in self.predict(list(sample["path"]))], dtype=object).value_counts()
         shares = splits["train"]["label"].astype(str).value_counts(normalize=True).sort_index()
         return {
@@ -253,11 +249,7 @@ class AudioClassifierLearner:
 
     def feature_drift(self, profile: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
         """PSI per logged audio number (duration, loudness, SNR, silence share) against the reference bins."""
-        out = {}
-        for name, ref in profile.get("features", {}).items():
-            live = np.array([r[name] for r in rows if isinstance(r.get(name), int | float)], dtype=float)
-            out[name] = psi_test(np.asarray(ref["counts"]), bin_counts(live, ref["edges"]), f"psi_{name}").as_dict()
-        return out
+        return input_features.feature_drift(profile, rows)
 
     def predict_proba(self, inputs: list[Any]) -> np.ndarray:
         return self._run([self.to_audio(x) for x in inputs], "probabilities")

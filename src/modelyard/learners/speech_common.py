@@ -14,7 +14,7 @@ import numpy as np
 
 from modelyard.data.audio import SAMPLE_RATE, AudioError, audio_stats, read_audio
 from modelyard.data.payloads import payload_bytes
-from modelyard.drift.statistics import bin_counts, psi_test, quantile_edges
+from modelyard.drift import features as input_features
 from modelyard.errors import DataError
 from modelyard.metrics.speech import speech_metrics
 
@@ -96,20 +96,12 @@ class Transcriber:
         frames = [splits[n] for n in ("validation", "test", "train") if n in splits and len(splits[n])]
         sample = pd.concat(frames).head(PROFILE_ROWS) if frames else pd.DataFrame({"path": []})
         rows = [audio_stats(read_audio(Path(p))[0]) for p in sample["path"]]
-        features = {}
-        for name in ("duration", "loudness", "snr", "silence_share"):
-            values = np.array([r[name] for r in rows], dtype=float)
-            edges = quantile_edges(values, 10) if len(values) else []
-            features[name] = {"edges": edges, "counts": bin_counts(values, edges).tolist()}
+        features = input_features.feature_bins(rows, ("duration", "loudness", "snr", "silence_share"))
         return {"features": features, "feature_rows": len(rows)}
 
     def feature_drift(self, profile: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
         """PSI per logged audio number against the reference bins."""
-        out = {}
-        for name, ref in profile.get("features", {}).items():
-            live = np.array([r[name] for r in rows if isinstance(r.get(name), int | float)], dtype=float)
-            out[name] = psi_test(np.asarray(ref["counts"]), bin_counts(live, ref["edges"]), f"psi_{name}").as_dict()
-        return out
+        return input_features.feature_drift(profile, rows)
 
     def transcribe_long(
         self, samples: list[np.ndarray], hints: list[dict[str, str]] | None = None
