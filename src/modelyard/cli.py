@@ -84,17 +84,16 @@ def _warn(message: str) -> None:
 def _metrics_table(metrics: dict) -> None:
     if STATE["quiet"]:
         return
-    table = Table(title="results")
-    table.add_column("model")
     keys = [k for k, v in metrics.get("test", {}).items() if isinstance(v, int | float) and k != "samples"]
+    # one row per metric, one column per model: tables report a dozen metrics, which no terminal fits side by side
+    columns = {split: metrics[split] for split in ("validation", "test") if metrics.get(split)}
+    columns |= {f"{name} (test)": r["test"] for name, r in metrics.get("baselines", {}).items() if r.get("test")}
+    table = Table(title="results")
+    table.add_column("metric")
+    for name in columns:
+        table.add_column(name, justify="right")
     for key in keys:
-        table.add_column(key, justify="right")
-    for split in ("validation", "test"):
-        if metrics.get(split):
-            table.add_row(split, *[f"{metrics[split].get(k, float('nan')):.4f}" for k in keys])
-    for name, result in metrics.get("baselines", {}).items():
-        if result.get("test"):
-            table.add_row(f"baseline {name} (test)", *[f"{result['test'].get(k, float('nan')):.4f}" for k in keys])
+        table.add_row(key, *[f"{scores.get(key, float('nan')):.4f}" for scores in columns.values()])
     err.print(table)
     t = metrics.get("train", {})
     err.print(f"trained in {t.get('seconds')} s ({t.get('samples_per_second')} samples/s, {t.get('precision')})")

@@ -46,6 +46,15 @@ PREDICT_BATCH = 16
 CACHE_LIMIT_BYTES = 2 * 1024**3  # training audio held in memory as int16 up to this size, else read per step
 
 
+def read_saved(directory: Path) -> tuple[dict[str, Any], list[str], CharNgram | None]:
+    """A CTC bundle's spec, alphabet and character LM (absent when the LM was off)."""
+    spec = json.loads((directory / "speech_model.json").read_text(encoding="utf-8"))
+    alphabet = json.loads((directory / "alphabet.json").read_text(encoding="utf-8"))
+    lm_path = directory / "char_lm.json"
+    lm = CharNgram.from_state(json.loads(lm_path.read_text(encoding="utf-8"))) if lm_path.is_file() else None
+    return spec, alphabet, lm
+
+
 class SpeechDataset(torch.utils.data.Dataset):
     """Rows of (path, text): int16 samples cached in memory, speed and gain perturbed when training."""
 
@@ -111,17 +120,14 @@ class CTCSpeechLearner(Transcriber):
         )
         decoding = options.decoding.model_dump()
         lexicon = list(options.lexicon)
-        lm = train_ngram(texts, lexicon, decoding.pop("lm_order")) if decoding["lm_weight"] > 0 else None
-        decoding.pop("lm_order", None)
+        order = decoding.pop("lm_order")
+        lm = train_ngram(texts, lexicon, order) if decoding["lm_weight"] > 0 else None
         spec = {"backbone": BACKBONE, "model": cfg.as_dict(), "decoding": decoding, "lexicon": lexicon}
         return cls(CTCRecognizer(cfg), alphabet, spec, lm)
 
     @classmethod
     def load(cls, directory: Path) -> CTCSpeechLearner:
-        spec = json.loads((directory / "speech_model.json").read_text(encoding="utf-8"))
-        alphabet = json.loads((directory / "alphabet.json").read_text(encoding="utf-8"))
-        lm_path = directory / "char_lm.json"
-        lm = CharNgram.from_state(json.loads(lm_path.read_text(encoding="utf-8"))) if lm_path.is_file() else None
+        spec, alphabet, lm = read_saved(directory)
         module = load_weights(CTCRecognizer(CTCConfig(**spec["model"])), directory / "model.safetensors")
         return cls(module.eval(), alphabet, spec, lm)
 
@@ -210,10 +216,7 @@ class OnnxCTCSpeechLearner(CTCSpeechLearner):
 
     @classmethod
     def load(cls, directory: Path) -> OnnxCTCSpeechLearner:
-        spec = json.loads((directory / "speech_model.json").read_text(encoding="utf-8"))
-        alphabet = json.loads((directory / "alphabet.json").read_text(encoding="utf-8"))
-        lm_path = directory / "char_lm.json"
-        lm = CharNgram.from_state(json.loads(lm_path.read_text(encoding="utf-8"))) if lm_path.is_file() else None
+        spec, alphabet, lm = read_saved(directory)
         return cls(directory / ONNX_FILE, alphabet, spec, lm)
 
     def _run(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
