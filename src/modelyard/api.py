@@ -7,21 +7,44 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelyard.config import Config
+from modelyard.errors import ConfigError
 from modelyard.loader import Model, load
 from modelyard.pipeline import default_output, latest_unfinished, train
+from modelyard.privacy.scan import add_pii_report
 from modelyard.protocols import PreparedData
 from modelyard.tasks import get_task, load_config
+
+if TYPE_CHECKING:
+    from modelyard.learners.label_noise import LabelNoiseResult
 
 __all__ = ["Model", "default_output", "latest_unfinished", "load", "serve", "train", "validate", "validate_stream"]
 
 
 def validate(config: Config | str | Path, overrides: Sequence[str] = ()) -> PreparedData:
     """Read, clean and split the data exactly as `train` would, and report; trains nothing."""
+    from modelyard.training import privacy
+
     config = config if isinstance(config, Config) else load_config(config, list(overrides))
-    return get_task(config.task).prepare(config)
+    task = get_task(config.task)
+    data = task.prepare(config)
+    privacy.check(config, task, len(data.splits["train"]))  # train.privacy: refused here as `train` would
+    add_pii_report(config, data)
+    return data
+
+
+def audit_labels(
+    config: Config | str | Path, overrides: Sequence[str] = (), data: PreparedData | None = None
+) -> LabelNoiseResult:
+    """Rank the training split's rows by how likely their label is wrong (confident learning on out-of-fold
+    probabilities, docs/label_noise.md); `data` is the split `validate` already prepared, if any."""
+    config = config if isinstance(config, Config) else load_config(config, list(overrides))
+    task = get_task(config.task)
+    if not hasattr(task, "audit_labels"):
+        raise ConfigError(f"--audit-labels: task '{config.task}' has no label audit (text_classification has one)")
+    return task.audit_labels(config, data if data is not None else task.prepare(config))
 
 
 def validate_stream(config: Config | str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:

@@ -128,10 +128,17 @@ def validate(
     stream: Annotated[
         bool, typer.Option("--stream", help="files too large for memory: one streaming pass, no splits")
     ] = False,
+    audit_labels: Annotated[
+        bool, typer.Option("--audit-labels", help="rank training rows whose labels look wrong (confident learning)")
+    ] = False,
+    audit_output: Annotated[
+        Path, typer.Option("--audit-output", help="CSV of every suspected row (with --audit-labels)")
+    ] = Path("label_audit.csv"),
+    audit_top: Annotated[int, typer.Option("--audit-top", min=0, help="rows to print (with --audit-labels)")] = 20,
 ) -> None:
     """Check the config and the actual data, print a data report; trains nothing.
 
-    Example: modelyard validate examples/quickstart.yaml
+    Example: modelyard validate examples/quickstart.yaml --audit-labels
     """
     from modelyard import api
 
@@ -145,6 +152,10 @@ def validate(
         STATE["quiet"] = False
         _data_report(data)
         err.print("[green]ok[/]: the config and data are usable")
+    if audit_labels:
+        from modelyard.commands.label_audit import show_audit
+
+        show_audit(api.audit_labels(config, set_ or [], data), audit_output, audit_top)
 
 
 @app.command()
@@ -167,10 +178,13 @@ def train(
     from modelyard import api
     from modelyard.tasks import load_config
     from modelyard.training.distributed import Launch, is_main_process, torchrun
+    from modelyard.training.privacy import refuse_processes
 
     launch = Launch(nproc, nnodes, node_rank, master_addr, master_port)
     if launch.needed:
-        name = load_config(config, set_ or []).name
+        loaded = load_config(config, set_ or [])
+        refuse_processes(loaded, nproc * nnodes)  # before torchrun starts: one clear message, not one per rank
+        name = loaded.name
         output = output or (api.latest_unfinished(name) if resume else None) or api.default_output(name)
         argv = [*(["-q"] if STATE["quiet"] else []), *(["--debug"] if STATE["debug"] else [])]
         argv += ["train", str(config), "--output", str(output), *[f"--set={item}" for item in set_ or []]]
@@ -354,6 +368,16 @@ from modelyard.commands.export import export as _export  # noqa: E402
 
 app.command("export")(_export)
 app.command("distill")(_distill)
+
+# --- federate (issue 25): the command lives in modelyard/commands/federate.py ---
+from modelyard.commands.federate import federate as _federate  # noqa: E402
+
+app.command("federate")(_federate)
+
+# --- synthesize (issue 25): the command lives in modelyard/commands/synthesize.py ---
+from modelyard.commands.synthesize import synthesize as _synthesize  # noqa: E402
+
+app.command("synthesize")(_synthesize)
 
 
 @app.command()

@@ -56,6 +56,18 @@ class SplitConfig(StrictModel):
     stratify: bool = True
 
 
+class LabelNoiseConfig(StrictModel):
+    """Confident learning on out-of-fold probabilities of the training split (docs/label_noise.md)."""
+
+    action: Literal["drop", "weight", "report"] = Field(
+        "report", description="what train does with rows that look mislabelled: drop, down-weight, or only list them"
+    )
+    method: Literal["tfidf", "encoder", "both"] = Field(
+        "tfidf", description="the out-of-fold classifier: TF-IDF, frozen bundled-encoder embeddings, or their mean"
+    )
+    folds: int = Field(5, ge=2, le=20)
+
+
 class DataConfig(StrictModel):
     """Files and split rules shared by every task; tasks subclass it to add their column names."""
 
@@ -65,6 +77,7 @@ class DataConfig(StrictModel):
     split: SplitConfig = Field(default_factory=SplitConfig)
     format: FormatOptions = Field(default_factory=FormatOptions)
     max_rows: int | None = Field(None, ge=1, description="read at most this many rows per file (quick trials)")
+    label_noise: LabelNoiseConfig | None = Field(None, description="audit the training labels (text classification)")
 
 
 class ModelConfig(StrictModel):
@@ -77,6 +90,21 @@ class EarlyStopping(StrictModel):
     patience: int = Field(2, ge=1)
     metric: str | None = Field(None, description="validation metric to watch; default: the task's main metric")
     min_delta: float = 0.0
+
+
+class PrivacyConfig(StrictModel):
+    """Differentially private training (DP-SGD): per-example gradients clipped to `max_grad_norm`, Gaussian noise
+    sized so the whole run spends at most (epsilon, delta), batches drawn by Poisson sampling."""
+
+    epsilon: float = Field(8.0, gt=0, description="the privacy budget the whole run may spend")
+    delta: float = Field(1e-5, gt=0, lt=1, description="keep below 1 / (training rows)")
+    max_grad_norm: float = Field(1.0, gt=0, description="each example's gradient is clipped to this L2 norm")
+    train_layers: int = Field(
+        2,
+        ge=0,
+        description="pretrained text encoders: the head and this many top encoder layers train, the rest "
+        "is frozen (fewer noisy parameters, cheaper per-example gradients)",
+    )
 
 
 class TrainConfig(StrictModel):
@@ -104,6 +132,7 @@ class TrainConfig(StrictModel):
     time_limit_s: float | None = Field(
         None, gt=0, description="wall-clock budget for trying candidates (tabular backbone auto); null = none"
     )
+    privacy: PrivacyConfig | None = Field(None, description="train with DP-SGD; null = ordinary training")
 
 
 class ParamRange(StrictModel):
@@ -133,6 +162,39 @@ class EvaluationConfig(StrictModel):
     groups: list[str] = Field(default_factory=list, description="protected columns: rates, TPR, FPR per group")
 
 
+PII_KINDS = ("email", "phone", "card", "iban", "cn_id", "ip", "person")
+PiiKind = Literal["email", "phone", "card", "iban", "cn_id", "ip", "person"]
+RedactTarget = Literal["log", "report", "monitoring", "tracking"]
+
+
+class RedactionConfig(StrictModel):
+    """The top-level `privacy:` section: personal data is redacted wherever data leaves the user's control, on by
+    default in every place (docs/privacy.md); `redact: []` turns it off."""
+
+    redact: list[RedactTarget] = Field(
+        default_factory=lambda: ["log", "report", "monitoring", "tracking"],
+        description="log: served inputs in predictions.db; report: example rows in the HTML report; monitoring: "
+        "outputs and feedback labels in predictions.db; tracking: data reports logged to MLflow",
+    )
+    detectors: list[PiiKind] = Field(default_factory=lambda: list(PII_KINDS), description="kinds to look for")
+    hash_salt: str | None = Field(
+        None,
+        description="stable pseudonyms (<EMAIL:3f2a9c1b>, HMAC-SHA256 with this salt) instead of <EMAIL>; "
+        "${NAME} reads the environment variable NAME so the secret stays out of files",
+    )
+    phone_regions: list[str] = Field(
+        default_factory=lambda: ["CN", "US", "GB"],
+        description="regions whose national-format numbers are recognised; +country-code numbers always are",
+    )
+
+    @model_validator(mode="after")
+    def _regions_are_codes(self) -> RedactionConfig:
+        bad = [r for r in self.phone_regions if not (len(r) == 2 and r.isalpha() and r.isupper())]
+        if bad:
+            raise ValueError(f"phone_regions: {bad} are not ISO 3166 region codes such as CN, US, GB")
+        return self
+
+
 class Config(StrictModel):
     """A whole run: what to train, on which data, how, and under which name."""
 
@@ -143,6 +205,7 @@ class Config(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tune: TuneConfig | None = None
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    privacy: RedactionConfig = Field(default_factory=RedactionConfig)
     description: str | None = None
 
     @model_validator(mode="before")

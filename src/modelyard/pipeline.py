@@ -85,6 +85,8 @@ def train(
     on_warning=None,
 ) -> Model:
     """Prepare data, train (several candidates when the task proposes them), evaluate on test, write the bundle."""
+    from modelyard.learners.label_noise import apply_label_noise, label_noise_metrics
+    from modelyard.training import privacy
     from modelyard.training.distributed import is_main_process, wait_for_everyone
 
     config = config if isinstance(config, Config) else load_config(config, list(overrides))
@@ -95,6 +97,9 @@ def train(
     bundle.refuse_foreign_output(output)
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     data = task.prepare(config)
+    privacy.check(config, task, len(data.splits["train"]))  # what DP-SGD cannot account for, before any training
+    if config.data.label_noise is not None:  # drop, down-weight or list the training rows that look mislabelled
+        apply_label_noise(task, config, data)
     candidates = task.candidates(config, data) if hasattr(task, "candidates") else [(config.model.backbone, "")]
     data.report["backbone_choice"] = [{"backbone": b, "reason": why} for b, why in candidates]
     if on_report is not None:
@@ -108,7 +113,8 @@ def train(
             trained.append(_train_candidate(config, data, backbone, output / sub, resume, quiet, callbacks))
         test = _score_test(task, data, trained)  # on every rank, each scoring its share
         if is_main_process():
-            write_results(output, task, data, trained, cpu0, wall0, keep_checkpoints, test)
+            extra = {"label_noise": label_noise_metrics(data.report)} if "label_noise" in data.report else None
+            write_results(output, task, data, trained, cpu0, wall0, keep_checkpoints, test, extra)
     except BaseException:
         if tracker is not None:
             tracker.fail()
@@ -163,9 +169,10 @@ def write_results(
     wall0: float,
     keep_checkpoints: bool,
     test: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Keep the best candidate, score it on test (unless `test` has its metrics) beside the baselines, write the
-    bundle (rank 0 only)."""
+    bundle (rank 0 only). `extra` adds top-level keys to metrics.json (a federation's summary, `epsilon`)."""
     from modelyard.drift import reference
     from modelyard.evaluation.model_card import write_model_card
     from modelyard.metrics.intervals import intervals_for
@@ -190,6 +197,9 @@ def write_results(
     }
     if len(tried) > 1:
         metrics["candidates"] = tried
+    if result.privacy:  # DP-SGD: the (epsilon, delta) the run spent and how it was accounted
+        metrics["privacy"] = result.privacy
+    metrics.update(extra or {})
     found = intervals_for(learner, data.splits["test"])
     if found is not None:  # classifiers' intervals are rebuilt from the confusion matrix instead
         metrics["test_intervals"] = {"method": found[1], **found[0]}

@@ -12,6 +12,7 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 from modelyard.data.images import EXTENSIONS as IMAGE_EXTENSIONS
 from modelyard.evaluation import plots
 from modelyard.evaluation.explain import can_explain, explain
+from modelyard.evaluation.redaction import report_redactor
 from modelyard.evaluation.sections import Figure, ReportContext, Section, Table, Text, Tokens, fmt, provides
 from modelyard.metrics.stats import bootstrap_intervals, reliability
 
@@ -203,8 +204,10 @@ def _explanations(context: ReportContext, inputs: list[Any], images: bool, y: np
     ]
     blocks: list[Any] = []
     method = ""
+    redactor = None if images else report_redactor(context.model)
     for i in chosen[:EXPLAINED]:
-        result = explain(context.model, inputs[i])
+        # the tokens are shown: a text is explained as the report may show it, personal data replaced
+        result = explain(context.model, redactor.redact(str(inputs[i])) if redactor else inputs[i])
         method = result["method"]
         verdict = "correct" if pred[i] == y[i] else f"wrong, true: {context.model.labels[y[i]]}"
         title = f"predicted {result['label']} ({result['score']:.2f}; {verdict})"

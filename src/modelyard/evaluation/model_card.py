@@ -12,6 +12,7 @@ import yaml
 from modelyard.bundle import environment
 from modelyard.fsutil import atomic_write_text
 from modelyard.metrics.stats import HEADLINE, bootstrap_intervals, pairs_from_confusion
+from modelyard.privacy.redact import hide_salt
 
 CARD = "MODEL_CARD.md"
 LOW_F1 = 0.5
@@ -122,6 +123,21 @@ def _limits(metrics: dict[str, Any], report: dict[str, Any], config: dict[str, A
     return lines or ["- None detected automatically; evaluate on your own data before relying on it."]
 
 
+def _privacy(spent: dict[str, Any]) -> list[str]:
+    """A DP-SGD run's guarantee, in the terms a reader needs to judge it."""
+    return [
+        f"Trained with DP-SGD: (ε = {spent['epsilon']:.4g}, δ = {spent['delta']:g})-differential privacy for "
+        f"each training example (target ε {spent['target_epsilon']:g}; {spent['accountant'].upper()} accountant "
+        f"over {spent['steps']} steps, Poisson sampling rate {spent['sample_rate']:g}, noise multiplier "
+        f"{spent['noise_multiplier']:g}, per-example gradients clipped to {spent['max_grad_norm']:g}).",
+        "",
+        "The guarantee covers the weights' gradient updates. It does not cover what is read from the data without "
+        "noise: validation-based model selection, preprocessing statistics (tabular means, scales and category "
+        "lists; the text length limit), the drift reference profile and the baselines in metrics.json. "
+        "See docs/privacy_training.md.",
+    ]
+
+
 def _reproduce(config_text: str, versions: dict[str, str]) -> list[str]:
     config = yaml.safe_load(config_text) or {}
     seed = config.get("train", {}).get("seed")
@@ -136,7 +152,7 @@ def _reproduce(config_text: str, versions: dict[str, str]) -> list[str]:
         f"Seed {seed}; versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
         "",
         "```yaml",
-        config_text.rstrip(),
+        hide_salt(config_text).rstrip(),  # the card is shared: a literal pseudonym salt is not
         "```",
     ]
 
@@ -156,6 +172,7 @@ def render(directory: Path, manifest: dict[str, Any]) -> str:
         ["## Intended use", "", *_intended_use(manifest)],
         ["## Data", "", *_data(manifest, report)],
         ["## Metrics", "", *_metrics(metrics, intervals)],
+        *([["## Privacy", "", *_privacy(metrics["privacy"])]] if metrics.get("privacy") else []),
         ["## Known limits", "", *_limits(metrics, report, yaml.safe_load(config_text) or {})],
         ["## How to reproduce", "", *_reproduce(config_text, manifest.get("versions") or environment())],
     ]

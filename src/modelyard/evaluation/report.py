@@ -21,12 +21,16 @@ from modelyard.bundle import environment
 from modelyard.errors import UserError
 from modelyard.evaluation import (
     classification_report,
+    entity_report,
+    label_noise_report,
     model_card,
+    multilabel_report,
     plots,
     speech_report,
     tabular_report,
     task_report,
 )
+from modelyard.evaluation.redaction import redact_sections, report_redactor
 from modelyard.evaluation.sections import (
     Figure,
     Html,
@@ -42,8 +46,15 @@ from modelyard.fsutil import atomic_write_text
 from modelyard.metrics import cost
 
 # imported for their @provides registrations
-PROVIDERS = (classification_report, tabular_report, task_report, speech_report)
-SKIP = {"samples", "per_class", "confusion_matrix", "warning"}
+PROVIDERS = (
+    classification_report,
+    tabular_report,
+    task_report,
+    speech_report,
+    multilabel_report,
+    entity_report,
+)
+SKIP = {"samples", "per_class", "per_label", "confusion_matrix", "warning"}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -130,6 +141,33 @@ def _learning(context: ReportContext) -> Section:
     return Section("learning", "Learning curves", blocks, "from history.jsonl: did training converge or overfit?")
 
 
+def _federation(context: ReportContext) -> list[Section]:
+    """A federated bundle's rounds: the global model's validation metric and each site's rows and loss."""
+    settings = context.data_report.get("federation")
+    if not settings:
+        return []
+    main = context.model.task.main_metric
+    names = [c["site"] for c in context.history[0].get("clients", [])] if context.history else []
+    rows = [
+        [
+            h.get("round"),
+            _cell(h.get("validation", {}).get(main)),
+            _cell(h.get("train_loss")),
+            *(f"{c['samples']} rows, loss {_cell(c.get('train_loss'))}" for c in h.get("clients", [])),
+        ]
+        for h in context.history
+    ]
+    shown = {k: v for k, v in settings.items() if k != "label_counts"}
+    blocks: list[Any] = [Text(", ".join(f"{k}: {v}" for k, v in shown.items()))]
+    blocks.append(Table(["round", f"validation {main}", "train loss", *names], rows))
+    if settings.get("label_counts"):
+        counts = settings["label_counts"]
+        labels = sorted({label for c in counts for label in c})
+        per_site = [[n, *(c.get(x, 0) for x in labels)] for n, c in zip(names, counts, strict=True)]
+        blocks.append(Table(["site", *labels], per_site, "rows per label at each site (the partition's skew)"))
+    return [Section("federation", "Federation", blocks, "one global model trained by sites that kept their rows")]
+
+
 def _data(context: ReportContext) -> Section:
     report, manifest = context.data_report, context.model.manifest
     blocks: list[Any] = []
@@ -160,7 +198,8 @@ def _data(context: ReportContext) -> Section:
         )
     if report.get("labels"):
         blocks.append(Figure(plots.label_distribution(report["labels"]), "rows per class in each split"))
-    facts = {k: v for k, v in report.items() if k not in {"files", "labels", "splits", "warnings", "split_notes"}}
+    shown_elsewhere = {"files", "labels", "splits", "warnings", "split_notes", "label_noise"}
+    facts = {k: v for k, v in report.items() if k not in shown_elsewhere}
     if facts:
         blocks.append(
             Table(
@@ -274,11 +313,15 @@ def render(model: Any, price_per_cpu_hour: float = 0.05) -> str:
     if not specific:
         tables = [metric_table(context.metrics[s], s) for s in ("validation", "test") if context.metrics.get(s)]
         specific = [Section("metrics", "All metrics", tables)]
+    data, noise = _data(context), label_noise_report.sections(context)
+    redact_sections([*specific, data, *noise], report_redactor(model))  # the sections that show values from the data
     sections = [
         _headline(context),
         *specific,
         _learning(context),
-        _data(context),
+        *_federation(context),
+        data,
+        *noise,
         _cost(context, price_per_cpu_hour),
         _card(model),
     ]

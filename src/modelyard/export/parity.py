@@ -9,6 +9,9 @@ Both models answer the same validation inputs in one run; the learner's `export_
 - "next_token" (language models): `agreement` is the share of validation positions whose most likely next token
   is unchanged, `max_abs_diff` the largest next-token probability difference, `accuracy` holds the perplexity
   (lower is better) and `loss` the mean next-token cross-entropy.
+- "label_sets" (multi-label classifiers): `agreement` is the share of inputs whose label set at the bundle's
+  thresholds is unchanged, `max_abs_diff` the largest per-label score difference, `accuracy` the subset accuracy
+  (whole set right) against the labels.
 - "transcripts" (speech recognisers): `agreement` is the share of utterances transcribed identically,
   `max_abs_diff` the WER between the two models' transcripts, `accuracy` holds the WER against the references;
   the export fails when WER rises more than `max_wer_increase` (half a point), absolutely.
@@ -33,7 +36,7 @@ from modelyard.protocols import Learner
 WARMUP = 3
 THROUGHPUT_CHUNK = 256  # batched throughput alternates the models every this many inputs
 FORECAST_RTOL = 0.01  # a forecast value "agrees" within 1% of the window's mean absolute original forecast
-KINDS = ("probabilities", "forecasts", "next_token", "transcripts")
+KINDS = ("probabilities", "forecasts", "next_token", "transcripts", "label_sets")
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,30 @@ def _transcripts(ref: np.ndarray, new: np.ndarray, targets: np.ndarray, names: t
     }
 
 
-COMPARE = {
+def _label_sets(decide: Any) -> Any:
+    """The comparison of two multi-label models' scores, thresholded by the reference learner's `decide`."""
+
+    def compare(ref: np.ndarray, new: np.ndarray, targets: np.ndarray, names: tuple[str, str]) -> dict:
+        a, b = names
+        ref_sets, new_sets = decide(ref), decide(new)
+        return {
+            "parity": {
+                "agreement": round(float((ref_sets == new_sets).all(1).mean()), 4),
+                "max_abs_diff": float(np.abs(ref - new).max()),
+                "compared": "label scores; agreement = share of inputs with the same label set at the thresholds",
+            },
+            "accuracy": {
+                a: round(float((ref_sets == targets).all(1).mean()), 4),
+                b: round(float((new_sets == targets).all(1).mean()), 4),
+                "metric": "accuracy",
+                "note": "subset accuracy: the whole label set right",
+            },
+        }
+
+    return compare
+
+
+COMPARE: dict[str, Any] = {
     "probabilities": _probabilities,
     "forecasts": _forecasts,
     "next_token": _next_tokens,
@@ -191,7 +217,8 @@ def compare(
     probes = [inputs[i] for i in np.random.default_rng(0).permutation(len(inputs))[:latency_samples]]
     ref_times, new_times = _latencies((reference, candidate), probes)
     a, b = names
-    table = COMPARE[kind(reference)](ref_out, new_out, np.asarray(targets), names)
+    scorer = _label_sets(reference.decide) if kind(reference) == "label_sets" else COMPARE[kind(reference)]
+    table = scorer(ref_out, new_out, np.asarray(targets), names)
     table["parity"]["samples"] = len(inputs)
     return {
         **table,

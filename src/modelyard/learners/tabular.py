@@ -60,6 +60,7 @@ class TabularLearner:
         self.booster: Any = None
         self.mlp: MLPMember | None = None
         self.sessions: dict[str, Any] = {}  # ONNX Runtime members of an exported bundle
+        self.privacy: dict[str, Any] | None = None  # the MLP's spent (epsilon, delta) under train.privacy
 
     @property
     def labels(self) -> list[str] | None:
@@ -140,8 +141,9 @@ class TabularLearner:
         stopping = EarlyStopping(patience=patience, metric=metric)
         train_cfg = config.train.model_copy(update={"early_stopping": stopping})
         deadline = [Deadline(seconds)] if seconds else []
-        fit(self.mlp, config.model_copy(update={"train": train_cfg}), PreparedData(splits), callbacks=deadline,
-            quiet=True, main_metric=metric, greater_is_better=kind != "regression")  # fmt: skip
+        result = fit(self.mlp, config.model_copy(update={"train": train_cfg}), PreparedData(splits), callbacks=deadline,
+                     quiet=True, main_metric=metric, greater_is_better=kind != "regression")  # fmt: skip
+        self.privacy = result.privacy
 
     def _tried(self, name: str, y: np.ndarray, out: np.ndarray, began: float, note: str) -> None:
         score = main_score(self.spec.kind, y, out)

@@ -116,11 +116,13 @@ class MLPMember:
     def outputs(self, x: np.ndarray) -> np.ndarray:
         """(N, K) probabilities, or (N,) values in the target's units."""
         module = self.module
+        was_training = module.training  # evaluated mid-training: the loop's next steps need train mode back
         module.eval()
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(x), 8192):
                 chunks.append(module(torch.from_numpy(np.ascontiguousarray(x[start : start + 8192]))).float())
+        module.train(was_training)
         out = torch.cat(chunks) if chunks else torch.zeros((0, module.config.outputs))
         if self.kind == "regression":
             return out[:, 0].numpy() * self.target_scale + self.target_mean

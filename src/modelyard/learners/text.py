@@ -119,6 +119,7 @@ class TextClassifierLearner:
         self.options = options
         self.precision = spec.get("precision", "fp32")
         self.label_index = {label: i for i, label in enumerate(labels)}
+        self.recompute = True  # activation checkpointing on long batches (off under DP-SGD: learners/text_private)
 
     @classmethod
     def pretrained(cls, path: Path, backbone: str, options: Any, labels: list[str], texts: list[str]):
@@ -213,12 +214,15 @@ class TextClassifierLearner:
         self.module.head.bias.copy_(bias)
 
     def encode(self, texts: list[str]) -> list[list[int]]:
+        if prefix := self.spec.get("text_prefix"):  # e.g. E5's "query: " (few-shot and zero-shot bundles)
+            texts = [prefix + t for t in texts]
         if self._saved is not None:
             return self._saved.encode(texts)
         return self.tokenizer(texts, truncation=True, max_length=self.spec["max_length"])["input_ids"]
 
     def dataset(self, data: pd.DataFrame, training: bool) -> TextDataset:
-        return TextDataset(self.encode(data["text"].tolist()), data["label"].map(self.label_index).tolist())
+        weights = data["weight"].tolist() if "weight" in data else None  # data.label_noise action: weight
+        return TextDataset(self.encode(data["text"].tolist()), data["label"].map(self.label_index).tolist(), weights)
 
     def lengths(self, dataset: TextDataset) -> list[int]:
         return [len(x) for x in dataset.input_ids]
@@ -235,6 +239,8 @@ class TextClassifierLearner:
         batch = {"input_ids": ids, "attention_mask": mask}
         if "labels" in items[0]:
             batch["labels"] = torch.tensor([x["labels"] for x in items])
+        if "weight" in items[0]:
+            batch["weight"] = torch.tensor([x["weight"] for x in items], dtype=torch.float32)
         return batch
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -243,12 +249,17 @@ class TextClassifierLearner:
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         self._recompute_if_long(batch["input_ids"])
         logits = self.logits(batch)
+        if "weight" in batch:  # rows that look mislabelled count for the probability of their label
+            losses = F.cross_entropy(
+                logits.float(), batch["labels"], label_smoothing=self.options.label_smoothing, reduction="none"
+            )
+            return (losses * batch["weight"]).mean()
         return F.cross_entropy(logits.float(), batch["labels"], label_smoothing=self.options.label_smoothing)
 
     def _recompute_if_long(self, input_ids: torch.Tensor) -> None:
         """Activation checkpointing for this batch when it is over RECOMPUTE_TOKENS (Hugging Face encoders)."""
         encoder = getattr(self.module, "module", self.module).encoder
-        if not getattr(encoder, "supports_gradient_checkpointing", False):
+        if not self.recompute or not getattr(encoder, "supports_gradient_checkpointing", False):
             return
         wanted = input_ids.numel() > RECOMPUTE_TOKENS
         if wanted:  # the peaks come with long batches: start them without the previous steps' freed blocks
@@ -290,8 +301,7 @@ class TextClassifierLearner:
         outputs = [self._run_batch(self.collate([{"input_ids": ids[i]} for i in c]), fn) for c in chunks]
         result = np.concatenate(outputs) if outputs else np.zeros((0, len(self.labels)), dtype=np.float32)
         if fn == "forward":
-            result = np.exp(result - result.max(1, keepdims=True))
-            result /= result.sum(1, keepdims=True)
+            result = self.activate(result)
         unsorted = np.empty_like(result)
         unsorted[order] = result
         return unsorted
@@ -307,6 +317,12 @@ class TextClassifierLearner:
             out = getattr(module, fn)(batch["input_ids"].to(device), batch["attention_mask"].to(device))
         module.train(was_training)
         return out.float().cpu().numpy()
+
+    @staticmethod
+    def activate(logits: np.ndarray) -> np.ndarray:
+        """Scores from logits: softmax over the classes (a multi-label learner takes a sigmoid per label)."""
+        result = np.exp(logits - logits.max(1, keepdims=True))
+        return result / result.sum(1, keepdims=True)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return self._forward_all(texts, "forward")

@@ -62,9 +62,12 @@ def extend_vocabulary(
 
 
 class TextDataset(torch.utils.data.Dataset):
-    def __init__(self, input_ids: list[list[int]], labels: list[int] | None) -> None:
+    def __init__(
+        self, input_ids: list[list[int]], labels: list[int] | None, weights: list[float] | None = None
+    ) -> None:
         self.input_ids = input_ids
         self.labels = labels
+        self.weights = weights  # per-row loss weights (data.label_noise action: weight)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -73,6 +76,8 @@ class TextDataset(torch.utils.data.Dataset):
         item = {"input_ids": self.input_ids[i]}
         if self.labels is not None:
             item["labels"] = self.labels[i]
+        if self.weights is not None:
+            item["weight"] = self.weights[i]
         return item
 
 

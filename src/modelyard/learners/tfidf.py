@@ -58,7 +58,8 @@ class TfidfLinearLearner:
         features = self.vectorizer.fit_transform(texts)
         y = train["label"].map({label: i for i, label in enumerate(self.labels)}).to_numpy()
         self.classifier = LogisticRegression(C=10.0, max_iter=2000)
-        self.classifier.fit(features, y)
+        weights = train["weight"].to_numpy() if "weight" in train else None  # data.label_noise action: weight
+        self.classifier.fit(features, y, sample_weight=weights)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         probs = self.classifier.predict_proba(self.vectorizer.transform(texts))

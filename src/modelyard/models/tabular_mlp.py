@@ -20,6 +20,7 @@ class TabularMLPConfig:
     hidden_size: int = 128
     layers: int = 2
     dropout: float = 0.1
+    norm: str = "batch"  # batch | layer (DP-SGD: layer norm keeps each example's output its own)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -45,7 +46,8 @@ class TabularMLP(nn.Module):
         width = 2 * len(numeric) + sum(e.embedding_dim for e in self.embeddings)
         blocks: list[nn.Module] = []
         for _ in range(config.layers):
-            blocks += [nn.Linear(width, config.hidden_size), nn.BatchNorm1d(config.hidden_size), nn.SiLU()]
+            norm = nn.BatchNorm1d if config.norm == "batch" else nn.LayerNorm
+            blocks += [nn.Linear(width, config.hidden_size), norm(config.hidden_size), nn.SiLU()]
             blocks.append(nn.Dropout(config.dropout))
             width = config.hidden_size
         self.body = nn.Sequential(*blocks)

@@ -24,6 +24,8 @@ from modelyard.home import home
 if TYPE_CHECKING:  # pandas takes a while to import; the server only writes the log
     import pandas as pd
 
+    from modelyard.privacy import Redactor
+
 log = logging.getLogger(__name__)
 
 FILENAME = "predictions.db"
@@ -48,8 +50,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     ts REAL NOT NULL,            -- unix seconds when the answer was sent
     model TEXT NOT NULL,
     version TEXT NOT NULL,
-    input TEXT,                  -- JSON of the input; NULL when the server runs with --no-log-inputs
-    input_sha256 TEXT NOT NULL,  -- sha256 of that JSON, always kept (drift, duplicates)
+    input TEXT,                  -- JSON of the input, PII redacted; NULL with --no-log-inputs or "store": false
+    input_sha256 TEXT NOT NULL,  -- sha256 of the redacted JSON (drift, duplicates); '' for "store": false
     output TEXT NOT NULL,        -- JSON of the prediction
     latency_ms REAL NOT NULL,    -- of the whole request the prediction came in
     label TEXT,                  -- JSON of the feedback label, once known
@@ -83,32 +85,57 @@ class PredictionRecord:
     input: Any
     output: Any
     latency_ms: float
+    store: bool = True  # False: the client asked that its input is never stored, not even as a hash
 
-    def row(self, log_inputs: bool) -> tuple[Any, ...]:
-        payload = self.input.model_dump(mode="json") if isinstance(self.input, BaseModel) else self.input
+    def payload(self) -> Any:
+        return self.input.model_dump(mode="json") if isinstance(self.input, BaseModel) else self.input
+
+    def row(self, log_inputs: bool, payload: Any, output: Any) -> tuple[Any, ...]:
+        """The table row, from the input and output as they may be stored (already redacted)."""
         encoded = json.dumps(payload, ensure_ascii=False, sort_keys=True)
-        digest = hashlib.sha256(encoded.encode("utf-8")).hexdigest()
-        output = json.dumps(self.output, ensure_ascii=False, default=str)
-        stored = encoded if log_inputs else None
+        digest = hashlib.sha256(encoded.encode("utf-8")).hexdigest() if self.store else ""
         return (
             self.prediction_id,
             self.ts,
             self.model,
             self.version,
-            stored,
+            encoded if log_inputs and self.store else None,
             digest,
-            output,
+            json.dumps(output, ensure_ascii=False, default=str),
             self.latency_ms,
         )
 
 
+def _rows(
+    records: list[PredictionRecord], log_inputs: bool, inputs: Redactor | None, outputs: Redactor | None
+) -> list[tuple[Any, ...]]:
+    """Rows for a batch of records, personal data replaced in one detector pass per column (on the writer
+    thread, off the request path). An input that is not stored is not scanned either."""
+    payloads = [r.payload() if r.store else None for r in records]
+    if inputs is not None:
+        payloads = inputs.redact_values(payloads)
+    answers = [r.output for r in records]
+    if outputs is not None:
+        answers = outputs.redact_values(answers)
+    return [r.row(log_inputs, p, o) for r, p, o in zip(records, payloads, answers, strict=True)]
+
+
 class PredictionLogWriter:
     """A background thread draining a queue into the log, many rows per transaction (rows are committed within
-    about GATHER_S of their request; `flush` waits for the ones appended before it, never for later traffic)."""
+    about GATHER_S of their request; `flush` waits for the ones appended before it, never for later traffic).
+    `redact_inputs` / `redact_outputs` replace personal data before anything reaches the file (privacy.redact)."""
 
-    def __init__(self, path: Path | None = None, log_inputs: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path | None = None,
+        log_inputs: bool = True,
+        redact_inputs: Redactor | None = None,
+        redact_outputs: Redactor | None = None,
+    ) -> None:
         self.path = path or db_path()
         self.log_inputs = log_inputs
+        self.redact_inputs = redact_inputs
+        self.redact_outputs = redact_outputs
         self._queue: queue.Queue[PredictionRecord | None] = queue.Queue()
         self._appended = 0  # records put on the queue so far
         self._written = 0  # records the writer has taken off it and committed (or logged as failed)
@@ -147,9 +174,10 @@ class PredictionLogWriter:
                     batch.append(self._queue.get_nowait())
                 records = [r for r in batch if r is not None]
                 try:
+                    rows = _rows(records, self.log_inputs, self.redact_inputs, self.redact_outputs)
                     with conn:
-                        conn.executemany(_INSERT, [r.row(self.log_inputs) for r in records])
-                except (sqlite3.Error, TypeError, ValueError):  # never let one bad batch stop the writer
+                        conn.executemany(_INSERT, rows)
+                except Exception:  # never let one bad batch stop the writer (a row that cannot be redacted is dropped)
                     log.exception("could not write %d predictions to %s", len(records), self.path)
                 finally:
                     with self._progress:

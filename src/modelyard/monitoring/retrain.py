@@ -5,7 +5,8 @@ The champion's test split is re-read and its fingerprint checked against the cha
 out and given to the challenger as its test file, so both are scored on exactly the same rows (and none of
 them leaks into the challenger's training data). The newest quarter of the feedback is held out to score both
 models on recent traffic; the rest is appended to the training data, except rows whose inputs are in the frozen
-test split (the decision counts them under `feedback.in_test_split`).
+test split (the decision counts them under `feedback.in_test_split`). Text feedback the champion confidently
+contradicts is listed under `feedback.contradicting` and, with `data.label_noise.action: drop`, left out.
 
 Labelled text tasks need nothing more. Other tasks (tables) say how a logged input and its corrected label
 become a training row with two task hooks: `feedback_example(config, logged_input, label) -> row | None` and
@@ -149,6 +150,19 @@ def decide(
     )
 
 
+def _contradicted_feedback(
+    champion: Any, prepared: Any, test: pd.DataFrame, feedback: pd.DataFrame, hooked: bool
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Text feedback rows the champion confidently contradicts (confident learning's rule, thresholds from its
+    validation split, or the frozen test split when there is none); `data.label_noise.action: drop` leaves them out."""
+    from modelyard.learners.label_noise import flag_feedback
+
+    if hooked or not len(feedback):
+        return pd.Series(False, index=feedback.index).to_numpy(), []
+    reference = prepared.splits["validation"] if len(prepared.splits["validation"]) else test
+    return flag_feedback(champion.learner, reference, feedback)
+
+
 def register(path: Path, name: str) -> str:
     """The registry version of a bundle: the one already registered for it, or a newly logged one."""
     from modelyard.tracking import registry
@@ -210,6 +224,9 @@ def retrain(
     base = base[~_row_keys(base, label).isin(seen).to_numpy()]
     in_test = _row_keys(fb_train.reindex(columns=columns), label).isin(seen)  # would inflate the test score
     fb_train = fb_train[~in_test.to_numpy()] if len(fb_train) else fb_train
+    flagged, flagged_rows = _contradicted_feedback(champion, prepared, test, fb_train, hooked)
+    dropped = config.data.label_noise is not None and config.data.label_noise.action == "drop"
+    fb_train = fb_train[~flagged] if dropped else fb_train
     train = pd.concat([base, fb_train.reindex(columns=columns)], ignore_index=True)
     with tempfile.TemporaryDirectory(prefix="modelyard-retrain-") as tmp:
         cfg = challenger_config(config, Path(tmp), train, prepared.splits["validation"], test, layout)
@@ -238,6 +255,7 @@ def retrain(
             "used_for_training": len(fb_train),
             "held_out": len(fb_eval),
             "in_test_split": int(in_test.sum()),
+            "contradicting": {"rows": flagged_rows, "dropped": dropped},
             "skipped": skipped,
         },
         "promoted": promoted,

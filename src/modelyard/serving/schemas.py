@@ -77,8 +77,14 @@ def input_schema(input_type: Any) -> dict[str, Any]:
     return TypeAdapter(input_type).json_schema()
 
 
+STORE_DESCRIPTION = (
+    "false: the inputs of this request are never stored (the prediction log keeps the answer, its id for "
+    "feedback and the latency, but neither the input nor its hash); true: stored with personal data redacted"
+)
+
+
 def predict_request_model(input_type: Any, settings: ServeSettings) -> type[BaseModel]:
-    """`{"inputs": [Input, ...], "top_k": int}` with the server's limits baked into the schema."""
+    """`{"inputs": [Input, ...], "top_k": int, "store": bool}` with the server's limits baked into the schema."""
     item = input_type
     if input_type is str:
         item = Annotated[str, StringConstraints(max_length=settings.max_text_chars)]
@@ -95,4 +101,5 @@ def predict_request_model(input_type: Any, settings: ServeSettings) -> type[Base
             ),
         ),
         top_k=(int, Field(1, ge=1, le=settings.max_top_k, description="answers per input, best first")),
+        store=(bool, Field(True, description=STORE_DESCRIPTION)),
     )

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from modelyard.errors import UserError
 from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord
+from modelyard.privacy import Redactor, redactor_for
 from modelyard.protocols import DescribesInputs
 from modelyard.serving.batcher import Batcher, BatcherClosedError, PredictionFailedError, QueueFullError
 from modelyard.serving.errors import ServingError
@@ -74,7 +75,13 @@ class ModelService:
         self.batcher.start()
         self.metrics.queue_depth.set_function(lambda: self.batcher.pending)
         if self.settings.log_predictions:
-            self.log = PredictionLogWriter(log_inputs=self.settings.log_inputs)
+            privacy = getattr(getattr(self.model, "config", None), "privacy", None)
+            inputs, outputs = redactor_for(privacy, "log"), redactor_for(privacy, "monitoring")
+            for redactor in (inputs, outputs):
+                _warm(redactor)
+            self.log = PredictionLogWriter(
+                log_inputs=self.settings.log_inputs, redact_inputs=inputs, redact_outputs=outputs
+            )
 
     async def stop(self) -> None:
         """Finish every queued and running prediction, then flush the log."""
@@ -97,7 +104,10 @@ class ModelService:
         except (ValueError, UserError) as err:
             raise ServingError(422, f"inputs.{index}: {err}") from None
 
-    async def predict(self, inputs: list[Any], top_k: int) -> tuple[list[dict[str, Any]], list[str]]:
+    async def predict(
+        self, inputs: list[Any], top_k: int, store: bool = True
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Predictions and their log ids; `store=False` keeps the inputs out of the prediction log entirely."""
         assert self.batcher is not None, "start() runs in the lifespan before any request"
         started = time.perf_counter()
         if hasattr(self.model.learner, "parse_input"):  # decoding (e.g. images) stays off the event loop
@@ -129,12 +139,19 @@ class ModelService:
             self.log.append(
                 [
                     PredictionRecord(
-                        pid, now, self.name, _version(prediction, self.version), item, prediction, latency_ms
+                        pid, now, self.name, _version(prediction, self.version), item, prediction, latency_ms, store
                     )
                     for pid, item, prediction in zip(ids, logged, predictions, strict=True)
                 ]
             )
         return predictions, ids
+
+
+def _warm(redactor: Redactor | None) -> None:
+    """Load the detectors (the name model, its checksum) at startup: a missing model fails here, not on the
+    log writer's thread where it would drop rows."""
+    if redactor is not None:
+        redactor.redact("warm-up: Jane Doe, jane@example.com")
 
 
 def _version(prediction: Any, default: str) -> str:

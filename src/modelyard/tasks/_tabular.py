@@ -45,6 +45,7 @@ class TabularModelConfig(ModelConfig):
     hidden_size: int = Field(128, ge=4, le=4096)
     layers: int = Field(2, ge=1, le=8)
     dropout: float = Field(0.1, ge=0, lt=1)
+    norm: Literal["batch", "layer"] = Field("batch", description="MLP normalisation; train.privacy needs layer")
     gbdt: dict[str, float | int | str] = Field(default_factory=dict, description="LightGBM parameters to override")
     bag_folds: int = Field(5, ge=1, le=10, description="LightGBM fold models bagged on the training split (1: one)")
 
@@ -179,7 +180,7 @@ def build(config: Config, data: PreparedData, kind: str) -> TabularLearner:
         "seed": config.train.seed,
         "gbdt_params": dict(model.gbdt),
         "folds": model.bag_folds,
-        "mlp": {"hidden_size": model.hidden_size, "layers": model.layers, "dropout": model.dropout},
+        "mlp": {"hidden_size": model.hidden_size, "layers": model.layers, "dropout": model.dropout, "norm": model.norm},
         "config": config,
     }
     why = {"auto": "LightGBM then the MLP within train.time_limit_s; the best or their ensemble on validation"}
@@ -228,6 +229,17 @@ def baselines(config: Config, data: PreparedData, kind: str) -> dict[str, dict[s
     default = scorecard.lightgbm_default(spec.kind, x, y, encoder.categorical_indices, config.train.seed)
     result["lightgbm_default"] = scored(default, spec.kind == "binary")
     return result
+
+
+def privacy_problems(config: Config) -> list[str]:
+    """DP-SGD trains the MLP alone: LightGBM learns from the rows without noise, and batch norm mixes the
+    examples of a batch (each example's gradient would depend on the others)."""
+    problems = []
+    if config.model.backbone != "mlp":
+        problems.append(f"model.backbone {config.model.backbone}: only the mlp trains with DP-SGD; set it to mlp")
+    if config.model.norm == "batch":
+        problems.append("model.norm batch: batch norm mixes the examples of a batch; set model.norm to layer")
+    return problems
 
 
 def load(directory: Path, manifest: dict[str, Any]) -> TabularLearner:

@@ -57,6 +57,9 @@ class TabularClassificationTask:
     def build(self, config: Config, data: PreparedData) -> TabularLearner:
         return common.build(config, data, "classification")
 
+    def privacy_problems(self, config: Config) -> list[str]:
+        return common.privacy_problems(config)
+
     def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
         return common.baselines(config, data, "classification")
 

@@ -48,6 +48,9 @@ class TabularRegressionTask:
     def build(self, config: Config, data: PreparedData) -> TabularLearner:
         return common.build(config, data, "regression")
 
+    def privacy_problems(self, config: Config) -> list[str]:
+        return common.privacy_problems(config)
+
     def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
         return common.baselines(config, data, "regression")
 

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from modelyard import precision
-from modelyard.config import Config, DataConfig, ModelConfig
+from modelyard.config import Config, DataConfig, LabelNoiseConfig, ModelConfig
 from modelyard.errors import DataError, ModelNotFoundError
+from modelyard.learners import few_shot, label_noise, text_private
 from modelyard.learners.text import OnnxTextClassifierLearner, TextClassifierLearner
 from modelyard.learners.text_inputs import length_percentiles, unknown_rate
 from modelyard.learners.tfidf import TfidfLinearLearner, tfidf_baseline
@@ -55,6 +56,9 @@ train:
 class TextDataConfig(DataConfig):
     text_column: str = "text"
     label_column: str = "label"
+    label_descriptions: dict[str, str] | None = Field(
+        None, description="zero-shot: {label: text} embedded in place of the label's name"
+    )
 
 
 class TextModelConfig(ModelConfig):
@@ -100,6 +104,17 @@ class TextModelConfig(ModelConfig):
     hidden_size: int = Field(256, ge=16)
     layers: int = Field(3, ge=1)
     heads: int = Field(4, ge=1)
+    zero_shot: bool = Field(
+        False,
+        description="pretrained only: no training; classify by cosine similarity to the label names (or "
+        "data.label_descriptions) as the encoder embeds them",
+    )
+    pair_iterations: int | None = Field(
+        None,
+        ge=1,
+        description="few-shot (`<encoder>+few-shot`, auto below 30 examples per class): same-class and other-class "
+        "pairs per training example; null = enough for about 2,000 pairs, at most 20",
+    )
 
 
 def _read(path: str, config: Config, which: str) -> tuple[pd.DataFrame, dict, Any]:
@@ -189,7 +204,12 @@ class TextClassificationTask:
             "tokenizer": self._coverage(config, texts),
         }
         prints = {n: fingerprint(f, ["text", "label"]) for n, f in splits.items()}
-        return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
+        pretrained = config.model.backbone not in (SCRATCH, TFIDF)
+        warnings += few_shot.config_warnings(config.model, data.label_descriptions, labels, pretrained)
+        prepared = PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
+        # what `train` would choose and why, so `validate` says it (train writes the same list again)
+        report["backbone_choice"] = [{"backbone": b, "reason": why} for b, why in self.candidates(config, prepared)]
+        return prepared
 
     def _coverage(self, config: Config, texts: list[str]) -> dict[str, Any]:
         """Unknown-token rate of the pretrained tokenizer the config names; for `backbone: auto`, of each bundled
@@ -198,7 +218,7 @@ class TextClassificationTask:
         if backbone in (SCRATCH, TFIDF):
             return {}
         if backbone != "auto":  # named: what `build` would refuse is refused here, before any training
-            name = MINILM if backbone == EXTENDED else backbone
+            name = MINILM if backbone == EXTENDED else few_shot.split_method(backbone)[0]
             return {"name": name, "unknown_rate": round(unknown_rate(pretrained_dir(name), texts[:2000]), 4)}
         checked = []
         for name in AUTO_ENCODERS:
@@ -224,7 +244,8 @@ class TextClassificationTask:
         cov = data.report.get("tokenizer", {})
         skipped = [_coverage_line(c) for c in cov.get("checked", [])]
         if "unknown_rate" in cov and cov["unknown_rate"] < UNKNOWN_RATE_LIMIT:
-            return [(cov["name"], "; ".join([*skipped, _coverage_line(cov)]))]
+            method, why = few_shot.choose(config.model, data.splits["train"])
+            return [(cov["name"] + method, "; ".join([*skipped, _coverage_line(cov), why]))]
         why = "; ".join([_coverage_line(cov), *skipped]) if cov else "no pretrained tokenizer available"
         tried = [
             (SCRATCH, f"{why}: a Transformer with its own tokenizer"),
@@ -241,6 +262,19 @@ class TextClassificationTask:
             return TfidfLinearLearner(labels)
         if backbone == SCRATCH:
             return TextClassifierLearner.scratch(config.model, labels, data.splits["train"]["text"].tolist())
+        encoder, method = few_shot.split_method(backbone)
+        if method is None and config.model.zero_shot and backbone != EXTENDED:
+            encoder, method = backbone, "zero-shot"
+        if method == "few-shot":
+            train = data.splits["train"]
+            return few_shot.FewShotTextLearner.build(
+                pretrained_dir(encoder), backbone, config.model, train, labels, config.train.seed
+            )
+        if method == "zero-shot":
+            descriptions = config.data.label_descriptions
+            return few_shot.ZeroShotTextLearner.build(
+                pretrained_dir(encoder), encoder + few_shot.ZERO_SHOT, config.model, labels, descriptions
+            )
         if backbone == EXTENDED:
             options = config.model.model_copy(update={"extend_vocabulary": True})
             return TextClassifierLearner.pretrained(
@@ -251,12 +285,48 @@ class TextClassificationTask:
         )
         if learner.probe_head:
             learner.start_head_from_probe(data.splits["train"], precision.resolve(config.train.precision))
+        if config.train.privacy:
+            text_private.make_private(learner, config.train.privacy.train_layers)
         return learner
+
+    def privacy_problems(self, config: Config) -> list[str]:
+        """DP-SGD covers a pretrained encoder fine-tuned by the loop; whatever else learns from the raw texts
+        (a vocabulary, a TF-IDF model, a probe-fitted head, few-shot pairs) would escape its accounting."""
+        model, problems = config.model, []
+        backbone, method = few_shot.split_method(model.backbone)
+        if backbone == "auto":
+            problems.append(
+                "model.backbone auto may choose TF-IDF or a tokenizer trained on the raw texts; name a pretrained "
+                f"encoder ({', '.join(AUTO_ENCODERS)} or a local Hugging Face folder)"
+            )
+        elif backbone in (TFIDF, SCRATCH, EXTENDED) or method or model.zero_shot:
+            problems.append(f"model.backbone {model.backbone} learns outside DP-SGD; name a pretrained encoder")
+        if model.head_init == "linear_probe":
+            problems.append("model.head_init linear_probe fits the head on the texts without noise; use random")
+        if model.extend_vocabulary:
+            problems.append("model.extend_vocabulary adds tokens read from the texts; set it to false")
+        if not problems and catalog.is_local_hf_dir(backbone):
+            layers = config.train.privacy.train_layers
+            problems += [f"model.backbone {backbone}: {p}" for p in text_private.layer_problems(Path(backbone), layers)]
+        return problems
 
     def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
         labels = sorted(data.splits["train"]["label"].unique())
         evals = {n: data.splits[n] for n in ("validation", "test")}
         return {"tfidf_logreg": tfidf_baseline(data.splits["train"], evals, labels)}
+
+    def audit_labels(self, config: Config, data: PreparedData) -> label_noise.LabelNoiseResult:
+        """Confident learning over the training split (`validate --audit-labels`, `data.label_noise`); the
+        encoder method embeds with the bundled encoder whose tokenizer covers the data (e5 for Chinese)."""
+        settings = config.data.label_noise or LabelNoiseConfig()
+        train = data.splits["train"]
+        encoder = data.report.get("tokenizer", {}).get("name")
+        embed = None
+        if settings.method != "tfidf" and encoder:
+            resolved = precision.resolve(config.train.precision)
+            embed = (encoder, label_noise.encoder_embedder(pretrained_dir(encoder), encoder, config.model, resolved))
+        labels = sorted(train["label"].unique())
+        return label_noise.audit_frame(train, labels, settings.method, embed, settings.folds, config.train.seed)
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config):
         labels = manifest["labels"]

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from modelyard.config import RedactionConfig
 from modelyard.errors import BundleError
+from modelyard.privacy import Redactor, redactor_for
 from modelyard.tracking import store
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the modelyard package, shipped inside each pyfunc model
@@ -98,7 +100,11 @@ def start_run(
 def log_params(client: MlflowClient, uri: str, run_id: str, config: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
-    params = [Param(k, _param_text(v)) for k, v in flatten(config).items()]
+    flat = flatten(config)
+    salt = flat.get("privacy.hash_salt")
+    if isinstance(salt, str) and not salt.startswith("${"):  # a literal secret never reaches the tracking store
+        flat["privacy.hash_salt"] = "<set>"
+    params = [Param(k, _param_text(v)) for k, v in flat.items()]
     with store.write_lock(uri):
         for i in range(0, len(params), BATCH):
             client.log_batch(run_id, params=params[i : i + BATCH], synchronous=True)
@@ -192,22 +198,31 @@ def finish_run(
             tags.update({f"data.{split}.{k}": str(v) for k, v in info.items() if not isinstance(v, (dict, list))})
     tags.update({"modelyard.bundle_path": str(bundle["path"]), "modelyard.main_metric": main_metric or ""})
     report = report if report is not None else bundle.get("report", {})
+    redactor = _tracking_redactor(config)
+    if redactor is not None:  # data reports name values (rare categories, labels): personal data is replaced
+        report = redactor.redact_value(report, numbers=False)
     with tempfile.TemporaryDirectory(prefix="modelyard-run-") as tmp:
         _write_json(Path(tmp, "data", "fingerprints.json"), fingerprints)
         _write_json(Path(tmp, "data", "report.json"), report)
+        if redactor is not None and bundle.get("report"):  # logged in place of the bundle's own copy below
+            _write_json(Path(tmp, "bundle", "data_report.json"), redactor.redact_value(bundle["report"], numbers=False))
         _write_json(Path(tmp, "environment.json"), environment())
         run_tags = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
         with store.write_lock(uri):
             log_params(client, uri, run_id, config)
             log_metrics(client, uri, run_id, scalar_metrics(metrics.get("test") or {}, "test"), _last_step(bundle))
+            spent = scalar_metrics(metrics.get("privacy") or {}, "privacy")  # DP-SGD: privacy_epsilon, _delta
+            if spent:
+                log_metrics(client, uri, run_id, spent, _last_step(bundle))
             for i in range(0, len(run_tags), BATCH):
                 client.log_batch(run_id, tags=run_tags[i : i + BATCH], synchronous=True)
             client.log_artifacts(run_id, tmp)
             for file in RUN_FILES:
-                if (bundle["path"] / file).is_file():
+                if (bundle["path"] / file).is_file() and not Path(tmp, "bundle", file).is_file():
                     client.log_artifact(run_id, str(bundle["path"] / file), artifact_path="bundle")
             version_tags = {"bundle_path": str(bundle["path"]), "task": str(config.get("task"))}
             version_tags.update({f"test.{k}": f"{v:.6g}" for k, v in test.items()})
+            version_tags.update({k.replace("_", ".", 1): f"{v:.6g}" for k, v in spent.items() if k.count("_") == 1})
             if main_metric:
                 version_tags["main_metric"] = main_metric
             with store.fluent(uri) as ml:  # the registry resolves `models:/<id>` through the global URI
@@ -225,6 +240,12 @@ def finish_run(
                     name, source=info.model_uri, run_id=run_id, tags=version_tags, model_id=info.model_id
                 )
     return version
+
+
+def _tracking_redactor(config: dict[str, Any]) -> Redactor | None:
+    """The bundle's `privacy` section (the defaults for bundles older than it) applied to what MLflow keeps."""
+    section = config.get("privacy")
+    return redactor_for(RedactionConfig.model_validate(section) if isinstance(section, dict) else None, "tracking")
 
 
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:

@@ -24,6 +24,7 @@ from modelyard.training.callbacks import Callback, EarlyStopping, TrainerControl
 from modelyard.training.checkpoint import load_checkpoint, save_checkpoint
 from modelyard.training.distributed import evaluate as sharded_evaluate
 from modelyard.training.memory import release_free_memory
+from modelyard.training.privacy import PrivateTraining, unwrap
 from modelyard.training.progress import training_progress
 from modelyard.training.sampler import BucketBatchSampler
 
@@ -38,6 +39,7 @@ class TrainResult:
     steps: int = 0
     precision: str = "fp32"
     processes: int = 1
+    privacy: dict[str, Any] | None = None  # a private run's spent (epsilon, delta) and its accounting
 
     @property
     def samples_per_second(self) -> float:
@@ -114,7 +116,9 @@ def _fit_without_gradients(learner: Learner, train_cfg: TrainConfig, data: Prepa
     seconds = time.perf_counter() - start
     validation = learner.evaluate(data.splits["validation"]) if len(data.splits["validation"]) else {}
     entry = {"epoch": 1, "step": 1, "seconds": round(seconds, 3), "validation": _headline(validation)}
-    return TrainResult(train_cfg, [entry], validation, seconds, len(data.splits["train"]), 1)
+    result = TrainResult(train_cfg, [entry], validation, seconds, len(data.splits["train"]), 1)
+    result.privacy = getattr(learner, "privacy", None)  # e.g. a tabular learner's MLP member trained privately
+    return result
 
 
 def fit(
@@ -143,7 +147,8 @@ def fit(
             f"train.batch_size {train_cfg.batch_size} is the global batch and must divide evenly "
             f"among {accelerator.num_processes} processes"
         )
-    precision = prec.resolve(train_cfg.precision, accelerator.device)
+    private_cfg = train_cfg.privacy  # DP-SGD (training/privacy.py): per-example gradients in fp32
+    precision = prec.resolve("fp32" if private_cfg else train_cfg.precision, accelerator.device)
     learner.precision = precision
     set_seed(train_cfg.seed)
     callbacks = list(callbacks or [])
@@ -157,11 +162,22 @@ def fit(
     dataset = learner.dataset(data.splits["train"], training=True)
     lengths = learner.lengths(dataset) if hasattr(learner, "lengths") else None
     sampler = BucketBatchSampler(lengths, len(dataset), train_cfg.batch_size, train_cfg.seed)
+    private = None
+    if private_cfg:
+        steps = max(1, math.ceil(len(dataset) / train_cfg.batch_size))
+        planned = train_cfg.max_steps or steps * train_cfg.epochs
+        private = PrivateTraining.plan(
+            private_cfg, len(dataset), train_cfg.batch_size, planned, accelerator.num_processes
+        )
+        sampler = private.sampler(len(dataset), steps, train_cfg.seed)
     # every new iterator draws a seed from the loader's generator; without its own, that draw comes from the global
     # RNG, and a resumed run (which re-creates the iterator mid-epoch) would see dropout masks shifted by one draw
     generator = torch.Generator().manual_seed(train_cfg.seed)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=learner.collate, generator=generator
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=private.collate(learner.collate) if private else learner.collate,
+        generator=generator,
     )
 
     lr = train_cfg.learning_rate
@@ -178,9 +194,12 @@ def fit(
     epochs = math.ceil(total / steps_per_epoch)
     warmup = int(train_cfg.warmup_ratio * total)
     scheduler = make_scheduler(optimizer, train_cfg.scheduler or "linear", warmup, total, train_cfg.min_lr_ratio)
-    model, optimizer, loader, scheduler = accelerator.prepare(learner.module, optimizer, loader, scheduler)
+    module = learner.module
+    if private:
+        module, optimizer = private.wrap(module, optimizer)
+    model, optimizer, loader, scheduler = accelerator.prepare(module, optimizer, loader, scheduler)
     learner.module = model
-    raw_model = accelerator.unwrap_model(model)
+    raw_model = unwrap(accelerator.unwrap_model(model))
 
     state = TrainerState(max_steps=total, steps_per_epoch=steps_per_epoch, is_main_process=accelerator.is_main_process)
     control = TrainerControl()
@@ -267,15 +286,17 @@ def fit(
             running, count = 0.0, 0
             for i, batch in enumerate(epoch_loader, start=skip_batches):
                 with accelerator.accumulate(model), prec.autocast(precision, accelerator.device):
-                    loss = learner.loss(batch)
+                    # an empty Poisson batch (private runs) still takes a noise-only step
+                    loss = learner.loss(batch) if batch is not None else private.empty_batch_loss()
                     accelerator.backward(loss)
-                    if accelerator.sync_gradients and train_cfg.max_grad_norm:
+                    if accelerator.sync_gradients and train_cfg.max_grad_norm and not private:
                         accelerator.clip_grad_norm_(model.parameters(), train_cfg.max_grad_norm)
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                first = batch["input_ids"] if "input_ids" in batch else next(iter(batch.values()))
-                samples += len(first) * accelerator.num_processes
+                if batch is not None:
+                    first = batch["input_ids"] if "input_ids" in batch else next(iter(batch.values()))
+                    samples += len(first) * accelerator.num_processes
                 running += loss.item()
                 count += 1
                 if not accelerator.sync_gradients:
@@ -299,6 +320,8 @@ def fit(
                 break
             checkpoint(epoch + 1, 0)
     seconds = seconds_before + time.perf_counter() - t0
+    if private:
+        private.close()
     if best_state is not None:
         raw_model.load_state_dict(best_state)
     learner.module = raw_model
@@ -317,4 +340,5 @@ def fit(
         state.global_step,
         precision,
         accelerator.num_processes,
+        private.spent(state.global_step) if private else None,
     )

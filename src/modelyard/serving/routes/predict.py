@@ -12,7 +12,14 @@ from pydantic import BaseModel
 from modelyard.evaluation.explain import can_explain
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError
-from modelyard.serving.schemas import ERROR_RESPONSES, ModelInfo, ModelRef, PredictResponse, input_schema
+from modelyard.serving.schemas import (
+    ERROR_RESPONSES,
+    STORE_DESCRIPTION,
+    ModelInfo,
+    ModelRef,
+    PredictResponse,
+    input_schema,
+)
 from modelyard.serving.security import require_api_key
 from modelyard.serving.service import ModelService, task_name
 from modelyard.serving.settings import ServeSettings
@@ -22,8 +29,8 @@ def predict_router(request_model: type[BaseModel], input_type: Any, binary: bool
     """The prediction routes for one task's input type; `binary` inputs (images) are base64 in JSON."""
     router = APIRouter(prefix="/v1", tags=["model"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)
 
-    async def answer(service: ModelService, inputs: list[Any], top_k: int) -> PredictResponse:
-        predictions, ids = await service.predict(inputs, top_k)
+    async def answer(service: ModelService, inputs: list[Any], top_k: int, store: bool) -> PredictResponse:
+        predictions, ids = await service.predict(inputs, top_k, store)
         return PredictResponse(
             predictions=predictions,
             model=ModelRef(name=service.name, version=service.version),
@@ -32,18 +39,19 @@ def predict_router(request_model: type[BaseModel], input_type: Any, binary: bool
 
     @router.post("/predict", summary="Predict a batch of inputs", response_model=PredictResponse)
     async def predict(body: request_model, service: ModelService = Depends(get_service)) -> PredictResponse:  # type: ignore[valid-type]
-        return await answer(service, list(body.inputs), body.top_k)
+        return await answer(service, list(body.inputs), body.top_k, body.store)
 
     @router.post("/predict/upload", summary="Predict uploaded files (images, or UTF-8 text files)")
     async def predict_upload(
         files: list[UploadFile] = File(min_length=1, description="one input per file"),
         top_k: int = Form(1, ge=1, le=settings.max_top_k),
+        store: bool = Form(True, description=STORE_DESCRIPTION),
         service: ModelService = Depends(get_service),
     ) -> PredictResponse:
         if len(files) > settings.max_inputs:
             raise ServingError(422, f"files: at most {settings.max_inputs} per request, got {len(files)}")
         inputs = [await _file_input(f, i, binary, settings) for i, f in enumerate(files)]
-        return await answer(service, inputs, top_k)
+        return await answer(service, inputs, top_k, store)
 
     @router.get("/model", summary="What is served: name, version, task, labels, input schema")
     async def model_info(service: ModelService = Depends(get_service)) -> ModelInfo:

@@ -1,0 +1,237 @@
+"""The federation's rounds, shared by the simulation and the HTTP server: what each round asks of the sites,
+how their messages become the next global model, the history, and the final bundle.
+
+A site's message is `n_k * delta_k` (its sample count times its update, after optional clipping and noise),
+masked when secure aggregation is on; the server only ever needs the sum of the messages and of the counts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from modelyard.config import Config
+from modelyard.errors import ConfigError
+from modelyard.federated import aggregate, sites
+from modelyard.federated.local import LocalResult, LocalSettings, train_locally
+from modelyard.protocols import Learner, PreparedData
+from modelyard.tasks import get_task
+
+MIN_LR_SHARE = 0.1  # the round learning rate decays (cosine) to this share of the first round's
+
+
+@dataclass
+class Settings:
+    """How the federation trains; saved in the bundle's data report and metrics."""
+
+    clients: int
+    rounds: int | None = None  # None: the backbone's default epochs / local_epochs (the centralised budget)
+    local_epochs: int = 1
+    strategy: Literal["fedavg", "fedprox"] = "fedavg"
+    mu: float = 0.01
+    secure_aggregation: bool = False
+    dp_clip: float | None = None
+    dp_noise: float | None = None  # noise multiplier: std = dp_noise * dp_clip
+    dp_delta: float = 1e-5
+
+    def check(self) -> None:
+        if self.clients < 1:
+            raise ConfigError("--clients must be at least 1")
+        if (self.dp_clip is None) != (self.dp_noise is None):
+            raise ConfigError("client DP needs both --dp-clip and --dp-noise", "e.g. --dp-clip 1.0 --dp-noise 1.0")
+        if self.secure_aggregation and self.clients < 2:
+            raise ConfigError("secure aggregation needs at least 2 clients: one client's sum is its own update")
+
+
+@dataclass
+class Message:
+    site: str
+    samples: int
+    payload: np.ndarray  # float32 n*delta, or uint64 masked fixed point under secure aggregation
+    train_loss: float
+    seconds: float = 0.0
+    epsilon: float | None = None  # DP-SGD at the site: this round's spent epsilon
+
+
+@dataclass
+class Federation:
+    """The server's state: global model, weights, round and history."""
+
+    config: Config
+    data: PreparedData
+    settings: Settings
+    learner: Learner
+    names: list[str]
+    weights: np.ndarray
+    base_lr: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    round: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    samples_seen: int = 0
+    best: tuple[float, int, np.ndarray] | None = None  # (signed main metric, round, weights): restored at the end
+
+    @classmethod
+    def start(cls, config: Config, settings: Settings, data: PreparedData | None = None) -> Federation:
+        """Prepare the server's data (validation, test, and the rows that fix labels and preprocessing) and build
+        the global model from it."""
+        from accelerate.utils import set_seed
+
+        settings.check()
+        sites.check_task(config)
+        if config.train.privacy is not None and (settings.strategy == "fedprox" or settings.dp_noise is not None):
+            raise ConfigError(
+                "train.privacy (DP-SGD at each site) cannot be combined with FedProx or --dp-noise",
+                "use FedAvg with train.privacy, or --dp-clip/--dp-noise without it",
+            )
+        config, why = sites.resolve_backbone(config)
+        data = data if data is not None else get_task(config.task).prepare(config)
+        data.report["backbone_choice"] = [{"backbone": config.model.backbone, "reason": why}]
+        set_seed(config.train.seed)
+        learner = sites.build_global(config, data)
+        local = sites.local_learner(learner)
+        defaults = local.train_defaults()
+        epochs = config.train.epochs or defaults.get("epochs", 3)
+        if settings.rounds is None:
+            settings.rounds = max(1, math.ceil(epochs / settings.local_epochs))
+        train = config.train.model_copy(update={"batch_size": config.train.batch_size or defaults.get("batch_size")})
+        config = config.model_copy(update={"train": train})
+        if settings.dp_noise is not None and any(
+            isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in local.module.modules()
+        ):
+            raise ConfigError(
+                "client DP (--dp-noise) would add noise to batch norm's running statistics",
+                "set model.norm: layer (tabular MLP)",
+            )
+        names = aggregate.trainable_names(local.module)
+        lr = config.train.learning_rate or defaults.get("learning_rate", 1e-3)
+        return cls(config, data, settings, learner, names, aggregate.flatten(local.module, names), lr)
+
+    @property
+    def done(self) -> bool:
+        return self.round >= self.settings.rounds
+
+    def local_settings(self, site: int) -> LocalSettings:
+        """This round's request: local epochs, a learning rate decayed over rounds (cosine), FedProx's mu."""
+        progress = self.round / max(1, self.settings.rounds - 1)
+        factor = MIN_LR_SHARE + (1 - MIN_LR_SHARE) * 0.5 * (1 + math.cos(math.pi * progress))
+        mu = self.settings.mu if self.settings.strategy == "fedprox" else 0.0
+        seed = self.config.train.seed + 1000 * (self.round + 1) + site
+        return LocalSettings(self.settings.local_epochs, self.base_lr * factor, mu, seed, self.settings.rounds)
+
+    def aggregate(self, messages: list[Message]) -> dict[str, Any]:
+        """The next global model from every site's message, validated on the server's validation split."""
+        samples = sum(m.samples for m in messages)
+        if self.settings.secure_aggregation:
+            total = aggregate.unmask_sum([m.payload for m in messages])
+        else:
+            total = np.sum([m.payload.astype(np.float64) for m in messages], axis=0)
+        self.weights = aggregate.fedavg(self.weights, total, samples)
+        local = sites.local_learner(self.learner)
+        aggregate.assign(local.module, self.names, self.weights)
+        validation = self.data.splits["validation"]
+        metrics = self.learner.evaluate(validation) if len(validation) else {}
+        self.round += 1
+        self.samples_seen += samples * self.settings.local_epochs
+        loss = sum(m.train_loss * m.samples for m in messages) / max(1, samples)
+        entry = {
+            "epoch": self.round,
+            "step": self.round,
+            "round": self.round,
+            "train_loss": round(loss, 5),
+            "learning_rate": self.local_settings(0).learning_rate if not self.done else None,
+            "seconds": round(time.perf_counter() - self.started, 2),
+            "validation": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
+            "clients": [
+                {"site": m.site, "samples": m.samples, "train_loss": round(m.train_loss, 5)}
+                | ({"epsilon": m.epsilon} if m.epsilon is not None else {})
+                for m in messages
+            ],
+        }
+        self.history.append(entry)
+        task = get_task(self.config.task)
+        if task.main_metric in metrics:  # keep the best round on validation, as the training loop keeps its epoch
+            signed = metrics[task.main_metric] * (1 if task.greater_is_better else -1)
+            if self.best is None or signed > self.best[0]:
+                self.best = (signed, self.round, self.weights.copy())
+        return entry
+
+    def finish(self, output: str | Path, extra_report: dict[str, Any] | None = None):
+        """Fit what centralised training fits on validation, score on test, write an ordinary bundle."""
+        from modelyard import bundle
+        from modelyard.loader import load
+        from modelyard.pipeline import write_results
+        from modelyard.training.loop import TrainResult, resolve_train_config
+
+        output = Path(output).resolve()
+        bundle.refuse_foreign_output(output)
+        task = get_task(self.config.task)
+        local = sites.local_learner(self.learner)
+        if self.best is not None:
+            aggregate.assign(local.module, self.names, self.best[2])
+        sites.finish(self.learner, self.data.splits["validation"], self.config)
+        local.module.eval()
+        train = resolve_train_config(self.config.train, local.train_defaults())
+        validation = (
+            self.learner.evaluate(self.data.splits["validation"]) if len(self.data.splits["validation"]) else {}
+        )
+        seconds = time.perf_counter() - self.started
+        result = TrainResult(train, self.history, validation, seconds, self.samples_seen, self.round, "fp32", 1)
+        s = self.settings
+        summary = {**asdict(s), "clients_samples": [c["samples"] for c in self.history[-1]["clients"]]}
+        summary["best_round"] = self.best[1] if self.best is not None else self.round
+        if s.strategy != "fedprox":
+            summary.pop("mu")
+        privacy = {}
+        if s.dp_noise is not None:
+            privacy = {"epsilon": round(aggregate.dp_epsilon(s.dp_noise, s.rounds, s.dp_delta), 4), "delta": s.dp_delta}
+            summary["dp_accounting"] = "client-level Gaussian mechanism, RDP over rounds, no subsampling (local DP)"
+        spent: dict[str, float] = {}
+        for entry in self.history:
+            for c in entry["clients"]:
+                spent[c["site"]] = spent.get(c["site"], 0.0) + c.get("epsilon", 0.0)
+        if self.config.train.privacy is not None and spent:
+            privacy = {"epsilon": round(max(spent.values()), 4), "delta": self.config.train.privacy.delta}
+            summary["dp_accounting"] = "DP-SGD at each site (train.privacy), budget split over rounds, summed"
+        self.data.report["federation"] = {**summary, **(extra_report or {}), **privacy}
+        resolved = self.config.model_copy(update={"train": train})
+        write_results(
+            output,
+            task,
+            self.data,
+            [(resolved, self.learner, result)],
+            0.0,
+            self.started,
+            False,
+            extra={"federation": summary, **privacy},
+        )
+        return load(output)
+
+
+def site_message(
+    learner: Learner,
+    names: list[str],
+    weights: np.ndarray,
+    data: Any,
+    config: Config,
+    request: LocalSettings,
+    settings: Settings,
+    site: str,
+    masks: tuple[int, dict[int, int]] | None = None,
+) -> Message:
+    """What one site sends: train locally, clip and noise the update (client DP), weight it by the sample count,
+    mask it (secure aggregation: `masks` is this site's id and the seeds it shares with each other site)."""
+    local = sites.local_learner(learner)
+    result: LocalResult = train_locally(local, names, weights, data, sites.empty(data), config, request)
+    delta = result.delta
+    if settings.dp_noise is not None:
+        rng = np.random.default_rng()  # OS entropy: the server knows the round's seed and must not know the noise
+        delta = aggregate.clip_and_noise(delta, settings.dp_clip, settings.dp_noise, rng)
+    weighted = delta.astype(np.float64) * result.samples
+    payload = aggregate.mask(weighted, *masks) if masks is not None else weighted.astype(np.float32)
+    return Message(site, result.samples, payload, result.train_loss, result.seconds, result.epsilon)

@@ -1,0 +1,316 @@
+"""The federation as separate processes: a server (FastAPI + uvicorn) holding the global model and the rounds,
+and sites that join it over HTTP, each training on rows that never leave its machine.
+
+Protocol (JSON unless noted; every site polls, so no site needs an open port):
+  GET  /v1/federation            task, rounds, secure aggregation, DP, parameter count and names' hash
+  POST /v1/federation/join       {"site", "public_key"} -> {"client_id"}; refused once N sites have joined
+  GET  /v1/federation/package    tar.gz: the global model's architecture and preprocessing (`sites.package`)
+  GET  /v1/federation/status     phase (joining | training | finishing | done | failed), round, this round's
+                                 local settings, the other sites' public keys
+  GET  /v1/federation/weights    float32 bytes: the global trainable parameters
+  POST /v1/federation/update     bytes: the site's message (float32, or uint64 when masked)
+Requests carry `Authorization: Bearer TOKEN` when the server was given a token. Plain HTTP: put TLS in front
+(a reverse proxy) between machines; the masks hide updates from the server, not from the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse, Response
+
+from modelyard.config import Config
+from modelyard.errors import UserError
+from modelyard.federated import aggregate, sites
+from modelyard.federated.local import LocalSettings
+from modelyard.federated.rounds import Federation, Message, Settings, site_message
+
+PREFIX = "/v1/federation"
+
+
+def names_hash(names: list[str]) -> str:
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+
+
+class Coordinator:
+    """The server's side of the protocol, one lock around the federation's state."""
+
+    def __init__(self, federation: Federation, output: Path, token: str | None, on_round=None) -> None:
+        self.federation, self.output, self.token, self.on_round = federation, output, token, on_round
+        self.package = sites.package(federation.learner, federation.config)
+        self.lock = threading.Lock()
+        self.sites: dict[int, dict[str, Any]] = {}
+        self.pending: dict[int, Message] = {}
+        self.phase, self.error, self.told_done = "joining", "", set()
+
+    def info(self) -> dict[str, Any]:
+        f, s = self.federation, self.federation.settings
+        return {
+            "task": f.config.task,
+            "clients": s.clients,
+            "rounds": s.rounds,
+            "strategy": s.strategy,
+            "secure_aggregation": s.secure_aggregation,
+            "dp_clip": s.dp_clip,
+            "dp_noise": s.dp_noise,
+            "parameters": len(f.weights),
+            "names_hash": names_hash(f.names),
+        }
+
+    def join(self, site: str, public_key: str | None) -> int:
+        with self.lock:
+            if self.phase != "joining":
+                raise UserError(f"the federation already has its {len(self.sites)} sites")
+            if self.federation.settings.secure_aggregation and not public_key:
+                raise UserError("this federation uses secure aggregation: a site must send its public key")
+            client_id = len(self.sites)
+            self.sites[client_id] = {"site": site or f"site-{client_id}", "public_key": public_key}
+            if len(self.sites) == self.federation.settings.clients:
+                self.phase = "training"
+            return client_id
+
+    def status(self, client_id: int) -> dict[str, Any]:
+        with self.lock:
+            if client_id not in self.sites:
+                raise UserError(f"unknown client id {client_id}: join first")
+            out: dict[str, Any] = {"phase": self.phase, "round": self.federation.round, "error": self.error}
+            if self.phase == "training":
+                out["local"] = asdict(self.federation.local_settings(client_id))
+                out["peers"] = {str(k): v["public_key"] for k, v in self.sites.items() if k != client_id}
+                out["submitted"] = client_id in self.pending
+            if self.phase == "done":
+                self.told_done.add(client_id)
+                out["bundle"] = str(self.output)
+                out["validation"] = self.federation.history[-1]["validation"] if self.federation.history else {}
+            return out
+
+    def weights(self) -> bytes:
+        with self.lock:
+            return self.federation.weights.astype(np.float32).tobytes()
+
+    def submit(
+        self, client_id: int, round_: int, samples: int, loss: float, dtype: str, body: bytes, epsilon: float | None
+    ) -> None:
+        with self.lock:
+            if self.phase != "training" or round_ != self.federation.round or client_id not in self.sites:
+                raise UserError(
+                    f"update for round {round_} refused: the server is {self.phase}, round {self.federation.round}"
+                )
+            payload = np.frombuffer(body, dtype=np.uint64 if dtype == "uint64" else np.float32).copy()
+            if len(payload) != len(self.federation.weights):
+                raise UserError(f"update has {len(payload)} values; the model has {len(self.federation.weights)}")
+            site = self.sites[client_id]["site"]
+            self.pending[client_id] = Message(site, samples, payload, loss, epsilon=epsilon)
+            if len(self.pending) < len(self.sites):
+                return
+            messages = [self.pending[k] for k in sorted(self.pending)]
+            self.pending = {}
+            entry = self.federation.aggregate(messages)
+            if self.on_round is not None:
+                self.on_round(entry)
+            if self.federation.done:
+                self.phase = "finishing"
+        if self.phase == "finishing":
+            threading.Thread(target=self._finish, daemon=True).start()
+
+    def _finish(self) -> None:
+        try:
+            self.federation.finish(self.output, {"mode": "server", "sites": [s["site"] for s in self.sites.values()]})
+            self.phase = "done"
+        except Exception as error:  # reported to the sites and re-raised by `serve` after shutdown
+            self.error, self.phase = str(getattr(error, "message", error)), "failed"
+
+
+def make_app(coordinator: Coordinator):
+    app = FastAPI(title="modelyard federation", docs_url=None, redoc_url=None)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if coordinator.token and request.headers.get("authorization") != f"Bearer {coordinator.token}":
+            return JSONResponse({"error": {"type": "unauthorized", "message": "bad or missing token"}}, 401)
+        return await call_next(request)
+
+    @app.exception_handler(UserError)
+    async def refused(request: Request, error: UserError) -> JSONResponse:
+        return JSONResponse({"error": {"type": "federation", "message": error.message}}, 409)
+
+    @app.get(PREFIX)
+    def info() -> dict[str, Any]:
+        return coordinator.info()
+
+    @app.post(f"{PREFIX}/join")
+    def join(body: dict[str, Any]) -> dict[str, Any]:
+        return {"client_id": coordinator.join(str(body.get("site", "")), body.get("public_key"))}
+
+    @app.get(f"{PREFIX}/package")
+    def package() -> Response:
+        return Response(coordinator.package, media_type="application/gzip")
+
+    @app.get(f"{PREFIX}/status")
+    def status(client_id: int) -> dict[str, Any]:
+        return coordinator.status(client_id)
+
+    @app.get(f"{PREFIX}/weights")
+    def weights() -> Response:
+        return Response(coordinator.weights(), media_type="application/octet-stream")
+
+    @app.post(f"{PREFIX}/update")
+    async def update(
+        request: Request,
+        client_id: int,
+        round: int,
+        samples: int,
+        loss: float,
+        epsilon: float | None = None,
+        dtype: str = Header("float32"),
+    ) -> dict[str, Any]:
+        body = await request.body()
+        await anyio.to_thread.run_sync(coordinator.submit, client_id, round, samples, loss, dtype, body, epsilon)
+        return {"accepted": True}
+
+    return app
+
+
+def serve(
+    config: Config,
+    settings: Settings,
+    output: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    token: str | None = None,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
+    on_ready: Callable[[Federation], None] | None = None,
+):
+    """Run the server until every round is aggregated and the bundle written; returns the loaded bundle."""
+    import uvicorn
+
+    from modelyard.loader import load
+
+    federation = Federation.start(config, settings)
+    output = Path(output).resolve()
+    coordinator = Coordinator(federation, output, token, on_round)
+    server = uvicorn.Server(uvicorn.Config(make_app(coordinator), host=host, port=port, log_level="warning"))
+
+    def stop_when_told() -> None:
+        ended = None
+        while not server.should_exit:
+            time.sleep(0.2)
+            if coordinator.phase in ("done", "failed"):
+                ended = ended or time.monotonic()
+                told = len(coordinator.told_done) == len(coordinator.sites) or coordinator.phase == "failed"
+                if (told and time.monotonic() - ended > 1) or time.monotonic() - ended > 30:
+                    server.should_exit = True
+
+    threading.Thread(target=stop_when_told, daemon=True).start()
+    if on_ready is not None:
+        on_ready(federation)
+    server.run()
+    if coordinator.phase != "done":
+        raise UserError(f"the federation did not finish: {coordinator.error or coordinator.phase}")
+    return load(output)
+
+
+def join(
+    config: Config,
+    url: str,
+    site: str = "",
+    token: str | None = None,
+    poll_s: float = 0.5,
+    wait_s: float = 3600.0,
+    on_round: Callable[[int, Message], None] | None = None,
+) -> dict[str, Any]:
+    """Take part as one site: this machine's rows (every split of its config's data) train the server's model.
+    Returns the server's final status (bundle path on the server, last validation metrics)."""
+    import httpx
+    import pandas as pd
+
+    from modelyard.tasks import get_task
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = get_task(config.task).prepare(config)
+    frame = pd.concat([data.splits[s] for s in ("train", "validation", "test") if s in data.splits])
+    with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=600) as http:
+        info = _call(http, "GET", PREFIX).json()
+        private, public = aggregate.key_pair() if info["secure_aggregation"] else (None, None)
+        client_id = _call(http, "POST", f"{PREFIX}/join", json={"site": site, "public_key": public and public.hex()})
+        client_id = client_id.json()["client_id"]
+        with tempfile.TemporaryDirectory() as tmp:
+            learner = sites.unpackage(_call(http, "GET", f"{PREFIX}/package").content, Path(tmp), config)
+        names = aggregate.trainable_names(sites.local_learner(learner).module)
+        if names_hash(names) != info["names_hash"]:
+            raise UserError(
+                "this site's copy of the model does not match the server's parameters",
+                "run the same modelyard version on the server and every site",
+            )
+        rows = sites.local_data(learner, frame)
+        settings = Settings(
+            info["clients"],
+            secure_aggregation=info["secure_aggregation"],
+            dp_clip=info["dp_clip"],
+            dp_noise=info["dp_noise"],
+        )
+        done, deadline = -1, time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            status = _call(http, "GET", f"{PREFIX}/status", params={"client_id": client_id}).json()
+            if status["phase"] == "done":
+                return status
+            if status["phase"] == "failed":
+                raise UserError(f"the federation server failed: {status['error']}")
+            if status["phase"] != "training" or status["round"] <= done or status.get("submitted"):
+                time.sleep(poll_s)
+                continue
+            round_ = status["round"]
+            weights = np.frombuffer(_call(http, "GET", f"{PREFIX}/weights").content, dtype=np.float32).copy()
+            masks = None
+            if private is not None:
+                peers = {int(k): bytes.fromhex(v) for k, v in status["peers"].items()}
+                masks = (client_id, {k: aggregate.shared_seed(private, v, round_) for k, v in peers.items()})
+            request = LocalSettings(**status["local"])
+            message = site_message(learner, names, weights, rows, config, request, settings, site, masks)
+            params = {"client_id": client_id, "round": round_, "samples": message.samples, "loss": message.train_loss}
+            if message.epsilon is not None:
+                params["epsilon"] = message.epsilon
+            dtype = str(message.payload.dtype)
+            _call(
+                http,
+                "POST",
+                f"{PREFIX}/update",
+                params=params,
+                content=message.payload.tobytes(),
+                headers={**headers, "dtype": dtype},
+            )
+            done = round_
+            if on_round is not None:
+                on_round(round_, message)
+    raise UserError(f"the federation at {url} did not finish within {wait_s:.0f} s")
+
+
+def _call(http, method: str, path: str, **kwargs):
+    """One request; connection problems and refusals become messages naming the server."""
+    import httpx
+
+    for attempt in range(60):  # the server may still be starting (a site is often launched first)
+        try:
+            response = http.request(method, path, **kwargs)
+            break
+        except httpx.ConnectError:
+            if attempt == 59:
+                raise UserError(f"cannot reach the federation server at {http.base_url}") from None
+            time.sleep(1.0)
+    if response.status_code >= 400:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:200]
+        raise UserError(f"federation server {http.base_url}: {message}")
+    return response

@@ -1,0 +1,187 @@
+"""Token classification (entity extraction): order numbers, product names, people, places; English or Chinese
+(character-wise), from CoNLL/BIO files or JSONL character spans; predictions are character spans."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import Field
+
+from modelyard.config import Config, DataConfig, ModelConfig
+from modelyard.errors import DataError
+from modelyard.learners.token_tagger import SPEC_FILE, TokenTaggerLearner
+from modelyard.protocols import PreparedData
+from modelyard.tasks import register_task
+from modelyard.tasks.text_classification import pretrained_dir
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ENGLISH, MULTILINGUAL = "minilm-l6", "multilingual-e5-small"
+CJK_SHARE = 0.3  # above this share of CJK characters, auto takes the multilingual encoder
+
+STARTER = """\
+# modelyard config: token classification (entity extraction)
+name: my-entity-extractor
+task: token_classification
+data:
+  train: data/train.conll           # CoNLL/BIO (token<TAB>tag per line, blank line between sentences)
+                                    # or .jsonl: {"text": ..., "entities": [{"start": 0, "end": 5, "label": "PER"}]}
+  validation: null                  # optional; carved from train when absent (so is test)
+  test: null
+  split: {validation: 0.1, test: 0.1, seed: 42}
+  token_column: 0                   # CoNLL: which column holds the token, which the tag (-1: the last)
+  tag_column: -1
+model:
+  backbone: auto                    # auto | minilm-l6 (English) | multilingual-e5-small (Chinese: per character)
+  max_length: null                  # sub-tokens; null = fit the data (99th percentile, capped at 256)
+train:
+  epochs: null                      # null = the backbone's tuned default
+  batch_size: null
+  learning_rate: null
+  early_stopping: {patience: 2, metric: entity_f1}
+"""
+
+
+class EntityDataConfig(DataConfig):
+    text_column: str = Field("text", description="JSONL key of the text (also the column `predict --input` reads)")
+    entities_column: str = Field("entities", description="JSONL key of the list of {start, end, label} spans")
+    token_column: int = Field(0, description="CoNLL/BIO: the column of the token (0 = first)")
+    tag_column: int = Field(-1, description="CoNLL/BIO: the column of the BIO tag (-1 = last)")
+
+
+class EntityModelConfig(ModelConfig):
+    backbone: str = Field(
+        "auto", description="auto, minilm-l6, multilingual-e5-small, or a local Hugging Face folder (fast tokenizer)"
+    )
+    max_length: int | None = Field(None, ge=8, le=512)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    freeze_embeddings: bool | None = Field(
+        None, description="keep the word-embedding matrix fixed; null = when it is over 2/3 of the encoder"
+    )
+
+
+def _read(path: str, data: EntityDataConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
+    import pandas as pd
+
+    from modelyard.data.entities import read_entities
+
+    examples, report = read_entities(
+        path,
+        text_field=data.text_column,
+        entities_field=data.entities_column,
+        token_column=data.token_column,
+        tag_column=data.tag_column,
+        max_rows=data.max_rows,
+    )
+    return pd.DataFrame(examples, columns=["text", "entities"]), report.as_dict()
+
+
+def _type_counts(frame: pd.DataFrame) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for entities in frame["entities"]:
+        for span in entities:
+            counts[span["label"]] = counts.get(span["label"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+@register_task("token_classification")
+class TokenClassificationTask:
+    DataConfig: ClassVar = EntityDataConfig
+    ModelConfig: ClassVar = EntityModelConfig
+    Input: ClassVar = str
+    main_metric: ClassVar = "entity_f1"
+    greater_is_better: ClassVar = True
+
+    def starter_config(self) -> str:
+        return STARTER
+
+    def prepare(self, config: Config) -> PreparedData:
+        from modelyard.data.entities import split_words, word_tags
+        from modelyard.data.splits import fingerprint, make_splits
+        from modelyard.learners.text_inputs import length_percentiles
+        from modelyard.models.tokenizers import cjk_share
+
+        data: EntityDataConfig = config.data
+        files, reads, warnings = {}, {}, []
+        for which in ("train", "validation", "test"):
+            if path := getattr(data, which):
+                files[which], reads[which] = _read(path, data)
+        splits, notes = make_splits(files["train"], files.get("validation"), files.get("test"), data.split, None)
+        types = _type_counts(splits["train"])
+        if not types:
+            raise DataError(f"{data.train}: no entities in the training split", "tag some spans (B-TYPE/I-TYPE)")
+        for name in ("validation", "test"):
+            unseen = sorted(set(_type_counts(splits[name])) - set(types))
+            if unseen:
+                warnings.append(
+                    f"{name}: entity types not in train ({', '.join(unseen)}): the model cannot predict them, "
+                    "they count as misses"
+                )
+        for info in reads.values():
+            if info.get("repaired_bio"):
+                warnings.append(
+                    f"{info['file']}: {info['repaired_bio']} I- tags did not continue an entity of their type and "
+                    f"were read as B- (first: {info['first_repair']})"
+                )
+        widened = sum(
+            word_tags(t, e, split_words(t))[1]
+            for f in splits.values()
+            for t, e in zip(f["text"], f["entities"], strict=True)
+        )
+        if widened:
+            warnings.append(f"{widened} entities start or end inside a word; they are widened to whole words")
+        texts = splits["train"]["text"].tolist()
+        share = cjk_share(texts[:2000])
+        report = {
+            "files": reads,
+            "splits": {n: len(f) for n, f in splits.items()},
+            "split_notes": notes,
+            "entity_types": {n: _type_counts(f) for n, f in splits.items()},
+            "text_length_chars": length_percentiles([len(t) for t in texts]),
+            "cjk_share": round(share, 3),
+            "tokenizer": self._coverage(config, texts, share),
+        }
+        prints = {n: fingerprint(f, ["text", "entities"]) for n, f in splits.items()}
+        return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
+
+    @staticmethod
+    def _coverage(config: Config, texts: list[str], share: float) -> dict[str, Any]:
+        """The encoder training would use and its unknown-token rate; a missing encoder fails here, as in train."""
+        from modelyard.learners.text_inputs import unknown_rate
+
+        name = _choose(config.model.backbone, share)
+        return {"name": name, "unknown_rate": round(unknown_rate(pretrained_dir(name), texts[:2000]), 4)}
+
+    def candidates(self, config: Config, data: PreparedData) -> list[tuple[str, str]]:
+        backbone = config.model.backbone
+        if backbone != "auto":
+            return [(backbone, "named in the config")]
+        share = data.report["cjk_share"]
+        chosen = _choose(backbone, share)
+        return [(chosen, f"{share:.0%} of the training characters are CJK: {chosen} tags them")]
+
+    def build(self, config: Config, data: PreparedData) -> TokenTaggerLearner:
+        types = list(_type_counts(data.splits["train"]))
+        tags = ["O", *(f"{p}-{t}" for t in types for p in ("B", "I"))]
+        texts = data.splits["train"]["text"].tolist()
+        backbone = config.model.backbone
+        return TokenTaggerLearner.pretrained(pretrained_dir(backbone), backbone, config.model, tags, texts)
+
+    def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
+        from modelyard.learners.tag_memory import memory_baseline
+
+        evals = {n: data.splits[n] for n in ("validation", "test")}
+        return {"most_frequent_tag": memory_baseline(data.splits["train"], evals)}
+
+    def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> TokenTaggerLearner:
+        spec = json.loads((directory / SPEC_FILE).read_text(encoding="utf-8"))
+        return TokenTaggerLearner.load(directory, spec)
+
+
+def _choose(backbone: str, cjk_share: float) -> str:
+    if backbone != "auto":
+        return backbone
+    return MULTILINGUAL if cjk_share > CJK_SHARE else ENGLISH

@@ -1,0 +1,153 @@
+"""PII detectors: checksummed kinds are found only when their checksum holds; look-alikes are left alone."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modelyard.config import RedactionConfig
+from modelyard.errors import ConfigError
+from modelyard.privacy import Redactor, from_config, redactor_for
+
+PATTERNS_ONLY = Redactor(kinds=("cn_id", "card", "iban", "email", "ip", "phone"))
+
+
+def kinds(text: str, redactor: Redactor = PATTERNS_ONLY) -> list[tuple[str, str]]:
+    return [(s.kind, text[s.start : s.end]) for s in redactor.find(text)]
+
+
+@pytest.mark.parametrize(
+    "card",
+    ["4111 1111 1111 1111", "4111-1111-1111-1111", "5500005555555559", "378282246310005", "6212345678901265"],
+)
+def test_luhn_valid_card_numbers_are_found_in_any_common_layout(card):
+    assert kinds(f"card: {card}, thanks") == [("card", card)]
+
+
+@pytest.mark.parametrize("number", ["4111 1111 1111 1112", "1234 5678 9012 3456", "4111-1111 1111-1111"])
+def test_card_like_numbers_that_fail_luhn_or_mix_separators_are_not_cards(number):
+    assert kinds(f"ref {number}") == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "DE89 3704 0044 0532 0130 00",
+        "GB82WEST12345698765432",
+        "FR14 2004 1010 0505 0001 3M02 606",
+        "NL91ABNA0417164300",
+    ],
+)
+def test_ibans_with_a_valid_mod97_checksum_are_found(value):
+    assert kinds(f"IBAN {value} please") == [("iban", value)]
+
+
+def test_an_iban_with_one_wrong_digit_is_not_found():
+    assert kinds("IBAN DE89 3704 0044 0532 0130 01") == []
+
+
+def test_a_chinese_resident_id_needs_its_gb11643_check_digit_and_a_real_birth_date():
+    assert kinds("身份证号11010519491231002X，请核实") == [("cn_id", "11010519491231002X")]
+    assert kinds("身份证号110105194912310021") == []  # wrong check digit
+    assert kinds("身份证号110105194913310024") == []  # month 13
+
+
+@pytest.mark.parametrize(
+    "phone",
+    ["13800138000", "+86 138 0013 8000", "138-0013-8000", "+1 415-555-2671", "(650) 253-0000", "+44 20 7946 0958"],
+)
+def test_phone_numbers_valid_in_their_numbering_plan_are_found(phone):
+    assert kinds(f"请拨打{phone}联系") == [("phone", phone)]
+
+
+@pytest.mark.parametrize("label", ["Phone number:", "Tel. no.", "mobile", "手机号：", "电话"])
+def test_a_phone_number_after_its_own_label_is_found(label):
+    assert kinds(f"{label} 13800138000") == [("phone", "13800138000")]
+
+
+def test_emails_and_ip_addresses_are_found_next_to_chinese_text():
+    text = "邮箱zhang.wei@example.com.cn，服务器192.168.10.24，网关2001:db8:85a3::8a2e:370:7334。"
+    assert kinds(text) == [
+        ("email", "zhang.wei@example.com.cn"),
+        ("ip", "192.168.10.24"),
+        ("ip", "2001:db8:85a3::8a2e:370:7334"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Order 20240315001 shipped on 2024-03-15 12:30:45 for $1,234.56",
+        "订单号4155550132已发货，金额¥12,800.00",
+        "version 2.13.1 on 999.12.1.4, ratio 3:2:1",
+        "invoice INV-2024-000123, qty 1200000",
+    ],
+)
+def test_order_numbers_dates_amounts_and_versions_are_not_personal_data(text):
+    assert kinds(text) == []
+
+
+def test_names_come_from_the_english_ner_model_and_from_chinese_context():
+    names = Redactor(kinds=("person",))
+    assert kinds("Please ask Maria Garcia to call back.", names) == [("person", "Maria Garcia")]
+    assert kinds("收件人：王小明，地址见备注", names) == [("person", "王小明")]
+    assert kinds("请李女士明天来办理", names) == [("person", "李")]
+
+
+def test_placeholders_say_the_kind_and_salted_pseudonyms_are_stable_per_value():
+    text = "mail a.b@example.org, card 4111 1111 1111 1111 or 4111111111111111"
+    assert PATTERNS_ONLY.redact(text) == "mail <EMAIL>, card <CARD> or <CARD>"
+    salted = Redactor(kinds=PATTERNS_ONLY.kinds, salt=b"pepper").redact(text)
+    first, second = salted.split(" or ")[0][-15:], salted.split(" or ")[1]
+    assert first == second and first.startswith("<CARD:") and len(first) == len("<CARD:12345678>")
+    other_salt = Redactor(kinds=PATTERNS_ONLY.kinds, salt=b"salt").redact(text)
+    assert other_salt != salted
+
+
+def test_json_values_are_redacted_in_strings_and_long_integers_only():
+    value = {"inputs": ["write to a@b.io"], "phone": 13800138000, "age": 42, "ok": True}
+    assert PATTERNS_ONLY.redact_value(value) == {
+        "inputs": ["write to <EMAIL>"],
+        "phone": "<PHONE>",
+        "age": 42,
+        "ok": True,
+    }
+
+
+def test_redaction_is_on_everywhere_by_default_and_can_be_turned_off_per_place():
+    assert all(redactor_for(None, place) is not None for place in ("log", "report", "monitoring", "tracking"))
+    only_log = RedactionConfig(redact=["log"])
+    assert redactor_for(only_log, "log") is not None and redactor_for(only_log, "report") is None
+
+
+def test_a_salt_can_come_from_the_environment_and_a_missing_one_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("PII_SALT_FOR_TEST", "s3cret")
+    assert from_config(RedactionConfig(hash_salt="${PII_SALT_FOR_TEST}")).salt == b"s3cret"
+    with pytest.raises(ConfigError, match="PII_SALT_MISSING is not set"):
+        from_config(RedactionConfig(hash_salt="${PII_SALT_MISSING}"))
+
+
+def test_an_altered_or_missing_name_model_is_refused_with_the_package_named(tmp_path):
+    from modelyard.errors import ModelNotFoundError
+    from modelyard.privacy.names import NER_PACKAGE, _verify
+
+    with pytest.raises(ModelNotFoundError, match=NER_PACKAGE):
+        _verify(tmp_path)
+
+
+def test_a_literal_salt_is_hidden_in_dumped_configs_but_an_environment_reference_is_kept():
+    from modelyard.privacy.redact import hide_salt
+
+    dumped = "privacy:\n  redact:\n  - log\n  hash_salt: pepper-123\n"
+    assert hide_salt(dumped) == "privacy:\n  redact:\n  - log\n  hash_salt: '<set>'\n"
+    assert hide_salt("  hash_salt: ${PII_SALT}\n") == "  hash_salt: ${PII_SALT}\n"
+    assert hide_salt("  hash_salt: null\n") == "  hash_salt: null\n"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from("0123456789 +-().:@xX的张先生ABCDEFabcdef\n"), max_size=80) | st.text(max_size=80)
+)
+def test_any_text_is_redacted_without_error_and_changed_exactly_when_something_was_found(text):
+    assert (PATTERNS_ONLY.redact(text) == text) == (PATTERNS_ONLY.find(text) == [])
