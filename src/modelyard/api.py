@@ -25,10 +25,12 @@ __all__ = ["Model", "default_output", "latest_unfinished", "load", "serve", "tra
 
 def validate(config: Config | str | Path, overrides: Sequence[str] = ()) -> PreparedData:
     """Read, clean and split the data exactly as `train` would, and report; trains nothing."""
+    from modelyard.learners.label_noise import check_label_noise
     from modelyard.training import privacy
 
     config = config if isinstance(config, Config) else load_config(config, list(overrides))
     task = get_task(config.task)
+    check_label_noise(task, config)  # data.label_noise: refused here as `train` would
     data = task.prepare(config)
     privacy.check(config, task, len(data.splits["train"]))  # train.privacy: refused here as `train` would
     add_pii_report(config, data)

@@ -4,6 +4,7 @@ unknown backbones, folders that are not models, models of the wrong kind, missin
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -79,3 +80,9 @@ def test_an_unknown_speech_backbone_is_rejected_before_any_audio_is_read(tmp_pat
     manifest.write_text("audio_path,text\nmissing.wav,one two\n")
     code, err = validate(monkeypatch, capsys, speech_config(tmp_path, {"train": manifest}, backbone="whisper-huge"))
     assert code == 1 and "unknown backbone 'whisper-huge'" in err and "ctc-lstm" in err
+
+
+def test_label_noise_on_a_task_without_a_label_audit_is_rejected(monkeypatch, capsys):
+    config = Path(__file__).resolve().parents[2] / "examples" / "credit_scoring.yaml"
+    code, err = validate(monkeypatch, capsys, config, "--set", "data.label_noise.action=drop")
+    assert code == 1 and "data.label_noise" in err and "tabular_classification" in err and "Traceback" not in err

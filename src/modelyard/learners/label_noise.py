@@ -157,13 +157,18 @@ def audit_frame(
     return LabelNoiseResult(frame, labels, audit(y, probs), method, time.perf_counter() - start, used)
 
 
+def check_label_noise(task: Any, config: Config) -> None:
+    """Refuse `data.label_noise` for a task without a label audit (validate and train both ask)."""
+    if config.data.label_noise is not None and not hasattr(task, "audit_labels"):
+        raise ConfigError(f"data.label_noise: task '{config.task}' has no label audit; remove the key")
+
+
 def apply_label_noise(task: Any, config: Config, data: PreparedData) -> LabelNoiseResult:
     """`data.label_noise` in `train`: audit the training split, then drop or down-weight the suspects (a suspect's
     weight becomes the probability of its given label) or only report them; the report, warnings and metrics say
     how many and which."""
     settings = config.data.label_noise
-    if not hasattr(task, "audit_labels"):
-        raise ConfigError(f"data.label_noise: task '{config.task}' has no label audit; remove the key")
+    check_label_noise(task, config)
     result = task.audit_labels(config, data)
     train = data.splits["train"]
     suspects = result.audit.suspects

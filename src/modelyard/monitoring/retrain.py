@@ -255,7 +255,8 @@ def retrain(
             "used_for_training": len(fb_train),
             "held_out": len(fb_eval),
             "in_test_split": int(in_test.sum()),
-            "contradicting": {"rows": flagged_rows, "dropped": dropped},
+            # only text feedback is checked against the champion; a task with its own feedback hook is not
+            **({} if hooked else {"contradicting": {"rows": flagged_rows, "dropped": dropped}}),
             "skipped": skipped,
         },
         "promoted": promoted,
