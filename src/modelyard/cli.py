@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from modelyard.commands.console import STATE, err
+from modelyard.commands.console import data_report as _data_report
+from modelyard.commands.console import metrics_table as _metrics_table
+from modelyard.commands.console import print_json as _print_json
+from modelyard.commands.console import warn as _warn
 from modelyard.errors import UserError
 
 app = typer.Typer(
@@ -23,8 +26,6 @@ app = typer.Typer(
     add_completion=False,
     help="From raw data to a trained, evaluated, served model - offline, on a CPU.",
 )
-err = Console(stderr=True)
-STATE = {"debug": False, "quiet": False}
 
 
 def _quiet_libraries() -> None:
@@ -48,55 +49,6 @@ def main_options(
 ) -> None:
     STATE["debug"], STATE["quiet"] = debug, quiet
     _quiet_libraries()
-
-
-def _print_json(obj) -> None:
-    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
-
-
-def _data_report(data) -> None:
-    """The validation report, short enough to read: sizes, labels, lengths, coverage, warnings."""
-    from modelyard.training.distributed import is_main_process
-
-    if STATE["quiet"] or not is_main_process():
-        return
-    report = data.report
-    err.print(f"[bold]splits[/] {escape(str(report.get('splits')))}")  # data values (names, labels) are escaped:
-    for note in report.get("split_notes", []):  # Rich markup in them prints as written
-        err.print(f"  {escape(note)}")
-    for name, info in report.get("files", {}).items():
-        if "summary" in info:
-            err.print(f"[bold]{name}[/] {escape(str(info['read']['file']))}: {escape(info['summary'])}")
-    shown = ("num_labels", "text_length_chars", "cjk_share", "tokenizer", "sizes", "backbone", "leakage")
-    for key in (*shown, "column_types", "dropped_columns", "imbalance"):
-        if key in report:
-            err.print(f"[bold]{key}[/] {escape(str(report[key]))}")
-    for choice in report.get("backbone_choice", []):
-        err.print(f"[bold]backbone[/] {escape(choice['backbone'])}: {escape(choice['reason'])}")
-    for warning in data.warnings:
-        _warn(warning)
-
-
-def _warn(message: str) -> None:
-    err.print(f"[yellow]warning[/] {escape(message)}", highlight=False, soft_wrap=True)  # one line per warning
-
-
-def _metrics_table(metrics: dict) -> None:
-    if STATE["quiet"]:
-        return
-    keys = [k for k, v in metrics.get("test", {}).items() if isinstance(v, int | float) and k != "samples"]
-    # one row per metric, one column per model: tables report a dozen metrics, which no terminal fits side by side
-    columns = {split: metrics[split] for split in ("validation", "test") if metrics.get(split)}
-    columns |= {f"{name} (test)": r["test"] for name, r in metrics.get("baselines", {}).items() if r.get("test")}
-    table = Table(title="results")
-    table.add_column("metric")
-    for name in columns:
-        table.add_column(name, justify="right")
-    for key in keys:
-        table.add_row(key, *[f"{scores.get(key, float('nan')):.4f}" for scores in columns.values()])
-    err.print(table)
-    t = metrics.get("train", {})
-    err.print(f"trained in {t.get('seconds')} s ({t.get('samples_per_second')} samples/s, {t.get('precision')})")
 
 
 @app.command()
@@ -231,15 +183,22 @@ def predict(
     text: Annotated[list[str] | None, typer.Option("--text", help="a text to classify (repeatable)")] = None,
     image: Annotated[list[Path] | None, typer.Option("--image", help="an image file or folder")] = None,
     audio: Annotated[list[Path] | None, typer.Option("--audio", help="an audio file or folder")] = None,
-    input_: Annotated[Path | None, typer.Option("--input", help="a .csv/.tsv/.jsonl/.txt file of inputs")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="write predictions (.csv or .jsonl)")] = None,
+    input_: Annotated[Path | None, typer.Option("--input", help="a .parquet/.csv/.tsv/.jsonl/.txt file")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="predictions (.parquet, .csv, .jsonl)")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="labels with probabilities per input")] = 1,
+    engine: Annotated[str, typer.Option(help="local (one process, resumable) or ray (on RAY_ADDRESS)")] = "local",
+    workers: Annotated[int, typer.Option(min=1, help="Ray workers, each loading the bundle once")] = 2,
+    chunk_rows: Annotated[int, typer.Option(min=1, help="rows scored (and journalled) at a time")] = 100_000,
+    draw: Annotated[Path | None, typer.Option("--draw", help="detection: write each image with its boxes here")] = None,
 ) -> None:
-    """Predict for one input or a whole file.
+    """Predict for one input or a whole file; a table of any size is streamed, and a killed run resumes.
 
     Example: modelyard predict ./bundle --text "I lost my card" --top-k 3
+    Example: modelyard predict ./detector --image photo.jpg --draw drawn/
+    Example: modelyard predict ./bundle --input rows.parquet --output scored.parquet [--engine ray --workers 2]
     """
     from modelyard import api
+    from modelyard.commands.batch_predict import score, streams
     from modelyard.predict_io import (
         audio_files,
         image_files,
@@ -262,17 +221,17 @@ def predict(
         kind = "images" if image is not None else "audio files"
         files = image_files(image) if image is not None else audio_files(audio)
         inputs, predictions = (predict_images if image is not None else predict_audio)(loaded, files, top_k, skip)
+        if draw is not None and image is not None:
+            from modelyard.predict_io import draw_predictions
+
+            err.print(f"drew boxes on {len(draw_predictions(loaded, inputs, predictions, draw))} images in {draw}")
         frame = None
         if skipped:
             _warn(f"predicted {len(inputs)} of {len(files)} {kind}; skipped {len(skipped)} unusable")
-    elif input_ is not None and output is not None and hasattr(loaded.learner, "predict_frame"):
-        from modelyard.predict_io import stream_predictions
-
-        done = stream_predictions(loaded, input_, output, warn=_warn)  # tables of any size, in bounded memory
-        err.print(f"wrote {done['rows']} predictions to {output} ({done['rows_per_second']:,.0f} rows/s)")
-        for kind, what in (("wrong_type", "values of the wrong type"), ("unseen", "unseen categories")):
-            for column, found in done.get("schema", {}).get(kind, {}).items():
-                _warn(f"{column}: {found['rows']} rows with {what} (first rows {found['first_rows']})")
+    elif engine != "local" or (input_ is not None and output is not None and streams(loaded, top_k)):
+        if engine not in ("local", "ray") or input_ is None or output is None:
+            raise typer.BadParameter("--engine is local or ray, and needs --input and --output")
+        score(loaded, input_, output, engine, workers, chunk_rows)  # tables of any size, in bounded memory
         return
     else:
         inputs, frame = read_inputs(loaded, text, input_)
@@ -380,33 +339,19 @@ from modelyard.commands.synthesize import synthesize as _synthesize  # noqa: E40
 app.command("synthesize")(_synthesize)
 
 
-@app.command()
-def tune(
-    config: Annotated[Path, typer.Argument(help="a config with a tune: section")],
-    trials: Annotated[int, typer.Option("--trials", min=1, help="trials to run in this worker")] = 10,
-    timeout: Annotated[float | None, typer.Option(help="stop starting trials after this many seconds")] = None,
-    storage: Annotated[str | None, typer.Option(help="study database URL; default sqlite under MODELYARD_HOME")] = None,
-    study: Annotated[str | None, typer.Option(help="study name; default the config's name")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="where to write the best config")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a key: --set train.epochs=2")] = None,
-    train_best: Annotated[bool, typer.Option("--train-best", help="train (and register) the best config")] = False,
-) -> None:
-    """Hyper-parameter search (Optuna TPE, median pruning); several workers can share one --storage.
+from modelyard.commands.tune import tune as _tune  # noqa: E402
 
-    Example: modelyard tune examples/quickstart_tune.yaml --trials 8 --train-best
-    """
-    from modelyard import api
-    from modelyard.tuning import tune as run_tune
+app.command("tune")(_tune)
 
-    result = run_tune(config, trials, timeout, storage, study, output, set_ or [])
-    err.print(
-        f"study {result.study} ({result.storage}): {result.trials} trials, {result.pruned} pruned; "
-        f"best {result.best_value:.4f} with {result.best_params}"
-    )
-    print(result.best_config)
-    if train_best:
-        model = api.train(result.best_config, quiet=STATE["quiet"], on_report=_data_report)
-        print(model.path)
+# --- index (issue 24): the command lives in modelyard/commands/index.py ---
+from modelyard.commands.index import index as _index  # noqa: E402
+
+app.command("index")(_index)
+
+# --- containerize (issue 27): the command lives in modelyard/commands/containerize.py ---
+from modelyard.commands.containerize import containerize as _containerize  # noqa: E402
+
+app.command("containerize")(_containerize)
 
 
 def main() -> None:

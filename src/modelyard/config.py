@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from modelyard.errors import ConfigError
 
-PATH_KEYS = ("train", "validation", "test", "noise")  # noise: background recordings (audio)
+PATH_KEYS = ("train", "validation", "test", "noise", "annotations", "images")  # noise: audio; the rest: detection
 
 
 class StrictModel(BaseModel):
@@ -155,11 +155,21 @@ class Costs(StrictModel):
 
 
 class EvaluationConfig(StrictModel):
-    """How a binary classifier decides and is judged: a threshold from costs or a recall target, group metrics."""
+    """How a model is judged: a binary classifier's threshold from costs or a recall target and its group metrics;
+    a generator's answer-quality metrics."""
 
     costs: Costs | None = Field(None, description="decision threshold = minimum expected cost on validation")
     target_recall: float | None = Field(None, gt=0, le=1, description="threshold reaching this recall instead")
     groups: list[str] = Field(default_factory=list, description="protected columns: rates, TPR, FPR per group")
+    metrics: list[
+        Literal["rouge_l", "bleu", "chrf", "exact_match", "token_f1", "faithfulness", "recall_at_k", "mrr"]
+    ] = Field(
+        default_factory=list,
+        description="text generation (chat data): answer every test prompt and score it against the reference "
+        "answer (rouge_l: summaries; bleu, chrf: translation; exact_match, token_f1: question answering; "
+        "faithfulness: share of the answer found in the example's `passages`; recall_at_k, mrr: the example's "
+        "`retrieved_ids` against its `relevant_ids`)",
+    )
 
 
 PII_KINDS = ("email", "phone", "card", "iban", "cn_id", "ip", "person")

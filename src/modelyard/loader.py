@@ -5,6 +5,7 @@ This sits below serving, monitoring, export and the report, which all load bundl
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,7 @@ class Model:
             prepared = self.task.prepare(self.config)
             expected = self.manifest.get("data", {}).get("test", {}).get("sha256")
             actual = prepared.fingerprints.get("test", {}).get("sha256")
-            result = self.learner.evaluate(prepared.splits["test"])
+            result = self._with_answer_quality(self.learner.evaluate(prepared.splits["test"]), prepared.splits["test"])
             if expected and actual != expected:
                 result["warning"] = "the test split differs from the one the bundle was evaluated on at train time"
             return result
@@ -61,7 +62,16 @@ class Model:
         raw["data"].update(train=str(Path(data).resolve()), validation=None, test=None, max_rows=None)
         raw["data"]["split"].update(validation=0.0, test=0.0)
         prepared = self.task.prepare(config_from_dict(raw, str(data)))
-        return self.learner.evaluate(prepared.splits["train"])
+        return self._with_answer_quality(self.learner.evaluate(prepared.splits["train"]), prepared.splits["train"])
+
+    def _with_answer_quality(self, result: dict[str, Any], items: Any) -> dict[str, Any]:
+        """`result` plus the `evaluation.metrics` of a generator's answers to `items`, when the config asks."""
+        generator = getattr(self.learner, "generator", None)
+        if not self.config.evaluation.metrics or generator is None or not len(items):
+            return result
+        from modelyard.generation.quality import score_generations
+
+        return {**result, "generation": score_generations(generator, items, self.config.evaluation.metrics)}
 
 
 def load(ref: str | Path) -> Model:
@@ -80,4 +90,25 @@ def load(ref: str | Path) -> Model:
         raise BundleError(f"{path}: config.yaml is unreadable ({err})") from None
     config = config_from_dict(raw, str(path / "config.yaml"))
     learner = get_task(config.task).load(path, manifest, config)
+    _place(learner)
     return Model(path.resolve(), manifest, config, learner, version)
+
+
+def _place(learner: Learner) -> None:
+    """Predict on CUDA when present (`precision.device()`, the choice training makes too): a torch learner's module,
+    and those of its members one level down (the tabular MLP inside a blend), move there once, at load; predict
+    moves inputs to the module's device. int8 kernels stay on the CPU."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return  # nothing torch-based was loaded
+    from modelyard.precision import device
+    from modelyard.runtimes.torch_int8 import has_int8_layers
+
+    target = device()
+    if target.type == "cpu":
+        return
+    members = [m for m in getattr(learner, "__dict__", {}).values() if "module" in getattr(m, "__dict__", {})]
+    for owner in (learner, *members):
+        module = getattr(owner, "module", None)
+        if isinstance(module, torch.nn.Module) and not has_int8_layers(module):
+            owner.module = module.to(target)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import torch
+
+from modelyard.errors import UserError
+
+DEVICE_ENV = "MODELYARD_DEVICE"  # auto (CUDA when present) | cpu | cuda
 
 
 @functools.cache
@@ -31,3 +36,16 @@ def resolve(precision: str, device: torch.device | None = None) -> str:
 def autocast(precision: str, device: torch.device):
     """An autocast context for bf16, a no-op context for fp32."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def device() -> torch.device:
+    """Where every task trains and serves: CUDA when a GPU is visible, else the CPU; MODELYARD_DEVICE=cpu|cuda
+    decides instead (the one place that chooses, so training, the server and the launcher agree)."""
+    wanted = os.environ.get(DEVICE_ENV, "auto").strip().lower() or "auto"
+    if wanted not in ("auto", "cpu", "cuda"):
+        raise UserError(f"{DEVICE_ENV}={wanted!r} is not a device", "set it to auto, cpu or cuda, or unset it")
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{DEVICE_ENV}=cuda but no CUDA device is visible", f"unset {DEVICE_ENV} to use the CPU")
+    if wanted == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())

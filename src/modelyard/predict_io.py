@@ -86,6 +86,19 @@ def predict_images(
     return _predict_files(model, paths, top_k, on_skip, lambda path: decode_image(Path(path).read_bytes()), none_usable)
 
 
+def draw_predictions(model, paths: list[str], predictions: list[dict[str, Any]], folder: Path) -> list[Path]:
+    """Each image with its predicted boxes drawn (detectors: the learner's `draw`), as PNG files in `folder`."""
+    if not hasattr(model.learner, "draw"):
+        raise UserError(f"--draw needs a detection model; {model.name} is a {model.manifest.get('task')} model")
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, (path, answer) in enumerate(zip(paths, predictions, strict=True)):
+        target = folder / f"{index:04d}-{Path(path).stem}.png"
+        model.learner.draw(decode_image(Path(path).read_bytes()), answer).save(target)
+        written.append(target)
+    return written
+
+
 def audio_files(paths: list[Path]) -> list[str]:
     return media_files(paths, AUDIO_EXTENSIONS, "audio file")
 
@@ -113,9 +126,14 @@ def read_inputs(model, texts: list[str] | None, file: Path | None) -> tuple[list
     if texts is not None:
         return list(texts), None
     frame, _ = read_table(file, model.config.data.format)
+    return frame_inputs(model, frame, file), frame
+
+
+def frame_inputs(model, frame: pd.DataFrame, file: Path) -> list[Any]:
+    """The model's inputs in a table's rows: the task's own reading, else the text column (or the only column)."""
     task = model.task
     if hasattr(task, "inputs_from_frame"):
-        return task.inputs_from_frame(frame, model.config), frame
+        return task.inputs_from_frame(frame, model.config)
     column = getattr(model.config.data, "text_column", None)
     if column not in frame.columns:
         if len(frame.columns) != 1:
@@ -124,7 +142,7 @@ def read_inputs(model, texts: list[str] | None, file: Path | None) -> tuple[list
                 f"{', '.join(map(str, frame.columns))}"
             )
         column = frame.columns[0]
-    return frame[column].astype(str).tolist(), frame
+    return frame[column].astype(str).tolist()
 
 
 def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[dict[str, Any]]) -> None:
@@ -139,49 +157,6 @@ def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[
         for r in merged
     ]
     atomic_write_text(path, pd.DataFrame(flat).to_csv(index=False))
-
-
-def stream_predictions(
-    model, source: Path, output: Path, chunk_rows: int = 100_000, warn: Callable[[str], None] | None = None
-) -> dict[str, Any]:
-    """Score a file of any size with a learner that scores whole frames (`predict_frame`), chunk by chunk:
-    memory is bounded by one chunk. Writes .parquet, .csv or .jsonl (input columns + prediction columns) as it
-    goes, into a temporary file renamed into place at the end; returns rows, rows/s and, for a learner with
-    `check_frame`, the rows that broke the training schema (one `warn` line per chunk that has any)."""
-    import time
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from modelyard.data.readers import stream_table
-    from modelyard.fsutil import atomic_path
-
-    suffix = output.suffix.lower()
-    if suffix not in (".parquet", ".csv", ".jsonl"):
-        raise UserError(f"--output {output}: write .parquet, .csv or .jsonl")
-    chunks, report = stream_table(source, model.config.data.format, chunk_rows)
-    check = getattr(model.learner, "check_frame", None)
-    started, rows, writer, problems = time.perf_counter(), 0, None, SchemaProblems(source)
-    with atomic_path(output) as tmp, open(tmp, "wb") as sink:
-        for chunk in chunks:
-            if check is not None:
-                problems.add(check(chunk), rows, len(chunk), warn or (lambda _: None))
-            scored = pd.concat([chunk.reset_index(drop=True), model.learner.predict_frame(chunk)], axis=1)
-            if suffix == ".parquet":
-                table = pa.Table.from_pandas(scored, preserve_index=False)
-                writer = writer or pq.ParquetWriter(sink, table.schema)
-                writer.write_table(table.cast(writer.schema))
-            elif suffix == ".csv":
-                sink.write(scored.to_csv(index=False, header=rows == 0).encode("utf-8"))
-            else:
-                sink.write(scored.to_json(orient="records", lines=True, force_ascii=False).encode("utf-8"))
-            rows += len(scored)
-        if writer is not None:
-            writer.close()
-    seconds = time.perf_counter() - started
-    per_second = round(rows / max(seconds, 1e-9), 1)
-    done = {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": per_second, "skipped": report.skipped}
-    return done | ({"schema": problems.summary} if check is not None else {})
 
 
 class SchemaProblems:

@@ -50,6 +50,7 @@ def train(folder, tmp_path, merge: bool):
             "lora": {"r": 4, "alpha": 8},
             "merge": merge,
             "generation": {"max_new_tokens": 6, "temperature": 0},
+            "decode_weights": "float",  # the same weights decode before and after the reload (int4 rounds)
         },
         "train": {"max_steps": 3, "batch_size": 4, "early_stopping": None},
     }

@@ -95,11 +95,11 @@ def test_onnx_export_keeps_the_probabilities(bundle):
 
 
 def test_a_parquet_file_is_scored_in_chunks(bundle, tmp_path):
-    from modelyard.predict_io import stream_predictions
+    from modelyard.batch import score_file
 
     frame = pd.read_csv(EXAMPLES / "data" / "credit_default" / "credit_default_2000.csv")
     frame.to_parquet(tmp_path / "rows.parquet")
-    done = stream_predictions(bundle, tmp_path / "rows.parquet", tmp_path / "scored.parquet", chunk_rows=300)
+    done = score_file(bundle, tmp_path / "rows.parquet", tmp_path / "scored.parquet", chunk_rows=300)
     scored = pd.read_parquet(tmp_path / "scored.parquet")
     assert done["rows"] == len(scored) == 2000
     first = bundle.predict(

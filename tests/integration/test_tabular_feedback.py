@@ -36,7 +36,7 @@ def bundle(config):
 
 
 def test_a_batch_file_reports_rows_that_break_the_schema_per_chunk_and_in_a_summary(bundle, tmp_path):
-    from modelyard.predict_io import stream_predictions
+    from modelyard.batch import score_file
 
     frame = pd.read_csv(SLICE).astype({"LIMIT_BAL": object})
     frame.loc[[2, 450], "LIMIT_BAL"] = "a lot"  # a word for a number: scored as missing, like /v1/predict's 422
@@ -44,7 +44,7 @@ def test_a_batch_file_reports_rows_that_break_the_schema_per_chunk_and_in_a_summ
     frame["NOTE"] = "x"
     frame.to_csv(tmp_path / "rows.csv", index=False)
     warnings: list[str] = []
-    done = stream_predictions(bundle, tmp_path / "rows.csv", tmp_path / "out.parquet", 300, warnings.append)
+    done = score_file(bundle, tmp_path / "rows.csv", tmp_path / "out.parquet", 300, warnings.append)
     assert done["rows"] == len(pd.read_parquet(tmp_path / "out.parquet")) == 2000
     assert done["schema"]["wrong_type"] == {"LIMIT_BAL": {"rows": 2, "first_rows": [3, 451]}}
     known = bundle.learner.spec.encoder.categories["EDUCATION"]  # rare codes (0, 5, 6) share "other" too
@@ -56,11 +56,11 @@ def test_a_batch_file_reports_rows_that_break_the_schema_per_chunk_and_in_a_summ
 
 
 def test_a_batch_file_without_a_required_column_is_refused_naming_it(bundle, tmp_path):
-    from modelyard.predict_io import stream_predictions
+    from modelyard.batch import score_file
 
     pd.read_csv(SLICE).drop(columns=["PAY_0"]).to_csv(tmp_path / "rows.csv", index=False)
     with pytest.raises(DataError, match="'PAY_0'"):
-        stream_predictions(bundle, tmp_path / "rows.csv", tmp_path / "out.parquet")
+        score_file(bundle, tmp_path / "rows.csv", tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
     cli = ["predict", str(bundle.path), "--input", str(tmp_path / "rows.csv"), "--output", str(tmp_path / "o.csv")]
     result = CliRunner().invoke(app, cli)  # `modelyard.cli.main` prints a DataError as one line, exit code 1

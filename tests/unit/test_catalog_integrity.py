@@ -18,6 +18,7 @@ def test_every_bundled_model_pins_the_weight_files_it_loads():
     assert "e5-small-q4.bin" in pinned["multilingual-e5-small"]
     assert PTH in pinned["efficientnet-lite0"]
     assert "SmolLM2-135M-Instruct.Q4_1.gguf" in pinned["smollm2-135m"]
+    assert "gemma-3-270m-q4_k_m.gguf" in pinned["gemma3-270m"]
     assert all(len(h) == 64 and int(h, 16) >= 0 for files in pinned.values() for h in files.values())
 
 

@@ -15,7 +15,14 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 # Lowest first. A module belongs to the longest prefix listed; the command line (`cli`, `commands`) sits on top.
 LAYERS: list[tuple[str, ...]] = [
-    ("modelyard.errors", "modelyard.fsutil", "modelyard.home", "modelyard.precision", "modelyard.model_thread"),
+    (
+        "modelyard.errors",
+        "modelyard.fsutil",
+        "modelyard.home",
+        "modelyard.precision",
+        "modelyard.model_thread",
+        "modelyard.state",
+    ),
     ("modelyard.config",),
     (
         "modelyard.data",
@@ -26,12 +33,12 @@ LAYERS: list[tuple[str, ...]] = [
         "modelyard.privacy",
     ),
     ("modelyard.models", "modelyard.runtimes", "modelyard.drift"),
-    ("modelyard.training", "modelyard.generation"),
+    ("modelyard.training", "modelyard.generation", "modelyard.retrieval"),
     ("modelyard.learners",),
     ("modelyard.tasks",),
     ("modelyard.tracking",),
     ("modelyard.loader",),
-    ("modelyard.evaluation", "modelyard.export", "modelyard.synthetic"),
+    ("modelyard.evaluation", "modelyard.export", "modelyard.synthetic", "modelyard.batch"),
     ("modelyard.pipeline",),
     ("modelyard.monitoring", "modelyard.tuning", "modelyard.export.distill", "modelyard.federated"),
     ("modelyard.serving",),

@@ -138,6 +138,42 @@ def test_calibration_brings_probabilities_to_observed_rates(method):
     assert np.mean((fixed - y) ** 2) < np.mean((skewed - y) ** 2)
 
 
+def test_isotonic_calibration_keeps_the_order_of_scores_so_roc_auc_is_unchanged():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    p_true = rng.uniform(0, 1, 3000)
+    y = (rng.uniform(0, 1, 3000) < p_true).astype(int)
+    raw = p_true**2
+    spec = post.fit_calibration(y, raw, "isotonic")
+    fixed = post.calibrate(raw, spec)
+    inside = (raw > spec["x"][0]) & (raw < spec["x"][-1])  # beyond the outer block centres the map is flat
+    assert np.all(np.diff(fixed[inside][np.argsort(raw[inside])]) > 0)
+    assert roc_auc_score(y, fixed) == pytest.approx(roc_auc_score(y, raw), abs=2e-4)
+
+
+@pytest.mark.parametrize(("power", "expected"), [(1, "platt"), (4, "isotonic")])
+def test_auto_calibration_takes_the_map_with_the_lower_cross_validated_brier(power, expected):
+    rng = np.random.default_rng(4)
+    p_true = rng.uniform(0, 1, 4000)
+    y = (rng.uniform(0, 1, 4000) < p_true).astype(int)
+    spec = post.fit_calibration(y, p_true**power, "auto")  # power 4 bends the score beyond a sigmoid's reach
+    assert spec["method"] == expected and "cross-validated Brier" in spec["chosen_by"]
+
+
+def test_bagged_lightgbm_trains_on_validation_rows_and_scores_each_by_the_fold_model_that_held_it_out():
+    from modelyard.learners import tabular_gbdt as gbdt
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(700, 4)).astype(np.float32)
+    y = (x[:, 0] + rng.normal(0, 1, 700) > 0).astype(int)
+    common = ("binary", 2, [], None, None, 0, {"min_child_samples": 10})
+    bag, outputs = gbdt.fit_member(x[:600], y[:600], x[600:], y[600:], *common, folds=5)
+    per_fold = np.stack([gbdt.gbdt_outputs(m, x[600:], "binary")[:, 1] for m in bag.models])  # (folds, rows)
+    matches = np.isclose(per_fold, outputs[:, 1][None, :]).sum(0)
+    assert outputs.shape == (100, 2) and np.all(matches == 1)  # each row: exactly the one model that never saw it
+
+
 def test_the_ensemble_weights_a_better_member_more():
     rng = np.random.default_rng(2)
     y = rng.normal(size=500)

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from modelyard.errors import UserError
+
+
+def _schema_format(path: Path) -> dict:
+    """An OpenAI-style response_format from a JSON schema file."""
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"{path}: cannot read the JSON schema: {err}") from None
+    return {"type": "json_schema", "json_schema": {"name": path.stem, "schema": schema}}
 
 
 def generate(
@@ -21,10 +32,14 @@ def generate(
     stop: Annotated[list[str] | None, typer.Option("--stop", help="end before this text (repeatable)")] = None,
     seed: Annotated[int | None, typer.Option(help="makes sampling reproducible")] = None,
     chat: Annotated[bool, typer.Option("--chat/--raw", help="send the prompt as a user message")] = True,
+    json_schema: Annotated[
+        Path | None, typer.Option("--json-schema", help="JSON schema file: the answer is JSON valid against it")
+    ] = None,
 ) -> None:
     """Generate text from a prompt, streamed as it is produced (defaults: the bundle's `model.generation`).
 
     Example: modelyard generate ./bundle --prompt "ROMEO:" --max-new-tokens 200 --temperature 0.8 --top-k 40
+    Structured: modelyard generate ./chat-bundle --prompt "Ticket from: ..." --json-schema ticket.schema.json
     """
     from pydantic import ValidationError
 
@@ -43,6 +58,7 @@ def generate(
         "repetition_penalty": repetition_penalty,
         "stop": stop or None,
         "seed": seed,
+        "response_format": _schema_format(json_schema) if json_schema else None,
     }
     try:
         pieces = learner.generate_stream(request, **options)

@@ -114,7 +114,8 @@ def retrain(
         d = decision[side]
         console.print(
             f"[bold]{side}[/] v{d['version']}: {decision['metric']} {d[decision['metric']]:.4f}, "
-            f"accuracy {d['accuracy']:.4f}, feedback {d['feedback']}"
+            + (f"accuracy {d['accuracy']:.4f}, " if "accuracy" in d else "")
+            + f"feedback {d['feedback']}"
         )
     if left_out := decision["feedback"]["in_test_split"]:
         console.print(f"left out {left_out} feedback rows whose text is in the frozen test split")

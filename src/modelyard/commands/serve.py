@@ -13,7 +13,7 @@ from modelyard.serving.settings import ServeSettings
 
 
 def serve(
-    model: Annotated[str, typer.Argument(help="a bundle folder, or models:/NAME@ALIAS from the registry")],
+    model: Annotated[str, typer.Argument(help="a bundle folder, models:/NAME@ALIAS, or an index folder")],
     host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1, loopback only)")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default 8000)")] = None,
     max_batch_size: Annotated[
@@ -51,7 +51,8 @@ def serve(
         float | None, typer.Option(help="seconds between registry alias checks, 0 = never (default 30)")
     ] = None,
 ) -> None:
-    """Serve a model over HTTP: playground at /, API docs at /docs, predictions at POST /v1/predict.
+    """Serve a model over HTTP: playground at /, API docs at /docs, predictions at POST /v1/predict. An index
+    folder (from `modelyard index`) answers POST /v1/search and POST /v1/embeddings instead.
 
     Example: modelyard serve .modelyard/bundles/banking-intents/latest --port 8000
     """

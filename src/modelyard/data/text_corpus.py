@@ -26,6 +26,7 @@ class Fields:
     messages: str = "messages"
     prompt: str = "prompt"
     completion: str = "completion"
+    passages: str = "passages"  # optional: retrieved passages an answer should stay faithful to
 
 
 def _files(path: Path) -> list[Path]:
@@ -76,17 +77,36 @@ def _message_list(where: str, value: Any) -> list[dict[str, str]]:
     return out
 
 
+def _retrieval_context(where: str, record: dict, fields: Fields) -> dict[str, list[str]]:
+    """The record's retrieval context, each checked to be a list of strings: `passages` (the retrieved texts),
+    `retrieved_ids` (what the retriever returned, best first) and `relevant_ids` (the gold ones)."""
+    found = {}
+    for key, name in (
+        ("passages", fields.passages),
+        ("retrieved_ids", "retrieved_ids"),
+        ("relevant_ids", "relevant_ids"),
+    ):
+        if name not in record:
+            continue
+        value = record[name]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise DataError(f"{where}: '{name}' must be a list of strings")
+        found[key] = value
+    return found
+
+
 def _example(where: str, record: Any, fields: Fields) -> dict | str:
     """A record as chat messages ({"messages": [...]}) or as a text document (str)."""
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object")
     if fields.messages in record:
-        return {"messages": _message_list(where, record[fields.messages])}
+        return {"messages": _message_list(where, record[fields.messages]), **_retrieval_context(where, record, fields)}
     if fields.prompt in record:
         prompt, completion = record[fields.prompt], record.get(fields.completion)
         if not isinstance(prompt, str) or not isinstance(completion, str):
             raise DataError(f"{where}: '{fields.prompt}' and '{fields.completion}' must both be strings")
-        return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]}
+        chat = [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
+        return {"messages": chat, **_retrieval_context(where, record, fields)}
     value = record.get(fields.text)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return "\n".join(value)

@@ -20,7 +20,9 @@ from modelyard import loader
 from modelyard.bundle import environment
 from modelyard.errors import UserError
 from modelyard.evaluation import (
+    answer_quality_report,
     classification_report,
+    detection_report,
     entity_report,
     label_noise_report,
     model_card,
@@ -47,12 +49,14 @@ from modelyard.metrics import cost
 
 # imported for their @provides registrations
 PROVIDERS = (
+    answer_quality_report,
     classification_report,
     tabular_report,
     task_report,
     speech_report,
     multilabel_report,
     entity_report,
+    detection_report,
 )
 SKIP = {"samples", "per_class", "per_label", "confusion_matrix", "warning"}
 

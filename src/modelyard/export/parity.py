@@ -15,6 +15,8 @@ Both models answer the same validation inputs in one run; the learner's `export_
 - "transcripts" (speech recognisers): `agreement` is the share of utterances transcribed identically,
   `max_abs_diff` the WER between the two models' transcripts, `accuracy` holds the WER against the references;
   the export fails when WER rises more than `max_wer_increase` (half a point), absolutely.
+- "detections" (detectors): `agreement` is the share of images whose confident boxes match one to one,
+  `accuracy` holds mAP@0.5 against the true boxes (higher is better, like accuracy), `map50_95` beside it.
 `accuracy.metric` names the metric either way. Single-input latency and batch throughput (both interleaved, so
 both models see the same CPU load) and bundle sizes complete the table. An export outside the tolerance fails
 unless forced.
@@ -36,7 +38,7 @@ from modelyard.protocols import Learner
 WARMUP = 3
 THROUGHPUT_CHUNK = 256  # batched throughput alternates the models every this many inputs
 FORECAST_RTOL = 0.01  # a forecast value "agrees" within 1% of the window's mean absolute original forecast
-KINDS = ("probabilities", "forecasts", "next_token", "transcripts", "label_sets")
+KINDS = ("probabilities", "forecasts", "next_token", "transcripts", "label_sets", "detections")
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,27 @@ def _label_sets(decide: Any) -> Any:
     return compare
 
 
+def _detections(learner: Any) -> Any:
+    """The comparison of two detectors' padded (N, K, 6) boxes, scored by the reference learner's
+    `parity_scores` (mAP against the true boxes) and `agreement` (per image: the same confident boxes)."""
+
+    def compare(ref: np.ndarray, new: np.ndarray, targets: np.ndarray, names: tuple[str, str]) -> dict:
+        a, b = names
+        scores = learner.parity_scores(ref, targets), learner.parity_scores(new, targets)
+        return {
+            "parity": {
+                "agreement": round(float(learner.agreement(ref, new)), 4),
+                "max_abs_diff": float(np.abs(ref[:, 0, 4] - new[:, 0, 4]).max()),
+                "compared": "detections; agreement = share of images whose confident boxes match one to one "
+                "(same class, IoU >= 0.5), max_abs_diff = the largest difference of an image's top score",
+            },
+            "accuracy": {a: scores[0]["map50"], b: scores[1]["map50"], "metric": "map50"},
+            "map50_95": {a: scores[0]["map50_95"], b: scores[1]["map50_95"]},
+        }
+
+    return compare
+
+
 COMPARE: dict[str, Any] = {
     "probabilities": _probabilities,
     "forecasts": _forecasts,
@@ -217,7 +240,13 @@ def compare(
     probes = [inputs[i] for i in np.random.default_rng(0).permutation(len(inputs))[:latency_samples]]
     ref_times, new_times = _latencies((reference, candidate), probes)
     a, b = names
-    scorer = _label_sets(reference.decide) if kind(reference) == "label_sets" else COMPARE[kind(reference)]
+    scorer = (
+        _label_sets(reference.decide)
+        if kind(reference) == "label_sets"
+        else _detections(reference)
+        if kind(reference) == "detections"
+        else COMPARE[kind(reference)]
+    )
     table = scorer(ref_out, new_out, np.asarray(targets), names)
     table["parity"]["samples"] = len(inputs)
     return {
@@ -250,7 +279,7 @@ def problems(
         )
     metric = report["accuracy"].get("metric", "accuracy")
     before, after = (report["accuracy"][n] for n in names)
-    if metric == "accuracy" and before - after > tolerance.max_accuracy_drop:
+    if metric in ("accuracy", "map50") and before - after > tolerance.max_accuracy_drop:
         found.append(
             f"accuracy fell {100 * (before - after):.2f} points ({before:.2%} -> {after:.2%}), more "
             f"than the {100 * tolerance.max_accuracy_drop:.2f} allowed"
@@ -260,7 +289,7 @@ def problems(
             f"WER rose {100 * (after - before):.2f} points ({before:.2%} -> {after:.2%}), more than the "
             f"{100 * tolerance.max_wer_increase:.2f} allowed"
         )
-    if metric not in ("accuracy", "wer") and after > before * (1 + tolerance.max_error_increase):
+    if metric not in ("accuracy", "map50", "wer") and after > before * (1 + tolerance.max_error_increase):
         found.append(
             f"{metric} rose {after / before - 1:.2%} ({before:.4g} -> {after:.4g}), more than the "
             f"{tolerance.max_error_increase:.2%} allowed"

@@ -7,10 +7,14 @@ masked out and positions count real tokens only, so a padded row computes what i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
+from modelyard.models import low_bit
 from modelyard.models.gpt import GPT, KVCache
+
+DecodeWeights = Literal["int4", "float"]
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,25 +86,51 @@ class GPTSession:
 
 
 class HFDecoder:
-    """Decoding for a transformers causal LM (e.g. SmolLM2) through its own KV cache."""
+    """Decoding for a transformers causal LM (e.g. SmolLM2) through its own KV cache.
 
-    def __init__(self, model: torch.nn.Module, eos_ids: set[int], pad_id: int) -> None:
+    With `weights="int4"` it decodes with a weight-only int4 copy of the model (`models.low_bit`; ~3x fewer bytes
+    read per token than fp32 in our measurements) where that applies: a plain model on the CPU. The copy is rebuilt
+    when the float weights change (training steps bump their version counters), so it never decodes stale weights.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, eos_ids: set[int], pad_id: int, weights: DecodeWeights = "float"
+    ) -> None:
         self.model = model
         self.eos_ids = eos_ids
         self.pad_id = pad_id
+        self.weights = weights
         self.max_context = getattr(model.config, "max_position_embeddings", None)
+        self._fast: tuple[tuple[tuple[int, int], ...], torch.nn.Module] | None = None
 
     def start(self, prompts: Sequence[Sequence[int]]) -> HFSession:
-        return HFSession(self, [list(p) or [self.pad_id] for p in prompts])
+        return HFSession(self.decoding_model(), [list(p) or [self.pad_id] for p in prompts], self.pad_id)
+
+    def decoding_model(self) -> torch.nn.Module:
+        """The float model, or its int4 copy (built once per state of the float weights)."""
+        if self.weights == "float" or not _quantizable(self.model):
+            return self.model
+        key = tuple((id(p), p._version) for p in self.model.parameters())
+        if self._fast is None or self._fast[0] != key:
+            self._fast = None  # free the stale copy before building the next
+            self._fast = (key, low_bit.quantize(self.model, self.model.get_output_embeddings()))
+        return self._fast[1]
+
+
+def _quantizable(model: torch.nn.Module) -> bool:
+    """int4 decoding needs torch's CPU kernels and a plain model (a LoRA-wrapped one decodes in float)."""
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    wrapped = any(type(m).__module__.startswith("peft") for m in model.modules())
+    return on_cpu and not wrapped and low_bit.available()
 
 
 class HFSession:
-    def __init__(self, decoder: HFDecoder, prompts: Sequence[Sequence[int]]) -> None:
+    def __init__(self, model: torch.nn.Module, prompts: Sequence[Sequence[int]], pad_id: int) -> None:
         from transformers import DynamicCache
 
-        self.model = decoder.model
+        self.model = model
         self.device = next(self.model.parameters()).device
-        ids, self.mask = left_pad(prompts, decoder.pad_id)
+        ids, self.mask = left_pad(prompts, pad_id)
         ids, self.mask = ids.to(self.device), self.mask.to(self.device)
         self.pos = positions(self.mask)
         self.cache = DynamicCache(config=self.model.config)

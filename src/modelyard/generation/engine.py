@@ -44,6 +44,12 @@ class Session(Protocol):
         ...
 
 
+class Constraint(Protocol):
+    """Which tokens a request may produce next (structured output); see `modelyard.generation.structured`."""
+
+    def allowed(self, generated: Sequence[int]) -> list[int]: ...
+
+
 class TextCodec(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
@@ -54,6 +60,7 @@ class TextCodec(Protocol):
 class Request:
     prompt_ids: list[int]
     options: GenerationOptions = field(default_factory=GenerationOptions)
+    constraint: Constraint | None = None  # masks the logits of every step to the tokens it allows
     cancelled: bool = False  # set from another thread when the client went away
 
 
@@ -81,6 +88,14 @@ class _Row:
 def _seen(row: _Row) -> torch.Tensor:
     """Token ids the repetition penalty looks at (none when it is off)."""
     return torch.tensor(row.seen) if row.request.options.repetition_penalty != 1.0 else _NONE
+
+
+def _masked(logits: torch.Tensor, row: _Row) -> torch.Tensor:
+    """`logits` (V,) with every token the row's constraint forbids set to -inf."""
+    if row.request.constraint is None:
+        return logits
+    allowed = torch.tensor(row.request.constraint.allowed(row.ids), dtype=torch.long, device=logits.device)
+    return torch.full_like(logits, float("-inf")).index_copy_(0, allowed, logits.index_select(0, allowed))
 
 
 def _held_back(text: str, stops: list[str]) -> int:
@@ -135,7 +150,7 @@ def stream_batch(
         logits = session.logits()
         chosen, keep = [], []
         for j, row in enumerate(rows):
-            token = next_token(logits[j], _seen(row), row.request.options, row.generator)
+            token = next_token(_masked(logits[j], row), _seen(row), row.request.options, row.generator)
             reason: FinishReason | None = None
             if token in decoder.eos_ids:
                 reason = "stop"

@@ -7,6 +7,7 @@ from typing import Any
 
 from modelyard.generation.engine import Decoder, Event, Request, TextCodec, stream_batch
 from modelyard.generation.options import GenerationOptions
+from modelyard.generation.structured import JsonConstraint, SchemaError, Vocabulary, response_schema
 
 Prompt = str | list[dict[str, str]]
 
@@ -20,11 +21,14 @@ class TextGenerator:
         codec: TextCodec,
         render_chat: Callable[[list[dict[str, str]]], str],
         defaults: GenerationOptions | None = None,
+        vocab_size: int | None = None,
     ) -> None:
         self.decoder = decoder
         self.codec = codec
         self.render_chat = render_chat
         self.defaults = defaults or GenerationOptions()
+        # structured output needs the vocabulary's strings; built on the first request that asks for it
+        self._vocabulary = Vocabulary(codec, vocab_size, decoder.eos_ids) if vocab_size else None
 
     def options(self, **overrides: Any) -> GenerationOptions:
         """The learner's default options with `overrides` (None values ignored) applied and validated."""
@@ -35,8 +39,18 @@ class TextGenerator:
         text = prompt if isinstance(prompt, str) else self.render_chat(prompt)
         return self.codec.encode(text)
 
-    def request(self, prompt: Prompt, **options: Any) -> Request:
-        return Request(self.prompt_ids(prompt), self.options(**options))
+    def constraint(self, response_format: dict[str, Any] | None) -> JsonConstraint | None:
+        """The token mask for an OpenAI-style `response_format` (None for free text); SchemaError when the
+        format cannot be enforced."""
+        schema = response_schema(response_format)
+        if schema is None:
+            return None
+        if self._vocabulary is None:
+            raise SchemaError("this model cannot constrain its output to JSON", "use a pretrained chat model bundle")
+        return JsonConstraint(self._vocabulary, schema)
+
+    def request(self, prompt: Prompt, response_format: dict[str, Any] | None = None, **options: Any) -> Request:
+        return Request(self.prompt_ids(prompt), self.options(**options), self.constraint(response_format))
 
     def run(self, requests: Sequence[Request]) -> Iterator[Event]:
         """Decode `requests` together (one batch), yielding their events interleaved."""

@@ -35,6 +35,20 @@ class HFCodec:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
+
+class PromptCodec(HFCodec):
+    """Prompts open with the model's begin-of-text token when its tokenizer adds one (Gemma answers poorly
+    without it) and the text (a rendered chat template) does not already hold it."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        super().__init__(tokenizer)
+        bos = tokenizer.bos_token_id
+        self.bos = bos if bos is not None and tokenizer.encode("a")[:1] == [bos] else None
+
+    def encode(self, text: str) -> list[int]:
+        ids = super().encode(text)
+        return ids if self.bos is None or ids[:1] == [self.bos] else [self.bos, *ids]
+
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
@@ -57,10 +71,11 @@ class CausalLMLearner:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad)
         self.generator = TextGenerator(
-            HFDecoder(self._base, _eos_ids(self._base, tokenizer), self.pad_id),
-            self.codec,
+            HFDecoder(self._base, _eos_ids(self._base, tokenizer), self.pad_id, options.decode_weights),
+            PromptCodec(tokenizer),
             self.render_chat,
             options.generation,
+            vocab_size=len(tokenizer),
         )
 
     @classmethod

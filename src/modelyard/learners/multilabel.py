@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from modelyard.fsutil import atomic_write_json
-from modelyard.learners.text import OnnxTextClassifierLearner, TextClassifierLearner
+from modelyard.learners.text import TextClassifierLearner
 from modelyard.learners.text_inputs import TextDataset
+from modelyard.learners.text_onnx import OnnxTextClassifierLearner
 from modelyard.metrics.multilabel import decide, label_matrix, multilabel_metrics, set_answers, tune_thresholds
 
 if TYPE_CHECKING:

@@ -177,9 +177,10 @@ class CTCSpeechLearner(Transcriber):
         module = getattr(self.module, "module", self.module)
         was_training = module.training
         module.eval()
-        logits, frames = module(wave, lengths)
+        device = next(module.parameters()).device
+        logits, frames = module(wave.to(device), lengths.to(device))
         module.train(was_training)
-        return F.log_softmax(logits.float(), dim=-1).numpy(), frames.numpy()
+        return F.log_softmax(logits.float(), dim=-1).cpu().numpy(), frames.cpu().numpy()
 
     def transcribe(self, batch: list[np.ndarray], hints: list[dict[str, str]] | None = None) -> list[str]:
         # shorter than one STFT window: pad with silence so every input gives at least one frame

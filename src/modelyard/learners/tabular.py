@@ -91,10 +91,9 @@ class TabularLearner:
             common = (kind, classes, self.spec.encoder.categorical_indices, self.options.get("monotone"), share,
                       self.options.get("seed", 42), self.options.get("gbdt_params"))  # fmt: skip
             folds = self.options.get("folds", 1) if len(x) >= gbdt.MIN_BAG_ROWS else 1
-            self.booster = gbdt.fit_bagged(x, y, *common, folds) if folds > 1 else gbdt.fit_gbdt(x, y, xv, yv, *common)
-            outputs["lightgbm"] = gbdt.gbdt_outputs(self.booster, xv, kind)
+            self.booster, outputs["lightgbm"] = gbdt.fit_member(x, y, xv, yv, *common, folds=folds)
             rounds = getattr(self.booster, "rounds", None) or self.booster.best_iteration
-            note = f"{rounds} rounds" + (f" ({folds} folds)" if folds > 1 else "")
+            note = f"{rounds} rounds" + (f" ({folds} folds; validation out-of-fold)" if folds > 1 else "")
             self._tried("lightgbm", yv, outputs["lightgbm"], started, note)
         left = budget - (time.monotonic() - started) if budget else None
         if self.backbone == "mlp" or (self.backbone == "auto" and self._mlp_allowed(left)):

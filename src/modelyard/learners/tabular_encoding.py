@@ -131,7 +131,9 @@ class TabularEncoder:
             if column not in frame.columns:
                 continue
             values = frame[column]
-            given = values.notna().to_numpy() & ~values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy()
+            given = values.notna().to_numpy()
+            if values.dtype.kind not in "iufb":  # only text cells can be blank (no Python call per number)
+                given = given & ~values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy()
             if kind == "categorical":
                 bad, key = given & ~_category_text(values).isin(self.categories[column]).to_numpy(), "unseen"
             else:
@@ -160,5 +162,7 @@ def _one_category(value: Any) -> str:
 
 
 def _category_text(values: pd.Series) -> pd.Series:
+    if values.dtype.kind in "iub":  # whole numbers and booleans: str() of each, vectorised (batch files are big)
+        return pd.Series(values.to_numpy().astype(str).astype(object), index=values.index, name=values.name)
     text = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else _one_category(v))
     return text.where(text != "", None)

@@ -119,9 +119,11 @@ class MLPMember:
         was_training = module.training  # evaluated mid-training: the loop's next steps need train mode back
         module.eval()
         chunks = []
+        device = next(module.parameters()).device  # trained or served on CUDA: rows go where the weights are
         with torch.inference_mode():
             for start in range(0, len(x), 8192):
-                chunks.append(module(torch.from_numpy(np.ascontiguousarray(x[start : start + 8192]))).float())
+                rows = torch.from_numpy(np.ascontiguousarray(x[start : start + 8192])).to(device)
+                chunks.append(module(rows).float().cpu())
         module.train(was_training)
         out = torch.cat(chunks) if chunks else torch.zeros((0, module.config.outputs))
         if self.kind == "regression":

@@ -11,6 +11,8 @@ import numpy as np
 
 ENSEMBLE_ROUNDS = 25
 INTERVAL_COVERAGE = 0.9
+CALIBRATION_FOLDS = 5
+CALIBRATION_MIN_CLASS = 100  # rows of the rarer class below which isotonic is not tried
 
 
 def greedy_ensemble(outputs: dict[str, np.ndarray], score: Callable[[np.ndarray], float]) -> dict[str, float]:
@@ -36,20 +38,56 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def fit_calibration(y: np.ndarray, p: np.ndarray, method: str) -> dict[str, Any]:
-    """Isotonic (enough validation positives) or Platt scaling of the positive-class probability."""
-    if method == "auto":
-        method = "isotonic" if min(int(y.sum()), int(len(y) - y.sum())) >= 500 else "platt"
+    """Isotonic or Platt scaling of the positive-class probability; `auto` takes the one with the lower
+    cross-validated Brier score on these rows (Platt below CALIBRATION_MIN_CLASS rows of either class)."""
     if method == "none" or len(np.unique(y)) < 2:
         return {"method": "none"}
+    chosen_by = None
+    if method == "auto":
+        method, chosen_by = _choose_calibration(y, p)
     if method == "isotonic":
-        from sklearn.isotonic import IsotonicRegression
+        x, fitted = _isotonic_centres(y, p)
+        spec = {"method": "isotonic", "x": x.tolist(), "y": fitted.tolist()}
+    else:
+        spec = _platt(y, p)
+    return {**spec, "chosen_by": chosen_by} if chosen_by else spec
 
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(p, y)
-        return {"method": "isotonic", "x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+
+def _isotonic_centres(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centred isotonic regression (Oron and Flournoy, 2017): the isotonic fit's blocks joined at their mean
+    score rather than as steps, so scores inside a block keep their order. Steps tie them: on the credit data's
+    2,400 validation rows the step map cost 0.003 ROC-AUC (benchmarks/tabular_defaults_cv.py)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    order = np.argsort(p, kind="mergesort")
+    xs, ys = np.asarray(p, dtype=float)[order], np.asarray(y, dtype=float)[order]
+    fitted = IsotonicRegression(y_min=0.0, y_max=1.0).fit_transform(xs, ys)
+    starts = np.r_[0, np.flatnonzero(np.diff(fitted)) + 1]
+    centres = np.add.reduceat(xs, starts) / np.diff(np.r_[starts, len(xs)])
+    return centres, fitted[starts]
+
+
+def _platt(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
     lr = LogisticRegression(C=1e6).fit(_logit(p)[:, None], y)
     return {"method": "platt", "a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
+
+
+def _choose_calibration(y: np.ndarray, p: np.ndarray) -> tuple[str, str | None]:
+    """The calibration map with the lower Brier score on held-out folds of the rows it is fitted on."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if min(int(y.sum()), int(len(y) - y.sum())) < CALIBRATION_MIN_CLASS:
+        return "platt", None
+    brier = {"platt": 0.0, "isotonic": 0.0}
+    for fit, held in StratifiedKFold(CALIBRATION_FOLDS, shuffle=True, random_state=0).split(p, y):
+        for method in brier:
+            spec = fit_calibration(y[fit], p[fit], method)
+            brier[method] += float(np.sum((calibrate(p[held], spec) - y[held]) ** 2)) / len(y)
+    best = min(brier, key=brier.get)
+    scores = ", ".join(f"{m} {b:.5f}" for m, b in brier.items())
+    return best, f"lower {CALIBRATION_FOLDS}-fold cross-validated Brier score on validation ({scores})"
 
 
 def calibrate(p: np.ndarray, spec: dict[str, Any]) -> np.ndarray:

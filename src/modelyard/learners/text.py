@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,11 +15,11 @@ from modelyard.fsutil import atomic_write_json
 from modelyard.learners import linear_probe
 from modelyard.metrics.classification import classification_metrics, top_k_answers
 from modelyard.models import bert
-from modelyard.models.encoder_classifier import EncoderClassifier
+from modelyard.models.encoder_classifier import EncoderClassifier, LogitsAndEmbedding
 from modelyard.models.text_encoder import TextEncoder, TextEncoderConfig
 from modelyard.models.tokenizers import cjk_share, train_tokenizer
 from modelyard.precision import autocast
-from modelyard.runtimes.protocol import ONNX_FILE, OnnxGraph
+from modelyard.runtimes.protocol import OnnxGraph
 from modelyard.runtimes.torch_int8 import has_int8_layers, load_weights
 from modelyard.training.checkpoint import save_weights
 from modelyard.training.memory import release_free_memory
@@ -370,7 +369,7 @@ class TextClassifierLearner:
             "embedding": {0: "batch"},
         }
         return OnnxGraph(
-            _LogitsAndEmbedding(module),
+            LogitsAndEmbedding(module),
             (batch["input_ids"], batch["attention_mask"]),
             ["input_ids", "attention_mask"],
             ["logits", "embedding"],
@@ -383,48 +382,3 @@ class TextClassifierLearner:
 
     def export_outputs(self, inputs: list[str]) -> np.ndarray:
         return self.predict_proba(inputs)
-
-
-class _LogitsAndEmbedding(nn.Module):
-    """The exported graph: both outputs, so the ONNX learner serves `predict` and `embed` alike."""
-
-    def __init__(self, classifier: EncoderClassifier) -> None:
-        super().__init__()
-        self.classifier = classifier
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        embedding = self.classifier.embed(input_ids, attention_mask)  # (B, C)
-        return self.classifier.head(embedding), embedding  # (B, num_labels), (B, C)
-
-
-class OnnxTextClassifierLearner(TextClassifierLearner):
-    """The same classifier (tokenizer, labels, decoding) answering through an ONNX Runtime session."""
-
-    def __init__(
-        self,
-        session_path: Path,
-        tokenizer: PreTrainedTokenizerBase | SavedTokenizer,
-        labels: list[str],
-        spec: dict[str, Any],
-        options: Any,
-    ) -> None:
-        from modelyard.runtimes.onnx_session import onnx_session
-
-        super().__init__(None, tokenizer, labels, spec, options)
-        self.session_path = session_path
-        self.session = onnx_session(session_path)
-
-    @classmethod
-    def load(cls, directory: Path, options: Any, labels: list[str], spec: dict[str, Any]):
-        tokenizer = saved_tokenizer(directory / "tokenizer", spec["max_length"])
-        return cls(directory / ONNX_FILE, tokenizer, labels, spec, options)
-
-    def _run_batch(self, batch: dict[str, torch.Tensor], fn: str) -> np.ndarray:
-        feeds = {name: batch[name].numpy() for name in ("input_ids", "attention_mask")}
-        return self.session.run(["logits" if fn == "forward" else "embedding"], feeds)[0].astype(np.float32)
-
-    def save(self, directory: Path) -> dict[str, Any]:
-        shutil.copyfile(self.session_path, directory / ONNX_FILE)
-        self.tokenizer.save_pretrained(str(directory / "tokenizer"))
-        atomic_write_json(directory / "text_model.json", self.spec)
-        return {"labels": self.labels}

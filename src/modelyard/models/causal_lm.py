@@ -33,11 +33,24 @@ def _cached_folder(name: str) -> Path:
     model.hf_quantizer = None  # the weights are plain floats now; this lets save_pretrained write them
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    _add_chat_format(catalog.CATALOG[name], model, tokenizer)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
     replace_dir(staging, target)
     return target
+
+
+def _add_chat_format(entry: catalog.CatalogEntry, model, tokenizer) -> None:
+    """A base model's file has no chat template: give it the catalog's, and stop generation at its end of turn."""
+    if tokenizer.chat_template is not None or entry.chat_template is None:
+        return
+    tokenizer.chat_template = entry.chat_template
+    if entry.end_of_turn is not None:
+        eos = model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        end_of_turn = tokenizer.convert_tokens_to_ids(entry.end_of_turn)
+        model.generation_config.eos_token_id = [*(e for e in eos if e is not None), end_of_turn]
 
 
 def resolve(backbone: str) -> Path:

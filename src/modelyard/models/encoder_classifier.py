@@ -40,3 +40,15 @@ def _skip_pooler_weights(module: nn.Module, state_dict: dict, prefix: str, *_: o
     """Bundles saved before the pooler was dropped still load: their unused pooler weights are left out."""
     for key in [k for k in state_dict if k.startswith(f"{prefix}encoder.pooler.")]:
         del state_dict[key]
+
+
+class LogitsAndEmbedding(nn.Module):
+    """The exported graph: both outputs, so the ONNX learner serves `predict` and `embed` alike."""
+
+    def __init__(self, classifier: EncoderClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        embedding = self.classifier.embed(input_ids, attention_mask)  # (B, C)
+        return self.classifier.head(embedding), embedding  # (B, num_labels), (B, C)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelyard.errors import DataError, UserError
+from modelyard.state import errors as state_errors
 
 COLUMNS = ("prediction_id", "label")
 
@@ -141,7 +141,7 @@ def import_feedback(path: Path, model_ref: str) -> dict[str, Any]:
             for number, prediction_id, label in rows:
                 try:
                     stored = store_label(conn, prediction_id, str(label) if labels else label)
-                except sqlite3.Error as err:
+                except state_errors() as err:
                     stored, problem = False, f"the label could not be stored ({err})"
                 else:
                     problem = f"prediction {prediction_id!r} left the log during the import"

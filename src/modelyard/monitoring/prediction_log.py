@@ -1,7 +1,9 @@
-"""The prediction log: every served prediction, appended to SQLite off the request path, read by monitoring.
+"""The prediction log: every served prediction, appended off the request path, read by monitoring.
 
-One table in `MODELYARD_HOME/predictions.db` (WAL mode, busy timeout), so several server processes can append
-at once and `modelyard monitor` can read while they do. Feedback labels land in the same row.
+One table in the state store (modelyard.state): by default `MODELYARD_HOME/predictions.db` (SQLite, WAL mode, busy
+timeout), so several server processes can append at once and `modelyard monitor` can read while they do; with
+`MODELYARD_STATE_URI=postgresql://...` one database that every replica appends to. Feedback labels land in the
+same row.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import hashlib
 import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from modelyard import state
+from modelyard.errors import UserError
 from modelyard.home import home
 
 if TYPE_CHECKING:  # pandas takes a while to import; the server only writes the log
@@ -28,7 +31,7 @@ if TYPE_CHECKING:  # pandas takes a while to import; the server only writes the 
 
 log = logging.getLogger(__name__)
 
-FILENAME = "predictions.db"
+FILENAME = state.FILENAME
 COLUMNS = (
     "prediction_id",
     "ts",
@@ -43,7 +46,12 @@ COLUMNS = (
 )
 GATHER_S = 0.05  # a busy server commits ~20 transactions a second instead of one per drained handful of rows
 MAX_ROWS = 4096  # per transaction
+PG_RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 4.0)  # then give up: a PostgreSQL restart or fail-over loses no rows
 _INSERT = f"INSERT OR REPLACE INTO predictions ({', '.join(COLUMNS[:8])}) VALUES (?,?,?,?,?,?,?,?)"
+_UPSERT = (  # PostgreSQL's spelling of the same replace (a retried batch writes its rows once)
+    f"INSERT INTO predictions ({', '.join(COLUMNS[:8])}) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (prediction_id) "
+    f"DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in COLUMNS[1:8])}"
+)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
     prediction_id TEXT PRIMARY KEY,
@@ -65,15 +73,17 @@ def db_path(directory: Path | None = None) -> Path:
     return (directory or home()) / FILENAME
 
 
-def connect(path: Path | None = None) -> sqlite3.Connection:
-    """A connection to the log, creating the table on first use; WAL lets readers and writers overlap."""
-    path = path or db_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(_SCHEMA)
+def connect(path: Path | None = None) -> state.StateConnection:
+    """A connection to the log (a SQLite file when `path` is given, else the configured state store), creating
+    the table on first use."""
+    conn = state.connect(path)
+    conn.ensure(_SCHEMA)
     return conn
+
+
+def open_log(directory: Path | None = None) -> state.StateConnection:
+    """The log in `directory` (a SQLite file), or in the configured state store when None."""
+    return connect(db_path(directory) if directory is not None else None)
 
 
 @dataclass
@@ -132,7 +142,10 @@ class PredictionLogWriter:
         redact_inputs: Redactor | None = None,
         redact_outputs: Redactor | None = None,
     ) -> None:
-        self.path = path or db_path()
+        self.where = state.store(path)
+        self.path = self.where.path  # None when the log lives in PostgreSQL
+        self.directory = path.parent if path is not None else None  # for readers: None = the configured store
+        self._file = path
         self.log_inputs = log_inputs
         self.redact_inputs = redact_inputs
         self.redact_outputs = redact_outputs
@@ -141,7 +154,7 @@ class PredictionLogWriter:
         self._written = 0  # records the writer has taken off it and committed (or logged as failed)
         self._progress = threading.Condition()
         self._stopped = False
-        connect(self.path).close()  # fail at startup, not on the first request, when the folder is unwritable
+        connect(path).close()  # fail at startup, not on the first request, when the folder is unwritable
         self._thread = threading.Thread(target=self._run, name="modelyard-prediction-log", daemon=True)
         self._thread.start()
 
@@ -162,8 +175,30 @@ class PredictionLogWriter:
         self._queue.put(None)
         self._thread.join()
 
+    def _commit(self, conn: state.StateConnection | None, rows: list[tuple[Any, ...]]) -> None:
+        """One transaction. PostgreSQL: a pooled connection per batch (checked before use, so one the database
+        dropped is replaced), and a failed batch is retried with backoff before its rows are given up."""
+        if conn is not None:
+            with conn:
+                conn.executemany(_INSERT, rows)
+            return
+        for wait in (*PG_RETRY_BACKOFF_S, None):
+            try:
+                pooled = connect(self._file)
+                try:
+                    with pooled:
+                        pooled.executemany(_UPSERT, rows)
+                    return
+                finally:
+                    pooled.close()
+            except (*state.errors(), UserError) as err:
+                if wait is None:
+                    raise
+                log.warning("writing %d predictions failed (%s); retrying in %g s", len(rows), err, wait)
+                time.sleep(wait)
+
     def _run(self) -> None:
-        conn = connect(self.path)
+        conn = connect(self._file) if self.where.dialect == "sqlite" else None
         try:
             while True:
                 first = self._queue.get()
@@ -175,10 +210,9 @@ class PredictionLogWriter:
                 records = [r for r in batch if r is not None]
                 try:
                     rows = _rows(records, self.log_inputs, self.redact_inputs, self.redact_outputs)
-                    with conn:
-                        conn.executemany(_INSERT, rows)
+                    self._commit(conn, rows)
                 except Exception:  # never let one bad batch stop the writer (a row that cannot be redacted is dropped)
-                    log.exception("could not write %d predictions to %s", len(records), self.path)
+                    log.exception("could not write %d predictions to %s", len(records), self.where.describe())
                 finally:
                     with self._progress:
                         self._written += len(records)
@@ -186,7 +220,8 @@ class PredictionLogWriter:
                 if len(records) < len(batch):
                     return
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
             with self._progress:  # a flush waiting on a writer that stopped returns
                 self._stopped = True
                 self._progress.notify_all()
@@ -198,8 +233,8 @@ def read_predictions(
     """Logged predictions, oldest first; `since` is unix seconds. JSON columns stay strings."""
     import pandas as pd
 
-    path = db_path(directory)
-    if not path.exists():
+    where = state.store(db_path(directory) if directory is not None else None)
+    if where.path is not None and not where.path.exists():
         return pd.DataFrame(columns=list(COLUMNS))
     clauses, params = [], []
     if since is not None:
@@ -208,18 +243,17 @@ def read_predictions(
     if model is not None:
         clauses.append("model = ?")
         params.append(model)
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    conn = connect(path)
+    where_sql = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    conn = open_log(directory)
     try:
-        return pd.read_sql_query(
-            f"SELECT {', '.join(COLUMNS)} FROM predictions{where} ORDER BY ts", conn, params=params
-        )
+        rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM predictions{where_sql} ORDER BY ts", params).fetchall()
     finally:
         conn.close()
+    return pd.DataFrame.from_records(rows, columns=list(COLUMNS))
 
 
 def has_prediction(prediction_id: str, directory: Path | None = None) -> bool:
-    conn = connect(db_path(directory))
+    conn = open_log(directory)
     try:
         found = conn.execute("SELECT 1 FROM predictions WHERE prediction_id = ?", (prediction_id,)).fetchone()
         return found is not None
@@ -229,7 +263,7 @@ def has_prediction(prediction_id: str, directory: Path | None = None) -> bool:
 
 def record_feedback(prediction_id: str, label: Any, directory: Path | None = None) -> bool:
     """Attach the true label to a logged prediction; False when no prediction has that id."""
-    conn = connect(db_path(directory))
+    conn = open_log(directory)
     try:
         with conn:
             return store_label(conn, prediction_id, label)
@@ -237,7 +271,7 @@ def record_feedback(prediction_id: str, label: Any, directory: Path | None = Non
         conn.close()
 
 
-def store_label(conn: sqlite3.Connection, prediction_id: str, label: Any) -> bool:
+def store_label(conn: state.StateConnection, prediction_id: str, label: Any) -> bool:
     """The feedback update inside the caller's transaction (a file import stores all its rows or none)."""
     cursor = conn.execute(
         "UPDATE predictions SET label = ?, feedback_ts = ? WHERE prediction_id = ?",

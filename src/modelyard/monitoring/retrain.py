@@ -11,6 +11,8 @@ contradicts is listed under `feedback.contradicting` and, with `data.label_noise
 Labelled text tasks need nothing more. Other tasks (tables) say how a logged input and its corrected label
 become a training row with two task hooks: `feedback_example(config, logged_input, label) -> row | None` and
 `retrain_layout(config) -> {"label": column, "columns": list | None, "data": data-config updates}`.
+A regressor (no labels) takes any corrected value its hook accepts and is gated on its own error metric
+(`main_metric`, lower is better when `greater_is_better` is false) on the test split and on held-out feedback.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from modelyard.errors import DataError, UserError
 from modelyard.tasks import config_from_dict, load_config
 
 HELD_OUT_SHARE = 0.25
-MIN_FEEDBACK_GATE = 30  # held-out feedback rows needed before feedback accuracy can veto a promotion
-HEADLINE = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "samples")
+MIN_FEEDBACK_GATE = 30  # held-out feedback rows needed before their score (accuracy; rmse) can veto a promotion
+HEADLINE = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "rmse", "mae", "r2", "samples")
 
 
 def _frozen_test(champion: Any) -> pd.DataFrame:
@@ -55,15 +57,21 @@ TEXT_LAYOUT = {"label": "label", "columns": ["text", "label"], "data": {"text_co
 def feedback_frame(
     name: str, labels: list[str], example: Callable[[Any, str], dict[str, Any] | None] = _text_example
 ) -> tuple[pd.DataFrame, int]:
-    """Logged predictions with a feedback label and a usable logged input (oldest first) as training rows
-    (`example` makes one; text by default), and the count of those skipped."""
+    """Logged predictions with a feedback label (one of `labels`; any value when there are none, as for a
+    regressor) and a usable logged input (oldest first) as training rows (`example` makes one; text by default),
+    and the count of those skipped. A correction `example` refuses is an error naming its prediction."""
     from modelyard.monitoring.prediction_log import read_predictions
 
     rows = read_predictions(model=name)
     rows = rows[rows["label"].notna()]
     inputs = [json.loads(x) if isinstance(x, str) else None for x in rows["input"]]
     given = [str(json.loads(x)) for x in rows["label"]]
-    made = [example(v, g) if g in labels else None for v, g in zip(inputs, given, strict=True)]
+    made = []
+    for prediction_id, value, label in zip(rows["prediction_id"], inputs, given, strict=True):
+        try:
+            made.append(example(value, label) if not labels or label in labels else None)
+        except DataError as err:
+            raise DataError(f"feedback on prediction {prediction_id!r}: {err.message}", err.hint) from None
     usable = [m for m in made if m is not None]
     return pd.DataFrame(usable).reset_index(drop=True), len(made) - len(usable)
 
@@ -113,12 +121,14 @@ def challenger_config(
     return config_from_dict(raw, str(folder / "challenger.yaml"))
 
 
-def _scores(learner: Any, test: pd.DataFrame, feedback: pd.DataFrame, metric: str) -> dict[str, Any]:
+def _scores(
+    learner: Any, test: pd.DataFrame, feedback: pd.DataFrame, metric: str, feedback_metric: str = "accuracy"
+) -> dict[str, Any]:
     result = learner.evaluate(test)
     scores = {k: result[k] for k in (*HEADLINE, metric) if k in result}
     scores["per_class_f1"] = {k: round(v["f1"], 4) for k, v in result.get("per_class", {}).items()}
     scores["feedback"] = (
-        {k: v for k, v in learner.evaluate(feedback).items() if k in ("accuracy", "samples")}
+        {k: v for k, v in learner.evaluate(feedback).items() if k in (feedback_metric, "samples")}
         if len(feedback)
         else {"samples": 0}
     )
@@ -126,13 +136,22 @@ def _scores(learner: Any, test: pd.DataFrame, feedback: pd.DataFrame, metric: st
 
 
 def decide(
-    champion: dict[str, Any], challenger: dict[str, Any], metric: str, margin: float, guarded: Sequence[str]
+    champion: dict[str, Any],
+    challenger: dict[str, Any],
+    metric: str,
+    margin: float,
+    guarded: Sequence[str],
+    greater_is_better: bool = True,
+    feedback_metric: str = "accuracy",
 ) -> tuple[bool, str]:
-    """Promote only if the challenger beats the champion by `margin` on the test metric, is not worse on any
-    guarded class, and (with enough held-out feedback) is not worse on recent feedback."""
+    """Promote only if the challenger beats the champion by `margin` on the test metric (higher, or for an error
+    such as rmse lower), is not worse on any guarded class, and (with enough held-out feedback) is not worse on
+    recent feedback by `feedback_metric` (same direction)."""
     old, new = champion[metric], challenger[metric]
-    if new <= old + margin:
-        return False, f"{metric} {new:.4f} does not beat the champion's {old:.4f} by more than {margin:g}"
+    sign = 1.0 if greater_is_better else -1.0
+    direction = "" if greater_is_better else " (lower is better)"
+    if sign * (new - old) <= margin:
+        return False, f"{metric} {new:.4f} does not beat the champion's {old:.4f} by more than {margin:g}{direction}"
     for label in guarded:
         if label not in champion["per_class_f1"]:
             raise UserError(
@@ -142,10 +161,10 @@ def decide(
         before, after = champion["per_class_f1"][label], challenger["per_class_f1"].get(label, 0.0)
         if after < before:
             return False, f"guarded class {label!r} gets worse: F1 {after:.4f} < {before:.4f}"
-    fb_old, fb_new = champion["feedback"], challenger["feedback"]
-    if fb_old.get("samples", 0) >= MIN_FEEDBACK_GATE and fb_new["accuracy"] < fb_old["accuracy"]:
-        return False, (f"worse on recent feedback: accuracy {fb_new['accuracy']:.4f} < {fb_old['accuracy']:.4f}")
-    return True, f"{metric} {new:.4f} beats the champion's {old:.4f} by more than {margin:g}" + (
+    fb_old, fb_new, key = champion["feedback"], challenger["feedback"], feedback_metric
+    if fb_old.get("samples", 0) >= MIN_FEEDBACK_GATE and sign * (fb_new[key] - fb_old[key]) < 0:
+        return False, f"worse on recent feedback: {key} {fb_new[key]:.4f} against {fb_old[key]:.4f}{direction}"
+    return True, f"{metric} {new:.4f} beats the champion's {old:.4f} by more than {margin:g}{direction}" + (
         f"; guarded classes not worse: {', '.join(guarded)}" if guarded else ""
     )
 
@@ -208,6 +227,8 @@ def retrain(
     layout = task.retrain_layout(config) if hooked else TEXT_LAYOUT
     example = (lambda value, label: task.feedback_example(config, value, label)) if hooked else _text_example
     labels = list(champion.labels or [])
+    if guard_classes and not labels:
+        raise UserError(f"--guard-class applies to classifiers; '{champion.name}' predicts a number")
     unknown = [c for c in guard_classes if c not in labels]
     if unknown:
         raise UserError(
@@ -237,10 +258,12 @@ def retrain(
             f"champion's ({champion.manifest['data']['test']['rows']} rows); refusing to compare them",
             "its training data must cover every class of the test split (see the challenger's data_report.json)",
         )
-    metric = task.main_metric
+    metric, higher = task.main_metric, task.greater_is_better
+    fb_metric = "accuracy" if labels else metric  # a regressor's feedback is scored by its own error metric
     evaluated = fb_eval.reindex(columns=columns)
-    old, new = _scores(champion.learner, test, evaluated, metric), _scores(challenger.learner, test, evaluated, metric)
-    promoted, reason = decide(old, new, metric, margin, guard_classes)
+    old = _scores(champion.learner, test, evaluated, metric, fb_metric)
+    new = _scores(challenger.learner, test, evaluated, metric, fb_metric)
+    promoted, reason = decide(old, new, metric, margin, guard_classes, higher, fb_metric)
     version = register(challenger.path, champion.name)
     registry.promote(champion.name, version, "challenger", f"retrained with {len(fb_train)} feedback rows")
     if promoted:

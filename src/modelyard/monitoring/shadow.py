@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelyard.monitoring.prediction_log import connect, db_path
+from modelyard.monitoring.prediction_log import open_log
 
 SHADOW_SCHEMA = """
 CREATE TABLE IF NOT EXISTS shadow_predictions (
@@ -24,9 +24,9 @@ CREATE TABLE IF NOT EXISTS shadow_predictions (
 
 def shadow_summary(name: str, since: float | None = None, directory: Path | None = None) -> dict[str, Any] | None:
     """How often the silent challenger agreed with the champion (for `monitor`); None if never shadowed."""
-    conn = connect(db_path(directory))
+    conn = open_log(directory)
     try:
-        conn.executescript(SHADOW_SCHEMA)
+        conn.ensure(SHADOW_SCHEMA)
         total, agree = conn.execute(
             "SELECT count(*), coalesce(sum(agree), 0) FROM shadow_predictions WHERE model = ? AND ts >= ?",
             (name, since or 0.0),

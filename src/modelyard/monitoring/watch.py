@@ -101,7 +101,7 @@ class DriftWatch:
         from modelyard.monitoring.prediction_log import read_predictions
 
         model = self.service.model
-        directory = self.service.log.path.parent if self.service.log is not None else None
+        directory = self.service.log.directory if self.service.log is not None else None
         rows = read_predictions(since=time.time() - LOOKBACK_S, model=self.service.name, directory=directory)
         report = model_thread.call(summarize, rows, reference_profile.read(model.path), model.learner, self.window)
         self.gauges.set(report)

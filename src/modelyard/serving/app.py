@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from modelyard import model_thread
+from modelyard.retrieval.index import is_index
 from modelyard.serving import rollout
 from modelyard.serving.errors import install_error_handlers
 from modelyard.serving.metrics import MetricsMiddleware, ServerMetrics
@@ -89,6 +90,10 @@ def create_app(model_ref: str, settings: ServeSettings | None = None) -> FastAPI
     from modelyard.loader import load
 
     settings = settings or ServeSettings()
+    if is_index(model_ref):  # a folder from `modelyard index`: search and embeddings instead of predictions
+        from modelyard.serving.retrieval import create_index_app
+
+        return guarded(create_index_app(model_ref, settings), settings)
     preloaded = None
     task = _task_from_manifest(model_ref)
     if task is None:  # a registry URI: resolving it is loading it, so do it once, here
@@ -144,6 +149,12 @@ def create_app(model_ref: str, settings: ServeSettings | None = None) -> FastAPI
         from modelyard.serving import transcription_routes
 
         app.include_router(transcription_routes.router)
+    return guarded(app, settings)
+
+
+def guarded(app: FastAPI, settings: ServeSettings) -> FastAPI:
+    """The middleware every server shares: request metrics, the body limit, CORS when asked, and an OpenAPI
+    document without the key scheme when no key is set."""
     if not settings.api_key:
         _document_open_access(app)
     if settings.cors_origins:
@@ -154,5 +165,5 @@ def create_app(model_ref: str, settings: ServeSettings | None = None) -> FastAPI
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

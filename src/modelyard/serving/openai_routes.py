@@ -3,7 +3,10 @@ GET /v1/models (the one model served).
 
 The official `openai` client works against `base_url=http://HOST:PORT/v1`. Concurrent requests are decoded
 together by one `GenerationBatcher` per loaded model. Beyond OpenAI's fields, `top_k` and
-`repetition_penalty` are accepted.
+`repetition_penalty` are accepted. Chat completions take OpenAI's `response_format` (`json_object`, or
+`json_schema` with a schema): decoding is masked so the answer is JSON valid against the schema (see
+`modelyard.generation.structured`); an unenforceable schema is a 400 naming the keyword. If `max_tokens` runs out
+first, the finish reason is "length" and the content may be cut-off JSON, as with OpenAI.
 """
 
 import asyncio
@@ -22,6 +25,7 @@ from modelyard import model_thread
 from modelyard.generation.batcher import GenerationBatcher, GenerationQueueFullError
 from modelyard.generation.engine import Event
 from modelyard.generation.engine import Request as GenRequest
+from modelyard.generation.structured import JsonConstraint, SchemaError, violation
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError, describe_validation
 from modelyard.serving.security import require_api_key
@@ -81,9 +85,27 @@ class ChatMessage(BaseModel):
         return {"role": "system" if self.role == "developer" else self.role, "content": text}
 
 
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    name: str = "response"
+    description: str | None = None
+    json_schema: dict[str, Any] = Field(..., alias="schema", description="the JSON schema the answer must satisfy")
+    strict: bool | None = Field(None, description="accepted for compatibility: the schema is always enforced")
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: JsonSchemaFormat | None = None
+
+    def plain(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
 class ChatRequest(SamplingFields):
     messages: list[ChatMessage] = Field(..., min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    response_format: ResponseFormat | None = Field(None, description="json_object or json_schema: constrained JSON")
 
 
 def _batcher(request: Request, service: ModelService) -> GenerationBatcher:
@@ -106,8 +128,24 @@ def _batcher(request: Request, service: ModelService) -> GenerationBatcher:
     return current
 
 
+def _constraint(service: ModelService, body: ChatRequest) -> JsonConstraint | None:
+    """The token mask for the request's response_format; 400 naming what cannot be enforced."""
+    if body.response_format is None:
+        return None
+    if body.stop and body.response_format.type != "text":
+        raise ServingError(400, "stop sequences cannot be combined with a JSON response_format (they cut the JSON)")
+    try:
+        return service.model.learner.generator.constraint(body.response_format.plain())
+    except SchemaError as err:
+        raise ServingError(400, str(err)) from None
+
+
 def _requests(
-    service: ModelService, prompts: list[Any], fields: SamplingFields, max_tokens: int | None
+    service: ModelService,
+    prompts: list[Any],
+    fields: SamplingFields,
+    max_tokens: int | None,
+    constraint: JsonConstraint | None = None,
 ) -> list[GenRequest]:
     generator = service.model.learner.generator
     options = fields.options() | ({"max_new_tokens": max_tokens} if max_tokens else {})
@@ -121,7 +159,7 @@ def _requests(
             raise ServingError(
                 422, f"the prompt has {len(text)} characters; the limit is {service.settings.max_text_chars}"
             )
-    return [GenRequest(generator.prompt_ids(p), resolved) for p in prompts]
+    return [GenRequest(generator.prompt_ids(p), resolved, constraint) for p in prompts]
 
 
 def _submit(batcher: GenerationBatcher, requests: list[GenRequest]) -> asyncio.Queue:
@@ -247,12 +285,18 @@ async def completions(body: CompletionRequest, request: Request, service: ModelS
 @router.post("/chat/completions", summary="Answer a conversation (OpenAI-compatible; stream: true for SSE)")
 async def chat_completions(body: ChatRequest, request: Request, service: ModelService = Depends(get_service)):
     batcher = _batcher(request, service)
-    requests = _requests(service, [[m.plain() for m in body.messages]], body, body.max_completion_tokens)
+    constraint = await asyncio.to_thread(_constraint, service, body)  # the first one builds the vocabulary table
+    messages = [[m.plain() for m in body.messages]]
+    requests = _requests(service, messages, body, body.max_completion_tokens, constraint)
     events = _submit(batcher, requests)
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     head = {"id": ident, "object": "chat.completion", "created": created, "model": service.name}
     if not body.stream:
         (done,) = await _collect(events, requests)
+        if constraint is not None and done["finish_reason"] == "stop":
+            problem = violation(constraint.schema, done["text"])
+            if problem:  # the mask should make this impossible: say so rather than hand out invalid JSON
+                raise ServingError(500, f"the constrained answer does not validate: {problem}")
         choice = {
             "index": 0,
             "message": {"role": "assistant", "content": done["text"]},

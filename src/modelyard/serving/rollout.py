@@ -29,7 +29,7 @@ from prometheus_client import Counter, Gauge
 
 from modelyard import model_thread
 from modelyard.errors import ConfigError
-from modelyard.monitoring.prediction_log import connect, db_path
+from modelyard.monitoring.prediction_log import open_log
 from modelyard.monitoring.shadow import SHADOW_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -170,9 +170,9 @@ class Rollout:
                         int(agree),
                     )
                 )
-            conn = connect(db_path(self.log_dir))
+            conn = open_log(self.log_dir)
             try:
-                conn.executescript(SHADOW_SCHEMA)
+                conn.ensure(SHADOW_SCHEMA)
                 with conn:
                     conn.executemany("INSERT INTO shadow_predictions VALUES (?,?,?,?,?,?,?,?)", rows)
             finally:
@@ -184,7 +184,7 @@ class Rollout:
 
     def refresh_rewards(self) -> None:
         """Right/wrong feedback counts per version of this model, from the prediction log."""
-        conn = connect(db_path(self.log_dir))
+        conn = open_log(self.log_dir)
         try:
             rows = conn.execute(
                 "SELECT version, output, label FROM predictions WHERE model = ? AND label IS NOT NULL",
@@ -300,7 +300,7 @@ def start(service: Any, model_ref: str, settings: Any, warm_up: Any = None) -> t
         model = load(challenger_ref)
         challenger = Arm(model, getattr(model, "version", None) or challenger_ref)
     metrics = RolloutMetrics(service.metrics.registry)
-    log_dir = service.log.path.parent if service.log is not None else None
+    log_dir = service.log.directory if service.log is not None else None
     rollout = Rollout(
         name,
         Arm(service.model, service.version),

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
@@ -253,11 +254,21 @@ def inputs_from_frame(frame: pd.DataFrame, config: Config) -> list[dict[str, Any
     return json.loads(rows.to_json(orient="records"))
 
 
-def feedback_example(config: Config, value: Any, label: str) -> dict[str, Any] | None:
-    """`retrain`: a logged request row with its corrected label is a training row (the target replaced)."""
+def feedback_example(config: Config, value: Any, label: str, kind: str = "classification") -> dict[str, Any] | None:
+    """`retrain`: a logged request row with its corrected label (regression: the observed number) is a training
+    row, the target replaced; a correction that is not a number is a DataError for a regressor."""
     if not isinstance(value, dict):
         return None
-    return {**{k: v for k, v in value.items() if k != config.data.target_column}, config.data.target_column: label}
+    target = config.data.target_column
+    if kind == "regression":
+        number = tabular.to_numeric(pd.Series([label], dtype=object)).iloc[0]
+        if not np.isfinite(number):
+            raise DataError(
+                f"the corrected value {label!r} of '{target}' is not a number",
+                "send the observed value as a number (e.g. 1520.5) in the feedback label",
+            )
+        label = float(number)
+    return {**{k: v for k, v in value.items() if k != target}, target: label}
 
 
 def retrain_layout(config: Config) -> dict[str, Any]:

@@ -57,5 +57,11 @@ class TabularRegressionTask:
     def inputs_from_frame(self, frame, config: Config) -> list[dict[str, Any]]:
         return common.inputs_from_frame(frame, config)
 
+    def feedback_example(self, config: Config, value: Any, label: str) -> dict[str, Any] | None:
+        return common.feedback_example(config, value, label, "regression")
+
+    def retrain_layout(self, config: Config) -> dict[str, Any]:
+        return common.retrain_layout(config)
+
     def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> TabularLearner:
         return common.load(directory, manifest)

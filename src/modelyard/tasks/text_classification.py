@@ -12,8 +12,9 @@ from modelyard import precision
 from modelyard.config import Config, DataConfig, LabelNoiseConfig, ModelConfig
 from modelyard.errors import DataError, ModelNotFoundError
 from modelyard.learners import few_shot, label_noise, text_private
-from modelyard.learners.text import OnnxTextClassifierLearner, TextClassifierLearner
+from modelyard.learners.text import TextClassifierLearner
 from modelyard.learners.text_inputs import length_percentiles, unknown_rate
+from modelyard.learners.text_onnx import OnnxTextClassifierLearner
 from modelyard.learners.tfidf import TfidfLinearLearner, tfidf_baseline
 from modelyard.models import catalog
 from modelyard.models.tokenizers import cjk_share

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from modelyard.config import Config, DataConfig, ModelConfig, StrictModel
 from modelyard.data import text_corpus
-from modelyard.errors import DataError, ModelNotFoundError
+from modelyard.errors import ConfigError, DataError, ModelNotFoundError
 from modelyard.generation.options import GenerationOptions
 from modelyard.models import catalog
 from modelyard.protocols import PreparedData
@@ -26,7 +26,7 @@ data:
   split: {validation: 0.1, test: 0.1, seed: 42}   # a corpus is split in contiguous blocks from its end
   text_field: text                  # JSONL/JSON: the field holding the text (a list of lines is joined)
 model:
-  backbone: gpt-scratch             # gpt-scratch | smollm2-135m (LoRA on chat data) | /path/to/hf-model
+  backbone: gpt-scratch             # gpt-scratch | smollm2-135m | gemma3-270m (LoRA on chat data) | /path/to/hf-model
   tokenizer: char                   # gpt-scratch: char | bpe (learnt from the training text)
   layers: 4
   heads: 4
@@ -50,6 +50,7 @@ class GenerationDataConfig(DataConfig):
     messages_field: str = Field("messages", description="JSONL field with OpenAI-style chat messages")
     prompt_field: str = "prompt"
     completion_field: str = "completion"
+    passages_field: str = Field("passages", description="JSONL field with retrieved passages (faithfulness)")
 
 
 class LoraOptions(StrictModel):
@@ -62,7 +63,9 @@ class LoraOptions(StrictModel):
 
 
 class GenerationModelConfig(ModelConfig):
-    backbone: str = Field(SCRATCH, description="gpt-scratch, smollm2-135m, or a local Hugging Face folder")
+    backbone: str = Field(
+        SCRATCH, description="gpt-scratch, smollm2-135m, gemma3-270m (multilingual base), or a local HF folder"
+    )
     tokenizer: Literal["char", "bpe"] = Field("char", description="gpt-scratch: learnt from the training text")
     vocab_size: int = Field(2048, ge=64, description="bpe vocabulary size")
     layers: int = Field(4, ge=1)
@@ -73,6 +76,11 @@ class GenerationModelConfig(ModelConfig):
     max_length: int = Field(512, ge=16, description="pretrained backbones: tokens per training example")
     lora: LoraOptions | None = Field(default_factory=LoraOptions, description="null fine-tunes every weight")
     merge: bool = Field(False, description="store merged full weights instead of the LoRA adapter")
+    decode_weights: Literal["int4", "float"] = Field(
+        "int4",
+        description="pretrained backbones: weights generation reads on the CPU: int4 (weight-only, output layer "
+        "int8; ~3x faster, answers as close to fp32 as bf16's) or float (the trained weights as they are)",
+    )
     generation: GenerationOptions = Field(
         default_factory=GenerationOptions, description="defaults for predict, generate and the server"
     )
@@ -80,8 +88,40 @@ class GenerationModelConfig(ModelConfig):
 
 def _read(config: Config, path: str) -> list[str | dict]:
     data: GenerationDataConfig = config.data
-    fields = text_corpus.Fields(data.text_field, data.messages_field, data.prompt_field, data.completion_field)
+    fields = text_corpus.Fields(
+        data.text_field, data.messages_field, data.prompt_field, data.completion_field, data.passages_field
+    )
     return text_corpus.read(path, fields, data.max_rows)
+
+
+def _check_references(config: Config, splits: dict[str, list], kind: str) -> dict[str, Any]:
+    """What `evaluation.metrics` needs of the examples it scores (the test split, or all of an evaluation file):
+    chat examples ending in the reference answer, and `passages` for faithfulness."""
+    data: GenerationDataConfig = config.data
+    if kind != "chat":
+        raise ConfigError(
+            "evaluation.metrics scores answers against references: it needs chat or prompt/completion data",
+            f"{data.train} holds plain text",
+        )
+    name = "test" if splits.get("test") else "train"
+    where = (data.test if name == "test" else None) or data.train
+    for row, item in enumerate(splits[name], start=1):
+        if len(item["messages"]) < 2 or item["messages"][-1]["role"] != "assistant":
+            raise DataError(f"{where}: {name} example {row} does not end with an assistant answer (the reference)")
+        if "faithfulness" in config.evaluation.metrics and not item.get("passages"):
+            raise DataError(
+                f"{where}: {name} example {row} has no '{data.passages_field}' (faithfulness checks the answer "
+                "against them)",
+                "give every example its retrieved passages, or drop faithfulness from evaluation.metrics",
+            )
+        ranking = {"recall_at_k", "mrr"} & set(config.evaluation.metrics)
+        if ranking and not ("retrieved_ids" in item and item.get("relevant_ids")):
+            raise DataError(
+                f"{where}: {name} example {row} needs 'retrieved_ids' and non-empty 'relevant_ids' for "
+                f"{', '.join(sorted(ranking))}",
+                "give every example the ids its retriever returned (best first) and the relevant ids",
+            )
+    return {"metrics": list(config.evaluation.metrics), "scored_examples": len(splits[name]), "split": name}
 
 
 def _size(items: list[str | dict]) -> int:
@@ -128,6 +168,8 @@ class TextGenerationTask:
                 else f"chat examples: random split (seed {data.split.seed})"
             ],
         }
+        if config.evaluation.metrics:
+            report["evaluation"] = _check_references(config, splits, kind)
         prints = {n: text_corpus.fingerprint(s) for n, s in splits.items()}
         return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
 

@@ -43,10 +43,19 @@ def torchrun(launch: Launch, argv: list[str], debug: bool = False) -> None:
 
     A rank that fails records its error (`record_rank_failure`); the run then ends as one UserError naming the
     rank and that error, instead of every rank's traceback followed by the agent's own."""
+    import torch
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    from modelyard.precision import device
+
+    if device().type == "cuda" and launch.nproc > torch.cuda.device_count():
+        raise UserError(
+            f"--nproc {launch.nproc} asks for more processes than the {torch.cuda.device_count()} visible GPU(s): "
+            "NCCL runs one process per GPU",
+            f"use --nproc {torch.cuda.device_count()}, or MODELYARD_DEVICE=cpu for CPU processes (gloo)",
+        )
     cores = os.cpu_count() or 1
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // launch.nproc)))
     if not debug:

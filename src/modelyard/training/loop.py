@@ -137,10 +137,11 @@ def fit(
     if learner.module is None:
         return _fit_without_gradients(learner, train_cfg, data)
 
+    on_cuda = prec.device().type == "cuda"
     accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
+        cpu=not on_cuda,  # on CUDA, Accelerate (and torchrun's ranks) use NCCL; gloo on CPUs
         gradient_accumulation_steps=train_cfg.gradient_accumulation,
-        dataloader_config=DataLoaderConfiguration(split_batches=True),
+        dataloader_config=DataLoaderConfiguration(split_batches=True, non_blocking=on_cuda),
     )
     if train_cfg.batch_size % accelerator.num_processes:
         raise ConfigError(
@@ -148,7 +149,9 @@ def fit(
             f"among {accelerator.num_processes} processes"
         )
     private_cfg = train_cfg.privacy  # DP-SGD (training/privacy.py): per-example gradients in fp32
-    precision = prec.resolve("fp32" if private_cfg else train_cfg.precision, accelerator.device)
+    # a backbone's fp32 default was measured on CPUs; on CUDA, `auto` means bf16 autocast where the GPU has it
+    asked = config.train.precision if on_cuda else train_cfg.precision
+    precision = prec.resolve("fp32" if private_cfg else asked, accelerator.device)
     learner.precision = precision
     set_seed(train_cfg.seed)
     callbacks = list(callbacks or [])
@@ -178,6 +181,7 @@ def fit(
         batch_sampler=sampler,
         collate_fn=private.collate(learner.collate) if private else learner.collate,
         generator=generator,
+        pin_memory=on_cuda,  # page-locked batches copy to the GPU asynchronously (non_blocking above)
     )
 
     lr = train_cfg.learning_rate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fastapi import APIRouter, Depends
 
@@ -12,6 +13,8 @@ from modelyard.serving.errors import ServingError
 from modelyard.serving.schemas import ERROR_RESPONSES, ErrorBody, FeedbackRequest, FeedbackResponse
 from modelyard.serving.security import require_api_key
 from modelyard.serving.service import ModelService
+
+PEER_COMMIT_S = 1.0  # a peer's log writer commits within ~GATHER_S of its answer; under load, a little later
 
 router = APIRouter(prefix="/v1", tags=["model"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)
 
@@ -25,14 +28,20 @@ async def feedback(body: FeedbackRequest, service: ModelService = Depends(get_se
     log = service.log
     if log is None:
         raise ServingError(404, "this server does not log predictions, so it cannot store feedback")
-    folder = log.path.parent
+    folder = log.directory
 
     async def logged(action, *args) -> bool:
-        """Try now; on a miss, wait for the log writer to commit what it holds (the id may be that fresh)."""
+        """Try now; on a miss, wait for the log writer to commit what it holds (the id may be that fresh), then
+        give another process's writer (a worker or replica sharing the store) PEER_COMMIT_S to commit it."""
         if await asyncio.to_thread(action, body.prediction_id, *args, folder):
             return True
         await asyncio.to_thread(log.flush)
-        return await asyncio.to_thread(action, body.prediction_id, *args, folder)
+        deadline = time.monotonic() + PEER_COMMIT_S
+        while not await asyncio.to_thread(action, body.prediction_id, *args, folder):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     labels = service.model.labels
     if labels and body.label not in labels:

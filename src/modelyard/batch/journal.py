@@ -1,0 +1,122 @@
+"""The journal of a batch-scoring run, so a killed run continues where it stopped.
+
+Beside the output, `OUTPUT.partial/` holds one Parquet part per scored chunk and `manifest.json`, rewritten
+atomically after each part, that names the input (size, mtime, hashes of its first and last MiB: a Parquet
+footer is in the last), the bundle and the parts done. A rerun of the same command skips those parts; a run over
+another input or bundle is refused. At the end the parts are joined into the output (temp file + rename) and
+the folder is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from modelyard.errors import DataError, UserError
+from modelyard.fsutil import atomic_path, atomic_write_json
+
+EDGE = 1 << 20  # bytes hashed at each end of the input
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """What identifies an input file without reading all of it: size, mtime and hashes of both ends."""
+    stat = path.stat()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(EDGE))
+        f.seek(max(stat.st_size - EDGE, 0))
+        digest.update(f.read(EDGE))
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ends": digest.hexdigest()}
+
+
+def bundle_digest(bundle: Path) -> str:
+    """The bundle's manifest holds the sha256 of every file in it: its own hash names the whole bundle."""
+    return hashlib.sha256((bundle / "modelyard.json").read_bytes()).hexdigest()
+
+
+class Journal:
+    """Parts done so far (rows in each, in order) and the run's identity; `state` carries small extras (the
+    schema report) across a restart."""
+
+    def __init__(self, output: Path, identity: dict[str, Any], chunk_rows: int) -> None:
+        self.output = output
+        self.folder = output.with_name(output.name + ".partial")
+        self.identity = identity
+        self.chunk_rows = chunk_rows
+        self.parts: list[int] = []
+        self.state: dict[str, Any] = {}
+        manifest = self.folder / "manifest.json"
+        if not manifest.exists():
+            return
+        try:
+            saved = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise UserError(f"{manifest} is unreadable ({err})", f"delete {self.folder} to start afresh") from None
+        if saved.get("identity") != identity:
+            raise UserError(
+                f"{self.folder} holds a stopped run over another input file or bundle "
+                f"(it scored {saved.get('identity', {}).get('input', {}).get('path')}; the input or bundle changed)",
+                f"delete {self.folder} to start afresh, or choose another --output",
+            )
+        self.chunk_rows, self.parts, self.state = saved["chunk_rows"], saved["parts"], saved.get("state", {})
+
+    @property
+    def rows(self) -> int:
+        return sum(self.parts)
+
+    def part(self, index: int) -> Path:
+        return self.folder / f"part-{index:06d}.parquet"
+
+    def add(self, table: pa.Table, state: dict[str, Any]) -> None:
+        """Write the next part, then record it: a kill between the two leaves a part that is scored again."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.part(len(self.parts))) as tmp:
+            pq.write_table(table, tmp)
+        self.parts.append(table.num_rows)
+        self.state = state
+        record = {"identity": self.identity, "chunk_rows": self.chunk_rows, "parts": self.parts, "state": state}
+        atomic_write_json(self.folder / "manifest.json", record)
+
+    def tables(self) -> Iterator[pa.Table]:
+        """The parts in order, one row group at a time (memory stays bounded by one chunk)."""
+        for index in range(len(self.parts)):
+            reader = pq.ParquetFile(self.part(index))
+            for group in range(reader.num_row_groups):
+                yield reader.read_row_group(group)
+
+    def assemble(self) -> None:
+        """Join the parts into the output (.parquet, .csv or .jsonl) atomically, then drop the journal."""
+        suffix = self.output.suffix.lower()
+        with atomic_path(self.output) as tmp:
+            if suffix == ".parquet":
+                schema = self._schema()
+                with pq.ParquetWriter(tmp, schema) as writer:
+                    for table in self.tables():
+                        writer.write_table(table.cast(schema))
+            else:
+                with open(tmp, "wb") as sink:
+                    for i, table in enumerate(self.tables()):
+                        frame = table.to_pandas()
+                        if suffix == ".csv":
+                            sink.write(frame.to_csv(index=False, header=i == 0).encode("utf-8"))
+                        else:
+                            sink.write(frame.to_json(orient="records", lines=True, force_ascii=False).encode())
+        shutil.rmtree(self.folder)
+
+    def _schema(self) -> pa.Schema:
+        """One schema for every part: a column empty in one chunk (null) takes its type from the others."""
+        schemas = [pq.read_schema(self.part(i)).remove_metadata() for i in range(len(self.parts))]
+        try:
+            return pa.unify_schemas(schemas, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise DataError(
+                f"{self.output}: a column changes type between chunks of the input ({err})",
+                "write .csv or .jsonl instead, or give that column one type in the input",
+            ) from None

@@ -1,0 +1,118 @@
+"""Scoring a table file of any size in one process: chunk by chunk, memory bounded by one chunk, resumable.
+
+The output holds the input columns plus the prediction columns. Learners that score whole frames
+(`predict_frame`, the tabular ones) are used as such; any other learner gets its inputs through the task's
+reading of a table (`predict_io.frame_inputs`) and its answers flattened to columns.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from modelyard.batch.journal import Journal, bundle_digest, fingerprint
+from modelyard.data.readers import stream_table
+from modelyard.errors import DataError, UserError
+from modelyard.predict_io import SchemaProblems, frame_inputs
+
+CHUNK_ROWS = 100_000
+OUTPUTS = (".parquet", ".csv", ".jsonl")
+Progress = Callable[[int, int | None], None]  # (rows done, rows in all when known)
+
+
+def predictions_frame(model, chunk: pd.DataFrame, source: Path) -> pd.DataFrame:
+    """One row of prediction columns per input row; nested answers (top-k lists) as JSON text."""
+    score = getattr(model.learner, "predict_frame", None)
+    if score is not None:
+        return score(chunk).reset_index(drop=True)
+    answers = model.predict(frame_inputs(model, chunk, source))
+    flat = [
+        {k: (json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v) for k, v in a.items()}
+        for a in answers
+    ]
+    return pd.DataFrame(flat)
+
+
+def scored_frame(model, chunk: pd.DataFrame, source: Path) -> pd.DataFrame:
+    """The chunk's columns and its predictions side by side; a prediction column whose name the input already
+    uses is written as `prediction_<name>`."""
+    predictions = predictions_frame(model, chunk, source)
+    predictions.columns = [f"prediction_{c}" if c in chunk.columns else c for c in predictions.columns]
+    return pd.concat([chunk.reset_index(drop=True), predictions], axis=1)
+
+
+def to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """A scored chunk as Arrow; an object column of mixed values (numbers and text) is written as text."""
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        mixed = frame.select_dtypes(include="object").columns
+        as_text = {c: frame[c].map(lambda v: v if v is None or isinstance(v, str) else str(v)) for c in mixed}
+        return pa.Table.from_pandas(frame.assign(**as_text), preserve_index=False)
+
+
+def total_rows(source: Path) -> int | None:
+    """Rows in the file when its format says so without reading it (Parquet's footer), else None."""
+    if source.suffix.lower() != ".parquet":
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(source).metadata.num_rows
+    except Exception:  # an unreadable file is reported by the reader with its own message
+        return None
+
+
+def score_file(
+    model,
+    source: Path,
+    output: Path,
+    chunk_rows: int = CHUNK_ROWS,
+    warn: Callable[[str], None] | None = None,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Score `source` into `output` (.parquet, .csv or .jsonl) chunk by chunk, each chunk journalled in
+    `OUTPUT.partial/`: rerunning after a kill skips the chunks done. Returns rows, rows/s (of this run), rows
+    resumed, rows the reader skipped and, for a learner with `check_frame`, the rows that broke the training
+    schema (one `warn` line per chunk that has any)."""
+    if output.suffix.lower() not in OUTPUTS:
+        raise UserError(f"--output {output}: write {', '.join(OUTPUTS)}")
+    source = Path(source)
+    if not source.is_file():
+        raise DataError(f"input file not found: {source}")
+    identity = {"input": fingerprint(source), "bundle": bundle_digest(model.path), "output": output.suffix.lower()}
+    journal = Journal(output, identity, chunk_rows)
+    chunks, report = stream_table(source, model.config.data.format, journal.chunk_rows)
+    check = getattr(model.learner, "check_frame", None)
+    problems = SchemaProblems(source)
+    problems.summary = journal.state.get("schema", problems.summary)
+    total, resumed = total_rows(source), journal.rows
+    report_progress = on_progress or (lambda done, total: None)
+    report_progress(resumed, total)
+    started, offset = time.perf_counter(), 0
+    for index, chunk in enumerate(chunks):
+        if index >= len(journal.parts):
+            if check is not None:
+                problems.add(check(chunk), offset, len(chunk), warn or (lambda _: None))
+            journal.add(to_arrow(scored_frame(model, chunk, source)), {"schema": problems.summary})
+            report_progress(journal.rows, total)
+        offset += len(chunk)
+    if not journal.parts:
+        raise DataError(f"{source}: no rows to score")
+    journal.assemble()
+    seconds = time.perf_counter() - started
+    rows = journal.rows
+    done = {
+        "rows": rows,
+        "resumed_rows": resumed,
+        "seconds": round(seconds, 2),
+        "rows_per_second": round((rows - resumed) / max(seconds, 1e-9), 1),
+        "skipped": report.skipped,
+    }
+    return done | ({"schema": problems.summary} if check is not None else {})

@@ -1,0 +1,62 @@
+"""What the command line prints: the shared stderr console, the global flags, and the reports every command that
+trains shows (data report, warnings, results table)."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+err = Console(stderr=True)
+STATE = {"debug": False, "quiet": False}
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def data_report(data) -> None:
+    """The validation report, short enough to read: sizes, labels, lengths, coverage, warnings."""
+    from modelyard.training.distributed import is_main_process
+
+    if STATE["quiet"] or not is_main_process():
+        return
+    report = data.report
+    err.print(f"[bold]splits[/] {escape(str(report.get('splits')))}")  # data values (names, labels) are escaped:
+    for note in report.get("split_notes", []):  # Rich markup in them prints as written
+        err.print(f"  {escape(note)}")
+    for name, info in report.get("files", {}).items():
+        if "summary" in info:
+            err.print(f"[bold]{name}[/] {escape(str(info['read']['file']))}: {escape(info['summary'])}")
+    shown = ("num_labels", "text_length_chars", "cjk_share", "tokenizer", "sizes", "backbone", "leakage")
+    for key in (*shown, "column_types", "dropped_columns", "imbalance"):
+        if key in report:
+            err.print(f"[bold]{key}[/] {escape(str(report[key]))}")
+    for choice in report.get("backbone_choice", []):
+        err.print(f"[bold]backbone[/] {escape(choice['backbone'])}: {escape(choice['reason'])}")
+    for warning in data.warnings:
+        warn(warning)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning[/] {escape(message)}", highlight=False, soft_wrap=True)  # one line per warning
+
+
+def metrics_table(metrics: dict) -> None:
+    if STATE["quiet"]:
+        return
+    keys = [k for k, v in metrics.get("test", {}).items() if isinstance(v, int | float) and k != "samples"]
+    # one row per metric, one column per model: tables report a dozen metrics, which no terminal fits side by side
+    columns = {split: metrics[split] for split in ("validation", "test") if metrics.get(split)}
+    columns |= {f"{name} (test)": r["test"] for name, r in metrics.get("baselines", {}).items() if r.get("test")}
+    table = Table(title="results")
+    table.add_column("metric")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for key in keys:
+        table.add_row(key, *[f"{scores.get(key, float('nan')):.4f}" for scores in columns.values()])
+    err.print(table)
+    t = metrics.get("train", {})
+    err.print(f"trained in {t.get('seconds')} s ({t.get('samples_per_second')} samples/s, {t.get('precision')})")

@@ -1,0 +1,35 @@
+"""`modelyard containerize BUNDLE`: a Docker build context and a Kubernetes manifest that serve the bundle offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+
+def containerize(
+    bundle: Annotated[Path, typer.Argument(help="the bundle folder to serve")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="new or empty folder for the build context")] = Path(
+        "container"
+    ),
+    image: Annotated[str | None, typer.Option(help="image name in k8s.yaml (default modelyard-NAME:latest)")] = None,
+    replicas: Annotated[int, typer.Option(min=1, help="pods in the Deployment")] = 1,
+    wheel: Annotated[
+        Path | None, typer.Option(help="a modelyard wheel to install (default: built from this checkout)")
+    ] = None,
+) -> None:
+    """Write Dockerfile, .dockerignore, k8s.yaml (Deployment + Service with /healthz and /readyz probes and
+    resources sized from the bundle), a copy of the bundle and a modelyard wheel. The image needs the Python
+    package index only while it is built; it serves with HF_HUB_OFFLINE=1 as a non-root user.
+
+    Example: modelyard containerize .modelyard/bundles/banking-intents/latest --output build/banking
+    """
+    from modelyard.export.container import containerize as run
+
+    written = run(bundle, output, image, replicas, wheel)
+    err = Console(stderr=True)
+    err.print(f"build: docker build -t IMAGE {output}    deploy: kubectl apply -f {output / 'k8s.yaml'}")
+    for path in written:
+        print(path)

@@ -1,0 +1,214 @@
+"""Structured output: an OpenAI `response_format` turned into a per-token mask, so the answer is JSON that
+validates against the given schema.
+
+lm-format-enforcer (a JSON-schema character parser walked over a prefix tree of the vocabulary) does the masking.
+Its own transformers integration does not import under transformers 5 (`transformers.tokenization_utils` is
+gone), so the vocabulary table it needs is built here from our codec, the way that integration builds it.
+Schemas are checked up front: keywords the mask cannot enforce (number bounds on non-integers, `uniqueItems`,
+`format`, ...) are refused by name rather than silently ignored. Bounded integers (`minimum`/`maximum`, at most
+MAX_INTEGER_CHOICES values) are enforced by rewriting them to an `enum`. When `max_new_tokens` runs out first the
+answer stops where it is, with finish reason "length", and may not parse: no tokens are reserved to close it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from modelyard.errors import UserError
+
+MAX_INTEGER_CHOICES = 1000
+_ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "strict"}
+_SUPPORTED = _ANNOTATIONS | {
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "minItems",
+    "maxItems",
+    "enum",
+    "const",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "anyOf",
+    "$ref",
+    "$defs",
+    "definitions",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+}
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+_TYPES = {"object", "array", "string", "integer", "number", "boolean", "null"}
+
+
+class SchemaError(UserError):
+    """A response_format the server cannot enforce; the message names the keyword and where it is."""
+
+
+class Codec(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+def response_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The JSON schema to enforce for an OpenAI-style `response_format` (None: free text), checked and with
+    bounded integers rewritten to enums. Raises SchemaError naming what is wrong."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind != "json_schema":
+        raise SchemaError(f"response_format.type '{kind}' is not one of text, json_object, json_schema")
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+        raise SchemaError("response_format.json_schema.schema must be a JSON schema object")
+    schema = spec["schema"]
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError as InvalidSchema
+
+    try:
+        Draft202012Validator.check_schema(schema)
+    except InvalidSchema as err:
+        where = "/".join(str(p) for p in err.path) or "(root)"
+        raise SchemaError(
+            f"response_format.json_schema.schema is not a valid JSON schema at {where}: {err.message}"
+        ) from None
+    return _rewrite(schema, "#")
+
+
+def _rewrite(schema: Any, where: str) -> Any:
+    """`schema` with every sub-schema checked against what the mask enforces; bounded integers become enums."""
+    if not isinstance(schema, dict):
+        raise SchemaError(f"response_format schema at {where}: boolean schemas are not supported")
+    unsupported = sorted(set(schema) - _SUPPORTED)
+    if unsupported:
+        raise SchemaError(
+            f"response_format schema at {where}: unsupported keyword(s) {', '.join(unsupported)}",
+            f"supported: {', '.join(sorted(_SUPPORTED - _ANNOTATIONS))}",
+        )
+    types = schema.get("type")
+    for name in [types] if isinstance(types, str) else types or []:
+        if name not in _TYPES:
+            raise SchemaError(f"response_format schema at {where}: unknown type '{name}'")
+    out = dict(schema)
+    if any(k in schema for k in _BOUNDS):
+        out = _bounded_integer(schema, where)
+    if "pattern" in schema and ("minLength" in schema or "maxLength" in schema):
+        raise SchemaError(f"response_format schema at {where}: pattern together with minLength/maxLength")
+    for key in ("properties", "$defs", "definitions"):
+        if key in schema:
+            out[key] = {name: _rewrite(sub, f"{where}/{key}/{name}") for name, sub in schema[key].items()}
+    if isinstance(schema.get("additionalProperties"), dict):
+        out["additionalProperties"] = _rewrite(schema["additionalProperties"], f"{where}/additionalProperties")
+    if "items" in schema:
+        out["items"] = _rewrite(schema["items"], f"{where}/items")
+    if "anyOf" in schema:
+        out["anyOf"] = [_rewrite(sub, f"{where}/anyOf/{i}") for i, sub in enumerate(schema["anyOf"])]
+    return out
+
+
+def _bounded_integer(schema: dict[str, Any], where: str) -> dict[str, Any]:
+    """Integer bounds as an enum of the allowed values (the mask cannot compare numbers)."""
+    if schema.get("type") != "integer":
+        raise SchemaError(
+            f"response_format schema at {where}: minimum/maximum are enforced on integers only",
+            'use "type": "integer" with both bounds, or drop the bounds',
+        )
+    low = max(_bound(schema, "minimum", math.ceil, 0), _bound(schema, "exclusiveMinimum", math.floor, 1))
+    high = min(_bound(schema, "maximum", math.floor, 0), _bound(schema, "exclusiveMaximum", math.ceil, -1))
+    if math.isinf(low) or math.isinf(high) or high - low + 1 > MAX_INTEGER_CHOICES:
+        raise SchemaError(
+            f"response_format schema at {where}: integer bounds must give both ends and at most "
+            f"{MAX_INTEGER_CHOICES} values"
+        )
+    if high < low:
+        raise SchemaError(f"response_format schema at {where}: no integer lies within the bounds")
+    values = [v for v in range(low, high + 1) if "enum" not in schema or v in schema["enum"]]
+    rest = {k: v for k, v in schema.items() if k not in _BOUNDS and k != "type"}
+    return {**rest, "enum": values}
+
+
+def _bound(schema: dict[str, Any], key: str, rounding: Any, step: int) -> float:
+    """The integer bound `key` gives (rounded inwards, `step` past an exclusive one); infinite when absent."""
+    if key not in schema:
+        return math.inf * (1 if step < 0 or key == "maximum" else -1)
+    return rounding(schema[key]) + step
+
+
+def violation(schema: dict[str, Any], text: str) -> str | None:
+    """Why `text` is not JSON valid against `schema` (None when it is)."""
+    from jsonschema import Draft202012Validator
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        return f"not JSON: {err}"
+    error = next(iter(Draft202012Validator(schema).iter_errors(value)), None)
+    return None if error is None else f"{'/'.join(map(str, error.path)) or '(root)'}: {error.message}"
+
+
+class Vocabulary:
+    """What lm-format-enforcer needs to know about a tokenizer, built once (a few seconds for 49k tokens)."""
+
+    def __init__(self, codec: Codec, vocab_size: int, eos_ids: set[int]) -> None:
+        self.codec, self.vocab_size, self.eos_ids = codec, vocab_size, eos_ids
+        self._data: Any = None
+        self._lock = threading.Lock()
+
+    def data(self) -> Any:
+        with self._lock:
+            if self._data is None:
+                self._data = self._build()
+            return self._data
+
+    def _build(self) -> Any:
+        from lmformatenforcer import TokenEnforcerTokenizerData
+
+        zero = self.codec.encode("0")[-1]
+        tokens = []
+        for token in range(self.vocab_size):
+            alone = self.codec.decode([token])
+            if token in self.eos_ids or not alone:  # special tokens decode to nothing
+                continue
+            # after "0" a word-start token keeps its leading space, which decoding alone may drop
+            after_zero = self.codec.decode([zero, token])[1:]
+            tokens.append((token, after_zero, len(after_zero) > len(alone)))
+        eos = sorted(self.eos_ids)
+
+        def decode(ids: list[int]) -> str:
+            return self.codec.decode(ids).rstrip("\ufffd")
+
+        return TokenEnforcerTokenizerData(tokens, decode, eos, False, self.vocab_size)
+
+
+class JsonConstraint:
+    """The tokens allowed next for one request, given what it has generated so far. Once the text so far is a
+    complete valid object or array only end-of-sequence is allowed (the parser would allow trailing whitespace, which a
+    small model happily produces until the whitespace limit)."""
+
+    def __init__(self, vocabulary: Vocabulary, schema: dict[str, Any]) -> None:
+        from lmformatenforcer import JsonSchemaParser, TokenEnforcer
+
+        self.schema = schema
+        self._vocabulary = vocabulary
+        self._enforcer = TokenEnforcer(vocabulary.data(), JsonSchemaParser(schema))
+
+    def allowed(self, generated: Sequence[int]) -> list[int]:
+        tokens = self._enforcer.get_allowed_tokens(list(generated)).allowed_tokens
+        eos = self._vocabulary.eos_ids
+        if generated and any(t in eos for t in tokens):
+            text = self._vocabulary.codec.decode(generated).rstrip()
+            if text.endswith(("}", "]")) and violation(self.schema, text) is None:  # a number could go on
+                return sorted(eos)
+        return tokens

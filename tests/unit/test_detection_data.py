@@ -1,0 +1,136 @@
+"""Detection annotations (VOC, COCO, YOLO), the checks `validate` runs on them, CenterNet targets and mAP."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from modelyard.data import detection_readers as readers
+from modelyard.errors import DataError
+from modelyard.metrics.detection import detection_metrics
+from modelyard.models import detector
+
+MINI = Path(__file__).resolve().parents[2] / "examples" / "data" / "raccoon_mini"
+
+
+def _boxes(items: list[readers.ImageBoxes]) -> dict[str, list[list[float]]]:
+    return {item.path.name: [[round(v, 3) for v in b] for b in item.boxes] for item in items}
+
+
+def test_the_voc_slice_reads_every_image_with_its_boxes():
+    items = readers.read_annotations(MINI, None, None)
+    assert len(items) == 20
+    assert all(item.path.is_file() and item.labels and set(item.labels) == {"raccoon"} for item in items)
+    assert readers.check_boxes(items, ["raccoon"], "train") == []
+
+
+def test_coco_and_yolo_readers_give_the_voc_boxes(tmp_path):
+    items = readers.read_annotations(MINI, None, None)[:5]
+    coco = {
+        "images": [
+            {"id": i, "file_name": it.path.name, "width": it.width, "height": it.height} for i, it in enumerate(items)
+        ],
+        "categories": [{"id": 7, "name": "raccoon"}],
+        "annotations": [
+            {"image_id": i, "category_id": 7, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]}
+            for i, it in enumerate(items)
+            for b in it.boxes
+        ],
+    }
+    (tmp_path / "coco").mkdir()
+    (tmp_path / "coco" / "train.json").write_text(json.dumps(coco))
+    from_coco = readers.read_annotations(tmp_path / "coco" / "train.json", MINI / "images", None)
+    yolo = tmp_path / "yolo"
+    (yolo / "images").mkdir(parents=True)
+    (yolo / "labels").mkdir()
+    (yolo / "classes.txt").write_text("raccoon\n")
+    for it in items:
+        shutil.copy(it.path, yolo / "images" / it.path.name)
+        lines = [
+            f"0 {(b[0] + b[2]) / 2 / it.width} {(b[1] + b[3]) / 2 / it.height} "
+            f"{(b[2] - b[0]) / it.width} {(b[3] - b[1]) / it.height}"
+            for b in it.boxes
+        ]
+        (yolo / "labels" / f"{it.path.stem}.txt").write_text("\n".join(lines))
+    from_yolo = readers.read_annotations(yolo, None, None)
+    assert _boxes(from_coco) == _boxes(items)
+    voc = _boxes(items)
+    assert _boxes(from_yolo).keys() == voc.keys()
+    assert all(np.allclose(_boxes(from_yolo)[name], voc[name], atol=1e-3) for name in voc)
+    assert {lbl for it in from_yolo + from_coco for lbl in it.labels} == {"raccoon"}
+
+
+def _one(tmp_path: Path, box: list[float], label: str = "raccoon") -> list[readers.ImageBoxes]:
+    image = MINI / "images" / "raccoon-106.jpg"
+    from PIL import Image
+
+    width, height = Image.open(image).size
+    return [readers.ImageBoxes(image, width, height, [box], [label], source=str(tmp_path / "a.xml"))]
+
+
+@pytest.mark.parametrize(
+    ("box", "label", "said"),
+    [
+        ([10, 10, 5000, 50], "raccoon", "outside the"),
+        ([10, 10, 10, 50], "raccoon", "zero area"),
+        ([10, 10, 40, 50], "badger", "unknown class 'badger'"),
+    ],
+)
+def test_validate_names_the_file_and_box_of_each_bad_annotation(tmp_path, box, label, said):
+    with pytest.raises(DataError) as caught:
+        readers.check_boxes(_one(tmp_path, box, label), ["raccoon"], "train")
+    assert said in caught.value.message
+    assert "a.xml: box 0" in caught.value.message and "raccoon-106.jpg" in caught.value.message
+
+
+def test_images_without_boxes_are_kept_with_a_warning(tmp_path):
+    items = _one(tmp_path, [10, 10, 40, 50])
+    items[0].boxes, items[0].labels = [], []
+    warnings = readers.check_boxes(items, ["raccoon"], "train")
+    assert len(warnings) == 1 and "1 images without annotations" in warnings[0] and "raccoon-106.jpg" in warnings[0]
+
+
+def test_a_split_list_naming_an_unannotated_image_is_refused(tmp_path):
+    listing = tmp_path / "train.txt"
+    listing.write_text("raccoon-106.jpg\nraccoon-999.jpg\n")
+    with pytest.raises(DataError, match=r"raccoon-999\.jpg"):
+        readers.pick(readers.read_annotations(MINI, None, None), listing)
+
+
+def test_perfect_centernet_maps_decode_back_to_the_boxes():
+    boxes = torch.tensor([[16.0, 24.0, 80.0, 100.0], [70.0, 10.0, 120.0, 40.0]])
+    target = detector.encode(boxes, torch.tensor([0, 1]), 2, 128)
+    logits = torch.logit(target["heatmap"].clamp(1e-4, 1 - 1e-4))[None]  # (1, 2, 16, 16)
+    box_map = torch.zeros(1, 4, 16, 16)
+    box_map.view(1, 4, -1)[0, :, target["index"]] = target["box_target"].T
+    decoded = detector.decode(logits, box_map, min_score=0.5)[0]
+    order = decoded[:, 5].argsort()
+    assert torch.allclose(decoded[order, :4], boxes, atol=1e-3)
+    assert decoded[order, 5].tolist() == [0.0, 1.0]
+
+
+def test_map_is_one_for_exact_boxes_and_falls_for_shifted_ones():
+    truth = [{"boxes": np.array([[10, 10, 50, 50], [60, 60, 90, 100]]), "classes": np.array([0, 1])}]
+    exact = [{**truth[0], "scores": np.array([0.9, 0.8])}]
+    shifted = [{"boxes": truth[0]["boxes"] + 5, "classes": truth[0]["classes"], "scores": np.array([0.9, 0.8])}]
+    perfect = detection_metrics(truth, exact, ["a", "b"])
+    assert perfect["map50"] == 1.0 and perfect["map50_95"] == 1.0
+    assert perfect["confusion"]["matrix"] == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
+    worse = detection_metrics(truth, shifted, ["a", "b"])
+    assert worse["map50"] == 1.0 and worse["map50_95"] < 0.5  # IoU ~0.6: a hit at 0.5, a miss from 0.65 up
+
+
+def test_the_starter_and_example_configs_are_valid_detection_configs():
+    import yaml
+
+    from modelyard.tasks import config_from_dict, get_task, load_config
+
+    starter = config_from_dict(yaml.safe_load(get_task("object_detection").starter_config()))
+    example = load_config(Path(__file__).resolve().parents[2] / "examples" / "object_detection.yaml")
+    assert starter.task == example.task == "object_detection"
+    assert example.data.annotations.endswith("raccoon_detection") and example.data.train.endswith("train_labels.csv")

@@ -1,0 +1,60 @@
+"""MODELYARD_STATE_URI picks the state store: the SQLite default, another SQLite file, or PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from modelyard import state
+from modelyard.errors import ConfigError, UserError
+from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord, read_predictions
+
+
+def test_unset_means_the_sqlite_file_in_modelyard_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("MODELYARD_HOME", str(tmp_path))
+    monkeypatch.delenv(state.ENV, raising=False)
+    assert state.store() == state.Store("sqlite", tmp_path / "predictions.db")
+
+
+def test_a_sqlite_uri_moves_the_log_to_that_file(monkeypatch, tmp_path):
+    monkeypatch.setenv(state.ENV, f"sqlite:///{tmp_path}/shared/log.db")
+    writer = PredictionLogWriter()
+    writer.append([PredictionRecord("p1", 1.5, "m", "1", "hello", {"label": "a"}, 2.0)])
+    writer.close()
+    assert (tmp_path / "shared" / "log.db").exists()
+    assert list(read_predictions(model="m")["prediction_id"]) == ["p1"]
+
+
+def test_an_explicit_file_wins_over_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(state.ENV, "postgresql://u@127.0.0.1:1/db")
+    assert state.store(tmp_path / "x.db") == state.Store("sqlite", tmp_path / "x.db")
+
+
+def test_an_unknown_scheme_is_a_config_error_naming_the_variable(monkeypatch):
+    monkeypatch.setenv(state.ENV, "mysql://u@host/db")
+    with pytest.raises(
+        ConfigError, match=re.escape("MODELYARD_STATE_URI='mysql://u@host/db': unsupported state store")
+    ):
+        state.store()
+
+
+def test_postgresql_table_definitions_keep_timestamps_in_double_precision():
+    sql = "ts REAL NOT NULL, latency_ms REAL NOT NULL, input TEXT"
+    assert state.ddl(sql, "sqlite") == sql
+    assert (
+        state.ddl(sql, "postgresql") == "ts DOUBLE PRECISION NOT NULL, latency_ms DOUBLE PRECISION NOT NULL, input TEXT"
+    )
+
+
+def test_an_unreachable_database_is_one_clear_error_without_the_password(monkeypatch):
+    monkeypatch.setenv(state.ENV, "postgresql://modelyard:s3cret@127.0.0.1:1/modelyard")
+    monkeypatch.setattr(state, "CONNECT_TIMEOUT_S", 1)
+    try:
+        with pytest.raises(
+            UserError, match=re.escape("cannot connect to postgresql://modelyard:***@127.0.0.1:1")
+        ) as err:
+            PredictionLogWriter()
+        assert "s3cret" not in str(err.value)
+    finally:
+        state.close()

@@ -1,0 +1,57 @@
+"""Which response_format schemas the JSON mask can enforce, and the messages for the ones it cannot."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelyard.generation.structured import SchemaError, response_schema, violation
+
+
+def fmt(schema: dict) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": "t", "schema": schema, "strict": True}}
+
+
+def test_text_is_free_and_json_object_is_any_object():
+    assert response_schema(None) is None
+    assert response_schema({"type": "text"}) is None
+    assert response_schema({"type": "json_object"}) == {"type": "object"}
+
+
+def test_bounded_integers_become_an_enum_of_the_values_within_the_bounds():
+    bounded = {"type": "integer", "minimum": 1, "maximum": 3}
+    schema = response_schema(fmt({"type": "object", "properties": {"n": bounded}}))
+    assert schema["properties"]["n"] == {"enum": [1, 2, 3]}
+    exclusive = response_schema(fmt({"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 2.5}))
+    assert exclusive == {"enum": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("schema", "named"),
+    [
+        ({"type": "object", "properties": {"tags": {"type": "array", "uniqueItems": True}}}, "uniqueItems"),
+        ({"type": "string", "format": "email"}, "format"),
+        ({"type": "number", "minimum": 0, "maximum": 1}, "integers only"),
+        ({"type": "integer", "minimum": 0}, "both ends"),
+        ({"not": {"type": "string"}}, "not"),
+    ],
+)
+def test_a_schema_the_mask_cannot_enforce_is_refused_naming_the_keyword_and_place(schema, named):
+    with pytest.raises(SchemaError, match=named) as err:
+        response_schema(fmt(schema))
+    assert "#" in str(err.value)
+
+
+def test_an_invalid_schema_or_format_type_is_refused():
+    with pytest.raises(SchemaError, match="not a valid JSON schema"):
+        response_schema(fmt({"type": 5}))
+    with pytest.raises(SchemaError, match="grammar"):
+        response_schema({"type": "grammar"})
+    with pytest.raises(SchemaError, match=r"json_schema\.schema"):
+        response_schema({"type": "json_schema", "json_schema": {"name": "t"}})
+
+
+def test_violation_says_why_text_is_not_valid_json_for_the_schema():
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    assert violation(schema, '{"n": 3}') is None
+    assert violation(schema, '{"n": 3').startswith("not JSON")
+    assert "'n' is a required property" in violation(schema, "{}")
