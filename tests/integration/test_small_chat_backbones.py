@@ -25,15 +25,22 @@ def _first_line(learner: CausalLMLearner, prompt: str) -> str:
 def test_smollm2_answers_with_int4_decoding_weights():
     learner = _learner("smollm2-135m")
     assert learner.options.decode_weights == "int4"
-    reply = learner.generate([{"role": "user", "content": "What is the capital of France?"}], temperature=0)
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    reply = learner.generate(question, max_new_tokens=12, temperature=0)
     assert isinstance(learner.generator.decoder.decoding_model().model.layers[0].mlp.up_proj, Int4Linear)
     assert "Paris" in reply
 
 
+@pytest.fixture(scope="module")
+def gemma() -> CausalLMLearner:
+    """Loaded once for the module: the first use dequantises 268M parameters."""
+    return _learner("gemma3-270m")
+
+
 @pytest.mark.slow
-def test_gemma3_completes_english_and_chinese_questions():
+def test_gemma3_completes_english_and_chinese_questions(gemma):
     """A base model answers after three examples (the prompts of benchmarks/small_models_qa.py)."""
-    learner = _learner("gemma3-270m")
+    learner = gemma
     english = "Q: What is the capital of Spain?\nA: Madrid\nQ: How many wheels does a bicycle have?\nA: Two\n"
     english += "Q: What colour is grass?\nA: Green\nQ: What is the capital of France?\nA:"
     chinese = "Q: 西班牙的首都是哪里？\nA: 马德里\nQ: 自行车有几个轮子？\nA: 两个\nQ: 草是什么颜色？\nA: 绿色\n"
@@ -44,8 +51,8 @@ def test_gemma3_completes_english_and_chinese_questions():
 
 
 @pytest.mark.slow
-def test_gemma3_gets_gemma_chat_turns_and_stops_at_the_end_of_a_turn():
-    learner = _learner("gemma3-270m")
+def test_gemma3_gets_gemma_chat_turns_and_stops_at_the_end_of_a_turn(gemma):
+    learner = gemma
     rendered = learner.render_chat([{"role": "user", "content": "你好"}])
     assert rendered.endswith("<start_of_turn>user\n你好<end_of_turn>\n<start_of_turn>model\n")
     assert learner.tokenizer.convert_tokens_to_ids("<end_of_turn>") in learner.generator.decoder.eos_ids

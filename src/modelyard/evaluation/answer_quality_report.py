@@ -20,7 +20,9 @@ LABELS = {
 
 
 def _applies(model: Any) -> bool:
-    return bool(model.config.evaluation.metrics) and getattr(model.learner, "generator", None) is not None
+    """Chat/generation bundles whose config asks for answer metrics (the generator first: other bundles may have
+    no config to ask)."""
+    return getattr(model.learner, "generator", None) is not None and bool(model.config.evaluation.metrics)
 
 
 @provides("answer_quality", _applies)
