@@ -17,12 +17,10 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from modelyard.data.images import decode_image, load_image
-from modelyard.data.payloads import payload_bytes
-from modelyard.errors import DataError
+from modelyard.data.images import load_image
 from modelyard.fsutil import atomic_write_json
 from modelyard.learners.detection_inputs import DetectionDataset, collate, eval_transform
-from modelyard.learners.image_inputs import is_file_path
+from modelyard.learners.image_inputs import input_image, request_image
 from modelyard.metrics.detection import detection_metrics, image_scores
 from modelyard.models import detector
 from modelyard.runtimes.onnx_session import onnx_session
@@ -181,24 +179,12 @@ class DetectorLearner:
         return [self._answer(d) for d in self.detect([self.to_image(x) for x in inputs], self.options.min_score)]
 
     def parse_input(self, item: Any) -> Image.Image:
-        if isinstance(item, Image.Image):
-            return item.convert("RGB")
-        try:
-            return decode_image(payload_bytes(item, "image"))
-        except ValueError as err:
-            raise ValueError(f"not a usable image: {err}") from None
+        """A request's image (base64 string, data: URL or raw bytes) -> RGB; ValueError when it is not one."""
+        return request_image(item)
 
     def to_image(self, item: Any) -> Image.Image:
-        """A file path, PIL image, bytes or base64 string -> RGB (DataError when it is none of them)."""
-        if isinstance(item, Path) or (isinstance(item, str) and is_file_path(item)):
-            try:
-                return decode_image(Path(item).read_bytes())
-            except (ValueError, OSError) as err:
-                raise DataError(f"{item}: cannot use this image ({err})") from None
-        try:
-            return self.parse_input(item)
-        except ValueError as err:
-            raise DataError(f"input is neither an image file nor a base64 image: {err}") from None
+        """Python API / CLI inputs: a file path (str or Path), a PIL image, bytes or base64."""
+        return input_image(item)
 
     def draw(self, image: Image.Image, answer: dict[str, Any]) -> Image.Image:
         """The image with each detection's box and 'label score' drawn on it."""

@@ -18,12 +18,17 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from modelyard.data.images import decode_image, load_image
-from modelyard.data.payloads import payload_bytes
-from modelyard.errors import DataError
+from modelyard.data.images import load_image
 from modelyard.fsutil import atomic_write_json
 from modelyard.learners import linear_probe
-from modelyard.learners.image_inputs import EFFICIENTNET, ImageDataset, Preprocessing, is_file_path, preprocessing_for
+from modelyard.learners.image_inputs import (
+    EFFICIENTNET,
+    ImageDataset,
+    Preprocessing,
+    input_image,
+    preprocessing_for,
+    request_image,
+)
 from modelyard.metrics.classification import classification_metrics, top_k_answers
 from modelyard.models import cnn, efficientnet
 from modelyard.precision import autocast
@@ -253,25 +258,11 @@ class ImageClassifierLearner:
 
     def parse_input(self, item: Any) -> Image.Image:
         """A request's image (base64 string, data: URL or raw bytes) -> RGB; ValueError when it is not one."""
-        if isinstance(item, Image.Image):
-            return item.convert("RGB")
-        data = payload_bytes(item, "image")
-        try:
-            return decode_image(data)
-        except ValueError as err:
-            raise ValueError(f"not a usable image: {err}") from None
+        return request_image(item)
 
     def to_image(self, item: Any) -> Image.Image:
         """Python API / CLI inputs: a file path (str or Path), a PIL image, bytes or base64."""
-        if isinstance(item, Path) or (isinstance(item, str) and is_file_path(item)):
-            try:
-                return decode_image(Path(item).read_bytes())
-            except (ValueError, OSError) as err:
-                raise DataError(f"{item}: cannot use this image ({err})") from None
-        try:
-            return self.parse_input(item)
-        except ValueError as err:
-            raise DataError(f"input is neither an image file nor a base64 image: {err}") from None
+        return input_image(item)
 
     def save(self, directory: Path) -> dict[str, Any]:
         module = getattr(self.module, "module", self.module)

@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from PIL import Image
 from torchvision.transforms import v2
 
-from modelyard.data.images import load_image
+from modelyard.data.images import decode_image, load_image
+from modelyard.data.payloads import payload_bytes
+from modelyard.errors import DataError
 from modelyard.models import cnn, efficientnet
 
 EFFICIENTNET = "efficientnet-lite0"
@@ -107,6 +110,30 @@ def is_file_path(text: str) -> bool:
         return len(text) < 4096 and Path(text).is_file()
     except OSError:
         return False
+
+
+def request_image(item: Any) -> Image.Image:
+    """A request's image (PIL image, base64 string, data: URL or raw bytes) -> RGB; ValueError when it is not one."""
+    if isinstance(item, Image.Image):
+        return item.convert("RGB")
+    try:
+        return decode_image(payload_bytes(item, "image"))
+    except ValueError as err:
+        raise ValueError(f"not a usable image: {err}") from None
+
+
+def input_image(item: Any) -> Image.Image:
+    """Python API / CLI inputs: a file path (str or Path), a PIL image, bytes or base64 -> RGB; DataError naming
+    the file when it is none of them."""
+    if isinstance(item, Path) or (isinstance(item, str) and is_file_path(item)):
+        try:
+            return decode_image(Path(item).read_bytes())
+        except (ValueError, OSError) as err:
+            raise DataError(f"{item}: cannot use this image ({err})") from None
+    try:
+        return request_image(item)
+    except ValueError as err:
+        raise DataError(f"input is neither an image file nor a base64 image: {err}") from None
 
 
 class ImageDataset(torch.utils.data.Dataset):
