@@ -56,7 +56,12 @@ def metrics_table(metrics: dict) -> None:
     for name in columns:
         table.add_column(name, justify="right")
     for key in keys:
-        table.add_row(key, *[f"{scores.get(key, float('nan')):.4f}" for scores in columns.values()])
+        table.add_row(key, *[_cell(scores.get(key, float("nan"))) for scores in columns.values()])
     err.print(table)
     t = metrics.get("train", {})
     err.print(f"trained in {t.get('seconds')} s ({t.get('samples_per_second')} samples/s, {t.get('precision')})")
+
+
+def _cell(value: float | int) -> str:
+    """Scores to 4 decimals; counts (images, boxes, rows) as the whole numbers they are."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else f"{value:.4f}"
