@@ -11,6 +11,11 @@ stopping). Federated: 20 rounds x 1 local epoch per client (the same 20 passes o
 round on validation; FedAvg and FedProx (mu 0.01) on the Dirichlet split (one draw per seed), FedAvg on an IID
 split, and FedAvg with secure aggregation. Target: test ROC-AUC within 2 points (0.02) of centralised.
 
+--arms picks the federated runs (default iid,fedavg,fedprox,secure). fedavgm and fedadam are the server-side
+remedies for client drift (federated.server_optimizer momentum / adam, their default rates) on the same Dirichlet
+draws; with --arms fedavgm,fedadam the script names the remedy with the better mean *validation* score over the
+draws (test is never used to choose) and reports that remedy's test gap on every draw.
+
 text: MiniLM on the first 10 BANKING77 intents of the committed sample (examples/data/banking77: every train row
 of those intents, validation carved from it, their test rows as test), 3 epochs vs 3 rounds x 1 local epoch,
 max_length 32, batch 32 (run it with --seeds 1). Target: test accuracy within 2 points.
@@ -38,6 +43,8 @@ FULL = ROOT.parent / "shared" / "datasets" / "credit_default_taiwan" / "UCI_Cred
 CONFIG = ROOT / "examples" / "credit_scoring.yaml"
 BANKING = ROOT / "examples" / "data" / "banking77"
 HEADLINE = ("roc_auc", "pr_auc", "accuracy", "macro_f1", "ks", "brier")
+ARMS = ("iid", "fedavg", "fedprox", "fedavgm", "fedadam", "secure")
+SERVER = {"fedavgm": "momentum", "fedadam": "adam"}  # federated.server_optimizer of the remedy arms
 
 
 def headline(path: Path) -> dict:
@@ -69,6 +76,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=5)
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--seeds", type=int, default=3, help="Dirichlet draws (train.seed 42, 43, ...)")
+    parser.add_argument("--arms", default="iid,fedavg,fedprox,secure", help="comma-separated: " + ",".join(ARMS))
     args = parser.parse_args()
     out = {"suite": args.suite, "clients": args.clients, "alpha": args.alpha, "python": platform.python_version()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,14 +92,25 @@ def main() -> None:
     central = runs["centralised"][metric]
     for run in runs.values():
         run[f"{metric}_gap_points"] = round(100 * (central - run[metric]), 2)
-    dirichlet = [r for n, r in runs.items() if n.startswith("fedavg_dirichlet_seed")]
     out["runs"] = runs
-    worst = max(r[f"{metric}_gap_points"] for r in dirichlet)
+    families = {n.split("_dirichlet_seed")[0] for n in runs if "_dirichlet_seed" in n and "secure" not in n}
+    mean_validation = {
+        f: round(
+            sum(r[f"validation_{metric}"] for n, r in runs.items() if n.startswith(f"{f}_dirichlet_seed")) / args.seeds,
+            4,
+        )
+        for f in sorted(families)
+    }
+    chosen = max(mean_validation, key=mean_validation.get) if mean_validation else None
+    gaps = [r[f"{metric}_gap_points"] for n, r in runs.items() if n.startswith(f"{chosen}_dirichlet_seed")]
     out["target"] = {
-        "rule": f"{args.clients} clients, Dirichlet alpha {args.alpha}, FedAvg test {metric} within 2 points of "
-        "centralised, every draw",
-        "fedavg_dirichlet_worst_gap_points": worst,
-        "met": worst <= 2.0,
+        "rule": f"{args.clients} clients, Dirichlet alpha {args.alpha}, test {metric} within 2 points of "
+        "centralised, every draw; the federated run is the family with the best mean validation score",
+        "mean_validation": mean_validation,
+        "chosen_on_validation": chosen,
+        "gaps_points": gaps,
+        "draws_within_2_points": sum(g <= 2.0 for g in gaps),
+        "met": bool(gaps) and max(gaps) <= 2.0,
     }
     print(json.dumps(out, indent=2))
 
@@ -104,21 +123,29 @@ def compare(path: Path, overrides: list[str], args, tmp: Path, metric: str, secu
     model = modelyard.train(load_config(path, overrides), tmp / "central", quiet=True, track=False)
     runs["centralised"] = {**headline(model.path), "seconds": round(time.perf_counter() - began, 1)}
     print(json.dumps({"centralised": runs["centralised"]}), flush=True)
-    arms = [("fedavg_iid", "iid", 0, Settings(args.clients))]
+    wanted = args.arms.split(",")
+    unknown = sorted(set(wanted) - set(ARMS))
+    if unknown:
+        raise SystemExit(f"unknown --arms {unknown}; choose from {ARMS}")
+    arms = [("fedavg_iid", "iid", 0, Settings(args.clients), [])] if "iid" in wanted else []
     for seed in range(args.seeds):
-        arms += [
-            (f"fedavg_dirichlet_seed{seed}", "dirichlet", seed, Settings(args.clients)),
-            (f"fedprox_dirichlet_seed{seed}", "dirichlet", seed, Settings(args.clients, strategy="fedprox")),
-        ]
-    if secure:
-        arms.append(("fedavg_secure_dirichlet_seed0", "dirichlet", 0, Settings(args.clients, secure_aggregation=True)))
-    for name, split, seed, settings in arms:
+        for family in ("fedavg", "fedprox", "fedavgm", "fedadam"):
+            if family in wanted:
+                strategy = "fedprox" if family == "fedprox" else "fedavg"
+                extra = [f"federated.server_optimizer={SERVER[family]}"] if family in SERVER else []
+                settings = Settings(args.clients, strategy=strategy)
+                arms.append((f"{family}_dirichlet_seed{seed}", "dirichlet", seed, settings, extra))
+    if secure and "secure" in wanted:
+        secure_settings = Settings(args.clients, secure_aggregation=True)
+        arms.append(("fedavg_secure_dirichlet_seed0", "dirichlet", 0, secure_settings, []))
+    for name, split, seed, settings, extra in arms:
         began = time.perf_counter()
-        config = load_config(path, [*overrides, f"train.seed={42 + seed}"])
-        fed = simulate(config, settings, tmp / name, split, args.alpha)
+        config = load_config(path, [*overrides, f"train.seed={42 + seed}", *extra])
+        fed = simulate(config, settings, tmp / name, split, args.alpha, track=False)
         metrics = json.loads((fed.path / "metrics.json").read_text(encoding="utf-8"))
         runs[name] = {
             **headline(fed.path),
+            f"validation_{metric}": round(metrics["validation"][metric], 4),
             "seconds": round(time.perf_counter() - began, 1),
             "rounds": settings.rounds,
             "best_round": metrics["federation"]["best_round"],

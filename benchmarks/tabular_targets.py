@@ -6,7 +6,10 @@ Usage: nice -n 10 python benchmarks/tabular_targets.py [--time-limit 300] [--row
 One stratified 80/20 split (seed 42) written to a temporary folder; modelyard trains `backbone: auto` on the 80%
 (validation carved from it) within `train.time_limit_s`, with the WOE scorecard and LightGBM's default settings
 scored beside it on the same test rows. AutoGluon-Tabular (medium_quality and best_quality, same time limit, on
-the same 80% and scored on the same 20%) runs in its own throwaway venv through benchmarks/tabular_autogluon.py.
+the same 80% and scored on the same 20%) runs in its own throwaway venv through benchmarks/tabular_autogluon.py,
+only when `--autogluon-python` names a python that imports autogluon.tabular (the JSON says why it did not run);
+`comparison` then holds the issue's target per preset: ROC-AUC within 0.005 of AutoGluon's in a tenth of its time.
+Load averages (1 minute) are recorded around each part: timings on a shared machine depend on them.
 Batch prediction streams a Parquet file of `--rows` rows (resampled from the data) through `predict_frame` in a
 child process, whose peak RSS is reported.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -87,6 +91,36 @@ def modelyard_run(folder: Path, train: Path, test: Path, time_limit: float) -> t
     }, model.path
 
 
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def autogluon_missing(python: str | None) -> str | None:
+    """Why AutoGluon cannot run from `python`, or None when it can."""
+    if not python:
+        return "not run: give --autogluon-python PYTHON (a venv with autogluon.tabular, never modelyard's)"
+    try:
+        out = subprocess.run([python, "-c", "import autogluon.tabular"], capture_output=True, text=True, timeout=300)
+    except OSError as err:
+        return f"not run: {python} cannot be started ({err})"
+    if out.returncode:
+        return f"not run: {python} cannot import autogluon.tabular ({out.stderr.strip().splitlines()[-1:]})"
+    return None
+
+
+def compare(ours: dict, theirs: dict) -> dict:
+    """The issue's target per AutoGluon preset: test ROC-AUC within 0.005 of AutoGluon's in a tenth of its time."""
+    found = {}
+    for preset, result in theirs.items():
+        if not isinstance(result, dict) or "roc_auc" not in result:
+            continue
+        gap = ours["test"]["roc_auc"] - result["roc_auc"]
+        ratio = ours["wall_seconds"] / result["fit_seconds"]
+        found[preset] = {"roc_auc_gap": round(gap, 4), "time_ratio": round(ratio, 3),
+                         "within_0.005": gap >= -0.005, "tenth_of_time": ratio <= 0.1}  # fmt: skip
+    return found
+
+
 def autogluon_run(python: str, train: Path, test: Path, time_limit: float) -> dict:
     script = Path(__file__).with_name("tabular_autogluon.py")
     out = subprocess.run(
@@ -131,13 +165,21 @@ def main() -> None:
         folder = Path(tmp)
         train, test = split(folder)
         result: dict = {"data": str(DATA), "split": "stratified 80/20, seed 42", "time_limit_s": args.time_limit}
+        result["load_average_1m"] = {"start": load_average()}
         result["modelyard"], bundle = modelyard_run(folder, train, test, args.time_limit)
+        result["load_average_1m"]["after_modelyard"] = load_average()
         print(json.dumps(result), flush=True)
         if args.rows:
             result["batch_prediction"] = batch_run(bundle, folder, args.rows)
+            result["load_average_1m"]["after_batch"] = load_average()
             print(json.dumps(result), flush=True)
-        if args.autogluon_python:
+        missing = autogluon_missing(args.autogluon_python)
+        if missing:
+            result["autogluon"] = {"error": missing}
+        else:
             result["autogluon"] = autogluon_run(args.autogluon_python, train, test, args.time_limit)
+            result["comparison"] = compare(result["modelyard"], result["autogluon"])
+            result["load_average_1m"]["after_autogluon"] = load_average()
         print(json.dumps(result, indent=2))
 
 

@@ -42,9 +42,17 @@ def pytest_runtest_makereport(
     return report
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_model_cache(tmp_path_factory) -> None:
+    """One cache of converted bundled models for the session (SmolLM2's GGUF takes ~20 s to dequantise, Gemma's
+    about a minute): the product's own MODELYARD_CACHE, set before any module-scoped fixture loads a model, so each
+    conversion runs once rather than once per test home."""
+    os.environ["MODELYARD_CACHE"] = str(tmp_path_factory.mktemp("model-cache"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
-    """Every test writes its local state (tracking, logs, caches) to a fresh MODELYARD_HOME."""
+    """Every test writes its local state (tracking, logs) to a fresh MODELYARD_HOME; model caches are shared."""
     monkeypatch.setenv("MODELYARD_HOME", str(tmp_path_factory.mktemp("home")))
     monkeypatch.setenv("MODELYARD_TRACKING", "off")  # tests that check tracking switch it on themselves
 
@@ -103,6 +111,18 @@ def minilm_bundle(banking_slice, tmp_path_factory) -> Path:
         quiet=True,
     )
     return model.path
+
+
+@pytest.fixture(scope="session")
+def entity_bundle(tmp_path_factory):
+    """A real MiniLM entity extractor (PER, LOC) trained for 6 short epochs on 48 template sentences; shared by
+    the token classification tests and the playground's browser test (tests/entity_helpers.py)."""
+    from entity_helpers import english_rows, tiny_config
+
+    import modelyard
+
+    folder = tmp_path_factory.mktemp("entities-en")
+    return modelyard.train(tiny_config(folder, english_rows, "auto"), output=folder / "b", quiet=True, track=False)
 
 
 @pytest.fixture(scope="session")

@@ -18,3 +18,29 @@ def tiny_llama_config(vocab_size: int, **extra: Any):
         "max_position_embeddings": 256,
     }
     return LlamaConfig(vocab_size=vocab_size, **(sizes | extra))
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|endoftext|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def save_tiny_chat_llama(folder, corpus: str) -> None:
+    """A tiny random Llama with a character tokenizer learnt from `corpus` and a chat template, as a local Hugging
+    Face folder (a `backbone` for text_generation)."""
+    import torch
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from modelyard.models import lm_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=lm_tokenizer.train([corpus + "<|system|><|user|><|assistant|>"], "char"),
+        eos_token=lm_tokenizer.EOT,
+        pad_token=lm_tokenizer.EOT,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    config = tiny_llama_config(len(tokenizer), eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)

@@ -18,6 +18,8 @@ from pydantic_core import PydanticCustomError
 from modelyard.errors import ConfigError
 
 PATH_KEYS = ("train", "validation", "test", "noise", "annotations", "images")  # noise: audio; the rest: detection
+# model paths (section, key) resolved when the folder exists: a local backbone, an assistant's intent bundle
+MODEL_PATH_KEYS = (("", "backbone"), ("handover", "bundle"))
 
 
 class StrictModel(BaseModel):
@@ -149,6 +151,37 @@ class TuneConfig(StrictModel):
     params: dict[str, ParamRange] = Field(default_factory=dict)
 
 
+class FederatedConfig(StrictModel):
+    """`modelyard federate`: how a round copes with sites that drop out and how the server applies the sites'
+    updates (docs/federated.md)."""
+
+    min_sites: int | None = Field(
+        None,
+        ge=1,
+        description="sites whose updates a round needs; fewer and the round is retried, then the federation "
+        "fails. Default: half the sites, rounded up (at least 2 with secure aggregation)",
+    )
+    round_retries: int = Field(2, ge=0, description="times a round short of min_sites is run again before failing")
+    round_timeout_s: float = Field(
+        600.0, gt=0, description="--listen: seconds the server waits for the sites' updates before closing a round"
+    )
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="simulation: each site fails to report in each round with this probability"
+    )
+    server_optimizer: Literal["sgd", "momentum", "adam"] = Field(
+        "sgd",
+        description="how the sites' average update moves the global model: sgd at rate 1 is FedAvg, momentum "
+        "is FedAvgM, adam is FedAdam (Reddi et al. 2021); batch norm statistics are always averaged",
+    )
+    server_lr: float | None = Field(
+        None,
+        gt=0,
+        description="the server optimiser's rate; default 1 (sgd), 1 - server_momentum (momentum: an "
+        "effective rate of 1, Hsu et al. 2019), 0.01 (adam)",
+    )
+    server_momentum: float = Field(0.9, ge=0, lt=1, description="momentum's beta, adam's beta1")
+
+
 class Costs(StrictModel):
     false_positive: float = Field(1.0, ge=0)
     false_negative: float = Field(1.0, ge=0)
@@ -214,6 +247,7 @@ class Config(StrictModel):
     model: SerializeAsAny[ModelConfig] = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     tune: TuneConfig | None = None
+    federated: FederatedConfig | None = None
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     privacy: RedactionConfig = Field(default_factory=RedactionConfig)
     description: str | None = None
@@ -294,12 +328,15 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
                 data[key] = str((base / value).resolve())
     model = raw.get("model")
-    if isinstance(model, dict) and isinstance(model.get("backbone"), str):
-        backbone = model["backbone"]
-        if ("/" in backbone or backbone.startswith(".")) and not Path(backbone).is_absolute():
-            candidate = (base / backbone).resolve()
+    for section, key in MODEL_PATH_KEYS:
+        node = model.get(section) if isinstance(model, dict) and section else model
+        value = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(value, str) or Path(value).is_absolute():
+            continue
+        if key != "backbone" or "/" in value or value.startswith("."):  # a backbone may be a catalog name
+            candidate = (base / value).resolve()
             if candidate.exists():
-                model["backbone"] = str(candidate)
+                node[key] = str(candidate)
     return raw
 
 

@@ -1,4 +1,8 @@
-"""Where local state lives: MODELYARD_HOME (default ./.modelyard) holds tracking, registry, logs and caches."""
+"""Where local state lives: MODELYARD_HOME (default ./.modelyard) holds tracking, registry, logs and caches.
+
+MODELYARD_CACHE moves the caches alone (float copies of bundled models, converted once): several homes, such as
+one per project or per test, can then share them instead of paying each conversion again.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ def home() -> Path:
 
 
 def cache_dir(kind: str) -> Path:
-    path = home() / "cache" / kind
+    shared = os.environ.get("MODELYARD_CACHE")
+    path = (Path(shared).expanduser().resolve() if shared else home() / "cache") / kind
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -58,6 +58,9 @@ class Model:
             if expected and actual != expected:
                 result["warning"] = "the test split differs from the one the bundle was evaluated on at train time"
             return result
+        read_file = getattr(self.task, "evaluation_file", None)  # a task whose train data is not what it scores
+        if read_file is not None:
+            return self.learner.evaluate(read_file(self.config, str(Path(data).resolve())))
         raw = self.config.model_dump(mode="json")
         raw["data"].update(train=str(Path(data).resolve()), validation=None, test=None, max_rows=None)
         raw["data"]["split"].update(validation=0.0, test=0.0)
@@ -84,14 +87,19 @@ def load(ref: str | Path) -> Model:
     else:
         path = Path(ref)
     manifest = bundle.verify(path)
+    config = read_config(path)
+    learner = get_task(config.task).load(path, manifest, config)
+    _place(learner)
+    return Model(path.resolve(), manifest, config, learner, version)
+
+
+def read_config(path: Path) -> Config:
+    """The resolved config a bundle was trained with (its config.yaml), without loading the weights."""
     try:
         raw = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as err:
         raise BundleError(f"{path}: config.yaml is unreadable ({err})") from None
-    config = config_from_dict(raw, str(path / "config.yaml"))
-    learner = get_task(config.task).load(path, manifest, config)
-    _place(learner)
-    return Model(path.resolve(), manifest, config, learner, version)
+    return config_from_dict(raw, str(path / "config.yaml"))
 
 
 def _place(learner: Learner) -> None:

@@ -133,6 +133,7 @@ def frame_inputs(model, frame: pd.DataFrame, file: Path) -> list[Any]:
     """The model's inputs in a table's rows: the task's own reading, else the text column (or the only column)."""
     task = model.task
     if hasattr(task, "inputs_from_frame"):
+        frame.attrs["source"] = str(file)  # lets a task resolve paths in the file relative to it (multimodal)
         return task.inputs_from_frame(frame, model.config)
     column = getattr(model.config.data, "text_column", None)
     if column not in frame.columns:

@@ -89,6 +89,17 @@ class ShardedEvaluation(Protocol):
 
 
 @runtime_checkable
+class SplitsBatches(Protocol):
+    """A learner whose loss is a mean over independent rows: the loop runs a long batch as parts (micro-batches)
+    whose losses, weighted by their share of the rows, sum to the batch's loss. The gradient and the optimizer step
+    are the batch's; activation memory is a part's."""
+
+    def micro_batches(self, batch: dict[str, torch.Tensor]) -> list[tuple[dict[str, torch.Tensor], float]]:
+        """(part, share of the batch's rows) pairs covering `batch`; `[(batch, 1.0)]` when it is short enough."""
+        ...
+
+
+@runtime_checkable
 class DescribesInputs(Protocol):
     """A learner whose raw inputs must not be stored (audio: voices are personal data, and large) and are
     monitored through a few numbers instead: the prediction log keeps `describe_input(item)` in place of the

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +39,23 @@ def credit_config(folder: Path, name: str = "credit", rows: slice = slice(None),
 
 
 @pytest.fixture(scope="module")
-def credit_bundle(tmp_path_factory):
-    """Three simulated sites, non-IID by label, two rounds on the 1,400 training rows of the committed slice."""
+def tracked(tmp_path_factory):
+    """Three simulated sites, non-IID by label, two rounds on the 1,400 training rows of the committed slice,
+    tracked in MLflow as `train` would be (its own home); returns the bundle and the tracking store's URI."""
     folder = tmp_path_factory.mktemp("federated")
-    config = load_config(credit_config(folder))
-    return simulate(config, Settings(clients=3), folder / "bundle", "dirichlet", 0.5)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODELYARD_HOME", str(folder / "home"))
+        mp.setenv("MODELYARD_TRACKING", "on")
+        mp.delenv("MODELYARD_TRACKING_URI", raising=False)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        config = load_config(credit_config(folder))
+        model = simulate(config, Settings(clients=3), folder / "bundle", "dirichlet", 0.5)
+        return model, f"sqlite:///{folder / 'home' / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def credit_bundle(tracked):
+    return tracked[0]
 
 
 def test_simulation_with_three_clients_writes_a_bundle_that_predicts(credit_bundle):
@@ -67,6 +80,59 @@ def test_the_report_shows_the_federation_rounds_and_sites(credit_bundle, tmp_pat
     html = write_report(credit_bundle.path, tmp_path / "report.html").read_text()
     assert "Federation" in html and "site-0" in html and "site-2" in html
     assert "rows per label at each site" in html
+
+
+def test_a_federation_is_tracked_and_registered_like_train(tracked, monkeypatch):
+    from modelyard.tracking import registry, store
+
+    model, uri = tracked
+    monkeypatch.setenv("MODELYARD_TRACKING_URI", uri)
+    assert model.version == "1"
+    version = registry.get_version("credit-scoring", version="1")
+    assert version.tags["bundle_path"] == str(model.path)
+    client = store.client()
+    run = client.get_run(version.run_id)
+    assert run.info.status == "FINISHED" and "test_roc_auc" in run.data.metrics
+    params = run.data.params
+    assert params["federation.strategy"] == "fedavg" and params["federation.clients"] == "3"
+    assert params["federation.partition"] == "dirichlet" and params["federation.alpha"] == "0.5"
+    assert params["federation.secure_aggregation"] == "false" and params["federated.min_sites"] == "null"
+    assert params["federation.min_sites"] == "2"
+    curve = client.get_metric_history(version.run_id, "validation_roc_auc")
+    assert [m.step for m in curve] == [1, 2]
+    assert [m.value for m in client.get_metric_history(version.run_id, "sites_reported")] == [3.0, 3.0]
+    logged = {f.path for f in client.list_artifacts(version.run_id, "bundle")}
+    assert {"bundle/metrics.json", "bundle/history.jsonl"} <= logged
+
+
+def _dropout_config(folder: Path, *overrides: str):
+    return load_config(credit_config(folder, rows=slice(0, 700)), list(overrides))
+
+
+def test_with_secure_aggregation_a_dropout_is_refused_and_the_round_rerun_without_the_site(tmp_path):
+    config = _dropout_config(tmp_path, "federated.dropout=0.3", "federated.round_retries=3")
+    model = simulate(config, Settings(clients=4, secure_aggregation=True), tmp_path / "bundle")
+    history = [json.loads(line) for line in (model.path / "history.jsonl").read_text().splitlines()]
+    rerun = [h for h in history if h.get("failed_attempts")]
+    assert rerun, "the seeded draws drop a site in some round"
+    failed = rerun[0]["failed_attempts"][0]
+    assert "secure aggregation" in failed["reason"] and failed["missing"]
+    gone = set(failed["missing"])
+    assert gone == {d["site"] for d in rerun[0]["dropped"]}
+    assert gone.isdisjoint(c["site"] for c in rerun[0]["clients"])
+    assert rerun[0]["sites_reported"] == 4 - len(gone) >= 2
+    assert rerun[0]["validation"]["roc_auc"] > 0.6  # masks that failed to cancel would leave noise of 2^64
+    metrics = json.loads((model.path / "metrics.json").read_text())
+    assert metrics["federation"]["dropouts"] >= len(gone)
+
+
+def test_a_round_short_of_min_sites_fails_after_its_retries_naming_the_missing_sites(tmp_path):
+    from modelyard.errors import UserError
+
+    config = _dropout_config(tmp_path, "federated.dropout=0.95", "federated.round_retries=1")
+    with pytest.raises(UserError, match=r"round 1 failed 2 times.*fewer than min_sites 2.*site-\d \(simulated"):
+        simulate(config, Settings(clients=3), tmp_path / "bundle")
+    assert not (tmp_path / "bundle" / "modelyard.json").exists()
 
 
 def _first_round(config_path: Path, settings: Settings, site: int = 0) -> tuple[Federation, np.ndarray]:
@@ -192,6 +258,49 @@ def test_a_server_and_two_site_processes_train_over_http_on_localhost(tmp_path):
     assert [c["site"] for c in history[0]["clients"]] in (["a", "b"], ["b", "a"])
     assert [c["samples"] for c in history[0]["clients"]] == [700, 700]
     assert json.loads((model.path / "data_report.json").read_text())["federation"]["secure_aggregation"] is True
+
+
+def test_the_server_closes_a_round_without_sites_that_left_or_went_silent(tmp_path):
+    """A real server over HTTP with three sites: one trains (in a thread), one leaves as a failing site does, one
+    joins and is never heard from again; each round ends at its timeout with the site that reported."""
+    import threading
+
+    import httpx
+
+    from modelyard.federated import transport
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    overrides = ["federated.round_timeout_s=2", "federated.min_sites=1", "federated.round_retries=10"]
+    server_config = load_config(credit_config(tmp_path, "server", slice(0, 500)), overrides)
+    site_config = load_config(credit_config(tmp_path, "a", slice(500, 1000)))
+    result = {}
+
+    def run(key: str, work) -> threading.Thread:
+        thread = threading.Thread(target=lambda: result.setdefault(key, work()))
+        thread.start()
+        return thread
+
+    server = run("model", lambda: transport.serve(server_config, Settings(3), tmp_path / "b", port=port))
+    with httpx.Client(base_url=url) as http:
+        silent = transport._call(http, "POST", f"{transport.PREFIX}/join", json={"site": "silent"}).json()
+        failing = transport._call(http, "POST", f"{transport.PREFIX}/join", json={"site": "failing"}).json()
+        assert silent["client_id"] != failing["client_id"]
+        site = run("site", lambda: transport.join(site_config, url, "a", poll_s=0.1))
+        while transport._call(http, "GET", f"{transport.PREFIX}/status", params=failing).json()["phase"] != "training":
+            time.sleep(0.1)
+        reason = {"client_id": failing["client_id"], "reason": "RuntimeError: disk full"}
+        transport._call(http, "POST", f"{transport.PREFIX}/leave", json=reason)
+        site.join(timeout=120)
+    server.join(timeout=120)
+    assert result["site"]["phase"] == "done" and result["model"].path == (tmp_path / "b").resolve()
+    history = [json.loads(line) for line in (tmp_path / "b" / "history.jsonl").read_text().splitlines()]
+    assert [[c["site"] for c in h["clients"]] for h in history] == [["a"], ["a"]]
+    assert history[0]["dropped"] == [
+        {"site": "silent", "reason": "no update within 2 s"},
+        {"site": "failing", "reason": "left: RuntimeError: disk full"},
+    ]
+    assert history[1]["dropped"] == [{"site": "silent", "reason": "no update within 2 s"}]
 
 
 def test_a_site_without_the_token_is_refused(tmp_path):

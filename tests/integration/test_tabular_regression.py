@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from sklearn.datasets import load_diabetes, load_wine
 
@@ -66,3 +67,44 @@ def test_the_mlp_alone_exports_to_onnx_with_parity(tmp_path):
     row = frame.drop(columns=["target"]).iloc[3].to_dict()
     exported = modelyard.load(result.path).predict([row], top_k=3)[0]
     assert exported["label"] == model.predict([row])[0]["label"]
+
+
+@pytest.mark.parametrize(
+    ("load", "task"),
+    [(load_wine, "tabular_classification"), (load_diabetes, "tabular_regression")],
+    ids=["wine", "diabetes"],
+)
+def test_catboost_alone_is_saved_as_cbm_reloaded_and_exported_to_onnx_with_parity(tmp_path, load, task):
+    from modelyard.export.exporter import export
+
+    frame = load(as_frame=True).frame
+    frame["target"] = frame["target"].astype(str) if task == "tabular_classification" else frame["target"]
+    model = _train(tmp_path, frame, task, "target", backbone="catboost", catboost={"iterations": 200})
+    spec = json.loads((model.path / "tabular.json").read_text())
+    assert spec["weights"] == {"catboost": 1.0} and spec["members"]["catboost"] == {"files": ["catboost_fold0.cbm"]}
+    row = frame.drop(columns=["target"]).iloc[3].to_dict()
+    reloaded = modelyard.load(model.path).predict([row])[0]
+    assert reloaded == model.predict([row])[0]
+    result = export(model.path, "onnx", latency_samples=5)
+    assert result.passed and result.report["parity"]["max_abs_diff"] < 1e-4
+    exported = modelyard.load(result.path).predict([row])[0]
+    key = "label" if task == "tabular_classification" else "value"
+    assert exported[key] == pytest.approx(reloaded[key], rel=1e-4) if key == "value" else exported[key] == reloaded[key]
+
+
+def test_auto_tries_the_families_named_in_model_candidates(tmp_path):
+    frame = load_diabetes(as_frame=True).frame
+    families = ["lightgbm", "catboost"]
+    model = _train(tmp_path, frame, "tabular_regression", "target", backbone="auto", candidates=families,
+                   catboost={"iterations": 200})  # fmt: skip
+    spec = json.loads((model.path / "tabular.json").read_text())
+    assert [c["backbone"] for c in spec["candidates"] if "validation" in c][:2] == families
+    assert "mlp" not in spec["members"] and set(spec["weights"]) <= {"lightgbm", "catboost"}
+
+
+def test_monotone_constraints_are_refused_for_catboost_which_would_ignore_them(tmp_path):
+    from modelyard.errors import ConfigError
+
+    frame = load_diabetes(as_frame=True).frame
+    with pytest.raises(ConfigError, match=r"model\.monotone constrains LightGBM only"):
+        _train(tmp_path, frame, "tabular_regression", "target", backbone="catboost", monotone={"bmi": 1})

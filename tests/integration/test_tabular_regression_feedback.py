@@ -4,6 +4,7 @@ are numbers, the gate is the task's own rmse (lower is better) on the frozen tes
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -14,24 +15,28 @@ from sklearn.datasets import load_diabetes
 import modelyard
 from modelyard.errors import DataError
 from modelyard.monitoring.feedback import import_feedback
-from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord
+from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord, read_predictions, record_feedback
 from modelyard.monitoring.retrain import decide, retrain
 
 TARGET = "target"
 OVERRIDES = ["train.time_limit_s=15"]
 
 
-@pytest.fixture
-def config(tmp_path) -> Path:
-    load_diabetes(as_frame=True).frame.to_csv(tmp_path / "diabetes.csv", index=False)
+def _write_config(folder: Path) -> Path:
+    load_diabetes(as_frame=True).frame.to_csv(folder / "diabetes.csv", index=False)
     config = {
         "name": "diabetes-progression",
         "task": "tabular_regression",
         "data": {"train": "diabetes.csv", "target_column": TARGET, "split": {"validation": 0.2, "test": 0.2}},
         "model": {"backbone": "lightgbm"},
     }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    return tmp_path / "config.yaml"
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return folder / "config.yaml"
+
+
+@pytest.fixture
+def config(tmp_path) -> Path:
+    return _write_config(tmp_path)
 
 
 def _log(bundle, frame: pd.DataFrame, prefix: str) -> list[str]:
@@ -75,14 +80,79 @@ def test_numeric_corrections_join_training_and_the_gate_compares_rmse_on_the_fro
     assert (aliases.get("champion") == new["version"]) is decision["promoted"]
 
 
-def test_a_correction_that_is_not_a_number_is_refused_naming_its_prediction(config, tmp_path):
-    bundle = modelyard.train(config, output=tmp_path / "bundle", overrides=OVERRIDES, quiet=True)
-    frame = load_diabetes(as_frame=True).frame.head(3)
-    ids = _log(bundle, frame, "req-")
-    pd.DataFrame({"prediction_id": ids, "label": ["140", "about 200", "90.5"]}).to_csv(tmp_path / "fb.csv", index=False)
-    import_feedback(tmp_path / "fb.csv", str(bundle.path))
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> tuple[Path, modelyard.Model]:
+    """One regressor for the label checks below (they train nothing more)."""
+    folder = tmp_path_factory.mktemp("diabetes")
+    path = _write_config(folder)
+    return path, modelyard.train(path, output=folder / "bundle", overrides=OVERRIDES, quiet=True, track=False)
+
+
+def _labels() -> list:
+    return [None if pd.isna(v) else json.loads(v) for v in read_predictions()["label"]]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "where"),
+    [
+        (
+            "fb.csv",
+            "prediction_id,label\nreq-0,140\nreq-1,about 200\nreq-2,90.5\n",
+            "line 3: the corrected value 'about 200'",
+        ),
+        ("fb.csv", "prediction_id,label\nreq-0,140\nreq-1,inf\n", "line 3: the corrected value 'inf'"),
+        (
+            "fb.jsonl",
+            '{"prediction_id": "req-0", "label": 140}\n{"prediction_id": "req-1", "label": true}\n',
+            "line 2: the corrected value True",
+        ),
+    ],
+    ids=["csv-word", "csv-inf", "jsonl-boolean"],
+)
+def test_feedback_import_refuses_a_correction_that_is_not_a_finite_number_naming_line_and_value(
+    shared, tmp_path, name, content, where
+):
+    _, bundle = shared
+    _log(bundle, load_diabetes(as_frame=True).frame.head(3), "req-")
+    (tmp_path / name).write_text(content)
+    message = rf"{name}, {re.escape(where)} of 'target' is not a number; nothing was imported"
+    with pytest.raises(DataError, match=message):
+        import_feedback(tmp_path / name, str(bundle.path))
+    assert _labels() == [None, None, None]
+
+
+def test_feedback_import_stores_a_regressors_corrections_as_numbers(shared, tmp_path):
+    _, bundle = shared
+    _log(bundle, load_diabetes(as_frame=True).frame.head(2), "req-")
+    (tmp_path / "fb.csv").write_text("prediction_id,label\nreq-0, 140 \nreq-1,90.5\n")
+    assert import_feedback(tmp_path / "fb.csv", str(bundle.path))["imported"] == 2
+    assert _labels() == [140.0, 90.5]
+
+
+def test_v1_feedback_answers_422_naming_a_correction_that_is_not_a_number_and_stores_numbers(shared):
+    from serving_helpers import serving
+
+    _, bundle = shared
+    row = json.loads(load_diabetes(as_frame=True).frame.drop(columns=[TARGET]).head(1).to_json(orient="records"))
+    with serving(bundle.path) as client:
+        pid = client.post("/v1/predict", json={"rows": row}).json()["prediction_ids"][0]
+        for bad in ("about 200", "nan", [1, 2]):
+            refused = client.post("/v1/feedback", json={"prediction_id": pid, "label": bad})
+            assert refused.status_code == 422
+            assert f"the corrected value {bad!r} of 'target' is not a number" in refused.json()["error"]["message"]
+        unknown = client.post("/v1/feedback", json={"prediction_id": "nobody", "label": "about 200"})
+        assert unknown.status_code == 404
+        assert client.post("/v1/feedback", json={"prediction_id": pid, "label": "152.5"}).status_code == 200
+    assert _labels() == [152.5]
+
+
+def test_retrain_refuses_a_stored_correction_that_is_not_a_number_naming_its_prediction(shared, tmp_path):
+    path, bundle = shared
+    ids = _log(bundle, load_diabetes(as_frame=True).frame.head(3), "req-")
+    for pid, label in zip(ids, ["140", "about 200", "90.5"], strict=True):  # stored before the import checked
+        record_feedback(pid, label)
     with pytest.raises(DataError, match=r"prediction 'req-1'.*'about 200' of 'target' is not a number"):
-        retrain(config, str(bundle.path), overrides=OVERRIDES, output=tmp_path / "challenger")
+        retrain(path, str(bundle.path), overrides=OVERRIDES, output=tmp_path / "challenger")
     assert not (tmp_path / "challenger").exists()
 
 

@@ -5,79 +5,21 @@ exactly, the server answers with spans, validate reports repaired BIO and span p
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 import yaml
+from entity_helpers import chinese_rows, tiny_config, write_jsonl
 from serving_helpers import serving
 
 import modelyard
 from modelyard.api import validate
 from modelyard.errors import DataError
 
-NAMES = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank"]
-CITIES = ["Paris", "Oslo", "Lima", "Cairo", "Tokyo", "Quito"]
-ZH_NAMES = ["张伟", "王芳", "李娜", "刘洋"]
-ZH_CITIES = ["北京", "上海", "广州", "成都"]
-
-
-def english_rows(count: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(count):
-        name, city = rng.choice(NAMES), rng.choice(CITIES)
-        text = f"{name} flew to {city} today ."
-        rows.append(
-            {
-                "text": text,
-                "entities": [
-                    {"start": 0, "end": len(name), "label": "PER"},
-                    {"start": text.index(city), "end": text.index(city) + len(city), "label": "LOC"},
-                ],
-            }
-        )
-    return rows
-
-
-def chinese_rows(count: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(count):
-        name, city = rng.choice(ZH_NAMES), rng.choice(ZH_CITIES)
-        text = f"昨天{name}去了{city}。"
-        rows.append(
-            {"text": text, "entities": [{"start": 2, "end": 4, "label": "PER"}, {"start": 6, "end": 8, "label": "LOC"}]}
-        )
-    return rows
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
-
-
-def tiny_config(folder: Path, rows, backbone: str, **train) -> Path:
-    config = {
-        "name": f"entities-{backbone}",
-        "task": "token_classification",
-        "data": {
-            "train": write_jsonl(folder / "train.jsonl", rows(48, 0)),
-            "validation": write_jsonl(folder / "validation.jsonl", rows(8, 1)),
-            "test": write_jsonl(folder / "test.jsonl", rows(8, 2)),
-        },
-        "model": {"backbone": backbone},
-        "train": {"epochs": 6, "batch_size": 8, "learning_rate": 3e-4, "early_stopping": None, **train},
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    return path
-
 
 @pytest.fixture(scope="module")
-def english_bundle(tmp_path_factory) -> modelyard.Model:
-    folder = tmp_path_factory.mktemp("entities-en")
-    return modelyard.train(tiny_config(folder, english_rows, "auto"), output=folder / "b", quiet=True, track=False)
+def english_bundle(entity_bundle) -> modelyard.Model:
+    return entity_bundle
 
 
 def assert_spans_slice(text: str, answer: dict) -> list[tuple[str, str]]:
@@ -145,3 +87,95 @@ def test_validate_reports_repaired_bio_and_refuses_overlapping_spans(tmp_path):
     (tmp_path / "d.yaml").write_text(yaml.safe_dump({**config, "data": {"train": str(bad)}}))
     with pytest.raises(DataError, match=rf"{bad}:1: entities 'New York' \(0-8\) and 'York' \(4-8\) overlap"):
         validate(tmp_path / "d.yaml")
+
+
+@pytest.mark.slow
+def test_onnx_export_keeps_the_entities_and_the_int8_export_is_checked_entity_by_entity(english_bundle, tmp_path):
+    from modelyard.export.exporter import export
+
+    onnx = export(english_bundle.path, "onnx", output=tmp_path / "onnx", latency_samples=1)
+    assert onnx.passed and onnx.report["accuracy"]["metric"] == "entity_f1"
+    assert onnx.report["parity"]["agreement"] == 1.0 and onnx.report["parity"]["entities"] > 0
+    exported = modelyard.load(onnx.path)
+    assert exported.manifest["runtime"] == "onnxruntime"
+    text = "Erin flew to Quito today ."
+    spans = [(s["start"], s["end"], s["label"]) for s in exported.predict([text])[0]["entities"]]
+    assert spans == [(s["start"], s["end"], s["label"]) for s in english_bundle.predict([text])[0]["entities"]]
+    int8 = export(english_bundle.path, "onnx", quantize="int8", output=tmp_path / "int8", latency_samples=1)
+    assert int8.report["quantize"] == "dynamic-int8" and int8.passed
+    assert int8.report["size_mb"]["exported"] < 0.5 * int8.report["size_mb"]["original"]
+    assert int8.report["accuracy"]["exported"] >= int8.report["accuracy"]["original"] - 0.01
+
+
+@pytest.mark.slow
+def test_explain_attributes_a_predicted_entity_to_the_tokens_of_the_text(english_bundle):
+    from modelyard.evaluation.explain import explain
+
+    text = "Dave flew to Lima today ."
+    person = explain(english_bundle, text)
+    assert person["entity"]["text"] == "Dave" and person["label"] == "PER"
+    assert person["tokens"][0] == "dave" and len(person["tokens"]) == len(person["attributions"])
+    assert max(range(len(person["tokens"])), key=person["attributions"].__getitem__) == 0  # the name itself
+    gap = person["output"] - person["baseline_output"]
+    assert sum(person["attributions"]) == pytest.approx(gap, abs=max(0.05 * abs(gap), person["convergence_delta"]))
+    with serving(english_bundle.path) as client:
+        place = client.post("/v1/explain", json={"input": text, "label": "LOC"})
+        missing = client.post("/v1/explain", json={"input": "no one went anywhere", "label": "PER"})
+    assert place.status_code == 200 and place.json()["entity"]["text"] == "Lima"
+    assert missing.status_code == 422 and "no PER entity found" in missing.json()["error"]["message"]
+
+
+def _spans(text: str, *pairs: tuple[str, str]) -> list[dict]:
+    return [{"start": text.index(w), "end": text.index(w) + len(w), "label": label} for w, label in pairs]
+
+
+@pytest.mark.slow
+def test_span_corrections_are_checked_against_the_text_and_retrain_gates_on_entity_f1(english_bundle, tmp_path):
+    from modelyard.errors import UserError
+    from modelyard.monitoring.feedback import import_feedback
+    from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord
+    from modelyard.monitoring.retrain import retrain
+
+    meetings = [("Erin", "Alice", "Cairo"), ("Bob", "Carol", "Lima"), ("Carol", "Frank", "Oslo"),
+                ("Dave", "Erin", "Paris"), ("Frank", "Dave", "Tokyo"), ("Alice", "Bob", "Quito"),
+                ("Bob", "Erin", "Lima"), ("Erin", "Carol", "Oslo")]  # fmt: skip
+    texts = [f"Yesterday {a} met {b} in {city} ." for a, b, city in meetings]
+    writer = PredictionLogWriter()
+    writer.append(
+        [PredictionRecord(f"t{i}", 1000.0 + i, english_bundle.name, "1", t, {}, 1.0) for i, t in enumerate(texts)]
+    )
+    writer.close()
+    rows = [
+        {"prediction_id": f"t{i}", "label": _spans(t, (a, "PER"), (b, "PER"), (city, "LOC"))}
+        for i, (t, (a, b, city)) in enumerate(zip(texts, meetings, strict=True))
+    ]
+    feedback = tmp_path / "spans.jsonl"
+    bad = [{**rows[0], "label": [{"start": 10, "end": 99, "label": "PER"}]}]
+    write_jsonl(feedback, [*rows[1:], *bad])
+    with pytest.raises(DataError, match=r"spans.jsonl, line 8: the spans: entity 0 \(10, 99\) lies outside the text"):
+        import_feedback(feedback, str(english_bundle.path))
+    write_jsonl(feedback, [{**rows[0], "label": _spans(texts[0], ("Erin", "ORG"))}])
+    with pytest.raises(UserError, match=r"line 1: label 'ORG' is not one of the model's 2 labels"):
+        import_feedback(feedback, str(english_bundle.path))
+    with serving(english_bundle.path) as client:
+        outside = client.post("/v1/feedback", json={"prediction_id": "t0", "label": bad[0]["label"]})
+        served = client.post("/v1/feedback", json={"prediction_id": "t0", "label": rows[0]["label"]})
+    assert outside.status_code == 422 and "lies outside the text" in outside.json()["error"]["message"]
+    assert served.status_code == 200
+    write_jsonl(feedback, rows[1:])
+    assert import_feedback(feedback, str(english_bundle.path))["imported"] == 7
+
+    config = english_bundle.path.parent / "config.yaml"
+    decision = retrain(config, str(english_bundle.path), overrides=["train.epochs=1"], output=tmp_path / "challenger")
+    assert decision["metric"] == "entity_f1"
+    assert decision["feedback"] == {"used_for_training": 6, "held_out": 2, "in_test_split": 0, "skipped": 0}
+    old, new = decision["champion"], decision["challenger"]
+    metrics = json.loads((english_bundle.path / "metrics.json").read_text())["test"]
+    assert old["entity_f1"] == pytest.approx(metrics["entity_f1"]) and set(old["per_class_f1"]) == {"LOC", "PER"}
+    assert old["feedback"]["samples"] == 2 and "entity_f1" in new["feedback"]
+    assert decision["promoted"] is (new["entity_f1"] > old["entity_f1"])
+    splits = english_bundle.task.prepare(english_bundle.config).splits
+    in_test = set(splits["test"]["text"].str.lower())  # template sentences repeat: those are not trained on
+    kept = sum(text.lower() not in in_test for text in splits["train"]["text"])
+    after = json.loads((Path(new["path"]) / "data_report.json").read_text())["splits"]["train"]
+    assert after == kept + 6

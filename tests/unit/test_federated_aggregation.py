@@ -58,3 +58,26 @@ def test_client_dp_clips_the_update_and_accounts_for_more_rounds():
     few, many = aggregate.dp_epsilon(5.0, 5, 1e-5), aggregate.dp_epsilon(5.0, 50, 1e-5)
     assert 0 < few < many
     assert aggregate.dp_epsilon(10.0, 5, 1e-5) < few  # more noise, less privacy spent
+
+
+def test_a_retried_round_never_reuses_a_pairwise_seed():
+    a, a_pub = aggregate.key_pair()
+    b, b_pub = aggregate.key_pair()
+    assert aggregate.shared_seed(a, b_pub, 3, attempt=1) == aggregate.shared_seed(b, a_pub, 3, attempt=1)
+    assert aggregate.shared_seed(a, b_pub, 3, attempt=1) != aggregate.shared_seed(a, b_pub, 3)
+
+
+def test_server_optimisers_move_parameters_and_only_average_buffers():
+    weights = np.zeros(4, dtype=np.float32)
+    is_parameter = np.array([True, True, True, False])  # the last entry: a batch norm running statistic
+    update = np.array([2.0, -4.0, 0.0, 6.0])  # the weighted sum over sites holding 2 samples: average /2
+    plain = aggregate.ServerOptimizer("sgd", 1.0, 0.9, is_parameter).step(weights, update, 2)
+    assert plain.tolist() == [1.0, -2.0, 0.0, 3.0]  # FedAvg
+    momentum = aggregate.ServerOptimizer("momentum", 0.1, 0.9, is_parameter)
+    first = momentum.step(weights, update, 2)
+    second = momentum.step(first, update, 2)
+    assert np.allclose(second[:3] - first[:3], 0.1 * (0.9 + 1) * np.array([1.0, -2.0, 0.0]))  # velocity builds
+    assert second[3] == 6.0  # the buffer is averaged each round, never accelerated
+    adam = aggregate.ServerOptimizer("adam", 0.01, 0.9, is_parameter).step(weights, update, 2)
+    assert np.allclose(adam[:2], [0.01 * 0.1 / (np.sqrt(0.01) + 1e-3), -0.01 * 0.2 / (np.sqrt(0.04) + 1e-3)])
+    assert adam[2] == 0.0 and adam[3] == 3.0

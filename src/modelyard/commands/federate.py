@@ -24,6 +24,10 @@ def _round_line(metric: str):
             f"round {entry['round']}: train loss {entry['train_loss']:.4f}, {shown} (site rows {counts})",
             highlight=False,
         )
+        for failed in entry.get("failed_attempts", []):
+            console.print(f"  attempt {failed['attempt']} refused: {escape(failed['reason'])}", highlight=False)
+        for dropped in entry.get("dropped", []):
+            console.print(f"  {escape(dropped['site'])} dropped out: {escape(dropped['reason'])}", highlight=False)
 
     return show
 
@@ -56,6 +60,7 @@ def federate(
     Each site:  modelyard federate site.yaml --join http://SERVER:8765 --site branch-a
     """
     from modelyard.api import default_output
+    from modelyard.commands.console import warn
     from modelyard.federated.rounds import Settings
     from modelyard.tasks import get_task, load_config
 
@@ -64,8 +69,10 @@ def federate(
     if join:
         from modelyard.federated.transport import join as join_federation
 
-        def told(round_: int, message) -> None:
+        def told(round_: int, message, reply: dict[str, Any]) -> None:
             console.print(f"round {round_ + 1}: trained on {message.samples} rows, loss {message.train_loss:.4f}")
+            if not reply.get("accepted"):
+                warn(f"the server did not take this update: {reply.get('reason')}")
 
         status = join_federation(cfg, join, site, token, on_round=told)
         print(json.dumps({"bundle_on_server": status["bundle"], "validation": status["validation"]}, indent=2))
@@ -85,12 +92,14 @@ def federate(
                 f"({federation.settings.rounds} rounds)"
             )
 
-        model = serve(cfg, settings, output, host or "127.0.0.1", int(port), token, show, ready)
+        model = serve(cfg, settings, output, host or "127.0.0.1", int(port), token, show, ready, warn)
     else:
         from modelyard.federated.simulate import simulate
 
-        model = simulate(cfg, settings, output, partition, alpha, on_round=show)
+        model = simulate(cfg, settings, output, partition, alpha, on_round=show, on_warning=warn)
     metrics = json.loads((model.path / "metrics.json").read_text(encoding="utf-8"))
     test = {k: v for k, v in metrics.get("test", {}).items() if isinstance(v, int | float)}
     console.print(f"test: {escape(json.dumps({k: round(v, 4) for k, v in list(test.items())[:6]}))}", highlight=False)
+    if model.version is not None:
+        console.print(f"registered as {escape(cfg.name)} version {model.version}", highlight=False)
     print(model.path)

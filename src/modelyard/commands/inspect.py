@@ -79,6 +79,9 @@ def explain(
         return
     out = Console()
     out.print(f"[bold]{result['label']}[/] ({result['score']:.3f}); {result['method']}")
+    if "entity" in result:  # an entity extractor: the span whose tags are explained
+        span = result["entity"]
+        out.print(f"entity {span['text']!r} at characters {span['start']}-{span['end']}")
     if "heatmap" in result:
         out.print(f"heat-map written to {result['heatmap']}")
         return

@@ -80,12 +80,32 @@ def import_(
 ) -> None:
     """Attach true labels to logged predictions; unknown prediction ids reject the whole file.
 
+    A chat model takes JSONL: {"prediction_id", "rating": "up"|"down", "corrected"} or preference pairs
+    {"prompt" or "messages", "chosen", "rejected"} (docs/preference_tuning.md). A multi-label model takes a label
+    set per row ("joy|love" or a JSON list), an entity extractor a JSON list of {start, end, label} spans.
+
     Example: modelyard feedback import corrections.csv --model models:/banking-intents@champion
     """
     from modelyard.monitoring.feedback import import_feedback
 
     result = import_feedback(file, model)
-    console.print(f"imported {result['imported']} feedback labels for {result['model']}")
+    pairs = f" ({result['ratings']} ratings, {result['pairs']} preference pairs)" if "pairs" in result else ""
+    console.print(f"imported {result['imported']} feedback labels for {result['model']}{pairs}")
+
+
+def _preference_summary(decision: dict[str, Any]) -> None:
+    for side in ("champion", "challenger"):
+        d = decision[side]
+        won = f", wins {d['win_rate']:.0%} of held-out pairs" if "win_rate" in d else ""
+        console.print(
+            f"[bold]{side}[/] v{d['version']}: preference margin {d['preference_margin']:.4f}, preference accuracy "
+            f"{d['preference_accuracy']:.4f}{won}, test loss {d['loss']:.4f}"
+        )
+    pref = decision["preference"]
+    console.print(f"DPO on {pref['used_for_training']} pairs, {pref['held_out_scored']} held out")
+    verdict = "[green]promoted[/]" if decision["promoted"] else "[yellow]not promoted[/]"
+    console.print(f"{verdict}: {decision['reason']}")
+    print(json.dumps({"promoted": decision["promoted"], "reason": decision["reason"]}))
 
 
 def retrain(
@@ -99,16 +119,27 @@ def retrain(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a config key")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="challenger bundle folder")] = None,
     json_: Annotated[bool, typer.Option("--json", help="print the decision as JSON")] = False,
+    beta: Annotated[float, typer.Option(min=0.001, help="chat models: DPO's beta")] = 0.1,
+    loss_tolerance: Annotated[
+        float, typer.Option(min=0.0, help="chat models: allowed relative rise of the test loss")
+    ] = 0.05,
 ) -> None:
     """Train a challenger on the training data plus feedback; promote it only if it beats the champion.
+
+    A chat model is tuned with DPO on preference pairs from its rated and corrected answers.
 
     Example: modelyard retrain examples/quickstart.yaml --model models:/banking-intents@champion
     """
     from modelyard.monitoring.retrain import retrain as run_retrain
 
-    decision = run_retrain(config, model, margin, guard_class or [], set_ or [], output, alias)
+    decision = run_retrain(
+        config, model, margin, guard_class or [], set_ or [], output, alias, beta=beta, loss_tolerance=loss_tolerance
+    )
     if json_:
         _print_json(decision)
+        return
+    if "preference" in decision:
+        _preference_summary(decision)
         return
     for side in ("champion", "challenger"):
         d = decision[side]

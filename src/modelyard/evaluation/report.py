@@ -27,6 +27,7 @@ from modelyard.evaluation import (
     label_noise_report,
     model_card,
     multilabel_report,
+    multimodal_report,
     plots,
     speech_report,
     tabular_report,
@@ -55,6 +56,7 @@ PROVIDERS = (
     task_report,
     speech_report,
     multilabel_report,
+    multimodal_report,
     entity_report,
     detection_report,
 )
@@ -151,17 +153,26 @@ def _federation(context: ReportContext) -> list[Section]:
     if not settings:
         return []
     main = context.model.task.main_metric
-    names = [c["site"] for c in context.history[0].get("clients", [])] if context.history else []
+    seen = [x["site"] for h in context.history for x in [*h.get("clients", []), *h.get("dropped", [])]]
+    names = settings.get("sites") or list(dict.fromkeys(seen))
+
+    def cell(entry: dict[str, Any], site: str) -> str:
+        """A site's rows and loss in a round, or why the round went on without it."""
+        for c in entry.get("clients", []):
+            if c["site"] == site:
+                return f"{c['samples']} rows, loss {_cell(c.get('train_loss'))}"
+        return next((f"dropped: {d['reason']}" for d in entry.get("dropped", []) if d["site"] == site), "–")
+
     rows = [
         [
             h.get("round"),
             _cell(h.get("validation", {}).get(main)),
             _cell(h.get("train_loss")),
-            *(f"{c['samples']} rows, loss {_cell(c.get('train_loss'))}" for c in h.get("clients", [])),
+            *(cell(h, n) for n in names),
         ]
         for h in context.history
     ]
-    shown = {k: v for k, v in settings.items() if k != "label_counts"}
+    shown = {k: v for k, v in settings.items() if k not in ("label_counts", "sites")}
     blocks: list[Any] = [Text(", ".join(f"{k}: {v}" for k, v in shown.items()))]
     blocks.append(Table(["round", f"validation {main}", "train loss", *names], rows))
     if settings.get("label_counts"):

@@ -15,6 +15,9 @@ Both models answer the same validation inputs in one run; the learner's `export_
 - "transcripts" (speech recognisers): `agreement` is the share of utterances transcribed identically,
   `max_abs_diff` the WER between the two models' transcripts, `accuracy` holds the WER against the references;
   the export fails when WER rises more than `max_wer_increase` (half a point), absolutely.
+- "entities" (entity extractors): `agreement` is the share of texts whose entity spans (type and words) are
+  unchanged, `max_abs_diff` the largest per-word tag-probability difference, `accuracy` holds the entity F1
+  against the true spans (higher is better, like accuracy).
 - "detections" (detectors): `agreement` is the share of images whose confident boxes match one to one,
   `accuracy` holds mAP@0.5 against the true boxes (higher is better, like accuracy), `map50_95` beside it.
 `accuracy.metric` names the metric either way. Single-input latency and batch throughput (both interleaved, so
@@ -38,7 +41,7 @@ from modelyard.protocols import Learner
 WARMUP = 3
 THROUGHPUT_CHUNK = 256  # batched throughput alternates the models every this many inputs
 FORECAST_RTOL = 0.01  # a forecast value "agrees" within 1% of the window's mean absolute original forecast
-KINDS = ("probabilities", "forecasts", "next_token", "transcripts", "label_sets", "detections")
+KINDS = ("probabilities", "forecasts", "next_token", "transcripts", "label_sets", "detections", "entities")
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,37 @@ def _detections(learner: Any) -> Any:
     return compare
 
 
+def _entities(tags: list[str]) -> Any:
+    """The comparison of two entity extractors' per-text (words, tags) probabilities, decoded with `tags`."""
+    from modelyard.data.entities import tag_spans
+    from modelyard.metrics.entities import entity_metrics
+
+    def spans(words: np.ndarray) -> list[tuple[Any, ...]]:
+        decoded = [tags[i] for i in words.argmax(-1)] if len(words) else []
+        found = tag_spans(" " * len(decoded), [(i, i + 1) for i in range(len(decoded))], decoded)
+        return [(s["start"], s["end"], s["label"]) for s in found]  # word positions, not characters
+
+    def compare(ref: np.ndarray, new: np.ndarray, targets: np.ndarray, names: tuple[str, str]) -> dict:
+        a, b = names
+        decoded = [[[tags[i] for i in w.argmax(-1)] if len(w) else [] for w in side] for side in (ref, new)]
+        diffs = [float(np.abs(x - y).max()) for x, y in zip(ref, new, strict=True) if len(x)]
+        gold = [list(t) for t in targets]
+        scores = [entity_metrics(gold, d).get("entity_f1", 0.0) for d in decoded]
+        same = [spans(x) == spans(y) for x, y in zip(ref, new, strict=True)]
+        return {
+            "parity": {
+                "agreement": round(float(np.mean(same)), 4),
+                "max_abs_diff": max(diffs, default=0.0),
+                "compared": "per-word tag probabilities; agreement = share of texts with the same entity spans",
+                "entities": sum(len(spans(x)) for x in ref),
+                "words_retagged": sum(x != y for r, n in zip(*decoded, strict=True) for x, y in zip(r, n, strict=True)),
+            },
+            "accuracy": {a: round(scores[0], 4), b: round(scores[1], 4), "metric": "entity_f1"},
+        }
+
+    return compare
+
+
 COMPARE: dict[str, Any] = {
     "probabilities": _probabilities,
     "forecasts": _forecasts,
@@ -243,6 +277,8 @@ def compare(
     scorer = (
         _label_sets(reference.decide)
         if kind(reference) == "label_sets"
+        else _entities(reference.tags)
+        if kind(reference) == "entities"
         else _detections(reference)
         if kind(reference) == "detections"
         else COMPARE[kind(reference)]
@@ -279,9 +315,9 @@ def problems(
         )
     metric = report["accuracy"].get("metric", "accuracy")
     before, after = (report["accuracy"][n] for n in names)
-    if metric in ("accuracy", "map50") and before - after > tolerance.max_accuracy_drop:
+    if metric in ("accuracy", "map50", "entity_f1") and before - after > tolerance.max_accuracy_drop:
         found.append(
-            f"accuracy fell {100 * (before - after):.2f} points ({before:.2%} -> {after:.2%}), more "
+            f"{metric} fell {100 * (before - after):.2f} points ({before:.2%} -> {after:.2%}), more "
             f"than the {100 * tolerance.max_accuracy_drop:.2f} allowed"
         )
     if metric == "wer" and after - before > tolerance.max_wer_increase:
@@ -289,7 +325,7 @@ def problems(
             f"WER rose {100 * (after - before):.2f} points ({before:.2%} -> {after:.2%}), more than the "
             f"{100 * tolerance.max_wer_increase:.2f} allowed"
         )
-    if metric not in ("accuracy", "map50", "wer") and after > before * (1 + tolerance.max_error_increase):
+    if metric not in ("accuracy", "map50", "entity_f1", "wer") and after > before * (1 + tolerance.max_error_increase):
         found.append(
             f"{metric} rose {after / before - 1:.2%} ({before:.4g} -> {after:.4g}), more than the "
             f"{tolerance.max_error_increase:.2%} allowed"

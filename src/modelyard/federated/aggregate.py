@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -49,9 +51,44 @@ def assign(module: torch.nn.Module, names: list[str], flat: np.ndarray) -> None:
         raise ValueError(f"update has {len(vector)} values, the model's shared state {offset}")
 
 
-def fedavg(weights: np.ndarray, weighted_sum: np.ndarray, samples: int) -> np.ndarray:
-    """FedAvg (McMahan et al. 2017) with server rate 1: w + sum_k n_k * delta_k / sum_k n_k."""
-    return (weights.astype(np.float64) + weighted_sum.astype(np.float64) / max(1, samples)).astype(np.float32)
+def parameter_mask(module: torch.nn.Module, names: list[str]) -> np.ndarray:
+    """True where the flat vector holds a parameter, False for buffers (batch norm's running statistics)."""
+    tensors, params = _tensors(module), dict(module.named_parameters())
+    return np.concatenate([np.full(tensors[n].numel(), n in params) for n in names])
+
+
+@dataclass
+class ServerOptimizer:
+    """How the sites' average update moves the global model (Reddi et al. 2021, "Adaptive Federated
+    Optimization"): `sgd` at rate 1 is FedAvg (McMahan et al. 2017), `momentum` is FedAvgM (Hsu et al. 2019),
+    `adam` is FedAdam. Buffers (batch norm's running statistics) are always plainly averaged: a momentum or
+    adaptive step could push a running variance below zero."""
+
+    kind: Literal["sgd", "momentum", "adam"]
+    lr: float
+    momentum: float
+    parameters: np.ndarray  # parameter_mask: where the server's optimiser applies
+    first: np.ndarray | None = None  # momentum buffer (momentum) or first moment (adam)
+    second: np.ndarray | None = None  # adam's second moment
+    tau: float = 1e-3  # adam's adaptivity floor (Reddi et al.'s tau)
+    beta2: float = 0.99
+
+    def step(self, weights: np.ndarray, weighted_sum: np.ndarray, samples: int) -> np.ndarray:
+        """The next global weights from sum_k n_k * delta_k over the reporting sites (renormalised by their n)."""
+        update = weighted_sum.astype(np.float64) / max(1, samples)
+        move = update.copy()
+        if self.kind == "momentum":
+            self.first = update if self.first is None else self.momentum * self.first + update
+            move = self.lr * self.first
+        elif self.kind == "adam":
+            zero = np.zeros_like(update)
+            self.first = self.momentum * (zero if self.first is None else self.first) + (1 - self.momentum) * update
+            self.second = self.beta2 * (zero if self.second is None else self.second) + (1 - self.beta2) * update**2
+            move = self.lr * self.first / (np.sqrt(self.second) + self.tau)
+        elif self.lr != 1.0:
+            move = self.lr * update
+        move = np.where(self.parameters, move, update)
+        return (weights.astype(np.float64) + move).astype(np.float32)
 
 
 # differential privacy at the client ---------------------------------------------------------------------------
@@ -84,12 +121,14 @@ def key_pair() -> tuple[object, bytes]:
     return private, private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def shared_seed(private: object, peer_public: bytes, round_: int) -> int:
-    """The seed two clients agree on without the server learning it (X25519 Diffie-Hellman), fresh each round."""
+def shared_seed(private: object, peer_public: bytes, round_: int, attempt: int = 0) -> int:
+    """The seed two clients agree on without the server learning it (X25519 Diffie-Hellman), fresh each round
+    and each attempt at it (a retried round never reuses masks)."""
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
     secret = private.exchange(X25519PublicKey.from_public_bytes(peer_public))
-    return int.from_bytes(hashlib.sha256(secret + round_.to_bytes(8, "big")).digest()[:8], "big")
+    salt = round_.to_bytes(8, "big") + attempt.to_bytes(8, "big")
+    return int.from_bytes(hashlib.sha256(secret + salt).digest()[:8], "big")
 
 
 def quantise(vector: np.ndarray) -> np.ndarray:

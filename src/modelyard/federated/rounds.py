@@ -16,12 +16,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from modelyard.config import Config
-from modelyard.errors import ConfigError
+from modelyard.config import Config, FederatedConfig
+from modelyard.errors import ConfigError, UserError
 from modelyard.federated import aggregate, sites
 from modelyard.federated.local import LocalResult, LocalSettings, train_locally
 from modelyard.protocols import Learner, PreparedData
 from modelyard.tasks import get_task
+from modelyard.training.callbacks import TrainerControl, TrainerState
 
 MIN_LR_SHARE = 0.1  # the round learning rate decays (cosine) to this share of the first round's
 
@@ -75,15 +76,36 @@ class Federation:
     started: float = field(default_factory=time.perf_counter)
     samples_seen: int = 0
     best: tuple[float, int, np.ndarray] | None = None  # (signed main metric, round, weights): restored at the end
+    attempt: int = 0  # this round's attempt: a round short of sites is run again (fresh masks)
+    failed_attempts: list[dict[str, Any]] = field(default_factory=list)
+    sitting_out: set[str] = field(default_factory=set)  # secure aggregation: sites left out of this round's retry
+    tracker: Any = None  # tracking.callback.TrackingCallback, or None when tracking is off
+    server: aggregate.ServerOptimizer | None = None  # FedAvg, FedAvgM or FedAdam: built by `start`
+    sent: dict[str, list[float]] = field(default_factory=dict)  # per site: each update's DP-SGD epsilon (or 0)
 
     @classmethod
-    def start(cls, config: Config, settings: Settings, data: PreparedData | None = None) -> Federation:
-        """Prepare the server's data (validation, test, and the rows that fix labels and preprocessing) and build
-        the global model from it."""
+    def start(
+        cls,
+        config: Config,
+        settings: Settings,
+        data: PreparedData | None = None,
+        track: bool = True,
+        on_warning: Any = None,
+    ) -> Federation:
+        """Prepare the server's data (validation, test, and the rows that fix labels and preprocessing), build
+        the global model from it and open the tracking run (as `train` does, unless MODELYARD_TRACKING is off)."""
         from accelerate.utils import set_seed
 
         settings.check()
         sites.check_task(config)
+        options = config.federated or FederatedConfig()
+        floor = 2 if settings.secure_aggregation else 1
+        if options.min_sites is not None and not floor <= options.min_sites <= settings.clients:
+            raise ConfigError(
+                f"federated.min_sites {options.min_sites} must lie between {floor} and the {settings.clients} sites",
+                "secure aggregation needs 2: one site's sum is its own update" if floor == 2 else None,
+            )
+        config = config.model_copy(update={"federated": options})  # the bundle's config.yaml records it
         if config.train.privacy is not None and (settings.strategy == "fedprox" or settings.dp_noise is not None):
             raise ConfigError(
                 "train.privacy (DP-SGD at each site) cannot be combined with FedProx or --dp-noise",
@@ -110,11 +132,60 @@ class Federation:
             )
         names = aggregate.trainable_names(local.module)
         lr = config.train.learning_rate or defaults.get("learning_rate", 1e-3)
-        return cls(config, data, settings, learner, names, aggregate.flatten(local.module, names), lr)
+        federation = cls(config, data, settings, learner, names, aggregate.flatten(local.module, names), lr)
+        kind = options.server_optimizer
+        default_lr = {"sgd": 1.0, "momentum": 1 - options.server_momentum, "adam": 0.01}[kind]
+        server_lr = options.server_lr or default_lr
+        mask = aggregate.parameter_mask(local.module, names)
+        federation.server = aggregate.ServerOptimizer(kind, server_lr, options.server_momentum, mask)
+        federation.tracker = _tracker(track, on_warning)
+        if federation.tracker is not None:
+            federation.tracker.on_train_begin(TrainerState(), TrainerControl(), config)
+        return federation
 
     @property
     def done(self) -> bool:
         return self.round >= self.settings.rounds
+
+    @property
+    def min_sites(self) -> int:
+        """Updates a round needs: `federated.min_sites`, else half the sites (2 under secure aggregation)."""
+        floor = 2 if self.settings.secure_aggregation else 1
+        return self.config.federated.min_sites or max(floor, math.ceil(self.settings.clients / 2))
+
+    def takes_part(self, site: str) -> bool:
+        """Whether `site` is asked for this attempt (a secure-aggregation retry leaves out who went missing)."""
+        return site not in self.sitting_out
+
+    def close(self, messages: list[Message], missing: dict[str, str]) -> dict[str, Any] | None:
+        """End this round's attempt. The sites that reported are averaged (weights renormalised over their
+        samples) unless fewer than `min_sites` reported or, under secure aggregation, any site is missing: the
+        pairwise masks it shared with the others then do not cancel, so the attempt is refused and None returned
+        for the caller to run the round again (the missing sites sitting it out). Raises once the retries are
+        spent. `missing` maps each site that did not report to why."""
+        for m in messages:  # every update a site sent counts for its privacy budget, a refused attempt's too
+            self.sent.setdefault(m.site, []).append(m.epsilon or 0.0)
+        reported = len(messages)
+        reason = ""
+        if reported < self.min_sites:
+            reason = f"{reported} of {reported + len(missing)} sites reported, fewer than min_sites {self.min_sites}"
+        elif missing and self.settings.secure_aggregation:
+            reason = "secure aggregation: the masks the missing sites shared with the others cannot be removed"
+        if not reason:
+            return self.aggregate(messages, missing)
+        self.failed_attempts.append(
+            {"attempt": self.attempt + 1, "reported": [m.site for m in messages], "missing": missing, "reason": reason}
+        )
+        self.attempt += 1
+        if self.attempt > self.config.federated.round_retries:
+            who = ", ".join(f"{site} ({why})" for site, why in missing.items()) or "none"
+            raise UserError(
+                f"round {self.round + 1} failed {self.attempt} times; last: {reason}; missing sites: {who}",
+                "bring the sites back, or lower federated.min_sites / raise federated.round_retries",
+            )
+        enough = reported >= self.min_sites
+        self.sitting_out = self.sitting_out | set(missing) if self.settings.secure_aggregation and enough else set()
+        return None
 
     def local_settings(self, site: int) -> LocalSettings:
         """This round's request: local epochs, a learning rate decayed over rounds (cosine), FedProx's mu."""
@@ -124,14 +195,14 @@ class Federation:
         seed = self.config.train.seed + 1000 * (self.round + 1) + site
         return LocalSettings(self.settings.local_epochs, self.base_lr * factor, mu, seed, self.settings.rounds)
 
-    def aggregate(self, messages: list[Message]) -> dict[str, Any]:
-        """The next global model from every site's message, validated on the server's validation split."""
+    def aggregate(self, messages: list[Message], missing: dict[str, str] | None = None) -> dict[str, Any]:
+        """The next global model from the reporting sites' messages, validated on the server's validation split."""
         samples = sum(m.samples for m in messages)
         if self.settings.secure_aggregation:
             total = aggregate.unmask_sum([m.payload for m in messages])
         else:
             total = np.sum([m.payload.astype(np.float64) for m in messages], axis=0)
-        self.weights = aggregate.fedavg(self.weights, total, samples)
+        self.weights = self.server.step(self.weights, total, samples)
         local = sites.local_learner(self.learner)
         aggregate.assign(local.module, self.names, self.weights)
         validation = self.data.splits["validation"]
@@ -152,8 +223,21 @@ class Federation:
                 | ({"epsilon": m.epsilon} if m.epsilon is not None else {})
                 for m in messages
             ],
+            "sites_reported": len(messages),
+            "attempts": self.attempt + 1,
         }
+        reported = {m.site for m in messages}
+        absent = {site: why for failed in self.failed_attempts for site, why in failed["missing"].items()}
+        absent = {site: why for site, why in {**absent, **(missing or {})}.items() if site not in reported}
+        entry["sites_dropped"] = len(absent)
+        if absent:  # who this round's model lacks: missing now, or sitting out since a refused attempt
+            entry["dropped"] = [{"site": site, "reason": why} for site, why in absent.items()]
+        if self.failed_attempts:
+            entry["failed_attempts"] = self.failed_attempts
+        self.attempt, self.failed_attempts, self.sitting_out = 0, [], set()
         self.history.append(entry)
+        if self.tracker is not None:
+            self.tracker.log_entry(entry)
         task = get_task(self.config.task)
         if task.main_metric in metrics:  # keep the best round on validation, as the training loop keeps its epoch
             signed = metrics[task.main_metric] * (1 if task.greater_is_better else -1)
@@ -185,18 +269,22 @@ class Federation:
         s = self.settings
         summary = {**asdict(s), "clients_samples": [c["samples"] for c in self.history[-1]["clients"]]}
         summary["best_round"] = self.best[1] if self.best is not None else self.round
+        summary["min_sites"] = self.min_sites
+        summary["dropouts"] = sum(e["sites_dropped"] for e in self.history)
+        summary.update({k: v for k, v in (extra_report or {}).items() if k in ("mode", "partition", "alpha")})
         if s.strategy != "fedprox":
             summary.pop("mu")
         privacy = {}
+        releases = max((len(v) for v in self.sent.values()), default=0)  # retried rounds release updates twice
         if s.dp_noise is not None:
-            privacy = {"epsilon": round(aggregate.dp_epsilon(s.dp_noise, s.rounds, s.dp_delta), 4), "delta": s.dp_delta}
-            summary["dp_accounting"] = "client-level Gaussian mechanism, RDP over rounds, no subsampling (local DP)"
-        spent: dict[str, float] = {}
-        for entry in self.history:
-            for c in entry["clients"]:
-                spent[c["site"]] = spent.get(c["site"], 0.0) + c.get("epsilon", 0.0)
-        if self.config.train.privacy is not None and spent:
-            privacy = {"epsilon": round(max(spent.values()), 4), "delta": self.config.train.privacy.delta}
+            epsilon = aggregate.dp_epsilon(s.dp_noise, releases, s.dp_delta)
+            privacy = {"epsilon": round(epsilon, 4), "delta": s.dp_delta}
+            summary["dp_accounting"] = (
+                "client-level Gaussian mechanism, RDP over updates sent, no subsampling (local DP)"
+            )
+        if self.config.train.privacy is not None and self.sent:
+            delta = self.config.train.privacy.delta * releases / s.rounds  # each update spent delta / rounds
+            privacy = {"epsilon": round(max(sum(v) for v in self.sent.values()), 4), "delta": delta}
             summary["dp_accounting"] = "DP-SGD at each site (train.privacy), budget split over rounds, summed"
         self.data.report["federation"] = {**summary, **(extra_report or {}), **privacy}
         resolved = self.config.model_copy(update={"train": train})
@@ -210,7 +298,25 @@ class Federation:
             False,
             extra={"federation": summary, **privacy},
         )
-        return load(output)
+        model = load(output)
+        if self.tracker is not None:
+            version = self.tracker.finish(output, {**self.data.report, "warnings": self.data.warnings})
+            if version is not None:
+                model.version = str(version.version)
+        return model
+
+    def fail(self) -> None:
+        """Mark the tracking run failed (the federation raised or its server stopped early); never raises."""
+        if self.tracker is not None:
+            self.tracker.fail()
+
+
+def _tracker(track: bool, on_warning: Any):
+    """The MLflow run `train` would log, unless MODELYARD_TRACKING is off; store problems only warn."""
+    from modelyard.tracking.callback import TrackingCallback
+    from modelyard.tracking.store import tracking_wanted
+
+    return TrackingCallback(warn=on_warning) if track and tracking_wanted() else None
 
 
 def site_message(

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from modelyard.config import Config
 from modelyard.federated import aggregate, partition, sites
 from modelyard.federated.rounds import Federation, Settings, site_message
@@ -21,9 +23,14 @@ def simulate(
     alpha: float = 0.5,
     on_round: Callable[[dict[str, Any]], None] | None = None,
     on_start: Callable[[Federation], None] | None = None,
+    track: bool = True,
+    on_warning: Callable[[str], None] | None = None,
 ):
-    """Partition the training split among `settings.clients` sites, run the rounds, write the bundle."""
-    federation = Federation.start(config, settings)
+    """Partition the training split among `settings.clients` sites, run the rounds, write the bundle.
+
+    With `federated.dropout` p, each asked site fails to report with probability p (drawn from the round's
+    seed, so a run repeats); the round then goes on as `Federation.close` decides."""
+    federation = Federation.start(config, settings, track=track, on_warning=on_warning)
     config, train = federation.config, federation.data.splits["train"]
     seed = config.train.seed
     if split == "dirichlet":
@@ -35,37 +42,46 @@ def simulate(
         counts = None
     local = [sites.local_data(federation.learner, train.iloc[rows]) for rows in parts]
     keys = [aggregate.key_pair() for _ in parts] if settings.secure_aggregation else []
+    names = [f"site-{k}" for k in range(len(parts))]
+    dropout = config.federated.dropout
     if on_start is not None:
         on_start(federation)
-    while not federation.done:
-        messages = []
-        for k, data in enumerate(local):
-            masks = None
-            if keys:
-                peers = {
-                    j: aggregate.shared_seed(keys[k][0], keys[j][1], federation.round)
-                    for j in range(len(keys))
-                    if j != k
-                }
-                masks = (k, peers)
-            request = federation.local_settings(k)
-            messages.append(
-                site_message(
-                    federation.learner,
-                    federation.names,
-                    federation.weights,
-                    data,
-                    config,
-                    request,
-                    settings,
-                    f"site-{k}",
-                    masks,
+    try:
+        while not federation.done:
+            asked = [k for k in range(len(parts)) if federation.takes_part(names[k])]
+            draw = np.random.default_rng([seed, federation.round, federation.attempt]).random(len(parts))
+            why = f"simulated dropout (federated.dropout {dropout:g})"
+            missing = {names[k]: why for k in asked if draw[k] < dropout}
+            messages = []
+            for k in asked:
+                if names[k] in missing:
+                    continue
+                masks = None
+                if keys:  # masks with every site asked, dropped or not: a dropout's masks stay in the sum
+                    round_ = (federation.round, federation.attempt)
+                    masks = (k, {j: aggregate.shared_seed(keys[k][0], keys[j][1], *round_) for j in asked if j != k})
+                request = federation.local_settings(k)
+                messages.append(
+                    site_message(
+                        federation.learner,
+                        federation.names,
+                        federation.weights,
+                        local[k],
+                        config,
+                        request,
+                        settings,
+                        names[k],
+                        masks,
+                    )
                 )
-            )
-        entry = federation.aggregate(messages)
-        if on_round is not None:
-            on_round(entry)
-    report = {"mode": "simulation", "partition": split, **({"alpha": alpha} if split == "dirichlet" else {})}
-    if counts is not None:
-        report["label_counts"] = counts
-    return federation.finish(output, report)
+            entry = federation.close(messages, missing)
+            if entry is not None and on_round is not None:
+                on_round(entry)
+        report = {"mode": "simulation", "partition": split, **({"alpha": alpha} if split == "dirichlet" else {})}
+        report["sites"] = names
+        if counts is not None:
+            report["label_counts"] = counts
+        return federation.finish(output, report)
+    except BaseException:
+        federation.fail()
+        raise

@@ -5,10 +5,14 @@ Protocol (JSON unless noted; every site polls, so no site needs an open port):
   GET  /v1/federation            task, rounds, secure aggregation, DP, parameter count and names' hash
   POST /v1/federation/join       {"site", "public_key"} -> {"client_id"}; refused once N sites have joined
   GET  /v1/federation/package    tar.gz: the global model's architecture and preprocessing (`sites.package`)
-  GET  /v1/federation/status     phase (joining | training | finishing | done | failed), round, this round's
-                                 local settings, the other sites' public keys
+  GET  /v1/federation/status     phase (joining | training | finishing | done | failed), round, attempt, this
+                                 round's local settings, the public keys of the other sites asked this attempt
   GET  /v1/federation/weights    float32 bytes: the global trainable parameters
-  POST /v1/federation/update     bytes: the site's message (float32, or uint64 when masked)
+  POST /v1/federation/update     bytes: the site's message (float32, or uint64 when masked); a late or stale
+                                 update is answered {"accepted": false, "reason"} and the site goes on
+  POST /v1/federation/leave      {"client_id", "reason"}: a site whose local training failed drops out
+A round closes when every asked site has reported or left, or `federated.round_timeout_s` after it opened;
+`Federation.close` then averages who reported, or refuses the attempt and the round runs again.
 Requests carry `Authorization: Bearer TOKEN` when the server was given a token. Plain HTTP: put TLS in front
 (a reverse proxy) between machines; the masks hide updates from the server, not from the network.
 """
@@ -16,6 +20,7 @@ Requests carry `Authorization: Bearer TOKEN` when the server was given a token. 
 from __future__ import annotations
 
 import hashlib
+import math
 import tempfile
 import threading
 import time
@@ -51,7 +56,12 @@ class Coordinator:
         self.lock = threading.Lock()
         self.sites: dict[int, dict[str, Any]] = {}
         self.pending: dict[int, Message] = {}
+        self.asked: set[int] = set()  # the sites this attempt waits for
+        self.left: dict[int, str] = {}  # sites that dropped out for good, and why
+        self.deadline = math.inf
         self.phase, self.error, self.told_done = "joining", "", set()
+        self.model = None  # the loaded bundle, once written
+        self.reporters: set[int] = set()  # the sites in the last aggregated round: the server waits to tell them
 
     def info(self) -> dict[str, Any]:
         f, s = self.federation, self.federation.settings
@@ -74,19 +84,31 @@ class Coordinator:
             if self.federation.settings.secure_aggregation and not public_key:
                 raise UserError("this federation uses secure aggregation: a site must send its public key")
             client_id = len(self.sites)
-            self.sites[client_id] = {"site": site or f"site-{client_id}", "public_key": public_key}
+            name = site or f"site-{client_id}"
+            if any(v["site"] == name for v in self.sites.values()):  # the history tells sites apart by name
+                raise UserError(f"a site named {name!r} has already joined", "give each site its own --site name")
+            self.sites[client_id] = {"site": name, "public_key": public_key}
             if len(self.sites) == self.federation.settings.clients:
                 self.phase = "training"
+                self._open()
             return client_id
+
+    def _open(self) -> None:
+        """Start an attempt at the current round: every site still in the federation, less those sitting it out."""
+        self.pending = {}
+        self.asked = {k for k, v in self.sites.items() if k not in self.left and self.federation.takes_part(v["site"])}
+        self.deadline = time.monotonic() + self.federation.config.federated.round_timeout_s
 
     def status(self, client_id: int) -> dict[str, Any]:
         with self.lock:
             if client_id not in self.sites:
                 raise UserError(f"unknown client id {client_id}: join first")
-            out: dict[str, Any] = {"phase": self.phase, "round": self.federation.round, "error": self.error}
+            f = self.federation
+            out: dict[str, Any] = {"phase": self.phase, "round": f.round, "attempt": f.attempt, "error": self.error}
             if self.phase == "training":
-                out["local"] = asdict(self.federation.local_settings(client_id))
-                out["peers"] = {str(k): v["public_key"] for k, v in self.sites.items() if k != client_id}
+                out["asked"] = client_id in self.asked
+                out["local"] = asdict(f.local_settings(client_id))
+                out["peers"] = {str(k): self.sites[k]["public_key"] for k in self.asked if k != client_id}
                 out["submitted"] = client_id in self.pending
             if self.phase == "done":
                 self.told_done.add(client_id)
@@ -99,33 +121,79 @@ class Coordinator:
             return self.federation.weights.astype(np.float32).tobytes()
 
     def submit(
-        self, client_id: int, round_: int, samples: int, loss: float, dtype: str, body: bytes, epsilon: float | None
-    ) -> None:
+        self,
+        client_id: int,
+        round_: int,
+        attempt: int,
+        samples: int,
+        loss: float,
+        dtype: str,
+        body: bytes,
+        epsilon: float | None,
+    ) -> dict[str, Any]:
+        """Take one site's update; a late one (its round closed without it) is declined, not an error."""
         with self.lock:
-            if self.phase != "training" or round_ != self.federation.round or client_id not in self.sites:
-                raise UserError(
-                    f"update for round {round_} refused: the server is {self.phase}, round {self.federation.round}"
-                )
+            f = self.federation
+            if client_id not in self.sites:
+                raise UserError(f"unknown client id {client_id}: join first")
+            # a refused attempt leaves the weights as they were, so without masks (which are per attempt) an
+            # update trained for an earlier attempt at this round is as good as a new one
+            same = attempt == f.attempt or not f.settings.secure_aggregation
+            current = self.phase == "training" and round_ == f.round and same and client_id in self.asked
+            if not current:
+                why = f"round {round_ + 1} attempt {attempt + 1} is closed (the server is {self.phase}, round "
+                return {"accepted": False, "reason": why + f"{f.round + 1} attempt {f.attempt + 1})"}
             payload = np.frombuffer(body, dtype=np.uint64 if dtype == "uint64" else np.float32).copy()
-            if len(payload) != len(self.federation.weights):
-                raise UserError(f"update has {len(payload)} values; the model has {len(self.federation.weights)}")
+            if len(payload) != len(f.weights):
+                raise UserError(f"update has {len(payload)} values; the model has {len(f.weights)}")
             site = self.sites[client_id]["site"]
             self.pending[client_id] = Message(site, samples, payload, loss, epsilon=epsilon)
-            if len(self.pending) < len(self.sites):
-                return
-            messages = [self.pending[k] for k in sorted(self.pending)]
-            self.pending = {}
-            entry = self.federation.aggregate(messages)
+            if self.asked <= set(self.pending) | set(self.left):
+                self._close()
+            return {"accepted": True}
+
+    def leave(self, client_id: int, reason: str) -> None:
+        """A site that cannot go on (its local training failed) leaves for good; the round does not wait for it."""
+        with self.lock:
+            if client_id not in self.sites:
+                raise UserError(f"unknown client id {client_id}: join first")
+            self.left[client_id] = f"left: {reason[:300]}"
+            if self.phase == "training" and self.asked <= set(self.pending) | set(self.left):
+                self._close()
+
+    def tick(self) -> None:
+        """Close the round when its time is up: the sites that have not reported count as dropped out."""
+        with self.lock:
+            if self.phase == "training" and time.monotonic() > self.deadline:
+                self._close()
+
+    def _close(self) -> None:
+        """(Lock held.) Aggregate or refuse this attempt (`Federation.close`), then open the next one."""
+        timeout = self.federation.config.federated.round_timeout_s
+        missing = {
+            self.sites[k]["site"]: self.left.get(k, f"no update within {timeout:g} s")
+            for k in sorted(self.asked - set(self.pending))
+        }
+        messages = [self.pending[k] for k in sorted(self.pending)]
+        try:
+            entry = self.federation.close(messages, missing)
+        except UserError as error:
+            self.error, self.phase = str(error.message), "failed"
+            return
+        if entry is not None:
+            self.reporters = set(self.pending)
             if self.on_round is not None:
                 self.on_round(entry)
-            if self.federation.done:
-                self.phase = "finishing"
-        if self.phase == "finishing":
+        if self.federation.done:
+            self.phase = "finishing"
             threading.Thread(target=self._finish, daemon=True).start()
+        else:
+            self._open()
 
     def _finish(self) -> None:
         try:
-            self.federation.finish(self.output, {"mode": "server", "sites": [s["site"] for s in self.sites.values()]})
+            sites_ = [s["site"] for s in self.sites.values()]
+            self.model = self.federation.finish(self.output, {"mode": "server", "sites": sites_})
             self.phase = "done"
         except Exception as error:  # reported to the sites and re-raised by `serve` after shutdown
             self.error, self.phase = str(getattr(error, "message", error)), "failed"
@@ -171,12 +239,18 @@ def make_app(coordinator: Coordinator):
         round: int,
         samples: int,
         loss: float,
+        attempt: int = 0,
         epsilon: float | None = None,
         dtype: str = Header("float32"),
     ) -> dict[str, Any]:
         body = await request.body()
-        await anyio.to_thread.run_sync(coordinator.submit, client_id, round, samples, loss, dtype, body, epsilon)
-        return {"accepted": True}
+        args = (client_id, round, attempt, samples, loss, dtype, body, epsilon)
+        return await anyio.to_thread.run_sync(coordinator.submit, *args)
+
+    @app.post(f"{PREFIX}/leave")
+    def leave(body: dict[str, Any]) -> dict[str, Any]:
+        coordinator.leave(int(body.get("client_id", -1)), str(body.get("reason", "no reason given")))
+        return {"left": True}
 
     return app
 
@@ -190,13 +264,12 @@ def serve(
     token: str | None = None,
     on_round: Callable[[dict[str, Any]], None] | None = None,
     on_ready: Callable[[Federation], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ):
     """Run the server until every round is aggregated and the bundle written; returns the loaded bundle."""
     import uvicorn
 
-    from modelyard.loader import load
-
-    federation = Federation.start(config, settings)
+    federation = Federation.start(config, settings, on_warning=on_warning)
     output = Path(output).resolve()
     coordinator = Coordinator(federation, output, token, on_round)
     server = uvicorn.Server(uvicorn.Config(make_app(coordinator), host=host, port=port, log_level="warning"))
@@ -205,9 +278,10 @@ def serve(
         ended = None
         while not server.should_exit:
             time.sleep(0.2)
+            coordinator.tick()
             if coordinator.phase in ("done", "failed"):
                 ended = ended or time.monotonic()
-                told = len(coordinator.told_done) == len(coordinator.sites) or coordinator.phase == "failed"
+                told = coordinator.reporters <= coordinator.told_done or coordinator.phase == "failed"
                 if (told and time.monotonic() - ended > 1) or time.monotonic() - ended > 30:
                     server.should_exit = True
 
@@ -216,8 +290,9 @@ def serve(
         on_ready(federation)
     server.run()
     if coordinator.phase != "done":
+        federation.fail()
         raise UserError(f"the federation did not finish: {coordinator.error or coordinator.phase}")
-    return load(output)
+    return coordinator.model
 
 
 def join(
@@ -259,39 +334,46 @@ def join(
             dp_clip=info["dp_clip"],
             dp_noise=info["dp_noise"],
         )
-        done, deadline = -1, time.monotonic() + wait_s
+        done, deadline = (-1, -1), time.monotonic() + wait_s
         while time.monotonic() < deadline:
             status = _call(http, "GET", f"{PREFIX}/status", params={"client_id": client_id}).json()
             if status["phase"] == "done":
                 return status
             if status["phase"] == "failed":
                 raise UserError(f"the federation server failed: {status['error']}")
-            if status["phase"] != "training" or status["round"] <= done or status.get("submitted"):
+            current = (status["round"], status.get("attempt", 0))
+            if status["phase"] != "training" or not status["asked"] or current <= done or status["submitted"]:
                 time.sleep(poll_s)
                 continue
-            round_ = status["round"]
+            round_, attempt = current
             weights = np.frombuffer(_call(http, "GET", f"{PREFIX}/weights").content, dtype=np.float32).copy()
             masks = None
             if private is not None:
                 peers = {int(k): bytes.fromhex(v) for k, v in status["peers"].items()}
-                masks = (client_id, {k: aggregate.shared_seed(private, v, round_) for k, v in peers.items()})
+                masks = (client_id, {k: aggregate.shared_seed(private, v, *current) for k, v in peers.items()})
             request = LocalSettings(**status["local"])
-            message = site_message(learner, names, weights, rows, config, request, settings, site, masks)
-            params = {"client_id": client_id, "round": round_, "samples": message.samples, "loss": message.train_loss}
+            try:
+                message = site_message(learner, names, weights, rows, config, request, settings, site, masks)
+            except Exception as error:  # tell the server, so the round goes on without this site at once
+                reason = f"{type(error).__name__}: {getattr(error, 'message', error)}"
+                _call(http, "POST", f"{PREFIX}/leave", json={"client_id": client_id, "reason": reason})
+                raise
+            params = {"client_id": client_id, "round": round_, "attempt": attempt}
+            params |= {"samples": message.samples, "loss": message.train_loss}
             if message.epsilon is not None:
                 params["epsilon"] = message.epsilon
             dtype = str(message.payload.dtype)
-            _call(
+            reply = _call(
                 http,
                 "POST",
                 f"{PREFIX}/update",
                 params=params,
                 content=message.payload.tobytes(),
                 headers={**headers, "dtype": dtype},
-            )
-            done = round_
+            ).json()
+            done = current
             if on_round is not None:
-                on_round(round_, message)
+                on_round(round_, message, reply)
     raise UserError(f"the federation at {url} did not finish within {wait_s:.0f} s")
 
 

@@ -171,6 +171,10 @@ class CausalLMLearner:
         logits = self._base.get_output_embeddings()(hidden[:, :-1][keep])  # (N, vocab)
         return F.cross_entropy(logits.float(), targets[keep], reduction="none")
 
+    def token_losses(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Cross-entropy of every target token, row by row (preference tuning sums them per answer)."""
+        return self._token_losses(batch)
+
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self._token_losses(batch).mean()
 

@@ -1,7 +1,8 @@
 """Tabular learner: GBDT and/or MLP members over one encoded matrix, blended, calibrated and thresholded.
 
-`backbone: auto` trains LightGBM, then the MLP (through the shared training loop) in what is left of
-`train.time_limit_s`, and keeps the best of each alone and their weighted ensemble on validation. The decision
+`backbone: auto` trains the families of `model.candidates` in turn (default LightGBM, then the MLP through the
+shared training loop; CatBoost on request) within `train.time_limit_s`, and keeps the best of them alone or their
+weighted ensemble on validation. The decision
 threshold (from costs or a recall target), the calibration map and the conformal interval are fitted on
 validation and saved in `tabular.json`; `/v1/predict` applies them.
 """
@@ -20,6 +21,7 @@ import pandas as pd
 from modelyard.config import EarlyStopping
 from modelyard.errors import BundleError, UserError
 from modelyard.fsutil import atomic_write_json
+from modelyard.learners import tabular_catboost as cboost
 from modelyard.learners import tabular_gbdt as gbdt
 from modelyard.learners import tabular_post as post
 from modelyard.learners.tabular_encoding import TabularEncoder
@@ -29,7 +31,7 @@ from modelyard.metrics.classification import classification_metrics, top_k_answe
 from modelyard.metrics.risk import binary_metrics, calibration_curve, group_metrics, regression_metrics
 
 SPEC_FILE = "tabular.json"
-REASONS = 5
+CANDIDATES = ("lightgbm", "mlp")  # `auto`'s default members (CatBoost added nothing on the credit data in CV)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class TabularLearner:
         self.backbone = backbone
         self.options = options or {}  # training-time only: config sections the members need
         self.booster: Any = None
+        self.catboost: cboost.BaggedCatBoost | None = None
         self.mlp: MLPMember | None = None
         self.sessions: dict[str, Any] = {}  # ONNX Runtime members of an exported bundle
         self.privacy: dict[str, Any] | None = None  # the MLP's spent (epsilon, delta) under train.privacy
@@ -86,17 +89,28 @@ class TabularLearner:
         xv, yv = self.spec.encoder.transform(validation), self.targets(validation)
         kind, classes = self.spec.kind, len(self.spec.labels or [])
         outputs: dict[str, np.ndarray] = {}
-        if self.backbone in ("auto", "lightgbm"):
-            share = budget * (0.6 if self.backbone == "auto" else 1.0) if budget else None
+        seed = self.options.get("seed", 42)
+        folds = self.options.get("folds", 1) if len(x) >= gbdt.MIN_BAG_ROWS else 1
+        auto = self.backbone == "auto"
+        tries = self.options.get("candidates", CANDIDATES) if auto else [self.backbone]
+        if "lightgbm" in tries:
+            share = budget * (0.4 if len(tries) > 1 else 1.0) if budget else None
             common = (kind, classes, self.spec.encoder.categorical_indices, self.options.get("monotone"), share,
-                      self.options.get("seed", 42), self.options.get("gbdt_params"))  # fmt: skip
-            folds = self.options.get("folds", 1) if len(x) >= gbdt.MIN_BAG_ROWS else 1
+                      seed, self.options.get("gbdt_params"))  # fmt: skip
             self.booster, outputs["lightgbm"] = gbdt.fit_member(x, y, xv, yv, *common, folds=folds)
             rounds = getattr(self.booster, "rounds", None) or self.booster.best_iteration
             note = f"{rounds} rounds" + (f" ({folds} folds; validation out-of-fold)" if folds > 1 else "")
             self._tried("lightgbm", yv, outputs["lightgbm"], started, note)
         left = budget - (time.monotonic() - started) if budget else None
-        if self.backbone == "mlp" or (self.backbone == "auto" and self._mlp_allowed(left)):
+        if "catboost" in tries and (not auto or self._allowed("catboost", left)):
+            begun, share = time.monotonic(), left * (0.5 if "mlp" in tries else 1.0) if left else None
+            self.catboost, outputs["catboost"] = cboost.fit_member(
+                x, y, xv, yv, kind, classes, share, seed, self.options.get("catboost_params"), folds
+            )
+            note = f"{self.catboost.rounds} rounds" + (f" ({folds} folds; validation out-of-fold)" if folds > 1 else "")
+            self._tried("catboost", yv, outputs["catboost"], begun, note)
+        left = budget - (time.monotonic() - started) if budget else None
+        if "mlp" in tries and (not auto or self._allowed("mlp", left)):
             begun = time.monotonic()
             self._fit_mlp(x, y, xv, yv, classes, left)
             outputs["mlp"] = self.mlp.outputs(xv)
@@ -110,12 +124,14 @@ class TabularLearner:
         if kind == "regression":
             self.spec.interval = post.conformal_interval(yv, blended)
 
-    def _mlp_allowed(self, left: float | None) -> bool:
+    def _allowed(self, name: str, left: float | None) -> bool:
+        """`auto` tries CatBoost or the MLP unless model.monotone is set (only LightGBM's trees are constrained)
+        or under 10 s of the budget is left."""
         if self.options.get("monotone") and any(self.options["monotone"]):
-            self.spec.candidates.append({"backbone": "mlp", "skipped": "cannot honour model.monotone constraints"})
+            self.spec.candidates.append({"backbone": name, "skipped": "model.monotone constrains LightGBM only"})
             return False
         if left is not None and left < 10:
-            self.spec.candidates.append({"backbone": "mlp", "skipped": f"time budget spent ({left:.0f} s left)"})
+            self.spec.candidates.append({"backbone": name, "skipped": f"time budget spent ({left:.0f} s left)"})
             return False
         return True
 
@@ -174,12 +190,16 @@ class TabularLearner:
                 out[name] = self._onnx_outputs(name, x)
             elif name == "lightgbm":
                 out[name] = gbdt.gbdt_outputs(self.booster, x, self.spec.kind)
+            elif name == "catboost":
+                out[name] = self.catboost.outputs(x)
             else:
                 out[name] = self.mlp.outputs(x)
         return out
 
     def _onnx_outputs(self, name: str, x: np.ndarray) -> np.ndarray:
         sessions = self.sessions[name]
+        if name == "catboost":
+            return cboost.onnx_outputs(sessions, x, self.spec.kind)
         if name == "lightgbm":  # fold models averaged, as BaggedGBDT.predict
             results = [s.run(None, {"features": x}) for s in sessions]
             return np.mean([r[1] if self.spec.kind != "regression" else r[0][:, 0] for r in results], axis=0)
@@ -286,38 +306,9 @@ class TabularLearner:
 
     def explain(self, row: dict[str, Any], label: str | None = None) -> dict[str, Any]:
         """Reason codes: TreeSHAP values of the GBDT member summed per column, top ones pushing up and down."""
-        if self.booster is None:
-            raise UserError("reason codes need the LightGBM member; this model has none", "train backbone lightgbm")
-        self.spec.encoder.check_row(row)
-        frame = pd.DataFrame([row])
-        scores = self.scores(frame)[0]
-        target = 0
-        if self.spec.kind != "regression":
-            if label is not None and label not in self.spec.labels:
-                raise UserError(f"unknown label {label!r}", f"choose one of {self.spec.labels}")
-            target = self.spec.labels.index(label) if label is not None else int(self.decide(scores[None])[0])
-        x = self.spec.encoder.transform(frame)
-        classes = len(self.spec.labels or [])
-        contrib = gbdt.contributions(self.booster, x, self.spec.kind, classes, target)[0]
-        if self.spec.kind == "binary" and target == 0:
-            contrib = -contrib
-        per_column: dict[str, float] = {}
-        for feature, value in zip(self.spec.encoder.features, contrib[:-1], strict=True):
-            per_column[feature["column"]] = per_column.get(feature["column"], 0.0) + float(value)
-        ranked = sorted(per_column.items(), key=lambda kv: kv[1])
-        scale = "log-odds" if self.spec.kind != "regression" else "target units"
-        weight = self.spec.weights.get("lightgbm", 0.0)
-        return {
-            "label": self.spec.labels[target] if self.spec.labels else "value",
-            "score": float(scores[target]) if self.spec.kind != "regression" else float(scores),
-            "method": f"TreeSHAP (LightGBM pred_contrib, mean of fold models) in {scale}; GBDT weight {weight:g}",
-            "features": list(per_column),
-            "attributions": [round(v, 6) for v in per_column.values()],
-            "reasons_up": [{"feature": k, "contribution": round(v, 6)} for k, v in ranked[::-1][:REASONS] if v > 0],
-            "reasons_down": [{"feature": k, "contribution": round(v, 6)} for k, v in ranked[:REASONS] if v < 0],
-            "output": float(contrib.sum()),
-            "baseline_output": float(contrib[-1]),
-        }
+        from modelyard.learners.tabular_explain import reason_codes
+
+        return reason_codes(self, row, label)
 
     # export and monitoring ------------------------------------------------------------------------------------
     @property
@@ -355,6 +346,8 @@ class TabularLearner:
         members: dict[str, Any] = {}
         if self.booster is not None:
             members["lightgbm"] = gbdt.save_gbdt(self.booster, directory)
+        if self.catboost is not None:
+            members["catboost"] = cboost.save(self.catboost, directory)
         if self.mlp is not None:
             members["mlp"] = self.mlp.save(directory)
         spec = self.spec
@@ -388,10 +381,15 @@ class TabularLearner:
 
             for name in spec.weights:
                 folds = len(members[name].get("files", [0]))
-                files = gbdt.onnx_files(folds) if name == "lightgbm" else [f"{name}.onnx"]
+                files = {"lightgbm": gbdt.onnx_files(folds), "catboost": cboost.onnx_files(folds)}.get(
+                    name, [f"{name}.onnx"]
+                )
                 learner.sessions[name] = [ort.InferenceSession(str(directory / f)) for f in files]
             if "mlp" in members:
                 learner.mlp_target = (members["mlp"]["target_mean"], members["mlp"]["target_scale"])
-        elif "mlp" in members:
+            return learner
+        if "catboost" in members:
+            learner.catboost = cboost.load(directory, members["catboost"], spec.kind)
+        if "mlp" in members:
             learner.mlp = MLPMember.load(directory, members["mlp"], spec.kind)
         return learner

@@ -30,6 +30,10 @@ def write_member_onnx(learner: TabularLearner, directory: Path) -> None:
         for name, graph in zip(gbdt.onnx_files(len(graphs)), graphs, strict=True):
             with atomic_path(directory / name) as tmp:
                 Path(tmp).write_bytes(graph)
+    if learner.catboost is not None and "catboost" in learner.spec.weights:
+        from modelyard.learners.tabular_catboost import write_onnx
+
+        write_onnx(learner.catboost, directory)
     if learner.mlp is not None and "mlp" in learner.spec.weights:
         module = learner.mlp.module.eval()
         example = torch.zeros((2, features), dtype=torch.float32)

@@ -33,6 +33,7 @@ from modelyard.learners.text_inputs import (
     extend_vocabulary,
     fit_max_length,
     saved_tokenizer,
+    split_rows,
 )
 
 PREDICT_BATCH = 64
@@ -254,6 +255,13 @@ class TextClassifierLearner:
             )
             return (losses * batch["weight"]).mean()
         return F.cross_entropy(logits.float(), batch["labels"], label_smoothing=self.options.label_smoothing)
+
+    def micro_batches(self, batch: dict[str, torch.Tensor]) -> list[tuple[dict[str, torch.Tensor], float]]:
+        """Batches of (text, label) rows over `model.micro_batch_tokens` padded tokens in parts (SplitsBatches):
+        long batches' attention scores (batch x heads x T x T) dominate a step's memory, and a 16 x 256 part fills
+        the matrix kernels about as well as 32 x 256. Others stay whole (a few-shot pair batch has no labels, and
+        its loss compares its two halves)."""
+        return split_rows(batch, self.options.micro_batch_tokens) if "labels" in batch else [(batch, 1.0)]
 
     def _recompute_if_long(self, input_ids: torch.Tensor) -> None:
         """Activation checkpointing for this batch when it is over RECOMPUTE_TOKENS (Hugging Face encoders)."""

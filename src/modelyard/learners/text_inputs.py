@@ -1,9 +1,10 @@
 """Text preprocessing for encoder classifiers: token statistics, vocabulary extension, the saved tokenizer and
-the dataset the shared loop batches."""
+the dataset the shared loop batches and the micro-batches it splits long batches into."""
 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,23 @@ def extend_vocabulary(
     if added:
         encoder.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     return added
+
+
+def split_rows(batch: dict[str, torch.Tensor], max_tokens: int) -> list[tuple[dict[str, torch.Tensor], float]]:
+    """A right-padded batch cut into near-equal parts of whole rows, each at most `max_tokens` padded tokens (at
+    least one row) and trimmed to its own longest row, with its share of the rows (`SplitsBatches`)."""
+    rows, width = batch["input_ids"].shape
+    count = math.ceil(rows / max(1, max_tokens // width))
+    if count <= 1:
+        return [(batch, 1.0)]
+    size = math.ceil(rows / count)
+    parts = []
+    for start in range(0, rows, size):
+        part = {k: v[start : start + size] for k, v in batch.items()}
+        used = int(part["attention_mask"].sum(1).max())
+        part["input_ids"], part["attention_mask"] = part["input_ids"][:, :used], part["attention_mask"][:, :used]
+        parts.append((part, len(part["input_ids"]) / rows))
+    return parts
 
 
 class TextDataset(torch.utils.data.Dataset):

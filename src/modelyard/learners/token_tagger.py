@@ -26,6 +26,7 @@ from modelyard.metrics.entities import entity_metrics
 from modelyard.models import bert
 from modelyard.models.token_tagger import TokenTagger
 from modelyard.precision import autocast
+from modelyard.runtimes.protocol import OnnxGraph
 from modelyard.runtimes.torch_int8 import load_weights
 from modelyard.training.checkpoint import save_weights
 
@@ -52,6 +53,14 @@ class TokenDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return {"input_ids": self.input_ids[i], "labels": self.labels[i]}
+
+
+def _objects(items: list[Any]) -> np.ndarray:
+    """A 1-D object array of `items` (numpy would try to stack equal-length ones)."""
+    array = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        array[i] = item
+    return array
 
 
 def _backend(tokenizer_json: str, max_length: int) -> Tokenizer:
@@ -192,28 +201,42 @@ class TokenTaggerLearner:
         return [{"params": p, "lr": rate, "weight_decay": decay} for (rate, decay), p in groups.items()]
 
     @torch.inference_mode()
-    def word_predictions(self, texts: list[str]) -> list[tuple[list[tuple[int, int]], list[str], list[float]]]:
-        """Per text: its words, the predicted BIO tag and probability of each (O for words cut by max_length)."""
+    def tag_probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
+        """(B, T, tags) tag probabilities of one padded batch (the ONNX learner answers through its session)."""
         module = getattr(self.module, "module", self.module)  # unwrap DistributedDataParallel
         was_training = module.training
         module.eval()
         device = next(module.parameters()).device
+        with autocast(self.precision, device):
+            logits = module(input_ids.to(device), attention_mask.to(device))
+        module.train(was_training)
+        return torch.softmax(logits.float(), -1).cpu().numpy()
+
+    def word_probabilities(self, texts: list[str]) -> list[np.ndarray]:
+        """Per text: (words, tags) probabilities read at each word's first sub-token (a word cut by max_length
+        is O for certain)."""
         encoded = self._encode(texts)
         results: list[Any] = [None] * len(texts)
         order = np.argsort([len(ids) for ids, _ in encoded], kind="stable")
         for start in range(0, len(order), PREDICT_BATCH):
             chunk = order[start : start + PREDICT_BATCH]
             batch = self.collate([{"input_ids": encoded[i][0]} for i in chunk])
-            with autocast(self.precision, device):
-                logits = module(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            probs = torch.softmax(logits.float(), -1).cpu().numpy()  # (B, T, tags)
+            probs = self.tag_probabilities(batch["input_ids"], batch["attention_mask"])  # (B, T, tags)
             for row, i in enumerate(chunk):
-                firsts = encoded[i][1]
-                best = probs[row].argmax(-1)
-                tags = [self.tags[best[f]] if f >= 0 else OUTSIDE for f in firsts]
-                scores = [float(probs[row, f, best[f]]) if f >= 0 else 1.0 for f in firsts]
-                results[i] = (split_words(texts[i]), tags, scores)
-        module.train(was_training)
+                firsts = np.asarray(encoded[i][1], dtype=np.int64)
+                words = np.zeros((len(firsts), len(self.tags)), dtype=np.float32)
+                words[:, self.tag_index[OUTSIDE]] = 1.0
+                words[firsts >= 0] = probs[row, firsts[firsts >= 0]]
+                results[i] = words
+        return results
+
+    def word_predictions(self, texts: list[str]) -> list[tuple[list[tuple[int, int]], list[str], list[float]]]:
+        """Per text: its words, the predicted BIO tag and probability of each (O for words cut by max_length)."""
+        results = []
+        for text, probs in zip(texts, self.word_probabilities(texts), strict=True):
+            best = probs.argmax(-1)
+            scores = [float(x) for x in probs[np.arange(len(best)), best]]
+            results.append((split_words(text), [self.tags[b] for b in best], scores))
         return results
 
     def predict_tags(self, texts: list[str]) -> list[list[str]]:
@@ -233,6 +256,32 @@ class TokenTaggerLearner:
 
     def example_input(self) -> str:
         return "Ada Lovelace met Charles Babbage in London."
+
+    explainable = True  # integrated gradients need the PyTorch module (not an ONNX export)
+    export_kind = "entities"  # the parity check compares entity spans, word by word
+
+    def explain(self, text: str, label: str | None = None) -> dict[str, Any]:
+        """Per-token attributions for one predicted entity (the first, or the first of type `label`)."""
+        from modelyard.learners.token_explain import explain_entity
+
+        return explain_entity(self, text, label)
+
+    def onnx_graph(self) -> OnnxGraph:
+        """Tag logits (B, T, tags) from token ids and mask, dynamic in batch and sequence length."""
+        module = getattr(self.module, "module", self.module)
+        batch = self.collate([{"input_ids": ids} for ids, _ in self._encode(["an example", "a longer example"])])
+        axes = {name: {0: "batch", 1: "sequence"} for name in ("input_ids", "attention_mask", "logits")}
+        args = (batch["input_ids"], batch["attention_mask"])
+        return OnnxGraph(module, args, ["input_ids", "attention_mask"], ["logits"], axes, "dynamic")
+
+    def export_examples(self, data: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+        """Texts and, per text, the gold BIO tag of each word (an object array: texts differ in length)."""
+        gold = [word_tags(t, e, split_words(t))[0] for t, e in zip(data["text"], data["entities"], strict=True)]
+        return data["text"].tolist(), _objects(gold)
+
+    def export_outputs(self, inputs: list[str]) -> np.ndarray:
+        """Per text, its (words, tags) probabilities (an object array)."""
+        return _objects(self.word_probabilities([str(x) for x in inputs]))
 
     def reference_profile(self, splits: dict[str, Any]) -> dict[str, Any]:
         """Input lengths (characters) and the training entity types, for `modelyard monitor`."""

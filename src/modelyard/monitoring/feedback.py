@@ -1,7 +1,9 @@
 """`modelyard feedback import`: labelled corrections from production, stored on their logged predictions.
 
 A file is taken whole or not at all: every row must name a logged prediction of the model and, for a
-classifier, one of its labels; the first row that does not is named in the error.
+classifier, one of its labels (for a regressor, a finite number, stored as one; for a multi-label model, a set
+of its labels; for an entity extractor, spans of its entity types inside the logged text); the first row that
+does not is named in the error.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelyard.errors import DataError, UserError
 from modelyard.state import errors as state_errors
+from modelyard.tasks import get_task
 
 COLUMNS = ("prediction_id", "label")
 
@@ -27,6 +31,7 @@ class ModelIdentity:
     labels: list[str] | None
     path: Path
     version: str | None
+    generates_text: bool = False  # a chat model: feedback rates answers and becomes preference pairs
 
 
 def identify(model_ref: str) -> ModelIdentity:
@@ -41,7 +46,41 @@ def identify(model_ref: str) -> ModelIdentity:
     else:
         path = Path(model_ref)
     manifest = verify(path)
-    return ModelIdentity(manifest["name"], manifest.get("labels"), Path(path).resolve(), version)
+    chat = bool(getattr(get_task(manifest["task"]), "generates_text", False))
+    return ModelIdentity(manifest["name"], manifest.get("labels"), Path(path).resolve(), version, chat)
+
+
+def label_check(path: Path) -> Callable[..., Any] | None:
+    """The task's `feedback_label(config, label)` hook for the bundle at `path` (a regressor's: the label as a
+    finite number, else a DataError naming the value), or None where labels are taken as they are. Given the
+    logged input too, the check also makes the training row `retrain` would (`feedback_example`), so a correction
+    that cannot become one (an entity span outside its text) is refused where it arrives, not at retrain."""
+    from modelyard.loader import read_config
+
+    config = read_config(path)
+    task = get_task(config.task)
+    hook, example = getattr(task, "feedback_label", None), getattr(task, "feedback_example", None)
+    if hook is None:
+        return None
+
+    def check(label: Any, logged: Any = None) -> Any:
+        label = hook(config, label)
+        if example is not None and logged is not None:
+            example(config, logged, label)
+        return label
+
+    return check
+
+
+def unknown_label(label: Any, labels: Collection[str], structured: bool) -> Any | None:
+    """The first label of a correction the model does not know, or None: the label itself, or for a structured
+    correction (a task hook made a list: a label set, entity spans) each of its labels or its spans' labels."""
+    items = label if structured and isinstance(label, list) else [label]
+    for item in items:
+        name = item.get("label") if structured and isinstance(item, dict) else item
+        if str(name) not in labels:
+            return name
+    return None
 
 
 def _text(path: Path) -> str:
@@ -118,12 +157,20 @@ def import_feedback(path: Path, model_ref: str) -> dict[str, Any]:
     from modelyard.monitoring.prediction_log import connect, read_predictions, store_label
 
     model = identify(model_ref)
+    if model.generates_text:
+        from modelyard.monitoring.preferences import import_chat_feedback
+
+        if not Path(path).is_file():
+            raise DataError(f"{path}: no such file", "give a .jsonl file of chat feedback or preference pairs")
+        return {**import_chat_feedback(Path(path), _text(Path(path)), model.name), "file": str(path)}
     rows = read_rows(Path(path))
     if not rows:
         raise DataError(f"{path}: no feedback rows")
-    logged = set(read_predictions(model=model.name)["prediction_id"])
+    predictions = read_predictions(model=model.name)
+    logged = dict(zip(predictions["prediction_id"], predictions["input"], strict=True))
     labels = set(model.labels or [])
-    for number, prediction_id, label in rows:
+    check = label_check(model.path)
+    for index, (number, prediction_id, label) in enumerate(rows):
         where = f"{path}, line {number}"
         if prediction_id not in logged:
             raise UserError(
@@ -131,16 +178,24 @@ def import_feedback(path: Path, model_ref: str) -> dict[str, Any]:
                 f"'{model.name}' has it; nothing was imported",
                 "use the prediction_ids the server returned (they are in the prediction log)",
             )
-        if labels and str(label) not in labels:
+        if check is not None:
+            try:
+                logged_input = logged[prediction_id]
+                label = check(label, json.loads(logged_input) if isinstance(logged_input, str) else None)
+            except UserError as err:
+                raise DataError(f"{where}: {err.message}; nothing was imported", err.hint) from None
+            rows[index] = (number, prediction_id, label)
+        if labels and (unknown := unknown_label(label, labels, check is not None)) is not None:
             raise UserError(
-                f"{where}: label {label!r} is not one of the model's {len(labels)} labels; nothing was imported"
+                f"{where}: label {unknown!r} is not one of the model's {len(labels)} labels; nothing was imported",
+                f"the model's labels: {', '.join(sorted(labels)[:10])}{', ...' if len(labels) > 10 else ''}",
             )
     conn = connect()
     try:
         with conn:  # one transaction: a row that cannot be stored rolls back every row stored before it
             for number, prediction_id, label in rows:
                 try:
-                    stored = store_label(conn, prediction_id, str(label) if labels else label)
+                    stored = store_label(conn, prediction_id, str(label) if labels and check is None else label)
                 except state_errors() as err:
                     stored, problem = False, f"the label could not be stored ({err})"
                 else:

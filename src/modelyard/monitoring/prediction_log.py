@@ -261,6 +261,16 @@ def has_prediction(prediction_id: str, directory: Path | None = None) -> bool:
         conn.close()
 
 
+def read_input(prediction_id: str, directory: Path | None = None) -> Any:
+    """The logged input of one prediction (decoded JSON), or None when it was not logged."""
+    conn = open_log(directory)
+    try:
+        found = conn.execute("SELECT input FROM predictions WHERE prediction_id = ?", (prediction_id,)).fetchone()
+    finally:
+        conn.close()
+    return json.loads(found[0]) if found is not None and isinstance(found[0], str) else None
+
+
 def record_feedback(prediction_id: str, label: Any, directory: Path | None = None) -> bool:
     """Attach the true label to a logged prediction; False when no prediction has that id."""
     conn = open_log(directory)

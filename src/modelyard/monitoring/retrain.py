@@ -13,6 +13,9 @@ become a training row with two task hooks: `feedback_example(config, logged_inpu
 `retrain_layout(config) -> {"label": column, "columns": list | None, "data": data-config updates}`.
 A regressor (no labels) takes any corrected value its hook accepts and is gated on its own error metric
 (`main_metric`, lower is better when `greater_is_better` is false) on the test split and on held-out feedback.
+A structured correction (a multi-label set, entity spans) reaches `feedback_example` as the stored list; the
+layout may add `"suffix": "jsonl"` (files that hold lists) and `"score_columns"` (columns of the example kept
+to score held-out feedback), and the task's `feedback_metric` (default: accuracy) scores that feedback.
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ from modelyard.tasks import config_from_dict, load_config
 
 HELD_OUT_SHARE = 0.25
 MIN_FEEDBACK_GATE = 30  # held-out feedback rows needed before their score (accuracy; rmse) can veto a promotion
-HEADLINE = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "rmse", "mae", "r2", "samples")
+HEADLINE = (
+    "accuracy", "macro_f1", "macro_precision", "macro_recall", "micro_f1", "subset_accuracy", "entity_f1", "rmse",
+    "mae", "r2", "samples",
+)  # fmt: skip
 
 
 def _frozen_test(champion: Any) -> pd.DataFrame:
@@ -65,15 +71,20 @@ def feedback_frame(
     rows = read_predictions(model=name)
     rows = rows[rows["label"].notna()]
     inputs = [json.loads(x) if isinstance(x, str) else None for x in rows["input"]]
-    given = [str(json.loads(x)) for x in rows["label"]]
+    given = [_given(json.loads(x)) for x in rows["label"]]
     made = []
     for prediction_id, value, label in zip(rows["prediction_id"], inputs, given, strict=True):
-        try:
-            made.append(example(value, label) if not labels or label in labels else None)
+        try:  # a list (label set, spans) is checked by the task's `example` hook, label by label
+            made.append(example(value, label) if not labels or isinstance(label, list) or label in labels else None)
         except DataError as err:
             raise DataError(f"feedback on prediction {prediction_id!r}: {err.message}", err.hint) from None
     usable = [m for m in made if m is not None]
     return pd.DataFrame(usable).reset_index(drop=True), len(made) - len(usable)
+
+
+def _given(label: Any) -> Any:
+    """A stored correction as `example` takes it: lists (label sets, entity spans) as they are, others as text."""
+    return label if isinstance(label, list) else str(label)
 
 
 def _row_keys(frame: pd.DataFrame, label: str) -> pd.Series:
@@ -107,11 +118,14 @@ def challenger_config(
     """The user's config pointed at explicit train/validation/test files (no carving, no leakage)."""
     raw = config.model_dump(mode="json")
     columns = layout["columns"] or list(test.columns)
-    files = {}
+    files, suffix = {}, layout.get("suffix", "csv")
     for name, frame in (("train", train), ("validation", validation), ("test", test)):
         if len(frame):
-            files[name] = str(folder / f"{name}.csv")
-            frame[columns].to_csv(files[name], index=False)
+            files[name] = str(folder / f"{name}.{suffix}")
+            if suffix == "jsonl":  # cells that hold lists (entity spans) stay lists
+                frame[columns].to_json(files[name], orient="records", lines=True, force_ascii=False)
+            else:
+                frame[columns].to_csv(files[name], index=False)
     updates = dict(layout["data"])
     raw["data"]["split"].update(updates.pop("split", {}), validation=0.0, test=0.0)
     raw["data"].update(
@@ -126,9 +140,11 @@ def _scores(
 ) -> dict[str, Any]:
     result = learner.evaluate(test)
     scores = {k: result[k] for k in (*HEADLINE, metric) if k in result}
-    scores["per_class_f1"] = {k: round(v["f1"], 4) for k, v in result.get("per_class", {}).items()}
+    per_class = result.get("per_class") or result.get("per_label") or result.get("per_type") or {}
+    scores["per_class_f1"] = {k: round(v["f1"], 4) for k, v in per_class.items()}
     scores["feedback"] = (
-        {k: v for k, v in learner.evaluate(feedback).items() if k in (feedback_metric, "samples")}
+        {"samples": len(feedback)}
+        | {k: v for k, v in learner.evaluate(feedback).items() if k in (feedback_metric, "samples")}
         if len(feedback)
         else {"samples": 0}
     )
@@ -206,8 +222,12 @@ def retrain(
     output: str | Path | None = None,
     alias: str = "champion",
     quiet: bool = True,
+    beta: float = 0.1,
+    loss_tolerance: float = 0.05,
 ) -> dict[str, Any]:
-    """Train, compare, and move the alias (with an audit entry) only when the gate says so."""
+    """Train, compare, and move the alias (with an audit entry) only when the gate says so. A chat model is tuned
+    on preference pairs with DPO (`beta`) and may lose at most `loss_tolerance` of its test loss
+    (monitoring.preference_retrain)."""
     from modelyard import bundle, loader, pipeline
     from modelyard.tracking import registry
 
@@ -221,6 +241,12 @@ def retrain(
             "retrain with the config the champion was trained from (same `name`)",
         )
     task = champion.task
+    if getattr(task, "generates_text", False):
+        if guard_classes:
+            raise UserError("--guard-class applies to classifiers; a chat model is gated on preference pairs")
+        from modelyard.monitoring.preference_retrain import retrain_chat
+
+        return retrain_chat(champion, config, margin, beta, loss_tolerance, output, alias, quiet)
     hooked = hasattr(task, "feedback_example") and hasattr(task, "retrain_layout")
     if not hooked and not (hasattr(config.data, "text_column") and hasattr(config.data, "label_column")):
         raise UserError(f"retrain with feedback supports labelled text and table tasks; '{config.task}' is not one")
@@ -259,8 +285,9 @@ def retrain(
             "its training data must cover every class of the test split (see the challenger's data_report.json)",
         )
     metric, higher = task.main_metric, task.greater_is_better
-    fb_metric = "accuracy" if labels else metric  # a regressor's feedback is scored by its own error metric
-    evaluated = fb_eval.reindex(columns=columns)
+    # a regressor's feedback is scored by its own error metric, label sets and spans by the task's choice
+    fb_metric = getattr(task, "feedback_metric", "accuracy" if labels else metric)
+    evaluated = fb_eval.reindex(columns=[*columns, *layout.get("score_columns", [])])
     old = _scores(champion.learner, test, evaluated, metric, fb_metric)
     new = _scores(challenger.learner, test, evaluated, metric, fb_metric)
     promoted, reason = decide(old, new, metric, margin, guard_classes, higher, fb_metric)

@@ -141,6 +141,10 @@ def create_app(model_ref: str, settings: ServeSettings | None = None) -> FastAPI
     app.include_router(predict_router(predict_request_model(task.Input, settings), task.Input, binary, settings))
     app.include_router(feedback.router)
     app.include_router(explain.router)
+    if getattr(task, "assists", False):  # grounded chat: retrieval, citations, declines, hand-over, memory
+        from modelyard.serving import assistant_routes
+
+        app.include_router(assistant_routes.router)
     if getattr(task, "generates_text", False):
         from modelyard.serving import openai_routes
 

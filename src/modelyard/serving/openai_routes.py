@@ -1,5 +1,6 @@
 """OpenAI-compatible generation: POST /v1/completions and /v1/chat/completions, `stream: true` as SSE, and
-GET /v1/models (the one model served).
+GET /v1/models (the one model served). A chat answer is logged under the response's `id` (unless the request says
+`"store": false`, which keeps its messages out of the log), so `/v1/feedback` can rate or correct it.
 
 The official `openai` client works against `base_url=http://HOST:PORT/v1`. Concurrent requests are decoded
 together by one `GenerationBatcher` per loaded model. Beyond OpenAI's fields, `top_k` and
@@ -26,8 +27,10 @@ from modelyard.generation.batcher import GenerationBatcher, GenerationQueueFullE
 from modelyard.generation.engine import Event
 from modelyard.generation.engine import Request as GenRequest
 from modelyard.generation.structured import JsonConstraint, SchemaError, violation
+from modelyard.monitoring.prediction_log import PredictionRecord
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError, describe_validation
+from modelyard.serving.schemas import STORE_DESCRIPTION
 from modelyard.serving.security import require_api_key
 from modelyard.serving.service import ModelService
 
@@ -104,6 +107,7 @@ class ResponseFormat(BaseModel):
 
 class ChatRequest(SamplingFields):
     messages: list[ChatMessage] = Field(..., min_length=1)
+    store: bool = Field(True, description=STORE_DESCRIPTION)
     max_completion_tokens: int | None = Field(None, ge=1)
     response_format: ResponseFormat | None = Field(None, description="json_object or json_schema: constrained JSON")
 
@@ -227,6 +231,18 @@ def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
     )
 
 
+def _log_answer(
+    service: ModelService, ident: str, messages: list[dict[str, str]], text: str, started: float, store: bool
+) -> None:
+    """A chat answer in the prediction log under the response's id, so `/v1/feedback` can rate or correct it."""
+    if service.log is not None:
+        latency_ms = (time.perf_counter() - started) * 1000
+        record = PredictionRecord(
+            ident, time.time(), service.name, service.version, {"messages": messages}, {"text": text}, latency_ms, store
+        )
+        service.log.append([record])
+
+
 def _model_entry(service: ModelService) -> dict[str, Any]:
     created = service.model.manifest.get("created")
     return {
@@ -284,6 +300,7 @@ async def completions(body: CompletionRequest, request: Request, service: ModelS
 
 @router.post("/chat/completions", summary="Answer a conversation (OpenAI-compatible; stream: true for SSE)")
 async def chat_completions(body: ChatRequest, request: Request, service: ModelService = Depends(get_service)):
+    started = time.perf_counter()
     batcher = _batcher(request, service)
     constraint = await asyncio.to_thread(_constraint, service, body)  # the first one builds the vocabulary table
     messages = [[m.plain() for m in body.messages]]
@@ -297,6 +314,7 @@ async def chat_completions(body: ChatRequest, request: Request, service: ModelSe
             problem = violation(constraint.schema, done["text"])
             if problem:  # the mask should make this impossible: say so rather than hand out invalid JSON
                 raise ServingError(500, f"the constrained answer does not validate: {problem}")
+        _log_answer(service, ident, messages[0], done["text"], started, body.store)
         choice = {
             "index": 0,
             "message": {"role": "assistant", "content": done["text"]},
@@ -314,12 +332,13 @@ async def chat_completions(body: ChatRequest, request: Request, service: ModelSe
                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
             }
         )
-        used = 0
+        used, text = 0, ""
         async for e in _events(events, requests):
-            used = e.completion_tokens
+            used, text = e.completion_tokens, text + e.text
             if e.text:
                 yield _sse({**head, "choices": [{"index": 0, "delta": {"content": e.text}, "finish_reason": None}]})
             if e.finish_reason:
+                _log_answer(service, ident, messages[0], text, started, body.store)
                 yield _sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": e.finish_reason}]})
         if body.include_usage:
             yield _sse({**head, "choices": [], "usage": _usage(len(requests[0].prompt_ids), used)})

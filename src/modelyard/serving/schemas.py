@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, create_model
 
@@ -47,8 +47,12 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prediction_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    label: str | int | float | bool | list[Any] | dict[str, Any] = Field(
-        description="the true answer for that prediction (a class name for classifiers)"
+    label: str | int | float | bool | list[Any] | dict[str, Any] | None = Field(
+        None, description="the true answer for that prediction (a class name for classifiers)"
+    )
+    rating: Literal["up", "down"] | None = Field(None, description="chat models: thumbs up or down on the answer")
+    corrected: str | None = Field(
+        None, min_length=1, description="chat models: the answer it should have given (preference tuning's chosen)"
     )
 
 

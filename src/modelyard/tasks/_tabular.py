@@ -40,7 +40,7 @@ class TabularDataConfig(DataConfig):
 
 
 class TabularModelConfig(ModelConfig):
-    backbone: Literal["auto", "lightgbm", "mlp"] = "auto"
+    backbone: Literal["auto", "lightgbm", "catboost", "mlp"] = "auto"
     monotone: dict[str, Literal[1, -1]] = Field(default_factory=dict, description="column: +1 or -1 (LightGBM)")
     calibration: Literal["auto", "isotonic", "platt", "none"] = "auto"
     hidden_size: int = Field(128, ge=4, le=4096)
@@ -48,7 +48,11 @@ class TabularModelConfig(ModelConfig):
     dropout: float = Field(0.1, ge=0, lt=1)
     norm: Literal["batch", "layer"] = Field("batch", description="MLP normalisation; train.privacy needs layer")
     gbdt: dict[str, float | int | str] = Field(default_factory=dict, description="LightGBM parameters to override")
-    bag_folds: int = Field(5, ge=1, le=10, description="LightGBM fold models bagged on the training split (1: one)")
+    catboost: dict[str, float | int | str] = Field(default_factory=dict, description="CatBoost parameters to override")
+    candidates: list[Literal["lightgbm", "catboost", "mlp"]] = Field(
+        default_factory=lambda: ["lightgbm", "mlp"], min_length=1, description="the model families `auto` tries"
+    )
+    bag_folds: int = Field(5, ge=1, le=10, description="GBDT fold models bagged on the training split (1: one)")
 
 
 def _read(path: str, config: Config) -> pd.DataFrame:
@@ -156,6 +160,11 @@ def prepare(config: Config, kind: str) -> PreparedData:
 
 def _monotone(config: Config, encoder: TabularEncoder) -> list[int]:
     given = dict(config.model.monotone)
+    if given and config.model.backbone == "catboost":
+        raise ConfigError(
+            "model.monotone constrains LightGBM only; backbone catboost would ignore it",
+            "use backbone lightgbm (or auto) with monotone constraints",
+        )
     for column in given:
         if encoder.types.get(column) not in ("numeric", "boolean"):
             raise ConfigError(
@@ -180,11 +189,13 @@ def build(config: Config, data: PreparedData, kind: str) -> TabularLearner:
         "evaluation": config.evaluation,
         "seed": config.train.seed,
         "gbdt_params": dict(model.gbdt),
+        "catboost_params": dict(model.catboost),
+        "candidates": list(model.candidates),
         "folds": model.bag_folds,
         "mlp": {"hidden_size": model.hidden_size, "layers": model.layers, "dropout": model.dropout, "norm": model.norm},
         "config": config,
     }
-    why = {"auto": "LightGBM then the MLP within train.time_limit_s; the best or their ensemble on validation"}
+    why = {"auto": f"{', '.join(model.candidates)} within train.time_limit_s; the best or an ensemble on validation"}
     report["backbone"] = {"name": model.backbone, "why": why.get(model.backbone, "named in model.backbone")}
     return TabularLearner(spec, model.backbone, options)
 
@@ -260,15 +271,23 @@ def feedback_example(config: Config, value: Any, label: str, kind: str = "classi
     if not isinstance(value, dict):
         return None
     target = config.data.target_column
-    if kind == "regression":
+    value = {k: v for k, v in value.items() if k != target}
+    return {**value, target: number_label(config, label) if kind == "regression" else label}
+
+
+def number_label(config: Config, label: Any) -> float:
+    """A regressor's correction as a finite number (a CSV's text "156.0" included), checked where feedback
+    arrives (`feedback import`, `/v1/feedback`) and again by `retrain` for labels stored before that check."""
+    number = np.nan
+    if isinstance(label, str | int | float) and not isinstance(label, bool):
         number = tabular.to_numeric(pd.Series([label], dtype=object)).iloc[0]
-        if not np.isfinite(number):
-            raise DataError(
-                f"the corrected value {label!r} of '{target}' is not a number",
-                "send the observed value as a number (e.g. 1520.5) in the feedback label",
-            )
-        label = float(number)
-    return {**{k: v for k, v in value.items() if k != target}, target: label}
+    if not np.isfinite(number):
+        shown = repr(label) if len(repr(label)) <= 60 else repr(label)[:57] + "..."
+        raise DataError(
+            f"the corrected value {shown} of '{config.data.target_column}' is not a number",
+            "send the observed value as a finite number (e.g. 1520.5) in the feedback label",
+        )
+    return float(number)
 
 
 def retrain_layout(config: Config) -> dict[str, Any]:

@@ -93,6 +93,7 @@ class MultiLabelModelConfig(ModelConfig):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="targets move this far towards 0.5")
     extend_vocabulary: bool = False
     freeze_embeddings: bool | None = None
+    micro_batch_tokens: int = Field(4096, ge=64, description="longer training batches run in parts of this size")
     tokenizer: Literal["auto", "char", "wordpiece"] = Field("auto", description="scratch-transformer only")
     vocab_size: int = Field(8000, ge=100)
     hidden_size: int = Field(256, ge=16)
@@ -137,6 +138,7 @@ class MultiLabelClassificationTask:
     Input: ClassVar = str
     main_metric: ClassVar = "micro_f1"
     greater_is_better: ClassVar = True
+    feedback_metric: ClassVar = "micro_f1"  # `retrain` scores held-out feedback on whole label sets
 
     def starter_config(self) -> str:
         return STARTER
@@ -254,6 +256,23 @@ class MultiLabelClassificationTask:
         splits = data.splits
         return {"tfidf_logreg": tfidf_ovr_baseline(splits["train"], splits["validation"], splits["test"], decision)}
 
+    def feedback_label(self, config: Config, label: Any) -> list[str]:
+        """A corrected label SET (a list, a JSON list, or labels joined by data.label_separator), sorted; the
+        feedback paths then check each label against the bundle's."""
+        return list(_label_set(config.data, label))
+
+    def feedback_example(self, config: Config, value: Any, label: Any) -> dict[str, Any] | None:
+        """`retrain`: a logged text with its corrected set is a training row (an empty set written as `[]`)."""
+        if not isinstance(value, str):
+            return None
+        labels = _label_set(config.data, label)
+        cell = config.data.label_separator.join(labels) if labels else "[]"
+        return {"text": value, "label": cell, "labels": labels}
+
+    def retrain_layout(self, config: Config) -> dict[str, Any]:
+        data = {"text_column": "text", "label_column": "label"}
+        return {"label": "label", "columns": ["text", "label"], "score_columns": ["labels"], "data": data}
+
     def load(self, directory: Path, manifest: dict[str, Any], config: Config):
         import json
 
@@ -263,6 +282,25 @@ class MultiLabelClassificationTask:
         spec = json.loads((directory / "text_model.json").read_text(encoding="utf-8"))
         runtime = OnnxMultiLabelTextLearner if manifest.get("runtime") == "onnxruntime" else MultiLabelTextLearner
         return runtime.load(directory, config.model, labels, spec)
+
+
+def _label_set(data: MultiLabelDataConfig, label: Any) -> tuple[str, ...]:
+    """One correction's labels; a DataError for anything that is not a set of labels."""
+    from modelyard.data.label_sets import parse_cell
+
+    hint = f'send a list of labels (["joy", "love"]) or labels joined by {data.label_separator!r}'
+    if not isinstance(label, str | list) or any(isinstance(x, dict | list) for x in label):
+        raise DataError(f"the label set {str(label)[:60]!r} is not a list of labels", hint)
+    labels = parse_cell(label, data.label_separator)
+    if not labels and data.empty_labels == "drop":
+        raise DataError(
+            "an empty label set: this model was trained with data.empty_labels: drop, so every answer has a label",
+            hint,
+        )
+    inside = [x for x in labels or () if data.label_separator in x]
+    if inside:
+        raise DataError(f"label {inside[0]!r} contains the label separator {data.label_separator!r}", hint)
+    return labels or ()
 
 
 def _labels(data: PreparedData) -> list[str]:

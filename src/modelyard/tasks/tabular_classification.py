@@ -27,7 +27,8 @@ data:
   drop_columns: []                    # never used as features (e.g. columns known only after the outcome)
   split: {validation: 0.1, test: 0.2, seed: 42, stratify: true, by: null}   # by: a date column = time-ordered
 model:
-  backbone: auto                      # auto (LightGBM, MLP, their ensemble) | lightgbm | mlp
+  backbone: auto                      # auto (the best of candidates or an ensemble) | lightgbm | catboost | mlp
+  candidates: [lightgbm, mlp]         # the families auto tries; add catboost for a third
   monotone: {}                        # e.g. {income: -1, past_defaults: 1}: direction of the risk score
   calibration: auto                   # auto | isotonic | platt | none
 evaluation:

@@ -23,7 +23,8 @@ data:
   drop_columns: []
   split: {validation: 0.1, test: 0.2, seed: 42, stratify: false, by: null}   # by: a date column = time-ordered
 model:
-  backbone: auto                      # auto (LightGBM, MLP, their ensemble) | lightgbm | mlp
+  backbone: auto                      # auto (the best of candidates or an ensemble) | lightgbm | catboost | mlp
+  candidates: [lightgbm, mlp]         # the families auto tries; add catboost for a third
   monotone: {}                        # e.g. {area: 1}
 train:
   time_limit_s: 300
@@ -59,6 +60,9 @@ class TabularRegressionTask:
 
     def feedback_example(self, config: Config, value: Any, label: str) -> dict[str, Any] | None:
         return common.feedback_example(config, value, label, "regression")
+
+    def feedback_label(self, config: Config, label: Any) -> float:
+        return common.number_label(config, label)
 
     def retrain_layout(self, config: Config) -> dict[str, Any]:
         return common.retrain_layout(config)

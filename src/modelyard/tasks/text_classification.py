@@ -102,6 +102,12 @@ class TextModelConfig(ModelConfig):
         description="pretrained only: keep the word-embedding matrix fixed; null = freeze it when it holds over "
         "two thirds of the parameters (large multilingual vocabularies) and no tokens were added",
     )
+    micro_batch_tokens: int = Field(
+        4096,
+        ge=64,
+        description="a training batch over this many padded tokens runs forward and backward in parts of at most "
+        "this many (the same gradient and step): lower needs less memory, higher can be a little faster",
+    )
     hidden_size: int = Field(256, ge=16)
     layers: int = Field(3, ge=1)
     heads: int = Field(4, ge=1)

@@ -94,6 +94,7 @@ class TokenClassificationTask:
     Input: ClassVar = str
     main_metric: ClassVar = "entity_f1"
     greater_is_better: ClassVar = True
+    feedback_metric: ClassVar = "entity_f1"  # `retrain` scores held-out span corrections entity by entity
 
     def starter_config(self) -> str:
         return STARTER
@@ -178,7 +179,39 @@ class TokenClassificationTask:
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> TokenTaggerLearner:
         spec = json.loads((directory / SPEC_FILE).read_text(encoding="utf-8"))
+        if manifest.get("runtime") == "onnxruntime":
+            from modelyard.learners.token_onnx import OnnxTokenTaggerLearner
+
+            return OnnxTokenTaggerLearner.load(directory, spec)
         return TokenTaggerLearner.load(directory, spec)
+
+    def feedback_label(self, config: Config, label: Any) -> list[dict[str, Any]]:
+        """Corrected entity spans: a list (or, in a CSV cell, a JSON text) of {start, end, label} character
+        offsets; `feedback_example` checks them against the logged text."""
+        if isinstance(label, str):
+            try:
+                label = json.loads(label)
+            except json.JSONDecodeError:
+                label = None
+        if not isinstance(label, list) or not all(isinstance(s, dict) and "label" in s for s in label):
+            raise DataError(
+                "entity feedback must be a list of {start, end, label} spans",
+                'e.g. [{"start": 0, "end": 5, "label": "PER"}] (character offsets, end exclusive; [] for none)',
+            )
+        return label
+
+    def feedback_example(self, config: Config, value: Any, label: Any) -> dict[str, Any] | None:
+        """`retrain`: the logged text with its corrected spans (inside the text, not overlapping) is an example."""
+        from modelyard.data.entities import check_spans
+
+        if not isinstance(value, str):
+            return None
+        return {"text": value, "entities": check_spans(value, self.feedback_label(config, label), "the spans")}
+
+    def retrain_layout(self, config: Config) -> dict[str, Any]:
+        """Spans are lists: the challenger's files are JSONL, read back exactly as the frozen test split."""
+        data = {"text_column": "text", "entities_column": "entities"}
+        return {"label": "entities", "columns": ["text", "entities"], "suffix": "jsonl", "data": data}
 
 
 def _choose(backbone: str, cjk_share: float) -> str:

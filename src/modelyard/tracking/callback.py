@@ -93,6 +93,10 @@ class TrackingCallback(Callback):
         flat.update(runs.scalar_metrics({k: metrics[k] for k in plain if k in metrics}, ""))
         self._log(flat, state.global_step)
 
+    def log_entry(self, entry: dict[str, Any]) -> None:
+        """One history.jsonl line at its step, for work without a training loop (a federation's rounds)."""
+        self._log(runs.history_metrics(entry), int(entry.get("step", 0)))
+
     def finish(self, bundle: str | Path, report: dict[str, Any] | None = None) -> ModelVersion | None:
         """Log test metrics, provenance and the bundle, register a new version; None if tracking is off."""
         if not self.enabled:

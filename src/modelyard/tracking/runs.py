@@ -209,9 +209,12 @@ def finish_run(
         _write_json(Path(tmp, "environment.json"), environment())
         run_tags = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
         with store.write_lock(uri):
-            log_params(client, uri, run_id, config)
+            federation = metrics.get("federation")  # `federate`: strategy, sites, alpha, mu, masks as params
+            log_params(client, uri, run_id, {**config, "federation": federation} if federation else config)
             log_metrics(client, uri, run_id, scalar_metrics(metrics.get("test") or {}, "test"), _last_step(bundle))
-            spent = scalar_metrics(metrics.get("privacy") or {}, "privacy")  # DP-SGD: privacy_epsilon, _delta
+            # DP-SGD: privacy_epsilon, _delta; a federation's client DP keeps them at metrics.json's top level
+            spent_at = metrics.get("privacy") or {k: metrics[k] for k in ("epsilon", "delta") if k in metrics}
+            spent = scalar_metrics(spent_at, "privacy")
             if spent:
                 log_metrics(client, uri, run_id, spent, _last_step(bundle))
             for i in range(0, len(run_tags), BATCH):

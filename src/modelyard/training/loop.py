@@ -6,6 +6,7 @@ It runs on Accelerate, so the same code runs on one CPU process, several (`--npr
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from accelerate.utils import DataLoaderConfiguration, set_seed
 from modelyard import precision as prec
 from modelyard.config import Config, TrainConfig
 from modelyard.errors import ConfigError
-from modelyard.protocols import Learner, PreparedData
+from modelyard.protocols import Learner, PreparedData, SplitsBatches
 from modelyard.training.callbacks import Callback, EarlyStopping, TrainerControl, TrainerState
 from modelyard.training.checkpoint import load_checkpoint, save_checkpoint
 from modelyard.training.distributed import evaluate as sharded_evaluate
@@ -108,6 +109,19 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     multilingual-e5-small's frozen 250k-token embedding would cost another 384 MB per copy."""
     frozen = {p.data_ptr() for p in model.parameters() if not p.requires_grad}
     return {k: v if v.data_ptr() in frozen else v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _backward(learner: Learner, batch: dict[str, Any], accelerator: Accelerator, model: Any) -> torch.Tensor:
+    """Backward pass of one batch, part by part when the learner splits long ones (SplitsBatches): the same
+    gradient, with one part's activations held at a time. Only the last part synchronises gradients across ranks."""
+    parts = learner.micro_batches(batch) if isinstance(learner, SplitsBatches) else [(batch, 1.0)]
+    losses = []
+    for k, (part, share) in enumerate(parts):
+        with accelerator.no_sync(model) if k + 1 < len(parts) else contextlib.nullcontext():
+            loss = learner.loss(part) * share
+            accelerator.backward(loss)
+        losses.append(loss.detach())
+    return torch.stack(losses).sum()
 
 
 def _fit_without_gradients(learner: Learner, train_cfg: TrainConfig, data: PreparedData) -> TrainResult:
@@ -290,9 +304,11 @@ def fit(
             running, count = 0.0, 0
             for i, batch in enumerate(epoch_loader, start=skip_batches):
                 with accelerator.accumulate(model), prec.autocast(precision, accelerator.device):
-                    # an empty Poisson batch (private runs) still takes a noise-only step
-                    loss = learner.loss(batch) if batch is not None else private.empty_batch_loss()
-                    accelerator.backward(loss)
+                    if private:  # per-example gradients: one forward per batch; an empty Poisson batch still steps
+                        loss = learner.loss(batch) if batch is not None else private.empty_batch_loss()
+                        accelerator.backward(loss)
+                    else:
+                        loss = _backward(learner, batch, accelerator, model)
                     if accelerator.sync_gradients and train_cfg.max_grad_norm and not private:
                         accelerator.clip_grad_norm_(model.parameters(), train_cfg.max_grad_norm)
                     optimizer.step()

@@ -1,5 +1,5 @@
-"""/v1/explain: attributions for one input (tokens for text classifiers, a heat-map for image ones),
-computed off the event loop."""
+"""/v1/explain: attributions for one input (tokens for text classifiers and for one entity of an entity
+extractor, a heat-map for image ones), computed off the event loop."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ class ExplainRequest(BaseModel):
     input: Annotated[str, StringConstraints(min_length=1)] | dict[str, Any] = Field(
         description="the text to explain, an image as base64, or a table row (column: value)"
     )
-    label: str | None = Field(None, description="explain this label instead of the predicted one")
+    label: str | None = Field(
+        None, description="explain this label instead of the predicted one (entity extractors: an entity type)"
+    )
 
 
 class ExplainResponse(BaseModel):
@@ -36,6 +38,9 @@ class ExplainResponse(BaseModel):
     reasons_down: list[dict[str, Any]] | None = Field(None, description="tabular: top columns pushing away")
     attributions: list[float] | None = Field(None, description="one per token; positive pushes towards `label`")
     heatmap: str | None = Field(None, description="image models: a PNG (base64) of where the evidence lies")
+    entity: dict[str, Any] | None = Field(
+        None, description="entity extractors: the explained span (start, end, label, score, text)"
+    )
     label: str
     score: float = Field(description="the model's probability for `label`")
     method: str

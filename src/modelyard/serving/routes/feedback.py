@@ -1,4 +1,6 @@
-"""/v1/feedback: the true label for a served prediction, stored beside it in the prediction log."""
+"""/v1/feedback: the true label for a served prediction (for a chat answer: a thumbs up/down and/or a corrected
+answer, see monitoring.preferences; for a multi-label model a list of labels; for an entity extractor a list of
+{start, end, label} character spans of the logged text), stored beside it in the prediction log."""
 
 from __future__ import annotations
 
@@ -7,7 +9,10 @@ import time
 
 from fastapi import APIRouter, Depends
 
-from modelyard.monitoring.prediction_log import has_prediction, record_feedback
+from modelyard.errors import UserError
+from modelyard.monitoring.feedback import unknown_label
+from modelyard.monitoring.prediction_log import has_prediction, read_input, record_feedback
+from modelyard.monitoring.preferences import chat_feedback, label_as_chat_feedback
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError
 from modelyard.serving.schemas import ERROR_RESPONSES, ErrorBody, FeedbackRequest, FeedbackResponse
@@ -44,12 +49,39 @@ async def feedback(body: FeedbackRequest, service: ModelService = Depends(get_se
         return True
 
     labels = service.model.labels
-    if labels and body.label not in labels:
+    label = body.label
+    if getattr(service.model.learner, "generator", None) is not None:  # a chat answer: rated and/or corrected
+        try:
+            if label is not None and body.rating is None and body.corrected is None:
+                label = label_as_chat_feedback(label)
+            else:
+                label = chat_feedback(body.rating, body.corrected)
+        except ValueError as err:
+            raise ServingError(422, str(err)) from None
+    elif label is None:
+        raise ServingError(422, "label: required (rating and corrected are for chat models)")
+    task = service.model.task  # a name for models that are not bundles (service.task_name)
+    check = None if isinstance(task, str) else getattr(task, "feedback_label", None)  # a regressor: a number
+    if check is not None:
+        try:
+            label = check(service.model.config, label)
+            example = getattr(task, "feedback_example", None)
+            if example is not None and isinstance(label, list):  # entity spans must lie inside the logged text
+                if not await logged(has_prediction):
+                    raise ServingError(404, f"no logged prediction has id {body.prediction_id!r}")
+                logged_input = await asyncio.to_thread(read_input, body.prediction_id, folder)
+                if logged_input is not None:
+                    example(service.model.config, logged_input, label)
+        except UserError as err:
+            if not await logged(has_prediction):
+                raise ServingError(404, f"no logged prediction has id {body.prediction_id!r}") from None
+            raise ServingError(422, f"label: {err.message}") from None
+    if labels and (unknown := unknown_label(label, labels, check is not None)) is not None:
         if not await logged(has_prediction):
             raise ServingError(404, f"no logged prediction has id {body.prediction_id!r}")
-        shown = repr(body.label)[:80]
+        shown = repr(unknown)[:80]
         raise ServingError(422, f"label: {shown} is not one of the model's {len(labels)} labels")
-    if not await logged(record_feedback, body.label):
+    if not await logged(record_feedback, label):
         raise ServingError(404, f"no logged prediction has id {body.prediction_id!r}")
     if service.on_feedback is not None:
         service.on_feedback()

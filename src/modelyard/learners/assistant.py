@@ -1,0 +1,294 @@
+"""A grounded assistant: retrieve passages from an index, decide whether they can answer, hand over to a person
+when an intent classifier says so, else have a chat model answer from the passages and cite them.
+
+The decision to decline is made before any text is generated, on a retrieval score: the cosine similarity of the
+question to its closest chunk. Its threshold is chosen on labelled validation questions (answerable and not) when
+the assistant is trained, and stored in the bundle. The chat model is also told to say it does not know when the
+passages do not hold the answer; an answer that does is reported as declined too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from modelyard.fsutil import atomic_write_json
+from modelyard.retrieval.index import CANDIDATES, Index, fuse
+
+Kind = Literal["answer", "declined", "handover"]
+DEFAULT_THRESHOLD = 0.40  # all-MiniLM-L6-v2 on SQuAD articles (docs/assistant.md); other encoders need calibrating
+GROUNDING = (
+    "Answer the question in one short sentence using only these passages. If they do not contain the answer, "
+    "reply exactly: I don't know."
+)
+SAYS_UNKNOWN = re.compile(r"^\W*(i\s+(do\s+not|don't|don’t)\s+know|i\s+cannot\s+answer|i'm\s+not\s+sure)", re.I)
+
+
+@dataclass
+class Reply:
+    """What the assistant will say to the last user message: a fixed text (declined, handover), or a prompt the
+    chat model completes. `citations` are the passages given to the model, best first."""
+
+    kind: Kind
+    content: str | None = None
+    prompt: list[dict[str, str]] | None = None
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    intent: dict[str, Any] | None = None
+    retrieval_score: float = 0.0
+    query: str = ""
+
+    def info(self) -> dict[str, Any]:
+        """The extra `assistant` field of an answer: why it was given."""
+        return {"kind": self.kind, "intent": self.intent, "retrieval_score": round(self.retrieval_score, 4)}
+
+
+def cite(citations: list[dict[str, Any]]) -> str:
+    """The sources line appended to an answer: `[1] file § section`."""
+    parts = [f"[{i}] {c['file']}" + (f" § {c['section']}" if c["section"] else "") for i, c in enumerate(citations, 1)]
+    return "Sources: " + "; ".join(parts) if parts else ""
+
+
+def choose_threshold(
+    answerable: list[float], unanswerable: list[float], decline_rate: float | None = None
+) -> dict[str, Any]:
+    """The retrieval-score threshold chosen on labelled questions: with `decline_rate`, the lowest one that declines
+    at least that share of the unanswerable questions (answering as much as that allows); otherwise the one with the
+    best balanced accuracy (answerable questions answered, unanswerable ones declined), among equals the lowest."""
+    scores = np.asarray(answerable + unanswerable, dtype=np.float64)
+    truth = np.asarray([1] * len(answerable) + [0] * len(unanswerable))
+    values = np.unique(scores)
+    candidates = np.concatenate([[values[0] - 1e-6], (values[:-1] + values[1:]) / 2, [values[-1] + 1e-6]])
+    best, best_score = float(candidates[-1]), -1.0
+    for t in candidates:  # ascending
+        kept = scores >= t
+        recall = kept[truth == 1].mean() if len(answerable) else 1.0
+        declined = (~kept[truth == 0]).mean() if len(unanswerable) else 1.0
+        balanced = (recall + declined) / 2
+        if decline_rate is not None:
+            if declined >= decline_rate:
+                best, best_score = float(t), float(balanced)
+                break
+        elif balanced > best_score + 1e-12:
+            best, best_score = float(t), float(balanced)
+    return {"threshold": round(best, 4), "balanced_accuracy": round(best_score, 4)}
+
+
+class AssistantLearner:
+    """Index + chat model (+ intent classifier) + the stored decline threshold. Trained without gradients: `fit`
+    only calibrates the threshold on the validation questions."""
+
+    module = None
+    buckets_lengths = True  # each input is answered on its own; no length bucketing of a batch
+
+    def __init__(self, index: Index, chat: Any, options: Any, intents: Any = None, state: dict | None = None) -> None:
+        self.index = index
+        self.chat = chat
+        self.options = options
+        self.intents = intents
+        self.backbone = options.backbone
+        state = state or {}
+        self.threshold: float | None = state.get("threshold", options.decline_threshold)
+        self.calibration: dict[str, Any] = state.get("calibration", {})
+        self._recent: dict[str, tuple[list[dict[str, Any]], float]] = {}  # query -> retrieval, oldest first
+
+    @property
+    def generator(self) -> Any:
+        return self.chat.generator
+
+    def train_defaults(self) -> dict[str, Any]:
+        return {}
+
+    # retrieval ---------------------------------------------------------------------------------------------
+
+    def retrieve(self, query: str) -> tuple[list[dict[str, Any]], float]:
+        """The passages for `query`, best first, and the retrieval score (cosine of the query to its closest chunk).
+
+        Hybrid search (dense + BM25, rank fusion) proposes `candidates` chunks; they are re-ordered by
+        `rerank_weight` x cosine + (1 - rerank_weight) x BM25 / best BM25 of the candidates, which puts the chunk
+        holding the answer first more often than rank fusion alone (docs/assistant.md)."""
+        cached = self._recent.get(query)
+        if cached is not None:
+            return cached
+        opts, index = self.options, self.index
+        vector = index.embedder.embed([query], "query")[0]
+        depth = min(len(index.rows), CANDIDATES)
+        scores, ids = index.vectors.search(vector[None, :], depth)
+        dense = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+        lexical_all = index.lexical.scores(query).astype(np.float64)
+        top_lexical = np.argsort(-lexical_all, kind="stable")[:depth]
+        lexical = [(int(i), float(lexical_all[i])) for i in top_lexical if lexical_all[i] > 0]
+        fused = [row for row, _ in fuse([dense, lexical])[: opts.candidates]]
+        top_cosine = dense[0][1] if dense else 0.0
+        if not fused:
+            return [], top_cosine
+        cosine = np.asarray([float(index.vectors.reconstruct(i) @ vector) for i in fused])
+        bm25 = lexical_all[fused]
+        bm25 = bm25 / bm25.max() if bm25.max() > 0 else bm25
+        combined = opts.rerank_weight * cosine + (1 - opts.rerank_weight) * bm25
+        order = np.argsort(-combined, kind="stable")[: opts.passages]
+        passages = [
+            {**_row(index.rows[fused[j]]), "chunk_id": fused[j], "score": round(float(combined[j]), 4)} for j in order
+        ]
+        if len(self._recent) >= 1024:
+            self._recent.pop(next(iter(self._recent)))
+        self._recent[query] = (passages, top_cosine)
+        return passages, top_cosine
+
+    def _grounded(self, messages: list[dict[str, str]]) -> tuple[list[dict[str, Any]], float, str]:
+        """Passages for the last user message; a follow-up that finds nothing on its own ("and when?") is searched
+        again together with the user's previous message."""
+        users = [m["content"] for m in messages if m["role"] == "user"]
+        query = users[-1] if users else ""
+        passages, score = self.retrieve(query)
+        if score < self._threshold() and len(users) > 1:
+            joined = f"{users[-2]} {users[-1]}"
+            again, again_score = self.retrieve(joined)
+            if again_score > score:
+                return again, again_score, joined
+        return passages, score, query
+
+    def _threshold(self) -> float:
+        return DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+
+    # answering ---------------------------------------------------------------------------------------------
+
+    def handover(self, text: str) -> dict[str, Any] | None:
+        """The intent of `text` when it is one to hand over with enough confidence, else None."""
+        settings = self.options.handover
+        if self.intents is None or settings is None:
+            return None
+        guess = self.intents.predict([text], top_k=1)[0]
+        if guess["label"] in settings.intents and guess["score"] >= settings.min_confidence:
+            return {"label": guess["label"], "score": round(float(guess["score"]), 4)}
+        return None
+
+    def plan(self, messages: list[dict[str, str]]) -> Reply:
+        """Decide how to answer the conversation's last user message (retrieval and intent, no generation)."""
+        last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        intent = self.handover(last)
+        if intent is not None:
+            text = self.options.handover.message.format(intent=intent["label"].replace("_", " "))
+            return Reply("handover", text, intent=intent, query=last)
+        passages, score, query = self._grounded(messages)
+        if not passages or score < self._threshold():
+            return Reply("declined", self.options.decline_message, retrieval_score=score, query=query)
+        # the passages go into the last user turn, plain (small models copy file names and headings they see);
+        # the citations are attached by `finish`, not written by the model
+        numbered = "\n\n".join(f"Passage {i}: {p['text']}" for i, p in enumerate(passages, start=1))
+        turns = [m for m in messages if m["role"] in ("user", "assistant")]
+        history = turns[:-1][-self.options.memory.turns :] if self.options.memory.turns else []
+        question = f"{numbered}\n\n{GROUNDING}\n\nQuestion: {turns[-1]['content']}"
+        citations = [{k: p[k] for k in ("file", "section", "chunk_id", "score")} for p in passages]
+        prompt = [
+            {"role": "system", "content": self.options.system_prompt},
+            *history,
+            {"role": "user", "content": question},
+        ]
+        return Reply("answer", None, prompt, citations, None, score, query)
+
+    def finish(self, reply: Reply, text: str) -> tuple[str, Reply]:
+        """The final answer text for a generated `text`: the sources line appended; an answer that says it does not
+        know becomes a decline (no sources)."""
+        if reply.kind != "answer":
+            return reply.content or "", reply
+        if SAYS_UNKNOWN.search(text.strip()):
+            declined = Reply("declined", text.strip(), retrieval_score=reply.retrieval_score, query=reply.query)
+            return declined.content, declined
+        return f"{text.strip()}\n\n{cite(reply.citations)}", reply
+
+    def answer(self, messages: list[dict[str, str]], **options: Any) -> dict[str, Any]:
+        """Plan, generate when needed, finish: one whole answer (predict, evaluate, benchmarks)."""
+        reply = self.plan(messages)
+        text = reply.content or ""
+        if reply.kind == "answer":
+            self.chat.module.eval()
+            text = self.generator.complete([reply.prompt], **options)[0]["text"]
+        content, reply = self.finish(reply, text)
+        return {"content": content, "citations": reply.citations, **reply.info()}
+
+    def generate(self, prompt: str | list[dict[str, str]], **options: Any) -> str:
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        return self.answer(messages, **options)["content"]
+
+    def predict(self, inputs: list[Any], top_k: int = 1) -> list[dict[str, Any]]:
+        """The answer to each input: a question (str) or a list of chat messages."""
+        return [self.answer([{"role": "user", "content": x}] if isinstance(x, str) else x) for x in inputs]
+
+    # calibration and metrics --------------------------------------------------------------------------------
+
+    def fit(self, train: Any, validation: list[dict[str, Any]] | None) -> None:
+        """Choose the decline threshold on the validation questions, unless the config fixes it."""
+        if self.options.decline_threshold is not None or not validation:
+            source = "model.decline_threshold" if self.options.decline_threshold is not None else "default"
+            self.calibration = {"source": source, "threshold": self._threshold()}
+            return
+        scores = [self.retrieve(q["question"])[1] for q in validation]
+        answerable = [s for s, q in zip(scores, validation, strict=True) if q["answerable"]]
+        unanswerable = [s for s, q in zip(scores, validation, strict=True) if not q["answerable"]]
+        chosen = choose_threshold(answerable, unanswerable, self.options.decline_rate)
+        self.threshold = chosen["threshold"]
+        self.calibration = {
+            "source": "validation questions",
+            "rule": "best balanced accuracy"
+            if self.options.decline_rate is None
+            else f"decline >= {self.options.decline_rate}",
+            "answerable": len(answerable),
+            "unanswerable": len(unanswerable),
+            **chosen,
+        }
+
+    def evaluate(self, questions: list[dict[str, Any]]) -> dict[str, Any]:
+        """Retrieval-level metrics of the answers (no generation): among answerable questions, the share answered
+        with a gold answer string in the top cited passage (`cited_answer_rate`) and the share declined; among
+        unanswerable ones, the share declined (`decline_rate`); `answer_in_passages`: a cited passage holds it."""
+        cited, false_declines, declines, anywhere = [], [], [], []
+        for q in questions:
+            passages, score = self.retrieve(q["question"])
+            declined = not passages or score < self._threshold()
+            if not q["answerable"]:
+                declines.append(declined)
+                continue
+            holds = [any(a in p["text"] for a in q["answers"]) for p in passages]
+            false_declines.append(declined)
+            cited.append(not declined and bool(holds) and holds[0])
+            anywhere.append(not declined and any(holds))
+        out: dict[str, Any] = {"threshold": self._threshold()}
+        if cited:
+            out |= {"cited_answer_rate": float(np.mean(cited)), "answerable_declined": float(np.mean(false_declines))}
+            out["answer_in_passages"] = float(np.mean(anywhere))
+        if declines:
+            out["decline_rate"] = float(np.mean(declines))
+        if cited and declines:
+            out["balanced_accuracy"] = (out["cited_answer_rate"] + out["decline_rate"]) / 2
+        out["questions"] = {"answerable": len(cited), "unanswerable": len(declines)}
+        return out
+
+    # bundle ------------------------------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        """The index folder, the chat and intent bundles when they are bundles (copied whole, so the assistant's
+        bundle stands alone), and assistant.json with the threshold and how it was chosen."""
+        shutil.copytree(self.index.folder, directory / "index")
+        for name, source in (("chat", getattr(self.chat, "bundle_path", None)), ("intents", self._intents_path())):
+            if source is not None:
+                shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("checkpoints"))
+        state = {"threshold": self._threshold(), "calibration": self.calibration}
+        atomic_write_json(directory / "assistant.json", state)
+        return {"chat_model": self.backbone, "encoder": self.index.manifest["encoder"], **state}
+
+    def _intents_path(self) -> Path | None:
+        return None if self.intents is None else getattr(self.intents, "bundle_path", None)
+
+
+def _row(row: dict[str, Any]) -> dict[str, Any]:
+    return {"file": row["file"], "section": row["section"], "text": row["text"]}
+
+
+def read_state(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / "assistant.json").read_text(encoding="utf-8"))

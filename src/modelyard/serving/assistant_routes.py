@@ -1,0 +1,122 @@
+"""POST /v1/chat/completions for an assistant bundle: OpenAI's shape, answered from retrieved passages.
+
+Beyond OpenAI's response, the message and the response carry `citations` ([{file, section, chunk_id, score}])
+and `assistant` ({kind: answer | declined | handover, intent, retrieval_score}); the official client keeps
+unknown fields, so `response.citations` reads them. The answer text also ends with a `Sources:` line.
+
+Memory: with `session_id` (or OpenAI's `user`) the server keeps the session's last messages and puts them before
+the request's; send only the new message then. Without one, `messages` is the whole conversation, as with OpenAI.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import Field
+
+from modelyard import model_thread
+from modelyard.serving.dependencies import get_service
+from modelyard.serving.errors import ServingError
+from modelyard.serving.openai_routes import (
+    ChatRequest,
+    _batcher,
+    _collect,
+    _events,
+    _requests,
+    _sse,
+    _stream,
+    _submit,
+    _usage,
+    list_models,
+    retrieve_model,
+)
+from modelyard.serving.security import require_api_key
+from modelyard.serving.service import ModelService
+from modelyard.serving.sessions import SessionStore
+
+router = APIRouter(prefix="/v1", tags=["assistant"], dependencies=[Depends(require_api_key)])
+router.add_api_route("/models", list_models, methods=["GET"], summary="The assistant served here (OpenAI list)")
+router.add_api_route("/models/{model_id}", retrieve_model, methods=["GET"], summary="The assistant, by name")
+
+
+class AssistantChatRequest(ChatRequest):
+    session_id: str | None = Field(
+        None, min_length=1, max_length=128, description="keeps the conversation server-side; send only new messages"
+    )
+    user: str | None = Field(None, max_length=128, description="OpenAI's end-user id; a session key when no session_id")
+
+
+def _sessions(request: Request, service: ModelService) -> SessionStore:
+    store = getattr(request.app.state, "assistant_sessions", None)
+    if store is None:
+        memory = service.model.learner.options.memory
+        store = SessionStore(memory.turns, memory.sessions, memory.idle_minutes * 60)
+        request.app.state.assistant_sessions = store
+    return store
+
+
+def _extras(reply: Any) -> dict[str, Any]:
+    return {"citations": reply.citations, "assistant": reply.info()}
+
+
+@router.post("/chat/completions", summary="Answer from the documents, with citations (OpenAI-compatible)")
+async def chat_completions(body: AssistantChatRequest, request: Request, service: ModelService = Depends(get_service)):
+    learner = service.model.learner
+    if body.response_format is not None and body.response_format.type != "text":
+        raise ServingError(400, "an assistant answers in text with citations; response_format is not supported")
+    session = body.session_id or body.user
+    store = _sessions(request, service)
+    new = [m.plain() for m in body.messages]
+    if new[-1]["role"] != "user":
+        raise ServingError(422, "messages: the last message must be the user's")
+    conversation = (store.history(session) if session else []) + new
+    reply = await model_thread.run(learner.plan, conversation)
+    ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    head = {"id": ident, "object": "chat.completion", "created": created, "model": service.name}
+    requests = []
+    if reply.kind == "answer":
+        requests = _requests(service, [reply.prompt], body, body.max_completion_tokens)
+        events = _submit(_batcher(request, service), requests)
+
+    def remember(content: str) -> None:
+        if session:
+            store.remember(session, [new[-1], {"role": "assistant", "content": content}])
+
+    if not body.stream:
+        done = (await _collect(events, requests))[0] if requests else None
+        content, final = learner.finish(reply, done["text"] if done else "")
+        remember(content)
+        message = {"role": "assistant", "content": content, **_extras(final)}
+        choice = {"index": 0, "message": message, "finish_reason": done["finish_reason"] if done else "stop"}
+        usage = _usage(done["prompt"], done["completion"]) if done else _usage(0, 0)
+        return {**head, "choices": [choice], "usage": usage, **_extras(final), "session_id": session}
+
+    head["object"] = "chat.completion.chunk"
+
+    async def chunks() -> AsyncIterator[str]:
+        first = {"role": "assistant", "content": ""}
+        yield _sse({**head, "choices": [{"index": 0, "delta": first, "finish_reason": None}]})
+        text, finish, used = "", "stop", 0
+        if requests:
+            async for e in _events(events, requests):
+                used, text = e.completion_tokens, text + e.text
+                if e.text:
+                    yield _sse({**head, "choices": [{"index": 0, "delta": {"content": e.text}, "finish_reason": None}]})
+                finish = e.finish_reason or finish
+        content, final = learner.finish(reply, text)
+        tail = content  # a decline or hand-over: nothing was generated
+        if requests:  # the generated text went out already: only the sources line follows
+            tail = content[len(text.strip()) :] if final.kind == "answer" else ""
+        remember(content)
+        last = {"index": 0, "delta": {"content": tail} if tail else {}, "finish_reason": finish}
+        yield _sse({**head, "choices": [last], **_extras(final), "session_id": session})
+        if body.include_usage:
+            prompt = len(requests[0].prompt_ids) if requests else 0
+            yield _sse({**head, "choices": [], "usage": _usage(prompt, used)})
+        yield _sse("[DONE]")
+
+    return _stream(chunks())

