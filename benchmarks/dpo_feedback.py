@@ -40,18 +40,10 @@ from modelyard.training.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples" / "data" / "chat_intents"
-INTENTS = [
-    "activate_my_card",
-    "age_limit",
-    "apple_pay_or_google_pay",
-    "atm_support",
-    "card_arrival",
-    "cash_withdrawal_charge",
-    "change_pin",
-    "exchange_rate",
-    "lost_or_stolen_card",
-    "terminate_account",
-]
+# the ten intents the data's system prompt lists (examples/data/chat_intents/build.py wrote them there)
+INTENTS = sorted(
+    {json.loads(line)["messages"][-1]["content"] for line in (DATA / "train.jsonl").read_text().splitlines()}
+)
 
 
 def preference_pairs(path: Path, count: int | None, seed: int) -> tuple[list[dict], list[dict]]:
