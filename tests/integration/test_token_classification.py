@@ -57,7 +57,7 @@ def test_the_reloaded_bundle_answers_the_same_and_the_server_returns_spans(engli
 
 @pytest.mark.slow
 def test_chinese_is_tagged_character_by_character(tmp_path):
-    config = tiny_config(tmp_path, chinese_rows, "auto", epochs=10)
+    config = tiny_config(tmp_path, chinese_rows, "auto", epochs=5)
     model = modelyard.train(config, output=tmp_path / "b", quiet=True, track=False)
     assert model.manifest["backbone"] == "multilingual-e5-small"
     text = "前天李娜去了广州。"  # no spaces: each character is a word, spans end between characters
