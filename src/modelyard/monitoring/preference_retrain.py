@@ -30,7 +30,7 @@ from typing import Any
 from modelyard.config import Config
 from modelyard.errors import DataError, UserError
 from modelyard.monitoring.preferences import collect_pairs
-from modelyard.monitoring.retrain import HELD_OUT_SHARE, decide, register
+from modelyard.monitoring.retrain import HELD_OUT_SHARE, decide, register_challenger
 
 METRIC = "preference_margin"
 
@@ -101,7 +101,6 @@ def retrain_chat(
     from modelyard.learners.preference import PreferenceLearner, encode_pair, trainable_champion
     from modelyard.monitoring.retrain import _frozen_test
     from modelyard.protocols import PreparedData
-    from modelyard.tracking import registry
     from modelyard.training.loop import fit
 
     if not isinstance(champion.learner, CausalLMLearner):
@@ -143,10 +142,8 @@ def retrain_chat(
     old, reference = _scores(champion.learner, test, encoded, None, beta)
     new, _ = _scores(challenger.learner, test, encoded, reference, beta)
     promoted, reason = gate(old, new, margin, loss_tolerance)
-    version = register(challenger.path, champion.name)
-    registry.promote(champion.name, version, "challenger", f"DPO on {len(train_pairs)} preference pairs")
-    if promoted:
-        registry.promote(champion.name, version, alias, f"retrain gate: {reason}")
+    trained_on = f"DPO on {len(train_pairs)} preference pairs"
+    version = register_challenger(challenger.path, champion.name, trained_on, promoted, alias, reason)
     return {
         "champion": {"version": champion.version, "path": str(champion.path), **old},
         "challenger": {"version": version, "path": str(challenger.path), **new},

@@ -213,6 +213,18 @@ def register(path: Path, name: str) -> str:
     return str(log_bundle(path).version)
 
 
+def register_challenger(path: Path, name: str, trained_on: str, promoted: bool, alias: str, reason: str) -> str:
+    """Register the challenger under its champion's name, alias it `challenger`, and move `alias` to it when the
+    gate promoted it; its registry version."""
+    from modelyard.tracking import registry
+
+    version = register(path, name)
+    registry.promote(name, version, "challenger", trained_on)
+    if promoted:
+        registry.promote(name, version, alias, f"retrain gate: {reason}")
+    return version
+
+
 def retrain(
     config_path: str | Path,
     model_ref: str,
@@ -229,7 +241,6 @@ def retrain(
     on preference pairs with DPO (`beta`) and may lose at most `loss_tolerance` of its test loss
     (monitoring.preference_retrain)."""
     from modelyard import bundle, loader, pipeline
-    from modelyard.tracking import registry
 
     if output is not None:
         bundle.refuse_foreign_output(output)
@@ -291,10 +302,8 @@ def retrain(
     old = _scores(champion.learner, test, evaluated, metric, fb_metric)
     new = _scores(challenger.learner, test, evaluated, metric, fb_metric)
     promoted, reason = decide(old, new, metric, margin, guard_classes, higher, fb_metric)
-    version = register(challenger.path, champion.name)
-    registry.promote(champion.name, version, "challenger", f"retrained with {len(fb_train)} feedback rows")
-    if promoted:
-        registry.promote(champion.name, version, alias, f"retrain gate: {reason}")
+    trained_on = f"retrained with {len(fb_train)} feedback rows"
+    version = register_challenger(challenger.path, champion.name, trained_on, promoted, alias, reason)
     return {
         "champion": {"version": champion.version, "path": str(champion.path), **old},
         "challenger": {"version": version, "path": str(challenger.path), **new},
