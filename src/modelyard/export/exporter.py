@@ -67,12 +67,16 @@ def _check_capable(model: loader.Model, fmt: str) -> None:
         if fmt == "onnx"
         else getattr(learner, "module", None) is not None
     )
-    if not able or model.manifest.get("runtime", "torch") != "torch" or model.manifest.get("quantize"):
+    exported = model.manifest.get("runtime", "torch") != "torch" or model.manifest.get("quantize")
+    if not able or exported:
         what = "ONNX" if fmt == "onnx" else "int8 PyTorch"
         raise UserError(
             f"{model.path}: this model ({model.manifest.get('backbone')}, runtime "
             f"{model.manifest.get('runtime', 'torch')}) cannot be exported to {what}",
-            "export a bundle trained by `modelyard train` with a neural backbone",
+            "export the bundle `modelyard train` wrote, not an exported copy"
+            if exported
+            else f"this kind of model ({model.config.task}) has no {what} export: serve the bundle itself "
+            "(`modelyard serve`)",
         )
 
 
