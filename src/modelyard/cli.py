@@ -33,6 +33,8 @@ def _quiet_libraries() -> None:
     environment, which transformers reads when imported: importing it here would cost every command seconds."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if not sys.stderr.isatty():  # libraries' own tqdm bars (GGUF dequantising) as \r-lines in a log file
+        os.environ.setdefault("TQDM_DISABLE", "1")
     warnings.filterwarnings("ignore")
     logging.getLogger("transformers").setLevel(logging.ERROR)
     if "transformers" in sys.modules:  # already imported: tell it directly
