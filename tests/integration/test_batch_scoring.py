@@ -58,6 +58,12 @@ def stop_after(parts: int):
     return on_progress
 
 
+def journalled(journal: Path) -> list[int]:
+    """The row counts of the chunks a run's manifest lists so far (written atomically: never half a file)."""
+    manifest = journal / "manifest.json"
+    return json.loads(manifest.read_text())["parts"] if manifest.is_file() else []
+
+
 def test_a_killed_run_resumes_where_it_stopped_and_equals_a_one_shot_run(bundle, rows, tmp_path):
     output = tmp_path / "scored.parquet"
     journal = tmp_path / "scored.parquet.partial"
@@ -66,12 +72,12 @@ def test_a_killed_run_resumes_where_it_stopped_and_equals_a_one_shot_run(bundle,
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while len(list(journal.glob("part-*.parquet"))) < 3 and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    while len(journalled(journal)) < 3 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # a part counts once the manifest lists it (its file is written first)
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert child.returncode == -signal.SIGKILL
-    done_parts = json.loads((journal / "manifest.json").read_text())["parts"]
+    done_parts = journalled(journal)
     assert 3 <= len(done_parts) < 120 and not output.exists()  # killed mid-way: some of the 120 chunks done
 
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

@@ -6,8 +6,10 @@ MODELYARD_HOME/cache/causal-lm so every later load is a plain `from_pretrained` 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from modelyard.errors import ModelNotFoundError
@@ -28,8 +30,9 @@ def _cached_folder(name: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("dequantising %s once (about 20 s); cached in %s", gguf.name, target)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    with _one_gguf_parse():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model.hf_quantizer = None  # the weights are plain floats now; this lets save_pretrained write them
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -39,6 +42,29 @@ def _cached_folder(name: str) -> Path:
     tokenizer.save_pretrained(staging)
     replace_dir(staging, target)
     return target
+
+
+@contextlib.contextmanager
+def _one_gguf_parse() -> Iterator[None]:
+    """transformers parses a GGUF file's metadata for each of its loads (the tokenizer's config, the tokenizer, the
+    model), and Gemma 3's 262k-token vocabulary takes ~20 s to parse here: the conversion shares one read-only
+    reader per file instead."""
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict[str, gguf.GGUFReader] = {}
+
+    def shared(path, mode: str = "r"):
+        key = f"{Path(path).resolve()}:{mode}"
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
 
 
 def _add_chat_format(entry: catalog.CatalogEntry, model, tokenizer) -> None:
