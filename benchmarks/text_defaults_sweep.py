@@ -133,8 +133,9 @@ def grid(name: str, data: Path, mlm: list[str]) -> list[dict[str, Any]]:
         if mlm:
             add("item15/hotels", "hotels", {"variant": "mlm"}, [*e5, "train.epochs=1", *mlm], [0])
         return jobs
-    if name == "mlm":  # the continued-pretraining arm alone, on the hotel splits the full grid used
-        add("item15/hotels", "hotels", {"variant": "recipe_mlm"}, e5 + mlm, [0, 1, 2])
+    if name == "mlm":  # the recipe with and without continued pretraining, on the hotel splits the full grid used
+        add("item15/hotels_mlm", "hotels", {"variant": "recipe"}, e5, [0, 1, 2])
+        add("item15/hotels_mlm", "hotels", {"variant": "recipe_mlm"}, e5 + mlm, [0, 1, 2])
         return jobs
     # One setting at a time around the current default (validation decides), seeds where the test set is carved.
     for setting, extra in [*lr_epochs([2e-5, 1e-4], [3]), *lr_epochs([5e-5], [2, 3, 4])]:

@@ -19,7 +19,7 @@ from modelyard.errors import ConfigError
 
 PATH_KEYS = ("train", "validation", "test", "noise", "annotations", "images")  # noise: audio; the rest: detection
 # model paths (section, key) resolved when the folder exists: a local backbone, an assistant's intent bundle
-MODEL_PATH_KEYS = (("", "backbone"), ("handover", "bundle"))
+MODEL_PATH_KEYS = (("", "backbone"), ("handover", "bundle"), ("domain_pretraining", "texts"))
 
 
 class StrictModel(BaseModel):
@@ -70,6 +70,21 @@ class LabelNoiseConfig(StrictModel):
     folds: int = Field(5, ge=2, le=20)
 
 
+class DomainPretrainingConfig(StrictModel):
+    """Continued masked-LM pretraining of a pretrained text encoder on in-domain text before fine-tuning
+    (DAPT/TAPT): the training split's texts always, plus `texts` when given."""
+
+    texts: str | None = Field(
+        None, description="an extra file of unlabelled texts: .txt one per line, or .csv/.tsv/.jsonl/.parquet"
+    )
+    text_column: str = Field("text", description="the column of `texts` holding the text (not for .txt)")
+    steps: int = Field(1000, ge=1, description="masked-LM optimiser steps")
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-4, gt=0, description="peak rate: 6% linear warm-up, then linear decay to 0")
+    mlm_probability: float = Field(0.15, gt=0, lt=1, description="share of tokens masked (BERT's 80/10/10 rule)")
+    max_length: int | None = Field(None, ge=8, le=512, description="tokens; null = model.max_length or fit the texts")
+
+
 class DataConfig(StrictModel):
     """Files and split rules shared by every task; tasks subclass it to add their column names."""
 
@@ -110,7 +125,8 @@ class PrivacyConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    """Optimisation settings. A value left empty takes the chosen backbone's tuned default (shown by `train`)."""
+    """Optimisation settings. A value left empty takes the chosen backbone's tuned default (`train` prints the values
+    it runs with, each default marked)."""
 
     epochs: int | None = Field(None, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps (overrides epochs)")

@@ -126,7 +126,9 @@ def train(
             trained.append(_train_candidate(config, data, backbone, output / sub, resume, quiet, callbacks))
         test = _score_test(task, data, trained)  # on every rank, each scoring its share
         if is_main_process():
-            extra = {"label_noise": label_noise_metrics(data.report)} if "label_noise" in data.report else None
+            extra = {"label_noise": label_noise_metrics(data.report)} if "label_noise" in data.report else {}
+            if "domain_pretraining" in data.report:  # masked-LM before fine-tuning: its loss and cost
+                extra["domain_pretraining"] = data.report["domain_pretraining"]
             write_results(output, task, data, trained, cpu0, wall0, keep_checkpoints, test, extra)
     except BaseException:
         if tracker is not None:

@@ -13,6 +13,8 @@ from retrieval_helpers import write_docs
 import modelyard
 from modelyard.errors import ConfigError, ModelNotFoundError
 from modelyard.models import catalog
+from modelyard.monitoring.prediction_log import read_input, read_predictions
+from modelyard.monitoring.preferences import collect_pairs
 from modelyard.serving.app import create_app
 from modelyard.tasks import get_task, load_config
 
@@ -35,6 +37,15 @@ UNANSWERABLE = [
 
 def _questions(rows: list[tuple[str, list[str]]]) -> str:
     return "".join(json.dumps({"question": q, "answers": a}) + "\n" for q, a in rows)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def server_home(tmp_path_factory):
+    """The module's models and server keep their state (index, prediction log) here, not in ./.modelyard."""
+    with pytest.MonkeyPatch.context() as patch:
+        home = tmp_path_factory.mktemp("assistant-home")
+        patch.setenv("MODELYARD_HOME", str(home))
+        yield home
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +185,25 @@ def test_the_official_openai_client_parses_the_answer_and_its_citations(client):
     assert answer.citations[0]["file"] == "trains.html"
     assert answer.choices[0].message.citations == answer.citations
     assert answer.assistant["kind"] == "answer"
+
+
+def test_answers_are_logged_with_their_sources_and_feedback_on_them_becomes_a_preference_pair(
+    client, server_home, monkeypatch
+):
+    monkeypatch.setenv("MODELYARD_HOME", str(server_home))  # where the server's log writer writes
+    answer = _ask(client, "How often should tomato plants be watered?", max_tokens=8)
+    private = _ask(client, "Who painted the Mona Lisa?", store=False)
+    sent = {"prediction_id": answer["id"], "rating": "down", "corrected": "Twice a week."}
+    assert client.post("/v1/feedback", json=sent).status_code == 200
+    assert client.post("/v1/feedback", json={"prediction_id": private["id"], "rating": "up"}).status_code == 200
+
+    rows = read_predictions(model="helpdesk").set_index("prediction_id")
+    output = json.loads(rows.loc[answer["id"], "output"])
+    assert output["citations"] == answer["citations"] and output["assistant"]["kind"] == "answer"
+    assert "Sources:" not in output["text"]  # the model's words: what a correction replaces
+    assert read_input(private["id"]) is None  # "store": false
+    assert json.loads(rows.loc[private["id"], "output"])["assistant"]["kind"] == "declined"
+    pairs, report = collect_pairs("helpdesk")
+    question = [{"role": "user", "content": "How often should tomato plants be watered?"}]
+    assert pairs == [{"messages": question, "chosen": "Twice a week.", "rejected": output["text"]}]
+    assert report["unusable_feedback"] == 1  # the rated answer whose question was not stored

@@ -83,7 +83,7 @@ def test_a_run_killed_mid_epoch_resumes_to_exactly_the_same_weights(banking_slic
     scheduler, data position, dropout's RNG) is bit-exact: any difference is something the checkpoint lost."""
     config = write_config(banking_slice, "scratch-transformer")
     steps = ["--set=train.epochs=4", "--set=train.checkpoint_every=3", "--set=model.dropout=0.1"]
-    finish(train(config, tmp_path / "unbroken", *steps))
+    unbroken_run = train(config, tmp_path / "unbroken", *steps)  # one thread each: the two runs share the cores
     victim = train(config, tmp_path / "killed", *steps)
     progress = tmp_path / "killed" / "checkpoints" / "latest" / "progress.json"
     deadline = time.time() + 300
@@ -98,6 +98,7 @@ def test_a_run_killed_mid_epoch_resumes_to_exactly_the_same_weights(banking_slic
     assert state["batches_done"] > 0, "the checkpoint should be mid-epoch"
     assert not (tmp_path / "killed" / "modelyard.json").exists()
     finish(train(config, tmp_path / "killed", *steps, "--resume"))
+    finish(unbroken_run)
     assert not (tmp_path / "killed" / "checkpoints").exists()
     unbroken, resumed = weights(tmp_path / "unbroken"), weights(tmp_path / "killed")
     assert unbroken.keys() == resumed.keys()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
-from modelyard.learners.assistant import choose_threshold, cite
+from modelyard.learners.assistant import best_sentence_share, choose_threshold, cite
+from modelyard.retrieval.lexical import Lexical, tokenize
 from modelyard.serving.sessions import SessionStore
 from modelyard.tasks import config_from_dict, get_task
 
@@ -53,3 +55,20 @@ def test_the_least_recently_used_and_idle_sessions_are_forgotten():
     assert store.history("a") == [] and len(store) == 2
     now[0] = 11.0
     assert store.history("c") == [] and len(store) == 0
+
+
+def test_the_passage_whose_one_sentence_holds_the_question_words_outranks_one_that_spreads_them():
+    chunks = [
+        "The first public steam railway opened in 1825. It ran between Stockton and Darlington.",
+        "Steam engines were first built for mines. A public road later opened. Then a railway came.",
+        "Tomatoes need water twice a week.",
+    ]
+    lexical = Lexical.build(chunks)
+    weights = lexical.idf(sorted(set(tokenize("When did the public steam railway open?"))))
+    assert {"public", "steam", "railway", "open"} <= set(weights) and "the" not in weights  # stemmed, no stop words
+    assert weights["railway"] < lexical.idf(["tomato"])["tomato"]  # in two chunks against one: rarer weighs more
+    answer, spread, other = (best_sentence_share(weights, chunk) for chunk in chunks)
+    total = sum(weights.values())
+    assert answer == pytest.approx(sum(weights[w] for w in ("public", "steam", "railway", "open")) / total)
+    assert spread == pytest.approx((weights["public"] + weights["open"]) / total)
+    assert answer > spread > other == 0.0

@@ -31,7 +31,7 @@ def data_report(data) -> None:
         if "summary" in info:
             err.print(f"[bold]{name}[/] {escape(str(info['read']['file']))}: {escape(info['summary'])}")
     shown = ("num_labels", "text_length_chars", "cjk_share", "tokenizer", "sizes", "backbone", "leakage")
-    for key in (*shown, "column_types", "dropped_columns", "imbalance"):
+    for key in (*shown, "column_types", "dropped_columns", "imbalance", "domain_pretraining"):
         if key in report:
             err.print(f"[bold]{key}[/] {escape(str(report[key]))}")
     for choice in report.get("backbone_choice", []):

@@ -20,6 +20,7 @@ import numpy as np
 
 from modelyard.fsutil import atomic_write_json
 from modelyard.retrieval.index import CANDIDATES, Index, fuse
+from modelyard.retrieval.lexical import tokenize
 
 Kind = Literal["answer", "declined", "handover"]
 DEFAULT_THRESHOLD = 0.40  # all-MiniLM-L6-v2 on SQuAD articles (docs/assistant.md); other encoders need calibrating
@@ -27,6 +28,7 @@ GROUNDING = (
     "Answer the question in one short sentence using only these passages. If they do not contain the answer, "
     "reply exactly: I don't know."
 )
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 SAYS_UNKNOWN = re.compile(r"^\W*(i\s+(do\s+not|don't|don’t)\s+know|i\s+cannot\s+answer|i'm\s+not\s+sure)", re.I)
 
 
@@ -46,6 +48,17 @@ class Reply:
     def info(self) -> dict[str, Any]:
         """The extra `assistant` field of an answer: why it was given."""
         return {"kind": self.kind, "intent": self.intent, "retrieval_score": round(self.retrieval_score, 4)}
+
+
+def best_sentence_share(weights: dict[str, float], text: str) -> float:
+    """The largest share of the question's words (idf-weighted: `weights`) that one sentence of `text` holds. The
+    sentence that answers a question usually repeats most of its words; a passage that only shares its topic
+    spreads them over several sentences."""
+    total = sum(weights.values())
+    if not total:
+        return 0.0
+    sentences = (set(tokenize(sentence)) for sentence in SENTENCE_END.split(text))
+    return max((sum(w for term, w in weights.items() if term in words) for words in sentences), default=0.0) / total
 
 
 def cite(citations: list[dict[str, Any]]) -> str:
@@ -110,8 +123,9 @@ class AssistantLearner:
         """The passages for `query`, best first, and the retrieval score (cosine of the query to its closest chunk).
 
         Hybrid search (dense + BM25, rank fusion) proposes `candidates` chunks; they are re-ordered by
-        `rerank_weight` x cosine + (1 - rerank_weight) x BM25 / best BM25 of the candidates, which puts the chunk
-        holding the answer first more often than rank fusion alone (docs/assistant.md)."""
+        `rerank_weight` x cosine + (1 - rerank_weight) x BM25 / best BM25 of the candidates + `sentence_weight` x
+        the best sentence's share of the question's words, which puts the chunk holding the answer first more often
+        than rank fusion alone (docs/assistant.md)."""
         cached = self._recent.get(query)
         if cached is not None:
             return cached
@@ -131,6 +145,10 @@ class AssistantLearner:
         bm25 = lexical_all[fused]
         bm25 = bm25 / bm25.max() if bm25.max() > 0 else bm25
         combined = opts.rerank_weight * cosine + (1 - opts.rerank_weight) * bm25
+        if opts.sentence_weight:
+            weights = index.lexical.idf(sorted(set(tokenize(query))))
+            share = [best_sentence_share(weights, index.rows[i]["text"]) for i in fused]
+            combined = combined + opts.sentence_weight * np.asarray(share)
         order = np.argsort(-combined, kind="stable")[: opts.passages]
         passages = [
             {**_row(index.rows[fused[j]]), "chunk_id": fused[j], "score": round(float(combined[j]), 4)} for j in order

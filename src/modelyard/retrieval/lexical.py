@@ -8,6 +8,7 @@ character bigrams, the usual word-segmentation-free BM25 for CJK.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,17 @@ class Lexical:
 
     def save(self, folder: Path) -> None:
         self.model.save(str(folder), show_progress=False, allow_pickle=False)
+
+    def idf(self, terms: list[str]) -> dict[str, float]:
+        """BM25's idf of each (tokenised) term, from how many chunks hold it; a term no chunk holds gets the
+        highest. The score matrix keeps one column per term, so its column lengths are the document frequencies."""
+        vocab, indptr, n = self.model.vocab_dict, self.model.scores["indptr"], self.model.scores["num_docs"]
+        out = {}
+        for term in terms:
+            column = vocab.get(term)
+            df = 0 if column is None else int(indptr[column + 1] - indptr[column])
+            out[term] = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        return out
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every chunk (N,); words the collection never uses score nothing."""

@@ -4,6 +4,10 @@ Beyond OpenAI's response, the message and the response carry `citations` ([{file
 and `assistant` ({kind: answer | declined | handover, intent, retrieval_score}); the official client keeps
 unknown fields, so `response.citations` reads them. The answer text also ends with a `Sources:` line.
 
+Every answer (declines and hand-overs too) is logged under the response's id like a plain chat completion: the
+conversation it answered, the answer without its sources line, and the citations, so `/v1/feedback` can rate or
+correct it and rated answers become preference pairs. `"store": false` keeps the conversation out of the log.
+
 Memory: with `session_id` (or OpenAI's `user`) the server keeps the session's last messages and puts them before
 the request's; send only the new message then. Without one, `messages` is the whole conversation, as with OpenAI.
 """
@@ -26,6 +30,7 @@ from modelyard.serving.openai_routes import (
     _batcher,
     _collect,
     _events,
+    _log_answer,
     _requests,
     _sse,
     _stream,
@@ -63,8 +68,16 @@ def _extras(reply: Any) -> dict[str, Any]:
     return {"citations": reply.citations, "assistant": reply.info()}
 
 
+def _logged(content: str, final: Any, generated: str) -> tuple[str, dict[str, Any]]:
+    """The answer as logged: the model's words without the sources line (what a correction replaces), and the
+    citations and kind beside it."""
+    text = generated.strip() if final.kind == "answer" else content
+    return text, {"citations": final.citations, "assistant": final.info()}
+
+
 @router.post("/chat/completions", summary="Answer from the documents, with citations (OpenAI-compatible)")
 async def chat_completions(body: AssistantChatRequest, request: Request, service: ModelService = Depends(get_service)):
+    started = time.perf_counter()
     learner = service.model.learner
     if body.response_format is not None and body.response_format.type != "text":
         raise ServingError(400, "an assistant answers in text with citations; response_format is not supported")
@@ -90,6 +103,8 @@ async def chat_completions(body: AssistantChatRequest, request: Request, service
         done = (await _collect(events, requests))[0] if requests else None
         content, final = learner.finish(reply, done["text"] if done else "")
         remember(content)
+        logged, details = _logged(content, final, done["text"] if done else "")
+        _log_answer(service, ident, conversation, logged, started, body.store, details)
         message = {"role": "assistant", "content": content, **_extras(final)}
         choice = {"index": 0, "message": message, "finish_reason": done["finish_reason"] if done else "stop"}
         usage = _usage(done["prompt"], done["completion"]) if done else _usage(0, 0)
@@ -112,6 +127,8 @@ async def chat_completions(body: AssistantChatRequest, request: Request, service
         if requests:  # the generated text went out already: only the sources line follows
             tail = content[len(text.strip()) :] if final.kind == "answer" else ""
         remember(content)
+        logged, details = _logged(content, final, text)
+        _log_answer(service, ident, conversation, logged, started, body.store, details)
         last = {"index": 0, "delta": {"content": tail} if tail else {}, "finish_reason": finish}
         yield _sse({**head, "choices": [last], **_extras(final), "session_id": session})
         if body.include_usage:

@@ -232,13 +232,21 @@ def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
 
 
 def _log_answer(
-    service: ModelService, ident: str, messages: list[dict[str, str]], text: str, started: float, store: bool
+    service: ModelService,
+    ident: str,
+    messages: list[dict[str, str]],
+    text: str,
+    started: float,
+    store: bool,
+    details: dict[str, Any] | None = None,
 ) -> None:
-    """A chat answer in the prediction log under the response's id, so `/v1/feedback` can rate or correct it."""
+    """A chat answer in the prediction log under the response's id, so `/v1/feedback` can rate or correct it;
+    `details` join the logged output (an assistant's citations)."""
     if service.log is not None:
         latency_ms = (time.perf_counter() - started) * 1000
+        output = {"text": text, **(details or {})}
         record = PredictionRecord(
-            ident, time.time(), service.name, service.version, {"messages": messages}, {"text": text}, latency_ms, store
+            ident, time.time(), service.name, service.version, {"messages": messages}, output, latency_ms, store
         )
         service.log.append([record])
 

@@ -79,7 +79,10 @@ class AssistantModelConfig(ModelConfig):
     system_prompt: str = Field(DEFAULT_PROMPT, min_length=1)
     passages: int = Field(3, ge=1, le=10, description="passages given to the chat model and cited")
     candidates: int = Field(10, ge=1, le=100, description="hybrid-search hits re-ranked to choose the passages")
-    rerank_weight: float = Field(0.5, ge=0.0, le=1.0, description="cosine weight against normalised BM25")
+    rerank_weight: float = Field(0.75, ge=0.0, le=1.0, description="cosine weight against normalised BM25")
+    sentence_weight: float = Field(
+        0.75, ge=0.0, description="re-ranking weight of the best sentence's share of the question's words"
+    )
     decline_threshold: float | None = Field(None, description="null: calibrated on data.validation questions")
     decline_rate: float | None = Field(
         None,

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from modelyard import precision
-from modelyard.config import Config, DataConfig, ModelConfig
+from modelyard.config import Config, DataConfig, DomainPretrainingConfig, ModelConfig
 from modelyard.errors import DataError, ModelNotFoundError
+from modelyard.learners import domain_pretraining
 from modelyard.learners.multilabel import Decision, MultiLabelTextLearner, OnnxMultiLabelTextLearner
 from modelyard.learners.multilabel_tfidf import TfidfOvrLearner, tfidf_ovr_baseline
 from modelyard.learners.text_inputs import length_percentiles, unknown_rate
@@ -94,6 +95,9 @@ class MultiLabelModelConfig(ModelConfig):
     extend_vocabulary: bool = False
     freeze_embeddings: bool | None = None
     micro_batch_tokens: int = Field(4096, ge=64, description="longer training batches run in parts of this size")
+    domain_pretraining: DomainPretrainingConfig | None = Field(
+        None, description="pretrained only: continued masked-LM before fine-tuning (as text_classification)"
+    )
     tokenizer: Literal["auto", "char", "wordpiece"] = Field("auto", description="scratch-transformer only")
     vocab_size: int = Field(8000, ge=100)
     hidden_size: int = Field(256, ge=16)
@@ -198,7 +202,12 @@ class MultiLabelClassificationTask:
         }
         prints = {n: fingerprint(f, ["text", "label"]) for n, f in splits.items()}
         prepared = PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
-        report["backbone_choice"] = [{"backbone": b, "reason": why} for b, why in self.candidates(config, prepared)]
+        candidates = self.candidates(config, prepared)
+        report["backbone_choice"] = [{"backbone": b, "reason": why} for b, why in candidates]
+        if settings := config.model.domain_pretraining:  # the file, column and values, before any training
+            chosen = [b for b, _ in candidates]
+            tuned = [b for b in chosen if b not in (TFIDF, SCRATCH)]
+            report["domain_pretraining"] = domain_pretraining.check(settings, chosen, tuned, len(texts))
         return prepared
 
     def _coverage(self, config: Config, texts: list[str]) -> dict[str, Any]:
@@ -245,7 +254,8 @@ class MultiLabelClassificationTask:
         if backbone == SCRATCH:
             learner = MultiLabelTextLearner.scratch(config.model, labels, texts)
         else:
-            learner = MultiLabelTextLearner.pretrained(pretrained_dir(backbone), backbone, config.model, labels, texts)
+            path = domain_pretraining.encoder_for(pretrained_dir(backbone), backbone, config, data)
+            learner = MultiLabelTextLearner.pretrained(path, backbone, config.model, labels, texts)
         learner.prepare_decision(decision, data.splits["validation"])
         if learner.probe_head:
             learner.start_head_from_probe(data.splits["train"], precision.resolve(config.train.precision))

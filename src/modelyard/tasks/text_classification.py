@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from modelyard import precision
-from modelyard.config import Config, DataConfig, LabelNoiseConfig, ModelConfig
+from modelyard.config import Config, DataConfig, DomainPretrainingConfig, LabelNoiseConfig, ModelConfig
 from modelyard.errors import DataError, ModelNotFoundError
-from modelyard.learners import few_shot, label_noise, text_private
+from modelyard.learners import domain_pretraining, few_shot, label_noise, text_private, text_recipe
 from modelyard.learners.text import TextClassifierLearner
 from modelyard.learners.text_inputs import length_percentiles, unknown_rate
 from modelyard.learners.text_onnx import OnnxTextClassifierLearner
@@ -107,6 +107,11 @@ class TextModelConfig(ModelConfig):
         ge=64,
         description="a training batch over this many padded tokens runs forward and backward in parts of at most "
         "this many (the same gradient and step): lower needs less memory, higher can be a little faster",
+    )
+    domain_pretraining: DomainPretrainingConfig | None = Field(
+        None,
+        description="pretrained fine-tuning only: continued masked-LM on the training texts (and `texts`) before "
+        "fine-tuning (DAPT/TAPT); the adapted encoder is cached; null = off",
     )
     hidden_size: int = Field(256, ge=16)
     layers: int = Field(3, ge=1)
@@ -215,7 +220,12 @@ class TextClassificationTask:
         warnings += few_shot.config_warnings(config.model, data.label_descriptions, labels, pretrained)
         prepared = PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
         # what `train` would choose and why, so `validate` says it (train writes the same list again)
-        report["backbone_choice"] = [{"backbone": b, "reason": why} for b, why in self.candidates(config, prepared)]
+        chosen = self.candidates(config, prepared)
+        report["backbone_choice"] = [{"backbone": b, "reason": why} for b, why in chosen]
+        tuned = [b for b, _ in chosen if _fine_tunes_pretrained(b, config.model)]
+        warnings += [note for b in tuned[:1] for note in text_recipe.settings_notes(b, config.train)]
+        if settings := config.model.domain_pretraining:  # the file, column and values, before any training
+            report["domain_pretraining"] = domain_pretraining.check(settings, [b for b, _ in chosen], tuned, len(texts))
         return prepared
 
     def _coverage(self, config: Config, texts: list[str]) -> dict[str, Any]:
@@ -287,8 +297,9 @@ class TextClassificationTask:
             return TextClassifierLearner.pretrained(
                 catalog.locate(MINILM), MINILM, options, labels, data.splits["train"]["text"].tolist()
             )
+        path = domain_pretraining.encoder_for(pretrained_dir(backbone), backbone, config, data)
         learner = TextClassifierLearner.pretrained(
-            pretrained_dir(backbone), backbone, config.model, labels, data.splits["train"]["text"].tolist()
+            path, backbone, config.model, labels, data.splits["train"]["text"].tolist()
         )
         if learner.probe_head:
             learner.start_head_from_probe(data.splits["train"], precision.resolve(config.train.precision))
@@ -312,6 +323,8 @@ class TextClassificationTask:
             problems.append("model.head_init linear_probe fits the head on the texts without noise; use random")
         if model.extend_vocabulary:
             problems.append("model.extend_vocabulary adds tokens read from the texts; set it to false")
+        if model.domain_pretraining:
+            problems.append("model.domain_pretraining learns from the texts without noise; set it to null")
         if not problems and catalog.is_local_hf_dir(backbone):
             layers = config.train.privacy.train_layers
             problems += [f"model.backbone {backbone}: {p}" for p in text_private.layer_problems(Path(backbone), layers)]
@@ -366,6 +379,15 @@ def pretrained_dir(backbone: str) -> Path:
     raise ModelNotFoundError(
         f"unknown backbone '{backbone}' for text_classification",
         f"use auto, {_bundled_encoders()}, {SCRATCH}, {TFIDF}, or a local Hugging Face folder with config.json",
+    )
+
+
+def _fine_tunes_pretrained(backbone: str, model: TextModelConfig) -> bool:
+    """Whether `build` fine-tunes a pretrained encoder under this name (not TF-IDF, scratch, few- or zero-shot)."""
+    return (
+        backbone not in (SCRATCH, TFIDF, EXTENDED)
+        and few_shot.split_method(backbone)[1] is None
+        and not model.zero_shot
     )
 
 
