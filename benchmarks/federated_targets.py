@@ -14,7 +14,8 @@ split, and FedAvg with secure aggregation. Target: test ROC-AUC within 2 points 
 --arms picks the federated runs (default iid,fedavg,fedprox,secure). fedavgm and fedadam are the server-side
 remedies for client drift (federated.server_optimizer momentum / adam, their default rates) on the same Dirichlet
 draws; with --arms fedavgm,fedadam the script names the remedy with the better mean *validation* score over the
-draws (test is never used to choose) and reports that remedy's test gap on every draw.
+draws (test is never used to choose) and reports that remedy's test gap on every draw. balanced is FedAvg with
+balanced softmax at the sites (federated.local_loss balanced), the label-skew remedy, chosen the same way.
 
 text: MiniLM on the first 10 BANKING77 intents of the committed sample (examples/data/banking77: every train row
 of those intents, validation carved from it, their test rows as test), 3 epochs vs 3 rounds x 1 local epoch,
@@ -43,7 +44,7 @@ FULL = ROOT.parent / "shared" / "datasets" / "credit_default_taiwan" / "UCI_Cred
 CONFIG = ROOT / "examples" / "credit_scoring.yaml"
 BANKING = ROOT / "examples" / "data" / "banking77"
 HEADLINE = ("roc_auc", "pr_auc", "accuracy", "macro_f1", "ks", "brier")
-ARMS = ("iid", "fedavg", "fedprox", "fedavgm", "fedadam", "secure")
+ARMS = ("iid", "fedavg", "fedprox", "fedavgm", "fedadam", "balanced", "secure")
 SERVER = {"fedavgm": "momentum", "fedadam": "adam"}  # federated.server_optimizer of the remedy arms
 
 
@@ -129,10 +130,11 @@ def compare(path: Path, overrides: list[str], args, tmp: Path, metric: str, secu
         raise SystemExit(f"unknown --arms {unknown}; choose from {ARMS}")
     arms = [("fedavg_iid", "iid", 0, Settings(args.clients), [])] if "iid" in wanted else []
     for seed in range(args.seeds):
-        for family in ("fedavg", "fedprox", "fedavgm", "fedadam"):
+        for family in ("fedavg", "fedprox", "fedavgm", "fedadam", "balanced"):
             if family in wanted:
                 strategy = "fedprox" if family == "fedprox" else "fedavg"
                 extra = [f"federated.server_optimizer={SERVER[family]}"] if family in SERVER else []
+                extra += ["federated.local_loss=balanced"] if family == "balanced" else []
                 settings = Settings(args.clients, strategy=strategy)
                 arms.append((f"{family}_dirichlet_seed{seed}", "dirichlet", seed, settings, extra))
     if secure and "secure" in wanted:

@@ -196,6 +196,12 @@ class FederatedConfig(StrictModel):
         "effective rate of 1, Hsu et al. 2019), 0.01 (adam)",
     )
     server_momentum: float = Field(0.9, ge=0, lt=1, description="momentum's beta, adam's beta1")
+    local_loss: Literal["plain", "balanced"] = Field(
+        "plain",
+        description="a site's training loss: plain cross-entropy, or balanced softmax (each site adds the log of "
+        "its own label counts to the logits while training, Ren et al. 2020), for label-skewed sites; "
+        "tabular classification MLPs only",
+    )
 
 
 class Costs(StrictModel):

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 from pydantic import BaseModel
 
 from modelyard.config import Config, DataConfig, ModelConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass

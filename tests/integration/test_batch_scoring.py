@@ -147,3 +147,15 @@ def test_a_local_ray_cluster_scores_the_file_like_one_process(bundle, rows, tmp_
         pd.testing.assert_frame_equal(on_ray, local)
     finally:
         ray.shutdown()
+
+
+def test_a_gbdt_bundle_scores_without_importing_torch(bundle, rows):
+    """Each Ray worker loads the bundle: torch (~400 MB a process) would push a 2-worker run past 2 GB."""
+    code = (
+        "import sys; from pathlib import Path; import pandas as pd; import modelyard;"
+        "from modelyard.batch.stream import scored_frame;"
+        "scored_frame(modelyard.load(sys.argv[1]), pd.read_parquet(sys.argv[2]).iloc[:100], Path('x'));"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(bundle.path), str(rows)], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]

@@ -41,24 +41,27 @@ def test_int8_weights_are_stored_as_int8_tensors(tmp_path):
     assert tensors["0.weight"].dtype == torch.float32  # embeddings stay fp32
 
 
-def test_static_int8_onnx_of_a_small_cnn_stays_close_to_fp32(tmp_path):
+def test_static_int8_onnx_of_a_small_cnn_stays_close_to_fp32_and_keeps_named_nodes_fp32(tmp_path):
     torch.manual_seed(0)
     cnn = nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)
     ).eval()
     images = torch.rand(16, 3, 16, 16)
     graph = OnnxGraph(
-        cnn, (images[:2],), ["pixels"], ["logits"], {"pixels": {0: "batch"}, "logits": {0: "batch"}}, "static"
+        cnn, (images[:2],), ["pixels"], ["logits"], {"pixels": {0: "batch"}, "logits": {0: "batch"}}, "static", ("/4/",)
     )
     to_onnx(graph, tmp_path / "fp32.onnx")
     feeds = [{"pixels": images[i : i + 4].numpy()} for i in range(0, 16, 4)]
-    quantize_onnx(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", "static", feeds)
+    quantize_onnx(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", "static", feeds, graph.fp32_nodes)
     out = onnx_session(tmp_path / "int8.onnx").run(None, {"pixels": images.numpy()})[0]
     with torch.no_grad():
         expected = cnn(images).numpy()
     assert out.shape == (16, 5) and np.abs(out - expected).max() < 0.05
-    ops = {node.op_type for node in onnx.load(str(tmp_path / "int8.onnx")).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops  # activations fixed by calibration (QDQ)
+    nodes = onnx.load(str(tmp_path / "int8.onnx")).graph.node
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= {n.op_type for n in nodes}  # calibrated QDQ
+    dequantized = {out for n in nodes if n.op_type == "DequantizeLinear" for out in n.output}
+    weights = {n.op_type: n.input[1] for n in nodes if n.op_type in ("Conv", "Gemm")}
+    assert weights["Conv"] in dequantized and weights["Gemm"] not in dequantized  # "/4/Gemm" left in fp32
 
 
 def test_softened_probabilities_keep_the_ranking_and_flatten_with_temperature():

@@ -22,6 +22,9 @@ from modelyard.batch.stream import CHUNK_ROWS, Progress, scored_frame, to_arrow,
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path
 
+BLOCK_BYTES = 16 * 2**20
+IN_FLIGHT_BYTES_PER_WORKER = 128 * 2**20
+
 
 class BundleScorer:
     """A Ray Data worker: loads the bundle in `__init__` (once per worker), then scores pandas batches."""
@@ -85,7 +88,13 @@ def score_file_ray(
     import ray
 
     connect(workers)
-    ray.data.DataContext.get_current().execution_options.preserve_order = True  # output rows in input order
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # output rows in input order
+    # Bounded memory: Ray Data's defaults (blocks up to 128 MiB, half the object store in flight) let the reader
+    # run gigabytes ahead of the scorers; small blocks and a cap on the bytes in flight keep a run to a few chunks.
+    context.target_max_block_size = BLOCK_BYTES
+    limits = context.execution_options.resource_limits
+    context.execution_options.resource_limits = limits.copy(object_store_memory=IN_FLIGHT_BYTES_PER_WORKER * workers)
     scored = score_dataset(bundle, ray.data.read_parquet(str(source.resolve())), workers, chunk_rows, str(source))
     total = total_rows(source) if source.is_file() else None
     report_progress = on_progress or (lambda done, total: None)

@@ -113,7 +113,7 @@ def _write_weights(
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / ONNX_FILE
         to_onnx(graph, fp32)
-        quantize_onnx(fp32, staging / ONNX_FILE, graph.quantization, calibration)
+        quantize_onnx(fp32, staging / ONNX_FILE, graph.quantization, calibration, graph.fp32_nodes)
     return {"runtime": "onnxruntime", "quantize": f"{graph.quantization}-int8"}
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -51,17 +52,24 @@ class _Feeds(CalibrationDataReader):
 
 
 def quantize_onnx(
-    source: Path, target: Path, scheme: str, calibration: list[dict[str, np.ndarray]] | None = None
+    source: Path,
+    target: Path,
+    scheme: str,
+    calibration: list[dict[str, np.ndarray]] | None = None,
+    fp32_nodes: tuple[str, ...] = (),
 ) -> None:
     """int8 weights, one scale per output channel (on a fine-tuned MiniLM: 2.6x smaller probability error than
     one per tensor). `dynamic` quantizes activations per batch at run time (MatMul/Gather/LSTM: Transformers,
-    LSTMs); `static` fixes activation ranges from calibration inputs (QDQ: convolutions)."""
+    LSTMs); `static` fixes activation ranges from calibration inputs (QDQ: convolutions). Nodes whose names
+    start with one of `fp32_nodes` stay fp32 (static only): e.g. a detector's heads, whose scores sit near a
+    threshold that int8 rounding would move boxes across."""
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         if scheme == "static":
             if not calibration:
                 raise ValueError("static int8 quantization needs calibration inputs")
+            kept = [n.name for n in onnx.load(str(prepared)).graph.node if n.name.startswith(fp32_nodes)]
             quantize_static(
                 str(prepared),
                 str(target),
@@ -70,6 +78,7 @@ def quantize_onnx(
                 per_channel=True,
                 weight_type=QuantType.QInt8,
                 activation_type=QuantType.QUInt8,
+                nodes_to_exclude=kept,
             )
         else:
             quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8, per_channel=True)

@@ -24,6 +24,7 @@ class LocalSettings:
     mu: float = 0.0  # FedProx proximal weight; 0 is FedAvg
     seed: int = 0
     rounds: int = 1  # a site's `train.privacy` budget is split evenly over the rounds (basic composition)
+    balanced: bool = False  # federated.local_loss balanced: balanced softmax with this site's label counts
 
 
 @dataclass
@@ -52,6 +53,20 @@ class Proximal:
         params = dict(self.inner.module.named_parameters())
         proximal = sum(((params[n] - a) ** 2).sum() for n, a in self.anchor.items())
         return self.inner.loss(batch) + 0.5 * self.mu * proximal
+
+
+def balance(learner: Learner, data: Any) -> torch.utils.hooks.RemovableHandle:
+    """Balanced softmax (Ren et al. 2020; FedLC's calibration, Zhang et al. 2022): while this site trains, its
+    logits get log(count + 1) of each class among its own rows added, so a label-skewed site pulls the shared
+    weights less towards its majority class (a single-class site barely less: AdamW rescales its small gradients);
+    the global model's logits stay unshifted."""
+    counts = np.bincount(np.asarray(data.y, dtype=np.int64))
+
+    def shift(_module: torch.nn.Module, _inputs: Any, out: torch.Tensor) -> torch.Tensor:
+        full = np.pad(counts, (0, out.shape[-1] - len(counts)))  # classes this site lacks count 0
+        return out + torch.log(torch.as_tensor(full + 1.0, dtype=out.dtype, device=out.device))
+
+    return learner.module.register_forward_hook(shift)
 
 
 def train_locally(
@@ -84,12 +99,17 @@ def train_locally(
         params = dict(learner.module.named_parameters())
         anchor = {n: params[n].detach().clone() for n in names if n in params}  # parameters, not buffers
         trained = Proximal(learner, anchor, settings.mu)
-    result = fit(
-        trained,
-        config.model_copy(update={"train": train}),
-        PreparedData({"train": data, "validation": empty, "test": empty}),
-        quiet=True,
-    )
+    hook = balance(learner, data) if settings.balanced else None
+    try:
+        result = fit(
+            trained,
+            config.model_copy(update={"train": train}),
+            PreparedData({"train": data, "validation": empty, "test": empty}),
+            quiet=True,
+        )
+    finally:
+        if hook is not None:
+            hook.remove()
     loss = next((h["train_loss"] for h in reversed(result.history) if "train_loss" in h), float("nan"))
     delta = aggregate.flatten(learner.module, names) - weights
     spent = result.privacy["epsilon"] if result.privacy else None

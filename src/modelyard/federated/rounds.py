@@ -105,6 +105,12 @@ class Federation:
                 f"federated.min_sites {options.min_sites} must lie between {floor} and the {settings.clients} sites",
                 "secure aggregation needs 2: one site's sum is its own update" if floor == 2 else None,
             )
+        if options.local_loss == "balanced" and config.task != "tabular_classification":
+            raise ConfigError(
+                f"federated.local_loss balanced needs class logits of the tabular MLP; this config's task is "
+                f"{config.task}",
+                "use federated.local_loss: plain",
+            )
         config = config.model_copy(update={"federated": options})  # the bundle's config.yaml records it
         if config.train.privacy is not None and (settings.strategy == "fedprox" or settings.dp_noise is not None):
             raise ConfigError(
@@ -193,7 +199,10 @@ class Federation:
         factor = MIN_LR_SHARE + (1 - MIN_LR_SHARE) * 0.5 * (1 + math.cos(math.pi * progress))
         mu = self.settings.mu if self.settings.strategy == "fedprox" else 0.0
         seed = self.config.train.seed + 1000 * (self.round + 1) + site
-        return LocalSettings(self.settings.local_epochs, self.base_lr * factor, mu, seed, self.settings.rounds)
+        balanced = self.config.federated.local_loss == "balanced"
+        return LocalSettings(
+            self.settings.local_epochs, self.base_lr * factor, mu, seed, self.settings.rounds, balanced
+        )
 
     def aggregate(self, messages: list[Message], missing: dict[str, str] | None = None) -> dict[str, Any]:
         """The next global model from the reporting sites' messages, validated on the server's validation split."""

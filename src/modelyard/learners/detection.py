@@ -32,6 +32,7 @@ BATCH = 16
 MAX_DETECTIONS = 100  # per image, after NMS (COCO's maxDets)
 CALIBRATION_BATCH = 8
 SPEC_FILE = "detector.json"
+FP32_NODES = ("/smooth/", "/heatmap/", "/box/")  # ONNX names of the modules int8 export leaves in fp32
 DEFAULTS = {"epochs": 40, "batch_size": 16, "learning_rate": 1e-3, "scheduler": "cosine", "precision": "fp32"}
 
 
@@ -203,11 +204,13 @@ class DetectorLearner:
         return {"labels": self.labels, "image_size": self.size}
 
     def onnx_graph(self) -> OnnxGraph:
-        """The network's raw maps (heatmap logits, box maps); decoding and NMS run outside, as for PyTorch."""
+        """The network's raw maps (heatmap logits, box maps); decoding and NMS run outside, as for PyTorch. int8
+        quantizes the trunk only: the neck and heads (a few % of the compute) stay fp32, or rounding moves
+        scores across `min_score` and boxes by pixels."""
         module = getattr(self.module, "module", self.module).eval()
         axes = {"pixels": {0: "batch"}, "heatmap": {0: "batch"}, "boxes": {0: "batch"}}
         pixels = torch.zeros(2, 3, self.size, self.size)
-        return OnnxGraph(module, (pixels,), ["pixels"], ["heatmap", "boxes"], axes, "static")
+        return OnnxGraph(module, (pixels,), ["pixels"], ["heatmap", "boxes"], axes, "static", FP32_NODES)
 
     def calibration_feeds(self, data: pd.DataFrame, n: int) -> list[dict[str, np.ndarray]]:
         paths = data["path"].sample(min(n, len(data)), random_state=0).tolist()

@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,12 +25,14 @@ from modelyard.learners import tabular_catboost as cboost
 from modelyard.learners import tabular_gbdt as gbdt
 from modelyard.learners import tabular_post as post
 from modelyard.learners.tabular_encoding import TabularEncoder
-from modelyard.learners.tabular_mlp import Arrays, Deadline, MLPMember
 from modelyard.learners.tabular_post import main_score
 from modelyard.metrics.classification import classification_metrics, top_k_answers
 from modelyard.metrics.risk import binary_metrics, calibration_curve, group_metrics, regression_metrics
 
 SPEC_FILE = "tabular.json"
+if TYPE_CHECKING:  # torch is imported only when an MLP member is built or loaded (GBDT-only scoring stays light)
+    from modelyard.learners.tabular_mlp import MLPMember
+
 CANDIDATES = ("lightgbm", "mlp")  # `auto`'s default members (CatBoost added nothing on the credit data in CV)
 
 
@@ -136,6 +138,7 @@ class TabularLearner:
         return True
 
     def _fit_mlp(self, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, classes: int, seconds) -> None:
+        from modelyard.learners.tabular_mlp import Arrays, Deadline, MLPMember
         from modelyard.protocols import PreparedData
         from modelyard.training.loop import fit
 
@@ -391,5 +394,7 @@ class TabularLearner:
         if "catboost" in members:
             learner.catboost = cboost.load(directory, members["catboost"], spec.kind)
         if "mlp" in members:
+            from modelyard.learners.tabular_mlp import MLPMember
+
             learner.mlp = MLPMember.load(directory, members["mlp"], spec.kind)
         return learner

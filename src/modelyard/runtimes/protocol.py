@@ -34,3 +34,5 @@ class OnnxGraph:
     output_names: list[str]
     dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
     quantization: Literal["dynamic", "static"] = "dynamic"  # dynamic: Transformers, LSTMs; static: CNNs
+    # ONNX node-name prefixes (torch module paths, e.g. "/heatmap/") that static int8 leaves in fp32
+    fp32_nodes: tuple[str, ...] = ()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from modelyard.protocols import Learner, PreparedData, SplitsBatches
 from modelyard.training.callbacks import Callback, EarlyStopping, TrainerControl, TrainerState
 from modelyard.training.checkpoint import load_checkpoint, save_checkpoint
 from modelyard.training.distributed import evaluate as sharded_evaluate
-from modelyard.training.memory import release_free_memory
+from modelyard.training.memory import map_large_blocks, release_free_memory
 from modelyard.training.privacy import PrivateTraining, unwrap
 from modelyard.training.progress import training_progress
 from modelyard.training.sampler import BucketBatchSampler
@@ -65,6 +66,20 @@ def resolve_train_config(train: TrainConfig, defaults: dict[str, Any]) -> TrainC
     if resolved.epochs is None and resolved.max_steps is None:
         resolved = resolved.model_copy(update={"epochs": 3})
     return resolved
+
+
+SHOWN_SETTINGS = ("epochs", "max_steps", "batch_size", "learning_rate", "scheduler")
+
+
+def settings_line(asked: TrainConfig, resolved: TrainConfig, precision: str) -> str:
+    """What training runs with, each value the config left empty marked as the backbone's tuned default."""
+    parts = []
+    for key in SHOWN_SETTINGS:
+        value = getattr(resolved, key)
+        if value is not None:
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            parts.append(f"{key} {shown}" + (" (default)" if getattr(asked, key) is None else ""))
+    return f"training with {', '.join(parts)}, precision {precision}"
 
 
 def make_optimizer(
@@ -290,9 +305,12 @@ def fit(
             cb.on_evaluate(state, control, {**metrics, "epoch": epoch + 1, "train_loss": loss})
         release_free_memory()  # evaluation batches are shaped unlike training ones
 
+    map_large_blocks()
     release_free_memory()
     t0 = time.perf_counter()
     model.train()
+    if not quiet and accelerator.is_main_process:
+        print(settings_line(config.train, train_cfg, precision), file=sys.stderr, flush=True)
     with training_progress(quiet or not accelerator.is_main_process) as bar:
         task_id = bar.add_task("training", total=total, completed=state.global_step, loss=0.0, speed=0.0)
         for epoch in range(start_epoch, epochs):

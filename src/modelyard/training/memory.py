@@ -7,6 +7,9 @@ import ctypes
 import functools
 import sys
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+MMAP_THRESHOLD = 1 << 20  # bytes: blocks this large are mapped from the operating system and unmapped when freed
+
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
@@ -24,3 +27,12 @@ def release_free_memory() -> None:
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
+
+
+def map_large_blocks() -> None:
+    """Blocks of 1 MiB and more come straight from the operating system (mmap) and go back to it when freed.
+    glibc's default threshold starts at 128 KiB but rises to the largest block freed so far (up to 32 MiB), after
+    which activation-sized tensors are carved from the heap and their freed space stays resident."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
