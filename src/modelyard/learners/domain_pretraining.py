@@ -26,7 +26,7 @@ from modelyard.config import DomainPretrainingConfig
 from modelyard.errors import ConfigError, DataError, ModelNotFoundError
 from modelyard.fsutil import atomic_write_json
 from modelyard.home import cache_dir
-from modelyard.learners.text import MAX_AUTO_LENGTH, NO_DECAY, RECOMPUTE_TOKENS, freeze_word_embeddings
+from modelyard.learners.text import MAX_AUTO_LENGTH, NO_DECAY, RECOMPUTE_TOKENS, freeze_word_embeddings, set_recompute
 from modelyard.learners.text_inputs import fit_max_length, split_rows
 from modelyard.training.loop import make_scheduler
 from modelyard.training.memory import release_free_memory
@@ -129,18 +129,6 @@ def _masked_lm(path: Path):
     return model, heads[0]
 
 
-def _recompute_if_long(encoder: torch.nn.Module, tokens: int) -> None:
-    """Activation checkpointing on long parts, as fine-tuning does (learners/text.py)."""
-    if not getattr(encoder, "supports_gradient_checkpointing", False):
-        return
-    wanted = tokens > RECOMPUTE_TOKENS
-    if wanted != encoder.is_activation_checkpointing:
-        if wanted:
-            encoder.activation_checkpointing_enable()
-        else:
-            encoder.activation_checkpointing_disable()
-
-
 def _step_loss(
     encoder, head, batch: dict[str, torch.Tensor], micro_tokens: int, device: torch.device, head_only: bool
 ) -> float:
@@ -157,7 +145,7 @@ def _step_loss(
         picked = labels != -100
         if not picked.any():
             continue
-        _recompute_if_long(encoder, 0 if head_only else part["input_ids"].numel())
+        set_recompute(encoder, not head_only and part["input_ids"].numel() > RECOMPUTE_TOKENS)
         with torch.set_grad_enabled(not head_only):
             hidden = encoder(
                 input_ids=part["input_ids"].to(device), attention_mask=part["attention_mask"].to(device)
@@ -289,7 +277,7 @@ def _pretrain(
             speed = (step + 1) * batch_size / max(1e-9, time.perf_counter() - start)
             bar.update(task_id, completed=step + 1, loss=float(np.nanmean(losses[-50:])), speed=speed)
     seconds = time.perf_counter() - start
-    _recompute_if_long(encoder, 0)
+    set_recompute(encoder, False)
     encoder.to("cpu").save_pretrained(str(out))  # the encoder alone, in safetensors; the head is dropped
     _keep_unused_weights(path, out)
     tokenizer.save_pretrained(str(out))

@@ -70,6 +70,15 @@ def freeze_word_embeddings(encoder: nn.Module, setting: bool | None, added: int)
     return bool(setting)
 
 
+def set_recompute(encoder: nn.Module, wanted: bool) -> None:
+    """Turn a Hugging Face encoder's activation checkpointing on or off (nothing when it has none)."""
+    if getattr(encoder, "supports_gradient_checkpointing", False) and wanted != encoder.is_activation_checkpointing:
+        if wanted:
+            encoder.activation_checkpointing_enable()
+        else:
+            encoder.activation_checkpointing_disable()
+
+
 def layers_below_top(name: str, layers: int) -> int:
     """How far below the top encoder layer a parameter sits: 0 for the top layer (and what follows it), `layers`
     for the embeddings. Names follow Hugging Face encoders (`encoder.layer.3.`, `embeddings.`)."""
@@ -270,11 +279,7 @@ class TextClassifierLearner:
         wanted = input_ids.numel() > RECOMPUTE_TOKENS
         if wanted:  # the peaks come with long batches: start them without the previous steps' freed blocks
             release_free_memory()
-        if wanted != encoder.is_activation_checkpointing:
-            if wanted:
-                encoder.activation_checkpointing_enable()
-            else:
-                encoder.activation_checkpointing_disable()
+        set_recompute(encoder, wanted)
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         """No decay on biases and norms. Pretrained only: a random head learns `head_lr_multiplier` times faster
