@@ -6,9 +6,11 @@ Tabular: a LightGBM credit bundle (trained here on the committed 2,000-row slice
 architecture over the same file (untrained head: a speed comparison only). Each run is a fresh child process;
 peak memory is the highest sum over the child and every process under it (Ray's raylet, workers, object store),
 sampled every 0.2 s, of RSS (a page shared between processes, such as Ray's object store, counts once per process)
-and of PSS (each shared page counted once, split among its users). Prints one JSON object.
+and of PSS (each shared page counted once, split among its users), with each process's PSS at the PSS peak.
+Prints one JSON object.
 
     nice -n 10 .venv/bin/python benchmarks/batch_scoring.py [--rows 10000000] [--text-rows 5000] [--workers 2]
+        [--engines local,ray]
 """
 
 from __future__ import annotations
@@ -64,16 +66,25 @@ print(json.dumps({"rows": rows, "seconds": round(seconds, 2), "rows_per_second":
 """
 
 
+def title(process: psutil.Process) -> str:
+    """What a process is: Ray names its workers after their task or actor (`ray::MapWorker(...)`)."""
+    line = " ".join(" ".join(process.cmdline()).split())
+    return line.split("/site-packages/")[-1][:60] if "ray::" not in line else line.strip()[:60]
+
+
 def measured(args: list[str]) -> dict:
-    """Run a child, sampling the RSS of its whole process tree; its last stdout line is its JSON result."""
+    """Run a child, sampling the RSS and PSS of its whole process tree; its last stdout line is its JSON result."""
     started = time.perf_counter()
     child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root, rss, pss = psutil.Process(child.pid), 0, 0
+    root, rss, pss, at_peak = psutil.Process(child.pid), 0, 0, {}
     while child.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
-            used = [p.memory_full_info() for p in tree if p.is_running()]
-            rss, pss = max(rss, sum(u.rss for u in used)), max(pss, sum(u.pss for u in used))
+            used = {p: p.memory_full_info() for p in tree if p.is_running()}
+            rss = max(rss, sum(u.rss for u in used.values()))
+            if sum(u.pss for u in used.values()) > pss:
+                pss = sum(u.pss for u in used.values())
+                at_peak = {f"{p.pid} {title(p)}": round(u.pss / 2**20, 1) for p, u in used.items()}
         except psutil.Error:
             pass
         time.sleep(0.2)
@@ -83,7 +94,8 @@ def measured(args: list[str]) -> dict:
         return {"error": err[-2000:], "wall_seconds": wall}
     result = json.loads(out.strip().splitlines()[-1])
     mb = {"peak_rss_mb_tree": round(rss / 2**20, 1), "peak_pss_mb_tree": round(pss / 2**20, 1)}
-    return {**result, "wall_seconds_with_startup": wall, **mb}
+    by_process = dict(sorted(at_peak.items(), key=lambda kv: -kv[1]))
+    return {**result, "wall_seconds_with_startup": wall, **mb, "pss_mb_by_process_at_peak": by_process}
 
 
 def train(config: dict, folder: Path) -> Path:
@@ -137,13 +149,18 @@ def resampled(source: pd.DataFrame, rows: int, path: Path) -> Path:
     return path
 
 
-def scored(bundle: Path, source: Path, folder: Path, workers: int) -> dict:
+def scored(bundle: Path, source: Path, folder: Path, workers: int, engines: list[str]) -> dict:
     python = sys.executable
-    one = measured([python, "-c", ONE_PROCESS, str(bundle), str(source), str(folder / "one.parquet")])
-    (folder / "one.parquet").unlink(missing_ok=True)
-    ray = measured([python, "-c", ON_RAY, str(bundle), str(source), str(folder / "ray.parquet"), str(workers)])
-    (folder / "ray.parquet").unlink(missing_ok=True)
-    return {"one_process": one, f"ray_{workers}_workers": ray, "load_average": os.getloadavg()}
+    result: dict = {"load_average_before": os.getloadavg()}
+    if "local" in engines:
+        one = measured([python, "-c", ONE_PROCESS, str(bundle), str(source), str(folder / "one.parquet")])
+        (folder / "one.parquet").unlink(missing_ok=True)
+        result |= {"one_process": one, "load_average_after_one_process": os.getloadavg()}
+    if "ray" in engines:
+        ray = measured([python, "-c", ON_RAY, str(bundle), str(source), str(folder / "ray.parquet"), str(workers)])
+        (folder / "ray.parquet").unlink(missing_ok=True)
+        result |= {f"ray_{workers}_workers": ray, "load_average_after_ray": os.getloadavg()}
+    return result
 
 
 def main() -> None:
@@ -151,7 +168,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--text-rows", type=int, default=5_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--engines", default="local,ray", help="comma-separated: local (one process), ray")
     args = parser.parse_args()
+    engines = args.engines.split(",")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     result: dict = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
@@ -161,7 +180,7 @@ def main() -> None:
         source = resampled(pd.read_csv(CREDIT).drop(columns=[TARGET]), args.rows, folder / "credit.parquet")
         tabular = {"model": "LightGBM credit (23 features)", "rows": args.rows}
         tabular["input_mb"] = round(source.stat().st_size / 1e6, 1)
-        result["tabular"] = tabular | scored(bundle, source, folder, args.workers)
+        result["tabular"] = tabular | scored(bundle, source, folder, args.workers, engines)
         print(json.dumps(result), flush=True)
         source.unlink()
         if args.text_rows:
@@ -173,7 +192,7 @@ def main() -> None:
                 "model": "MiniLM-L6 text classifier (8 intents, max_length from the bundle)",
                 "rows": args.text_rows,
             }
-            text |= {"rows": args.text_rows} | scored(bundle, source, folder, args.workers)
+            text |= {"rows": args.text_rows} | scored(bundle, source, folder, args.workers, engines)
             pipe = measured([sys.executable, "-c", PIPELINE, str(source), "8"])
             text["transformers_pipeline_one_process"] = pipe
             result["text"] = text

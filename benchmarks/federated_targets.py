@@ -16,6 +16,9 @@ remedies for client drift (federated.server_optimizer momentum / adam, their def
 draws; with --arms fedavgm,fedadam the script names the remedy with the better mean *validation* score over the
 draws (test is never used to choose) and reports that remedy's test gap on every draw. balanced is FedAvg with
 balanced softmax at the sites (federated.local_loss balanced), the label-skew remedy, chosen the same way.
+--mus 0.001,0.01,0.1,1 makes one FedProx family per mu (fedprox_mu0.001, ...), so validation picks mu.
+scaffold is SCAFFOLD (--strategy scaffold) with the sites' AdamW; scaffold_sgd uses plain SGD sites, one family
+per rate in --sgd-lrs (scaffold_sgd0.1, ...).
 
 text: MiniLM on the first 10 BANKING77 intents of the committed sample (examples/data/banking77: every train row
 of those intents, validation carved from it, their test rows as test), 3 epochs vs 3 rounds x 1 local epoch,
@@ -44,7 +47,7 @@ FULL = ROOT.parent / "shared" / "datasets" / "credit_default_taiwan" / "UCI_Cred
 CONFIG = ROOT / "examples" / "credit_scoring.yaml"
 BANKING = ROOT / "examples" / "data" / "banking77"
 HEADLINE = ("roc_auc", "pr_auc", "accuracy", "macro_f1", "ks", "brier")
-ARMS = ("iid", "fedavg", "fedprox", "fedavgm", "fedadam", "balanced", "secure")
+ARMS = ("iid", "fedavg", "fedprox", "fedavgm", "fedadam", "balanced", "scaffold", "scaffold_sgd", "secure")
 SERVER = {"fedavgm": "momentum", "fedadam": "adam"}  # federated.server_optimizer of the remedy arms
 
 
@@ -78,6 +81,8 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--seeds", type=int, default=3, help="Dirichlet draws (train.seed 42, 43, ...)")
     parser.add_argument("--arms", default="iid,fedavg,fedprox,secure", help="comma-separated: " + ",".join(ARMS))
+    parser.add_argument("--mus", default="0.01", help="FedProx mu grid, comma-separated: one family per mu")
+    parser.add_argument("--sgd-lrs", default="0.1", help="scaffold_sgd: the sites' SGD rates, one family per rate")
     args = parser.parse_args()
     out = {"suite": args.suite, "clients": args.clients, "alpha": args.alpha, "python": platform.python_version()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,13 +135,23 @@ def compare(path: Path, overrides: list[str], args, tmp: Path, metric: str, secu
         raise SystemExit(f"unknown --arms {unknown}; choose from {ARMS}")
     arms = [("fedavg_iid", "iid", 0, Settings(args.clients), [])] if "iid" in wanted else []
     for seed in range(args.seeds):
-        for family in ("fedavg", "fedprox", "fedavgm", "fedadam", "balanced"):
-            if family in wanted:
-                strategy = "fedprox" if family == "fedprox" else "fedavg"
-                extra = [f"federated.server_optimizer={SERVER[family]}"] if family in SERVER else []
-                extra += ["federated.local_loss=balanced"] if family == "balanced" else []
-                settings = Settings(args.clients, strategy=strategy)
-                arms.append((f"{family}_dirichlet_seed{seed}", "dirichlet", seed, settings, extra))
+        for family in ("fedavg", "fedprox", "fedavgm", "fedadam", "balanced", "scaffold", "scaffold_sgd"):
+            if family not in wanted:
+                continue
+            strategy = family.split("_")[0] if family.startswith(("fedprox", "scaffold")) else "fedavg"
+            extra = [f"federated.server_optimizer={SERVER[family]}"] if family in SERVER else []
+            extra += ["federated.local_loss=balanced"] if family == "balanced" else []
+            grid = [(f"fedprox_mu{m:g}", float(m), []) for m in args.mus.split(",")] if family == "fedprox" else []
+            grid = [("fedprox", 0.01, [])] if family == "fedprox" and args.mus == "0.01" else grid
+            sgd = ["federated.local_optimizer=sgd", "train.learning_rate={}"]
+            if family == "scaffold_sgd":
+                grid = [
+                    (f"scaffold_sgd{r:g}", 0.01, [sgd[0], sgd[1].format(r)])
+                    for r in map(float, args.sgd_lrs.split(","))
+                ]
+            for name, mu, more in grid or [(family, 0.01, [])]:
+                settings = Settings(args.clients, strategy=strategy, mu=mu)
+                arms.append((f"{name}_dirichlet_seed{seed}", "dirichlet", seed, settings, [*extra, *more]))
     if secure and "secure" in wanted:
         secure_settings = Settings(args.clients, secure_aggregation=True)
         arms.append(("fedavg_secure_dirichlet_seed0", "dirichlet", 0, secure_settings, []))

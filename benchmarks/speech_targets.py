@@ -1,11 +1,14 @@
 """The speech-recognition targets of issue 22; prints JSON.
 
-Usage: python benchmarks/speech_targets.py [ctc] [whisper] [serve] [--data DIR] [--set KEY=VALUE ...]
+Usage: python benchmarks/speech_targets.py [ctc] [loso] [whisper] [serve] [--data DIR] [--set KEY=VALUE ...]
 (needs ../shared/datasets/free_spoken_digits)
 
 - ctc: the BiLSTM-CTC of examples/speech_digits.yaml trained on digit strings of four speakers, tested on strings of
   two held-out speakers (target: WER <= 5% within 10 minutes of training); metrics.json also holds the zero-shot
   Whisper baseline on the same test strings.
+- loso: the validation that chooses the recipe without touching the test voices: train on three of the four
+  training speakers' strings, score on strings of the fourth (`--holdout`, repeatable for a rotation). Unseen
+  voices, as in the test, but never nicolas or theo.
 - whisper: zero-shot WER of each bundled Whisper model on the held-out speakers' strings (numbers normalised:
   "seven" = "7"), and the real-time factor on them and on one long recording cut by voice activity (target <= 0.3).
 - serve: a zero-shot Whisper bundle behind `modelyard serve`, 8 concurrent clients posting to
@@ -46,6 +49,40 @@ def make_data(folder: Path) -> dict[str, Path]:
             generate(RECORDINGS, folder / split, count, speakers, seed)
         out[split] = manifest
     return out
+
+
+def make_loso(folder: Path, holdout: str, count: int) -> dict[str, Path]:
+    """Train strings of the three other training speakers, validation strings of `holdout` (deterministic)."""
+    if holdout not in TRAIN_SPEAKERS:
+        raise SystemExit(f"--holdout {holdout}: choose one of the training speakers {TRAIN_SPEAKERS}")
+    others = [s for s in TRAIN_SPEAKERS if s != holdout]
+    out = {}
+    for split, (n, speakers, seed) in {"train": (count, others, 11), "validation": (200, [holdout], 12)}.items():
+        manifest = folder / f"loso-{holdout}-{count}" / split / "manifest.csv"
+        if not manifest.exists():
+            generate(RECORDINGS, manifest.parent, n, speakers, seed)
+        out[split] = manifest
+    return out
+
+
+def run_loso(folder: Path, holdouts: list[str], count: int, overrides: list[str]) -> dict:
+    """Validation WER on each held-out training speaker and their mean (the test split is the validation one)."""
+    import modelyard
+
+    scores = {}
+    for holdout in holdouts:
+        data = make_loso(folder, holdout, count)
+        sets = [f"data.train={data['train']}", *(f"data.{k}={data['validation']}" for k in ("validation", "test"))]
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle = Path(tmp) / "bundle"
+            model = modelyard.train(
+                ROOT / "examples" / "speech_digits.yaml", bundle, [*sets, "model.baseline=null", *overrides]
+            )
+            metrics = json.loads((model.path / "metrics.json").read_text())
+        scores[holdout] = {"validation": metrics["validation"], "intervals": metrics.get("test_intervals")}
+        scores[holdout]["train"] = metrics["train"]
+    mean = float(np.mean([v["validation"]["wer"] for v in scores.values()]))
+    return {"overrides": overrides, "train_strings": count, "mean_wer": round(mean, 5), "speakers": scores}
 
 
 def run_ctc(data: dict[str, Path], overrides: list[str]) -> dict:
@@ -179,12 +216,16 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "modelyard-digit-strings")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override for ctc")
     parser.add_argument("--whisper", nargs="+", default=["whisper-base", "whisper-tiny.en"])
+    parser.add_argument("--holdout", action="append", default=[], help="loso: held-out training speaker(s)")
+    parser.add_argument("--loso-strings", type=int, default=1500, help="loso: training strings of three speakers")
     parser.add_argument("--limit", type=int, default=200, help="test strings for the whisper part")
     args = parser.parse_args()
-    data = make_data(args.data)
+    data = make_data(args.data) if {"ctc", "whisper", "serve"} & set(args.parts) else {}
     results: dict = {}
     if "ctc" in args.parts:
         results["ctc"] = run_ctc(data, args.overrides)
+    if "loso" in args.parts:
+        results["loso"] = run_loso(args.data, args.holdout or ["yweweler"], args.loso_strings, args.overrides)
     if "whisper" in args.parts:
         results["whisper"] = run_whisper(data, args.whisper, args.limit)
     if "serve" in args.parts:

@@ -202,6 +202,11 @@ class FederatedConfig(StrictModel):
         "its own label counts to the logits while training, Ren et al. 2020), for label-skewed sites; "
         "tabular classification MLPs only",
     )
+    local_optimizer: Literal["adamw", "sgd"] = Field(
+        "adamw",
+        description="the optimiser of a site's local steps: adamw (the shared loop's), or plain sgd (no "
+        "momentum; set train.learning_rate to an SGD rate, e.g. 0.1); SCAFFOLD's correction is defined for SGD",
+    )
 
 
 class Costs(StrictModel):

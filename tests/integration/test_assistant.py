@@ -11,12 +11,16 @@ from fastapi.testclient import TestClient
 from retrieval_helpers import write_docs
 
 import modelyard
-from modelyard.errors import ConfigError, ModelNotFoundError
+from modelyard.data.text_corpus import fingerprint
+from modelyard.errors import ConfigError, ModelNotFoundError, UserError
 from modelyard.models import catalog
 from modelyard.monitoring.prediction_log import read_input, read_predictions
+from modelyard.monitoring.preference_retrain import split_pairs
 from modelyard.monitoring.preferences import collect_pairs
+from modelyard.monitoring.retrain import retrain
 from modelyard.serving.app import create_app
 from modelyard.tasks import get_task, load_config
+from modelyard.tracking import registry
 
 pytestmark = [
     pytest.mark.slow,
@@ -207,3 +211,56 @@ def test_answers_are_logged_with_their_sources_and_feedback_on_them_becomes_a_pr
     question = [{"role": "user", "content": "How often should tomato plants be watered?"}]
     assert pairs == [{"messages": question, "chosen": "Twice a week.", "rejected": output["text"]}]
     assert report["unusable_feedback"] == 1  # the rated answer whose question was not stored
+
+
+CORRECTIONS = {
+    "When did the first public steam railway open?": "It opened in 1825, between Stockton and Darlington.",
+    "Why do volcanoes erupt?": "Magma rises through cracks in the crust and gas pressure builds up.",
+}
+
+
+def test_corrected_answers_retrain_the_assistants_chat_model_with_dpo_on_the_grounded_prompts(
+    client, model, server_home, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("MODELYARD_HOME", str(server_home))  # where the server's log writer writes
+    for question, correction in CORRECTIONS.items():
+        answer = _ask(client, question, max_tokens=8)
+        assert answer["assistant"]["kind"] == "answer"
+        sent = {"prediction_id": answer["id"], "corrected": correction}
+        assert client.post("/v1/feedback", json=sent).status_code == 200
+    pairs, _ = collect_pairs("helpdesk", prompt=model.learner.logged_prompt)
+    for question, correction in CORRECTIONS.items():  # the prompt the chat model saw: system, passages, question
+        prompt = next(p["messages"] for p in pairs if p["chosen"] == correction)
+        assert prompt[0] == {"role": "system", "content": model.config.model.system_prompt}
+        assert prompt[-1]["content"].startswith("Passage 1: ")
+        assert prompt[-1]["content"].endswith(f"Question: {question}")
+
+    output = tmp_path / "challenger"
+    decision = retrain(model.path, output=output, overrides=["train.max_steps=1", "train.batch_size=1"], beta=0.5)
+    used = decision["preference"]
+    assert used["pairs"] == len(pairs) and used["used_for_training"] + used["held_out"] == len(pairs)
+    assert used["train_steps"] == 1 and used["held_out_scored"] == used["held_out"]
+    assert decision["assistant"]["started_from"] == "a fresh LoRA adapter"  # the champion answers with bare SmolLM2
+    assert decision["champion"]["loss"] > 0 and decision["challenger"]["pairs"] == used["held_out"]
+    assert isinstance(decision["promoted"], bool) and decision["reason"]
+    chat = json.loads((output / "chat" / "modelyard.json").read_text())
+    trained, _ = split_pairs(pairs, model.config.train.seed)  # the split retrain made of the same pairs
+    chosen = [{"messages": [*p["messages"], {"role": "assistant", "content": p["chosen"]}]} for p in trained]
+    assert chat["weights"] == "lora-adapter" and chat["data"]["preference_pairs"] == fingerprint(chosen)
+    # the same index, calibrated threshold and hand-over around the new chat model
+    assert json.loads((output / "assistant.json").read_text()) == json.loads(
+        (model.path / "assistant.json").read_text()
+    )
+    assert (output / "index").is_dir() and (output / "intents").is_dir()
+    aliases = registry.describe("helpdesk").aliases
+    assert aliases["challenger"] == decision["challenger"]["version"]
+    assert (aliases.get("champion") == decision["challenger"]["version"]) == decision["promoted"]
+
+
+def test_retraining_an_assistant_without_enough_corrected_answers_says_so_and_writes_nothing(
+    model, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MODELYARD_STATE_URI", f"sqlite:///{tmp_path / 'empty.db'}")  # a log without feedback
+    with pytest.raises(UserError, match="too few preference pairs to tune 'helpdesk': 0 pairs on 0 prompts"):
+        retrain(model.path, output=tmp_path / "challenger")
+    assert not (tmp_path / "challenger").exists()

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 import modelyard
-from modelyard.batch import score_file
-from modelyard.errors import UserError
+from modelyard.batch import score_file, score_file_ray
+from modelyard.errors import BundleError, UserError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SLICE = EXAMPLES / "data" / "credit_default" / "credit_default_2000.csv"
@@ -145,6 +145,8 @@ def test_a_local_ray_cluster_scores_the_file_like_one_process(bundle, rows, tmp_
         score_file(bundle, tmp_path / "small.parquet", tmp_path / "local.parquet")
         on_ray, local = pd.read_parquet(tmp_path / "ray.parquet"), pd.read_parquet(tmp_path / "local.parquet")
         pd.testing.assert_frame_equal(on_ray, local)
+        with pytest.raises(BundleError, match="not a bundle"):  # raised on a worker, shown as itself
+            score_file_ray(tmp_path, tmp_path / "small.parquet", tmp_path / "none.parquet")
     finally:
         ray.shutdown()
 

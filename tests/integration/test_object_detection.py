@@ -109,6 +109,27 @@ def test_int8_onnx_export_reports_map_parity(bundle, tmp_path):
     assert "detections" in exported.predict([str(IMAGE)])[0]
 
 
+def test_the_parity_gate_fails_a_detector_whose_boxes_moved(bundle):
+    """The score margin forgives threshold jitter, not worse boxes: a copy whose box head is off (centres two
+    cells away, boxes 2.7x larger: what a broken export would answer) fails the gate on agreement."""
+    import copy
+
+    import torch
+
+    from modelyard.export import parity
+    from modelyard.learners.detection import DetectorLearner
+
+    learner = bundle.learner
+    broken = DetectorLearner(copy.deepcopy(learner.module), learner.labels, learner.spec, learner.options)
+    with torch.no_grad():
+        broken.module.box[-1].bias += torch.tensor([1.0, 1.0, 2.0, 2.0])
+    validation = bundle.task.prepare(bundle.config).splits["validation"]
+    report = parity.compare(learner, broken, validation, latency_samples=1)
+    assert report["parity"]["agreement"] < 0.5
+    assert any(p.startswith("agreement") for p in parity.problems(report, parity.Tolerance()))
+    assert parity.problems(parity.compare(learner, learner, validation, latency_samples=1), parity.Tolerance()) == []
+
+
 def test_the_report_shows_map_and_the_worst_images_with_their_boxes(bundle, tmp_path):
     from modelyard.evaluation.report import write_report
 

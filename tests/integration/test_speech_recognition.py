@@ -24,7 +24,8 @@ def strings(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ctc_bundle(strings, tmp_path_factory):
     folder = tmp_path_factory.mktemp("ctc")
-    config = speech_config(folder, strings, lexicon=["nine one one"])
+    augment = {"vtlp": 0.1, "speed_perturbation": [0.85, 1.15], "noise_snr_db": [10, 30]}  # training only
+    config = speech_config(folder, strings, lexicon=["nine one one"], **augment)
     return modelyard.train(config, folder / "bundle", quiet=True).path
 
 

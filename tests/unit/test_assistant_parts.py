@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import yaml
 
-from modelyard.learners.assistant import best_sentence_share, choose_threshold, cite
+from modelyard.learners.assistant import AssistantLearner, best_sentence_share, choose_threshold, cite, passages_digest
 from modelyard.retrieval.lexical import Lexical, tokenize
 from modelyard.serving.sessions import SessionStore
 from modelyard.tasks import config_from_dict, get_task
@@ -72,3 +74,22 @@ def test_the_passage_whose_one_sentence_holds_the_question_words_outranks_one_th
     assert answer == pytest.approx(sum(weights[w] for w in ("public", "steam", "railway", "open")) / total)
     assert spread == pytest.approx((weights["public"] + weights["open"]) / total)
     assert answer > spread > other == 0.0
+
+
+def test_a_logged_answer_is_paired_on_the_grounded_prompt_rebuilt_from_its_passage_ids():
+    rows = [{"file": f"{n}.md", "section": "", "text": f"Text of {n}."} for n in ("a", "b", "c")]
+    options = get_task("assistant").ModelConfig(system_prompt="Be brief.", memory={"turns": 2})
+    learner = AssistantLearner(SimpleNamespace(rows=rows), None, options)
+    conversation = [
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "q2"},
+    ]
+    logged = {"text": "answer", "grounding": {"chunk_ids": [2, 0], "sha256": passages_digest([rows[2], rows[0]])}}
+    prompt = learner.logged_prompt(conversation, logged)
+    assert prompt[:3] == [{"role": "system", "content": "Be brief."}, *conversation[:2]]
+    assert prompt[3]["content"].startswith("Passage 1: Text of c.\n\nPassage 2: Text of a.\n\n")
+    assert prompt[3]["content"].endswith("Question: q2")
+    assert learner.logged_prompt(conversation, {"text": "I don't know", "assistant": {"kind": "declined"}}) is None
+    rows[2]["text"] = "Edited since."  # the index changed under the same name: the logged passages are gone
+    assert learner.logged_prompt(conversation, logged) is None

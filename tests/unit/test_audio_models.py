@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from modelyard.data.audio_augment import Augmenter, coloured_noise, fit_length, loudest_window
+from modelyard.data.audio_augment import Augmenter, coloured_noise, fit_length, loudest_window, speed_ratios
 from modelyard.models.audio_cnn import AudioClassifier, SpecAugment
 from modelyard.models.audio_features import FrontEndConfig
 
@@ -50,6 +50,12 @@ def test_augmentation_keeps_the_length_and_mixes_noise_at_the_asked_snr():
     assert snr == pytest.approx(10.0, abs=0.5)
 
 
+def test_speed_ratios_span_the_asked_speeds_in_lowest_terms():
+    speeds = sorted(down / up for up, down in speed_ratios(0.2))
+    assert speeds[0] == pytest.approx(0.8) and speeds[-1] == pytest.approx(1.2) and len(speeds) == 9
+    assert (1, 1) in speed_ratios(0.1) and speed_ratios(0.0) == [(1, 1)]
+
+
 def test_coloured_noise_has_unit_rms():
     noise = coloured_noise(4000, np.random.default_rng(3))
     assert np.sqrt(np.mean(noise**2)) == pytest.approx(1.0, rel=1e-3)
@@ -82,3 +88,17 @@ def test_a_mean_normalised_classifier_exports_to_onnx_exactly(tmp_path):
     torch.onnx.export(model, (wave,), str(path), dynamo=False, opset_version=17, input_names=["audio"])
     got = ort.InferenceSession(str(path)).run(None, {"audio": wave.numpy()})[0]
     np.testing.assert_allclose(got, model(wave).detach().numpy(), atol=1e-4)
+
+
+def test_mel_warp_moves_formants_up_or_down_and_only_while_training():
+    from modelyard.models.audio_augment import MelWarp
+
+    warp = MelWarp(FrontEndConfig(n_mels=40, f_max=4000.0), spread=0.2)
+    x = torch.zeros(3, 40, 2)
+    x[:, 15] = 1.0  # one formant-like peak
+    out = warp.warp(x, torch.tensor([1.0, 1.15, 0.85]))
+    peaks = out[:, :, 0].argmax(1).tolist()
+    assert torch.allclose(out[0], x[0]) and peaks[1] > 15 > peaks[2]
+    ends = warp.source_bands(torch.tensor([0.8, 1.2]))
+    assert (ends[:, -1] > 37.5).all() and (ends.diff(dim=1) >= 0).all()  # f_max is fixed, monotone
+    assert torch.equal(warp.eval()(x), x) and not torch.equal(warp.train()(x), x)

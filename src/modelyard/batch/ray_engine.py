@@ -1,8 +1,12 @@
-"""Scoring a dataset on a Ray cluster (Ray Data): the bundle is loaded once per worker, batches stream through.
+"""Scoring on a Ray cluster: the bundle is loaded once per worker (a Ray actor), batches stream through.
 
-`score_dataset` maps any `ray.data.Dataset` to one with prediction columns; `score_file_ray` reads a Parquet file
+`score_dataset` maps any `ray.data.Dataset` to one with prediction columns; `score_file_ray` scores a Parquet file
 (or folder of them) on the cluster and writes one output file on the driver, rows in input order, so the result
-equals `modelyard predict` in one process. Ray is imported only here, only when called.
+equals `modelyard predict` in one process. It uses Ray actors directly, each reading its own row groups: through
+Ray Data, the worker running `read_parquet` held 500 to 700 MB of decoded Arrow buffers, Ray Data's own actors
+(stats, autoscaling, actor locations) about 290 MB, and a 10-million-row run stalled twice near its end with every
+worker idle (cause not found; rows kept in order under an object-store budget is our guess). Ray is imported
+only here, only when called.
 Cluster: `ray start --head` on one machine, `ray start --address HEAD:6379` on the others, then run with
 `RAY_ADDRESS=auto` (every node must see the bundle and the input at the same path); without `RAY_ADDRESS` a
 local Ray instance with one CPU per worker is started for the run.
@@ -12,18 +16,19 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from modelyard.batch.stream import CHUNK_ROWS, Progress, scored_frame, to_arrow, total_rows
+from modelyard.batch.stream import CHUNK_ROWS, Progress, scored_frame, to_arrow
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path
 
-BLOCK_BYTES = 16 * 2**20
-IN_FLIGHT_BYTES_PER_WORKER = 128 * 2**20
+OBJECT_STORE_BYTES_PER_WORKER = 256 * 2**20  # a local instance's store; two scored chunks per worker are in it
 
 
 class BundleScorer:
@@ -38,6 +43,26 @@ class BundleScorer:
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Arrow in and out: the batch becomes the same DataFrame as in a one-process run (`Table.to_pandas`)."""
         return to_arrow(scored_frame(self.model, batch.to_pandas(), self.source))
+
+
+class RowGroupScorer(BundleScorer):
+    """A Ray actor (one per worker): reads the Parquet row groups it is given, `chunk_rows` rows at a time."""
+
+    def __init__(self, bundle: str, source: str) -> None:
+        self.failed: UserError | None = None
+        try:
+            super().__init__(bundle, source)
+        except UserError as err:  # raised by `score`: a failed constructor reaches the driver only as ActorDiedError
+            self.failed = err
+
+    def score(self, path: str, groups: list[int], chunk_rows: int) -> list[pa.Table]:
+        if self.failed is not None:
+            raise self.failed
+        try:
+            batches = list(pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, row_groups=groups))
+        except (OSError, pa.ArrowException) as err:
+            raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from None
+        return [self(pa.Table.from_batches([batch])) for batch in batches]
 
 
 def score_dataset(
@@ -59,7 +84,9 @@ def score_dataset(
 
 
 def connect(workers: int) -> None:
-    """Join the cluster named by RAY_ADDRESS, else start a local Ray with a CPU per worker (plus one for reads)."""
+    """Join the cluster named by RAY_ADDRESS (or one the caller started with its own settings), else start a local
+    Ray with a CPU per worker and an object store sized to what the run keeps in flight (Ray's default, 30% of
+    RAM, is never used here)."""
     import ray
 
     if ray.is_initialized():
@@ -67,7 +94,68 @@ def connect(workers: int) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(log_to_driver=False)
     else:
-        ray.init(num_cpus=workers + 1, include_dashboard=False, log_to_driver=False)
+        store = OBJECT_STORE_BYTES_PER_WORKER * workers
+        ray.init(num_cpus=workers, object_store_memory=store, include_dashboard=False, log_to_driver=False)
+
+
+def work_items(source: Path, chunk_rows: int) -> tuple[list[dict[str, Any]], int]:
+    """Runs of consecutive row groups of about `chunk_rows` rows (never across files), and the rows in all, read
+    from the footers on the driver: an unreadable file is named before any worker starts."""
+    files = [source] if source.is_file() else sorted(p for p in source.rglob("*.parquet") if p.name[0] not in "._")
+    if not files:
+        raise DataError(f"--input {source}: no .parquet files in this folder")
+    items, total = [], 0
+    for path in files:
+        try:
+            meta = pq.ParquetFile(path).metadata
+        except (OSError, pa.ArrowException) as err:
+            raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from None
+        run, rows = [], 0
+        for group in range(meta.num_row_groups):
+            if run and rows + meta.row_group(group).num_rows > chunk_rows:
+                items.append({"path": str(path.resolve()), "row_groups": run})
+                run, rows = [], 0
+            run.append(group)
+            rows += meta.row_group(group).num_rows
+        if run:
+            items.append({"path": str(path.resolve()), "row_groups": run})
+        total += meta.num_rows
+    return items, total
+
+
+def scored_tables(
+    bundle: str | Path, source: Path, items: list[dict[str, Any]], workers: int, chunk_rows: int
+) -> Iterator[pa.Table]:
+    """The items scored on `workers` actors, two in flight each (one scoring, one queued), in input order. Item i
+    goes to actor i mod workers, and the oldest is always awaited first, so at most 2 x workers scored items exist
+    at a time, whatever the file's size."""
+    import ray
+
+    actor = ray.remote(num_cpus=1)(RowGroupScorer)
+    pool = [actor.remote(str(Path(bundle).resolve()), str(source)) for _ in range(workers)]
+    pending: deque[Any] = deque()
+    try:
+        for index, item in enumerate(items):
+            if len(pending) == 2 * workers:
+                yield from fetched(pending.popleft())
+            pending.append(pool[index % workers].score.remote(item["path"], item["row_groups"], chunk_rows))
+        while pending:
+            yield from fetched(pending.popleft())
+    finally:
+        for scorer in pool:
+            ray.kill(scorer)
+
+
+def fetched(ref: Any) -> list[pa.Table]:
+    """A worker's answer; a modelyard error raised on the worker (such as an unreadable bundle) as itself."""
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as err:
+        if isinstance(err.cause, UserError):
+            raise err.cause from None
+        raise
 
 
 def score_file_ray(
@@ -85,23 +173,15 @@ def score_file_ray(
         raise UserError(f"--input {source}: --engine ray reads Parquet (a file or a folder of them)")
     if not source.exists():
         raise DataError(f"input file not found: {source}")
-    import ray
-
+    items, total = work_items(source, chunk_rows)
+    if not total:
+        raise DataError(f"{source}: no rows to score")
     connect(workers)
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # output rows in input order
-    # Bounded memory: Ray Data's defaults (blocks up to 128 MiB, half the object store in flight) let the reader
-    # run gigabytes ahead of the scorers; small blocks and a cap on the bytes in flight keep a run to a few chunks.
-    context.target_max_block_size = BLOCK_BYTES
-    limits = context.execution_options.resource_limits
-    context.execution_options.resource_limits = limits.copy(object_store_memory=IN_FLIGHT_BYTES_PER_WORKER * workers)
-    scored = score_dataset(bundle, ray.data.read_parquet(str(source.resolve())), workers, chunk_rows, str(source))
-    total = total_rows(source) if source.is_file() else None
     report_progress = on_progress or (lambda done, total: None)
     report_progress(0, total)
     started, rows, writer = time.perf_counter(), 0, None
     with atomic_path(output) as tmp:
-        for table in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+        for table in scored_tables(bundle, source, items, workers, chunk_rows):
             writer = writer or pq.ParquetWriter(tmp, table.schema.remove_metadata())
             writer.write_table(table.cast(writer.schema))
             rows += table.num_rows

@@ -37,10 +37,11 @@ def federate(
     clients: Annotated[int, typer.Option("--clients", min=1, help="sites to simulate, or to wait for (--listen)")] = 3,
     rounds: Annotated[int | None, typer.Option(min=1, help="rounds; default: the model's epochs")] = None,
     local_epochs: Annotated[int, typer.Option("--local-epochs", min=1, help="epochs per site per round")] = 1,
-    strategy: Annotated[Literal["fedavg", "fedprox"], typer.Option(help="fedprox adds mu/2 ||w - w_global||^2")] = (
-        "fedavg"
-    ),
-    mu: Annotated[float, typer.Option(min=0.0, help="FedProx proximal weight")] = 0.01,
+    strategy: Annotated[
+        Literal["fedavg", "fedprox", "scaffold"],
+        typer.Option(help="fedprox adds mu/2 ||w - w_global||^2; scaffold corrects drift with control variates"),
+    ] = "fedavg",
+    mu: Annotated[float, typer.Option(min=0.0, help="FedProx proximal weight (0.1: chosen on validation)")] = 0.1,
     partition: Annotated[Literal["iid", "dirichlet"], typer.Option(help="simulation: how rows are split")] = "iid",
     alpha: Annotated[float, typer.Option(help="Dirichlet concentration: small = skewed labels per site")] = 0.5,
     secure_aggregation: Annotated[bool, typer.Option("--secure-aggregation", help="pairwise masks")] = False,

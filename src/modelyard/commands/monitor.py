@@ -103,14 +103,24 @@ def _preference_summary(decision: dict[str, Any]) -> None:
         )
     pref = decision["preference"]
     console.print(f"DPO on {pref['used_for_training']} pairs, {pref['held_out_scored']} held out")
+    if "assistant" in decision:  # an assistant's chat model, tuned on the grounded prompts it saw
+        chat = decision["assistant"]
+        console.print(
+            f"assistant chat model: from {chat['started_from']}, loss on {chat['loss_questions']} labelled questions, "
+            f"{pref['not_generated']} rated answers not generated (declines, hand-overs)"
+        )
     verdict = "[green]promoted[/]" if decision["promoted"] else "[yellow]not promoted[/]"
     console.print(f"{verdict}: {decision['reason']}")
     print(json.dumps({"promoted": decision["promoted"], "reason": decision["reason"]}))
 
 
 def retrain(
-    config: Annotated[Path, typer.Argument(help="the YAML config the champion was trained from")],
-    model: Annotated[str, typer.Option("--model", help="the champion: models:/NAME@ALIAS or a bundle path")],
+    config: Annotated[
+        Path, typer.Argument(help="the YAML config the champion was trained from, or (without --model) the champion")
+    ],
+    model: Annotated[
+        str | None, typer.Option("--model", help="the champion: models:/NAME@ALIAS or a bundle path")
+    ] = None,
     margin: Annotated[float, typer.Option(help="the challenger must beat the champion by more than this")] = 0.0,
     guard_class: Annotated[
         list[str] | None, typer.Option("--guard-class", help="a class whose F1 must not drop (repeatable)")
@@ -128,7 +138,12 @@ def retrain(
 
     A chat model is tuned with DPO on preference pairs from its rated and corrected answers.
 
+    An assistant's chat model too, on the prompts it saw (passages and question), in a new assistant bundle.
+
+    Without --model, CONFIG is the champion itself (a bundle or models:/NAME@ALIAS) and its own config is used.
+
     Example: modelyard retrain examples/quickstart.yaml --model models:/banking-intents@champion
+    Example: modelyard retrain models:/helpdesk@champion --set train.max_steps=20
     """
     from modelyard.monitoring.retrain import retrain as run_retrain
 

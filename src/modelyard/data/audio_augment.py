@@ -8,6 +8,7 @@ features inside the model. Noise comes from a folder of recordings when one is g
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,13 @@ import numpy as np
 from modelyard.data.audio import EXTENSIONS, AudioError, frame_energy_db, load_audio, resample_ratio
 
 LEVEL_DB = -20.0  # where `normalize_level` puts the loud frames
-SPEEDS = ((10, 9), (20, 19), (1, 1), (19, 20), (9, 10))  # resampling ratios: speed x0.9 .. x1.1
+
+
+def speed_ratios(spread: float) -> list[tuple[int, int]]:
+    """Resampling ratios (up, down) for speeds from 1 - `spread` to 1 + `spread` in steps of 0.05 (a few
+    fixed ratios, so their anti-aliasing filters are designed once)."""
+    lowest, highest = round(20 * (1 - spread)), round(20 * (1 + spread))
+    return [(f.denominator, f.numerator) for f in (Fraction(d, 20) for d in range(lowest, highest + 1))]
 
 
 def normalize_level(wave: np.ndarray, target_db: float = LEVEL_DB) -> np.ndarray:
@@ -61,9 +68,11 @@ def coloured_noise(size: int, rng: np.random.Generator) -> np.ndarray:
 
 @dataclass
 class Augmenter:
-    """Random speed, gain and background noise (SNR uniform in `snr_db`) on 16 kHz waveforms."""
+    """Random speed (up to `speed_spread` either way), gain and background noise (SNR uniform in `snr_db`)
+    on 16 kHz waveforms."""
 
     speed: bool = True
+    speed_spread: float = 0.1
     noise_probability: float = 0.5
     snr_db: tuple[float, float] = (5.0, 30.0)
     gain_db: float = 6.0
@@ -99,7 +108,8 @@ class Augmenter:
     def __call__(self, wave: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
         """Speed, then a random crop or shift to `length`, then gain and noise over the whole clip."""
         if self.speed:
-            up, down = SPEEDS[int(rng.integers(len(SPEEDS)))]
+            ratios = speed_ratios(self.speed_spread)
+            up, down = ratios[int(rng.integers(len(ratios)))]
             if up != down:
                 wave = resample_ratio(wave, up, down)
         wave = fit_length(wave, length, rng)

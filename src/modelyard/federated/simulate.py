@@ -27,6 +27,7 @@ def simulate(
     on_warning: Callable[[str], None] | None = None,
 ):
     """Partition the training split among `settings.clients` sites, run the rounds, write the bundle.
+    Under SCAFFOLD each site's control variate lives here, in memory, from round to round.
 
     With `federated.dropout` p, each asked site fails to report with probability p (drawn from the round's
     seed, so a run repeats); the round then goes on as `Federation.close` decides."""
@@ -43,6 +44,7 @@ def simulate(
     local = [sites.local_data(federation.learner, train.iloc[rows]) for rows in parts]
     keys = [aggregate.key_pair() for _ in parts] if settings.secure_aggregation else []
     names = [f"site-{k}" for k in range(len(parts))]
+    controls = [np.zeros_like(federation.weights) for _ in parts] if federation.control is not None else []
     dropout = config.federated.dropout
     if on_start is not None:
         on_start(federation)
@@ -72,9 +74,13 @@ def simulate(
                         settings,
                         names[k],
                         masks,
+                        (federation.control, controls[k]) if controls else None,
                     )
                 )
             entry = federation.close(messages, missing)
+            if entry is not None and controls:  # SCAFFOLD: a site keeps its new c_i once the round counted it
+                for m in messages:
+                    controls[names.index(m.site)] = m.control
             if entry is not None and on_round is not None:
                 on_round(entry)
         report = {"mode": "simulation", "partition": split, **({"alpha": alpha} if split == "dirichlet" else {})}

@@ -7,8 +7,10 @@ Protocol (JSON unless noted; every site polls, so no site needs an open port):
   GET  /v1/federation/package    tar.gz: the global model's architecture and preprocessing (`sites.package`)
   GET  /v1/federation/status     phase (joining | training | finishing | done | failed), round, attempt, this
                                  round's local settings, the public keys of the other sites asked this attempt
-  GET  /v1/federation/weights    float32 bytes: the global trainable parameters
-  POST /v1/federation/update     bytes: the site's message (float32, or uint64 when masked); a late or stale
+  GET  /v1/federation/weights    float32 bytes: the global trainable parameters (SCAFFOLD: then the server's
+                                 control variate c, same length, in the same response)
+  POST /v1/federation/update     bytes: the site's message (float32, or uint64 when masked; SCAFFOLD: twice
+                                 the length, the control variate's change after the weights'); a late or stale
                                  update is answered {"accepted": false, "reason"} and the site goes on
   POST /v1/federation/leave      {"client_id", "reason"}: a site whose local training failed drops out
 A round closes when every asked site has reported or left, or `federated.round_timeout_s` after it opened;
@@ -117,8 +119,11 @@ class Coordinator:
             return out
 
     def weights(self) -> bytes:
+        """The global weights, and under SCAFFOLD the server's control variate after them (one read, one round)."""
         with self.lock:
-            return self.federation.weights.astype(np.float32).tobytes()
+            f = self.federation
+            parts = [f.weights] if f.control is None else [f.weights, f.control]
+            return np.concatenate(parts).astype(np.float32).tobytes()
 
     def submit(
         self,
@@ -144,8 +149,9 @@ class Coordinator:
                 why = f"round {round_ + 1} attempt {attempt + 1} is closed (the server is {self.phase}, round "
                 return {"accepted": False, "reason": why + f"{f.round + 1} attempt {f.attempt + 1})"}
             payload = np.frombuffer(body, dtype=np.uint64 if dtype == "uint64" else np.float32).copy()
-            if len(payload) != len(f.weights):
-                raise UserError(f"update has {len(payload)} values; the model has {len(f.weights)}")
+            expected = len(f.weights) * (1 if f.control is None else 2)  # SCAFFOLD: weights' and c_i's change
+            if len(payload) != expected:
+                raise UserError(f"update has {len(payload)} values; this federation's updates have {expected}")
             site = self.sites[client_id]["site"]
             self.pending[client_id] = Message(site, samples, payload, loss, epsilon=epsilon)
             if self.asked <= set(self.pending) | set(self.left):
@@ -305,6 +311,8 @@ def join(
     on_round: Callable[[int, Message], None] | None = None,
 ) -> dict[str, Any]:
     """Take part as one site: this machine's rows (every split of its config's data) train the server's model.
+    Under SCAFFOLD the site's control variate c_i lives here from round to round; a new c_i is kept once the
+    server has closed the round it was sent in (a refused attempt's is dropped, the retry starts from the old).
     Returns the server's final status (bundle path on the server, last validation metrics)."""
     import httpx
     import pandas as pd
@@ -333,10 +341,16 @@ def join(
             secure_aggregation=info["secure_aggregation"],
             dp_clip=info["dp_clip"],
             dp_noise=info["dp_noise"],
+            strategy=info["strategy"],
         )
+        size = info["parameters"]
+        control = np.zeros(size, dtype=np.float32) if settings.strategy == "scaffold" else None
+        sent_control: tuple[int, np.ndarray] | None = None  # SCAFFOLD: (round, new c_i) of an accepted update
         done, deadline = (-1, -1), time.monotonic() + wait_s
         while time.monotonic() < deadline:
             status = _call(http, "GET", f"{PREFIX}/status", params={"client_id": client_id}).json()
+            if sent_control is not None and (status["phase"] != "training" or status["round"] > sent_control[0]):
+                control, sent_control = sent_control[1], None  # the round that counted it has closed
             if status["phase"] == "done":
                 return status
             if status["phase"] == "failed":
@@ -347,13 +361,15 @@ def join(
                 continue
             round_, attempt = current
             weights = np.frombuffer(_call(http, "GET", f"{PREFIX}/weights").content, dtype=np.float32).copy()
+            weights, server_control = weights[:size], weights[size:]
             masks = None
             if private is not None:
                 peers = {int(k): bytes.fromhex(v) for k, v in status["peers"].items()}
                 masks = (client_id, {k: aggregate.shared_seed(private, v, *current) for k, v in peers.items()})
             request = LocalSettings(**status["local"])
             try:
-                message = site_message(learner, names, weights, rows, config, request, settings, site, masks)
+                pair = (server_control, control) if control is not None else None
+                message = site_message(learner, names, weights, rows, config, request, settings, site, masks, pair)
             except Exception as error:  # tell the server, so the round goes on without this site at once
                 reason = f"{type(error).__name__}: {getattr(error, 'message', error)}"
                 _call(http, "POST", f"{PREFIX}/leave", json={"client_id": client_id, "reason": reason})
@@ -371,6 +387,8 @@ def join(
                 content=message.payload.tobytes(),
                 headers={**headers, "dtype": dtype},
             ).json()
+            if reply.get("accepted") and message.control is not None:
+                sent_control = (round_, message.control)
             done = current
             if on_round is not None:
                 on_round(round_, message, reply)

@@ -9,6 +9,7 @@ passages do not hold the answer; an answer that does is reported as declined too
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -44,6 +45,7 @@ class Reply:
     intent: dict[str, Any] | None = None
     retrieval_score: float = 0.0
     query: str = ""
+    grounding: dict[str, Any] | None = None  # the passages a prompted chat model saw (logged; see `logged_prompt`)
 
     def info(self) -> dict[str, Any]:
         """The extra `assistant` field of an answer: why it was given."""
@@ -59,6 +61,12 @@ def best_sentence_share(weights: dict[str, float], text: str) -> float:
         return 0.0
     sentences = (set(tokenize(sentence)) for sentence in SENTENCE_END.split(text))
     return max((sum(w for term, w in weights.items() if term in words) for words in sentences), default=0.0) / total
+
+
+def passages_digest(passages: list[dict[str, Any]]) -> str:
+    """sha256 of the passages' texts in order: a logged answer's passages are rebuilt from the index only when
+    the index still holds exactly these texts."""
+    return hashlib.sha256("\x1e".join(p["text"] for p in passages).encode("utf-8")).hexdigest()
 
 
 def cite(citations: list[dict[str, Any]]) -> str:
@@ -196,19 +204,36 @@ class AssistantLearner:
         passages, score, query = self._grounded(messages)
         if not passages or score < self._threshold():
             return Reply("declined", self.options.decline_message, retrieval_score=score, query=query)
-        # the passages go into the last user turn, plain (small models copy file names and headings they see);
-        # the citations are attached by `finish`, not written by the model
+        citations = [{k: p[k] for k in ("file", "section", "chunk_id", "score")} for p in passages]
+        grounding = {"chunk_ids": [p["chunk_id"] for p in passages], "sha256": passages_digest(passages)}
+        prompt = self.grounded_prompt(messages, passages)
+        return Reply("answer", None, prompt, citations, None, score, query, grounding)
+
+    def grounded_prompt(self, messages: list[dict[str, str]], passages: list[dict[str, Any]]) -> list[dict[str, str]]:
+        """What the chat model is given: the system prompt, the remembered turns, and the last user message after
+        the passages. The passages go into the last user turn, plain (small models copy file names and headings
+        they see); the citations are attached by `finish`, not written by the model."""
         numbered = "\n\n".join(f"Passage {i}: {p['text']}" for i, p in enumerate(passages, start=1))
         turns = [m for m in messages if m["role"] in ("user", "assistant")]
         history = turns[:-1][-self.options.memory.turns :] if self.options.memory.turns else []
         question = f"{numbered}\n\n{GROUNDING}\n\nQuestion: {turns[-1]['content']}"
-        citations = [{k: p[k] for k in ("file", "section", "chunk_id", "score")} for p in passages]
-        prompt = [
-            {"role": "system", "content": self.options.system_prompt},
-            *history,
-            {"role": "user", "content": question},
-        ]
-        return Reply("answer", None, prompt, citations, None, score, query)
+        system = {"role": "system", "content": self.options.system_prompt}
+        return [system, *history, {"role": "user", "content": question}]
+
+    def logged_prompt(self, messages: list[dict[str, str]], output: Any) -> list[dict[str, str]] | None:
+        """The prompt the chat model saw for a logged answer: its conversation and the passages its `grounding`
+        names, rebuilt from this bundle's index (preference pairs train the model on it). None when the model was
+        not prompted (declined on the retrieval score, handed over) or the index no longer holds those passages."""
+        grounding = output.get("grounding") if isinstance(output, dict) else None
+        if not isinstance(grounding, dict) or not messages or messages[-1]["role"] != "user":
+            return None
+        ids = grounding.get("chunk_ids") or []
+        if not all(isinstance(i, int) and 0 <= i < len(self.index.rows) for i in ids):
+            return None
+        passages = [self.index.rows[i] for i in ids]
+        if not passages or passages_digest(passages) != grounding.get("sha256"):
+            return None
+        return self.grounded_prompt(messages, passages)
 
     def finish(self, reply: Reply, text: str) -> tuple[str, Reply]:
         """The final answer text for a generated `text`: the sources line appended; an answer that says it does not

@@ -21,7 +21,7 @@ from modelyard.data.images import load_image
 from modelyard.fsutil import atomic_write_json
 from modelyard.learners.detection_inputs import DetectionDataset, collate, eval_transform
 from modelyard.learners.image_inputs import input_image, request_image
-from modelyard.metrics.detection import detection_metrics, image_scores
+from modelyard.metrics.detection import all_matched, detection_metrics, image_scores
 from modelyard.models import detector
 from modelyard.runtimes.onnx_session import onnx_session
 from modelyard.runtimes.protocol import ONNX_FILE, OnnxGraph
@@ -32,6 +32,7 @@ BATCH = 16
 MAX_DETECTIONS = 100  # per image, after NMS (COCO's maxDets)
 CALIBRATION_BATCH = 8
 SPEC_FILE = "detector.json"
+SCORE_MARGIN = 0.05  # parity: a box confident in one model must score >= min_score - this in the other
 FP32_NODES = ("/smooth/", "/heatmap/", "/box/")  # ONNX names of the modules int8 export leaves in fp32
 DEFAULTS = {"epochs": 40, "batch_size": 16, "learning_rate": 1e-3, "scheduler": "cosine", "precision": "fp32"}
 
@@ -40,6 +41,7 @@ class DetectorLearner:
     """A CenterNet and its labels; `spec` holds what `load` needs to rebuild it."""
 
     export_kind = "detections"
+    score_margin = SCORE_MARGIN
 
     def __init__(self, module: nn.Module | None, labels: list[str], spec: dict[str, Any], options: Any) -> None:
         self.module = module
@@ -205,8 +207,8 @@ class DetectorLearner:
 
     def onnx_graph(self) -> OnnxGraph:
         """The network's raw maps (heatmap logits, box maps); decoding and NMS run outside, as for PyTorch. int8
-        quantizes the trunk only: the neck and heads (a few % of the compute) stay fp32, or rounding moves
-        scores across `min_score` and boxes by pixels."""
+        quantizes the trunk only: the neck and heads (a few % of the compute) stay fp32 (everything int8
+        agreed as often but lost 4 test mAP points on one checkpoint: benchmarks/detection_int8_result.json)."""
         module = getattr(self.module, "module", self.module).eval()
         axes = {"pixels": {0: "batch"}, "heatmap": {0: "batch"}, "boxes": {0: "batch"}}
         pixels = torch.zeros(2, 3, self.size, self.size)
@@ -238,12 +240,21 @@ class DetectorLearner:
         truths = [{"boxes": t[t[:, 4] >= 0, :4], "classes": t[t[:, 4] >= 0, 4].astype(int)} for t in targets]
         return detection_metrics(truths, [self._as_pred(o) for o in outputs], self.labels)
 
-    def agreement(self, ref: np.ndarray, new: np.ndarray) -> float:
-        """Share of images where the exported model's confident boxes match the original's one to one."""
-        same = []
-        for r, n in zip(ref, new, strict=True):
-            r = r[r[:, 4] >= self.options.min_score]
-            same.append(image_scores({"boxes": r[:, :4], "classes": r[:, 5].astype(int)}, self._as_pred(n)) == 1.0)
+    def agreement(self, ref: np.ndarray, new: np.ndarray, margin: float | None = None) -> float:
+        """Share of images whose confident boxes match one to one, both ways: each box scoring >= min_score in
+        one model has its own same-class box at IoU >= 0.5 in the other, scoring >= min_score - `margin` there.
+        A peak at 0.31 in one model and 0.28 in the other agrees (int8 rounding at the threshold); a moved,
+        relabelled, missing or extra box does not (measured on raccoon: benchmarks/detection_int8_result.json)."""
+        floor, margin = self.options.min_score, self.score_margin if margin is None else margin
+
+        def above(dets: np.ndarray, score: float) -> np.ndarray:
+            return dets[dets[:, 4] >= max(score, 0.0)]  # padding rows score -1
+
+        same = [
+            all_matched(above(r, floor), above(n, floor - margin))
+            and all_matched(above(n, floor), above(r, floor - margin))
+            for r, n in zip(ref, new, strict=True)
+        ]
         return float(np.mean(same)) if same else 1.0
 
 

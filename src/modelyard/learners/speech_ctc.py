@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from modelyard.data.audio import SAMPLE_RATE, read_audio
+from modelyard.data.audio_augment import coloured_noise
 from modelyard.fsutil import atomic_write_json
 from modelyard.learners.speech_common import Transcriber
 from modelyard.models.ctc import CTCConfig, CTCRecognizer
@@ -56,10 +57,21 @@ def read_saved(directory: Path) -> tuple[dict[str, Any], list[str], CharNgram | 
 
 
 class SpeechDataset(torch.utils.data.Dataset):
-    """Rows of (path, text): int16 samples cached in memory, speed and gain perturbed when training."""
+    """Rows of (path, text): int16 samples cached in memory; when training, speed, gain and (optionally) added
+    white, pink or brown noise at a random SNR are drawn per sample."""
 
-    def __init__(self, paths: list[str], targets: list[list[int]], seconds: list[float], training: bool, seed: int):
+    def __init__(
+        self,
+        paths: list[str],
+        targets: list[list[int]],
+        seconds: list[float],
+        training: bool,
+        seed: int,
+        speed: tuple[float, float] = (0.9, 1.1),
+        noise_snr_db: tuple[float, float] | None = None,
+    ):
         self.paths, self.targets, self.seconds, self.training = paths, targets, seconds, training
+        self.speed, self.noise_snr_db = speed, noise_snr_db
         self.rng = np.random.default_rng(seed)
         self.cache: dict[int, np.ndarray] = {}
         self.cacheable = sum(seconds) * SAMPLE_RATE * 2 < CACHE_LIMIT_BYTES
@@ -78,10 +90,13 @@ class SpeechDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         audio = self.samples(i)
         if self.training:
-            speed = self.rng.choice([0.9, 1.0, 1.1])
+            speed = self.rng.uniform(*self.speed)
             if speed != 1.0:  # tempo and pitch together (Kaldi-style speed perturbation), by interpolation
                 positions = np.arange(0, audio.size - 1, speed)
                 audio = np.interp(positions, np.arange(audio.size), audio).astype(np.float32)
+            if self.noise_snr_db is not None and audio.size:
+                level = np.sqrt(np.mean(audio**2)) * 10 ** (-self.rng.uniform(*self.noise_snr_db) / 20)
+                audio = audio + coloured_noise(audio.size, self.rng) * np.float32(level)
             audio = audio * np.float32(10 ** (self.rng.uniform(-6, 6) / 20))
         return {"wave": audio, "targets": self.targets[i]}
 
@@ -117,12 +132,16 @@ class CTCSpeechLearner(Transcriber):
             hidden_size=options.hidden_size,
             layers=options.layers,
             dropout=options.dropout,
+            vtlp=options.vtlp,
         )
         decoding = options.decoding.model_dump()
         lexicon = list(options.lexicon)
         order = decoding.pop("lm_order")
         lm = train_ngram(texts, lexicon, order) if decoding["lm_weight"] > 0 else None
+        noise = options.noise_snr_db and list(options.noise_snr_db)
+        augment = {"speed": list(options.speed_perturbation), "noise_snr_db": noise}  # training only
         spec = {"backbone": BACKBONE, "model": cfg.as_dict(), "decoding": decoding, "lexicon": lexicon}
+        spec["augment"] = augment
         return cls(CTCRecognizer(cfg), alphabet, spec, lm)
 
     @classmethod
@@ -139,7 +158,11 @@ class CTCSpeechLearner(Transcriber):
 
     def dataset(self, data: pd.DataFrame, training: bool) -> SpeechDataset:
         targets = [self.encode_text(t) for t in data["text"]]
-        return SpeechDataset(list(data["path"]), targets, list(data["seconds"]), training, self.seed)
+        augment = self.settings.get("augment", {})  # absent in bundles made before these options
+        speed, noise = tuple(augment.get("speed", (0.9, 1.1))), augment.get("noise_snr_db")
+        return SpeechDataset(
+            list(data["path"]), targets, list(data["seconds"]), training, self.seed, speed, noise and tuple(noise)
+        )
 
     def lengths(self, dataset: SpeechDataset) -> list[float]:
         return dataset.seconds

@@ -128,3 +128,20 @@ def image_scores(truth: dict[str, np.ndarray], pred: dict[str, np.ndarray]) -> f
     hits = int(np.trace(matrix[:-1, :-1]))
     misses, alarms = int(matrix[:-1].sum()) - hits, int(matrix[:, :-1].sum()) - hits
     return 1.0 if hits + misses + alarms == 0 else 2 * hits / (2 * hits + misses + alarms)
+
+
+def all_matched(boxes: np.ndarray, candidates: np.ndarray, min_iou: float = 0.5) -> bool:
+    """Whether each box (rows [x1, y1, x2, y2, score, class]) has a candidate of its own, of the same class, at
+    IoU >= min_iou: greedy, most confident box first, each taking its best-overlapping free candidate."""
+    if not len(boxes):
+        return True
+    if not len(candidates):
+        return False
+    overlap = np.where(boxes[:, 5:6] == candidates[None, :, 5], _iou(boxes[:, :4], candidates[:, :4]), 0.0)
+    free = np.ones(len(candidates), dtype=bool)
+    for i in np.argsort(-boxes[:, 4], kind="stable"):
+        choices = np.flatnonzero(free & (overlap[i] >= min_iou))
+        if not len(choices):
+            return False
+        free[choices[np.argmax(overlap[i, choices])]] = False
+    return True

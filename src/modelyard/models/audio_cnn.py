@@ -11,6 +11,7 @@ import itertools
 import torch
 from torch import nn
 
+from modelyard.models.audio_augment import MelWarp
 from modelyard.models.audio_features import FrontEndConfig, frontend
 
 
@@ -104,11 +105,13 @@ class AudioClassifier(nn.Module):
         dropout: float = 0.3,
         spec_augment: tuple[int, ...] = (8, 10, 2, 0),
         mean_norm: bool = False,
+        vtlp: float = 0.0,
     ) -> None:
         super().__init__()
         self.kind = kind
         self.mean_norm = mean_norm
         self.frontend = frontend(frontend_config)
+        self.warp = MelWarp(frontend_config, vtlp if frontend_config.kind == "logmel" else 0.0)
         bins = frontend_config.n_mfcc if frontend_config.kind == "mfcc" else frontend_config.n_mels
         self.norm = nn.BatchNorm1d(bins)  # per-band input standardisation, learnt running statistics
         self.augment = SpecAugment(*spec_augment)
@@ -131,7 +134,7 @@ class AudioClassifier(nn.Module):
 
     def features(self, wave: torch.Tensor) -> torch.Tensor:
         # wave (B, N) 16 kHz mono
-        x = self.frontend(wave)  # (B, F, T)
+        x = self.warp(self.frontend(wave))  # (B, F, T); a random frequency warp while training
         if self.mean_norm:
             x = utterance_mean_norm(x)
         x = self.augment(self.norm(x))

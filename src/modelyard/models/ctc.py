@@ -1,6 +1,6 @@
-"""A small speech recogniser trained from scratch: log-mel front end -> per-utterance normalisation ->
-SpecAugment (training only) -> 4x convolutional subsampling -> bidirectional LSTM -> per-frame character logits
-for CTC.
+"""A small speech recogniser trained from scratch: log-mel front end -> vocal-tract-length perturbation (training
+only) -> per-utterance normalisation -> SpecAugment (training only) -> 4x convolutional subsampling ->
+bidirectional LSTM -> per-frame character logits for CTC.
 
 One module from waveform to logits, so the exported ONNX graph takes 16 kHz samples and nothing has to be
 re-implemented beside it. Padding is zeros after the valid samples; `lengths` say how many are real.
@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from modelyard.models.audio_augment import MelWarp
 from modelyard.models.audio_features import FrontEndConfig, frontend
 
 
@@ -29,6 +30,7 @@ class CTCConfig:
     freq_mask_width: int = 10
     time_masks: int = 2
     time_mask_share: float = 0.05  # each time mask covers at most this share of the frames
+    vtlp: float = 0.0  # training only: each utterance's frequency axis warped by a factor in [1 +- vtlp] (MelWarp)
     frontend: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -51,6 +53,7 @@ class CTCRecognizer(nn.Module):
         self.cfg = cfg
         self.frontend_cfg = cfg.frontend_config()
         self.features = frontend(self.frontend_cfg)
+        self.warp = MelWarp(self.frontend_cfg, cfg.vtlp)  # identity unless training with vtlp > 0
         c = cfg.conv_channels
         self.subsample = nn.Sequential(
             nn.Conv1d(cfg.n_mels, c, 5, stride=2, padding=2),
@@ -100,7 +103,7 @@ class CTCRecognizer(nn.Module):
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # wave (B, N) float32, lengths (B,) valid samples
         frames = self.frame_lengths(lengths)
-        feats = self.normalise(self.features(wave), frames)  # (B, n_mels, T)
+        feats = self.normalise(self.warp(self.features(wave)), frames)  # (B, n_mels, T)
         if self.training:
             feats = self.spec_augment(feats, frames)
         x = self.subsample(feats).transpose(1, 2)  # (B, T/4, C)

@@ -85,68 +85,63 @@ def gate(old: dict[str, Any], new: dict[str, Any], margin: float, loss_tolerance
     )
 
 
-def retrain_chat(
-    champion: Any,
-    config: Config,
-    margin: float,
-    beta: float,
-    loss_tolerance: float,
-    output: str | Path | None,
-    alias: str,
-    quiet: bool,
-) -> dict[str, Any]:
-    """Collect pairs, train the DPO challenger, write its bundle, score both, move the alias if the gate says so."""
-    from modelyard import loader, pipeline
-    from modelyard.learners.lora import CausalLMLearner
-    from modelyard.learners.preference import PreferenceLearner, encode_pair, trainable_champion
-    from modelyard.monitoring.retrain import _frozen_test
+def training_pairs(
+    name: str, pairs: list[dict[str, Any]], found: dict[str, Any], seed: int, hint: str
+) -> tuple[list[dict], list[dict]]:
+    """(train, held out) pairs; a UserError before anything is trained or written when there are too few to both
+    train a challenger and judge it (pairs on at least two different prompts)."""
+    train_pairs, held_out = split_pairs(pairs, seed)
+    if not train_pairs or not held_out:
+        prompts = len({json.dumps(p["messages"], sort_keys=True) for p in pairs})
+        raise UserError(
+            f"too few preference pairs to tune '{name}': {len(pairs)} pairs on {prompts} prompts "
+            f"({found['rated_answers']} rated answers, {found['imported_pairs']} imported pairs); DPO needs pairs on "
+            "at least two different prompts, some to train on and some held out to judge the challenger",
+            hint,
+        )
+    return train_pairs, held_out
+
+
+def train_dpo(policy: Any, config: Config, pairs: list[dict[str, Any]], beta: float, quiet: bool) -> tuple[Any, dict]:
+    """`policy` (a CausalLMLearner with a trainable LoRA adapter) trained with DPO on `pairs` on the shared loop;
+    the loop's result and a summary for metrics.json."""
+    from modelyard.learners.preference import PreferenceLearner
     from modelyard.protocols import PreparedData
     from modelyard.training.loop import fit
 
-    if not isinstance(champion.learner, CausalLMLearner):
-        raise UserError(
-            f"'{champion.name}' is not a pretrained chat model: preference tuning (DPO) trains a LoRA adapter on one",
-            "retrain a bundle of a pretrained backbone such as smollm2-135m",
-        )
-    test = _frozen_test(champion)
-    pairs, found = collect_pairs(champion.name)
-    train_pairs, held_out = split_pairs(pairs, config.train.seed)
-    if not train_pairs:
-        raise UserError(
-            f"no preference pairs to train '{champion.name}' on ({found['rated_answers']} rated answers, "
-            f"{found['imported_pairs']} imported pairs, {len(held_out)} held out)",
-            "rate answers with /v1/feedback (a correction, or thumbs up and down on answers to one prompt) "
-            "or import pairs: modelyard feedback import pairs.jsonl --model ...",
-        )
-    task = champion.task
-    prepared = task.prepare(config)
-    if prepared.fingerprints.get("test", {}).get("sha256") != champion.manifest["data"]["test"]["sha256"]:
-        raise DataError(
-            "the config's test split is not the champion's (fingerprint mismatch)",
-            "retrain with the config and data the champion was trained from",
-        )
-    output = Path(output or pipeline.default_output(config.name)).resolve()
-    cpu0, wall0 = pipeline._cpu_seconds(), time.perf_counter()
-    policy = trainable_champion(champion.path, champion.manifest, config.model)
     learner = PreferenceLearner(policy, beta)
-    result = fit(learner, config, PreparedData(splits={"train": train_pairs, "validation": []}), quiet=quiet)
-    summary = {"beta": beta, "used_for_training": len(train_pairs), "skipped_too_long": learner.skipped}
-    resolved = config.model_copy(update={"train": result.train})
-    pipeline.write_results(
-        output, task, prepared, [(resolved, policy, result)], cpu0, wall0, False, extra={"preference": summary}
-    )
-    del learner, policy
-    gc.collect()
-    challenger = loader.load(output)
-    encoded = [e for e in (encode_pair(champion.learner, p) for p in held_out) if e is not None]
-    old, reference = _scores(champion.learner, test, encoded, None, beta)
-    new, _ = _scores(challenger.learner, test, encoded, reference, beta)
+    result = fit(learner, config, PreparedData(splits={"train": pairs, "validation": []}), quiet=quiet)
+    return result, {"beta": beta, "used_for_training": len(pairs), "skipped_too_long": learner.skipped}
+
+
+def judge(
+    champion: Any,
+    challenger: Path,
+    chats: tuple[Any, Any],
+    test: list,
+    held_out: list[dict[str, Any]],
+    trained: tuple[Any, dict[str, Any], dict[str, Any]],
+    margin: float,
+    beta: float,
+    loss_tolerance: float,
+    alias: str,
+) -> dict[str, Any]:
+    """Score the champion's and the challenger's chat models (`chats`, each loaded from its bundle) on the held-out
+    pairs and `test`, apply the gate, register the challenger bundle (the folder `challenger`) under the champion's
+    name (moving `alias` when promoted); the decision.
+    `trained` is the loop's result, the training summary and what `collect_pairs` found."""
+    from modelyard.learners.preference import encode_pair
+
+    result, summary, found = trained
+    encoded = [e for e in (encode_pair(chats[0], p) for p in held_out) if e is not None]
+    old, reference = _scores(chats[0], test, encoded, None, beta)
+    new, _ = _scores(chats[1], test, encoded, reference, beta)
     promoted, reason = gate(old, new, margin, loss_tolerance)
-    trained_on = f"DPO on {len(train_pairs)} preference pairs"
-    version = register_challenger(challenger.path, champion.name, trained_on, promoted, alias, reason)
+    trained_on = f"DPO on {summary['used_for_training']} preference pairs"
+    version = register_challenger(challenger, champion.name, trained_on, promoted, alias, reason)
     return {
         "champion": {"version": champion.version, "path": str(champion.path), **old},
-        "challenger": {"version": version, "path": str(challenger.path), **new},
+        "challenger": {"version": version, "path": str(challenger), **new},
         "metric": METRIC,
         "margin": margin,
         "loss_tolerance": loss_tolerance,
@@ -162,3 +157,58 @@ def retrain_chat(
         "alias": alias,
         "reason": reason,
     }
+
+
+def retrain_chat(
+    champion: Any,
+    config: Config,
+    margin: float,
+    beta: float,
+    loss_tolerance: float,
+    output: str | Path | None,
+    alias: str,
+    quiet: bool,
+) -> dict[str, Any]:
+    """Collect pairs, train the DPO challenger, write its bundle, score both, move the alias if the gate says so."""
+    from modelyard import loader, pipeline
+    from modelyard.learners.lora import CausalLMLearner
+    from modelyard.learners.preference import trainable_champion
+    from modelyard.monitoring.retrain import _frozen_test
+
+    if not isinstance(champion.learner, CausalLMLearner):
+        raise UserError(
+            f"'{champion.name}' is not a pretrained chat model: preference tuning (DPO) trains a LoRA adapter on one",
+            "retrain a bundle of a pretrained backbone such as smollm2-135m",
+        )
+    test = _frozen_test(champion)
+    pairs, found = collect_pairs(champion.name)
+    train_pairs, held_out = training_pairs(
+        champion.name,
+        pairs,
+        found,
+        config.train.seed,
+        "rate answers with /v1/feedback (a correction, or thumbs up and down on answers to one prompt) "
+        "or import pairs: modelyard feedback import pairs.jsonl --model ...",
+    )
+    task = champion.task
+    prepared = task.prepare(config)
+    if prepared.fingerprints.get("test", {}).get("sha256") != champion.manifest["data"]["test"]["sha256"]:
+        raise DataError(
+            "the config's test split is not the champion's (fingerprint mismatch)",
+            "retrain with the config and data the champion was trained from",
+        )
+    output = Path(output or pipeline.default_output(config.name)).resolve()
+    cpu0, wall0 = pipeline._cpu_seconds(), time.perf_counter()
+    policy = trainable_champion(champion.path, champion.manifest, config.model)
+    result, summary = train_dpo(policy, config, train_pairs, beta, quiet)
+    resolved = config.model_copy(update={"train": result.train})
+    pipeline.write_results(
+        output, task, prepared, [(resolved, policy, result)], cpu0, wall0, False, extra={"preference": summary}
+    )
+    del policy
+    gc.collect()
+    challenger = loader.load(output)
+    chats = (champion.learner, challenger.learner)
+    return judge(
+        champion, challenger.path, chats, test, held_out, (result, summary, found), margin, beta, loss_tolerance, alias
+    )

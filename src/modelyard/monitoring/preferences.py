@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -170,16 +171,21 @@ def store_pairs(conn: Any, model: str, pairs: list[dict[str, Any]], source: str)
     )
 
 
-def collect_pairs(model: str, directory: Path | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every preference pair of `model`: built from rated answers in the prediction log, then imported ones."""
+def collect_pairs(
+    model: str, directory: Path | None = None, prompt: Callable[[list[dict[str, str]], Any], Any] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every preference pair of `model`: built from rated answers in the prediction log, then imported ones.
+    `prompt(conversation, logged output)` gives the messages the model actually saw (an assistant's grounded
+    prompt), or None when it generated no answer to pair (counted as `not_generated`)."""
     from modelyard.monitoring.prediction_log import open_log, read_predictions
 
     rows = read_predictions(model=model, directory=directory)
     rows = rows[rows["label"].notna()]
-    rated, unusable = [], 0
+    rated, unusable, not_generated = [], 0, 0
     for value, output, label in zip(rows["input"], rows["output"], rows["label"], strict=True):
         messages = prompt_messages(json.loads(value)) if isinstance(value, str) else None
-        answer = answer_text(json.loads(output))
+        logged = json.loads(output)
+        answer = answer_text(logged)
         try:
             feedback = label_as_chat_feedback(json.loads(label))
         except ValueError:
@@ -187,8 +193,13 @@ def collect_pairs(model: str, directory: Path | None = None) -> tuple[list[dict[
         if messages is None or answer is None or feedback is None:
             unusable += 1  # input not logged (--no-log-inputs, "store": false) or not chat feedback
             continue
+        if prompt is not None and (messages := prompt(messages, logged)) is None:
+            not_generated += 1
+            continue
         rated.append((messages, answer, feedback))
     pairs, report = build_pairs(rated)
+    if prompt is not None:
+        report["not_generated"] = not_generated
     conn = open_log(directory)
     try:
         ensure_table(conn)

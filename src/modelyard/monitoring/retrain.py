@@ -227,7 +227,7 @@ def register_challenger(path: Path, name: str, trained_on: str, promoted: bool, 
 
 def retrain(
     config_path: str | Path,
-    model_ref: str,
+    model_ref: str | None = None,
     margin: float = 0.0,
     guard_classes: Sequence[str] = (),
     overrides: Sequence[str] = (),
@@ -239,12 +239,16 @@ def retrain(
 ) -> dict[str, Any]:
     """Train, compare, and move the alias (with an audit entry) only when the gate says so. A chat model is tuned
     on preference pairs with DPO (`beta`) and may lose at most `loss_tolerance` of its test loss
-    (monitoring.preference_retrain)."""
+    (monitoring.preference_retrain); so is an assistant's chat model, on its grounded prompts
+    (monitoring.assistant_retrain). Without `model_ref`, `config_path` is the champion (a bundle or
+    models:/NAME@ALIAS) and the config it was trained with is used."""
     from modelyard import bundle, loader, pipeline
 
     if output is not None:
         bundle.refuse_foreign_output(output)
-    champion = loader.load(model_ref)
+    champion = loader.load(str(config_path) if model_ref is None else model_ref)
+    if model_ref is None:
+        config_path = champion.path / "config.yaml"
     config = load_config(config_path, list(overrides))
     if config.name != champion.name:
         raise UserError(
@@ -252,6 +256,12 @@ def retrain(
             "retrain with the config the champion was trained from (same `name`)",
         )
     task = champion.task
+    if getattr(task, "assists", False):
+        if guard_classes:
+            raise UserError("--guard-class applies to classifiers; an assistant is gated on preference pairs")
+        from modelyard.monitoring.assistant_retrain import retrain_assistant
+
+        return retrain_assistant(champion, config, margin, beta, loss_tolerance, output, alias, quiet)
     if getattr(task, "generates_text", False):
         if guard_classes:
             raise UserError("--guard-class applies to classifiers; a chat model is gated on preference pairs")

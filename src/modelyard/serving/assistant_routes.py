@@ -5,8 +5,9 @@ and `assistant` ({kind: answer | declined | handover, intent, retrieval_score});
 unknown fields, so `response.citations` reads them. The answer text also ends with a `Sources:` line.
 
 Every answer (declines and hand-overs too) is logged under the response's id like a plain chat completion: the
-conversation it answered, the answer without its sources line, and the citations, so `/v1/feedback` can rate or
-correct it and rated answers become preference pairs. `"store": false` keeps the conversation out of the log.
+conversation it answered, the answer without its sources line, the citations and the ids and digest of the passages
+the chat model saw, so `/v1/feedback` can rate or correct it and rated answers become preference pairs on the grounded
+prompt (`retrain`). `"store": false` keeps the conversation out of the log.
 
 Memory: with `session_id` (or OpenAI's `user`) the server keeps the session's last messages and puts them before
 the request's; send only the new message then. Without one, `messages` is the whole conversation, as with OpenAI.
@@ -68,11 +69,13 @@ def _extras(reply: Any) -> dict[str, Any]:
     return {"citations": reply.citations, "assistant": reply.info()}
 
 
-def _logged(content: str, final: Any, generated: str) -> tuple[str, dict[str, Any]]:
-    """The answer as logged: the model's words without the sources line (what a correction replaces), and the
-    citations and kind beside it."""
+def _logged(content: str, final: Any, generated: str, planned: Any) -> tuple[str, dict[str, Any]]:
+    """The answer as logged: the model's words without the sources line (what a correction replaces), the
+    citations and kind beside it, and when the chat model was prompted (also for an answer it turned into "I don't
+    know") the `grounding` it saw: chunk ids and a digest of the passages, never the user's words."""
     text = generated.strip() if final.kind == "answer" else content
-    return text, {"citations": final.citations, "assistant": final.info()}
+    grounding = {"grounding": planned.grounding} if planned.grounding else {}
+    return text, {"citations": final.citations, "assistant": final.info(), **grounding}
 
 
 @router.post("/chat/completions", summary="Answer from the documents, with citations (OpenAI-compatible)")
@@ -103,7 +106,7 @@ async def chat_completions(body: AssistantChatRequest, request: Request, service
         done = (await _collect(events, requests))[0] if requests else None
         content, final = learner.finish(reply, done["text"] if done else "")
         remember(content)
-        logged, details = _logged(content, final, done["text"] if done else "")
+        logged, details = _logged(content, final, done["text"] if done else "", reply)
         _log_answer(service, ident, conversation, logged, started, body.store, details)
         message = {"role": "assistant", "content": content, **_extras(final)}
         choice = {"index": 0, "message": message, "finish_reason": done["finish_reason"] if done else "stop"}
@@ -127,7 +130,7 @@ async def chat_completions(body: AssistantChatRequest, request: Request, service
         if requests:  # the generated text went out already: only the sources line follows
             tail = content[len(text.strip()) :] if final.kind == "answer" else ""
         remember(content)
-        logged, details = _logged(content, final, text)
+        logged, details = _logged(content, final, text, reply)
         _log_answer(service, ident, conversation, logged, started, body.store, details)
         last = {"index": 0, "delta": {"content": tail} if tail else {}, "finish_reason": finish}
         yield _sse({**head, "choices": [last], **_extras(final), "session_id": session})

@@ -83,6 +83,16 @@ class AudioModelConfig(ModelConfig):
     dropout: float = Field(0.3, ge=0, lt=1)
     augment: Literal["auto", "speech", "noise", "none"] = "auto"
     snr_db: tuple[float, float] = Field((5.0, 30.0), description="background noise SNR range in dB")
+    speed_spread: float = Field(
+        0.1, ge=0, le=0.3, description="augment: speech changes speed (tempo and pitch) by up to this share"
+    )
+    vtlp: float = Field(
+        0.0,
+        ge=0,
+        le=0.3,
+        description="log-mel only: warp each training clip's frequency axis by up to this share either way "
+        "(vocal-tract-length perturbation: other voices)",
+    )
     spec_augment: SpecAugmentConfig = Field(default_factory=SpecAugmentConfig)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     max_seconds: float = Field(60.0, gt=0, le=36000, description="longest audio read, predicted or served")

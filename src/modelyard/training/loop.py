@@ -83,10 +83,13 @@ def settings_line(asked: TrainConfig, resolved: TrainConfig, precision: str) -> 
 
 
 def make_optimizer(
-    groups: list[dict[str, Any]], lr: float, train_cfg: TrainConfig, device: torch.device
-) -> torch.optim.AdamW:
+    groups: list[dict[str, Any]], lr: float, train_cfg: TrainConfig, device: torch.device, kind: str = "adamw"
+) -> torch.optim.Optimizer:
     """AdamW, fused into one kernel where the device has it: on CPU this makes the update ~3x cheaper than the
-    per-tensor loop, which matters for small batches of short texts, where the update is a third of a step."""
+    per-tensor loop, which matters for small batches of short texts, where the update is a third of a step.
+    `sgd` (plain, no momentum) is for federated SCAFFOLD sites, whose drift correction is defined for SGD steps."""
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=lr, weight_decay=train_cfg.weight_decay)
     params = [p for group in groups for p in group["params"]]
     fused = device.type in ("cpu", "cuda") and all(p.is_floating_point() and p.device == device for p in params)
     return torch.optim.AdamW(
@@ -160,8 +163,10 @@ def fit(
     quiet: bool = False,
     main_metric: str = "loss",
     greater_is_better: bool = False,
+    optimizer: str = "adamw",
 ) -> TrainResult:
-    """Train `learner` in place on data.splits["train"], evaluating on "validation"; best weights restored."""
+    """Train `learner` in place on data.splits["train"], evaluating on "validation"; best weights restored.
+    `optimizer` is `adamw` or `sgd` (`make_optimizer`)."""
     train_cfg = resolve_train_config(config.train, learner.train_defaults())
     if learner.module is None:
         return _fit_without_gradients(learner, train_cfg, data)
@@ -221,7 +226,7 @@ def fit(
         if hasattr(learner, "param_groups")
         else [{"params": [p for p in learner.module.parameters() if p.requires_grad]}]
     )
-    optimizer = make_optimizer(groups, lr, train_cfg, accelerator.device)
+    optimizer = make_optimizer(groups, lr, train_cfg, accelerator.device, optimizer)
     steps_per_epoch = max(1, math.ceil(len(sampler) / train_cfg.gradient_accumulation))
     total = train_cfg.max_steps or steps_per_epoch * train_cfg.epochs
     epochs = math.ceil(total / steps_per_epoch)
