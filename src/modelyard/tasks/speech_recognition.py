@@ -79,8 +79,8 @@ class SpeechModelConfig(ModelConfig):
         ge=0,
         lt=0.5,
         description="training only: vocal-tract-length perturbation, each recording's frequency axis warped by a "
-        "random factor in [1 - vtlp, 1 + vtlp] (voices not in the training data; on digit strings of a held-out "
-        "speaker it cut WER from 32% to 19%); 0 turns it off",
+        "random factor in [1 - vtlp, 1 + vtlp], for voices not in the training data (digit strings, a held-out "
+        "validation voice: WER 32% -> 19%; the test voices: 24.7% -> 23.7%); 0 turns it off",
     )
     speed_perturbation: tuple[float, float] = Field(
         (0.9, 1.1), description="training only: each recording played at a random speed in this range (tempo+pitch)"
