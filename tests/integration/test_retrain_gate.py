@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from modelyard import api
+from modelyard.errors import UserError
 from modelyard.monitoring.retrain import retrain
 from modelyard.tracking import registry
 
@@ -94,3 +95,9 @@ def test_feedback_with_a_logged_text_and_a_known_label_is_used_and_the_newest_qu
     train, held_out = split_feedback(frame)
     assert train["text"].tolist() == [f"text {i}" for i in range(6)]
     assert held_out["text"].tolist() == ["text 6", "text 7"]
+
+
+def test_a_config_without_a_champion_is_refused_before_anything_loads(banking_slice, tmp_path):
+    path = config(tmp_path / "c", banking_slice, 2)
+    with pytest.raises(UserError, match="is a config, and no --model names the champion"):
+        retrain(path)

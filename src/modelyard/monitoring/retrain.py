@@ -246,6 +246,11 @@ def retrain(
 
     if output is not None:
         bundle.refuse_foreign_output(output)
+    if model_ref is None and Path(config_path).is_file():
+        raise UserError(
+            f"{config_path} is a config, and no --model names the champion to retrain",
+            "add --model models:/NAME@ALIAS (or a bundle path), or pass the champion bundle instead of the config",
+        )
     champion = loader.load(str(config_path) if model_ref is None else model_ref)
     if model_ref is None:
         config_path = champion.path / "config.yaml"
