@@ -34,7 +34,7 @@ def tiny_config(folder: Path, **data) -> Path:
             "split": {"validation": 0.0},
             **data,
         },
-        "model": {"widths": [8, 16], "n_mels": 32, "clip_seconds": 0.6},
+        "model": {"backbone": "cnn", "widths": [8, 16], "n_mels": 32, "clip_seconds": 0.6},
         "train": {"epochs": 2, "batch_size": 16, "learning_rate": 3e-3},
     }
     path = folder / "config.yaml"

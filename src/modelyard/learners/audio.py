@@ -1,5 +1,6 @@
 """The audio classifier learner: 16 kHz clips at one level and a fixed length -> log-mel CNN (2-D), TCNN (1-D
-over time) or CRNN -> class probabilities.
+over time) or CRNN from scratch, or a pretrained Whisper encoder (LP-FT: its head starts as logistic regression
+on the frozen encoder's features) -> class probabilities.
 
 The front end's parameters and the clip length are data (`audio_model.json`), and the front end is inside the
 module: prediction, serving and the ONNX graph compute exactly the features the model was validated with.
@@ -24,15 +25,19 @@ from modelyard.data.payloads import payload_bytes
 from modelyard.drift import features as input_features
 from modelyard.errors import DataError
 from modelyard.fsutil import atomic_write_json
+from modelyard.learners import linear_probe
 from modelyard.metrics.classification import classification_metrics, top_k_answers
 from modelyard.models.audio_cnn import AudioClassifier
 from modelyard.models.audio_features import FrontEndConfig
+from modelyard.models.whisper_encoder import CLIP_QUANTUM, WhisperAudioClassifier, pretrained_encoder
 from modelyard.runtimes.onnx_session import onnx_session
 from modelyard.runtimes.protocol import ONNX_FILE, OnnxGraph
 from modelyard.runtimes.torch_int8 import load_weights
 from modelyard.training.checkpoint import save_weights
 
-BACKBONES = ("tcnn", "cnn", "crnn")
+SCRATCH = ("tcnn", "cnn", "crnn")
+PRETRAINED = ("whisper-tiny.en", "whisper-base")  # encoders of the bundled Whisper transcribers
+BACKBONES = SCRATCH + PRETRAINED
 WIDTHS = {"tcnn": [48, 64, 96, 128], "cnn": [24, 48, 96], "crnn": [24, 48, 96]}
 SPEC_FILE = "audio_model.json"
 PREDICT_BATCH = 64
@@ -44,7 +49,10 @@ CACHE_BYTES = 1 << 30  # decoded training audio kept in memory (about 9 hours at
 # (cnn, 8 epochs): 94.0%; with mean_norm + vtlp 0.15 + speed_spread 0.2 (best on a held-out training voice): 79.8%.
 DEFAULTS = {
     name: {"epochs": 20, "batch_size": 32, "learning_rate": 3e-3, "scheduler": "cosine", "precision": "fp32"}
-    for name in BACKBONES
+    for name in SCRATCH
+} | {
+    name: {"epochs": 3, "batch_size": 32, "learning_rate": 2e-5, "scheduler": "cosine", "precision": "fp32"}
+    for name in PRETRAINED
 }
 
 
@@ -83,7 +91,11 @@ class AudioDataset(torch.utils.data.Dataset):
         return {"audio": torch.from_numpy(np.ascontiguousarray(clip)), "labels": self.labels[i]}
 
 
-def build_module(spec: dict[str, Any]) -> AudioClassifier:
+def build_module(spec: dict[str, Any]) -> nn.Module:
+    if spec["backbone"] in PRETRAINED:
+        return WhisperAudioClassifier(
+            spec["num_classes"], spec["encoder"], spec["clip_samples"], spec["dropout"], spec["frontend"]["max_hz"]
+        )
     return AudioClassifier(
         spec["num_classes"],
         FrontEndConfig(**spec["frontend"]),
@@ -123,6 +135,8 @@ class AudioClassifierLearner:
         noise_folder: str | None = None,
         max_hz: float = 8000.0,
     ) -> AudioClassifierLearner:
+        if options.backbone in PRETRAINED:
+            return cls.create_pretrained(labels, clip_seconds, options, noise_folder, max_hz)
         frontend = FrontEndConfig(kind=options.features, n_mels=options.n_mels, f_max=max_hz)
         spec = {
             "backbone": options.backbone,
@@ -146,6 +160,28 @@ class AudioClassifierLearner:
         return learner
 
     @classmethod
+    def create_pretrained(
+        cls, labels: list[str], clip_seconds: float, options: Any, noise_folder: str | None, max_hz: float
+    ) -> AudioClassifierLearner:
+        """A Whisper encoder from its package's checked files, the clip a whole number of encoder positions."""
+        shape, variables = pretrained_encoder(options.backbone)
+        quanta = max(1, int(np.ceil(clip_seconds * 16000 / CLIP_QUANTUM)))
+        spec = {
+            "backbone": options.backbone,
+            "num_classes": len(labels),
+            "clip_samples": quanta * CLIP_QUANTUM,
+            "max_seconds": options.max_seconds,
+            "frontend": {"kind": "whisper", "sample_rate": 16000, "n_mels": shape["num_mel_bins"], "max_hz": max_hz},
+            "encoder": shape,
+            "dropout": options.dropout,
+        }
+        module = build_module(spec)
+        module.load_pretrained(variables)
+        learner = cls(module, labels, spec, options)
+        learner.noise_folder = noise_folder
+        return learner
+
+    @classmethod
     def load(cls, directory: Path, options: Any, labels: list[str]) -> AudioClassifierLearner:
         spec = read_spec(directory)
         module = load_weights(build_module(spec), directory / "model.safetensors").eval()
@@ -153,6 +189,32 @@ class AudioClassifierLearner:
 
     def train_defaults(self) -> dict[str, Any]:
         return dict(DEFAULTS[self.backbone])
+
+    @property
+    def pretrained(self) -> bool:
+        return self.backbone in PRETRAINED
+
+    @torch.no_grad()
+    def start_head_from_probe(self, train: pd.DataFrame) -> None:
+        """LP-FT's first half: logistic regression on the frozen encoder's pooled features of the training clips
+        (fitted as evaluation sees them, no augmentation) becomes the head; fine-tuning then starts from it."""
+        x = self._run([self.store.get(p) for p in train["path"]], "features")
+        probe = linear_probe.fit_probe(x, train["label"].map(self.label_index).to_numpy())
+        weight, bias = linear_probe.linear_head(probe)
+        layer = self.module.head[-1]
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """Pretrained encoders: no weight decay on norms and biases (Whisper's positional embeddings stay fixed).
+        Networks from scratch: one group, decay everywhere."""
+        module = getattr(self.module, "module", self.module)
+        trained = [p for p in module.parameters() if p.requires_grad]
+        if not self.pretrained:
+            return [{"params": trained, "weight_decay": weight_decay}]
+        decayed = [p for p in trained if p.ndim > 1]
+        plain = [p for p in trained if p.ndim <= 1]
+        return [{"params": decayed, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
 
     def dataset(self, data: pd.DataFrame, training: bool) -> AudioDataset:
         labels = data["label"].map(self.label_index).fillna(-1).astype(int).tolist()
@@ -193,6 +255,8 @@ class AudioClassifierLearner:
 
     @property
     def module_dim(self) -> int:
+        if self.pretrained:
+            return int(self.architecture["encoder"]["d_model"])
         return 2 * self.architecture["widths"][-1]
 
     @torch.inference_mode()
@@ -264,7 +328,7 @@ class AudioClassifierLearner:
         return top_k_answers(self.predict_proba(inputs), self.labels, top_k)
 
     def embed(self, inputs: list[Any]) -> np.ndarray:
-        """Pooled CNN features (drift monitoring)."""
+        """Pooled network features (drift monitoring)."""
         return self._run([self.to_audio(x) for x in inputs], "features")
 
     def evaluate(self, data: pd.DataFrame) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 (int8). The weights are checked against the sha256 sums recorded here before they are used, and loaded from
 memory, so nothing is written outside the packages (whisper-base comes in two packages whose parts are joined).
 
-These are inference-only conversions (float16 CTranslate2 tensors, no PyTorch checkpoint): they cannot be
-fine-tuned here; the trainable model is `ctc-lstm`.
+These are CTranslate2 conversions (float16 tensors, no PyTorch checkpoint); `models/ct2_weights.py` reads the
+tensors back so that `models/whisper_encoder.py` can rebuild the encoder in PyTorch (audio classification).
 """
 
 from __future__ import annotations

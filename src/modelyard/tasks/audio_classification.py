@@ -18,10 +18,19 @@ from modelyard.data import audio
 from modelyard.data.images import split_folders
 from modelyard.data.splits import fingerprint, make_splits
 from modelyard.errors import DataError, ModelNotFoundError
-from modelyard.learners.audio import BACKBONES, AudioClassifierLearner, OnnxAudioClassifierLearner, WaveStore
+from modelyard.learners.audio import (
+    BACKBONES,
+    PRETRAINED,
+    AudioClassifierLearner,
+    OnnxAudioClassifierLearner,
+    WaveStore,
+)
 from modelyard.learners.mfcc_logreg import mfcc_logreg_baseline
+from modelyard.models.whisper_ct2 import check_installed
 from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
+
+AUTO = "whisper-tiny.en"  # measured on unseen voices: 99.5% vs the CNN's 94.0% (README, Audio classification)
 
 STARTER = """\
 # modelyard config: audio classification (keyword spotting, voice commands, sound events)
@@ -40,9 +49,10 @@ data:
   test_speakers: null               # e.g. [anna, bob]: hold out exactly these voices for testing
   noise: null                       # a folder of background recordings mixed in during training
 model:
-  backbone: auto                    # auto (= cnn) | cnn (2-D) | tcnn (1-D temporal CNN, 3x faster) | crnn (CNN + GRU)
+  backbone: auto                    # auto (= whisper-tiny.en) | whisper-base (99 languages): pretrained Whisper
+                                    #   encoders, fine-tuned | cnn (2-D) | tcnn (1-D, 3x faster) | crnn: from scratch
   clip_seconds: null                # null = the 95th percentile of training durations
-  features: logmel                  # logmel | mfcc (saved in the bundle; serving uses the same front end)
+  features: logmel                  # from scratch: logmel | mfcc (saved in the bundle; serving uses the same front end)
   augment: auto                     # auto (= speech) | speech (speed, shift, noise, gain) | noise (no speed) | none
   max_seconds: 60                   # longer files are skipped in the data and refused by predict and serve
 train:
@@ -70,7 +80,11 @@ class AudioDataConfig(DataConfig):
 
 
 class AudioModelConfig(ModelConfig):
-    backbone: str = Field("auto", description="auto (= cnn), cnn (2-D), tcnn (1-D temporal CNN, 3x faster) or crnn")
+    backbone: str = Field(
+        "auto",
+        description="auto (= whisper-tiny.en), whisper-tiny.en or whisper-base (pretrained Whisper encoders, "
+        "fine-tuned from a linear-probe head), or from scratch: cnn (2-D), tcnn (1-D temporal CNN) or crnn",
+    )
     clip_seconds: float | None = Field(None, gt=0, le=30, description="model input length; null = from the data")
     features: Literal["logmel", "mfcc"] = "logmel"
     n_mels: int = Field(40, ge=16, le=128)
@@ -227,12 +241,13 @@ class AudioClassificationTask:
 
     def _choose(self, config: Config, train: pd.DataFrame) -> dict[str, Any]:
         options: AudioModelConfig = config.model
-        backbone = "cnn" if options.backbone == "auto" else options.backbone
+        backbone = AUTO if options.backbone == "auto" else options.backbone
         if backbone not in BACKBONES:
             raise ModelNotFoundError(
-                f"unknown backbone '{backbone}' for audio_classification",
-                "use auto, tcnn, cnn or crnn (no pretrained audio encoder is installed)",
+                f"unknown backbone '{backbone}' for audio_classification", f"use auto, {', '.join(BACKBONES)}"
             )
+        if backbone in PRETRAINED:
+            check_installed(backbone)
         if options.clip_seconds:
             clip, why = options.clip_seconds, "named in the config"
         else:
@@ -253,15 +268,20 @@ class AudioClassificationTask:
         }
 
     def candidates(self, config: Config, data: PreparedData) -> list[tuple[str, str]]:
-        return [(data.report["backbone"]["name"], "a small log-mel network trained from scratch")]
+        name = data.report["backbone"]["name"]
+        if name in PRETRAINED:
+            return [(name, "a pretrained Whisper encoder, its head started as a linear probe, then fine-tuned")]
+        return [(name, "a small log-mel network trained from scratch")]
 
     def build(self, config: Config, data: PreparedData) -> AudioClassifierLearner:
         choice = self._choose(config, data.splits["train"])
         options = config.model.model_copy(update={"backbone": choice["name"], "augment": choice["augment"]})
         labels = sorted(data.splits["train"]["label"].unique())
-        return AudioClassifierLearner.create(
-            labels, choice["clip_seconds"], options, config.data.noise, choice["max_hz"]
-        )
+        clip, max_hz = choice["clip_seconds"], choice["max_hz"]
+        learner = AudioClassifierLearner.create(labels, clip, options, config.data.noise, max_hz)
+        if learner.pretrained:
+            learner.start_head_from_probe(data.splits["train"])
+        return learner
 
     def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
         labels = sorted(data.splits["train"]["label"].unique())
