@@ -1,11 +1,13 @@
 """The speech-recognition targets of issue 22; prints JSON.
 
-Usage: python benchmarks/speech_targets.py [ctc] [loso] [whisper] [serve] [--data DIR] [--set KEY=VALUE ...]
+Usage: python benchmarks/speech_targets.py [ctc] [finetune] [loso] [whisper] [serve] [--data DIR] [--set K=V ...]
 (needs ../shared/datasets/free_spoken_digits)
 
 - ctc: the BiLSTM-CTC of examples/speech_digits.yaml trained on digit strings of four speakers, tested on strings of
   two held-out speakers (target: WER <= 5% within 10 minutes of training); metrics.json also holds the zero-shot
   Whisper baseline on the same test strings.
+- finetune: examples/speech_digits_whisper.yaml, Whisper base fine-tuned on the same training strings, tested on the
+  same held-out voices, beside its own zero-shot WER.
 - loso: the validation that chooses the recipe without touching the test voices: train on three of the four
   training speakers' strings, score on strings of the fourth (`--holdout`, repeatable for a rotation). Unseen
   voices, as in the test, but never nicolas or theo.
@@ -85,12 +87,12 @@ def run_loso(folder: Path, holdouts: list[str], count: int, overrides: list[str]
     return {"overrides": overrides, "train_strings": count, "mean_wer": round(mean, 5), "speakers": scores}
 
 
-def run_ctc(data: dict[str, Path], overrides: list[str]) -> dict:
+def run_ctc(data: dict[str, Path], overrides: list[str], example: str = "speech_digits.yaml") -> dict:
     import modelyard
 
     sets = [f"data.{k}={v}" for k, v in data.items()] + overrides
     with tempfile.TemporaryDirectory() as tmp:
-        model = modelyard.train(ROOT / "examples" / "speech_digits.yaml", Path(tmp) / "bundle", sets)
+        model = modelyard.train(ROOT / "examples" / example, Path(tmp) / "bundle", sets)
         metrics = json.loads((model.path / "metrics.json").read_text())
     return {"overrides": overrides, **{k: metrics[k] for k in ("validation", "test", "baselines", "train")}} | {
         "test_intervals": metrics.get("test_intervals")
@@ -220,10 +222,12 @@ def main() -> None:
     parser.add_argument("--loso-strings", type=int, default=1500, help="loso: training strings of three speakers")
     parser.add_argument("--limit", type=int, default=200, help="test strings for the whisper part")
     args = parser.parse_args()
-    data = make_data(args.data) if {"ctc", "whisper", "serve"} & set(args.parts) else {}
+    data = make_data(args.data) if {"ctc", "finetune", "whisper", "serve"} & set(args.parts) else {}
     results: dict = {}
     if "ctc" in args.parts:
         results["ctc"] = run_ctc(data, args.overrides)
+    if "finetune" in args.parts:
+        results["finetune"] = run_ctc(data, args.overrides, "speech_digits_whisper.yaml")
     if "loso" in args.parts:
         results["loso"] = run_loso(args.data, args.holdout or ["yweweler"], args.loso_strings, args.overrides)
     if "whisper" in args.parts:

@@ -7,7 +7,7 @@ import base64
 import io
 import json
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -15,6 +15,9 @@ from modelyard.config import Config, DataConfig, ModelConfig, StrictModel
 from modelyard.errors import DataError, ModelNotFoundError
 from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CTC = "ctc-lstm"
 WHISPER_NAMES = ("whisper-base", "whisper-tiny.en")
@@ -32,7 +35,8 @@ data:
   speaker_column: speaker           # used when the manifest has it: no voice is in both train and test
   max_seconds: 35                   # training recordings longer than this are skipped (and named)
 model:
-  backbone: ctc-lstm                # ctc-lstm (trained here) | whisper-base (zero-shot, 99 languages) | whisper-tiny.en
+  backbone: ctc-lstm                # ctc-lstm (trained here) | whisper-base (99 languages) | whisper-tiny.en
+  fine_tune: false                  # Whisper: false = zero-shot; true = fine-tune it on these recordings
   lexicon: []                       # domain words to favour when decoding (drug names, product names)
   decoding: {method: beam, beam_size: 8, lm_order: 4, lm_weight: 0.3, lexicon_bonus: 1.0}
   baseline: whisper-base            # zero-shot Whisper scored beside the trained model (null: none)
@@ -91,7 +95,14 @@ class SpeechModelConfig(ModelConfig):
     )
     lexicon: list[str] = Field(default_factory=list, description="domain words and phrases to favour")
     decoding: DecodingOptions = Field(default_factory=DecodingOptions)
-    language: str | None = Field(None, description="Whisper: language code (en, zh, ...); null detects it")
+    fine_tune: bool = Field(
+        False,
+        description="Whisper backbones: train the whole pretrained model on the training recordings (teacher "
+        "forcing on the transcripts as written) instead of using it zero-shot",
+    )
+    language: str | None = Field(
+        None, description="Whisper: language code (en, zh, ...); null detects it (fine-tuning: null means en)"
+    )
     whisper_beam_size: int = Field(1, ge=1, le=10)
     baseline: str | None = Field("whisper-base", description="zero-shot Whisper scored as the strong baseline")
     baseline_max_utterances: int = Field(200, ge=1, description="the baseline is scored on at most this many")
@@ -115,12 +126,36 @@ def _silence_wav() -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _fit_whisper_window(train: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """Fine-tuning Whisper: training recordings longer than its 30 s window (with room for slowed-down copies)
+    would lose the end of their transcript, so they are left out, and named."""
+    from modelyard.learners.whisper_finetune import SPEED_ROOM
+
+    limit = 30.0 / SPEED_ROOM
+    long = train["seconds"] > limit
+    if not long.any():
+        return train, None
+    first = train.loc[long, "file"].iloc[0]
+    warning = (
+        f"{int(long.sum())} training recordings over {limit:.1f} s left out for Whisper fine-tuning (first: {first})"
+    )
+    return train[~long].reset_index(drop=True), warning
+
+
 def check_backbone(options: SpeechModelConfig) -> None:
     """An unknown backbone, or a Whisper model whose package is missing, is a clear error before any work."""
     if options.backbone in WHISPER_NAMES:
         from modelyard.models.whisper_ct2 import check_installed
 
         check_installed(options.backbone)
+        if options.fine_tune:
+            from tokenizers import Tokenizer
+
+            from modelyard.models.whisper_ct2 import weight_files
+            from modelyard.models.whisper_seq2seq import prompt_tokens
+
+            tokenizer = Tokenizer.from_str(weight_files(options.backbone)["tokenizer.json"].decode("utf-8"))
+            prompt_tokens(tokenizer, options.backbone, options.language)  # an unknown language: ConfigError
     elif options.backbone != CTC:
         raise ModelNotFoundError(
             f"unknown backbone '{options.backbone}' for speech_recognition",
@@ -181,6 +216,9 @@ class SpeechRecognitionTask:
         else:
             plain = data.split.model_copy(update={"stratify": False})
             splits, notes = make_splits(train, files.get("validation"), files.get("test"), plain, None)
+        if config.model.fine_tune and config.model.backbone in WHISPER_NAMES:
+            splits["train"], warning = _fit_whisper_window(splits["train"])
+            warnings += [warning] if warning else []
         if audio_report.skipped:
             first = audio_report.skipped_files[0]
             warnings.append(f"{sum(audio_report.skipped.values())} audio files skipped (first: {first})")
@@ -205,18 +243,28 @@ class SpeechRecognitionTask:
 
             data.report["backbone"] = f"{CTC}: BiLSTM + CTC over characters, trained from scratch on this data"
             return CTCSpeechLearner.scratch(options, data.splits["train"]["text"].tolist())
+        if options.fine_tune:
+            from modelyard.learners.whisper_finetune import WhisperFineTuneLearner
+
+            train = data.splits["train"]
+            lowest = int(train["source_rate"].min())
+            data.report["backbone"] = (
+                f"{options.backbone}: pretrained Whisper rebuilt in PyTorch from its package's CTranslate2 weights, "
+                f"fine-tuned on this data (inputs of up to {train['seconds'].max():.1f} s; bands above "
+                f"{min(8000, lowest // 2)} Hz dropped: the lowest training sample rate is {lowest} Hz)"
+            )
+            return WhisperFineTuneLearner.pretrained(options, float(train["seconds"].max()), min(8000.0, lowest / 2))
         from modelyard.learners.whisper import WhisperLearner
 
         data.report["backbone"] = (
-            f"{options.backbone}: pretrained Whisper, zero-shot. It is not fine-tuned: its package ships "
-            "CTranslate2 inference weights (float16, no PyTorch checkpoint); train ctc-lstm on your recordings"
+            f"{options.backbone}: pretrained Whisper, zero-shot (`model.fine_tune: true` trains it on your recordings)"
         )
         return WhisperLearner(options.backbone, options.language, options.whisper_beam_size)
 
     def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
         """The zero-shot Whisper model on (at most `baseline_max_utterances` of) validation and test."""
         options: SpeechModelConfig = config.model
-        if not options.baseline or options.baseline == options.backbone:
+        if not options.baseline or (options.baseline == options.backbone and not options.fine_tune):
             return {}
         from modelyard.learners.whisper import WhisperLearner
 
@@ -229,6 +277,10 @@ class SpeechRecognitionTask:
         return {options.baseline: {**scored, "note": f"zero-shot, first {cap} utterances of each split"}}
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config):
+        if (directory / "whisper_finetuned.json").is_file():
+            from modelyard.learners.whisper_finetune import WhisperFineTuneLearner
+
+            return WhisperFineTuneLearner.load(directory)
         if manifest["backbone"] in WHISPER_NAMES:
             from modelyard.learners.whisper import WhisperLearner
 
