@@ -70,3 +70,8 @@ def test_a_language_whisper_does_not_know_is_refused_by_validate(strings, tmp_pa
     config = speech_config(tmp_path, strings, "whisper-base", fine_tune=True, language="xx")
     with pytest.raises(ConfigError, match="'xx' is not a language whisper-base knows"):
         modelyard.validate(config)
+
+
+def test_fine_tuning_a_model_trained_from_scratch_is_refused(strings, tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.fine_tune is for the pretrained Whisper backbones"):
+        modelyard.validate(speech_config(tmp_path, strings, "ctc-lstm", fine_tune=True))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from modelyard.config import Config, DataConfig, ModelConfig, StrictModel
-from modelyard.errors import DataError, ModelNotFoundError
+from modelyard.errors import ConfigError, DataError, ModelNotFoundError
 from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
 
@@ -126,12 +126,10 @@ def _silence_wav() -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _fit_whisper_window(train: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
-    """Fine-tuning Whisper: training recordings longer than its 30 s window (with room for slowed-down copies)
-    would lose the end of their transcript, so they are left out, and named."""
-    from modelyard.learners.whisper_finetune import SPEED_ROOM
-
-    limit = 30.0 / SPEED_ROOM
+def _fit_whisper_window(train: pd.DataFrame, slowest: float) -> tuple[pd.DataFrame, str | None]:
+    """Fine-tuning Whisper: training recordings longer than its 30 s window once slowed down to the slowest
+    training speed would lose the end of their transcript, so they are left out, and named."""
+    limit = 30.0 * slowest
     long = train["seconds"] > limit
     if not long.any():
         return train, None
@@ -143,24 +141,31 @@ def _fit_whisper_window(train: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
 
 
 def check_backbone(options: SpeechModelConfig) -> None:
-    """An unknown backbone, or a Whisper model whose package is missing, is a clear error before any work."""
-    if options.backbone in WHISPER_NAMES:
-        from modelyard.models.whisper_ct2 import check_installed
-
-        check_installed(options.backbone)
-        if options.fine_tune:
-            from tokenizers import Tokenizer
-
-            from modelyard.models.whisper_ct2 import weight_files
-            from modelyard.models.whisper_seq2seq import prompt_tokens
-
-            tokenizer = Tokenizer.from_str(weight_files(options.backbone)["tokenizer.json"].decode("utf-8"))
-            prompt_tokens(tokenizer, options.backbone, options.language)  # an unknown language: ConfigError
-    elif options.backbone != CTC:
+    """An unknown backbone, a Whisper model whose package is missing, fine-tuning asked of a model trained from
+    scratch or a language Whisper does not know: a clear error before any work."""
+    if options.backbone not in (CTC, *WHISPER_NAMES):
         raise ModelNotFoundError(
             f"unknown backbone '{options.backbone}' for speech_recognition",
             f"use {CTC} (trained here) or a bundled Whisper model: {', '.join(WHISPER_NAMES)}",
         )
+    if options.backbone == CTC:
+        if options.fine_tune:
+            raise ConfigError(
+                f"model.fine_tune is for the pretrained Whisper backbones; {CTC} is trained from scratch",
+                "remove model.fine_tune, or choose whisper-base or whisper-tiny.en",
+            )
+        return
+    from modelyard.models.whisper_ct2 import check_installed
+
+    check_installed(options.backbone)
+    if options.fine_tune:
+        from tokenizers import Tokenizer
+
+        from modelyard.models.whisper_ct2 import weight_files
+        from modelyard.models.whisper_seq2seq import prompt_tokens
+
+        tokenizer = Tokenizer.from_str(weight_files(options.backbone)["tokenizer.json"].decode("utf-8"))
+        prompt_tokens(tokenizer, options.backbone, options.language)  # an unknown language: ConfigError
 
 
 @register_task("speech_recognition")
@@ -217,7 +222,7 @@ class SpeechRecognitionTask:
             plain = data.split.model_copy(update={"stratify": False})
             splits, notes = make_splits(train, files.get("validation"), files.get("test"), plain, None)
         if config.model.fine_tune and config.model.backbone in WHISPER_NAMES:
-            splits["train"], warning = _fit_whisper_window(splits["train"])
+            splits["train"], warning = _fit_whisper_window(splits["train"], config.model.speed_perturbation[0])
             warnings += [warning] if warning else []
         if audio_report.skipped:
             first = audio_report.skipped_files[0]
