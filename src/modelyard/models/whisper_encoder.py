@@ -60,7 +60,7 @@ class WhisperLogMel(nn.Module):
 def encoder_shape(variables: dict[str, np.ndarray]) -> dict[str, int]:
     """The encoder's sizes, read off its tensors."""
     width, mels, _ = variables["encoder/conv1/weight"].shape
-    layers = sum(1 for k in variables if k.endswith("/ffn/linear_0/weight"))
+    layers = sum(1 for k in variables if k.startswith("encoder/") and k.endswith("/ffn/linear_0/weight"))
     return {
         "d_model": int(width),
         "num_mel_bins": int(mels),
@@ -76,37 +76,47 @@ def encoder_config(shape: dict[str, int], positions: int) -> WhisperConfig:
     return config
 
 
-def encoder_state(variables: dict[str, np.ndarray], positions: int) -> dict[str, torch.Tensor]:
-    """CTranslate2's encoder tensors under transformers' names (the fused q/k/v projection split; Whisper's key
-    projection has no bias), positional embeddings cut to `positions`."""
-    t = {k: torch.from_numpy(v) for k, v in variables.items() if v.dtype == np.float32}
+Tensors = dict[str, torch.Tensor]
 
-    def norm(src: str, dst: str) -> dict[str, torch.Tensor]:
-        return {f"{dst}.weight": t[f"{src}/gamma"], f"{dst}.bias": t[f"{src}/beta"]}
 
-    def linear(src: str, dst: str) -> dict[str, torch.Tensor]:
-        return {f"{dst}.weight": t[f"{src}/weight"], f"{dst}.bias": t[f"{src}/bias"]}
+def float_tensors(variables: dict[str, np.ndarray]) -> Tensors:
+    return {k: torch.from_numpy(v) for k, v in variables.items() if v.dtype == np.float32}
 
-    state = linear("encoder/conv1", "conv1") | linear("encoder/conv2", "conv2")
-    state |= norm("encoder/layer_norm", "layer_norm")
+
+def norm(t: Tensors, src: str, dst: str) -> Tensors:
+    return {f"{dst}.weight": t[f"{src}/gamma"], f"{dst}.bias": t[f"{src}/beta"]}
+
+
+def linear(t: Tensors, src: str, dst: str) -> Tensors:
+    return {f"{dst}.weight": t[f"{src}/weight"], f"{dst}.bias": t[f"{src}/bias"]}
+
+
+def attention_and_ffn(t: Tensors, src: str, dst: str) -> Tensors:
+    """What every Whisper layer has, under transformers' names: self-attention (CTranslate2's fused q/k/v
+    projection split; Whisper's key projection has no bias) and the feed-forward block, each with its pre-norm."""
+    q, k, v = t[f"{src}/self_attention/linear_0/weight"].chunk(3)
+    qb, _, vb = t[f"{src}/self_attention/linear_0/bias"].chunk(3)
+    state = {
+        f"{dst}.self_attn.q_proj.weight": q,
+        f"{dst}.self_attn.q_proj.bias": qb,
+        f"{dst}.self_attn.k_proj.weight": k,
+        f"{dst}.self_attn.v_proj.weight": v,
+        f"{dst}.self_attn.v_proj.bias": vb,
+    }
+    state |= linear(t, f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
+    state |= norm(t, f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
+    state |= linear(t, f"{src}/ffn/linear_0", f"{dst}.fc1") | linear(t, f"{src}/ffn/linear_1", f"{dst}.fc2")
+    return state | norm(t, f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm")
+
+
+def encoder_state(variables: dict[str, np.ndarray], positions: int) -> Tensors:
+    """CTranslate2's encoder tensors under transformers' names, positional embeddings cut to `positions`."""
+    t = float_tensors(variables)
+    state = linear(t, "encoder/conv1", "conv1") | linear(t, "encoder/conv2", "conv2")
+    state |= norm(t, "encoder/layer_norm", "layer_norm")
     state["embed_positions.weight"] = t["encoder/position_encodings/encodings"][:positions]
-    layer = 0
-    while f"encoder/layer_{layer}/ffn/linear_0/weight" in t:
-        src, dst = f"encoder/layer_{layer}", f"layers.{layer}"
-        q, k, v = t[f"{src}/self_attention/linear_0/weight"].chunk(3)
-        qb, _, vb = t[f"{src}/self_attention/linear_0/bias"].chunk(3)
-        state |= {
-            f"{dst}.self_attn.q_proj.weight": q,
-            f"{dst}.self_attn.q_proj.bias": qb,
-            f"{dst}.self_attn.k_proj.weight": k,
-            f"{dst}.self_attn.v_proj.weight": v,
-            f"{dst}.self_attn.v_proj.bias": vb,
-        }
-        state |= linear(f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
-        state |= norm(f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
-        state |= linear(f"{src}/ffn/linear_0", f"{dst}.fc1") | linear(f"{src}/ffn/linear_1", f"{dst}.fc2")
-        state |= norm(f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm")
-        layer += 1
+    for layer in range(encoder_shape(variables)["encoder_layers"]):
+        state |= attention_and_ffn(t, f"encoder/layer_{layer}", f"layers.{layer}")
     return state
 
 

@@ -17,7 +17,16 @@ from transformers import GenerationMixin, WhisperConfig, WhisperForConditionalGe
 from modelyard.errors import ConfigError
 from modelyard.models.ct2_weights import read_variables
 from modelyard.models.whisper_ct2 import WHISPER, weight_files
-from modelyard.models.whisper_encoder import CLIP_QUANTUM, WhisperLogMel, encoder_shape, encoder_state
+from modelyard.models.whisper_encoder import (
+    CLIP_QUANTUM,
+    WhisperLogMel,
+    attention_and_ffn,
+    encoder_shape,
+    encoder_state,
+    float_tensors,
+    linear,
+    norm,
+)
 
 SPECIALS = ("<|startoftranscript|>", "<|transcribe|>", "<|notimestamps|>", "<|endoftext|>")
 
@@ -65,43 +74,24 @@ def decoder_shape(variables: dict[str, np.ndarray]) -> dict[str, int]:
 
 
 def decoder_state(variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """CTranslate2's decoder tensors under transformers' names (fused self-attention q/k/v and cross-attention
-    k/v split; Whisper's key projections have no bias). The output projection is tied to the embeddings."""
-    t = {k: torch.from_numpy(v) for k, v in variables.items() if v.dtype == np.float32}
-
-    def norm(src: str, dst: str) -> dict[str, torch.Tensor]:
-        return {f"{dst}.weight": t[f"{src}/gamma"], f"{dst}.bias": t[f"{src}/beta"]}
-
-    def linear(src: str, dst: str) -> dict[str, torch.Tensor]:
-        return {f"{dst}.weight": t[f"{src}/weight"], f"{dst}.bias": t[f"{src}/bias"]}
-
+    """CTranslate2's decoder tensors under transformers' names (cross-attention's fused k/v split; no key bias).
+    The output projection is tied to the token embeddings."""
+    t = float_tensors(variables)
     state = {
         "embed_tokens.weight": t["decoder/embeddings/weight"],
         "embed_positions.weight": t["decoder/position_encodings/encodings"],
-    } | norm("decoder/layer_norm", "layer_norm")
+    } | norm(t, "decoder/layer_norm", "layer_norm")
     for layer in range(decoder_shape(variables)["decoder_layers"]):
         src, dst = f"decoder/layer_{layer}", f"layers.{layer}"
-        q, k, v = t[f"{src}/self_attention/linear_0/weight"].chunk(3)
-        qb, _, vb = t[f"{src}/self_attention/linear_0/bias"].chunk(3)
-        ck, cv = t[f"{src}/attention/linear_1/weight"].chunk(2)
-        _, cvb = t[f"{src}/attention/linear_1/bias"].chunk(2)
-        state |= {
-            f"{dst}.self_attn.q_proj.weight": q,
-            f"{dst}.self_attn.q_proj.bias": qb,
-            f"{dst}.self_attn.k_proj.weight": k,
-            f"{dst}.self_attn.v_proj.weight": v,
-            f"{dst}.self_attn.v_proj.bias": vb,
-            f"{dst}.encoder_attn.k_proj.weight": ck,
-            f"{dst}.encoder_attn.v_proj.weight": cv,
-            f"{dst}.encoder_attn.v_proj.bias": cvb,
+        key, value = t[f"{src}/attention/linear_1/weight"].chunk(2)
+        state |= attention_and_ffn(t, src, dst) | {
+            f"{dst}.encoder_attn.k_proj.weight": key,
+            f"{dst}.encoder_attn.v_proj.weight": value,
+            f"{dst}.encoder_attn.v_proj.bias": t[f"{src}/attention/linear_1/bias"].chunk(2)[1],
         }
-        state |= linear(f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
-        state |= norm(f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
-        state |= linear(f"{src}/attention/linear_0", f"{dst}.encoder_attn.q_proj")
-        state |= linear(f"{src}/attention/linear_2", f"{dst}.encoder_attn.out_proj")
-        state |= norm(f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm")
-        state |= linear(f"{src}/ffn/linear_0", f"{dst}.fc1") | linear(f"{src}/ffn/linear_1", f"{dst}.fc2")
-        state |= norm(f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm")
+        state |= linear(t, f"{src}/attention/linear_0", f"{dst}.encoder_attn.q_proj")
+        state |= linear(t, f"{src}/attention/linear_2", f"{dst}.encoder_attn.out_proj")
+        state |= norm(t, f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm")
     return state
 
 
