@@ -6,8 +6,8 @@ Usage: python benchmarks/speech_targets.py [ctc] [finetune] [loso] [whisper] [se
 - ctc: the BiLSTM-CTC of examples/speech_digits.yaml trained on digit strings of four speakers, tested on strings of
   two held-out speakers (target: WER <= 5% within 10 minutes of training); metrics.json also holds the zero-shot
   Whisper baseline on the same test strings.
-- finetune: examples/speech_digits_whisper.yaml, Whisper base fine-tuned on the same training strings, tested on the
-  same held-out voices, beside its own zero-shot WER.
+- finetune: examples/speech_digits_whisper.yaml, a bundled Whisper fine-tuned on the same training strings, tested
+  on the same held-out voices, beside zero-shot Whisper base.
 - loso: the validation that chooses the recipe without touching the test voices: train on three of the four
   training speakers' strings, score on strings of the fourth (`--holdout`, repeatable for a rotation). Unseen
   voices, as in the test, but never nicolas or theo.
