@@ -5,13 +5,14 @@ reloaded with the same transcripts, and served by the OpenAI-shaped transcriptio
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from serving_helpers import serving
 from speech_helpers import digit_strings, speech_config
 
 import modelyard
-from modelyard.errors import ConfigError
+from modelyard.errors import BundleError, ConfigError
 
 DIGIT_WORDS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
 
@@ -64,6 +65,23 @@ def test_the_int8_export_transcribes_the_same_and_is_smaller(finetuned, tmp_path
     assert result.report["parity"]["agreement"] == 1.0
     assert result.report["size_mb"]["exported"] < result.report["size_mb"]["original"]
     assert modelyard.load(result.path).learner.precision == "fp32"  # dynamic int8 kernels take fp32 activations
+
+
+@pytest.mark.slow
+def test_weights_that_do_not_fit_are_a_clear_error(finetuned, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from modelyard.learners.whisper_finetune import WhisperFineTuneLearner
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(finetuned.path, copy)
+    tensors = load_file(str(copy / "model.safetensors"))
+    tensors.pop("whisper.model.decoder.layer_norm.weight")
+    save_file(tensors, str(copy / "model.safetensors"))
+    with pytest.raises(BundleError, match="checksum mismatch"):  # the bundle's manifest notices first
+        modelyard.load(copy)
+    with pytest.raises(BundleError, match="do not fit"):  # and the learner, should the manifest agree
+        WhisperFineTuneLearner.load(copy)
 
 
 def test_a_language_whisper_does_not_know_is_refused_by_validate(strings, tmp_path):

@@ -14,7 +14,7 @@ from tokenizers import Tokenizer
 from torch import nn
 from transformers import GenerationMixin, WhisperConfig, WhisperForConditionalGeneration
 
-from modelyard.errors import ConfigError
+from modelyard.errors import BundleError, ConfigError
 from modelyard.models.ct2_weights import read_variables
 from modelyard.models.whisper_ct2 import WHISPER, weight_files
 from modelyard.models.whisper_encoder import (
@@ -129,7 +129,10 @@ class WhisperRecognizer(nn.Module):
     def load_saved(self, state: dict[str, torch.Tensor]) -> None:
         missing, unexpected = self.load_state_dict(state, strict=False)
         if unexpected or set(missing) - {"whisper.proj_out.weight"}:
-            raise ValueError(f"Whisper weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise BundleError(
+                f"the Whisper weights do not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}",
+                "train the bundle again with this version of modelyard",
+            )
         self.whisper.tie_weights()
 
 
