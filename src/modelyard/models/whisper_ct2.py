@@ -91,11 +91,14 @@ def check_installed(name: str) -> None:
         _package_file(package, module, relative)
 
 
-def weight_files(name: str) -> dict[str, bytes]:
-    """The model's files by CTranslate2 name (config.json, model.bin, ...), each checked against its sha256."""
+def weight_files(name: str, only: str | None = None) -> dict[str, bytes]:
+    """The model's files by CTranslate2 name (config.json, model.bin, ...), each checked against its sha256;
+    `only` reads just that one (the tokenizer, without reading and hashing the weights)."""
     weights = WHISPER[name]
     files: dict[str, bytes] = {}
     for package, module, relative, expected in weights.files:
+        if only is not None and not Path(relative).name.startswith(only):
+            continue
         data = _package_file(package, module, relative).read_bytes()
         if hashlib.sha256(data).hexdigest() != expected:
             raise BundleError(

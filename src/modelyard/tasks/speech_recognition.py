@@ -164,7 +164,8 @@ def check_backbone(options: SpeechModelConfig) -> None:
         from modelyard.models.whisper_ct2 import weight_files
         from modelyard.models.whisper_seq2seq import prompt_tokens
 
-        tokenizer = Tokenizer.from_str(weight_files(options.backbone)["tokenizer.json"].decode("utf-8"))
+        text = weight_files(options.backbone, "tokenizer.json")["tokenizer.json"].decode("utf-8")
+        tokenizer = Tokenizer.from_str(text)
         prompt_tokens(tokenizer, options.backbone, options.language)  # an unknown language: ConfigError
 
 
