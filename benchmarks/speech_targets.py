@@ -1,11 +1,14 @@
 """The speech-recognition targets of issue 22; prints JSON.
 
-Usage: python benchmarks/speech_targets.py [ctc] [finetune] [loso] [whisper] [serve] [--data DIR] [--set K=V ...]
+Usage: python benchmarks/speech_targets.py [ctc] [encoder] [finetune] [loso] [whisper] [serve] [--data DIR]
+    [--set K=V ...]
 (needs ../shared/datasets/free_spoken_digits)
 
 - ctc: the BiLSTM-CTC of examples/speech_digits.yaml trained on digit strings of four speakers, tested on strings of
   two held-out speakers (target: WER <= 5% within 10 minutes of training); metrics.json also holds the zero-shot
   Whisper baseline on the same test strings.
+- encoder: examples/speech_digits_encoder.yaml, the same BiLSTM-CTC trained on the frozen encoder of Whisper
+  tiny.en instead of log-mel features, on the same strings and voices.
 - finetune: examples/speech_digits_whisper.yaml, a bundled Whisper fine-tuned on the same training strings, tested
   on the same held-out voices, beside zero-shot Whisper base.
 - loso: the validation that chooses the recipe without touching the test voices: train on three of the four
@@ -87,16 +90,37 @@ def run_loso(folder: Path, holdouts: list[str], count: int, overrides: list[str]
     return {"overrides": overrides, "train_strings": count, "mean_wer": round(mean, 5), "speakers": scores}
 
 
-def run_ctc(data: dict[str, Path], overrides: list[str], example: str = "speech_digits.yaml") -> dict:
+def run_ctc(
+    data: dict[str, Path], overrides: list[str], example: str = "speech_digits.yaml", exports: bool = False
+) -> dict:
     import modelyard
 
     sets = [f"data.{k}={v}" for k, v in data.items()] + overrides
     with tempfile.TemporaryDirectory() as tmp:
         model = modelyard.train(ROOT / "examples" / example, Path(tmp) / "bundle", sets)
         metrics = json.loads((model.path / "metrics.json").read_text())
-    return {"overrides": overrides, **{k: metrics[k] for k in ("validation", "test", "baselines", "train")}} | {
-        "test_intervals": metrics.get("test_intervals")
-    }
+        result = {"overrides": overrides, **{k: metrics[k] for k in ("validation", "test", "baselines", "train")}}
+        result["test_intervals"] = metrics.get("test_intervals")
+        if exports:
+            result["exports"] = {
+                name: run_export(model.path, Path(tmp) / name, fmt, quantize, data["test"])
+                for name, fmt, quantize in (("onnx", "onnx", None), ("int8", "torch", "int8"))
+            }
+    return result
+
+
+def run_export(bundle: Path, output: Path, fmt: str, quantize: str | None, test: Path) -> dict:
+    """Parity of an export on the validation strings (as `modelyard export` checks it), then its test WER."""
+    import modelyard
+    from modelyard.errors import UserError
+    from modelyard.export.exporter import export
+
+    try:
+        result = export(str(bundle), fmt, quantize, output=output, latency_samples=20)
+    except UserError as err:  # the parity check refused it: the reason is the measurement
+        return {"refused": str(err)}
+    test_metrics = modelyard.load(output).evaluate(test)
+    return {"parity": result.report["parity"], "size_mb": result.report["size_mb"], "test": test_metrics}
 
 
 def _cpu_seconds() -> float:
@@ -222,10 +246,12 @@ def main() -> None:
     parser.add_argument("--loso-strings", type=int, default=1500, help="loso: training strings of three speakers")
     parser.add_argument("--limit", type=int, default=200, help="test strings for the whisper part")
     args = parser.parse_args()
-    data = make_data(args.data) if {"ctc", "finetune", "whisper", "serve"} & set(args.parts) else {}
+    data = make_data(args.data) if {"ctc", "encoder", "finetune", "whisper", "serve"} & set(args.parts) else {}
     results: dict = {}
     if "ctc" in args.parts:
         results["ctc"] = run_ctc(data, args.overrides)
+    if "encoder" in args.parts:
+        results["encoder"] = run_ctc(data, args.overrides, "speech_digits_encoder.yaml", exports=True)
     if "finetune" in args.parts:
         results["finetune"] = run_ctc(data, args.overrides, "speech_digits_whisper.yaml")
     if "loso" in args.parts:

@@ -16,7 +16,7 @@ from modelyard.data.audio_augment import fit_length, normalize_level
 from modelyard.errors import BundleError
 from modelyard.models.ct2_weights import read_variables
 from modelyard.models.whisper_ct2 import load_whisper
-from modelyard.models.whisper_encoder import WhisperAudioClassifier, pretrained_encoder
+from modelyard.models.whisper_encoder import WhisperAudioClassifier, WhisperHiddenStates, pretrained_encoder
 
 NAME = "whisper-tiny.en"
 
@@ -68,6 +68,40 @@ def test_a_band_limit_drops_the_spectrum_above_it(encoder, clip):
         a, b = full(noise)[0], limited(noise)[0]
     assert torch.allclose(a[:40], b[:40], atol=1e-4)  # low bands unchanged (noise is white, the peak stays low)
     assert (b[-15:] == b.min()).all() and (a[-15:] > a.min()).all()  # bands above 4 kHz (64-79) at the floor
+
+
+@pytest.fixture(scope="module")
+def hidden_states(encoder) -> WhisperHiddenStates:
+    shape, variables = encoder
+    module = WhisperHiddenStates(shape)
+    module.load_pretrained(variables)
+    return module.eval()
+
+
+def test_hidden_states_are_the_encoders_and_do_not_depend_on_the_batch(hidden_states, encoder, clip):
+    shape, variables = encoder
+    classifier = WhisperAudioClassifier(2, shape, clip.size)
+    classifier.load_pretrained(variables)
+    longer = read_audio(DIGITS / "7_george_3.wav")[0]
+    wave = torch.zeros(2, max(clip.size, longer.size) + 1000)
+    wave[0, : clip.size], wave[1, : longer.size] = torch.from_numpy(clip), torch.from_numpy(longer)
+    with torch.no_grad():
+        alone, positions = hidden_states(torch.from_numpy(clip)[None], torch.tensor([clip.size]))
+        batched, both = hidden_states(wave, torch.tensor([clip.size, longer.size]))
+        reference = classifier.eval().encoder(classifier.frontend(torch.from_numpy(clip)[None])).last_hidden_state
+    assert alone.shape[1] == 4 and positions.tolist() == [50] and both.tolist() == [50, -(-longer.size // 320)]
+    np.testing.assert_allclose(alone[0, :, :50].numpy(), batched[0, :, :50].numpy(), atol=1e-4)
+    # the last layer is Whisper's encoder output (the final frame differs: zeros after the clip, not a reflection)
+    np.testing.assert_allclose(alone[0, -1, :49].numpy(), reference[0, :49].numpy(), atol=2e-2)
+    assert not any(p.requires_grad for p in hidden_states.parameters())
+
+
+def test_hidden_states_take_30_seconds_and_refuse_more(hidden_states):
+    with torch.no_grad():
+        states, positions = hidden_states(torch.zeros(1, 16000 * 30), torch.tensor([16000 * 30]))
+    assert states.shape[2] == 1500 and positions.tolist() == [1500]
+    with pytest.raises(ValueError, match="at most 30 s"):
+        hidden_states(torch.zeros(1, 16000 * 30 + 1), torch.tensor([16000 * 30 + 1]))
 
 
 def test_clips_must_be_whole_encoder_positions(encoder):

@@ -1,6 +1,11 @@
-"""A small speech recogniser trained from scratch: log-mel front end -> vocal-tract-length perturbation (training
-only) -> per-utterance normalisation -> SpecAugment (training only) -> 4x convolutional subsampling ->
-bidirectional LSTM -> per-frame character logits for CTC.
+"""A small speech recogniser trained here: log-mel front end -> vocal-tract-length perturbation (training only) ->
+per-utterance normalisation -> SpecAugment (training only) -> 4x convolutional subsampling -> bidirectional LSTM ->
+per-frame character logits for CTC.
+
+With `encoder` set, a frozen pretrained Whisper encoder replaces the front end and the convolutions: a learned
+mix of its layers' outputs (as in SUPERB's downstream models), random time masks (training only), two 20 ms
+positions stacked into one 40 ms frame and projected -> the same bidirectional LSTM and CTC head. Only the mix,
+the projection, the LSTM and the head are trained.
 
 One module from waveform to logits, so the exported ONNX graph takes 16 kHz samples and nothing has to be
 re-implemented beside it. Padding is zeros after the valid samples; `lengths` say how many are real.
@@ -16,6 +21,7 @@ from torch import nn
 
 from modelyard.models.audio_augment import MelWarp
 from modelyard.models.audio_features import FrontEndConfig, frontend
+from modelyard.models.whisper_encoder import WhisperHiddenStates
 
 
 @dataclass
@@ -32,6 +38,8 @@ class CTCConfig:
     time_mask_share: float = 0.05  # each time mask covers at most this share of the frames
     vtlp: float = 0.0  # training only: each utterance's frequency axis warped by a factor in [1 +- vtlp] (MelWarp)
     frontend: dict[str, Any] = field(default_factory=dict)
+    # a frozen pretrained Whisper encoder as the front end: {"name", "shape" (encoder_shape), "max_hz"}; None: log-mel
+    encoder: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,16 +59,23 @@ class CTCRecognizer(nn.Module):
     def __init__(self, cfg: CTCConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.frontend_cfg = cfg.frontend_config()
-        self.features = frontend(self.frontend_cfg)
-        self.warp = MelWarp(self.frontend_cfg, cfg.vtlp)  # identity unless training with vtlp > 0
         c = cfg.conv_channels
-        self.subsample = nn.Sequential(
-            nn.Conv1d(cfg.n_mels, c, 5, stride=2, padding=2),
-            nn.GELU(),
-            nn.Conv1d(c, c, 5, stride=2, padding=2),
-            nn.GELU(),
-        )
+        if cfg.encoder is not None:
+            shape = cfg.encoder["shape"]
+            self.encoder = WhisperHiddenStates(shape, cfg.encoder["max_hz"])
+            self.layer_weights = nn.Parameter(torch.zeros(shape["encoder_layers"]))
+            width = 2 * shape["d_model"]  # two positions stacked
+            self.project = nn.Sequential(nn.LayerNorm(width), nn.Dropout(cfg.dropout), nn.Linear(width, c))
+        else:
+            self.frontend_cfg = cfg.frontend_config()
+            self.features = frontend(self.frontend_cfg)
+            self.warp = MelWarp(self.frontend_cfg, cfg.vtlp)  # identity unless training with vtlp > 0
+            self.subsample = nn.Sequential(
+                nn.Conv1d(cfg.n_mels, c, 5, stride=2, padding=2),
+                nn.GELU(),
+                nn.Conv1d(c, c, 5, stride=2, padding=2),
+                nn.GELU(),
+            )
         self.lstm = nn.LSTM(
             c,
             cfg.hidden_size,
@@ -100,12 +115,41 @@ class CTCRecognizer(nn.Module):
             keep = keep * ~((steps >= start) & (steps < start + width))[:, None, :]
         return feats * keep
 
-    def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # wave (B, N) float32, lengths (B,) valid samples
-        frames = self.frame_lengths(lengths)
-        feats = self.normalise(self.warp(self.features(wave)), frames)  # (B, n_mels, T)
+    def time_masks(self, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Zero random time spans of (B, T, D) features, a different pattern per utterance (SpecAugment)."""
+        b, t, _ = x.shape
+        steps = torch.arange(t, device=x.device)[None, :]
+        keep = torch.ones(b, t, device=x.device, dtype=x.dtype)
+        for _ in range(self.cfg.time_masks):
+            width = (torch.rand(b, 1, device=x.device) * self.cfg.time_mask_share * frames[:, None]).long()
+            start = (torch.rand(b, 1, device=x.device) * (frames[:, None] - width).clamp(min=1)).long()
+            keep = keep * ~((steps >= start) & (steps < start + width))
+        return x * keep[:, :, None]
+
+    def from_hidden(self, hidden: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, layers, T, d_model) encoder states with valid `positions` -> (B, ceil(T/2), C) LSTM inputs."""
+        x = torch.einsum("l,bltd->btd", torch.softmax(self.layer_weights, 0), hidden.to(self.layer_weights.dtype))
         if self.training:
-            feats = self.spec_augment(feats, frames)
-        x = self.subsample(feats).transpose(1, 2)  # (B, T/4, C)
-        x, _ = self.lstm(x)  # (B, T/4, 2H)
-        return self.head(self.dropout(x)), subsampled(frames)  # (B, T/4, V), (B,)
+            x = self.time_masks(x, positions)
+        x = torch.nn.functional.pad(x, (0, 0, 0, x.shape[1] % 2))
+        x = x.reshape(x.shape[0], x.shape[1] // 2, 2 * x.shape[2])
+        return self.project(x), torch.div(positions + 1, 2, rounding_mode="floor")
+
+    def forward(
+        self, wave: torch.Tensor | None, lengths: torch.Tensor, hidden: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, N) float32 16 kHz samples with `lengths` valid ones -> (B, frames, vocab) logits and valid frames.
+        With an encoder, training may pass its precomputed states as `hidden` (B, layers, T, d_model) instead of
+        `wave`, and then `lengths` are their valid positions."""
+        if self.cfg.encoder is not None:
+            if hidden is None:
+                hidden, lengths = self.encoder(wave, lengths)
+            x, frames = self.from_hidden(hidden, lengths)
+        else:
+            frames = self.frame_lengths(lengths)
+            feats = self.normalise(self.warp(self.features(wave)), frames)  # (B, n_mels, T)
+            if self.training:
+                feats = self.spec_augment(feats, frames)
+            x, frames = self.subsample(feats).transpose(1, 2), subsampled(frames)  # (B, T/4, C)
+        x, _ = self.lstm(x)  # (B, frames, 2H)
+        return self.head(self.dropout(x)), frames  # (B, frames, V), (B,)

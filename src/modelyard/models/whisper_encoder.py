@@ -155,3 +155,49 @@ class WhisperAudioClassifier(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(wave))  # (B, num_classes)
+
+
+class WhisperHiddenStates(nn.Module):
+    """A frozen Whisper encoder as a feature extractor for recordings of any length up to 30 s: (B, N) 16 kHz
+    waveforms and their valid sample counts -> every layer's output (B, layers, positions, d_model), one position
+    per 20 ms, and the valid positions. Padding is masked out of attention, so a recording's features do not
+    depend on the recordings it is batched with."""
+
+    def __init__(self, shape: dict[str, int], max_hz: float = 8000.0) -> None:
+        super().__init__()
+        self.frontend = WhisperLogMel(shape["num_mel_bins"], max_hz)
+        self.encoder = WhisperEncoder(encoder_config(shape, MAX_POSITIONS))
+        self.requires_grad_(False)
+
+    def load_pretrained(self, variables: dict[str, np.ndarray]) -> None:
+        missing, unexpected = self.encoder.load_state_dict(encoder_state(variables, MAX_POSITIONS), strict=False)
+        if unexpected or missing:
+            raise ValueError(f"Whisper encoder weights do not fit: missing {missing}, unexpected {unexpected}")
+
+    @staticmethod
+    def positions(lengths: torch.Tensor) -> torch.Tensor:
+        """Encoder positions covering `lengths` samples (a started 20 ms counts)."""
+        return torch.div(lengths + CLIP_QUANTUM - 1, CLIP_QUANTUM, rounding_mode="floor")
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # zeros after every recording (at least 20 ms), and the convolutions see zeros past each one's end, as
+        # when it is encoded alone: its features are the same in any batch
+        if wave.shape[1] > MAX_POSITIONS * CLIP_QUANTUM:
+            raise ValueError(f"Whisper's encoder takes at most 30 s; got {wave.shape[1] / SAMPLE_RATE:.1f} s")
+        wave = F.pad(wave, (0, -wave.shape[1] % CLIP_QUANTUM + CLIP_QUANTUM))
+        enc = self.encoder
+        valid = self.positions(lengths)
+        mel = self.frontend(wave)  # (B, n_mels, 2T)
+        frames = (torch.arange(mel.shape[-1], device=mel.device)[None, :] < 2 * valid[:, None]).unsqueeze(1)
+        x = F.gelu(enc.conv1(mel * frames)) * frames
+        x = F.gelu(enc.conv2(x)).transpose(1, 2)[:, :MAX_POSITIONS]  # (B, T, d_model); past 30 s only padding
+        x = x + enc.embed_positions.weight[: x.shape[1]]
+        padding = torch.arange(x.shape[1], device=x.device)[None, :] >= valid[:, None]  # (B, T)
+        mask = torch.zeros(padding.shape, dtype=x.dtype, device=x.device).masked_fill(padding, float("-inf"))
+        mask = mask[:, None, None, :]  # keys only: every query attends to its own recording's positions
+        states = []
+        for layer in enc.layers:
+            x = layer(x, mask)
+            states.append(x)
+        states[-1] = enc.layer_norm(x)
+        return torch.stack(states, 1), valid

@@ -36,6 +36,7 @@ data:
   max_seconds: 35                   # training recordings longer than this are skipped (and named)
 model:
   backbone: ctc-lstm                # ctc-lstm (trained here) | whisper-base (99 languages) | whisper-tiny.en
+  encoder: null                     # ctc-lstm: null = from scratch | whisper-tiny.en, whisper-base = frozen front end
   fine_tune: false                  # Whisper: false = zero-shot; true = fine-tune it on these recordings
   lexicon: []                       # domain words to favour when decoding (drug names, product names)
   decoding: {method: beam, beam_size: 8, lm_order: 4, lm_weight: 0.3, lexicon_bonus: 1.0}
@@ -93,6 +94,12 @@ class SpeechModelConfig(ModelConfig):
         None,
         description="training only: white, pink or brown noise added at a random SNR (dB) in this range; null: none",
     )
+    encoder: str | None = Field(
+        None,
+        description="ctc-lstm: a bundled Whisper model (whisper-tiny.en, whisper-base) whose frozen encoder is the "
+        "front end instead of log-mel features learned from scratch; only the LSTM-CTC on top is trained (digit "
+        "strings of unseen voices: WER 23.7% from scratch, 2.0% on whisper-tiny.en's encoder). null: from scratch",
+    )
     lexicon: list[str] = Field(default_factory=list, description="domain words and phrases to favour")
     decoding: DecodingOptions = Field(default_factory=DecodingOptions)
     fine_tune: bool = Field(
@@ -126,18 +133,45 @@ def _silence_wav() -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _band_limit(train: pd.DataFrame) -> float:
+    """The highest frequency every training recording has (half the lowest sample rate, at most Whisper's 8 kHz):
+    bands above it are dropped, so recordings of a higher rate look like the training data."""
+    return min(8000.0, float(train["source_rate"].min()) / 2)
+
+
 def _fit_whisper_window(train: pd.DataFrame, slowest: float) -> tuple[pd.DataFrame, str | None]:
-    """Fine-tuning Whisper: training recordings longer than its 30 s window once slowed down to the slowest
+    """Training on Whisper's encoder: recordings longer than its 30 s window once slowed down to the slowest
     training speed would lose the end of their transcript, so they are left out, and named."""
     limit = 30.0 * slowest
     long = train["seconds"] > limit
     if not long.any():
         return train, None
     first = train.loc[long, "file"].iloc[0]
-    warning = (
-        f"{int(long.sum())} training recordings over {limit:.1f} s left out for Whisper fine-tuning (first: {first})"
-    )
+    count = int(long.sum())
+    warning = f"{count} training recordings over {limit:.1f} s left out, past Whisper's window (first: {first})"
     return train[~long].reset_index(drop=True), warning
+
+
+FROM_SCRATCH_ONLY = frozenset({"n_mels", "vtlp", "speed_perturbation", "noise_snr_db"})
+
+
+def _check_encoder(options: SpeechModelConfig) -> None:
+    """A known, installed Whisper encoder, and none of the log-mel front end's options beside it."""
+    from modelyard.models.whisper_ct2 import check_installed
+
+    if options.encoder not in WHISPER_NAMES:
+        raise ModelNotFoundError(
+            f"unknown model.encoder '{options.encoder}'", f"use a bundled Whisper model: {', '.join(WHISPER_NAMES)}"
+        )
+    check_installed(options.encoder)
+    fields = type(options).model_fields
+    unused = sorted(f for f in FROM_SCRATCH_ONLY if getattr(options, f) != fields[f].default)  # saved configs hold all
+    if unused:
+        raise ConfigError(
+            f"model.{unused[0]} is not used with model.encoder: the frozen encoder's features are computed once "
+            "from each recording as it is (training augments them with time masks)",
+            f"remove model.{', model.'.join(unused)}, or model.encoder",
+        )
 
 
 def check_backbone(options: SpeechModelConfig) -> None:
@@ -148,14 +182,22 @@ def check_backbone(options: SpeechModelConfig) -> None:
             f"unknown backbone '{options.backbone}' for speech_recognition",
             f"use {CTC} (trained here) or a bundled Whisper model: {', '.join(WHISPER_NAMES)}",
         )
+    from modelyard.models.whisper_ct2 import check_installed
+
     if options.backbone == CTC:
         if options.fine_tune:
             raise ConfigError(
                 f"model.fine_tune is for the pretrained Whisper backbones; {CTC} is trained from scratch",
                 "remove model.fine_tune, or choose whisper-base or whisper-tiny.en",
             )
+        if options.encoder is not None:
+            _check_encoder(options)
         return
-    from modelyard.models.whisper_ct2 import check_installed
+    if options.encoder is not None:
+        raise ConfigError(
+            f"model.encoder is a front end for {CTC}; {options.backbone} has its own encoder",
+            f"remove model.encoder, or set model.backbone: {CTC}",
+        )
 
     check_installed(options.backbone)
     if options.fine_tune:
@@ -225,6 +267,9 @@ class SpeechRecognitionTask:
         if config.model.fine_tune and config.model.backbone in WHISPER_NAMES:
             splits["train"], warning = _fit_whisper_window(splits["train"], config.model.speed_perturbation[0])
             warnings += [warning] if warning else []
+        elif config.model.encoder:
+            splits["train"], warning = _fit_whisper_window(splits["train"], 1.0)
+            warnings += [warning] if warning else []
         if audio_report.skipped:
             first = audio_report.skipped_files[0]
             warnings.append(f"{sum(audio_report.skipped.values())} audio files skipped (first: {first})")
@@ -247,19 +292,28 @@ class SpeechRecognitionTask:
         if options.backbone == CTC:
             from modelyard.learners.speech_ctc import CTCSpeechLearner
 
-            data.report["backbone"] = f"{CTC}: BiLSTM + CTC over characters, trained from scratch on this data"
-            return CTCSpeechLearner.scratch(options, data.splits["train"]["text"].tolist())
+            texts = data.splits["train"]["text"].tolist()
+            if not options.encoder:
+                data.report["backbone"] = f"{CTC}: BiLSTM + CTC over characters, trained from scratch on this data"
+                return CTCSpeechLearner.scratch(options, texts)
+            max_hz = _band_limit(data.splits["train"])
+            data.report["backbone"] = (
+                f"{CTC}: BiLSTM + CTC over characters trained on this data, on the frozen pretrained encoder of "
+                f"{options.encoder} (bands above {max_hz:.0f} Hz dropped: the lowest training sample rate is "
+                f"{int(data.splits['train']['source_rate'].min())} Hz)"
+            )
+            return CTCSpeechLearner.scratch(options, texts, max_hz)
         if options.fine_tune:
             from modelyard.learners.whisper_finetune import WhisperFineTuneLearner
 
             train = data.splits["train"]
-            lowest = int(train["source_rate"].min())
+            max_hz = _band_limit(train)
             data.report["backbone"] = (
                 f"{options.backbone}: pretrained Whisper rebuilt in PyTorch from its package's CTranslate2 weights, "
                 f"fine-tuned on this data (inputs of up to {train['seconds'].max():.1f} s; bands above "
-                f"{min(8000, lowest // 2)} Hz dropped: the lowest training sample rate is {lowest} Hz)"
+                f"{max_hz:.0f} Hz dropped: the lowest training sample rate is {int(train['source_rate'].min())} Hz)"
             )
-            return WhisperFineTuneLearner.pretrained(options, float(train["seconds"].max()), min(8000.0, lowest / 2))
+            return WhisperFineTuneLearner.pretrained(options, float(train["seconds"].max()), max_hz)
         from modelyard.learners.whisper import WhisperLearner
 
         data.report["backbone"] = (
