@@ -208,3 +208,36 @@ def test_a_half_trained_member_gets_no_ensemble_weight():
     learner = TabularLearner(TabularSpec("binary", "y", ["0", "1"], TabularEncoder({})), "auto")
     weights = learner._select(y, {"lightgbm": np.stack([1 - good, good], 1), "mlp": np.stack([1 - weak, weak], 1)})
     assert weights == {"lightgbm": 1.0}
+
+
+def test_two_members_with_independent_errors_are_kept_together_when_judged_out_of_fold():
+    from modelyard.learners.tabular import TabularLearner, TabularSpec
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 6000)
+    first = 1 / (1 + np.exp(-(y - 0.5 + rng.normal(0, 1.0, 6000))))
+    second = 1 / (1 + np.exp(-(y - 0.5 + rng.normal(0, 1.0, 6000))))  # as good, errors independent of the first's
+    learner = TabularLearner(TabularSpec("binary", "y", ["0", "1"], TabularEncoder({})), "auto")
+    members = {"lightgbm": np.stack([1 - first, first], 1), "mlp": np.stack([1 - second, second], 1)}
+    weights = learner._select(y, members)
+    assert set(weights) == {"lightgbm", "mlp"}
+    judged = next(c for c in learner.spec.candidates if c["backbone"] == "ensemble")
+    assert judged["judged"].startswith("weights out of fold") and judged["validation"] > 0.7
+
+
+def test_text_topics_round_trip_through_json_and_handle_blank_and_chinese_cells():
+    import json
+
+    from modelyard.learners import tabular_encoding
+
+    frame = _mixed()
+    encoder = TabularEncoder.fit(frame, {"note": "text", "income": "numeric"}, ["target"])
+    names = encoder.feature_names
+    assert names[:2] == ["note.chars", "note.words"] and names[2] == "note.topic0" and names[-1] == "income"
+    again = TabularEncoder.from_json(json.loads(json.dumps(encoder.to_json())))
+    cells = pd.DataFrame({"note": [frame["note"][0], None, "", "我的卡还没有到"], "income": ["1", "2", "3", "4"]})
+    out = again.transform(cells)
+    assert np.array_equal(out, encoder.transform(cells)) and out.shape == (4, len(names))
+    assert np.abs(out[0, 2:-1]).sum() > 0 and not out[1:3, :-1].any()  # blank cells: no length, no topics
+    few = TabularEncoder.fit(frame.head(tabular_encoding.TEXT_MIN_ROWS - 1), {"note": "text"}, [])
+    assert few.feature_names == ["note.chars", "note.words"] and few.texts == {}

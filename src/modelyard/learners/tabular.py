@@ -170,19 +170,30 @@ class TabularLearner:
 
     def _select(self, y: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, float]:
         """The best member alone, or the greedy ensemble of the members close to it when that scores better on
-        validation by more than noise (a half-trained member must not win weight on a lucky validation draw)."""
-        sign = -1.0 if self.spec.kind == "regression" else 1.0
-        value = lambda out: sign * next(iter(main_score(self.spec.kind, y, out).values()))  # noqa: E731
+        validation by more than noise (a half-trained member must not win weight on a lucky validation draw).
+        The ensemble is judged out of fold (each validation row blended by weights fitted on the other rows) and
+        must beat the best member by one bootstrap standard error of their difference: the one-standard-error
+        rule, which keeps the simpler model when the evidence is within the luck of the draw."""
+        kind = self.spec.kind
+        sign = -1.0 if kind == "regression" else 1.0
+        score = lambda yy, out: sign * next(iter(main_score(kind, yy, out).values()))  # noqa: E731
+        value = lambda out: score(y, out)  # noqa: E731
         scores = {n: value(out) for n, out in outputs.items()}
         best = max(scores, key=scores.get)
-        slack = 0.02 if self.spec.kind != "regression" else 0.05 * abs(scores[best])
+        slack = 0.02 if kind != "regression" else 0.05 * abs(scores[best])
         close = {n: out for n, out in outputs.items() if scores[n] >= scores[best] - slack}
         if len(close) == 1:
             return {best: 1.0}
+        classes = kind != "regression"
         weights = post.greedy_ensemble(close, value)
-        ensemble = value(post.blend(close, weights))
-        self.spec.candidates.append({"backbone": "ensemble", "weights": weights, "validation": abs(ensemble)})
-        margin = 1e-3 if self.spec.kind != "regression" else 1e-3 * abs(scores[best])
+        blended = post.out_of_fold_blend(close, y, score, classes)
+        ensemble = value(blended)
+        floor = 1e-3 if classes else 1e-3 * abs(scores[best])
+        margin = max(floor, post.paired_bootstrap_se(y, blended, close[best], score, classes))
+        self.spec.candidates.append({
+            "backbone": "ensemble", "weights": weights, "validation": abs(ensemble),
+            "judged": f"weights out of fold; kept only {margin:.4f} above the best member (one bootstrap SE)",
+        })  # fmt: skip
         return weights if ensemble > scores[best] + margin else {best: 1.0}
 
     # prediction -------------------------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 Numeric and boolean columns pass through (missing stays NaN: LightGBM routes it, the MLP gets an indicator);
 categorical columns become integer codes in order of frequency, rare and unseen values sharing one "other" code;
-dates become year, month, weekday and day number; free text becomes its length and word count. The encoder is
-saved as JSON (no pickle) and validates single request rows against the training schema for the server.
+dates become year, month, weekday and day number; free text becomes its length, its word count and TEXT_COMPONENTS
+latent semantic components (TF-IDF of character 2-4-grams within words, which needs no tokenizer and serves Chinese
+as well as English, reduced by truncated SVD: AutoGluon's tabular text n-grams, made dense for every member). The
+encoder is saved as JSON (no pickle) and validates single request rows against the training schema for the server.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ OTHER = "__other__"
 MAX_CATEGORIES = 255  # beyond this a column's least frequent values share the "other" code
 DATE_PARTS = ("year", "month", "weekday", "days")
 TEXT_PARTS = ("chars", "words")
+TEXT_COMPONENTS = 16
+TEXT_TERMS = 2000  # the most frequent character n-grams kept per text column
+TEXT_MIN_ROWS = 50  # fewer non-empty training texts than this: length and word count only
 
 
 @dataclass
@@ -30,17 +35,22 @@ class TabularEncoder:
     types: dict[str, str]
     categories: dict[str, list[str]] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)  # columns of the training file a request may carry (ID, target)
+    texts: dict[str, dict[str, list]] = field(default_factory=dict)  # text column: n-grams, idf, SVD components
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, types: dict[str, str], ignored: list[str]) -> TabularEncoder:
-        categories = {}
+        categories, texts = {}, {}
         for column, kind in types.items():
+            if kind == "text":
+                found = _fit_text(frame[column])
+                if found:
+                    texts[column] = found
             if kind != "categorical":
                 continue
             counts = _category_text(frame[column]).dropna().value_counts()
             keep = counts[(counts >= RARE_ROWS) | (counts >= RARE_SHARE * len(frame))]
             categories[column] = [str(v) for v in keep.index[:MAX_CATEGORIES]]
-        return cls(dict(types), categories, list(ignored))
+        return cls(dict(types), categories, list(ignored), texts)
 
     @property
     def features(self) -> list[dict[str, Any]]:
@@ -52,7 +62,8 @@ class TabularEncoder:
             elif kind == "date":
                 out += [{"name": f"{column}.{p}", "column": column, "cardinality": 0} for p in DATE_PARTS]
             elif kind == "text":
-                out += [{"name": f"{column}.{p}", "column": column, "cardinality": 0} for p in TEXT_PARTS]
+                parts = [*TEXT_PARTS, *(f"topic{i}" for i in range(len(self.texts.get(column, {}).get("svd", []))))]
+                out += [{"name": f"{column}.{p}", "column": column, "cardinality": 0} for p in parts]
             else:
                 out.append({"name": column, "column": column, "cardinality": 0})
         return out
@@ -83,6 +94,8 @@ class TabularEncoder:
             else:
                 text = values.fillna("").astype(str)
                 parts.append(np.stack([text.str.len(), text.str.split().str.len()], axis=1).astype(float))
+                if column in self.texts:
+                    parts.append(_text_topics(text, self.texts[column]))
         return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(frame), 0), np.float32)
 
     def _codes(self, column: str, values: pd.Series) -> np.ndarray:
@@ -147,11 +160,58 @@ class TabularEncoder:
         return found
 
     def to_json(self) -> dict[str, Any]:
-        return {"types": self.types, "categories": self.categories, "ignored": self.ignored}
+        return {"types": self.types, "categories": self.categories, "ignored": self.ignored, "texts": self.texts}
 
     @classmethod
     def from_json(cls, spec: dict[str, Any]) -> TabularEncoder:
-        return cls(spec["types"], spec["categories"], spec.get("ignored", []))
+        return cls(spec["types"], spec["categories"], spec.get("ignored", []), spec.get("texts", {}))
+
+
+def _ngrams(terms: list[str] | None = None) -> Any:
+    """Character 2-4-grams within words, lower-cased; fitted (the TEXT_TERMS most frequent) or over `terms`."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    limits = {"vocabulary": terms} if terms else {"max_features": TEXT_TERMS, "min_df": 2}
+    return CountVectorizer(analyzer="char_wb", ngram_range=(2, 4), dtype=np.float32, **limits)
+
+
+def _tfidf(counts: Any, idf: np.ndarray) -> Any:
+    """Sublinear term frequency times idf, each row scaled to unit length (TfidfTransformer's defaults)."""
+    from sklearn.preprocessing import normalize
+
+    counts = counts.tocsr(copy=True)
+    counts.data = 1.0 + np.log(counts.data)
+    return normalize(counts.multiply(idf[None, :]).tocsr())
+
+
+def _fit_text(values: pd.Series) -> dict[str, list] | None:
+    """The n-gram vocabulary, idf weights and SVD components of one text column, or None when it holds too few
+    texts (or too few distinct n-grams) to learn topics from."""
+    from sklearn.decomposition import TruncatedSVD
+
+    text = values.dropna().astype(str)
+    text = text[text.str.strip() != ""]
+    if len(text) < TEXT_MIN_ROWS:
+        return None
+    vectorizer = _ngrams()
+    try:
+        counts = vectorizer.fit_transform(text)
+    except ValueError:  # no n-gram appears twice
+        return None
+    rank = min(TEXT_COMPONENTS, counts.shape[1] - 1, len(text) - 1)
+    if rank < 1:
+        return None
+    idf = (np.log((1 + len(text)) / (1 + (counts > 0).sum(0).A1)) + 1).astype(np.float32)
+    svd = TruncatedSVD(rank, random_state=0).fit(_tfidf(counts, idf))
+    terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.get)
+    return {"terms": terms, "idf": idf.round(6).tolist(), "svd": svd.components_.astype(np.float32).round(6).tolist()}
+
+
+def _text_topics(text: pd.Series, fitted: dict[str, list]) -> np.ndarray:
+    """(N, components) projections of each text's TF-IDF vector; an empty text projects to zeros."""
+    counts = _ngrams(fitted["terms"]).transform(text)
+    weights = _tfidf(counts, np.asarray(fitted["idf"], dtype=np.float32))
+    return np.asarray(weights @ np.asarray(fitted["svd"], dtype=np.float32).T, dtype=float)
 
 
 def _one_category(value: Any) -> str:

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 
 ENSEMBLE_ROUNDS = 25
+ENSEMBLE_FOLDS = 5
+BOOTSTRAP_ROUNDS = 200
 INTERVAL_COVERAGE = 0.9
 CALIBRATION_FOLDS = 5
 CALIBRATION_MIN_CLASS = 100  # rows of the rarer class below which isotonic is not tried
@@ -30,6 +32,37 @@ def greedy_ensemble(outputs: dict[str, np.ndarray], score: Callable[[np.ndarray]
 
 def blend(outputs: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
     return sum(w * outputs[n] for n, w in weights.items())
+
+
+def out_of_fold_blend(
+    outputs: dict[str, np.ndarray], y: np.ndarray, score: Callable[[np.ndarray, np.ndarray], float], classes: bool
+) -> np.ndarray:
+    """The greedy ensemble's outputs with each row blended by weights fitted on the other ENSEMBLE_FOLDS - 1 parts
+    of the rows. Weights fitted and judged on the same validation rows flatter the ensemble: on the credit data it
+    won validation in 3 of 5 folds and lost on every held-out part (benchmarks/tabular_auto_cv.py)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    splitter = (StratifiedKFold if classes else KFold)(ENSEMBLE_FOLDS, shuffle=True, random_state=0)
+    found = np.zeros_like(next(iter(outputs.values())), dtype=float)
+    for fit, held in splitter.split(y, y if classes else None):
+        part = {n: out[fit] for n, out in outputs.items()}
+        weights = greedy_ensemble(part, lambda out, truth=y[fit]: score(truth, out))
+        found[held] = blend({n: out[held] for n, out in outputs.items()}, weights)
+    return found
+
+
+def paired_bootstrap_se(
+    y: np.ndarray, a: np.ndarray, b: np.ndarray, score: Callable[[np.ndarray, np.ndarray], float], classes: bool
+) -> float:
+    """Standard error of score(a) - score(b) over BOOTSTRAP_ROUNDS resamples of the rows (within each class for
+    classifiers): how far apart two models' validation scores fall by the luck of the draw alone."""
+    rng = np.random.default_rng(0)
+    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if classes else [np.arange(len(y))]
+    gaps = []
+    for _ in range(BOOTSTRAP_ROUNDS):
+        rows = np.concatenate([rng.choice(g, len(g)) for g in groups])
+        gaps.append(score(y[rows], a[rows]) - score(y[rows], b[rows]))
+    return float(np.std(gaps))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
