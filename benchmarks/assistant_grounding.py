@@ -121,9 +121,10 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=200, help="questions per kind (answerable, not)")
     parser.add_argument("--generate", type=int, default=25, help="test questions per kind answered with generation")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--chunk-size", type=int, default=None, help="words per chunk (the index default: 100)")
+    parser.add_argument("--chunk-size", type=int, default=None, help="words per chunk (the task's default: 150)")
     parser.add_argument("--overlap", type=int, default=None)
     parser.add_argument("--decline-rate", type=float, default=None, help="model.decline_rate (default: balanced)")
+    parser.add_argument("--decline-on", choices=("reranked", "cosine"), default="reranked", help="model.decline_on")
     args = parser.parse_args()
     import torch
 
@@ -145,9 +146,10 @@ def main() -> None:
             "model": {
                 "backbone": "smollm2-135m",
                 "encoder": "minilm-l6",
-                "chunk_size": args.chunk_size,
-                "overlap": args.overlap,
                 "decline_rate": args.decline_rate,
+                "decline_on": args.decline_on,
+                # only when given: null would mean the index's own default (100 words), not the task's (150)
+                **{k: v for k, v in (("chunk_size", args.chunk_size), ("overlap", args.overlap)) if v is not None},
             },
         }
         (work / "assistant.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -5,7 +5,8 @@ Each check prints one JSON line; the last line is a summary; the exit code is 1 
 proves, from forward hooks on every module, that the parameters and the inputs were on the chosen device, that
 training forwards ran under bf16 autocast (on CUDA), that the DataLoader pinned its batches (on CUDA), and that
 the served model answered from that device. Models are built here (random tiny Llama, from-scratch CNN, GPT,
-transformer, LSTM, MLP), so nothing needs a network or a model hub.
+transformer, LSTM, MLP, multi-label transformer, a detector on a random trunk, a BiLSTM-CTC recogniser), so
+nothing needs a network or a model hub.
 
     PYTHONPATH=src python3 benchmarks/gpu_check.py --output gpu_check.json   # on a GPU machine
     .venv/bin/python benchmarks/gpu_check.py --device cpu                    # the same checks on the CPU
@@ -30,7 +31,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-TASKS = ("text_classification", "image_classification", "gpt", "lora_chat", "forecasting", "tabular_mlp", "audio")
 
 
 class Probe:
@@ -245,6 +245,55 @@ def audio(folder: Path) -> tuple[Path, str, dict]:
     return _write_yaml(folder, config), "/v1/predict", {"inputs": [base64.b64encode(clip).decode()]}
 
 
+def multilabel(folder: Path) -> tuple[Path, str, dict]:
+    import pandas as pd
+
+    pd.read_csv(EXAMPLES / "data" / "goemotions" / "train.csv").head(300).to_csv(folder / "train.csv", index=False)
+    config = {
+        "name": "gpu-multilabel",
+        "task": "multilabel_classification",
+        "data": {"train": "train.csv", "text_column": "text", "label_column": "labels", "label_separator": "|"},
+        "model": {"backbone": "scratch-transformer", "max_length": 32},
+        "train": {"max_steps": 20, "batch_size": 16, "early_stopping": None},
+    }
+    return _write_yaml(folder, config), "/v1/predict", {"inputs": ["thank you so much, this made my day"]}
+
+
+def object_detection(folder: Path) -> tuple[Path, str, dict]:
+    mini = EXAMPLES / "data" / "raccoon_mini"
+    config = {
+        "name": "gpu-detection",
+        "task": "object_detection",
+        "data": {"annotations": str(mini), "train": str(mini / "train.txt"), "test": str(mini / "test.txt"),
+                 "classes": ["raccoon"], "split": {"validation": 0.2, "seed": 0}},
+        "model": {"trunk": "random", "image_size": 64, "min_score": 0.0},
+        "train": {"max_steps": 10, "batch_size": 8, "early_stopping": None},
+    }  # fmt: skip
+    image = base64.b64encode((mini / "images" / "raccoon-106.jpg").read_bytes()).decode()
+    return _write_yaml(folder, config), "/v1/predict", {"inputs": [image]}
+
+
+def speech_recognition(folder: Path) -> tuple[Path, str, dict]:
+    import csv
+
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    recordings = sorted((EXAMPLES / "data" / "spoken_digits" / "recordings").glob("*.wav"))
+    with open(folder / "manifest.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["audio_path", "text"])
+        writer.writerows([str(path), words[int(path.name[0])]] for path in recordings)
+    config = {
+        "name": "gpu-speech",
+        "task": "speech_recognition",
+        "data": {"train": "manifest.csv", "audio_column": "audio_path", "text_column": "text",
+                 "split": {"validation": 0.2, "test": 0.0}},
+        "model": {"backbone": "ctc-lstm", "hidden_size": 32, "conv_channels": 32, "layers": 1, "baseline": None},
+        "train": {"max_steps": 10, "batch_size": 8, "early_stopping": None},
+    }  # fmt: skip
+    clip = base64.b64encode(recordings[0].read_bytes()).decode()
+    return _write_yaml(folder, config), "/v1/predict", {"inputs": [clip]}
+
+
 BUILDERS: dict[str, Callable[[Path], tuple[Path, str, dict]]] = {
     "text_classification": text_classification,
     "image_classification": image_classification,
@@ -253,7 +302,11 @@ BUILDERS: dict[str, Callable[[Path], tuple[Path, str, dict]]] = {
     "forecasting": forecasting,
     "tabular_mlp": tabular_mlp,
     "audio": audio,
+    "multilabel": multilabel,
+    "object_detection": object_detection,
+    "speech_recognition": speech_recognition,
 }
+TASKS = tuple(BUILDERS)
 
 
 def _problems(record: dict[str, Any], device: str) -> list[str]:

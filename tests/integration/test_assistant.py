@@ -13,6 +13,7 @@ from retrieval_helpers import write_docs
 import modelyard
 from modelyard.data.text_corpus import fingerprint
 from modelyard.errors import ConfigError, ModelNotFoundError, UserError
+from modelyard.learners.assistant import AssistantLearner
 from modelyard.models import catalog
 from modelyard.monitoring.prediction_log import read_input, read_predictions
 from modelyard.monitoring.preference_retrain import split_pairs
@@ -110,6 +111,16 @@ def test_training_calibrates_the_decline_threshold_on_the_validation_questions(b
     assert state["calibration"]["answerable"] == 3 and state["calibration"]["unanswerable"] == 3
     metrics = json.loads((bundle / "metrics.json").read_text())["validation"]
     assert metrics["cited_answer_rate"] == 1.0 and metrics["decline_rate"] == 1.0
+
+
+def test_the_threshold_applies_to_the_first_passages_re_ranked_score_and_old_bundles_keep_the_cosine(model, bundle):
+    assert json.loads((bundle / "assistant.json").read_text())["decline_on"] == "reranked"
+    learner = model.learner
+    passages, score = learner.retrieve("How often should tomato plants be watered?")
+    assert score == pytest.approx(passages[0]["score"], abs=1e-4)
+    old = AssistantLearner(learner.index, learner.chat, learner.options, state={"threshold": 0.4})
+    _, cosine = old.retrieve("How often should tomato plants be watered?")
+    assert old.decline_on == "cosine" and -1.0 <= cosine <= 1.0 and cosine != pytest.approx(score)
 
 
 def test_evaluate_scores_a_questions_file_against_the_bundles_documents(model, tmp_path):

@@ -1,10 +1,12 @@
 """A grounded assistant: retrieve passages from an index, decide whether they can answer, hand over to a person
 when an intent classifier says so, else have a chat model answer from the passages and cite them.
 
-The decision to decline is made before any text is generated, on a retrieval score: the cosine similarity of the
-question to its closest chunk. Its threshold is chosen on labelled validation questions (answerable and not) when
-the assistant is trained, and stored in the bundle. The chat model is also told to say it does not know when the
-passages do not hold the answer; an answer that does is reported as declined too.
+The decision to decline is made before any text is generated, on a retrieval score: by default the re-ranked score
+of the first passage (`model.decline_on: reranked`), or the cosine similarity of the question to its closest chunk
+(`cosine`, what bundles made before 2026-12-05 use). Its threshold is chosen on labelled validation questions
+(answerable and not) when the assistant is trained, and stored in the bundle with the score it applies to. The chat
+model is also told to say it does not know when the passages do not hold the answer; an answer that does is
+reported as declined too.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from modelyard.retrieval.index import CANDIDATES, Index, fuse
 from modelyard.retrieval.lexical import tokenize
 
 Kind = Literal["answer", "declined", "handover"]
-DEFAULT_THRESHOLD = 0.40  # all-MiniLM-L6-v2 on SQuAD articles (docs/assistant.md); other encoders need calibrating
+# without validation questions; all-MiniLM-L6-v2 on SQuAD articles with the default re-ranking weights
+# (docs/assistant.md); other encoders or weights need calibrating
+DEFAULT_THRESHOLDS = {"cosine": 0.40, "reranked": 0.70}
 GROUNDING = (
     "Answer the question in one short sentence using only these passages. If they do not contain the answer, "
     "reply exactly: I don't know."
@@ -113,6 +117,8 @@ class AssistantLearner:
         self.options = options
         self.intents = intents
         self.backbone = options.backbone
+        # a bundle saved before the option existed declined on the cosine
+        self.decline_on: str = options.decline_on if state is None else state.get("decline_on", "cosine")
         state = state or {}
         self.threshold: float | None = state.get("threshold", options.decline_threshold)
         self.calibration: dict[str, Any] = state.get("calibration", {})
@@ -128,7 +134,8 @@ class AssistantLearner:
     # retrieval ---------------------------------------------------------------------------------------------
 
     def retrieve(self, query: str) -> tuple[list[dict[str, Any]], float]:
-        """The passages for `query`, best first, and the retrieval score (cosine of the query to its closest chunk).
+        """The passages for `query`, best first, and the retrieval score the decline threshold applies to: the first
+        passage's re-ranked score, or the cosine of the query to its closest chunk (`decline_on`).
 
         Hybrid search (dense + BM25, rank fusion) proposes `candidates` chunks; they are re-ordered by
         `rerank_weight` x cosine + (1 - rerank_weight) x BM25 / best BM25 of the candidates + `sentence_weight` x
@@ -148,7 +155,7 @@ class AssistantLearner:
         fused = [row for row, _ in fuse([dense, lexical])[: opts.candidates]]
         top_cosine = dense[0][1] if dense else 0.0
         if not fused:
-            return [], top_cosine
+            return [], top_cosine if self.decline_on == "cosine" else 0.0
         cosine = np.asarray([float(index.vectors.reconstruct(i) @ vector) for i in fused])
         bm25 = lexical_all[fused]
         bm25 = bm25 / bm25.max() if bm25.max() > 0 else bm25
@@ -161,10 +168,11 @@ class AssistantLearner:
         passages = [
             {**_row(index.rows[fused[j]]), "chunk_id": fused[j], "score": round(float(combined[j]), 4)} for j in order
         ]
+        score = top_cosine if self.decline_on == "cosine" else float(combined[order[0]])
         if len(self._recent) >= 1024:
             self._recent.pop(next(iter(self._recent)))
-        self._recent[query] = (passages, top_cosine)
-        return passages, top_cosine
+        self._recent[query] = (passages, score)
+        return passages, score
 
     def _grounded(self, messages: list[dict[str, str]]) -> tuple[list[dict[str, Any]], float, str]:
         """Passages for the last user message; a follow-up that finds nothing on its own ("and when?") is searched
@@ -180,7 +188,7 @@ class AssistantLearner:
         return passages, score, query
 
     def _threshold(self) -> float:
-        return DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+        return DEFAULT_THRESHOLDS[self.decline_on] if self.threshold is None else self.threshold
 
     # answering ---------------------------------------------------------------------------------------------
 
@@ -321,7 +329,7 @@ class AssistantLearner:
         for name, source in (("chat", getattr(self.chat, "bundle_path", None)), ("intents", self._intents_path())):
             if source is not None:
                 shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("checkpoints"))
-        state = {"threshold": self._threshold(), "calibration": self.calibration}
+        state = {"threshold": self._threshold(), "decline_on": self.decline_on, "calibration": self.calibration}
         atomic_write_json(directory / "assistant.json", state)
         return {"chat_model": self.backbone, "encoder": self.index.manifest["encoder"], **state}
 

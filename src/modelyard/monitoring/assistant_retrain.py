@@ -146,7 +146,7 @@ def retrain_assistant(
         pipeline.write_results(staged, chat_task, chat_data, trained, cpu0, wall0, False, extra={"preference": summary})
         policy.bundle_path = staged
         options = config.model.model_copy(update={"backbone": str(output / "chat")})
-        state = {"threshold": learner.threshold, "calibration": learner.calibration}
+        state = {"threshold": learner.threshold, "decline_on": learner.decline_on, "calibration": learner.calibration}
         assistant = AssistantLearner(learner.index, policy, options, learner.intents, state)
         resolved = config.model_copy(update={"model": options, "train": result.train})
         validation = assistant.evaluate(prepared.splits["validation"]) if prepared.splits["validation"] else {}

@@ -39,7 +39,8 @@ model:
   encoder: minilm-l6                # indexing a documents folder: minilm-l6 | multilingual-e5-small
   system_prompt: You are the customer-service assistant of our product. Be brief and polite.
   passages: 3                       # passages shown to the chat model and cited
-  decline_threshold: null           # null: chosen on the validation questions; or a cosine similarity such as 0.4
+  decline_on: reranked              # the score the threshold applies to: reranked (first passage) | cosine
+  decline_threshold: null           # null: chosen on the validation questions; or a score such as 0.7
   handover: null                    # {bundle: intent-classifier/, intents: [human_agent], min_confidence: 0.6}
   memory: {turns: 6, sessions: 1000, idle_minutes: 60}
   generation: {max_new_tokens: 96, temperature: 0.0}
@@ -82,6 +83,11 @@ class AssistantModelConfig(ModelConfig):
     rerank_weight: float = Field(0.75, ge=0.0, le=1.0, description="cosine weight against normalised BM25")
     sentence_weight: float = Field(
         0.75, ge=0.0, description="re-ranking weight of the best sentence's share of the question's words"
+    )
+    decline_on: Literal["reranked", "cosine"] = Field(
+        "reranked",
+        description="the score the decline threshold applies to: the first passage's re-ranked score, or the cosine "
+        "of the question to its closest chunk (separates answerable questions less well: docs/assistant.md)",
     )
     decline_threshold: float | None = Field(None, description="null: calibrated on data.validation questions")
     decline_rate: float | None = Field(
