@@ -241,3 +241,15 @@ def test_text_topics_round_trip_through_json_and_handle_blank_and_chinese_cells(
     assert np.abs(out[0, 2:-1]).sum() > 0 and not out[1:3, :-1].any()  # blank cells: no length, no topics
     few = TabularEncoder.fit(frame.head(tabular_encoding.TEXT_MIN_ROWS - 1), {"note": "text"}, [])
     assert few.feature_names == ["note.chars", "note.words"] and few.texts == {}
+
+
+def test_an_ensemble_that_cannot_be_judged_out_of_fold_leaves_the_best_member_alone():
+    from modelyard.learners.tabular import TabularLearner, TabularSpec
+
+    y = np.array([0, 0, 0, 1, 1, 1, 2])  # the last class has one validation row: no two folds can both hold it
+    first = np.eye(3)[y] * 0.6 + 0.1
+    second = np.eye(3)[y] * 0.5 + np.eye(3)[(y + 1) % 3] * 0.2 + 0.1  # as good: both rank every row right
+    learner = TabularLearner(TabularSpec("multiclass", "y", ["a", "b", "c"], TabularEncoder({})), "auto")
+    assert len(learner._select(y, {"lightgbm": first, "mlp": second})) == 1
+    judged = next(c for c in learner.spec.candidates if c["backbone"] == "ensemble")
+    assert judged["judged"].startswith("too few validation rows per class")

@@ -187,6 +187,10 @@ class TabularLearner:
         classes = kind != "regression"
         weights = post.greedy_ensemble(close, value)
         blended = post.out_of_fold_blend(close, y, score, classes)
+        if blended is None:
+            note = "too few validation rows per class to judge it out of fold: the best member alone"
+            self.spec.candidates.append({"backbone": "ensemble", "weights": weights, "judged": note})
+            return {best: 1.0}
         ensemble = value(blended)
         floor = 1e-3 if classes else 1e-3 * abs(scores[best])
         margin = max(floor, post.paired_bootstrap_se(y, blended, close[best], score, classes))

@@ -36,13 +36,18 @@ def blend(outputs: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarr
 
 def out_of_fold_blend(
     outputs: dict[str, np.ndarray], y: np.ndarray, score: Callable[[np.ndarray, np.ndarray], float], classes: bool
-) -> np.ndarray:
+) -> np.ndarray | None:
     """The greedy ensemble's outputs with each row blended by weights fitted on the other ENSEMBLE_FOLDS - 1 parts
-    of the rows. Weights fitted and judged on the same validation rows flatter the ensemble: on the credit data it
-    won validation in 3 of 5 folds and lost on every held-out part (benchmarks/tabular_auto_cv.py)."""
+    of the rows (fewer parts when a class has fewer rows; None below two). Weights fitted and judged on the same
+    validation rows flatter the ensemble: on the credit data it won validation in 3 of 5 folds and lost on every
+    held-out part (benchmarks/tabular_auto_cv.py)."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    splitter = (StratifiedKFold if classes else KFold)(ENSEMBLE_FOLDS, shuffle=True, random_state=0)
+    smallest = int(np.unique(y, return_counts=True)[1].min()) if classes else len(y) // 2
+    parts = min(ENSEMBLE_FOLDS, smallest)
+    if parts < 2:
+        return None
+    splitter = (StratifiedKFold if classes else KFold)(parts, shuffle=True, random_state=0)
     found = np.zeros_like(next(iter(outputs.values())), dtype=float)
     for fit, held in splitter.split(y, y if classes else None):
         part = {n: out[fit] for n, out in outputs.items()}
