@@ -11,6 +11,7 @@ encoder is saved as JSON (no pickle) and validates single request rows against t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -94,9 +95,21 @@ class TabularEncoder:
             else:
                 text = values.fillna("").astype(str)
                 parts.append(np.stack([text.str.len(), text.str.split().str.len()], axis=1).astype(float))
-                if column in self.texts:
-                    parts.append(_text_topics(text, self.texts[column]))
+                if column in self._topics:
+                    parts.append(_text_topics(text, *self._topics[column]))
         return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(frame), 0), np.float32)
+
+    @cached_property
+    def _topics(self) -> dict[str, tuple[Any, np.ndarray, np.ndarray]]:
+        """Per text column, built once (not per request): the n-gram counter over its vocabulary, idf, components."""
+        return {
+            column: (
+                _ngrams(fitted["terms"]),
+                np.asarray(fitted["idf"], np.float32),
+                np.asarray(fitted["svd"], np.float32),
+            )
+            for column, fitted in self.texts.items()
+        }
 
     def _codes(self, column: str, values: pd.Series) -> np.ndarray:
         known = self.categories[column]
@@ -207,11 +220,9 @@ def _fit_text(values: pd.Series) -> dict[str, list] | None:
     return {"terms": terms, "idf": idf.round(6).tolist(), "svd": svd.components_.astype(np.float32).round(6).tolist()}
 
 
-def _text_topics(text: pd.Series, fitted: dict[str, list]) -> np.ndarray:
+def _text_topics(text: pd.Series, counter: Any, idf: np.ndarray, svd: np.ndarray) -> np.ndarray:
     """(N, components) projections of each text's TF-IDF vector; an empty text projects to zeros."""
-    counts = _ngrams(fitted["terms"]).transform(text)
-    weights = _tfidf(counts, np.asarray(fitted["idf"], dtype=np.float32))
-    return np.asarray(weights @ np.asarray(fitted["svd"], dtype=np.float32).T, dtype=float)
+    return np.asarray(_tfidf(counter.transform(text), idf) @ svd.T, dtype=float)
 
 
 def _one_category(value: Any) -> str:
