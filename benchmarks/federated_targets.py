@@ -18,7 +18,11 @@ draws (test is never used to choose) and reports that remedy's test gap on every
 balanced softmax at the sites (federated.local_loss balanced), the label-skew remedy, chosen the same way.
 --mus 0.001,0.01,0.1,1 makes one FedProx family per mu (fedprox_mu0.001, ...), so validation picks mu.
 scaffold is SCAFFOLD (--strategy scaffold) with the sites' AdamW; scaffold_sgd uses plain SGD sites, one family
-per rate in --sgd-lrs (scaffold_sgd0.1, ...).
+per rate in --sgd-lrs (scaffold_sgd0.1, ...). fedsgd is examples/credit_federated.yaml's recipe: one plain-SGD
+step per site per round (federated.local_steps 1, site rate 1: each site sends its minibatch gradient), Adam at the
+server at the MLP's rate 2e-3, layer norm, and the default rounds (one per centralised step); fedsgd_bn is the same
+with batch norm (whose statistics over a label-skewed site's batch bias its gradient).
+--rounds overrides the round count; --set adds a config override to every arm, the centralised one included.
 
 text: MiniLM on the first 10 BANKING77 intents of the committed sample (examples/data/banking77: every train row
 of those intents, validation carved from it, their test rows as test), 3 epochs vs 3 rounds x 1 local epoch,
@@ -47,7 +51,15 @@ FULL = ROOT.parent / "shared" / "datasets" / "credit_default_taiwan" / "UCI_Cred
 CONFIG = ROOT / "examples" / "credit_scoring.yaml"
 BANKING = ROOT / "examples" / "data" / "banking77"
 HEADLINE = ("roc_auc", "pr_auc", "accuracy", "macro_f1", "ks", "brier")
-ARMS = ("iid", "fedavg", "fedprox", "fedavgm", "fedadam", "balanced", "scaffold", "scaffold_sgd", "secure")
+ARMS = ("iid", "fedavg", "fedprox", "fedavgm", "fedadam", "balanced", "scaffold", "scaffold_sgd", "fedsgd", "fedsgd_bn")
+ARMS += ("secure",)
+FEDSGD = [  # one SGD step per site per round (rate 1: the site's gradient), Adam at the server at the MLP's rate
+    "federated.local_steps=1",
+    "federated.local_optimizer=sgd",
+    "train.learning_rate=1.0",
+    "federated.server_optimizer=adam",
+    "federated.server_lr=0.002",
+]
 SERVER = {"fedavgm": "momentum", "fedadam": "adam"}  # federated.server_optimizer of the remedy arms
 
 
@@ -80,9 +92,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=5)
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--seeds", type=int, default=3, help="Dirichlet draws (train.seed 42, 43, ...)")
+    parser.add_argument("--first-seed", type=int, default=0, help="fresh draws: start at train.seed 42 + this")
     parser.add_argument("--arms", default="iid,fedavg,fedprox,secure", help="comma-separated: " + ",".join(ARMS))
     parser.add_argument("--mus", default="0.01", help="FedProx mu grid, comma-separated: one family per mu")
     parser.add_argument("--sgd-lrs", default="0.1", help="scaffold_sgd: the sites' SGD rates, one family per rate")
+    parser.add_argument("--set", action="append", default=[], help="an override for every arm, e.g. model.norm=layer")
+    parser.add_argument("--rounds", type=int, default=None, help="federated rounds (default: the centralised epochs)")
     args = parser.parse_args()
     out = {"suite": args.suite, "clients": args.clients, "alpha": args.alpha, "python": platform.python_version()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,7 +109,7 @@ def main() -> None:
         else:
             path, overrides, metric = text_config(Path(tmp), args.intents), [], "accuracy"
             out["data"] = f"BANKING77 sample, first {args.intents} intents"
-        runs = compare(path, overrides, args, Path(tmp), metric, secure=args.suite == "tabular")
+        runs = compare(path, [*overrides, *args.set], args, Path(tmp), metric, secure=args.suite == "tabular")
     central = runs["centralised"][metric]
     for run in runs.values():
         run[f"{metric}_gap_points"] = round(100 * (central - run[metric]), 2)
@@ -134,8 +149,8 @@ def compare(path: Path, overrides: list[str], args, tmp: Path, metric: str, secu
     if unknown:
         raise SystemExit(f"unknown --arms {unknown}; choose from {ARMS}")
     arms = [("fedavg_iid", "iid", 0, Settings(args.clients), [])] if "iid" in wanted else []
-    for seed in range(args.seeds):
-        for family in ("fedavg", "fedprox", "fedavgm", "fedadam", "balanced", "scaffold", "scaffold_sgd"):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for family in ARMS[1:-1]:
             if family not in wanted:
                 continue
             strategy = family.split("_")[0] if family.startswith(("fedprox", "scaffold")) else "fedavg"
@@ -149,8 +164,10 @@ def compare(path: Path, overrides: list[str], args, tmp: Path, metric: str, secu
                     (f"scaffold_sgd{r:g}", 0.01, [sgd[0], sgd[1].format(r)])
                     for r in map(float, args.sgd_lrs.split(","))
                 ]
+            grid = [("fedsgd", 0.01, [*FEDSGD, "model.norm=layer"])] if family == "fedsgd" else grid
+            grid = [("fedsgd_bn", 0.01, FEDSGD)] if family == "fedsgd_bn" else grid
             for name, mu, more in grid or [(family, 0.01, [])]:
-                settings = Settings(args.clients, strategy=strategy, mu=mu)
+                settings = Settings(args.clients, rounds=args.rounds, strategy=strategy, mu=mu)
                 arms.append((f"{name}_dirichlet_seed{seed}", "dirichlet", seed, settings, [*extra, *more]))
     if secure and "secure" in wanted:
         secure_settings = Settings(args.clients, secure_aggregation=True)

@@ -202,6 +202,13 @@ class FederatedConfig(StrictModel):
         "its own label counts to the logits while training, Ren et al. 2020), for label-skewed sites; "
         "tabular classification MLPs only",
     )
+    local_steps: int | None = Field(
+        None,
+        ge=1,
+        description="a site's optimiser steps per round, in place of --local-epochs full passes: few steps over "
+        "many rounds keep label-skewed sites from drifting apart (1 is FedSGD; with server_optimizer adam, Adam on "
+        "the sites' joint gradient); default rounds then take as many steps as the centralised epochs",
+    )
     local_optimizer: Literal["adamw", "sgd"] = Field(
         "adamw",
         description="the optimiser of a site's local steps: adamw (the shared loop's), or plain sgd (no "

@@ -1,6 +1,6 @@
 """SCAFFOLD (`--strategy scaffold`) on the committed credit-default slice: the drift correction reaches the local
 steps, the control variates follow option II, and the site and server variates stay consistent in a simulation
-and over HTTP with secure aggregation."""
+and over HTTP with secure aggregation; federated.local_steps caps a site's steps per round."""
 
 from __future__ import annotations
 
@@ -59,6 +59,21 @@ def test_scaffold_adds_c_minus_ci_to_each_gradient_and_updates_ci_by_option_two(
     np.testing.assert_allclose(message.control[mask], option_two[mask], atol=2e-4)
     np.testing.assert_array_equal(message.control[~mask], 0)  # batch norm statistics carry no variate
     np.testing.assert_allclose(message.payload[size:] / len(rows), message.control - own, atol=1e-5)
+
+
+def test_local_steps_take_that_many_steps_a_round_and_the_default_rounds_match_the_centralised_steps(tmp_path):
+    federation, rows = _site(tmp_path, *SGD, "train.batch_size=64", "federated.local_steps=1")
+    request = federation.local_settings(0)
+    assert request.steps == 1 and len(rows) > 3 * 64  # a full pass would take at least four steps
+    train_rows = len(federation.data.splits["train"])
+    assert federation.settings.rounds == 1 * math.ceil(train_rows / 64)  # epochs 1: a round per centralised step
+    size, lr = len(federation.weights), request.learning_rate
+    zero = np.zeros(size, np.float32)
+    message = _send(federation, rows, request, (zero, zero))
+    delta = message.payload[:size] / len(rows)
+    mask = aggregate.parameter_mask(sites.local_learner(federation.learner).module, federation.names)
+    np.testing.assert_allclose(message.control[mask], -delta[mask] / lr, atol=2e-4)  # option II with K = 1 step
+    assert np.abs(delta[mask]).max() > 0
 
 
 def test_a_scaffold_simulation_keeps_the_server_variate_the_weighted_mean_of_the_sites(tmp_path):

@@ -35,8 +35,14 @@ def _round_line(metric: str):
 def federate(
     config: Annotated[Path, typer.Argument(help="the YAML config (a site's: its own local data)")],
     clients: Annotated[int, typer.Option("--clients", min=1, help="sites to simulate, or to wait for (--listen)")] = 3,
-    rounds: Annotated[int | None, typer.Option(min=1, help="rounds; default: the model's epochs")] = None,
-    local_epochs: Annotated[int, typer.Option("--local-epochs", min=1, help="epochs per site per round")] = 1,
+    rounds: Annotated[
+        int | None,
+        typer.Option(min=1, help="rounds; default: the model's epochs (or its steps, with federated.local_steps)"),
+    ] = None,
+    local_epochs: Annotated[
+        int,
+        typer.Option("--local-epochs", min=1, help="epochs per site per round (federated.local_steps replaces them)"),
+    ] = 1,
     strategy: Annotated[
         Literal["fedavg", "fedprox", "scaffold"],
         typer.Option(help="fedprox adds mu/2 ||w - w_global||^2; scaffold corrects drift with control variates"),

@@ -28,6 +28,7 @@ class LocalSettings:
     balanced: bool = False  # federated.local_loss balanced: balanced softmax with this site's label counts
     scaffold: bool = False  # SCAFFOLD: correct each gradient by c - c_i and return the change of c_i
     optimizer: str = "adamw"  # federated.local_optimizer: the local steps' optimiser (adamw | sgd)
+    steps: int | None = None  # federated.local_steps: optimiser steps in place of `epochs` full passes
 
 
 @dataclass
@@ -133,7 +134,7 @@ def train_locally(
     train = config.train.model_copy(
         update={
             "epochs": settings.epochs,
-            "max_steps": None,
+            "max_steps": settings.steps,
             "learning_rate": settings.learning_rate,
             "scheduler": "constant",
             "warmup_ratio": 0.0,

@@ -34,7 +34,7 @@ class Settings:
     """How the federation trains; saved in the bundle's data report and metrics."""
 
     clients: int
-    rounds: int | None = None  # None: the backbone's default epochs / local_epochs (the centralised budget)
+    rounds: int | None = None  # None: the centralised budget (default_rounds)
     local_epochs: int = 1
     strategy: Literal["fedavg", "fedprox", "scaffold"] = "fedavg"
     mu: float = 0.1  # FedProx: the best mean validation ROC-AUC of 0.001-1 (benchmarks/federated_scaffold_result.json)
@@ -136,9 +136,10 @@ class Federation:
         local = sites.local_learner(learner)
         defaults = local.train_defaults()
         epochs = config.train.epochs or defaults.get("epochs", 3)
-        if settings.rounds is None:
-            settings.rounds = max(1, math.ceil(epochs / settings.local_epochs))
         train = config.train.model_copy(update={"batch_size": config.train.batch_size or defaults.get("batch_size")})
+        if settings.rounds is None:
+            rows = len(data.splits["train"])
+            settings.rounds = default_rounds(epochs, settings, options.local_steps, train.batch_size, rows)
         config = config.model_copy(update={"train": train})
         if settings.dp_noise is not None and any(
             isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in local.module.modules()
@@ -223,6 +224,7 @@ class Federation:
             balanced,
             scaffold=self.settings.strategy == "scaffold",
             optimizer=self.config.federated.local_optimizer,
+            steps=self.config.federated.local_steps,
         )
 
     def aggregate(self, messages: list[Message], missing: dict[str, str] | None = None) -> dict[str, Any]:
@@ -344,6 +346,15 @@ class Federation:
         """Mark the tracking run failed (the federation raised or its server stopped early); never raises."""
         if self.tracker is not None:
             self.tracker.fail()
+
+
+def default_rounds(epochs: int, settings: Settings, local_steps: int | None, batch_size: int, rows: int) -> int:
+    """The centralised budget: epochs / local_epochs rounds, or with federated.local_steps, as many local steps
+    per site as `epochs` passes over the server's training rows (in a simulation, every site's) take in `train`
+    (one SGD step per site per round is then one step of the global model per centralised step)."""
+    if local_steps is None:
+        return max(1, math.ceil(epochs / settings.local_epochs))
+    return max(1, math.ceil(epochs * math.ceil(rows / batch_size) / local_steps))
 
 
 def _tracker(track: bool, on_warning: Any):
