@@ -16,12 +16,18 @@ fusion heads (`concat`, `weighted_logits`; `--fusions`) are trained; the one rep
 better on validation macro F1. Repeated for several note draws (`--note-seeds`). Results: docs/multimodal.md.
 
     nice -n 10 python benchmarks/multimodal_fusion.py [--note-seeds 3] [--data ../shared/datasets/hymenoptera_data]
+
+`--dataset raccoon` builds the same kind of set from photos with a clean licence: the 200 photos of
+../shared/datasets/raccoon_detection (MIT), labelled close_up or wide from their own boxes (the rule of
+examples/data/raccoon_framing/build.py: the largest box covers at least 45% of the frame), with notes from that
+file's pools; train and test are upstream's data/train_labels.csv and data/test_labels.csv (160 / 40 photos).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import os
 import random
@@ -35,6 +41,7 @@ import modelyard
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets" / "hymenoptera_data"
+RACCOON = ROOT.parent / "shared" / "datasets" / "raccoon_detection"
 SHARES = {"own": 0.5, "other": 0.15}  # the rest: a neutral note
 NOTES = {
     "ants": [
@@ -73,27 +80,60 @@ CLOSINGS = ["", " Photo attached.", " (near the pond)", " Any ideas?"]
 PLACEHOLDER = "imageNotFound.gif"
 
 
-def note(label: str, rng: random.Random, shares: dict[str, float]) -> tuple[str, str]:
+def note(label: str, rng: random.Random, shares: dict[str, float], pools: dict[str, list[str]]) -> tuple[str, str]:
     """A note for a photo of `label` and which pool it came from (own, other or neutral)."""
     draw = rng.random()
-    other = "bees" if label == "ants" else "ants"
+    other = next(name for name in pools if name not in (label, "neutral"))
     kind = "own" if draw < shares["own"] else "other" if draw < shares["own"] + shares["other"] else "neutral"
     pool = {"own": label, "other": other, "neutral": "neutral"}[kind]
-    return rng.choice(OPENINGS) + rng.choice(NOTES[pool]) + rng.choice(CLOSINGS), kind
+    return rng.choice(OPENINGS) + rng.choice(pools[pool]) + rng.choice(CLOSINGS), kind
 
 
-def build(data: Path, out: Path, seed: int, shares: dict[str, float]) -> dict[str, dict[str, int]]:
+def hymenoptera_photos(data: Path) -> dict[str, list[tuple[Path, str]]]:
+    """(photo, species) per split: train/ and val/ class folders, without the GIF placeholder."""
+    return {
+        split: [
+            (path, label)
+            for label in ("ants", "bees")
+            for path in sorted((data / folder / label).iterdir())
+            if path.name != PLACEHOLDER and not path.name.startswith(".")
+        ]
+        for split, folder in (("train", "train"), ("test", "val"))
+    }
+
+
+def raccoon_photos(data: Path) -> dict[str, list[tuple[Path, str]]]:
+    """(photo, close_up | wide) per split of upstream's raccoon split, labelled from each photo's own boxes."""
+    framing = _raccoon_framing()
+    out = {}
+    for split, listing in (("train", "train_labels.csv"), ("test", "test_labels.csv")):
+        with open(data / "data" / listing, encoding="utf-8") as handle:
+            names = sorted({row["filename"] for row in csv.DictReader(handle)})
+        out[split] = [
+            (data / "images" / n, framing.framing(data / "annotations" / f"{Path(n).stem}.xml")) for n in names
+        ]
+    return out
+
+
+def _raccoon_framing():
+    """examples/data/raccoon_framing/build.py: its framing rule and note pools."""
+    spec = importlib.util.spec_from_file_location("raccoon_framing", ROOT / "examples/data/raccoon_framing/build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build(data: Path, out: Path, seed: int, shares: dict[str, float], dataset: str) -> dict[str, dict[str, int]]:
     """Write train.csv and test.csv (image path, note, label) under `out`; return the note kinds per split."""
     rng = random.Random(seed)
+    photos = raccoon_photos(data) if dataset == "raccoon" else hymenoptera_photos(data)
+    pools = _raccoon_framing().NOTES if dataset == "raccoon" else NOTES
     kinds: dict[str, dict[str, int]] = {}
-    for split, folder in (("train", "train"), ("test", "val")):
+    for split, pairs in photos.items():
         rows = []
-        for label in ("ants", "bees"):
-            for path in sorted((data / folder / label).iterdir()):
-                if path.name == PLACEHOLDER or path.name.startswith("."):
-                    continue
-                text, kind = note(label, rng, shares)
-                rows.append({"image": str(path.resolve()), "note": text, "species": label, "kind": kind})
+        for path, label in pairs:
+            text, kind = note(label, rng, shares, pools)
+            rows.append({"image": str(path.resolve()), "note": text, "species": label, "kind": kind})
         kinds[split] = {k: sum(r["kind"] == k for r in rows) for k in ("own", "other", "neutral")}
         with open(out / f"{split}.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, ["image", "note", "species"], extrasaction="ignore")
@@ -118,12 +158,12 @@ def config(out: Path, fusion: str) -> dict:
     }
 
 
-def run_once(data: Path, seed: int, fusions: list[str], shares: dict[str, float]) -> dict:
+def run_once(data: Path, seed: int, fusions: list[str], shares: dict[str, float], dataset: str) -> dict:
     from modelyard.tasks import config_from_dict
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        kinds = build(data, out, seed, shares)
+        kinds = build(data, out, seed, shares, dataset)
         runs = {}
         for fusion in fusions:
             started = time.perf_counter()
@@ -154,17 +194,22 @@ def run_once(data: Path, seed: int, fusions: list[str], shares: dict[str, float]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--dataset", choices=["hymenoptera", "raccoon"], default="hymenoptera")
+    parser.add_argument("--data", type=Path, default=None, help="default: ../shared/datasets/<the dataset's folder>")
     parser.add_argument("--note-seeds", type=int, default=3, help="how many independent note draws to run")
+    parser.add_argument("--first-note-seed", type=int, default=0, help="fresh draws: start the note seeds here")
     parser.add_argument("--own-share", type=float, default=SHARES["own"], help="share of notes typical of the label")
     parser.add_argument("--other-share", type=float, default=SHARES["other"], help="share typical of the other label")
     parser.add_argument("--fusions", default="concat,weighted_logits", help="model.fusion values to train")
     args = parser.parse_args()
-    if not (args.data / "train").is_dir():
-        sys.exit(f"{args.data}: no hymenoptera_data here (train/ and val/ class folders); pass --data")
+    args.data = args.data or (RACCOON if args.dataset == "raccoon" else DATA)
+    wanted = args.data / ("data" if args.dataset == "raccoon" else "train")
+    if not wanted.is_dir():
+        sys.exit(f"{args.data}: no {args.dataset} data here ({wanted.name}/ is missing); pass --data")
     started = time.perf_counter()
     shares = {"own": args.own_share, "other": args.other_share}
-    results = [run_once(args.data, seed, args.fusions.split(","), shares) for seed in range(args.note_seeds)]
+    seeds = range(args.first_note_seed, args.first_note_seed + args.note_seeds)
+    results = [run_once(args.data, seed, args.fusions.split(","), shares, args.dataset) for seed in seeds]
     summary = {
         head: {
             metric: round(statistics.mean(r["test"][head][metric] for r in results), 4)
@@ -174,7 +219,10 @@ def main() -> None:
     }
     report = {
         "benchmark": "multimodal_fusion",
-        "dataset": "insect field notes (hymenoptera photos + drawn notes; see the docstring)",
+        "dataset": {
+            "hymenoptera": "insect field notes (hymenoptera photos + drawn notes; see the docstring)",
+            "raccoon": "raccoon framing notes (raccoon_detection photos, MIT, labelled from their boxes + drawn notes)",
+        }[args.dataset],
         "note_shares": {**shares, "neutral": round(1 - shares["own"] - shares["other"], 4)},
         "results": results,
         "mean_test_over_note_seeds": summary,
