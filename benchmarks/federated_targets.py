@@ -51,8 +51,8 @@ FULL = ROOT.parent / "shared" / "datasets" / "credit_default_taiwan" / "UCI_Cred
 CONFIG = ROOT / "examples" / "credit_scoring.yaml"
 BANKING = ROOT / "examples" / "data" / "banking77"
 HEADLINE = ("roc_auc", "pr_auc", "accuracy", "macro_f1", "ks", "brier")
-ARMS = ("iid", "fedavg", "fedprox", "fedavgm", "fedadam", "balanced", "scaffold", "scaffold_sgd", "fedsgd", "fedsgd_bn")
-ARMS += ("secure",)
+FAMILIES = ("fedavg", "fedprox", "fedavgm", "fedadam", "balanced", "scaffold", "scaffold_sgd", "fedsgd", "fedsgd_bn")
+ARMS = ("iid", *FAMILIES, "secure")  # FAMILIES run once per Dirichlet draw
 FEDSGD = [  # one SGD step per site per round (rate 1: the site's gradient), Adam at the server at the MLP's rate
     "federated.local_steps=1",
     "federated.local_optimizer=sgd",
@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--mus", default="0.01", help="FedProx mu grid, comma-separated: one family per mu")
     parser.add_argument("--sgd-lrs", default="0.1", help="scaffold_sgd: the sites' SGD rates, one family per rate")
     parser.add_argument("--set", action="append", default=[], help="an override for every arm, e.g. model.norm=layer")
-    parser.add_argument("--rounds", type=int, default=None, help="federated rounds (default: the centralised epochs)")
+    parser.add_argument("--rounds", type=int, default=None, help="federated rounds (default: the centralised budget)")
     args = parser.parse_args()
     out = {"suite": args.suite, "clients": args.clients, "alpha": args.alpha, "python": platform.python_version()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,18 +139,18 @@ def main() -> None:
 def compare(path: Path, overrides: list[str], args, tmp: Path, metric: str, secure: bool) -> dict[str, dict]:
     """Centralised `train`, then the federated arms on the same config; secure aggregation (slow for MiniLM's
     22.7M parameters, and the same model by construction) only when `secure`."""
+    wanted = args.arms.split(",")
+    unknown = sorted(set(wanted) - set(ARMS))
+    if unknown:
+        raise SystemExit(f"unknown --arms {unknown}; choose from {ARMS}")
     runs = {}
     began = time.perf_counter()
     model = modelyard.train(load_config(path, overrides), tmp / "central", quiet=True, track=False)
     runs["centralised"] = {**headline(model.path), "seconds": round(time.perf_counter() - began, 1)}
     print(json.dumps({"centralised": runs["centralised"]}), flush=True)
-    wanted = args.arms.split(",")
-    unknown = sorted(set(wanted) - set(ARMS))
-    if unknown:
-        raise SystemExit(f"unknown --arms {unknown}; choose from {ARMS}")
     arms = [("fedavg_iid", "iid", 0, Settings(args.clients), [])] if "iid" in wanted else []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        for family in ARMS[1:-1]:
+        for family in FAMILIES:
             if family not in wanted:
                 continue
             strategy = family.split("_")[0] if family.startswith(("fedprox", "scaffold")) else "fedavg"
