@@ -34,7 +34,7 @@ CALIBRATION_BATCH = 8
 SPEC_FILE = "detector.json"
 SCORE_MARGIN = 0.05  # parity: a box confident in one model must score >= min_score - this in the other
 FP32_NODES = ("/smooth/", "/heatmap/", "/box/")  # ONNX names of the modules int8 export leaves in fp32
-DEFAULTS = {"epochs": 40, "batch_size": 16, "learning_rate": 1e-3, "scheduler": "cosine", "precision": "fp32"}
+DEFAULTS = {"epochs": 25, "batch_size": 16, "learning_rate": 1e-3, "scheduler": "cosine", "precision": "fp32"}
 
 
 class DetectorLearner:
