@@ -22,6 +22,7 @@ import csv
 import itertools
 import json
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -35,10 +36,11 @@ ROOT = Path(__file__).resolve().parents[1]
 HOTELS = "酒店"  # online_shopping_10_cats' hotel category: the reviewer's held-out Chinese set
 
 
-def prepare(shared: Path, out: Path, rows: int | None) -> None:
+def prepare(shared: Path, out: Path, rows: int | None, hotel_rows: int | None = None) -> None:
     """The sweep's data folder: BANKING77 (in the repo), SST-2 and waimai (copied), hotel reviews cut out of
     online_shopping_10_cats, and the other nine categories' review texts, unlabelled, for masked-LM pretraining.
-    `rows` keeps the first rows of each file (a CPU plumbing check)."""
+    `rows` keeps the first rows of each file (a CPU plumbing check); `hotel_rows` a seeded random sample of the
+    hotel reviews, half of each label (the CPU-sized masked-LM comparison)."""
     out.mkdir(parents=True, exist_ok=True)
 
     def copy(source: Path, name: str, delimiter: str = ",") -> None:
@@ -62,6 +64,9 @@ def prepare(shared: Path, out: Path, rows: int | None) -> None:
                     (hotels if row["cat"] == HOTELS else others).append((row["label"], review))
     if rows is not None:
         hotels, others = hotels[: rows // 2] + hotels[-rows // 2 :], others[:rows]
+    if hotel_rows is not None:
+        rng = random.Random(0)
+        hotels = [r for label in ("0", "1") for r in rng.sample([h for h in hotels if h[0] == label], hotel_rows // 2)]
     with (out / "hotels.csv").open("w", encoding="utf-8", newline="") as f:
         csv.writer(f).writerows([("label", "review"), *hotels])
     (out / "reviews_unlabelled.txt").write_text("\n".join(r.replace("\n", " ") for _, r in others) + "\n", "utf-8")
@@ -259,6 +264,7 @@ def main() -> None:
     parser.add_argument("--prepare", type=Path, help="build the data folder here and stop")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared/datasets")
     parser.add_argument("--rows", type=int, help="with --prepare: keep the first rows of each file")
+    parser.add_argument("--hotel-rows", type=int, help="with --prepare: a random sample of the hotel reviews")
     parser.add_argument("--data", type=Path, help="a folder made by --prepare")
     parser.add_argument("--grid", choices=("full", "mlm", "tiny"), default="full")
     parser.add_argument("--mlm", nargs="*", default=[], help="overrides that turn continued masked-LM pretraining on")
@@ -267,7 +273,7 @@ def main() -> None:
     parser.add_argument("--summary", type=Path, default=Path("text_defaults_sweep_summary.json"))
     args = parser.parse_args()
     if args.prepare:
-        prepare(args.shared, args.prepare, args.rows)
+        prepare(args.shared, args.prepare, args.rows, args.hotel_rows)
         return
     if args.data is None:
         parser.error("--data DIR (made by --prepare) is required")

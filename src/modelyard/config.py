@@ -83,6 +83,11 @@ class DomainPretrainingConfig(StrictModel):
     learning_rate: float = Field(1e-4, gt=0, description="peak rate: 6% linear warm-up, then linear decay to 0")
     mlm_probability: float = Field(0.15, gt=0, lt=1, description="share of tokens masked (BERT's 80/10/10 rule)")
     max_length: int | None = Field(None, ge=8, le=512, description="tokens; null = model.max_length or fit the texts")
+    corpus_vocabulary: bool = Field(
+        True,
+        description="score masked positions over the tokens the texts hold, not the whole vocabulary (the same "
+        "odds between those tokens; on a 250k-token vocabulary most of the head's work is saved); false = all",
+    )
 
 
 class DataConfig(StrictModel):

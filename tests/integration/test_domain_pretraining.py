@@ -60,6 +60,7 @@ def test_masked_lm_adapts_the_encoder_keeps_frozen_embeddings_and_is_cached(tmp_
     assert record["texts"] == len(data.splits["train"]) + 40  # the test text among the extra ones is left out
     assert record["extra_texts_dropped_as_held_out"] == 1
     assert math.isfinite(record["loss_last"]) and record["loss_first"] > 0 and len(record["loss_curve"]) == 2
+    assert 0 < record["output_vocabulary"] < 30522  # the head scored the texts' own tokens, not all of BERT's
     adapted, before = load_file(folder / "model.safetensors"), load_file(original / "model.safetensors")
     assert not adapted[QUERY].equal(before[QUERY])  # the encoder learned from the masked texts
     assert adapted[WORD_EMBEDDINGS].equal(before[WORD_EMBEDDINGS])  # freeze_embeddings held during pretraining
@@ -95,3 +96,21 @@ def test_far_off_learning_rates_and_epochs_are_used_as_set_but_said_why_in_the_d
     path = _config(tmp_path)
     data = modelyard.validate(path, ["train.learning_rate=0.002", "model.domain_pretraining=null"])
     assert any("train.learning_rate 0.002 is far above" in w for w in data.warnings)
+
+
+def test_the_corpus_vocabulary_head_keeps_the_full_heads_odds_between_the_texts_tokens():
+    from transformers import AutoTokenizer
+
+    original = locate("minilm-l6")
+    model, head = domain_pretraining._masked_lm(original)
+    model.eval()
+    ids = AutoTokenizer.from_pretrained(str(original))(["my card was declined", "top up failed"])["input_ids"]
+    hidden = torch.randn(5, model.config.hidden_size)
+    with torch.no_grad():
+        full = head(hidden)
+        remap = domain_pretraining.restrict_to_corpus(model, head, ids)
+        cut = head(hidden)
+    kept = sorted({i for row in ids for i in row})
+    assert cut.shape == (5, len(kept)) and remap[kept].tolist() == list(range(len(kept)))
+    assert (remap >= 0).sum() == len(kept)  # every other token maps to no column
+    torch.testing.assert_close(cut, full[:, kept])  # the same logits, so the same odds between those tokens

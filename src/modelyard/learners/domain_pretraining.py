@@ -129,12 +129,47 @@ def _masked_lm(path: Path):
     return model, heads[0]
 
 
+class CorpusDecoder(torch.nn.Module):
+    """The head's output layer cut to the token ids the pretraining texts hold (`kept`): the masked tokens are
+    always among them, and the odds between them are those of the whole layer, at a fraction of its work."""
+
+    def __init__(self, decoder: torch.nn.Linear, kept: torch.Tensor):
+        super().__init__()
+        self.decoder = decoder  # shared, not copied: it is tied to the word embeddings
+        self.register_buffer("kept", kept, persistent=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        bias = None if self.decoder.bias is None else self.decoder.bias[self.kept]
+        return F.linear(hidden, self.decoder.weight[self.kept], bias)
+
+
+def restrict_to_corpus(model, head: torch.nn.Module, ids: list[list[int]]) -> torch.Tensor | None:
+    """Swap the head's output layer for a `CorpusDecoder` over the tokens in `ids`; returns the map from a token
+    id to its column (-1 for tokens the texts lack), or None when the head has no single output layer to cut."""
+    decoder = model.get_output_embeddings()
+    kept = torch.tensor(sorted({i for row in ids for i in row}), dtype=torch.long)
+    for parent in head.modules():
+        for name, child in parent.named_children():
+            if child is decoder:
+                setattr(parent, name, CorpusDecoder(decoder, kept))
+                remap = torch.full((decoder.out_features,), -1, dtype=torch.long)
+                remap[kept] = torch.arange(len(kept))
+                return remap
+    return None
+
+
 def _step_loss(
-    encoder, head, batch: dict[str, torch.Tensor], micro_tokens: int, device: torch.device, head_only: bool
+    encoder,
+    head,
+    batch: dict[str, torch.Tensor],
+    micro_tokens: int,
+    device: torch.device,
+    head_only: bool,
+    remap: torch.Tensor | None,
 ) -> float:
     """Forward and backward of one batch in parts; the MLM head runs on the masked positions alone (a 250k-token
     vocabulary's logits for every position would be batch x length x 250k floats). `head_only`: no gradient
-    reaches the encoder."""
+    reaches the encoder. `remap`: token id -> the restricted head's column."""
     total = int((batch["labels"] != -100).sum())
     if total == 0:
         return float("nan")
@@ -151,7 +186,8 @@ def _step_loss(
                 input_ids=part["input_ids"].to(device), attention_mask=part["attention_mask"].to(device)
             ).last_hidden_state  # (B, T, H)
         logits = head(hidden[picked])  # (M, V): masked positions only
-        loss = F.cross_entropy(logits.float(), labels[picked], reduction="sum") / total
+        targets = labels[picked] if remap is None else remap[labels[picked]]
+        loss = F.cross_entropy(logits.float(), targets, reduction="sum") / total
         loss.backward()
         loss_sum += float(loss.detach())
     return loss_sum
@@ -241,6 +277,10 @@ def _pretrain(
     limit = min(MAX_AUTO_LENGTH, getattr(model.config, "max_position_embeddings", 512))
     max_length = settings.max_length or options.max_length or fit_max_length(tokenizer, texts, limit)
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    remap = restrict_to_corpus(model, head, ids) if settings.corpus_vocabulary else None
+    output_vocabulary = model.config.vocab_size if remap is None else int((remap >= 0).sum())
+    if remap is not None:
+        remap = remap.to(device)
     collate = DataCollatorForLanguageModeling(tokenizer, mlm_probability=settings.mlm_probability)
     model.to(device).train()
     groups: dict[float, list[torch.nn.Parameter]] = {}
@@ -268,7 +308,7 @@ def _pretrain(
             rows, order = order[:batch_size], order[batch_size:]
             batch = collate([{"input_ids": ids[i]} for i in rows])
             with prec.autocast(precision, device):
-                loss = _step_loss(encoder, head, batch, options.micro_batch_tokens, device, step < head_steps)
+                loss = _step_loss(encoder, head, batch, options.micro_batch_tokens, device, step < head_steps, remap)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
@@ -290,6 +330,7 @@ def _pretrain(
         "learning_rate": settings.learning_rate,
         "mlm_probability": settings.mlm_probability,
         "max_length": max_length,
+        "output_vocabulary": output_vocabulary,
         "frozen_embeddings": frozen,
         "head_only_steps": head_steps,
         "loss_first": round(float(np.nanmean(losses[:window])), 4),
