@@ -104,9 +104,9 @@ def datasets(data: Path) -> dict[str, list[str]]:
     }
 
 
-def grid(name: str, data: Path, mlm: list[str]) -> list[dict[str, Any]]:
+def grid(name: str, data: Path, mlm: list[str], mlm_seeds: list[int]) -> list[dict[str, Any]]:
     """Every run of the sweep: (group, setting, split seed) -> overrides. `tiny` is one short run per group; `mlm`
-    the continued-pretraining arm alone (`mlm`: the overrides that turn it on)."""
+    the recipe with and without continued pretraining (`mlm`: the overrides that turn it on) on `mlm_seeds`."""
     sets = datasets(data)
     jobs: list[dict[str, Any]] = []
 
@@ -139,8 +139,8 @@ def grid(name: str, data: Path, mlm: list[str]) -> list[dict[str, Any]]:
             add("item15/hotels", "hotels", {"variant": "mlm"}, [*e5, "train.epochs=1", *mlm], [0])
         return jobs
     if name == "mlm":  # the recipe with and without continued pretraining, on the hotel splits the full grid used
-        add("item15/hotels_mlm", "hotels", {"variant": "recipe"}, e5, [0, 1, 2])
-        add("item15/hotels_mlm", "hotels", {"variant": "recipe_mlm"}, e5 + mlm, [0, 1, 2])
+        add("item15/hotels_mlm", "hotels", {"variant": "recipe"}, e5, mlm_seeds)
+        add("item15/hotels_mlm", "hotels", {"variant": "recipe_mlm"}, e5 + mlm, mlm_seeds)
         return jobs
     # One setting at a time around the current default (validation decides), seeds where the test set is carved.
     for setting, extra in [*lr_epochs([2e-5, 1e-4], [3]), *lr_epochs([5e-5], [2, 3, 4])]:
@@ -268,6 +268,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="a folder made by --prepare")
     parser.add_argument("--grid", choices=("full", "mlm", "tiny"), default="full")
     parser.add_argument("--mlm", nargs="*", default=[], help="overrides that turn continued masked-LM pretraining on")
+    parser.add_argument("--mlm-seeds", type=int, nargs="+", default=[0, 1, 2], help="split seeds of --grid mlm")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output", type=Path, default=Path("text_defaults_sweep.jsonl"))
     parser.add_argument("--summary", type=Path, default=Path("text_defaults_sweep_summary.json"))
@@ -282,7 +283,7 @@ def main() -> None:
     os.environ.setdefault("MODELYARD_CACHE", str(Path(tempfile.gettempdir()) / "modelyard_sweep_cache"))
     from modelyard.models.catalog import locate
 
-    jobs = grid(args.grid, args.data.resolve(), args.mlm)
+    jobs = grid(args.grid, args.data.resolve(), args.mlm, args.mlm_seeds)
     for backbone in {o.removeprefix("model.backbone=") for j in jobs for o in j["overrides"] if "backbone=" in o}:
         locate(backbone)
     confirm = {"e5/waimai": list(range(10))} if args.grid == "full" else {}
