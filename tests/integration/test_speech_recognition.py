@@ -58,6 +58,9 @@ def test_ctc_training_writes_wer_cer_rtf_and_a_loadable_bundle(ctc_bundle, strin
     metrics = json.loads((ctc_bundle / "metrics.json").read_text())
     assert {"wer", "cer", "rtf"} <= set(metrics["test"]) and metrics["test"]["utterances"] == 6
     assert set(metrics["test_intervals"]) >= {"wer", "cer"}
+    spec = json.loads((ctc_bundle / "speech_model.json").read_text())
+    assert spec["model"]["frontend"] == {"f_max": 4000.0}  # 8 kHz recordings: mel bands over what they hold
+    assert spec["model"]["cepstra"] == 13  # `auto` for English transcripts
     model = modelyard.load(ctc_bundle)
     answer = model.predict([str(strings["test"].parent / "00000_theo.wav")])[0]
     assert set(answer) >= {"text", "duration", "segments"} and answer["duration"] > 1

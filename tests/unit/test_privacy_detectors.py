@@ -95,6 +95,24 @@ def test_names_come_from_the_english_ner_model_and_from_chinese_context():
     assert kinds("请李女士明天来办理", names) == [("person", "李")]
 
 
+def test_the_name_model_runs_only_where_two_capitalised_words_other_than_i_meet(monkeypatch):
+    from modelyard.privacy import names
+
+    seen: list[str] = []
+    pipeline = names._nlp()
+
+    class Recording:
+        def pipe(self, texts, batch_size):
+            seen.extend(texts)
+            return pipeline.pipe(texts, batch_size=batch_size)
+
+    monkeypatch.setattr(names, "_nlp", Recording)
+    texts = ["Can I link my new card?", "Hey I'm stuck, Did I pay?", "Hey I'm Jane Doe", "I Maria Garcia agree"]
+    found = names.person_spans(texts)
+    assert seen == texts[2:]
+    assert [[span.value for span in spans] for spans in found] == [[], [], ["Jane Doe"], ["Maria Garcia"]]
+
+
 def test_placeholders_say_the_kind_and_salted_pseudonyms_are_stable_per_value():
     text = "mail a.b@example.org, card 4111 1111 1111 1111 or 4111111111111111"
     assert PATTERNS_ONLY.redact(text) == "mail <EMAIL>, card <CARD> or <CARD>"

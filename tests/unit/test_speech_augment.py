@@ -7,7 +7,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from modelyard.learners.speech_ctc import SpeechDataset
+from modelyard.learners.speech_ctc import SpeechDataset, cepstra_for
 from modelyard.models.ctc import CTCConfig, CTCRecognizer
 
 
@@ -46,3 +46,36 @@ def test_training_samples_get_speed_noise_and_gain_evaluation_samples_are_untouc
     steady = SpeechDataset(*args, training=True, seed=0, speed=(1.0, 1.0), noise_snr_db=(0.0, 0.0))[0]["wave"]
     residual = steady / (np.dot(steady, tone) / np.dot(tone, tone)) - tone  # gain taken out: the added noise
     assert 0.5 < np.sqrt(np.mean(residual**2)) / np.sqrt(np.mean(tone**2)) < 2.0  # 0 dB SNR
+
+
+def test_cepstra_feed_the_first_dct_coefficients_of_the_normalised_bands_to_the_convolutions():
+    torch.manual_seed(0)
+    cfg = CTCConfig(vocab_size=12, n_mels=32, conv_channels=16, hidden_size=16, layers=1, cepstra=10)
+    model = CTCRecognizer(cfg).eval()
+    assert model.subsample[0].in_channels == 10 and "dct" not in model.state_dict()  # rebuilt from the config
+    wave, lengths = torch.randn(2, 12000) * 0.1, torch.tensor([12000, 8000])
+    logits, frames = model(wave, lengths)
+    assert logits.shape[:2] == (2, int(frames.max())) and frames.tolist() == [19, 13]
+    bands = model.normalise(model.features(wave), model.frame_lengths(lengths))
+    c0 = bands.sum(1) / np.sqrt(32)  # the orthonormal DCT's first coefficient: the scaled sum of the bands
+    assert torch.allclose(torch.matmul(model.dct, bands)[:, 0], c0, atol=1e-5)
+
+
+def test_conv2d_subsampling_gives_the_same_frames_and_moves_with_a_formant_shift():
+    torch.manual_seed(0)
+    cfg = CTCConfig(vocab_size=12, n_mels=32, conv_channels=16, hidden_size=16, layers=1, subsampling="conv2d")
+    model = CTCRecognizer(cfg).eval()
+    wave, lengths = torch.randn(2, 12000) * 0.1, torch.tensor([12000, 8000])
+    logits, frames = model(wave, lengths)
+    assert frames.tolist() == [19, 13] and logits.shape[:2] == (2, 19)
+    feats = torch.zeros(1, 32, 40)
+    feats[0, 8, :] = 1.0  # one band lit; the same pattern 4 bands higher lights the same filters one row up
+    moved = torch.roll(feats, 4, dims=1)
+    conv = model.subsample.conv
+    assert torch.allclose(conv(feats.unsqueeze(1))[..., 2:4, :], conv(moved.unsqueeze(1))[..., 3:5, :])
+
+
+def test_auto_cepstra_are_13_for_alphabetic_transcripts_and_every_band_for_chinese():
+    assert cepstra_for("auto", ["nine one one", "call me back"]) == 13
+    assert cepstra_for("auto", ["我想查一下订单", "退款什么时候到账"]) is None  # tones live in the pitch harmonics
+    assert cepstra_for(20, ["我想查一下订单"]) == 20 and cepstra_for(None, ["nine"]) is None

@@ -1,6 +1,6 @@
 """A small speech recogniser trained here: log-mel front end -> vocal-tract-length perturbation (training only) ->
-per-utterance normalisation -> SpecAugment (training only) -> 4x convolutional subsampling -> bidirectional LSTM ->
-per-frame character logits for CTC.
+per-utterance normalisation -> SpecAugment (training only) -> optionally the first cepstral coefficients (DCT of the
+bands) -> 4x convolutional subsampling -> bidirectional LSTM -> per-frame character logits for CTC.
 
 With `encoder` set, a frozen pretrained Whisper encoder replaces the front end and the convolutions: a learned
 mix of its layers' outputs (as in SUPERB's downstream models), random time masks (training only), two 20 ms
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from modelyard.models.audio_augment import MelWarp
-from modelyard.models.audio_features import FrontEndConfig, frontend
+from modelyard.models.audio_features import FrontEndConfig, dct_matrix, frontend
 from modelyard.models.whisper_encoder import WhisperHiddenStates
 
 
@@ -37,6 +37,9 @@ class CTCConfig:
     time_masks: int = 2
     time_mask_share: float = 0.05  # each time mask covers at most this share of the frames
     vtlp: float = 0.0  # training only: each utterance's frequency axis warped by a factor in [1 +- vtlp] (MelWarp)
+    cepstra: int | None = None  # keep this many DCT coefficients of the normalised bands; None: the bands themselves
+    subsampling: str = "conv1d"  # conv1d: bands as channels; conv2d: 3x3 filters over bands and time
+    conv2d_channels: int = 32
     frontend: dict[str, Any] = field(default_factory=dict)
     # a frozen pretrained Whisper encoder as the front end: {"name", "shape" (encoder_shape), "max_hz"}; None: log-mel
     encoder: dict[str, Any] | None = None
@@ -49,10 +52,31 @@ class CTCConfig:
 
 
 def subsampled(lengths: torch.Tensor) -> torch.Tensor:
-    """Frames left after the two stride-2 convolutions (kernel 5, padding 2)."""
+    """Frames left after the two stride-2 convolutions (kernel 5 and padding 2, or 3 and 1: the same lengths)."""
     for _ in range(2):
         lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
     return lengths
+
+
+class Conv2dSubsampling(nn.Module):
+    """(B, bands, T) -> (B, out, T/4): two stride-2 3x3 convolutions over bands and time, as ESPnet's and
+    DeepSpeech 2's front ends, so a formant a few bands higher (a shorter vocal tract) meets the same filters; then
+    the remaining bands are flattened and projected."""
+
+    def __init__(self, bands: int, channels: int, out: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, channels, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1),
+            nn.GELU(),
+        )
+        self.project = nn.Linear(channels * int(subsampled(torch.tensor(bands))), out)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        x = self.conv(feats.unsqueeze(1))  # (B, channels, bands / 4, T / 4)
+        b, c, f, t = x.shape
+        return self.project(x.permute(0, 3, 1, 2).reshape(b, t, c * f)).transpose(1, 2)
 
 
 class CTCRecognizer(nn.Module):
@@ -70,12 +94,18 @@ class CTCRecognizer(nn.Module):
             self.frontend_cfg = cfg.frontend_config()
             self.features = frontend(self.frontend_cfg)
             self.warp = MelWarp(self.frontend_cfg, cfg.vtlp)  # identity unless training with vtlp > 0
-            self.subsample = nn.Sequential(
-                nn.Conv1d(cfg.n_mels, c, 5, stride=2, padding=2),
-                nn.GELU(),
-                nn.Conv1d(c, c, 5, stride=2, padding=2),
-                nn.GELU(),
-            )
+            if cfg.cepstra is not None:
+                self.register_buffer("dct", dct_matrix(cfg.n_mels, cfg.cepstra).T.contiguous(), persistent=False)
+            bands = cfg.cepstra or cfg.n_mels
+            if cfg.subsampling == "conv2d":
+                self.subsample = Conv2dSubsampling(bands, cfg.conv2d_channels, c)
+            else:
+                self.subsample = nn.Sequential(
+                    nn.Conv1d(bands, c, 5, stride=2, padding=2),
+                    nn.GELU(),
+                    nn.Conv1d(c, c, 5, stride=2, padding=2),
+                    nn.GELU(),
+                )
         self.lstm = nn.LSTM(
             c,
             cfg.hidden_size,
@@ -150,6 +180,8 @@ class CTCRecognizer(nn.Module):
             feats = self.normalise(self.warp(self.features(wave)), frames)  # (B, n_mels, T)
             if self.training:
                 feats = self.spec_augment(feats, frames)
+            if self.cfg.cepstra is not None:
+                feats = torch.matmul(self.dct, feats)  # (B, cepstra, T)
             x, frames = self.subsample(feats).transpose(1, 2), subsampled(frames)  # (B, T/4, C)
         x, _ = self.lstm(x)  # (B, frames, 2H)
         return self.head(self.dropout(x)), frames  # (B, frames, V), (B,)

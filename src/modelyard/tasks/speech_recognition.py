@@ -87,6 +87,19 @@ class SpeechModelConfig(ModelConfig):
         "random factor in [1 - vtlp, 1 + vtlp], for voices not in the training data (digit strings, a held-out "
         "validation voice: WER 32% -> 19%; the test voices: 24.7% -> 23.7%); 0 turns it off",
     )
+    cepstra: int | Literal["auto"] | None = Field(
+        "auto",
+        description="keep only this many cepstral coefficients (the DCT of the normalised log-mel bands, as MFCC): "
+        "the spectral envelope that says which sound it is, without the fine detail (pitch harmonics) that says "
+        "whose voice it is; auto: 13, or every band when the transcripts are mostly Chinese, Japanese or Korean "
+        "(Chinese tones live in those harmonics); null: every band",
+    )
+    subsampling: Literal["conv1d", "conv2d"] = Field(
+        "conv1d",
+        description="the two stride-2 convolutions before the LSTM: conv1d treats the bands as channels; conv2d "
+        "slides 3x3 filters over bands and time, so a voice's formants a few bands higher or lower meet the same "
+        "filters",
+    )
     speed_perturbation: tuple[float, float] = Field(
         (0.9, 1.1), description="training only: each recording played at a random speed in this range (tempo+pitch)"
     )
@@ -123,6 +136,14 @@ class SpeechModelConfig(ModelConfig):
             raise ValueError(f"speed_perturbation: speeds between 0.5 and 2.0, got {list(value)}")
         return value
 
+    @field_validator("cepstra")
+    @classmethod
+    def _cepstra_within_bands(cls, value: int | str | None, info: ValidationInfo) -> int | str | None:
+        bands = info.data.get("n_mels", 64)
+        if isinstance(value, int) and not 4 <= value <= bands:
+            raise ValueError(f"cepstra: 4 to n_mels ({bands}) coefficients, 'auto' or null, got {value}")
+        return value
+
 
 def _silence_wav() -> str:
     import numpy as np
@@ -152,7 +173,7 @@ def _fit_whisper_window(train: pd.DataFrame, slowest: float) -> tuple[pd.DataFra
     return train[~long].reset_index(drop=True), warning
 
 
-FROM_SCRATCH_ONLY = frozenset({"n_mels", "vtlp", "speed_perturbation", "noise_snr_db"})
+FROM_SCRATCH_ONLY = frozenset({"n_mels", "cepstra", "subsampling", "vtlp", "speed_perturbation", "noise_snr_db"})
 
 
 def _check_encoder(options: SpeechModelConfig) -> None:
@@ -293,14 +314,21 @@ class SpeechRecognitionTask:
             from modelyard.learners.speech_ctc import CTCSpeechLearner
 
             texts = data.splits["train"]["text"].tolist()
-            if not options.encoder:
-                data.report["backbone"] = f"{CTC}: BiLSTM + CTC over characters, trained from scratch on this data"
-                return CTCSpeechLearner.scratch(options, texts)
             max_hz = _band_limit(data.splits["train"])
+            lowest = int(data.splits["train"]["source_rate"].min())
+            if not options.encoder:
+                learner = CTCSpeechLearner.scratch(options, texts, max_hz)
+                kept = learner.settings["model"]["cepstra"]
+                features = f"{kept} cepstral coefficients of " if kept else ""
+                data.report["backbone"] = (
+                    f"{CTC}: BiLSTM + CTC over characters, trained from scratch on this data ({features}"
+                    f"{options.n_mels} mel bands up to {max_hz:.0f} Hz: the lowest training sample rate is {lowest} Hz)"
+                )
+                return learner
             data.report["backbone"] = (
                 f"{CTC}: BiLSTM + CTC over characters trained on this data, on the frozen pretrained encoder of "
                 f"{options.encoder} (bands above {max_hz:.0f} Hz dropped: the lowest training sample rate is "
-                f"{int(data.splits['train']['source_rate'].min())} Hz)"
+                f"{lowest} Hz)"
             )
             return CTCSpeechLearner.scratch(options, texts, max_hz)
         if options.fine_tune:
