@@ -56,8 +56,10 @@ def test_speed_ratios_span_the_asked_speeds_in_lowest_terms():
     assert (1, 1) in speed_ratios(0.1) and speed_ratios(0.0) == [(1, 1)]
 
 
-def test_coloured_noise_has_unit_rms():
-    noise = coloured_noise(4000, np.random.default_rng(3))
+@pytest.mark.parametrize("size", [4000, 64007])  # 64007 is prime: the noise is shaped at a faster FFT length
+def test_coloured_noise_has_unit_rms(size):
+    noise = coloured_noise(size, np.random.default_rng(3))
+    assert noise.shape == (size,) and noise.dtype == np.float32
     assert np.sqrt(np.mean(noise**2)) == pytest.approx(1.0, rel=1e-3)
 
 

@@ -4,9 +4,11 @@ in the dataset. Each acts only while training, so the exported graph and evaluat
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
+from modelyard.learners import speech_ctc
 from modelyard.learners.speech_ctc import SpeechDataset, cepstra_for
 from modelyard.models.ctc import CTCConfig, CTCRecognizer
 
@@ -46,6 +48,18 @@ def test_training_samples_get_speed_noise_and_gain_evaluation_samples_are_untouc
     steady = SpeechDataset(*args, training=True, seed=0, speed=(1.0, 1.0), noise_snr_db=(0.0, 0.0))[0]["wave"]
     residual = steady / (np.dot(steady, tone) / np.dot(tone, tone)) - tone  # gain taken out: the added noise
     assert 0.5 < np.sqrt(np.mean(residual**2)) / np.sqrt(np.mean(tone**2)) < 2.0  # 0 dB SNR
+
+
+def test_noise_is_cropped_from_white_pink_and_brown_buffers_made_once(monkeypatch):
+    monkeypatch.setattr(speech_ctc, "NOISE_BANK_SECONDS", 0.5)  # 8,000 samples a buffer
+    dataset = SpeechDataset([], [], [], training=True, seed=0, noise_snr_db=(0.0, 0.0))
+    first, second, longer = dataset.noise(4000), dataset.noise(4000), dataset.noise(20000)  # the last one tiled
+    bank = list(dataset.noise_bank)
+    dataset.noise(100)
+    assert [b.size for b in bank] == [8000] * 3 and all(a is b for a, b in zip(bank, dataset.noise_bank, strict=True))
+    assert first.shape == second.shape == (4000,) and longer.shape == (20000,) and not np.array_equal(first, second)
+    for crop in (first, second, longer):
+        assert np.sqrt(np.mean(crop**2)) == pytest.approx(1.0, rel=1e-3)
 
 
 def test_cepstra_feed_the_first_dct_coefficients_of_the_normalised_bands_to_the_convolutions():

@@ -12,6 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from scipy.fft import next_fast_len
 
 from modelyard.data.audio import EXTENSIONS, AudioError, frame_energy_db, load_audio, resample_ratio
 
@@ -57,12 +58,16 @@ def fit_length(wave: np.ndarray, length: int, rng: np.random.Generator | None = 
     return np.pad(wave, (left, room - left))
 
 
-def coloured_noise(size: int, rng: np.random.Generator) -> np.ndarray:
-    """White, pink or brown noise (1/f^0, 1/f^1, 1/f^2 power), unit RMS."""
-    exponent = rng.choice([0.0, 1.0, 2.0])
-    spectrum = np.fft.rfft(rng.standard_normal(size))
-    freqs = np.maximum(np.fft.rfftfreq(size), 1.0 / size)
-    noise = np.fft.irfft(spectrum / freqs ** (exponent / 2), n=size)
+def coloured_noise(size: int, rng: np.random.Generator, exponent: float | None = None) -> np.ndarray:
+    """White, pink or brown noise (1/f^0, 1/f^1, 1/f^2 power: `exponent` 0, 1 or 2, else one drawn), unit RMS.
+    Shaped at the next FFT-friendly length and cut to `size`: a speed-perturbed recording's length is often one
+    whose FFT is slow (lengths of 2.5-7.5 s of 16 kHz audio: 26 ms a call, against 2.7 ms at the next fast
+    length)."""
+    exponent = rng.choice([0.0, 1.0, 2.0]) if exponent is None else exponent
+    length = next_fast_len(size, real=True)
+    spectrum = np.fft.rfft(rng.standard_normal(length))
+    freqs = np.maximum(np.fft.rfftfreq(length), 1.0 / length)
+    noise = np.fft.irfft(spectrum / freqs ** (exponent / 2), n=length)[:size]
     return (noise / max(float(np.sqrt(np.mean(noise**2))), 1e-8)).astype(np.float32)
 
 

@@ -52,6 +52,7 @@ PREDICT_BATCH = 16
 # digit strings, a training voice held out (benchmarks/speech_targets.py loso, 2 voices): WER 20.2% with all 64
 # bands, 15.8% with 13 cepstra, 17.0% with conv2d subsampling over the bands; 20 cepstra 12.7% vs 13's 10.8% (1 voice)
 AUTO_CEPSTRA = 13
+NOISE_BANK_SECONDS = 30.0  # white, pink and brown noise made once at this length, cropped per recording
 CACHE_LIMIT_BYTES = 2 * 1024**3  # training audio held in memory as int16 up to this size, else read per step
 STATES_LIMIT_BYTES = 6 * 1024**3  # frozen encoder states held as float16 up to this size, else recomputed per step
 
@@ -83,6 +84,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         self.speed, self.noise_snr_db = speed, noise_snr_db
         self.rng = np.random.default_rng(seed)
         self.cache: dict[int, np.ndarray] = {}
+        self.noise_bank: list[np.ndarray] = []
         self.cacheable = sum(seconds) * SAMPLE_RATE * 2 < CACHE_LIMIT_BYTES
 
     def __len__(self) -> int:
@@ -96,6 +98,20 @@ class SpeechDataset(torch.utils.data.Dataset):
             self.cache[i] = np.round(audio * 32767.0).astype(np.int16)
         return audio
 
+    def noise(self, size: int) -> np.ndarray:
+        """`size` samples of white, pink or brown noise at unit RMS: a random crop of one of three buffers made
+        once (shaping fresh noise cost 2 ms per 4-second recording, 26 ms before `coloured_noise` used fast FFT
+        lengths; a crop costs nothing measurable)."""
+        if not self.noise_bank:
+            length = int(NOISE_BANK_SECONDS * SAMPLE_RATE)
+            self.noise_bank = [coloured_noise(length, self.rng, exponent) for exponent in (0.0, 1.0, 2.0)]
+        bank = self.noise_bank[self.rng.integers(len(self.noise_bank))]
+        if size > bank.size:
+            bank = np.tile(bank, size // bank.size + 1)
+        start = self.rng.integers(bank.size - size + 1)
+        crop = bank[start : start + size]
+        return crop / max(float(np.sqrt(np.mean(crop**2))), 1e-8)
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         audio = self.samples(i)
         if self.training:
@@ -105,7 +121,7 @@ class SpeechDataset(torch.utils.data.Dataset):
                 audio = np.interp(positions, np.arange(audio.size), audio).astype(np.float32)
             if self.noise_snr_db is not None and audio.size:
                 level = np.sqrt(np.mean(audio**2)) * 10 ** (-self.rng.uniform(*self.noise_snr_db) / 20)
-                audio = audio + coloured_noise(audio.size, self.rng) * np.float32(level)
+                audio = audio + self.noise(audio.size) * np.float32(level)
             audio = audio * np.float32(10 ** (self.rng.uniform(-6, 6) / 20))
         return {"wave": audio, "targets": self.targets[i]}
 
