@@ -316,21 +316,21 @@ class SpeechRecognitionTask:
             texts = data.splits["train"]["text"].tolist()
             max_hz = _band_limit(data.splits["train"])
             lowest = int(data.splits["train"]["source_rate"].min())
-            if not options.encoder:
-                learner = CTCSpeechLearner.scratch(options, texts, max_hz)
+            learner = CTCSpeechLearner.scratch(options, texts, max_hz)
+            if options.encoder:
+                data.report["backbone"] = (
+                    f"{CTC}: BiLSTM + CTC over characters trained on this data, on the frozen pretrained encoder of "
+                    f"{options.encoder} (bands above {max_hz:.0f} Hz dropped: the lowest training sample rate is "
+                    f"{lowest} Hz)"
+                )
+            else:
                 kept = learner.settings["model"]["cepstra"]
                 features = f"{kept} cepstral coefficients of " if kept else ""
                 data.report["backbone"] = (
                     f"{CTC}: BiLSTM + CTC over characters, trained from scratch on this data ({features}"
                     f"{options.n_mels} mel bands up to {max_hz:.0f} Hz: the lowest training sample rate is {lowest} Hz)"
                 )
-                return learner
-            data.report["backbone"] = (
-                f"{CTC}: BiLSTM + CTC over characters trained on this data, on the frozen pretrained encoder of "
-                f"{options.encoder} (bands above {max_hz:.0f} Hz dropped: the lowest training sample rate is "
-                f"{lowest} Hz)"
-            )
-            return CTCSpeechLearner.scratch(options, texts, max_hz)
+            return learner
         if options.fine_tune:
             from modelyard.learners.whisper_finetune import WhisperFineTuneLearner
 
