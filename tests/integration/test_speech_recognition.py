@@ -65,6 +65,17 @@ def test_ctc_training_writes_wer_cer_rtf_and_a_loadable_bundle(ctc_bundle, strin
     answer = model.predict([str(strings["test"].parent / "00000_theo.wav")])[0]
     assert set(answer) >= {"text", "duration", "segments"} and answer["duration"] > 1
     assert model.evaluate(strings["test"])["utterances"] == 6
+    assert "per_speaker" not in model.evaluate(strings["test"])  # one voice: the pooled figures are its own
+
+
+def test_evaluation_breaks_error_rates_down_by_speaker(ctc_bundle, strings):
+    metrics = modelyard.load(ctc_bundle).evaluate(strings["train"])
+    voices = metrics["per_speaker"]
+    assert set(voices) == {line.split(",")[2] for line in strings["train"].read_text().splitlines()[1:]}
+    assert sum(v["utterances"] for v in voices.values()) == metrics["utterances"]
+    assert sum(v["reference_words"] for v in voices.values()) == metrics["reference_words"]
+    rates = [v["wer"] for v in voices.values()]
+    assert rates == sorted(rates, reverse=True) and min(rates) <= metrics["wer"] <= max(rates)
 
 
 def test_awkward_but_usable_audio_is_handled_and_unusable_audio_is_a_clear_error(ctc_bundle, tmp_path):
@@ -184,6 +195,20 @@ def test_the_report_shows_aligned_reference_and_hypothesis_per_utterance(ctc_bun
     html = write_report(ctc_bundle, tmp_path / "report.html").read_text()
     assert "Per-utterance errors" in html and 'class="alignment"' in html and "real-time factor" in html
     assert "not available" not in html  # no other task's sections tried on a speech model
+
+
+def test_the_report_ranks_the_test_voices_when_there_are_several(strings, tmp_path):
+    from modelyard.evaluation.report import write_report
+
+    two_voices = {**strings, "test": strings["validation"]}  # george and jackson
+    bundle = modelyard.train(speech_config(tmp_path, two_voices), tmp_path / "bundle", quiet=True).path
+    voices = json.loads((bundle / "metrics.json").read_text())["test"]["per_speaker"]
+    assert set(voices) == {"george", "jackson"}
+    html = write_report(bundle, tmp_path / "report.html").read_text()
+    table = html[html.index("test, per speaker, worst first") :]
+    table = table[: table.index("</table>")]
+    worst, best = voices  # worst first
+    assert f"<td>{worst}</td>" in table and table.index(worst) < table.index(best)
 
 
 def test_a_client_cannot_make_the_server_read_a_file_from_its_own_disk(ctc_bundle, strings):

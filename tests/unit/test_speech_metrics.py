@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from modelyard.metrics.speech import normalize, score, speech_intervals, speech_metrics
+from modelyard.metrics.speech import normalize, score, speaker_metrics, speech_intervals, speech_metrics
 from modelyard.models.ctc_decoder import (
     CharNgram,
     DecodeOptions,
@@ -45,6 +45,15 @@ def test_an_empty_reference_or_hypothesis_counts_every_word():
 def test_metrics_pool_errors_over_utterances_and_give_the_real_time_factor():
     m = speech_metrics(["a b c d", "e f"], ["a b c d", "e x"], audio_seconds=10.0, compute_seconds=2.0)
     assert m["wer"] == pytest.approx(1 / 6, abs=1e-4) and m["sentence_error_rate"] == 0.5 and m["rtf"] == 0.2
+
+
+def test_per_speaker_error_rates_split_the_pooled_ones_worst_voice_first():
+    refs, hyps = ["1 2 3 4", "5 6", "7 8 9 0"], ["1 2 3 4", "5 6", "7 8 1 1"]
+    voices = speaker_metrics(refs, hyps, ["ann", "ann", "bo"])
+    assert list(voices) == ["bo", "ann"]
+    assert voices["bo"] == {"wer": 0.5, "cer": 0.5, "utterances": 1, "reference_words": 4}
+    assert voices["ann"]["wer"] == 0.0 and voices["ann"]["utterances"] == 2
+    assert speech_metrics(refs, hyps)["wer"] == pytest.approx(2 / 10)
 
 
 def test_bootstrap_intervals_bracket_the_pooled_wer():

@@ -69,6 +69,10 @@ def speech_sections(context: ReportContext) -> list[Section]:
             "lower is better; numbers normalised (seven = 7), punctuation and case ignored",
         )
     ]
+    voices = ((context.metrics.get("test") or {}).get("per_speaker")) or {}
+    if voices:
+        rows = [[name, fmt(m["wer"]), fmt(m["cer"]), m["utterances"]] for name, m in voices.items()]
+        blocks.append(Table(["speaker", "WER", "CER", "utterances"], rows, "test, per speaker, worst first"))
     if not len(test):
         return [Section("speech", "Transcription quality", [*blocks, Text("no test split", tone="note")])]
     found = intervals.speech_intervals(learner, test)

@@ -98,6 +98,23 @@ def speech_metrics(
     return out
 
 
+def speaker_metrics(references: list[str], hypotheses: list[str], speakers: list[str]) -> dict[str, dict[str, Any]]:
+    """WER and CER of each speaker's utterances, worst first: which voices a recogniser fails on, where the pooled
+    figure hides it (a voice unlike the training voices; one doctor's accent)."""
+    groups: dict[str, list[int]] = {}
+    for i, speaker in enumerate(speakers):
+        groups.setdefault(str(speaker), []).append(i)
+    out = {
+        speaker: {
+            k: v
+            for k, v in speech_metrics([references[i] for i in rows], [hypotheses[i] for i in rows]).items()
+            if k in ("wer", "cer", "utterances", "reference_words")
+        }
+        for speaker, rows in groups.items()
+    }
+    return dict(sorted(out.items(), key=lambda item: (-item[1]["wer"], item[0])))
+
+
 def error_parts(references: list[str], hypotheses: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-utterance (errors, reference size) for `bootstrap_ratios`: WER and CER resampled by utterance."""
     scored = [score(r, h) for r, h in zip(references, hypotheses, strict=True)]
