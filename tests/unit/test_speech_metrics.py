@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from modelyard.metrics.speech import normalize, score, speaker_metrics, speech_intervals, speech_metrics
+from modelyard.metrics.speech import normalize, score, speech_intervals, speech_metrics
 from modelyard.models.ctc_decoder import (
     CharNgram,
     DecodeOptions,
@@ -49,11 +49,13 @@ def test_metrics_pool_errors_over_utterances_and_give_the_real_time_factor():
 
 def test_per_speaker_error_rates_split_the_pooled_ones_worst_voice_first():
     refs, hyps = ["1 2 3 4", "5 6", "7 8 9 0"], ["1 2 3 4", "5 6", "7 8 1 1"]
-    voices = speaker_metrics(refs, hyps, ["ann", "ann", "bo"])
+    metrics = speech_metrics(refs, hyps, speakers=["ann", "ann", "bo"])
+    voices = metrics["per_speaker"]
     assert list(voices) == ["bo", "ann"]
     assert voices["bo"] == {"wer": 0.5, "cer": 0.5, "utterances": 1, "reference_words": 4}
     assert voices["ann"]["wer"] == 0.0 and voices["ann"]["utterances"] == 2
-    assert speech_metrics(refs, hyps)["wer"] == pytest.approx(2 / 10)
+    assert metrics["wer"] == pytest.approx(2 / 10)
+    assert "per_speaker" not in speech_metrics(refs, hyps, speakers=["ann"] * 3)  # one voice: the pooled figures
 
 
 def test_bootstrap_intervals_bracket_the_pooled_wer():

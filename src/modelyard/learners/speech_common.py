@@ -16,7 +16,7 @@ from modelyard.data.audio import SAMPLE_RATE, AudioError, audio_stats, read_audi
 from modelyard.data.payloads import payload_bytes
 from modelyard.drift import features as input_features
 from modelyard.errors import DataError
-from modelyard.metrics.speech import speaker_metrics, speech_metrics
+from modelyard.metrics.speech import speech_metrics
 
 MAX_AUDIO_SECONDS = 3 * 3600.0  # longer files are refused with a clear message, not read into memory
 MAX_REQUEST_SECONDS = 1800.0  # the server's limit per upload: a request must finish within its timeout
@@ -148,10 +148,8 @@ class Transcriber:
         if not len(data):
             return {}
         references, hypotheses, audio, compute = self.transcripts(data)
-        out = speech_metrics(references, hypotheses, audio, compute)
-        if "speaker" in data.columns and data["speaker"].nunique() > 1:
-            out["per_speaker"] = speaker_metrics(references, hypotheses, data["speaker"].astype(str).tolist())
-        return out
+        speakers = data["speaker"].tolist() if "speaker" in data.columns else None
+        return speech_metrics(references, hypotheses, audio, compute, speakers)
 
     def export_examples(self, data: Any) -> tuple[list[str], np.ndarray]:
         return list(data["path"]), np.asarray(list(data["text"]), dtype=object)

@@ -77,42 +77,42 @@ def score(reference: str, hypothesis: str) -> Scored:
     return Scored(ref_words, hyp_words, word_errors, char_errors, len(ref_chars), ops)
 
 
-def speech_metrics(
-    references: list[str], hypotheses: list[str], audio_seconds: float = 0.0, compute_seconds: float = 0.0
-) -> dict[str, Any]:
-    """`wer`, `cer` (pooled over utterances, as jiwer and every ASR paper count them) and `rtf` (compute time
-    / audio time; 0.1 = ten times faster than real time), with counts beside them."""
-    scored = [score(r, h) for r, h in zip(references, hypotheses, strict=True)]
+def _pooled(scored: list[Scored]) -> dict[str, Any]:
+    """WER and CER pooled over utterances (as jiwer and every ASR paper count them), with counts beside them."""
     words = sum(s.words for s in scored)
-    chars = sum(s.chars for s in scored)
-    out: dict[str, Any] = {
+    return {
         "wer": round(sum(s.word_errors for s in scored) / max(words, 1), 5),
-        "cer": round(sum(s.char_errors for s in scored) / max(chars, 1), 5),
+        "cer": round(sum(s.char_errors for s in scored) / max(sum(s.chars for s in scored), 1), 5),
         "sentence_error_rate": round(float(np.mean([s.word_errors > 0 for s in scored])) if scored else 0.0, 5),
         "utterances": len(scored),
         "reference_words": words,
     }
+
+
+def speech_metrics(
+    references: list[str],
+    hypotheses: list[str],
+    audio_seconds: float = 0.0,
+    compute_seconds: float = 0.0,
+    speakers: list[str] | None = None,
+) -> dict[str, Any]:
+    """`wer`, `cer`, `sentence_error_rate` and `rtf` (compute time / audio time; 0.1 = ten times faster than real
+    time); with the `speakers` of the utterances, when there are several, `per_speaker` WER and CER, worst voice
+    first: which voices a recogniser fails on, where the pooled figure hides it."""
+    scored = [score(r, h) for r, h in zip(references, hypotheses, strict=True)]
+    out = _pooled(scored)
     if audio_seconds > 0:
         out["rtf"] = round(compute_seconds / audio_seconds, 4)
         out["audio_seconds"] = round(audio_seconds, 2)
+    if speakers is not None and len(set(speakers)) > 1:
+        groups: dict[str, list[Scored]] = {}
+        for speaker, scored_one in zip(speakers, scored, strict=True):
+            groups.setdefault(str(speaker), []).append(scored_one)
+        voices = {name: _pooled(rows) for name, rows in groups.items()}
+        keep = ("wer", "cer", "utterances", "reference_words")
+        ranked = sorted(voices.items(), key=lambda item: (-item[1]["wer"], item[0]))
+        out["per_speaker"] = {name: {k: m[k] for k in keep} for name, m in ranked}
     return out
-
-
-def speaker_metrics(references: list[str], hypotheses: list[str], speakers: list[str]) -> dict[str, dict[str, Any]]:
-    """WER and CER of each speaker's utterances, worst first: which voices a recogniser fails on, where the pooled
-    figure hides it (a voice unlike the training voices; one doctor's accent)."""
-    groups: dict[str, list[int]] = {}
-    for i, speaker in enumerate(speakers):
-        groups.setdefault(str(speaker), []).append(i)
-    out = {
-        speaker: {
-            k: v
-            for k, v in speech_metrics([references[i] for i in rows], [hypotheses[i] for i in rows]).items()
-            if k in ("wer", "cer", "utterances", "reference_words")
-        }
-        for speaker, rows in groups.items()
-    }
-    return dict(sorted(out.items(), key=lambda item: (-item[1]["wer"], item[0])))
 
 
 def error_parts(references: list[str], hypotheses: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
