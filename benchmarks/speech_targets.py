@@ -1,7 +1,7 @@
 """The speech-recognition targets of issue 22; prints JSON.
 
-Usage: python benchmarks/speech_targets.py [ctc] [encoder] [finetune] [loso] [whisper] [serve] [--data DIR]
-    [--set K=V ...]
+Usage: python benchmarks/speech_targets.py [ctc] [encoder] [finetune] [loso] [voices] [whisper] [serve]
+    [--data DIR] [--set K=V ...]
 (needs ../shared/datasets/free_spoken_digits)
 
 - ctc: the BiLSTM-CTC of examples/speech_digits.yaml trained on digit strings of four speakers, tested on strings of
@@ -14,6 +14,9 @@ Usage: python benchmarks/speech_targets.py [ctc] [encoder] [finetune] [loso] [wh
 - loso: the validation that chooses the recipe without touching the test voices: train on three of the four
   training speakers' strings, score on strings of the fourth (`--holdout`, repeatable for a rotation). Unseen
   voices, as in the test, but never nicolas or theo.
+- voices: how the WER on one unseen voice (`--holdout`, any of the six) moves as voices are added to training
+  (`--train-voices a,b,c`, repeatable: one run per list; the same number of training strings each time). It may
+  train on the test voices: it measures the data, it chooses nothing.
 - whisper: zero-shot WER of each bundled Whisper model on the held-out speakers' strings (numbers normalised:
   "seven" = "7"), and the real-time factor on them and on one long recording cut by voice activity (target <= 0.3).
 - serve: a zero-shot Whisper bundle behind `modelyard serve`, 8 concurrent clients posting to
@@ -56,27 +59,33 @@ def make_data(folder: Path) -> dict[str, Path]:
     return out
 
 
-def make_loso(folder: Path, holdout: str, count: int) -> dict[str, Path]:
-    """Train strings of the three other training speakers, validation strings of `holdout` (deterministic)."""
-    if holdout not in TRAIN_SPEAKERS:
+def make_loso(folder: Path, holdout: str, count: int, voices: list[str] | None = None) -> dict[str, Path]:
+    """Train strings of `voices` (default: the three other training speakers), validation strings of `holdout`
+    (deterministic)."""
+    if voices is None and holdout not in TRAIN_SPEAKERS:
         raise SystemExit(f"--holdout {holdout}: choose one of the training speakers {TRAIN_SPEAKERS}")
-    others = [s for s in TRAIN_SPEAKERS if s != holdout]
+    others = voices or [s for s in TRAIN_SPEAKERS if s != holdout]
+    if holdout in others:
+        raise SystemExit(f"--holdout {holdout} is also a training voice")
+    name = f"loso-{holdout}-{count}" if voices is None else f"voices-{holdout}-{count}-{'-'.join(sorted(others))}"
     out = {}
     for split, (n, speakers, seed) in {"train": (count, others, 11), "validation": (200, [holdout], 12)}.items():
-        manifest = folder / f"loso-{holdout}-{count}" / split / "manifest.csv"
+        manifest = folder / name / split / "manifest.csv"
         if not manifest.exists():
             generate(RECORDINGS, manifest.parent, n, speakers, seed)
         out[split] = manifest
     return out
 
 
-def run_loso(folder: Path, holdouts: list[str], count: int, overrides: list[str]) -> dict:
-    """Validation WER on each held-out training speaker and their mean (the test split is the validation one)."""
+def run_loso(
+    folder: Path, holdouts: list[str], count: int, overrides: list[str], voices: list[str] | None = None
+) -> dict:
+    """Validation WER on each held-out speaker and their mean (the test split is the validation one)."""
     import modelyard
 
     scores = {}
     for holdout in holdouts:
-        data = make_loso(folder, holdout, count)
+        data = make_loso(folder, holdout, count, voices)
         sets = [f"data.train={data['train']}", *(f"data.{k}={data['validation']}" for k in ("validation", "test"))]
         with tempfile.TemporaryDirectory() as tmp:
             bundle = Path(tmp) / "bundle"
@@ -87,7 +96,8 @@ def run_loso(folder: Path, holdouts: list[str], count: int, overrides: list[str]
         scores[holdout] = {"validation": metrics["validation"], "intervals": metrics.get("test_intervals")}
         scores[holdout]["train"] = metrics["train"]
     mean = float(np.mean([v["validation"]["wer"] for v in scores.values()]))
-    return {"overrides": overrides, "train_strings": count, "mean_wer": round(mean, 5), "speakers": scores}
+    out = {"overrides": overrides, "train_strings": count, "mean_wer": round(mean, 5), "speakers": scores}
+    return out | ({"train_voices": voices} if voices else {})
 
 
 def run_ctc(
@@ -242,8 +252,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "modelyard-digit-strings")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override for ctc")
     parser.add_argument("--whisper", nargs="+", default=["whisper-base", "whisper-tiny.en"])
-    parser.add_argument("--holdout", action="append", default=[], help="loso: held-out training speaker(s)")
-    parser.add_argument("--loso-strings", type=int, default=1500, help="loso: training strings of three speakers")
+    parser.add_argument("--holdout", action="append", default=[], help="loso, voices: held-out speaker(s)")
+    parser.add_argument("--loso-strings", type=int, default=1500, help="loso, voices: training strings")
+    parser.add_argument("--train-voices", action="append", default=[], help="voices: a,b,c (one run per list)")
     parser.add_argument("--limit", type=int, default=200, help="test strings for the whisper part")
     args = parser.parse_args()
     data = make_data(args.data) if {"ctc", "encoder", "finetune", "whisper", "serve"} & set(args.parts) else {}
@@ -256,6 +267,13 @@ def main() -> None:
         results["finetune"] = run_ctc(data, args.overrides, "speech_digits_whisper.yaml")
     if "loso" in args.parts:
         results["loso"] = run_loso(args.data, args.holdout or ["yweweler"], args.loso_strings, args.overrides)
+    if "voices" in args.parts:
+        if not args.holdout or not args.train_voices:
+            raise SystemExit("voices: give --holdout and at least one --train-voices list")
+        results["voices"] = [
+            run_loso(args.data, args.holdout, args.loso_strings, args.overrides, voices.split(","))
+            for voices in args.train_voices
+        ]
     if "whisper" in args.parts:
         results["whisper"] = run_whisper(data, args.whisper, args.limit)
     if "serve" in args.parts:
