@@ -58,6 +58,18 @@ def fit_length(wave: np.ndarray, length: int, rng: np.random.Generator | None = 
     return np.pad(wave, (left, room - left))
 
 
+def unit_rms(wave: np.ndarray) -> np.ndarray:
+    """`wave` scaled to a root-mean-square of 1 (silence stays silence)."""
+    return wave / max(float(np.sqrt(np.mean(wave**2))), 1e-8)
+
+
+def looped_crop(source: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """`size` samples from a random start in `source` repeated end to end, at unit RMS (a background-noise piece)."""
+    tiled = np.tile(source, int(np.ceil(size / source.size)))
+    start = int(rng.integers(0, tiled.size - size + 1))
+    return unit_rms(tiled[start : start + size])
+
+
 def coloured_noise(size: int, rng: np.random.Generator, exponent: float | None = None) -> np.ndarray:
     """White, pink or brown noise (1/f^0, 1/f^1, 1/f^2 power: `exponent` 0, 1 or 2, else one drawn), unit RMS.
     Shaped at the next FFT-friendly length and cut to `size`: a speed-perturbed recording's length is often one
@@ -68,7 +80,7 @@ def coloured_noise(size: int, rng: np.random.Generator, exponent: float | None =
     spectrum = np.fft.rfft(rng.standard_normal(length))
     freqs = np.maximum(np.fft.rfftfreq(length), 1.0 / length)
     noise = np.fft.irfft(spectrum / freqs ** (exponent / 2), n=length)[:size]
-    return (noise / max(float(np.sqrt(np.mean(noise**2))), 1e-8)).astype(np.float32)
+    return unit_rms(noise).astype(np.float32)
 
 
 @dataclass
@@ -104,11 +116,7 @@ class Augmenter:
         source = self._noises[path]
         if source.size == 0 or not np.any(source):
             return coloured_noise(size, rng)
-        reps = int(np.ceil(size / source.size))
-        tiled = np.tile(source, reps)
-        start = int(rng.integers(0, tiled.size - size + 1))
-        piece = tiled[start : start + size]
-        return piece / max(float(np.sqrt(np.mean(piece**2))), 1e-8)
+        return looped_crop(source, size, rng)
 
     def __call__(self, wave: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
         """Speed, then a random crop or shift to `length`, then gain and noise over the whole clip."""

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from modelyard.data.audio import SAMPLE_RATE, read_audio
-from modelyard.data.audio_augment import coloured_noise
+from modelyard.data.audio_augment import coloured_noise, looped_crop
 from modelyard.fsutil import atomic_write_json
 from modelyard.learners.speech_common import Transcriber
 from modelyard.models.ctc import CTCConfig, CTCRecognizer
@@ -105,12 +105,7 @@ class SpeechDataset(torch.utils.data.Dataset):
         if not self.noise_bank:
             length = int(NOISE_BANK_SECONDS * SAMPLE_RATE)
             self.noise_bank = [coloured_noise(length, self.rng, exponent) for exponent in (0.0, 1.0, 2.0)]
-        bank = self.noise_bank[self.rng.integers(len(self.noise_bank))]
-        if size > bank.size:
-            bank = np.tile(bank, size // bank.size + 1)
-        start = self.rng.integers(bank.size - size + 1)
-        crop = bank[start : start + size]
-        return crop / max(float(np.sqrt(np.mean(crop**2))), 1e-8)
+        return looped_crop(self.noise_bank[self.rng.integers(len(self.noise_bank))], size, self.rng)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         audio = self.samples(i)
