@@ -13,6 +13,9 @@ CHROMIUM ?= $(shell $(PYTHON) tests/browser_helpers.py)
 export CHROMIUM
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# the suite runs on one pytest-xdist worker per core, at most 4, each test file whole on one worker (its module
+# fixtures train once); TEST_WORKERS=0 runs it in this process
+TEST_WORKERS ?= auto --maxprocesses=4
 
 .PHONY: setup quickstart test lint format browser clean
 
@@ -53,7 +56,7 @@ quickstart: setup
 	$(BIN)/modelyard quickstart
 
 test: setup browser
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS) tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) tests
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

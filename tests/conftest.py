@@ -42,12 +42,24 @@ def pytest_runtest_makereport(
     return report
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`make test` runs a worker per core) the workers share the cores' threads: each worker
+    with a thread per core would oversubscribe them. Set before torch is imported; subprocesses inherit it."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _shared_model_cache(tmp_path_factory) -> None:
-    """One cache of converted bundled models for the session (SmolLM2's GGUF takes ~20 s to dequantise, Gemma's
-    about a minute): the product's own MODELYARD_CACHE, set before any module-scoped fixture loads a model, so each
-    conversion runs once rather than once per test home."""
-    os.environ["MODELYARD_CACHE"] = str(tmp_path_factory.mktemp("model-cache"))
+    """One cache of converted bundled models for the run (SmolLM2's GGUF takes ~20 s to dequantise, Gemma's about a
+    minute): the product's own MODELYARD_CACHE, set before any module-scoped fixture loads a model, so each
+    conversion runs once rather than once per test home. xdist workers share it (their temp roots are siblings);
+    the product's conversion lock makes a second worker wait for the first."""
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "model-cache"
+    cache.mkdir(exist_ok=True)
+    os.environ["MODELYARD_CACHE"] = str(cache)
 
 
 @pytest.fixture(autouse=True)

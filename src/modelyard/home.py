@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 
 def home() -> Path:
@@ -22,6 +26,14 @@ def cache_dir(kind: str) -> Path:
     path = (Path(shared).expanduser().resolve() if shared else home() / "cache") / kind
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_lock(entry: Path) -> FileLock:
+    """The lock beside a cache entry: processes that need the same entry at once (replicas starting together,
+    the ranks of one run) wait for a single conversion instead of each running its own."""
+    from filelock import FileLock
+
+    return FileLock(str(entry.with_name(f"{entry.name}.lock")))
 
 
 def offline() -> None:

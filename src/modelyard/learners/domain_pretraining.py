@@ -25,7 +25,7 @@ from modelyard import precision as prec
 from modelyard.config import DomainPretrainingConfig
 from modelyard.errors import ConfigError, DataError, ModelNotFoundError
 from modelyard.fsutil import atomic_write_json
-from modelyard.home import cache_dir
+from modelyard.home import cache_dir, cache_lock
 from modelyard.learners.text import MAX_AUTO_LENGTH, NO_DECAY, RECOMPUTE_TOKENS, freeze_word_embeddings, set_recompute
 from modelyard.learners.text_inputs import fit_max_length, split_rows
 from modelyard.training.loop import make_scheduler
@@ -219,8 +219,6 @@ def adapt(
 ) -> tuple[Path, dict[str, Any]]:
     """The encoder at `path` after `settings.steps` masked-LM steps on `texts`, as a Hugging Face folder in the
     cache (computed once per fingerprint; a concurrent run waits for it), and a summary for metrics.json."""
-    from filelock import FileLock
-
     device = prec.device()
     precision = prec.resolve(asked_precision, device)  # the shared loop's choice: bf16 autocast where fast
     key = _fingerprint(
@@ -239,7 +237,7 @@ def adapt(
     )
     root = cache_dir(CACHE_KIND)
     target = root / f"{Path(backbone).name}-{key}"
-    with FileLock(str(root / f"{key}.lock")):
+    with cache_lock(target):
         if (target / SUMMARY).is_file():
             summary = json.loads((target / SUMMARY).read_text(encoding="utf-8"))
             return target, {**summary, "cached": True}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from modelyard.errors import ModelNotFoundError
 from modelyard.fsutil import replace_dir
-from modelyard.home import cache_dir, offline
+from modelyard.home import cache_dir, cache_lock, offline
 from modelyard.models import catalog
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,19 @@ def _cached_folder(name: str) -> Path:
     gguf = catalog.locate(name)
     stat = gguf.stat()
     target = cache_dir("causal-lm") / f"{name}-{stat.st_size}-{int(stat.st_mtime)}"
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
-        return target
+    if not _converted(target):
+        with cache_lock(target):
+            if not _converted(target):
+                _convert(name, gguf, target)
+    return target
+
+
+def _converted(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def _convert(name: str, gguf: Path, target: Path) -> None:
+    """Dequantise `gguf` into a float Hugging Face folder at `target`, written whole or not at all."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("dequantising %s once (about 20 s); cached in %s", gguf.name, target)
@@ -41,7 +52,6 @@ def _cached_folder(name: str) -> Path:
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
     replace_dir(staging, target)
-    return target
 
 
 @contextlib.contextmanager

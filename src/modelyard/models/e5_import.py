@@ -20,7 +20,7 @@ import numpy as np
 
 from modelyard.errors import ModelNotFoundError
 from modelyard.fsutil import replace_dir
-from modelyard.home import cache_dir
+from modelyard.home import cache_dir, cache_lock
 
 log = logging.getLogger(__name__)
 
@@ -205,12 +205,23 @@ def write_tokenizer(image: Image, directory: Path) -> None:
 
 def cached_folder(path: Path) -> Path:
     """The Hugging Face folder converted from the image at `path`; converted on first use (about 10 s)."""
-    from safetensors.numpy import save_file
-
     stat = path.stat()
     target = cache_dir("text-encoder") / f"multilingual-e5-small-{stat.st_size}-{int(stat.st_mtime)}"
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
-        return target
+    if not _converted(target):
+        with cache_lock(target):
+            if not _converted(target):
+                _convert(path, target)
+    return target
+
+
+def _converted(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def _convert(path: Path, target: Path) -> None:
+    """Convert the image at `path` into a float32 Hugging Face folder at `target`, written whole or not at all."""
+    from safetensors.numpy import save_file
+
     log.info("converting %s to float32 once; cached in %s", path.name, target)
     image = read_image(path)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -222,4 +233,3 @@ def cached_folder(path: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     replace_dir(staging, target)
-    return target
