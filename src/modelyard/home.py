@@ -7,11 +7,14 @@ one per project or per test, can then share them instead of paying each conversi
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from filelock import FileLock
+
+HF_WEIGHTS = ("config.json", "model.safetensors")  # the files a converted Hugging Face folder is complete with
 
 
 def home() -> Path:
@@ -34,6 +37,20 @@ def cache_lock(entry: Path) -> FileLock:
     from filelock import FileLock
 
     return FileLock(str(entry.with_name(f"{entry.name}.lock")))
+
+
+def convert_once(entry: Path, convert: Callable[[Path], None], markers: tuple[str, ...] = HF_WEIGHTS) -> Path:
+    """The cache entry `entry`, written by `convert(entry)` unless its `markers` are there already; a process that
+    arrives while another converts waits at the entry's lock and then reads its folder."""
+
+    def complete() -> bool:
+        return all((entry / marker).is_file() for marker in markers)
+
+    if not complete():
+        with cache_lock(entry):
+            if not complete():
+                convert(entry)
+    return entry
 
 
 def offline() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from modelyard.errors import ModelNotFoundError
 from modelyard.fsutil import replace_dir
-from modelyard.home import cache_dir, cache_lock, offline
+from modelyard.home import cache_dir, convert_once, offline
 from modelyard.models import catalog
 
 log = logging.getLogger(__name__)
@@ -25,15 +25,7 @@ def _cached_folder(name: str) -> Path:
     gguf = catalog.locate(name)
     stat = gguf.stat()
     target = cache_dir("causal-lm") / f"{name}-{stat.st_size}-{int(stat.st_mtime)}"
-    if not _converted(target):
-        with cache_lock(target):
-            if not _converted(target):
-                _convert(name, gguf, target)
-    return target
-
-
-def _converted(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    return convert_once(target, lambda entry: _convert(name, gguf, entry))
 
 
 def _convert(name: str, gguf: Path, target: Path) -> None:

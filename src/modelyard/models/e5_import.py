@@ -20,7 +20,7 @@ import numpy as np
 
 from modelyard.errors import ModelNotFoundError
 from modelyard.fsutil import replace_dir
-from modelyard.home import cache_dir, cache_lock
+from modelyard.home import cache_dir, convert_once
 
 log = logging.getLogger(__name__)
 
@@ -207,15 +207,7 @@ def cached_folder(path: Path) -> Path:
     """The Hugging Face folder converted from the image at `path`; converted on first use (about 10 s)."""
     stat = path.stat()
     target = cache_dir("text-encoder") / f"multilingual-e5-small-{stat.st_size}-{int(stat.st_mtime)}"
-    if not _converted(target):
-        with cache_lock(target):
-            if not _converted(target):
-                _convert(path, target)
-    return target
-
-
-def _converted(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    return convert_once(target, lambda entry: _convert(path, entry))
 
 
 def _convert(path: Path, target: Path) -> None:
