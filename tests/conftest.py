@@ -45,9 +45,11 @@ def pytest_runtest_makereport(
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (`make test` runs a worker per core) the workers share the cores' threads: each worker
     with a thread per core would oversubscribe them. Set before torch is imported; subprocesses inherit it."""
+    from modelyard.cores import usable_cores  # imports nothing heavy: torch is not loaded yet
+
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers > 1:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        os.environ["OMP_NUM_THREADS"] = str(max(1, usable_cores() // workers))
 
 
 @pytest.fixture(scope="session", autouse=True)

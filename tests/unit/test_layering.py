@@ -17,6 +17,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 LAYERS: list[tuple[str, ...]] = [
     (
         "modelyard.errors",
+        "modelyard.cores",
         "modelyard.fsutil",
         "modelyard.home",
         "modelyard.precision",

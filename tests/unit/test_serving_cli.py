@@ -36,3 +36,13 @@ def test_worker_processes_share_the_cores_instead_of_each_taking_all(monkeypatch
     assert run.model_threads(ServeSettings(threads=2)) == 2
     monkeypatch.setattr(run.os, "sched_getaffinity", lambda pid: {0, 1})
     assert run.model_threads(ServeSettings(workers=3)) == 1
+
+
+def test_without_cpu_affinity_the_workers_share_every_core(monkeypatch):
+    """macOS and Windows have no sched_getaffinity: the server counts the machine's cores instead of failing."""
+    from modelyard.serving import run
+    from modelyard.serving.settings import ServeSettings
+
+    monkeypatch.delattr(run.os, "sched_getaffinity")
+    monkeypatch.setattr(run.os, "cpu_count", lambda: 8)
+    assert run.model_threads(ServeSettings(workers=2)) == 4

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import onnxruntime as ort
 
-
-def cpu_threads() -> int:
-    """Cores this process may use (cgroup/affinity aware), which is what intra-op threads should match."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+from modelyard.cores import usable_cores
 
 
 def onnx_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
     """All graph optimisations (attention, GELU, layer-norm fusions), a thread per core, sequential nodes."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or cpu_threads()
+    options.intra_op_num_threads = threads or usable_cores()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

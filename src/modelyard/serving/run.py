@@ -9,6 +9,7 @@ import sys
 import uvicorn
 from fastapi import FastAPI
 
+from modelyard.cores import usable_cores
 from modelyard.serving.app import create_app
 from modelyard.serving.settings import ServeSettings
 
@@ -22,7 +23,7 @@ def model_threads(settings: ServeSettings) -> int:
     (e.g. 1 on 2 cores shared with other jobs) keeps the forward passes from stalling."""
     if settings.threads:
         return settings.threads
-    return max(1, len(os.sched_getaffinity(0)) // settings.workers)
+    return max(1, usable_cores() // settings.workers)
 
 
 def _use_threads(settings: ServeSettings) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelyard.cores import usable_cores
 from modelyard.errors import UserError
 from modelyard.fsutil import atomic_write_json
 from modelyard.home import home
@@ -56,8 +57,7 @@ def torchrun(launch: Launch, argv: list[str], debug: bool = False) -> None:
             "NCCL runs one process per GPU",
             f"use --nproc {torch.cuda.device_count()}, or MODELYARD_DEVICE=cpu for CPU processes (gloo)",
         )
-    cores = os.cpu_count() or 1
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // launch.nproc)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // launch.nproc)))
     if not debug:
         logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # it logs each rank's exit
     config = LaunchConfig(
