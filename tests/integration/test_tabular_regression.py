@@ -108,3 +108,39 @@ def test_monotone_constraints_are_refused_for_catboost_which_would_ignore_them(t
     frame = load_diabetes(as_frame=True).frame
     with pytest.raises(ConfigError, match=r"model\.monotone constrains LightGBM only"):
         _train(tmp_path, frame, "tabular_regression", "target", backbone="catboost", monotone={"bmi": 1})
+
+
+@pytest.mark.parametrize("value", [{"a": 1}, b"\x00\xff"])
+def test_a_struct_or_binary_parquet_column_is_named_by_validate_or_left_out(tmp_path, value):
+    from modelyard.errors import DataError
+
+    frame = load_diabetes(as_frame=True).frame
+    frame["meta"] = [value] * len(frame)
+    frame.to_parquet(tmp_path / "table.parquet")
+    config = {
+        "name": "nested",
+        "task": "tabular_regression",
+        "data": {"train": "table.parquet", "target_column": "target"},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(DataError, match=r"column 'meta' holds (dict|bytes) values") as refused:
+        modelyard.validate(tmp_path / "config.yaml")
+    assert "data.drop_columns: [meta]" in refused.value.hint
+    prepared = modelyard.validate(tmp_path / "config.yaml", ["data.drop_columns=[meta]"])
+    assert "meta" not in prepared.report["column_types"]
+
+
+def test_missing_values_in_a_parquet_table_validate_and_train(tmp_path):
+    """pandas keeps NaN through astype(str): the split fingerprints once crashed on any missing cell."""
+    frame = load_diabetes(as_frame=True).frame
+    frame.loc[::7, "bmi"] = None
+    frame.to_parquet(tmp_path / "table.parquet")
+    config = {
+        "name": "gaps",
+        "task": "tabular_regression",
+        "data": {"train": "table.parquet", "target_column": "target"},
+        "model": {"backbone": "lightgbm", "bag_folds": 1},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    model = modelyard.train(tmp_path / "config.yaml", output=tmp_path / "bundle", quiet=True, track=False)
+    assert model.manifest["data"]["train"]["rows"] > 0

@@ -82,6 +82,9 @@ def test_emails_and_ip_addresses_are_found_next_to_chinese_text():
         "订单号4155550132已发货，金额¥12,800.00",
         "version 2.13.1 on 999.12.1.4, ratio 3:2:1",
         "invoice INV-2024-000123, qty 1200000",
+        "-0.5408455846858077",  # a float's fraction: Luhn-valid with a Mastercard prefix
+        "0.049054613825311656",  # read as a German national number (0 49 ...)
+        "amount 1.4267738509897323 EUR",
     ],
 )
 def test_order_numbers_dates_amounts_and_versions_are_not_personal_data(text):

@@ -91,7 +91,7 @@ def test_the_encoder_checks_rows_against_the_training_schema(credit):
     ]
     with pytest.raises(DataError, match="unknown column"):
         encoder.check_row({"SALARY": 1})
-    with pytest.raises(DataError, match="AGE: expected a number"):
+    with pytest.raises(DataError, match="AGE: expected a finite number"):
         encoder.check_row({"AGE": "thirty"})
     assert "unseen" in encoder.check_row({"EDUCATION": 77})[0]
     x = encoder.transform(pd.DataFrame([{"EDUCATION": 77}, {"EDUCATION": "2"}, {"EDUCATION": 2.0}]))
@@ -253,3 +253,28 @@ def test_an_ensemble_that_cannot_be_judged_out_of_fold_leaves_the_best_member_al
     assert len(learner._select(y, {"lightgbm": first, "mlp": second})) == 1
     judged = next(c for c in learner.spec.candidates if c["backbone"] == "ensemble")
     assert judged["judged"].startswith("too few validation rows per class")
+
+
+def test_a_cell_that_is_not_a_finite_number_reads_as_missing():
+    """JSON allows integers no float holds; infinities would reach the model; a datetime is not a quantity."""
+    cells = pd.Series([10**400, -(10**400), " 3 ", "inf", float("-inf"), "x", 5], dtype=object)
+    assert tabular.to_numeric(cells).isna().tolist() == [True, True, False, True, True, True, False]
+    assert tabular.to_numeric(pd.Series([1.5, np.inf])).isna().tolist() == [False, True]
+    assert tabular.to_numeric(pd.Series(pd.to_datetime(["2020-01-01"]))).isna().all()
+
+
+def test_dates_with_offsets_keep_their_wall_time_and_mixed_offsets_share_utc():
+    same = tabular.to_dates(pd.Series(["2021-03-05T23:30:00+05:00", "2021-03-06T08:00:00+05:00"]))
+    assert same.dt.tz is None and same.dt.hour.tolist() == [23, 8]
+    mixed = tabular.to_dates(pd.Series(["2021-03-01T10:00:00Z", "2021-03-02T10:00:00+02:00", "2021-03-03", "x"]))
+    assert mixed.dt.tz is None and mixed.dt.hour.tolist()[:3] == [10, 8, 0] and pd.isna(mixed.iloc[3])
+    encoder = TabularEncoder({"opened": "date"}, {}, [])
+    assert np.isfinite(encoder.transform(pd.DataFrame({"opened": mixed.astype(str)})[:3])).all()
+
+
+def test_a_missing_value_is_fingerprinted_as_an_empty_field():
+    from modelyard.data.splits import fingerprint
+
+    with_nan = pd.DataFrame({"x": [1.0, np.nan], "s": ["a", None]})
+    as_csv = pd.DataFrame({"x": ["1.0", ""], "s": ["a", ""]})
+    assert fingerprint(with_nan, ["x", "s"]) == fingerprint(as_csv, ["x", "s"])

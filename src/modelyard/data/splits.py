@@ -53,10 +53,26 @@ def make_splits(
     return {k: out[k] for k in ("train", "validation", "test")}, notes
 
 
+def _cell_text(value: object) -> str:
+    if isinstance(value, bytes | bytearray):
+        return value.hex()
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return ""
+    return str(value)
+
+
+def _as_text(column: pd.Series) -> pd.Series:
+    """Each cell as text: what `astype(str)` writes, but missing cells (which it keeps missing) empty and bytes
+    (which it would decode as UTF-8) in hex."""
+    return column.astype(str).fillna("") if column.dtype != object else column.map(_cell_text)
+
+
 def fingerprint(frame: pd.DataFrame, columns: list[str]) -> dict:
-    """sha256 over the split's rows in a canonical form (column order fixed, one JSON-ish line per row)."""
+    """sha256 over the split's rows in a canonical form (column order fixed, one JSON-ish line per row; a missing
+    value as an empty field, as CSV files hold it; bytes as hex)."""
     h = hashlib.sha256()
-    for row in frame[columns].astype(str).itertuples(index=False, name=None):
+    cells = pd.DataFrame({c: _as_text(frame[c]) for c in columns}, index=frame.index)
+    for row in cells.itertuples(index=False, name=None):
         h.update("\x1f".join(row).encode("utf-8"))
         h.update(b"\n")
     return {"sha256": h.hexdigest(), "rows": len(frame)}

@@ -7,6 +7,8 @@ that predicts the label almost perfectly on held-out rows) and class imbalance a
 
 from __future__ import annotations
 
+import math
+import sys
 from typing import Any, Literal
 
 import numpy as np
@@ -46,7 +48,7 @@ def infer_type(values: pd.Series) -> ColumnType:
     if pd.api.types.is_numeric_dtype(values) or pd.to_numeric(sample, errors="coerce").notna().mean() >= 0.98:
         return "numeric"
     if sample.str.contains(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}", regex=True).mean() >= 0.9:
-        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+        parsed = to_dates(sample)
         if parsed.notna().mean() >= 0.9:
             return "date"
     if sample.str.len().mean() > 30 and sample.str.contains(" ").mean() > 0.5 and sample.nunique() > len(sample) / 2:
@@ -54,10 +56,26 @@ def infer_type(values: pd.Series) -> ColumnType:
     return "categorical"
 
 
+def _plain(value: Any) -> Any:
+    """A cell as `pd.to_numeric` takes it: text stripped, and an integer beyond float range (JSON allows any) as
+    NaN instead of an OverflowError."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int) and abs(value) > sys.float_info.max:
+        return math.nan
+    return value
+
+
 def to_numeric(values: pd.Series) -> pd.Series:
+    """Floats, NaN where a cell is not a finite number: text that does not parse, ±inf (a model would
+    propagate it, and an MLP turn it into NaN), a datetime (not a quantity: its nanoseconds would pass)."""
+    if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_timedelta64_dtype(values):
+        return pd.Series(np.nan, index=values.index, dtype=float)
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        return values.astype(float)
-    return pd.to_numeric(values.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce").astype(float)
+        numbers = values.astype(float)
+    else:
+        numbers = pd.to_numeric(values.map(_plain), errors="coerce").astype(float)
+    return numbers.where(np.isfinite(numbers))
 
 
 def to_boolean(values: pd.Series) -> pd.Series:
@@ -67,9 +85,14 @@ def to_boolean(values: pd.Series) -> pd.Series:
 
 
 def to_dates(values: pd.Series) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return values
-    return pd.to_datetime(values, errors="coerce", format="mixed")
+    """Timezone-naive times, NaT where a cell is not a date. A time with an offset keeps its local wall time (the
+    hour and weekday where it happened); a column mixing offsets is put in UTC first, as pandas requires."""
+    if not pd.api.types.is_datetime64_any_dtype(values):
+        try:
+            values = pd.to_datetime(values, errors="coerce", format="mixed")
+        except ValueError:  # "Mixed timezones detected"
+            values = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+    return values.dt.tz_localize(None) if values.dt.tz is not None else values
 
 
 def is_id_like(values: pd.Series, kind: str) -> bool:

@@ -138,7 +138,8 @@ class TabularEncoder:
             if isinstance(value, dict | list):
                 raise DataError(f"{column}: expected a single value, got a {type(value).__name__}")
             if kind == "numeric" and (isinstance(value, bool) or np.isnan(to_numeric(pd.Series([value])).iloc[0])):
-                raise DataError(f"{column}: expected a number, got {value!r}")
+                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+                raise DataError(f"{column}: expected a finite number, got {shown}")
             if kind == "boolean" and np.isnan(to_boolean(pd.Series([value])).iloc[0]):
                 raise DataError(f"{column}: expected true/false (or 1/0, yes/no), got {value!r}")
             if kind == "date" and pd.isna(to_dates(pd.Series([str(value)])).iloc[0]):

@@ -38,7 +38,8 @@ _EMAIL = re.compile(
     r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,63})@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
     r"[A-Za-z]{2,24}(?![A-Za-z0-9-])"
 )
-_CARD = re.compile(r"(?<![0-9A-Za-z+])\d(?:[ -]?\d){12,18}" + _NOT_ALNUM_AFTER)  # after '+': a phone number
+# after '+': a phone number; after a digit and a decimal point: the fraction of a number (-0.5408455846858077)
+_CARD = re.compile(r"(?<![0-9A-Za-z+])(?<!\d[.,])\d(?:[ -]?\d){12,18}" + _NOT_ALNUM_AFTER)
 _CN_ID = re.compile(_NOT_ALNUM_BEFORE + r"\d{6}(?:19|20)\d{2}[01]\d[0-3]\d\d{3}[\dXx]" + _NOT_ALNUM_AFTER)
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d]|\.\d)")
@@ -52,6 +53,8 @@ _REFERENCE_WORDS = re.compile(
     re.IGNORECASE,
 )
 
+# One decimal point and a long fraction is a measurement (0.049054613825311656), not a phone written with dots
+_DECIMAL = re.compile(r"\d+[.,]\d{6,}")
 # A number glued to letters or digits by a hyphen, slash or dot is part of a code (INV-2024-000123, v1.2.3-456)
 _CODE_BEFORE = re.compile(r"[A-Za-z0-9][-/_.]?$")
 _CODE_AFTER = re.compile(r"^[-/_.]?[A-Za-z0-9]")
@@ -177,6 +180,8 @@ def phones(text: str, regions: tuple[str, ...]) -> Iterator[Span]:
             if where in seen or _CODE_BEFORE.search(before) or _CODE_AFTER.search(text[match.end : match.end + 2]):
                 continue
             if match.raw_string[0].isdigit() and (_REFERENCE_WORDS.search(before) or _dated(match.raw_string)):
+                continue
+            if _DECIMAL.fullmatch(match.raw_string):
                 continue
             seen.add(where)
             value = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)

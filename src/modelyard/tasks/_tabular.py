@@ -59,6 +59,7 @@ def _read(path: str, config: Config) -> pd.DataFrame:
     data: TabularDataConfig = config.data
     frame, read = read_table(path, data.format, data.max_rows)
     require_columns(frame, {"target_column": data.target_column}, path)
+    _refuse_nested_columns(frame, path, data.drop_columns)
     target = frame[data.target_column]
     empty = target.isna() | (target.astype(str).str.strip() == "")
     frame = frame[~empty]
@@ -66,6 +67,20 @@ def _read(path: str, config: Config) -> pd.DataFrame:
     if read.skipped:
         frame.attrs["notes"].append(f"{path}: {read.skipped} malformed rows skipped (first: {read.problems[0]})")
     return frame
+
+
+def _refuse_nested_columns(frame: pd.DataFrame, path: str, dropped: list[str]) -> None:
+    """A Parquet struct, map or binary column holds no number, category, date or text: name it, don't crash."""
+    for column in frame.columns:
+        if column in dropped or frame[column].dtype != object:
+            continue
+        kinds = {type(v) for v in frame[column].dropna().head(1000)} & {dict, bytes, bytearray}
+        if kinds:
+            raise DataError(
+                f"{path}: column '{column}' holds {min(k.__name__ for k in kinds)} values (a struct, map or binary "
+                "column); a table's columns are numbers, categories, booleans, dates or text",
+                f"leave it out with data.drop_columns: [{column}], or flatten it into plain columns",
+            )
 
 
 def _labels(train: pd.Series, positive: str | None) -> list[str]:
@@ -93,7 +108,9 @@ def prepare(config: Config, kind: str) -> PreparedData:
         for name, frame in frames.items():
             bad = tabular.to_numeric(frame[target]).isna()
             if bad.any():
-                raise DataError(f"{getattr(data, name)}: target '{target}' is not a number in {int(bad.sum())} rows")
+                raise DataError(
+                    f"{getattr(data, name)}: target '{target}' is not a finite number in {int(bad.sum())} rows"
+                )
     if data.split.by:
         if "validation" in frames or "test" in frames:
             raise ConfigError("data.split.by orders one file by time: leave data.validation and data.test empty")
