@@ -26,6 +26,7 @@ UNCHECKED = {MANIFEST}
 UNCHECKED_DIRS = {"checkpoints"}
 RACY_NS = 100_000_000  # files changed this close to their hashing are hashed again (file times are coarse)
 _early: dict[Path, Future[dict[str, tuple[tuple[int, ...], str]]]] = {}
+_known: dict[Path, dict[str, tuple[tuple[int, ...], str]]] = {}  # digests `verify` computed, by bundle folder
 
 
 def environment() -> dict[str, str]:
@@ -131,7 +132,9 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BundleError(f"{path}: manifest is not valid JSON ({err})") from None
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path}: the manifest is not a JSON object")
+    if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{path}: unsupported bundle format {manifest.get('format_version')!r}")
     return manifest
 
@@ -142,18 +145,26 @@ def _identity(path: Path) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+def _hash_one(path: Path) -> tuple[tuple[int, ...] | None, str]:
+    """sha256 of a file with its identity while read (any later write changes it); the identity is None, so the
+    digest is not reused, for a file written shortly before (its next write could fall in the same file-time
+    tick) or during hashing."""
+    started = time.time_ns()
+    before = _identity(path)
+    digest = sha256_file(path)
+    trusted = _identity(path) == before and max(before[3:]) < started - RACY_NS
+    return (before if trusted else None), digest
+
+
 def _hash_files(root: Path) -> dict[str, tuple[tuple[int, ...], str]]:
-    """sha256 of every file with its identity while read; any later write changes that identity. Files written
-    shortly before (whose next write could fall in the same file-time tick) or during hashing are left out."""
+    """`_hash_one` of every file whose digest can be reused."""
     digests = {}
     for rel in _listing(root):
         path = root / rel
         if path.is_file() and not path.is_symlink():
-            started = time.time_ns()
-            before = _identity(path)
-            digest = sha256_file(path)
-            if _identity(path) == before and max(before[3:]) < started - RACY_NS:
-                digests[rel] = (before, digest)
+            identity, digest = _hash_one(path)
+            if identity is not None:
+                digests[rel] = (identity, digest)
     return digests
 
 
@@ -179,20 +190,25 @@ def _early_digests(root: Path) -> dict[str, tuple[tuple[int, ...], str]]:
 
 
 def verify(directory: str | Path) -> dict[str, Any]:
-    """Read the manifest and check every file's sha256; any mismatch refuses the whole bundle."""
+    """Read the manifest and check every file's sha256; any mismatch refuses the whole bundle. A file's digest is
+    reused (the early one, or this process's last check) only while its identity is unchanged, so checking a
+    bundle before serving it and again when the server loads it hashes it once."""
     root = Path(directory)
     manifest = read_manifest(root)
     extra = sorted(set(_listing(root)) - set(manifest.get("files", {})))
     if extra:
         raise BundleError(f"{root}: {extra[0]} is not listed in the manifest; refusing a bundle with unchecked files")
-    early = _early_digests(root)
+    known = _known.setdefault(root.resolve(), {})
+    known.update(_early_digests(root))
     for rel, expected in manifest.get("files", {}).items():
         path = _inside(root, rel)
         if not path.is_file():
             raise BundleError(f"{root}: {rel} is missing (listed in the manifest)")
-        identity, digest = early.get(rel, ((), ""))
+        identity, digest = known.get(rel, ((), ""))
         if identity != _identity(path):
-            digest = sha256_file(path)
+            identity, digest = _hash_one(path)
+            if identity is not None:
+                known[rel] = (identity, digest)
         if digest != expected:
             raise BundleError(
                 f"{root}: checksum mismatch for {rel}: the file was changed after the bundle was "

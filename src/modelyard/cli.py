@@ -171,8 +171,10 @@ def evaluate(
     Example: modelyard evaluate ./bundle --data new_labelled.csv
     """
     from modelyard import api
-    from modelyard.fsutil import atomic_write_json
+    from modelyard.fsutil import atomic_write_json, check_writable
 
+    if output:
+        check_writable(output)
     metrics = api.load(model).evaluate(data)
     if output:
         atomic_write_json(output, metrics)
@@ -203,6 +205,7 @@ def predict(
     from modelyard.commands.batch_predict import score, streams
     from modelyard.predict_io import (
         audio_files,
+        check_output,
         image_files,
         predict_audio,
         predict_images,
@@ -212,6 +215,12 @@ def predict(
 
     if sum(x is not None for x in (text, image, audio, input_)) != 1:
         raise typer.BadParameter("give exactly one of --text, --image, --audio or --input")
+    if input_ is not None and input_.is_dir():
+        raise UserError(
+            f"--input {input_} is a folder", "give a table file; a folder of images or audio goes to --image/--audio"
+        )
+    if output is not None:
+        check_output(output, input_)
     loaded = api.load(model)
     if image is not None or audio is not None:
         skipped: list[str] = []
@@ -236,7 +245,7 @@ def predict(
         score(loaded, input_, output, engine, workers, chunk_rows)  # tables of any size, in bounded memory
         return
     else:
-        inputs, frame = read_inputs(loaded, text, input_)
+        inputs, frame = read_inputs(loaded, text, input_, _warn)
         predictions = loaded.predict(inputs, top_k=top_k)
     if output:
         write_predictions(output, frame, predictions)
@@ -285,7 +294,10 @@ def report(
     from contextlib import nullcontext
 
     from modelyard.evaluation.report import write_report
+    from modelyard.fsutil import check_writable
 
+    if output:
+        check_writable(output)
     busy = nullcontext() if STATE["quiet"] else err.status("predicting the test split, timing, drawing")
     with busy:
         path = write_report(model, output, cpu_hour_price)
@@ -367,6 +379,8 @@ def main() -> None:
             if STATE["debug"]:
                 raise
             sys.exit(1)
+        if isinstance(error, OSError) and error.filename is not None and not STATE["debug"]:
+            error = UserError(f"{error.filename}: {error.strerror or error}")  # a file the system refused: named
         if STATE["debug"] or not isinstance(error, UserError):
             raise
         err.print(f"[red]error:[/] {escape(error.message)}", highlight=False, soft_wrap=True)  # quoted names may

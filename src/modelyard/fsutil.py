@@ -22,10 +22,27 @@ def _umask() -> int:
     return mask
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """A UserError naming `path` when it cannot become a file: it is a folder, or a file stands where one of its
+    folders would be. Commands check their --output with it before the work whose result it would hold."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder", "give a file name")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"cannot write {path}: {blocker} is a file, not a folder")
+
+
+def _prepare_target(path: Path) -> None:
+    """The folder of a file about to be written, created, after `check_writable`."""
+    check_writable(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then rename over the target."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _prepare_target(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the usual permissions
@@ -52,7 +69,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp path beside `path` for a writer that wants a file name (safetensors, onnx); rename on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _prepare_target(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp

@@ -15,7 +15,7 @@ import yaml
 
 from modelyard import bundle
 from modelyard.config import Config
-from modelyard.errors import BundleError
+from modelyard.errors import BundleError, DataError
 from modelyard.home import offline
 from modelyard.protocols import Learner
 from modelyard.tasks import config_from_dict, get_task
@@ -65,7 +65,28 @@ class Model:
         raw["data"].update(train=str(Path(data).resolve()), validation=None, test=None, max_rows=None)
         raw["data"]["split"].update(validation=0.0, test=0.0)
         prepared = self.task.prepare(config_from_dict(raw, str(data)))
-        return self._with_answer_quality(self.learner.evaluate(prepared.splits["train"]), prepared.splits["train"])
+        rows, notes = self._known_labels_only(prepared.splits["train"], str(data))
+        result = self._with_answer_quality(self.learner.evaluate(rows), rows)
+        read = prepared.report.get("files", {}).get("train", {})  # tasks that clean rows say what they dropped
+        if read.get("cleaning", {}).get("rows_out", 0) < read.get("cleaning", {}).get("rows_in", 0):
+            notes.append(f"{data}: {read['summary']}; the metrics score the rest")
+        return result | ({"notes": notes} if notes else {})
+
+    def _known_labels_only(self, rows: Any, source: str) -> tuple[Any, list[str]]:
+        """A single-label file's rows whose label the model knows; the others, which it can never predict and
+        metrics cannot score, dropped and named (as `train` does for its test split)."""
+        column = "label" if "label" in getattr(rows, "columns", ()) else getattr(self.config.data, "target_column", "")
+        if not self.labels or column not in getattr(rows, "columns", ()) or "labels" in rows.columns:
+            return rows, []
+        unseen = ~rows[column].astype(str).str.strip().isin(self.labels)
+        if not unseen.any():
+            return rows, []
+        if unseen.all():
+            raise DataError(
+                f"{source}: no row has a label the model knows; its labels: {', '.join(map(str, self.labels[:10]))}"
+            )
+        names = ", ".join(sorted(rows[column][unseen].astype(str).unique())[:5])
+        return rows[~unseen], [f"{source}: {int(unseen.sum())} rows dropped: labels the model never saw ({names})"]
 
     def _with_answer_quality(self, result: dict[str, Any], items: Any) -> dict[str, Any]:
         """`result` plus the `evaluation.metrics` of a generator's answers to `items`, when the config asks."""
@@ -75,6 +96,21 @@ class Model:
         from modelyard.generation.quality import score_generations
 
         return {**result, "generation": score_generations(generator, items, self.config.evaluation.metrics)}
+
+
+def bundle_path(ref: str | Path) -> Path:
+    """The bundle folder a reference names: a folder as it is, a registry URI resolved (fetched if need be)."""
+    if str(ref).startswith("models:/"):
+        from modelyard.tracking.registry import resolve_model_uri
+
+        return resolve_model_uri(str(ref)).path
+    return Path(ref)
+
+
+def check(ref: str | Path) -> None:
+    """What `load` refuses before any weights are read, refused now: a registry URI that does not resolve, a
+    folder that is not a bundle, a file changed since training (`serve` checks before it starts listening)."""
+    bundle.verify(bundle_path(ref))
 
 
 def load(ref: str | Path) -> Model:

@@ -14,9 +14,19 @@ from modelyard.data.audio import read_audio
 from modelyard.data.images import EXTENSIONS, decode_image
 from modelyard.data.readers import read_table
 from modelyard.errors import DataError, UserError
-from modelyard.fsutil import atomic_write_text
+from modelyard.fsutil import atomic_path, atomic_write_text, check_writable
 
 IMAGE_CHUNK = 64  # images decoded and predicted at once: one decode each, memory bounded for big folders
+OUTPUTS = (".parquet", ".csv", ".jsonl")  # what `predict --output` writes
+
+
+def check_output(output: Path, source: Path | None) -> None:
+    """Refuse, before any model loads, an --output that predict cannot write or that would replace its input."""
+    if output.suffix.lower() not in OUTPUTS:
+        raise UserError(f"--output {output}: write {', '.join(OUTPUTS)}")
+    check_writable(output)
+    if source is not None and source.exists() and output.exists() and output.samefile(source):
+        raise UserError(f"--output {output} is the --input file: scoring would replace it", "write to another file")
 
 
 def media_files(paths: list[Path], extensions: set[str] | frozenset[str], what: str) -> list[str]:
@@ -121,12 +131,21 @@ def predict_audio(
     return _predict_files(model, paths, top_k, on_skip, lambda path: read_audio(Path(path), limit)[0], none_usable)
 
 
-def read_inputs(model, texts: list[str] | None, file: Path | None) -> tuple[list[Any], pd.DataFrame | None]:
-    """The model's inputs and, for a file, the frame they came from (its columns are kept in the output)."""
+def read_inputs(
+    model, texts: list[str] | None, file: Path | None, warn: Callable[[str], None]
+) -> tuple[list[Any], pd.DataFrame | None]:
+    """The model's inputs and, for a file, the frame they came from (its columns are kept in the output); rows
+    the reader skipped (malformed) are named through `warn`."""
     if texts is not None:
         return list(texts), None
-    frame, _ = read_table(file, model.config.data.format)
+    frame, report = read_table(file, model.config.data.format)
+    if report.skipped:
+        warn(skipped_rows(file, report.skipped, report.problems[0]))
     return frame_inputs(model, frame, file), frame
+
+
+def skipped_rows(file: Path, count: int, first: str) -> str:
+    return f"{file}: {count} malformed rows skipped, not scored (first: {first})"
 
 
 def frame_inputs(model, frame: pd.DataFrame, file: Path) -> list[Any]:
@@ -143,21 +162,42 @@ def frame_inputs(model, frame: pd.DataFrame, file: Path) -> list[Any]:
                 f"{', '.join(map(str, frame.columns))}"
             )
         column = frame.columns[0]
-    return frame[column].astype(str).tolist()
+    return frame[column].astype(str).fillna("").tolist()  # a missing cell is an empty text, not "nan"
 
 
 def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[dict[str, Any]]) -> None:
-    """.jsonl gets one JSON object per row; .csv gets the input columns plus label, score and probabilities."""
+    """.jsonl gets one JSON object per row; .csv and .parquet get the input columns plus label, score and
+    probabilities (nested answers as JSON text)."""
     rows = frame.reset_index(drop=True).to_dict("records") if frame is not None else [{} for _ in predictions]
     merged = [{**row, **pred} for row, pred in zip(rows, predictions, strict=True)]
     if path.suffix.lower() == ".jsonl":
         atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in merged))
         return
-    flat = [
-        {k: (json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v) for k, v in r.items()}
-        for r in merged
-    ]
-    atomic_write_text(path, pd.DataFrame(flat).to_csv(index=False))
+    flat = pd.DataFrame(
+        [
+            {k: (json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v) for k, v in r.items()}
+            for r in merged
+        ]
+    )
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        with atomic_path(path) as tmp:
+            pq.write_table(to_arrow(flat), tmp)
+        return
+    atomic_write_text(path, flat.to_csv(index=False))
+
+
+def to_arrow(frame: pd.DataFrame) -> Any:
+    """A scored table as an Arrow table; an object column of mixed values (numbers and text) is written as text."""
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        mixed = frame.select_dtypes(include="object").columns
+        as_text = {c: frame[c].map(lambda v: v if v is None or isinstance(v, str) else str(v)) for c in mixed}
+        return pa.Table.from_pandas(frame.assign(**as_text), preserve_index=False)
 
 
 class SchemaProblems:

@@ -82,3 +82,32 @@ def test_serve_answers_then_finishes_in_flight_requests_on_sigterm(tfidf_bundle,
     stderr = process.stderr.read().decode()
     assert f"http://127.0.0.1:{port}" in stderr and "Application shutdown complete" in stderr
     assert "Traceback" not in stderr
+
+
+def _serve(args: list[str], home: Path) -> subprocess.CompletedProcess:
+    script = shutil.which("modelyard", path=str(Path(sys.executable).parent))
+    env = {**os.environ, "MODELYARD_HOME": str(home)}
+    return subprocess.run([script, "serve", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_taken_port_is_refused_before_the_model_loads(tfidf_bundle, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _serve([str(tfidf_bundle), "--port", str(port)], tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+    assert "serving" not in done.stderr  # refused before the banner, the model never loaded
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_changed_bundle_is_refused_before_any_worker_starts(tfidf_bundle, tmp_path, workers):
+    changed = tmp_path / "bundle"
+    shutil.copytree(tfidf_bundle, changed)
+    with (changed / "config.yaml").open("a") as config:
+        config.write("# edited\n")
+    done = _serve([str(changed), "--port", str(free_port()), "--workers", workers], tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "checksum mismatch for config.yaml" in done.stderr and "Traceback" not in done.stderr
+    assert "Started" not in done.stderr

@@ -46,7 +46,9 @@ def test_evaluate_scores_any_labelled_file_on_all_three_heads(bundle, tmp_path):
 
 
 def test_predict_from_a_csv_reads_image_paths_relative_to_that_file(bundle):
-    inputs, frame = read_inputs(bundle, None, NOTES)
+    warnings: list[str] = []
+    inputs, frame = read_inputs(bundle, None, NOTES, warnings.append)
+    assert warnings == []  # every row of the file is read
     answers = bundle.predict(inputs[:3], top_k=2)
     assert len(answers) == 3 and len(frame) == 20
     assert {a["label"] for a in answers} <= {"close_up", "wide"}

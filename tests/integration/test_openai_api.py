@@ -101,3 +101,46 @@ def test_invalid_sampling_options_are_a_json_422(client):
 def test_a_prompt_over_the_size_limit_is_refused(client):
     response = client.post("/v1/completions", json={"prompt": "x" * 600})
     assert response.status_code == 422 and "limit is 500" in response.json()["error"]["message"]
+
+
+def test_an_empty_or_oversized_prompt_list_is_refused(client):
+    empty = client.post("/v1/completions", json={"prompt": []})
+    assert empty.status_code == 422 and "at least one prompt" in empty.json()["error"]["message"]
+    many = client.post("/v1/completions", json={"prompt": ["x"] * 65, "max_tokens": 1})
+    assert many.status_code == 422 and "65 prompts; at most 64" in many.json()["error"]["message"]
+
+
+def test_a_seed_out_of_range_is_a_422_naming_it(client):
+    response = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}], "seed": 2**70})
+    assert response.status_code == 422 and "seed" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("options", [{"temperature": 1e-300}, {"repetition_penalty": 1e-300, "temperature": 0.7}])
+def test_extreme_but_valid_sampling_settings_still_answer(client, options):
+    """A temperature or penalty so small that dividing by it overflows float32 once made every probability NaN."""
+    response = client.post("/v1/completions", json={"prompt": "ROMEO:", "max_tokens": 4, "seed": 1, **options})
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["finish_reason"] in ("length", "stop")
+
+
+def test_every_completion_is_logged_under_its_id_and_takes_feedback(tiny_gpt_bundle):
+    from modelyard.monitoring.prediction_log import read_predictions
+
+    with serving(tiny_gpt_bundle) as fresh:
+        one = fresh.post("/v1/completions", json={"prompt": "ROMEO:", "max_tokens": 3}).json()
+        two = fresh.post("/v1/completions", json={"prompt": ["A:", "B:"], "max_tokens": 3}).json()
+        streamed = fresh.post("/v1/completions", json={"prompt": "C:", "max_tokens": 3, "stream": True})
+        stream_id = sse_payloads(streamed.text)[0]["id"]
+        rated = fresh.post("/v1/feedback", json={"prediction_id": one["id"], "label": {"rating": "up"}})
+        assert rated.status_code == 200, rated.text
+    rows = read_predictions().set_index("prediction_id")
+    expected = {
+        one["id"]: ("ROMEO:", one["choices"][0]["text"]),
+        f"{two['id']}.0": ("A:", two["choices"][0]["text"]),
+        f"{two['id']}.1": ("B:", two["choices"][1]["text"]),
+        stream_id: ("C:", "".join(p["choices"][0]["text"] for p in sse_payloads(streamed.text) if p["choices"])),
+    }
+    assert set(rows.index) == set(expected)
+    for ident, (prompt, text) in expected.items():
+        assert (json.loads(rows.loc[ident, "input"]), json.loads(rows.loc[ident, "output"])) == (prompt, {"text": text})
+    assert json.loads(rows.loc[one["id"], "label"]) == {"rating": "up"}

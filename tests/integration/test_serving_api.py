@@ -27,6 +27,17 @@ def test_health_and_readiness_answer_once_the_model_is_loaded(client):
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/"])
+def test_head_answers_wherever_get_does_without_a_body(client, path):
+    got, head = client.get(path), client.head(path)
+    assert head.status_code == got.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+
+
+def test_head_on_a_post_route_is_405(client):
+    assert client.head("/v1/predict").status_code == 405
+
+
 def test_model_info_names_the_model_its_labels_and_input_schema(client):
     info = client.get("/v1/model").json()
     assert info["name"] == "test-tfidf-linear" and info["task"] == "text_classification"

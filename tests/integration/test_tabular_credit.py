@@ -53,7 +53,7 @@ def test_the_saved_threshold_decides_the_label(bundle):
 def test_rows_are_checked_against_the_training_schema(bundle):
     with pytest.raises(DataError, match="unknown column"):
         bundle.predict([{**ROW, "INCOME": 1}])
-    with pytest.raises(DataError, match="LIMIT_BAL: expected a number"):
+    with pytest.raises(DataError, match="LIMIT_BAL: expected a finite number"):
         bundle.predict([{**ROW, "LIMIT_BAL": "a lot"}])
     [answer] = bundle.predict([{**ROW, "EDUCATION": 42}])
     assert any("EDUCATION" in note and "other" in note for note in answer["notes"])
@@ -79,9 +79,14 @@ def test_server_predicts_rows_and_answers_bad_rows_with_422(bundle):
             response = client.post("/v1/predict", json={"rows": [bad]})
             assert response.status_code == 422, response.text
             assert "error" in response.json()
+        huge = '{"rows": [{"AGE": %s}]}' % (10**400)  # JSON allows any integer; a float cannot hold it
+        response = client.post("/v1/predict", content=huge, headers={"content-type": "application/json"})
+        assert response.status_code == 422 and "inputs.0: AGE: expected a finite number" in response.text
         explained = client.post("/v1/explain", json={"input": ROW})
         assert explained.status_code == 200, explained.text
         assert explained.json()["reasons_up"]
+        refused = client.post("/v1/explain", json={"input": {**ROW, "AGE": "old"}})
+        assert refused.status_code == 422 and "input: AGE: expected a finite number" in refused.text
 
 
 def test_onnx_export_keeps_the_probabilities(bundle):

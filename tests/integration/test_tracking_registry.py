@@ -102,6 +102,13 @@ def test_models_uri_loads_the_bundle_the_alias_points_at(registered, tfidf_bundl
     assert model.predict(["I lost my card"])[0]["label"] in model.labels
 
 
+def test_latest_names_the_newest_version_as_in_mlflow(registered):
+    name, versions, _ = registered
+    assert registry.resolve_model_uri(f"models:/{name}/latest").version == versions[-1] == "3"
+    with pytest.raises(ModelNotFoundError, match="no registered model 'nope'"):
+        registry.resolve_model_uri("models:/nope/latest")
+
+
 def test_a_bundle_missing_on_this_machine_is_fetched_from_the_store(registered):
     name, _, uri = registered
     store.client(uri).set_model_version_tag(name, "3", "bundle_path", "/elsewhere/not-here")

@@ -1,4 +1,5 @@
-"""`bundle.hash_early` hashes a bundle while the server imports its libraries; `verify` must stay as strict."""
+"""`bundle.hash_early` hashes a bundle while the server imports its libraries, and `verify` reuses a digest while
+the file is unchanged; `verify` must stay as strict."""
 
 from __future__ import annotations
 
@@ -63,3 +64,26 @@ def test_files_written_just_before_early_hashing_are_hashed_again(tmp_path, monk
     calls = _count_hashing(monkeypatch)
     bundle.verify(path)
     assert [p.name for p in calls] == ["config.yaml"]
+
+
+def test_a_second_check_in_the_same_process_hashes_nothing_unchanged(tmp_path, monkeypatch):
+    path = _bundle(tmp_path)
+    bundle.verify(path)  # `serve` checks the bundle before it starts, the server then loads it
+    calls = _count_hashing(monkeypatch)
+    assert bundle.verify(path)["name"] == "tiny"
+    assert calls == []
+
+
+def test_a_file_changed_between_two_checks_is_refused_by_the_second(tmp_path):
+    path = _bundle(tmp_path)
+    bundle.verify(path)
+    (path / "model.safetensors").write_bytes(b"WEIGHTS " * 1000)  # same size, new content
+    with pytest.raises(BundleError, match=r"checksum mismatch for model\.safetensors"):
+        bundle.verify(path)
+
+
+def test_a_manifest_that_is_not_an_object_is_refused_by_name(tmp_path):
+    path = _bundle(tmp_path)
+    (path / bundle.MANIFEST).write_text("[]")
+    with pytest.raises(BundleError, match="the manifest is not a JSON object"):
+        bundle.verify(path)

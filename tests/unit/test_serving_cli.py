@@ -46,3 +46,29 @@ def test_without_cpu_affinity_the_workers_share_every_core(monkeypatch):
     monkeypatch.delattr(run.os, "sched_getaffinity")
     monkeypatch.setattr(run.os, "cpu_count", lambda: 8)
     assert run.model_threads(ServeSettings(workers=2)) == 4
+
+
+def test_options_override_the_environment_and_every_limit_has_an_option(monkeypatch):
+    from modelyard.serving import run
+
+    seen = {}
+    monkeypatch.setattr(run, "run_server", lambda model, settings: seen.update(settings=settings))
+    monkeypatch.setenv("MODELYARD_LOG_INPUTS", "false")
+    monkeypatch.setenv("MODELYARD_MAX_INPUTS", "8")
+    args = ["--log-inputs", "--max-text-chars", "500", "--max-body-bytes", "2048", "--max-top-k", "5"]
+    result = CliRunner().invoke(app, ["serve", "bundle", *args, "--drift-interval", "0"])
+    assert result.exit_code == 0, result.output
+    settings = seen["settings"]
+    assert settings.log_inputs is True and settings.max_inputs == 8  # the option wins; the environment fills in
+    assert (settings.max_text_chars, settings.max_body_bytes, settings.max_top_k) == (500, 2048, 5)
+    assert settings.drift_interval_s == 0
+
+
+def test_every_server_setting_is_documented_with_its_environment_variable():
+    from pathlib import Path
+
+    from modelyard.serving.settings import ServeSettings
+
+    table = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text(encoding="utf-8")
+    missing = [name for name in ServeSettings.model_fields if f"`MODELYARD_{name.upper()}`" not in table]
+    assert missing == []

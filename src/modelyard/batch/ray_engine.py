@@ -24,9 +24,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from modelyard.batch.stream import CHUNK_ROWS, Progress, scored_frame, to_arrow
+from modelyard.batch.stream import CHUNK_ROWS, Progress, scored_frame
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path
+from modelyard.predict_io import to_arrow
 
 OBJECT_STORE_BYTES_PER_WORKER = 256 * 2**20  # a local instance's store; two scored chunks per worker are in it
 

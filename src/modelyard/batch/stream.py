@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 
 from modelyard.batch.journal import Journal, bundle_digest, fingerprint
 from modelyard.data.readers import stream_table
 from modelyard.errors import DataError, UserError
-from modelyard.predict_io import SchemaProblems, frame_inputs
+from modelyard.predict_io import OUTPUTS, SchemaProblems, frame_inputs, to_arrow
 
 CHUNK_ROWS = 100_000
-OUTPUTS = (".parquet", ".csv", ".jsonl")
 Progress = Callable[[int, int | None], None]  # (rows done, rows in all when known)
 
 
@@ -45,16 +43,6 @@ def scored_frame(model, chunk: pd.DataFrame, source: Path) -> pd.DataFrame:
     predictions = predictions_frame(model, chunk, source)
     predictions.columns = [f"prediction_{c}" if c in chunk.columns else c for c in predictions.columns]
     return pd.concat([chunk.reset_index(drop=True), predictions], axis=1)
-
-
-def to_arrow(frame: pd.DataFrame) -> pa.Table:
-    """A scored chunk as Arrow; an object column of mixed values (numbers and text) is written as text."""
-    try:
-        return pa.Table.from_pandas(frame, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        mixed = frame.select_dtypes(include="object").columns
-        as_text = {c: frame[c].map(lambda v: v if v is None or isinstance(v, str) else str(v)) for c in mixed}
-        return pa.Table.from_pandas(frame.assign(**as_text), preserve_index=False)
 
 
 def total_rows(source: Path) -> int | None:
@@ -114,5 +102,6 @@ def score_file(
         "seconds": round(seconds, 2),
         "rows_per_second": round((rows - resumed) / max(seconds, 1e-9), 1),
         "skipped": report.skipped,
+        "first_skipped": report.problems[0] if report.problems else None,
     }
     return done | ({"schema": problems.summary} if check is not None else {})

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from modelyard.commands.console import STATE, err, warn
+from modelyard.predict_io import skipped_rows
 
 Engine = Literal["local", "ray"]
 
@@ -52,6 +53,8 @@ def score(model, source: Path, output: Path, engine: Engine, workers: int, chunk
     resumed = f", {done['resumed_rows']:,} of them from the stopped run" if done.get("resumed_rows") else ""
     speed = f"{done['rows_per_second']:,.0f} rows/s"
     err.print(f"wrote {done['rows']:,} predictions to {escape(str(output))}{resumed} ({speed})")
+    if done.get("skipped"):
+        warn(skipped_rows(source, done["skipped"], done["first_skipped"]))
     for kind, what in (("wrong_type", "values of the wrong type"), ("unseen", "unseen categories")):
         for column, found in done.get("schema", {}).get(kind, {}).items():
             warn(f"{column}: {found['rows']} rows with {what} (first rows {found['first_rows']})")

@@ -10,7 +10,7 @@ from rich.console import Console
 
 
 def containerize(
-    bundle: Annotated[Path, typer.Argument(help="the bundle folder to serve")],
+    bundle: Annotated[str, typer.Argument(help="the bundle folder to serve, or models:/NAME@ALIAS")],
     output: Annotated[Path, typer.Option("--output", "-o", help="new or empty folder for the build context")] = Path(
         "container"
     ),
@@ -24,11 +24,12 @@ def containerize(
     resources sized from the bundle), a copy of the bundle and a modelyard wheel. The image needs the Python
     package index only while it is built; it serves with HF_HUB_OFFLINE=1 as a non-root user.
 
-    Example: modelyard containerize .modelyard/bundles/banking-intents/latest --output build/banking
+    Example: modelyard containerize models:/banking-intents@champion --output build/banking
     """
     from modelyard.export.container import containerize as run
+    from modelyard.loader import bundle_path
 
-    written = run(bundle, output, image, replicas, wheel)
+    written = run(bundle_path(bundle), output, image, replicas, wheel)
     err = Console(stderr=True)
     err.print(f"build: docker build -t IMAGE {output}    deploy: kubectl apply -f {output / 'k8s.yaml'}")
     for path in written:

@@ -10,6 +10,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from modelyard.errors import UserError
+from modelyard.fsutil import atomic_write_bytes
+
 
 def doctor() -> None:
     """Environment report: versions, CPU features, bundled models, tracking store.
@@ -69,10 +72,16 @@ def explain(
             item = json.loads(row)
         except ValueError as err:
             raise typer.BadParameter(f"--row is not JSON: {err}") from None
-    result = explain(api.load(model), item, label)
+    loaded = api.load(model)
+    reads = "a text" if loaded.task.Input is str else "a table row" if loaded.task.Input == dict[str, Any] else None
+    given = "a text" if text is not None else "a table row" if row is not None else None
+    if reads and given and reads != given:
+        option = "--text" if reads == "a text" else "--row"
+        raise UserError(f"{model} explains {reads}, not {given}", f"pass it with {option}")
+    result = explain(loaded, item, label)
     if "heatmap" in result:
         path = output or Path(f"{image.stem}-explained.png")
-        path.write_bytes(base64.b64decode(result["heatmap"]))
+        atomic_write_bytes(path, base64.b64decode(result["heatmap"]))
         result = {**result, "heatmap": str(path)}
     if json_:
         print(json.dumps(result, indent=2, ensure_ascii=False, default=str))

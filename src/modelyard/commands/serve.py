@@ -23,13 +23,21 @@ def serve(
     max_queue: Annotated[
         int | None, typer.Option(help="inputs allowed to wait; beyond, 503 + Retry-After (default 1024)")
     ] = None,
+    max_inputs: Annotated[int | None, typer.Option(help="inputs per request; beyond, 422 (default 64)")] = None,
+    max_text_chars: Annotated[
+        int | None, typer.Option(help="characters per text input or prompt; beyond, 422 (default 10000)")
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None, typer.Option(help="request body size; beyond, 413 (default 10485760: 10 MiB)")
+    ] = None,
+    max_top_k: Annotated[int | None, typer.Option(help="largest top_k (and search k) a request may ask")] = None,
     workers: Annotated[int | None, typer.Option(help="server processes (default 1)")] = None,
     threads: Annotated[
         int | None, typer.Option(help="torch threads per process (default: the cores, shared among workers)")
     ] = None,
     log_inputs: Annotated[
-        bool, typer.Option("--log-inputs/--no-log-inputs", help="log inputs, or only their sha256")
-    ] = True,
+        bool | None, typer.Option("--log-inputs/--no-log-inputs", help="log inputs, or only their sha256 (default on)")
+    ] = None,
     api_key_env: Annotated[
         str, typer.Option(help="environment variable holding the API key (clients send it as a Bearer token)")
     ] = "MODELYARD_API_KEY",
@@ -50,11 +58,15 @@ def serve(
     alias_poll: Annotated[
         float | None, typer.Option(help="seconds between registry alias checks, 0 = never (default 30)")
     ] = None,
+    drift_interval: Annotated[
+        float | None, typer.Option(help="seconds between drift gauge updates on /metrics, 0 = never (default 300)")
+    ] = None,
 ) -> None:
     """Serve a model over HTTP: playground at /, API docs at /docs, predictions at POST /v1/predict. An index
-    folder (from `modelyard index`) answers POST /v1/search and POST /v1/embeddings instead.
+    folder (from `modelyard index`) answers POST /v1/search and POST /v1/embeddings instead. Each option can
+    also be set as MODELYARD_<OPTION> (MODELYARD_MAX_INPUTS=128); the option wins.
 
-    Example: modelyard serve .modelyard/bundles/banking-intents/latest --port 8000
+    Example: modelyard serve models:/banking-intents/latest --port 8000
     """
     given = {
         "host": host,
@@ -62,6 +74,10 @@ def serve(
         "max_batch_size": max_batch_size,
         "max_wait_ms": max_wait_ms,
         "max_queue": max_queue,
+        "max_inputs": max_inputs,
+        "max_text_chars": max_text_chars,
+        "max_body_bytes": max_body_bytes,
+        "max_top_k": max_top_k,
         "workers": workers,
         "threads": threads,
         "timeout_s": timeout,
@@ -70,10 +86,10 @@ def serve(
         "challenger": challenger,
         "canary_percent": canary_percent,
         "alias_poll_s": alias_poll,
+        "drift_interval_s": drift_interval,
+        "log_inputs": log_inputs,
     }
     overrides = {key: value for key, value in given.items() if value is not None}
-    if not log_inputs:
-        overrides["log_inputs"] = False
     if api_key_env != "MODELYARD_API_KEY":
         if not os.environ.get(api_key_env):
             raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is empty or unset")

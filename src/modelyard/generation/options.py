@@ -16,7 +16,7 @@ class GenerationOptions(StrictModel):
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="nucleus sampling: smallest set with mass p")
     repetition_penalty: float = Field(1.0, gt=0.0, le=10.0, description=">1 discourages tokens already present")
     stop: list[str] = Field(default_factory=list, max_length=8, description="end the text before any of these")
-    seed: int | None = Field(None, description="makes sampling reproducible")
+    seed: int | None = Field(None, ge=0, le=2**64 - 1, description="makes sampling reproducible")
 
     @field_validator("stop", mode="before")
     @classmethod

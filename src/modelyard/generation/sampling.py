@@ -8,12 +8,14 @@ from modelyard.generation.options import GenerationOptions
 
 
 def penalise_repeats(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    """CTRL-style penalty on tokens already in the context: positive logits shrink, negative ones grow."""
+    """CTRL-style penalty on tokens already in the context: positive logits shrink, negative ones grow. A tiny
+    penalty (which favours repeats) stays finite: an infinite logit would make the probabilities NaN."""
     if penalty == 1.0 or seen.numel() == 0:
         return logits
     picked = logits.gather(0, seen)
     logits = logits.clone()
-    logits.scatter_(0, seen, torch.where(picked > 0, picked / penalty, picked * penalty))
+    limit = torch.finfo(logits.dtype).max
+    logits.scatter_(0, seen, torch.where(picked > 0, picked / penalty, picked * penalty).clamp(-limit, limit))
     return logits
 
 
@@ -42,7 +44,8 @@ def next_token(
     logits = penalise_repeats(logits.float().cpu(), seen, options.repetition_penalty)
     if options.greedy:
         return int(logits.argmax())
-    logits = logits / options.temperature
+    # The best token at 0, and T no lower than float32 can divide by: no inf/inf or 0/0 however low T is.
+    logits = (logits - logits.max()) / max(options.temperature, torch.finfo(logits.dtype).tiny)
     if options.top_k is not None:
         logits = filter_top_k(logits, options.top_k)
     if options.top_p is not None:

@@ -18,6 +18,7 @@ from modelyard import model_thread
 from modelyard.retrieval.index import is_index
 from modelyard.serving import rollout
 from modelyard.serving.errors import install_error_handlers
+from modelyard.serving.head import HeadAsGetMiddleware
 from modelyard.serving.metrics import MetricsMiddleware, ServerMetrics
 from modelyard.serving.routes import docs, explain, feedback, health, playground
 from modelyard.serving.routes.predict import predict_router
@@ -157,10 +158,11 @@ def create_app(model_ref: str, settings: ServeSettings | None = None) -> FastAPI
 
 
 def guarded(app: FastAPI, settings: ServeSettings) -> FastAPI:
-    """The middleware every server shares: request metrics, the body limit, CORS when asked, and an OpenAPI
-    document without the key scheme when no key is set."""
+    """The middleware every server shares: request metrics, the body limit, CORS when asked, HEAD wherever GET
+    answers, and an OpenAPI document without the key scheme when no key is set."""
     if not settings.api_key:
         _document_open_access(app)
+    app.add_middleware(HeadAsGetMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

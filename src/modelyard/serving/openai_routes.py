@@ -1,6 +1,7 @@
 """OpenAI-compatible generation: POST /v1/completions and /v1/chat/completions, `stream: true` as SSE, and
-GET /v1/models (the one model served). A chat answer is logged under the response's `id` (unless the request says
-`"store": false`, which keeps its messages out of the log), so `/v1/feedback` can rate or correct it.
+GET /v1/models (the one model served). Every answer is logged under the response's `id` (a completion of several
+prompts: `ID.INDEX` per choice; `"store": false` keeps the request's text out of the log), so `/v1/feedback` can
+rate or correct it.
 
 The official `openai` client works against `base_url=http://HOST:PORT/v1`. Concurrent requests are decoded
 together by one `GenerationBatcher` per loaded model. Beyond OpenAI's fields, `top_k` and
@@ -70,6 +71,7 @@ class SamplingFields(BaseModel):
 
 class CompletionRequest(SamplingFields):
     prompt: str | list[str] = Field(..., description="one prompt, or several decoded together")
+    store: bool = Field(True, description=STORE_DESCRIPTION)
 
 
 class ContentPart(BaseModel):
@@ -234,20 +236,20 @@ def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
 def _log_answer(
     service: ModelService,
     ident: str,
-    messages: list[dict[str, str]],
+    given: list[dict[str, str]] | str,
     text: str,
     started: float,
     store: bool,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """A chat answer in the prediction log under the response's id, so `/v1/feedback` can rate or correct it;
-    `details` join the logged output (an assistant's citations)."""
+    """An answer in the prediction log under the response's id, so `/v1/feedback` can rate or correct it: `given`
+    is a chat's messages or a completion's prompt (logged as /v1/predict logs one); `details` join the logged
+    output (an assistant's citations)."""
     if service.log is not None:
         latency_ms = (time.perf_counter() - started) * 1000
         output = {"text": text, **(details or {})}
-        record = PredictionRecord(
-            ident, time.time(), service.name, service.version, {"messages": messages}, output, latency_ms, store
-        )
+        logged = {"messages": given} if isinstance(given, list) else given
+        record = PredictionRecord(ident, time.time(), service.name, service.version, logged, output, latency_ms, store)
         service.log.append([record])
 
 
@@ -275,14 +277,26 @@ async def retrieve_model(model_id: str, service: ModelService = Depends(get_serv
 
 @router.post("/completions", summary="Continue a prompt (OpenAI-compatible; stream: true for SSE)")
 async def completions(body: CompletionRequest, request: Request, service: ModelService = Depends(get_service)):
+    started = time.perf_counter()
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if not prompts:
+        raise ServingError(422, "prompt: give at least one prompt")
+    if len(prompts) > service.settings.max_inputs:
+        raise ServingError(422, f"prompt: {len(prompts)} prompts; at most {service.settings.max_inputs} per request")
     batcher = _batcher(request, service)
     requests = _requests(service, prompts, body, None)
     events = _submit(batcher, requests)
     ident, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     head = {"id": ident, "object": "text_completion", "created": created, "model": service.name}
+
+    def log(index: int, text: str) -> None:
+        logged_id = ident if len(prompts) == 1 else f"{ident}.{index}"
+        _log_answer(service, logged_id, prompts[index], text, started, body.store)
+
     if not body.stream:
         done = await _collect(events, requests)
+        for i, d in enumerate(done):
+            log(i, d["text"])
         choices = [
             {"index": i, "text": d["text"], "finish_reason": d["finish_reason"], "logprobs": None}
             for i, d in enumerate(done)
@@ -294,9 +308,11 @@ async def completions(body: CompletionRequest, request: Request, service: ModelS
         }
 
     async def chunks() -> AsyncIterator[str]:
-        used = [0] * len(requests)
+        used, texts = [0] * len(requests), [""] * len(requests)
         async for e in _events(events, requests):
-            used[e.index] = e.completion_tokens
+            used[e.index], texts[e.index] = e.completion_tokens, texts[e.index] + e.text
+            if e.finish_reason:
+                log(e.index, texts[e.index])
             choice = {"index": e.index, "text": e.text, "finish_reason": e.finish_reason, "logprobs": None}
             yield _sse({**head, "choices": [choice]})
         if body.include_usage:

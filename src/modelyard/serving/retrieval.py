@@ -70,16 +70,21 @@ class SearchRequest(BaseModel):
     mode: Literal["hybrid", "dense", "bm25"] = "hybrid"
 
 
+def _check_text(text: str, field: str, settings: ServeSettings) -> None:
+    """One text within the server's limits; `field` names it in the 422 message."""
+    if not text:
+        raise ServingError(422, f"{field}: empty text")
+    if len(text) > settings.max_text_chars:
+        raise ServingError(422, f"{field}: {len(text)} characters; at most {settings.max_text_chars}")
+
+
 def _check_texts(texts: list[str], settings: ServeSettings) -> None:
     if not texts:
         raise ServingError(422, "input: give at least one text")
     if len(texts) > settings.max_inputs:
         raise ServingError(422, f"input: {len(texts)} texts; at most {settings.max_inputs} per request")
     for i, text in enumerate(texts):
-        if not text:
-            raise ServingError(422, f"input.{i}: empty text")
-        if len(text) > settings.max_text_chars:
-            raise ServingError(422, f"input.{i}: {len(text)} characters; at most {settings.max_text_chars}")
+        _check_text(text, f"input.{i}", settings)
 
 
 router = APIRouter(prefix="/v1", tags=["retrieval"], dependencies=[Depends(require_api_key)])
@@ -119,7 +124,7 @@ async def search(body: SearchRequest, request: Request, service: IndexService = 
     settings: ServeSettings = request.app.state.settings
     if body.k > settings.max_top_k:
         raise ServingError(422, f"k: {body.k}; at most {settings.max_top_k}")
-    _check_texts([body.query], settings)
+    _check_text(body.query, "query", settings)
     hits = (await model_thread.run(service.index.search, [body.query], body.k, body.mode))[0]
     return {"results": [asdict(h) for h in hits], "mode": body.mode, "index": {"name": service.name}}
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 import sys
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from modelyard.cores import usable_cores
+from modelyard.errors import ConfigError, UserError
+from modelyard.loader import check
+from modelyard.retrieval.index import is_index
 from modelyard.serving.app import create_app
 from modelyard.serving.settings import ServeSettings
 
@@ -39,12 +45,38 @@ def app_from_environment() -> FastAPI:
     return create_app(os.environ[_MODEL_ENV], settings)
 
 
+def _check_port(host: str, port: int) -> None:
+    """Refuse a taken address before the model loads (minutes for a large one), not after."""
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+            probe.bind(address)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {err.strerror or err}",
+            "another server may hold the port: choose one with --port (or MODELYARD_PORT)",
+        ) from None
+
+
+def _check_model(model_ref: str) -> None:
+    """The bundle (or registry URI) loading would refuse, refused with its message before any worker starts; one
+    server process then loads it without hashing its files again."""
+    if not is_index(model_ref):
+        check(model_ref)
+
+
 def run_server(model_ref: str, settings: ServeSettings | None = None, port: int | None = None) -> None:
     """Serve until SIGTERM/SIGINT; uvicorn then stops accepting, finishes requests in flight, and the lifespan
-    drains the batcher and the prediction log. `port` overrides the settings' port (for `quickstart`)."""
+    drains the batcher and the prediction log. `port` overrides the settings' port (for `quickstart`). A taken
+    port, a bad bundle, or a server that fails to start (in any worker) is a UserError: exit code 1."""
     settings = settings or ServeSettings()
     if port is not None:
         settings = settings.model_copy(update={"port": port})
+    _check_port(settings.host, settings.port)
+    _check_model(model_ref)
     url = f"http://{settings.host}:{settings.port}"
     print(f"modelyard: serving {model_ref} at {url} (playground {url}/, API docs {url}/docs)", file=sys.stderr)
     options = {
@@ -58,13 +90,23 @@ def run_server(model_ref: str, settings: ServeSettings | None = None, port: int 
         gc.enable()  # the workers load the model; this supervising process keeps collecting as usual
         os.environ[_MODEL_ENV] = model_ref
         os.environ[_SETTINGS_ENV] = settings.model_dump_json()
-        uvicorn.run(
+        config = uvicorn.Config(
             f"{__name__}:app_from_environment",
             factory=True,
             workers=settings.workers,
             timeout_worker_healthcheck=120,  # a worker imports torch and loads the model before it answers
             **options,
         )
+        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+        supervisor.run()
+        if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+            raise UserError("a server worker failed to start (its error is above); the server stopped")
     else:
         _use_threads(settings)
-        uvicorn.run(create_app(model_ref, settings), **options)
+        server = uvicorn.Server(uvicorn.Config(create_app(model_ref, settings), **options))
+        try:
+            server.run()
+        except SystemExit as stop:  # uvicorn's way of saying the app (the model's load) failed to start
+            if stop.code != STARTUP_FAILURE:
+                raise
+            raise UserError("the server failed to start (its error is above)") from None

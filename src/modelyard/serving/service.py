@@ -92,17 +92,18 @@ class ModelService:
 
     def warm_up(self, example: Any) -> None:
         """One real prediction before /readyz says yes, so the first user does not pay for lazy setup."""
-        self.model.predict([self.parse(example, 0)], 1)
+        self.model.predict([self.parse(example, "example")], 1)
 
-    def parse(self, item: Any, index: int) -> Any:
-        """The learner's own decoding/validation of one input (e.g. base64 images); ValueError means 422."""
+    def parse(self, item: Any, field: str) -> Any:
+        """The learner's own decoding/validation of one input (e.g. base64 images), `field` naming it in the
+        request (`inputs.3`); ValueError (an OverflowError too: JSON allows any integer) means 422."""
         parse = getattr(self.model.learner, "parse_input", None)
         if parse is None:
             return item
         try:
             return parse(item)
-        except (ValueError, UserError) as err:
-            raise ServingError(422, f"inputs.{index}: {err}") from None
+        except (ValueError, OverflowError, UserError) as err:
+            raise ServingError(422, f"{field}: {err}") from None
 
     async def predict(
         self, inputs: list[Any], top_k: int, store: bool = True
@@ -111,7 +112,7 @@ class ModelService:
         assert self.batcher is not None, "start() runs in the lifespan before any request"
         started = time.perf_counter()
         if hasattr(self.model.learner, "parse_input"):  # decoding (e.g. images) stays off the event loop
-            parsed = await asyncio.to_thread(lambda: [self.parse(item, i) for i, item in enumerate(inputs)])
+            parsed = await asyncio.to_thread(lambda: [self.parse(item, f"inputs.{i}") for i, item in enumerate(inputs)])
         else:
             parsed = list(inputs)
         try:

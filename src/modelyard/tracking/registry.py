@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+LATEST = "latest"
 URI_RE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>[^/@]+))/?$")
 
 
@@ -60,12 +61,14 @@ def is_model_uri(value: object) -> bool:
 
 
 def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """`models:/NAME@ALIAS` -> (name, alias, None); `models:/NAME/VERSION` -> (name, None, version)."""
+    """`models:/NAME@ALIAS` -> (name, alias, None); `models:/NAME/VERSION` -> (name, None, version), the version
+    a number or `latest` (the newest)."""
     match = URI_RE.match(uri.strip())
     if not match:
         raise UserError(
             f"'{uri}' is not a registry model URI",
-            "write models:/NAME@ALIAS (e.g. models:/banking-intents@champion) or models:/NAME/VERSION",
+            "write models:/NAME@ALIAS (e.g. models:/banking-intents@champion), models:/NAME/VERSION or "
+            "models:/NAME/latest",
         )
     return match["name"], match["alias"], match["version"]
 
@@ -159,6 +162,8 @@ def get_version(name: str, alias: str | None = None, version: str | None = None)
                 )
             version = aliases[alias]
         numbers = [str(v.version) for v in _versions(client, name)]
+        if version == LATEST and numbers:  # as MLflow reads models:/NAME/latest: the newest version
+            version = numbers[0]
         if str(version) not in numbers:
             raise ModelNotFoundError(
                 f"model '{name}' has no version '{version}'; its versions: " + (", ".join(reversed(numbers)) or "none"),
@@ -231,7 +236,8 @@ class ResolvedModel(NamedTuple):
 
 
 def resolve_model_uri(uri: str) -> ResolvedModel:
-    """`models:/NAME@ALIAS` or `models:/NAME/VERSION` -> (bundle folder on this machine, version number).
+    """`models:/NAME@ALIAS`, `models:/NAME/VERSION` or `models:/NAME/latest` -> (bundle folder on this machine,
+    version number).
 
     The version's `bundle_path` tag is used when that folder exists here; otherwise (a shared server, another
     machine) the bundle logged with the version is downloaded once into MODELYARD_HOME's cache.

@@ -60,7 +60,7 @@ async def explain_input(
     if service.model.task.Input is str and len(body.input) > limit:
         raise ServingError(422, f"input: {len(body.input)} characters, over the {limit} limit")
     try:
-        result = await model_thread.run(explain, service.model, service.parse(body.input, 0), body.label)
+        result = await model_thread.run(explain, service.model, service.parse(body.input, "input"), body.label)
     except UserError as err:
         raise ServingError(422, err.message) from None
     return ExplainResponse(**{k: v for k, v in result.items() if k in ExplainResponse.model_fields})
