@@ -135,3 +135,25 @@ def test_invalid_options_are_refused_with_the_field_named():
         GenerationOptions(temperature=-1)
     with pytest.raises(ValidationError, match="stop"):
         GenerationOptions(stop=[""])
+
+
+def test_a_request_that_breaks_its_batch_fails_alone_and_the_others_are_answered():
+    from modelyard.generation.batcher import GenerationBatcher
+
+    class Generator:
+        """Decodes a batch with the scripted model, unless a request in it asks for a forbidden prompt."""
+
+        def run(self, requests):
+            if any(r.prompt_ids == [7] for r in requests):
+                raise RuntimeError("this prompt cannot be decoded")
+            return stream_batch(ScriptedDecoder("abc"), CharCodec(), list(requests))
+
+    batcher = GenerationBatcher(Generator(), max_batch_size=8, max_wait_ms=200)
+    results: dict[int, list] = {i: [] for i in range(3)}
+    for i, prompt in enumerate(([0], [7], [1])):
+        batcher.submit(Request(prompt, GenerationOptions(max_new_tokens=3, temperature=0)), results[i].append)
+    batcher.close()
+    assert max(batcher.batch_sizes) == 3  # they were decoded together first
+    assert isinstance(results[1][0], RuntimeError) and len(results[1]) == 1
+    for i in (0, 2):
+        assert "".join(e.text for e in results[i]) == "abc" and results[i][-1].finish_reason == "length"

@@ -38,6 +38,7 @@ class GenerationQueueFullError(Exception):
 class _Job:
     request: Request
     sink: Sink
+    answered: bool = False  # an event went out: the request cannot be decoded again
 
 
 class GenerationBatcher:
@@ -101,7 +102,13 @@ class GenerationBatcher:
             events = self.generator.run([j.request for j in jobs])  # a lazy iterator: nothing decoded yet
             while self.call(self._slice, jobs, events):
                 pass
-        except Exception as err:  # the requests of this batch fail; the worker lives on
+        except Exception as err:  # the worker lives on
+            if len(jobs) > 1 and not any(job.answered for job in jobs):
+                # nothing was sent yet: decode each request alone, so one that cannot be decoded fails by itself
+                log.warning("a batch of %d generations failed (%s); decoding them one by one", len(jobs), err)
+                for job in jobs:
+                    self._decode([job])
+                return
             log.exception("generation failed")
             for job in jobs:
                 job.sink(err)
@@ -114,6 +121,7 @@ class GenerationBatcher:
         """Decode for about SLICE_S (through `call`: on the model thread); True while the batch is unfinished."""
         deadline = time.monotonic() + SLICE_S
         for event in events:
+            jobs[event.index].answered = True
             jobs[event.index].sink(event)
             if time.monotonic() >= deadline:
                 return True
