@@ -70,6 +70,7 @@ class Model:
         read = prepared.report.get("files", {}).get("train", {})  # tasks that clean rows say what they dropped
         if read.get("cleaning", {}).get("rows_out", 0) < read.get("cleaning", {}).get("rows_in", 0):
             notes.append(f"{data}: {read['summary']}; the metrics score the rest")
+        notes += [w for w in prepared.warnings if "skipped" in w]  # unreadable files and malformed rows, named
         return result | ({"notes": notes} if notes else {})
 
     def _known_labels_only(self, rows: Any, source: str) -> tuple[Any, list[str]]:

@@ -93,3 +93,14 @@ def test_evaluate_says_how_many_rows_cleaning_left_out(tfidf_bundle, tmp_path):
     assert result["samples"] == 2
     assert result["notes"] == [f"{data}: 3 rows, 1 dropped: 0 empty, 0 without label, 1 duplicates "
                                "(0 with conflicting labels); the metrics score the rest"]  # fmt: skip
+
+
+def test_evaluate_names_malformed_rows_it_could_not_score(tfidf_bundle, tmp_path):
+    model = modelyard.load(tfidf_bundle)
+    a, b = model.labels[:2]
+    data = tmp_path / "labelled.jsonl"
+    rows = [{"text": "I lost my card", "category": a}, {"text": "where is my money", "category": b}]
+    data.write_text(json.dumps(rows[0]) + "\n{broken\n" + json.dumps(rows[1]) + "\n")
+    result = model.evaluate(data)
+    assert result["samples"] == 2
+    assert any("1 malformed rows skipped" in note for note in result["notes"]), result["notes"]

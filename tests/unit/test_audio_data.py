@@ -146,3 +146,27 @@ def test_fixed_test_speakers_are_honoured_and_unknown_ones_refused():
 def test_one_speaker_cannot_be_split_by_speaker():
     with pytest.raises(DataError, match="only one speaker"):
         audio.speaker_splits(pd.DataFrame({"speaker": ["a", "a"]}), SplitConfig())
+
+
+def test_a_sample_rate_no_recording_has_is_refused_before_resampling(tmp_path):
+    """A 2 KB WAV whose header claims 1,999,999,999 Hz once asked for a 298 GiB filter."""
+    import struct
+
+    import soundfile as sf
+
+    path = tmp_path / "odd.wav"
+    sf.write(path, np.full(2000, 0.1, np.float32), 8000, subtype="PCM_U8")
+    header = bytearray(path.read_bytes())
+    header[24:28] = struct.pack("<I", 1_999_999_999)
+    path.write_bytes(bytes(header))
+    with pytest.raises(audio.AudioError, match="unsupported: a sample rate of 1,999,999,999 Hz"):
+        audio.read_audio(path)
+
+
+@pytest.mark.parametrize("rate", [44_101, 7_919])
+def test_an_odd_but_real_rate_is_resampled_with_a_small_filter_keeping_the_pitch(rate):
+    seconds = np.arange(rate) / rate
+    out = audio.resample(np.sin(2 * np.pi * 1000 * seconds).astype(np.float32), rate)
+    assert abs(len(out) - 16_000) <= 2
+    spectrum = np.abs(np.fft.rfft(out[:16_000]))
+    assert abs(int(np.argmax(spectrum)) - 1000) <= 1

@@ -25,3 +25,15 @@ def test_a_warning_quoting_rich_markup_prints_it_literally(capsys):
 
     cli._warn("label '[/x]' has [bold]one[/bold] row")
     assert "label '[/x]' has [bold]one[/bold] row" in capsys.readouterr().err
+
+
+def test_explain_refuses_a_heat_map_output_that_is_the_photo(tmp_path, monkeypatch, capsys):
+    from modelyard import cli
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG not really")
+    monkeypatch.setattr(sys, "argv", ["modelyard", "explain", str(tmp_path), "--image", str(photo), "-o", str(photo)])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code == 1 and "is the --image file" in capsys.readouterr().err
+    assert photo.read_bytes() == b"\x89PNG not really"

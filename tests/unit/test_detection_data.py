@@ -26,7 +26,7 @@ def test_the_voc_slice_reads_every_image_with_its_boxes():
     items = readers.read_annotations(MINI, None, None)
     assert len(items) == 20
     assert all(item.path.is_file() and item.labels and set(item.labels) == {"raccoon"} for item in items)
-    assert readers.check_boxes(items, ["raccoon"], "train") == []
+    assert readers.check_boxes(items, ["raccoon"], "train") == (items, [])
 
 
 def test_coco_and_yolo_readers_give_the_voc_boxes(tmp_path):
@@ -79,6 +79,7 @@ def _one(tmp_path: Path, box: list[float], label: str = "raccoon") -> list[reade
         ([10, 10, 5000, 50], "raccoon", "outside the"),
         ([10, 10, 10, 50], "raccoon", "zero area"),
         ([10, 10, 40, 50], "badger", "unknown class 'badger'"),
+        ([float("nan"), 10, 40, 50], "raccoon", "a coordinate is not a number"),
     ],
 )
 def test_validate_names_the_file_and_box_of_each_bad_annotation(tmp_path, box, label, said):
@@ -91,8 +92,32 @@ def test_validate_names_the_file_and_box_of_each_bad_annotation(tmp_path, box, l
 def test_images_without_boxes_are_kept_with_a_warning(tmp_path):
     items = _one(tmp_path, [10, 10, 40, 50])
     items[0].boxes, items[0].labels = [], []
-    warnings = readers.check_boxes(items, ["raccoon"], "train")
-    assert len(warnings) == 1 and "1 images without annotations" in warnings[0] and "raccoon-106.jpg" in warnings[0]
+    kept, warnings = readers.check_boxes(items, ["raccoon"], "train")
+    assert kept == items and len(warnings) == 1 and "1 images without annotations" in warnings[0] and "raccoon-106.jpg" in warnings[0]
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image", (MINI / "images" / "raccoon-106.jpg").read_bytes()[:2000]])
+def test_images_that_do_not_decode_are_skipped_and_named(tmp_path, content):
+    """Annotations give the size, so nothing else would open the image before training did."""
+    broken = tmp_path / "raccoon-broken.jpg"
+    broken.write_bytes(content)
+    good = _one(tmp_path, [10, 10, 40, 50])[0]
+    bad = readers.ImageBoxes(broken, good.width, good.height, [[10, 10, 40, 50]], ["raccoon"], source="b.xml")
+    kept, warnings = readers.check_boxes([good, bad], ["raccoon"], "train")
+    assert kept == [good]
+    assert warnings[0].startswith("train: 1 unreadable images skipped: raccoon-broken.jpg (")
+
+
+def test_a_yolo_folder_with_an_unreadable_image_reads_the_rest(tmp_path):
+    yolo = tmp_path / "yolo"
+    (yolo / "images").mkdir(parents=True)
+    (yolo / "labels").mkdir()
+    (yolo / "classes.txt").write_text("raccoon\n")
+    shutil.copy(MINI / "images" / "raccoon-106.jpg", yolo / "images")
+    (yolo / "labels" / "raccoon-106.txt").write_text("0 0.5 0.5 0.4 0.4\n")
+    (yolo / "images" / "notes.jpg").write_text("not an image")
+    kept, warnings = readers.check_boxes(readers.read_annotations(yolo, None, None), ["raccoon"], "train")
+    assert [item.path.name for item in kept] == ["raccoon-106.jpg"] and "notes.jpg (not an image" in warnings[0]
 
 
 def test_a_split_list_naming_an_unannotated_image_is_refused(tmp_path):

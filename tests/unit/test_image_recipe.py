@@ -102,3 +102,23 @@ def test_layer_decay_slows_each_stage_below_the_head():
     assert rate[id(module.backbone.blocks[6][0].conv_pw.weight)] == 0.25
     assert rate[id(module.backbone.conv_stem.weight)] == 0.5**9
     assert len(rate) == len(list(module.parameters()))
+
+
+@pytest.mark.parametrize("size", [(20000, 1), (1, 20000), (3000, 40)])
+def test_a_strip_of_an_image_is_cropped_before_resizing_not_blown_up(size):
+    """The short side is resized to 292: a 20000x1 strip (143 bytes as PNG) once became a 5 GB tensor."""
+    prep = Preprocessing(256, 292, (0.5,) * 3, (0.5,) * 3, "light")
+    strip = Image.new("RGB", size, (10, 200, 30))
+    for transform in (prep.eval_transform(), prep.train_transform()):
+        assert tuple(transform(strip).shape) == (3, 256, 256)
+
+
+def test_the_bound_on_the_aspect_ratio_changes_nothing_the_centre_crop_keeps():
+    import numpy as np
+    from torchvision.transforms import v2
+
+    prep = Preprocessing(256, 292, (0.5,) * 3, (0.5,) * 3)
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 1000, 3), dtype=np.uint8))  # 5:1
+    plain = v2.Compose([v2.ToImage(), v2.Resize(292, antialias=True), v2.CenterCrop(256)])
+    expected = v2.Normalize(prep.mean, prep.std)(v2.ToDtype(torch.float32, scale=True)(plain(photo)))
+    assert torch.equal(prep.eval_transform()(photo), expected)

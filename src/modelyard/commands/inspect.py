@@ -72,6 +72,8 @@ def explain(
             item = json.loads(row)
         except ValueError as err:
             raise typer.BadParameter(f"--row is not JSON: {err}") from None
+    if output is not None and image is not None and output.exists() and image.exists() and output.samefile(image):
+        raise UserError(f"--output {output} is the --image file: the heat-map would replace the photo")
     loaded = api.load(model)
     reads = "a text" if loaded.task.Input is str else "a table row" if loaded.task.Input == dict[str, Any] else None
     given = "a text" if text is not None else "a table row" if row is not None else None

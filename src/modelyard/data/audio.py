@@ -26,6 +26,7 @@ import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ from modelyard.errors import DataError
 from modelyard.fsutil import sha256_file
 
 SAMPLE_RATE = 16_000
+MIN_RATE, MAX_RATE = 1_000, 384_000  # sample rates of real recordings; a header outside them is corrupt
+MAX_RATIO_TERMS = 1_000  # resampling up/down factors beyond this are approximated (see `resample`)
 EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf"}
 SILENT_PEAK_DB = -60.0  # a file whose loudest sample is below this holds nothing to learn from
 CLIP_LEVEL = 0.99
@@ -104,11 +107,18 @@ def resample_ratio(samples: np.ndarray, up: int, down: int) -> np.ndarray:
 
 
 def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
-    """Polyphase resampling (anti-aliased) between integer rates."""
+    """Polyphase resampling (anti-aliased) between integer rates. Every usual rate is converted exactly (44.1 kHz:
+    up 160, down 441); an odd one such as 44,101 Hz would need a filter of 20 x 44,101 taps, so its ratio is
+    approximated by one with terms up to MAX_RATIO_TERMS (pitch off by under 0.1%, speed likewise)."""
     if rate == target:
         return samples.astype(np.float32, copy=False)
-    g = math.gcd(rate, target)
-    return resample_ratio(samples, target // g, rate // g)
+    ratio = Fraction(target, rate)
+    if max(ratio.numerator, ratio.denominator) > MAX_RATIO_TERMS:
+        if ratio <= 1:
+            ratio = ratio.limit_denominator(MAX_RATIO_TERMS)
+        else:
+            ratio = 1 / (1 / ratio).limit_denominator(MAX_RATIO_TERMS)
+    return resample_ratio(samples, ratio.numerator, ratio.denominator)
 
 
 def read_audio(source: str | Path | bytes, max_seconds: float | None = None) -> tuple[np.ndarray, AudioInfo]:
@@ -132,6 +142,10 @@ def read_audio(source: str | Path | bytes, max_seconds: float | None = None) -> 
         raise AudioError(f"unsupported: not a readable audio file ({_short(err)}); use WAV, FLAC, OGG or MP3") from None
     if meta.frames <= 0 or meta.samplerate <= 0:
         raise AudioError("empty: no audio frames")
+    if not MIN_RATE <= meta.samplerate <= MAX_RATE:
+        raise AudioError(
+            f"unsupported: a sample rate of {meta.samplerate:,} Hz (audio files use {MIN_RATE:,} to {MAX_RATE:,})"
+        )
     seconds = meta.frames / meta.samplerate
     if max_seconds is not None and seconds > max_seconds:
         raise AudioError(f"too long: {_duration(seconds)} (limit {_duration(max_seconds)}); cut it into shorter clips")

@@ -10,15 +10,15 @@ are kept as background-only examples, as YOLO and COCO training do).
 from __future__ import annotations
 
 import json
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from PIL import Image
 
-from modelyard.data.images import EXTENSIONS
+from modelyard.data.images import EXTENSIONS, open_checked
 from modelyard.errors import DataError
 from modelyard.fsutil import sha256_file
 
@@ -140,8 +140,11 @@ def read_yolo(folder: Path, images: Path | None, names: list[str] | None) -> lis
         raise DataError(f"{image_dir}: no images found for the YOLO labels in {label_dir}")
     out = []
     for image in files:
-        with Image.open(image) as im:
-            width, height = im.size
+        try:
+            width, height = image_size(image)
+        except ValueError:  # `check_boxes` skips it and says why
+            out.append(ImageBoxes(image, 0, 0, source=str(label_dir / f"{image.stem}.txt")))
+            continue
         label_file = label_dir / f"{image.stem}.txt"
         item = ImageBoxes(image, width, height, source=str(label_file))
         lines = label_file.read_text(encoding="utf-8").splitlines() if label_file.is_file() else []
@@ -198,23 +201,39 @@ def _named(problems: list[str]) -> str:
     return "; ".join(problems[:MAX_NAMED]) + more
 
 
-def check_boxes(items: list[ImageBoxes], classes: list[str] | None, split: str) -> list[str]:
-    """Raise a DataError naming boxes outside their image, zero-area boxes, unknown classes and missing image
-    files; return warnings for images without any box (kept: they teach the detector what is background)."""
-    problems, empty = [], []
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, decoded whole; ValueError with the reason when it is not a usable one."""
+    if path.stat().st_size == 0:
+        raise ValueError("empty: 0 bytes")
+    with open_checked(path) as image:
+        return image.size
+
+
+def check_boxes(items: list[ImageBoxes], classes: list[str] | None, split: str) -> tuple[list[ImageBoxes], list[str]]:
+    """The images that decode, and warnings naming the ones skipped (empty, truncated, not an image) and those
+    without any box (kept: they teach the detector what is background); a DataError names boxes outside their
+    image, zero-area or not-a-number boxes, unknown classes and missing image files."""
+    problems, empty, skipped, kept = [], [], [], []
     for item in items:
         if not item.path.is_file():
             problems.append(f"{item.source}: image file {item.path} not found")
             continue
+        try:
+            size = image_size(item.path)
+        except ValueError as why:
+            skipped.append(f"{item.path.name} ({why})")
+            continue
         if not item.width or not item.height:
-            with Image.open(item.path) as im:
-                item.width, item.height = im.size
+            item.width, item.height = size
+        kept.append(item)
         if not item.boxes:
             empty.append(item.path.name)
         for index, (box, label) in enumerate(zip(item.boxes, item.labels, strict=True)):
             x1, y1, x2, y2 = box
             where = f"{item.source}: box {index} [{x1:g}, {y1:g}, {x2:g}, {y2:g}] of {item.path.name}"
-            if x2 <= x1 or y2 <= y1:
+            if not all(math.isfinite(v) for v in box):
+                problems.append(f"{where}: a coordinate is not a number")
+            elif x2 <= x1 or y2 <= y1:
                 problems.append(f"{where}: zero area")
             elif (
                 x1 < -EDGE_TOLERANCE
@@ -230,9 +249,10 @@ def check_boxes(items: list[ImageBoxes], classes: list[str] | None, split: str) 
             f"{split} annotations: {len(problems)} bad boxes: {_named(problems)}",
             "fix those boxes in the annotation files (a class that belongs: add it to data.classes)",
         )
+    warnings = [f"{split}: {len(skipped)} unreadable images skipped: {_named(skipped)}"] if skipped else []
     if empty:
-        return [f"{split}: {len(empty)} images without annotations (kept as background): {_named(empty)}"]
-    return []
+        warnings.append(f"{split}: {len(empty)} images without annotations (kept as background): {_named(empty)}")
+    return kept, warnings
 
 
 def to_frame(items: list[ImageBoxes], root: Path) -> pd.DataFrame:

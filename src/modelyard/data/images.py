@@ -82,7 +82,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _open_checked(source: Path | bytes) -> Image.Image:
+def open_checked(source: Path | bytes) -> Image.Image:
     """Open and fully decode one image, turning every Pillow failure into ValueError with a short reason."""
     try:
         with warnings.catch_warnings():
@@ -108,7 +108,7 @@ def decode_image(data: bytes) -> Image.Image:
     """Bytes from a request or file -> an RGB image; ValueError with a plain reason when they are not one."""
     if not data:
         raise ValueError("empty: no image bytes")
-    return to_rgb(_open_checked(data))
+    return to_rgb(open_checked(data))
 
 
 def load_image(path: str | Path, size_hint: int | None = None) -> Image.Image:
@@ -133,7 +133,7 @@ def check_file(path: Path, root: Path) -> dict[str, Any]:
         raise ValueError("missing: no such file")
     if resolved.stat().st_size == 0:
         raise ValueError("empty: 0 bytes")
-    image = _open_checked(resolved)
+    image = open_checked(resolved)
     fmt = image.format or ""
     thumb = to_rgb(image).resize((16, 16))
     r, g, b = thumb.split()

@@ -3,6 +3,7 @@ the shared loop batches."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,18 @@ from modelyard.models import cnn, efficientnet
 
 EFFICIENTNET = "efficientnet-lite0"
 FIXRES_RATIO = 8 / 7  # evaluation crop / training crop for photos trained on random resized crops
+MAX_ASPECT = 4.0  # longer side / shorter side kept before resizing: the centre crop never reaches further
+
+
+def bounded_aspect(image: torch.Tensor) -> torch.Tensor:
+    """The centre of a strip-like image, at most MAX_ASPECT times longer than wide, before its short side is
+    resized: what the square centre crop uses is unchanged, but a 20000x1 strip no longer becomes a
+    292x5,840,000 tensor (gigabytes) on its way there."""
+    height, width = image.shape[-2:]
+    longest = math.ceil(min(height, width) * MAX_ASPECT)
+    if max(height, width) <= longest:
+        return image
+    return v2.functional.center_crop(image, [min(height, longest), min(width, longest)])
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,7 @@ class Preprocessing:
         return v2.Compose(
             [
                 v2.ToImage(),
+                bounded_aspect,
                 v2.Resize(self.resize, interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
                 v2.CenterCrop(self.image_size),
                 v2.ToDtype(torch.float32, scale=True),
@@ -53,6 +67,7 @@ class Preprocessing:
         size = self.train_size or self.image_size
         if self.augment == "light":
             geometry = [
+                bounded_aspect,
                 v2.Resize(round(self.resize * size / self.image_size), antialias=True),
                 v2.CenterCrop(size),
                 v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)),

@@ -99,7 +99,8 @@ class ObjectDetectionTask:
             location = getattr(data, name)
             if location:
                 items, root = self._read(location, data, name)
-                warnings += readers.check_boxes(items, data.classes, name)
+                items, notes = readers.check_boxes(items, data.classes, name)
+                warnings += notes
                 frames[name] = readers.to_frame(items, root)
                 if data.max_rows:
                     frames[name] = frames[name].head(data.max_rows)
