@@ -31,6 +31,10 @@ def validate(config: Config | str | Path, overrides: Sequence[str] = ()) -> Prep
     config = config if isinstance(config, Config) else load_config(config, list(overrides))
     task = get_task(config.task)
     check_label_noise(task, config)  # data.label_noise: refused here as `train` would
+    if config.tune is not None and config.tune.params:
+        from modelyard.tuning import check_params
+
+        check_params(config)  # tune.params: refused here as `tune` would
     data = task.prepare(config)
     privacy.check(config, task, len(data.splits["train"]))  # train.privacy: refused here as `train` would
     add_pii_report(config, data)

@@ -53,6 +53,14 @@ def _files(root: Path) -> dict[str, str]:
     return {rel: sha256_file(root / rel) for rel in _listing(root)}
 
 
+def refuse_output_over(output: str | Path, source: Path, role: str) -> None:
+    """Refuse an output that is `source` (the bundle a command reads: its `role`), lies inside it (the source
+    would then hold unlisted files and refuse to load) or holds it (writing would delete it)."""
+    out, src = Path(output).resolve(), Path(source).resolve()
+    if out == src or out.is_relative_to(src) or src.is_relative_to(out):
+        raise UserError(f"--output {output} would overwrite or sit inside the {role} ({src})", "choose another folder")
+
+
 def refuse_foreign_output(output: str | Path) -> None:
     """Refuse an output that holds anything but a bundle or an unfinished run: writing a bundle replaces the whole
     folder, so `--output .` would delete the user's files. New, empty, bundle and checkpoint-only folders pass."""

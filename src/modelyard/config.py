@@ -54,7 +54,7 @@ class FormatOptions(StrictModel):
 class SplitConfig(StrictModel):
     validation: float = Field(0.1, ge=0.0, lt=1.0)
     test: float = Field(0.1, ge=0.0, lt=1.0)
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="the split's random seed")
     stratify: bool = True
 
 
@@ -145,7 +145,7 @@ class TrainConfig(StrictModel):
     max_grad_norm: float | None = Field(1.0, gt=0)
     gradient_accumulation: int = Field(1, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="seeds every random number generator")
     early_stopping: EarlyStopping | None = Field(default_factory=EarlyStopping)
     eval_every: int | None = Field(None, ge=1, description="evaluate every N steps; default once per epoch")
     checkpoint_every: int | None = Field(None, ge=1, description="checkpoint every N steps; default once per epoch")
@@ -159,11 +159,25 @@ class TrainConfig(StrictModel):
 
 
 class ParamRange(StrictModel):
+    """One searched value: `choices`, or a range `low`..`high` (on a log scale with `log`, in steps of `step`)."""
+
     low: float | None = None
     high: float | None = None
     log: bool = False
-    step: float | None = None
-    choices: list[Any] | None = None
+    step: float | None = Field(None, gt=0)
+    choices: list[Any] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _a_range_optuna_can_sample(self) -> ParamRange:
+        if self.choices is not None:
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("give either choices or low and high")
+        if self.low > self.high:
+            raise ValueError(f"low {self.low:g} is above high {self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log scale needs low > 0, not {self.low:g}")
+        return self
 
 
 class TuneConfig(StrictModel):

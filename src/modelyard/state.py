@@ -141,9 +141,15 @@ def connect(path: Path | None = None) -> StateConnection:
     if where.dialect == "sqlite":
         assert where.path is not None
         where.path.parent.mkdir(parents=True, exist_ok=True)
-        raw = sqlite3.connect(where.path, timeout=30, check_same_thread=False)
-        raw.execute("PRAGMA journal_mode=WAL")
-        raw.execute("PRAGMA synchronous=NORMAL")
+        try:
+            raw = sqlite3.connect(where.path, timeout=30, check_same_thread=False)
+            raw.execute("PRAGMA journal_mode=WAL")
+            raw.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as err:  # not a database (a stray file, a folder), or unreadable
+            raise UserError(
+                f"{where.path}: cannot open the state database ({err})",
+                "move the file aside (a new one is created), or point MODELYARD_HOME elsewhere",
+            ) from None
         return StateConnection(raw, where)
     pool = _pool(where)
     try:

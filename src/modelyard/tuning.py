@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 from accelerate.utils import set_seed
+from sqlalchemy.exc import SQLAlchemyError
 
 from modelyard.config import Config, ParamRange, dump_config
 from modelyard.errors import ConfigError
@@ -59,12 +60,23 @@ class PruningReporter(Callback):
 def suggest(trial: optuna.Trial, key: str, spec: ParamRange) -> Any:
     if spec.choices is not None:
         return trial.suggest_categorical(key, spec.choices)
-    if spec.low is None or spec.high is None:
-        raise ConfigError(f"tune.params.{key}: give either choices or low and high")
+    assert spec.low is not None and spec.high is not None, "ParamRange checks a range is whole"
     integral = all(float(v).is_integer() for v in (spec.low, spec.high, spec.step or 1)) and not spec.log
     if integral and key.split(".")[-1] in ("epochs", "batch_size", "r", "layers", "hidden_size", "max_length"):
         return trial.suggest_int(key, int(spec.low), int(spec.high), step=int(spec.step or 1))
     return trial.suggest_float(key, spec.low, spec.high, log=spec.log, step=spec.step)
+
+
+def check_params(config: Config) -> None:
+    """Each searched key names a config key and each end of its range makes a valid config: a ConfigError now
+    (`validate`, the start of `tune`), not when a trial samples it."""
+    assert config.tune is not None
+    for key, spec in config.tune.params.items():
+        for value in spec.choices if spec.choices is not None else (spec.low, spec.high):
+            try:
+                with_params(config, {key: value})
+            except ConfigError as err:
+                raise ConfigError(f"tune.params.{key} = {value!r}: {err.message}") from None
 
 
 def with_params(config: Config, params: dict[str, Any]) -> Config:
@@ -109,16 +121,27 @@ def tune(
     task = get_task(config.task)
     metric = config.tune.metric or task.main_metric
     maximize = (config.tune.direction or ("maximize" if task.greater_is_better else "minimize")) == "maximize"
+    check_params(config)
     storage = storage or f"sqlite:///{home() / 'optuna.db'}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=study_name or config.name,
-        storage=storage,
-        load_if_exists=True,
-        direction="maximize" if maximize else "minimize",
-        sampler=optuna.samplers.TPESampler(seed=config.train.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-    )
+    direction = optuna.study.StudyDirection.MAXIMIZE if maximize else optuna.study.StudyDirection.MINIMIZE
+    try:
+        study = optuna.create_study(
+            study_name=study_name or config.name,
+            storage=storage,
+            load_if_exists=True,
+            direction=direction,
+            sampler=optuna.samplers.TPESampler(seed=config.train.seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        )
+    except (ImportError, ValueError, SQLAlchemyError) as err:
+        raise ConfigError(f"--storage {storage}: cannot open the study ({err})", "e.g. sqlite:///study.db") from None
+    if study.direction != direction:
+        raise ConfigError(
+            f"study '{study.study_name}' in {storage} is set to {study.direction.name.lower()} and this config asks "
+            f"to {direction.name.lower()}",
+            "name a new study with --study, or keep the study's direction",
+        )
     data = task.prepare(config)
     parent: list[str] = []
 

@@ -101,3 +101,35 @@ def test_a_config_without_a_champion_is_refused_before_anything_loads(banking_sl
     path = config(tmp_path / "c", banking_slice, 2)
     with pytest.raises(UserError, match="is a config, and no --model names the champion"):
         retrain(path)
+
+
+def test_a_challenger_can_itself_be_retrained_and_re_evaluated(banking_slice, tmp_path):
+    """Its config names the files it trained on: they stay (under MODELYARD_HOME/retrain), not in a deleted temp
+    folder, so the retrain loop runs more than once."""
+    import modelyard
+
+    weak = api.train(config(tmp_path / "weak", banking_slice, 2), output=tmp_path / "champion", quiet=True)
+    first = retrain(str(weak.path), output=tmp_path / "challenger")
+    again = retrain(first["challenger"]["path"], output=tmp_path / "third")
+    assert again["champion"]["path"] == first["challenger"]["path"]
+    assert "warning" not in modelyard.load(first["challenger"]["path"]).evaluate()  # its own test split, re-read
+
+
+@pytest.mark.parametrize("where", ["champion", "champion/inside"])
+def test_an_output_over_or_inside_the_champion_is_refused_before_training(banking_slice, tmp_path, where):
+    champion = api.train(config(tmp_path / "c", banking_slice, 2), output=tmp_path / "champion", quiet=True)
+    before = (champion.path / "modelyard.json").read_bytes()
+    with pytest.raises(UserError, match="would overwrite or sit inside the champion"):
+        retrain(str(champion.path), output=tmp_path / where)
+    assert (champion.path / "modelyard.json").read_bytes() == before and not (tmp_path / "champion/inside").exists()
+
+
+@pytest.mark.parametrize(
+    ("margin", "alias", "said"),
+    [(float("nan"), "champion", "--margin nan"), (0.0, "latest", "'latest' is not a valid alias")],
+)
+def test_a_margin_or_alias_the_gate_cannot_use_is_refused_before_training(banking_slice, tmp_path, margin, alias, said):
+    champion = api.train(config(tmp_path / "c", banking_slice, 2), output=tmp_path / "champion", quiet=True)
+    with pytest.raises(UserError, match=said):
+        retrain(str(champion.path), margin=margin, alias=alias, output=tmp_path / "challenger")
+    assert not (tmp_path / "challenger").exists()

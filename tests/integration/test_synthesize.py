@@ -185,3 +185,23 @@ def test_an_output_that_is_not_csv_or_parquet_is_refused(credit_config, tmp_path
     args = ["synthesize", str(credit_config), "--rows", "10", "-o", str(tmp_path / "x.xlsx")]
     code, _, err = _cli(monkeypatch, capsys, *args)
     assert code == 1 and ".csv or .parquet" in err
+
+
+def test_an_output_that_is_the_real_table_is_refused_and_the_table_kept(tmp_path):
+    import shutil
+
+    from modelyard.errors import UserError
+    from modelyard.synthetic import synthesize
+    from modelyard.tasks import load_config
+
+    table = tmp_path / "credit.csv"
+    shutil.copy(CREDIT, table)
+    before = table.read_bytes()
+    (tmp_path / "c.yaml").write_text(
+        f"name: c\ntask: tabular_classification\ndata: {{train: {table}, target_column: {TARGET}}}\n"
+    )
+    with pytest.raises(UserError, match="is the real table"):
+        synthesize(load_config(tmp_path / "c.yaml"), 10, table)
+    with pytest.raises(UserError, match="--rows must be between 1 and 100,000,000"):
+        synthesize(load_config(tmp_path / "c.yaml"), 10**14, tmp_path / "out.csv")
+    assert table.read_bytes() == before

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modelyard import bundle
-from modelyard.errors import BundleError
+from modelyard.errors import BundleError, UserError
 
 
 def _bundle(tmp_path: Path) -> Path:
@@ -87,3 +87,11 @@ def test_a_manifest_that_is_not_an_object_is_refused_by_name(tmp_path):
     (path / bundle.MANIFEST).write_text("[]")
     with pytest.raises(BundleError, match="the manifest is not a JSON object"):
         bundle.verify(path)
+
+
+@pytest.mark.parametrize("where", [".", "sub", ".."])
+def test_an_output_that_is_inside_or_holds_the_source_bundle_is_refused(tmp_path, where):
+    source = _bundle(tmp_path)
+    with pytest.raises(UserError, match="would overwrite or sit inside the teacher"):
+        bundle.refuse_output_over(source / where, source, "teacher")
+    bundle.refuse_output_over(tmp_path / "elsewhere", source, "teacher")  # a sibling is fine

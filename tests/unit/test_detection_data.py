@@ -93,7 +93,8 @@ def test_images_without_boxes_are_kept_with_a_warning(tmp_path):
     items = _one(tmp_path, [10, 10, 40, 50])
     items[0].boxes, items[0].labels = [], []
     kept, warnings = readers.check_boxes(items, ["raccoon"], "train")
-    assert kept == items and len(warnings) == 1 and "1 images without annotations" in warnings[0] and "raccoon-106.jpg" in warnings[0]
+    assert kept == items and len(warnings) == 1
+    assert "1 images without annotations" in warnings[0] and "raccoon-106.jpg" in warnings[0]
 
 
 @pytest.mark.parametrize("content", [b"", b"not an image", (MINI / "images" / "raccoon-106.jpg").read_bytes()[:2000]])

@@ -58,3 +58,11 @@ def test_an_unreachable_database_is_one_clear_error_without_the_password(monkeyp
         assert "s3cret" not in str(err.value)
     finally:
         state.close()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "folder"])
+def test_a_state_file_that_is_not_a_database_is_named_not_a_traceback(tmp_path, kind):
+    path = tmp_path / "predictions.db"
+    path.mkdir() if kind == "folder" else path.write_text("garbage\n")
+    with pytest.raises(UserError, match=f"{path}: cannot open the state database"):
+        state.connect(path)

@@ -136,8 +136,7 @@ def distill(
             "distill from a classifier bundle",
         )
     output = Path(output).resolve() if output else default_output(teacher, f"distilled-{student}")
-    if teacher.path.is_relative_to(output):
-        raise UserError(f"--output {output} would overwrite the teacher", "choose another folder")
+    bundle.refuse_output_over(output, teacher.path, "teacher")
     refuse_non_bundle(output)
     raw = teacher.config.model_dump(mode="json")
     raw["model"]["backbone"] = student

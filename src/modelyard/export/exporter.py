@@ -133,8 +133,7 @@ def export(
     _check_capable(original, fmt)
     suffix = "-".join(x for x in ("onnx" if fmt == "onnx" else "", quantize or "") if x)
     output = Path(output).resolve() if output else default_output(original, suffix)
-    if output == original.path or original.path.is_relative_to(output):
-        raise UserError(f"--output {output} would overwrite the bundle being exported", "choose another folder")
+    bundle.refuse_output_over(output, original.path, "bundle being exported")
     refuse_non_bundle(output)
     staging = output.parent / f".{output.name}.export-{uuid.uuid4().hex[:8]}"
     splits = original.task.prepare(original.config).splits  # re-prepared from the config exactly as in training

@@ -113,7 +113,24 @@ def _csv_rows(path: Path, delimiter: str) -> list[tuple[int, list[str]]]:
 
 
 def read_rows(path: Path) -> list[tuple[int, str, Any]]:
-    """(line number, prediction_id, label) per row of a .csv/.tsv (header line 1) or .jsonl file."""
+    """(line number, prediction_id, label) per row of a .csv/.tsv (header line 1) or .jsonl file; an empty label,
+    or one prediction labelled twice differently, is a DataError naming the lines (nothing is imported)."""
+    rows = _file_rows(path)
+    first: dict[str, tuple[int, Any]] = {}
+    for number, prediction_id, label in rows:
+        if label is None or (isinstance(label, str) and not label.strip()):
+            raise DataError(f"{path}, line {number}: prediction {prediction_id!r} has an empty label")
+        earlier = first.setdefault(prediction_id, (number, label))
+        if earlier[1] != label:
+            raise DataError(
+                f"{path}, lines {earlier[0]} and {number}: prediction {prediction_id!r} is labelled "
+                f"{earlier[1]!r} and {label!r}; nothing was imported",
+                "keep the one label that is right",
+            )
+    return rows
+
+
+def _file_rows(path: Path) -> list[tuple[int, str, Any]]:
     if not path.is_file():
         raise DataError(f"{path}: no such file", "give a .csv or .jsonl file with prediction_id,label")
     suffix = path.suffix.lower()
@@ -134,6 +151,9 @@ def read_rows(path: Path) -> list[tuple[int, str, Any]]:
         raise DataError(f"{path}: unsupported feedback file type '{suffix}'", "use .csv, .tsv or .jsonl")
     records = _csv_rows(path, "\t" if suffix == ".tsv" else ",")
     header = records[0][1] if records else []
+    twice = [c for c in COLUMNS if header.count(c) > 1]
+    if twice:
+        raise DataError(f"{path}: the header names column '{twice[0]}' more than once")
     missing = [c for c in COLUMNS if c not in header]
     if missing:
         raise DataError(

@@ -21,8 +21,9 @@ to score held-out feedback), and the task's `feedback_metric` (default: accuracy
 from __future__ import annotations
 
 import json
-import tempfile
+import math
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import pandas as pd
 
 from modelyard.config import Config
 from modelyard.errors import DataError, UserError
+from modelyard.home import home
 from modelyard.tasks import config_from_dict, load_config
 
 HELD_OUT_SHARE = 0.25
@@ -243,7 +245,11 @@ def retrain(
     (monitoring.assistant_retrain). Without `model_ref`, `config_path` is the champion (a bundle or
     models:/NAME@ALIAS) and the config it was trained with is used."""
     from modelyard import bundle, loader, pipeline
+    from modelyard.tracking.registry import check_alias
 
+    if not math.isfinite(margin):
+        raise UserError(f"--margin {margin}: give a finite number (0 = any improvement)")
+    check_alias(alias)
     if output is not None:
         bundle.refuse_foreign_output(output)
     if model_ref is None and Path(config_path).is_file():
@@ -252,6 +258,8 @@ def retrain(
             "add --model models:/NAME@ALIAS (or a bundle path), or pass the champion bundle instead of the config",
         )
     champion = loader.load(str(config_path) if model_ref is None else model_ref)
+    if output is not None:
+        bundle.refuse_output_over(output, champion.path, "champion")
     if model_ref is None:
         config_path = champion.path / "config.yaml"
     config = load_config(config_path, list(overrides))
@@ -301,9 +309,11 @@ def retrain(
     dropped = config.data.label_noise is not None and config.data.label_noise.action == "drop"
     fb_train = fb_train[~flagged] if dropped else fb_train
     train = pd.concat([base, fb_train.reindex(columns=columns)], ignore_index=True)
-    with tempfile.TemporaryDirectory(prefix="modelyard-retrain-") as tmp:
-        cfg = challenger_config(config, Path(tmp), train, prepared.splits["validation"], test, layout)
-        challenger = pipeline.train(cfg, output=output or pipeline.default_output(config.name), quiet=quiet)
+    # The files the challenger trains on stay: its config names them, so it can be retrained, exported, audited.
+    folder = home() / "retrain" / config.name / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    folder.mkdir(parents=True)
+    cfg = challenger_config(config, folder, train, prepared.splits["validation"], test, layout)
+    challenger = pipeline.train(cfg, output=output or pipeline.default_output(config.name), quiet=quiet)
     if challenger.manifest["data"]["test"]["sha256"] != champion.manifest["data"]["test"]["sha256"]:
         raise DataError(
             f"the challenger's test split ({challenger.manifest['data']['test']['rows']} rows) differs from the "

@@ -21,6 +21,7 @@ from modelyard.synthetic.table import RealTable, read_real, to_file_form, to_mod
 Method = Literal["copula", "ctgan"]
 METHODS: tuple[str, ...] = ("copula", "ctgan")
 RESAMPLE_ROUNDS = 20
+MAX_ROWS = 100_000_000  # rows per call: the table is generated in memory
 SUFFIXES = (".csv", ".parquet")
 
 
@@ -90,12 +91,16 @@ def synthesize(
     quiet: bool = True,
 ) -> Synthesized:
     """Fit on the config's train (+ validation) rows, sample `rows`, write the table and both reports."""
-    if rows < 1:
-        raise UserError(f"--rows must be at least 1, not {rows}")
+    if not 1 <= rows <= MAX_ROWS:
+        raise UserError(f"--rows must be between 1 and {MAX_ROWS:,}, not {rows:,}", "write a larger table in parts")
     if method not in METHODS:
         raise UserError(f"unknown method '{method}'", f"choose one of: {', '.join(METHODS)}")
     if output.suffix.lower() not in SUFFIXES:
         raise UserError(f"{output}: the synthetic table is written as .csv or .parquet", "name a .csv or .parquet")
+    data = config.data
+    for source in (data.train, getattr(data, "validation", None), getattr(data, "test", None)):
+        if source and output.exists() and Path(source).exists() and output.samefile(source):
+            raise UserError(f"--output {output} is the real table {source}: it would be replaced", "name a new file")
     started = time.perf_counter()
     table = read_real(config)
     generator = _generator(method, seed, epochs, quiet)

@@ -174,14 +174,14 @@ def get_version(name: str, alias: str | None = None, version: str | None = None)
 
 def promote(name: str, version: str, alias: str, reason: str | None = None) -> audit.AliasMove | None:
     """Point `alias` at `version` and record the move; None when it already points there."""
-    _check_alias(alias)
+    check_alias(alias)
     target = get_version(name, version=str(version))
     return _move(name, alias, str(target.version), "promote", reason)
 
 
 def rollback(name: str, alias: str = "champion", reason: str | None = None) -> audit.AliasMove:
     """Move `alias` back to the version that held it before its last promotion."""
-    _check_alias(alias)
+    check_alias(alias)
     with store.store_errors(), store.write_lock():  # the trail read and the move are one step
         client = store.client()
         model = _registered(client, name)
@@ -198,11 +198,13 @@ def rollback(name: str, alias: str = "champion", reason: str | None = None) -> a
     return move
 
 
-def _check_alias(alias: str) -> None:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]{0,254}", alias) or re.fullmatch(r"[vV]\d+", alias):
+def check_alias(alias: str) -> None:
+    """A UserError for a name MLflow would refuse as an alias (or reserves: `latest`, v<number>)."""
+    reserved = re.fullmatch(r"[vV]\d+", alias) or alias.lower() == LATEST
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]{0,254}", alias) or reserved:
         raise UserError(
             f"'{alias}' is not a valid alias",
-            "use letters, digits, '_' and '-', starting with a letter and not of the form v<number> "
+            "use letters, digits, '_' and '-', starting with a letter, not 'latest' nor of the form v<number> "
             "(e.g. champion, challenger)",
         )
 
