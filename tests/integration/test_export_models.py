@@ -152,3 +152,25 @@ def test_an_exported_gpt_serves_completions(gpt_onnx):
         body = client.post("/v1/completions", json={"prompt": "KING:", "max_tokens": 5, "temperature": 0}).json()
     (choice,) = body["choices"]
     assert choice["finish_reason"] in ("length", "stop") and body["usage"]["prompt_tokens"] > 0
+
+
+def test_a_scratch_transformer_exports_to_int8_and_is_refused_for_onnx_with_the_way_out(banking_slice, tmp_path):
+    """The default `distill` student: PyTorch's fused encoder-layer path once crashed on its int8 Linear layers."""
+    from conftest import write_config
+
+    from modelyard.errors import UserError
+
+    config = write_config(banking_slice, "scratch-transformer")
+    raw = yaml.safe_load(config.read_text())
+    raw["model"].update(hidden_size=32, layers=1, heads=2, vocab_size=500)
+    raw["train"].update(epochs=1, batch_size=32, early_stopping=None)
+    config.write_text(yaml.safe_dump(raw))
+    model = modelyard.train(config, output=tmp_path / "scratch", quiet=True, track=False)
+    loose = Tolerance(min_agreement=0.9, max_accuracy_drop=0.1)  # one epoch on 320 rows: near-tied classes
+    int8 = export(model.path, "torch", quantize="int8", output=tmp_path / "int8", tolerance=loose)
+    assert int8.report["parity"]["agreement"] >= 0.9
+    answers = modelyard.load(int8.path).predict(["my card has not arrived", "I want a refund"])
+    assert all(a["label"] in model.labels for a in answers)
+    with pytest.raises(UserError, match="no faithful ONNX export") as refused:
+        export(model.path, "onnx", output=tmp_path / "onnx")
+    assert "--format torch --quantize int8" in refused.value.hint

@@ -60,8 +60,18 @@ def _validation_split(splits: dict[str, Any]) -> Any:
     return splits["validation"] if len(splits["validation"]) else splits["test"]
 
 
+# Backbones whose graph the TorchScript exporter cannot trace faithfully, with what to do instead
+NO_ONNX = {
+    "scratch-transformer": "nn.MultiheadAttention traces with the example's sequence length fixed; "
+    "export it as int8 PyTorch instead: --format torch --quantize int8",
+}
+
+
 def _check_capable(model: loader.Model, fmt: str) -> None:
     learner = model.learner
+    backbone = model.manifest.get("backbone")
+    if fmt == "onnx" and backbone in NO_ONNX:
+        raise UserError(f"{model.path}: a {backbone} model has no faithful ONNX export", NO_ONNX[backbone])
     able = parity.can_compare(learner) and (
         (hasattr(learner, "onnx_graph") or hasattr(learner, "write_onnx"))
         if fmt == "onnx"
