@@ -33,6 +33,11 @@ def check_writable(path: str | os.PathLike) -> None:
         raise UserError(f"cannot write {path}: {blocker} is a file, not a folder")
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one existing file (links and relative spellings included)."""
+    return Path(a).exists() and Path(b).exists() and Path(a).samefile(b)
+
+
 def _prepare_target(path: Path) -> None:
     """The folder of a file about to be written, created, after `check_writable`."""
     check_writable(path)

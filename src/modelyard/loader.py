@@ -99,13 +99,18 @@ class Model:
         return {**result, "generation": score_generations(generator, items, self.config.evaluation.metrics)}
 
 
-def bundle_path(ref: str | Path) -> Path:
-    """The bundle folder a reference names: a folder as it is, a registry URI resolved (fetched if need be)."""
+def _resolve(ref: str | Path) -> tuple[Path, str | None]:
+    """(bundle folder, registry version): a folder as it is, a registry URI resolved (fetched if need be)."""
     if str(ref).startswith("models:/"):
         from modelyard.tracking.registry import resolve_model_uri
 
-        return resolve_model_uri(str(ref)).path
-    return Path(ref)
+        return resolve_model_uri(str(ref))
+    return Path(ref), None
+
+
+def bundle_path(ref: str | Path) -> Path:
+    """The bundle folder a reference names."""
+    return _resolve(ref)[0]
 
 
 def check(ref: str | Path) -> None:
@@ -116,13 +121,7 @@ def check(ref: str | Path) -> None:
 
 def load(ref: str | Path) -> Model:
     """Load a bundle folder (checksums verified) or a registry URI `models:/NAME@ALIAS` / `models:/NAME/VERSION`."""
-    version = None
-    if str(ref).startswith("models:/"):
-        from modelyard.tracking.registry import resolve_model_uri
-
-        path, version = resolve_model_uri(str(ref))
-    else:
-        path = Path(ref)
+    path, version = _resolve(ref)
     manifest = bundle.verify(path)
     config = read_config(path)
     learner = get_task(config.task).load(path, manifest, config)

@@ -14,7 +14,7 @@ from modelyard.data.audio import read_audio
 from modelyard.data.images import EXTENSIONS, decode_image
 from modelyard.data.readers import read_table
 from modelyard.errors import DataError, UserError
-from modelyard.fsutil import atomic_path, atomic_write_text, check_writable
+from modelyard.fsutil import atomic_path, atomic_write_text, check_writable, same_file
 
 IMAGE_CHUNK = 64  # images decoded and predicted at once: one decode each, memory bounded for big folders
 OUTPUTS = (".parquet", ".csv", ".jsonl")  # what `predict --output` writes
@@ -25,7 +25,7 @@ def check_output(output: Path, source: Path | None) -> None:
     if output.suffix.lower() not in OUTPUTS:
         raise UserError(f"--output {output}: write {', '.join(OUTPUTS)}")
     check_writable(output)
-    if source is not None and source.exists() and output.exists() and output.samefile(source):
+    if source is not None and same_file(output, source):
         raise UserError(f"--output {output} is the --input file: scoring would replace it", "write to another file")
 
 
@@ -173,12 +173,7 @@ def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[
     if path.suffix.lower() == ".jsonl":
         atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in merged))
         return
-    flat = pd.DataFrame(
-        [
-            {k: (json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v) for k, v in r.items()}
-            for r in merged
-        ]
-    )
+    flat = pd.DataFrame([flat_answer(r) for r in merged])
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
@@ -186,6 +181,11 @@ def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[
             pq.write_table(to_arrow(flat), tmp)
         return
     atomic_write_text(path, flat.to_csv(index=False))
+
+
+def flat_answer(answer: dict[str, Any]) -> dict[str, Any]:
+    """One table row of an answer: nested values (top-k lists, spans) as JSON text."""
+    return {k: (json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v) for k, v in answer.items()}
 
 
 def to_arrow(frame: pd.DataFrame) -> Any:

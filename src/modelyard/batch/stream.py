@@ -7,7 +7,6 @@ reading of a table (`predict_io.frame_inputs`) and its answers flattened to colu
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ import pandas as pd
 from modelyard.batch.journal import Journal, bundle_digest, fingerprint
 from modelyard.data.readers import stream_table
 from modelyard.errors import DataError, UserError
-from modelyard.predict_io import OUTPUTS, SchemaProblems, frame_inputs, to_arrow
+from modelyard.predict_io import OUTPUTS, SchemaProblems, flat_answer, frame_inputs, to_arrow
 
 CHUNK_ROWS = 100_000
 Progress = Callable[[int, int | None], None]  # (rows done, rows in all when known)
@@ -30,11 +29,7 @@ def predictions_frame(model, chunk: pd.DataFrame, source: Path) -> pd.DataFrame:
     if score is not None:
         return score(chunk).reset_index(drop=True)
     answers = model.predict(frame_inputs(model, chunk, source))
-    flat = [
-        {k: (json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v) for k, v in a.items()}
-        for a in answers
-    ]
-    return pd.DataFrame(flat)
+    return pd.DataFrame([flat_answer(a) for a in answers])
 
 
 def scored_frame(model, chunk: pd.DataFrame, source: Path) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from modelyard.errors import UserError
-from modelyard.fsutil import atomic_write_bytes
+from modelyard.fsutil import atomic_write_bytes, same_file
 
 
 def doctor() -> None:
@@ -72,7 +72,7 @@ def explain(
             item = json.loads(row)
         except ValueError as err:
             raise typer.BadParameter(f"--row is not JSON: {err}") from None
-    if output is not None and image is not None and output.exists() and image.exists() and output.samefile(image):
+    if output is not None and image is not None and same_file(output, image):
         raise UserError(f"--output {output} is the --image file: the heat-map would replace the photo")
     loaded = api.load(model)
     reads = "a text" if loaded.task.Input is str else "a table row" if loaded.task.Input == dict[str, Any] else None

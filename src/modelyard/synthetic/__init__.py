@@ -12,7 +12,7 @@ import pandas as pd
 
 from modelyard.config import Config
 from modelyard.errors import DataError, UserError
-from modelyard.fsutil import atomic_path, atomic_write_json, atomic_write_text
+from modelyard.fsutil import atomic_path, atomic_write_json, atomic_write_text, same_file
 from modelyard.synthetic.fidelity import column_distances, correlation_difference, utility
 from modelyard.synthetic.privacy import exact_copies, privacy_report
 from modelyard.synthetic.report import render
@@ -99,7 +99,7 @@ def synthesize(
         raise UserError(f"{output}: the synthetic table is written as .csv or .parquet", "name a .csv or .parquet")
     data = config.data
     for source in (data.train, getattr(data, "validation", None), getattr(data, "test", None)):
-        if source and output.exists() and Path(source).exists() and output.samefile(source):
+        if source and same_file(output, source):
             raise UserError(f"--output {output} is the real table {source}: it would be replaced", "name a new file")
     started = time.perf_counter()
     table = read_real(config)
