@@ -38,6 +38,16 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return Path(a).exists() and Path(b).exists() and Path(a).samefile(b)
 
 
+def escapes(path: Path, root: Path) -> Path | None:
+    """Where `path` really lies when a symlink or '..' in it leads out of the folder `root`, else None. A path
+    written out in full (no link, no '..') is taken as the user's choice wherever it points."""
+    resolved = path.resolve()
+    if resolved == path.absolute():
+        return None
+    root = root.resolve()
+    return None if resolved == root or root in resolved.parents else resolved
+
+
 def _prepare_target(path: Path) -> None:
     """The folder of a file about to be written, created, after `check_writable`."""
     check_writable(path)

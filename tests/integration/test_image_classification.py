@@ -18,6 +18,7 @@ from PIL import Image
 import modelyard
 from modelyard.api import validate
 from modelyard.data.images import load_image
+from modelyard.errors import DataError
 from modelyard.learners.image_inputs import preprocessing_for
 from modelyard.tasks import config_from_dict
 
@@ -98,6 +99,21 @@ def test_a_folder_of_tiny_images_chooses_cnn_scratch_and_says_why(tmp_path):
     report = validate(config).report
     assert report["backbone"]["name"] == "cnn-scratch"
     assert "tiny images" in report["backbone"]["reason"]
+
+
+def test_one_class_says_whether_the_others_were_unreadable(tmp_path):
+    root = colour_squares(tmp_path / "data", per_class=4, size=(8, 8))
+    for path in (root / "blue").iterdir():
+        path.write_bytes(b"not an image")
+    config = config_from_dict({"name": "one", "task": "image_classification", "data": {"train": str(root)}})
+    one_readable = r"only one class \('red'\) has usable images; 4 files were skipped, e\.g\. blue/"
+    with pytest.raises(DataError, match=one_readable):
+        validate(config)
+    for path in (root / "blue").iterdir():
+        path.unlink()
+    (root / "blue").rmdir()
+    with pytest.raises(DataError, match=r"only one class \('red'\)\n"):
+        validate(config)
 
 
 def test_colour_photos_choose_efficientnet(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 from image_helpers import colour_squares, png_header_only
 from PIL import Image
@@ -61,7 +62,7 @@ def test_each_skip_says_why(messy):
         "truncated": 1,
         "too large": 1,
         "corrupt": 1,
-        "symlink outside the data folder": 1,
+        "outside the data folder": 1,
     }
 
 
@@ -75,6 +76,33 @@ def test_symlink_inside_the_data_folder_is_kept(tmp_path):
     (root / "red" / "again.png").symlink_to(root / "red" / "0.png")
     _, report, _ = load(root)
     assert report["images"]["kept"] == 11
+
+
+def test_a_path_leaving_the_data_folder_is_named_for_what_it_is(tmp_path):
+    root = colour_squares(tmp_path / "data", per_class=2)
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "elsewhere.png")
+    (root / "red" / "link.png").symlink_to(tmp_path / "elsewhere.png")
+    for path in (root / "red" / ".." / ".." / "elsewhere.png", root / "red" / "link.png"):
+        with pytest.raises(ValueError, match=r"outside the data folder: a symlink or '\.\.' leads to .*elsewhere\.png"):
+            images.check_file(path, root)
+    assert images.check_file(tmp_path / "elsewhere.png", root)["width"] == 8  # written out in full: the user's choice
+
+
+@pytest.mark.parametrize(
+    ("values", "fmt", "expected"),
+    [
+        (np.array([[0, 32896, 65535]], dtype=np.uint16), "PNG", [0, 128, 255]),  # 16-bit: scaled, not clipped
+        (np.array([[0, 128, 255]], dtype=np.int32), "TIFF", [0, 128, 255]),  # 32-bit holding 8-bit values: kept
+        (np.array([[-50, 0, 50]], dtype=np.int32), "TIFF", [0, 128, 255]),  # outside 0..65535: stretched
+        (np.array([[0.0, 0.5, 1.0]], dtype=np.float32), "TIFF", [0, 128, 255]),  # float in 0..1
+    ],
+)
+def test_deep_greyscale_keeps_its_contrast(values, fmt, expected):
+    buffer = io.BytesIO()
+    Image.fromarray(values).save(buffer, format=fmt)
+    rgb = np.asarray(images.decode_image(buffer.getvalue()))
+    assert rgb[0, :, 0].tolist() == expected
+    assert (rgb[..., 0] == rgb[..., 2]).all()
 
 
 @pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "1"])

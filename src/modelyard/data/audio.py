@@ -38,7 +38,7 @@ from scipy.signal import firwin, resample_poly
 from modelyard.config import FormatOptions, SplitConfig
 from modelyard.data.readers import read_table, require_columns
 from modelyard.errors import DataError
-from modelyard.fsutil import sha256_file
+from modelyard.fsutil import escapes, sha256_file
 
 SAMPLE_RATE = 16_000
 MIN_RATE, MAX_RATE = 1_000, 384_000  # sample rates of real recordings; a header outside them is corrupt
@@ -258,9 +258,9 @@ class AudioReport:
 
 def check_file(path: Path, root: Path, max_seconds: float | None) -> dict[str, Any]:
     """Everything `validate` needs about one file; raises AudioError with the reason to skip it."""
+    if (outside := escapes(path, root)) is not None:
+        raise AudioError(f"outside the data folder: a symlink or '..' leads to {outside}")
     resolved = path.resolve()
-    if resolved != path.absolute() and root.resolve() not in resolved.parents:
-        raise AudioError(f"symlink outside the data folder: points to {resolved}")
     if not resolved.is_file():
         raise AudioError("missing: no such file")
     samples, info = read_audio(resolved, max_seconds)

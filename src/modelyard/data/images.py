@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from PIL import Image, ImageFile, UnidentifiedImageError
 
@@ -24,7 +25,7 @@ from modelyard.config import FormatOptions, SplitConfig
 from modelyard.data.readers import read_table, require_columns
 from modelyard.data.splits import fingerprint, make_splits
 from modelyard.errors import DataError
-from modelyard.fsutil import sha256_file
+from modelyard.fsutil import escapes, sha256_file
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error to report, not a grey band to learn from
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -68,10 +69,28 @@ class ImageReport:
         }
 
 
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float greyscale image as 8-bit 'L' (Pillow's own conversion clips at 255: all white).
+    16-bit values scale by 1/257; 32-bit and float ones, whose range the format leaves open, keep 0..255 or
+    0..65535 (or 0..1 for floats) when they lie within it and otherwise stretch their own min..max."""
+    values = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(values.min()), float(values.max())
+    if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and 255 < high <= 65535):
+        values = values / 257
+    elif image.mode == "F" and low >= 0 and high <= 1:
+        values = values * 255
+    elif low < 0 or high > 255:
+        values = (values - low) * 255 / ((high - low) or 1)
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Greyscale, palette, CMYK and alpha images become RGB; transparency is composited over white."""
+    """Greyscale (8 to 32 bits, float), palette, CMYK and alpha images become RGB; transparency is composited over
+    white."""
     if image.mode == "RGB":
         return image
+    if image.mode.startswith("I") or image.mode == "F":
+        image = _to_8bit(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA"):
@@ -120,15 +139,11 @@ def load_image(path: str | Path, size_hint: int | None = None) -> Image.Image:
         return to_rgb(image)
 
 
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
 def check_file(path: Path, root: Path) -> dict[str, Any]:
     """Everything `validate` needs about one file; raises ValueError with the reason to skip it."""
+    if (outside := escapes(path, root)) is not None:
+        raise ValueError(f"outside the data folder: a symlink or '..' leads to {outside}")
     resolved = path.resolve()
-    if (path.is_symlink() or resolved != path.absolute()) and not _inside(resolved, root.resolve()):
-        raise ValueError(f"symlink outside the data folder: points to {resolved}")
     if not resolved.is_file():
         raise ValueError("missing: no such file")
     if resolved.stat().st_size == 0:

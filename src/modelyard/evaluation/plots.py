@@ -174,8 +174,10 @@ def thumbnail(path: str, size: int = 96) -> str:
     """A small PNG of an image file, for tables of examples."""
     from PIL import Image
 
+    from modelyard.data.images import to_rgb
+
     with Image.open(path) as image:
-        image = image.convert("RGB")
+        image = to_rgb(image)
         image.thumbnail((size, size))
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")

@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from modelyard.data.images import load_image
+from modelyard.data.images import load_image, to_rgb
 from modelyard.fsutil import atomic_write_json
 from modelyard.learners.detection_inputs import DetectionDataset, collate, eval_transform
 from modelyard.learners.image_inputs import input_image, request_image
@@ -191,7 +191,7 @@ class DetectorLearner:
 
     def draw(self, image: Image.Image, answer: dict[str, Any]) -> Image.Image:
         """The image with each detection's box and 'label score' drawn on it."""
-        out = image.convert("RGB")
+        out = to_rgb(image).copy()
         pen = ImageDraw.Draw(out)
         width = max(2, round(max(out.size) / 200))
         for det in answer["detections"]:

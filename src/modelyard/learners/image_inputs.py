@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from modelyard.data.images import decode_image, load_image
+from modelyard.data.images import decode_image, load_image, to_rgb
 from modelyard.data.payloads import payload_bytes
 from modelyard.errors import DataError
 from modelyard.models import cnn, efficientnet
@@ -130,7 +130,7 @@ def is_file_path(text: str) -> bool:
 def request_image(item: Any) -> Image.Image:
     """A request's image (PIL image, base64 string, data: URL or raw bytes) -> RGB; ValueError when it is not one."""
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
+        return to_rgb(item)
     try:
         return decode_image(payload_bytes(item, "image"))
     except ValueError as err:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 from pydantic import BaseModel, Field
 
-from modelyard.data.images import load_image
+from modelyard.data.images import load_image, to_rgb
 from modelyard.errors import DataError
 from modelyard.fsutil import atomic_write_json
 from modelyard.learners import linear_probe
@@ -229,7 +229,7 @@ class MultimodalClassifierLearner:
         if isinstance(item, Row):
             return item
         if isinstance(item, dict) and isinstance(item.get("image"), Image.Image):
-            return Row(item["image"].convert("RGB"), str(item.get("text", "")))
+            return Row(to_rgb(item["image"]), str(item.get("text", "")))
         if isinstance(item, dict) and isinstance(item.get("image"), Path):
             item = {**item, "image": str(item["image"])}
         if not isinstance(item, dict | MultimodalInput):

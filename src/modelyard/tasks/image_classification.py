@@ -139,8 +139,10 @@ class ImageClassificationTask:
         )
         labels = sorted(splits["train"]["label"].unique())
         if len(labels) < 2:
+            skipped, named = sum(report["images"]["skipped"].values()), report["images"]["skipped_files"]
+            where = f" has usable images; {skipped} files were skipped, e.g. {named[0]}" if skipped else ""
             raise DataError(
-                f"{data.train}: only one class ({labels[0]!r}) among the readable images",
+                f"{data.train}: only one class ({labels[0]!r}){where}",
                 "classification needs at least two classes (one subfolder each)",
             )
         for name in ("validation", "test"):
