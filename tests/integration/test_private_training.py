@@ -79,6 +79,9 @@ def test_a_tiny_tabular_mlp_trains_privately_within_its_budget(credit, tmp_path)
         (["model.norm=layer"], "model.backbone auto"),
         (["model.backbone=mlp", "model.norm=layer", "train.gradient_accumulation=2"], "train.gradient_accumulation"),
         (["model.backbone=mlp", "model.norm=layer", "train.privacy.delta=0.01"], "train.privacy.delta"),
+        (["model.backbone=mlp", "model.norm=layer", "train.batch_size=5000"], "train.batch_size 5000"),
+        (["model.backbone=mlp", "model.norm=layer", "data.max_rows=400"], "train.batch_size 512"),  # its default
+        (["model.backbone=mlp", "model.norm=layer", "train.privacy.epsilon=1.0e-9"], "cannot be reached"),
     ],
 )
 def test_validate_refuses_what_dp_sgd_cannot_account_for_naming_the_field(

@@ -205,3 +205,22 @@ def test_an_output_that_is_the_real_table_is_refused_and_the_table_kept(tmp_path
     with pytest.raises(UserError, match="--rows must be between 1 and 100,000,000"):
         synthesize(load_config(tmp_path / "c.yaml"), 10**14, tmp_path / "out.csv")
     assert table.read_bytes() == before
+
+
+def test_columns_of_repeated_personal_data_get_surrogates_and_rarer_ones_a_note(tmp_path):
+    from modelyard.synthetic import synthesize
+    from modelyard.tasks import load_config
+
+    frame = pd.read_csv(CREDIT).iloc[:400]
+    customer = np.arange(len(frame)) // 2  # two rows per customer: no column is unique, so none looks like an ID
+    frame["email"] = [f"user{i}@example.com" for i in customer]
+    frame["phone"] = [f"1380013{i:04d}" for i in customer]
+    frame["note"] = ["call 13800138000" if i < 20 else "ok" for i in range(len(frame))]
+    frame.drop(columns=["ID"]).to_csv(tmp_path / "pii.csv", index=False)
+    config = _config(tmp_path, tmp_path / "pii.csv", column_types={"note": "categorical"})
+    result = synthesize(load_config(config), 200, tmp_path / "out.csv", "copula")
+    synthetic = pd.read_csv(tmp_path / "out.csv", dtype=str)
+    assert not set(synthetic["email"]) & set(frame["email"]) and not set(synthetic["phone"]) & set(frame["phone"])
+    notes = "\n".join(result.report["notes"])
+    assert "column 'email' holds personal data (email in" in notes and "column 'phone' holds personal data" in notes
+    assert "column 'note': phone in" in notes and "data.drop_columns" in notes

@@ -28,6 +28,22 @@ def test_dirichlet_refuses_a_non_positive_alpha():
         partition.dirichlet(np.zeros(10), 2, 0.0, 0)
 
 
+def test_iid_refuses_more_clients_than_rows():
+    from modelyard.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="280 training rows cannot give 300 clients"):
+        partition.iid(280, 300, 0)
+
+
+@pytest.mark.parametrize(("clip", "noise"), [(1.0, 0.0), (1.0, -1.0), (0.0, 1.0), (-1.0, 1.0)])
+def test_client_dp_needs_a_positive_clip_and_noise(clip, noise):
+    from modelyard.errors import ConfigError
+    from modelyard.federated.rounds import Settings
+
+    with pytest.raises(ConfigError, match="above 0"):
+        Settings(clients=2, dp_clip=clip, dp_noise=noise).check()
+
+
 def test_secure_aggregation_sum_equals_the_plain_sum():
     rng = np.random.default_rng(1)
     vectors = [rng.normal(0, 3, size=1000) for _ in range(4)]

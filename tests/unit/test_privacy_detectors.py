@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -85,6 +86,8 @@ def test_emails_and_ip_addresses_are_found_next_to_chinese_text():
         "-0.5408455846858077",  # a float's fraction: Luhn-valid with a Mastercard prefix
         "0.049054613825311656",  # read as a German national number (0 49 ...)
         "amount 1.4267738509897323 EUR",
+        "310000.0",  # an amount with a short fraction
+        "balance 13800138000.50",
     ],
 )
 def test_order_numbers_dates_amounts_and_versions_are_not_personal_data(text):
@@ -127,10 +130,11 @@ def test_placeholders_say_the_kind_and_salted_pseudonyms_are_stable_per_value():
 
 
 def test_json_values_are_redacted_in_strings_and_long_integers_only():
-    value = {"inputs": ["write to a@b.io"], "phone": 13800138000, "age": 42, "ok": True}
+    value = {"inputs": ["write to a@b.io"], "phone": 13800138000, "fax": 13800138000.0, "age": 42, "ok": True}
     assert PATTERNS_ONLY.redact_value(value) == {
         "inputs": ["write to <EMAIL>"],
         "phone": "<PHONE>",
+        "fax": "<PHONE>",
         "age": 42,
         "ok": True,
     }
@@ -161,9 +165,35 @@ def test_a_literal_salt_is_hidden_in_dumped_configs_but_an_environment_reference
     from modelyard.privacy.redact import hide_salt
 
     dumped = "privacy:\n  redact:\n  - log\n  hash_salt: pepper-123\n"
-    assert hide_salt(dumped) == "privacy:\n  redact:\n  - log\n  hash_salt: '<set>'\n"
-    assert hide_salt("  hash_salt: ${PII_SALT}\n") == "  hash_salt: ${PII_SALT}\n"
-    assert hide_salt("  hash_salt: null\n") == "  hash_salt: null\n"
+    assert yaml.safe_load(hide_salt(dumped)) == {"privacy": {"redact": ["log"], "hash_salt": "<set>"}}
+    for kept in ("privacy:\n  hash_salt: ${PII_SALT}\n", "privacy:\n  hash_salt: null\n"):
+        assert hide_salt(kept) == kept
+    long_salt = " ".join(["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"] * 3)
+    for salt in (long_salt, "${PII_SALT}s3cr3tTail"):  # folded over lines; a reference with a secret after it
+        shown = hide_salt(yaml.safe_dump({"privacy": {"hash_salt": salt}, "name": "x"}, width=40))
+        assert "hotel" not in shown and "s3cr3t" not in shown
+        assert yaml.safe_load(shown)["privacy"]["hash_salt"] == "<set>"
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("卡号６２１２３４５６７８９０１２６５", "card"),
+        ("身份证１１０１０５１９４９１２３１００２Ｘ", "cn_id"),
+        ("邮箱ａ．ｂ＠ｅｘａｍｐｌｅ．ｏｒｇ", "email"),
+        ("手机１３８００１３８０００", "phone"),
+        ("iban de89370400440532013000 please", "iban"),
+    ],
+)
+def test_full_width_and_lower_case_forms_are_found_at_their_own_offsets(text, kind):
+    ((found, span),) = kinds(text)
+    assert found == kind and span in text and len(span) > 8
+
+
+def test_redacting_twice_changes_nothing_even_where_a_pseudonym_reads_as_a_number():
+    salted = Redactor(kinds=PATTERNS_ONLY.kinds, salt=b"pepper")
+    once = "call <PHONE:16836013> or <CARD:40404040>, mail <EMAIL>"
+    assert salted.redact(once) == once
 
 
 @settings(max_examples=150, deadline=None)

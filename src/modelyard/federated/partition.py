@@ -10,6 +10,8 @@ from modelyard.errors import ConfigError
 
 def iid(rows: int, clients: int, seed: int) -> list[np.ndarray]:
     """Shuffled rows in `clients` near-equal parts."""
+    if rows < clients:
+        raise ConfigError(f"{rows} training rows cannot give {clients} clients a row each", "use fewer --clients")
     order = np.random.default_rng(seed).permutation(rows)
     return [np.sort(part) for part in np.array_split(order, clients)]
 

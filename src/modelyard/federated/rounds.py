@@ -24,6 +24,7 @@ from modelyard.federated import aggregate, sites
 from modelyard.federated.local import LocalResult, LocalSettings, train_locally
 from modelyard.protocols import Learner, PreparedData
 from modelyard.tasks import get_task
+from modelyard.training import privacy
 from modelyard.training.callbacks import TrainerControl, TrainerState
 
 MIN_LR_SHARE = 0.1  # the round learning rate decays (cosine) to this share of the first round's
@@ -48,6 +49,12 @@ class Settings:
             raise ConfigError("--clients must be at least 1")
         if (self.dp_clip is None) != (self.dp_noise is None):
             raise ConfigError("client DP needs both --dp-clip and --dp-noise", "e.g. --dp-clip 1.0 --dp-noise 1.0")
+        if self.dp_clip is not None and not (self.dp_clip > 0 and self.dp_noise > 0):
+            raise ConfigError(
+                f"client DP needs --dp-clip and --dp-noise above 0 (got {self.dp_clip:g} and {self.dp_noise:g}): "
+                "a zero clip sends no update, and without noise nothing is private",
+                "e.g. --dp-clip 1.0 --dp-noise 1.0",
+            )
         if self.secure_aggregation and self.clients < 2:
             raise ConfigError("secure aggregation needs at least 2 clients: one client's sum is its own update")
 
@@ -129,6 +136,7 @@ class Federation:
                 "use --strategy fedavg with train.privacy or --dp-clip/--dp-noise",
             )
         config, why = sites.resolve_backbone(config)
+        privacy.check(config, get_task(config.task), 0)  # each site's rows are checked as it starts (check_site)
         data = data if data is not None else get_task(config.task).prepare(config)
         data.report["backbone_choice"] = [{"backbone": config.model.backbone, "reason": why}]
         set_seed(config.train.seed)
@@ -184,7 +192,7 @@ class Federation:
         for the caller to run the round again (the missing sites sitting it out). Raises once the retries are
         spent. `missing` maps each site that did not report to why."""
         for m in messages:  # every update a site sent counts for its privacy budget, a refused attempt's too
-            self.sent.setdefault(m.site, []).append(m.epsilon or 0.0)
+            self.sent.setdefault(m.site, []).append(m.epsilon)
         reported = len(messages)
         reason = ""
         if reported < self.min_sites:
@@ -346,6 +354,31 @@ class Federation:
         """Mark the tracking run failed (the federation raised or its server stopped early); never raises."""
         if self.tracker is not None:
             self.tracker.fail()
+
+
+def check_site(
+    config: Config, work: tuple[int, int | None, int], rows: int, site: str, defaults: dict[str, Any]
+) -> None:
+    """Refuse, before any round, a site whose DP-SGD (train.privacy) could not be accounted for, as `train` would:
+    delta not below 1 / its rows, or its share of the budget (epsilon and delta / rounds) out of reach over one
+    round's local steps. `work` is the server's (local epochs, local steps, rounds); `defaults` are the local
+    model's train defaults (batch size)."""
+    private = config.train.privacy
+    if private is None:
+        return
+    local_epochs, local_steps, rounds = work
+    try:
+        if private.delta >= 1 / max(1, rows):
+            raise ConfigError(f"train.privacy.delta {private.delta:g} is not below 1 / {rows} rows")
+        batch_size = config.train.batch_size or defaults["batch_size"]
+        steps = local_steps or local_epochs * math.ceil(rows / batch_size)
+        share = private.model_copy(update={"epsilon": private.epsilon / rounds, "delta": private.delta / rounds})
+        privacy.PrivateTraining.plan(share, rows, batch_size, steps, 1)
+    except ConfigError as error:
+        raise ConfigError(
+            f"{site}: {error.message} (each round spends 1/{rounds} of train.privacy)",
+            "fewer --rounds or --clients, a smaller train.batch_size, or a larger train.privacy.epsilon",
+        ) from None
 
 
 def default_rounds(epochs: int, settings: Settings, local_steps: int | None, batch_size: int, rows: int) -> int:

@@ -83,6 +83,14 @@ def local_data(learner: Learner, frame: pd.DataFrame) -> Any:
     """A site's rows as the local learner's training split; rows whose label the global model lacks are dropped."""
     labels = getattr(learner, "labels", None)
     column = learner.spec.target if isinstance(learner, TabularLearner) else "label"
+    if isinstance(learner, TabularLearner):
+        wanted = [*learner.spec.encoder.types, learner.spec.target]
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            raise DataError(
+                f"this site's data lacks {len(missing)} of the model's columns: {', '.join(missing[:10])}",
+                "every site's table needs the columns of the server's (same names)",
+            )
     if labels and not frame[column].astype(str).str.strip().isin(labels).any():
         raise DataError(f"none of this site's {len(frame)} rows has a label the global model knows ({labels[:5]})")
     if isinstance(learner, TabularLearner):

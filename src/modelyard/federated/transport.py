@@ -2,7 +2,8 @@
 and sites that join it over HTTP, each training on rows that never leave its machine.
 
 Protocol (JSON unless noted; every site polls, so no site needs an open port):
-  GET  /v1/federation            task, rounds, secure aggregation, DP, parameter count and names' hash
+  GET  /v1/federation            task, rounds, local epochs, secure aggregation, DP (client-level, and the
+                                 sites' train.privacy), parameter count and names' hash
   POST /v1/federation/join       {"site", "public_key"} -> {"client_id"}; refused once N sites have joined
   GET  /v1/federation/package    tar.gz: the global model's architecture and preprocessing (`sites.package`)
   GET  /v1/federation/status     phase (joining | training | finishing | done | failed), round, attempt, this
@@ -40,7 +41,7 @@ from modelyard.config import Config
 from modelyard.errors import UserError
 from modelyard.federated import aggregate, sites
 from modelyard.federated.local import LocalSettings
-from modelyard.federated.rounds import Federation, Message, Settings, site_message
+from modelyard.federated.rounds import Federation, Message, Settings, check_site, site_message
 
 PREFIX = "/v1/federation"
 
@@ -71,10 +72,14 @@ class Coordinator:
             "task": f.config.task,
             "clients": s.clients,
             "rounds": s.rounds,
+            "local_epochs": s.local_epochs,
+            "local_steps": f.config.federated.local_steps,
             "strategy": s.strategy,
             "secure_aggregation": s.secure_aggregation,
             "dp_clip": s.dp_clip,
             "dp_noise": s.dp_noise,
+            "privacy": f.config.train.privacy.model_dump() if f.config.train.privacy else None,
+            "batch_size": f.config.train.batch_size,
             "parameters": len(f.weights),
             "names_hash": names_hash(f.names),
         }
@@ -148,6 +153,12 @@ class Coordinator:
             if not current:
                 why = f"round {round_ + 1} attempt {attempt + 1} is closed (the server is {self.phase}, round "
                 return {"accepted": False, "reason": why + f"{f.round + 1} attempt {f.attempt + 1})"}
+            if f.config.train.privacy is not None and epsilon is None:
+                raise UserError(
+                    "this federation trains with DP-SGD at every site (train.privacy); the update came without the "
+                    "epsilon it spent",
+                    "run the site with this modelyard version: it takes train.privacy from the server",
+                )
             payload = np.frombuffer(body, dtype=np.uint64 if dtype == "uint64" else np.float32).copy()
             expected = len(f.weights) * (1 if f.control is None else 2)  # SCAFFOLD: weights' and c_i's change
             if len(payload) != expected:
@@ -335,7 +346,11 @@ def join(
                 "this site's copy of the model does not match the server's parameters",
                 "run the same modelyard version on the server and every site",
             )
+        config = _server_training(config, info)
         rows = sites.local_data(learner, frame)
+        defaults = sites.local_learner(learner).train_defaults()
+        work = (info["local_epochs"], info["local_steps"], info["rounds"])
+        check_site(config, work, len(rows), site or "this site", defaults)
         settings = Settings(
             info["clients"],
             secure_aggregation=info["secure_aggregation"],
@@ -393,6 +408,27 @@ def join(
             if on_round is not None:
                 on_round(round_, message, reply)
     raise UserError(f"the federation at {url} did not finish within {wait_s:.0f} s")
+
+
+def _server_training(config: Config, info: dict[str, Any]) -> Config:
+    """The site's config with the federation's train.privacy (the server reports the budget, so it decides):
+    taken when the site's config has none, refused when it names another; and the server's batch size where the
+    site's config leaves it empty."""
+    from modelyard.config import PrivacyConfig
+
+    server = info.get("privacy")
+    wanted = PrivacyConfig(**server) if server else None
+    own = config.train.privacy
+    if own is not None and own != wanted:
+        raise UserError(
+            f"this site's train.privacy ({own.model_dump()}) differs from the federation's ({server}): the server "
+            "reports the sites' DP-SGD budget",
+            "remove train.privacy from the site's config: it takes the server's",
+        )
+    batch_size = config.train.batch_size or info.get("batch_size")
+    return config.model_copy(
+        update={"train": config.train.model_copy(update={"privacy": wanted, "batch_size": batch_size})}
+    )
 
 
 def _call(http, method: str, path: str, **kwargs):

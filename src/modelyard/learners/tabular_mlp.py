@@ -23,6 +23,17 @@ from modelyard.training.callbacks import Callback, TrainerControl, TrainerState
 MLP_FILE = "model.safetensors"
 
 
+MLP_DEFAULTS: dict[str, Any] = {
+    "epochs": 20,
+    "batch_size": 512,
+    "learning_rate": 2e-3,
+    "weight_decay": 1e-5,
+    "warmup_ratio": 0.02,
+    "scheduler": "cosine",
+    "precision": "fp32",  # tiny matmuls: bf16 buys nothing on CPU and costs accuracy
+}
+
+
 class Deadline(Callback):
     """Stops the loop once the time budget is spent; the loop then evaluates and keeps the best weights."""
 
@@ -91,15 +102,7 @@ class MLPMember:
         return ((y - self.target_mean) / self.target_scale).astype(np.float32)
 
     def train_defaults(self) -> dict[str, Any]:
-        return {
-            "epochs": 20,
-            "batch_size": 512,
-            "learning_rate": 2e-3,
-            "weight_decay": 1e-5,
-            "warmup_ratio": 0.02,
-            "scheduler": "cosine",
-            "precision": "fp32",  # tiny matmuls: bf16 buys nothing on CPU and costs accuracy
-        }
+        return dict(MLP_DEFAULTS)
 
     def dataset(self, data: Arrays, training: bool) -> torch.utils.data.Dataset:
         return _Rows(data)

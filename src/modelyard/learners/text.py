@@ -105,6 +105,11 @@ def _saved_classifier(directory: Path, spec: dict[str, Any], labels: list[str], 
     return EncoderClassifier(encoder, encoder.config.hidden_size, len(labels), options.dropout)
 
 
+def pretrained_defaults(backbone: str) -> dict[str, Any]:
+    """The training settings a pretrained encoder fine-tunes with when the config leaves them empty."""
+    return {**PRETRAINED_DEFAULTS, **BACKBONE_DEFAULTS.get(backbone, {})}
+
+
 class TextClassifierLearner:
     """Tokenizer, encoder and head; `kind` is "hf" (pretrained Hugging Face encoder) or "scratch"."""
 
@@ -204,7 +209,7 @@ class TextClassifierLearner:
     def train_defaults(self) -> dict[str, Any]:
         if self.spec["kind"] != "hf":
             return dict(SCRATCH_DEFAULTS)
-        return {**PRETRAINED_DEFAULTS, **BACKBONE_DEFAULTS.get(self.backbone, {})}
+        return pretrained_defaults(self.backbone)
 
     @property
     def probe_head(self) -> bool:

@@ -41,7 +41,7 @@ _EMAIL = re.compile(
 # after '+': a phone number; after a digit and a decimal point: the fraction of a number (-0.5408455846858077)
 _CARD = re.compile(r"(?<![0-9A-Za-z+])(?<!\d[.,])\d(?:[ -]?\d){12,18}" + _NOT_ALNUM_AFTER)
 _CN_ID = re.compile(_NOT_ALNUM_BEFORE + r"\d{6}(?:19|20)\d{2}[01]\d[0-3]\d\d{3}[\dXx]" + _NOT_ALNUM_AFTER)
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}")
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,32}")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d]|\.\d)")
 _IPV6 = re.compile(
     r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4})(?![0-9A-Fa-f:])"
@@ -53,8 +53,9 @@ _REFERENCE_WORDS = re.compile(
     re.IGNORECASE,
 )
 
-# One decimal point and a long fraction is a measurement (0.049054613825311656), not a phone written with dots
-_DECIMAL = re.compile(r"\d+[.,]\d{6,}")
+# One decimal point and a long fraction is a measurement (0.049054613825311656), a short one an amount (310000.0,
+# 13800138000.50), not a phone written with dots
+_DECIMAL = re.compile(r"\d+[.,](?:\d{1,2}|\d{6,})")
 # A number glued to letters or digits by a hyphen, slash or dot is part of a code (INV-2024-000123, v1.2.3-456)
 _CODE_BEFORE = re.compile(r"[A-Za-z0-9][-/_.]?$")
 _CODE_AFTER = re.compile(r"^[-/_.]?[A-Za-z0-9]")
@@ -135,7 +136,7 @@ def ibans(text: str) -> Iterator[Span]:
         for end in range(len(raw), 14, -1):
             if raw[end - 1] == " ":
                 continue
-            compact = raw[:end].replace(" ", "")
+            compact = raw[:end].replace(" ", "").upper()
             if iban.is_valid(compact):
                 yield Span("iban", m.start(), m.start() + end, compact)
                 break

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from modelyard.errors import ConfigError
 from modelyard.privacy.detectors import PATTERNS, Span, phones
 
@@ -27,6 +29,8 @@ PRIORITY = ("cn_id", "iban", "card", "email", "ip", "phone", "person")
 _ENV_SALT = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _BINARY = re.compile(r"[A-Za-z0-9+/=\s]+")
 _BINARY_MIN_CHARS = 512  # longer strings of base64 characters only are images or audio, not text to scan
+_FULL_WIDTH = {0xFF01 + i: 0x21 + i for i in range(94)} | {0x3000: 0x20}
+_PLACEHOLDER = re.compile(r"<(?:" + "|".join(k.upper() for k in PRIORITY) + r")(?::[0-9a-f]{8})?>")
 
 
 @dataclass(frozen=True)
@@ -38,20 +42,23 @@ class Redactor:
     phone_regions: tuple[str, ...] = ("CN", "US", "GB")
 
     def find_many(self, texts: Sequence[str]) -> list[list[Span]]:
-        """The non-overlapping spans of personal data in each text, in text order."""
+        """The non-overlapping spans of personal data in each text, in text order. The patterns read the text
+        with full-width forms folded to ASCII (one character for one, so offsets hold): a card or ID number typed
+        with an East Asian keyboard is the same number. A placeholder already in the text is left as it is."""
         found: list[list[Span]] = [[] for _ in texts]
         for i, text in enumerate(texts):
+            folded = fold_width(text)
             for kind, detect in PATTERNS.items():
                 if kind in self.kinds:
-                    found[i].extend(detect(text))
+                    found[i].extend(detect(folded))
             if "phone" in self.kinds:
-                found[i].extend(phones(text, self.phone_regions))
+                found[i].extend(phones(folded, self.phone_regions))
         if "person" in self.kinds:
             from modelyard.privacy.names import person_spans  # loads spaCy: only when names are wanted
 
             for spans, names in zip(found, person_spans(texts), strict=True):
                 spans.extend(names)
-        return [_resolve(spans) for spans in found]
+        return [_resolve(_outside_placeholders(text, spans)) for text, spans in zip(texts, found, strict=True)]
 
     def find(self, text: str) -> list[Span]:
         return self.find_many([text])[0]
@@ -85,13 +92,15 @@ class Redactor:
 
 
 def scanned_text(value: Any, numbers: bool = True) -> str | None:
-    """The text of a value worth scanning: a string (not a base64 payload), or with `numbers` an integer long
-    enough to be a phone, card or ID number."""
+    """The text of a value worth scanning: a string (not a base64 payload), or with `numbers` an integer (or a
+    float holding one) long enough to be a phone, card or ID number."""
     if isinstance(value, str):
         binary = len(value) >= _BINARY_MIN_CHARS and _BINARY.fullmatch(value) is not None
         return None if binary else value
     if numbers and isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1_000_000:
         return str(value)
+    if numbers and isinstance(value, float) and value.is_integer() and 1e6 <= abs(value) < 1e20:
+        return str(int(value))  # 13800138000.0: a number sent as a JSON float is the same number
     return None
 
 
@@ -116,7 +125,21 @@ def _rebuild(value: Any, redacted: Any, numbers: bool) -> Any:
     if text is None:
         return value
     new = next(redacted)
-    return value if isinstance(value, int) and new == text else new
+    return value if isinstance(value, int | float) and new == text else new
+
+
+def fold_width(text: str) -> str:
+    """`text` with full-width ASCII forms (U+FF01-U+FF5E) and the ideographic space as their ASCII characters."""
+    return text if text.isascii() else text.translate(_FULL_WIDTH)
+
+
+def _outside_placeholders(text: str, spans: list[Span]) -> list[Span]:
+    """The spans that do not touch a placeholder this module wrote: redacting twice changes nothing (a
+    pseudonym's eight hex digits can read as a phone number)."""
+    if "<" not in text:
+        return spans
+    taken = [m.span() for m in _PLACEHOLDER.finditer(text)]
+    return [s for s in spans if all(s.end <= start or s.start >= end for start, end in taken)]
 
 
 def _resolve(spans: list[Span]) -> list[Span]:
@@ -138,13 +161,21 @@ def _replace(text: str, spans: list[Span], placeholder: Callable[[Span], str]) -
     return "".join(parts)
 
 
-_SALT_LINE = re.compile(r"^(\s*hash_salt:[ \t]*)(?!null\s*$)(?!['\"]?\$\{)(\S.*)$", re.MULTILINE)
+def is_env_salt(salt: str) -> bool:
+    """Whether the configured salt is a `${NAME}` reference (no secret in it) rather than the secret itself."""
+    return _ENV_SALT.match(salt) is not None
 
 
 def hide_salt(config_text: str) -> str:
     """A dumped config with a literal `privacy.hash_salt` shown as '<set>' (model cards, reports); `${NAME}`
-    references stay, they hold no secret."""
-    return _SALT_LINE.sub(r"\1'<set>'", config_text)
+    references stay, they hold no secret. The YAML is read, not searched: a long salt is folded over lines."""
+    config = yaml.safe_load(config_text) if config_text.strip() else None
+    privacy = config.get("privacy") if isinstance(config, dict) else None
+    salt = privacy.get("hash_salt") if isinstance(privacy, dict) else None
+    if salt is None or (isinstance(salt, str) and is_env_salt(salt)):
+        return config_text
+    privacy["hash_salt"] = "<set>"
+    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
 
 
 def resolve_salt(salt: str | None) -> bytes | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelyard.privacy.redact import Redactor, from_config, scanned_text
+from modelyard.privacy.redact import Redactor, from_config, is_env_salt, scanned_text
 
 SCAN_ROWS = 20_000  # rows per split; beyond this a seeded sample is scanned and the report says so
 
@@ -59,7 +59,7 @@ def add_pii_report(config: Any, data: Any) -> None:
     }
     where = ", ".join(section.redact) if section.redact else "nowhere (privacy.redact is empty)"
     data.warnings.extend(f"personal data: {line}; redacted in: {where}" for line in summary(found, names))
-    if section.hash_salt and not section.hash_salt.startswith("${"):
+    if section.hash_salt and not is_env_salt(section.hash_salt):
         data.warnings.append(
             "privacy.hash_salt is written in the config, so it travels in the bundle's config.yaml: "
             "use hash_salt: ${NAME} to read it from an environment variable instead"

@@ -152,6 +152,41 @@ def _specs(frame: pd.DataFrame, config: Config, kind: str) -> tuple[list[ColumnS
     return specs, order, notes
 
 
+def _surrogate_personal(frame: pd.DataFrame, specs: list[ColumnSpec], config: Config) -> list[str]:
+    """Columns the generator would copy values from (categories, numbers, constants) scanned with the config's
+    PII detectors: one where at least half the rows hold personal data gets surrogate values like an ID column
+    (an e-mail repeated on two rows is no ID, yet copying it leaks it); one with fewer is named in a note."""
+    from modelyard.privacy.redact import from_config
+    from modelyard.privacy.scan import scan_frame
+
+    if not config.privacy.detectors or config.data.target_column not in frame.columns:
+        return []
+    copied = [
+        s for s in specs if s.kind in ("categorical", "numeric", "constant") and s.name != config.data.target_column
+    ]
+    if not copied:
+        return []
+    found = scan_frame(frame[[s.name for s in copied]], from_config(config.privacy))
+    notes = []
+    for spec in copied:
+        counts = found["columns"].get(spec.name)
+        if not counts:
+            continue
+        rows, kinds = max(counts.values()), ", ".join(counts)
+        if rows * 2 >= found["rows"]:
+            spec.kind, spec.as_int, spec.missing = "id", False, float(_empty(frame[spec.name]).mean())
+            notes.append(
+                f"column '{spec.name}' holds personal data ({kinds} in {rows} of {found['rows']} rows): the "
+                "synthetic rows get surrogate values, not real ones"
+            )
+        else:
+            notes.append(
+                f"column '{spec.name}': {kinds} in {rows} of {found['rows']} rows, which the synthetic table may "
+                "copy: list the column in data.drop_columns to leave it out"
+            )
+    return notes
+
+
 def read_real(config: Config) -> RealTable:
     """The config's table split as tabular tasks split it: the generator learns from train + validation, and the
     test split is the real holdout that the fidelity (train-on-synthetic, test-on-real) and privacy (distance
@@ -183,6 +218,7 @@ def read_real(config: Config) -> RealTable:
             "give more rows, or set data.split.test so that some rows are held out",
         )
     specs, order, column_notes = _specs(learn, config, kind)
+    column_notes += _surrogate_personal(learn, specs, config)
     train, holdout = to_model_form(learn, specs), to_model_form(splits["test"], specs)
     return RealTable(specs, data.target_column, kind, train, holdout, order, notes + column_notes)
 

@@ -260,6 +260,13 @@ def baselines(config: Config, data: PreparedData, kind: str) -> dict[str, dict[s
     return result
 
 
+def private_train_defaults() -> dict[str, Any]:
+    """DP-SGD trains the MLP member alone, with its defaults."""
+    from modelyard.learners.tabular_mlp import MLP_DEFAULTS
+
+    return dict(MLP_DEFAULTS)
+
+
 def privacy_problems(config: Config) -> list[str]:
     """DP-SGD trains the MLP alone: LightGBM learns from the rows without noise, and batch norm mixes the
     examples of a batch (each example's gradient would depend on the others)."""

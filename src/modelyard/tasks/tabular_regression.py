@@ -52,6 +52,9 @@ class TabularRegressionTask:
     def privacy_problems(self, config: Config) -> list[str]:
         return common.privacy_problems(config)
 
+    def private_train_defaults(self, config: Config) -> dict[str, Any]:
+        return common.private_train_defaults()
+
     def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
         return common.baselines(config, data, "regression")
 

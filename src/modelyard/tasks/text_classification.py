@@ -12,7 +12,7 @@ from modelyard import precision
 from modelyard.config import Config, DataConfig, DomainPretrainingConfig, LabelNoiseConfig, ModelConfig
 from modelyard.errors import DataError, ModelNotFoundError
 from modelyard.learners import domain_pretraining, few_shot, label_noise, text_private, text_recipe
-from modelyard.learners.text import TextClassifierLearner
+from modelyard.learners.text import TextClassifierLearner, pretrained_defaults
 from modelyard.learners.text_inputs import length_percentiles, unknown_rate
 from modelyard.learners.text_onnx import OnnxTextClassifierLearner
 from modelyard.learners.tfidf import TfidfLinearLearner, tfidf_baseline
@@ -329,6 +329,10 @@ class TextClassificationTask:
             layers = config.train.privacy.train_layers
             problems += [f"model.backbone {backbone}: {p}" for p in text_private.layer_problems(Path(backbone), layers)]
         return problems
+
+    def private_train_defaults(self, config: Config) -> dict[str, Any]:
+        """A private config names a pretrained encoder (`privacy_problems`), which fine-tunes with its defaults."""
+        return pretrained_defaults(config.model.backbone)
 
     def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
         labels = sorted(data.splits["train"]["label"].unique())

@@ -22,6 +22,7 @@ import yaml
 from modelyard.config import RedactionConfig
 from modelyard.errors import BundleError
 from modelyard.privacy import Redactor, redactor_for
+from modelyard.privacy.redact import is_env_salt
 from modelyard.tracking import store
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the modelyard package, shipped inside each pyfunc model
@@ -102,7 +103,7 @@ def log_params(client: MlflowClient, uri: str, run_id: str, config: dict[str, An
 
     flat = flatten(config)
     salt = flat.get("privacy.hash_salt")
-    if isinstance(salt, str) and not salt.startswith("${"):  # a literal secret never reaches the tracking store
+    if salt is not None and not (isinstance(salt, str) and is_env_salt(salt)):  # a literal secret stays out
         flat["privacy.hash_salt"] = "<set>"
     params = [Param(k, _param_text(v)) for k, v in flat.items()]
     with store.write_lock(uri):

@@ -10,6 +10,7 @@ ConfigError, by `validate` as by `train`.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,9 +37,14 @@ class SupportsPrivateTraining(Protocol):
         """Why this config cannot be trained with DP-SGD (each naming the config field); [] when it can."""
         ...
 
+    def private_train_defaults(self, config: Config) -> dict[str, Any]:
+        """The train settings (epochs, batch_size) the privately trained model takes where the config is empty."""
+        ...
+
 
 def check(config: Config, task: Any, rows: int) -> None:
-    """Refuse a private config whose training could not be accounted for; `validate` and `train` both call this."""
+    """Refuse a private config whose training could not be accounted for; `validate` and `train` both call this.
+    With `rows`, the run is also planned as `train` will plan it (batch below the rows, a reachable epsilon)."""
     settings = config.train.privacy
     if settings is None:
         return
@@ -61,6 +67,12 @@ def check(config: Config, task: Any, rows: int) -> None:
         problems.append(f"task {config.task} does not train with DP-SGD")
     if problems:
         raise ConfigError("train.privacy cannot be accounted for: " + "; ".join(problems), HINT)
+    if rows:
+        defaults = task.private_train_defaults(config)
+        batch_size = config.train.batch_size or defaults["batch_size"]
+        epochs = config.train.epochs or defaults["epochs"]
+        planned = config.train.max_steps or math.ceil(rows / batch_size) * epochs
+        PrivateTraining.plan(settings, rows, batch_size, planned, 1)
 
 
 def refuse_processes(config: Config, processes: int) -> None:
