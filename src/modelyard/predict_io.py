@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,8 @@ def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[
     rows = frame.reset_index(drop=True).to_dict("records") if frame is not None else [{} for _ in predictions]
     merged = [{**row, **pred} for row, pred in zip(rows, predictions, strict=True)]
     if path.suffix.lower() == ".jsonl":
-        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in merged))
+        lines = (json.dumps({k: _json_value(v) for k, v in r.items()}, ensure_ascii=False, default=str) for r in merged)
+        atomic_write_text(path, "".join(line + "\n" for line in lines))
         return
     flat = pd.DataFrame([flat_answer(r) for r in merged])
     if path.suffix.lower() == ".parquet":
@@ -181,6 +183,14 @@ def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[
             pq.write_table(to_arrow(flat), tmp)
         return
     atomic_write_text(path, flat.to_csv(index=False))
+
+
+def _json_value(value: Any) -> Any:
+    """A cell the row lacked (NaN, NA, NaT: a key only other JSON Lines rows have) as JSON null, not NaN, which
+    is no JSON."""
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
 
 
 def flat_answer(answer: dict[str, Any]) -> dict[str, Any]:

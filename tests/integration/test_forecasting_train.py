@@ -123,3 +123,60 @@ def test_the_model_card_gives_the_test_errors_with_their_intervals(bundle):
     card = (bundle.path / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert saved["method"].startswith("circular block bootstrap")
     assert f"[{saved['mae']['low']:.4f}, {saved['mae']['high']:.4f}]" in card
+
+
+@pytest.fixture(scope="module")
+def covariate_bundle(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("forecast-cov")
+    t = np.arange(120)
+    frame = pd.DataFrame(
+        {
+            "day": pd.date_range("2023-01-01", periods=len(t), freq="D").strftime("%Y-%m-%d"),
+            "sales": (50 + 8 * np.sin(2 * np.pi * t / 7)).round(2),
+            "temp": (10 + np.cos(2 * np.pi * t / 7)).round(2),
+        }
+    )
+    frame.to_csv(folder / "sales.csv", index=False)
+    config = {
+        "name": "tiny-forecast-cov",
+        "task": "forecasting",
+        "data": {"train": "sales.csv", "time_column": "day", "target_column": "sales", "covariate_columns": ["temp"]},
+        "model": {"horizon": HORIZON, "context_length": CONTEXT, "hidden_size": 8, "layers": 1},
+        "train": {"max_steps": 5, "batch_size": 32},
+    }
+    (folder / "forecast.yaml").write_text(yaml.safe_dump(config))
+    return modelyard.train(folder / "forecast.yaml", output=folder / "bundle", quiet=True)
+
+
+def test_a_model_with_covariates_serves_and_warms_up_with_them(covariate_bundle):
+    from serving_helpers import serving
+
+    request = {"history": [50.0] * CONTEXT, "covariates": [[10.0]] * CONTEXT, "horizon": 2}
+    with serving(covariate_bundle.path) as client:
+        assert client.get("/readyz").status_code == 200
+        response = client.post("/v1/predict", json={"inputs": [request]})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"][0]["forecast"]) == 2
+
+
+def test_the_server_refuses_covariates_for_a_model_without_them_and_feedback_on_a_forecast(bundle):
+    from serving_helpers import serving
+
+    history = [50.0] * CONTEXT
+    with serving(bundle.path) as client:
+        request = {"history": history, "covariates": [[1.0, 2.0]] * CONTEXT}
+        extra = client.post("/v1/predict", json={"inputs": [request]})
+        answer = client.post("/v1/predict", json={"inputs": [{"history": history}]}).json()
+        feedback = client.post("/v1/feedback", json={"prediction_id": answer["prediction_ids"][0], "label": "51"})
+    assert extra.status_code == 422 and "reads no covariates" in extra.json()["error"]["message"]
+    assert feedback.status_code == 422 and "not labels" in feedback.json()["error"]["message"]
+
+
+def test_predictions_written_as_json_lines_give_a_missing_id_as_null(bundle, tmp_path):
+    from modelyard.predict_io import write_predictions
+
+    model = modelyard.load(bundle.path)
+    frame = pd.DataFrame({"history": [[50.0] * CONTEXT, [60.0] * CONTEXT], "id": ["(single)", np.nan]})
+    write_predictions(tmp_path / "out.jsonl", frame, model.predict(model.task.inputs_from_frame(frame, model.config)))
+    rows = [json.loads(line, parse_constant=pytest.fail) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in rows] == ["(single)", None]

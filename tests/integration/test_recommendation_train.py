@@ -120,3 +120,12 @@ def test_the_model_card_gives_per_user_metrics_with_their_intervals(bundle):
     saved = json.loads((bundle.path / "metrics.json").read_text())["test_intervals"]
     card = (bundle.path / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert f"[{saved['recall@10']['low']:.4f}, {saved['recall@10']['high']:.4f}]" in card
+
+
+def test_the_server_refuses_feedback_on_a_ranking_rather_than_scoring_it_wrong(bundle):
+    from serving_helpers import serving
+
+    with serving(bundle.path) as client:
+        answer = client.post("/v1/predict", json={"inputs": [{"user": "u1", "k": 3}]}).json()
+        feedback = client.post("/v1/feedback", json={"prediction_id": answer["prediction_ids"][0], "label": "i3"})
+    assert feedback.status_code == 422 and "not labels (a ranking of items)" in feedback.json()["error"]["message"]

@@ -147,3 +147,115 @@ def test_covariates_are_regularised_and_read_as_extra_input_channels():
     assert len(answer["forecast"]) == 3
     with pytest.raises(DataError, match="at most 3"):
         learner.predict([{"history": [1.0] * 5, "covariates": [[0.0]] * 5, "horizon": 4}])
+
+
+def write_config(folder, values: list[float], **sections) -> str:
+    """A daily series and a small forecasting config in `folder`; `sections` update data/model/train."""
+    import yaml
+
+    daily(values).to_csv(folder / "base.csv", index=False)
+    config = {
+        "name": "f",
+        "task": "forecasting",
+        "data": {"train": "base.csv", **sections.get("data", {})},
+        "model": {"horizon": 7, "context_length": 14, "hidden_size": 8, "layers": 1, **sections.get("model", {})},
+        "train": {"epochs": 1, **sections.get("train", {})},
+    }
+    (folder / "f.yaml").write_text(yaml.safe_dump(config))
+    return str(folder / "f.yaml")
+
+
+def sine(n: int = 120, level: float = 10.0) -> list[float]:
+    return list(np.round(level + np.sin(2 * np.pi * np.arange(n) / 7), 3))
+
+
+def test_infinite_targets_and_covariates_count_as_missing_and_are_filled():
+    frame = daily([1.0, 2.0, "inf", 4.0, "-inf", 6.0]).assign(temp=["1", "inf", "3", "4", "5", "6"])
+    series, report = regularise(frame, "date", "value", None, None, "interpolate", "f.csv", ["temp"])
+    assert np.isfinite(series[0].values).all() and np.isfinite(series[0].covariates).all()
+    assert series[0].values[2] == 3.0 and not series[0].observed[2] and not series[0].observed[4]
+    assert report["infinite_targets"] == 2 and report["missing_or_non_numeric_targets"] == 2
+
+
+def test_times_across_a_daylight_saving_change_are_put_in_utc_where_the_hours_stay_regular():
+    local = pd.date_range("2024-03-30 20:00", periods=12, freq="h", tz="Europe/Berlin")
+    frame = pd.DataFrame({"time": local.map(lambda t: t.isoformat()), "value": [str(v) for v in range(12)]})
+    assert frame["time"].str[-6:].nunique() == 2  # +01:00, then +02:00
+    series, report = regularise(frame, "time", "value", None, None, "interpolate", "f.csv")
+    assert len(series[0].values) == 12 and report["gaps_filled"] == 0
+    assert report["series"]["(single)"]["frequency"] == "h"
+
+
+@pytest.mark.parametrize("frequency", ["h", "ns"])
+def test_a_frequency_finer_than_the_data_is_refused_with_the_numbers_before_the_grid_is_built(frequency):
+    with pytest.raises(DataError, match=rf"frequency '{frequency}' puts its 30 timestamps on a grid of \d+ points"):
+        regularise(daily(list(range(30))), "date", "value", None, frequency, "interpolate", "f.csv")
+
+
+def test_an_unknown_frequency_alias_is_refused_by_validate_naming_data_frequency(tmp_path):
+    import modelyard
+    from modelyard.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data\.frequency 'XYZ' is not a pandas offset alias"):
+        modelyard.validate(write_config(tmp_path, sine(), data={"frequency": "XYZ"}))
+
+
+def test_a_log_transform_of_a_series_with_values_at_or_below_zero_is_refused_by_validate(tmp_path):
+    import modelyard
+    from modelyard.errors import ConfigError
+
+    values = sine(level=0.5)
+    with pytest.raises(ConfigError, match=r"model.transform: log needs positive values.*values <= 0"):
+        modelyard.validate(write_config(tmp_path, values, model={"transform": "log"}))
+
+
+def test_an_early_stopping_metric_forecasting_does_not_report_is_refused_by_validate(tmp_path):
+    import modelyard
+    from modelyard.errors import ConfigError
+
+    path = write_config(tmp_path, sine(), train={"early_stopping": {"metric": "foo", "patience": 2}})
+    with pytest.raises(ConfigError, match=r"early_stopping.metric.*'foo'") as err:
+        modelyard.validate(path)
+    assert "mae, rmse, mape, mase" in err.value.hint
+
+
+def test_a_series_too_short_for_the_given_context_names_context_plus_horizon(tmp_path):
+    import modelyard
+
+    with pytest.raises(DataError, match=r"training part of 21 \(context_length \+ horizon\)"):
+        modelyard.validate(write_config(tmp_path, sine(20)))
+
+
+def small_learner(values: np.ndarray, transform: str = "auto", covariates: list[str] | None = None):
+    from modelyard.learners.forecast import ForecastLearner
+    from modelyard.tasks.forecasting import ForecastModelConfig
+
+    series = make_series(values)
+    if covariates:
+        series.covariates = np.ones((len(values), len(covariates)))
+    splits = chronological_splits([series], 0.1, 0.1, horizon=3, min_train=10)
+    options = ForecastModelConfig(context_length=5, horizon=3, hidden_size=4, layers=1)
+    return ForecastLearner.build(options, splits["train"], transform, covariates)
+
+
+def test_a_log_scale_model_refuses_a_history_at_or_below_zero_naming_the_value():
+    learner = small_learner(np.linspace(1, 10, 60), transform="log")
+    with pytest.raises(DataError, match=r"request 2: history\[3\] is -1: this model works in log scale"):
+        learner.predict([{"history": [1.0] * 5}, {"history": [1.0, 2.0, 3.0, -1.0, 2.0]}])
+
+
+def test_covariates_sent_to_a_model_without_covariates_are_refused():
+    learner = small_learner(np.linspace(1, 10, 60))
+    for rows in ([[0.0]] * 5, [[0.0, 1.0]] * 5):
+        with pytest.raises(DataError, match="this model reads no covariates"):
+            learner.predict([{"history": [1.0] * 5, "covariates": rows}])
+
+
+def test_the_warm_up_example_carries_covariates_when_the_model_reads_them():
+    from modelyard.tasks.forecasting import ForecastingTask
+
+    for names in ([], ["temp", "promo"]):
+        learner = small_learner(np.linspace(1, 10, 60), covariates=names)
+        example = ForecastingTask().example_input(learner)
+        assert ("covariates" in example) == bool(names)
+        assert len(learner.predict([example])[0]["forecast"]) == 1

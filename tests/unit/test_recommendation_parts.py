@@ -121,3 +121,73 @@ def test_a_request_names_exactly_one_of_user_or_item():
         RecommendInput(user="u1", item="a")
     with pytest.raises(DataError, match="unknown item"):
         learner().parse_input({"item": "zzz"})
+
+
+def requests_from(frame: pd.DataFrame) -> list[RecommendInput]:
+    from types import SimpleNamespace
+
+    from modelyard.tasks.recommendation import RecommendationTask
+
+    config = SimpleNamespace(data=SimpleNamespace(user_column="user", item_column="item"))
+    return RecommendationTask().inputs_from_frame(frame.set_index(pd.RangeIndex(2, 2 + len(frame))), config)
+
+
+def test_empty_csv_cells_count_as_absent_so_an_item_row_asks_for_similar_items_with_the_default_k():
+    frame = pd.DataFrame({"user": ["196", ""], "item": ["", "50"], "k": ["", "3"]})  # CSV cells are text
+    first, second = requests_from(frame)
+    assert (first.user, first.item, first.k) == ("196", None, 10)
+    assert (second.user, second.item, second.k) == (None, "50", 3)
+
+
+def test_json_lines_of_mixed_requests_keep_integer_ids_as_the_http_api_takes_them():
+    frame = pd.DataFrame([{"user": 1, "k": 2}, {"item": 50, "k": 2}, {"user": 7}])  # pandas makes the ids float
+    assert frame["user"].dtype == float
+    answers = [(r.user, r.item, r.k) for r in requests_from(frame)]
+    assert answers == [("1", None, 2), (None, "50", 2), ("7", None, 10)]
+
+
+def test_a_row_with_both_a_user_and_an_item_is_refused_naming_its_line():
+    with pytest.raises(DataError, match="line 3: not a recommendation request"):
+        requests_from(pd.DataFrame({"user": ["1", "2"], "item": ["", "50"]}))
+
+
+def test_float_ids_from_a_column_with_a_missing_value_are_stored_as_integers():
+    frame = ratings().assign(user=[1.0, 1.0, 1.0, 1.0, 1.0, 10.0, 10.0, 10.0, 3.0, 3.0, 3.0, np.nan])
+    out, report = implicit_feedback(frame, "user", "item", "rating", "time", 4.0, "r.parquet")
+    assert sorted(out["user"].unique()) == ["1", "10", "3"] and report["dropped_incomplete"] == 1
+
+
+def test_infinite_ratings_are_dropped_and_ratings_far_off_the_scale_are_named():
+    frame = ratings()
+    frame.loc[3, "rating"], frame.loc[4, "rating"], frame.loc[5, "rating"] = "inf", "99", "-3"
+    _, report = implicit_feedback(frame, "user", "item", "rating", "time", 4.0, "r.csv")
+    assert report["dropped_incomplete"] == 1 and report["dropped_examples"] == ["line 3"]
+    assert report["odd_ratings"] == 2 and report["odd_rating_examples"] == ["line 4: 99", "line 5: -3"]
+
+
+def test_validate_refuses_an_early_stopping_metric_recommendation_does_not_report(tmp_path):
+    import yaml
+
+    import modelyard
+    from modelyard.errors import ConfigError
+
+    ratings().to_csv(tmp_path / "r.csv", index=False)
+    config = {
+        "name": "r",
+        "task": "recommendation",
+        "data": {"train": "r.csv", "rating_column": "rating", "rating_threshold": 4},
+        "train": {"early_stopping": {"metric": "recall@50", "patience": 2}},
+    }
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="'recall@50'") as err:
+        modelyard.validate(tmp_path / "r.yaml")
+    assert "recall@10" in err.value.hint and "coverage@20" in err.value.hint
+
+
+def test_the_validate_report_prints_the_leave_last_out_split(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from modelyard.commands.console import data_report
+
+    data_report(SimpleNamespace(report={"split": {"rule": "leave-last-out per user"}}, warnings=[]))
+    assert "leave-last-out per user" in capsys.readouterr().err

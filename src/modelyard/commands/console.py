@@ -24,7 +24,8 @@ def data_report(data) -> None:
     if STATE["quiet"] or not is_main_process():
         return
     report = data.report
-    err.print(f"[bold]splits[/] {escape(str(report.get('splits')))}")  # data values (names, labels) are escaped:
+    splits = report.get("splits", report.get("split"))  # recommendation reports its one leave-last-out `split`
+    err.print(f"[bold]splits[/] {escape(str(splits))}")  # data values (names, labels) are escaped:
     for note in report.get("split_notes", []):  # Rich markup in them prints as written
         err.print(f"  {escape(note)}")
     for name, info in report.get("files", {}).items():

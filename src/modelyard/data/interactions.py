@@ -30,6 +30,28 @@ class Interactions:
         return len(self.targets)
 
 
+def id_text(value: Any) -> str | None:
+    """One id as the HTTP API takes it: trimmed text, a whole float as its integer ("50", not "50.0": JSON Lines
+    rows of mixed requests, or one missing id, make pandas read integer ids as floats); None when absent."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+        value = int(value)
+    return str(value).strip() or None
+
+
+def id_strings(column: pd.Series) -> pd.Series:
+    """A column of ids as `id_text` makes them (<NA> where absent), vectorised for the common dtypes."""
+    if pd.api.types.is_float_dtype(column):
+        present = column.dropna()
+        if (np.isfinite(present) & (present == np.round(present)) & (present.abs() < 2**53)).all():
+            column = column.astype("Int64")
+    elif column.dtype == object:
+        column = column.map(id_text)
+    text = column.astype("string").str.strip()
+    return text.mask(text.eq(""))
+
+
 def _times(column: pd.Series, source: str, name: str) -> pd.Series:
     """Unix seconds as numbers, or anything pandas parses as a date, as float seconds."""
     numeric = pd.to_numeric(column, errors="coerce")
@@ -45,6 +67,16 @@ def _times(column: pd.Series, source: str, name: str) -> pd.Series:
     return (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
 
 
+def _odd_ratings(rating: pd.Series) -> pd.Series:
+    """Ratings far outside the scale most of them use (a 99 or a -3 among 1-5 stars): kept, but worth a warning.
+    The 10th-90th percentiles (taken as values present, so one outlier cannot stretch them) give the scale."""
+    if rating.isna().all():
+        return rating.iloc[0:0]
+    low, high = rating.quantile(0.1, interpolation="higher"), rating.quantile(0.9, interpolation="lower")
+    span = max(high - low, abs(high), 1.0)
+    return rating[(rating < low - span) | (rating > high + span) | ((rating < 0) & (low >= 0))]
+
+
 def implicit_feedback(
     frame: pd.DataFrame,
     user_col: str,
@@ -57,14 +89,16 @@ def implicit_feedback(
     """Normalise to (user, item, positive, time); a rating counts as positive at or above `threshold`."""
     out = pd.DataFrame(
         {
-            "user": frame[user_col].astype("string").str.strip(),
-            "item": frame[item_col].astype("string").str.strip(),
+            "user": id_strings(frame[user_col]),
+            "item": id_strings(frame[item_col]),
         },
         index=frame.index,
     )
-    missing = out["user"].isna() | out["item"].isna() | out["user"].eq("") | out["item"].eq("")
+    missing = out["user"].isna() | out["item"].isna()
+    rating = pd.Series(np.nan, index=frame.index)
     if rating_col:
-        rating = pd.to_numeric(frame[rating_col], errors="coerce")
+        rating = pd.to_numeric(frame[rating_col], errors="coerce").astype(np.float64)
+        rating = rating.where(np.isfinite(rating))  # an infinite rating is no rating
         missing |= rating.isna()
         out["positive"] = rating >= threshold if threshold is not None else True
     else:
@@ -76,6 +110,9 @@ def implicit_feedback(
         "dropped_incomplete": int(missing.sum()),
         "dropped_examples": [f"line {i}" for i in frame.index[missing][:5]],
     }
+    odd = _odd_ratings(rating[~missing])
+    report["odd_ratings"] = len(odd)
+    report["odd_rating_examples"] = [f"line {i}: {v:g}" for i, v in odd.head(5).items()]
     out = out[~missing].sort_values("time", kind="stable")
     dup = out.duplicated(["user", "item"], keep="last")
     out = out[~dup].reset_index(drop=True)

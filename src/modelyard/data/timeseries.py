@@ -70,6 +70,39 @@ def infer_frequency(times: pd.DatetimeIndex) -> str:
     return pd.tseries.frequencies.to_offset(step).freqstr
 
 
+def parse_times(column: pd.Series) -> pd.Series:
+    """Times, NaT where a cell is not a date; a column mixing UTC offsets (a DST change) is put in UTC, where
+    the steps stay regular."""
+    try:
+        return pd.to_datetime(column, errors="coerce", format="mixed")
+    except ValueError:  # "Mixed timezones detected"
+        return pd.to_datetime(column, errors="coerce", format="mixed", utc=True)
+
+
+def finite_numbers(column: pd.Series) -> pd.Series:
+    """Numbers, NaN where a cell is not a finite number: an infinite value is missing like a non-numeric one."""
+    numbers = pd.to_numeric(column, errors="coerce").astype(np.float64)
+    return numbers.where(np.isfinite(numbers))
+
+
+def _grid(key: str, times: pd.DatetimeIndex, freq: str, source: str) -> pd.DatetimeIndex:
+    """The regular grid from the first to the last timestamp; one that would be mostly filled (a frequency finer
+    than the data's spacing) is refused before it is built, with the numbers."""
+    offset = pd.tseries.frequencies.to_offset(freq)
+    span = times[-1] - times[0]
+    if isinstance(offset, pd.offsets.Tick):
+        points = span // pd.Timedelta(offset) + 1
+    else:  # calendar offsets (months, weeks, business days) are at least a day long
+        points = len(pd.date_range(times[0], times[-1], freq=offset))
+    if points > 2 * len(times):
+        raise DataError(
+            f"{source}: series {key or '(single)'}: frequency '{freq}' puts its {len(times)} timestamps on a "
+            f"grid of {points} points, so {points - len(times)} ({1 - len(times) / points:.0%}) would be filled",
+            "set data.frequency to the spacing of the data (or null to infer it)",
+        )
+    return pd.date_range(times[0], times[-1], freq=offset)
+
+
 def _fill(values: pd.Series, rule: FillRule) -> pd.Series:
     if rule == "interpolate":
         return values.interpolate(method="time", limit_direction="both")
@@ -89,26 +122,28 @@ def regularise(
     covariates: Sequence[str] = (),
 ) -> tuple[list[Series], dict[str, Any]]:
     """Parse times and targets, average duplicate timestamps, put each series on a regular grid, fill gaps."""
-    times = pd.to_datetime(frame[time_col], errors="coerce", format="mixed")
+    times = parse_times(frame[time_col])
     bad_time = times.isna()
     if bad_time.all():
         raise DataError(
             f"{source}: no value of column '{time_col}' (data.time_column) parses as a date/time",
             f"first value: {frame[time_col].iloc[0]!r}; use ISO dates such as 2024-01-31",
         )
-    target = pd.to_numeric(frame[target_col], errors="coerce")
+    target = finite_numbers(frame[target_col])
+    infinite = int(np.isinf(pd.to_numeric(frame[target_col], errors="coerce")).sum())
     report: dict[str, Any] = {
         "rows": len(frame),
         "unparseable_times": int(bad_time.sum()),
         "unparseable_times_examples": [f"line {i}" for i in frame.index[bad_time][:5]],
         "missing_or_non_numeric_targets": int(target.isna().sum() - (bad_time & target.isna()).sum()),
+        "infinite_targets": infinite,
         "fill_rule": f"{fill}: {FILL_RULES[fill]}",
         "series": {},
     }
     keys = frame[id_col].astype(str) if id_col else pd.Series("", index=frame.index)
     table = pd.DataFrame({"key": keys, "time": times, "value": target})
     for name in covariates:
-        table[f"cov:{name}"] = pd.to_numeric(frame[name], errors="coerce")
+        table[f"cov:{name}"] = finite_numbers(frame[name])
     cov_cols = [f"cov:{name}" for name in covariates]
     table = table[~bad_time]
     out: list[Series] = []
@@ -117,7 +152,7 @@ def regularise(
         means = group.groupby("time")[["value", *cov_cols]].mean().sort_index()
         values = means["value"]
         freq = frequency or infer_frequency(values.index)
-        grid = pd.date_range(values.index[0], values.index[-1], freq=freq)
+        grid = _grid(str(key), values.index, freq, source)
         if not values.index.isin(grid).all():
             off = values.index[~values.index.isin(grid)][:3]
             raise DataError(
@@ -162,16 +197,23 @@ def split_points(n: int, validation: float, test: float, min_part: int) -> tuple
 
 
 def chronological_splits(
-    series: list[Series], validation: float, test: float, horizon: int, min_train: int, season: int = 1
+    series: list[Series],
+    validation: float,
+    test: float,
+    horizon: int,
+    min_train: int,
+    season: int = 1,
+    why: str = "context_length + horizon",
 ) -> dict[str, SeriesSplit]:
-    """Train, validation and test by time per series, never shuffled; no split sees a later split's values."""
+    """Train, validation and test by time per series, never shuffled; no split sees a later split's values.
+    `why` says in the error where `min_train` comes from."""
     splits = {name: SeriesSplit([], [], season) for name in ("train", "validation", "test")}
     for s in series:
         val_start, test_start = split_points(len(s.values), validation, test, horizon)
         if val_start < min_train:
             raise DataError(
                 f"series {s.key or '(single)'} has {len(s.values)} points: too few for a training part of "
-                f"{min_train} (context_length + horizon) plus validation and test parts of {horizon} or more",
+                f"{min_train} ({why}) plus validation and test parts of {horizon} or more",
                 "lower model.context_length / model.horizon or data.split fractions, or add data",
             )
         for name, start, end in (

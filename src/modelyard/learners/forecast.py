@@ -228,7 +228,15 @@ class ForecastLearner:
             )
         if not np.isfinite(item.history).all():
             raise DataError("history contains NaN or infinite values; fill gaps before sending")
+        if self.log and min(item.history) <= 0:
+            first = next(i for i, v in enumerate(item.history) if v <= 0)
+            raise DataError(
+                f"history[{first}] is {item.history[first]:g}: this model works in log scale (model.transform) "
+                "and needs values above 0"
+            )
         names = self.spec.get("covariates", [])
+        if item.covariates and not names:
+            raise DataError("this model reads no covariates: leave 'covariates' out of the request")
         if names:
             rows = item.covariates or []
             if len(rows) != len(item.history) or any(len(r) != len(names) for r in rows):
@@ -242,6 +250,13 @@ class ForecastLearner:
                     f"{self.horizon} steps (its horizon); ask for fewer"
                 )
         return item
+
+    def example_input(self) -> dict[str, Any]:
+        """The server's warm-up request: one context of ones, with covariates when the model reads them."""
+        request: dict[str, Any] = {"history": [1.0] * self.context, "horizon": 1}
+        if names := self.spec.get("covariates"):
+            request["covariates"] = [[0.0] * len(names)] * self.context
+        return request
 
     def _direct(self, histories: list[np.ndarray], requests: list[ForecastInput]) -> np.ndarray:
         """One direct forecast (N, horizon) in the data's units from the last `context` values of each history."""
@@ -259,7 +274,12 @@ class ForecastLearner:
         """Direct forecasts up to the trained horizon; longer horizons feed forecasts back in (recursive).
 
         All requests go through the model together, one batch per `horizon` steps of the longest request."""
-        requests = [self.parse_input(item) for item in inputs]
+        requests = []
+        for number, item in enumerate(inputs, 1):
+            try:
+                requests.append(self.parse_input(item))
+            except DataError as err:  # name the request: a file of many (`predict --input`) says which one
+                raise DataError(f"request {number}: {err.message}", err.hint) from None
         steps = [req.horizon or self.horizon for req in requests]
         known = [np.asarray(req.history, dtype=np.float64) for req in requests]  # history, then forecasts
         while live := [i for i, req in enumerate(requests) if len(known[i]) - len(req.history) < steps[i]]:

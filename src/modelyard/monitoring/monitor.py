@@ -49,12 +49,13 @@ def _label(output: Any) -> str | None:
 
 
 def feedback_summary(rows: pd.DataFrame) -> dict[str, Any]:
-    """How many predictions got a true label, and how many of those the model had right."""
+    """How many predictions got a true label, and how many of those the model had right. Only answers that are
+    a label are scored: a forecast or a ranking is neither right nor wrong against one, so no accuracy is made
+    up for them."""
     given = rows[rows["label"].notna()]
-    if given.empty:
-        return {"count": 0, "accuracy": None}
-    right = [_label(_json(o)) == str(_json(t)) for o, t in zip(given["output"], given["label"], strict=True)]
-    return {"count": len(given), "accuracy": round(float(np.mean(right)), 4)}
+    predicted = [_label(_json(o)) for o in given["output"]]
+    right = [p == str(_json(t)) for p, t in zip(predicted, given["label"], strict=True) if p is not None]
+    return {"count": len(given), "accuracy": round(float(np.mean(right)), 4) if right else None}
 
 
 def summarize(rows: pd.DataFrame, ref: reference_profile.Reference, learner: Any, window: int) -> dict[str, Any]:

@@ -43,8 +43,10 @@ def _task_from_manifest(model_ref: str) -> Any | None:
         return None  # loader.load gives the precise error
 
 
-def _warm_up_example(task: Any, binary: bool) -> Any | None:
+def _warm_up_example(task: Any, learner: Any, binary: bool) -> Any | None:
     example = getattr(task, "example_input", None)
+    if callable(example):  # an example that depends on the model (a forecaster's covariates)
+        example = example(learner)
     if example is None and task.Input is str and not binary:
         example = WARM_UP_TEXT
     return example
@@ -107,7 +109,7 @@ def create_app(model_ref: str, settings: ServeSettings | None = None) -> FastAPI
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model = preloaded or await model_thread.run(load, model_ref)
         service = ModelService(model, settings, metrics)
-        example = _warm_up_example(task, binary)
+        example = _warm_up_example(task, model.learner, binary)
         if example is not None:
             await model_thread.run(service.warm_up, example)
         service.start()

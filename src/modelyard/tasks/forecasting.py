@@ -12,12 +12,13 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from modelyard.config import Config, DataConfig, ModelConfig
 from modelyard.data.readers import read_table, require_columns
 from modelyard.data.splits import fingerprint
 from modelyard.data.timeseries import (
+    Series,
     SeriesSplit,
     chronological_splits,
     detect_season,
@@ -29,6 +30,9 @@ from modelyard.learners.forecast import ForecastInput, ForecastLearner, OnnxFore
 from modelyard.metrics.forecast import naive_forecast, seasonal_naive_forecast
 from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
+from modelyard.training.callbacks import check_metric
+
+METRICS = ("mae", "rmse", "mape", "mase")  # what validation reports, so what early stopping can watch
 
 STARTER = """\
 # modelyard config: forecasting (demand, traffic, sensor values)
@@ -70,6 +74,18 @@ class ForecastDataConfig(DataConfig):
         "interpolate", description="how missing timestamps and values are filled (they are never scored)"
     )
 
+    @field_validator("frequency")
+    @classmethod
+    def _offset_alias(cls, value: str | None) -> str | None:
+        try:
+            if value is not None:
+                pd.tseries.frequencies.to_offset(value)
+        except ValueError:
+            raise ValueError(
+                f"data.frequency {value!r} is not a pandas offset alias; use e.g. D, h, 15min, W-SUN, MS"
+            ) from None
+        return value
+
 
 class ForecastModelConfig(ModelConfig):
     backbone: Literal["lstm"] = "lstm"
@@ -109,6 +125,21 @@ def _season(config: Config, train: list[np.ndarray]) -> tuple[int, str]:
     return season, f"detected: {how}"
 
 
+def _check_log_scale(config: Config, series: list[Series]) -> None:
+    """`transform: log` needs a strictly positive series: a log of zero or less is no number to learn from."""
+    if config.model.transform != "log":
+        return
+    for s in series:
+        low = s.values <= 0
+        if low.any():
+            first = int(np.argmax(low))
+            raise ConfigError(
+                f"model.transform: log needs positive values, but series {s.key or '(single)'} has "
+                f"{int(low.sum())} values <= 0 (first {s.values[first]:g} at {s.times[first]})",
+                "set model.transform: none (or auto, which picks log only for positive series)",
+            )
+
+
 def _context(config: Config, season: int, shortest_train: int) -> int:
     """Two seasons (24 to 96 steps), but at most half of what the shortest training part leaves for windows."""
     if config.model.context_length:
@@ -144,9 +175,11 @@ class ForecastingTask:
     ModelConfig: ClassVar = ForecastModelConfig
     Input: ClassVar = ForecastInput
     main_metric: ClassVar = "mae"
-    # the server's warm-up request: long enough for any context_length
-    example_input: ClassVar = {"history": [1.0] * 2048, "horizon": 1}
     greater_is_better: ClassVar = False
+
+    def example_input(self, learner: ForecastLearner) -> dict[str, Any]:
+        """The server's warm-up request, which depends on the model (its context and covariates)."""
+        return learner.example_input()
 
     def starter_config(self) -> str:
         return STARTER
@@ -158,6 +191,8 @@ class ForecastingTask:
                 "forecasting splits each series by time: leave data.validation and data.test empty",
                 "put the whole series in data.train and set data.split.{validation,test} fractions",
             )
+        if config.train.early_stopping:
+            check_metric(config.train.early_stopping.metric, METRICS)
         frame = _frame(data.train, config)
         series, report = regularise(
             frame,
@@ -170,8 +205,11 @@ class ForecastingTask:
             data.covariate_columns,
         )
         warnings = [frame.attrs["skipped"]] if "skipped" in frame.attrs else []
-        horizon = config.model.horizon
-        first = chronological_splits(series, data.split.validation, data.split.test, horizon, horizon + 2)
+        horizon, given = config.model.horizon, config.model.context_length
+        # the season (and so the default context) is measured on a first split; a given context is known already
+        least, why = (given + horizon, "context_length + horizon") if given else (horizon + 2, "horizon + 2")
+        first = chronological_splits(series, data.split.validation, data.split.test, horizon, least, why=why)
+        _check_log_scale(config, series)
         season, how = _season(config, [s.values for s in first["train"].series])
         context = _context(config, season, min(len(s.values) for s in first["train"].series))
         splits = chronological_splits(
@@ -182,6 +220,11 @@ class ForecastingTask:
             warnings.append(
                 f"{report['gaps_filled']} missing values/timestamps filled by {report['fill_rule']} "
                 f"(e.g. {', '.join(examples) or 'non-numeric values'}); filled points are not scored"
+            )
+        if report["infinite_targets"]:
+            warnings.append(
+                f"{report['infinite_targets']} infinite values of '{data.target_column}' treated as missing "
+                f"and filled by {data.fill}"
             )
         if report["unparseable_times"]:
             warnings.append(
@@ -239,6 +282,14 @@ class ForecastingTask:
             except ValueError as err:
                 raise DataError(f"line {line}: not a forecast request: {err}") from None
         return requests
+
+    def feedback_label(self, config: Config, label: Any) -> Any:
+        """Feedback is a true label, scored right or wrong; a forecast has none, so it is refused where it
+        arrives (`/v1/feedback`: 422, `feedback import`) rather than counted as wrong by `monitor` and the bandit."""
+        raise DataError(
+            "this model's answers are not labels (a forecast), so feedback cannot score them",
+            "score forecasts against the values observed since with `modelyard evaluate` on a file of the series",
+        )
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> ForecastLearner:
         path = directory / "forecaster.json"

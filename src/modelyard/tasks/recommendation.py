@@ -14,13 +14,18 @@ import pandas as pd
 from pydantic import Field
 
 from modelyard.config import Config, DataConfig, ModelConfig
-from modelyard.data.interactions import all_targets, implicit_feedback, leave_last_out
+from modelyard.data.interactions import all_targets, id_text, implicit_feedback, leave_last_out
 from modelyard.data.readers import read_table, require_columns
 from modelyard.data.splits import fingerprint
 from modelyard.errors import BundleError, ConfigError, DataError
 from modelyard.learners.recommender import RecommenderLearner, RecommendInput, popularity_baseline
+from modelyard.metrics.ranking import KS
 from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
+from modelyard.training.callbacks import check_metric
+
+# what validation reports, so what early stopping can watch
+METRICS = tuple(f"{name}@{k}" for k in KS for name in ("recall", "ndcg", "hit_rate", "coverage"))
 
 STARTER = """\
 # modelyard config: recommendation (what should this user see next?)
@@ -81,6 +86,8 @@ class RecommendationTask:
             )
         if data.rating_threshold is not None and not data.rating_column:
             raise ConfigError("data.rating_threshold needs data.rating_column")
+        if config.train.early_stopping:
+            check_metric(config.train.early_stopping.metric, METRICS)
         frame, read = read_table(data.train, data.format, data.max_rows)
         columns = {"user_column": data.user_column, "item_column": data.item_column}
         columns |= {k: getattr(data, k) for k in ("rating_column", "time_column") if getattr(data, k)}
@@ -108,8 +115,13 @@ class RecommendationTask:
             warnings.append(f"{data.train}: {read.skipped} malformed rows skipped (first: {read.problems[0]})")
         if report["dropped_incomplete"]:
             warnings.append(
-                f"{report['dropped_incomplete']} rows without user, item, rating or time dropped "
+                f"{report['dropped_incomplete']} rows without user, item, a finite rating or time dropped "
                 f"({', '.join(report['dropped_examples'])})"
+            )
+        if report["odd_ratings"]:
+            warnings.append(
+                f"{report['odd_ratings']} ratings far outside the scale of the others, kept "
+                f"({', '.join(report['odd_rating_examples'])}); check data.rating_column"
             )
         if report["duplicates_kept_latest"]:
             warnings.append(f"{report['duplicates_kept_latest']} repeated (user, item) pairs: the latest kept")
@@ -148,14 +160,21 @@ class RecommendationTask:
             )
         requests = []
         for line, row in zip(frame.index, frame.to_dict("records"), strict=True):
-            key = "user" if user in row and not pd.isna(row[user]) else "item"
-            value = row.get(user if key == "user" else item)
-            k = row.get("k", 10)
+            # an empty cell (CSV "", a JSON Lines key another row has) is absent, so `k` keeps its default
+            ids = {"user": id_text(row.get(user)), "item": id_text(row.get(item)), "k": id_text(row.get("k"))}
             try:
-                requests.append(RecommendInput(**{key: None if pd.isna(value) else str(value), "k": int(k)}))
+                requests.append(RecommendInput(**{key: value for key, value in ids.items() if value is not None}))
             except ValueError as err:
                 raise DataError(f"line {line}: not a recommendation request: {err}") from None
         return requests
+
+    def feedback_label(self, config: Config, label: Any) -> Any:
+        """Feedback is a true label, scored right or wrong; a ranking of items has none, so it is refused where it
+        arrives (`/v1/feedback`: 422, `feedback import`) rather than counted as wrong by `monitor` and the bandit."""
+        raise DataError(
+            "this model's answers are not labels (a ranking of items), so feedback cannot score them",
+            "score rankings against later interactions with `modelyard evaluate` on a file of them",
+        )
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> RecommenderLearner:
         if not (directory / "recommender.json").is_file():

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from modelyard.errors import ConfigError
 
 
 @dataclass
@@ -38,11 +41,26 @@ class Callback:
     def on_train_end(self, state: TrainerState, control: TrainerControl) -> None: ...
 
 
-class EarlyStopping(Callback):
-    """Stop when the watched validation metric has not improved for `patience` evaluations."""
+def check_metric(metric: str | None, names: Iterable[str]) -> None:
+    """A metric named in `train.early_stopping.metric` must be one that validation reports: any other is never
+    seen, which would turn early stopping and the choice of the best weights off without a word."""
+    names = list(names)
+    if metric is not None and metric not in names:
+        raise ConfigError(
+            f"train.early_stopping.metric: validation reports no metric '{metric}'",
+            f"choose one of {', '.join(names)}",
+        )
 
-    def __init__(self, metric: str, greater_is_better: bool, patience: int, min_delta: float = 0.0) -> None:
+
+class EarlyStopping(Callback):
+    """Stop when the watched validation metric has not improved for `patience` evaluations; `named`: the user
+    chose the metric, so the first evaluation that lacks it is a config error."""
+
+    def __init__(
+        self, metric: str, greater_is_better: bool, patience: int, min_delta: float = 0.0, named: bool = False
+    ) -> None:
         self.metric = metric
+        self.named = named
         self.sign = 1.0 if greater_is_better else -1.0
         self.patience = patience
         self.min_delta = min_delta
@@ -50,6 +68,9 @@ class EarlyStopping(Callback):
         self.best = -math.inf
 
     def on_evaluate(self, state: TrainerState, control: TrainerControl, metrics: dict[str, Any]) -> None:
+        scores = {k: v for k, v in metrics.items() if k not in ("epoch", "train_loss")}
+        if self.named and scores:  # no scores: no validation split, nothing to watch
+            check_metric(self.metric, [k for k, v in scores.items() if isinstance(v, int | float)])
         value = metrics.get(self.metric)
         if value is None:
             return

@@ -193,7 +193,7 @@ def fit(
     stopper = None
     if train_cfg.early_stopping:
         es = train_cfg.early_stopping
-        stopper = EarlyStopping(metric, greater_is_better, es.patience, es.min_delta)
+        stopper = EarlyStopping(metric, greater_is_better, es.patience, es.min_delta, named=es.metric is not None)
         callbacks.append(stopper)
 
     dataset = learner.dataset(data.splits["train"], training=True)
