@@ -7,7 +7,7 @@ from retrieval_helpers import write_docs, write_encrypted_pdf, write_pdf
 
 from modelyard.errors import ConfigError, DataError
 from modelyard.metrics.retrieval import mrr, recall_at_k, retrieval_metrics
-from modelyard.retrieval.chunking import check, chunk_sections, split
+from modelyard.retrieval.chunking import MAX_WORD, check, chunk_sections, split
 from modelyard.retrieval.index import fuse
 from modelyard.retrieval.lexical import tokenize
 from modelyard.retrieval.readers import Section, list_documents, read_document
@@ -25,6 +25,12 @@ def test_html_keeps_visible_text_under_its_headings_and_drops_scripts(tmp_path):
     sections = read_document(write_docs(tmp_path) / "trains.html")
     assert [s.heading for s in sections] == ["Railways", "Railways > Gauges"]
     assert "Stockton and Darlington" in sections[0].text and "ignore me" not in sections[0].text
+
+
+def test_html_markup_that_is_not_text_is_not_indexed(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text('<!doctype html><?xml version="1.0"?><html><body><!-- note --><p>Ferries <![CDATA[x]]> sail.</p>')
+    assert [s.text for s in read_document(page)] == ["Ferries\nsail."]
 
 
 def test_plain_text_is_one_section(tmp_path):
@@ -83,6 +89,19 @@ def test_chinese_characters_count_as_words_and_chunks_keep_file_and_section():
 def test_overlap_must_be_smaller_than_the_chunk():
     with pytest.raises(ConfigError, match="--overlap 5"):
         check(5, 5)
+
+
+def test_an_overlap_the_user_did_not_give_is_named_as_the_default_with_the_key_to_set():
+    with pytest.raises(ConfigError, match=r"model.overlap 30 \(the default\): .*\(model.chunk_size 20\)") as err:
+        check(20, 30, ("model.chunk_size", "model.overlap"), "the default")
+    assert "set model.overlap" in str(err.value)
+
+
+def test_a_word_without_spaces_is_cut_so_no_chunk_grows_past_its_cap():
+    blob = "QUJD" * 500_000  # 2 MB of base64 on one line
+    pieces = split(f"{blob} end", 150, 30)
+    assert max(len(p) for p in pieces) <= 150 * MAX_WORD and pieces[-1].endswith("end")
+    assert split("tea" + " " * 10_000 + "cake", 2, 0) == ["tea cake"]  # spacing alone cannot inflate a chunk
 
 
 def test_bm25_tokens_drop_stop_words_stem_english_and_split_chinese_into_characters_and_bigrams():
