@@ -150,3 +150,59 @@ def test_a_hand_over_bundle_that_is_not_a_text_classifier_is_refused(tmp_path):
     (tabular / "modelyard.json").write_text(json.dumps(manifest))
     with pytest.raises(ConfigError, match="tabular_classification bundle; hand-over needs a text_classification"):
         check_handover(Handover(bundle=str(tabular), intents=["1"]))
+
+
+SUPER_BOWL = "Super Bowl 50 was won by the Denver Broncos. The Broncos beat the Carolina Panthers 24-10 in Santa Clara."
+WARSAW = "Warsaw is the capital and largest city of Poland."
+
+
+def _searching(found: dict[str, tuple[str, float]]) -> AssistantLearner:
+    """A learner whose retrieval finds, for each query, one chunk with a given score (threshold 0.6767)."""
+    chunks = [SUPER_BOWL, WARSAW]
+    index = SimpleNamespace(rows=[{"text": t} for t in chunks], lexical=Lexical.build(chunks))
+    learner = AssistantLearner(index, None, _model(), state={"threshold": 0.6767, "decline_on": "reranked"})
+
+    def retrieve(query: str) -> tuple[list[dict], float]:
+        text, score = found[query]
+        return [{"chunk_id": chunks.index(text), "text": text, "score": score}], score
+
+    learner.retrieve = retrieve
+    return learner
+
+
+def _turns(*texts: str) -> list[dict[str, str]]:
+    return [{"role": ("user", "assistant")[i % 2], "content": t} for i, t in enumerate(texts)]
+
+
+def test_a_new_question_the_documents_do_not_cover_is_not_answered_from_the_previous_questions_passages():
+    first, new = "Who won Super Bowl 50?", "What is the capital of Mongolia?"
+    learner = _searching({new: (WARSAW, 0.5516), f"{first} {new}": (SUPER_BOWL, 0.7996)})
+    passages, score, query = learner._grounded(_turns(first, "The Denver Broncos.", new))
+    assert (passages[0]["text"], score, query) == (WARSAW, 0.5516, new)  # below the threshold: declined
+
+
+def test_a_follow_up_that_finds_too_little_on_its_own_borrows_the_previous_question():
+    first = "Who won Super Bowl 50?"
+    for follow_up in ("And who did they beat?", "And when?"):
+        learner = _searching({follow_up: (WARSAW, 0.45), f"{first} {follow_up}": (SUPER_BOWL, 1.05)})
+        passages, score, query = learner._grounded(_turns(first, "The Denver Broncos.", follow_up))
+        assert (passages[0]["text"], score, query) == (SUPER_BOWL, 1.05, f"{first} {follow_up}")
+
+
+def test_a_one_word_message_gets_a_third_of_the_sentence_share_a_three_word_question_gets():
+    lexical = Lexical.build([SUPER_BOWL, WARSAW])
+    one = best_sentence_share(lexical.idf(tokenize("thanks Broncos")[1:]), SUPER_BOWL)
+    three = best_sentence_share(lexical.idf(tokenize("Broncos beat Panthers")), SUPER_BOWL)
+    assert one == pytest.approx(1 / 3) and three == pytest.approx(1.0)
+
+
+def test_balanced_accuracy_is_the_mean_of_the_shares_answered_and_declined_as_in_calibration():
+    learner = _searching({"Who won?": (SUPER_BOWL, 0.9), "Where?": (SUPER_BOWL, 0.9), "Capital?": (WARSAW, 0.5)})
+    questions = [
+        {"question": "Who won?", "answers": ["Denver Broncos"], "answerable": True},
+        {"question": "Where?", "answers": ["Levi's Stadium"], "answerable": True},  # answered, but not cited
+        {"question": "Capital?", "answers": [], "answerable": False},
+    ]
+    metrics = learner.evaluate(questions)
+    assert (metrics["cited_answer_rate"], metrics["answerable_declined"], metrics["decline_rate"]) == (0.5, 0.0, 1.0)
+    assert metrics["balanced_accuracy"] == 1.0
