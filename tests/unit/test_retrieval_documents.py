@@ -8,7 +8,7 @@ from retrieval_helpers import write_docs, write_encrypted_pdf, write_pdf
 from modelyard.errors import ConfigError, DataError
 from modelyard.metrics.retrieval import mrr, recall_at_k, retrieval_metrics
 from modelyard.retrieval.chunking import MAX_WORD, check, chunk_sections, split
-from modelyard.retrieval.index import fuse
+from modelyard.retrieval.index import MANIFEST, fuse, read_index
 from modelyard.retrieval.lexical import tokenize
 from modelyard.retrieval.readers import Section, list_documents, read_document
 
@@ -121,3 +121,14 @@ def test_recall_at_k_and_mrr_count_a_repeated_relevant_key_once():
     assert recall_at_k(ranked, relevant, 3) == pytest.approx((1 + 1 + 0.5) / 3)
     assert mrr(ranked, relevant) == pytest.approx((1 + 1 / 3 + 1 / 2) / 3)
     assert retrieval_metrics(ranked, relevant, ks=(1,))["recall_at_k"] == {"1": 0.3333}
+
+
+def test_a_damaged_index_is_refused_naming_the_file_and_line(tmp_path):
+    (tmp_path / MANIFEST).write_text('{"format": 1}')
+    row = '{"file": "a.md", "section": "", "text": "Tea."}\n'
+    (tmp_path / "chunks.jsonl").write_text(row + '{"file": "a.md", "sect\n')
+    with pytest.raises(DataError, match=r"chunks.jsonl: line 2 is not a chunk"):
+        read_index(tmp_path)
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(DataError, match=f"{MANIFEST}: not a readable index manifest"):
+        read_index(tmp_path)
