@@ -60,6 +60,7 @@ def test_search_returns_cited_chunks_in_each_mode(server):
         ("embeddings", {"model": "minilm-l6", "input": "x", "dimensions": 12}, 422, "384 dimensions only"),
         ("search", {"query": "tomatoes", "mode": "fuzzy"}, 422, "mode"),
         ("search", {"query": "tomatoes", "k": 1000}, 422, "at most 100"),
+        ("search", {"query": "   "}, 422, "query: blank text"),
     ],
 )
 def test_bad_requests_get_one_json_error(server, route, body, status, message):

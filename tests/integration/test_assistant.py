@@ -20,6 +20,7 @@ from modelyard.monitoring.preference_retrain import split_pairs
 from modelyard.monitoring.preferences import collect_pairs
 from modelyard.monitoring.retrain import retrain
 from modelyard.serving.app import create_app
+from modelyard.serving.settings import ServeSettings
 from modelyard.tasks import get_task, load_config
 from modelyard.tracking import registry
 
@@ -174,6 +175,51 @@ def test_a_session_remembers_earlier_turns_and_streams_its_sources(client):
     usage = next(e["usage"] for e in events if e.get("usage"))
     # the remembered question and answer reach the model: a longer prompt than the same question alone
     assert usage["prompt_tokens"] > alone["usage"]["prompt_tokens"]
+
+
+RAILWAY = ("When did the first public steam railway open?", "In 1825.")
+
+
+def _chat(client, messages: list[dict], **extra):
+    return client.post("/v1/chat/completions", json={"messages": messages, **extra})
+
+
+def test_a_new_off_topic_question_after_an_answered_one_is_declined_not_answered_from_the_earlier_passages(client):
+    question, answer = RAILWAY
+    turns = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    mongolia = {"role": "user", "content": "What is the capital of Mongolia?"}
+    body = _chat(client, [*turns, mongolia]).json()
+    assert body["assistant"]["kind"] == "declined" and body["citations"] == []
+    _ask(client, question, session_id="s-mongolia")
+    body = _chat(client, [mongolia], session_id="s-mongolia").json()
+    assert body["assistant"]["kind"] == "declined" and body["citations"] == []
+
+
+def test_a_short_follow_up_borrows_the_previous_question(model):
+    question, answer = RAILWAY
+    turns = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    reply = model.learner.plan([*turns, {"role": "user", "content": "Why?"}])  # the chat model is not asked
+    assert reply.kind == "answer" and reply.query == f"{question} Why?"
+    assert reply.citations[0]["file"] == "trains.html"
+
+
+def test_a_message_over_max_text_chars_is_refused_before_retrieval_naming_it(client):
+    earlier = {"role": "user", "content": "hello"}
+    response = _chat(client, [earlier, {"role": "user", "content": "w " * 5001}])
+    assert response.status_code == 422
+    assert "messages.1.content: 10002 characters; at most 10000" in response.text
+    assert _chat(client, [{"role": "user", "content": "华" * 9000}]).status_code == 200  # characters, not escapes
+
+
+def test_the_limit_applies_to_the_users_text_not_to_the_prompt_built_from_passages_and_remembered_turns(bundle):
+    settings = ServeSettings(max_text_chars=300, log_predictions=False, drift_interval_s=0)
+    with TestClient(create_app(str(bundle), settings)) as small:
+        for _ in range(3):  # the remembered turns and passages make the prompt far longer than 300 characters
+            body = _ask(small, "How often should tomato plants be watered?", session_id="long", max_tokens=4)
+            assert body["assistant"]["kind"] == "answer"
+        long = _chat(small, [{"role": "user", "content": "x" * 301}], session_id="long")
+        assert long.status_code == 422 and "messages.0.content" in long.text
+        assert _ask(small, "Why do volcanoes erupt?", session_id="long", max_tokens=4)["choices"]
 
 
 def test_validate_names_a_hand_over_intent_the_classifier_does_not_know(folder):

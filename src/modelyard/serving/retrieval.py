@@ -72,8 +72,8 @@ class SearchRequest(BaseModel):
 
 def _check_text(text: str, field: str, settings: ServeSettings) -> None:
     """One text within the server's limits; `field` names it in the 422 message."""
-    if not text:
-        raise ServingError(422, f"{field}: empty text")
+    if not text.strip():  # blank text embeds to an arbitrary point: its "nearest" chunks mean nothing
+        raise ServingError(422, f"{field}: empty text" if not text else f"{field}: blank text (only spaces)")
     if len(text) > settings.max_text_chars:
         raise ServingError(422, f"{field}: {len(text)} characters; at most {settings.max_text_chars}")
 

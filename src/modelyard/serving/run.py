@@ -6,6 +6,7 @@ import gc
 import os
 import socket
 import sys
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -15,7 +16,7 @@ from uvicorn.supervisors import Multiprocess
 from modelyard.cores import usable_cores
 from modelyard.errors import ConfigError, UserError
 from modelyard.loader import check
-from modelyard.retrieval.index import is_index
+from modelyard.retrieval.index import is_index, read_index
 from modelyard.serving.app import create_app
 from modelyard.serving.settings import ServeSettings
 
@@ -64,7 +65,9 @@ def _check_port(host: str, port: int) -> None:
 def _check_model(model_ref: str) -> None:
     """The bundle (or registry URI) loading would refuse, refused with its message before any worker starts; one
     server process then loads it without hashing its files again."""
-    if not is_index(model_ref):
+    if is_index(model_ref):
+        read_index(Path(model_ref))
+    else:
         check(model_ref)
 
 

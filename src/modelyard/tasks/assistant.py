@@ -9,11 +9,12 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import string
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from modelyard import bundle
 from modelyard.config import Config, DataConfig, ModelConfig, StrictModel
@@ -22,6 +23,7 @@ from modelyard.generation.options import GenerationOptions
 from modelyard.home import home
 from modelyard.models import catalog
 from modelyard.protocols import PreparedData
+from modelyard.retrieval import chunking
 from modelyard.retrieval.index import MANIFEST, build, is_index
 from modelyard.retrieval.readers import SUFFIXES, list_documents
 from modelyard.tasks import config_from_dict, get_task, register_task
@@ -45,6 +47,8 @@ model:
   memory: {turns: 6, sessions: 1000, idle_minutes: 60}
   generation: {max_new_tokens: 96, temperature: 0.0}
 """
+# short, deterministic answers that do not repeat the passages back
+GENERATION_DEFAULTS = {"max_new_tokens": 96, "temperature": 0.0, "repetition_penalty": 1.1}
 DEFAULT_PROMPT = "You are a helpful customer-service assistant. Be brief and polite."
 
 
@@ -60,8 +64,23 @@ class Handover(StrictModel):
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
     message: str = Field(
         "I'm handing you over to a colleague who can help with {intent}. Please hold on.",
-        description="the answer given instead; {intent} is replaced by the intent's name",
+        description="the answer given instead; {intent} is replaced by the intent's name (write { } as {{ }})",
     )
+
+    @field_validator("message")
+    @classmethod
+    def _only_the_intent_placeholder(cls, message: str) -> str:
+        """A placeholder other than {intent} would fail at every hand-over, after the model was trained."""
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(message) if name is not None]
+            unknown = [f"{{{name}}}" for name in fields if name != "intent"]
+            if not unknown:
+                message.format(intent="support")
+        except (ValueError, KeyError, IndexError, AttributeError) as err:
+            raise ValueError(f"not a valid template ({err}); write literal braces as {{{{ }}}}") from None
+        if unknown:
+            raise ValueError(f"unknown placeholder {', '.join(unknown)}: only {{intent}} is filled in")
+        return message
 
 
 class Memory(StrictModel):
@@ -101,9 +120,13 @@ class AssistantModelConfig(ModelConfig):
     handover: Handover | None = None
     memory: Memory = Field(default_factory=Memory)
     decode_weights: Literal["int4", "float"] = "int4"
-    generation: GenerationOptions = Field(
-        default_factory=lambda: GenerationOptions(max_new_tokens=96, temperature=0.0, repetition_penalty=1.1)
-    )
+    generation: GenerationOptions = Field(default_factory=lambda: GenerationOptions(**GENERATION_DEFAULTS))
+
+    @field_validator("generation", mode="before")
+    @classmethod
+    def _generation_defaults_per_key(cls, value: Any) -> Any:
+        """Setting one generation key keeps the assistant's defaults for the others."""
+        return {**GENERATION_DEFAULTS, **value} if isinstance(value, dict) else value
 
 
 def read_questions(path: str, data: AssistantDataConfig) -> list[dict[str, Any]]:
@@ -162,11 +185,40 @@ def check_chat_model(backbone: str) -> str:
             raise ConfigError(f"model.backbone: {backbone} is a {_bundle_task(path)} bundle, not a chat model")
         return "bundle"
     if catalog.is_local_hf_dir(backbone):
+        check_hf_chat_folder(path)
         return "hf"
     raise ModelNotFoundError(
         f"model.backbone: unknown chat model '{backbone}'",
         f"use {', '.join(catalog.names('causal-lm'))}, a text_generation bundle folder, or a local HF folder",
     )
+
+
+def check_hf_chat_folder(path: Path) -> None:
+    """A local Hugging Face folder answers chat only as a causal LM whose tokenizer has a chat template."""
+    try:
+        architectures = json.loads((path / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    except (ValueError, OSError, AttributeError) as err:
+        raise ConfigError(f"model.backbone: {path}/config.json is unreadable ({err})") from None
+    if not any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        raise ConfigError(
+            f"model.backbone: {path} is not a chat model (architectures {architectures}, not a causal LM)",
+            f"use {', '.join(catalog.names('causal-lm'))}, a text_generation bundle, or an HF chat model folder",
+        )
+    if not _has_chat_template(path):
+        raise ConfigError(
+            f"model.backbone: {path} has no chat template (tokenizer_config.json chat_template or chat_template.jinja)",
+            "use the instruction-tuned (chat) version of the model",
+        )
+
+
+def _has_chat_template(path: Path) -> bool:
+    if (path / "chat_template.jinja").is_file() or (path / "chat_template.json").is_file():
+        return True
+    try:
+        tokenizer = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return False
+    return isinstance(tokenizer, dict) and bool(tokenizer.get("chat_template"))
 
 
 def load_bundle(path: Path) -> Any:
@@ -194,6 +246,12 @@ def check_handover(handover: Handover | None) -> dict[str, Any] | None:
             "model.handover to null",
         )
     manifest = bundle.read_manifest(path)
+    if manifest.get("task") != "text_classification":
+        raise ConfigError(
+            f"model.handover.bundle: {handover.bundle} is a {manifest.get('task')} bundle; hand-over needs a "
+            "text_classification bundle that names the intent of a message",
+            "train one on labelled messages, e.g. modelyard train examples/support_intents.yaml --output DIR",
+        )
     labels = manifest.get("labels") or []
     if not labels:
         raise ConfigError(f"model.handover.bundle: {handover.bundle} ({manifest.get('task')}) has no intent labels")
@@ -203,6 +261,14 @@ def check_handover(handover: Handover | None) -> dict[str, Any] | None:
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise ConfigError(f"model.handover.intents: '{intent}' is not a label of {path}", f"{hint}labels: {labels}")
     return {"bundle": str(path), "task": manifest.get("task"), "labels": len(labels), "intents": handover.intents}
+
+
+def check_chunking(model: AssistantModelConfig) -> None:
+    """The chunking `build` will use for a new index, named by its config keys (train would refuse it later)."""
+    size = model.chunk_size or chunking.DEFAULT_SIZE
+    overlap = chunking.DEFAULT_OVERLAP if model.overlap is None else model.overlap
+    given = model.overlap is not None and "overlap" in model.model_fields_set
+    chunking.check(size, overlap, ("model.chunk_size", "model.overlap"), "" if given else "the default")
 
 
 def _fingerprint(items: list[Any]) -> dict[str, Any]:
@@ -247,6 +313,7 @@ class AssistantTask:
             from modelyard.retrieval.encoder import encoder_folder
 
             encoder_folder(model.encoder)
+            check_chunking(model)
         handover = check_handover(model.handover)
         validation = read_questions(data.validation, data) if data.validation else []
         test = read_questions(data.test, data) if data.test else []
