@@ -27,6 +27,8 @@ PRIORITY = ("cn_id", "iban", "card", "email", "ip", "phone", "person")
 _ENV_SALT = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _BINARY = re.compile(r"[A-Za-z0-9+/=\s]+")
 _BINARY_MIN_CHARS = 512  # longer strings of base64 characters only are images or audio, not text to scan
+# what `Redactor.placeholder` writes: a logged text holding one was altered by redaction
+PLACEHOLDER = re.compile(rf"<(?:{'|'.join(k.upper() for k in PRIORITY)})(?::[0-9a-f]{{8}})?>")
 
 
 @dataclass(frozen=True)

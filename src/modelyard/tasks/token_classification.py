@@ -201,11 +201,21 @@ class TokenClassificationTask:
         return label
 
     def feedback_example(self, config: Config, value: Any, label: Any) -> dict[str, Any] | None:
-        """`retrain`: the logged text with its corrected spans (inside the text, not overlapping) is an example."""
+        """`retrain`: the logged text with its corrected spans (inside the text, not overlapping) is an example.
+        A text logged with personal data redacted is refused: the offsets count characters of the original text,
+        which was never stored, so they would tag the wrong characters of the logged one."""
         from modelyard.data.entities import check_spans
+        from modelyard.privacy.redact import PLACEHOLDER
 
         if not isinstance(value, str):
             return None
+        if (found := PLACEHOLDER.search(value)) is not None:
+            raise DataError(
+                f"the logged text was redacted (it holds {found.group()} where personal data was), so spans counted "
+                "in the original text cannot be checked against it or trained on",
+                "correct such texts in your own training data; span feedback works for texts logged unredacted "
+                "(docs/token_classification.md, Feedback and retrain)",
+            )
         return {"text": value, "entities": check_spans(value, self.feedback_label(config, label), "the spans")}
 
     def retrain_layout(self, config: Config) -> dict[str, Any]:
