@@ -96,6 +96,8 @@ def test_onnx_export_keeps_the_entities_and_the_int8_export_is_checked_entity_by
     onnx = export(english_bundle.path, "onnx", output=tmp_path / "onnx", latency_samples=1)
     assert onnx.passed and onnx.report["accuracy"]["metric"] == "entity_f1"
     assert onnx.report["parity"]["agreement"] == 1.0 and onnx.report["parity"]["entities"] > 0
+    assert onnx.report["parity"]["max_abs_diff"] < 1e-4  # the reference computes in fp32 too, not bf16
+    assert onnx.report["reference_precision"]["compared"] == "fp32"
     exported = modelyard.load(onnx.path)
     assert exported.manifest["runtime"] == "onnxruntime"
     text = "Erin flew to Quito today ."
