@@ -82,6 +82,24 @@ def test_minilm_multilabel_bundle_is_trained_with_sigmoid_scores_and_tuned_thres
 
 
 @pytest.mark.slow
+def test_explain_scores_a_label_with_the_sigmoid_predict_answers_with(minilm_bundle):
+    from modelyard.evaluation.explain import explain
+
+    model = load(minilm_bundle)
+    text = "Thank you so much, I love it!"
+    scores = dict(zip(model.labels, model.learner.predict_proba([text])[0], strict=True))
+    best = explain(model, text)
+    assert best["score"] == pytest.approx(max(scores.values()), abs=1e-4) and best["label"] == max(
+        scores, key=scores.get
+    )
+    weakest = min(scores, key=scores.get)
+    chosen = explain(model, text, weakest)
+    assert chosen["label"] == weakest and chosen["score"] == pytest.approx(scores[weakest], abs=1e-4)
+    gap = chosen["output"] - chosen["baseline_output"]
+    assert sum(chosen["attributions"]) == pytest.approx(gap, abs=max(0.05 * abs(gap), chosen["convergence_delta"]))
+
+
+@pytest.mark.slow
 def test_the_server_answers_every_label_above_its_threshold(minilm_bundle):
     with serving(minilm_bundle) as client:
         response = client.post("/v1/predict", json={"inputs": ["Thanks a lot, that is great news!"], "top_k": 2})
