@@ -45,6 +45,16 @@ def test_evaluate_scores_any_labelled_file_on_all_three_heads(bundle, tmp_path):
     assert scored["samples"] == 4 and set(scored["modalities"]) == {"image_only", "text_only", "fusion"}
 
 
+def test_evaluate_scores_a_file_of_one_class_and_names_the_rows_of_a_class_never_learnt(bundle, tmp_path):
+    lines = NOTES.read_text().splitlines()
+    rows = [line.replace("../raccoon_mini/", str(NOTES.parent.parent / "raccoon_mini") + "/") for line in lines[1:]]
+    unknown = rows[0].replace(",close_up", ",aerial")
+    (tmp_path / "close.csv").write_text("\n".join([lines[0], *rows[:3], unknown]) + "\n")
+    scored = bundle.evaluate(tmp_path / "close.csv")  # training would refuse one class; scoring must not
+    assert scored["samples"] == 3
+    assert scored["notes"] == [f"{tmp_path / 'close.csv'}: 1 rows dropped: labels the model never saw (aerial)"]
+
+
 def test_predict_from_a_csv_reads_image_paths_relative_to_that_file(bundle):
     warnings: list[str] = []
     inputs, frame = read_inputs(bundle, None, NOTES, warnings.append)

@@ -98,13 +98,8 @@ class MultimodalClassificationTask:
         from modelyard.data import multimodal
 
         data: MultimodalDataConfig = config.data
-        columns = {
-            "image_column": data.image_column,
-            "text_column": data.text_column,
-            "label_column": data.label_column,
-        }
         sources = {"train": data.train, "validation": data.validation, "test": data.test}
-        splits, report = multimodal.load_splits(sources, columns, data.split, data.format, data.max_rows)
+        splits, report = multimodal.load_splits(sources, _columns(data), data.split, data.format, data.max_rows)
         labels = sorted(splits["train"]["label"].unique())
         if len(labels) < 2:
             raise DataError(
@@ -172,6 +167,17 @@ class MultimodalClassificationTask:
         evals = {n: data.splits[n] for n in ("validation", "test")}
         return {"tfidf_logreg_text": tfidf_baseline(data.splits["train"], evals, labels)}
 
+    def evaluation_rows(self, config: Config, path: str, labels: list[str]) -> tuple[pd.DataFrame, list[str]]:
+        """`evaluate --data FILE`: every row must be usable as in training, but no class count is asked of the
+        file (one class is a fine thing to score); rows of classes the model never learnt are dropped by the
+        caller, and named."""
+        from modelyard.data import multimodal
+
+        rows, _ = multimodal.read_rows(path, _columns(config.data), config.data.format, None)
+        if rows.empty:
+            raise DataError(f"{path}: no rows", "the file needs a header and at least one row")
+        return rows, []
+
     def inputs_from_frame(self, frame: pd.DataFrame, config: Config) -> list[dict[str, str]]:
         """`predict --input FILE`: the image and text columns of each row; relative image paths start at the
         file's folder, as in training data."""
@@ -187,3 +193,8 @@ class MultimodalClassificationTask:
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> MultimodalClassifierLearner:
         return MultimodalClassifierLearner.load(directory, manifest["labels"])
+
+
+def _columns(data: MultimodalDataConfig) -> dict[str, str]:
+    """The file's image, text and label column names, by config key."""
+    return {"image_column": data.image_column, "text_column": data.text_column, "label_column": data.label_column}
