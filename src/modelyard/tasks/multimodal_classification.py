@@ -180,16 +180,18 @@ class MultimodalClassificationTask:
 
     def inputs_from_frame(self, frame: pd.DataFrame, config: Config) -> list[dict[str, str]]:
         """`predict --input FILE`: the image and text columns of each row; relative image paths start at the
-        file's folder, as in training data."""
+        file's folder, as in training data, and a row training would refuse (an empty cell, a missing or broken
+        image) is named with its line."""
+        from modelyard.data.multimodal import input_rows
+
         data: MultimodalDataConfig = config.data
+        source = frame.attrs.get("source", "the input file")
         for key, column in (("image_column", data.image_column), ("text_column", data.text_column)):
             if column not in frame.columns:
                 raise DataError(
-                    f"no column '{column}' (data.{key}) in the input file; it has: {', '.join(map(str, frame.columns))}"
+                    f"{source}: no column '{column}' (data.{key}); it has: {', '.join(map(str, frame.columns))}"
                 )
-        base = Path(frame.attrs["source"]).parent if "source" in frame.attrs else Path()
-        images = [str(base / str(p).strip()) for p in frame[data.image_column]]
-        return [{"image": i, "text": str(t)} for i, t in zip(images, frame[data.text_column], strict=True)]
+        return input_rows(frame, data.image_column, data.text_column, source)
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> MultimodalClassifierLearner:
         return MultimodalClassifierLearner.load(directory, manifest["labels"])
