@@ -4,6 +4,7 @@ entity-level metrics and the memorisation baseline."""
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -120,6 +121,23 @@ def test_word_tags_and_tag_spans_round_trip_character_offsets():
         (23, 29, "LOC", "London"),
     ]
     assert all(s["score"] == 0.9 for s in spans)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (unicodedata.normalize("NFD", "Zoë Saldaña"), ["Zoe\u0308", "Saldan\u0303a"]),
+        ("हिन्दी भाषा", ["हिन्दी", "भाषा"]),
+        ("Cafe\u0301, ok!", ["Cafe\u0301", ",", "ok", "!"]),
+        ("前天李娜去了广州。", list("前天李娜去了广州。")),
+    ],
+)
+def test_combining_marks_stay_in_their_word_and_chinese_stays_per_character(text, words):
+    spans = split_words(text)
+    assert [text[start:end] for start, end in spans] == words
+    tags, widened = word_tags(text, [{"start": 0, "end": spans[0][1], "label": "X"}], spans)
+    found = tag_spans(text, spans, tags)
+    assert widened == 0 and found[0]["text"] == words[0] == text[found[0]["start"] : found[0]["end"]]
 
 
 def test_entity_metrics_count_exact_type_and_boundaries_only():

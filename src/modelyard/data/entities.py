@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,29 @@ def is_cjk(ch: str) -> bool:
 
 
 def split_words(text: str) -> list[tuple[int, int]]:
-    """Character ranges of the words the model labels; the same split at training and prediction time."""
-    return [m.span() for m in WORD.finditer(text)]
+    """Character ranges of the words the model labels; the same split at training and prediction time. A
+    combining mark stays in the word it marks (decomposed "Zoë", Hindi's vowel signs and viramas)."""
+    spans: list[tuple[int, int]] = []
+    for match in WORD.finditer(text):
+        start, end = match.span()
+        if spans and spans[-1][1] == start and _continues(text, spans[-1][0], start):
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def _is_mark(ch: str) -> bool:
+    return unicodedata.category(ch).startswith("M")  # Mn, Mc, Me: not \w to `re`, so the regex splits at them
+
+
+def _continues(text: str, word_start: int, start: int) -> bool:
+    """Whether the match at `start` belongs to the word just before it: a mark always does, and so do the
+    letters after a mark (but a CJK character stays a word of its own)."""
+    if _is_mark(text[start]):
+        return True
+    after_mark = _is_mark(text[start - 1]) and not is_cjk(text[word_start])
+    return after_mark and text[start].isalnum() and not is_cjk(text[start])
 
 
 def _tag_parts(tag: str, where: str) -> tuple[str, str]:
