@@ -61,6 +61,12 @@ class Model:
         read_file = getattr(self.task, "evaluation_file", None)  # a task whose train data is not what it scores
         if read_file is not None:
             return self.learner.evaluate(read_file(self.config, str(Path(data).resolve())))
+        read_rows = getattr(self.task, "evaluation_rows", None)  # a task whose training checks do not apply here
+        if read_rows is not None:
+            rows, notes = read_rows(self.config, str(Path(data).resolve()), self.labels or [])
+            rows, unseen = self._known_labels_only(rows, str(data))
+            notes += unseen
+            return self._with_answer_quality(self.learner.evaluate(rows), rows) | ({"notes": notes} if notes else {})
         raw = self.config.model_dump(mode="json")
         raw["data"].update(train=str(Path(data).resolve()), validation=None, test=None, max_rows=None)
         raw["data"]["split"].update(validation=0.0, test=0.0)

@@ -62,6 +62,22 @@ def test_tfidf_multilabel_bundle_predicts_label_sets_with_per_label_thresholds(t
     assert load(model.path).predict(["thanks!"]) == model.predict(["thanks!"])
 
 
+def test_evaluate_holds_a_file_to_no_training_check_and_names_labels_the_model_never_saw(tmp_path):
+    config = _config(tmp_path, "tfidf-linear", (600, 150, 100))
+    model = modelyard.train(config, output=tmp_path / "b", quiet=True, track=False)
+    test = pd.read_csv(SLICE / "test.csv")
+    varied = test.head(20).assign(labels=lambda f: f["labels"].where(f.index != 0, "brandnew"))
+    varied.to_csv(tmp_path / "varied.csv", index=False)
+    scored = model.evaluate(tmp_path / "varied.csv")  # 20 rows of many labels: not "free text"
+    assert scored["samples"] == 19
+    assert scored["notes"] == [
+        f"{tmp_path / 'varied.csv'}: labels the model never saw removed from its rows (brandnew); "
+        "1 rows left with no label dropped"
+    ]
+    test.head(5).assign(labels="gratitude").to_csv(tmp_path / "one.csv", index=False)
+    assert model.evaluate(tmp_path / "one.csv")["samples"] == 5  # one label is a fine thing to score
+
+
 @pytest.fixture(scope="module")
 def minilm_bundle(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("minilm")
@@ -79,6 +95,24 @@ def test_minilm_multilabel_bundle_is_trained_with_sigmoid_scores_and_tuned_thres
     assert scores.shape == (1, len(model.labels)) and abs(scores.sum() - 1.0) > 1e-3  # sigmoids, not a softmax
     history = [json.loads(x) for x in (minilm_bundle / "history.jsonl").read_text().splitlines()]
     assert "micro_f1" in history[-1]["validation"]
+
+
+@pytest.mark.slow
+def test_explain_scores_a_label_with_the_sigmoid_predict_answers_with(minilm_bundle):
+    from modelyard.evaluation.explain import explain
+
+    model = load(minilm_bundle)
+    text = "Thank you so much, I love it!"
+    scores = dict(zip(model.labels, model.learner.predict_proba([text])[0], strict=True))
+    best = explain(model, text)
+    assert best["score"] == pytest.approx(max(scores.values()), abs=1e-4) and best["label"] == max(
+        scores, key=scores.get
+    )
+    weakest = min(scores, key=scores.get)
+    chosen = explain(model, text, weakest)
+    assert chosen["label"] == weakest and chosen["score"] == pytest.approx(scores[weakest], abs=1e-4)
+    gap = chosen["output"] - chosen["baseline_output"]
+    assert sum(chosen["attributions"]) == pytest.approx(gap, abs=max(0.05 * abs(gap), chosen["convergence_delta"]))
 
 
 @pytest.mark.slow

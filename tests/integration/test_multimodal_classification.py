@@ -45,6 +45,16 @@ def test_evaluate_scores_any_labelled_file_on_all_three_heads(bundle, tmp_path):
     assert scored["samples"] == 4 and set(scored["modalities"]) == {"image_only", "text_only", "fusion"}
 
 
+def test_evaluate_scores_a_file_of_one_class_and_names_the_rows_of_a_class_never_learnt(bundle, tmp_path):
+    lines = NOTES.read_text().splitlines()
+    rows = [line.replace("../raccoon_mini/", str(NOTES.parent.parent / "raccoon_mini") + "/") for line in lines[1:]]
+    unknown = rows[0].replace(",close_up", ",aerial")
+    (tmp_path / "close.csv").write_text("\n".join([lines[0], *rows[:3], unknown]) + "\n")
+    scored = bundle.evaluate(tmp_path / "close.csv")  # training would refuse one class; scoring must not
+    assert scored["samples"] == 3
+    assert scored["notes"] == [f"{tmp_path / 'close.csv'}: 1 rows dropped: labels the model never saw (aerial)"]
+
+
 def test_predict_from_a_csv_reads_image_paths_relative_to_that_file(bundle):
     warnings: list[str] = []
     inputs, frame = read_inputs(bundle, None, NOTES, warnings.append)
@@ -66,10 +76,26 @@ def test_the_server_takes_a_base64_image_and_a_text_and_refuses_a_row_without_te
     with serving(bundle.path) as client:
         ok = client.post("/v1/predict", json={"inputs": [{"image": image, "text": "its face fills the whole picture"}]})
         missing = client.post("/v1/predict", json={"inputs": [{"image": image}]})
+        blank = client.post("/v1/predict", json={"inputs": [{"image": image, "text": " "}]})
+        long = client.post("/v1/predict", json={"inputs": [{"image": image, "text": "far away " * 3_400}]})
     assert ok.status_code == 200, ok.text
     assert ok.json()["predictions"][0]["label"] == local["label"]
     assert ok.json()["predictions"][0]["score"] == pytest.approx(local["score"], abs=1e-5)
     assert missing.status_code == 422 and "text" in missing.json()["error"]["message"]
+    assert blank.status_code == 422 and "text: Value error, blank" in blank.json()["error"]["message"]
+    assert long.status_code == 422 and "at most 10000 characters" in long.json()["error"]["message"]
+
+
+def test_predict_from_a_csv_names_each_row_without_a_usable_image_or_text(bundle, tmp_path):
+    shutil.copy(PHOTO, tmp_path / "good.jpg")
+    rows = ["photo,note", "good.jpg,close to the lens", "missing.jpg,far away", ",far away", "good.jpg,"]
+    (tmp_path / "p1.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError) as err:
+        read_inputs(bundle, None, tmp_path / "p1.csv", print)
+    assert err.value.message == (
+        f"{tmp_path / 'p1.csv'}: 3 unusable rows, nothing was predicted: "
+        "line 3: image 'missing.jpg' missing: no such file; line 4: empty photo; line 5: empty note"
+    )
 
 
 def test_validate_names_each_row_whose_image_is_missing_or_corrupt(tmp_path):

@@ -56,6 +56,19 @@ def test_the_reloaded_bundle_answers_the_same_and_the_server_returns_spans(engli
 
 
 @pytest.mark.slow
+def test_a_text_longer_than_max_length_is_tagged_to_its_end_in_overlapping_windows(english_bundle):
+    learner = modelyard.load(english_bundle.path).learner
+    learner.spec["max_length"] = 12  # ten words of text per window: the sentence below takes several
+    text = "Dave flew to Lima today . " * 4 + "Erin flew to Oslo today ."
+    ids, firsts = learner._encode([text], learner._untruncated)[0]
+    windows, where = learner._windows(ids, firsts)
+    assert len(windows) > 2 and all(len(w) <= 12 for w in windows)
+    assert [windows[w][pos] for w, pos in where] == [ids[first] for first in firsts]  # each word's own token
+    found = assert_spans_slice(text, learner.predict([text])[0])
+    assert found[-2:] == [("PER", "Erin"), ("LOC", "Oslo")] and len(found) == 10
+
+
+@pytest.mark.slow
 def test_chinese_is_tagged_character_by_character(tmp_path):
     config = tiny_config(tmp_path, chinese_rows, "auto", epochs=5)
     model = modelyard.train(config, output=tmp_path / "b", quiet=True, track=False)
@@ -96,6 +109,8 @@ def test_onnx_export_keeps_the_entities_and_the_int8_export_is_checked_entity_by
     onnx = export(english_bundle.path, "onnx", output=tmp_path / "onnx", latency_samples=1)
     assert onnx.passed and onnx.report["accuracy"]["metric"] == "entity_f1"
     assert onnx.report["parity"]["agreement"] == 1.0 and onnx.report["parity"]["entities"] > 0
+    assert onnx.report["parity"]["max_abs_diff"] < 1e-4  # the reference computes in fp32 too, not bf16
+    assert onnx.report["reference_precision"]["compared"] == "fp32"
     exported = modelyard.load(onnx.path)
     assert exported.manifest["runtime"] == "onnxruntime"
     text = "Erin flew to Quito today ."

@@ -4,6 +4,7 @@ entity-level metrics and the memorisation baseline."""
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
@@ -94,12 +95,25 @@ def test_jsonl_spans_are_read_and_sorted(tmp_path):
             r":2: entities 'abc' \(0-3\) and 'cde' \(2-5\) overlap",
         ),
         ('{"text": "abc", "entities": [{"start": 0, "end": 2}]}', r":2: entity 0 must have start, end and label"),
+        ('{"text": "a  b", "entities": [{"start": 1, "end": 3, "label": "X"}]}', r":2: entity 0 \(1, 3\) covers only"),
+        (
+            '{"text": "NewYork", "entities": [{"start": 0, "end": 3, "label": "LOC"}, {"start": 3, "end": 7, '
+            '"label": "LOC"}]}',
+            r":2: entities 'New' \(0-3\) and 'York' \(3-7\) fall in one word 'NewYork'",
+        ),
+        ('{"text": "abc", "entities": [{"start": 0, "end": 3, "label": " O"}]}', r":2: entity 0 has no usable label"),
     ],
 )
 def test_malformed_jsonl_is_an_error_naming_the_file_and_line(tmp_path, line, message):
     path = write(tmp_path / "a.jsonl", '{"text": "fine", "entities": []}\n' + line + "\n")
     with pytest.raises(DataError, match=str(path) + message):
         read_spans(path)
+
+
+def test_the_widened_count_of_a_file_is_in_its_read_report(tmp_path):
+    row = {"text": "the Olympics2024 games", "entities": [{"start": 4, "end": 12, "label": "EVENT"}]}
+    path = write(tmp_path / "a.jsonl", json.dumps(row) + "\n")
+    assert read_spans(path)[1].as_dict()["widened"] == 1
 
 
 def test_word_tags_and_tag_spans_round_trip_character_offsets():
@@ -120,6 +134,23 @@ def test_word_tags_and_tag_spans_round_trip_character_offsets():
         (23, 29, "LOC", "London"),
     ]
     assert all(s["score"] == 0.9 for s in spans)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (unicodedata.normalize("NFD", "Zoë Saldaña"), ["Zoe\u0308", "Saldan\u0303a"]),
+        ("हिन्दी भाषा", ["हिन्दी", "भाषा"]),
+        ("Cafe\u0301, ok!", ["Cafe\u0301", ",", "ok", "!"]),
+        ("前天李娜去了广州。", list("前天李娜去了广州。")),
+    ],
+)
+def test_combining_marks_stay_in_their_word_and_chinese_stays_per_character(text, words):
+    spans = split_words(text)
+    assert [text[start:end] for start, end in spans] == words
+    tags, widened = word_tags(text, [{"start": 0, "end": spans[0][1], "label": "X"}], spans)
+    found = tag_spans(text, spans, tags)
+    assert widened == 0 and found[0]["text"] == words[0] == text[found[0]["start"] : found[0]["end"]]
 
 
 def test_entity_metrics_count_exact_type_and_boundaries_only():

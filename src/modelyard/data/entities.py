@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,29 @@ def is_cjk(ch: str) -> bool:
 
 
 def split_words(text: str) -> list[tuple[int, int]]:
-    """Character ranges of the words the model labels; the same split at training and prediction time."""
-    return [m.span() for m in WORD.finditer(text)]
+    """Character ranges of the words the model labels; the same split at training and prediction time. A
+    combining mark stays in the word it marks (decomposed "Zoë", Hindi's vowel signs and viramas)."""
+    spans: list[tuple[int, int]] = []
+    for match in WORD.finditer(text):
+        start, end = match.span()
+        if spans and spans[-1][1] == start and _continues(text, spans[-1][0], start):
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def _is_mark(ch: str) -> bool:
+    return unicodedata.category(ch).startswith("M")  # Mn, Mc, Me: not \w to `re`, so the regex splits at them
+
+
+def _continues(text: str, word_start: int, start: int) -> bool:
+    """Whether the match at `start` belongs to the word just before it: a mark always does, and so do the
+    letters after a mark (but a CJK character stays a word of its own)."""
+    if _is_mark(text[start]):
+        return True
+    after_mark = _is_mark(text[start - 1]) and not is_cjk(text[word_start])
+    return after_mark and text[start].isalnum() and not is_cjk(text[start])
 
 
 def _tag_parts(tag: str, where: str) -> tuple[str, str]:
@@ -185,8 +207,13 @@ def check_spans(text: str, entities: Any, where: str) -> list[dict[str, Any]]:
                 f"{where}: entity {i} ({start}, {end}) lies outside the text of {len(text)} characters",
                 "offsets count characters (not bytes) from 0; end is exclusive",
             )
-        if not isinstance(label, str) or not label.strip() or label == OUTSIDE:
+        if not isinstance(label, str) or label.strip() in ("", OUTSIDE):
             raise DataError(f"{where}: entity {i} has no usable label ({label!r})")
+        if not text[start:end].strip():
+            raise DataError(
+                f"{where}: entity {i} ({start}, {end}) covers only whitespace ({text[start:end]!r})",
+                "offsets count characters (not bytes) from 0; end is exclusive",
+            )
         spans.append({"start": start, "end": end, "label": label.strip()})
     spans.sort(key=lambda s: (s["start"], s["end"]))
     for a, b in itertools.pairwise(spans):
@@ -196,7 +223,23 @@ def check_spans(text: str, entities: Any, where: str) -> list[dict[str, Any]]:
                 f"{text[b['start'] : b['end']]!r} ({b['start']}-{b['end']}) overlap",
                 "token classification tags each character once: keep one of the overlapping spans",
             )
+    _refuse_shared_words(text, spans, where)
     return spans
+
+
+def _refuse_shared_words(text: str, spans: list[dict[str, Any]], where: str) -> None:
+    """Two spans inside one word (e.g. 'New' and 'York' of 'NewYork') cannot both be tagged: the model tags whole
+    words, so the second would vanish at training."""
+    words = split_words(text)
+    for a, b in itertools.pairwise(spans):
+        shared = [(s, e) for s, e in words if s < a["end"] and e > b["start"]]
+        if shared:
+            s, e = shared[0]
+            raise DataError(
+                f"{where}: entities {text[a['start'] : a['end']]!r} ({a['start']}-{a['end']}) and "
+                f"{text[b['start'] : b['end']]!r} ({b['start']}-{b['end']}) fall in one word {text[s:e]!r}",
+                "the model tags whole words: make them one span, or put a space between the two words",
+            )
 
 
 def read_spans(
@@ -226,6 +269,7 @@ def read_spans(
         examples.append({"text": row[text_field], "entities": spans})
         report.sentences += 1
         report.entities += len(spans)
+        report.widened += word_tags(row[text_field], spans, split_words(row[text_field]))[1]
         if max_rows and len(examples) >= max_rows:
             break
     if not examples:

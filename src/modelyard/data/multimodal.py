@@ -74,6 +74,34 @@ def read_rows(
     return result, {"file": str(path), "rows": len(result), "skipped_lines": read.as_dict().get("skipped", 0)}
 
 
+def input_rows(frame: pd.DataFrame, image_col: str, text_col: str, source: str) -> list[dict[str, str]]:
+    """`predict --input FILE`'s rows as {"image": path, "text"}, checked as training rows are: an empty cell, a
+    missing or undecodable image is a DataError naming the file and each such row (by the reader's line)."""
+    base = Path(source).parent
+    found: list[tuple[int, str]] = []
+    rows = []
+    for line, image, text in zip(frame.index, frame[image_col], frame[text_col], strict=True):
+        blank = [column for column, v in ((image_col, image), (text_col, text)) if _blank(v)]
+        if blank:
+            found.append((line, f"line {line}: empty {', '.join(blank)}"))
+            continue
+        given = Path(str(image).strip()).expanduser()
+        rows.append({"line": line, "file": given.as_posix(), "image": str(base / given), "text": str(text).strip()})
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        checks = list(pool.map(lambda r: _check(Path(r["image"]).resolve()), rows))
+    for row, check in zip(rows, checks, strict=True):
+        if isinstance(check, str):
+            found.append((row["line"], f"line {row['line']}: image '{row['file']}' {check}"))
+    problems = [message for _, message in sorted(found)]
+    if problems:
+        more = f" (and {len(problems) - MAX_NAMED} more)" if len(problems) > MAX_NAMED else ""
+        raise DataError(
+            f"{source}: {len(problems)} unusable rows, nothing was predicted: {'; '.join(problems[:MAX_NAMED])}{more}",
+            "every row needs a readable image file (a path relative to this file) and a text; fix or remove them",
+        )
+    return [{"image": r["image"], "text": r["text"]} for r in rows]
+
+
 def _check(path: Path) -> dict[str, Any] | str:
     """The image facts the report needs, or the reason it cannot be used."""
     try:

@@ -79,7 +79,8 @@ def _embedding_layer(module: torch.nn.Module) -> torch.nn.Module:
 
 def _integrated_gradients(learner: TextClassifierLearner, text: str, label: str | None, steps: int) -> dict[str, Any]:
     """Integrated gradients of the target logit w.r.t. the token embeddings; special tokens stay in the
-    baseline, every other token becomes padding."""
+    baseline, every other token becomes padding. For a multi-label model the logit is that label's own (its
+    sigmoid is the score), so any label can be explained, not only the best."""
     from captum.attr import LayerIntegratedGradients  # a second to import: only when asked to explain
 
     module = getattr(learner.module, "module", learner.module)
@@ -97,7 +98,7 @@ def _integrated_gradients(learner: TextClassifierLearner, text: str, label: str 
 
     with torch.no_grad():
         out = logits(torch.cat([ids, baseline]), mask).float().cpu()  # (2, num_labels)
-    probs = out[0].softmax(-1).numpy()
+    probs = learner.activate(out.numpy())[0]  # the scores predict answers: a softmax, or a sigmoid per label
     target = _target(learner, probs, label)
     ig = LayerIntegratedGradients(logits, _embedding_layer(module))
     attr, delta = ig.attribute(

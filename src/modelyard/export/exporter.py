@@ -127,6 +127,16 @@ def _write_weights(
     return {"runtime": "onnxruntime", "quantize": f"{graph.quantization}-int8"}
 
 
+def _reference_in_fp32(learner: Any) -> str:
+    """Make the original compute in fp32, as every export does (int8 kernels take fp32 activations too), and
+    return the precision it was trained in: against a bf16 reference, bf16's own rounding would count as the
+    export's error and fail exports that are exact to 1e-6."""
+    trained = getattr(learner, "precision", "fp32")
+    if trained != "fp32":
+        learner.precision = "fp32"
+    return trained
+
+
 def export(
     ref: str | Path,
     fmt: Literal["onnx", "torch"] = "onnx",
@@ -162,11 +172,13 @@ def export(
 
         bundle.write_bundle(staging, write, manifest)
         exported = loader.load(staging)
+        trained_in = _reference_in_fp32(original.learner)
         report = {
             "format": fmt,
             "quantize": exported.manifest.get("quantize"),
             "runtime": exported.manifest["runtime"],
             "size_mb": {"original": parity.size_mb(original.path), "exported": parity.size_mb(staging)},
+            "reference_precision": {"trained": trained_in, "compared": "fp32"},
             **parity.compare(
                 original.learner,
                 exported.learner,
@@ -185,7 +197,8 @@ def export(
         if found and not force:
             raise ExportParityError(
                 f"the export of {original.path} changes predictions too much: " + "; ".join(found),
-                "nothing was written; pass --force to keep it anyway, or export without --quantize",
+                "nothing was written; pass --force to keep it anyway"
+                + (", or export without --quantize" if quantize else ""),
             )
         atomic_write_json(staging / REPORT, report)
         bundle.seal(staging, exported.manifest)

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from modelyard.data.images import load_image, to_rgb
 from modelyard.errors import DataError
@@ -51,8 +51,18 @@ DEFAULTS = {  # linear heads on cached features, started from probes: a few gent
 class MultimodalInput(BaseModel):
     """One row: an image (base64 over HTTP; a file path too from the CLI and Python API) and its text."""
 
-    image: str = Field(description="the image file's bytes, base64-encoded (a data: URL works too)")
-    text: str = Field(description="the text that goes with the image (a title, a message, a caption)")
+    image: str = Field(
+        description="the image file's bytes, base64-encoded (a data: URL works too)",
+        json_schema_extra={"contentEncoding": "base64"},  # the server's text limit is not for this field
+    )
+    text: str = Field(description="the text that goes with the image (a title, a message, a caption); not blank")
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("blank; a row needs the text that goes with its image (training refuses blank texts)")
+        return text
 
 
 @dataclass(frozen=True)

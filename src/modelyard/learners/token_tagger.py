@@ -10,6 +10,7 @@ nothing and would double the length of Chinese text.
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,12 +137,14 @@ class TokenTaggerLearner:
     def train_defaults(self) -> dict[str, Any]:
         return {**DEFAULTS, **BACKBONE_DEFAULTS.get(self.backbone, {})}
 
-    def _encode(self, texts: list[str]) -> list[tuple[list[int], list[int]]]:
-        """Per text: token ids, and for each word the position of its first kept sub-token (-1: truncated)."""
+    def _encode(self, texts: list[str], backend: Tokenizer | None = None) -> list[tuple[list[int], list[int]]]:
+        """Per text: token ids, and for each word the position of its first kept sub-token (-1: truncated); cut
+        at max_length unless given an untruncating `backend`."""
         words = [[text[s:e] for s, e in split_words(text)] for text in texts]
         blank = self.spec.get("blank_id")
         out = []
-        for pieces, encoding in zip(words, self.backend.encode_batch(words, is_pretokenized=True), strict=True):
+        encodings = (backend or self.backend).encode_batch(words, is_pretokenized=True)
+        for pieces, encoding in zip(words, encodings, strict=True):
             ids, firsts = [], [-1] * len(pieces)
             word_ids = encoding.word_ids
             for pos, (token, word) in enumerate(zip(encoding.ids, word_ids, strict=True)):
@@ -212,26 +215,70 @@ class TokenTaggerLearner:
         module.train(was_training)
         return torch.softmax(logits.float(), -1).cpu().numpy()
 
+    def _windows(self, ids: list[int], firsts: list[int]) -> tuple[list[list[int]], list[tuple[int, int]]]:
+        """A text longer than max_length as overlapping windows of it (each with the special tokens around it,
+        advancing half a window), and per word (window, position) of its first sub-token in the window where
+        it has the most context on both sides; a text that fits is its own one window."""
+        limit = self.spec["max_length"]
+        if len(ids) <= limit:
+            return [ids], [(0, first) for first in firsts]
+        head, tail = self._special_counts
+        body = ids[head : len(ids) - tail]
+        width = max(1, limit - head - tail)
+        step = max(1, width // 2)
+        starts = list(range(0, max(1, len(body) - width + step), step))
+        windows = [ids[:head] + body[s : s + width] + ids[len(ids) - tail :] for s in starts]
+        where = []
+        for first in firsts:
+            if first < 0:  # a word the tokenizer makes nothing of
+                where.append((-1, 0))
+                continue
+            at = first - head
+            best = max(
+                (w for w, s in enumerate(starts) if s <= at < s + width),
+                key=lambda w: min(at - starts[w], starts[w] + width - 1 - at),
+            )
+            where.append((best, at - starts[best] + head))
+        return windows, where
+
+    @cached_property
+    def _special_counts(self) -> tuple[int, int]:
+        """How many special tokens the tokenizer puts before and after a text ([CLS] and [SEP]: 1 and 1)."""
+        word_ids = self.backend.encode(["a"], is_pretokenized=True).word_ids
+        content = [i for i, w in enumerate(word_ids) if w is not None]
+        return content[0], len(word_ids) - content[-1] - 1
+
+    @cached_property
+    def _untruncated(self) -> Tokenizer:
+        """The tokenizer without the max_length cut, for prediction (long texts are read in windows)."""
+        backend = Tokenizer.from_str(self.backend.to_str())
+        backend.no_truncation()
+        return backend
+
     def word_probabilities(self, texts: list[str]) -> list[np.ndarray]:
-        """Per text: (words, tags) probabilities read at each word's first sub-token (a word cut by max_length
-        is O for certain)."""
-        encoded = self._encode(texts)
-        results: list[Any] = [None] * len(texts)
-        order = np.argsort([len(ids) for ids, _ in encoded], kind="stable")
+        """Per text: (words, tags) probabilities read at each word's first sub-token; a text longer than
+        max_length sub-tokens is read in overlapping windows, so every word is tagged in context."""
+        encoded = [self._windows(ids, firsts) for ids, firsts in self._encode(texts, self._untruncated)]
+        windows = [(t, w) for t, (ids, _) in enumerate(encoded) for w in range(len(ids))]
+        probs: dict[tuple[int, int], np.ndarray] = {}
+        order = np.argsort([len(encoded[t][0][w]) for t, w in windows], kind="stable")
         for start in range(0, len(order), PREDICT_BATCH):
-            chunk = order[start : start + PREDICT_BATCH]
-            batch = self.collate([{"input_ids": encoded[i][0]} for i in chunk])
-            probs = self.tag_probabilities(batch["input_ids"], batch["attention_mask"])  # (B, T, tags)
-            for row, i in enumerate(chunk):
-                firsts = np.asarray(encoded[i][1], dtype=np.int64)
-                words = np.zeros((len(firsts), len(self.tags)), dtype=np.float32)
-                words[:, self.tag_index[OUTSIDE]] = 1.0
-                words[firsts >= 0] = probs[row, firsts[firsts >= 0]]
-                results[i] = words
+            chunk = [windows[i] for i in order[start : start + PREDICT_BATCH]]
+            batch = self.collate([{"input_ids": encoded[t][0][w]} for t, w in chunk])
+            out = self.tag_probabilities(batch["input_ids"], batch["attention_mask"])  # (B, T, tags)
+            probs.update({key: out[row] for row, key in enumerate(chunk)})
+        results = []
+        for t, (_, where) in enumerate(encoded):
+            words = np.zeros((len(where), len(self.tags)), dtype=np.float32)
+            words[:, self.tag_index[OUTSIDE]] = 1.0
+            for word, (w, pos) in enumerate(where):
+                if w >= 0:
+                    words[word] = probs[(t, w)][pos]
+            results.append(words)
         return results
 
     def word_predictions(self, texts: list[str]) -> list[tuple[list[tuple[int, int]], list[str], list[float]]]:
-        """Per text: its words, the predicted BIO tag and probability of each (O for words cut by max_length)."""
+        """Per text: its words, the predicted BIO tag and probability of each."""
         results = []
         for text, probs in zip(texts, self.word_probabilities(texts), strict=True):
             best = probs.argmax(-1)

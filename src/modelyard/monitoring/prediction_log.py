@@ -121,13 +121,34 @@ def _rows(
 ) -> list[tuple[Any, ...]]:
     """Rows for a batch of records, personal data replaced in one detector pass per column (on the writer
     thread, off the request path). An input that is not stored is not scanned either."""
-    payloads = [r.payload() if r.store else None for r in records]
-    if inputs is not None:
-        payloads = inputs.redact_values(payloads)
+    raw = [r.payload() if r.store else None for r in records]
+    payloads = raw if inputs is None else inputs.redact_values(raw)
     answers = [r.output for r in records]
+    if inputs is not None:
+        answers = [_entity_texts_redacted(a, r, p, inputs) for a, r, p in zip(answers, raw, payloads, strict=True)]
     if outputs is not None:
         answers = outputs.redact_values(answers)
     return [r.row(log_inputs, p, o) for r, p, o in zip(records, payloads, answers, strict=True)]
+
+
+def _entity_texts_redacted(answer: Any, raw: Any, logged: Any, redactor: Redactor) -> Any:
+    """An entity extractor's answer with each span's `text` redacted as the input was: a name replaced in the
+    logged text is replaced in the logged spans too (alone, "Justin" is no longer recognisable as a name)."""
+    spans = answer.get("entities") if isinstance(answer, dict) else None
+    if not isinstance(raw, str) or raw == logged or not isinstance(spans, list):
+        return answer
+    found = redactor.find(raw)
+
+    def hidden(span: Any) -> Any:
+        if not isinstance(span, dict) or not {"start", "end", "text"} <= set(span):
+            return span
+        start, end, parts = span["start"], span["end"], []
+        for pii in (p for p in found if p.start < end and p.end > start):
+            parts += [raw[start : pii.start] if pii.start > start else "", redactor.placeholder(pii)]
+            start = max(start, pii.end)
+        return {**span, "text": "".join(parts) + raw[start:end]} if parts else span
+
+    return {**answer, "entities": [hidden(s) for s in spans]}
 
 
 class PredictionLogWriter:

@@ -30,7 +30,8 @@ _ENV_SALT = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _BINARY = re.compile(r"[A-Za-z0-9+/=\s]+")
 _BINARY_MIN_CHARS = 512  # longer strings of base64 characters only are images or audio, not text to scan
 _FULL_WIDTH = {0xFF01 + i: 0x21 + i for i in range(94)} | {0x3000: 0x20}
-_PLACEHOLDER = re.compile(r"<(?:" + "|".join(k.upper() for k in PRIORITY) + r")(?::[0-9a-f]{8})?>")
+# what `Redactor.placeholder` writes: never redacted again, and a logged text holding one was altered by redaction
+PLACEHOLDER = re.compile(rf"<(?:{'|'.join(k.upper() for k in PRIORITY)})(?::[0-9a-f]{{8}})?>")
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def _outside_placeholders(text: str, spans: list[Span]) -> list[Span]:
     pseudonym's eight hex digits can read as a phone number)."""
     if "<" not in text:
         return spans
-    taken = [m.span() for m in _PLACEHOLDER.finditer(text)]
+    taken = [m.span() for m in PLACEHOLDER.finditer(text)]
     return [s for s in spans if all(s.end <= start or s.start >= end for start, end in taken)]
 
 

@@ -87,11 +87,24 @@ STORE_DESCRIPTION = (
 )
 
 
+def _text_limited(input_type: type[BaseModel], limit: int) -> type[BaseModel]:
+    """A structured input whose text fields (an image+text row's text) hold at most `limit` characters, as a plain
+    text input does; base64 fields (its image) are not text and keep no such limit."""
+    fields = {}
+    for name, field in input_type.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if field.annotation is str and extra.get("contentEncoding") != "base64":
+            fields[name] = (Annotated[str, StringConstraints(max_length=limit)], field)
+    return create_model(input_type.__name__, __base__=input_type, **fields) if fields else input_type
+
+
 def predict_request_model(input_type: Any, settings: ServeSettings) -> type[BaseModel]:
     """`{"inputs": [Input, ...], "top_k": int, "store": bool}` with the server's limits baked into the schema."""
     item = input_type
     if input_type is str:
         item = Annotated[str, StringConstraints(max_length=settings.max_text_chars)]
+    elif isinstance(input_type, type) and issubclass(input_type, BaseModel):
+        item = _text_limited(input_type, settings.max_text_chars)
     return create_model(
         "PredictRequest",
         __config__=ConfigDict(extra="forbid"),

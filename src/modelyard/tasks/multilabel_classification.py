@@ -266,6 +266,32 @@ class MultiLabelClassificationTask:
         splits = data.splits
         return {"tfidf_logreg": tfidf_ovr_baseline(splits["train"], splits["validation"], splits["test"], decision)}
 
+    def evaluation_rows(self, config: Config, path: str, labels: list[str]) -> tuple[pd.DataFrame, list[str]]:
+        """`evaluate --data FILE`: its rows as the model scores them, held to no training-only check (how many
+        labels, free text); labels the model never learnt are removed and named, and rows left without any
+        dropped (their true set is not empty, it is unknown)."""
+        data: MultiLabelDataConfig = config.data.model_copy(update={"max_rows": None})
+        frame, info = _read(path, data)
+        notes = []
+        if info["cleaning"].get("rows_out", 0) < info["cleaning"].get("rows_in", 0):
+            notes.append(f"{path}: {info['summary']}; the metrics score the rest")
+        known = set(labels)
+        unseen = sorted({label for s in frame["labels"] for label in s if label not in known})
+        if unseen:
+            kept = frame["labels"].map(lambda s: tuple(label for label in s if label in known))
+            lost = ((kept.map(len) == 0) & (frame["labels"].map(len) > 0)).to_numpy()
+            frame = frame.assign(labels=kept, label=kept.map(data.label_separator.join))[~lost]
+            notes.append(
+                f"{path}: labels the model never saw removed from its rows ({', '.join(unseen[:5])}); "
+                f"{int(lost.sum())} rows left with no label dropped"
+            )
+        if frame.empty:
+            raise DataError(
+                f"{path}: no row has a label the model knows",
+                f"its labels: {', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''}",
+            )
+        return frame, notes
+
     def feedback_label(self, config: Config, label: Any) -> list[str]:
         """A corrected label SET (a list, a JSON list, or labels joined by data.label_separator), sorted; the
         feedback paths then check each label against the bundle's."""

@@ -98,13 +98,8 @@ class MultimodalClassificationTask:
         from modelyard.data import multimodal
 
         data: MultimodalDataConfig = config.data
-        columns = {
-            "image_column": data.image_column,
-            "text_column": data.text_column,
-            "label_column": data.label_column,
-        }
         sources = {"train": data.train, "validation": data.validation, "test": data.test}
-        splits, report = multimodal.load_splits(sources, columns, data.split, data.format, data.max_rows)
+        splits, report = multimodal.load_splits(sources, _columns(data), data.split, data.format, data.max_rows)
         labels = sorted(splits["train"]["label"].unique())
         if len(labels) < 2:
             raise DataError(
@@ -172,18 +167,36 @@ class MultimodalClassificationTask:
         evals = {n: data.splits[n] for n in ("validation", "test")}
         return {"tfidf_logreg_text": tfidf_baseline(data.splits["train"], evals, labels)}
 
+    def evaluation_rows(self, config: Config, path: str, labels: list[str]) -> tuple[pd.DataFrame, list[str]]:
+        """`evaluate --data FILE`: every row must be usable as in training, but no class count is asked of the
+        file (one class is a fine thing to score); rows of classes the model never learnt are dropped by the
+        caller, and named."""
+        from modelyard.data import multimodal
+
+        rows, _ = multimodal.read_rows(path, _columns(config.data), config.data.format, None)
+        if rows.empty:
+            raise DataError(f"{path}: no rows", "the file needs a header and at least one row")
+        return rows, []
+
     def inputs_from_frame(self, frame: pd.DataFrame, config: Config) -> list[dict[str, str]]:
         """`predict --input FILE`: the image and text columns of each row; relative image paths start at the
-        file's folder, as in training data."""
+        file's folder, as in training data, and a row training would refuse (an empty cell, a missing or broken
+        image) is named with its line."""
+        from modelyard.data.multimodal import input_rows
+
         data: MultimodalDataConfig = config.data
+        source = frame.attrs.get("source", "the input file")
         for key, column in (("image_column", data.image_column), ("text_column", data.text_column)):
             if column not in frame.columns:
                 raise DataError(
-                    f"no column '{column}' (data.{key}) in the input file; it has: {', '.join(map(str, frame.columns))}"
+                    f"{source}: no column '{column}' (data.{key}); it has: {', '.join(map(str, frame.columns))}"
                 )
-        base = Path(frame.attrs["source"]).parent if "source" in frame.attrs else Path()
-        images = [str(base / str(p).strip()) for p in frame[data.image_column]]
-        return [{"image": i, "text": str(t)} for i, t in zip(images, frame[data.text_column], strict=True)]
+        return input_rows(frame, data.image_column, data.text_column, source)
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> MultimodalClassifierLearner:
         return MultimodalClassifierLearner.load(directory, manifest["labels"])
+
+
+def _columns(data: MultimodalDataConfig) -> dict[str, str]:
+    """The file's image, text and label column names, by config key."""
+    return {"image_column": data.image_column, "text_column": data.text_column, "label_column": data.label_column}

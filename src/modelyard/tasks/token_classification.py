@@ -100,7 +100,6 @@ class TokenClassificationTask:
         return STARTER
 
     def prepare(self, config: Config) -> PreparedData:
-        from modelyard.data.entities import split_words, word_tags
         from modelyard.data.splits import fingerprint, make_splits
         from modelyard.learners.text_inputs import length_percentiles
         from modelyard.models.tokenizers import cjk_share
@@ -127,13 +126,11 @@ class TokenClassificationTask:
                     f"{info['file']}: {info['repaired_bio']} I- tags did not continue an entity of their type and "
                     f"were read as B- (first: {info['first_repair']})"
                 )
-        widened = sum(
-            word_tags(t, e, split_words(t))[1]
-            for f in splits.values()
-            for t, e in zip(f["text"], f["entities"], strict=True)
-        )
-        if widened:
-            warnings.append(f"{widened} entities start or end inside a word; they are widened to whole words")
+        widened = [f"{info['file']}: {info['widened']}" for info in reads.values() if info.get("widened")]
+        if widened:  # counted where the files were read, so the warning and each file's report agree
+            warnings.append(
+                f"entities that start or end inside a word are widened to whole words ({', '.join(widened)})"
+            )
         texts = splits["train"]["text"].tolist()
         share = cjk_share(texts[:2000])
         report = {
@@ -201,11 +198,21 @@ class TokenClassificationTask:
         return label
 
     def feedback_example(self, config: Config, value: Any, label: Any) -> dict[str, Any] | None:
-        """`retrain`: the logged text with its corrected spans (inside the text, not overlapping) is an example."""
+        """`retrain`: the logged text with its corrected spans (inside the text, not overlapping) is an example.
+        A text logged with personal data redacted is refused: the offsets count characters of the original text,
+        which was never stored, so they would tag the wrong characters of the logged one."""
         from modelyard.data.entities import check_spans
+        from modelyard.privacy.redact import PLACEHOLDER
 
         if not isinstance(value, str):
             return None
+        if (found := PLACEHOLDER.search(value)) is not None:
+            raise DataError(
+                f"the logged text was redacted (it holds {found.group()} where personal data was), so spans counted "
+                "in the original text cannot be checked against it or trained on",
+                "correct such texts in your own training data; span feedback works for texts logged unredacted "
+                "(docs/token_classification.md, Feedback and retrain)",
+            )
         return {"text": value, "entities": check_spans(value, self.feedback_label(config, label), "the spans")}
 
     def retrain_layout(self, config: Config) -> dict[str, Any]:
