@@ -41,6 +41,12 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _the_backbone(config: Config) -> tuple[str, str]:
+    """The one backbone of a task that proposes no candidates, and what chose it."""
+    named = "backbone" in config.model.model_fields_set
+    return config.model.backbone, "named in the config" if named else "the task's default"
+
+
 def _train_candidate(
     config: Config,
     data: PreparedData,
@@ -113,7 +119,7 @@ def train(
     privacy.check(config, task, len(data.splits["train"]))  # what DP-SGD cannot account for, before any training
     if config.data.label_noise is not None:  # drop, down-weight or list the training rows that look mislabelled
         apply_label_noise(task, config, data)
-    candidates = task.candidates(config, data) if hasattr(task, "candidates") else [(config.model.backbone, "")]
+    candidates = task.candidates(config, data) if hasattr(task, "candidates") else [_the_backbone(config)]
     data.report["backbone_choice"] = [{"backbone": b, "reason": why} for b, why in candidates]
     if on_report is not None:
         on_report(data)

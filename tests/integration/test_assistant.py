@@ -114,6 +114,18 @@ def test_training_calibrates_the_decline_threshold_on_the_validation_questions(b
     assert metrics["cited_answer_rate"] == 1.0 and metrics["decline_rate"] == 1.0
 
 
+def test_the_card_and_report_say_where_the_questions_came_from_and_show_no_empty_sections(model, bundle):
+    from modelyard.evaluation.report import render
+
+    card = (bundle / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "An `assistant` model" in card and "carved from train" not in card
+    assert f"| {bundle.parent / 'questions.jsonl'} |" in card and "bootstrap" not in card
+    report = json.loads((bundle / "data_report.json").read_text(encoding="utf-8"))
+    assert report["backbone_choice"] == [{"backbone": "smollm2-135m", "reason": "named in the config"}]
+    html = render(model)
+    assert "Generation</h2>" not in html and "All metrics" in html
+
+
 def test_the_threshold_applies_to_the_first_passages_re_ranked_score_and_old_bundles_keep_the_cosine(model, bundle):
     assert json.loads((bundle / "assistant.json").read_text())["decline_on"] == "reranked"
     learner = model.learner

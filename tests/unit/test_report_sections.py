@@ -50,3 +50,11 @@ def test_text_from_the_data_is_escaped_in_the_page():
     html = page(model, [Section("s", "S", [Table(["input"], [["<script>alert(1)</script>"]])])])
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<b>n</b>" not in html
+
+
+def test_a_generator_without_loss_or_prompts_gets_no_empty_generation_section():
+    """An assistant generates, but its metrics are retrieval rates and its test items questions, not prompts."""
+    context = context_for(SimpleNamespace(), SimpleNamespace(generate=lambda prompt: "", predict_proba=None))
+    context.metrics = {"test": {"balanced_accuracy": 1.0}, "validation": {"balanced_accuracy": 0.9}}
+    context.prepared = SimpleNamespace(splits={"test": [{"question": "Who?", "answers": [], "answerable": False}]})
+    assert task_sections(context) == []

@@ -29,7 +29,9 @@ def _num(value: Any) -> str:
 
 def _intended_use(manifest: dict[str, Any]) -> list[str]:
     labels = manifest.get("labels") or []
-    lines = [f"A `{manifest.get('task')}` model (`{manifest.get('backbone')}`) trained with modelyard."]
+    task = str(manifest.get("task"))
+    article = "An" if task[:1].lower() in "aeiou" else "A"
+    lines = [f"{article} `{task}` model (`{manifest.get('backbone')}`) trained with modelyard."]
     if labels:
         shown = ", ".join(f"`{x}`" for x in labels[:12]) + (f" and {len(labels) - 12} more" if len(labels) > 12 else "")
         lines.append(f"It assigns one of {len(labels)} labels to an input: {shown}.")
@@ -43,10 +45,11 @@ def _intended_use(manifest: dict[str, Any]) -> list[str]:
 
 
 def _data(manifest: dict[str, Any], report: dict[str, Any]) -> list[str]:
-    files = report.get("files", {})
+    files, sources = report.get("files", {}), report.get("sources", {})
     lines = ["| split | rows | sha256 | source |", "|---|---:|---|---|"]
     for split, info in manifest.get("data", {}).items():
-        source = files.get(split, {}).get("read", {}).get("file", "carved from train" if split != "train" else "")
+        carved = "carved from train" if split != "train" else ""
+        source = files.get(split, {}).get("read", {}).get("file", sources.get(split, carved))
         lines.append(f"| {split} | {info.get('rows', '')} | `{str(info.get('sha256', ''))[:16]}` | {source} |")
     for split, info in files.items():
         if info.get("summary"):
@@ -69,7 +72,7 @@ def _metrics(metrics: dict[str, Any], intervals: dict[str, dict[str, float]]) ->
     head = [
         "metric",
         "validation",
-        "test (95% bootstrap interval)",
+        "test (95% bootstrap interval)" if intervals else "test",
         *(f"baseline {n} (test)" for n in baselines),
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -42,13 +42,14 @@ def _use(context: ReportContext, found: intervals.Intervals | None) -> None:
 
 @provides("generation", lambda model: hasattr(model.learner, "generate"))
 def generation_sections(context: ReportContext) -> list[Section]:
-    """Loss and perplexity per split, and what the model writes for a few prompts from the test split."""
+    """Loss and perplexity per split, and what the model writes for a few prompts from the test split; nothing for
+    a generator that measures neither (an assistant scores its retrieval, and its questions are no prompts)."""
     rows = [
         [split, fmt(m.get("loss")), fmt(m.get("perplexity")), fmt(m.get("tokens"))]
         for split in ("validation", "test")
-        if (m := context.metrics.get(split))
+        if (m := context.metrics.get(split)) and ("loss" in m or "perplexity" in m)
     ]
-    blocks: list[Any] = [Table(["split", "loss", "perplexity", "tokens"], rows, "lower is better")]
+    blocks: list[Any] = [Table(["split", "loss", "perplexity", "tokens"], rows, "lower is better")] if rows else []
     _use(context, intervals.generation_intervals(context.model.learner, context.prepared.splits.get("test")))
     test = context.prepared.splits.get("test") or context.prepared.splits.get("validation") or []
     prompts = [p for p in (_prompt(item) for item in list(test)[:50]) if p][:SAMPLES]
@@ -65,6 +66,8 @@ def generation_sections(context: ReportContext) -> list[Section]:
             )
         )
         context.sample_inputs = prompts[:1]
+    if not blocks:
+        return []
     return [
         Section(
             "generation",

@@ -324,6 +324,8 @@ class AssistantTask:
             cut = max(1, round(len(shuffled) * data.split.test)) if len(shuffled) > 1 else 0
             test, validation = shuffled[:cut], shuffled[cut:]
         splits = {"train": documents, "validation": validation, "test": test}
+        carved = f"carved from validation ({data.split.test:.0%}, seed {data.split.seed})" if test else ""
+        sources = {"train": data.train, "validation": data.validation or "", "test": data.test or carved}
         report = {
             "documents": {"source": "index" if is_index(data.train) else "folder", "files": len(documents)},
             "chat_model": {"backbone": model.backbone, "kind": kind},
@@ -335,6 +337,7 @@ class AssistantTask:
                 for name, qs in (("validation", validation), ("test", test))
             },
             "handover": handover,
+            "sources": sources,  # the model card's Data table: no split is carved from the documents
         }
         source = "index folder" if is_index(data.train) else "documents"
         report["splits"] = {source: len(documents), "validation": len(validation), "test": len(test)}
