@@ -39,8 +39,8 @@ def tiny_llama(tmp_path_factory):
     return folder
 
 
-def train(folder, tmp_path, merge: bool):
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(e) + "\n" for e in EXAMPLES), encoding="utf-8")
+def train(folder, tmp_path, merge: bool, examples: list[dict] = EXAMPLES):
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples), encoding="utf-8")
     config = {
         "name": "colours",
         "task": "text_generation",
@@ -82,3 +82,10 @@ def test_a_merged_bundle_is_a_complete_hugging_face_folder(tiny_llama, tmp_path)
     assert model.manifest["weights"] == "merged" and (model.path / "config.json").is_file()
     prompt = [{"role": "user", "content": "colour of snow?"}]
     assert modelyard.load(model.path).learner.generate(prompt) == model.learner.generate(prompt)
+
+
+def test_examples_opening_with_an_assistant_turn_train(tiny_llama, tmp_path):
+    greeted = [{"role": "assistant", "content": "colour?"}, *EXAMPLES[0]["messages"]]
+    model = train(tiny_llama, tmp_path, merge=False, examples=[{"messages": greeted}, *EXAMPLES])
+    metrics = json.loads((model.path / "metrics.json").read_text())
+    assert metrics["train"]["steps"] == 3 and metrics["validation"]["loss"] > 0

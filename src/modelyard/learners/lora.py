@@ -26,6 +26,7 @@ from modelyard.metrics.language_model import perplexity_metrics
 from modelyard.models import causal_lm
 
 IGNORE = -100
+OPENING_MARK = "\x00modelyard-answer\x00"  # stands for the answer of a conversation's first turn
 
 
 class HFCodec:
@@ -105,6 +106,13 @@ class CausalLMLearner:
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
+    def _opening(self) -> str:
+        """What the template writes before the content of an assistant turn that opens the conversation (its
+        default system prompt, the assistant header): that turn's context, as a rendered empty conversation would
+        be if templates allowed one. Found by rendering a marker as the answer (templates may trim the content)."""
+        text = self.tokenizer.apply_chat_template([{"role": "assistant", "content": OPENING_MARK}], tokenize=False)
+        return text[: text.index(OPENING_MARK)]
+
     def train_defaults(self) -> dict[str, Any]:
         """LoRA's usual recipe: a high LR (2e-4) with cosine decay; full fine-tuning takes a 10x lower one."""
         lr = 2e-4 if self.options.lora is not None else 2e-5
@@ -119,7 +127,7 @@ class CausalLMLearner:
         for i, message in enumerate(messages):
             if message["role"] != "assistant":
                 continue
-            prefix = self.render_chat(messages[:i])
+            prefix = self.render_chat(messages[:i]) if i else self._opening()
             full = self.tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
             context = self.codec.encode(prefix[len(done) :])
             answer = self.codec.encode(full[len(prefix) :].rstrip("\n"))
