@@ -65,6 +65,46 @@ def test_the_chat_route_refuses_a_schema_it_cannot_enforce_and_models_without_a_
         assert client.post("/v1/chat/completions", json=with_stop).status_code == 400
 
 
+UNENFORCEABLE = [
+    ({"type": "integer", "minimum": 0, "maximum": float("inf")}, "maximum"),
+    ({"type": "integer", "minimum": float("nan"), "maximum": 3}, "minimum"),
+    ({"enum": []}, "enum"),
+    ({"type": "integer", "minimum": 0, "maximum": 5, "enum": [7]}, "enum"),
+    ({"$ref": "#/$defs/missing"}, "$ref"),
+    ({"enum": [{"a": 1}, [1, 2], "x"]}, "enum"),
+    ({"type": "string", "pattern": "^(?<=a)b$"}, "pattern"),
+    ({"const": {"a": [1, 2]}}, "const"),
+]
+
+
+def test_the_chat_route_answers_400_naming_the_keyword_for_schemas_that_pass_the_json_schema_check(tiny_gpt_bundle):
+    with serving(tiny_gpt_bundle) as client:
+        for schema, keyword in UNENFORCEABLE:
+            body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+            fmt = {"type": "json_schema", "json_schema": {"name": "f", "schema": schema}}
+            for stream in (False, True):
+                sent = json.dumps(body | {"response_format": fmt, "stream": stream})  # keeps Infinity, NaN
+                headers = {"content-type": "application/json"}
+                refused = client.post("/v1/chat/completions", content=sent, headers=headers)
+                assert refused.status_code == 400, (schema, refused.text)
+                assert keyword in refused.json()["error"]["message"]
+
+
+def test_generate_refuses_an_unenforceable_schema_and_stop_with_a_schema_in_one_line(tiny_gpt_bundle, tmp_path):
+    from typer.testing import CliRunner
+
+    from modelyard.cli import app
+
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps({"enum": []}), encoding="utf-8")
+    result = CliRunner().invoke(app, ["generate", str(tiny_gpt_bundle), "-p", "hi", "--json-schema", str(schema)])
+    assert isinstance(result.exception, UserError) and "enum leaves no value" in str(result.exception)
+    schema.write_text(json.dumps({"type": "object"}), encoding="utf-8")
+    stop = ["generate", str(tiny_gpt_bundle), "-p", "hi", "--json-schema", str(schema), "--stop", '"']
+    result = CliRunner().invoke(app, stop)
+    assert isinstance(result.exception, UserError) and "--stop cannot be combined" in str(result.exception)
+
+
 def test_generate_json_schema_names_an_unreadable_schema_file_and_a_model_that_cannot_follow_it(
     tiny_gpt_bundle, tmp_path
 ):
