@@ -10,6 +10,7 @@ import yaml
 from llm_helpers import tiny_llama_config
 
 import modelyard
+from modelyard.errors import DataError
 from modelyard.models import lm_tokenizer
 
 TEMPLATE = (
@@ -39,7 +40,7 @@ def tiny_llama(tmp_path_factory):
     return folder
 
 
-def train(folder, tmp_path, merge: bool, examples: list[dict] = EXAMPLES):
+def write_config(folder, tmp_path, merge: bool, examples: list[dict] = EXAMPLES, **model) -> str:
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples), encoding="utf-8")
     config = {
         "name": "colours",
@@ -51,11 +52,16 @@ def train(folder, tmp_path, merge: bool, examples: list[dict] = EXAMPLES):
             "merge": merge,
             "generation": {"max_new_tokens": 6, "temperature": 0},
             "decode_weights": "float",  # the same weights decode before and after the reload (int4 rounds)
+            **model,
         },
         "train": {"max_steps": 3, "batch_size": 4, "early_stopping": None},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    return modelyard.train(tmp_path / "c.yaml", output=tmp_path / "bundle", quiet=True)
+    return str(tmp_path / "c.yaml")
+
+
+def train(folder, tmp_path, merge: bool, examples: list[dict] = EXAMPLES):
+    return modelyard.train(write_config(folder, tmp_path, merge, examples), output=tmp_path / "bundle", quiet=True)
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +95,21 @@ def test_examples_opening_with_an_assistant_turn_train(tiny_llama, tmp_path):
     model = train(tiny_llama, tmp_path, merge=False, examples=[{"messages": greeted}, *EXAMPLES])
     metrics = json.loads((model.path / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 3 and metrics["validation"]["loss"] > 0
+
+
+def test_validate_counts_the_examples_whose_answer_max_length_cuts_away(tiny_llama, tmp_path):
+    long = {
+        "messages": [
+            {"role": "user", "content": "colour of " + "very " * 8 + "dark coal?"},
+            *EXAMPLES[3]["messages"][1:],
+        ]
+    }
+    data = modelyard.validate(write_config(tiny_llama, tmp_path, False, [long, *EXAMPLES], max_length=40))
+    assert data.warnings == ["1 of 10 train examples have no answer token within model.max_length 40 and are left out"]
+
+
+def test_validate_and_train_refuse_a_max_length_that_leaves_nothing_to_train_on(tiny_llama, tmp_path):
+    config = write_config(tiny_llama, tmp_path, False, max_length=16)
+    for run in (modelyard.validate, modelyard.train):
+        with pytest.raises(DataError, match=r"model\.max_length 16 cuts away the answer of every training example"):
+            run(config)

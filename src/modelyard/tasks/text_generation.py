@@ -73,7 +73,12 @@ class GenerationModelConfig(ModelConfig):
     hidden_size: int = Field(128, ge=8)
     context: int = Field(128, ge=8, le=4096, description="gpt-scratch: tokens per context window")
     dropout: float = Field(0.0, ge=0, lt=1)
-    max_length: int = Field(512, ge=16, description="pretrained backbones: tokens per training example")
+    max_length: int = Field(
+        512,
+        ge=16,
+        description="pretrained backbones: tokens per training example; an example whose answer it cuts away "
+        "entirely is left out (validate counts them)",
+    )
     lora: LoraOptions | None = Field(default_factory=LoraOptions, description="null fine-tunes every weight")
     merge: bool = Field(False, description="store merged full weights instead of the LoRA adapter")
     decode_weights: Literal["int4", "float"] = Field(
@@ -124,6 +129,27 @@ def _check_references(config: Config, splits: dict[str, list], kind: str) -> dic
     return {"metrics": list(config.evaluation.metrics), "scored_examples": len(splits[name]), "split": name}
 
 
+def _check_max_length(config: Config, splits: dict[str, list]) -> list[str]:
+    """Warnings naming the chat examples whose answer `model.max_length` cuts away entirely (training and scoring
+    leave them out); DataError when that is every training example."""
+    from modelyard.learners.lora import count_cut_away
+
+    limit = config.model.max_length
+    cut = count_cut_away(config.model.backbone, splits, limit)
+    if cut["train"] == len(splits["train"]):
+        raise DataError(
+            f"{config.data.train}: model.max_length {limit} cuts away the answer of every training example "
+            f"({cut['train']}): nothing to train on",
+            "raise model.max_length (tokens per example, the prompt and chat template included)",
+        )
+    return [
+        f"{cut[name]} of {len(items)} {name} examples have no answer token within model.max_length {limit} and "
+        "are left out"
+        for name, items in splits.items()
+        if cut[name]
+    ]
+
+
 def _size(items: list[str | dict]) -> int:
     return sum(len(i) if isinstance(i, str) else sum(len(m["content"]) for m in i["messages"]) for i in items)
 
@@ -155,7 +181,7 @@ class TextGenerationTask:
             raise DataError(f"{data.train}: nothing left to train on after the split")
         if config.model.backbone != SCRATCH:
             self._check_backbone(config.model.backbone)  # what `build` would refuse, `validate` refuses first
-        warnings = []
+        warnings = _check_max_length(config, splits) if config.model.backbone != SCRATCH and kind == "chat" else []
         if config.model.backbone != SCRATCH and kind == "corpus":
             warnings.append("plain text with a pretrained chat model: the loss covers every token")
         report = {
