@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -113,3 +114,14 @@ def test_validate_and_train_refuse_a_max_length_that_leaves_nothing_to_train_on(
     for run in (modelyard.validate, modelyard.train):
         with pytest.raises(DataError, match=r"model\.max_length 16 cuts away the answer of every training example"):
             run(config)
+
+
+def test_the_test_loss_of_a_bf16_run_is_the_loss_of_the_bundle_as_loaded(tiny_llama, tmp_path):
+    config = yaml.safe_load(Path(write_config(tiny_llama, tmp_path, False)).read_text(encoding="utf-8"))
+    config["data"]["split"] = {"validation": 0.25, "test": 0.25}
+    config["train"]["precision"] = "bf16"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    model = modelyard.train(tmp_path / "c.yaml", output=tmp_path / "bundle", quiet=True)
+    metrics = json.loads((model.path / "metrics.json").read_text())
+    assert metrics["train"]["precision"] == "bf16"
+    assert metrics["test"]["loss"] == modelyard.load(model.path).evaluate()["loss"]

@@ -110,6 +110,15 @@ class CausalLMLearner:
         lr = 2e-4 if self.options.lora is not None else 2e-5
         return {"learning_rate": lr, "batch_size": 8, "epochs": 2, "scheduler": "cosine", "weight_decay": 0.0}
 
+    def finish_training(self) -> bool:
+        """Score the final validation and test splits in fp32, as the bundle is loaded back for `evaluate`,
+        `report` and serving: bf16 autocast, fine for training, puts the test loss off by a fifth or more. True
+        (validate again) when training ran in bf16."""
+        if self.precision == "fp32":
+            return False
+        self.precision = "fp32"
+        return True
+
     def encode_example(self, item: str | dict) -> tuple[list[int], list[int]]:
         return encode_example(self.tokenizer, item, self.options.max_length)
 

@@ -148,6 +148,9 @@ class PreferenceLearner:
     def train_defaults(self) -> dict[str, Any]:
         return self.policy.train_defaults()
 
+    def finish_training(self) -> bool:
+        return self.policy.finish_training()  # the challenger's test loss is scored as it will be loaded
+
     def encode(self, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         encoded = [encode_pair(self.policy, p) for p in pairs]
         self.skipped = sum(e is None for e in encoded)
