@@ -11,7 +11,7 @@ import yaml
 from llm_helpers import tiny_llama_config
 
 import modelyard
-from modelyard.errors import DataError
+from modelyard.errors import ConfigError, DataError
 from modelyard.models import lm_tokenizer
 
 TEMPLATE = (
@@ -125,3 +125,11 @@ def test_the_test_loss_of_a_bf16_run_is_the_loss_of_the_bundle_as_loaded(tiny_ll
     metrics = json.loads((model.path / "metrics.json").read_text())
     assert metrics["train"]["precision"] == "bf16"
     assert metrics["test"]["loss"] == modelyard.load(model.path).evaluate()["loss"]
+
+
+def test_validate_refuses_lora_target_modules_the_backbone_does_not_have_listing_its_layers(tiny_llama, tmp_path):
+    wrong = write_config(tiny_llama, tmp_path, False, lora={"r": 4, "target_modules": ["nonexistent_proj"]})
+    with pytest.raises(ConfigError, match="nonexistent_proj names no module") as err:
+        modelyard.validate(wrong)
+    assert "q_proj" in err.value.hint
+    modelyard.validate(write_config(tiny_llama, tmp_path, False, lora={"r": 4, "target_modules": ["self_attn.q_proj"]}))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from modelyard.errors import BundleError
+from modelyard.errors import BundleError, ConfigError
 from modelyard.fsutil import atomic_path, atomic_write_text
 from modelyard.generation.decoders import HFDecoder
 from modelyard.generation.generator import Prompt, TextGenerator
@@ -299,6 +299,24 @@ def count_cut_away(backbone: str, splits: dict[str, list], max_length: int) -> d
         name: sum(not has_target(encode_example(tokenizer, item, max_length)[1]) for item in items)
         for name, items in splits.items()
     }
+
+
+def check_target_modules(backbone: str, names: list[str]) -> None:
+    """ConfigError unless every name of `model.lora.target_modules` names modules of the backbone (as peft matches
+    them: the full dotted name or its ending), listing its linear layers; the model is built on the meta device,
+    so no weights are read."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(causal_lm.resolve(backbone)))
+    modules = [name for name, _ in model.named_modules() if name]
+    unknown = [n for n in names if not any(m == n or m.endswith("." + n) for m in modules)]
+    if unknown:
+        linear = sorted({m.rsplit(".", 1)[-1] for m, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)})
+        raise ConfigError(
+            f"model.lora.target_modules: {', '.join(unknown)} names no module of {backbone}",
+            f"its linear layers: {', '.join(linear)} (or all-linear)",
+        )
 
 
 def _shared_prefix(ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, least: int = 8) -> int:

@@ -181,6 +181,11 @@ class TextGenerationTask:
             raise DataError(f"{data.train}: nothing left to train on after the split")
         if config.model.backbone != SCRATCH:
             self._check_backbone(config.model.backbone)  # what `build` would refuse, `validate` refuses first
+            lora = config.model.lora
+            if lora is not None and lora.target_modules != "all-linear":
+                from modelyard.learners.lora import check_target_modules
+
+                check_target_modules(config.model.backbone, lora.target_modules)
         warnings = _check_max_length(config, splits) if config.model.backbone != SCRATCH and kind == "chat" else []
         if config.model.backbone != SCRATCH and kind == "corpus":
             warnings.append("plain text with a pretrained chat model: the loss covers every token")
