@@ -5,10 +5,11 @@ rate or correct it.
 
 The official `openai` client works against `base_url=http://HOST:PORT/v1`. Concurrent requests are decoded
 together by one `GenerationBatcher` per loaded model. Beyond OpenAI's fields, `top_k` and
-`repetition_penalty` are accepted. Chat completions take OpenAI's `response_format` (`json_object`, or
-`json_schema` with a schema): decoding is masked so the answer is JSON valid against the schema (see
-`modelyard.generation.structured`); an unenforceable schema is a 400 naming the keyword. If `max_tokens` runs out
-first, the finish reason is "length" and the content may be cut-off JSON, as with OpenAI.
+`repetition_penalty` are accepted; `logprobs` and `top_logprobs` are refused (400), not ignored. Chat completions
+take OpenAI's `response_format` (`json_object`, or `json_schema` with a schema): decoding is masked so the answer
+is JSON valid against the schema (see `modelyard.generation.structured`); an unenforceable schema is a 400 naming
+the keyword. If `max_tokens` runs out first, the finish reason is "length" and the content may be cut-off JSON, as
+with OpenAI.
 
 A non-streaming request is stopped when its client disconnects, and past the server's --timeout with a 504, so an
 abandoned generation does not hold up the next requests (a stream stops when its client stops reading).
@@ -58,6 +59,8 @@ class SamplingFields(BaseModel):
     n: int = Field(1, ge=1, le=1, description="one choice per prompt")
     stream: bool = False
     stream_options: dict[str, Any] | None = None
+    logprobs: bool | int | None = Field(None, description="not supported: a request asking for them is refused")
+    top_logprobs: int | None = Field(None, description="not supported: a request asking for them is refused")
 
     def options(self) -> dict[str, Any]:
         return {
@@ -169,17 +172,23 @@ def _requests(
     constraint: JsonConstraint | None = None,
 ) -> list[GenRequest]:
     generator = service.model.learner.generator
+    for name in ("logprobs", "top_logprobs"):
+        if getattr(fields, name):
+            raise ServingError(400, f"{name}: this server does not return token log-probabilities; leave it unset")
     options = fields.options() | ({"max_new_tokens": max_tokens} if max_tokens else {})
     try:
         resolved = generator.options(**options)
     except ValidationError as err:
-        raise ServingError(422, describe_validation(err.errors())) from None
-    for p in prompts:
-        text = p if isinstance(p, str) else json.dumps(p)
-        if len(text) > service.settings.max_text_chars:
-            raise ServingError(
-                422, f"the prompt has {len(text)} characters; the limit is {service.settings.max_text_chars}"
-            )
+        sent = "max_completion_tokens" if max_tokens else "max_tokens"  # the client's name for max_new_tokens
+        errors = [{**e, "loc": [sent if part == "max_new_tokens" else part for part in e["loc"]]} for e in err.errors()]
+        raise ServingError(422, describe_validation(errors)) from None
+    limit = service.settings.max_text_chars
+    for i, p in enumerate(prompts):
+        chat = not isinstance(p, str)  # a conversation: its messages' text counts, not their JSON
+        size = sum(len(m["content"]) for m in p) if chat else len(p)
+        if size > limit:
+            field = "messages" if chat else "prompt" if len(prompts) == 1 else f"prompt.{i}"
+            raise ServingError(422, f"{field}: {size} characters of text; the limit is {limit}")
     return [GenRequest(generator.prompt_ids(p), resolved, constraint) for p in prompts]
 
 
