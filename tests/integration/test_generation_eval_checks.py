@@ -37,7 +37,7 @@ def test_validate_reports_the_examples_evaluation_metrics_will_score(tmp_path):
 
 def test_validate_refuses_faithfulness_without_passages_naming_the_example(tmp_path):
     rows = [r for n in range(8) for r in qa(n, passages=n != 7)]
-    with pytest.raises(DataError, match=r"test example \d has no 'passages'"):
+    with pytest.raises(DataError, match=r"train.jsonl: line 8: the example has no .passages."):
         modelyard.validate(config(tmp_path, rows, ["faithfulness"]))
 
 
@@ -139,3 +139,24 @@ def test_answer_quality_adds_recall_at_k_and_mrr_of_the_recorded_retrievals(tiny
 def test_validate_refuses_ranking_metrics_without_retrieved_and_relevant_ids(tmp_path):
     with pytest.raises(DataError, match="needs 'retrieved_ids' and non-empty 'relevant_ids' for mrr"):
         modelyard.validate(config(tmp_path, [r for n in range(8) for r in qa(n)], ["mrr"]))
+
+
+def test_a_scored_example_without_a_final_answer_or_a_prompt_is_named_by_its_file_line(tmp_path):
+    rows = [r for n in range(8) for r in qa(n)]  # rows 4, 5, 7 and 8 of the file are the test split
+    rows[4] = {"messages": [*rows[4]["messages"], {"role": "user", "content": "thanks"}]}
+    with pytest.raises(DataError, match=r"train\.jsonl: line 5: the example does not end with an assistant answer"):
+        modelyard.validate(config(tmp_path, rows, ["rouge_l"]))
+    rows[4] = {"messages": [{"role": "assistant", "content": "Hello!"}]}  # trainable, but nothing to answer
+    with pytest.raises(DataError, match=r"train\.jsonl: line 5: the example is only an assistant answer"):
+        modelyard.validate(config(tmp_path, rows, ["rouge_l"]))
+
+
+def test_evaluate_names_the_line_of_its_data_file_not_a_split(tiny_gpt_bundle, tmp_path):
+    chat = [{"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Who speaks?"}]
+    (tmp_path / "ev.jsonl").write_text(json.dumps({"messages": chat}) + "\n", encoding="utf-8")
+    model = modelyard.load(tiny_gpt_bundle)
+    model.config = model.config.model_copy(
+        update={"evaluation": model.config.evaluation.model_copy(update={"metrics": ["rouge_l"]})}
+    )
+    with pytest.raises(DataError, match=r"ev\.jsonl: line 1: the example does not end"):
+        model.evaluate(tmp_path / "ev.jsonl")

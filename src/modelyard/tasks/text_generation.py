@@ -91,17 +91,19 @@ class GenerationModelConfig(ModelConfig):
     )
 
 
-def _read(config: Config, path: str) -> list[str | dict]:
+def _read(config: Config, path: str) -> list[tuple[str, str | dict]]:
+    """The file's items, each with where it comes from ("FILE: line N")."""
     data: GenerationDataConfig = config.data
     fields = text_corpus.Fields(
         data.text_field, data.messages_field, data.prompt_field, data.completion_field, data.passages_field
     )
-    return text_corpus.read(path, fields, data.max_rows)
+    return text_corpus.read_located(path, fields, data.max_rows)
 
 
-def _check_references(config: Config, splits: dict[str, list], kind: str) -> dict[str, Any]:
+def _check_references(config: Config, splits: dict[str, list], kind: str, places: dict[str, list[str]]) -> dict:
     """What `evaluation.metrics` needs of the examples it scores (the test split, or all of an evaluation file):
-    chat examples ending in the reference answer, and `passages` for faithfulness."""
+    chat examples ending in the reference answer after a prompt, and `passages` for faithfulness. Examples are
+    named by their file and line (`places`, per split)."""
     data: GenerationDataConfig = config.data
     if kind != "chat":
         raise ConfigError(
@@ -109,20 +111,27 @@ def _check_references(config: Config, splits: dict[str, list], kind: str) -> dic
             f"{data.train} holds plain text",
         )
     name = "test" if splits.get("test") else "train"
-    where = (data.test if name == "test" else None) or data.train
-    for row, item in enumerate(splits[name], start=1):
-        if len(item["messages"]) < 2 or item["messages"][-1]["role"] != "assistant":
-            raise DataError(f"{where}: {name} example {row} does not end with an assistant answer (the reference)")
+    for where, item in zip(places[name], splits[name], strict=True):
+        if item["messages"][-1]["role"] != "assistant":
+            raise DataError(
+                f"{where}: the example does not end with an assistant answer (evaluation.metrics compares the "
+                "model's answer with it)"
+            )
+        if len(item["messages"]) < 2:
+            raise DataError(
+                f"{where}: the example is only an assistant answer: evaluation.metrics needs a message before it "
+                "for the model to answer",
+                "scored examples need a prompt and the reference answer",
+            )
         if "faithfulness" in config.evaluation.metrics and not item.get("passages"):
             raise DataError(
-                f"{where}: {name} example {row} has no '{data.passages_field}' (faithfulness checks the answer "
-                "against them)",
+                f"{where}: the example has no '{data.passages_field}' (faithfulness checks the answer against them)",
                 "give every example its retrieved passages, or drop faithfulness from evaluation.metrics",
             )
         ranking = {"recall_at_k", "mrr"} & set(config.evaluation.metrics)
         if ranking and not ("retrieved_ids" in item and item.get("relevant_ids")):
             raise DataError(
-                f"{where}: {name} example {row} needs 'retrieved_ids' and non-empty 'relevant_ids' for "
+                f"{where}: the example needs 'retrieved_ids' and non-empty 'relevant_ids' for "
                 f"{', '.join(sorted(ranking))}",
                 "give every example the ids its retriever returned (best first) and the relevant ids",
             )
@@ -168,9 +177,11 @@ class TextGenerationTask:
 
     def prepare(self, config: Config) -> PreparedData:
         data: GenerationDataConfig = config.data
-        train = _read(config, data.train)
+        located = _read(config, data.train)
+        train = [item for _, item in located]
         kind = text_corpus.kind(train)
-        given = {w: _read(config, getattr(data, w)) for w in ("validation", "test") if getattr(data, w)}
+        read = {w: _read(config, getattr(data, w)) for w in ("validation", "test") if getattr(data, w)}
+        given = {w: [item for _, item in found] for w, found in read.items()}
         carve = {w: 0.0 if w in given else getattr(data.split, w) for w in ("validation", "test")}
         splits = text_corpus.split(train, carve["validation"], carve["test"], data.split.seed)
         splits.update(given)
@@ -200,7 +211,12 @@ class TextGenerationTask:
             ],
         }
         if config.evaluation.metrics:
-            report["evaluation"] = _check_references(config, splits, kind)
+            places = {w: [where for where, _ in found] for w, found in read.items()}
+            if kind == "chat":  # where each carved example sits in the train file
+                carved = text_corpus.chat_split(len(train), carve["validation"], carve["test"], data.split.seed)
+                for name, rows in carved.items():
+                    places.setdefault(name, [located[i][0] for i in rows])
+            report["evaluation"] = _check_references(config, splits, kind, places)
         prints = {n: text_corpus.fingerprint(s) for n, s in splits.items()}
         return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
 
