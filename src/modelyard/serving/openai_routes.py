@@ -210,25 +210,38 @@ class _ClientGone(Exception):
     """The client of a non-streaming request disconnected: nobody is waiting for its answer."""
 
 
-async def _next(events: asyncio.Queue, http: Request | None) -> tuple[int, Event | BaseException]:
-    """The next event; _ClientGone when `http`'s client disconnects first (a streaming response learns that from
-    its failed writes; a non-streaming one would otherwise decode to the end for nobody)."""
-    while True:
-        try:
-            return await asyncio.wait_for(events.get(), DISCONNECT_POLL_S)
-        except TimeoutError:
-            if http is not None and await http.is_disconnected():
-                raise _ClientGone from None
+class _Watch:
+    """Checks at most every DISCONNECT_POLL_S, between events and while none comes, that the client of a
+    non-streaming request is still there (a streaming response learns that from its failed writes; a non-streaming
+    one would otherwise decode to the end for nobody)."""
+
+    def __init__(self, http: Request | None) -> None:
+        self.http = http
+        self.due = time.monotonic() + DISCONNECT_POLL_S
+
+    async def next(self, events: asyncio.Queue) -> tuple[int, Event | BaseException]:
+        """The next event; _ClientGone when the client disconnected first."""
+        if self.http is None:
+            return await events.get()
+        while True:
+            if time.monotonic() >= self.due:
+                if await self.http.is_disconnected():
+                    raise _ClientGone
+                self.due = time.monotonic() + DISCONNECT_POLL_S
+            try:
+                return await asyncio.wait_for(events.get(), max(0.0, self.due - time.monotonic()))
+            except TimeoutError:
+                continue
 
 
 async def _events(
     events: asyncio.Queue, requests: list[GenRequest], http: Request | None = None
 ) -> AsyncIterator[Event]:
     """Events of all `requests` as the worker produces them; abandoned requests are cancelled."""
-    pending = set(range(len(requests)))
+    pending, watch = set(range(len(requests))), _Watch(http)
     try:
         while pending:
-            i, item = await _next(events, http)
+            i, item = await watch.next(events)
             if isinstance(item, BaseException):
                 raise ServingError(500, "generation failed")
             item.index = i
