@@ -37,7 +37,7 @@ def test_validate_reports_the_examples_evaluation_metrics_will_score(tmp_path):
 
 def test_validate_refuses_faithfulness_without_passages_naming_the_example(tmp_path):
     rows = [r for n in range(8) for r in qa(n, passages=n != 7)]
-    with pytest.raises(DataError, match=r"test example \d has no 'passages'"):
+    with pytest.raises(DataError, match=r"train.jsonl: line 8: the example has no .passages."):
         modelyard.validate(config(tmp_path, rows, ["faithfulness"]))
 
 
@@ -63,6 +63,46 @@ def test_the_chat_route_refuses_a_schema_it_cannot_enforce_and_models_without_a_
         assert gpt.status_code == 400 and "cannot constrain" in gpt.json()["error"]["message"]
         with_stop = body | {"response_format": {"type": "json_object"}, "stop": ["}"]}
         assert client.post("/v1/chat/completions", json=with_stop).status_code == 400
+
+
+UNENFORCEABLE = [
+    ({"type": "integer", "minimum": 0, "maximum": float("inf")}, "maximum"),
+    ({"type": "integer", "minimum": float("nan"), "maximum": 3}, "minimum"),
+    ({"enum": []}, "enum"),
+    ({"type": "integer", "minimum": 0, "maximum": 5, "enum": [7]}, "enum"),
+    ({"$ref": "#/$defs/missing"}, "$ref"),
+    ({"enum": [{"a": 1}, [1, 2], "x"]}, "enum"),
+    ({"type": "string", "pattern": "^(?<=a)b$"}, "pattern"),
+    ({"const": {"a": [1, 2]}}, "const"),
+]
+
+
+def test_the_chat_route_answers_400_naming_the_keyword_for_schemas_that_pass_the_json_schema_check(tiny_gpt_bundle):
+    with serving(tiny_gpt_bundle) as client:
+        for schema, keyword in UNENFORCEABLE:
+            body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+            fmt = {"type": "json_schema", "json_schema": {"name": "f", "schema": schema}}
+            for stream in (False, True):
+                sent = json.dumps(body | {"response_format": fmt, "stream": stream})  # keeps Infinity, NaN
+                headers = {"content-type": "application/json"}
+                refused = client.post("/v1/chat/completions", content=sent, headers=headers)
+                assert refused.status_code == 400, (schema, refused.text)
+                assert keyword in refused.json()["error"]["message"]
+
+
+def test_generate_refuses_an_unenforceable_schema_and_stop_with_a_schema_in_one_line(tiny_gpt_bundle, tmp_path):
+    from typer.testing import CliRunner
+
+    from modelyard.cli import app
+
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps({"enum": []}), encoding="utf-8")
+    result = CliRunner().invoke(app, ["generate", str(tiny_gpt_bundle), "-p", "hi", "--json-schema", str(schema)])
+    assert isinstance(result.exception, UserError) and "enum leaves no value" in str(result.exception)
+    schema.write_text(json.dumps({"type": "object"}), encoding="utf-8")
+    stop = ["generate", str(tiny_gpt_bundle), "-p", "hi", "--json-schema", str(schema), "--stop", '"']
+    result = CliRunner().invoke(app, stop)
+    assert isinstance(result.exception, UserError) and "--stop cannot be combined" in str(result.exception)
 
 
 def test_generate_json_schema_names_an_unreadable_schema_file_and_a_model_that_cannot_follow_it(
@@ -99,3 +139,24 @@ def test_answer_quality_adds_recall_at_k_and_mrr_of_the_recorded_retrievals(tiny
 def test_validate_refuses_ranking_metrics_without_retrieved_and_relevant_ids(tmp_path):
     with pytest.raises(DataError, match="needs 'retrieved_ids' and non-empty 'relevant_ids' for mrr"):
         modelyard.validate(config(tmp_path, [r for n in range(8) for r in qa(n)], ["mrr"]))
+
+
+def test_a_scored_example_without_a_final_answer_or_a_prompt_is_named_by_its_file_line(tmp_path):
+    rows = [r for n in range(8) for r in qa(n)]  # rows 4, 5, 7 and 8 of the file are the test split
+    rows[4] = {"messages": [*rows[4]["messages"], {"role": "user", "content": "thanks"}]}
+    with pytest.raises(DataError, match=r"train\.jsonl: line 5: the example does not end with an assistant answer"):
+        modelyard.validate(config(tmp_path, rows, ["rouge_l"]))
+    rows[4] = {"messages": [{"role": "assistant", "content": "Hello!"}]}  # trainable, but nothing to answer
+    with pytest.raises(DataError, match=r"train\.jsonl: line 5: the example is only an assistant answer"):
+        modelyard.validate(config(tmp_path, rows, ["rouge_l"]))
+
+
+def test_evaluate_names_the_line_of_its_data_file_not_a_split(tiny_gpt_bundle, tmp_path):
+    chat = [{"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Who speaks?"}]
+    (tmp_path / "ev.jsonl").write_text(json.dumps({"messages": chat}) + "\n", encoding="utf-8")
+    model = modelyard.load(tiny_gpt_bundle)
+    model.config = model.config.model_copy(
+        update={"evaluation": model.config.evaluation.model_copy(update={"metrics": ["rouge_l"]})}
+    )
+    with pytest.raises(DataError, match=r"ev\.jsonl: line 1: the example does not end"):
+        model.evaluate(tmp_path / "ev.jsonl")

@@ -103,6 +103,27 @@ def test_a_prompt_over_the_size_limit_is_refused(client):
     assert response.status_code == 422 and "limit is 500" in response.json()["error"]["message"]
 
 
+def test_the_size_limit_counts_the_characters_of_the_messages_text_not_their_json(client):
+    wide = {"messages": [{"role": "user", "content": "銀" * 400}], "max_tokens": 1}  # 2,400 as JSON \\u escapes
+    assert client.post("/v1/chat/completions", json=wide).status_code == 200
+    long = [{"role": "system", "content": "x" * 300}, {"role": "user", "content": "銀" * 300}]
+    response = client.post("/v1/chat/completions", json={"messages": long})
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == "messages: 600 characters of text; the limit is 500"
+
+
+def test_log_probabilities_are_refused_naming_the_field_and_max_tokens_is_named_as_sent(client):
+    chat = {"messages": [{"role": "user", "content": "x"}]}
+    for asked, field in (({"logprobs": True}, "logprobs"), ({"top_logprobs": 2}, "top_logprobs")):
+        response = client.post("/v1/chat/completions", json=chat | asked)
+        assert response.status_code == 400 and response.json()["error"]["message"].startswith(f"{field}:")
+    assert client.post("/v1/completions", json={"prompt": "x", "max_tokens": 1, "logprobs": None}).status_code == 200
+    response = client.post("/v1/completions", json={"prompt": "x", "max_tokens": 100000})
+    assert response.status_code == 422 and response.json()["error"]["message"].startswith("max_tokens:")
+    response = client.post("/v1/chat/completions", json=chat | {"max_completion_tokens": 100000})
+    assert response.json()["error"]["message"].startswith("max_completion_tokens:")
+
+
 def test_an_empty_or_oversized_prompt_list_is_refused(client):
     empty = client.post("/v1/completions", json={"prompt": []})
     assert empty.status_code == 422 and "at least one prompt" in empty.json()["error"]["message"]

@@ -98,3 +98,24 @@ def test_a_pair_file_with_a_bad_row_is_refused_whole_naming_its_line(champion, t
     pairs.write_text(json.dumps(good) + "\n" + json.dumps({**good, "rejected": "blue"}) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"pairs.jsonl, line 2: 'chosen' and 'rejected' are the same answer"):
         import_feedback(pairs, str(bundle))
+
+
+def test_a_conversation_opening_with_the_assistant_becomes_pairs_that_encode(champion, tmp_path):
+    from modelyard.learners.preference import encode_pair
+    from modelyard.monitoring.preferences import collect_pairs
+
+    _, bundle = champion
+    greeted = [{"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "colour of sky?"}]
+    with serving(bundle) as client:
+        answered = client.post("/v1/chat/completions", json={"messages": greeted})
+        assert answered.status_code == 200
+        rated = {"prediction_id": answered.json()["id"], "rating": "down", "corrected": "light blue"}
+        assert client.post("/v1/feedback", json=rated).status_code == 200
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"messages": greeted, "chosen": "blue", "rejected": "red"}) + "\n", encoding="utf-8")
+    import_feedback(pairs, str(bundle))
+    collected, _ = collect_pairs("colours-dpo")
+    opening = [p for p in collected if p["messages"] == greeted]
+    assert {p["chosen"] for p in opening} == {"light blue", "blue"}
+    learner = modelyard.load(bundle).learner
+    assert all(encode_pair(learner, p) is not None for p in opening)  # what retrain trains on

@@ -33,12 +33,26 @@ def test_bounded_integers_become_an_enum_of_the_values_within_the_bounds():
         ({"type": "number", "minimum": 0, "maximum": 1}, "integers only"),
         ({"type": "integer", "minimum": 0}, "both ends"),
         ({"not": {"type": "string"}}, "not"),
+        ({"type": "integer", "minimum": 0, "maximum": float("inf")}, "maximum must be a finite number"),
+        ({"type": "integer", "minimum": float("nan"), "maximum": 3}, "minimum must be a finite number"),
+        ({"enum": []}, "enum leaves no value"),
+        ({"type": "integer", "minimum": 0, "maximum": 5, "enum": [7]}, "no value of enum lies within the bounds"),
+        ({"$ref": "#/$defs/missing"}, "names no definition"),
+        ({"$ref": "https://example.com/s.json"}, r"must be #/\$defs/NAME"),
+        ({"enum": [{"a": 1}, [1, 2], "x"]}, "enum values must be all strings or all finite numbers"),
+        ({"enum": [True, None]}, "enum values"),
+        ({"const": {"a": [1, 2]}}, "const values"),
+        ({"type": "string", "pattern": "^(?<=a)b$"}, "pattern cannot be enforced"),
     ],
 )
 def test_a_schema_the_mask_cannot_enforce_is_refused_naming_the_keyword_and_place(schema, named):
     with pytest.raises(SchemaError, match=named) as err:
         response_schema(fmt(schema))
     assert "#" in str(err.value)
+
+
+def test_a_constant_is_enforced_as_an_enum_of_one_value():
+    assert response_schema(fmt({"const": "yes"})) == {"enum": ["yes"]}
 
 
 def test_an_invalid_schema_or_format_type_is_refused():

@@ -45,6 +45,8 @@ def generate(
 
     from modelyard import loader
 
+    if json_schema and stop:  # as the server refuses it: a stop sequence would cut the JSON
+        raise UserError("--stop cannot be combined with --json-schema (a stop sequence would cut the JSON)")
     learner = loader.load(model).learner
     if not hasattr(learner, "generate_stream"):
         raise UserError(f"{model} does not generate text", "use `modelyard predict` for this model")

@@ -120,18 +120,23 @@ def _example(where: str, record: Any, fields: Fields) -> dict | str:
 
 def read(path: str | Path, fields: Fields, max_rows: int | None = None) -> list[str | dict]:
     """Documents (str) and/or chat examples ({"messages": [...]}) from a file or a folder."""
-    items: list[str | dict] = []
+    return [item for _, item in read_located(path, fields, max_rows)]
+
+
+def read_located(path: str | Path, fields: Fields, max_rows: int | None = None) -> list[tuple[str, str | dict]]:
+    """`read`'s items, each with where it comes from ("FILE: line N", or the .txt file), for messages."""
+    items: list[tuple[str, str | dict]] = []
     for file in _files(Path(path)):
         if file.suffix.lower() == ".txt":
             try:
-                items.append(file.read_text(encoding="utf-8-sig"))
+                items.append((str(file), file.read_text(encoding="utf-8-sig")))
             except UnicodeDecodeError as err:
                 raise DataError(f"{file}: not valid UTF-8 (byte {err.start})", "save the file as UTF-8") from None
         else:
-            items += [_example(where, r, fields) for where, r in _records(file)]
+            items += [(where, _example(where, r, fields)) for where, r in _records(file)]
         if max_rows is not None and len(items) >= max_rows:
             return items[:max_rows]
-    if not any(items):
+    if not any(item for _, item in items):
         raise DataError(f"{path}: no text found")
     return items
 
@@ -159,15 +164,7 @@ def split(items: list[str | dict], validation: float, test: float, seed: int) ->
     """Corpus: contiguous blocks from the end (test last, then validation), so no window straddles two splits.
     Chat examples are independent: a seeded random split."""
     if kind(items) == "chat":
-        order = list(range(len(items)))
-        random.Random(seed).shuffle(order)
-        n_test, n_val = round(len(items) * test), round(len(items) * validation)
-        pick = lambda idx: [items[i] for i in sorted(idx)]  # noqa: E731
-        return {
-            "test": pick(order[:n_test]),
-            "validation": pick(order[n_test : n_test + n_val]),
-            "train": pick(order[n_test + n_val :]),
-        }
+        return {name: [items[i] for i in idx] for name, idx in chat_split(len(items), validation, test, seed).items()}
     if len(items) == 1:
         out, rest = {}, items[0]
         for name, fraction in (("test", test), ("validation", validation / (1 - test) if test < 1 else 0)):
@@ -180,6 +177,18 @@ def split(items: list[str | dict], validation: float, test: float, seed: int) ->
         "train": items[: n - n_test - n_val],
         "validation": items[n - n_test - n_val : n - n_test],
         "test": items[n - n_test :],
+    }
+
+
+def chat_split(n: int, validation: float, test: float, seed: int) -> dict[str, list[int]]:
+    """The positions of `n` chat examples in each split: a seeded random split, each split in file order."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_test, n_val = round(n * test), round(n * validation)
+    return {
+        "test": sorted(order[:n_test]),
+        "validation": sorted(order[n_test : n_test + n_val]),
+        "train": sorted(order[n_test + n_val :]),
     }
 
 

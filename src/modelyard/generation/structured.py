@@ -84,10 +84,10 @@ def response_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | 
         raise SchemaError(
             f"response_format.json_schema.schema is not a valid JSON schema at {where}: {err.message}"
         ) from None
-    return _rewrite(schema, "#")
+    return _rewrite(schema, "#", schema)
 
 
-def _rewrite(schema: Any, where: str) -> Any:
+def _rewrite(schema: Any, where: str, root: dict[str, Any]) -> Any:
     """`schema` with every sub-schema checked against what the mask enforces; bounded integers become enums."""
     if not isinstance(schema, dict):
         raise SchemaError(f"response_format schema at {where}: boolean schemas are not supported")
@@ -102,20 +102,64 @@ def _rewrite(schema: Any, where: str) -> Any:
         if name not in _TYPES:
             raise SchemaError(f"response_format schema at {where}: unknown type '{name}'")
     out = dict(schema)
+    if "const" in schema:  # the mask enforces a constant as an enum of one value
+        out = {**{k: v for k, v in schema.items() if k != "const"}, "enum": [schema["const"]]}
     if any(k in schema for k in _BOUNDS):
-        out = _bounded_integer(schema, where)
-    if "pattern" in schema and ("minLength" in schema or "maxLength" in schema):
-        raise SchemaError(f"response_format schema at {where}: pattern together with minLength/maxLength")
+        out = _bounded_integer(out, where)
+    if "enum" in out:
+        _check_choices(out["enum"], where, "const" if "const" in schema else "enum")
+    if "pattern" in schema:
+        _check_pattern(schema, where)
+    if "$ref" in schema:
+        _check_ref(schema["$ref"], where, root)
     for key in ("properties", "$defs", "definitions"):
         if key in schema:
-            out[key] = {name: _rewrite(sub, f"{where}/{key}/{name}") for name, sub in schema[key].items()}
+            out[key] = {name: _rewrite(sub, f"{where}/{key}/{name}", root) for name, sub in schema[key].items()}
     if isinstance(schema.get("additionalProperties"), dict):
-        out["additionalProperties"] = _rewrite(schema["additionalProperties"], f"{where}/additionalProperties")
+        out["additionalProperties"] = _rewrite(schema["additionalProperties"], f"{where}/additionalProperties", root)
     if "items" in schema:
-        out["items"] = _rewrite(schema["items"], f"{where}/items")
+        out["items"] = _rewrite(schema["items"], f"{where}/items", root)
     if "anyOf" in schema:
-        out["anyOf"] = [_rewrite(sub, f"{where}/anyOf/{i}") for i, sub in enumerate(schema["anyOf"])]
+        out["anyOf"] = [_rewrite(sub, f"{where}/anyOf/{i}", root) for i, sub in enumerate(schema["anyOf"])]
     return out
+
+
+def _check_choices(values: list[Any], where: str, keyword: str) -> None:
+    """The mask offers the values of an enum (or const) as text: all strings, or all finite numbers."""
+    if not values:
+        raise SchemaError(f"response_format schema at {where}: {keyword} leaves no value to answer with")
+    strings = all(isinstance(v, str) for v in values)
+    numbers = all(_is_number(v) and math.isfinite(v) for v in values)
+    if not (strings or numbers):
+        raise SchemaError(
+            f"response_format schema at {where}: {keyword} values must be all strings or all finite numbers",
+            'for objects, arrays, booleans or null give "type" and "properties" instead',
+        )
+
+
+def _check_pattern(schema: dict[str, Any], where: str) -> None:
+    """A pattern the mask's regular-expression engine (interegular) can compile: no look-behinds, backreferences."""
+    import interegular
+
+    if "minLength" in schema or "maxLength" in schema:
+        raise SchemaError(f"response_format schema at {where}: pattern together with minLength/maxLength")
+    try:
+        interegular.parse_pattern(schema["pattern"]).to_fsm()
+    except Exception as err:  # interegular's parse and unsupported-feature errors share no base class
+        raise SchemaError(f"response_format schema at {where}: pattern cannot be enforced ({err})") from None
+
+
+def _check_ref(ref: Any, where: str, root: dict[str, Any]) -> None:
+    """A $ref the mask resolves: one of the schema's own #/$defs/NAME or #/definitions/NAME."""
+    parts = ref.split("/") if isinstance(ref, str) else []
+    if len(parts) != 3 or parts[0] != "#" or parts[1] not in ("$defs", "definitions"):
+        raise SchemaError(f"response_format schema at {where}: $ref {ref!r} must be #/$defs/NAME")
+    if not isinstance(root.get(parts[1]), dict) or parts[2] not in root[parts[1]]:
+        raise SchemaError(f"response_format schema at {where}: $ref {ref!r} names no definition of the schema")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _bounded_integer(schema: dict[str, Any], where: str) -> dict[str, Any]:
@@ -125,6 +169,9 @@ def _bounded_integer(schema: dict[str, Any], where: str) -> dict[str, Any]:
             f"response_format schema at {where}: minimum/maximum are enforced on integers only",
             'use "type": "integer" with both bounds, or drop the bounds',
         )
+    for key in _BOUNDS:
+        if key in schema and not (_is_number(schema[key]) and math.isfinite(schema[key])):
+            raise SchemaError(f"response_format schema at {where}: {key} must be a finite number, not {schema[key]}")
     low = max(_bound(schema, "minimum", math.ceil, 0), _bound(schema, "exclusiveMinimum", math.floor, 1))
     high = min(_bound(schema, "maximum", math.floor, 0), _bound(schema, "exclusiveMaximum", math.ceil, -1))
     if math.isinf(low) or math.isinf(high) or high - low + 1 > MAX_INTEGER_CHOICES:
@@ -135,6 +182,8 @@ def _bounded_integer(schema: dict[str, Any], where: str) -> dict[str, Any]:
     if high < low:
         raise SchemaError(f"response_format schema at {where}: no integer lies within the bounds")
     values = [v for v in range(low, high + 1) if "enum" not in schema or v in schema["enum"]]
+    if not values:
+        raise SchemaError(f"response_format schema at {where}: no value of enum lies within the bounds")
     rest = {k: v for k, v in schema.items() if k not in _BOUNDS and k != "type"}
     return {**rest, "enum": values}
 
@@ -203,6 +252,10 @@ class JsonConstraint:
         self.schema = schema
         self._vocabulary = vocabulary
         self._enforcer = TokenEnforcer(vocabulary.data(), JsonSchemaParser(schema))
+        try:  # the first step builds the parser of the root value: what it cannot parse fails here, not mid-answer
+            self._enforcer.get_allowed_tokens([])
+        except Exception as err:  # lm-format-enforcer raises bare Exception and ValueError for unsupported schemas
+            raise SchemaError(f"response_format schema cannot be enforced: {err}") from None
 
     def allowed(self, generated: Sequence[int]) -> list[int]:
         tokens = self._enforcer.get_allowed_tokens(list(generated)).allowed_tokens

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from modelyard.errors import BundleError
+from modelyard.errors import BundleError, ConfigError
 from modelyard.fsutil import atomic_path, atomic_write_text
 from modelyard.generation.decoders import HFDecoder
 from modelyard.generation.generator import Prompt, TextGenerator
@@ -26,6 +26,7 @@ from modelyard.metrics.language_model import perplexity_metrics
 from modelyard.models import causal_lm
 
 IGNORE = -100
+OPENING_MARK = "\x00modelyard-answer\x00"  # stands for the answer of a conversation's first turn
 
 
 class HFCodec:
@@ -66,7 +67,6 @@ class CausalLMLearner:
         self.backbone = backbone
         self.options = options
         self.precision = "fp32"
-        self.codec = HFCodec(tokenizer)
         self._base = model.get_base_model() if hasattr(model, "get_base_model") else model
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad)
@@ -110,27 +110,22 @@ class CausalLMLearner:
         lr = 2e-4 if self.options.lora is not None else 2e-5
         return {"learning_rate": lr, "batch_size": 8, "epochs": 2, "scheduler": "cosine", "weight_decay": 0.0}
 
+    def finish_training(self) -> bool:
+        """Score the final validation and test splits in fp32, as the bundle is loaded back for `evaluate`,
+        `report` and serving: bf16 autocast, fine for training, puts the test loss off by a fifth or more. True
+        (validate again) when training ran in bf16."""
+        if self.precision == "fp32":
+            return False
+        self.precision = "fp32"
+        return True
+
     def encode_example(self, item: str | dict) -> tuple[list[int], list[int]]:
-        """(input ids, labels) with labels IGNORE outside the assistant turns; cut to `max_length` tokens."""
-        if isinstance(item, str):
-            ids = [*self.codec.encode(item), self.tokenizer.eos_token_id]
-            return ids[: self.options.max_length], ids[: self.options.max_length]
-        messages, ids, labels, done = item["messages"], [], [], ""
-        for i, message in enumerate(messages):
-            if message["role"] != "assistant":
-                continue
-            prefix = self.render_chat(messages[:i])
-            full = self.tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
-            context = self.codec.encode(prefix[len(done) :])
-            answer = self.codec.encode(full[len(prefix) :].rstrip("\n"))
-            ids += context + answer
-            labels += [IGNORE] * len(context) + answer
-            done = full.rstrip("\n")
-        return ids[: self.options.max_length], labels[: self.options.max_length]
+        return encode_example(self.tokenizer, item, self.options.max_length)
 
     def dataset(self, data: list[str | dict], training: bool) -> list[dict[str, list[int]]]:
+        """Encoded examples, without those left with no target token by `max_length` (`validate` counts them)."""
         examples = [self.encode_example(item) for item in data]
-        return [{"input_ids": i, "labels": lab} for i, lab in examples if any(t != IGNORE for t in lab[1:])]
+        return [{"input_ids": i, "labels": lab} for i, lab in examples if has_target(lab)]
 
     def lengths(self, dataset: list[dict[str, list[int]]]) -> list[int]:
         return [len(item["input_ids"]) for item in dataset]
@@ -256,6 +251,72 @@ class CausalLMLearner:
         self.tokenizer.save_pretrained(directory)
         if merged:
             self.module.unmerge_adapter()
+
+
+def _opening(tokenizer: Any) -> str:
+    """What the template writes before the content of an assistant turn that opens the conversation (its default
+    system prompt, the assistant header): that turn's context, as a rendered empty conversation would be if
+    templates allowed one. Found by rendering a marker as the answer (templates may trim the content)."""
+    text = tokenizer.apply_chat_template([{"role": "assistant", "content": OPENING_MARK}], tokenize=False)
+    return text[: text.index(OPENING_MARK)]
+
+
+def encode_example(tokenizer: Any, item: str | dict, max_length: int) -> tuple[list[int], list[int]]:
+    """(input ids, labels) with labels IGNORE outside the assistant turns; cut to `max_length` tokens."""
+    encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    if isinstance(item, str):
+        ids = [*encode(item), tokenizer.eos_token_id]
+        return ids[:max_length], ids[:max_length]
+    messages, ids, labels, done = item["messages"], [], [], ""
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        if i:
+            prefix = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
+        else:
+            prefix = _opening(tokenizer)
+        full = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        context = encode(prefix[len(done) :])
+        answer = encode(full[len(prefix) :].rstrip("\n"))
+        ids += context + answer
+        labels += [IGNORE] * len(context) + answer
+        done = full.rstrip("\n")
+    return ids[:max_length], labels[:max_length]
+
+
+def has_target(labels: list[int]) -> bool:
+    """Whether an encoded example has a token to learn (position 0 predicts nothing)."""
+    return any(t != IGNORE for t in labels[1:])
+
+
+def count_cut_away(backbone: str, splits: dict[str, list], max_length: int) -> dict[str, int]:
+    """How many examples of each split `max_length` leaves with no answer token (training and scoring drop them),
+    with the backbone's tokenizer and chat template only: what `validate` can tell without loading the model."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(causal_lm.resolve(backbone))
+    return {
+        name: sum(not has_target(encode_example(tokenizer, item, max_length)[1]) for item in items)
+        for name, items in splits.items()
+    }
+
+
+def check_target_modules(backbone: str, names: list[str]) -> None:
+    """ConfigError unless every name of `model.lora.target_modules` names modules of the backbone (as peft matches
+    them: the full dotted name or its ending), listing its linear layers; the model is built on the meta device,
+    so no weights are read."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(causal_lm.resolve(backbone)))
+    modules = [name for name, _ in model.named_modules() if name]
+    unknown = [n for n in names if not any(m == n or m.endswith("." + n) for m in modules)]
+    if unknown:
+        linear = sorted({m.rsplit(".", 1)[-1] for m, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)})
+        raise ConfigError(
+            f"model.lora.target_modules: {', '.join(unknown)} names no module of {backbone}",
+            f"its linear layers: {', '.join(linear)} (or all-linear)",
+        )
 
 
 def _shared_prefix(ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, least: int = 8) -> int:

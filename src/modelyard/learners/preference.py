@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from modelyard.errors import BundleError, ConfigError
+from modelyard.errors import BundleError, ConfigError, DataError
 from modelyard.learners.lora import IGNORE, CausalLMLearner, _with_lora
 from modelyard.models import causal_lm
 
@@ -148,6 +148,9 @@ class PreferenceLearner:
     def train_defaults(self) -> dict[str, Any]:
         return self.policy.train_defaults()
 
+    def finish_training(self) -> bool:
+        return self.policy.finish_training()  # the challenger's test loss is scored as it will be loaded
+
     def encode(self, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         encoded = [encode_pair(self.policy, p) for p in pairs]
         self.skipped = sum(e is None for e in encoded)
@@ -156,6 +159,12 @@ class PreferenceLearner:
     def dataset(self, pairs: list[dict[str, Any]], training: bool) -> list[dict[str, Any]]:
         """Encoded pairs, each with the reference (the model as it is now, before any step) log-probabilities."""
         encoded = self.encode(pairs)
+        if pairs and not encoded:
+            raise DataError(
+                f"all {len(pairs)} preference pairs are longer than model.max_length {self.policy.options.max_length} "
+                "tokens: nothing to train on",
+                "raise model.max_length in the config you retrain with",
+            )
         reference = pair_logprobs(self.policy, encoded)
         return [{**e, "reference": ref} for e, ref in zip(encoded, reference.tolist(), strict=True)]
 

@@ -51,8 +51,14 @@ def _scores(learner: Any, test: list, encoded: list, reference: Any, beta: float
     """Test-split loss and held-out pair scores of a loaded chat model; also its pair log-probabilities."""
     from modelyard.learners.preference import pair_logprobs, preference_scores
 
-    logps = pair_logprobs(learner, encoded)
     result = learner.evaluate(test)
+    if "loss" not in result:  # every example was dropped for want of an answer token within max_length
+        raise DataError(
+            f"none of the {len(test)} test examples keeps an answer token within model.max_length "
+            f"{learner.options.max_length}: the models' test losses cannot be compared",
+            "raise model.max_length in the config you retrain with",
+        )
+    logps = pair_logprobs(learner, encoded)
     scores = {"loss": result["loss"], "perplexity": result.get("perplexity")}
     scores.update(preference_scores(logps, reference, beta))
     scores[METRIC] = float((logps[:, 0] - logps[:, 1]).mean()) if len(logps) else 0.0

@@ -5,10 +5,14 @@ rate or correct it.
 
 The official `openai` client works against `base_url=http://HOST:PORT/v1`. Concurrent requests are decoded
 together by one `GenerationBatcher` per loaded model. Beyond OpenAI's fields, `top_k` and
-`repetition_penalty` are accepted. Chat completions take OpenAI's `response_format` (`json_object`, or
-`json_schema` with a schema): decoding is masked so the answer is JSON valid against the schema (see
-`modelyard.generation.structured`); an unenforceable schema is a 400 naming the keyword. If `max_tokens` runs out
-first, the finish reason is "length" and the content may be cut-off JSON, as with OpenAI.
+`repetition_penalty` are accepted; `logprobs` and `top_logprobs` are refused (400), not ignored. Chat completions
+take OpenAI's `response_format` (`json_object`, or `json_schema` with a schema): decoding is masked so the answer
+is JSON valid against the schema (see `modelyard.generation.structured`); an unenforceable schema is a 400 naming
+the keyword. If `max_tokens` runs out first, the finish reason is "length" and the content may be cut-off JSON, as
+with OpenAI.
+
+A non-streaming request is stopped when its client disconnects, and past the server's --timeout with a 504, so an
+abandoned generation does not hold up the next requests (a stream stops when its client stops reading).
 """
 
 import asyncio
@@ -20,7 +24,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelyard import model_thread
@@ -34,6 +38,9 @@ from modelyard.serving.errors import ServingError, describe_validation
 from modelyard.serving.schemas import STORE_DESCRIPTION
 from modelyard.serving.security import require_api_key
 from modelyard.serving.service import ModelService
+
+DISCONNECT_POLL_S = 0.5  # how often a non-streaming request checks that its client is still connected
+CLIENT_CLOSED = 499  # nginx's status for a request its client abandoned (only the access log sees it)
 
 router = APIRouter(prefix="/v1", tags=["generation"], dependencies=[Depends(require_api_key)])
 
@@ -52,6 +59,8 @@ class SamplingFields(BaseModel):
     n: int = Field(1, ge=1, le=1, description="one choice per prompt")
     stream: bool = False
     stream_options: dict[str, Any] | None = None
+    logprobs: bool | int | None = Field(None, description="not supported: a request asking for them is refused")
+    top_logprobs: int | None = Field(None, description="not supported: a request asking for them is refused")
 
     def options(self) -> dict[str, Any]:
         return {
@@ -146,6 +155,15 @@ def _constraint(service: ModelService, body: ChatRequest) -> JsonConstraint | No
         raise ServingError(400, str(err)) from None
 
 
+def _check_json(constraint: JsonConstraint | None, text: str, finish_reason: str | None) -> None:
+    """A constrained answer that stopped (not cut by max_tokens) must validate. The mask should make this
+    impossible: say so rather than hand out invalid JSON as a finished answer."""
+    if constraint is not None and finish_reason == "stop":
+        problem = violation(constraint.schema, text)
+        if problem:
+            raise ServingError(500, f"the constrained answer does not validate: {problem}")
+
+
 def _requests(
     service: ModelService,
     prompts: list[Any],
@@ -154,17 +172,23 @@ def _requests(
     constraint: JsonConstraint | None = None,
 ) -> list[GenRequest]:
     generator = service.model.learner.generator
+    for name in ("logprobs", "top_logprobs"):
+        if getattr(fields, name):
+            raise ServingError(400, f"{name}: this server does not return token log-probabilities; leave it unset")
     options = fields.options() | ({"max_new_tokens": max_tokens} if max_tokens else {})
     try:
         resolved = generator.options(**options)
     except ValidationError as err:
-        raise ServingError(422, describe_validation(err.errors())) from None
-    for p in prompts:
-        text = p if isinstance(p, str) else json.dumps(p)
-        if len(text) > service.settings.max_text_chars:
-            raise ServingError(
-                422, f"the prompt has {len(text)} characters; the limit is {service.settings.max_text_chars}"
-            )
+        sent = "max_completion_tokens" if max_tokens else "max_tokens"  # the client's name for max_new_tokens
+        errors = [{**e, "loc": [sent if part == "max_new_tokens" else part for part in e["loc"]]} for e in err.errors()]
+        raise ServingError(422, describe_validation(errors)) from None
+    limit = service.settings.max_text_chars
+    for i, p in enumerate(prompts):
+        chat = not isinstance(p, str)  # a conversation: its messages' text counts, not their JSON
+        size = sum(len(m["content"]) for m in p) if chat else len(p)
+        if size > limit:
+            field = "messages" if chat else "prompt" if len(prompts) == 1 else f"prompt.{i}"
+            raise ServingError(422, f"{field}: {size} characters of text; the limit is {limit}")
     return [GenRequest(generator.prompt_ids(p), resolved, constraint) for p in prompts]
 
 
@@ -182,12 +206,42 @@ def _submit(batcher: GenerationBatcher, requests: list[GenRequest]) -> asyncio.Q
     return events
 
 
-async def _events(events: asyncio.Queue, requests: list[GenRequest]) -> AsyncIterator[Event]:
+class _ClientGone(Exception):
+    """The client of a non-streaming request disconnected: nobody is waiting for its answer."""
+
+
+class _Watch:
+    """Checks at most every DISCONNECT_POLL_S, between events and while none comes, that the client of a
+    non-streaming request is still there (a streaming response learns that from its failed writes; a non-streaming
+    one would otherwise decode to the end for nobody)."""
+
+    def __init__(self, http: Request | None) -> None:
+        self.http = http
+        self.due = time.monotonic() + DISCONNECT_POLL_S
+
+    async def next(self, events: asyncio.Queue) -> tuple[int, Event | BaseException]:
+        """The next event; _ClientGone when the client disconnected first."""
+        if self.http is None:
+            return await events.get()
+        while True:
+            if time.monotonic() >= self.due:
+                if await self.http.is_disconnected():
+                    raise _ClientGone
+                self.due = time.monotonic() + DISCONNECT_POLL_S
+            try:
+                return await asyncio.wait_for(events.get(), max(0.0, self.due - time.monotonic()))
+            except TimeoutError:
+                continue
+
+
+async def _events(
+    events: asyncio.Queue, requests: list[GenRequest], http: Request | None = None
+) -> AsyncIterator[Event]:
     """Events of all `requests` as the worker produces them; abandoned requests are cancelled."""
-    pending = set(range(len(requests)))
+    pending, watch = set(range(len(requests))), _Watch(http)
     try:
         while pending:
-            i, item = await events.get()
+            i, item = await watch.next(events)
             if isinstance(item, BaseException):
                 raise ServingError(500, "generation failed")
             item.index = i
@@ -207,12 +261,22 @@ def _sse(payload: dict[str, Any] | str) -> str:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-async def _collect(events: asyncio.Queue, requests: list[GenRequest]) -> list[dict[str, Any]]:
+async def _collect(
+    events: asyncio.Queue, requests: list[GenRequest], http: Request | None = None, timeout_s: float | None = None
+) -> list[dict[str, Any]] | None:
+    """Whole answers of `requests`, or None when `http`'s client disconnected first; 504 past `timeout_s` (the
+    server's --timeout). Either way the requests are cancelled, so their batch slots go to the next requests."""
     out = [{"text": "", "finish_reason": None, "prompt": len(r.prompt_ids), "completion": 0} for r in requests]
-    async for event in _events(events, requests):
-        out[event.index]["text"] += event.text
-        if event.finish_reason:
-            out[event.index].update(finish_reason=event.finish_reason, completion=event.completion_tokens)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for event in _events(events, requests, http):
+                out[event.index]["text"] += event.text
+                if event.finish_reason:
+                    out[event.index].update(finish_reason=event.finish_reason, completion=event.completion_tokens)
+    except TimeoutError:
+        raise ServingError(504, f"generation took longer than {timeout_s:g} s; it was stopped") from None
+    except _ClientGone:
+        return None
     return out
 
 
@@ -294,7 +358,9 @@ async def completions(body: CompletionRequest, request: Request, service: ModelS
         _log_answer(service, logged_id, prompts[index], text, started, body.store)
 
     if not body.stream:
-        done = await _collect(events, requests)
+        done = await _collect(events, requests, request, service.settings.timeout_s)
+        if done is None:
+            return Response(status_code=CLIENT_CLOSED)
         for i, d in enumerate(done):
             log(i, d["text"])
         choices = [
@@ -333,11 +399,11 @@ async def chat_completions(body: ChatRequest, request: Request, service: ModelSe
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     head = {"id": ident, "object": "chat.completion", "created": created, "model": service.name}
     if not body.stream:
-        (done,) = await _collect(events, requests)
-        if constraint is not None and done["finish_reason"] == "stop":
-            problem = violation(constraint.schema, done["text"])
-            if problem:  # the mask should make this impossible: say so rather than hand out invalid JSON
-                raise ServingError(500, f"the constrained answer does not validate: {problem}")
+        collected = await _collect(events, requests, request, service.settings.timeout_s)
+        if collected is None:
+            return Response(status_code=CLIENT_CLOSED)
+        (done,) = collected
+        _check_json(constraint, done["text"], done["finish_reason"])
         _log_answer(service, ident, messages[0], done["text"], started, body.store)
         choice = {
             "index": 0,
@@ -362,6 +428,7 @@ async def chat_completions(body: ChatRequest, request: Request, service: ModelSe
             if e.text:
                 yield _sse({**head, "choices": [{"index": 0, "delta": {"content": e.text}, "finish_reason": None}]})
             if e.finish_reason:
+                _check_json(constraint, text, e.finish_reason)  # an error event, never "stop", on invalid JSON
                 _log_answer(service, ident, messages[0], text, started, body.store)
                 yield _sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": e.finish_reason}]})
         if body.include_usage:

@@ -73,7 +73,12 @@ class GenerationModelConfig(ModelConfig):
     hidden_size: int = Field(128, ge=8)
     context: int = Field(128, ge=8, le=4096, description="gpt-scratch: tokens per context window")
     dropout: float = Field(0.0, ge=0, lt=1)
-    max_length: int = Field(512, ge=16, description="pretrained backbones: tokens per training example")
+    max_length: int = Field(
+        512,
+        ge=16,
+        description="pretrained backbones: tokens per training example; an example whose answer it cuts away "
+        "entirely is left out (validate counts them)",
+    )
     lora: LoraOptions | None = Field(default_factory=LoraOptions, description="null fine-tunes every weight")
     merge: bool = Field(False, description="store merged full weights instead of the LoRA adapter")
     decode_weights: Literal["int4", "float"] = Field(
@@ -86,17 +91,19 @@ class GenerationModelConfig(ModelConfig):
     )
 
 
-def _read(config: Config, path: str) -> list[str | dict]:
+def _read(config: Config, path: str) -> list[tuple[str, str | dict]]:
+    """The file's items, each with where it comes from ("FILE: line N")."""
     data: GenerationDataConfig = config.data
     fields = text_corpus.Fields(
         data.text_field, data.messages_field, data.prompt_field, data.completion_field, data.passages_field
     )
-    return text_corpus.read(path, fields, data.max_rows)
+    return text_corpus.read_located(path, fields, data.max_rows)
 
 
-def _check_references(config: Config, splits: dict[str, list], kind: str) -> dict[str, Any]:
+def _check_references(config: Config, splits: dict[str, list], kind: str, places: dict[str, list[str]]) -> dict:
     """What `evaluation.metrics` needs of the examples it scores (the test split, or all of an evaluation file):
-    chat examples ending in the reference answer, and `passages` for faithfulness."""
+    chat examples ending in the reference answer after a prompt, and `passages` for faithfulness. Examples are
+    named by their file and line (`places`, per split)."""
     data: GenerationDataConfig = config.data
     if kind != "chat":
         raise ConfigError(
@@ -104,24 +111,52 @@ def _check_references(config: Config, splits: dict[str, list], kind: str) -> dic
             f"{data.train} holds plain text",
         )
     name = "test" if splits.get("test") else "train"
-    where = (data.test if name == "test" else None) or data.train
-    for row, item in enumerate(splits[name], start=1):
-        if len(item["messages"]) < 2 or item["messages"][-1]["role"] != "assistant":
-            raise DataError(f"{where}: {name} example {row} does not end with an assistant answer (the reference)")
+    for where, item in zip(places[name], splits[name], strict=True):
+        if item["messages"][-1]["role"] != "assistant":
+            raise DataError(
+                f"{where}: the example does not end with an assistant answer (evaluation.metrics compares the "
+                "model's answer with it)"
+            )
+        if len(item["messages"]) < 2:
+            raise DataError(
+                f"{where}: the example is only an assistant answer: evaluation.metrics needs a message before it "
+                "for the model to answer",
+                "scored examples need a prompt and the reference answer",
+            )
         if "faithfulness" in config.evaluation.metrics and not item.get("passages"):
             raise DataError(
-                f"{where}: {name} example {row} has no '{data.passages_field}' (faithfulness checks the answer "
-                "against them)",
+                f"{where}: the example has no '{data.passages_field}' (faithfulness checks the answer against them)",
                 "give every example its retrieved passages, or drop faithfulness from evaluation.metrics",
             )
         ranking = {"recall_at_k", "mrr"} & set(config.evaluation.metrics)
         if ranking and not ("retrieved_ids" in item and item.get("relevant_ids")):
             raise DataError(
-                f"{where}: {name} example {row} needs 'retrieved_ids' and non-empty 'relevant_ids' for "
+                f"{where}: the example needs 'retrieved_ids' and non-empty 'relevant_ids' for "
                 f"{', '.join(sorted(ranking))}",
                 "give every example the ids its retriever returned (best first) and the relevant ids",
             )
     return {"metrics": list(config.evaluation.metrics), "scored_examples": len(splits[name]), "split": name}
+
+
+def _check_max_length(config: Config, splits: dict[str, list]) -> list[str]:
+    """Warnings naming the chat examples whose answer `model.max_length` cuts away entirely (training and scoring
+    leave them out); DataError when that is every training example."""
+    from modelyard.learners.lora import count_cut_away
+
+    limit = config.model.max_length
+    cut = count_cut_away(config.model.backbone, splits, limit)
+    if cut["train"] == len(splits["train"]):
+        raise DataError(
+            f"{config.data.train}: model.max_length {limit} cuts away the answer of every training example "
+            f"({cut['train']}): nothing to train on",
+            "raise model.max_length (tokens per example, the prompt and chat template included)",
+        )
+    return [
+        f"{cut[name]} of {len(items)} {name} examples have no answer token within model.max_length {limit} and "
+        "are left out"
+        for name, items in splits.items()
+        if cut[name]
+    ]
 
 
 def _size(items: list[str | dict]) -> int:
@@ -142,9 +177,11 @@ class TextGenerationTask:
 
     def prepare(self, config: Config) -> PreparedData:
         data: GenerationDataConfig = config.data
-        train = _read(config, data.train)
+        located = _read(config, data.train)
+        train = [item for _, item in located]
         kind = text_corpus.kind(train)
-        given = {w: _read(config, getattr(data, w)) for w in ("validation", "test") if getattr(data, w)}
+        read = {w: _read(config, getattr(data, w)) for w in ("validation", "test") if getattr(data, w)}
+        given = {w: [item for _, item in found] for w, found in read.items()}
         carve = {w: 0.0 if w in given else getattr(data.split, w) for w in ("validation", "test")}
         splits = text_corpus.split(train, carve["validation"], carve["test"], data.split.seed)
         splits.update(given)
@@ -155,7 +192,12 @@ class TextGenerationTask:
             raise DataError(f"{data.train}: nothing left to train on after the split")
         if config.model.backbone != SCRATCH:
             self._check_backbone(config.model.backbone)  # what `build` would refuse, `validate` refuses first
-        warnings = []
+            lora = config.model.lora
+            if lora is not None and lora.target_modules != "all-linear":
+                from modelyard.learners.lora import check_target_modules
+
+                check_target_modules(config.model.backbone, lora.target_modules)
+        warnings = _check_max_length(config, splits) if config.model.backbone != SCRATCH and kind == "chat" else []
         if config.model.backbone != SCRATCH and kind == "corpus":
             warnings.append("plain text with a pretrained chat model: the loss covers every token")
         report = {
@@ -169,7 +211,12 @@ class TextGenerationTask:
             ],
         }
         if config.evaluation.metrics:
-            report["evaluation"] = _check_references(config, splits, kind)
+            places = {w: [where for where, _ in found] for w, found in read.items()}
+            if kind == "chat":  # where each carved example sits in the train file
+                carved = text_corpus.chat_split(len(train), carve["validation"], carve["test"], data.split.seed)
+                for name, rows in carved.items():
+                    places.setdefault(name, [located[i][0] for i in rows])
+            report["evaluation"] = _check_references(config, splits, kind, places)
         prints = {n: text_corpus.fingerprint(s) for n, s in splits.items()}
         return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
 
