@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 from pydantic import Field, ValidationError
 
 from modelyard import model_thread
@@ -32,6 +33,7 @@ from modelyard.generation.engine import Request as GenRequest
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError, describe_validation
 from modelyard.serving.openai_routes import (
+    CLIENT_CLOSED,
     ChatRequest,
     _batcher,
     _collect,
@@ -126,7 +128,12 @@ async def chat_completions(body: AssistantChatRequest, request: Request, service
             store.remember(session, [new[-1], {"role": "assistant", "content": content}])
 
     if not body.stream:
-        done = (await _collect(events, requests))[0] if requests else None
+        done = None
+        if requests:  # a client that hangs up stops its generation; --timeout bounds it (504)
+            collected = await _collect(events, requests, request, service.settings.timeout_s)
+            if collected is None:
+                return Response(status_code=CLIENT_CLOSED)
+            done = collected[0]
         content, final = learner.finish(reply, done["text"] if done else "")
         remember(content)
         logged, details = _logged(content, final, done["text"] if done else "", reply)
