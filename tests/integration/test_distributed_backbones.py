@@ -80,7 +80,7 @@ def lora_config(folder: Path) -> Path:
         "name": "chat",
         "task": "text_generation",
         "data": {"train": "train.jsonl", "split": {"validation": 0.2, "test": 0.2}},
-        "model": {"backbone": "smollm2-135m", "max_length": 48, "lora": {"r": 4, "alpha": 8}},
+        "model": {"backbone": "smollm2-135m", "max_length": 128, "lora": {"r": 4, "alpha": 8}},  # 105-114 tokens each
         "train": {"max_steps": 2, "batch_size": 2, "early_stopping": None},
     }
     return dump(folder, config)
