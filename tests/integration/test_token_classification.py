@@ -69,6 +69,17 @@ def test_a_text_longer_than_max_length_is_tagged_to_its_end_in_overlapping_windo
 
 
 @pytest.mark.slow
+def test_evaluate_scores_a_file_without_entities_and_names_types_the_model_never_learnt(english_bundle, tmp_path):
+    write_jsonl(tmp_path / "none.jsonl", [{"text": "nothing to see here today .", "entities": []}] * 3)
+    scored = english_bundle.evaluate(tmp_path / "none.jsonl")  # training would refuse it: no entities
+    assert scored["sentences"] == 3 and scored["entities"] == 0 and scored["token_accuracy"] == 1.0
+    text = "Maria flew to Oslo on Acme Air ."
+    spans = [{"start": 0, "end": 5, "label": "PER"}, {"start": 22, "end": 30, "label": "ORG"}]
+    write_jsonl(tmp_path / "org.jsonl", [{"text": text, "entities": spans}])
+    notes = english_bundle.evaluate(tmp_path / "org.jsonl")["notes"]
+    assert notes == [f"{tmp_path / 'org.jsonl'}: entity types the model never learnt count as misses (ORG)"]
+
+
 def test_chinese_is_tagged_character_by_character(tmp_path):
     config = tiny_config(tmp_path, chinese_rows, "auto", epochs=5)
     model = modelyard.train(config, output=tmp_path / "b", quiet=True, track=False)

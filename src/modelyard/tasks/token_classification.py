@@ -99,6 +99,18 @@ class TokenClassificationTask:
     def starter_config(self) -> str:
         return STARTER
 
+    def evaluation_rows(self, config: Config, path: str, labels: list[str]) -> tuple[pd.DataFrame, list[str]]:
+        """`evaluate --data FILE`: its examples as the model scores them, held to no training-only check (a file
+        without a single entity is fine to score: every span the model finds is then a false positive); entity
+        types the model never learnt are named, as they count as misses."""
+        data: EntityDataConfig = config.data.model_copy(update={"max_rows": None})
+        frame, _ = _read(path, data)
+        if frame.empty:
+            raise DataError(f"{path}: no examples to score")
+        unseen = sorted(set(_type_counts(frame)) - set(labels))
+        notes = [f"{path}: entity types the model never learnt count as misses ({', '.join(unseen)})"] if unseen else []
+        return frame, notes
+
     def prepare(self, config: Config) -> PreparedData:
         from modelyard.data.splits import fingerprint, make_splits
         from modelyard.learners.text_inputs import length_percentiles
