@@ -102,12 +102,43 @@ def test_auto_tries_the_families_named_in_model_candidates(tmp_path):
     assert "mlp" not in spec["members"] and set(spec["weights"]) <= {"lightgbm", "catboost"}
 
 
-def test_monotone_constraints_are_refused_for_catboost_which_would_ignore_them(tmp_path):
+def _validate(folder, frame, task, target, **model):
+    from modelyard.api import validate
+
+    frame.to_csv(folder / "table.csv", index=False)
+    config = {
+        "name": f"tiny-{task}",
+        "task": task,
+        "data": {"train": "table.csv", "target_column": target, "split": {"validation": 0.2, "test": 0.2}},
+        "model": {"backbone": "lightgbm", **model},
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    return validate(folder / "config.yaml")
+
+
+@pytest.mark.parametrize(
+    ("model", "match"),
+    [
+        ({"backbone": "catboost"}, r"model\.monotone constrains LightGBM only; backbone catboost would ignore it"),
+        ({"backbone": "mlp"}, r"model\.monotone constrains LightGBM only; backbone mlp would ignore it"),
+        ({"monotone": {"grade": 1}}, r"model\.monotone: 'grade' is categorical"),
+        ({"monotone": {"nope": 1}}, r"model\.monotone: 'nope' is not a feature"),
+    ],
+)
+def test_validate_refuses_monotone_constraints_no_member_would_honour(tmp_path, model, match):
     from modelyard.errors import ConfigError
 
-    frame = load_diabetes(as_frame=True).frame
-    with pytest.raises(ConfigError, match=r"model\.monotone constrains LightGBM only"):
-        _train(tmp_path, frame, "tabular_regression", "target", backbone="catboost", monotone={"bmi": 1})
+    frame = load_diabetes(as_frame=True).frame.assign(grade=lambda f: (f["bmi"] > 0).map({True: "hi", False: "lo"}))
+    with pytest.raises(ConfigError, match=match):
+        _validate(tmp_path, frame, "tabular_regression", "target", **({"monotone": {"bmi": 1}} | model))
+
+
+def test_a_constant_regression_target_is_refused_not_learnt_as_perfect(tmp_path):
+    from modelyard.errors import DataError
+
+    frame = load_diabetes(as_frame=True).frame.assign(target=5.0)
+    with pytest.raises(DataError, match=r"target 'target' has one value only \(5\) in the training split"):
+        _validate(tmp_path, frame, "tabular_regression", "target")
 
 
 @pytest.mark.parametrize("value", [{"a": 1}, b"\x00\xff"])

@@ -56,6 +56,13 @@ def test_column_types_are_inferred_from_string_cells():
     assert "ID-like" in dropped["customer_id"] and "constant" in dropped["country"]
 
 
+def test_an_empty_column_is_named_empty_not_one_value():
+    frame = _mixed().assign(blank="", nothing=None)
+    _, dropped = tabular.infer_types(frame, "target", {}, [])
+    assert dropped["blank"] == dropped["nothing"] == "constant: empty in every row"
+    assert dropped["country"] == "constant: one value in every row"
+
+
 def test_type_overrides_and_drops_come_from_the_config():
     types, _ = tabular.infer_types(_mixed(), "target", {"homeowner": "categorical"}, ["note"])
     assert types["homeowner"] == "categorical" and "note" not in types
@@ -270,6 +277,17 @@ def test_dates_with_offsets_keep_their_wall_time_and_mixed_offsets_share_utc():
     assert mixed.dt.tz is None and mixed.dt.hour.tolist()[:3] == [10, 8, 0] and pd.isna(mixed.iloc[3])
     encoder = TabularEncoder({"opened": "date"}, {}, [])
     assert np.isfinite(encoder.transform(pd.DataFrame({"opened": mixed.astype(str)})[:3])).all()
+
+
+def test_numeric_dates_take_one_day_order_per_column_learnt_in_training_and_kept_for_requests():
+    column = pd.Series(["28/09/2021", "05/06/2021", "2021-05-06", None])
+    assert tabular.to_dates(column).dt.strftime("%m-%d").tolist()[:3] == ["09-28", "06-05", "05-06"]
+    assert tabular.day_first(pd.Series(["09/28/2021", "05/06/2021"])) is False
+    assert tabular.day_first(pd.Series(["28/09/2021", "09/28/2021"])) is None  # the values disagree
+    encoder = TabularEncoder.fit(pd.DataFrame({"opened": column}), {"opened": "date"}, [])
+    again = TabularEncoder.from_json(encoder.to_json())
+    one = again.transform(pd.DataFrame({"opened": ["05/06/2021"]}))  # a request alone cannot tell its order
+    assert one[0, :2].tolist() == [2021, 6]  # year, month: read day-first as the training column was
 
 
 def test_a_missing_value_is_fingerprinted_as_an_empty_field():

@@ -84,15 +84,36 @@ def to_boolean(values: pd.Series) -> pd.Series:
     return text.map(lambda t: 1.0 if t in TRUE else 0.0 if t in FALSE else np.nan).astype(float)
 
 
-def to_dates(values: pd.Series) -> pd.Series:
+def day_first(values: pd.Series) -> bool | None:
+    """Whether the column's numeric dates (28/09/2021, 05.06.2021) put the day first: True when one has a first
+    part above 12, False when one has a second part above 12, None when no value says (or values disagree)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return None
+    parts = values.dropna().astype(str).str.extract(_NUMERIC_DATE).dropna().astype(int)
+    if parts.empty:
+        return None
+    first, second = bool((parts[0] > 12).any()), bool((parts[1] > 12).any())
+    return first if first != second else None
+
+
+def to_dates(values: pd.Series, dayfirst: bool | None = None) -> pd.Series:
     """Timezone-naive times, NaT where a cell is not a date. A time with an offset keeps its local wall time (the
-    hour and weekday where it happened); a column mixing offsets is put in UTC first, as pandas requires."""
+    hour and weekday where it happened); a column mixing offsets is put in UTC first, as pandas requires.
+    Numeric dates take one day order for the whole column: `dayfirst`, else what the column's own values show
+    (`day_first`); pandas alone reads each value on its own, 28/09/2021 day-first and 05/06/2021 month-first."""
+    if dayfirst is None:
+        dayfirst = day_first(values)
+    if dayfirst:  # to month-first, pandas' order for 05/06/2021; ISO dates keep theirs (dayfirst=True would not)
+        values = values.astype("string").str.replace(_NUMERIC_DATE, r"\2/\1/\3", regex=True)
     if not pd.api.types.is_datetime64_any_dtype(values):
         try:
             values = pd.to_datetime(values, errors="coerce", format="mixed")
         except ValueError:  # "Mixed timezones detected"
             values = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
     return values.dt.tz_localize(None) if values.dt.tz is not None else values
+
+
+_NUMERIC_DATE = r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2,4})\b"
 
 
 def is_id_like(values: pd.Series, kind: str) -> bool:
@@ -121,7 +142,10 @@ def infer_types(frame: pd.DataFrame, target: str, overrides: dict[str, str], dro
             continue
         values = frame[column]
         kind = overrides.get(column) or infer_type(values)
-        if values.dropna().astype(str).nunique() <= 1:
+        present = values.dropna().astype(str).str.strip()
+        if (present == "").all():
+            dropped[column] = "constant: empty in every row"
+        elif present.nunique() <= 1:
             dropped[column] = "constant: one value in every row"
         elif column not in overrides and is_id_like(values, kind):
             dropped[column] = "ID-like: a distinct value in every row"

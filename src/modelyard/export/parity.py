@@ -1,8 +1,9 @@
 """The parity check run by every export and distillation: what the new model buys and what it costs.
 
 Both models answer the same validation inputs in one run; the learner's `export_kind` says how to compare them:
-- "probabilities" (classifiers): `agreement` is the share of inputs whose top class is unchanged, `max_abs_diff`
-  the largest class-probability difference, `accuracy` top-1 accuracy against the labels.
+- "probabilities" (classifiers): `agreement` is the share of inputs whose answer is unchanged (the top class, or a
+  binary table model's class at its tuned threshold, as served), `max_abs_diff` the largest class-probability
+  difference, `accuracy` the accuracy of those answers against the labels (as metrics.json scores them).
 - "forecasts" (forecasters): `agreement` is the share of forecast values within 1% of the original's (relative to
   the window's mean absolute forecast, so values near zero are fair), `max_abs_diff` is in the data's units,
   `accuracy` holds the mean absolute error (lower is better).
@@ -102,20 +103,28 @@ def _percentiles(times: list[float]) -> dict[str, float]:
     }
 
 
-def _probabilities(ref: np.ndarray, new: np.ndarray, targets: np.ndarray, names: tuple[str, str]) -> dict:
-    a, b = names
-    return {
-        "parity": {
-            "agreement": round(float((ref.argmax(1) == new.argmax(1)).mean()), 4),
-            "max_abs_diff": float(np.abs(ref - new).max()),
-            "compared": "class probabilities; agreement = share of inputs with the same top class",
-        },
-        "accuracy": {
-            a: round(float((ref.argmax(1) == targets).mean()), 4),
-            b: round(float((new.argmax(1) == targets).mean()), 4),
-            "metric": "accuracy",
-        },
-    }
+def _probabilities(decide: Any | None) -> Any:
+    """The comparison of two classifiers' class probabilities, each input answered with the class the reference
+    learner's `decide` picks (a binary table model's tuned threshold: what it serves), else the top class."""
+
+    def compare(ref: np.ndarray, new: np.ndarray, targets: np.ndarray, names: tuple[str, str]) -> dict:
+        a, b = names
+        ref_classes, new_classes = (decide(p) if decide is not None else p.argmax(1) for p in (ref, new))
+        return {
+            "parity": {
+                "agreement": round(float((ref_classes == new_classes).mean()), 4),
+                "max_abs_diff": float(np.abs(ref - new).max()),
+                "compared": "class probabilities; agreement = share of inputs with the same answer"
+                + (" (the class at the model's decision threshold)" if decide is not None else " (top class)"),
+            },
+            "accuracy": {
+                a: round(float((ref_classes == targets).mean()), 4),
+                b: round(float((new_classes == targets).mean()), 4),
+                "metric": "accuracy",
+            },
+        }
+
+    return compare
 
 
 def _forecasts(ref: np.ndarray, new: np.ndarray, targets: np.ndarray, names: tuple[str, str]) -> dict:
@@ -254,7 +263,6 @@ def _entities(tags: list[str]) -> Any:
 
 
 COMPARE: dict[str, Any] = {
-    "probabilities": _probabilities,
     "forecasts": _forecasts,
     "next_token": _next_tokens,
     "transcripts": _transcripts,
@@ -286,6 +294,8 @@ def compare(
         if kind(reference) == "entities"
         else _detections(reference)
         if kind(reference) == "detections"
+        else _probabilities(getattr(reference, "decide", None))
+        if kind(reference) == "probabilities"
         else COMPARE[kind(reference)]
     )
     table = scorer(ref_out, new_out, np.asarray(targets), names)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelyard.data.tabular import RARE_ROWS, RARE_SHARE, to_boolean, to_dates, to_numeric
+from modelyard.data.tabular import RARE_ROWS, RARE_SHARE, day_first, to_boolean, to_dates, to_numeric
 from modelyard.errors import DataError
 
 OTHER = "__other__"
@@ -37,6 +37,7 @@ class TabularEncoder:
     categories: dict[str, list[str]] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)  # columns of the training file a request may carry (ID, target)
     texts: dict[str, dict[str, list]] = field(default_factory=dict)  # text column: n-grams, idf, SVD components
+    dayfirst: dict[str, bool] = field(default_factory=dict)  # date column: its numeric dates put the day first
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, types: dict[str, str], ignored: list[str]) -> TabularEncoder:
@@ -51,7 +52,8 @@ class TabularEncoder:
             counts = _category_text(frame[column]).dropna().value_counts()
             keep = counts[(counts >= RARE_ROWS) | (counts >= RARE_SHARE * len(frame))]
             categories[column] = [str(v) for v in keep.index[:MAX_CATEGORIES]]
-        return cls(dict(types), categories, list(ignored), texts)
+        dayfirst = {c: bool(day_first(frame[c])) for c, kind in types.items() if kind == "date"}
+        return cls(dict(types), categories, list(ignored), texts, dayfirst)
 
     @property
     def features(self) -> list[dict[str, Any]]:
@@ -89,7 +91,7 @@ class TabularEncoder:
             elif kind == "categorical":
                 parts.append(self._codes(column, values)[:, None])
             elif kind == "date":
-                dates = to_dates(values)
+                dates = to_dates(values, self.dayfirst.get(column, False))
                 days = (dates - pd.Timestamp("1970-01-01")).dt.days
                 parts.append(np.stack([dates.dt.year, dates.dt.month, dates.dt.weekday, days], axis=1).astype(float))
             else:
@@ -142,7 +144,7 @@ class TabularEncoder:
                 raise DataError(f"{column}: expected a finite number, got {shown}")
             if kind == "boolean" and np.isnan(to_boolean(pd.Series([value])).iloc[0]):
                 raise DataError(f"{column}: expected true/false (or 1/0, yes/no), got {value!r}")
-            if kind == "date" and pd.isna(to_dates(pd.Series([str(value)])).iloc[0]):
+            if kind == "date" and pd.isna(to_dates(pd.Series([str(value)]), self.dayfirst.get(column, False)).iloc[0]):
                 raise DataError(f"{column}: expected a date such as 2024-01-31, got {value!r}")
             if kind == "categorical" and _one_category(value) not in self.categories[column]:
                 notes.append(f"{column}: category {value!r} unseen or rare in training, scored as 'other'")
@@ -165,7 +167,12 @@ class TabularEncoder:
                 bad, key = given & ~_category_text(values).isin(self.categories[column]).to_numpy(), "unseen"
             else:
                 parse = {"numeric": to_numeric, "boolean": to_boolean}.get(kind)
-                parsed = parse(values) if parse else to_dates(values.astype(str)) if kind == "date" else values
+                if parse is not None:
+                    parsed = parse(values)
+                elif kind == "date":
+                    parsed = to_dates(values.astype(str), self.dayfirst.get(column, False))
+                else:
+                    parsed = values
                 bad, key = given & pd.isna(parsed).to_numpy(), "wrong_type"
                 if kind == "numeric" and pd.api.types.is_bool_dtype(values):
                     bad = given
@@ -174,11 +181,19 @@ class TabularEncoder:
         return found
 
     def to_json(self) -> dict[str, Any]:
-        return {"types": self.types, "categories": self.categories, "ignored": self.ignored, "texts": self.texts}
+        return {
+            "types": self.types,
+            "categories": self.categories,
+            "ignored": self.ignored,
+            "texts": self.texts,
+            "dayfirst": self.dayfirst,
+        }
 
     @classmethod
     def from_json(cls, spec: dict[str, Any]) -> TabularEncoder:
-        return cls(spec["types"], spec["categories"], spec.get("ignored", []), spec.get("texts", {}))
+        return cls(
+            spec["types"], spec["categories"], spec.get("ignored", []), spec.get("texts", {}), spec.get("dayfirst", {})
+        )
 
 
 def _ngrams(terms: list[str] | None = None) -> Any:

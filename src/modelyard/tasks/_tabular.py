@@ -121,6 +121,7 @@ def prepare(config: Config, kind: str) -> PreparedData:
             train = train.assign(**{target: train[target].astype(str).str.strip()})
         splits, notes = make_splits(train, frames.get("validation"), frames.get("test"), data.split, stratify)
     types, dropped = tabular.infer_types(splits["train"], target, data.column_types, data.drop_columns)
+    _check_monotone(config, types)
     for column in config.evaluation.groups:
         if column not in splits["train"].columns:
             raise ConfigError(f"evaluation.groups names '{column}', which the data does not have")
@@ -132,6 +133,9 @@ def prepare(config: Config, kind: str) -> PreparedData:
         "dropped_columns": dropped,
     }
     y = tabular.to_numeric(splits["train"][target]).to_numpy()
+    if kind == "regression" and len(values := np.unique(y)) < 2:
+        only = f"one value only ({values[0]:g})" if len(values) else "no values"
+        raise DataError(f"{data.train}: target '{target}' has {only} in the training split: nothing to learn")
     if kind == "classification":
         labels = _labels(splits["train"][target], data.positive_label)
         if len(labels) < 2:
@@ -175,19 +179,25 @@ def prepare(config: Config, kind: str) -> PreparedData:
     return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
 
 
-def _monotone(config: Config, encoder: TabularEncoder) -> list[int]:
+def _check_monotone(config: Config, types: dict[str, str]) -> None:
+    """`model.monotone` as LightGBM can honour it (checked by `validate`): only LightGBM takes constraints, so
+    another named backbone would train without them; only numeric and boolean features can be constrained."""
     given = dict(config.model.monotone)
-    if given and config.model.backbone == "catboost":
+    if given and config.model.backbone not in ("auto", "lightgbm"):
         raise ConfigError(
-            "model.monotone constrains LightGBM only; backbone catboost would ignore it",
-            "use backbone lightgbm (or auto) with monotone constraints",
+            f"model.monotone constrains LightGBM only; backbone {config.model.backbone} would ignore it",
+            "use backbone lightgbm (or auto, which then tries LightGBM alone) with monotone constraints",
         )
     for column in given:
-        if encoder.types.get(column) not in ("numeric", "boolean"):
+        if types.get(column) not in ("numeric", "boolean"):
             raise ConfigError(
-                f"model.monotone: '{column}' is {encoder.types.get(column, 'not a feature')}; "
+                f"model.monotone: '{column}' is {types.get(column, 'not a feature')}; "
                 "constraints apply to numeric or boolean feature columns"
             )
+
+
+def _monotone(config: Config, encoder: TabularEncoder) -> list[int]:
+    given = dict(config.model.monotone)
     return [int(given.get(f["name"], 0)) for f in encoder.features]
 
 
