@@ -215,9 +215,11 @@ def predict(
 
     if sum(x is not None for x in (text, image, audio, input_)) != 1:
         raise typer.BadParameter("give exactly one of --text, --image, --audio or --input")
-    if input_ is not None and input_.is_dir():
+    if input_ is not None and input_.is_dir() and engine != "ray":  # Ray reads a folder of Parquet files
         raise UserError(
-            f"--input {input_} is a folder", "give a table file; a folder of images or audio goes to --image/--audio"
+            f"--input {input_} is a folder",
+            "give a table file (a folder of Parquet files takes --engine ray); a folder of images or audio goes to "
+            "--image/--audio",
         )
     if output is not None:
         check_output(output, input_)

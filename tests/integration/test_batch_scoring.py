@@ -17,7 +17,7 @@ import pytest
 
 import modelyard
 from modelyard.batch import score_file, score_file_ray
-from modelyard.errors import BundleError, UserError
+from modelyard.errors import BundleError, DataError, UserError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SLICE = EXAMPLES / "data" / "credit_default" / "credit_default_2000.csv"
@@ -147,17 +147,70 @@ def test_a_local_ray_cluster_scores_the_file_like_one_process(bundle, rows, tmp_
         pd.testing.assert_frame_equal(on_ray, local)
         with pytest.raises(BundleError, match="not a bundle"):  # raised on a worker, shown as itself
             score_file_ray(tmp_path, tmp_path / "small.parquet", tmp_path / "none.parquet")
+        ray_checks_like_one_process(bundle, small.iloc[:3_000], tmp_path)
     finally:
         ray.shutdown()
+
+
+def ray_checks_like_one_process(bundle, small: pd.DataFrame, tmp_path: Path) -> None:
+    """On Ray: a missing feature is refused, unseen categories are reported, a folder of Parquet files is read
+    (through the CLI too), one whose files differ is refused naming the file, an int64 column keeps its nulls."""
+    from typer.testing import CliRunner
+
+    from modelyard.cli import app
+
+    small.drop(columns=["PAY_0"]).to_parquet(tmp_path / "no_pay.parquet")
+    with pytest.raises(DataError, match="required column\\(s\\) missing: 'PAY_0'"):
+        score_file_ray(bundle.path, tmp_path / "no_pay.parquet", tmp_path / "no_pay_out.parquet")
+    assert not (tmp_path / "no_pay_out.parquet").exists()
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    odd = small.assign(EDUCATION=small["EDUCATION"].where(small.index % 2 == 0, 77), ID=small["ID"].astype("Int64"))
+    odd.loc[odd.index[1], "ID"] = None
+    odd.iloc[:1_000].to_parquet(folder / "a.parquet")
+    odd.iloc[1_000:].to_parquet(folder / "b.parquet")
+    warned: list[str] = []
+    done = score_file_ray(bundle.path, folder, tmp_path / "folder.parquet", warn=warned.append)
+    assert done["rows"] == 3_000 and done["schema"]["unseen"]["EDUCATION"]["rows"] >= 1_500
+    assert any("unseen category" in line for line in warned)
+    scored = pd.read_parquet(tmp_path / "folder.parquet", dtype_backend="numpy_nullable")
+    assert scored["ID"].dtype == "Int64" and scored["ID"].isna().sum() == 1 and len(scored) == 3_000
+    cli = ["predict", str(bundle.path), "--input", str(folder), "--output", str(tmp_path / "cli.parquet")]
+    result = CliRunner().invoke(app, [*cli, "--engine", "ray"])
+    assert result.exit_code == 0 and "unseen categories" in result.output, result.output
+    odd.iloc[:10].drop(columns=["AGE"]).to_parquet(folder / "c.parquet")
+    with pytest.raises(DataError, match=r"c\.parquet: its columns .* differ from those of .*a\.parquet"):
+        score_file_ray(bundle.path, folder, tmp_path / "mixed.parquet")
 
 
 def test_a_gbdt_bundle_scores_without_importing_torch(bundle, rows):
     """Each Ray worker loads the bundle: torch (~400 MB a process) would push a 2-worker run past 2 GB."""
     code = (
         "import sys; from pathlib import Path; import pandas as pd; import modelyard;"
-        "from modelyard.batch.stream import scored_frame;"
-        "scored_frame(modelyard.load(sys.argv[1]), pd.read_parquet(sys.argv[2]).iloc[:100], Path('x'));"
+        "from modelyard.batch.stream import predictions_frame;"
+        "predictions_frame(modelyard.load(sys.argv[1]), pd.read_parquet(sys.argv[2]).iloc[:100], Path('x'));"
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code, str(bundle.path), str(rows)], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_input_columns_come_through_unchanged_int64_with_a_null_included(tfidf_bundle, tmp_path, suffix):
+    """Through pandas, an int64 column with a null became float64: 2**53 + 1 was written as 2**53."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = [9007199254740993, None, 1234567890123456789]
+    nested = pa.array([{"a": 9007199254740993}, {"a": None}, None], pa.struct([("a", pa.int64())]))
+    source = tmp_path / "rows.parquet"
+    table = pa.table({"id": pa.array(ids, pa.int64()), "text": ["hi", "card lost", "refund"], "n": nested})
+    pq.write_table(table, source)
+    score_file(modelyard.load(tfidf_bundle), source, tmp_path / f"out{suffix}", chunk_rows=2)
+    if suffix == ".parquet":
+        scored = pq.read_table(tmp_path / "out.parquet")
+        assert scored.schema.field("id").type == pa.int64() and scored.column("id").to_pylist() == ids
+        assert scored.schema.field("n").type == nested.type and scored.column("n").to_pylist() == nested.to_pylist()
+    else:
+        lines = (tmp_path / "out.csv").read_text().splitlines()
+        assert [line.split(",")[0] for line in lines[1:]] == ["9007199254740993", "", "1234567890123456789"]

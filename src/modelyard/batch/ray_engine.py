@@ -17,23 +17,24 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from modelyard.batch.stream import CHUNK_ROWS, Progress, scored_frame
+from modelyard.batch.stream import CHUNK_ROWS, Progress, scored_table
+from modelyard.data.readers import parquet_frame
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path
-from modelyard.predict_io import to_arrow
+from modelyard.predict_io import SchemaProblems
 
 OBJECT_STORE_BYTES_PER_WORKER = 256 * 2**20  # a local instance's store; two scored chunks per worker are in it
 
 
 class BundleScorer:
-    """A Ray Data worker: loads the bundle in `__init__` (once per worker), then scores pandas batches."""
+    """A Ray Data worker: loads the bundle in `__init__` (once per worker), then scores Arrow batches."""
 
     def __init__(self, bundle: str, source: str) -> None:
         from modelyard.loader import load
@@ -42,8 +43,21 @@ class BundleScorer:
         self.source = Path(source)  # named in error messages
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        """Arrow in and out: the batch becomes the same DataFrame as in a one-process run (`Table.to_pandas`)."""
-        return to_arrow(scored_frame(self.model, batch.to_pandas(), self.source))
+        """Arrow in and out; a file without a feature column the model needs is refused."""
+        table, found = self.scored(batch)
+        if table is None:
+            SchemaProblems(self.source).add(found, 0, batch.num_rows, lambda _: None)  # raises: columns missing
+        return table
+
+    def scored(self, batch: pa.Table) -> tuple[pa.Table | None, dict[str, Any] | None]:
+        """The batch scored as in a one-process run (the same DataFrame, input columns copied as they are) and
+        what the learner's `check_frame` found in it; no table when a required column is missing."""
+        frame = parquet_frame(batch, 0)
+        check = getattr(self.model.learner, "check_frame", None)
+        found = check(frame) if check is not None else None
+        if found is not None and found["missing_columns"]:
+            return None, found
+        return scored_table(self.model, batch, frame, self.source), found
 
 
 class RowGroupScorer(BundleScorer):
@@ -56,14 +70,14 @@ class RowGroupScorer(BundleScorer):
         except UserError as err:  # raised by `score`: a failed constructor reaches the driver only as ActorDiedError
             self.failed = err
 
-    def score(self, path: str, groups: list[int], chunk_rows: int) -> list[pa.Table]:
+    def score(self, path: str, groups: list[int], chunk_rows: int) -> list[tuple[pa.Table | None, Any]]:
         if self.failed is not None:
             raise self.failed
         try:
             batches = list(pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, row_groups=groups))
         except (OSError, pa.ArrowException) as err:
             raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from None
-        return [self(pa.Table.from_batches([batch])) for batch in batches]
+        return [self.scored(pa.Table.from_batches([batch])) for batch in batches]
 
 
 def score_dataset(
@@ -101,16 +115,24 @@ def connect(workers: int) -> None:
 
 def work_items(source: Path, chunk_rows: int) -> tuple[list[dict[str, Any]], int]:
     """Runs of consecutive row groups of about `chunk_rows` rows (never across files), and the rows in all, read
-    from the footers on the driver: an unreadable file is named before any worker starts."""
+    from the footers on the driver: an unreadable file, or a file of a folder whose columns differ from the first
+    file's, is named before any worker starts."""
     files = [source] if source.is_file() else sorted(p for p in source.rglob("*.parquet") if p.name[0] not in "._")
     if not files:
         raise DataError(f"--input {source}: no .parquet files in this folder")
-    items, total = [], 0
+    items, total, first = [], 0, None
     for path in files:
         try:
-            meta = pq.ParquetFile(path).metadata
+            reader = pq.ParquetFile(path)
         except (OSError, pa.ArrowException) as err:
             raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from None
+        meta, names = reader.metadata, reader.schema_arrow.names
+        first = first or (path, names)
+        if names != first[1]:
+            raise DataError(
+                f"{path}: its columns ({', '.join(names)}) differ from those of {first[0]} ({', '.join(first[1])})",
+                "every file of the folder needs the same columns in the same order; or score the files one by one",
+            )
         run, rows = [], 0
         for group in range(meta.num_row_groups):
             if run and rows + meta.row_group(group).num_rows > chunk_rows:
@@ -126,10 +148,10 @@ def work_items(source: Path, chunk_rows: int) -> tuple[list[dict[str, Any]], int
 
 def scored_tables(
     bundle: str | Path, source: Path, items: list[dict[str, Any]], workers: int, chunk_rows: int
-) -> Iterator[pa.Table]:
+) -> Iterator[tuple[str, pa.Table | None, dict[str, Any] | None]]:
     """The items scored on `workers` actors, two in flight each (one scoring, one queued), in input order. Item i
     goes to actor i mod workers, and the oldest is always awaited first, so at most 2 x workers scored items exist
-    at a time, whatever the file's size."""
+    at a time, whatever the file's size. Each comes with its file and what `check_frame` found in it."""
     import ray
 
     actor = ray.remote(num_cpus=1)(RowGroupScorer)
@@ -138,16 +160,19 @@ def scored_tables(
     try:
         for index, item in enumerate(items):
             if len(pending) == 2 * workers:
-                yield from fetched(pending.popleft())
-            pending.append(pool[index % workers].score.remote(item["path"], item["row_groups"], chunk_rows))
+                path, ref = pending.popleft()
+                yield from ((path, *done) for done in fetched(ref))
+            ref = pool[index % workers].score.remote(item["path"], item["row_groups"], chunk_rows)
+            pending.append((item["path"], ref))
         while pending:
-            yield from fetched(pending.popleft())
+            path, ref = pending.popleft()
+            yield from ((path, *done) for done in fetched(ref))
     finally:
         for scorer in pool:
             ray.kill(scorer)
 
 
-def fetched(ref: Any) -> list[pa.Table]:
+def fetched(ref: Any) -> list[tuple[pa.Table | None, dict[str, Any] | None]]:
     """A worker's answer; a modelyard error raised on the worker (such as an unreadable bundle) as itself."""
     import ray
 
@@ -166,8 +191,11 @@ def score_file_ray(
     workers: int = 2,
     chunk_rows: int = CHUNK_ROWS,
     on_progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Score a Parquet input on Ray into one .parquet output (temp file + rename), rows in input order."""
+    """Score a Parquet input on Ray into one .parquet output (temp file + rename), rows in input order. The
+    schema checks of a one-process run apply (a missing feature column is refused, wrong types and unseen
+    categories are reported through `warn`); in a folder, rows are numbered across its files in name order."""
     if output.suffix.lower() != ".parquet":
         raise UserError(f"--output {output}: --engine ray writes .parquet")
     if source.suffix.lower() != ".parquet" and not source.is_dir():
@@ -180,15 +208,32 @@ def score_file_ray(
     connect(workers)
     report_progress = on_progress or (lambda done, total: None)
     report_progress(0, total)
+    problems, checked = SchemaProblems(source), False
     started, rows, writer = time.perf_counter(), 0, None
     with atomic_path(output) as tmp:
-        for table in scored_tables(bundle, source, items, workers, chunk_rows):
-            writer = writer or pq.ParquetWriter(tmp, table.schema.remove_metadata())
-            writer.write_table(table.cast(writer.schema))
+        for path, table, found in scored_tables(bundle, source, items, workers, chunk_rows):
+            if found is not None:
+                size = table.num_rows if table is not None else 0
+                problems.add(found, rows, size, warn or (lambda _: None))  # raises when a column is missing
+                checked = True
+            writer = writer or pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(cast_to(table, writer.schema, path))
             rows += table.num_rows
             report_progress(rows, total)
         if writer is None:
             raise DataError(f"{source}: no rows to score")
         writer.close()
     seconds = time.perf_counter() - started
-    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / max(seconds, 1e-9), 1)}
+    done = {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / max(seconds, 1e-9), 1)}
+    return done | ({"schema": problems.summary} if checked else {})
+
+
+def cast_to(table: pa.Table, schema: pa.Schema, path: str) -> pa.Table:
+    """A scored chunk in the output's schema (the first chunk's); a column of another type names its file."""
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as err:
+        raise DataError(
+            f"{path}: a column's type differs from the one it has in the rows before ({err})",
+            "give that column one type in every file, or score the files one by one",
+        ) from None

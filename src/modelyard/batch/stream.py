@@ -8,19 +8,22 @@ reading of a table (`predict_io.frame_inputs`) and its answers flattened to colu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from modelyard.batch.journal import Journal, bundle_digest, fingerprint
-from modelyard.data.readers import stream_table
+from modelyard.config import FormatOptions
+from modelyard.data.readers import ReadReport, parquet_frame, parquet_tables, stream_table
 from modelyard.errors import DataError, UserError
 from modelyard.predict_io import OUTPUTS, SchemaProblems, flat_answer, frame_inputs, to_arrow
 
 CHUNK_ROWS = 100_000
 Progress = Callable[[int, int | None], None]  # (rows done, rows in all when known)
+Chunk = tuple[pa.Table, pd.DataFrame]
 
 
 def predictions_frame(model, chunk: pd.DataFrame, source: Path) -> pd.DataFrame:
@@ -32,12 +35,28 @@ def predictions_frame(model, chunk: pd.DataFrame, source: Path) -> pd.DataFrame:
     return pd.DataFrame([flat_answer(a) for a in answers])
 
 
-def scored_frame(model, chunk: pd.DataFrame, source: Path) -> pd.DataFrame:
-    """The chunk's columns and its predictions side by side; a prediction column whose name the input already
-    uses is written as `prediction_<name>`."""
+def scored_table(model, table: pa.Table, chunk: pd.DataFrame, source: Path) -> pa.Table:
+    """The input's columns as read (`table`: a Parquet file's own arrays, so an int64 column with a null stays
+    int64) with the predictions for `chunk` (the same rows as a DataFrame) beside them; a prediction column whose
+    name the input already uses is written as `prediction_<name>`."""
     predictions = predictions_frame(model, chunk, source)
     predictions.columns = [f"prediction_{c}" if c in chunk.columns else c for c in predictions.columns]
-    return pd.concat([chunk.reset_index(drop=True), predictions], axis=1)
+    kept = set(map(str, chunk.columns))  # a stored pandas index is no input column
+    scored = table.select([c for c in table.column_names if c in kept]).replace_schema_metadata(None)
+    for name, column in zip(predictions.columns, to_arrow(predictions).columns, strict=True):
+        scored = scored.append_column(name, column)
+    return scored
+
+
+def input_chunks(source: Path, fmt: FormatOptions, chunk_rows: int) -> tuple[Iterator[Chunk], ReadReport]:
+    """The input as (Arrow table, DataFrame) chunks of the same rows: the DataFrame is what the learner scores,
+    the table what the output copies. A Parquet file's table is its own; another format's is built from the frame."""
+    if source.suffix.lower() == ".parquet":
+        report = ReadReport(str(source))
+        tables = parquet_tables(source, chunk_rows, report)
+        return ((table, parquet_frame(table, report.rows - table.num_rows)) for table in tables), report
+    frames, report = stream_table(source, fmt, chunk_rows)
+    return ((to_arrow(frame.reset_index(drop=True)), frame) for frame in frames), report
 
 
 def total_rows(source: Path) -> int | None:
@@ -71,7 +90,7 @@ def score_file(
         raise DataError(f"input file not found: {source}")
     identity = {"input": fingerprint(source), "bundle": bundle_digest(model.path), "output": output.suffix.lower()}
     journal = Journal(output, identity, chunk_rows)
-    chunks, report = stream_table(source, model.config.data.format, journal.chunk_rows)
+    chunks, report = input_chunks(source, model.config.data.format, journal.chunk_rows)
     check = getattr(model.learner, "check_frame", None)
     problems = SchemaProblems(source)
     problems.summary = journal.state.get("schema", problems.summary)
@@ -79,11 +98,11 @@ def score_file(
     report_progress = on_progress or (lambda done, total: None)
     report_progress(resumed, total)
     started, offset = time.perf_counter(), 0
-    for index, chunk in enumerate(chunks):
+    for index, (table, chunk) in enumerate(chunks):
         if index >= len(journal.parts):
             if check is not None:
                 problems.add(check(chunk), offset, len(chunk), warn or (lambda _: None))
-            journal.add(to_arrow(scored_frame(model, chunk, source)), {"schema": problems.summary})
+            journal.add(scored_table(model, table, chunk, source), {"schema": problems.summary})
             report_progress(journal.rows, total)
         offset += len(chunk)
     if not journal.parts:

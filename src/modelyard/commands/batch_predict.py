@@ -47,7 +47,7 @@ def score(model, source: Path, output: Path, engine: Engine, workers: int, chunk
 
     with nullcontext() if STATE["quiet"] else bar:
         if engine == "ray":
-            done = score_file_ray(model.path, source, output, workers, chunk_rows, on_progress)
+            done = score_file_ray(model.path, source, output, workers, chunk_rows, on_progress, warn)
         else:
             done = score_file(model, source, output, chunk_rows, warn, on_progress)
     resumed = f", {done['resumed_rows']:,} of them from the stopped run" if done.get("resumed_rows") else ""

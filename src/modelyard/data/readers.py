@@ -15,11 +15,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from modelyard.config import FormatOptions
 from modelyard.errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SUFFIXES = {".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt"}
 MAX_REPORTED = 20
@@ -254,17 +258,29 @@ def stream_table(
 
 
 def _parquet_chunks(path: Path, chunk_rows: int, report: ReadReport) -> Iterator[pd.DataFrame]:
+    for table in parquet_tables(path, chunk_rows, report):
+        yield parquet_frame(table, report.rows - table.num_rows)
+
+
+def parquet_tables(path: Path, chunk_rows: int, report: ReadReport) -> Iterator[pa.Table]:
+    """A Parquet file as Arrow tables of at most `chunk_rows` rows (counted in `report.rows`): what batch scoring
+    copies its input columns from, so their types come through unchanged."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
-        for batch in batches:
-            frame = batch.to_pandas()
-            frame.index = pd.RangeIndex(report.rows + 1, report.rows + len(frame) + 1, name="row")
-            report.rows += len(frame)
-            yield frame
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            report.rows += batch.num_rows
+            yield pa.Table.from_batches([batch])
     except Exception as err:  # pyarrow raises many types for a bad file
         raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from None
+
+
+def parquet_frame(table: pa.Table, first_row: int) -> pd.DataFrame:
+    """A chunk of a Parquet file as the DataFrame a learner scores, indexed by row number (1 = first row)."""
+    frame = table.to_pandas()
+    frame.index = pd.RangeIndex(first_row + 1, first_row + len(frame) + 1, name="row")
+    return frame
 
 
 def require_columns(frame: pd.DataFrame, columns: dict[str, str], path: str) -> None:
