@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from modelyard.errors import ConfigError, UserError
 from modelyard.home import home
@@ -42,7 +43,34 @@ class Store:
 
     def describe(self) -> str:
         """For messages: the file, or the URI without its password."""
-        return str(self.path) if self.path is not None else re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", self.uri)
+        return str(self.path) if self.path is not None else masked(self.uri)
+
+
+class StateUnavailable(UserError):
+    """The PostgreSQL state store cannot be reached: the CLI exits 1 with the message, a server answers 503."""
+
+
+def masked(uri: str) -> str:
+    """`uri` with its password as *** wherever it is: in the user info (whose password may hold an unencoded '@':
+    the host follows the last '@') and in a `password=` query parameter."""
+    scheme, sep, rest = uri.partition("://")
+    if sep:
+        authority, slash, tail = rest.partition("/")
+        userinfo, at, host = authority.rpartition("@")
+        if at and ":" in userinfo:
+            authority = f"{userinfo.partition(':')[0]}:***@{host}"
+        uri = f"{scheme}{sep}{authority}{slash}{tail}"
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", uri, flags=re.IGNORECASE)
+
+
+def without_password(text: str, uri: str) -> str:
+    """A driver's message with any password of `uri` in it (as written or decoded) replaced by ***."""
+    userinfo, at, _ = uri.partition("://")[2].partition("/")[0].rpartition("@")
+    found = [userinfo.partition(":")[2]] if at else []
+    found += re.findall(r"[?&]password=([^&#]*)", uri, flags=re.IGNORECASE)
+    for secret in sorted({*found, *map(unquote, found)} - {""}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def store(path: Path | None = None) -> Store:
@@ -57,7 +85,7 @@ def store(path: Path | None = None) -> Store:
     if uri.startswith(("postgresql://", "postgres://")):
         return Store("postgresql", uri=uri)
     raise ConfigError(
-        f"{ENV}={uri!r}: unsupported state store",
+        f"{ENV}={masked(uri)!r}: unsupported state store",
         "use sqlite:///PATH (the default is MODELYARD_HOME/predictions.db) or postgresql://USER:PASSWORD@HOST/DB",
     )
 
@@ -155,11 +183,31 @@ def connect(path: Path | None = None) -> StateConnection:
     try:
         raw = pool.getconn(timeout=CONNECT_TIMEOUT_S)
     except Exception as err:
-        raise UserError(
-            f"{ENV}: cannot connect to {where.describe()} ({err})",
-            "check that PostgreSQL is running and the URI's host, port, user, password and database",
-        ) from None
+        raise unavailable(where, err) from None
     return StateConnection(raw, where, pool.putconn)
+
+
+def unavailable(where: Store, err: Exception) -> StateUnavailable:
+    return StateUnavailable(
+        f"{ENV}: cannot connect to {where.describe()} ({without_password(str(err), where.uri)})",
+        "check that PostgreSQL is running and the URI's host, port, user, password and database",
+    )
+
+
+def check(timeout_s: float = 3) -> None:
+    """Before a server loads its model: the state URI names a supported store and, for PostgreSQL, one connection
+    within `timeout_s` succeeds; the driver's reason (a bad port, a refused connection) is in the error."""
+    where = store()
+    if where.dialect == "sqlite":
+        return
+    try:
+        import psycopg
+    except ImportError:
+        raise ConfigError(f"{ENV} names PostgreSQL but psycopg is not installed", "pip install modelyard") from None
+    try:
+        psycopg.connect(where.uri, connect_timeout=max(1, round(timeout_s))).close()
+    except Exception as err:  # psycopg.Error for a refused or bad connection, ValueError/ProgrammingError for a bad URI
+        raise unavailable(where, err) from None
 
 
 def _pool(where: Store) -> Any:

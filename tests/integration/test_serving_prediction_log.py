@@ -108,3 +108,18 @@ def test_several_writers_append_to_one_log_without_losing_rows(tmp_path, writers
     for log in logs:
         log.close()
     assert len(read_predictions(directory=tmp_path)) == writers * 100
+
+
+def test_feedback_while_the_state_store_is_down_is_a_503_naming_it(tfidf_bundle, monkeypatch):
+    from modelyard import state
+
+    def down(path=None):
+        raise state.StateUnavailable("MODELYARD_STATE_URI: cannot connect to postgresql://u:***@db:5432/x (refused)")
+
+    with serving(tfidf_bundle) as client:
+        body = predict(client, "my card still has not arrived")
+        label = client.get("/v1/model").json()["labels"][0]
+        monkeypatch.setattr(state, "connect", down)
+        response = client.post("/v1/feedback", json={"prediction_id": body["prediction_ids"][0], "label": label})
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["message"].startswith("MODELYARD_STATE_URI: cannot connect to postgresql://u:***@")

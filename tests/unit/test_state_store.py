@@ -66,3 +66,42 @@ def test_a_state_file_that_is_not_a_database_is_named_not_a_traceback(tmp_path, 
     path.mkdir() if kind == "folder" else path.write_text("garbage\n")
     with pytest.raises(UserError, match=f"{path}: cannot open the state database"):
         state.connect(path)
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("postgresql://admin:TopSecret@db:5432/x", "postgresql://admin:***@db:5432/x"),
+        ("postgresql://u:p@ss@host/db", "postgresql://u:***@host/db"),
+        ("postgresql://127.0.0.1:18719/db?password=s3cret", "postgresql://127.0.0.1:18719/db?password=***"),
+        (
+            "postgresql://u@h/db?sslmode=require&PASSWORD=s3cret&x=1",
+            "postgresql://u@h/db?sslmode=require&PASSWORD=***&x=1",
+        ),
+        ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
+    ],
+)
+def test_the_password_is_masked_in_every_form(uri, shown):
+    assert state.Store("postgresql", uri=uri).describe() == shown
+
+
+def test_an_unsupported_scheme_is_named_without_its_password(monkeypatch):
+    monkeypatch.setenv(state.ENV, "postgres+psycopg://admin:TopSecret@db:5432/x")
+    with pytest.raises(ConfigError, match=re.escape("'postgres+psycopg://admin:***@db:5432/x': unsupported")) as err:
+        state.store()
+    assert "TopSecret" not in str(err.value)
+
+
+def test_the_serve_preflight_shows_the_driver_reason_at_once_without_the_password(monkeypatch):
+    pytest.importorskip("psycopg")
+    monkeypatch.setenv(state.ENV, "postgresql://u:s3cret@127.0.0.1:notaport/db")
+    with pytest.raises(state.StateUnavailable, match='invalid integer value "notaport"') as err:
+        state.check()
+    assert "s3cret" not in str(err.value) and "u:***@" in str(err.value)
+    monkeypatch.setenv(state.ENV, "postgresql://u@127.0.0.1:1/db?password=s3cret")  # nothing listens on port 1
+    with pytest.raises(state.StateUnavailable, match=r"cannot connect to .*password=\*\*\*") as err:
+        state.check()
+    assert "s3cret" not in str(err.value)
+    monkeypatch.setenv(state.ENV, "mysql://u@h/db")
+    with pytest.raises(ConfigError, match="unsupported state store"):
+        state.check()

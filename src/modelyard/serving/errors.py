@@ -11,6 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from modelyard.state import StateUnavailable
+
 log = logging.getLogger(__name__)
 
 ERROR_TYPES = {
@@ -70,6 +72,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, describe_validation(list(exc.errors())))
+
+    @app.exception_handler(StateUnavailable)
+    async def _state(_: Request, exc: StateUnavailable) -> JSONResponse:
+        return error_response(503, exc.message, {"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:

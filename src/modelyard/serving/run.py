@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from modelyard import state
 from modelyard.cores import usable_cores
 from modelyard.errors import ConfigError, UserError
 from modelyard.loader import check
@@ -74,11 +75,14 @@ def _check_model(model_ref: str) -> None:
 def run_server(model_ref: str, settings: ServeSettings | None = None, port: int | None = None) -> None:
     """Serve until SIGTERM/SIGINT; uvicorn then stops accepting, finishes requests in flight, and the lifespan
     drains the batcher and the prediction log. `port` overrides the settings' port (for `quickstart`). A taken
-    port, a bad bundle, or a server that fails to start (in any worker) is a UserError: exit code 1."""
+    port, a bad or unreachable state store, a bad bundle, or a server that fails to start (in any worker) is a
+    UserError: exit code 1."""
     settings = settings or ServeSettings()
     if port is not None:
         settings = settings.model_copy(update={"port": port})
     _check_port(settings.host, settings.port)
+    if settings.log_predictions:  # a bad MODELYARD_STATE_URI, or a database down, named before the model loads
+        state.check()
     _check_model(model_ref)
     url = f"http://{settings.host}:{settings.port}"
     print(f"modelyard: serving {model_ref} at {url} (playground {url}/, API docs {url}/docs)", file=sys.stderr)

@@ -18,6 +18,7 @@ from modelyard.serving.errors import ServingError
 from modelyard.serving.schemas import ERROR_RESPONSES, ErrorBody, FeedbackRequest, FeedbackResponse
 from modelyard.serving.security import require_api_key
 from modelyard.serving.service import ModelService
+from modelyard.state import StateUnavailable
 
 PEER_COMMIT_S = 1.0  # a peer's log writer commits within ~GATHER_S of its answer; under load, a little later
 
@@ -72,6 +73,8 @@ async def feedback(body: FeedbackRequest, service: ModelService = Depends(get_se
                 logged_input = await asyncio.to_thread(read_input, body.prediction_id, folder)
                 if logged_input is not None:
                     example(service.model.config, logged_input, label)
+        except StateUnavailable:
+            raise  # answered 503 by the app's handler, not taken for a bad label
         except UserError as err:
             if not await logged(has_prediction):
                 raise ServingError(404, f"no logged prediction has id {body.prediction_id!r}") from None
