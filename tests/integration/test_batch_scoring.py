@@ -108,7 +108,12 @@ def test_a_resumed_csv_output_has_one_header_and_every_row_in_order(bundle, tmp_
     pd.read_csv(SLICE).to_csv(source, index=False)
     with pytest.raises(Stop):
         score_file(bundle, source, tmp_path / "out.csv", chunk_rows=300, on_progress=stop_after(3))
+    stale = tmp_path / ".out.csv.0badc0de.tmp"  # what a run killed while joining its parts leaves
+    others = [tmp_path / ".out.csv.notes.tmp", tmp_path / ".other.csv.0badc0de.tmp"]
+    for path in [stale, *others]:
+        path.write_text("x")
     done = score_file(bundle, source, tmp_path / "out.csv", chunk_rows=999)  # the journal's chunk size wins
+    assert not stale.exists() and all(path.exists() for path in others)
     assert done["resumed_rows"] == 900 and done["rows"] == 2000
     scored = pd.read_csv(tmp_path / "out.csv")
     pd.testing.assert_frame_equal(scored.drop(columns=["label", "probability"]), pd.read_csv(SLICE))

@@ -9,8 +9,10 @@ the folder is removed.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +42,15 @@ def fingerprint(path: Path) -> dict[str, Any]:
 def bundle_digest(bundle: Path) -> str:
     """The bundle's manifest holds the sha256 of every file in it: its own hash names the whole bundle."""
     return hashlib.sha256((bundle / "modelyard.json").read_bytes()).hexdigest()
+
+
+def sweep_temp_files(output: Path) -> None:
+    """Remove what a run killed while writing `output` left beside it: `atomic_path`'s hidden temp files for that
+    name (`.NAME.xxxxxxxx.tmp`), which no later run would ever replace."""
+    pattern = re.compile(rf"\.{re.escape(output.name)}\.[0-9a-f]{{8}}\.tmp")
+    for path in output.parent.glob(f".{glob.escape(output.name)}.*.tmp"):
+        if pattern.fullmatch(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 class Journal:

@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from modelyard.batch.journal import sweep_temp_files
 from modelyard.batch.stream import CHUNK_ROWS, Progress, scored_table
 from modelyard.data.readers import parquet_frame
 from modelyard.errors import DataError, UserError
@@ -206,6 +207,7 @@ def score_file_ray(
     if not total:
         raise DataError(f"{source}: no rows to score")
     connect(workers)
+    sweep_temp_files(output)  # a run killed while writing left one
     report_progress = on_progress or (lambda done, total: None)
     report_progress(0, total)
     problems, checked = SchemaProblems(source), False

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from modelyard.batch.journal import Journal, bundle_digest, fingerprint
+from modelyard.batch.journal import Journal, bundle_digest, fingerprint, sweep_temp_files
 from modelyard.config import FormatOptions
 from modelyard.data.readers import ReadReport, parquet_frame, parquet_tables, stream_table
 from modelyard.errors import DataError, UserError
@@ -90,6 +90,7 @@ def score_file(
         raise DataError(f"input file not found: {source}")
     identity = {"input": fingerprint(source), "bundle": bundle_digest(model.path), "output": output.suffix.lower()}
     journal = Journal(output, identity, chunk_rows)
+    sweep_temp_files(output)  # a run killed while joining its parts left one
     chunks, report = input_chunks(source, model.config.data.format, journal.chunk_rows)
     check = getattr(model.learner, "check_frame", None)
     problems = SchemaProblems(source)
