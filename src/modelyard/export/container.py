@@ -13,6 +13,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from string import ascii_lowercase, digits
 
 from modelyard.bundle import verify
 from modelyard.errors import UserError
@@ -42,9 +43,12 @@ class Plan:
 
 
 def _dns_name(name: str) -> str:
-    """Kubernetes object names are DNS labels: lower case, digits and '-', at most 63 characters."""
-    cleaned = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-    return (cleaned or "model")[:63].rstrip("-")
+    """Kubernetes object names are DNS-1035 labels (a Service's must be): ASCII lower case, digits and '-', at most
+    63 characters, starting with a letter (a name starting with a digit gets `model-` before it)."""
+    cleaned = "".join(c if c in ascii_lowercase + digits else "-" for c in name.lower()).strip("-")
+    if not cleaned[:1].isalpha():
+        cleaned = f"model-{cleaned}".rstrip("-")
+    return cleaned[:63].rstrip("-")
 
 
 def plan(bundle: Path, manifest: dict, image: str | None, replicas: int) -> Plan:
