@@ -152,6 +152,7 @@ class TextClassificationTask:
     Input: ClassVar = str
     main_metric: ClassVar = "macro_f1"
     greater_is_better: ClassVar = True
+    validation_metrics: ClassVar = ("accuracy", "macro_f1", "macro_precision", "macro_recall")  # for tune.metric
 
     def starter_config(self) -> str:
         return STARTER
