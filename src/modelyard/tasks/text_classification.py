@@ -346,6 +346,10 @@ class TextClassificationTask:
         settings = config.data.label_noise or LabelNoiseConfig()
         train = data.splits["train"]
         encoder = data.report.get("tokenizer", {}).get("name")
+        if settings.method != "tfidf" and not encoder:  # a TF-IDF or scratch model: the encoder auto would take
+            auto = config.model_copy(update={"model": config.model.model_copy(update={"backbone": "auto"})})
+            covering = self._coverage(auto, train["text"].tolist())
+            encoder = covering["name"] if covering.get("unknown_rate", 1.0) < UNKNOWN_RATE_LIMIT else None
         embed = None
         if settings.method != "tfidf" and encoder:
             resolved = precision.resolve(config.train.precision)
