@@ -133,13 +133,15 @@ def _read(path: str, config: Config, which: str) -> tuple[pd.DataFrame, dict, An
     import pandas as pd
 
     from modelyard.data.cleaning import clean_labelled
+    from modelyard.data.interactions import id_text
     from modelyard.data.readers import read_table, require_columns
 
     data: TextDataConfig = config.data
     frame, read = read_table(path, data.format, data.max_rows)
     require_columns(frame, {"text_column": data.text_column, "label_column": data.label_column}, path)
     frame = pd.DataFrame({"text": frame[data.text_column], "label": frame[data.label_column]}, index=frame.index)
-    frame["label"] = frame["label"].map(lambda v: v if v is None or pd.isna(v) else str(v).strip())
+    # as written: 1, "1" and 1.0 are one class "1" (a column with a gap reads integers as floats)
+    frame["label"] = frame["label"].map(id_text)
     frame, cleaning = clean_labelled(frame, "text", "label")
     frame["text"] = frame["text"].astype(str)
     return frame, {"read": read.as_dict(), "cleaning": cleaning.as_dict(), "summary": cleaning.summary()}, which
