@@ -32,3 +32,12 @@ def test_an_integer_parquet_label_column_with_a_gap_keeps_integer_labels(tmp_pat
     pq.write_table(pa.table({"text": ["a", "b", "c"], "label": pa.array([0, 1, None], pa.int64())}), path)
     frame, _, _ = _read(str(path), config_for(path), "train")
     assert sorted(frame["label"].unique()) == ["0", "1"]
+
+
+def test_label_descriptions_with_number_keys_name_the_labels_as_read(tmp_path):
+    raw = {
+        "name": "labels",
+        "task": "text_classification",
+        "data": {"train": "t.csv", "label_descriptions": {0: "a bad review", 1.0: "a good review"}},
+    }
+    assert config_from_dict(raw, "test").data.label_descriptions == {"0": "a bad review", "1": "a good review"}

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from modelyard import precision
 from modelyard.config import Config, DataConfig, DomainPretrainingConfig, LabelNoiseConfig, ModelConfig
@@ -60,6 +60,17 @@ class TextDataConfig(DataConfig):
     label_descriptions: dict[str, str] | None = Field(
         None, description="zero-shot: {label: text} embedded in place of the label's name"
     )
+
+    @field_validator("label_descriptions", mode="before")
+    @classmethod
+    def _numeric_labels_as_read(cls, value: Any) -> Any:
+        """YAML reads `{0: ...}` with number keys; labels 0 and 1.0 are read as "0" and "1", so the keys are too."""
+        if not isinstance(value, dict):
+            return value
+        return {
+            str(int(k)) if isinstance(k, int | float) and not isinstance(k, bool) and float(k).is_integer() else k: v
+            for k, v in value.items()
+        }
 
 
 class TextModelConfig(ModelConfig):
