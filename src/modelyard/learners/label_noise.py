@@ -182,7 +182,8 @@ def apply_label_noise(task: Any, config: Config, data: PreparedData) -> LabelNoi
         weights = np.ones(len(train))
         weights[suspects] = np.clip(result.audit.self_confidence[suspects], 0.0, 1.0)
         data.splits["train"] = train.assign(weight=weights)
-    rows = result.rows()
+    affected = set(train.index[suspects])  # less the rows kept so that no class goes empty
+    rows = [r for r in result.rows() if r["line"] in affected]
     data.report["label_noise"] = {**result.summary(), "action": settings.action, "rows_affected": rows}
     done = {"drop": "dropped", "weight": "down-weighted", "report": "kept (action: report)"}[settings.action]
     lines = ", ".join(str(r["line"]) for r in rows[:SHOWN]) + (", ..." if len(rows) > SHOWN else "")
