@@ -37,6 +37,10 @@ def validate(config: Config | str | Path, overrides: Sequence[str] = ()) -> Prep
         check_params(config)  # tune.params: refused here as `tune` would
     data = task.prepare(config)
     privacy.check(config, task, len(data.splits["train"]))  # train.privacy: refused here as `train` would
+    if config.tune is not None and config.tune.params:
+        from modelyard.tuning import check_prepared
+
+        check_prepared(config, task)  # each searched value as `tune` prepares it
     add_pii_report(config, data)
     return data
 

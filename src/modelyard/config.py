@@ -177,6 +177,8 @@ class ParamRange(StrictModel):
             raise ValueError(f"low {self.low:g} is above high {self.high:g}")
         if self.log and self.low <= 0:
             raise ValueError(f"a log scale needs low > 0, not {self.low:g}")
+        if self.log and self.step is not None:  # Optuna samples a log range continuously
+            raise ValueError("give either log or step, not both")
         return self
 
 

@@ -17,9 +17,11 @@ from accelerate.utils import set_seed
 from sqlalchemy.exc import SQLAlchemyError
 
 from modelyard.config import Config, ParamRange, dump_config
-from modelyard.errors import ConfigError
+from modelyard.errors import ConfigError, DataError, UserError
 from modelyard.fsutil import atomic_write_text
 from modelyard.home import home
+from modelyard.pipeline import _the_backbone
+from modelyard.protocols import PreparedData
 from modelyard.tasks import config_from_dict, get_task, load_config
 from modelyard.training.callbacks import Callback, TrainerControl, TrainerState
 from modelyard.training.loop import fit
@@ -45,16 +47,21 @@ class TuneResult:
 class PruningReporter(Callback):
     """Reports each evaluation to Optuna and asks the loop to stop when the median rule says so."""
 
-    def __init__(self, trial: optuna.Trial, metric: str) -> None:
+    def __init__(self, trial: optuna.Trial, metric: str, prune: bool = True) -> None:
         self.trial = trial
         self.metric = metric
+        self.prune = prune  # off when a trial trains several candidates: their epochs would report one step twice
         self.pruned = False
 
     def on_evaluate(self, state: TrainerState, control: TrainerControl, metrics: dict[str, Any]) -> None:
-        if self.metric in metrics:
-            self.trial.report(float(metrics[self.metric]), step=int(metrics.get("epoch", state.global_step)))
-            if self.trial.should_prune():
-                self.pruned = control.should_stop = True
+        if self.metric not in metrics:  # at the first evaluation, not after a whole trial
+            names = [k for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+            raise ConfigError(f"tune.metric: validation reports no metric '{self.metric}'", f"choose one of {names}")
+        if not self.prune:
+            return
+        self.trial.report(float(metrics[self.metric]), step=int(metrics.get("epoch", state.global_step)))
+        if self.trial.should_prune():
+            self.pruned = control.should_stop = True
 
 
 def suggest(trial: optuna.Trial, key: str, spec: ParamRange) -> Any:
@@ -68,15 +75,47 @@ def suggest(trial: optuna.Trial, key: str, spec: ParamRange) -> Any:
 
 
 def check_params(config: Config) -> None:
-    """Each searched key names a config key and each end of its range makes a valid config: a ConfigError now
-    (`validate`, the start of `tune`), not when a trial samples it."""
+    """Each searched key names a config key and each end of its range (and its first step) makes a valid config,
+    and tune.metric is one the task's validation reports: a ConfigError now (`validate`, the start of `tune`), not
+    when a trial samples it."""
     assert config.tune is not None
+    known = getattr(get_task(config.task), "validation_metrics", None)
+    if config.tune.metric is not None and known is not None and config.tune.metric not in known:
+        raise ConfigError(
+            f"tune.metric: validation of {config.task} reports no metric '{config.tune.metric}'",
+            f"choose one of {', '.join(known)}",
+        )
     for key, spec in config.tune.params.items():
-        for value in spec.choices if spec.choices is not None else (spec.low, spec.high):
+        if key.split(".")[0] == "data":  # trials are scored on one validation split, so the data stays fixed
+            raise ConfigError(
+                f"tune.params.{key}: data keys cannot be searched (every trial is scored on the same data)",
+                f"set {key} in the config and tune once per value",
+            )
+        for value in _values_to_check(spec):
             try:
                 with_params(config, {key: value})
             except ConfigError as err:
                 raise ConfigError(f"tune.params.{key} = {value!r}: {err.message}") from None
+
+
+def _values_to_check(spec: ParamRange) -> list[Any]:
+    """The choices, or both ends and the first step (a fractional step of an integer key shows there)."""
+    if spec.choices is not None:
+        return list(spec.choices)
+    steps = [spec.low + spec.step] if spec.step is not None and spec.low + spec.step <= spec.high else []
+    return [spec.low, spec.high, *steps]
+
+
+def check_prepared(config: Config, task: Any) -> None:
+    """What the task refuses only once it reads the data (a backbone that cannot use model.domain_pretraining, a
+    tokenizer that does not cover the texts), for each searched value alone: a ConfigError before any trial."""
+    assert config.tune is not None
+    for key, spec in config.tune.params.items():
+        for value in _values_to_check(spec):
+            try:
+                _check_validation(task.prepare(with_params(config, {key: value})))
+            except (ConfigError, DataError) as err:
+                raise ConfigError(f"tune.params.{key} = {value!r}: {err.message}", err.hint) from None
 
 
 def with_params(config: Config, params: dict[str, Any]) -> Config:
@@ -92,6 +131,43 @@ def with_params(config: Config, params: dict[str, Any]) -> Config:
     return config_from_dict(raw, "tune")
 
 
+def _keep_study_settings(study: optuna.Study, storage: str, metric: str, keys: list[str]) -> None:
+    """A study ranks trials of one metric over one set of searched keys: a reused name with another is refused,
+    or its trials would be ranked against values of another metric or search."""
+    wanted = {"metric": metric, "params": keys}
+    for name, value in wanted.items():
+        kept = study.user_attrs.get(name)
+        if kept is None:  # a new study, or one from before these were kept
+            study.set_user_attr(name, value)
+        elif kept != value:
+            raise ConfigError(
+                f"study '{study.study_name}' in {storage} {_said(name, kept)} and this config {_said(name, value)}",
+                "name a new study with --study",
+            )
+
+
+def _said(name: str, value: Any) -> str:
+    return f"ranks by {value}" if name == "metric" else f"searches {', '.join(value)}"
+
+
+def _prepare(task: Any, config: Config) -> PreparedData:
+    """The data as `train` prepares it for this config: its checks, and `data.label_noise` applied."""
+    from modelyard.learners.label_noise import apply_label_noise
+    from modelyard.training import privacy
+
+    data = task.prepare(config)
+    _check_validation(data)
+    privacy.check(config, task, len(data.splits["train"]))
+    if config.data.label_noise is not None:
+        apply_label_noise(task, config, data)
+    return data
+
+
+def _check_validation(data: PreparedData) -> None:
+    if not len(data.splits["validation"]):
+        raise ConfigError("tune: the validation split is empty, so no trial can be scored", "set data.split.validation")
+
+
 def _trial_tracker(config: Config, parent: list[str]):
     """Child MLflow runs per trial, under one parent run per study; tracking problems never stop the search."""
     try:
@@ -104,6 +180,62 @@ def _trial_tracker(config: Config, parent: list[str]):
     except Exception as err:  # an unreachable store must not stop tuning
         log.warning("tracking is off for this search (%s)", err)
         return None
+
+
+def _run_trial(
+    task: Any,
+    trial: optuna.Trial,
+    config: Config,
+    data: PreparedData,
+    metric: str,
+    maximize: bool,
+    params: dict[str, Any],
+    parent: list[str],
+) -> tuple[float, str, bool]:
+    """Train each backbone `train` would try for this trial's config (`auto` resolved as train resolves it);
+    returns the best value of `metric`, its backbone, and whether the median rule pruned the trial."""
+    candidates = task.candidates(config, data) if hasattr(task, "candidates") else [_the_backbone(config)]
+    reporter = PruningReporter(trial, metric, prune=len(candidates) == 1)
+    best: tuple[float, str] | None = None
+    history: list[dict[str, Any]] = []
+    for backbone, _ in candidates:
+        candidate = config.model_copy(update={"model": config.model.model_copy(update={"backbone": backbone})})
+        set_seed(candidate.train.seed)  # before build: weight initialisation is part of a reproducible run
+        result = fit(
+            task.build(candidate, data),
+            candidate,
+            data,
+            callbacks=[reporter],
+            quiet=True,
+            main_metric=metric,
+            greater_is_better=maximize,
+        )
+        history += result.history
+        value = result.validation.get(metric)
+        if value is None:
+            raise ConfigError(f"tune.metric '{metric}' is not among the validation metrics of {config.task}")
+        if best is None or (float(value) > best[0]) == maximize:
+            best = (float(value), backbone)
+        if reporter.pruned:
+            break
+    assert best is not None, "a task proposes at least one backbone"
+    _track_trial(config, trial, {**params, "model.backbone": best[1]}, history, reporter.pruned, parent)
+    return best[0], best[1], reporter.pruned
+
+
+def _track_trial(
+    config: Config, trial: optuna.Trial, params: dict[str, Any], history: list, pruned: bool, parent: list[str]
+) -> None:
+    """The trial as an MLflow child run of the study's run."""
+    tracker = _trial_tracker(config, parent)
+    if tracker is not None:
+        client, uri, runs = tracker
+        with contextlib.suppress(Exception):
+            run = runs.start_run(client, uri, config.name, config.task, f"trial-{trial.number}", parent[0])
+            runs.log_params(client, uri, run, {"trial": params})
+            for entry in history:
+                runs.log_metrics(client, uri, run, runs.history_metrics(entry), int(entry["step"]))
+            client.set_terminated(run, "KILLED" if pruned else "FINISHED")
 
 
 def tune(
@@ -142,43 +274,44 @@ def tune(
             f"to {direction.name.lower()}",
             "name a new study with --study, or keep the study's direction",
         )
-    data = task.prepare(config)
+    _keep_study_settings(study, storage, metric, sorted(config.tune.params))
+    check_prepared(config, task)
     parent: list[str] = []
+    refused: list[str] = []  # combinations the task refuses: failed trials, the search goes on
+    stopped: list[UserError] = []  # a setting no trial can satisfy: the search stops and says so
 
     def objective(trial: optuna.Trial) -> float:
         params = {key: suggest(trial, key, spec) for key, spec in config.tune.params.items()}
         trial_config = with_params(config, params)
-        set_seed(trial_config.train.seed)
-        learner = task.build(trial_config, data)
-        reporter = PruningReporter(trial, metric)
-        result = fit(
-            learner,
-            trial_config,
-            data,
-            callbacks=[reporter],
-            quiet=True,
-            main_metric=metric,
-            greater_is_better=maximize,
-        )
-        value = result.validation.get(metric)
-        tracker = _trial_tracker(config, parent)
-        if tracker is not None:
-            client, uri, runs = tracker
-            with contextlib.suppress(Exception):
-                run = runs.start_run(client, uri, config.name, config.task, f"trial-{trial.number}", parent[0])
-                runs.log_params(client, uri, run, {"trial": params})
-                for entry in result.history:
-                    runs.log_metrics(client, uri, run, runs.history_metrics(entry), int(entry["step"]))
-                client.set_terminated(run, "KILLED" if reporter.pruned else "FINISHED")
-        if reporter.pruned:
+        try:  # a combination the task refuses fails its trial, so the best config is never one train refuses
+            data = _prepare(task, trial_config)
+        except (ConfigError, DataError) as err:
+            refused.append(f"trial {trial.number} {params}: {err.message}")
+            log.warning("%s", refused[-1])
+            trial.set_user_attr("refused", err.message)
+            return float("nan")  # Optuna records a failed trial
+        try:
+            value, backbone, pruned = _run_trial(task, trial, trial_config, data, metric, maximize, params, parent)
+        except UserError as err:
+            stopped.append(err)
+            study.stop()
+            return float("nan")
+        if pruned:
             raise optuna.TrialPruned()
-        if value is None:
-            raise ConfigError(f"tune.metric '{metric}' is not among the validation metrics of {config.task}")
-        return float(value)
+        trial.set_user_attr("backbone", backbone)
+        return value
 
     study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
+    if stopped:
+        raise stopped[0]
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        raise ConfigError(
+            f"study '{study.study_name}': no trial completed" + (f" ({refused[0]})" if refused else ""),
+            "change tune.params" if refused else "give --timeout time for at least one trial",
+        )
     best = study.best_trial
-    best_config = with_params(config, best.params).model_copy(update={"tune": None})
+    chosen = {"model.backbone": best.user_attrs["backbone"]} if "backbone" in best.user_attrs else {}
+    best_config = with_params(config, {**best.params, **chosen}).model_copy(update={"tune": None})
     output = output or Path(f"{config.name}-best.yaml")
     atomic_write_text(
         output,

@@ -133,3 +133,19 @@ def test_distillation_trains_a_small_student_bundle_compared_with_its_teacher(mi
     assert report["size_mb"]["student"] < report["size_mb"]["teacher"] / 10
     assert set(report["accuracy"]) == {"teacher", "student", "metric"}
     assert report["parity"]["agreement"] >= 0.2  # the teacher's top class: measured 0.25 (8 of 32), chance 0.125
+
+
+def test_distilling_from_a_tfidf_teacher_says_why_it_cannot_teach(tfidf_bundle, tmp_path):
+    from modelyard.errors import UserError
+
+    with pytest.raises(UserError, match="gives distill no outputs") as found:
+        distill(tfidf_bundle, output=tmp_path / "student")
+    assert "neural classifier" in found.value.hint
+
+
+def test_a_student_that_would_be_zero_shot_names_the_setting_to_change(minilm_bundle, tmp_path):
+    from modelyard.errors import UserError
+
+    with pytest.raises(UserError, match=r"zero-shot model \(model.zero_shot: true") as found:
+        distill(minilm_bundle, "minilm-l6", output=tmp_path / "student", overrides=["model.zero_shot=true"])
+    assert found.value.hint == "add --set model.zero_shot=false"

@@ -214,3 +214,43 @@ def test_a_down_weighted_row_counts_for_its_weight_in_the_minilm_loss():
         first, second = 2 * loss([1.0, 0.0]), 2 * loss([0.0, 1.0])
         assert loss([1.0, 1.0]) == pytest.approx(plain, rel=1e-5)
         assert loss([1.0, 0.25]) == pytest.approx((first + 0.25 * second) / 2, rel=1e-5)
+
+
+def tiny_reviews(folder: Path, positives: int, negatives: int) -> None:
+    good = ["great value, would buy again", "works perfectly and arrived early", "lovely quality, very happy"]
+    bad = ["broke after one day", "arrived damaged and late", "waste of money, do not buy"]
+    rows = [(good[i % 3] + f" {i}", "pos") for i in range(positives)] + [
+        (bad[i % 3] + f" {i}", "neg") for i in range(negatives)
+    ]
+    pd.DataFrame(rows, columns=["text", "category"]).to_csv(folder / "train.csv", index=False)
+    pd.DataFrame(rows, columns=["text", "category"]).to_csv(folder / "test.csv", index=False)
+
+
+def test_the_audit_of_three_rows_per_class_uses_three_folds(tmp_path):
+    tiny_reviews(tmp_path, 3, 3)
+    result = api.audit_labels(write_config(tmp_path))
+    assert len(result.frame) == 6
+
+
+def test_the_audit_of_a_class_with_one_row_names_it(tmp_path):
+    from modelyard.errors import DataError
+
+    tiny_reviews(tmp_path, 5, 1)
+    with pytest.raises(DataError, match=r"at least 2 training rows of each class.*'neg' has 1"):
+        api.audit_labels(write_config(tmp_path))
+
+
+def test_the_encoder_method_embeds_with_the_bundled_encoder_whatever_the_backbone(tmp_path):
+    tiny_reviews(tmp_path, 4, 4)
+    result = api.audit_labels(write_config(tmp_path, label_noise={"method": "encoder"}))
+    assert result.encoder == "minilm-l6"
+
+
+def test_drop_keeps_the_rows_of_a_class_it_would_empty():
+    from modelyard.learners.label_noise import _keep_every_class
+
+    train = pd.DataFrame({"text": list("abcde"), "label": ["x", "x", "x", "y", "y"]})
+    notes: list[str] = []
+    kept = _keep_every_class(train, np.array([0, 3, 4]), notes)
+    assert kept.tolist() == [0]
+    assert "'y'" in notes[0] and "kept" in notes[0]

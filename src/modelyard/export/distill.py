@@ -130,10 +130,14 @@ def distill(
     if temperature <= 0 or not 0 <= alpha <= 1:
         raise UserError(f"--temperature {temperature} / --alpha {alpha}: need temperature > 0 and 0 <= alpha <= 1")
     teacher = loader.load(teacher_ref)
-    if not parity.can_compare(teacher.learner) or parity.kind(teacher.learner) != "probabilities":
+    backbone = teacher.manifest.get("backbone")
+    if parity.kind(teacher.learner) != "probabilities":
+        raise UserError(f"{teacher.path}: this model ({backbone}) cannot teach a student", "distill from a classifier")
+    if not parity.can_compare(teacher.learner):
         raise UserError(
-            f"{teacher.path}: this model ({teacher.manifest.get('backbone')}) cannot teach a student",
-            "distill from a classifier bundle",
+            f"{teacher.path}: this classifier ({backbone}) gives distill no outputs on its training inputs to learn "
+            "from (distillation reads a neural teacher's logits)",
+            "distill from a neural classifier bundle, e.g. minilm-l6 or scratch-transformer",
         )
     output = Path(output).resolve() if output else default_output(teacher, f"distilled-{student}")
     bundle.refuse_output_over(output, teacher.path, "teacher")
@@ -142,6 +146,12 @@ def distill(
     raw["model"]["backbone"] = student
     raw["train"].update(dict.fromkeys(BACKBONE_DEFAULTS))
     config = config_from_dict(apply_overrides(raw, list(overrides)), f"{teacher.path / 'config.yaml'}")
+    if getattr(config.model, "zero_shot", False):  # a zero-shot model embeds label names: nothing to train
+        raise UserError(
+            f"'{student}' would be a zero-shot model (model.zero_shot: true, from the teacher's config), which "
+            "learns nothing from soft labels",
+            "add --set model.zero_shot=false",
+        )
     task = teacher.task
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     data = task.prepare(config)

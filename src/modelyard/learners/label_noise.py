@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,12 +96,16 @@ def out_of_fold(
 
     index = {label: i for i, label in enumerate(labels)}
     y = frame["label"].map(index).to_numpy()
-    folds = min(folds, len(frame))
-    if folds < 2:
-        raise DataError(f"a label audit needs at least 2 rows to cross-validate; the training split has {len(frame)}")
-    with warnings.catch_warnings():  # a class with fewer rows than folds only warns; its rows are still scored
-        warnings.simplefilter("ignore", UserWarning)
-        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    counts = frame["label"].value_counts()
+    if counts.min() < 2:  # a fold would train without the class, or with one class only
+        single = ", ".join(f"'{label}'" for label in counts[counts < 2].index[:5])
+        raise DataError(
+            f"a label audit needs at least 2 training rows of each class to cross-validate; {single} has 1",
+            "add rows of that class, or remove data.label_noise",
+        )
+    # no more folds than the smallest class has rows, so every fold trains on every class
+    folds = min(folds, int(counts.min()))
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
     probs = []
     if method in ("encoder", "both"):
         if embed is None:
@@ -173,12 +176,14 @@ def apply_label_noise(task: Any, config: Config, data: PreparedData) -> LabelNoi
     train = data.splits["train"]
     suspects = result.audit.suspects
     if settings.action == "drop":
+        suspects = _keep_every_class(train, suspects, data.warnings)
         data.splits["train"] = train.drop(index=train.index[suspects])
     elif settings.action == "weight":
         weights = np.ones(len(train))
         weights[suspects] = np.clip(result.audit.self_confidence[suspects], 0.0, 1.0)
         data.splits["train"] = train.assign(weight=weights)
-    rows = result.rows()
+    affected = set(train.index[suspects])  # less the rows kept so that no class goes empty
+    rows = [r for r in result.rows() if r["line"] in affected]
     data.report["label_noise"] = {**result.summary(), "action": settings.action, "rows_affected": rows}
     done = {"drop": "dropped", "weight": "down-weighted", "report": "kept (action: report)"}[settings.action]
     lines = ", ".join(str(r["line"]) for r in rows[:SHOWN]) + (", ..." if len(rows) > SHOWN else "")
@@ -187,6 +192,21 @@ def apply_label_noise(task: Any, config: Config, data: PreparedData) -> LabelNoi
         f"audit) and were {done}" + (f"; lines {lines}" if rows else "")
     )
     return result
+
+
+def _keep_every_class(train: pd.DataFrame, suspects: np.ndarray, notes: list[str]) -> np.ndarray:
+    """The suspects to drop, less those of a class they would empty: validation and test still hold that class,
+    which a model that never learnt it could not score. Those rows stay, with a warning."""
+    labels = train["label"].to_numpy()
+    left = set(np.delete(labels, suspects))
+    emptied = sorted({str(v) for v in labels[suspects]} - {str(v) for v in left})
+    if not emptied:
+        return suspects
+    notes.append(
+        f"label noise: every training row of {', '.join(repr(c) for c in emptied)} looks mislabelled; they are "
+        "kept, as dropping them would leave the class without training rows"
+    )
+    return suspects[~np.isin(labels[suspects], emptied)]
 
 
 def label_noise_metrics(report: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from modelyard import precision
 from modelyard.config import Config, DataConfig, DomainPretrainingConfig, LabelNoiseConfig, ModelConfig
@@ -60,6 +60,17 @@ class TextDataConfig(DataConfig):
     label_descriptions: dict[str, str] | None = Field(
         None, description="zero-shot: {label: text} embedded in place of the label's name"
     )
+
+    @field_validator("label_descriptions", mode="before")
+    @classmethod
+    def _numeric_labels_as_read(cls, value: Any) -> Any:
+        """YAML reads `{0: ...}` with number keys; labels 0 and 1.0 are read as "0" and "1", so the keys are too."""
+        if not isinstance(value, dict):
+            return value
+        return {
+            str(int(k)) if isinstance(k, int | float) and not isinstance(k, bool) and float(k).is_integer() else k: v
+            for k, v in value.items()
+        }
 
 
 class TextModelConfig(ModelConfig):
@@ -133,13 +144,15 @@ def _read(path: str, config: Config, which: str) -> tuple[pd.DataFrame, dict, An
     import pandas as pd
 
     from modelyard.data.cleaning import clean_labelled
+    from modelyard.data.interactions import id_text
     from modelyard.data.readers import read_table, require_columns
 
     data: TextDataConfig = config.data
     frame, read = read_table(path, data.format, data.max_rows)
     require_columns(frame, {"text_column": data.text_column, "label_column": data.label_column}, path)
     frame = pd.DataFrame({"text": frame[data.text_column], "label": frame[data.label_column]}, index=frame.index)
-    frame["label"] = frame["label"].map(lambda v: v if v is None or pd.isna(v) else str(v).strip())
+    # as written: 1, "1" and 1.0 are one class "1" (a column with a gap reads integers as floats)
+    frame["label"] = frame["label"].map(id_text)
     frame, cleaning = clean_labelled(frame, "text", "label")
     frame["text"] = frame["text"].astype(str)
     return frame, {"read": read.as_dict(), "cleaning": cleaning.as_dict(), "summary": cleaning.summary()}, which
@@ -152,6 +165,7 @@ class TextClassificationTask:
     Input: ClassVar = str
     main_metric: ClassVar = "macro_f1"
     greater_is_better: ClassVar = True
+    validation_metrics: ClassVar = ("accuracy", "macro_f1", "macro_precision", "macro_recall")  # for tune.metric
 
     def starter_config(self) -> str:
         return STARTER
@@ -345,6 +359,10 @@ class TextClassificationTask:
         settings = config.data.label_noise or LabelNoiseConfig()
         train = data.splits["train"]
         encoder = data.report.get("tokenizer", {}).get("name")
+        if settings.method != "tfidf" and not encoder:  # a TF-IDF or scratch model: the encoder auto would take
+            auto = config.model_copy(update={"model": config.model.model_copy(update={"backbone": "auto"})})
+            covering = self._coverage(auto, train["text"].tolist())
+            encoder = covering["name"] if covering.get("unknown_rate", 1.0) < UNKNOWN_RATE_LIMIT else None
         embed = None
         if settings.method != "tfidf" and encoder:
             resolved = precision.resolve(config.train.precision)

@@ -1,0 +1,43 @@
+"""Text-classification labels are read as written: a number is one class however the file spells it."""
+
+import json
+
+from modelyard.tasks import config_from_dict
+from modelyard.tasks.text_classification import _read
+
+
+def config_for(path) -> object:
+    raw = {
+        "name": "labels",
+        "task": "text_classification",
+        "data": {"train": str(path), "text_column": "text", "label_column": "label"},
+        "model": {"backbone": "tfidf-linear"},
+    }
+    return config_from_dict(raw, "test")
+
+
+def test_json_lines_labels_1_and_quoted_1_and_1_point_0_are_one_class(tmp_path):
+    path = tmp_path / "train.jsonl"
+    rows = [{"text": t, "label": v} for t, v in [("a", 1), ("b", "1"), ("c", 1.0), ("d", 0)]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    frame, _, _ = _read(str(path), config_for(path), "train")
+    assert sorted(frame["label"].unique()) == ["0", "1"]
+
+
+def test_an_integer_parquet_label_column_with_a_gap_keeps_integer_labels(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"text": ["a", "b", "c"], "label": pa.array([0, 1, None], pa.int64())}), path)
+    frame, _, _ = _read(str(path), config_for(path), "train")
+    assert sorted(frame["label"].unique()) == ["0", "1"]
+
+
+def test_label_descriptions_with_number_keys_name_the_labels_as_read(tmp_path):
+    raw = {
+        "name": "labels",
+        "task": "text_classification",
+        "data": {"train": "t.csv", "label_descriptions": {0: "a bad review", 1.0: "a good review"}},
+    }
+    assert config_from_dict(raw, "test").data.label_descriptions == {"0": "a bad review", "1": "a good review"}
