@@ -41,10 +41,26 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _the_backbone(config: Config) -> tuple[str, str]:
-    """The one backbone of a task that proposes no candidates, and what chose it."""
+def prepared_for_training(task: Any, config: Config) -> PreparedData:
+    """The data as training reads it (`train`, each `tune` trial): prepared, checked for what DP-SGD cannot
+    account for, and with `data.label_noise` applied (rows that look mislabelled dropped, down-weighted or listed)."""
+    from modelyard.learners.label_noise import apply_label_noise
+    from modelyard.training import privacy
+
+    data = task.prepare(config)
+    privacy.check(config, task, len(data.splits["train"]))
+    if config.data.label_noise is not None:
+        apply_label_noise(task, config, data)
+    return data
+
+
+def backbone_candidates(task: Any, config: Config, data: PreparedData) -> list[tuple[str, str]]:
+    """(backbone, why) for each backbone training tries: the task's candidates (`auto` resolved), or its one
+    backbone and what chose it."""
+    if hasattr(task, "candidates"):
+        return task.candidates(config, data)
     named = "backbone" in config.model.model_fields_set
-    return config.model.backbone, "named in the config" if named else "the task's default"
+    return [(config.model.backbone, "named in the config" if named else "the task's default")]
 
 
 def _train_candidate(
@@ -104,8 +120,7 @@ def train(
     on_warning=None,
 ) -> Model:
     """Prepare data, train (several candidates when the task proposes them), evaluate on test, write the bundle."""
-    from modelyard.learners.label_noise import apply_label_noise, label_noise_metrics
-    from modelyard.training import privacy
+    from modelyard.learners.label_noise import label_noise_metrics
     from modelyard.training.distributed import is_main_process, wait_for_everyone
 
     config = config if isinstance(config, Config) else load_config(config, list(overrides))
@@ -115,11 +130,8 @@ def train(
     output = Path(output).resolve()
     bundle.refuse_foreign_output(output)
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-    data = task.prepare(config)
-    privacy.check(config, task, len(data.splits["train"]))  # what DP-SGD cannot account for, before any training
-    if config.data.label_noise is not None:  # drop, down-weight or list the training rows that look mislabelled
-        apply_label_noise(task, config, data)
-    candidates = task.candidates(config, data) if hasattr(task, "candidates") else [_the_backbone(config)]
+    data = prepared_for_training(task, config)
+    candidates = backbone_candidates(task, config, data)
     data.report["backbone_choice"] = [{"backbone": b, "reason": why} for b, why in candidates]
     if on_report is not None:
         on_report(data)

@@ -20,7 +20,7 @@ from modelyard.config import Config, ParamRange, dump_config
 from modelyard.errors import ConfigError, DataError, UserError
 from modelyard.fsutil import atomic_write_text
 from modelyard.home import home
-from modelyard.pipeline import _the_backbone
+from modelyard.pipeline import backbone_candidates, prepared_for_training
 from modelyard.protocols import PreparedData
 from modelyard.tasks import config_from_dict, get_task, load_config
 from modelyard.training.callbacks import Callback, TrainerControl, TrainerState
@@ -151,15 +151,9 @@ def _said(name: str, value: Any) -> str:
 
 
 def _prepare(task: Any, config: Config) -> PreparedData:
-    """The data as `train` prepares it for this config: its checks, and `data.label_noise` applied."""
-    from modelyard.learners.label_noise import apply_label_noise
-    from modelyard.training import privacy
-
-    data = task.prepare(config)
+    """The data as `train` prepares it for this config, with a validation split to score the trial on."""
+    data = prepared_for_training(task, config)
     _check_validation(data)
-    privacy.check(config, task, len(data.splits["train"]))
-    if config.data.label_noise is not None:
-        apply_label_noise(task, config, data)
     return data
 
 
@@ -194,7 +188,7 @@ def _run_trial(
 ) -> tuple[float, str, bool]:
     """Train each backbone `train` would try for this trial's config (`auto` resolved as train resolves it);
     returns the best value of `metric`, its backbone, and whether the median rule pruned the trial."""
-    candidates = task.candidates(config, data) if hasattr(task, "candidates") else [_the_backbone(config)]
+    candidates = backbone_candidates(task, config, data)
     reporter = PruningReporter(trial, metric, prune=len(candidates) == 1)
     best: tuple[float, str] | None = None
     history: list[dict[str, Any]] = []

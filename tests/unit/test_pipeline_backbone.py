@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from modelyard.config import Config
-from modelyard.pipeline import _the_backbone
-from modelyard.tasks import config_from_dict
+from modelyard.pipeline import backbone_candidates
+from modelyard.tasks import config_from_dict, get_task
 
 
 def _config(model: dict) -> Config:
@@ -13,5 +13,7 @@ def _config(model: dict) -> Config:
 
 
 def test_train_says_what_chose_a_backbone_the_task_does_not_choose_among_candidates():
-    assert _the_backbone(_config({"backbone": "smollm2-135m"})) == ("smollm2-135m", "named in the config")
-    assert _the_backbone(_config({})) == ("smollm2-135m", "the task's default")
+    task = get_task("assistant")
+    named = backbone_candidates(task, _config({"backbone": "smollm2-135m"}), None)
+    assert named == [("smollm2-135m", "named in the config")]
+    assert backbone_candidates(task, _config({}), None) == [("smollm2-135m", "the task's default")]
