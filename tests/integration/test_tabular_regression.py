@@ -11,7 +11,7 @@ from sklearn.datasets import load_diabetes, load_wine
 import modelyard
 
 
-def _train(folder, frame, task, target, **model):
+def _config(folder, frame, task, target, **model):
     frame.to_csv(folder / "table.csv", index=False)
     config = {
         "name": f"tiny-{task}",
@@ -20,7 +20,12 @@ def _train(folder, frame, task, target, **model):
         "model": {"backbone": "lightgbm", **model},
     }
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    return modelyard.train(folder / "config.yaml", output=folder / "bundle", quiet=True, track=False)
+    return folder / "config.yaml"
+
+
+def _train(folder, frame, task, target, **model):
+    config = _config(folder, frame, task, target, **model)
+    return modelyard.train(config, output=folder / "bundle", quiet=True, track=False)
 
 
 def test_regression_reports_errors_and_conformal_intervals(tmp_path):
@@ -105,15 +110,7 @@ def test_auto_tries_the_families_named_in_model_candidates(tmp_path):
 def _validate(folder, frame, task, target, **model):
     from modelyard.api import validate
 
-    frame.to_csv(folder / "table.csv", index=False)
-    config = {
-        "name": f"tiny-{task}",
-        "task": task,
-        "data": {"train": "table.csv", "target_column": target, "split": {"validation": 0.2, "test": 0.2}},
-        "model": {"backbone": "lightgbm", **model},
-    }
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    return validate(folder / "config.yaml")
+    return validate(_config(folder, frame, task, target, **model))
 
 
 @pytest.mark.parametrize(
