@@ -26,12 +26,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from modelyard import model_thread
 from modelyard.generation.engine import Request as GenRequest
 from modelyard.serving.dependencies import get_service
-from modelyard.serving.errors import ServingError, describe_validation
+from modelyard.serving.errors import ServingError
 from modelyard.serving.openai_routes import (
     CLIENT_CLOSED,
     ChatRequest,
@@ -39,6 +39,7 @@ from modelyard.serving.openai_routes import (
     _collect,
     _events,
     _log_answer,
+    _sampling,
     _sse,
     _stream,
     _submit,
@@ -81,11 +82,7 @@ def _check_sizes(messages: list[dict[str, str]], limit: int) -> None:
 def _generation(service: ModelService, prompt: list[dict[str, str]], body: AssistantChatRequest) -> list[GenRequest]:
     """The chat model's request for the grounded prompt with the body's sampling settings (422 when invalid)."""
     generator = service.model.learner.generator
-    given = body.options() | ({"max_new_tokens": body.max_completion_tokens} if body.max_completion_tokens else {})
-    try:
-        options = generator.options(**given)
-    except ValidationError as err:
-        raise ServingError(422, describe_validation(err.errors())) from None
+    options = _sampling(generator, body, body.max_completion_tokens)
     return [GenRequest(generator.prompt_ids(prompt), options, None)]
 
 

@@ -172,16 +172,7 @@ def _requests(
     constraint: JsonConstraint | None = None,
 ) -> list[GenRequest]:
     generator = service.model.learner.generator
-    for name in ("logprobs", "top_logprobs"):
-        if getattr(fields, name):
-            raise ServingError(400, f"{name}: this server does not return token log-probabilities; leave it unset")
-    options = fields.options() | ({"max_new_tokens": max_tokens} if max_tokens else {})
-    try:
-        resolved = generator.options(**options)
-    except ValidationError as err:
-        sent = "max_completion_tokens" if max_tokens else "max_tokens"  # the client's name for max_new_tokens
-        errors = [{**e, "loc": [sent if part == "max_new_tokens" else part for part in e["loc"]]} for e in err.errors()]
-        raise ServingError(422, describe_validation(errors)) from None
+    resolved = _sampling(generator, fields, max_tokens)
     limit = service.settings.max_text_chars
     for i, p in enumerate(prompts):
         chat = not isinstance(p, str)  # a conversation: its messages' text counts, not their JSON
@@ -190,6 +181,21 @@ def _requests(
             field = "messages" if chat else "prompt" if len(prompts) == 1 else f"prompt.{i}"
             raise ServingError(422, f"{field}: {size} characters of text; the limit is {limit}")
     return [GenRequest(generator.prompt_ids(p), resolved, constraint) for p in prompts]
+
+
+def _sampling(generator: Any, fields: SamplingFields, max_tokens: int | None) -> Any:
+    """The generator's options from a request's sampling fields (400 for log-probabilities, which are not
+    returned; 422 naming the field as the client sent it)."""
+    for name in ("logprobs", "top_logprobs"):
+        if getattr(fields, name):
+            raise ServingError(400, f"{name}: this server does not return token log-probabilities; leave it unset")
+    options = fields.options() | ({"max_new_tokens": max_tokens} if max_tokens else {})
+    try:
+        return generator.options(**options)
+    except ValidationError as err:
+        sent = "max_completion_tokens" if max_tokens else "max_tokens"  # the client's name for max_new_tokens
+        errors = [{**e, "loc": [sent if part == "max_new_tokens" else part for part in e["loc"]]} for e in err.errors()]
+        raise ServingError(422, describe_validation(errors)) from None
 
 
 def _submit(batcher: GenerationBatcher, requests: list[GenRequest]) -> asyncio.Queue:
