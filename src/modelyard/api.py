@@ -25,7 +25,7 @@ __all__ = ["Model", "default_output", "latest_unfinished", "load", "serve", "tra
 
 def validate(config: Config | str | Path, overrides: Sequence[str] = ()) -> PreparedData:
     """Read, clean and split the data exactly as `train` would, and report; trains nothing."""
-    from modelyard.learners.label_noise import check_label_noise
+    from modelyard.learners.label_noise import check_audit_rows, check_label_noise
     from modelyard.training import privacy
 
     config = config if isinstance(config, Config) else load_config(config, list(overrides))
@@ -36,6 +36,8 @@ def validate(config: Config | str | Path, overrides: Sequence[str] = ()) -> Prep
 
         check_params(config)  # tune.params: refused here as `tune` would
     data = task.prepare(config)
+    if config.data.label_noise is not None:
+        check_audit_rows(data.splits["train"])  # the audit itself runs in `train` or `validate --audit-labels`
     privacy.check(config, task, len(data.splits["train"]))  # train.privacy: refused here as `train` would
     if config.tune is not None and config.tune.params:
         from modelyard.tuning import check_prepared

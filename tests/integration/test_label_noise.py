@@ -240,6 +240,15 @@ def test_the_audit_of_a_class_with_one_row_names_it(tmp_path):
         api.audit_labels(write_config(tmp_path))
 
 
+def test_validate_refuses_a_class_with_one_row_when_label_noise_is_set(tmp_path):
+    from modelyard.errors import DataError
+
+    tiny_reviews(tmp_path, 5, 1)
+    api.validate(write_config(tmp_path))  # without data.label_noise one row of a class is fine
+    with pytest.raises(DataError, match=r"at least 2 training rows of each class.*'neg' has 1"):
+        api.validate(write_config(tmp_path, label_noise={"action": "drop"}))
+
+
 def test_the_encoder_method_embeds_with_the_bundled_encoder_whatever_the_backbone(tmp_path):
     tiny_reviews(tmp_path, 4, 4)
     result = api.audit_labels(write_config(tmp_path, label_noise={"method": "encoder"}))

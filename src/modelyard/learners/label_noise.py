@@ -88,6 +88,18 @@ def encoder_embedder(path: Path, name: str, options: Any, precision: str) -> Emb
     return embed
 
 
+def check_audit_rows(train: pd.DataFrame) -> None:
+    """Refuse a training split the audit cannot cross-validate: a class with one row would leave a fold without it
+    (`validate` asks too when `data.label_noise` is set, so `train` does not fail on it later)."""
+    counts = train["label"].value_counts()
+    if counts.min() < 2:
+        single = ", ".join(f"'{label}'" for label in counts[counts < 2].index[:5])
+        raise DataError(
+            f"a label audit needs at least 2 training rows of each class to cross-validate; {single} has 1",
+            "add rows of that class, or remove data.label_noise",
+        )
+
+
 def out_of_fold(
     frame: pd.DataFrame, labels: list[str], method: str, embed: Embed | None, folds: int, seed: int
 ) -> np.ndarray:
@@ -96,15 +108,9 @@ def out_of_fold(
 
     index = {label: i for i, label in enumerate(labels)}
     y = frame["label"].map(index).to_numpy()
-    counts = frame["label"].value_counts()
-    if counts.min() < 2:  # a fold would train without the class, or with one class only
-        single = ", ".join(f"'{label}'" for label in counts[counts < 2].index[:5])
-        raise DataError(
-            f"a label audit needs at least 2 training rows of each class to cross-validate; {single} has 1",
-            "add rows of that class, or remove data.label_noise",
-        )
+    check_audit_rows(frame)
     # no more folds than the smallest class has rows, so every fold trains on every class
-    folds = min(folds, int(counts.min()))
+    folds = min(folds, int(frame["label"].value_counts().min()))
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
     probs = []
     if method in ("encoder", "both"):
