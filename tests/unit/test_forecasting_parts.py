@@ -186,6 +186,15 @@ def test_times_across_a_daylight_saving_change_are_put_in_utc_where_the_hours_st
     assert report["series"]["(single)"]["frequency"] == "h"
 
 
+def test_daily_times_at_local_midnight_across_a_daylight_saving_change_keep_their_local_dates():
+    local = pd.date_range("2024-03-25", periods=14, freq="D", tz="Europe/Berlin")
+    frame = pd.DataFrame({"date": local.map(lambda t: t.isoformat()), "value": [str(v) for v in range(14)]})
+    assert frame["date"].str[-6:].nunique() == 2  # +01:00, then +02:00 from 31 March
+    series, report = regularise(frame, "date", "value", None, None, "interpolate", "f.csv")
+    assert report["series"]["(single)"]["frequency"] == "D" and report["gaps_filled"] == 0
+    assert list(series[0].times.date) == list(local.date) and list(series[0].values) == list(range(14))
+
+
 @pytest.mark.parametrize("frequency", ["h", "ns"])
 def test_a_frequency_finer_than_the_data_is_refused_with_the_numbers_before_the_grid_is_built(frequency):
     with pytest.raises(DataError, match=rf"frequency '{frequency}' puts its 30 timestamps on a grid of \d+ points"):

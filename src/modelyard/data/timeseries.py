@@ -71,12 +71,23 @@ def infer_frequency(times: pd.DatetimeIndex) -> str:
 
 
 def parse_times(column: pd.Series) -> pd.Series:
-    """Times, NaT where a cell is not a date; a column mixing UTC offsets (a DST change) is put in UTC, where
-    the steps stay regular."""
+    """Times, NaT where a cell is not a date. A column mixing UTC offsets (a DST change) is put in UTC, where hourly
+    steps stay regular; unless every time is at one hour of the local day (daily data stamped at local midnight),
+    where the local calendar is the regular one and UTC would shift half the days by an hour."""
     try:
         return pd.to_datetime(column, errors="coerce", format="mixed")
     except ValueError:  # "Mixed timezones detected"
-        return pd.to_datetime(column, errors="coerce", format="mixed", utc=True)
+        utc = pd.to_datetime(column, errors="coerce", format="mixed", utc=True)
+    local = pd.Series([_wall_clock(value) for value in column], index=column.index, dtype="datetime64[ns]")
+    if local.dropna().dt.time.nunique() == 1 and utc.dropna().dt.time.nunique() > 1:
+        return local
+    return utc
+
+
+def _wall_clock(value: Any) -> pd.Timestamp:
+    """One cell's local date and time, its UTC offset dropped (NaT where it is not a date)."""
+    time = pd.to_datetime(value, errors="coerce")
+    return time.tz_localize(None) if time is not pd.NaT and time.tzinfo is not None else time
 
 
 def finite_numbers(column: pd.Series) -> pd.Series:
