@@ -70,6 +70,17 @@ def test_predict_from_a_csv_reads_image_paths_relative_to_that_file(bundle):
         bundle.predict(["a text without its image"])
 
 
+def test_the_python_api_refuses_a_pil_image_with_a_blank_or_missing_text(bundle):
+    from PIL import Image
+
+    with Image.open(PHOTO) as photo:
+        assert bundle.predict([{"image": photo, "text": "its face fills the whole picture"}])[0]["label"]
+        with pytest.raises(DataError, match="text: Value error, blank"):
+            bundle.predict([{"image": photo, "text": "  "}])
+        with pytest.raises(DataError, match="text: Field required"):
+            bundle.predict([{"image": photo}])
+
+
 def test_the_server_takes_a_base64_image_and_a_text_and_refuses_a_row_without_text(bundle):
     image = base64.b64encode(PHOTO.read_bytes()).decode()
     local = bundle.predict([{"image": str(PHOTO), "text": "its face fills the whole picture"}])[0]

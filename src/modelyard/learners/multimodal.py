@@ -239,7 +239,9 @@ class MultimodalClassifierLearner:
         if isinstance(item, Row):
             return item
         if isinstance(item, dict) and isinstance(item.get("image"), Image.Image):
-            return Row(to_rgb(item["image"]), str(item.get("text", "")))
+            # the row's other fields are checked as a request's: a blank or missing text is refused the same way
+            request = validate_input(MultimodalInput, {**item, "image": "(a PIL image)"})
+            return Row(to_rgb(item["image"]), request.text)
         if isinstance(item, dict) and isinstance(item.get("image"), Path):
             item = {**item, "image": str(item["image"])}
         if not isinstance(item, dict | MultimodalInput):
