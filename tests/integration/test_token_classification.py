@@ -151,6 +151,21 @@ def test_explain_attributes_a_predicted_entity_to_the_tokens_of_the_text(english
     assert missing.status_code == 422 and "no PER entity found" in missing.json()["error"]["message"]
 
 
+@pytest.mark.slow
+def test_explain_reads_an_entity_past_max_length_in_the_window_prediction_tagged_it_in(english_bundle):
+    from modelyard.learners.token_explain import explain_entity
+
+    learner = modelyard.load(english_bundle.path).learner
+    learner.spec["max_length"] = 12  # ten words of text per window: Erin is the twelfth word
+    text = "the sea was calm and the sky was clear today . Erin flew to Oslo today ."
+    assert ("PER", "Erin") in assert_spans_slice(text, learner.predict([text])[0])
+    person = explain_entity(learner, text, "PER", steps=16)
+    assert person["entity"]["text"] == "Erin" and "erin" in person["tokens"]
+    assert len(person["tokens"]) <= 10 and person["output"] != person["baseline_output"]
+    gap = person["output"] - person["baseline_output"]
+    assert sum(person["attributions"]) == pytest.approx(gap, abs=max(0.05 * abs(gap), person["convergence_delta"]))
+
+
 def _spans(text: str, *pairs: tuple[str, str]) -> list[dict]:
     return [{"start": text.index(w), "end": text.index(w) + len(w), "label": label} for w, label in pairs]
 

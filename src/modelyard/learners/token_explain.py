@@ -21,8 +21,11 @@ if TYPE_CHECKING:
 IG_STEPS = 50
 
 
-def _entity(learner: TokenTaggerLearner, text: str, label: str | None) -> tuple[dict[str, Any], list[int], list[int]]:
-    """The entity to explain, and the sub-token positions and tag ids of its words."""
+def _entity(
+    learner: TokenTaggerLearner, text: str, label: str | None
+) -> tuple[dict[str, Any], list[int], list[int], list[int]]:
+    """The entity to explain; the token ids prediction read its first word in (the whole text, or for a text past
+    max_length the window that word was tagged in); the positions in them and the tag ids of its words."""
     if label is not None and label not in learner.labels:
         raise UserError(
             f"unknown entity type {label!r}", f"choose one of the model's types: {', '.join(learner.labels)}"
@@ -37,10 +40,12 @@ def _entity(learner: TokenTaggerLearner, text: str, label: str | None) -> tuple[
         what = f"no {label} entity" if label else "no entity"
         raise UserError(f"{what} found in this text: nothing to explain", "explain a text the model finds entities in")
     entity = chosen[0]
-    firsts = learner._encode([text])[0][1]
+    windows, where = learner._windows(*learner._encode([text], learner._untruncated)[0])
     inside = [w for w, (start, end) in enumerate(words) if entity["start"] <= start and end <= entity["end"]]
-    kept = [w for w in inside if firsts[w] >= 0]  # words past max_length were never read
-    return entity, [firsts[w] for w in kept], [int(best[w]) for w in kept]
+    read = [w for w in inside if where[w][0] >= 0]  # a word the tokenizer makes nothing of has no logit
+    window = where[read[0]][0]
+    kept = [w for w in read if where[w][0] == window]  # an entity across two windows: the words tagged in this one
+    return entity, windows[window], [where[w][1] for w in kept], [int(best[w]) for w in kept]
 
 
 def explain_entity(
@@ -52,11 +57,11 @@ def explain_entity(
 
     if not isinstance(text, str) or not text.strip():
         raise UserError("explain needs a non-empty text")
-    entity, positions, tag_ids = _entity(learner, text, label)
+    entity, window, positions, tag_ids = _entity(learner, text, label)
     module = getattr(learner.module, "module", learner.module)
     module.eval()
     device = next(module.parameters()).device
-    ids = torch.tensor([learner._encode([text])[0][0]], device=device)  # (1, T)
+    ids = torch.tensor([window], device=device)  # (1, T)
     mask = torch.ones_like(ids)
     special_ids = [i for i, token in learner.backend.get_added_tokens_decoder().items() if token.special]
     special = torch.isin(ids[0], torch.tensor(special_ids, device=device))  # (T,)
