@@ -248,7 +248,7 @@ class EvaluationConfig(StrictModel):
 
     costs: Costs | None = Field(None, description="decision threshold = minimum expected cost on validation")
     target_recall: float | None = Field(None, gt=0, le=1, description="threshold reaching this recall instead")
-    groups: list[str] = Field(default_factory=list, description="protected columns: rates, TPR, FPR per group")
+    groups: list[str] = Field(default_factory=list, description="protected columns: answers per group, gaps")
     metrics: list[
         Literal["rouge_l", "bleu", "chrf", "exact_match", "token_f1", "faithfulness", "recall_at_k", "mrr"]
     ] = Field(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import yaml
 from sklearn.datasets import load_diabetes, load_wine
@@ -11,31 +12,38 @@ from sklearn.datasets import load_diabetes, load_wine
 import modelyard
 
 
-def _config(folder, frame, task, target, **model):
+def _config(folder, frame, task, target, groups=(), **model):
     frame.to_csv(folder / "table.csv", index=False)
     config = {
         "name": f"tiny-{task}",
         "task": task,
         "data": {"train": "table.csv", "target_column": target, "split": {"validation": 0.2, "test": 0.2}},
         "model": {"backbone": "lightgbm", **model},
+        "evaluation": {"groups": list(groups)},
     }
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     return folder / "config.yaml"
 
 
-def _train(folder, frame, task, target, **model):
-    config = _config(folder, frame, task, target, **model)
+def _train(folder, frame, task, target, groups=(), **model):
+    config = _config(folder, frame, task, target, groups, **model)
     return modelyard.train(config, output=folder / "bundle", quiet=True, track=False)
 
 
 def test_regression_reports_errors_and_conformal_intervals(tmp_path):
     frame = load_diabetes(as_frame=True).frame
-    model = _train(tmp_path, frame, "tabular_regression", "target")
+    model = _train(tmp_path, frame, "tabular_regression", "target", groups=["sex"])
     metrics = json.loads((model.path / "metrics.json").read_text())
     assert {"rmse", "mae", "mape", "r2", "interval_coverage"} <= set(metrics["test"])
     assert metrics["test"]["r2"] > 0.2
     assert metrics["test"]["rmse"] < metrics["baselines"]["linear_ridge"]["test"]["rmse"] * 1.3
     assert 0.7 <= metrics["test"]["interval_coverage"] <= 1.0  # 90% split-conformal intervals on 89 test rows
+    mae = metrics["test_intervals"]["mae"]
+    assert mae["low"] <= metrics["test"]["mae"] <= mae["high"] and mae["value"] == pytest.approx(metrics["test"]["mae"])
+    sexes = metrics["test"]["groups"]["sex"]
+    assert len(sexes["groups"]) == 2 and sum(g["rows"] for g in sexes["groups"].values()) == metrics["test"]["samples"]
+    card = (model.path / "MODEL_CARD.md").read_text()
+    assert "test (95% bootstrap interval)" in card and f"[{mae['low']:.4f}, {mae['high']:.4f}]" in card
     [answer] = model.predict([frame.drop(columns=["target"]).iloc[0].to_dict()])
     low, high = answer["interval"]
     assert low < answer["value"] < high
@@ -49,12 +57,18 @@ def test_monotone_constraints_hold_in_the_trees(tmp_path):
     assert values == sorted(values)
 
 
-def test_multiclass_tables_get_one_vs_rest_auc(tmp_path):
+def test_multiclass_tables_get_one_vs_rest_auc_and_group_rates(tmp_path):
     frame = load_wine(as_frame=True).frame
     frame["target"] = frame["target"].map({0: "barolo", 1: "grignolino", 2: "barbera"})
-    model = _train(tmp_path, frame, "tabular_classification", "target")
+    frame["vintage"] = np.where(np.arange(len(frame)) % 2, "old", "new")
+    model = _train(tmp_path, frame, "tabular_classification", "target", groups=["vintage"])
     metrics = json.loads((model.path / "metrics.json").read_text())
     assert metrics["test"]["roc_auc"] > 0.9
+    vintages = metrics["test"]["groups"]["vintage"]
+    for group in vintages["groups"].values():
+        assert 0 <= group["accuracy"] <= 1 and sum(group["selection_rate"].values()) == pytest.approx(1.0)
+        assert set(group["recall"]) == {"barolo", "grignolino", "barbera"}
+    assert 0 <= vintages["accuracy_gap"] <= 1 and 0 <= vintages["recall_gap"] <= 1
     assert "logistic_onehot" in metrics["baselines"]
     answer = model.predict([frame.drop(columns=["target"]).iloc[0].to_dict()], top_k=3)[0]
     assert answer["label"] in {"barolo", "grignolino", "barbera"} and len(answer["probabilities"]) == 3

@@ -41,6 +41,15 @@ def test_a_card_without_intervals_does_not_promise_them(tmp_path):
     assert "| metric | validation | test |" in card and "bootstrap" not in card
 
 
+def test_a_small_test_split_without_intervals_does_not_point_at_intervals(tmp_path):
+    metrics = {"test": {"rmse": 2.0, "samples": 200}}
+    assert "intervals above" not in _card(tmp_path, "tabular_regression", metrics, {})
+    saved = {**metrics, "test_intervals": {"rmse": {"value": 2.0, "low": 1.5, "high": 2.5}}}
+    assert "The test split has only 200 examples: the intervals above are wide." in _card(
+        tmp_path, "tabular_regression", saved, {}
+    )
+
+
 def test_a_card_with_intervals_shows_them_under_its_promise(tmp_path):
     saved = {**ASSISTANT_METRICS, "test_intervals": {"balanced_accuracy": {"value": 1.0, "low": 0.9, "high": 1.0}}}
     card = _card(tmp_path, "assistant", saved, {})

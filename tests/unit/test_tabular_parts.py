@@ -134,6 +134,29 @@ def test_group_metrics_give_rates_and_gaps():
     assert found["tpr_gap"] == 1.0 and found["fpr_gap"] == pytest.approx(0.5)
 
 
+def test_multiclass_group_metrics_give_accuracy_and_per_class_rates_never_above_one():
+    y = np.array([0, 1, 2, 2, 0, 1, 2, 2])
+    decided = np.array([0, 1, 2, 1, 0, 0, 0, 2])
+    found = risk.multiclass_group_metrics(y, decided, np.array(["a"] * 4 + ["b"] * 4), ["x", "y", "z"])
+    a, b = found["groups"]["a"], found["groups"]["b"]
+    assert a["accuracy"] == 0.75 and b["accuracy"] == 0.5 and found["accuracy_gap"] == 0.25
+    assert a["selection_rate"] == {"x": 0.25, "y": 0.5, "z": 0.25} and b["selection_rate"] == {
+        "x": 0.75,
+        "y": 0.0,
+        "z": 0.25,
+    }
+    assert a["recall"] == {"x": 1.0, "y": 1.0, "z": 0.5} and b["recall"] == {"x": 1.0, "y": 0.0, "z": 0.5}
+    assert found["recall_gap"] == 1.0 and found["selection_rate_gap"] == 0.5
+
+
+def test_regression_group_metrics_give_errors_and_mean_predictions():
+    found = risk.regression_group_metrics(
+        np.array([1.0, 3.0, 10.0, 20.0]), np.array([2.0, 3.0, 14.0, 20.0]), np.array(["a", "a", "b", "b"])
+    )
+    assert found["groups"]["a"] == {"rows": 2, "mae": 0.5, "mean_target": 2.0, "mean_prediction": 2.5}
+    assert found["mae_gap"] == 1.5 and found["mean_prediction_gap"] == 14.5
+
+
 @pytest.mark.parametrize("method", ["isotonic", "platt"])
 def test_calibration_brings_probabilities_to_observed_rates(method):
     rng = np.random.default_rng(1)

@@ -87,7 +87,7 @@ def _metrics(metrics: dict[str, Any], intervals: dict[str, dict[str, float]]) ->
     return lines
 
 
-def _limits(metrics: dict[str, Any], report: dict[str, Any], config: dict[str, Any]) -> list[str]:
+def _limits(metrics: dict[str, Any], report: dict[str, Any], config: dict[str, Any], intervals: bool) -> list[str]:
     test = metrics.get("test", {})
     lines = []
     per_class = {k: v for k, v in test.get("per_class", {}).items() if v.get("support")}
@@ -120,7 +120,7 @@ def _limits(metrics: dict[str, Any], report: dict[str, Any], config: dict[str, A
             f"- Training texts are {lengths.get('p5'):.0f}-{lengths.get('p95'):.0f} characters (5th-95th "
             f"percentile); longer inputs are cut" + (f" at {max_length} tokens." if max_length else ".")
         )
-    if test.get("samples") and test["samples"] < SMALL_TEST:
+    if intervals and test.get("samples") and test["samples"] < SMALL_TEST:
         lines.append(f"- The test split has only {test['samples']} examples: the intervals above are wide.")
     lines += [f"- Data warning: {w}" for w in report.get("warnings", [])]
     return lines or ["- None detected automatically; evaluate on your own data before relying on it."]
@@ -176,7 +176,7 @@ def render(directory: Path, manifest: dict[str, Any]) -> str:
         ["## Data", "", *_data(manifest, report)],
         ["## Metrics", "", *_metrics(metrics, intervals)],
         *([["## Privacy", "", *_privacy(metrics["privacy"])]] if metrics.get("privacy") else []),
-        ["## Known limits", "", *_limits(metrics, report, yaml.safe_load(config_text) or {})],
+        ["## Known limits", "", *_limits(metrics, report, yaml.safe_load(config_text) or {}, bool(intervals))],
         ["## How to reproduce", "", *_reproduce(config_text, manifest.get("versions") or environment())],
     ]
     return "\n\n".join("\n".join(p) for p in parts) + "\n"

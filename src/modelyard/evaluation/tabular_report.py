@@ -88,6 +88,35 @@ def _threshold(context: ReportContext) -> Section:
     return Section("tabular-threshold", "Decisions", blocks, "the threshold, its confusion counts, group gaps")
 
 
+def _group_table(column: str, found: dict[str, Any], labels: list[str]) -> Table:
+    """A multiclass or regression model's test answers per value of a protected column, and the largest gaps."""
+    if "mae_gap" in found:
+        rows = [[g, v["rows"], fmt(v["mae"]), fmt(v["mean_target"]), fmt(v["mean_prediction"])] for g, v in
+                found["groups"].items()]  # fmt: skip
+        rows.append(["gap", "", fmt(found["mae_gap"]), "", fmt(found["mean_prediction_gap"])])
+        header = [column, "rows", "MAE", "mean target", "mean prediction"]
+        return Table(header, rows, f"errors per {column} group (test)")
+    rows = [
+        [g, v["rows"], fmt(v["accuracy"]), *(f"{fmt(v['selection_rate'][k])} / {fmt(v['recall'][k])}" for k in labels)]
+        for g, v in found["groups"].items()
+    ]
+    rows.append(["gap", "", fmt(found["accuracy_gap"]), *[""] * len(labels)])
+    caption = (
+        f"decisions per {column} group (test): per class, the share decided as it / its recall; largest gaps "
+        f"over classes: selection rate {fmt(found['selection_rate_gap'])}, recall {fmt(found['recall_gap'])}"
+    )
+    return Table([column, "rows", "accuracy", *labels], rows, caption)
+
+
+def _groups(context: ReportContext) -> Section | None:
+    found = context.metrics.get("test", {}).get("groups")
+    if not found:
+        return None
+    labels = context.model.learner.spec.labels
+    tables = [_group_table(column, groups, labels) for column, groups in found.items()]
+    return Section("tabular-groups", "Groups", list(tables), "test answers per protected group, and the gaps")
+
+
 def _importance(context: ReportContext, frame: Any) -> Section | None:
     learner = context.model.learner
     if learner.booster is None or learner.spec.kind == "multiclass":
@@ -145,6 +174,8 @@ def tabular_sections(context: ReportContext) -> list[Section]:
             sections.append(found)
     if kind == "binary":
         sections.append(_threshold(context))
+    elif (groups := _groups(context)) is not None:
+        sections.append(groups)
     sections.append(_data_columns(context))
     points = _points(context)
     return [*sections, points] if points else sections

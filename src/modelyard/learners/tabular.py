@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,14 @@ from modelyard.learners import tabular_post as post
 from modelyard.learners.tabular_encoding import TabularEncoder
 from modelyard.learners.tabular_post import main_score
 from modelyard.metrics.classification import classification_metrics, top_k_answers
-from modelyard.metrics.risk import binary_metrics, calibration_curve, group_metrics, regression_metrics
+from modelyard.metrics.risk import (
+    binary_metrics,
+    calibration_curve,
+    group_metrics,
+    multiclass_group_metrics,
+    regression_group_metrics,
+    regression_metrics,
+)
 
 SPEC_FILE = "tabular.json"
 if TYPE_CHECKING:  # torch is imported only when an MLP member is built or loaded (GBDT-only scoring stays light)
@@ -302,7 +310,8 @@ class TabularLearner:
             half = self.spec.interval.get("half_width", float("nan"))
             from modelyard.metrics.risk import interval_coverage
 
-            return {**regression_metrics(y, scores), **interval_coverage(y, scores - half, scores + half)}
+            metrics = {**regression_metrics(y, scores), **interval_coverage(y, scores - half, scores + half)}
+            return metrics | self._groups(data, lambda g: regression_group_metrics(y, scores, g))
         decided = self.decide(scores)
         metrics = classification_metrics(y.tolist(), decided.tolist(), self.spec.labels)
         metrics |= main_score(kind, y, scores)
@@ -311,11 +320,14 @@ class TabularLearner:
             metrics["threshold_rule"] = self.spec.threshold["rule"]
             metrics["calibration"] = self.spec.calibration["method"]
             metrics["calibration_curve"] = calibration_curve(y, scores[:, 1])
-        groups = {g: group_metrics(y == 1 if kind == "binary" else y, decided, data[g].to_numpy()) for g in
-                  self.spec.groups if g in data.columns}  # fmt: skip
-        if groups:
-            metrics["groups"] = groups
-        return metrics
+        if kind == "binary":
+            return metrics | self._groups(data, lambda g: group_metrics(y == 1, decided, g))
+        return metrics | self._groups(data, lambda g: multiclass_group_metrics(y, decided, g, self.spec.labels))
+
+    def _groups(self, data: pd.DataFrame, measure: Callable[[np.ndarray], dict[str, Any]]) -> dict[str, Any]:
+        """{"groups": {column: measure(its values)}} for each `evaluation.groups` column in `data`, or {}."""
+        found = {g: measure(data[g].to_numpy()) for g in self.spec.groups if g in data.columns}
+        return {"groups": found} if found else {}
 
     # explanations -----------------------------------------------------------------------------------------------
     @property

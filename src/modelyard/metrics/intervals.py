@@ -93,9 +93,31 @@ def speech_intervals(learner: Any, test: Any) -> Intervals | None:
     ), "percentile bootstrap over test utterances, 1,000 resamples"
 
 
+def regression_intervals(learner: Any, test: Any) -> Intervals | None:
+    """A table regressor's rmse, mae and mape by resampling test rows (r2 is not a mean over rows: it has none)."""
+    spec = getattr(learner, "spec", None)
+    if getattr(spec, "kind", None) != "regression" or _empty(test):
+        return None
+    y, pred = learner.targets(test).astype(np.float64), learner.scores(test).astype(np.float64)
+    error = np.abs(pred - y)
+    nonzero = np.abs(y) > 1e-12
+    parts = {
+        "rmse": (error**2, np.ones_like(error)),
+        "mae": (error, np.ones_like(error)),
+        "mape": (np.where(nonzero, 100 * error / np.where(nonzero, np.abs(y), 1.0), 0.0), nonzero.astype(float)),
+    }
+    return bootstrap_ratios(parts, {"rmse": np.sqrt}), "percentile bootstrap over test rows, 1,000 resamples"
+
+
 def intervals_for(learner: Any, test: Any) -> Intervals | None:
     """The intervals this learner's kind of test metrics get, or None (classifiers, or no test data)."""
-    for compute in (generation_intervals, forecast_intervals, ranking_intervals, speech_intervals):
+    for compute in (
+        generation_intervals,
+        forecast_intervals,
+        ranking_intervals,
+        speech_intervals,
+        regression_intervals,
+    ):
         found = compute(learner, test)
         if found is not None:
             return found

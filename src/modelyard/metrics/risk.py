@@ -89,11 +89,58 @@ def group_metrics(y: np.ndarray, decided: np.ndarray, groups: np.ndarray) -> dic
             "tpr": float(dg[yg == 1].mean()) if (yg == 1).any() else float("nan"),
             "fpr": float(dg[yg == 0].mean()) if (yg == 0).any() else float("nan"),
         }
-    gaps = {}
-    for key in ("positive_rate", "tpr", "fpr"):
-        values = [v[key] for v in table.values() if not np.isnan(v[key])]
-        gaps[f"{key}_gap"] = float(max(values) - min(values)) if len(values) > 1 else 0.0
+    gaps = {f"{key}_gap": _spread([v[key] for v in table.values()]) for key in ("positive_rate", "tpr", "fpr")}
     return {"groups": table, **gaps}
+
+
+def _spread(values: list[float]) -> float:
+    """The largest difference between groups, NaNs (a group without rows of a class) left out."""
+    kept = [v for v in values if not np.isnan(v)]
+    return float(max(kept) - min(kept)) if len(kept) > 1 else 0.0
+
+
+def multiclass_group_metrics(y: np.ndarray, decided: np.ndarray, groups: np.ndarray, labels: list[str]) -> dict:
+    """Per group value: accuracy, and per class the share of rows decided as it (selection rate) and its recall;
+    the gaps are the largest between groups, for the selection rate and recall over all classes."""
+    table: dict[str, dict[str, Any]] = {}
+    for value in sorted({str(g) for g in groups}):
+        mask = np.array([str(g) == value for g in groups])
+        yg, dg = y[mask], decided[mask]
+        table[value] = {
+            "rows": int(mask.sum()),
+            "accuracy": float((yg == dg).mean()),
+            "selection_rate": {label: float((dg == k).mean()) for k, label in enumerate(labels)},
+            "recall": {
+                label: float((dg[yg == k] == k).mean()) if (yg == k).any() else float("nan")
+                for k, label in enumerate(labels)
+            },
+        }
+    rows = list(table.values())
+    return {
+        "groups": table,
+        "accuracy_gap": _spread([v["accuracy"] for v in rows]),
+        "selection_rate_gap": max(_spread([v["selection_rate"][label] for v in rows]) for label in labels),
+        "recall_gap": max(_spread([v["recall"][label] for v in rows]) for label in labels),
+    }
+
+
+def regression_group_metrics(y: np.ndarray, pred: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
+    """Per group value: rows, MAE, mean target and mean prediction; the gaps in MAE and mean prediction."""
+    table: dict[str, dict[str, Any]] = {}
+    for value in sorted({str(g) for g in groups}):
+        mask = np.array([str(g) == value for g in groups])
+        table[value] = {
+            "rows": int(mask.sum()),
+            "mae": float(np.mean(np.abs(pred[mask] - y[mask]))),
+            "mean_target": float(np.mean(y[mask])),
+            "mean_prediction": float(np.mean(pred[mask])),
+        }
+    rows = list(table.values())
+    return {
+        "groups": table,
+        "mae_gap": _spread([v["mae"] for v in rows]),
+        "mean_prediction_gap": _spread([v["mean_prediction"] for v in rows]),
+    }
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:

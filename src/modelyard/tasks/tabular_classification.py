@@ -34,7 +34,7 @@ model:
 evaluation:
   costs: null                         # e.g. {false_positive: 1, false_negative: 20}: threshold of minimum cost
   target_recall: null                 # or a recall the threshold must reach
-  groups: []                          # protected columns: positive rate, TPR, FPR per group and their gaps
+  groups: []                          # protected columns: answers per group and the gaps (docs/tabular.md)
 train:
   time_limit_s: 300                   # budget for backbone auto
 """
