@@ -77,6 +77,7 @@ class Model:
         if read.get("cleaning", {}).get("rows_out", 0) < read.get("cleaning", {}).get("rows_in", 0):
             notes.append(f"{data}: {read['summary']}; the metrics score the rest")
         notes += [w for w in prepared.warnings if "skipped" in w]  # unreadable files and malformed rows, named
+        notes += [f"{data}: {note}" for note in getattr(self.learner, "input_notes", lambda _: [])(rows)]
         return result | ({"notes": notes} if notes else {})
 
     def _known_labels_only(self, rows: Any, source: str) -> tuple[Any, list[str]]:

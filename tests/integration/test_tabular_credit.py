@@ -59,6 +59,16 @@ def test_rows_are_checked_against_the_training_schema(bundle):
     assert any("EDUCATION" in note and "other" in note for note in answer["notes"])
 
 
+def test_evaluate_names_unseen_categories_and_the_card_names_the_training_file(bundle, tmp_path):
+    frame = pd.read_csv(EXAMPLES / "data" / "credit_default" / "credit_default_2000.csv").iloc[:200]
+    frame.loc[:9, "EDUCATION"] = 42
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    notes = bundle.evaluate(tmp_path / "new.csv")["notes"]
+    assert f"{tmp_path / 'new.csv'}: EDUCATION: 10 rows with unseen categories, as 'other'" in notes
+    card = (bundle.path / "MODEL_CARD.md").read_text()
+    assert "credit_default_2000.csv |" in next(line for line in card.splitlines() if line.startswith("| train |"))
+
+
 def test_reason_codes_are_tree_shap_values_that_add_up(bundle):
     from modelyard.evaluation.explain import explain
 

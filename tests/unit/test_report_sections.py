@@ -58,3 +58,12 @@ def test_a_generator_without_loss_or_prompts_gets_no_empty_generation_section():
     context.metrics = {"test": {"balanced_accuracy": 1.0}, "validation": {"balanced_accuracy": 0.9}}
     context.prepared = SimpleNamespace(splits={"test": [{"question": "Who?", "answers": [], "answerable": False}]})
     assert task_sections(context) == []
+
+
+def test_the_data_table_reads_a_split_size_given_in_a_tasks_own_units():
+    from modelyard.evaluation.report import _data
+
+    model = SimpleNamespace(manifest={"data": {"train": {"sha256": "ab"}}})
+    context = ReportContext(model, {}, [], {"splits": {"train": {"points": 101, "windows": 72}, "test": 12}})
+    table = _data(context).blocks[0]
+    assert table.rows[0][:2] == ["train", "101 points, 72 windows"] and table.rows[1][:2] == ["test", "12"]

@@ -183,6 +183,13 @@ def _federation(context: ReportContext) -> list[Section]:
     return [Section("federation", "Federation", blocks, "one global model trained by sites that kept their rows")]
 
 
+def _size(value: Any) -> str:
+    """A split's size: a count, or the counts a task reports in its own units ("101 points, 72 windows")."""
+    if isinstance(value, dict):
+        return ", ".join(f"{fmt(count)} {unit}" for unit, count in value.items())
+    return fmt(value)
+
+
 def _data(context: ReportContext) -> Section:
     report, manifest = context.data_report, context.model.manifest
     blocks: list[Any] = []
@@ -194,7 +201,7 @@ def _data(context: ReportContext) -> Section:
             [
                 [
                     s,
-                    fmt(splits.get(s, prints.get(s, {}).get("rows"))),
+                    _size(splits.get(s, prints.get(s, {}).get("rows"))),
                     str(prints.get(s, {}).get("sha256", "")),
                 ]
                 for s in dict.fromkeys([*splits, *prints])

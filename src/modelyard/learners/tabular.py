@@ -329,6 +329,13 @@ class TabularLearner:
         found = {g: measure(data[g].to_numpy()) for g in self.spec.groups if g in data.columns}
         return {"groups": found} if found else {}
 
+    def input_notes(self, data: pd.DataFrame) -> list[str]:
+        """What `evaluate --data` should say about a file's cells, as batch prediction does: categories unseen in
+        training (scored as 'other') and values of the wrong type (scored as missing), counted per column."""
+        found = self.spec.encoder.check_frame(data)
+        what = {"wrong_type": "values of the wrong type, scored as missing", "unseen": "unseen categories, as 'other'"}
+        return [f"{column}: {len(rows)} rows with {what[key]}" for key in what for column, rows in found[key].items()]
+
     # explanations -----------------------------------------------------------------------------------------------
     @property
     def explainable(self) -> bool:

@@ -128,6 +128,7 @@ def prepare(config: Config, kind: str) -> PreparedData:
     report: dict[str, Any] = {
         "splits": {n: len(f) for n, f in splits.items()},
         "split_notes": notes,
+        "sources": {name: str(getattr(data, name)) for name in frames},  # the model card's Data table
         "target": target,
         "columns": tabular.column_profile(splits["train"], types),
         "dropped_columns": dropped,
