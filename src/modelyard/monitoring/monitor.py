@@ -52,9 +52,11 @@ def feedback_summary(rows: pd.DataFrame) -> dict[str, Any]:
     """How many predictions got a true label, and how many of those the model had right. Only answers that are
     a label are scored: a forecast or a ranking is neither right nor wrong against one, so no accuracy is made
     up for them."""
+    from modelyard.monitoring.prediction_log import answered_right
+
     given = rows[rows["label"].notna()]
-    predicted = [_label(_json(o)) for o in given["output"]]
-    right = [p == str(_json(t)) for p, t in zip(predicted, given["label"], strict=True) if p is not None]
+    scored = [answered_right(_json(o), _json(t)) for o, t in zip(given["output"], given["label"], strict=True)]
+    right = [s for s in scored if s is not None]
     return {"count": len(given), "accuracy": round(float(np.mean(right)), 4) if right else None}
 
 

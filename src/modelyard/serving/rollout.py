@@ -29,7 +29,7 @@ from prometheus_client import Counter, Gauge
 
 from modelyard import model_thread
 from modelyard.errors import ConfigError
-from modelyard.monitoring.prediction_log import open_log
+from modelyard.monitoring.prediction_log import answered_right, open_log
 from modelyard.monitoring.shadow import SHADOW_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -194,8 +194,9 @@ class Rollout:
             conn.close()
         rewards: dict[str, list[int]] = {}
         for version, output, label in rows:
-            right = _label(json.loads(output)) == json.loads(label)
-            rewards.setdefault(version, [0, 0])[0 if right else 1] += 1
+            right = answered_right(json.loads(output), json.loads(label))
+            if right is not None:  # feedback on an answer that is no label is neither a reward nor a loss
+                rewards.setdefault(version, [0, 0])[0 if right else 1] += 1
         self.rewards = {v: (r, w) for v, (r, w) in rewards.items()}
         for version, (right, wrong) in self.rewards.items():
             self.metrics.share.labels(version).set((1 + right) / (2 + right + wrong))
