@@ -126,10 +126,22 @@ def test_an_output_over_or_inside_the_champion_is_refused_before_training(bankin
 
 @pytest.mark.parametrize(
     ("margin", "alias", "said"),
-    [(float("nan"), "champion", "--margin nan"), (0.0, "latest", "'latest' is not a valid alias")],
+    [
+        (float("nan"), "champion", "--margin nan"),
+        (-0.5, "champion", "--margin -0.5: give a finite number, 0 or more"),
+        (0.0, "latest", "'latest' is not a valid alias"),
+    ],
 )
 def test_a_margin_or_alias_the_gate_cannot_use_is_refused_before_training(banking_slice, tmp_path, margin, alias, said):
     champion = api.train(config(tmp_path / "c", banking_slice, 2), output=tmp_path / "champion", quiet=True)
     with pytest.raises(UserError, match=said):
         retrain(str(champion.path), margin=margin, alias=alias, output=tmp_path / "challenger")
     assert not (tmp_path / "challenger").exists()
+
+
+@pytest.mark.parametrize(
+    ("beta", "tolerance", "said"), [(0.0, 0.05, "--beta 0.0"), (0.1, -0.1, "--loss-tolerance -0.1")]
+)
+def test_a_chat_gate_option_it_cannot_use_is_refused_before_anything_loads(tmp_path, beta, tolerance, said):
+    with pytest.raises(UserError, match=said):
+        retrain(str(tmp_path / "missing"), beta=beta, loss_tolerance=tolerance)

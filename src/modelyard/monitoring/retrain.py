@@ -227,6 +227,19 @@ def register_challenger(path: Path, name: str, trained_on: str, promoted: bool, 
     return version
 
 
+def _check_gate(margin: float, beta: float, loss_tolerance: float) -> None:
+    """A UserError for a gate option that would let a worse challenger through or cannot be used."""
+    if not (math.isfinite(margin) and margin >= 0):
+        raise UserError(
+            f"--margin {margin}: give a finite number, 0 or more (0 = any improvement)",
+            "the challenger must beat the champion by more than the margin; a negative one would promote a worse model",
+        )
+    if not (math.isfinite(loss_tolerance) and loss_tolerance >= 0):
+        raise UserError(f"--loss-tolerance {loss_tolerance}: give a finite number, 0 or more (0 = no rise allowed)")
+    if not (math.isfinite(beta) and beta > 0):
+        raise UserError(f"--beta {beta}: give a finite number above 0 (DPO's default is 0.1)")
+
+
 def retrain(
     config_path: str | Path,
     model_ref: str | None = None,
@@ -247,8 +260,7 @@ def retrain(
     from modelyard import bundle, loader, pipeline
     from modelyard.tracking.registry import check_alias
 
-    if not math.isfinite(margin):
-        raise UserError(f"--margin {margin}: give a finite number (0 = any improvement)")
+    _check_gate(margin, beta, loss_tolerance)
     check_alias(alias)
     if output is not None:
         bundle.refuse_foreign_output(output)
