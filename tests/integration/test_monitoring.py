@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import time
 
+import pandas as pd
 import pytest
 from serving_helpers import metric, serving
 
+import modelyard
 from modelyard.drift import reference
 from modelyard.errors import UserError
 from modelyard.monitoring.feedback import import_feedback
-from modelyard.monitoring.monitor import monitor
-from modelyard.monitoring.prediction_log import read_predictions
+from modelyard.monitoring.monitor import monitor, summarize
+from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord, read_predictions
 
 TEXTS = [
     "where is my card",
@@ -101,3 +103,40 @@ def test_the_server_exports_drift_and_feedback_gauges_computed_in_the_background
     assert window == {"": 36.0}
     assert '{test="input_length"}' in statistics and '{test="predicted_labels"}' in statistics
     assert detected[""] in (0.0, 1.0)
+
+
+def logged_rows(versions: dict[str, tuple[list, str]]) -> pd.DataFrame:
+    """Log rows of model 'demo': per version, its inputs each answered with one label; read back oldest first."""
+    writer = PredictionLogWriter()
+    records, ts = [], 1000.0
+    for version, (inputs, label) in versions.items():
+        for item in inputs:
+            ts += 1
+            records.append(PredictionRecord(f"p{ts}", ts, "demo", version, item, {"label": label}, 1.0))
+    writer.append(records)
+    writer.close()
+    return read_predictions(model="demo")
+
+
+def test_drift_is_judged_on_the_versions_own_rows_and_says_how_many_of_the_others_were_left_out(tfidf_bundle):
+    """A canary's challenger answering every input with one label is not the champion's predicted-label drift."""
+    model = modelyard.load(tfidf_bundle)
+    label = model.labels[0]
+    rows = logged_rows({"1": (TEXTS * 6, label), "2": (TEXTS * 4, label), "3": (TEXTS * 6, model.labels[1])})
+    everything = summarize(rows, reference.read(tfidf_bundle), model.learner, 1000)
+    report = summarize(rows, reference.read(tfidf_bundle), model.learner, 1000, version="3")
+    assert report["window"]["drift_left_out"] == {"1": 36, "2": 24} and everything["window"]["drift_left_out"] == {}
+    assert (
+        "judged on version 3's 36 predictions; left out 36 of version 1, 24 of version 2" in report["drift"]["reason"]
+    )
+    assert report["drift"]["predicted_labels"] != everything["drift"]["predicted_labels"]
+
+
+def test_a_version_with_no_rows_in_the_window_is_not_judged_on_another_versions_traffic(tfidf_bundle):
+    model = modelyard.load(tfidf_bundle)
+    rows = logged_rows({"1": ([{"LIMIT_BAL": 20000, "AGE": 30}] * 40, "1")})  # a table model answered under this name
+    report = summarize(rows, reference.read(tfidf_bundle), model.learner, 1000, version="3")
+    assert report["drift"]["detected"] is False
+    assert report["drift"]["reason"].startswith("no predictions of version 3 in the window, only 40 of version 1")
+    mixed = summarize(rows, reference.read(tfidf_bundle), model.learner, 1000)["drift"]
+    assert mixed["input_length"]["skipped"].startswith("the logged inputs are table rows, not text inputs")

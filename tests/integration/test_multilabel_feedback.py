@@ -94,7 +94,13 @@ def test_retrain_learns_from_label_sets_and_gates_on_micro_f1_over_the_frozen_te
 
     decision = retrain(config, str(model.path), output=tmp_path / "challenger")
     assert decision["metric"] == "micro_f1"
-    assert decision["feedback"] == {"used_for_training": 30, "held_out": 10, "in_test_split": 0, "skipped": 0}
+    assert decision["feedback"] == {
+        "used_for_training": 30,
+        "held_out": 10,
+        "held_out_in_training_data": 0,
+        "in_test_split": 0,
+        "skipped": 0,
+    }
     old, new = decision["champion"], decision["challenger"]
     metrics = json.loads((model.path / "metrics.json").read_text())["test"]
     assert old["micro_f1"] == pytest.approx(metrics["micro_f1"]) and "subset_accuracy" in new

@@ -81,7 +81,7 @@ def test_a_guarded_class_that_gets_worse_blocks_the_promotion():
 
 def test_feedback_with_a_logged_text_and_a_known_label_is_used_and_the_newest_quarter_held_out():
     from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord, record_feedback
-    from modelyard.monitoring.retrain import feedback_frame, split_feedback
+    from modelyard.monitoring.retrain import _row_keys, feedback_frame, split_feedback
 
     writer = PredictionLogWriter()
     writer.append(
@@ -92,9 +92,45 @@ def test_feedback_with_a_logged_text_and_a_known_label_is_used_and_the_newest_qu
         record_feedback(f"p{i}", "unknown_label" if i == 8 else ("a" if i % 2 else "b"))
     frame, skipped = feedback_frame(NAME, ["a", "b"])
     assert skipped == 1 and frame["text"].tolist() == [f"text {i}" for i in range(8)]
-    train, held_out = split_feedback(frame)
+    train, held_out = split_feedback(frame, _row_keys(frame, "label"))
     assert train["text"].tolist() == [f"text {i}" for i in range(6)]
     assert held_out["text"].tolist() == ["text 6", "text 7"]
+
+
+def test_every_row_of_one_input_lands_on_the_same_side_of_the_held_out_split():
+    from modelyard.monitoring.retrain import _row_keys, split_feedback
+
+    texts = [f"text {i}" for i in range(10)] * 2  # the same traffic twice: each text's rows far apart in time
+    frame = pd.DataFrame({"text": texts, "label": "a"})
+    train, held_out = split_feedback(frame, _row_keys(frame, "label"))
+    assert len(held_out) == 4 and not set(train["text"]) & set(held_out["text"])
+    assert sorted(set(held_out["text"])) == ["text 8", "text 9"]  # the newest inputs
+
+
+def test_held_out_feedback_is_never_an_input_the_challenger_trains_on(banking_slice, tmp_path):
+    """Repeated traffic (40 texts asked twice, 20 of them training rows) all labelled: no held-out text is in the
+    challenger's training file, and held-out rows whose text is a base training row are counted, not scored."""
+    from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord, record_feedback
+
+    champion = api.train(config(tmp_path / "c", banking_slice, 20), output=tmp_path / "champion", quiet=True)
+    train = pd.read_csv(tmp_path / "c" / "train.csv")
+    unseen = pd.read_csv(banking_slice / "train.csv").groupby("category").tail(5)
+    pairs = zip(train.head(20).itertuples(), unseen.head(20).itertuples(), strict=True)
+    asked = [(row.text, row.category) for pair in pairs for row in pair] * 2  # seen, unseen, seen, ...
+    writer = PredictionLogWriter()
+    writer.append(
+        [PredictionRecord(f"p{i}", 1e3 + i, NAME, "1", t, {"label": c}, 1.0) for i, (t, c) in enumerate(asked)]
+    )
+    writer.close()
+    for i, (_, category) in enumerate(asked):
+        record_feedback(f"p{i}", category)
+    decision = retrain(str(champion.path), output=tmp_path / "challenger")
+    feedback = decision["feedback"]
+    assert (feedback["held_out"], feedback["held_out_in_training_data"]) == (10, 10)
+    assert decision["champion"]["feedback"]["samples"] == 10
+    trained_on = set(pd.read_csv(api.load(decision["challenger"]["path"]).config.data.train)["text"])
+    newest_unseen = {text for text, _ in asked[-10:]} - set(train["text"])  # the 5 held out, each asked twice
+    assert len(newest_unseen) == 5 and not newest_unseen & trained_on
 
 
 def test_a_config_without_a_champion_is_refused_before_anything_loads(banking_slice, tmp_path):
@@ -126,10 +162,22 @@ def test_an_output_over_or_inside_the_champion_is_refused_before_training(bankin
 
 @pytest.mark.parametrize(
     ("margin", "alias", "said"),
-    [(float("nan"), "champion", "--margin nan"), (0.0, "latest", "'latest' is not a valid alias")],
+    [
+        (float("nan"), "champion", "--margin nan"),
+        (-0.5, "champion", "--margin -0.5: give a finite number, 0 or more"),
+        (0.0, "latest", "'latest' is not a valid alias"),
+    ],
 )
 def test_a_margin_or_alias_the_gate_cannot_use_is_refused_before_training(banking_slice, tmp_path, margin, alias, said):
     champion = api.train(config(tmp_path / "c", banking_slice, 2), output=tmp_path / "champion", quiet=True)
     with pytest.raises(UserError, match=said):
         retrain(str(champion.path), margin=margin, alias=alias, output=tmp_path / "challenger")
     assert not (tmp_path / "challenger").exists()
+
+
+@pytest.mark.parametrize(
+    ("beta", "tolerance", "said"), [(0.0, 0.05, "--beta 0.0"), (0.1, -0.1, "--loss-tolerance -0.1")]
+)
+def test_a_chat_gate_option_it_cannot_use_is_refused_before_anything_loads(tmp_path, beta, tolerance, said):
+    with pytest.raises(UserError, match=said):
+        retrain(str(tmp_path / "missing"), beta=beta, loss_tolerance=tolerance)

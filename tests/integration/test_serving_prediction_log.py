@@ -53,6 +53,31 @@ def test_feedback_is_stored_on_the_logged_prediction(tfidf_bundle):
     assert json.loads(read_predictions().iloc[0]["label"]) == label
 
 
+def test_a_class_sent_as_a_json_number_is_stored_as_the_models_label_text(banking_slice, tmp_path):
+    """{"label": 1} and `feedback import`'s "1" are one label, so the bandit, monitor and retrain agree on it."""
+    import pandas as pd
+    import yaml
+
+    import modelyard
+
+    train = pd.read_csv(banking_slice / "train.csv")
+    codes = {name: i for i, name in enumerate(sorted(train["category"].unique()))}
+    train.assign(category=train["category"].map(codes)).to_csv(tmp_path / "train.csv", index=False)
+    config = {
+        "name": "numbered",
+        "task": "text_classification",
+        "data": {"train": "train.csv", "text_column": "text", "label_column": "category"},
+        "model": {"backbone": "tfidf-linear"},
+    }
+    (tmp_path / "numbered.yaml").write_text(yaml.safe_dump(config))
+    bundle = modelyard.train(tmp_path / "numbered.yaml", output=tmp_path / "b", quiet=True, track=False).path
+    with serving(bundle) as client:
+        body = predict(client, "my card still has not arrived")
+        response = client.post("/v1/feedback", json={"prediction_id": body["prediction_ids"][0], "label": 1})
+    assert response.status_code == 200
+    assert json.loads(read_predictions().iloc[0]["label"]) == "1"
+
+
 def test_feedback_for_an_unknown_prediction_is_a_404(tfidf_bundle):
     with serving(tfidf_bundle) as client:
         label = client.get("/v1/model").json()["labels"][0]

@@ -84,7 +84,13 @@ def test_feedback_rows_join_the_training_split_and_the_gate_uses_the_frozen_test
     for i, label in enumerate(logged[TARGET]):
         assert record_feedback(f"p{i}", label)
     decision = retrain(config, str(bundle.path), overrides=OVERRIDES, output=config.parent / "challenger")
-    assert decision["feedback"] == {"used_for_training": 18, "held_out": 10, "in_test_split": 12, "skipped": 0}
+    assert decision["feedback"] == {
+        "used_for_training": 18,
+        "held_out": 10,
+        "held_out_in_training_data": 0,
+        "in_test_split": 12,
+        "skipped": 0,
+    }
     assert decision["metric"] == "roc_auc"
     assert decision["champion"]["samples"] == decision["challenger"]["samples"] == len(splits["test"])
     before = json.loads((bundle.path / "data_report.json").read_text())["splits"]["train"]

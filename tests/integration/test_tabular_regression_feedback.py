@@ -64,7 +64,13 @@ def test_numeric_corrections_join_training_and_the_gate_compares_rmse_on_the_fro
     )
     import_feedback(tmp_path / "fb.csv", str(bundle.path))  # a CSV stores each value as text: "156.0"
     decision = retrain(config, str(bundle.path), margin=0.5, overrides=OVERRIDES, output=tmp_path / "challenger")
-    assert decision["feedback"] == {"used_for_training": 18, "held_out": 10, "in_test_split": 12, "skipped": 0}
+    assert decision["feedback"] == {
+        "used_for_training": 18,
+        "held_out": 10,
+        "held_out_in_training_data": 0,
+        "in_test_split": 12,
+        "skipped": 0,
+    }
     assert decision["metric"] == "rmse"
     old, new = decision["champion"], decision["challenger"]
     assert old["samples"] == new["samples"] == len(splits["test"])

@@ -6,6 +6,7 @@ import json
 import sys
 
 import pytest
+from conftest import EXAMPLES
 
 from modelyard.errors import ModelNotFoundError, UserError
 from modelyard.tracking import registry, store
@@ -143,3 +144,60 @@ def test_cli_lists_models_and_exits_1_with_one_line_for_an_unknown_alias(registe
     assert done.value.code == 1
     err = capsys.readouterr().err
     assert "no earlier version" in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def mixed_store(tfidf_bundle, tmp_path_factory):
+    """A store where the text model's name holds v1 (text, champion) and v2, a credit table model trained under
+    the same name by mistake."""
+    import shutil
+
+    import yaml
+
+    import modelyard
+
+    folder = tmp_path_factory.mktemp("credit-as-text")
+    shutil.copy(EXAMPLES / "data" / "credit_default" / "credit_default_2000.csv", folder / "credit.csv")
+    name = json.loads((tfidf_bundle / "modelyard.json").read_text())["name"]
+    raw = yaml.safe_load((EXAMPLES / "credit_scoring.yaml").read_text())
+    raw["data"]["train"], raw["model"]["backbone"], raw["name"] = "credit.csv", "lightgbm", name
+    raw["train"]["time_limit_s"] = 5
+    (folder / "credit.yaml").write_text(yaml.safe_dump(raw))
+    table = modelyard.train(folder / "credit.yaml", output=folder / "b", quiet=True, track=False)
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mixed') / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODELYARD_TRACKING_URI", uri)
+        text, tabular = log_bundle(tfidf_bundle), log_bundle(table.path)
+        registry.promote(name, text.version, "champion")
+    return name, str(text.version), str(tabular.version), uri
+
+
+def test_a_version_of_another_task_cannot_take_an_alias_of_this_name(mixed_store, monkeypatch):
+    name, text, tabular, uri = mixed_store
+    monkeypatch.setenv("MODELYARD_TRACKING_URI", uri)
+    said = rf"version {tabular} of model '{name}' is a tabular_classification model, but alias 'champion' points at"
+    with pytest.raises(UserError, match=said + rf" version {text}, a text_classification model") as err:
+        registry.promote(name, tabular, "champion")
+    assert "another `name:`" in err.value.hint
+    with pytest.raises(UserError, match=said):
+        registry.promote(name, tabular, "challenger")  # a server of this name would load it as its challenger
+    assert registry.describe(name).aliases == {"champion": text}
+
+
+def test_a_server_whose_alias_was_moved_to_another_task_says_so_and_keeps_serving(mixed_store, monkeypatch):
+    from prometheus_client import CollectorRegistry
+
+    import modelyard
+    from modelyard.serving.rollout import AliasWatcher, Arm, Rollout, RolloutMetrics
+
+    name, text, tabular, uri = mixed_store
+    monkeypatch.setenv("MODELYARD_TRACKING_URI", uri)
+    served = modelyard.load(f"models:/{name}/{text}")
+    rollout = Rollout(name, Arm(served, text), None, "off", 0.0, RolloutMetrics(CollectorRegistry()))
+    store.client().set_registered_model_alias(name, "champion", tabular)  # moved behind modelyard's back (MLflow)
+    try:
+        with pytest.raises(UserError, match=f"version {tabular}, a tabular_classification model; this server serves"):
+            AliasWatcher(rollout, "champion", None, 1.0).check()
+    finally:
+        store.client().set_registered_model_alias(name, "champion", text)
+    assert rollout.champion.version == text

@@ -67,6 +67,21 @@ def test_the_bandit_shifts_traffic_to_the_version_with_better_feedback(tmp_path)
     assert sum(a["version"] == "2" for a in answers) > 480
 
 
+def test_the_bandit_counts_a_class_sent_as_a_json_number_as_the_same_label(tmp_path):
+    """/v1/feedback may carry {"label": 1} for the class "1"; a right answer is a reward, not a loss."""
+    r = rollout("bandit", tmp_path, champion="1")
+    conn = connect(tmp_path / "predictions.db")
+    rows = [
+        (f"id{i}", 0.0, "demo", "1", None, "h", json.dumps({"label": "1"}), 1.0, json.dumps(label), 0.0)
+        for i, label in enumerate([1, "1", 0])
+    ]
+    with conn:
+        conn.executemany("INSERT INTO predictions VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+    conn.close()
+    r.refresh_rewards()
+    assert r.rewards == {"1": (2, 1)}
+
+
 def test_a_swap_replaces_the_champion_for_the_next_batch(tmp_path):
     r = rollout("off", tmp_path)
     r.swap("champion", Arm(Constant("c"), "3"))

@@ -63,10 +63,22 @@ def _feature_tests(reference: Reference, learner: Any, inputs: list[Any]) -> dic
     """Table rows: PSI per feature and the characteristic stability index, flagged when any feature drifts."""
     rows = [x for x in inputs if isinstance(x, dict)]
     if len(rows) < MIN_WINDOW or not hasattr(learner, "feature_drift"):
-        return {"skipped": "no table rows logged (server ran with --no-log-inputs?)"}
+        return {"skipped": _missing_inputs(inputs, "table rows")}
     per_feature = learner.feature_drift(reference.profile, rows)
     drifted = sorted(name for name, test in per_feature.items() if test["detected"])
     return {"detected": bool(drifted), "drifted": drifted, "method": "psi per feature, csi", "per_feature": per_feature}
+
+
+def _missing_inputs(inputs: list[Any], wanted: str) -> str:
+    """Why too few inputs of the kind the reference profiles (`table rows` or `text inputs`) were found: none
+    logged, or inputs of the other kind (a model of another task answered this traffic under the same name)."""
+    tables = wanted == "table rows"
+    other = sum(isinstance(x, str if tables else dict) for x in inputs)
+    if other < MIN_WINDOW:
+        return f"no {wanted} logged (server ran with --no-log-inputs?)"
+    return (
+        f"the logged inputs are {'texts' if tables else 'table rows'}, not {wanted}: a model of another task answered"
+    )
 
 
 def drift(reference: Reference, learner: Any, inputs: list[Any], predicted: list[str]) -> dict[str, Any]:
@@ -84,7 +96,7 @@ def drift(reference: Reference, learner: Any, inputs: list[Any], predicted: list
     if "features" in reference.profile:
         tests["features"] = _feature_tests(reference, learner, inputs)
     elif lengths is None or len(texts) < MIN_WINDOW:
-        why = "no text inputs logged (server ran with --no-log-inputs?)" if lengths else "no length profile"
+        why = _missing_inputs(inputs, "text inputs") if lengths else "no length profile"
         tests["input_length"] = {"skipped": why}
         tests.update({"embedding_clusters": {"skipped": why}, "embedding_mmd": {"skipped": why}})
     else:

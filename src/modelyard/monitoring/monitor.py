@@ -52,19 +52,45 @@ def feedback_summary(rows: pd.DataFrame) -> dict[str, Any]:
     """How many predictions got a true label, and how many of those the model had right. Only answers that are
     a label are scored: a forecast or a ranking is neither right nor wrong against one, so no accuracy is made
     up for them."""
+    from modelyard.monitoring.prediction_log import answered_right
+
     given = rows[rows["label"].notna()]
-    predicted = [_label(_json(o)) for o in given["output"]]
-    right = [p == str(_json(t)) for p, t in zip(predicted, given["label"], strict=True) if p is not None]
+    scored = [answered_right(_json(o), _json(t)) for o, t in zip(given["output"], given["label"], strict=True)]
+    right = [s for s in scored if s is not None]
     return {"count": len(given), "accuracy": round(float(np.mean(right)), 4) if right else None}
 
 
-def summarize(rows: pd.DataFrame, ref: reference_profile.Reference, learner: Any, window: int) -> dict[str, Any]:
-    """The monitor report for logged rows (oldest first) of one model."""
+def _judged_drift(
+    recent: pd.DataFrame, ref: reference_profile.Reference, learner: Any, version: str | None
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Drift of the window's rows served by `version` (all rows when None) against its reference, and the rows
+    per other version left out: a canary's or bandit's challenger, or a version of another task, answered those
+    and has a reference of its own."""
+    served = recent["version"].astype(str)
+    mine = served == str(version) if version is not None else served == served
+    judged, others = recent[mine.to_numpy()], {str(k): int(v) for k, v in served[~mine].value_counts().items()}
+    listed = ", ".join(f"{v} of version {k}" for k, v in others.items())
+    if others and not len(judged):
+        reason = f"no predictions of version {version} in the window, only {listed}; monitor models:/NAME/VERSION"
+        return {"detected": False, "reason": f"{reason} to judge those against their own reference"}, others
+    outputs = [_json(o) for o in judged["output"]]
+    predicted = [label for label in map(_label, outputs) if label is not None]
+    result = drift(ref, learner, [_json(x) for x in judged["input"]], predicted)
+    if others:
+        result["reason"] += f" (judged on version {version}'s {len(judged)} predictions; left out {listed})"
+    return result, others
+
+
+def summarize(
+    rows: pd.DataFrame, ref: reference_profile.Reference, learner: Any, window: int, version: str | None = None
+) -> dict[str, Any]:
+    """The monitor report for logged rows (oldest first) of one model; drift is judged on the rows `version`
+    answered (every row when None)."""
     recent = rows.tail(window)
     outputs = [_json(o) for o in recent["output"]]
     predicted = [label for label in map(_label, outputs) if label is not None]
-    inputs = [_json(x) for x in recent["input"]]
     latency = recent["latency_ms"].to_numpy(dtype=float)
+    judged, left_out = _judged_drift(recent, ref, learner, version)
     shares = pd.Series(predicted, dtype=object).value_counts(normalize=True) if predicted else pd.Series()
     return {
         "requests": len(rows),
@@ -73,13 +99,14 @@ def summarize(rows: pd.DataFrame, ref: reference_profile.Reference, learner: Any
             "from": _iso(recent["ts"].min()) if len(recent) else None,
             "to": _iso(recent["ts"].max()) if len(recent) else None,
             "versions": {str(k): int(v) for k, v in recent["version"].value_counts().items()},
+            "drift_left_out": left_out,
         },
         "latency_ms": {
             "p50": round(float(np.percentile(latency, 50)), 2) if len(latency) else None,
             "p95": round(float(np.percentile(latency, 95)), 2) if len(latency) else None,
         },
         "predicted_labels": {str(k): round(float(v), 4) for k, v in shares.head(20).items()},
-        "drift": drift(ref, learner, inputs, predicted),
+        "drift": judged,
         "feedback": feedback_summary(rows),
     }
 
@@ -93,11 +120,15 @@ def monitor(model_ref: str, since: str | None = None, window: int = DEFAULT_WIND
     from modelyard import loader
     from modelyard.monitoring.prediction_log import read_predictions
     from modelyard.monitoring.shadow import shadow_summary
+    from modelyard.serving.service import model_version
 
     model = loader.load(model_ref)
     start = parse_since(since)
     rows = read_predictions(since=start, model=model.name)
-    report = summarize(rows, reference_profile.read(model.path), model.learner, window)
+    version = model_version(model)
+    if model.version is None and version not in set(rows["version"]):
+        version = None  # a bundle the server ran through the registry: its version number is not known here
+    report = summarize(rows, reference_profile.read(model.path), model.learner, window, version)
     shadow = shadow_summary(model.name, start)
     if shadow is not None:
         report["shadow"] = shadow

@@ -309,3 +309,11 @@ def store_label(conn: state.StateConnection, prediction_id: str, label: Any) -> 
         (json.dumps(label, ensure_ascii=False), time.time(), prediction_id),
     )
     return cursor.rowcount > 0
+
+
+def answered_right(output: Any, label: Any) -> bool | None:
+    """Whether a logged answer (decoded JSON) matches its feedback label, compared as text, so a class `1` sent as
+    a JSON number counts the same as "1" from a file; None where the answer is no label (a forecast, a ranking)."""
+    if not isinstance(output, dict) or "label" not in output:
+        return None
+    return str(output["label"]) == str(label)

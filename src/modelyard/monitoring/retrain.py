@@ -3,10 +3,12 @@ only if it beats the champion on the same frozen test split by a margin, worse o
 
 The champion's test split is re-read and its fingerprint checked against the champion's manifest, then written
 out and given to the challenger as its test file, so both are scored on exactly the same rows (and none of
-them leaks into the challenger's training data). The newest quarter of the feedback is held out to score both
-models on recent traffic; the rest is appended to the training data, except rows whose inputs are in the frozen
-test split (the decision counts them under `feedback.in_test_split`). Text feedback the champion confidently
-contradicts is listed under `feedback.contradicting` and, with `data.label_noise.action: drop`, left out.
+them leaks into the challenger's training data). The newest inputs, a quarter of the feedback, are held out
+to score both models on recent traffic (all rows of one input on one side; held-out rows whose input is in the
+training data are left out, counted under `feedback.held_out_in_training_data`); the rest is appended to the
+training data, except rows whose inputs are in the frozen test split (counted under `feedback.in_test_split`).
+Text feedback the champion confidently contradicts is listed under `feedback.contradicting` and, with
+`data.label_noise.action: drop`, left out.
 
 Labelled text tasks need nothing more. Other tasks (tables) say how a logged input and its corrected label
 become a training row with two task hooks: `feedback_example(config, logged_input, label) -> row | None` and
@@ -103,10 +105,19 @@ def _row_keys(frame: pd.DataFrame, label: str) -> pd.Series:
     return frame[columns].map(norm).agg("\x1f".join, axis=1)
 
 
-def split_feedback(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(for training, held out): the newest HELD_OUT_SHARE of rows are held out for scoring."""
+def split_feedback(frame: pd.DataFrame, keys: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(for training, held out): the newest inputs (by their latest row), up to HELD_OUT_SHARE of the rows, are
+    held out for scoring. `keys` names each row's input: every row of one input lands on the same side, since
+    the same text asked twice would otherwise be scored on the challenger's own training rows."""
     held = round(len(frame) * HELD_OUT_SHARE) if len(frame) >= 4 else 0
-    return frame.iloc[: len(frame) - held], frame.iloc[len(frame) - held :]
+    counts = keys.value_counts()
+    chosen, taken = set(), 0
+    for key in keys.iloc[::-1].drop_duplicates():  # newest first
+        if taken + counts[key] <= held:
+            chosen.add(key)
+            taken += counts[key]
+    out = keys.isin(chosen).to_numpy()
+    return frame[~out], frame[out]
 
 
 def challenger_config(
@@ -227,6 +238,19 @@ def register_challenger(path: Path, name: str, trained_on: str, promoted: bool, 
     return version
 
 
+def _check_gate(margin: float, beta: float, loss_tolerance: float) -> None:
+    """A UserError for a gate option that would let a worse challenger through or cannot be used."""
+    if not (math.isfinite(margin) and margin >= 0):
+        raise UserError(
+            f"--margin {margin}: give a finite number, 0 or more (0 = any improvement)",
+            "the challenger must beat the champion by more than the margin; a negative one would promote a worse model",
+        )
+    if not (math.isfinite(loss_tolerance) and loss_tolerance >= 0):
+        raise UserError(f"--loss-tolerance {loss_tolerance}: give a finite number, 0 or more (0 = no rise allowed)")
+    if not (math.isfinite(beta) and beta > 0):
+        raise UserError(f"--beta {beta}: give a finite number above 0 (DPO's default is 0.1)")
+
+
 def retrain(
     config_path: str | Path,
     model_ref: str | None = None,
@@ -247,8 +271,7 @@ def retrain(
     from modelyard import bundle, loader, pipeline
     from modelyard.tracking.registry import check_alias
 
-    if not math.isfinite(margin):
-        raise UserError(f"--margin {margin}: give a finite number (0 = any improvement)")
+    _check_gate(margin, beta, loss_tolerance)
     check_alias(alias)
     if output is not None:
         bundle.refuse_foreign_output(output)
@@ -297,12 +320,15 @@ def retrain(
         )
     test = _frozen_test(champion)
     prepared = task.prepare(config)
-    feedback, skipped = feedback_frame(champion.name, labels, example)
-    fb_train, fb_eval = split_feedback(feedback)
     label, columns = layout["label"], layout["columns"] or list(test.columns)
+    feedback, skipped = feedback_frame(champion.name, labels, example)
+    fb_train, fb_eval = split_feedback(feedback, _row_keys(feedback.reindex(columns=columns), label))
     seen = set(_row_keys(test[columns], label))
     base = prepared.splits["train"][columns]
     base = base[~_row_keys(base, label).isin(seen).to_numpy()]
+    # held-out inputs the challenger trains on anyway (base rows) would score its memory, not recent traffic
+    in_training = _row_keys(fb_eval.reindex(columns=columns), label).isin(set(_row_keys(base, label)))
+    fb_eval = fb_eval[~in_training.to_numpy()] if len(fb_eval) else fb_eval
     in_test = _row_keys(fb_train.reindex(columns=columns), label).isin(seen)  # would inflate the test score
     fb_train = fb_train[~in_test.to_numpy()] if len(fb_train) else fb_train
     flagged, flagged_rows = _contradicted_feedback(champion, prepared, test, fb_train, hooked)
@@ -338,6 +364,7 @@ def retrain(
         "feedback": {
             "used_for_training": len(fb_train),
             "held_out": len(fb_eval),
+            "held_out_in_training_data": int(in_training.sum()),
             "in_test_split": int(in_test.sum()),
             # only text feedback is checked against the champion; a task with its own feedback hook is not
             **({} if hooked else {"contradicting": {"rows": flagged_rows, "dropped": dropped}}),

@@ -103,6 +103,7 @@ class DriftWatch:
         model = self.service.model
         directory = self.service.log.directory if self.service.log is not None else None
         rows = read_predictions(since=time.time() - LOOKBACK_S, model=self.service.name, directory=directory)
-        report = model_thread.call(summarize, rows, reference_profile.read(model.path), model.learner, self.window)
+        reference = reference_profile.read(model.path)
+        report = model_thread.call(summarize, rows, reference, model.learner, self.window, self.service.version)
         self.gauges.set(report)
         return report

@@ -28,8 +28,8 @@ import numpy as np
 from prometheus_client import Counter, Gauge
 
 from modelyard import model_thread
-from modelyard.errors import ConfigError
-from modelyard.monitoring.prediction_log import open_log
+from modelyard.errors import ConfigError, UserError
+from modelyard.monitoring.prediction_log import answered_right, open_log
 from modelyard.monitoring.shadow import SHADOW_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -194,8 +194,9 @@ class Rollout:
             conn.close()
         rewards: dict[str, list[int]] = {}
         for version, output, label in rows:
-            right = _label(json.loads(output)) == json.loads(label)
-            rewards.setdefault(version, [0, 0])[0 if right else 1] += 1
+            right = answered_right(json.loads(output), json.loads(label))
+            if right is not None:  # feedback on an answer that is no label is neither a reward nor a loss
+                rewards.setdefault(version, [0, 0])[0 if right else 1] += 1
         self.rewards = {v: (r, w) for v, (r, w) in rewards.items()}
         for version, (right, wrong) in self.rewards.items():
             self.metrics.share.labels(version).set((1 + right) / (2 + right + wrong))
@@ -245,6 +246,7 @@ class AliasWatcher:
         self.on_champion = on_champion
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="modelyard-alias-watch", daemon=True)
+        self._last_problem: str | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -257,21 +259,32 @@ class AliasWatcher:
         while not self._stop.wait(self.interval_s):
             try:
                 self.check()
+                self._last_problem = None
             except Exception as err:  # the server keeps answering with what it has
-                log.warning("alias check failed (%s); still serving the current versions", err)
+                if str(err) != self._last_problem:  # said once, not every poll, until something changes
+                    log.warning("alias check failed (%s); still serving the current versions", err)
+                self._last_problem = str(err)
 
     def check(self) -> None:
         """One poll: load and swap in any role whose alias moved."""
         from modelyard.loader import load
-        from modelyard.tracking.registry import get_version
+        from modelyard.tracking.registry import get_version, version_task
 
+        served = getattr(self.rollout.champion.model, "manifest", {}).get("task")
         for role, alias in self.aliases.items():
             if alias is None:
                 continue
-            version = str(get_version(self.rollout.name, alias=alias).version)
+            found = get_version(self.rollout.name, alias=alias)
+            version, task = str(found.version), version_task(found)
             current = self.rollout.champion if role == "champion" else self.rollout.challenger
             if current is not None and current.version == version:
                 continue
+            if served and task and task != served:
+                raise UserError(
+                    f"alias {alias} of {self.rollout.name} moved to version {version}, a {task} model; "
+                    f"this server serves {served}, so it keeps version {self.rollout.champion.version}",
+                    f"move the alias back (`modelyard models rollback {self.rollout.name} --alias {alias}`)",
+                )
             model = model_thread.call(load, f"models:/{self.rollout.name}/{version}")
             if self.warm_up is not None:
                 model_thread.call(self.warm_up, model)

@@ -176,7 +176,30 @@ def promote(name: str, version: str, alias: str, reason: str | None = None) -> a
     """Point `alias` at `version` and record the move; None when it already points there."""
     check_alias(alias)
     target = get_version(name, version=str(version))
+    _check_same_task(name, target)
     return _move(name, alias, str(target.version), "promote", reason)
+
+
+def version_task(version: ModelVersion) -> str | None:
+    """The task a registered version was trained for (None for versions registered before it was tagged)."""
+    return (version.tags or {}).get("task")
+
+
+def _check_same_task(name: str, target: ModelVersion) -> None:
+    """A UserError when `target` is of another task than a version an alias of `name` points at: a server of
+    that name would be handed a model that cannot read its traffic."""
+    task = version_task(target)
+    with store.store_errors():
+        client = store.client()
+        aliases = {k: str(v) for k, v in (_registered(client, name).aliases or {}).items()}
+        for alias, number in sorted(aliases.items()):
+            held = version_task(client.get_model_version(name, number))
+            if task and held and held != task and number != str(target.version):
+                raise UserError(
+                    f"version {target.version} of model '{name}' is a {task} model, but alias '{alias}' points at "
+                    f"version {number}, a {held} model; nothing was moved",
+                    "a model name holds one task: train the other model under another `name:` in its config",
+                )
 
 
 def rollback(name: str, alias: str = "champion", reason: str | None = None) -> audit.AliasMove:

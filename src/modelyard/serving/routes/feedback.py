@@ -84,6 +84,8 @@ async def feedback(body: FeedbackRequest, service: ModelService = Depends(get_se
             raise ServingError(404, f"no logged prediction has id {body.prediction_id!r}")
         shown = repr(unknown)[:80]
         raise ServingError(422, f"label: {shown} is not one of the model's {len(labels)} labels")
+    if labels and check is None:  # stored as `feedback import` stores it: the model's label text, 1 as "1"
+        label = str(label)
     if not await logged(record_feedback, label):
         raise ServingError(404, f"no logged prediction has id {body.prediction_id!r}")
     if service.on_feedback is not None:
