@@ -169,11 +169,11 @@ def mixed_store(tfidf_bundle, tmp_path_factory):
         mp.setenv("MODELYARD_TRACKING_URI", uri)
         text, tabular = log_bundle(tfidf_bundle), log_bundle(table.path)
         registry.promote(name, text.version, "champion")
-    return name, str(text.version), str(tabular.version), uri
+    return name, str(text.version), str(tabular.version), uri, table.path
 
 
 def test_a_version_of_another_task_cannot_take_an_alias_of_this_name(mixed_store, monkeypatch):
-    name, text, tabular, uri = mixed_store
+    name, text, tabular, uri, _ = mixed_store
     monkeypatch.setenv("MODELYARD_TRACKING_URI", uri)
     said = rf"version {tabular} of model '{name}' is a tabular_classification model, but alias 'champion' points at"
     with pytest.raises(UserError, match=said + rf" version {text}, a text_classification model") as err:
@@ -184,13 +184,23 @@ def test_a_version_of_another_task_cannot_take_an_alias_of_this_name(mixed_store
     assert registry.describe(name).aliases == {"champion": text}
 
 
+def test_a_bundle_of_another_task_is_not_registered_under_a_name_whose_alias_holds_this_task(mixed_store, monkeypatch):
+    name, text, _, uri, table = mixed_store
+    monkeypatch.setenv("MODELYARD_TRACKING_URI", uri)
+    before = len(store.client().search_model_versions(f"name='{name}'"))
+    said = rf"this bundle of model '{name}' is a tabular_classification model, but alias 'champion' points at"
+    with pytest.raises(UserError, match=said + rf" version {text}, a text_classification model; it was not registered"):
+        log_bundle(table)
+    assert len(store.client().search_model_versions(f"name='{name}'")) == before
+
+
 def test_a_server_whose_alias_was_moved_to_another_task_says_so_and_keeps_serving(mixed_store, monkeypatch):
     from prometheus_client import CollectorRegistry
 
     import modelyard
     from modelyard.serving.rollout import AliasWatcher, Arm, Rollout, RolloutMetrics
 
-    name, text, tabular, uri = mixed_store
+    name, text, tabular, uri, _ = mixed_store
     monkeypatch.setenv("MODELYARD_TRACKING_URI", uri)
     served = modelyard.load(f"models:/{name}/{text}")
     rollout = Rollout(name, Arm(served, text), None, "off", 0.0, RolloutMetrics(CollectorRegistry()))

@@ -188,18 +188,33 @@ def version_task(version: ModelVersion) -> str | None:
 def _check_same_task(name: str, target: ModelVersion) -> None:
     """A UserError when `target` is of another task than a version an alias of `name` points at: a server of
     that name would be handed a model that cannot read its traffic."""
-    task = version_task(target)
     with store.store_errors():
-        client = store.client()
-        aliases = {k: str(v) for k, v in (_registered(client, name).aliases or {}).items()}
-        for alias, number in sorted(aliases.items()):
-            held = version_task(client.get_model_version(name, number))
-            if task and held and held != task and number != str(target.version):
-                raise UserError(
-                    f"version {target.version} of model '{name}' is a {task} model, but alias '{alias}' points at "
-                    f"version {number}, a {held} model; nothing was moved",
-                    "a model name holds one task: train the other model under another `name:` in its config",
-                )
+        refuse_other_task(
+            store.client(), name, version_task(target), f"version {target.version}", "nothing was moved", target.version
+        )
+
+
+def refuse_other_task(
+    client: MlflowClient, name: str, task: str | None, what: str, outcome: str, version: str | None = None
+) -> None:
+    """A UserError when an alias of registered model `name` points at a version (other than `version`) of another
+    task than `task`; `what` names the newcomer and `outcome` says what was not done. Nothing for a new name."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        aliases = {k: str(v) for k, v in (client.get_registered_model(name).aliases or {}).items()}
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return
+        raise
+    for alias, number in sorted(aliases.items()):
+        held = version_task(client.get_model_version(name, number))
+        if task and held and held != task and number != str(version):
+            raise UserError(
+                f"{what} of model '{name}' is a {task} model, but alias '{alias}' points at version {number}, a "
+                f"{held} model; {outcome}",
+                "a model name holds one task: train the other model under another `name:` in its config",
+            )
 
 
 def rollback(name: str, alias: str = "champion", reason: str | None = None) -> audit.AliasMove:
