@@ -125,3 +125,9 @@ def test_an_answer_lists_every_label_above_its_threshold_best_first():
     assert [x["label"] for x in first["probabilities"]] == ["a", "c"]
     assert second["label"] == "c"  # none passed: the best label, as the data never had an empty set
     assert set_answers(scores[1:], thresholds, ["a", "b", "c"], 1, False, "|")[0]["labels"] == []
+
+
+def test_the_score_of_an_answer_is_the_best_score_in_its_set_not_of_a_label_that_missed_its_threshold():
+    scores = np.array([[0.18, 0.175, 0.05]])
+    [answer] = set_answers(scores, np.array([0.3, 0.1, 0.5]), ["neutral", "love", "joy"], 1, True, "|")
+    assert answer["label"] == "love" and answer["score"] == pytest.approx(0.175)

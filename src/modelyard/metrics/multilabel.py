@@ -102,7 +102,7 @@ def set_answers(
     """One answer per row, shaped like single-label classification's (`label`, `score`, `probabilities`: the
     top_k scores) plus `labels`: every label at or above its threshold with its score and threshold, best first.
     `label` is that set in label order joined with the data's separator (as a training file writes it), `score`
-    the best label's score."""
+    the highest score in the set (an empty set: the highest score of any label, which passed no threshold)."""
     chosen = decide(scores, thresholds, at_least_one)
     k = max(1, min(top_k, len(labels)))
     answers = []
@@ -112,7 +112,7 @@ def set_answers(
         answers.append(
             {
                 "label": separator.join(labels[j] for j in sorted(on)),
-                "score": float(row[order[0]]) if len(order) else 0.0,
+                "score": float(row[on[0]] if on else row[order[0]]) if len(order) else 0.0,
                 "labels": [
                     {"label": labels[j], "score": float(row[j]), "threshold": round(float(thresholds[j]), 4)}
                     for j in on
