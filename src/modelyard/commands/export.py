@@ -50,10 +50,17 @@ def export(
     format_: Annotated[Format | None, typer.Option("--format", help="onnx (ONNX Runtime); default torch")] = None,
     quantize: Annotated[Quantize | None, typer.Option(help="int8 weights (ONNX: onnxruntime; torch: dynamic)")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="new bundle folder")] = None,
-    min_agreement: Annotated[float, typer.Option(min=0, help="fail below this share of agreeing outputs")] = 0.98,
-    max_accuracy_drop: Annotated[float, typer.Option(min=0, help="fail if accuracy falls more (points)")] = 1.0,
+    min_agreement: Annotated[
+        float, typer.Option(min=0, max=1, help="fail below this share of agreeing outputs, a fraction (0.98 = 98%)")
+    ] = 0.98,
+    max_accuracy_drop: Annotated[
+        float, typer.Option(min=0, max=100, help="fail if accuracy falls by more, in points (1 = 90% -> 89%)")
+    ] = 1.0,
     max_error_increase: Annotated[
-        float, typer.Option(min=0, help="forecasters, language models: fail if mae/perplexity rises more (%)")
+        float,
+        typer.Option(
+            min=0, max=100, help="forecasters, language models: fail if mae/perplexity rises by more, in % (2 = 2%)"
+        ),
     ] = 2.0,
     force: Annotated[bool, typer.Option(help="keep the export even when it fails the parity check")] = False,
     latency_samples: Annotated[int, typer.Option(min=1, help="single inputs timed per model")] = 100,
