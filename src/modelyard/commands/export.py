@@ -67,6 +67,8 @@ def export(
 ) -> None:
     """Export a bundle (ONNX and/or int8) with a parity check on its validation split; prints the new bundle path.
 
+    --output may name an earlier export or distillation of the same bundle (replaced), never another model's.
+
     The check (size, agreement, accuracy or the task's error metric, latency, throughput) is written to
     DIR/export.json; an export that changes predictions beyond the tolerance fails with exit code 1 unless --force.
     Agreement: classifiers, same top class; forecasters, values within 1%; language models, same next token.

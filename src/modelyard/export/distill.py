@@ -22,7 +22,7 @@ from modelyard import bundle, loader, pipeline
 from modelyard.config import apply_overrides
 from modelyard.errors import UserError
 from modelyard.export import parity
-from modelyard.export.exporter import ExportResult, default_output, refuse_non_bundle
+from modelyard.export.exporter import ExportResult, default_output, refuse_unrelated_output
 from modelyard.fsutil import atomic_write_json, sha256_file
 from modelyard.protocols import Learner
 from modelyard.tasks import config_from_dict
@@ -141,7 +141,7 @@ def distill(
         )
     output = Path(output).resolve() if output else default_output(teacher, f"distilled-{student}")
     bundle.refuse_output_over(output, teacher.path, "teacher")
-    refuse_non_bundle(output)
+    refuse_unrelated_output(output, teacher.path)
     raw = teacher.config.model_dump(mode="json")
     raw["model"]["backbone"] = student
     raw["train"].update(dict.fromkeys(BACKBONE_DEFAULTS))

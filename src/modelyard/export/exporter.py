@@ -50,10 +50,29 @@ def default_output(model: loader.Model, suffix: str) -> Path:
     return home() / "exports" / model.name / f"{datetime.now():%Y%m%d-%H%M%S}-{suffix}"
 
 
-def refuse_non_bundle(output: Path) -> None:
-    """An existing bundle may be replaced; any other existing folder is the user's and stays untouched."""
-    if output.exists() and not (output / bundle.MANIFEST).is_file():
-        raise UserError(f"--output {output} exists and is not a bundle; not replacing it", "choose a new folder")
+def derived_from(manifest: dict[str, Any]) -> str | None:
+    """The source bundle path an export or distillation was made from; None for a bundle `train` wrote."""
+    source = (manifest.get("export") or {}).get("source") or manifest.get("distilled_from") or {}
+    return source.get("path")
+
+
+def refuse_unrelated_output(output: Path, source: Path) -> None:
+    """Only an earlier export or distillation of `source` may be replaced: any other folder, a trained (perhaps
+    registered) bundle above all, is the user's and stays untouched."""
+    if not output.exists():
+        return
+    hint = "choose another --output folder, or delete it first if it is no longer needed"
+    if not (output / bundle.MANIFEST).is_file():
+        raise UserError(f"--output {output} exists and is not a bundle; not replacing it", hint)
+    manifest = bundle.read_manifest(output)
+    if derived_from(manifest) == str(source):
+        return
+    made = f"made from {derived_from(manifest)}" if derived_from(manifest) else "trained by `modelyard train`"
+    raise UserError(
+        f"--output {output} holds another bundle ({manifest.get('name')}: {manifest.get('task')}, "
+        f"{manifest.get('backbone')}, {made}), not an earlier export or distillation of {source}; not replacing it",
+        hint,
+    )
 
 
 def _validation_split(splits: dict[str, Any]) -> Any:
@@ -154,7 +173,7 @@ def export(
     suffix = "-".join(x for x in ("onnx" if fmt == "onnx" else "", quantize or "") if x)
     output = Path(output).resolve() if output else default_output(original, suffix)
     bundle.refuse_output_over(output, original.path, "bundle being exported")
-    refuse_non_bundle(output)
+    refuse_unrelated_output(output, original.path)
     staging = output.parent / f".{output.name}.export-{uuid.uuid4().hex[:8]}"
     splits = original.task.prepare(original.config).splits  # re-prepared from the config exactly as in training
     try:
