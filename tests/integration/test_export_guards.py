@@ -3,6 +3,7 @@ training, an --output that holds another model, a teacher of a task distillation
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 import modelyard
-from modelyard.errors import UserError
+from modelyard.errors import DataError, UserError
 from modelyard.export.distill import distill
 from modelyard.export.exporter import export
 from modelyard.export.parity import Tolerance
@@ -66,6 +67,10 @@ def int8(teacher, tmp_path_factory):
     return export(teacher.path, "torch", "int8", tmp_path_factory.mktemp("x") / "int8", LOOSE, latency_samples=2)
 
 
+def metrics_row(path: Path, split: str) -> str:
+    return f"{json.loads((path / 'metrics.json').read_text())[split]['accuracy']:.4f}"
+
+
 def test_exporting_again_to_the_same_folder_replaces_the_earlier_export(teacher, int8):
     again = export(teacher.path, "torch", "int8", int8.path, LOOSE, latency_samples=2)
     assert modelyard.load(again.path).manifest["export"]["source"]["path"] == str(teacher.path)
@@ -79,3 +84,21 @@ def test_an_export_over_another_trained_bundle_is_refused_and_leaves_it_alone(te
     assert (table_model.path / "modelyard.json").read_text() == before
     with pytest.raises(UserError, match="not an earlier export or distillation of"):
         distill(teacher.path, output=table_model.path)
+
+
+def test_export_and_distill_refuse_data_changed_since_training(table_model, teacher):
+    for model in (table_model, teacher):
+        data = Path(model.config.data.train)
+        saved = data.read_bytes()
+        frame = pd.read_csv(data)
+        try:
+            frame.iloc[::-1].iloc[: len(frame) * 2 // 3].to_csv(data, index=False)
+            with pytest.raises(DataError, match=r"the data changed since this model was trained .*train \(") as found:
+                if model is teacher:
+                    distill(model.path, output=model.path.parent / "student")
+                else:
+                    export(model.path, "onnx", output=model.path.parent / "onnx")
+            assert "restore the data" in found.value.hint
+        finally:
+            data.write_bytes(saved)
+    assert not (teacher.path.parent / "student").exists() and not (table_model.path.parent / "onnx").exists()

@@ -10,6 +10,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from modelyard.cli import app
+from modelyard.data.splits import changed_splits
 from modelyard.errors import UserError
 from modelyard.export.distill import soften
 from modelyard.export.onnx import quantize_onnx, to_onnx
@@ -122,3 +123,10 @@ def test_the_min_agreement_help_says_it_is_a_fraction():
 def test_a_tolerance_outside_zero_to_one_is_refused_in_python_too(field):
     with pytest.raises(UserError, match=f"{field} 99"):
         Tolerance(**{field: 99})
+
+
+def test_changed_splits_names_each_split_whose_fingerprint_moved_and_ignores_unrecorded_ones():
+    recorded = {"train": {"sha256": "a", "rows": 2}, "validation": {"sha256": "b"}, "test": {"sha256": "c"}}
+    now = {"train": {"sha256": "a"}, "validation": {"sha256": "x"}, "extra": {"sha256": "y"}}
+    assert changed_splits(recorded, now) == ["validation", "test"]
+    assert changed_splits({"test": {"rows": 0}}, {}) == []

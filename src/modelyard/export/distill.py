@@ -22,7 +22,7 @@ from modelyard import bundle, loader, pipeline
 from modelyard.config import apply_overrides
 from modelyard.errors import UserError
 from modelyard.export import parity
-from modelyard.export.exporter import ExportResult, default_output, refuse_unrelated_output
+from modelyard.export.exporter import ExportResult, default_output, refuse_changed_data, refuse_unrelated_output
 from modelyard.fsutil import atomic_write_json, sha256_file
 from modelyard.protocols import Learner
 from modelyard.tasks import config_from_dict
@@ -155,17 +155,13 @@ def distill(
     task = teacher.task
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     data = task.prepare(config)
+    refuse_changed_data(teacher, data.fingerprints)
     set_seed(config.train.seed)
     learner = task.build(config, data)
     if getattr(learner, "module", None) is None or not hasattr(learner, "logits"):
         raise UserError(
             f"'{student}' is not trained by gradient descent, so it cannot learn from soft labels",
             "choose a neural student such as scratch-transformer",
-        )
-    if getattr(learner, "labels", None) != teacher.labels:
-        raise UserError(
-            f"{teacher.path}: the teacher's labels differ from those of its own training data now",
-            "the data changed since the teacher was trained; retrain the teacher",
         )
     inputs, _ = teacher.learner.export_examples(data.splits["train"])
     soft = soften(teacher.learner.export_outputs(inputs), temperature)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from modelyard import bundle, loader
-from modelyard.errors import UserError
+from modelyard.data.splits import changed_splits
+from modelyard.errors import DataError, UserError
 from modelyard.export import parity
 from modelyard.export.onnx import quantize_onnx, to_onnx
 from modelyard.fsutil import atomic_write_json, replace_dir, sha256_file
@@ -72,6 +73,22 @@ def refuse_unrelated_output(output: Path, source: Path) -> None:
         f"--output {output} holds another bundle ({manifest.get('name')}: {manifest.get('task')}, "
         f"{manifest.get('backbone')}, {made}), not an earlier export or distillation of {source}; not replacing it",
         hint,
+    )
+
+
+def refuse_changed_data(model: loader.Model, fingerprints: dict[str, Any]) -> None:
+    """A parity check (or a student's soft labels) on rows other than those the model was trained and scored on
+    would measure nothing the bundle's numbers speak for, so changed data is refused, as a retrain's gate does."""
+    changed = changed_splits(model.manifest.get("data", {}), fingerprints)
+    if not changed:
+        return
+    data = model.config.data
+    train = getattr(data, "train", None)
+    where = ", ".join(f"{s} ({getattr(data, s, None) or f'carved from {train}'})" for s in changed)
+    raise DataError(
+        f"{model.path}: the data changed since this model was trained (the sha256 fingerprint in its manifest no "
+        f"longer matches the split now read): {where}",
+        "restore the data it was trained on, or train it again on the data as it is now and use that bundle",
     )
 
 
@@ -175,7 +192,9 @@ def export(
     bundle.refuse_output_over(output, original.path, "bundle being exported")
     refuse_unrelated_output(output, original.path)
     staging = output.parent / f".{output.name}.export-{uuid.uuid4().hex[:8]}"
-    splits = original.task.prepare(original.config).splits  # re-prepared from the config exactly as in training
+    prepared = original.task.prepare(original.config)  # re-prepared from the config exactly as in training
+    refuse_changed_data(original, prepared.fingerprints)
+    splits = prepared.splits
     try:
         manifest = {k: v for k, v in original.manifest.items() if k not in REWRITTEN}
 
