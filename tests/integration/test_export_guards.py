@@ -67,6 +67,23 @@ def int8(teacher, tmp_path_factory):
     return export(teacher.path, "torch", "int8", tmp_path_factory.mktemp("x") / "int8", LOOSE, latency_samples=2)
 
 
+def test_an_export_scores_itself_and_keeps_the_source_numbers_under_exported_from(teacher, int8):
+    metrics = json.loads((int8.path / "metrics.json").read_text())
+    exported = modelyard.load(int8.path)
+    test = exported.learner.evaluate(exported.task.prepare(exported.config).splits["test"])
+    assert metrics["test"]["confusion_matrix"] == test["confusion_matrix"]
+    source = json.loads((teacher.path / "metrics.json").read_text())
+    kept = {"path": str(teacher.path), "validation": source["validation"], "test": source["test"]}
+    assert metrics["exported_from"] == kept
+
+
+def test_an_exported_model_card_names_its_runtime_and_source_and_shows_its_own_metrics(teacher, int8):
+    card = (int8.path / "MODEL_CARD.md").read_text()
+    assert f"export (torch, dynamic-int8) of the bundle `{teacher.path}`" in card
+    accuracy = json.loads((int8.path / "metrics.json").read_text())["test"]["accuracy"]
+    assert f"| accuracy | {metrics_row(int8.path, 'validation')} | {accuracy:.4f}" in card
+
+
 def metrics_row(path: Path, split: str) -> str:
     return f"{json.loads((path / 'metrics.json').read_text())[split]['accuracy']:.4f}"
 

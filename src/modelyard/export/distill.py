@@ -21,6 +21,7 @@ from accelerate.utils import set_seed
 from modelyard import bundle, loader, pipeline
 from modelyard.config import apply_overrides
 from modelyard.errors import UserError
+from modelyard.evaluation.model_card import write_model_card
 from modelyard.export import parity
 from modelyard.export.exporter import ExportResult, default_output, refuse_changed_data, refuse_unrelated_output
 from modelyard.fsutil import atomic_write_json, sha256_file
@@ -191,5 +192,7 @@ def distill(
         "temperature": temperature,
         "alpha": alpha,
     }
-    bundle.seal(output, {**model.manifest, "distilled_from": source})
+    manifest = {**model.manifest, "distilled_from": source}
+    write_model_card(output, manifest)  # again, now that it can say whose student this is
+    bundle.seal(output, manifest)
     return ExportResult(output, report, True)

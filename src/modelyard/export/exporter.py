@@ -7,6 +7,7 @@ place only once the parity check has passed (or `force` is set), with the check 
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import uuid
@@ -18,10 +19,12 @@ from typing import Any, Literal
 from modelyard import bundle, loader
 from modelyard.data.splits import changed_splits
 from modelyard.errors import DataError, UserError
+from modelyard.evaluation.model_card import write_model_card
 from modelyard.export import parity
 from modelyard.export.onnx import quantize_onnx, to_onnx
 from modelyard.fsutil import atomic_write_json, replace_dir, sha256_file
 from modelyard.home import home
+from modelyard.metrics.intervals import intervals_for
 from modelyard.runtimes.protocol import ONNX_FILE
 from modelyard.runtimes.torch_int8 import quantize_module, save_quantized
 
@@ -163,6 +166,23 @@ def _write_weights(
     return {"runtime": "onnxruntime", "quantize": f"{graph.quantization}-int8"}
 
 
+def _measure(folder: Path, learner: Any, splits: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """Score the export itself on the validation and test splits into its metrics.json (the source's numbers kept
+    under `exported_from`) and write its model card again, so card, report and registry describe the model served
+    rather than the one it was exported from."""
+    path = folder / "metrics.json"
+    metrics = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    source = {k: metrics.pop(k) for k in ("validation", "test", "test_intervals") if k in metrics}
+    for split in ("validation", "test"):
+        metrics[split] = learner.evaluate(splits[split]) if len(splits[split]) else {}
+    found = intervals_for(learner, splits["test"])
+    if found is not None:  # classifiers' intervals are rebuilt from the confusion matrix instead
+        metrics["test_intervals"] = {"method": found[1], **found[0]}
+    metrics["exported_from"] = {"path": manifest["export"]["source"]["path"], **source}
+    atomic_write_json(path, metrics)
+    write_model_card(folder, manifest)
+
+
 def _reference_in_fp32(learner: Any) -> str:
     """Make the original compute in fp32, as every export does (int8 kernels take fp32 activations too), and
     return the precision it was trained in: against a bf16 reference, bf16's own rounding would count as the
@@ -238,6 +258,7 @@ def export(
                 "nothing was written; pass --force to keep it anyway"
                 + (", or export without --quantize" if quantize else ""),
             )
+        _measure(staging, exported.learner, splits, exported.manifest)
         atomic_write_json(staging / REPORT, report)
         bundle.seal(staging, exported.manifest)
         replace_dir(staging, output)
