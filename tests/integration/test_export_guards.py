@@ -119,3 +119,10 @@ def test_export_and_distill_refuse_data_changed_since_training(table_model, teac
         finally:
             data.write_bytes(saved)
     assert not (teacher.path.parent / "student").exists() and not (table_model.path.parent / "onnx").exists()
+
+
+@pytest.mark.parametrize("student", ["scratch-transformer", "mlp"])
+def test_distilling_a_table_model_says_only_text_classifiers_teach(table_model, tmp_path, student):
+    with pytest.raises(UserError, match=r"supports text classification teachers only.*tabular_classification") as found:
+        distill(table_model.path, student, output=tmp_path / "student")
+    assert "modelyard export" in found.value.hint and "student" not in found.value.hint

@@ -96,7 +96,9 @@ def export(
 
 def distill(
     teacher: Annotated[str, typer.Argument(help="the teacher: bundle path or models:/NAME@ALIAS")],
-    student: Annotated[str, typer.Option(help="the student's backbone")] = "scratch-transformer",
+    student: Annotated[
+        str, typer.Option(help="the student's backbone: a neural text classifier (scratch-transformer, minilm-l6)")
+    ] = "scratch-transformer",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="student bundle folder")] = None,
     temperature: Annotated[float, typer.Option(min=0.01, help="softens the teacher's probabilities")] = 2.0,
     alpha: Annotated[float, typer.Option(min=0, max=1, help="weight of the soft labels vs the true ones")] = 0.5,
@@ -105,7 +107,9 @@ def distill(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no progress bar")] = False,
     latency_samples: Annotated[int, typer.Option(min=1, help="single inputs timed per model")] = 100,
 ) -> None:
-    """Train a smaller student on a teacher's soft labels; prints the student bundle path.
+    """Train a smaller student on a text classifier teacher's soft labels; prints the student bundle path.
+
+    Teachers: neural text classifiers (not TF-IDF); other models get smaller through `modelyard export`.
 
     The comparison with the teacher (size, agreement, accuracy, latency, throughput) goes to DIR/distill.json.
 

@@ -30,6 +30,8 @@ from modelyard.tasks import config_from_dict
 from modelyard.training.loop import fit
 
 REPORT = "distill.json"
+# the student trains on a neural text classifier's logits; no other task's learner exposes them to the loss
+TEACHER_TASKS = ("text_classification",)
 # train settings the teacher's backbone chose; the student takes its own tuned defaults unless told otherwise
 BACKBONE_DEFAULTS = ("epochs", "batch_size", "learning_rate", "scheduler", "max_steps")
 
@@ -132,8 +134,13 @@ def distill(
         raise UserError(f"--temperature {temperature} / --alpha {alpha}: need temperature > 0 and 0 <= alpha <= 1")
     teacher = loader.load(teacher_ref)
     backbone = teacher.manifest.get("backbone")
-    if parity.kind(teacher.learner) != "probabilities":
-        raise UserError(f"{teacher.path}: this model ({backbone}) cannot teach a student", "distill from a classifier")
+    if teacher.config.task not in TEACHER_TASKS:
+        raise UserError(
+            f"{teacher.path}: distillation supports text classification teachers only; this is a "
+            f"{teacher.config.task} model ({backbone})",
+            "to make it smaller or faster, export it instead: `modelyard export BUNDLE --format onnx` "
+            "(add --quantize int8 where offered)",
+        )
     if not parity.can_compare(teacher.learner):
         raise UserError(
             f"{teacher.path}: this classifier ({backbone}) gives distill no outputs on its training inputs to learn "
