@@ -7,7 +7,11 @@ import onnx
 import pytest
 import torch
 from torch import nn
+from typer.testing import CliRunner
 
+from modelyard.cli import app
+from modelyard.data.splits import changed_splits
+from modelyard.errors import UserError
 from modelyard.export.distill import soften
 from modelyard.export.onnx import quantize_onnx, to_onnx
 from modelyard.export.parity import COMPARE, Tolerance, problems
@@ -102,3 +106,27 @@ def test_an_error_metric_may_rise_only_by_the_relative_tolerance():
     }
     assert problems(report, Tolerance()) == ["mae rose 5.00% (2 -> 2.1), more than the 2.00% allowed"]
     assert problems(report, Tolerance(max_error_increase=0.06)) == []
+
+
+@pytest.mark.parametrize("option", ["--min-agreement=99", "--min-agreement=1.01", "--max-accuracy-drop=101"])
+def test_a_tolerance_out_of_range_is_refused_before_anything_is_exported(option):
+    result = CliRunner().invoke(app, ["export", "no-such-bundle", "--format", "onnx", option])
+    assert result.exit_code == 2 and "Invalid value for '" + option.split("=")[0] in result.output
+
+
+def test_the_min_agreement_help_says_it_is_a_fraction():
+    result = CliRunner().invoke(app, ["export", "--help"], env={"COLUMNS": "200"})
+    assert "a fraction (0.98 = 98%)" in result.output
+
+
+@pytest.mark.parametrize("field", ["min_agreement", "max_accuracy_drop", "max_error_increase", "max_wer_increase"])
+def test_a_tolerance_outside_zero_to_one_is_refused_in_python_too(field):
+    with pytest.raises(UserError, match=f"{field} 99"):
+        Tolerance(**{field: 99})
+
+
+def test_changed_splits_names_each_split_whose_fingerprint_moved_and_ignores_unrecorded_ones():
+    recorded = {"train": {"sha256": "a", "rows": 2}, "validation": {"sha256": "b"}, "test": {"sha256": "c"}}
+    now = {"train": {"sha256": "a"}, "validation": {"sha256": "x"}, "extra": {"sha256": "y"}}
+    assert changed_splits(recorded, now) == ["validation", "test"]
+    assert changed_splits({"test": {"rows": 0}}, {}) == []

@@ -50,15 +50,24 @@ def export(
     format_: Annotated[Format | None, typer.Option("--format", help="onnx (ONNX Runtime); default torch")] = None,
     quantize: Annotated[Quantize | None, typer.Option(help="int8 weights (ONNX: onnxruntime; torch: dynamic)")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="new bundle folder")] = None,
-    min_agreement: Annotated[float, typer.Option(min=0, help="fail below this share of agreeing outputs")] = 0.98,
-    max_accuracy_drop: Annotated[float, typer.Option(min=0, help="fail if accuracy falls more (points)")] = 1.0,
+    min_agreement: Annotated[
+        float, typer.Option(min=0, max=1, help="fail below this share of agreeing outputs, a fraction (0.98 = 98%)")
+    ] = 0.98,
+    max_accuracy_drop: Annotated[
+        float, typer.Option(min=0, max=100, help="fail if accuracy falls by more, in points (1 = 90% -> 89%)")
+    ] = 1.0,
     max_error_increase: Annotated[
-        float, typer.Option(min=0, help="forecasters, language models: fail if mae/perplexity rises more (%)")
+        float,
+        typer.Option(
+            min=0, max=100, help="forecasters, language models: fail if mae/perplexity rises by more, in % (2 = 2%)"
+        ),
     ] = 2.0,
     force: Annotated[bool, typer.Option(help="keep the export even when it fails the parity check")] = False,
     latency_samples: Annotated[int, typer.Option(min=1, help="single inputs timed per model")] = 100,
 ) -> None:
     """Export a bundle (ONNX and/or int8) with a parity check on its validation split; prints the new bundle path.
+
+    --output may name an earlier export or distillation of the same bundle (replaced), never another model's.
 
     The check (size, agreement, accuracy or the task's error metric, latency, throughput) is written to
     DIR/export.json; an export that changes predictions beyond the tolerance fails with exit code 1 unless --force.
@@ -87,7 +96,9 @@ def export(
 
 def distill(
     teacher: Annotated[str, typer.Argument(help="the teacher: bundle path or models:/NAME@ALIAS")],
-    student: Annotated[str, typer.Option(help="the student's backbone")] = "scratch-transformer",
+    student: Annotated[
+        str, typer.Option(help="the student's backbone: a neural text classifier (scratch-transformer, minilm-l6)")
+    ] = "scratch-transformer",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="student bundle folder")] = None,
     temperature: Annotated[float, typer.Option(min=0.01, help="softens the teacher's probabilities")] = 2.0,
     alpha: Annotated[float, typer.Option(min=0, max=1, help="weight of the soft labels vs the true ones")] = 0.5,
@@ -96,7 +107,9 @@ def distill(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no progress bar")] = False,
     latency_samples: Annotated[int, typer.Option(min=1, help="single inputs timed per model")] = 100,
 ) -> None:
-    """Train a smaller student on a teacher's soft labels; prints the student bundle path.
+    """Train a smaller student on a text classifier teacher's soft labels; prints the student bundle path.
+
+    Teachers: neural text classifiers (not TF-IDF); other models get smaller through `modelyard export`.
 
     The comparison with the teacher (size, agreement, accuracy, latency, throughput) goes to DIR/distill.json.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
@@ -76,3 +77,12 @@ def fingerprint(frame: pd.DataFrame, columns: list[str]) -> dict:
         h.update("\x1f".join(row).encode("utf-8"))
         h.update(b"\n")
     return {"sha256": h.hexdigest(), "rows": len(frame)}
+
+
+def changed_splits(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The splits whose fingerprint now differs from the one `recorded` at training (a bundle manifest's `data`)."""
+    return [
+        split
+        for split, info in recorded.items()
+        if isinstance(info, dict) and info.get("sha256") and (now.get(split) or {}).get("sha256") != info["sha256"]
+    ]

@@ -31,7 +31,7 @@ def _intended_use(manifest: dict[str, Any]) -> list[str]:
     labels = manifest.get("labels") or []
     task = str(manifest.get("task"))
     article = "An" if task[:1].lower() in "aeiou" else "A"
-    lines = [f"{article} `{task}` model (`{manifest.get('backbone')}`) trained with modelyard."]
+    lines = [f"{article} `{task}` model (`{manifest.get('backbone')}`) trained with modelyard.", *_derived(manifest)]
     if labels:
         shown = ", ".join(f"`{x}`" for x in labels[:12]) + (f" and {len(labels) - 12} more" if len(labels) > 12 else "")
         lines.append(f"It assigns one of {len(labels)} labels to an input: {shown}.")
@@ -42,6 +42,23 @@ def _intended_use(manifest: dict[str, Any]) -> list[str]:
         "review, nor for inputs unlike the training data: see *Known limits*.",
     ]
     return lines
+
+
+def _derived(manifest: dict[str, Any]) -> list[str]:
+    """What an export or a distilled student is and where it came from: its metrics are its own, not the source's."""
+    export = manifest.get("export")
+    if export:
+        source = export.get("source", {})
+        version = f" (registry version {source['version']})" if source.get("version") else ""
+        runtime = manifest.get("runtime", "torch") + (f", {manifest['quantize']}" if manifest.get("quantize") else "")
+        return [
+            f"This is an export ({runtime}) of the bundle `{source.get('path')}`{version}; the metrics below were "
+            "measured on this export."
+        ]
+    distilled = manifest.get("distilled_from")
+    if distilled:
+        return [f"This student was distilled from the teacher bundle `{distilled.get('path')}`."]
+    return []
 
 
 def _data(manifest: dict[str, Any], report: dict[str, Any]) -> list[str]:

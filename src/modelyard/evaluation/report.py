@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from modelyard import loader
 from modelyard.bundle import environment
+from modelyard.data.splits import changed_splits
 from modelyard.errors import UserError
 from modelyard.evaluation import (
     answer_quality_report,
@@ -313,9 +314,7 @@ def _prepare(model: Any, context: ReportContext) -> None:
     except UserError as error:
         context.notes.append(f"the training data could not be re-read ({error.message}): no per-example analysis")
         return
-    expected = model.manifest.get("data", {}).get("test", {}).get("sha256")
-    actual = context.prepared.fingerprints.get("test", {}).get("sha256")
-    if expected and actual != expected:
+    if "test" in changed_splits(model.manifest.get("data", {}), context.prepared.fingerprints):
         context.notes.append(
             "the test split differs from the one the bundle was evaluated on at train time; "
             "intervals and per-example sections use the data as it is now"

@@ -21,14 +21,17 @@ from accelerate.utils import set_seed
 from modelyard import bundle, loader, pipeline
 from modelyard.config import apply_overrides
 from modelyard.errors import UserError
+from modelyard.evaluation.model_card import write_model_card
 from modelyard.export import parity
-from modelyard.export.exporter import ExportResult, default_output, refuse_non_bundle
+from modelyard.export.exporter import ExportResult, default_output, refuse_changed_data, refuse_unrelated_output
 from modelyard.fsutil import atomic_write_json, sha256_file
 from modelyard.protocols import Learner
 from modelyard.tasks import config_from_dict
 from modelyard.training.loop import fit
 
 REPORT = "distill.json"
+# the student trains on a neural text classifier's logits; no other task's learner exposes them to the loss
+TEACHER_TASKS = ("text_classification",)
 # train settings the teacher's backbone chose; the student takes its own tuned defaults unless told otherwise
 BACKBONE_DEFAULTS = ("epochs", "batch_size", "learning_rate", "scheduler", "max_steps")
 
@@ -131,8 +134,13 @@ def distill(
         raise UserError(f"--temperature {temperature} / --alpha {alpha}: need temperature > 0 and 0 <= alpha <= 1")
     teacher = loader.load(teacher_ref)
     backbone = teacher.manifest.get("backbone")
-    if parity.kind(teacher.learner) != "probabilities":
-        raise UserError(f"{teacher.path}: this model ({backbone}) cannot teach a student", "distill from a classifier")
+    if teacher.config.task not in TEACHER_TASKS:
+        raise UserError(
+            f"{teacher.path}: distillation supports text classification teachers only; this is a "
+            f"{teacher.config.task} model ({backbone})",
+            "to make it smaller or faster, export it instead: `modelyard export BUNDLE --format onnx` "
+            "(add --quantize int8 where offered)",
+        )
     if not parity.can_compare(teacher.learner):
         raise UserError(
             f"{teacher.path}: this classifier ({backbone}) gives distill no outputs on its training inputs to learn "
@@ -141,7 +149,7 @@ def distill(
         )
     output = Path(output).resolve() if output else default_output(teacher, f"distilled-{student}")
     bundle.refuse_output_over(output, teacher.path, "teacher")
-    refuse_non_bundle(output)
+    refuse_unrelated_output(output, teacher.path)
     raw = teacher.config.model_dump(mode="json")
     raw["model"]["backbone"] = student
     raw["train"].update(dict.fromkeys(BACKBONE_DEFAULTS))
@@ -155,17 +163,13 @@ def distill(
     task = teacher.task
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     data = task.prepare(config)
+    refuse_changed_data(teacher, data.fingerprints)
     set_seed(config.train.seed)
     learner = task.build(config, data)
     if getattr(learner, "module", None) is None or not hasattr(learner, "logits"):
         raise UserError(
             f"'{student}' is not trained by gradient descent, so it cannot learn from soft labels",
             "choose a neural student such as scratch-transformer",
-        )
-    if getattr(learner, "labels", None) != teacher.labels:
-        raise UserError(
-            f"{teacher.path}: the teacher's labels differ from those of its own training data now",
-            "the data changed since the teacher was trained; retrain the teacher",
         )
     inputs, _ = teacher.learner.export_examples(data.splits["train"])
     soft = soften(teacher.learner.export_outputs(inputs), temperature)
@@ -195,5 +199,7 @@ def distill(
         "temperature": temperature,
         "alpha": alpha,
     }
-    bundle.seal(output, {**model.manifest, "distilled_from": source})
+    manifest = {**model.manifest, "distilled_from": source}
+    write_model_card(output, manifest)  # again, now that it can say whose student this is
+    bundle.seal(output, manifest)
     return ExportResult(output, report, True)

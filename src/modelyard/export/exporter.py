@@ -7,6 +7,7 @@ place only once the parity check has passed (or `force` is set), with the check 
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import uuid
@@ -16,11 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from modelyard import bundle, loader
-from modelyard.errors import UserError
+from modelyard.data.splits import changed_splits
+from modelyard.errors import DataError, UserError
+from modelyard.evaluation.model_card import write_model_card
 from modelyard.export import parity
 from modelyard.export.onnx import quantize_onnx, to_onnx
 from modelyard.fsutil import atomic_write_json, replace_dir, sha256_file
 from modelyard.home import home
+from modelyard.metrics.intervals import intervals_for
 from modelyard.runtimes.protocol import ONNX_FILE
 from modelyard.runtimes.torch_int8 import quantize_module, save_quantized
 
@@ -50,10 +54,45 @@ def default_output(model: loader.Model, suffix: str) -> Path:
     return home() / "exports" / model.name / f"{datetime.now():%Y%m%d-%H%M%S}-{suffix}"
 
 
-def refuse_non_bundle(output: Path) -> None:
-    """An existing bundle may be replaced; any other existing folder is the user's and stays untouched."""
-    if output.exists() and not (output / bundle.MANIFEST).is_file():
-        raise UserError(f"--output {output} exists and is not a bundle; not replacing it", "choose a new folder")
+def derived_from(manifest: dict[str, Any]) -> str | None:
+    """The source bundle path an export or distillation was made from; None for a bundle `train` wrote."""
+    source = (manifest.get("export") or {}).get("source") or manifest.get("distilled_from") or {}
+    return source.get("path")
+
+
+def refuse_unrelated_output(output: Path, source: Path) -> None:
+    """Only an earlier export or distillation of `source` may be replaced: any other folder, a trained (perhaps
+    registered) bundle above all, is the user's and stays untouched."""
+    if not output.exists():
+        return
+    hint = "choose another --output folder, or delete it first if it is no longer needed"
+    if not (output / bundle.MANIFEST).is_file():
+        raise UserError(f"--output {output} exists and is not a bundle; not replacing it", hint)
+    manifest = bundle.read_manifest(output)
+    if derived_from(manifest) == str(source):
+        return
+    made = f"made from {derived_from(manifest)}" if derived_from(manifest) else "trained by `modelyard train`"
+    raise UserError(
+        f"--output {output} holds another bundle ({manifest.get('name')}: {manifest.get('task')}, "
+        f"{manifest.get('backbone')}, {made}), not an earlier export or distillation of {source}; not replacing it",
+        hint,
+    )
+
+
+def refuse_changed_data(model: loader.Model, fingerprints: dict[str, Any]) -> None:
+    """A parity check (or a student's soft labels) on rows other than those the model was trained and scored on
+    would measure nothing the bundle's numbers speak for, so changed data is refused, as a retrain's gate does."""
+    changed = changed_splits(model.manifest.get("data", {}), fingerprints)
+    if not changed:
+        return
+    data = model.config.data
+    train = getattr(data, "train", None)
+    where = ", ".join(f"{s} ({getattr(data, s, None) or f'carved from {train}'})" for s in changed)
+    raise DataError(
+        f"{model.path}: the data changed since this model was trained (the sha256 fingerprint in its manifest no "
+        f"longer matches the split now read): {where}",
+        "restore the data it was trained on, or train it again on the data as it is now and use that bundle",
+    )
 
 
 def _validation_split(splits: dict[str, Any]) -> Any:
@@ -127,6 +166,23 @@ def _write_weights(
     return {"runtime": "onnxruntime", "quantize": f"{graph.quantization}-int8"}
 
 
+def _measure(folder: Path, learner: Any, splits: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """Score the export itself on the validation and test splits into its metrics.json (the source's numbers kept
+    under `exported_from`) and write its model card again, so card, report and registry describe the model served
+    rather than the one it was exported from."""
+    path = folder / "metrics.json"
+    metrics = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    source = {k: metrics.pop(k) for k in ("validation", "test", "test_intervals") if k in metrics}
+    for split in ("validation", "test"):
+        metrics[split] = learner.evaluate(splits[split]) if len(splits[split]) else {}
+    found = intervals_for(learner, splits["test"])
+    if found is not None:  # classifiers' intervals are rebuilt from the confusion matrix instead
+        metrics["test_intervals"] = {"method": found[1], **found[0]}
+    metrics["exported_from"] = {"path": manifest["export"]["source"]["path"], **source}
+    atomic_write_json(path, metrics)
+    write_model_card(folder, manifest)
+
+
 def _reference_in_fp32(learner: Any) -> str:
     """Make the original compute in fp32, as every export does (int8 kernels take fp32 activations too), and
     return the precision it was trained in: against a bf16 reference, bf16's own rounding would count as the
@@ -154,9 +210,11 @@ def export(
     suffix = "-".join(x for x in ("onnx" if fmt == "onnx" else "", quantize or "") if x)
     output = Path(output).resolve() if output else default_output(original, suffix)
     bundle.refuse_output_over(output, original.path, "bundle being exported")
-    refuse_non_bundle(output)
+    refuse_unrelated_output(output, original.path)
     staging = output.parent / f".{output.name}.export-{uuid.uuid4().hex[:8]}"
-    splits = original.task.prepare(original.config).splits  # re-prepared from the config exactly as in training
+    prepared = original.task.prepare(original.config)  # re-prepared from the config exactly as in training
+    refuse_changed_data(original, prepared.fingerprints)
+    splits = prepared.splits
     try:
         manifest = {k: v for k, v in original.manifest.items() if k not in REWRITTEN}
 
@@ -200,6 +258,7 @@ def export(
                 "nothing was written; pass --force to keep it anyway"
                 + (", or export without --quantize" if quantize else ""),
             )
+        _measure(staging, exported.learner, splits, exported.manifest)
         atomic_write_json(staging / REPORT, report)
         bundle.seal(staging, exported.manifest)
         replace_dir(staging, output)

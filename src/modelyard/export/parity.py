@@ -56,6 +56,16 @@ class Tolerance:
     max_error_increase: float = 0.02  # lower-is-better metrics (mae, perplexity): at most 2% worse, relatively
     max_wer_increase: float = 0.005  # transcripts: word error rate at most half a point higher, absolutely
 
+    def __post_init__(self) -> None:
+        """Out-of-range values would only fail (or pass everything) after the whole export: refuse them first."""
+        if not 0 <= self.min_agreement <= 1:
+            raise UserError(
+                f"min_agreement {self.min_agreement} is not a share between 0 and 1", "0.98 means 98% agree"
+            )
+        for name in ("max_accuracy_drop", "max_error_increase", "max_wer_increase"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise UserError(f"{name} {getattr(self, name)} is not a fraction between 0 and 1", "0.01 means 1%")
+
 
 def can_compare(learner: Learner) -> bool:
     return hasattr(learner, "export_examples") and hasattr(learner, "export_outputs")
