@@ -118,9 +118,8 @@ def _iso(ts: float) -> str:
 def monitor(model_ref: str, since: str | None = None, window: int = DEFAULT_WINDOW) -> dict[str, Any]:
     """Load the model (its reference profile and encoder) and report on its logged traffic."""
     from modelyard import loader
-    from modelyard.monitoring.prediction_log import read_predictions
+    from modelyard.monitoring.prediction_log import model_version, read_predictions
     from modelyard.monitoring.shadow import shadow_summary
-    from modelyard.serving.service import model_version
 
     model = loader.load(model_ref)
     start = parse_since(since)

@@ -317,3 +317,14 @@ def answered_right(output: Any, label: Any) -> bool | None:
     if not isinstance(output, dict) or "label" not in output:
         return None
     return str(output["label"]) == str(label)
+
+
+def model_version(model: Any) -> str:
+    """The version a log row names for `model`: its registry version when it came from one, else a short content
+    hash of its manifest."""
+    version = getattr(model, "version", None) or model.manifest.get("version")
+    if version:
+        return str(version)
+    files = model.manifest.get("files") or model.manifest
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True, default=str).encode()).hexdigest()
+    return f"sha256:{digest[:12]}"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -14,23 +12,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from modelyard.errors import UserError
-from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord
+from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord, model_version
 from modelyard.privacy import Redactor, redactor_for
 from modelyard.protocols import DescribesInputs
 from modelyard.serving.batcher import Batcher, BatcherClosedError, PredictionFailedError, QueueFullError
 from modelyard.serving.errors import ServingError
 from modelyard.serving.metrics import ServerMetrics
 from modelyard.serving.settings import ServeSettings
-
-
-def model_version(model: Any) -> str:
-    """The registry version when the model came from one, else a short content hash of its manifest."""
-    version = getattr(model, "version", None) or model.manifest.get("version")
-    if version:
-        return str(version)
-    files = model.manifest.get("files") or model.manifest
-    digest = hashlib.sha256(json.dumps(files, sort_keys=True, default=str).encode()).hexdigest()
-    return f"sha256:{digest[:12]}"
 
 
 def _jsonable(item: Any) -> Any:
