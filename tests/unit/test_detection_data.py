@@ -194,3 +194,22 @@ def test_a_box_outside_its_image_is_refused_whatever_size_the_annotation_declare
     xml.write_text(text)
     with pytest.raises(DataError, match=r"scaled from the declared 1000x800\) of raccoon-106.jpg: outside the"):
         readers.check_boxes(readers.read_annotations(folder, None, None), ["raccoon"], "train")
+
+
+def test_evaluating_a_folder_drops_classes_the_model_never_learned_and_names_them(tmp_path):
+    from modelyard.tasks.object_detection import ObjectDetectionTask
+
+    folder = _voc_copy(tmp_path, "raccoon-106")
+    xml = folder / "raccoon-106.xml"
+    xml.write_text(xml.read_text().replace("<name>raccoon</name>", "<name>dog</name>"))
+    rows, notes = ObjectDetectionTask().evaluation_rows(None, str(folder), ["raccoon"])
+    assert rows["boxes"].tolist() == [[]] and rows["labels"].tolist() == [[]]
+    assert any(f"{folder}: 1 boxes of classes the model never learned are not scored: dog" in n for n in notes)
+    assert any(f"{folder}: no boxes to find" in n for n in notes)
+
+
+def test_a_background_only_set_is_scored_by_its_false_alarms():
+    truths = [{"boxes": np.zeros((0, 4)), "classes": np.zeros(0, dtype=int)}]
+    preds = [{"boxes": np.array([[1.0, 1, 20, 20]]), "scores": np.array([0.9]), "classes": np.array([0])}]
+    metrics = detection_metrics(truths, preds, ["raccoon"])
+    assert metrics["boxes"] == 0 and metrics["confusion"]["matrix"] == [[0, 0], [1, 0]]
