@@ -156,6 +156,7 @@ def test_the_transcriptions_route_answers_in_openais_formats(ctc_bundle, strings
     assert answers["text"].text == text == predicted["predictions"][0]["text"]
     verbose = answers["verbose_json"].json()
     assert verbose["duration"] > 1 and verbose["segments"][0]["start"] == 0.0
+    assert verbose["language"] is None  # none asked, none detected: not an empty string
     assert answers["vtt"].text.startswith("WEBVTT")
     assert answers["srt"].text.startswith("1\n00:00:00,000 --> ") or not text
 

@@ -60,7 +60,7 @@ def _verbose(answer: dict[str, Any], language: str | None) -> dict[str, Any]:
     ]
     return {
         "task": "transcribe",
-        "language": language or answer.get("language") or "",
+        "language": language or answer.get("language"),  # null when neither asked nor detected, never a guess
         "duration": answer["duration"],
         "text": answer["text"],
         "segments": segments,
