@@ -136,3 +136,23 @@ def test_the_report_shows_map_and_the_worst_images_with_their_boxes(bundle, tmp_
     html = write_report(bundle.path, tmp_path / "report.html").read_text()
     assert "mAP@0.5" in html and "Worst test images" in html
     assert html.count("data:image/jpeg;base64,") >= 6
+
+
+def test_evaluate_data_scores_a_resized_copy_like_the_original_and_a_set_without_boxes(bundle, tmp_path):
+    from PIL import Image
+
+    names = [line.strip() for line in (MINI / "test.txt").read_text().splitlines() if line.strip()]
+    for folder, scale in (("same", 1), ("up2", 2)):
+        (tmp_path / folder / "images").mkdir(parents=True)
+        for name in names:
+            xml = (MINI / "annotations" / f"{Path(name).stem}.xml").read_text()
+            (tmp_path / folder / f"{Path(name).stem}.xml").write_text(xml)
+            with Image.open(MINI / "images" / name) as image:
+                image.resize((image.width * scale, image.height * scale)).save(tmp_path / folder / "images" / name)
+    same, up2 = bundle.evaluate(tmp_path / "same"), bundle.evaluate(tmp_path / "up2")
+    assert abs(same["map50"] - up2["map50"]) < 0.1 and any("scaled to the image" in n for n in up2["notes"])
+    for xml in (tmp_path / "same").glob("*.xml"):
+        text = xml.read_text()
+        xml.write_text(text[: text.index("<object>")] + "</annotation>")
+    background = bundle.evaluate(tmp_path / "same")
+    assert background["boxes"] == 0 and "confusion" in background

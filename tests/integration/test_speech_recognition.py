@@ -156,6 +156,7 @@ def test_the_transcriptions_route_answers_in_openais_formats(ctc_bundle, strings
     assert answers["text"].text == text == predicted["predictions"][0]["text"]
     verbose = answers["verbose_json"].json()
     assert verbose["duration"] > 1 and verbose["segments"][0]["start"] == 0.0
+    assert verbose["language"] is None  # none asked, none detected: not an empty string
     assert answers["vtt"].text.startswith("WEBVTT")
     assert answers["srt"].text.startswith("1\n00:00:00,000 --> ") or not text
 
@@ -218,3 +219,30 @@ def test_a_client_cannot_make_the_server_read_a_file_from_its_own_disk(ctc_bundl
     with serving(ctc_bundle) as client:
         response = client.post("/v1/predict", json={"inputs": [server_side]})
     assert response.status_code == 422 and "not a valid base64 string" in response.json()["error"]["message"]
+
+
+def test_a_language_hint_whisper_does_not_know_is_a_422_naming_the_field(strings, tmp_path):
+    from serving_helpers import serving
+
+    config = speech_config(tmp_path, strings, backbone="whisper-base")
+    bundle = modelyard.train(config, tmp_path / "whisper", ["data.max_rows=2"], quiet=True).path
+    wav = (strings["test"].parent / "00001_theo.wav").read_bytes()
+    with serving(bundle) as client:
+
+        def ask(language: str):
+            form = {"model": "m", "language": language, "response_format": "verbose_json"}
+            return client.post("/v1/audio/transcriptions", files={"file": ("a.wav", wav)}, data=form)
+
+        unknown, upper = ask("xx"), ask("EN")
+    assert unknown.status_code == 422, unknown.text
+    assert unknown.json()["error"]["message"].startswith("language: 'xx' is not a language whisper-base knows")
+    assert upper.status_code == 200 and upper.json()["language"] == "en"
+
+
+def test_an_english_only_whisper_refuses_another_language_hint():
+    from modelyard.learners.whisper import WhisperLearner
+
+    learner = WhisperLearner("whisper-tiny.en", None, 1)
+    assert learner.language_hint("EN") == "en"
+    with pytest.raises(ValueError, match=r"whisper-tiny\.en transcribes English only, not 'zh'"):
+        learner.language_hint("zh")

@@ -160,3 +160,56 @@ def test_the_starter_and_example_configs_are_valid_detection_configs():
     example = load_config(Path(__file__).resolve().parents[2] / "examples" / "object_detection.yaml")
     assert starter.task == example.task == "object_detection"
     assert example.data.annotations.endswith("raccoon_detection") and example.data.train.endswith("train_labels.csv")
+
+
+def _voc_copy(tmp_path: Path, name: str, scale: float = 1.0) -> Path:
+    """raccoon_mini's `name` image (resized by `scale`) with its XML unchanged, in a VOC folder of its own."""
+    from PIL import Image
+
+    folder = tmp_path / "voc"
+    (folder / "images").mkdir(parents=True)
+    shutil.copy(MINI / "annotations" / f"{name}.xml", folder / f"{name}.xml")
+    with Image.open(MINI / "images" / f"{name}.jpg") as image:
+        image.resize((round(image.width * scale), round(image.height * scale))).save(folder / "images" / f"{name}.jpg")
+    return folder
+
+
+def test_boxes_follow_a_resized_image_whose_annotation_kept_the_old_size(tmp_path):
+    original = readers.read_annotations(MINI, None, None)
+    before = next(item for item in original if item.path.name == "raccoon-106.jpg")
+    items = readers.read_annotations(_voc_copy(tmp_path, "raccoon-106", 2.0), None, None)
+    kept, warnings = readers.check_boxes(items, ["raccoon"], "test")
+    assert (kept[0].width, kept[0].height) == (2 * before.width, 2 * before.height)
+    assert np.allclose(kept[0].boxes, np.asarray(before.boxes) * 2)
+    assert len(warnings) == 1 and "1 annotations declare another size than their image" in warnings[0]
+    assert f"raccoon-106.xml ({before.width}x{before.height}, image {2 * before.width}x" in warnings[0]
+
+
+def test_a_box_outside_its_image_is_refused_whatever_size_the_annotation_declares(tmp_path):
+    folder = _voc_copy(tmp_path, "raccoon-106")
+    xml = folder / "raccoon-106.xml"
+    text = xml.read_text()
+    for tag, value in {"width": 1000, "height": 800, "xmax": 1200, "ymax": 700}.items():
+        text = text.replace(text[text.index(f"<{tag}>") : text.index(f"</{tag}>")], f"<{tag}>{value}")
+    xml.write_text(text)
+    with pytest.raises(DataError, match=r"scaled from the declared 1000x800\) of raccoon-106.jpg: outside the"):
+        readers.check_boxes(readers.read_annotations(folder, None, None), ["raccoon"], "train")
+
+
+def test_evaluating_a_folder_drops_classes_the_model_never_learned_and_names_them(tmp_path):
+    from modelyard.tasks.object_detection import ObjectDetectionTask
+
+    folder = _voc_copy(tmp_path, "raccoon-106")
+    xml = folder / "raccoon-106.xml"
+    xml.write_text(xml.read_text().replace("<name>raccoon</name>", "<name>dog</name>"))
+    rows, notes = ObjectDetectionTask().evaluation_rows(None, str(folder), ["raccoon"])
+    assert rows["boxes"].tolist() == [[]] and rows["labels"].tolist() == [[]]
+    assert any(f"{folder}: 1 boxes of classes the model never learned are not scored: dog" in n for n in notes)
+    assert any(f"{folder}: no boxes to find" in n for n in notes)
+
+
+def test_a_background_only_set_is_scored_by_its_false_alarms():
+    truths = [{"boxes": np.zeros((0, 4)), "classes": np.zeros(0, dtype=int)}]
+    preds = [{"boxes": np.array([[1.0, 1, 20, 20]]), "scores": np.array([0.9]), "classes": np.array([0])}]
+    metrics = detection_metrics(truths, preds, ["raccoon"])
+    assert metrics["boxes"] == 0 and metrics["confusion"]["matrix"] == [[0, 0], [1, 0]]

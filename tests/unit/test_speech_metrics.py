@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from modelyard.metrics.speech import normalize, score, speech_intervals, speech_metrics
+from modelyard.metrics.speech import clean, normalize, score, speech_intervals, speech_metrics
 from modelyard.models.ctc_decoder import (
     CharNgram,
     DecodeOptions,
@@ -23,6 +23,24 @@ def test_numbers_written_as_words_or_digits_compare_equal():
     assert normalize("Seven-one, 3!") == normalize("seven one three") == "7 1 3"
     assert normalize("Call 415.") == "call 4 1 5"
     assert normalize("It's  OK") == "it's ok"
+
+
+def test_multi_digit_numbers_compare_equal_as_words_or_digits():
+    assert normalize("ten") == normalize("10") == "1 0"
+    assert normalize("Twenty-five") == normalize("twenty five") == normalize("25") == "2 5"
+    assert normalize("seventeen ninety oh") == "1 7 9 0 0"
+    assert speech_metrics(["twenty five"], ["25"])["wer"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("reference", "hypothesis"),
+    [("seven", "sevem"), ("ten", "10"), ("ice cream", "icecream"), ("Seven one, three!", "seven one three")],
+)
+def test_cer_counts_characters_and_spaces_of_the_text_as_written_like_jiwer(reference, hypothesis):
+    import jiwer
+
+    expected = jiwer.cer(clean(reference), clean(hypothesis))
+    assert speech_metrics([reference], [hypothesis])["cer"] == pytest.approx(expected, abs=1e-5)
 
 
 def test_chinese_characters_count_as_words():
@@ -52,7 +70,7 @@ def test_per_speaker_error_rates_split_the_pooled_ones_worst_voice_first():
     metrics = speech_metrics(refs, hyps, speakers=["ann", "ann", "bo"])
     voices = metrics["per_speaker"]
     assert list(voices) == ["bo", "ann"]
-    assert voices["bo"] == {"wer": 0.5, "cer": 0.5, "utterances": 1, "reference_words": 4}
+    assert voices["bo"] == {"wer": 0.5, "cer": 0.28571, "utterances": 1, "reference_words": 4}  # spaces count
     assert voices["ann"]["wer"] == 0.0 and voices["ann"]["utterances"] == 2
     assert metrics["wer"] == pytest.approx(2 / 10)
     assert "per_speaker" not in speech_metrics(refs, hyps, speakers=["ann"] * 3)  # one voice: the pooled figures

@@ -209,11 +209,21 @@ def image_size(path: Path) -> tuple[int, int]:
         return image.size
 
 
+def _scale_boxes(item: ImageBoxes, size: tuple[int, int]) -> str:
+    """Boxes annotated on an image of another size (a resized image whose annotation was not updated) scaled to
+    the decoded image, so that training, evaluation and detections all work in its own pixels; what changed."""
+    (width, height), declared = size, f"{item.width}x{item.height}"
+    sx, sy = width / item.width, height / item.height
+    item.boxes = [[x1 * sx, y1 * sy, x2 * sx, y2 * sy] for x1, y1, x2, y2 in item.boxes]
+    return f" (scaled from the declared {declared})"
+
+
 def check_boxes(items: list[ImageBoxes], classes: list[str] | None, split: str) -> tuple[list[ImageBoxes], list[str]]:
-    """The images that decode, and warnings naming the ones skipped (empty, truncated, not an image) and those
-    without any box (kept: they teach the detector what is background); a DataError names boxes outside their
-    image, zero-area or not-a-number boxes, unknown classes and missing image files."""
-    problems, empty, skipped, kept = [], [], [], []
+    """The images that decode, and warnings naming the ones skipped (empty, truncated, not an image), those
+    without any box (kept: they teach the detector what is background) and those whose annotation declares another
+    size than the image (boxes scaled to it); a DataError names boxes outside their image, zero-area or
+    not-a-number boxes, unknown classes and missing image files."""
+    problems, empty, skipped, kept, rescaled = [], [], [], [], []
     for item in items:
         if not item.path.is_file():
             problems.append(f"{item.source}: image file {item.path} not found")
@@ -223,14 +233,17 @@ def check_boxes(items: list[ImageBoxes], classes: list[str] | None, split: str) 
         except ValueError as why:
             skipped.append(f"{item.path.name} ({why})")
             continue
-        if not item.width or not item.height:
-            item.width, item.height = size
+        scaled = ""
+        if item.width and item.height and (item.width, item.height) != size:
+            scaled = _scale_boxes(item, size)
+            rescaled.append(f"{item.source} ({item.width}x{item.height}, image {size[0]}x{size[1]})")
+        item.width, item.height = size
         kept.append(item)
         if not item.boxes:
             empty.append(item.path.name)
         for index, (box, label) in enumerate(zip(item.boxes, item.labels, strict=True)):
             x1, y1, x2, y2 = box
-            where = f"{item.source}: box {index} [{x1:g}, {y1:g}, {x2:g}, {y2:g}] of {item.path.name}"
+            where = f"{item.source}: box {index} [{x1:g}, {y1:g}, {x2:g}, {y2:g}]{scaled} of {item.path.name}"
             if not all(math.isfinite(v) for v in box):
                 problems.append(f"{where}: a coordinate is not a number")
             elif x2 <= x1 or y2 <= y1:
@@ -250,6 +263,11 @@ def check_boxes(items: list[ImageBoxes], classes: list[str] | None, split: str) 
             "fix those boxes in the annotation files (a class that belongs: add it to data.classes)",
         )
     warnings = [f"{split}: {len(skipped)} unreadable images skipped: {_named(skipped)}"] if skipped else []
+    if rescaled:
+        warnings.append(
+            f"{split}: {len(rescaled)} annotations declare another size than their image; their boxes were scaled "
+            f"to the image: {_named(rescaled)}"
+        )
     if empty:
         warnings.append(f"{split}: {len(empty)} images without annotations (kept as background): {_named(empty)}")
     return kept, warnings

@@ -210,7 +210,16 @@ def explain(model: Any, item: Any, label: str | None = None) -> dict[str, Any]:
         return model.learner.explain(item, label)
     if _is_image_learner(model.learner):
         return explain_image(model, item, label)
-    return explain_text(model, item, label)
+    if isinstance(model.learner, (TfidfLinearLearner, TextClassifierLearner)):
+        return explain_text(model, item, label)
+    raise _unavailable(model)  # whatever the input: the model, not the input, is what cannot be explained
+
+
+def _unavailable(model: Any) -> UserError:
+    return UserError(
+        f"explanations are not available for {model.manifest.get('task')} models ({model.learner.backbone})",
+        "explain works for text and image classifiers",
+    )
 
 
 def explain_text(model: Any, text: str, label: str | None = None, steps: int = IG_STEPS) -> dict[str, Any]:
@@ -224,7 +233,4 @@ def explain_text(model: Any, text: str, label: str | None = None, steps: int = I
     if isinstance(learner, TextClassifierLearner):
         with torch.inference_mode(False), torch.enable_grad():
             return _integrated_gradients(learner, text, label, steps)
-    raise UserError(
-        f"explanations are not available for {model.manifest.get('task')} models ({learner.backbone})",
-        "explain works for text classifiers",
-    )
+    raise _unavailable(model)

@@ -72,6 +72,11 @@ class Transcriber:
         """Text of each (at most `max_chunk_seconds` long) recording; `hints` (language, prompt) where used."""
         raise NotImplementedError  # pragma: no cover - each learner has its own
 
+    def language_hint(self, language: str) -> str:
+        """A request's `language` as `transcribe` takes it; ValueError (HTTP 422) for one the model cannot use.
+        Learners that decode without a language hint accept any."""
+        return language
+
     def parse_input(self, item: Any) -> np.ndarray | Utterance:
         """A request's audio -> samples (an Utterance keeps its hints); ValueError (HTTP 422) when unusable."""
         if isinstance(item, Utterance):

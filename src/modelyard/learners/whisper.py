@@ -13,7 +13,7 @@ import torch
 
 from modelyard.fsutil import atomic_write_json
 from modelyard.learners.speech_common import Transcriber
-from modelyard.models.whisper_ct2 import WHISPER, checksums, load_whisper
+from modelyard.models.whisper_ct2 import WHISPER, check_language, checksums, load_whisper
 
 
 class WhisperLearner(Transcriber):
@@ -48,6 +48,11 @@ class WhisperLearner(Transcriber):
 
     def fit(self, train: Any, validation: Any) -> None:
         """Zero-shot: the pretrained model is used as it is."""
+
+    def language_hint(self, language: str) -> str:
+        """A code this model knows, lower case: faster-whisper raises on any other, or (English-only models)
+        transcribes it as English."""
+        return check_language(self.backbone, language)
 
     def transcribe(self, batch: list[np.ndarray], hints: list[dict[str, str]] | None = None) -> list[str]:
         out = []

@@ -94,7 +94,8 @@ def detection_metrics(
     boxes = sum(len(t["classes"]) for t in truths)
     empty = {"map50": 0.0, "map50_95": 0.0, "images": len(truths), "boxes": boxes}
     if not results or not boxes:
-        return {**empty, "per_class": {n: {"ap50": 0.0, "ap50_95": 0.0} for n in labels}}
+        per_class = {n: {"ap50": 0.0, "ap50_95": 0.0} for n in labels}
+        return {**empty, "per_class": per_class, "confusion": confusion(truths, preds, labels)}  # false alarms
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator = COCOeval(gt, gt.loadRes(results), "bbox")
         evaluator.params.maxDets = [1, 10, 100]

@@ -1,10 +1,13 @@
 """Speech recognition metrics: word and character error rates (jiwer's alignments), bootstrap intervals over
 utterances, real-time factor, and the aligned reference/hypothesis pairs the report shows.
 
-Both sides are normalised the same way before scoring: lower case, punctuation dropped, number words written as
-digits and runs of digits split into single digits ("Seven-one, 3" = "7 1 3" = "seven one three"), so a
-transcriber that writes numbers as digits is not charged for it. Chinese, Japanese and Korean characters count
-as one word each (text in those languages has no spaces), which makes WER equal CER there.
+Both sides are normalised the same way before scoring. CER compares the cleaned text (`clean`: lower case,
+punctuation dropped, runs of spaces made one; spaces count as characters, as in jiwer). WER compares words
+(`normalize`) after two more steps, so a transcriber that writes numbers as digits is not charged for it: number
+words from zero to ninety-nine become digits ("oh" = 0, "twenty five" = "twenty-five" = 25), and every number is
+then compared digit by digit ("Seven-one, 3" = "7 1 3" = "713" = "seven one three"; "ten" = "10" = "1 0").
+"hundred", "thousand" and ordinals stay words. Chinese, Japanese and Korean characters count as one word each
+(text in those languages has no spaces), which makes WER equal CER there.
 """
 
 from __future__ import annotations
@@ -16,22 +19,53 @@ from typing import Any
 
 import numpy as np
 
-NUMBER_WORDS = {
-    w: str(i) for i, w in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
-} | {"oh": "0"}
+UNITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+TEENS = ["ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+NUMBER_WORDS = {w: i for i, w in enumerate(UNITS)} | {"oh": 0} | {w: 10 + i for i, w in enumerate(TEENS)}
+NUMBER_WORDS |= {w: 20 + 10 * i for i, w in enumerate(TENS)}
 CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _CJK_CHAR = re.compile(f"([{CJK}])")
 _KEEP = re.compile(rf"[^\w'\s{CJK}]")
 _DIGITS = re.compile(r"(?<=\d)(?=\d)")
 
 
-def normalize(text: str) -> str:
-    """The form both sides are compared in (see the module docstring)."""
+def clean(text: str) -> str:
+    """The form CER compares: lower case, punctuation dropped, one space between words (see the module docstring)."""
     text = unicodedata.normalize("NFKC", str(text)).lower()
-    text = _KEEP.sub(" ", text.replace("’", "'"))
-    words = [NUMBER_WORDS.get(w.strip("'"), w.strip("'")) for w in text.split()]
-    text = " ".join(w for w in words if w)
+    text = _KEEP.sub(" ", text.replace("\u2019", "'"))
+    return " ".join(w for w in (w.strip("'") for w in text.split()) if w)
+
+
+def _numbers(words: list[str]) -> list[str]:
+    """Number words as digits: a tens word and the unit after it make one number (twenty five = 25)."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        word, following = words[i], words[i + 1] if i + 1 < len(words) else ""
+        if word in TENS and following in UNITS[1:]:
+            out.append(str(NUMBER_WORDS[word] + NUMBER_WORDS[following]))
+            i += 2
+        else:
+            out.append(str(NUMBER_WORDS[word]) if word in NUMBER_WORDS else word)
+            i += 1
+    return out
+
+
+def normalize(text: str) -> str:
+    """The form WER compares (see the module docstring)."""
+    text = " ".join(_numbers(clean(text).split()))
     return " ".join(_DIGITS.sub(" ", _CJK_CHAR.sub(r" \1 ", text)).split())
+
+
+def _char_errors(reference: str, hypothesis: str) -> int:
+    """Character edits between two cleaned texts (spaces included); every character when one side is empty."""
+    import jiwer
+
+    if not reference or not hypothesis:
+        return len(reference) + len(hypothesis)
+    chars = jiwer.process_characters(reference, hypothesis)
+    return chars.substitutions + chars.deletions + chars.insertions
 
 
 @dataclass
@@ -54,16 +88,16 @@ def score(reference: str, hypothesis: str) -> Scored:
     """Error counts of one utterance after normalisation; an empty reference counts every hypothesis word."""
     import jiwer
 
+    ref_text, hyp_text = clean(reference), clean(hypothesis)
     ref, hyp = normalize(reference), normalize(hypothesis)
     ref_words, hyp_words = ref.split(), hyp.split()
-    ref_chars, hyp_chars = ref.replace(" ", ""), hyp.replace(" ", "")
+    char_errors = _char_errors(ref_text, hyp_text)
     if not ref_words:
         ops = [("insert", "", hyp)] if hyp_words else []
-        return Scored(ref_words, hyp_words, len(hyp_words), len(hyp_chars), 0, ops)
+        return Scored(ref_words, hyp_words, len(hyp_words), char_errors, len(ref_text), ops)
     if not hyp_words:
-        return Scored(ref_words, hyp_words, len(ref_words), len(ref_chars), len(ref_chars), [("delete", ref, "")])
+        return Scored(ref_words, hyp_words, len(ref_words), char_errors, len(ref_text), [("delete", ref, "")])
     words = jiwer.process_words(ref, hyp)
-    chars = jiwer.process_characters(ref_chars, hyp_chars)
     ops = [
         (
             chunk.type,
@@ -73,8 +107,7 @@ def score(reference: str, hypothesis: str) -> Scored:
         for chunk in words.alignments[0]
     ]
     word_errors = words.substitutions + words.deletions + words.insertions
-    char_errors = chars.substitutions + chars.deletions + chars.insertions
-    return Scored(ref_words, hyp_words, word_errors, char_errors, len(ref_chars), ops)
+    return Scored(ref_words, hyp_words, word_errors, char_errors, len(ref_text), ops)
 
 
 def _pooled(scored: list[Scored]) -> dict[str, Any]:

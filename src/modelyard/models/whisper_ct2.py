@@ -8,8 +8,11 @@ tensors back so that `models/whisper_encoder.py` can rebuild the encoder in PyTo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +112,27 @@ def weight_files(name: str, only: str | None = None) -> dict[str, bytes]:
         key = "model.bin" if key.startswith("model.bin") else key
         files[key] = files.get(key, b"") + data
     return files
+
+
+@functools.cache
+def languages(name: str) -> tuple[str, ...]:
+    """The language codes the model transcribes: the ones its tokenizer names, or only en for an English-only
+    model (faster-whisper would silently transcribe any other code as English)."""
+    if not WHISPER[name].multilingual:
+        return ("en",)
+    tokens = json.loads(weight_files(name, "tokenizer.json")["tokenizer.json"])["added_tokens"]
+    return tuple(m.group(1) for t in tokens if (m := re.fullmatch(r"<\|([a-z]{2,3})\|>", t["content"])))
+
+
+def check_language(name: str, language: str) -> str:
+    """`language` as the model spells it (lower case); ValueError naming the codes it knows otherwise."""
+    code = language.strip().lower()
+    known = languages(name)
+    if code not in known:
+        if len(known) == 1:
+            raise ValueError(f"{name} transcribes English only, not {language!r}: use en, or whisper-base")
+        raise ValueError(f"{language!r} is not a language {name} knows; use one of its codes: {', '.join(known)}")
+    return code
 
 
 def checksums(name: str) -> dict[str, str]:

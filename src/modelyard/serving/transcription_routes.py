@@ -60,7 +60,7 @@ def _verbose(answer: dict[str, Any], language: str | None) -> dict[str, Any]:
     ]
     return {
         "task": "transcribe",
-        "language": language or answer.get("language") or "",
+        "language": language or answer.get("language"),  # null when neither asked nor detected, never a guess
         "duration": answer["duration"],
         "text": answer["text"],
         "segments": segments,
@@ -80,6 +80,11 @@ async def transcriptions(
     learner = service.model.learner
     if not hasattr(learner, "transcribe_long"):
         raise ServingError(404, "this model does not transcribe audio; use /v1/predict")
+    if language:
+        try:
+            language = learner.language_hint(language)
+        except ValueError as err:
+            raise ServingError(422, f"language: {err}") from None
     data = await file.read()
     hints = {k: v for k, v in {"language": language, "prompt": prompt}.items() if v}
     try:

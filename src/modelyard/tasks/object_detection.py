@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from PIL import Image
 from pydantic import Field
@@ -23,6 +23,9 @@ from modelyard.models import catalog
 from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
 from modelyard.tasks.image_classification import ImageInput
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REASON = "no offline detector weights with a permissive licence: CenterNet head on the ImageNet trunk"
 STARTER = """\
@@ -132,6 +135,24 @@ class ObjectDetectionTask:
             n: fingerprint(f.sort_values("file"), ["file", "sha256", "boxes", "labels"]) for n, f in splits.items()
         }
         return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
+
+    def evaluation_rows(self, config: Config, path: str, labels: list[str]) -> tuple[pd.DataFrame, list[str]]:
+        """`evaluate --data`: the folder's images scored as they are. Images without boxes are scored (false alarms
+        count); boxes of classes the model never learned are dropped and named, as `train` does for its test split."""
+        location = Path(path)
+        items, notes = readers.check_boxes(readers.read_annotations(location, None, None), None, path)
+        unseen = sorted({n for item in items for n in item.labels} - set(labels))
+        if unseen:
+            dropped = sum(n in unseen for item in items for n in item.labels)
+            for item in items:
+                keep = [i for i, n in enumerate(item.labels) if n in labels]
+                item.boxes, item.labels = [item.boxes[i] for i in keep], [item.labels[i] for i in keep]
+            notes.append(
+                f"{path}: {dropped} boxes of classes the model never learned are not scored: {', '.join(unseen)}"
+            )
+        if not any(item.labels for item in items):
+            notes.append(f"{path}: no boxes to find, so mAP is 0; the confusion's background row counts false alarms")
+        return readers.to_frame(items, location if location.is_dir() else location.parent), notes
 
     def candidates(self, config: Config, data: PreparedData) -> list[tuple[str, str]]:
         return [("efficientnet-lite0-centernet", data.report["backbone"]["reason"])]

@@ -124,8 +124,17 @@ class SpeechModelConfig(ModelConfig):
         None, description="Whisper: language code (en, zh, ...); null detects it (fine-tuning: null means en)"
     )
     whisper_beam_size: int = Field(1, ge=1, le=10)
-    baseline: str | None = Field("whisper-base", description="zero-shot Whisper scored as the strong baseline")
+    baseline: str | None = Field(
+        "whisper-base",
+        description="zero-shot Whisper scored as the strong baseline: whisper-base, whisper-tiny.en or null for none",
+    )
     baseline_max_utterances: int = Field(200, ge=1, description="the baseline is scored on at most this many")
+
+    @field_validator("language")
+    @classmethod
+    def _lower_case_language(cls, value: str | None) -> str | None:
+        """Whisper's codes are lower case: EN means en."""
+        return value.strip().lower() if value is not None else None
 
     @field_validator("speed_perturbation", "noise_snr_db")
     @classmethod
@@ -195,9 +204,35 @@ def _check_encoder(options: SpeechModelConfig) -> None:
         )
 
 
+def _check_language(name: str, language: str | None) -> None:
+    """model.language is one `name` transcribes (faster-whisper would fail on it only after training)."""
+    from modelyard.models.whisper_ct2 import check_language
+
+    if language is not None:
+        try:
+            check_language(name, language)
+        except ValueError as err:
+            raise ConfigError(f"model.language: {err}") from None
+
+
+def _check_baseline(options: SpeechModelConfig) -> None:
+    """model.baseline is a bundled Whisper model (or null) whose language is known: a baseline that fails after
+    training is only a note in metrics.json, so the mistakes it can catch are caught here."""
+    if options.baseline is None:
+        return
+    if options.baseline not in WHISPER_NAMES:
+        raise ConfigError(
+            f"unknown model.baseline '{options.baseline}' for speech_recognition",
+            f"use a bundled Whisper model: {', '.join(WHISPER_NAMES)}; or null for no baseline",
+        )
+    if options.baseline != options.backbone or options.fine_tune:
+        _check_language(options.baseline, options.language)
+
+
 def check_backbone(options: SpeechModelConfig) -> None:
-    """An unknown backbone, a Whisper model whose package is missing, fine-tuning asked of a model trained from
-    scratch or a language Whisper does not know: a clear error before any work."""
+    """An unknown backbone or baseline, a Whisper model whose package is missing, fine-tuning asked of a model
+    trained from scratch or a language Whisper does not know: a clear error before any work."""
+    _check_baseline(options)
     if options.backbone not in (CTC, *WHISPER_NAMES):
         raise ModelNotFoundError(
             f"unknown backbone '{options.backbone}' for speech_recognition",
@@ -221,15 +256,7 @@ def check_backbone(options: SpeechModelConfig) -> None:
         )
 
     check_installed(options.backbone)
-    if options.fine_tune:
-        from tokenizers import Tokenizer
-
-        from modelyard.models.whisper_ct2 import weight_files
-        from modelyard.models.whisper_seq2seq import prompt_tokens
-
-        text = weight_files(options.backbone, "tokenizer.json")["tokenizer.json"].decode("utf-8")
-        tokenizer = Tokenizer.from_str(text)
-        prompt_tokens(tokenizer, options.backbone, options.language)  # an unknown language: ConfigError
+    _check_language(options.backbone, options.language)
 
 
 @register_task("speech_recognition")
@@ -356,12 +383,14 @@ class SpeechRecognitionTask:
             return {}
         from modelyard.learners.whisper import WhisperLearner
 
+        cap = options.baseline_max_utterances
         try:
             learner = WhisperLearner(options.baseline, options.language, options.whisper_beam_size)
-            cap = options.baseline_max_utterances
             scored = {n: learner.evaluate(data.splits[n].head(cap)) for n in ("validation", "test")}
         except ModelNotFoundError as err:
             return {options.baseline: {"error": err.message}}
+        except Exception as err:  # runs after training: a failed baseline must not lose the model
+            return {options.baseline: {"error": f"the baseline failed: {type(err).__name__}: {err}"}}
         return {options.baseline: {**scored, "note": f"zero-shot, first {cap} utterances of each split"}}
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config):
