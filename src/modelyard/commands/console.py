@@ -60,7 +60,10 @@ def metrics_table(metrics: dict) -> None:
         table.add_row(key, *[_cell(scores.get(key, float("nan"))) for scores in columns.values()])
     err.print(table)
     t = metrics.get("train", {})
-    err.print(f"trained in {t.get('seconds')} s ({t.get('samples_per_second')} samples/s, {t.get('precision')})")
+    if t.get("steps") == 0:  # a zero-shot model: a throughput over no training would be nonsense
+        err.print("nothing was trained: the model is used as it is (zero-shot)")
+    else:
+        err.print(f"trained in {t.get('seconds')} s ({t.get('samples_per_second')} samples/s, {t.get('precision')})")
 
 
 def _cell(value: float | int) -> str:

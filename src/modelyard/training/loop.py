@@ -147,8 +147,9 @@ def _fit_without_gradients(learner: Learner, train_cfg: TrainConfig, data: Prepa
     learner.fit(data.splits["train"], data.splits.get("validation"))
     seconds = time.perf_counter() - start
     validation = learner.evaluate(data.splits["validation"]) if len(data.splits["validation"]) else {}
-    entry = {"epoch": 1, "step": 1, "seconds": round(seconds, 3), "validation": _headline(validation)}
-    result = TrainResult(train_cfg, [entry], validation, seconds, len(data.splits["train"]), 1)
+    steps = 0 if getattr(learner, "zero_shot", False) is True else 1  # a zero-shot learner's fit learns nothing
+    entry = {"epoch": 1, "step": steps, "seconds": round(seconds, 3), "validation": _headline(validation)}
+    result = TrainResult(train_cfg, [entry], validation, seconds, len(data.splits["train"]) * steps, steps)
     result.privacy = getattr(learner, "privacy", None)  # e.g. a tabular learner's MLP member trained privately
     return result
 
