@@ -91,6 +91,10 @@ def test_a_prediction_over_the_timeout_answers_504(tfidf_bundle):
         response = client.post("/v1/predict", json={"inputs": ["slow"]})
         release.set()
     assert response.status_code == 504 and response.json()["error"]["type"] == "timeout"
+    assert (
+        "longer than 0.2 s" in response.json()["error"]["message"]
+        and "--timeout" in response.json()["error"]["message"]
+    )
 
 
 def test_a_model_crash_answers_500_without_internals(tfidf_bundle):

@@ -111,7 +111,11 @@ class ModelService:
         except BatcherClosedError:
             raise ServingError(503, "server is shutting down", {"Retry-After": "5"}) from None
         except TimeoutError:
-            raise ServingError(504, f"prediction took longer than {self.settings.timeout_s:g} s") from None
+            raise ServingError(
+                504,
+                f"prediction took longer than {self.settings.timeout_s:g} s; for long inputs (recordings of minutes) "
+                "start the server with a larger `--timeout`",
+            ) from None
         except UserError as err:
             raise ServingError(422, err.message) from None
         except PredictionFailedError:
