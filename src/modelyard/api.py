@@ -27,10 +27,12 @@ def validate(config: Config | str | Path, overrides: Sequence[str] = ()) -> Prep
     """Read, clean and split the data exactly as `train` would, and report; trains nothing."""
     from modelyard.learners.label_noise import check_audit_rows, check_label_noise
     from modelyard.training import privacy
+    from modelyard.training.callbacks import check_early_stopping
 
     config = config if isinstance(config, Config) else load_config(config, list(overrides))
     task = get_task(config.task)
     check_label_noise(task, config)  # data.label_noise: refused here as `train` would
+    check_early_stopping(task, config)  # train.early_stopping.metric: refused here as `train` would
     if config.tune is not None and config.tune.params:
         from modelyard.tuning import check_params
 

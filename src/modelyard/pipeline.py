@@ -46,7 +46,9 @@ def prepared_for_training(task: Any, config: Config) -> PreparedData:
     account for, and with `data.label_noise` applied (rows that look mislabelled dropped, down-weighted or listed)."""
     from modelyard.learners.label_noise import apply_label_noise
     from modelyard.training import privacy
+    from modelyard.training.callbacks import check_early_stopping
 
+    check_early_stopping(task, config)
     data = task.prepare(config)
     privacy.check(config, task, len(data.splits["train"]))
     if config.data.label_noise is not None:
