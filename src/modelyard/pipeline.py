@@ -18,7 +18,7 @@ from modelyard.fsutil import atomic_write_json, atomic_write_text
 from modelyard.home import home
 from modelyard.loader import Model, load
 from modelyard.protocols import Learner, PreparedData
-from modelyard.tasks import get_task, load_config
+from modelyard.tasks import as_config, get_task
 
 if TYPE_CHECKING:  # training's libraries (accelerate, pandas, scipy) load with `train`: `load` needs none of them
     from modelyard.training.callbacks import Callback
@@ -110,7 +110,7 @@ def _free_training_leftovers() -> None:
 
 
 def train(
-    config: Config | str | Path,
+    config: Config | dict[str, Any] | str | Path,
     output: str | Path | None = None,
     overrides: Sequence[str] = (),
     resume: bool = False,
@@ -125,7 +125,7 @@ def train(
     from modelyard.learners.label_noise import label_noise_metrics
     from modelyard.training.distributed import is_main_process, wait_for_everyone
 
-    config = config if isinstance(config, Config) else load_config(config, list(overrides))
+    config = as_config(config, overrides)
     task = get_task(config.task)
     if output is None:
         output = (latest_unfinished(config.name) if resume else None) or default_output(config.name)

@@ -94,3 +94,27 @@ def test_split_shares_that_leave_nothing_to_train_on_are_refused_naming_both(tmp
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, BASE), ["data.split.validation=0.6", "data.split.test=0.5"])
     assert "data.split: validation (0.6) + test (0.5)" in str(err.value)
+
+
+def test_overrides_apply_to_a_config_object_and_a_mapping_as_to_a_file(tmp_path):
+    from modelyard.tasks import as_config, config_from_dict
+
+    path = write(tmp_path, BASE)
+    loaded = load_config(path)
+    for config in (path, loaded, loaded.model_dump(mode="json")):
+        assert as_config(config, ["data.split.test=0.3"]).data.split.test == 0.3
+    assert loaded.data.split.test == 0.1  # the caller's Config is left as it was
+    assert as_config(loaded) is loaded
+    with pytest.raises(ConfigError, match="config: expected a Config, a mapping or a YAML file path, got NoneType"):
+        as_config(None)
+    assert config_from_dict(loaded.model_dump(mode="json")) == loaded
+
+
+def test_validate_applies_overrides_to_a_config_object(banking_slice):
+    from conftest import write_config
+
+    import modelyard
+
+    config = load_config(write_config(banking_slice, "tfidf-linear"))
+    data = modelyard.validate(config, ["data.split.validation=0.5"])
+    assert len(data.splits["validation"]) == len(data.splits["train"])
