@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from modelyard.config import Config
 from modelyard.errors import ConfigError
 from modelyard.loader import Model, load
@@ -75,4 +77,8 @@ def serve(model: str | Path, **settings: Any) -> None:
     from modelyard.serving.run import run_server
     from modelyard.serving.settings import ServeSettings
 
-    run_server(str(model), ServeSettings(**settings))
+    try:
+        chosen = ServeSettings(**settings)
+    except ValidationError as err:
+        raise ConfigError("; ".join(f"serve: {e['msg']}" for e in err.errors())) from None
+    run_server(str(model), chosen)
