@@ -9,13 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from modelyard.config import Config
 from modelyard.errors import ConfigError
 from modelyard.loader import Model, load
 from modelyard.pipeline import default_output, latest_unfinished, train
 from modelyard.privacy.scan import add_pii_report
 from modelyard.protocols import PreparedData
-from modelyard.tasks import get_task, load_config
+from modelyard.tasks import as_config, get_task
 
 if TYPE_CHECKING:
     from modelyard.learners.label_noise import LabelNoiseResult
@@ -23,14 +25,16 @@ if TYPE_CHECKING:
 __all__ = ["Model", "default_output", "latest_unfinished", "load", "serve", "train", "validate", "validate_stream"]
 
 
-def validate(config: Config | str | Path, overrides: Sequence[str] = ()) -> PreparedData:
+def validate(config: Config | dict[str, Any] | str | Path, overrides: Sequence[str] = ()) -> PreparedData:
     """Read, clean and split the data exactly as `train` would, and report; trains nothing."""
     from modelyard.learners.label_noise import check_audit_rows, check_label_noise
     from modelyard.training import privacy
+    from modelyard.training.callbacks import check_early_stopping
 
-    config = config if isinstance(config, Config) else load_config(config, list(overrides))
+    config = as_config(config, overrides)
     task = get_task(config.task)
     check_label_noise(task, config)  # data.label_noise: refused here as `train` would
+    check_early_stopping(task, config)  # train.early_stopping.metric: refused here as `train` would
     if config.tune is not None and config.tune.params:
         from modelyard.tuning import check_params
 
@@ -48,23 +52,23 @@ def validate(config: Config | str | Path, overrides: Sequence[str] = ()) -> Prep
 
 
 def audit_labels(
-    config: Config | str | Path, overrides: Sequence[str] = (), data: PreparedData | None = None
+    config: Config | dict[str, Any] | str | Path, overrides: Sequence[str] = (), data: PreparedData | None = None
 ) -> LabelNoiseResult:
     """Rank the training split's rows by how likely their label is wrong (confident learning on out-of-fold
     probabilities, docs/label_noise.md); `data` is the split `validate` already prepared, if any."""
-    config = config if isinstance(config, Config) else load_config(config, list(overrides))
+    config = as_config(config, overrides)
     task = get_task(config.task)
     if not hasattr(task, "audit_labels"):
         raise ConfigError(f"--audit-labels: task '{config.task}' has no label audit (text_classification has one)")
     return task.audit_labels(config, data if data is not None else task.prepare(config))
 
 
-def validate_stream(config: Config | str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+def validate_stream(config: Config | dict[str, Any] | str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Check data files too large to hold in one streaming pass each (rows, skips, empty values, labels,
     duplicates, lengths, sha256), in bounded memory; splits and tokenizer coverage need `validate`."""
     from modelyard.data.streaming import scan
 
-    config = config if isinstance(config, Config) else load_config(config, list(overrides))
+    config = as_config(config, overrides)
     return scan(config.data)
 
 
@@ -73,4 +77,8 @@ def serve(model: str | Path, **settings: Any) -> None:
     from modelyard.serving.run import run_server
     from modelyard.serving.settings import ServeSettings
 
-    run_server(str(model), ServeSettings(**settings))
+    try:
+        chosen = ServeSettings(**settings)
+    except ValidationError as err:
+        raise ConfigError("; ".join(f"serve: {e['msg']}" for e in err.errors())) from None
+    run_server(str(model), chosen)

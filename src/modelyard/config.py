@@ -52,10 +52,21 @@ class FormatOptions(StrictModel):
 
 
 class SplitConfig(StrictModel):
-    validation: float = Field(0.1, ge=0.0, lt=1.0)
-    test: float = Field(0.1, ge=0.0, lt=1.0)
+    validation: float = Field(0.1, ge=0.0, lt=1.0, description="share of train carved off if data.validation is absent")
+    test: float = Field(0.1, ge=0.0, lt=1.0, description="share of train carved off when data.test is absent")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="the split's random seed")
     stratify: bool = True
+
+    @model_validator(mode="after")
+    def _leaves_rows_to_train_on(self) -> SplitConfig:
+        if self.validation + self.test >= 1:
+            raise PydanticCustomError(
+                "split_sum",
+                "validation ({validation}) + test ({test}) carve {total:.0%} of train and leave nothing to train on; "
+                "keep their sum below 1",
+                {"validation": self.validation, "test": self.test, "total": self.validation + self.test},
+            )
+        return self
 
 
 class LabelNoiseConfig(StrictModel):
@@ -320,10 +331,29 @@ class Config(StrictModel):
         data_section, model_section = resolve(str(values["task"]))
         values = dict(values)
         if isinstance(values.get("data"), dict):
-            values["data"] = data_section.model_validate(values["data"])
+            values["data"] = _section(data_section, values["data"], "data")
         model = values.get("model")
-        values["model"] = model_section.model_validate(model if isinstance(model, dict) else {})
+        if not isinstance(model, model_section):
+            values["model"] = _section(model_section, {} if model is None else model, "model")
         return values
+
+
+def _section(cls: type[StrictModel], value: Any, key: str) -> StrictModel:
+    """`value` validated as the task's section `cls`; its errors located under `key` (`data.split.seed`), which
+    validating the section on its own would lose."""
+    try:
+        return cls.model_validate(value)
+    except ValidationError as err:
+        # a custom error type carries its finished message; pydantic formats none without a context
+        located = [
+            {
+                "type": PydanticCustomError(e["type"], e["msg"], e.get("ctx")),
+                "loc": (key, *e["loc"]),
+                "input": e["input"],
+            }
+            for e in err.errors()
+        ]
+        raise ValidationError.from_exception_data(err.title, located) from None
 
 
 SectionResolver = Callable[[str], tuple[type[DataConfig], type[ModelConfig]]]
@@ -344,6 +374,8 @@ def _format_error(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        if e["type"] == "unknown_key":  # the misspelt key is the place to point at
+            loc = f"{loc}.{e['ctx']['key']}" if loc else str(e["ctx"]["key"])
         lines.append(f"{source}: {loc or '(top level)'}: {e['msg']}")
     return "\n".join(lines)
 

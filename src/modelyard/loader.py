@@ -6,16 +6,19 @@ This sits below serving, monitoring, export and the report, which all load bundl
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import yaml
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from modelyard import bundle
 from modelyard.config import Config
-from modelyard.errors import BundleError, DataError
+from modelyard.errors import BundleError, DataError, UserError
 from modelyard.home import offline
 from modelyard.protocols import Learner
 from modelyard.tasks import config_from_dict, get_task
@@ -45,8 +48,32 @@ class Model:
     def labels(self) -> list[str] | None:
         return self.manifest.get("labels")
 
-    def predict(self, inputs: Sequence[Any], top_k: int = 1) -> list[dict[str, Any]]:
-        return self.learner.predict(list(inputs), top_k=top_k)
+    def predict(self, inputs: Sequence[Any] | pd.DataFrame, top_k: int = 1) -> list[dict[str, Any]]:
+        """One answer per input, best `top_k` first. Inputs are checked as the server checks a request's: a list
+        of the task's inputs (a DataFrame is read as `predict --input FILE` reads a table), each of its type."""
+        return self.learner.predict(self._checked_inputs(inputs), top_k=_checked_top_k(top_k))
+
+    def _checked_inputs(self, inputs: Any) -> list[Any]:
+        """`inputs` as a list of the task's inputs; a lone input (a str, a dict) or an item of the wrong type is a
+        DataError naming it (`inputs.0`), never predicted character by character or as its keys."""
+        if isinstance(inputs, pd.DataFrame):
+            from modelyard.predict_io import frame_inputs
+
+            return frame_inputs(self, inputs, Path("the DataFrame"))
+        if isinstance(inputs, str | bytes | bytearray | Mapping | BaseModel) or not isinstance(inputs, Iterable):
+            example = "[text]" if self.task.Input is str else "[item]"
+            raise DataError(
+                f"inputs: expected a list of inputs, got one {type(inputs).__name__}", f"pass {example} to predict one"
+            )
+        items = list(inputs)
+        if hasattr(self.learner, "parse_input"):
+            return items  # a learner that parses its inputs (rows, images, audio) checks them as it reads them
+        try:  # the server's request model checks each item against the task's Input type the same way
+            return TypeAdapter(list[self.task.Input]).validate_python(items, strict=True)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in ("inputs", *first["loc"]))
+            raise DataError(f"{where}: {first['msg']}, got {type(first['input']).__name__}") from None
 
     def evaluate(self, data: str | Path | None = None) -> dict[str, Any]:
         """Metrics on a labelled file, or by default on the bundle's own test split (re-read, fingerprint-checked)."""
@@ -104,6 +131,13 @@ class Model:
         from modelyard.generation.quality import score_generations
 
         return {**result, "generation": score_generations(generator, items, self.config.evaluation.metrics)}
+
+
+def _checked_top_k(top_k: Any) -> int:
+    """`top_k` as the server's request model takes it: a whole number, at least 1."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
+        raise UserError(f"top_k: expected a whole number >= 1, got {top_k!r}")
+    return int(top_k)
 
 
 def _resolve(ref: str | Path) -> tuple[Path, str | None]:

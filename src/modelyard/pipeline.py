@@ -18,7 +18,7 @@ from modelyard.fsutil import atomic_write_json, atomic_write_text
 from modelyard.home import home
 from modelyard.loader import Model, load
 from modelyard.protocols import Learner, PreparedData
-from modelyard.tasks import get_task, load_config
+from modelyard.tasks import as_config, get_task
 
 if TYPE_CHECKING:  # training's libraries (accelerate, pandas, scipy) load with `train`: `load` needs none of them
     from modelyard.training.callbacks import Callback
@@ -46,7 +46,9 @@ def prepared_for_training(task: Any, config: Config) -> PreparedData:
     account for, and with `data.label_noise` applied (rows that look mislabelled dropped, down-weighted or listed)."""
     from modelyard.learners.label_noise import apply_label_noise
     from modelyard.training import privacy
+    from modelyard.training.callbacks import check_early_stopping
 
+    check_early_stopping(task, config)
     data = task.prepare(config)
     privacy.check(config, task, len(data.splits["train"]))
     if config.data.label_noise is not None:
@@ -108,7 +110,7 @@ def _free_training_leftovers() -> None:
 
 
 def train(
-    config: Config | str | Path,
+    config: Config | dict[str, Any] | str | Path,
     output: str | Path | None = None,
     overrides: Sequence[str] = (),
     resume: bool = False,
@@ -123,7 +125,7 @@ def train(
     from modelyard.learners.label_noise import label_noise_metrics
     from modelyard.training.distributed import is_main_process, wait_for_everyone
 
-    config = config if isinstance(config, Config) else load_config(config, list(overrides))
+    config = as_config(config, overrides)
     task = get_task(config.task)
     if output is None:
         output = (latest_unfinished(config.name) if resume else None) or default_output(config.name)

@@ -65,3 +65,56 @@ def test_task_sections_are_validated_with_the_tasks_own_fields(tmp_path):
     assert config.model.max_length == 64
     with pytest.raises(ConfigError, match="unknown key 'max_lenght'"):
         load_config(write(tmp_path, BASE + "model:\n  max_lenght: 64\n"))
+
+
+@pytest.mark.parametrize("value", ["model: tfidf-linear\n", "model: [1, 2]\n"])
+def test_a_model_section_that_is_not_a_mapping_is_refused_not_replaced_by_defaults(tmp_path, value):
+    with pytest.raises(ConfigError, match="model: Input should be a valid dictionary"):
+        load_config(write(tmp_path, BASE + value))
+
+
+@pytest.mark.parametrize(
+    ("override", "place"),
+    [
+        ("data.text_colum=x", "data.text_colum: unknown key"),
+        ("model.max_lenght=3", "model.max_lenght: unknown key"),
+        ("data.split.sed=1", "data.split.sed: unknown key"),
+        ("data.train=[a.csv, b.csv]", "data.train: Input should be a valid string"),
+        ("model.max_length=0", "model.max_length: Input should be greater"),
+        ("tain.epochs=1", "tain: unknown key 'tain' (did you mean 'train'?)"),
+    ],
+)
+def test_an_error_inside_a_task_section_names_its_full_key(tmp_path, override, place):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, BASE), [override])
+    assert f"config.yaml: {place}" in str(err.value)
+
+
+def test_split_shares_that_leave_nothing_to_train_on_are_refused_naming_both(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, BASE), ["data.split.validation=0.6", "data.split.test=0.5"])
+    assert "data.split: validation (0.6) + test (0.5)" in str(err.value)
+
+
+def test_overrides_apply_to_a_config_object_and_a_mapping_as_to_a_file(tmp_path):
+    from modelyard.tasks import as_config, config_from_dict
+
+    path = write(tmp_path, BASE)
+    loaded = load_config(path)
+    for config in (path, loaded, loaded.model_dump(mode="json")):
+        assert as_config(config, ["data.split.test=0.3"]).data.split.test == 0.3
+    assert loaded.data.split.test == 0.1  # the caller's Config is left as it was
+    assert as_config(loaded) is loaded
+    with pytest.raises(ConfigError, match="config: expected a Config, a mapping or a YAML file path, got NoneType"):
+        as_config(None)
+    assert config_from_dict(loaded.model_dump(mode="json")) == loaded
+
+
+def test_validate_applies_overrides_to_a_config_object(banking_slice):
+    from conftest import write_config
+
+    import modelyard
+
+    config = load_config(write_config(banking_slice, "tfidf-linear"))
+    data = modelyard.validate(config, ["data.split.validation=0.5"])
+    assert len(data.splits["validation"]) == len(data.splits["train"])

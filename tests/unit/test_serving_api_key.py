@@ -30,3 +30,15 @@ def test_an_unset_key_leaves_the_server_open_and_a_real_key_is_kept(monkeypatch)
     assert ServeSettings().api_key is None
     monkeypatch.setenv("MODELYARD_API_KEY", "s3cret")
     assert ServeSettings().api_key == "s3cret"
+
+
+def test_a_misspelt_serve_setting_is_refused_with_the_closest_name(monkeypatch):
+    import modelyard
+    from modelyard.errors import ConfigError
+    from modelyard.serving.settings import ServeSettings
+
+    with pytest.raises(ConfigError, match="serve: unknown setting 'prot' \\(did you mean 'port'\\?\\)"):
+        modelyard.serve("no-such-bundle", prot=18143)
+    monkeypatch.setenv("MODELYARD_PORT", "9001")  # the environment is still read, and other MODELYARD_* ignored
+    monkeypatch.setenv("MODELYARD_HOME", "/tmp/elsewhere")
+    assert ServeSettings().port == 9001 and ServeSettings(port=5).port == 5

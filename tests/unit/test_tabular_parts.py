@@ -319,3 +319,13 @@ def test_a_missing_value_is_fingerprinted_as_an_empty_field():
     with_nan = pd.DataFrame({"x": [1.0, np.nan], "s": ["a", None]})
     as_csv = pd.DataFrame({"x": ["1.0", ""], "s": ["a", ""]})
     assert fingerprint(with_nan, ["x", "s"]) == fingerprint(as_csv, ["x", "s"])
+
+
+def test_pandas_missing_markers_in_a_row_are_scored_as_missing_like_none(credit):
+    types, _ = tabular.infer_types(credit, TARGET, {"EDUCATION": "categorical"}, [])
+    encoder = TabularEncoder.fit(credit, types, ["ID", TARGET])
+    full = credit.drop(columns=[TARGET]).iloc[0].to_dict()
+    for marker in (float("nan"), np.float64("nan"), pd.NA, pd.NaT, None):
+        assert encoder.check_row(full | {"AGE": marker}) == ["scored as missing values: AGE"]
+    with pytest.raises(DataError, match="AGE: expected a finite number"):
+        encoder.check_row(full | {"AGE": float("inf")})

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from modelyard.config import SplitConfig
+from modelyard.errors import DataError
 
 
 def _can_stratify(labels: pd.Series, fraction: float) -> bool:
@@ -45,7 +47,12 @@ def make_splits(
             continue
         share = fraction if name == "test" else fraction / (1 - (cfg.test if test is None else 0))
         labels = train[label_col] if (cfg.stratify and label_col) else None
-        train, out[name], stratified = carve(train, min(share, 0.5), cfg.seed, labels)
+        if math.ceil(len(train) * share) >= len(train):  # train_test_split's size of the carved part
+            raise DataError(
+                f"data.split.{name}={fraction:g}: {len(train)} rows are too few to carve it and keep rows to train on",
+                "give more rows, or lower data.split.validation / data.split.test",
+            )
+        train, out[name], stratified = carve(train, share, cfg.seed, labels)
         how = "stratified" if stratified else "random"
         notes.append(f"{name}: {len(out[name])} rows carved from train ({how}, seed {cfg.seed})")
         if cfg.stratify and label_col and not stratified:

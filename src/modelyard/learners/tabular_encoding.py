@@ -134,7 +134,7 @@ class TabularEncoder:
         notes, missing = [], []
         for column, kind in self.types.items():
             value = row.get(column)
-            if value is None or (isinstance(value, str) and not value.strip()):
+            if _is_missing(value):
                 missing.append(column)
                 continue
             if isinstance(value, dict | list):
@@ -253,3 +253,12 @@ def _category_text(values: pd.Series) -> pd.Series:
         return pd.Series(values.to_numpy().astype(str).astype(object), index=values.index, name=values.name)
     text = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else _one_category(v))
     return text.where(text != "", None)
+
+
+def _is_missing(value: Any) -> bool:
+    """A cell scored as missing: None, a blank text, or pandas' markers (NaN, NaT, NA), which a row taken from a
+    DataFrame (`to_dict("records")`) holds where a file is empty, as `predict --input` reads it."""
+    if isinstance(value, str):
+        return not value.strip()
+    nan = isinstance(value, float | np.floating) and np.isnan(value)
+    return value is None or value is pd.NaT or value is pd.NA or nan

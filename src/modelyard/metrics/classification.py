@@ -7,6 +7,9 @@ from typing import Any
 
 import numpy as np
 
+# the numbers `classification_metrics` reports: what tune.metric and train.early_stopping.metric may name
+METRIC_NAMES = ("accuracy", "macro_f1", "macro_precision", "macro_recall")
+
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: list[str]) -> dict[str, Any]:
     """accuracy, macro precision/recall/F1, a per-class table and the confusion matrix (rows: true)."""

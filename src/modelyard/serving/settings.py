@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +42,21 @@ class ServeSettings(BaseSettings):
     canary_percent: float = Field(10.0, ge=0, le=100, description="share of inputs the canary answers")
     alias_poll_s: float = Field(30.0, ge=0, description="seconds between registry alias checks; 0 = never")
     drift_interval_s: float = Field(300.0, ge=0, description="seconds between drift gauge updates; 0 = never")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_settings_only(cls, values: Any) -> Any:
+        """A misspelt setting (`modelyard.serve(path, prot=...)`) is refused with the closest name, never ignored;
+        the environment gives only MODELYARD_* variables that name a setting, so it never trips this."""
+        if isinstance(values, dict):
+            for key in values:
+                if key not in cls.model_fields:
+                    close = difflib.get_close_matches(str(key), sorted(cls.model_fields), n=1, cutoff=0.6)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    raise PydanticCustomError(
+                        "unknown_key", "unknown setting '{key}'{hint}", {"key": key, "hint": hint}
+                    )
+        return values
 
     @field_validator("api_key")
     @classmethod

@@ -6,13 +6,16 @@ The config schema (`modelyard.config`) sits below this registry and never import
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import pkgutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelyard import config as schema
+from modelyard.errors import ConfigError
 
 if TYPE_CHECKING:
     from modelyard.protocols import Task
@@ -78,3 +81,17 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> schema.
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> schema.Config:
     """Validate a config mapping (with the task's own sections); errors name `source` and the key."""
     return schema.parse_config(raw, source, sections)
+
+
+def as_config(config: schema.Config | dict[str, Any] | str | Path, overrides: Sequence[str] = ()) -> schema.Config:
+    """What the API's verbs take as a config (a Config, a mapping, a YAML path), with `--set` style overrides
+    applied to each alike: the one way a caller's config becomes the run's."""
+    if isinstance(config, schema.Config):
+        if not overrides:
+            return config
+        return config_from_dict(schema.apply_overrides(config.model_dump(mode="json"), list(overrides)))
+    if isinstance(config, dict):
+        return config_from_dict(schema.apply_overrides(copy.deepcopy(config), list(overrides)))
+    if not isinstance(config, str | Path):
+        raise ConfigError(f"config: expected a Config, a mapping or a YAML file path, got {type(config).__name__}")
+    return load_config(config, list(overrides))

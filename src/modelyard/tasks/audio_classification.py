@@ -26,6 +26,7 @@ from modelyard.learners.audio import (
     WaveStore,
 )
 from modelyard.learners.mfcc_logreg import mfcc_logreg_baseline
+from modelyard.metrics.classification import METRIC_NAMES
 from modelyard.models.whisper_ct2 import check_installed
 from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
@@ -158,6 +159,7 @@ class AudioClassificationTask:
     ModelConfig: ClassVar = AudioModelConfig
     Input: ClassVar = AudioInput
     main_metric: ClassVar = "accuracy"
+    validation_metrics: ClassVar = METRIC_NAMES
     greater_is_better: ClassVar = True
 
     @property

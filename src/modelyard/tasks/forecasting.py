@@ -30,7 +30,6 @@ from modelyard.learners.forecast import ForecastInput, ForecastLearner, OnnxFore
 from modelyard.metrics.forecast import naive_forecast, seasonal_naive_forecast
 from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
-from modelyard.training.callbacks import check_metric
 
 METRICS = ("mae", "rmse", "mape", "mase")  # what validation reports, so what early stopping can watch
 
@@ -175,6 +174,7 @@ class ForecastingTask:
     ModelConfig: ClassVar = ForecastModelConfig
     Input: ClassVar = ForecastInput
     main_metric: ClassVar = "mae"
+    validation_metrics: ClassVar = METRICS
     greater_is_better: ClassVar = False
 
     def example_input(self, learner: ForecastLearner) -> dict[str, Any]:
@@ -191,8 +191,6 @@ class ForecastingTask:
                 "forecasting splits each series by time: leave data.validation and data.test empty",
                 "put the whole series in data.train and set data.split.{validation,test} fractions",
             )
-        if config.train.early_stopping:
-            check_metric(config.train.early_stopping.metric, METRICS)
         frame = _frame(data.train, config)
         series, report = regularise(
             frame,

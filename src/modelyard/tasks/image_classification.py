@@ -17,6 +17,7 @@ from modelyard.errors import DataError, ModelNotFoundError
 from modelyard.learners.frozen_features import frozen_features_baseline
 from modelyard.learners.image import CNN_SCRATCH, EFFICIENTNET, ImageClassifierLearner, OnnxImageClassifierLearner
 from modelyard.learners.image_inputs import preprocessing_for
+from modelyard.metrics.classification import METRIC_NAMES
 from modelyard.models import catalog
 from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
@@ -113,6 +114,7 @@ class ImageClassificationTask:
     ModelConfig: ClassVar = ImageModelConfig
     Input: ClassVar = ImageInput
     main_metric: ClassVar = "accuracy"
+    validation_metrics: ClassVar = METRIC_NAMES
     greater_is_better: ClassVar = True
 
     @property

@@ -141,6 +141,18 @@ class MultiLabelClassificationTask:
     ModelConfig: ClassVar = MultiLabelModelConfig
     Input: ClassVar = str
     main_metric: ClassVar = "micro_f1"
+    validation_metrics: ClassVar = (  # what multilabel_metrics reports: tune.metric, train.early_stopping.metric
+        "micro_f1",
+        "macro_f1",
+        "micro_precision",
+        "micro_recall",
+        "macro_precision",
+        "macro_recall",
+        "samples_f1",
+        "subset_accuracy",
+        "hamming_loss",
+        "labels_per_row",
+    )
     greater_is_better: ClassVar = True
     feedback_metric: ClassVar = "micro_f1"  # `retrain` scores held-out feedback on whole label sets
 

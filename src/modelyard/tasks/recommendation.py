@@ -22,7 +22,6 @@ from modelyard.learners.recommender import RecommenderLearner, RecommendInput, p
 from modelyard.metrics.ranking import KS
 from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
-from modelyard.training.callbacks import check_metric
 
 # what validation reports, so what early stopping can watch
 METRICS = tuple(f"{name}@{k}" for k in KS for name in ("recall", "ndcg", "hit_rate", "coverage"))
@@ -71,6 +70,7 @@ class RecommendationTask:
     ModelConfig: ClassVar = RecModelConfig
     Input: ClassVar = RecommendInput
     main_metric: ClassVar = "recall@10"
+    validation_metrics: ClassVar = METRICS
     example_input: ClassVar = {"user": "warm-up", "k": 10}  # server warm-up (a cold-start answer)
     greater_is_better: ClassVar = True
 
@@ -86,8 +86,6 @@ class RecommendationTask:
             )
         if data.rating_threshold is not None and not data.rating_column:
             raise ConfigError("data.rating_threshold needs data.rating_column")
-        if config.train.early_stopping:
-            check_metric(config.train.early_stopping.metric, METRICS)
         frame, read = read_table(data.train, data.format, data.max_rows)
         columns = {"user_column": data.user_column, "item_column": data.item_column}
         columns |= {k: getattr(data, k) for k in ("rating_column", "time_column") if getattr(data, k)}

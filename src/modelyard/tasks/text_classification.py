@@ -16,6 +16,7 @@ from modelyard.learners.text import TextClassifierLearner, pretrained_defaults
 from modelyard.learners.text_inputs import length_percentiles, unknown_rate
 from modelyard.learners.text_onnx import OnnxTextClassifierLearner
 from modelyard.learners.tfidf import TfidfLinearLearner, tfidf_baseline
+from modelyard.metrics.classification import METRIC_NAMES
 from modelyard.models import catalog
 from modelyard.models.tokenizers import cjk_share
 from modelyard.protocols import PreparedData
@@ -165,7 +166,7 @@ class TextClassificationTask:
     Input: ClassVar = str
     main_metric: ClassVar = "macro_f1"
     greater_is_better: ClassVar = True
-    validation_metrics: ClassVar = ("accuracy", "macro_f1", "macro_precision", "macro_recall")  # for tune.metric
+    validation_metrics: ClassVar = METRIC_NAMES
 
     def starter_config(self) -> str:
         return STARTER

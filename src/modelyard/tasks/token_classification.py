@@ -93,6 +93,8 @@ class TokenClassificationTask:
     ModelConfig: ClassVar = EntityModelConfig
     Input: ClassVar = str
     main_metric: ClassVar = "entity_f1"
+    # what entity_metrics reports: tune.metric, train.early_stopping.metric
+    validation_metrics: ClassVar = ("entity_f1", "entity_precision", "entity_recall", "macro_f1", "token_accuracy")
     greater_is_better: ClassVar = True
     feedback_metric: ClassVar = "entity_f1"  # `retrain` scores held-out span corrections entity by entity
 

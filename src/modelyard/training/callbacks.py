@@ -52,6 +52,15 @@ def check_metric(metric: str | None, names: Iterable[str]) -> None:
         )
 
 
+def check_early_stopping(task: Any, config: Any) -> None:
+    """`train.early_stopping.metric` checked before anything trains (`validate`, `train`, each `tune` trial), against
+    the metrics the task's validation reports (its `validation_metrics`), for every task that declares them."""
+    named = config.train.early_stopping.metric if config.train.early_stopping else None
+    known = getattr(task, "validation_metrics", None)
+    if known is not None:
+        check_metric(named, known)
+
+
 class EarlyStopping(Callback):
     """Stop when the watched validation metric has not improved for `patience` evaluations; `named`: the user
     chose the metric, so the first evaluation that lacks it is a config error."""
