@@ -8,11 +8,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -22,6 +21,9 @@ from modelyard.errors import BundleError, DataError, UserError
 from modelyard.home import offline
 from modelyard.protocols import Learner
 from modelyard.tasks import config_from_dict, get_task
+
+if TYPE_CHECKING:  # pandas is imported only where a table is read: a text server starts without it
+    import pandas as pd
 
 offline()
 
@@ -56,7 +58,8 @@ class Model:
     def _checked_inputs(self, inputs: Any) -> list[Any]:
         """`inputs` as a list of the task's inputs; a lone input (a str, a dict) or an item of the wrong type is a
         DataError naming it (`inputs.0`), never predicted character by character or as its keys."""
-        if isinstance(inputs, pd.DataFrame):
+        pandas = sys.modules.get("pandas")  # not imported yet: the inputs cannot be a DataFrame
+        if pandas is not None and isinstance(inputs, pandas.DataFrame):
             from modelyard.predict_io import frame_inputs
 
             return frame_inputs(self, inputs, Path("the DataFrame"))
@@ -135,7 +138,7 @@ class Model:
 
 def _checked_top_k(top_k: Any) -> int:
     """`top_k` as the server's request model takes it: a whole number, at least 1."""
-    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
+    if isinstance(top_k, bool) or not isinstance(top_k, Integral) or top_k < 1:
         raise UserError(f"top_k: expected a whole number >= 1, got {top_k!r}")
     return int(top_k)
 

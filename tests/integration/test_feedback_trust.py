@@ -84,7 +84,8 @@ def test_retrain_leaves_out_feedback_whose_text_is_in_the_test_split_and_says_ho
     from modelyard.monitoring.retrain import retrain
 
     test = pd.read_csv(banking_slice / "test.csv")
-    fresh = ["please send my new card", "what rate do you use for euros", "my top up failed again"] * 3
+    asks = ["please send my new card", "what rate do you use for euros", "my top up failed again"]
+    fresh = [f"{ask} ({n})" for n in range(3) for ask in asks]  # distinct inputs: held out one row each
     texts = [*test["text"].head(12), *fresh]  # oldest first: the newest quarter is held out for scoring
     ids = log_predictions(texts)
     labels = [*test["category"].head(12), *["activate_my_card"] * len(fresh)]

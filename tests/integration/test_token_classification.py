@@ -209,7 +209,13 @@ def test_span_corrections_are_checked_against_the_text_and_retrain_gates_on_enti
     config = english_bundle.path.parent / "config.yaml"
     decision = retrain(config, str(english_bundle.path), overrides=["train.epochs=1"], output=tmp_path / "challenger")
     assert decision["metric"] == "entity_f1"
-    assert decision["feedback"] == {"used_for_training": 6, "held_out": 2, "in_test_split": 0, "skipped": 0}
+    assert decision["feedback"] == {
+        "used_for_training": 6,
+        "held_out": 2,
+        "held_out_in_training_data": 0,
+        "in_test_split": 0,
+        "skipped": 0,
+    }
     old, new = decision["champion"], decision["challenger"]
     metrics = json.loads((english_bundle.path / "metrics.json").read_text())["test"]
     assert old["entity_f1"] == pytest.approx(metrics["entity_f1"]) and set(old["per_class_f1"]) == {"LOC", "PER"}
