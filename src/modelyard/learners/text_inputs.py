@@ -35,6 +35,23 @@ def unknown_rate(tokenizer_dir: Path, texts: list[str]) -> float:
     return unk / total if total else 0.0
 
 
+UNKNOWN_RATE_LIMIT = 0.02  # above this share of unknown tokens, a tokenizer does not cover the data's script
+
+
+def coverage_warnings(coverage: dict[str, Any], chosen_by_coverage: bool = False) -> list[str]:
+    """A warning when the encoder training will use maps more than UNKNOWN_RATE_LIMIT of the training tokens to
+    its unknown token (English MiniLM on Chinese: 66%): those words are invisible to the model. None when `auto`
+    chose by coverage (`chosen_by_coverage`): it skips such an encoder and says why in its backbone choice."""
+    rate = coverage.get("unknown_rate")
+    if chosen_by_coverage or rate is None or rate < UNKNOWN_RATE_LIMIT:
+        return []
+    return [
+        f"{coverage['name']}'s tokenizer maps {rate:.0%} of the training tokens to its unknown token, so the model "
+        "cannot read them; backbone: auto picks a bundled encoder that covers them (multilingual-e5-small for "
+        "Chinese), or name a local Hugging Face encoder for this language"
+    ]
+
+
 def fit_max_length(tokenizer: PreTrainedTokenizerBase, texts: list[str], limit: int) -> int:
     """The 99th percentile of token lengths (plus special tokens), so almost nothing is cut."""
     lengths = [len(x) for x in tokenizer(texts[:5000], truncation=False)["input_ids"]]

@@ -14,14 +14,13 @@ from modelyard.errors import DataError, ModelNotFoundError
 from modelyard.learners import domain_pretraining
 from modelyard.learners.multilabel import Decision, MultiLabelTextLearner, OnnxMultiLabelTextLearner
 from modelyard.learners.multilabel_tfidf import TfidfOvrLearner, tfidf_ovr_baseline
-from modelyard.learners.text_inputs import length_percentiles, unknown_rate
+from modelyard.learners.text_inputs import UNKNOWN_RATE_LIMIT, coverage_warnings, length_percentiles, unknown_rate
 from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
 from modelyard.tasks.text_classification import (
     AUTO_ENCODERS,
     SCRATCH,
     TFIDF,
-    UNKNOWN_RATE_LIMIT,
     _coverage_line,
     pretrained_dir,
 )
@@ -212,6 +211,7 @@ class MultiLabelClassificationTask:
             "leakage": leakage,
             "tokenizer": self._coverage(config, texts),
         }
+        warnings += coverage_warnings(report["tokenizer"], config.model.backbone == "auto")
         prints = {n: fingerprint(f, ["text", "label"]) for n, f in splits.items()}
         prepared = PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
         candidates = self.candidates(config, prepared)

@@ -13,7 +13,7 @@ from modelyard.config import Config, DataConfig, DomainPretrainingConfig, LabelN
 from modelyard.errors import DataError, ModelNotFoundError
 from modelyard.learners import domain_pretraining, few_shot, label_noise, text_private, text_recipe
 from modelyard.learners.text import TextClassifierLearner, pretrained_defaults
-from modelyard.learners.text_inputs import length_percentiles, unknown_rate
+from modelyard.learners.text_inputs import UNKNOWN_RATE_LIMIT, coverage_warnings, length_percentiles, unknown_rate
 from modelyard.learners.text_onnx import OnnxTextClassifierLearner
 from modelyard.learners.tfidf import TfidfLinearLearner, tfidf_baseline
 from modelyard.metrics.classification import METRIC_NAMES
@@ -30,7 +30,6 @@ TFIDF = "tfidf-linear"
 MINILM = "minilm-l6"
 EXTENDED = "minilm-l6+vocab"  # auto's candidate: MiniLM with the data's unknown characters added as tokens
 AUTO_ENCODERS = (MINILM, "multilingual-e5-small")  # auto fine-tunes the first whose tokenizer covers the data
-UNKNOWN_RATE_LIMIT = 0.02
 
 STARTER = """\
 # modelyard config: text classification (intents, sentiment, topics)
@@ -230,6 +229,7 @@ class TextClassificationTask:
             "leakage": leakage,
             "tokenizer": self._coverage(config, texts),
         }
+        warnings += coverage_warnings(report["tokenizer"], config.model.backbone == "auto")
         prints = {n: fingerprint(f, ["text", "label"]) for n, f in splits.items()}
         pretrained = config.model.backbone not in (SCRATCH, TFIDF)
         warnings += few_shot.config_warnings(config.model, data.label_descriptions, labels, pretrained)

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from modelyard.config import Config, DataConfig, ModelConfig
 from modelyard.errors import DataError
+from modelyard.learners.text_inputs import coverage_warnings
 from modelyard.learners.token_tagger import SPEC_FILE, TokenTaggerLearner
 from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
@@ -156,6 +157,7 @@ class TokenClassificationTask:
             "cjk_share": round(share, 3),
             "tokenizer": self._coverage(config, texts, share),
         }
+        warnings += coverage_warnings(report["tokenizer"])
         prints = {n: fingerprint(f, ["text", "entities"]) for n, f in splits.items()}
         return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
 
