@@ -61,6 +61,14 @@ def check(config: Config, task: Any, rows: int) -> None:
         )
     if config.train.precision == "bf16":
         problems.append("train.precision bf16: per-example gradients are computed in fp32 (use auto or fp32)")
+    noise = config.data.label_noise
+    if noise is not None and noise.action != "report":
+        # which rows train on (or how much) would be chosen by models fitted on every row without noise, and the
+        # accountant would only see the rows that were kept
+        problems.append(
+            f"data.label_noise.action {noise.action} picks the training rows with non-private models fitted on all "
+            "of them; use action report (it only lists suspects) or remove data.label_noise"
+        )
     if rows and settings.delta >= 1.0 / rows:
         problems.append(
             f"train.privacy.delta {settings.delta:g} is not below 1 / {rows} training rows: a delta that large "
