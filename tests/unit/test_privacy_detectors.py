@@ -62,6 +62,24 @@ def test_phone_numbers_valid_in_their_numbering_plan_are_found(phone):
     assert kinds(f"请拨打{phone}联系") == [("phone", phone)]
 
 
+def phone_value(text: str, regions: tuple[str, ...] = ("CN", "US", "GB")) -> str:
+    from modelyard.privacy.detectors import phones
+
+    return next(s.value for s in phones(f"call {text} now", regions))
+
+
+def test_a_national_number_valid_in_one_region_joins_its_international_form():
+    assert phone_value("138-0013-8000") == phone_value("+86 138 0013 8000") == "+8613800138000"
+    assert phone_value("(650) 253-0000") == phone_value("+1 650 253 0000") == "+16502530000"
+    assert phone_value("(415) 555-2671", ("US",)) == "+14155552671"
+
+
+def test_a_national_number_valid_in_several_regions_is_kept_as_written_not_joined_to_another_country():
+    assert phone_value("020 7946 0958") == "02079460958"  # London and Guangzhou
+    assert phone_value("+86 20 7946 0958") == phone_value("0086 20 7946 0958") == "+862079460958"
+    assert phone_value("(415) 555-2671") == "4155552671"  # also a Chinese fixed line
+
+
 @pytest.mark.parametrize("label", ["Phone number:", "Tel. no.", "mobile", "手机号：", "电话"])
 def test_a_phone_number_after_its_own_label_is_found(label):
     assert kinds(f"{label} 13800138000") == [("phone", "13800138000")]

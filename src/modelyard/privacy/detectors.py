@@ -169,6 +169,25 @@ def _dated(raw: str) -> bool:
     return 1900 <= year <= 2100 and 1 <= month <= 12 and 1 <= day <= 31
 
 
+def _phone_value(raw: str, region: str, regions: tuple[str, ...]) -> str:
+    """E.164 where the number names its country (+NN, an international prefix) or is valid in exactly one of
+    `regions`; otherwise its digits as written. A national number valid in two regions ('020 7946 0958': London
+    and Guangzhou) normalised in either would share a pseudonym with a different person's number."""
+    e164 = phonenumbers.PhoneNumberFormat.E164
+    number = phonenumbers.parse(raw, region, keep_raw_input=True)
+    if number.country_code_source != phonenumbers.CountryCodeSource.FROM_DEFAULT_COUNTRY:
+        return phonenumbers.format_number(number, e164)
+    valid = set()
+    for other in regions:
+        try:
+            candidate = phonenumbers.parse(raw, other)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number_for_region(candidate, other):
+            valid.add(phonenumbers.format_number(candidate, e164))
+    return valid.pop() if len(valid) == 1 else re.sub(r"\D", "", raw)
+
+
 def phones(text: str, regions: tuple[str, ...]) -> Iterator[Span]:
     """Numbers valid in one of `regions` (national format) or anywhere (written with +country code)."""
     if sum(c.isdigit() for c in text) < 7:
@@ -185,8 +204,7 @@ def phones(text: str, regions: tuple[str, ...]) -> Iterator[Span]:
             if _DECIMAL.fullmatch(match.raw_string):
                 continue
             seen.add(where)
-            value = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-            yield Span("phone", match.start, match.end, value)
+            yield Span("phone", match.start, match.end, _phone_value(match.raw_string, region, regions))
 
 
 PatternDetector = Callable[[str], Iterator[Span]]
