@@ -85,6 +85,19 @@ def test_a_phone_number_after_its_own_label_is_found(label):
     assert kinds(f"{label} 13800138000") == [("phone", "13800138000")]
 
 
+@pytest.mark.parametrize(
+    "address",
+    ["anne-marie.o'connor@corp.ie", "josé.garcía@example.es", "renée@ex.fr", "Jane_O'Neil+tag@x.com", "Иван@mail.ru"],
+)
+def test_an_email_with_an_apostrophe_or_non_ascii_letters_is_found_whole(address):
+    assert kinds(f"write to {address} today") == [("email", address)]
+
+
+@pytest.mark.parametrize("text", ["(anne@x.com)", "'anne@x.com'", '"anne@x.com"', "“anne@x.com”", "see...anne@x.com"])
+def test_brackets_quotes_and_dots_around_an_email_stay_text(text):
+    assert kinds(text) == [("email", "anne@x.com")]
+
+
 def test_emails_and_ip_addresses_are_found_next_to_chinese_text():
     text = "邮箱zhang.wei@example.com.cn，服务器192.168.10.24，网关2001:db8:85a3::8a2e:370:7334。"
     assert kinds(text) == [

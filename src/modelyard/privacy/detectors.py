@@ -33,9 +33,14 @@ class Span:
 _NOT_ALNUM_BEFORE = r"(?<![0-9A-Za-z])"
 _NOT_ALNUM_AFTER = r"(?![0-9A-Za-z])"
 
-# ASCII classes on purpose: Python's \w also matches CJK, and Chinese text writes addresses right after a word
+# A local part is RFC 5322's atext (o'connor, jane+tag) and, in internationalised addresses (RFC 6531), letters of
+# any script but CJK, Hangul and full-width forms: Chinese text writes addresses right after a word (邮箱zhang.wei@)
+_INTL_LETTER = r"[^\W\d_\x00-\x7F\u2E80-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF\uFF00-\uFFEF]|[\u0300-\u036F]"
+_ATEXT = r"[A-Za-z0-9!#$%&*+^_{|}~-]|" + _INTL_LETTER
+# an apostrophe or a dot may not start it and dots come singly (a dot-atom), so quotes and an ellipsis before the
+# address stay text; at most 64 characters (RFC 5321), which also bounds the work from each start
 _EMAIL = re.compile(
-    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,63})@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    rf"(?<!{_ATEXT})(?:{_ATEXT})(?:{_ATEXT}|['`]|\.(?![.@])){{0,63}}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+"
     r"[A-Za-z]{2,24}(?![A-Za-z0-9-])"
 )
 # after '+': a phone number; after a digit and a decimal point: the fraction of a number (-0.5408455846858077)
