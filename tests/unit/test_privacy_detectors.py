@@ -98,6 +98,12 @@ def test_brackets_quotes_and_dots_around_an_email_stay_text(text):
     assert kinds(text) == [("email", "anne@x.com")]
 
 
+@pytest.mark.parametrize("text", ["version 1.2.3.4 released", "Version: 10.0.1.2", "v1.2.3.4", "ver. 2.0.0.1"])
+def test_four_dotted_numbers_after_version_are_a_version_not_an_ip(text):
+    assert kinds(text) == []
+    assert kinds(f"server 1.2.3.4 {text}") == [("ip", "1.2.3.4")]
+
+
 def test_emails_and_ip_addresses_are_found_next_to_chinese_text():
     text = "邮箱zhang.wei@example.com.cn，服务器192.168.10.24，网关2001:db8:85a3::8a2e:370:7334。"
     assert kinds(text) == [

@@ -152,11 +152,17 @@ def emails(text: str) -> Iterator[Span]:
         yield Span("email", m.start(), m.end(), m.group().lower())
 
 
+# Four dotted numbers right after "version", "ver." or "v" are a version (v1.2.3.4), not an IPv4 address
+_VERSION_BEFORE = re.compile(r"(?<![A-Za-z])(?:version|ver\.?|v)\s*:?\s*$", re.IGNORECASE)
+
+
 def ips(text: str) -> Iterator[Span]:
     for pattern in (_IPV4, _IPV6):
         for m in pattern.finditer(text):
             raw = m.group()
             if sum(c.isalnum() for c in raw) < 3:  # '::' or 'a:b:' is punctuation, not an address
+                continue
+            if pattern is _IPV4 and _VERSION_BEFORE.search(text[max(0, m.start() - 10) : m.start()]):
                 continue
             try:
                 address = ipaddress.ip_address(raw)
