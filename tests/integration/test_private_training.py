@@ -104,6 +104,8 @@ def test_train_refuses_batch_norm_as_validate_does(credit, tmp_path):
         ("tfidf-linear", [], "model.backbone tfidf-linear"),
         ("minilm-l6", ["model.head_init=linear_probe"], "model.head_init"),
         ("minilm-l6", ["train.precision=bf16"], "train.precision"),
+        ("minilm-l6", ["data.label_noise={action: drop}"], "data.label_noise.action drop"),
+        ("minilm-l6", ["data.label_noise={action: weight}"], "data.label_noise.action weight"),
     ],
 )
 def test_text_settings_that_learn_outside_dp_sgd_are_refused(
@@ -111,6 +113,16 @@ def test_text_settings_that_learn_outside_dp_sgd_are_refused(
 ):
     code, err = validate(monkeypatch, capsys, write_config(banking_slice, backbone), PRIVATE, *overrides)
     assert code == 1 and field in err and "Traceback" not in err
+
+
+def test_train_refuses_label_noise_filtering_as_validate_does_and_both_allow_the_report(
+    banking_slice, monkeypatch, capsys, tmp_path
+):
+    config = write_config(banking_slice, "minilm-l6")
+    with pytest.raises(ConfigError, match=r"train\.privacy.*data\.label_noise\.action drop"):
+        overrides = [PRIVATE, "data.label_noise={action: drop}"]
+        modelyard.train(config, output=tmp_path / "refused", overrides=overrides, quiet=True, track=False)
+    assert validate(monkeypatch, capsys, config, PRIVATE, "data.label_noise={action: report}")[0] == 0
 
 
 def test_a_bert_encoder_folder_passes_the_layer_check_validate_runs():

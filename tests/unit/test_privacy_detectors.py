@@ -62,9 +62,46 @@ def test_phone_numbers_valid_in_their_numbering_plan_are_found(phone):
     assert kinds(f"请拨打{phone}联系") == [("phone", phone)]
 
 
+def phone_value(text: str, regions: tuple[str, ...] = ("CN", "US", "GB")) -> str:
+    from modelyard.privacy.detectors import phones
+
+    return next(s.value for s in phones(f"call {text} now", regions))
+
+
+def test_a_national_number_valid_in_one_region_joins_its_international_form():
+    assert phone_value("138-0013-8000") == phone_value("+86 138 0013 8000") == "+8613800138000"
+    assert phone_value("(650) 253-0000") == phone_value("+1 650 253 0000") == "+16502530000"
+    assert phone_value("(415) 555-2671", ("US",)) == "+14155552671"
+
+
+def test_a_national_number_valid_in_several_regions_is_kept_as_written_not_joined_to_another_country():
+    assert phone_value("020 7946 0958") == "02079460958"  # London and Guangzhou
+    assert phone_value("+86 20 7946 0958") == phone_value("0086 20 7946 0958") == "+862079460958"
+    assert phone_value("(415) 555-2671") == "4155552671"  # also a Chinese fixed line
+
+
 @pytest.mark.parametrize("label", ["Phone number:", "Tel. no.", "mobile", "手机号：", "电话"])
 def test_a_phone_number_after_its_own_label_is_found(label):
     assert kinds(f"{label} 13800138000") == [("phone", "13800138000")]
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["anne-marie.o'connor@corp.ie", "josé.garcía@example.es", "renée@ex.fr", "Jane_O'Neil+tag@x.com", "Иван@mail.ru"],
+)
+def test_an_email_with_an_apostrophe_or_non_ascii_letters_is_found_whole(address):
+    assert kinds(f"write to {address} today") == [("email", address)]
+
+
+@pytest.mark.parametrize("text", ["(anne@x.com)", "'anne@x.com'", '"anne@x.com"', "“anne@x.com”", "see...anne@x.com"])
+def test_brackets_quotes_and_dots_around_an_email_stay_text(text):
+    assert kinds(text) == [("email", "anne@x.com")]
+
+
+@pytest.mark.parametrize("text", ["version 1.2.3.4 released", "Version: 10.0.1.2", "v1.2.3.4", "ver. 2.0.0.1"])
+def test_four_dotted_numbers_after_version_are_a_version_not_an_ip(text):
+    assert kinds(text) == []
+    assert kinds(f"server 1.2.3.4 {text}") == [("ip", "1.2.3.4")]
 
 
 def test_emails_and_ip_addresses_are_found_next_to_chinese_text():

@@ -41,7 +41,7 @@ def test_an_unreachable_budget_or_several_processes_are_refused_naming_the_setti
 
 
 def test_poisson_batches_vary_in_size_average_the_batch_size_and_replay_per_epoch():
-    sampler = PoissonBatchSampler(rows=1000, batch_size=20, steps_per_epoch=200, seed=3)
+    sampler = PoissonBatchSampler(rows=1000, batch_size=20, steps_per_epoch=200)
     sizes = [len(b) for b in sampler]
     assert len(sizes) == len(sampler) == 200
     assert len(set(sizes)) > 5 and abs(np.mean(sizes) - 20) < 2
@@ -50,12 +50,30 @@ def test_poisson_batches_vary_in_size_average_the_batch_size_and_replay_per_epoc
     assert [len(b) for b in sampler] != sizes
 
 
+def test_poisson_batches_and_noise_do_not_follow_the_global_seed():
+    torch.manual_seed(0)
+    first = list(PoissonBatchSampler(rows=1000, batch_size=20, steps_per_epoch=5))
+    torch.manual_seed(0)
+    assert list(PoissonBatchSampler(rows=1000, batch_size=20, steps_per_epoch=5)) != first
+    steps = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        module = torch.nn.Linear(50, 1, bias=False)
+        plan = PrivateTraining.plan(PrivacyConfig(), rows=1000, batch_size=10, steps=50, processes=1)
+        _, optimizer = plan.wrap(module, torch.optim.SGD(module.parameters(), lr=1.0), "cpu")
+        plan.empty_batch_loss().backward()
+        optimizer.step()
+        steps.append(module.weight.detach().clone())
+        plan.close()
+    assert not torch.equal(*steps)
+
+
 def test_an_empty_batch_takes_a_noise_only_step():
     torch.manual_seed(0)
     module = torch.nn.Linear(400, 1, bias=False)
     torch.nn.init.zeros_(module.weight)
     plan = PrivateTraining.plan(PrivacyConfig(max_grad_norm=2.0), rows=1000, batch_size=10, steps=50, processes=1)
-    _, optimizer = plan.wrap(module, torch.optim.SGD(module.parameters(), lr=1.0))
+    _, optimizer = plan.wrap(module, torch.optim.SGD(module.parameters(), lr=1.0), "cpu")
     plan.empty_batch_loss().backward()
     optimizer.step()
     moved = module.weight.detach().flatten()
@@ -70,7 +88,7 @@ def test_batch_norm_is_refused_and_layer_norm_is_not():
     assert module_problems(torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8))) == []
     plan = PrivateTraining.plan(PrivacyConfig(), 1000, 10, 50, 1)
     with pytest.raises(ConfigError, match="batch norm"):
-        plan.wrap(with_bn, torch.optim.SGD(with_bn.parameters(), lr=0.1))
+        plan.wrap(with_bn, torch.optim.SGD(with_bn.parameters(), lr=0.1), "cpu")
 
 
 def test_the_shared_loop_trains_an_mlp_privately_through_empty_batches():
@@ -88,7 +106,52 @@ def test_the_shared_loop_trains_an_mlp_privately_through_empty_batches():
     train = TrainConfig(epochs=1, batch_size=1, learning_rate=0.01, privacy=PrivacyConfig(delta=1e-3))
     config = Config.model_construct(name="dp", task="t", train=train)
     result = fit(member, config, PreparedData(splits), quiet=True)
-    sampler = PoissonBatchSampler(60, 1, 60, seed=train.seed)
+    sampler = PoissonBatchSampler(60, 1, 60)
     assert any(len(b) == 0 for b in sampler)  # P(empty) = (1 - 1/60)^60, about 0.36 a step
     assert result.steps == 60 and 0 < result.privacy["epsilon"] <= 8
     assert not hasattr(member.module, "_module")  # the learner keeps its own module, hooks removed
+
+
+def _fit_tiny_mlp(privacy: PrivacyConfig | None) -> torch.Tensor:
+    """The trained weights of a tiny MLP fitted through the shared loop with train.seed 0."""
+    from modelyard.config import Config, TrainConfig
+    from modelyard.learners.tabular_mlp import Arrays, MLPMember
+    from modelyard.protocols import PreparedData
+    from modelyard.training.loop import fit
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    torch.manual_seed(0)
+    member = MLPMember.build([0, 0, 0], 2, "multiclass", {"hidden_size": 8, "layers": 1, "norm": "layer"}, None)
+    member.standardise(x, y)
+    splits = {"train": Arrays(x, y), "validation": Arrays(x[:0], y[:0]), "test": Arrays(x[:0], y[:0])}
+    train = TrainConfig(epochs=1, batch_size=10, learning_rate=0.01, seed=0, privacy=privacy)
+    fit(member, Config.model_construct(name="dp", task="t", train=train), PreparedData(splits), quiet=True)
+    return torch.cat([p.detach().flatten() for p in member.module.parameters()])
+
+
+def test_two_private_runs_with_one_seed_differ_and_a_non_private_run_repeats():
+    assert not torch.equal(_fit_tiny_mlp(PrivacyConfig(delta=1e-3)), _fit_tiny_mlp(PrivacyConfig(delta=1e-3)))
+    assert torch.equal(_fit_tiny_mlp(None), _fit_tiny_mlp(None))
+
+
+def test_a_sites_dp_sgd_does_not_follow_the_seed_the_server_sends():
+    from modelyard.config import Config, TrainConfig
+    from modelyard.federated import aggregate
+    from modelyard.federated.local import LocalSettings, train_locally
+    from modelyard.learners.tabular_mlp import Arrays, MLPMember
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    member = MLPMember.build([0, 0, 0], 2, "multiclass", {"hidden_size": 8, "layers": 1, "norm": "layer"}, None)
+    member.standardise(x, y)
+    names = aggregate.trainable_names(member.module)
+    weights = aggregate.flatten(member.module, names)
+    train = TrainConfig(batch_size=10, privacy=PrivacyConfig(delta=1e-3))
+    config = Config.model_construct(name="dp", task="t", train=train)
+    settings = LocalSettings(epochs=1, learning_rate=0.01, seed=1001)  # what the server sends, and could replay
+    data, empty = Arrays(x, y), Arrays(x[:0], y[:0])
+    first = train_locally(member, names, weights, data, empty, config, settings).delta
+    assert not np.array_equal(train_locally(member, names, weights, data, empty, config, settings).delta, first)

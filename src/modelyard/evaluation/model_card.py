@@ -155,6 +155,9 @@ def _privacy(spent: dict[str, Any]) -> list[str]:
         "noise: validation-based model selection, preprocessing statistics (tabular means, scales and category "
         "lists; the text length limit), the drift reference profile and the baselines in metrics.json. "
         "See docs/privacy_training.md.",
+        "",
+        "The noise and the batch sampling were drawn from OS entropy, not from the seed below (which anyone holding "
+        "this bundle can read): retraining from this config gives a model with the same guarantee, not these weights.",
     ]
 
 

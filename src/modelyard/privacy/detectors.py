@@ -33,9 +33,14 @@ class Span:
 _NOT_ALNUM_BEFORE = r"(?<![0-9A-Za-z])"
 _NOT_ALNUM_AFTER = r"(?![0-9A-Za-z])"
 
-# ASCII classes on purpose: Python's \w also matches CJK, and Chinese text writes addresses right after a word
+# A local part is RFC 5322's atext (o'connor, jane+tag) and, in internationalised addresses (RFC 6531), letters of
+# any script but CJK, Hangul and full-width forms: Chinese text writes addresses right after a word (邮箱zhang.wei@)
+_INTL_LETTER = r"[^\W\d_\x00-\x7F\u2E80-\u9FFF\uAC00-\uD7AF\uF900-\uFAFF\uFF00-\uFFEF]|[\u0300-\u036F]"
+_ATEXT = r"[A-Za-z0-9!#$%&*+^_{|}~-]|" + _INTL_LETTER
+# an apostrophe or a dot may not start it and dots come singly (a dot-atom), so quotes and an ellipsis before the
+# address stay text; at most 64 characters (RFC 5321), which also bounds the work from each start
 _EMAIL = re.compile(
-    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,63})@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    rf"(?<!{_ATEXT})(?:{_ATEXT})(?:{_ATEXT}|['`]|\.(?![.@])){{0,63}}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+"
     r"[A-Za-z]{2,24}(?![A-Za-z0-9-])"
 )
 # after '+': a phone number; after a digit and a decimal point: the fraction of a number (-0.5408455846858077)
@@ -147,11 +152,17 @@ def emails(text: str) -> Iterator[Span]:
         yield Span("email", m.start(), m.end(), m.group().lower())
 
 
+# Four dotted numbers right after "version", "ver." or "v" are a version (v1.2.3.4), not an IPv4 address
+_VERSION_BEFORE = re.compile(r"(?<![A-Za-z])(?:version|ver\.?|v)\s*:?\s*$", re.IGNORECASE)
+
+
 def ips(text: str) -> Iterator[Span]:
     for pattern in (_IPV4, _IPV6):
         for m in pattern.finditer(text):
             raw = m.group()
             if sum(c.isalnum() for c in raw) < 3:  # '::' or 'a:b:' is punctuation, not an address
+                continue
+            if pattern is _IPV4 and _VERSION_BEFORE.search(text[max(0, m.start() - 10) : m.start()]):
                 continue
             try:
                 address = ipaddress.ip_address(raw)
@@ -167,6 +178,25 @@ def _dated(raw: str) -> bool:
         return False
     year, month, day = int(head.group(1)[:4]), int(head.group(1)[4:6]), int(head.group(1)[6:])
     return 1900 <= year <= 2100 and 1 <= month <= 12 and 1 <= day <= 31
+
+
+def _phone_value(raw: str, region: str, regions: tuple[str, ...]) -> str:
+    """E.164 where the number names its country (+NN, an international prefix) or is valid in exactly one of
+    `regions`; otherwise its digits as written. A national number valid in two regions ('020 7946 0958': London
+    and Guangzhou) normalised in either would share a pseudonym with a different person's number."""
+    e164 = phonenumbers.PhoneNumberFormat.E164
+    number = phonenumbers.parse(raw, region, keep_raw_input=True)
+    if number.country_code_source != phonenumbers.CountryCodeSource.FROM_DEFAULT_COUNTRY:
+        return phonenumbers.format_number(number, e164)
+    valid = set()
+    for other in regions:
+        try:
+            candidate = phonenumbers.parse(raw, other)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number_for_region(candidate, other):
+            valid.add(phonenumbers.format_number(candidate, e164))
+    return valid.pop() if len(valid) == 1 else re.sub(r"\D", "", raw)
 
 
 def phones(text: str, regions: tuple[str, ...]) -> Iterator[Span]:
@@ -185,8 +215,7 @@ def phones(text: str, regions: tuple[str, ...]) -> Iterator[Span]:
             if _DECIMAL.fullmatch(match.raw_string):
                 continue
             seen.add(where)
-            value = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
-            yield Span("phone", match.start, match.end, value)
+            yield Span("phone", match.start, match.end, _phone_value(match.raw_string, region, regions))
 
 
 PatternDetector = Callable[[str], Iterator[Span]]

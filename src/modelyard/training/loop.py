@@ -207,7 +207,7 @@ def fit(
         private = PrivateTraining.plan(
             private_cfg, len(dataset), train_cfg.batch_size, planned, accelerator.num_processes
         )
-        sampler = private.sampler(len(dataset), steps, train_cfg.seed)
+        sampler = private.sampler(len(dataset), steps)
     # every new iterator draws a seed from the loader's generator; without its own, that draw comes from the global
     # RNG, and a resumed run (which re-creates the iterator mid-epoch) would see dropout masks shifted by one draw
     generator = torch.Generator().manual_seed(train_cfg.seed)
@@ -235,7 +235,7 @@ def fit(
     scheduler = make_scheduler(optimizer, train_cfg.scheduler or "linear", warmup, total, train_cfg.min_lr_ratio)
     module = learner.module
     if private:
-        module, optimizer = private.wrap(module, optimizer)
+        module, optimizer = private.wrap(module, optimizer, accelerator.device)
     model, optimizer, loader, scheduler = accelerator.prepare(module, optimizer, loader, scheduler)
     learner.module = model
     raw_model = unwrap(accelerator.unwrap_model(model))

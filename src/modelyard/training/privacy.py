@@ -6,11 +6,16 @@ per-example gradients (Opacus' GradSampleModule) clipped to `max_grad_norm`, Gau
 solved for the target (epsilon, delta) over the planned number of steps (RDP accountant), and the spent
 (epsilon, delta) of the steps actually taken reported at the end. What cannot be accounted for is refused with a
 ConfigError, by `validate` as by `train`.
+
+The noise and the Poisson batches draw from generators seeded from the OS's entropy, never from `train.seed`: the
+seed is published in the bundle's config.yaml, and noise an adversary can regenerate protects nothing. A private
+run is therefore not bit-reproducible; its initialisation and dropout still follow `train.seed`.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,6 +61,14 @@ def check(config: Config, task: Any, rows: int) -> None:
         )
     if config.train.precision == "bf16":
         problems.append("train.precision bf16: per-example gradients are computed in fp32 (use auto or fp32)")
+    noise = config.data.label_noise
+    if noise is not None and noise.action != "report":
+        # which rows train on (or how much) would be chosen by models fitted on every row without noise, and the
+        # accountant would only see the rows that were kept
+        problems.append(
+            f"data.label_noise.action {noise.action} picks the training rows with non-private models fitted on all "
+            "of them; use action report (it only lists suspects) or remove data.label_noise"
+        )
     if rows and settings.delta >= 1.0 / rows:
         problems.append(
             f"train.privacy.delta {settings.delta:g} is not below 1 / {rows} training rows: a delta that large "
@@ -121,13 +134,21 @@ def epsilon_spent(noise_multiplier: float, sample_rate: float, steps: int, delta
     return float(accountant.get_epsilon(delta, alphas=ALPHAS))
 
 
+def secret_generator(device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator seeded from the OS's entropy pool, so nothing saved with the model (train.seed) can replay it."""
+    return torch.Generator(device=device).manual_seed(secrets.randbits(63))
+
+
 class PoissonBatchSampler:
     """Each step takes every row independently with probability `sample_rate`: batch sizes vary and a step may be
-    empty (the loop then takes a noise-only step). Seeded per epoch, so a resumed run replays the same batches."""
+    empty (the loop then takes a noise-only step). Which rows a step took must stay secret (the accountant's
+    amplification by sampling assumes it), so the sampler's key comes from OS entropy, not from `train.seed`; an
+    epoch iterated twice in one run still yields the same batches."""
 
-    def __init__(self, rows: int, batch_size: int, steps_per_epoch: int, seed: int) -> None:
-        self.rows, self.batch_size, self.steps, self.seed, self.epoch = rows, batch_size, steps_per_epoch, seed, 0
+    def __init__(self, rows: int, batch_size: int, steps_per_epoch: int) -> None:
+        self.rows, self.batch_size, self.steps, self.epoch = rows, batch_size, steps_per_epoch, 0
         self.sample_rate = batch_size / rows  # batch_size: the expected size, which Accelerate asks for
+        self._key = secrets.randbits(62)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -136,7 +157,7 @@ class PoissonBatchSampler:
         return self.steps
 
     def __iter__(self) -> Iterator[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        generator = torch.Generator().manual_seed(self._key + self.epoch)
         for _ in range(self.steps):
             yield torch.nonzero(torch.rand(self.rows, generator=generator) < self.sample_rate).flatten().tolist()
 
@@ -179,16 +200,19 @@ class PrivateTraining:
             raise ConfigError(f"train.privacy.epsilon {settings.epsilon:g} cannot be reached: {err}") from None
         return cls(settings, batch_size, rate, steps, float(sigma))
 
-    def sampler(self, rows: int, steps_per_epoch: int, seed: int) -> PoissonBatchSampler:
-        return PoissonBatchSampler(rows, self.batch_size, steps_per_epoch, seed)
+    def sampler(self, rows: int, steps_per_epoch: int) -> PoissonBatchSampler:
+        return PoissonBatchSampler(rows, self.batch_size, steps_per_epoch)
 
     @staticmethod
     def collate(collate: Callable[[list[Any]], Any]) -> Callable[[list[Any]], Any]:
         """The learner's collate, answering None for an empty Poisson batch (which it could not batch)."""
         return lambda items: collate(items) if items else None
 
-    def wrap(self, module: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[nn.Module, torch.optim.Optimizer]:
-        """Per-example gradients on `module`; clipping and noise in the optimiser step. Refuses unsupported layers."""
+    def wrap(
+        self, module: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device | str
+    ) -> tuple[nn.Module, torch.optim.Optimizer]:
+        """Per-example gradients on `module`; clipping and noise (drawn on `device`, where the gradients are) in the
+        optimiser step. Refuses unsupported layers."""
         from opacus.grad_sample import GradSampleModule
         from opacus.optimizers import DPOptimizer
 
@@ -204,6 +228,7 @@ class PrivateTraining:
             max_grad_norm=self.settings.max_grad_norm,
             expected_batch_size=self.batch_size,
             loss_reduction="mean",
+            generator=secret_generator(device),  # without one, Opacus draws from the global RNG train.seed seeds
         )
         return self.module, dp_optimizer
 
