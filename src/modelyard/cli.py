@@ -194,6 +194,8 @@ def predict(
     workers: Annotated[int, typer.Option(min=1, help="Ray workers, each loading the bundle once")] = 2,
     chunk_rows: Annotated[int, typer.Option(min=1, help="rows scored (and journalled) at a time")] = 100_000,
     draw: Annotated[Path | None, typer.Option("--draw", help="detection: write each image with its boxes here")] = None,
+    encoding: Annotated[str, typer.Option(help="--input text encoding (not the training file's)")] = "utf-8",
+    sep: Annotated[str | None, typer.Option(help="--input field separator; default by extension")] = None,
 ) -> None:
     """Predict for one input or a whole file; a table of any size is streamed, and a killed run resumes.
 
@@ -207,6 +209,7 @@ def predict(
         audio_files,
         check_output,
         image_files,
+        input_format,
         predict_audio,
         predict_images,
         read_inputs,
@@ -223,6 +226,7 @@ def predict(
         )
     if output is not None:
         check_output(output, input_)
+    fmt = input_format(encoding, sep)
     loaded = api.load(model)
     if image is not None or audio is not None:
         skipped: list[str] = []
@@ -244,10 +248,10 @@ def predict(
     elif engine != "local" or (input_ is not None and output is not None and streams(loaded, top_k)):
         if engine not in ("local", "ray") or input_ is None or output is None:
             raise typer.BadParameter("--engine is local or ray, and needs --input and --output")
-        score(loaded, input_, output, engine, workers, chunk_rows)  # tables of any size, in bounded memory
+        score(loaded, input_, output, engine, workers, chunk_rows, fmt)  # tables of any size, in bounded memory
         return
     else:
-        inputs, frame = read_inputs(loaded, text, input_, _warn)
+        inputs, frame = read_inputs(loaded, text, input_, _warn, fmt)
         predictions = loaded.predict(inputs, top_k=top_k)
     if output:
         write_predictions(output, frame, predictions)

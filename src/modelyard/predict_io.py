@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 from collections.abc import Callable
@@ -10,10 +11,11 @@ from typing import Any
 
 import pandas as pd
 
+from modelyard.config import FormatOptions
 from modelyard.data.audio import EXTENSIONS as AUDIO_EXTENSIONS
 from modelyard.data.audio import read_audio
 from modelyard.data.images import EXTENSIONS, decode_image
-from modelyard.data.readers import read_table
+from modelyard.data.readers import PREDICT, ReadReport, read_table
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path, atomic_write_text, check_writable, same_file
 
@@ -132,21 +134,78 @@ def predict_audio(
     return _predict_files(model, paths, top_k, on_skip, lambda path: read_audio(Path(path), limit)[0], none_usable)
 
 
+def input_format(encoding: str = "utf-8", sep: str | None = None) -> FormatOptions:
+    """How predict reads its input file: by the file's own extension, header row and `encoding` (UTF-8, a
+    byte-order mark accepted), never by the training file's `data.format`: that named another file."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise UserError(f"--encoding {encoding}: not a known text encoding", "e.g. utf-8, gb18030, latin-1") from None
+    if sep == "\\t":
+        sep = "\t"  # what a shell passes for --sep '\t'
+    if sep is not None and len(sep) != 1:
+        raise UserError(f"--sep {sep!r}: a separator is one character", "e.g. --sep ';' or --sep '\\t'")
+    return FormatOptions(encoding=encoding, sep=sep)
+
+
 def read_inputs(
-    model, texts: list[str] | None, file: Path | None, warn: Callable[[str], None]
+    model, texts: list[str] | None, file: Path | None, warn: Callable[[str], None], fmt: FormatOptions | None = None
 ) -> tuple[list[Any], pd.DataFrame | None]:
-    """The model's inputs and, for a file, the frame they came from (its columns are kept in the output); rows
-    the reader skipped (malformed) are named through `warn`."""
+    """The model's inputs and, for a file (read by `fmt`, default UTF-8), the frame they came from (its columns
+    are kept in the output); rows the reader skipped (malformed) and rows with no text are named through `warn`."""
     if texts is not None:
         return list(texts), None
-    frame, report = read_table(file, model.config.data.format)
+    frame, report = read_table(file, fmt or FormatOptions(), settings=PREDICT)
     if report.skipped:
         warn(skipped_rows(file, report.skipped, report.problems[0]))
+    blank = no_text(model, frame, file)
+    unscored = Unscored()
+    unscored.add_read(report)
+    unscored.add(frame.index[blank])
+    if unscored.count:
+        warn(unscored.message(file))
+    frame = frame[~blank]
     return frame_inputs(model, frame, file), frame
 
 
 def skipped_rows(file: Path, count: int, first: str) -> str:
     return f"{file}: {count} malformed rows skipped, not scored (first: {first})"
+
+
+class Unscored:
+    """Rows of an input file left unscored for want of a text: blank or whitespace-only lines the reader passed
+    over, and rows whose text cell is missing, empty or whitespace only; counted, with the first line numbers."""
+
+    FIRST = 5
+
+    def __init__(self, count: int = 0, first: list[int] | None = None, unit: str = "line") -> None:
+        self.count, self.first, self.unit = count, first or [], unit
+
+    def add_read(self, report: ReadReport) -> None:
+        self.add(pd.Index(report.blank_lines, name="line"), report.blank)
+
+    def add(self, numbers: pd.Index, count: int | None = None) -> None:
+        """`numbers`: the first (or all) of the rows' line numbers (a Parquet file's: row numbers)."""
+        self.count += len(numbers) if count is None else count
+        self.first = sorted(self.first + [int(n) for n in numbers[: self.FIRST]])[: self.FIRST]
+        self.unit = numbers.name or self.unit
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows": self.count, "first": self.first, "unit": self.unit}
+
+    def message(self, file: Path) -> str:
+        where = f"{self.unit}{'s' if len(self.first) > 1 else ''} {', '.join(map(str, self.first))}"
+        rows = f"{self.count} row{'s' if self.count != 1 else ''}"
+        return f"{file}: {rows} with no text (blank, whitespace only or missing) not scored ({where})"
+
+
+def no_text(model, frame: pd.DataFrame, file: Path) -> pd.Series:
+    """Which rows of a table a text model cannot score: the text is missing, empty or whitespace only (scored,
+    it would get a confident label for the text "nan" or ""). Other models read their own columns: none."""
+    if hasattr(model.learner, "predict_frame") or hasattr(model.task, "inputs_from_frame"):
+        return pd.Series(False, index=frame.index)
+    texts = frame[text_column(model, frame, file)]
+    return texts.map(lambda v: _json_value(v) is None or not str(v).strip()).astype(bool)
 
 
 def frame_inputs(model, frame: pd.DataFrame, file: Path) -> list[Any]:
@@ -155,6 +214,12 @@ def frame_inputs(model, frame: pd.DataFrame, file: Path) -> list[Any]:
     if hasattr(task, "inputs_from_frame"):
         frame.attrs["source"] = str(file)  # lets a task resolve paths in the file relative to it (multimodal)
         return task.inputs_from_frame(frame, model.config)
+    texts = frame[text_column(model, frame, file)]
+    return ["" if _json_value(v) is None else str(v) for v in texts]  # a missing cell is an empty text, not "nan"
+
+
+def text_column(model, frame: pd.DataFrame, file: Path) -> str:
+    """The column a text model reads: its `data.text_column`, else a table's only column."""
     column = getattr(model.config.data, "text_column", None)
     if column not in frame.columns:
         if len(frame.columns) != 1:
@@ -163,7 +228,7 @@ def frame_inputs(model, frame: pd.DataFrame, file: Path) -> list[Any]:
                 f"{', '.join(map(str, frame.columns))}"
             )
         column = frame.columns[0]
-    return frame[column].astype(str).fillna("").tolist()  # a missing cell is an empty text, not "nan"
+    return column
 
 
 def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[dict[str, Any]]) -> None:

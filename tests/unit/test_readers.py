@@ -1,7 +1,7 @@
 import pytest
 
 from modelyard.config import FormatOptions
-from modelyard.data.readers import read_table, stream_table
+from modelyard.data.readers import read_table, stream_input, stream_table
 from modelyard.errors import DataError
 
 
@@ -114,3 +114,32 @@ def test_streaming_a_parquet_file_numbers_rows_across_chunks(tmp_path):
     chunks, report = stream_table(tmp_path / "d.parquet", chunk_rows=2)
     indexes = [chunk.index.tolist() for chunk in chunks]
     assert indexes == [[1, 2], [3, 4], [5]] and report.rows == 5
+
+
+def test_blank_and_whitespace_only_lines_are_counted_with_their_line_numbers(tmp_path):
+    one_column, text = tmp_path / "p.csv", tmp_path / "p.txt"
+    one_column.write_text("review\n好吃\n\u3000\n \n难吃\n")
+    text.write_text("好吃\n\u3000\n\n难吃\n")
+    for path, lines in ((one_column, [3, 4]), (text, [2, 3])):
+        frame, report = read_table(path)
+        assert len(frame) == 2 and report.blank == 2 and report.blank_lines == lines
+
+
+def test_a_prediction_input_keeps_json_integers_and_missing_keys_as_the_file_has_them(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": 1, "review": "好吃"}\n{"review": "难吃", "n": [1]}\n{"id": 3, "n": "x"}\n')
+    chunks, _ = stream_input(path, FormatOptions(), 10)
+    table, frame = next(chunks)
+    assert table.column("id").to_pylist() == [1, None, 3] and str(table.schema.field("id").type) == "int64"
+    assert table.column("review").to_pylist() == ["好吃", "难吃", None]
+    assert table.column("n").to_pylist() == [None, "[1]", "x"]  # mixed values as text
+    assert frame.index.tolist() == [1, 2, 3]
+
+
+def test_a_prediction_input_that_is_not_utf8_is_refused_with_predicts_own_option_in_the_hint(tmp_path):
+    path = tmp_path / "g.csv"
+    path.write_bytes("review\n好吃\n".encode("gb18030"))
+    chunks, _ = stream_input(path, FormatOptions(), 10)
+    with pytest.raises(DataError, match="not valid utf-8") as caught:
+        next(chunks)
+    assert "--encoding" in caught.value.hint and "data.format" not in caught.value.hint

@@ -97,8 +97,9 @@ class Journal:
         atomic_write_json(self.folder / "manifest.json", record)
 
     def tables(self) -> Iterator[pa.Table]:
-        """The parts in order, one row group at a time (memory stays bounded by one chunk)."""
-        for index in range(len(self.parts)):
+        """The parts in order, one row group at a time (memory stays bounded by one chunk); an empty part (a chunk
+        with no row to score) has no prediction columns and is left out."""
+        for index in self._filled():
             reader = pq.ParquetFile(self.part(index))
             for group in range(reader.num_row_groups):
                 yield reader.read_row_group(group)
@@ -122,9 +123,12 @@ class Journal:
                             sink.write(frame.to_json(orient="records", lines=True, force_ascii=False).encode())
         shutil.rmtree(self.folder)
 
+    def _filled(self) -> list[int]:
+        return [index for index, rows in enumerate(self.parts) if rows]
+
     def _schema(self) -> pa.Schema:
         """One schema for every part: a column empty in one chunk (null) takes its type from the others."""
-        schemas = [pq.read_schema(self.part(i)).remove_metadata() for i in range(len(self.parts))]
+        schemas = [pq.read_schema(self.part(i)).remove_metadata() for i in self._filled()]
         try:
             return pa.unify_schemas(schemas, promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError) as err:

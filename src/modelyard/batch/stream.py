@@ -17,9 +17,9 @@ import pyarrow as pa
 
 from modelyard.batch.journal import Journal, bundle_digest, fingerprint, sweep_temp_files
 from modelyard.config import FormatOptions
-from modelyard.data.readers import ReadReport, parquet_frame, parquet_tables, stream_table
+from modelyard.data.readers import ReadReport, parquet_frame, parquet_tables, stream_input
 from modelyard.errors import DataError, UserError
-from modelyard.predict_io import OUTPUTS, SchemaProblems, flat_answer, frame_inputs, to_arrow
+from modelyard.predict_io import OUTPUTS, SchemaProblems, Unscored, flat_answer, frame_inputs, no_text, to_arrow
 
 CHUNK_ROWS = 100_000
 Progress = Callable[[int, int | None], None]  # (rows done, rows in all when known)
@@ -38,11 +38,13 @@ def predictions_frame(model, chunk: pd.DataFrame, source: Path) -> pd.DataFrame:
 def scored_table(model, table: pa.Table, chunk: pd.DataFrame, source: Path) -> pa.Table:
     """The input's columns as read (`table`: a Parquet file's own arrays, so an int64 column with a null stays
     int64) with the predictions for `chunk` (the same rows as a DataFrame) beside them; a prediction column whose
-    name the input already uses is written as `prediction_<name>`."""
-    predictions = predictions_frame(model, chunk, source)
-    predictions.columns = [f"prediction_{c}" if c in chunk.columns else c for c in predictions.columns]
+    name the input already uses is written as `prediction_<name>`. An empty chunk gets the input's columns only."""
     kept = set(map(str, chunk.columns))  # a stored pandas index is no input column
     scored = table.select([c for c in table.column_names if c in kept]).replace_schema_metadata(None)
+    if chunk.empty:
+        return scored
+    predictions = predictions_frame(model, chunk, source)
+    predictions.columns = [f"prediction_{c}" if c in chunk.columns else c for c in predictions.columns]
     for name, column in zip(predictions.columns, to_arrow(predictions).columns, strict=True):
         scored = scored.append_column(name, column)
     return scored
@@ -50,13 +52,21 @@ def scored_table(model, table: pa.Table, chunk: pd.DataFrame, source: Path) -> p
 
 def input_chunks(source: Path, fmt: FormatOptions, chunk_rows: int) -> tuple[Iterator[Chunk], ReadReport]:
     """The input as (Arrow table, DataFrame) chunks of the same rows: the DataFrame is what the learner scores,
-    the table what the output copies. A Parquet file's table is its own; another format's is built from the frame."""
+    the table what the output copies. A Parquet file's table is its own; another format's holds the file's values."""
     if source.suffix.lower() == ".parquet":
         report = ReadReport(str(source))
         tables = parquet_tables(source, chunk_rows, report)
         return ((table, parquet_frame(table, report.rows - table.num_rows)) for table in tables), report
-    frames, report = stream_table(source, fmt, chunk_rows)
-    return ((to_arrow(frame.reset_index(drop=True)), frame) for frame in frames), report
+    return stream_input(source, fmt, chunk_rows)
+
+
+def without_text_rows(model, table: pa.Table, chunk: pd.DataFrame, source: Path, unscored: Unscored) -> Chunk:
+    """The chunk less the rows a text model cannot score (no text), which `unscored` counts."""
+    blank = no_text(model, chunk, source)
+    if not blank.any():
+        return table, chunk
+    unscored.add(chunk.index[blank])
+    return table.filter(pa.array(~blank.to_numpy())), chunk[~blank]
 
 
 def total_rows(source: Path) -> int | None:
@@ -78,11 +88,13 @@ def score_file(
     chunk_rows: int = CHUNK_ROWS,
     warn: Callable[[str], None] | None = None,
     on_progress: Progress | None = None,
+    fmt: FormatOptions | None = None,
 ) -> dict[str, Any]:
     """Score `source` into `output` (.parquet, .csv or .jsonl) chunk by chunk, each chunk journalled in
-    `OUTPUT.partial/`: rerunning after a kill skips the chunks done. Returns rows, rows/s (of this run), rows
-    resumed, rows the reader skipped and, for a learner with `check_frame`, the rows that broke the training
-    schema (one `warn` line per chunk that has any)."""
+    `OUTPUT.partial/`: rerunning after a kill skips the chunks done. A text file is read by `fmt` (default: UTF-8,
+    by its extension), never by the training file's format. Returns rows, rows/s (of this run), rows resumed, rows
+    the reader skipped, rows left unscored for want of a text and, for a learner with `check_frame`, the rows that
+    broke the training schema (one `warn` line per chunk that has any)."""
     if output.suffix.lower() not in OUTPUTS:
         raise UserError(f"--output {output}: write {', '.join(OUTPUTS)}")
     source = Path(source)
@@ -91,23 +103,25 @@ def score_file(
     identity = {"input": fingerprint(source), "bundle": bundle_digest(model.path), "output": output.suffix.lower()}
     journal = Journal(output, identity, chunk_rows)
     sweep_temp_files(output)  # a run killed while joining its parts left one
-    chunks, report = input_chunks(source, model.config.data.format, journal.chunk_rows)
+    chunks, report = input_chunks(source, fmt or FormatOptions(), journal.chunk_rows)
     check = getattr(model.learner, "check_frame", None)
     problems = SchemaProblems(source)
     problems.summary = journal.state.get("schema", problems.summary)
     total, resumed = total_rows(source), journal.rows
     report_progress = on_progress or (lambda done, total: None)
     report_progress(resumed, total)
-    started, offset = time.perf_counter(), 0
-    for index, (table, chunk) in enumerate(chunks):
+    started, offset, unscored = time.perf_counter(), 0, Unscored()
+    for index, (whole, rows) in enumerate(chunks):
+        table, chunk = without_text_rows(model, whole, rows, source, unscored)
         if index >= len(journal.parts):
             if check is not None:
                 problems.add(check(chunk), offset, len(chunk), warn or (lambda _: None))
             journal.add(scored_table(model, table, chunk, source), {"schema": problems.summary})
             report_progress(journal.rows, total)
         offset += len(chunk)
-    if not journal.parts:
-        raise DataError(f"{source}: no rows to score")
+    unscored.add_read(report)
+    if not journal.rows:
+        raise DataError(f"{source}: no rows to score" + (f" ({unscored.message(source)})" if unscored.count else ""))
     journal.assemble()
     seconds = time.perf_counter() - started
     rows = journal.rows
@@ -118,5 +132,6 @@ def score_file(
         "rows_per_second": round((rows - resumed) / max(seconds, 1e-9), 1),
         "skipped": report.skipped,
         "first_skipped": report.problems[0] if report.problems else None,
+        "unscored": unscored.as_dict(),
     }
     return done | ({"schema": problems.summary} if check is not None else {})

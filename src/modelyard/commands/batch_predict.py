@@ -12,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from modelyard.commands.console import STATE, err, warn
-from modelyard.predict_io import skipped_rows
+from modelyard.config import FormatOptions
+from modelyard.predict_io import Unscored, skipped_rows
 
 Engine = Literal["local", "ray"]
 
@@ -29,8 +30,9 @@ def streams(model, top_k: int) -> bool:
     return one_per_row and top_k == 1
 
 
-def score(model, source: Path, output: Path, engine: Engine, workers: int, chunk_rows: int) -> None:
-    """Score the table into `output`, showing progress (hidden with -q), then print what was written."""
+def score(model, source: Path, output: Path, engine: Engine, workers: int, chunk_rows: int, fmt: FormatOptions) -> None:
+    """Score the table (a text file read by `fmt`) into `output`, showing progress (hidden with -q), then print
+    what was written."""
     from modelyard.batch import score_file, score_file_ray
 
     bar = Progress(
@@ -49,12 +51,15 @@ def score(model, source: Path, output: Path, engine: Engine, workers: int, chunk
         if engine == "ray":
             done = score_file_ray(model.path, source, output, workers, chunk_rows, on_progress, warn)
         else:
-            done = score_file(model, source, output, chunk_rows, warn, on_progress)
+            done = score_file(model, source, output, chunk_rows, warn, on_progress, fmt)
     resumed = f", {done['resumed_rows']:,} of them from the stopped run" if done.get("resumed_rows") else ""
     speed = f"{done['rows_per_second']:,.0f} rows/s"
     err.print(f"wrote {done['rows']:,} predictions to {escape(str(output))}{resumed} ({speed})")
     if done.get("skipped"):
         warn(skipped_rows(source, done["skipped"], done["first_skipped"]))
+    if done.get("unscored", {}).get("rows"):
+        unscored = done["unscored"]
+        warn(Unscored(unscored["rows"], unscored["first"], unscored["unit"]).message(source))
     for kind, what in (("wrong_type", "values of the wrong type"), ("unseen", "unseen categories")):
         for column, found in done.get("schema", {}).get(kind, {}).items():
             warn(f"{column}: {found['rows']} rows with {what} (first rows {found['first_rows']})")

@@ -32,6 +32,20 @@ CHUNK_ROWS = 50_000
 csv.field_size_limit(sys.maxsize)
 
 
+@dataclass(frozen=True)
+class Settings:
+    """How the reader's hints tell the user to change a format option: a config's `data.format`, or the flags of
+    `predict`, which reads its input file by its own extension and options, not the training file's."""
+
+    encoding: str = "set data.format.encoding"
+    sep: str = "set data.format.sep"
+    quoting: str | None = "set data.format.quoting: none"
+
+
+CONFIG = Settings()
+PREDICT = Settings(encoding="pass --encoding", sep="pass --sep", quoting=None)
+
+
 @dataclass
 class ReadReport:
     """What a reader skipped and why; `problems` holds at most MAX_REPORTED examples."""
@@ -42,11 +56,19 @@ class ReadReport:
     problems: list[str] = field(default_factory=list)
     nul_bytes: int = 0
     columns: list[str] | None = None  # delimited files: the header, known once the first line is read
+    settings: Settings = CONFIG
+    blank: int = 0  # blank or whitespace-only lines after the header, never rows
+    blank_lines: list[int] = field(default_factory=list)  # the first MAX_REPORTED of them
 
     def skip(self, line: int, why: str) -> None:
         self.skipped += 1
         if len(self.problems) < MAX_REPORTED:
             self.problems.append(f"line {line}: {why}")
+
+    def skip_blank(self, line: int) -> None:
+        self.blank += 1
+        if len(self.blank_lines) < MAX_REPORTED:
+            self.blank_lines.append(line)
 
     def as_dict(self) -> dict:
         return {
@@ -76,7 +98,7 @@ def _decoded_lines(path: Path, encoding: str, report: ReadReport) -> Iterator[st
                 raise DataError(
                     f"{path}: line {lineno}: bytes that are not valid {encoding.replace('-sig', '')} "
                     f"({err.reason} at byte {err.start})",
-                    "save the file as UTF-8, or set data.format.encoding (e.g. gb18030, latin-1)",
+                    f"save the file as UTF-8, or {report.settings.encoding} (e.g. gb18030, latin-1)",
                 ) from None
             first = False
             if "\x00" in text:
@@ -109,6 +131,8 @@ def _delimited_rows(path: Path, fmt: FormatOptions, sep: str, report: ReadReport
             line, start = reader.line_num, previous + 1
             previous = line
             if not fields or (len(fields) == 1 and not fields[0].strip()):
+                if header is not None:
+                    report.skip_blank(start)
                 continue
             if header is None:
                 header = report.columns = _unique_header(path, [h.strip() for h in fields])
@@ -117,27 +141,28 @@ def _delimited_rows(path: Path, fmt: FormatOptions, sep: str, report: ReadReport
                 if line - start > MAX_RECORD_LINES:
                     raise DataError(
                         f"{path}: line {start}: a quote opened here is never closed; it swallows lines {start}-{line}",
-                        "close the quote, or set data.format.quoting: none",
+                        "close the quote" + (f", or {report.settings.quoting}" if report.settings.quoting else ""),
                     )
                 report.skip(start, f"expected {len(header)} fields, found {len(fields)}")
                 continue
             report.rows += 1
             yield line, fields
     except csv.Error as err:
-        raise DataError(f"{path}: line {reader.line_num}: {err}", "check quoting or set data.format.sep") from None
+        raise DataError(f"{path}: line {reader.line_num}: {err}", f"check quoting or {report.settings.sep}") from None
     if header is None:
         raise DataError(f"{path}: the file is empty", "a data file needs a header row and at least one row")
     if report.skipped and report.skipped > report.rows:
         raise DataError(
             f"{path}: {report.skipped} of {report.skipped + report.rows} rows have the wrong number of fields "
             f"(first: {report.problems[0]})",
-            f"is the separator right? it is {sep!r}; set data.format.sep",
+            f"is the separator right? it is {sep!r}; {report.settings.sep}",
         )
 
 
 def _jsonl_rows(path: Path, fmt: FormatOptions, report: ReadReport) -> Iterator[tuple[int, dict]]:
     for lineno, text in enumerate(_decoded_lines(path, fmt.encoding, report), 1):
         if not text.strip():
+            report.skip_blank(lineno)
             continue
         try:
             record = json.loads(text)
@@ -155,9 +180,11 @@ def _jsonl_rows(path: Path, fmt: FormatOptions, report: ReadReport) -> Iterator[
 
 def _text_rows(path: Path, fmt: FormatOptions, report: ReadReport) -> Iterator[tuple[int, dict]]:
     for lineno, text in enumerate(_decoded_lines(path, fmt.encoding, report), 1):
-        if text.strip():
-            report.rows += 1
-            yield lineno, {"text": text.rstrip("\r\n")}
+        if not text.strip():
+            report.skip_blank(lineno)
+            continue
+        report.rows += 1
+        yield lineno, {"text": text.rstrip("\r\n")}
 
 
 def _frame(rows: Iterable[tuple[int, list[str] | dict]], report: ReadReport) -> pd.DataFrame:
@@ -174,8 +201,8 @@ def _frame(rows: Iterable[tuple[int, list[str] | dict]], report: ReadReport) -> 
     return frame
 
 
-def read_text_lines(path: Path, fmt: FormatOptions) -> tuple[pd.DataFrame, ReadReport]:
-    report = ReadReport(str(path))
+def read_text_lines(path: Path, fmt: FormatOptions, settings: Settings = CONFIG) -> tuple[pd.DataFrame, ReadReport]:
+    report = ReadReport(str(path), settings=settings)
     frame = _frame(_text_rows(path, fmt, report), report)
     return (frame if len(frame) else pd.DataFrame({"text": []}, index=pd.Index([], name="line"))), report
 
@@ -218,18 +245,19 @@ def _rows(path: Path, fmt: FormatOptions, report: ReadReport) -> Iterator[tuple[
 
 
 def read_table(
-    path: str | Path, fmt: FormatOptions | None = None, max_rows: int | None = None
+    path: str | Path, fmt: FormatOptions | None = None, max_rows: int | None = None, settings: Settings = CONFIG
 ) -> tuple[pd.DataFrame, ReadReport]:
-    """Read one data file by its extension; the index holds the source line (or row) number."""
+    """Read one data file by its extension; the index holds the source line (or row) number. `settings` names
+    the options the hints point at (the config's, or predict's flags)."""
     fmt = fmt or FormatOptions()
     path = _checked(path)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         frame, report = read_parquet(path)
     elif suffix == ".txt":
-        frame, report = read_text_lines(path, fmt)
+        frame, report = read_text_lines(path, fmt, settings)
     else:
-        report = ReadReport(str(path))
+        report = ReadReport(str(path), settings=settings)
         frame = _frame(_rows(path, fmt, report), report)
     if max_rows is not None:
         frame = frame.iloc[:max_rows]
@@ -255,6 +283,40 @@ def stream_table(
             yield _frame(batch, report)
 
     return chunks(), report
+
+
+def stream_input(
+    path: str | Path, fmt: FormatOptions, chunk_rows: int = CHUNK_ROWS
+) -> tuple[Iterator[tuple[pa.Table, pd.DataFrame]], ReadReport]:
+    """A prediction input file (not Parquet) as (Arrow table, DataFrame) chunks of the same rows, read as
+    `stream_table` reads it but with predict's hints. The DataFrame is what a learner scores; the table holds
+    the values as the file has them, for the output to copy: a JSON integer stays an integer (pandas would make
+    a column with a missing key float), a missing key is null."""
+    path = _checked(path)
+    report = ReadReport(str(path), settings=PREDICT)
+    rows = _rows(path, fmt, report)
+
+    def chunks() -> Iterator[tuple[pa.Table, pd.DataFrame]]:
+        while batch := list(islice(rows, chunk_rows)):
+            frame = _frame(batch, report)
+            yield _arrow_records([record for _, record in batch], list(frame.columns)), frame
+
+    return chunks(), report
+
+
+def _arrow_records(records: list[list[str] | dict], columns: list[str]) -> pa.Table:
+    """Rows as an Arrow table of `columns`, each column's type inferred from its own values; a column of mixed
+    values (numbers and text) is written as text."""
+    import pyarrow as pa
+
+    arrays = {}
+    for index, name in enumerate(columns):
+        values = [r.get(name) if isinstance(r, dict) else r[index] for r in records]
+        try:
+            arrays[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            arrays[name] = pa.array([v if v is None or isinstance(v, str) else json.dumps(v) for v in values])
+    return pa.table(arrays)
 
 
 def _parquet_chunks(path: Path, chunk_rows: int, report: ReadReport) -> Iterator[pd.DataFrame]:

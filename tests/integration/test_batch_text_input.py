@@ -1,0 +1,75 @@
+"""Batch scoring of text files with a text bundle: the input is read as UTF-8 (or `--encoding`) whatever the
+training file's encoding, rows with no text are reported by line and never scored, input columns pass unchanged."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import modelyard
+from modelyard.batch import score_file
+from modelyard.cli import app
+from modelyard.config import FormatOptions
+from modelyard.errors import DataError, UserError
+
+
+def test_a_utf8_input_is_read_as_utf8_though_the_training_file_was_gb18030(tfidf_bundle, tmp_path):
+    model = modelyard.load(tfidf_bundle)
+    model.config.data.format.encoding = "gb18030"  # as a bundle trained from a GB18030 file records it
+    source = tmp_path / "short.csv"
+    source.write_text("text\n好吃\n难吃\n", encoding="utf-8")
+    score_file(model, source, tmp_path / "out.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [row["text"] for row in rows] == ["好吃", "难吃"]
+    source.write_bytes("text\n好吃\n".encode("gb18030"))
+    with pytest.raises(DataError, match="not valid utf-8"):
+        score_file(model, source, tmp_path / "gbk.jsonl")
+    score_file(model, source, tmp_path / "gbk.jsonl", fmt=FormatOptions(encoding="gb18030"))
+    assert json.loads((tmp_path / "gbk.jsonl").read_text(encoding="utf-8"))["text"] == "好吃"
+
+
+def test_the_encoding_option_of_predict_reads_another_encoding(tfidf_bundle, tmp_path):
+    source = tmp_path / "gbk.csv"
+    source.write_bytes("id;text\n7;我的卡丢了\n".encode("gb18030"))
+    cli = ["predict", str(tfidf_bundle), "--input", str(source), "--output", str(tmp_path / "out.csv")]
+    result = CliRunner().invoke(app, [*cli, "--encoding", "gb18030", "--sep", ";"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines()[1].startswith("7,我的卡丢了,")
+    result = CliRunner().invoke(app, [*cli, "--encoding", "nope"])
+    assert isinstance(result.exception, UserError) and "--encoding nope" in str(result.exception)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_rows_with_no_text_are_named_by_line_and_input_columns_pass_unchanged(tfidf_bundle, tmp_path, suffix):
+    source = tmp_path / "q.jsonl"
+    lines = ['{"id": 1, "text": "card lost"}', '{"text": "refund"}', '{"id": 3}', "", '{"id": 5, "text": "\u3000"}']
+    source.write_text("\n".join([*lines, '{"id": 6, "text": "top up"}']) + "\n", encoding="utf-8")
+    output = tmp_path / f"out{suffix}"
+    result = CliRunner().invoke(app, ["predict", str(tfidf_bundle), "--input", str(source), "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    assert "3 rows with no text" in result.output and "lines 3, 4, 5" in result.output
+    written = output.read_text(encoding="utf-8").splitlines()
+    if suffix == ".jsonl":
+        rows = [json.loads(line) for line in written]
+        assert [row["id"] for row in rows] == [1, None, 6]
+        assert [row["text"] for row in rows] == ["card lost", "refund", "top up"]
+    else:
+        expected = [["id", "text"], ["1", "card lost"], ["", "refund"], ["6", "top up"]]
+        assert [line.split(",")[:2] for line in written] == expected
+
+
+def test_a_one_column_file_and_a_text_file_report_their_blank_lines(tfidf_bundle, tmp_path):
+    model = modelyard.load(tfidf_bundle)
+    (tmp_path / "p.csv").write_text("text\ncard lost\n\u3000\n\u3000\nrefund\n", encoding="utf-8")
+    (tmp_path / "p.txt").write_text("card lost\n\u3000\n\nrefund\n", encoding="utf-8")
+    for name, lines in (("p.csv", [3, 4]), ("p.txt", [2, 3])):
+        done = score_file(model, tmp_path / name, tmp_path / f"{name}.csv", chunk_rows=1)
+        assert done["rows"] == 2 and done["unscored"] == {"rows": 2, "first": lines, "unit": "line"}
+
+
+def test_a_file_with_no_text_at_all_is_refused_naming_its_blank_rows(tfidf_bundle, tmp_path):
+    (tmp_path / "p.csv").write_text("id,text\n1,\n2, \n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"no rows to score .*2 rows with no text"):
+        score_file(modelyard.load(tfidf_bundle), tmp_path / "p.csv", tmp_path / "out.csv")
