@@ -80,8 +80,7 @@ def recall_threshold(y: np.ndarray, p: np.ndarray, recall: float) -> float:
 def group_metrics(y: np.ndarray, decided: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
     """Positive rate, TPR and FPR per group value, and the largest gap between groups for each."""
     table: dict[str, dict[str, float]] = {}
-    for value in sorted({str(g) for g in groups}):
-        mask = np.array([str(g) == value for g in groups])
+    for value, mask in _by_group(groups):
         yg, dg = y[mask], decided[mask]
         table[value] = {
             "rows": int(mask.sum()),
@@ -91,6 +90,12 @@ def group_metrics(y: np.ndarray, decided: np.ndarray, groups: np.ndarray) -> dic
         }
     gaps = {f"{key}_gap": _spread([v[key] for v in table.values()]) for key in ("positive_rate", "tpr", "fpr")}
     return {"groups": table, **gaps}
+
+
+def _by_group(groups: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Each value of a protected column (as text, sorted) with the mask of its rows."""
+    text = np.array([str(g) for g in groups], dtype=object)
+    return [(value, text == value) for value in sorted(set(text))]
 
 
 def _spread(values: list[float]) -> float:
@@ -103,8 +108,7 @@ def multiclass_group_metrics(y: np.ndarray, decided: np.ndarray, groups: np.ndar
     """Per group value: accuracy, and per class the share of rows decided as it (selection rate) and its recall;
     the gaps are the largest between groups, for the selection rate and recall over all classes."""
     table: dict[str, dict[str, Any]] = {}
-    for value in sorted({str(g) for g in groups}):
-        mask = np.array([str(g) == value for g in groups])
+    for value, mask in _by_group(groups):
         yg, dg = y[mask], decided[mask]
         table[value] = {
             "rows": int(mask.sum()),
@@ -127,8 +131,7 @@ def multiclass_group_metrics(y: np.ndarray, decided: np.ndarray, groups: np.ndar
 def regression_group_metrics(y: np.ndarray, pred: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
     """Per group value: rows, MAE, mean target and mean prediction; the gaps in MAE and mean prediction."""
     table: dict[str, dict[str, Any]] = {}
-    for value in sorted({str(g) for g in groups}):
-        mask = np.array([str(g) == value for g in groups])
+    for value, mask in _by_group(groups):
         table[value] = {
             "rows": int(mask.sum()),
             "mae": float(np.mean(np.abs(pred[mask] - y[mask]))),
