@@ -71,7 +71,7 @@ def init(
     if output.exists() and not force:
         raise UserError(f"{output} exists; not overwriting it", "pass --force or choose another --output")
     atomic_write_text(output, get_task(task).starter_config())
-    err.print(f"wrote {output}; edit data.train, then run `modelyard validate {output}`")
+    err.print(f"wrote {output}; edit data.train, then run `modelyard validate {output}`", soft_wrap=True)
 
 
 @app.command()
@@ -175,6 +175,8 @@ def evaluate(
 
     if output:
         check_writable(output)
+    if data is not None and not data.exists():  # before the model loads, and named as the option the user gave
+        raise UserError(f"--data {data}: no such file or folder")
     metrics = api.load(model).evaluate(data)
     if output:
         atomic_write_json(output, metrics)

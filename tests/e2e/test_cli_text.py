@@ -51,6 +51,8 @@ def test_evaluate_on_another_labelled_file_returns_metrics_json(tfidf_bundle, ba
         modelyard.load(tfidf_bundle).evaluate(banking_slice / "test.csv")["accuracy"]
     )
     assert metrics["accuracy"] >= 0.5  # 8 balanced intents: 0.125 by chance; TF-IDF on 320 rows gets ~0.7
+    missing = run("evaluate", str(tfidf_bundle), "--data", str(banking_slice / "nope.csv"))
+    assert missing.returncode == 1 and f"--data {banking_slice / 'nope.csv'}: no such file" in missing.stderr
 
 
 def test_a_missing_label_column_is_one_clear_line_and_exit_code_1(banking_slice, tmp_path):
@@ -106,7 +108,8 @@ def test_validate_reports_splits_labels_and_leakage(banking_slice):
 
 def test_init_writes_a_config_that_validates_once_data_is_named(tmp_path):
     out = tmp_path / "c.yaml"
-    assert run("init", "text_classification", "--output", str(out)).returncode == 0
+    written = run("init", "text_classification", "--output", str(out))
+    assert written.returncode == 0 and f"run `modelyard validate {out}`" in written.stderr  # one line, unwrapped
     assert "task: text_classification" in out.read_text()
     again = run("init", "text_classification", "--output", str(out))
     assert again.returncode == 1 and "not overwriting" in again.stderr
