@@ -167,3 +167,20 @@ def test_sizes_and_class_counts_are_reported(tmp_path):
     _, report, _ = load(colour_squares(tmp_path / "data", per_class=5))
     assert report["sizes"]["median_short_side"] == 40
     assert report["splits"]["train"]["classes"] == {"blue": 3, "red": 3}
+
+
+def test_an_image_path_that_does_not_exist_is_named_as_a_path_not_as_bad_base64(tmp_path):
+    import base64
+
+    from modelyard.errors import DataError
+    from modelyard.learners.image_inputs import input_image
+
+    with pytest.raises(DataError, match=r"nope\.jpg: no such image file$"):
+        input_image(str(tmp_path / "nope.jpg"))
+    with pytest.raises(DataError, match="is a folder, not an image file"):
+        input_image(str(tmp_path))
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), "red").save(buffer, format="JPEG")
+    assert input_image(base64.b64encode(buffer.getvalue()).decode()).size == (4, 4)  # '/9j/...' is still base64
+    with pytest.raises(DataError, match="neither an image file nor a base64 image"):
+        input_image("not an image at all")

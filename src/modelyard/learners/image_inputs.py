@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from modelyard.data.images import decode_image, load_image, to_rgb
+from modelyard.data.images import EXTENSIONS, decode_image, load_image, to_rgb
 from modelyard.data.payloads import payload_bytes
 from modelyard.errors import DataError
 from modelyard.models import cnn, efficientnet
@@ -148,7 +148,19 @@ def input_image(item: Any) -> Image.Image:
     try:
         return request_image(item)
     except ValueError as err:
+        if isinstance(item, str) and _names_a_path(item):  # a typo in a path, not a broken base64 payload
+            what = "is a folder, not an image file" if Path(item).is_dir() else "no such image file"
+            raise DataError(f"{item}: {what}") from None
         raise DataError(f"input is neither an image file nor a base64 image: {err}") from None
+
+
+def _names_a_path(text: str) -> bool:
+    """A string that reads as a path rather than base64: an image file name, or a folder (base64 has no dots,
+    and a JPEG's base64 even starts with '/', so a slash proves nothing)."""
+    try:
+        return len(text) < 4096 and (Path(text).suffix.lower() in EXTENSIONS or Path(text).is_dir())
+    except OSError:
+        return False
 
 
 class ImageDataset(torch.utils.data.Dataset):
