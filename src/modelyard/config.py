@@ -109,7 +109,7 @@ class DataConfig(StrictModel):
     test: str | None = None
     split: SplitConfig = Field(default_factory=SplitConfig)
     format: FormatOptions = Field(default_factory=FormatOptions)
-    max_rows: int | None = Field(None, ge=1, description="read at most this many rows per file (quick trials)")
+    max_rows: int | None = Field(None, ge=1, description="at most this many rows per file (a .txt corpus: lines)")
     label_noise: LabelNoiseConfig | None = Field(None, description="audit the training labels (text classification)")
 
 

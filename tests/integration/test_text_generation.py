@@ -67,6 +67,12 @@ def test_prompt_completion_rows_become_chat_examples(tmp_path):
     assert item == {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}
 
 
+def test_max_rows_of_a_plain_text_corpus_keeps_its_first_lines(tmp_path):
+    (tmp_path / "corpus.txt").write_text("".join(f"line {n}\n" for n in range(10)), encoding="utf-8")
+    (text,) = text_corpus.read(tmp_path / "corpus.txt", text_corpus.Fields(), max_rows=3)
+    assert text == "line 0\nline 1\nline 2\n"
+
+
 def test_a_chat_example_without_an_answer_is_refused_with_its_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n', encoding="utf-8")

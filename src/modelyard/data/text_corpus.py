@@ -124,14 +124,18 @@ def read(path: str | Path, fields: Fields, max_rows: int | None = None) -> list[
 
 
 def read_located(path: str | Path, fields: Fields, max_rows: int | None = None) -> list[tuple[str, str | dict]]:
-    """`read`'s items, each with where it comes from ("FILE: line N", or the .txt file), for messages."""
+    """`read`'s items, each with where it comes from ("FILE: line N", or the .txt file), for messages; at most
+    `max_rows` records, and of a .txt file its first `max_rows` lines."""
     items: list[tuple[str, str | dict]] = []
     for file in _files(Path(path)):
         if file.suffix.lower() == ".txt":
             try:
-                items.append((str(file), file.read_text(encoding="utf-8-sig")))
+                text = file.read_text(encoding="utf-8-sig")
             except UnicodeDecodeError as err:
                 raise DataError(f"{file}: not valid UTF-8 (byte {err.start})", "save the file as UTF-8") from None
+            if max_rows is not None:  # a plain-text corpus is one document: its rows are its lines
+                text = "".join(text.splitlines(keepends=True)[:max_rows])
+            items.append((str(file), text))
         else:
             items += [(where, _example(where, r, fields)) for where, r in _records(file)]
         if max_rows is not None and len(items) >= max_rows:
