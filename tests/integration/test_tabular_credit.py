@@ -55,6 +55,9 @@ def test_rows_are_checked_against_the_training_schema(bundle):
         bundle.predict([{**ROW, "INCOME": 1}])
     with pytest.raises(DataError, match="LIMIT_BAL: expected a finite number"):
         bundle.predict([{**ROW, "LIMIT_BAL": "a lot"}])
+    with pytest.raises(DataError, match="a row is an object of column: value, not str") as err:
+        bundle.predict(["hello"])  # `modelyard predict BUNDLE --text hello`
+    assert "--input rows.csv" in err.value.hint
     [answer] = bundle.predict([{**ROW, "EDUCATION": 42}])
     assert any("EDUCATION" in note and "other" in note for note in answer["notes"])
 

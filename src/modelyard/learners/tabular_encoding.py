@@ -125,7 +125,10 @@ class TabularEncoder:
         """Raise DataError for an unknown column or a value of the wrong type; return notes on unseen
         categories (they are scored as the rare "other" category) and absent columns (scored as missing)."""
         if not isinstance(row, dict):
-            raise DataError(f"a row is an object of column: value, not {type(row).__name__}")
+            raise DataError(
+                f"a row is an object of column: value, not {type(row).__name__}",
+                'a table model reads rows: `modelyard predict BUNDLE --input rows.csv`, or {"rows": [{...}]} over HTTP',
+            )
         unknown = [c for c in row if c not in self.types and c not in self.ignored]
         if unknown:
             raise DataError(
