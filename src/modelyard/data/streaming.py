@@ -144,7 +144,7 @@ def scan(data: Any, chunk_rows: int = SCAN_CHUNK_ROWS) -> dict[str, Any]:
         if Path(path).is_dir():
             raise DataError(
                 f"{path} is a folder: --stream checks data files (.csv .tsv .jsonl .parquet .txt)",
-                "validate image folders without --stream",
+                "validate a folder (of images, audio, documents) without --stream",
             )
     scans = {which: scan_file(path, data.format, columns, label_column, chunk_rows) for which, path in files.items()}
     return {"mode": "stream", "files": scans}
