@@ -82,6 +82,11 @@ class Model:
         """Metrics on a labelled file, or by default on the bundle's own test split (re-read, fingerprint-checked)."""
         if data is None:
             prepared = self.task.prepare(self.config)
+            if not len(prepared.splits["test"]):  # metrics of nothing would print as {} and look like success
+                raise UserError(
+                    f"{self.path}: this model has no test split to score (its config holds none back)",
+                    "score a labelled file: modelyard evaluate BUNDLE --data FILE",
+                )
             expected = self.manifest.get("data", {}).get("test", {}).get("sha256")
             actual = prepared.fingerprints.get("test", {}).get("sha256")
             result = self._with_answer_quality(self.learner.evaluate(prepared.splits["test"]), prepared.splits["test"])

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import write_config
 
 import modelyard
@@ -53,6 +54,19 @@ def test_evaluate_on_another_labelled_file_returns_metrics_json(tfidf_bundle, ba
     assert metrics["accuracy"] >= 0.5  # 8 balanced intents: 0.125 by chance; TF-IDF on 320 rows gets ~0.7
     missing = run("evaluate", str(tfidf_bundle), "--data", str(banking_slice / "nope.csv"))
     assert missing.returncode == 1 and f"--data {banking_slice / 'nope.csv'}: no such file" in missing.stderr
+
+
+def test_evaluate_of_a_model_without_a_test_split_says_so_and_suggests_data(banking_slice, tmp_path):
+    config = {
+        "name": "no-test",
+        "task": "text_classification",
+        "data": {"train": str(banking_slice / "train.csv"), "label_column": "category", "split": {"test": 0.0}},
+        "model": {"backbone": "tfidf-linear"},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    bundle = modelyard.train(tmp_path / "c.yaml", output=tmp_path / "b", quiet=True, track=False).path
+    result = run("evaluate", str(bundle))
+    assert result.returncode == 1 and "has no test split to score" in result.stderr and "--data FILE" in result.stderr
 
 
 def test_a_missing_label_column_is_one_clear_line_and_exit_code_1(banking_slice, tmp_path):
