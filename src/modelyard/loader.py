@@ -170,6 +170,8 @@ def check(ref: str | Path) -> None:
 
 def load(ref: str | Path) -> Model:
     """Load a bundle folder (checksums verified) or a registry URI `models:/NAME@ALIAS` / `models:/NAME/VERSION`."""
+    if not isinstance(ref, str | Path):
+        raise UserError(f"load: expected a bundle folder or models:/NAME@ALIAS, got {type(ref).__name__}")
     path, version = _resolve(ref)
     manifest = bundle.verify(path)
     config = read_config(path)

@@ -43,3 +43,11 @@ def test_a_dataframe_without_the_text_column_is_refused_naming_the_columns(model
 def test_top_k_is_a_whole_number_of_at_least_one(model, top_k):
     with pytest.raises(UserError, match="top_k: expected a whole number >= 1"):
         model.predict(["I lost my card"], top_k=top_k)
+
+
+@pytest.mark.parametrize("ref", [None, 5])
+def test_load_of_something_that_is_not_a_path_is_a_clear_error(ref):
+    import modelyard
+
+    with pytest.raises(UserError, match="load: expected a bundle folder or models:/NAME@ALIAS"):
+        modelyard.load(ref)
