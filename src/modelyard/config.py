@@ -30,14 +30,21 @@ class StrictModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown_keys(cls, values: Any) -> Any:
-        if isinstance(values, dict):
-            known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
-            for key in values:
-                if key not in known:
-                    close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
-                    hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(sorted(known))})"
-                    raise PydanticCustomError("unknown_key", "unknown key '{key}'{hint}", {"key": key, "hint": hint})
-        return values
+        known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+        return refuse_unknown_keys(values, known, "key")
+
+
+def refuse_unknown_keys(values: Any, known: set[str], what: str) -> Any:
+    """`values` (a mapping being validated) when every key is `known`; else an `unknown_key` error naming the first
+    stranger and the closest known name, or all of them when none is close."""
+    if isinstance(values, dict):
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else f" (known {what}s: {', '.join(sorted(known))})"
+                message = f"unknown {what} '{{key}}'{{hint}}"
+                raise PydanticCustomError("unknown_key", message, {"key": key, "hint": hint})
+    return values
 
 
 class FormatOptions(StrictModel):

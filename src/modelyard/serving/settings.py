@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelyard.config import refuse_unknown_keys
 
 
 class ServeSettings(BaseSettings):
@@ -48,15 +48,7 @@ class ServeSettings(BaseSettings):
     def _known_settings_only(cls, values: Any) -> Any:
         """A misspelt setting (`modelyard.serve(path, prot=...)`) is refused with the closest name, never ignored;
         the environment gives only MODELYARD_* variables that name a setting, so it never trips this."""
-        if isinstance(values, dict):
-            for key in values:
-                if key not in cls.model_fields:
-                    close = difflib.get_close_matches(str(key), sorted(cls.model_fields), n=1, cutoff=0.6)
-                    hint = f" (did you mean '{close[0]}'?)" if close else ""
-                    raise PydanticCustomError(
-                        "unknown_key", "unknown setting '{key}'{hint}", {"key": key, "hint": hint}
-                    )
-        return values
+        return refuse_unknown_keys(values, set(cls.model_fields), "setting")
 
     @field_validator("api_key")
     @classmethod
