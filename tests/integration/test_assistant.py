@@ -144,6 +144,18 @@ def test_evaluate_scores_a_questions_file_against_the_bundles_documents(model, t
     assert metrics["cited_answer_rate"] == 1.0 and metrics["decline_rate"] == 1.0
 
 
+def test_test_shares_get_bootstrap_intervals_over_the_questions_and_balanced_accuracy_none(model):
+    from modelyard.metrics.intervals import intervals_for
+
+    questions = model.task.prepare(model.config).splits["validation"]
+    found, method = intervals_for(model.learner, questions)
+    metrics = model.learner.evaluate(questions)
+    assert set(found) == {"cited_answer_rate", "answerable_declined", "answer_in_passages", "decline_rate"}
+    for name, interval in found.items():
+        assert interval["value"] == pytest.approx(metrics[name]) and interval["low"] <= interval["value"]
+    assert "6 test questions" in method
+
+
 def test_an_answer_cites_the_file_and_section_that_hold_it(client):
     body = _ask(client, "How often should tomato plants be watered?")
     first = body["citations"][0]

@@ -137,6 +137,14 @@ def _at_k(metrics: dict[str, Any]) -> dict[str, dict[int, Any]]:
     return table
 
 
+@provides("assistant", lambda model: hasattr(model.learner, "question_outcomes"))
+def assistant_sections(context: ReportContext) -> list[Section]:
+    """No section of its own (the headline table holds an assistant's metrics): its test intervals, recomputed."""
+    test = context.prepared.splits.get("test") if context.prepared is not None else None
+    _use(context, intervals.assistant_intervals(context.model.learner, test))
+    return []
+
+
 @provides("ranking", lambda model: model.learner is not None and not hasattr(model.learner, "predict_proba"))
 def ranking_sections(context: ReportContext) -> list[Section]:
     """Metrics named `name@k` (recall, ndcg, hit rate, coverage) as one table: a row per k."""

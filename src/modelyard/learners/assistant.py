@@ -308,31 +308,37 @@ class AssistantLearner:
             **chosen,
         }
 
+    def question_outcomes(self, questions: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        """Per question, as 0/1 arrays: `answerable`, `declined`, `cited` (answered, a gold answer in the top cited
+        passage) and `anywhere` (answered, a gold answer in some cited passage)."""
+        columns: dict[str, list[bool]] = {"answerable": [], "declined": [], "cited": [], "anywhere": []}
+        for q in questions:
+            passages, score = self.retrieve(q["question"])
+            declined = not passages or score < self._threshold()
+            holds = [any(a in p["text"] for a in q["answers"]) for p in passages] if q["answerable"] else []
+            columns["answerable"].append(bool(q["answerable"]))
+            columns["declined"].append(declined)
+            columns["cited"].append(not declined and bool(holds) and holds[0])
+            columns["anywhere"].append(not declined and any(holds))
+        return {name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}
+
     def evaluate(self, questions: list[dict[str, Any]]) -> dict[str, Any]:
         """Retrieval-level metrics of the answers (no generation): among answerable questions, the share answered
         with a gold answer string in the top cited passage (`cited_answer_rate`) and the share declined; among
         unanswerable ones, the share declined (`decline_rate`); `answer_in_passages`: a cited passage holds it;
         `balanced_accuracy`: the mean of the shares answered and declined, the calibration's definition."""
-        cited, false_declines, declines, anywhere = [], [], [], []
-        for q in questions:
-            passages, score = self.retrieve(q["question"])
-            declined = not passages or score < self._threshold()
-            if not q["answerable"]:
-                declines.append(declined)
-                continue
-            holds = [any(a in p["text"] for a in q["answers"]) for p in passages]
-            false_declines.append(declined)
-            cited.append(not declined and bool(holds) and holds[0])
-            anywhere.append(not declined and any(holds))
+        o = self.question_outcomes(questions)
+        answerable, unanswerable = o["answerable"] == 1, o["answerable"] == 0
         out: dict[str, Any] = {"threshold": self._threshold()}
-        if cited:
-            out |= {"cited_answer_rate": float(np.mean(cited)), "answerable_declined": float(np.mean(false_declines))}
-            out["answer_in_passages"] = float(np.mean(anywhere))
-        if declines:
-            out["decline_rate"] = float(np.mean(declines))
-        if cited and declines:  # as the threshold is chosen: answerable questions answered, unanswerable declined
+        if answerable.any():
+            out["cited_answer_rate"] = float(o["cited"][answerable].mean())
+            out["answerable_declined"] = float(o["declined"][answerable].mean())
+            out["answer_in_passages"] = float(o["anywhere"][answerable].mean())
+        if unanswerable.any():
+            out["decline_rate"] = float(o["declined"][unanswerable].mean())
+        if answerable.any() and unanswerable.any():  # as the threshold is chosen: answerable answered, others declined
             out["balanced_accuracy"] = (1 - out["answerable_declined"] + out["decline_rate"]) / 2
-        out["questions"] = {"answerable": len(cited), "unanswerable": len(declines)}
+        out["questions"] = {"answerable": int(answerable.sum()), "unanswerable": int(unanswerable.sum())}
         return out
 
     # bundle ------------------------------------------------------------------------------------------------

@@ -109,6 +109,23 @@ def regression_intervals(learner: Any, test: Any) -> Intervals | None:
     return bootstrap_ratios(parts, {"rmse": np.sqrt}), "percentile bootstrap over test rows, 1,000 resamples"
 
 
+def assistant_intervals(learner: Any, test: Any) -> Intervals | None:
+    """An assistant's shares of answerable questions answered with a cited answer, declined or answered from some
+    cited passage, and of unanswerable ones declined, by resampling test questions. Balanced accuracy is the mean
+    of two shares over different questions, not one ratio, so it has none."""
+    if not hasattr(learner, "question_outcomes") or _empty(test):
+        return None
+    o = learner.question_outcomes(list(test))
+    answerable, unanswerable = o["answerable"], 1 - o["answerable"]
+    parts = {
+        "cited_answer_rate": (o["cited"], answerable),
+        "answerable_declined": (o["declined"] * answerable, answerable),
+        "answer_in_passages": (o["anywhere"], answerable),
+        "decline_rate": (o["declined"] * unanswerable, unanswerable),
+    }
+    return bootstrap_ratios(parts), f"percentile bootstrap over the {len(answerable)} test questions, 1,000 resamples"
+
+
 def intervals_for(learner: Any, test: Any) -> Intervals | None:
     """The intervals this learner's kind of test metrics get, or None (classifiers, or no test data)."""
     for compute in (
@@ -117,6 +134,7 @@ def intervals_for(learner: Any, test: Any) -> Intervals | None:
         ranking_intervals,
         speech_intervals,
         regression_intervals,
+        assistant_intervals,
     ):
         found = compute(learner, test)
         if found is not None:
