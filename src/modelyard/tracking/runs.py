@@ -24,7 +24,7 @@ from modelyard.errors import BundleError
 from modelyard.privacy import Redactor, redactor_for
 from modelyard.privacy.redact import is_env_salt
 from modelyard.tracking import store
-from modelyard.tracking.registry import refuse_other_task
+from modelyard.tracking.registry import refuse_to_register
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the modelyard package, shipped inside each pyfunc model
 
@@ -192,7 +192,7 @@ def finish_run(
     manifest, metrics, config = bundle["manifest"], bundle["metrics"], bundle["config"]
     name = config["name"]
     # before anything is logged: a name's versions share one task, or a server of that name is handed another's
-    refuse_other_task(client, name, str(config.get("task")), "this bundle", "it was not registered")
+    refuse_to_register(client, name, str(config.get("task")))
     test = scalar_metrics(metrics.get("test") or {}, "")
     main_metric = _main_metric(manifest, config, test)
     tags = {f"env.{k}": v for k, v in environment().items()}
@@ -302,7 +302,7 @@ def log_bundle(bundle_path: str | Path) -> ModelVersion:
     with store.store_errors(uri):
         client = store.client(uri)
         config = bundle["config"]
-        refuse_other_task(client, config["name"], str(config.get("task")), "this bundle", "it was not registered")
+        refuse_to_register(client, config["name"], str(config.get("task")))
         run_id = start_run(client, uri, config["name"], str(config.get("task")), run_name=bundle["path"].name)
         for index, entry in enumerate(bundle["history"]):
             log_metrics(client, uri, run_id, history_metrics(entry), int(entry.get("step", index + 1)))
