@@ -216,7 +216,7 @@ def finish_run(
             federation = metrics.get("federation")  # `federate`: strategy, sites, alpha, mu, masks as params
             log_params(client, uri, run_id, {**config, "federation": federation} if federation else config)
             log_metrics(client, uri, run_id, scalar_metrics(metrics.get("test") or {}, "test"), _last_step(bundle))
-            # DP-SGD: privacy_epsilon, _delta; a federation's client DP keeps them at metrics.json's top level
+            # privacy_epsilon, _delta, ...; a federated bundle written before `privacy` held them at the top level
             spent_at = metrics.get("privacy") or {k: metrics[k] for k in ("epsilon", "delta") if k in metrics}
             spent = scalar_metrics(spent_at, "privacy")
             if spent:
