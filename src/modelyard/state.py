@@ -25,11 +25,13 @@ ENV = "MODELYARD_STATE_URI"
 FILENAME = "predictions.db"
 POOL_SIZE = 8  # connections per server process: the log writer, feedback requests, the bandit, drift gauges
 CONNECT_TIMEOUT_S = 10
+FAIL_FAST_S = 1.0  # the wait for a connection when the pool holds none alive: the store is down (or just starting)
 
 Dialect = Literal["sqlite", "postgresql"]
 
 _pools: dict[tuple[str, int], Any] = {}  # (uri, pid): a forked worker never reuses its parent's sockets
 _schemas: set[tuple[str, str]] = set()  # (uri, table DDL) created by this process already
+_lent: dict[tuple[str, int], int] = {}  # (uri, pid): connections handed out and not yet given back
 _lock = threading.Lock()
 
 
@@ -179,12 +181,29 @@ def connect(path: Path | None = None) -> StateConnection:
                 "move the file aside (a new one is created), or point MODELYARD_HOME elsewhere",
             ) from None
         return StateConnection(raw, where)
-    pool = _pool(where)
+    pool, key = _pool(where), (where.uri, os.getpid())
     try:
-        raw = pool.getconn(timeout=CONNECT_TIMEOUT_S)
+        raw = pool.getconn(timeout=_wait_s(pool, key))
     except Exception as err:
         raise unavailable(where, err) from None
-    return StateConnection(raw, where, pool.putconn)
+    with _lock:
+        _lent[key] = _lent.get(key, 0) + 1
+
+    def release(raw: Any) -> None:
+        with _lock:
+            _lent[key] -= 1
+        pool.putconn(raw)
+
+    return StateConnection(raw, where, release)
+
+
+def _wait_s(pool: Any, key: tuple[str, int]) -> float:
+    """How long a caller waits for a pooled connection: CONNECT_TIMEOUT_S while live ones are only busy, but
+    FAIL_FAST_S when the pool holds none (the store is unreachable): a feedback request then answers 503 at once
+    instead of after the pool's reconnection attempts."""
+    with _lock:
+        live = pool.get_stats()["pool_available"] + _lent.get(key, 0)
+    return CONNECT_TIMEOUT_S if live else FAIL_FAST_S
 
 
 def unavailable(where: Store, err: Exception) -> StateUnavailable:
@@ -235,3 +254,4 @@ def close() -> None:
     with _lock:
         for key in [k for k in _pools if k[1] == os.getpid()]:
             _pools.pop(key).close()
+            _lent.pop(key, None)

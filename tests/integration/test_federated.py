@@ -175,9 +175,10 @@ def test_secure_aggregation_trains_the_same_model_as_plain_aggregation(tmp_path)
 def test_client_dp_reports_the_privacy_spent(tmp_path):
     config = load_config(credit_config(tmp_path, epochs=1), ["model.norm=layer"])
     model = simulate(config, Settings(clients=2, dp_clip=1.0, dp_noise=2.0), tmp_path / "bundle")
-    metrics = json.loads((model.path / "metrics.json").read_text())
-    assert metrics["delta"] == 1e-5
-    assert metrics["epsilon"] == pytest.approx(aggregate.dp_epsilon(2.0, 1, 1e-5), abs=1e-3)
+    spent = json.loads((model.path / "metrics.json").read_text())["privacy"]
+    assert spent["delta"] == 1e-5 and spent["federated"]["mechanism"] == "client_dp"
+    assert spent["epsilon"] == pytest.approx(aggregate.dp_epsilon(2.0, 1, 1e-5), abs=1e-3)
+    assert "## Privacy\n\nTrained federated with client-level DP" in (model.path / "MODEL_CARD.md").read_text()
 
 
 def test_client_dp_refuses_batch_norm(tmp_path):

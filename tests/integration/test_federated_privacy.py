@@ -32,10 +32,23 @@ def test_sites_over_http_train_with_the_servers_privacy_and_the_budget_is_report
     status = transport.join(site_config, f"http://127.0.0.1:{port}", "a", poll_s=0.1)  # no train.privacy of its own
     server.join(timeout=120)
     assert status["phase"] == "done"
-    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
-    assert 0 < metrics["epsilon"] <= 8 and metrics["delta"] == pytest.approx(1e-4)
+    spent = json.loads((tmp_path / "b" / "metrics.json").read_text())["privacy"]
+    assert 0 < spent["epsilon"] <= 8 and spent["delta"] == pytest.approx(1e-4)
     history = [json.loads(line) for line in (tmp_path / "b" / "history.jsonl").read_text().splitlines()]
     assert all(c["epsilon"] > 0 for h in history for c in h["clients"])
+
+
+def test_a_private_federation_reports_its_privacy_in_metrics_and_card_as_a_private_train_run_does(tmp_path):
+    config = load_config(credit_config(tmp_path, epochs=1), PRIVATE)
+    model = simulate(config, Settings(clients=2, rounds=2), tmp_path / "b")
+    metrics = json.loads((model.path / "metrics.json").read_text())
+    assert "epsilon" not in metrics  # where a private `train` run keeps it too: under `privacy`
+    spent = metrics["privacy"]
+    assert 0 < spent["epsilon"] <= 8 and spent["delta"] == pytest.approx(1e-4)
+    assert spent["target_epsilon"] == 8 and spent["accountant"] == "rdp"
+    assert spent["federated"]["mechanism"] == "dp_sgd_at_sites" and spent["federated"]["updates"] == 2
+    card = (model.path / "MODEL_CARD.md").read_text()
+    assert f"## Privacy\n\nTrained federated with DP-SGD at each site: (ε = {spent['epsilon']:.4g}" in card
 
 
 def test_a_private_federation_refuses_an_update_without_its_epsilon(tmp_path):

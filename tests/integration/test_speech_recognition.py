@@ -222,22 +222,37 @@ def test_a_client_cannot_make_the_server_read_a_file_from_its_own_disk(ctc_bundl
     assert response.status_code == 422 and "not a valid base64 string" in response.json()["error"]["message"]
 
 
-def test_a_language_hint_whisper_does_not_know_is_a_422_naming_the_field(strings, tmp_path):
+@pytest.fixture(scope="module")
+def multilingual_whisper(strings, tmp_path_factory):
+    """A zero-shot whisper-base bundle with no model.language: it detects each recording's language."""
+    folder = tmp_path_factory.mktemp("whisper-base")
+    config = speech_config(folder, strings, backbone="whisper-base")
+    return modelyard.train(config, folder / "whisper", ["data.max_rows=2"], quiet=True).path
+
+
+def _transcribe_verbose(client, strings, language: str | None = None):
+    wav = (strings["test"].parent / "00001_theo.wav").read_bytes()
+    form = {"model": "m", "response_format": "verbose_json"} | ({"language": language} if language else {})
+    return client.post("/v1/audio/transcriptions", files={"file": ("a.wav", wav)}, data=form)
+
+
+def test_a_language_hint_whisper_does_not_know_is_a_422_naming_the_field(multilingual_whisper, strings):
     from serving_helpers import serving
 
-    config = speech_config(tmp_path, strings, backbone="whisper-base")
-    bundle = modelyard.train(config, tmp_path / "whisper", ["data.max_rows=2"], quiet=True).path
-    wav = (strings["test"].parent / "00001_theo.wav").read_bytes()
-    with serving(bundle) as client:
-
-        def ask(language: str):
-            form = {"model": "m", "language": language, "response_format": "verbose_json"}
-            return client.post("/v1/audio/transcriptions", files={"file": ("a.wav", wav)}, data=form)
-
-        unknown, upper = ask("xx"), ask("EN")
+    with serving(multilingual_whisper) as client:
+        unknown, upper = _transcribe_verbose(client, strings, "xx"), _transcribe_verbose(client, strings, "EN")
     assert unknown.status_code == 422, unknown.text
     assert unknown.json()["error"]["message"].startswith("language: 'xx' is not a language whisper-base knows")
     assert upper.status_code == 200 and upper.json()["language"] == "en"
+
+
+def test_verbose_json_reports_the_language_whisper_detected_when_none_was_asked(multilingual_whisper, strings):
+    from serving_helpers import serving
+
+    with serving(multilingual_whisper) as client:
+        answer = _transcribe_verbose(client, strings)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["language"] == "en"  # FSDD's speakers read English digits
 
 
 def test_an_english_only_whisper_refuses_another_language_hint():

@@ -9,7 +9,7 @@ import pytest
 from conftest import EXAMPLES
 
 from modelyard.errors import ModelNotFoundError, UserError
-from modelyard.tracking import registry, store
+from modelyard.tracking import registry, runs, store
 from modelyard.tracking.runs import log_bundle
 
 pytestmark = pytest.mark.slow
@@ -167,7 +167,10 @@ def mixed_store(tfidf_bundle, tmp_path_factory):
     uri = f"sqlite:///{tmp_path_factory.mktemp('mixed') / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MODELYARD_TRACKING_URI", uri)
-        text, tabular = log_bundle(tfidf_bundle), log_bundle(table.path)
+        text = log_bundle(tfidf_bundle)
+        with pytest.MonkeyPatch.context() as older:  # as a modelyard that did not check this yet let it in
+            older.setattr(runs, "refuse_to_register", lambda *_: None)
+            tabular = log_bundle(table.path)
         registry.promote(name, text.version, "champion")
     return name, str(text.version), str(tabular.version), uri, table.path
 
@@ -192,6 +195,19 @@ def test_a_bundle_of_another_task_is_not_registered_under_a_name_whose_alias_hol
     with pytest.raises(UserError, match=said + rf" version {text}, a text_classification model; it was not registered"):
         log_bundle(table)
     assert len(store.client().search_model_versions(f"name='{name}'")) == before
+
+
+def test_a_bundle_of_another_task_is_not_registered_under_a_name_holding_versions_but_no_alias(
+    mixed_store, tfidf_bundle, tmp_path, monkeypatch
+):
+    name, _, _, _, table = mixed_store
+    monkeypatch.setenv("MODELYARD_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    text = log_bundle(tfidf_bundle)
+    said = rf"this bundle of model '{name}' is a tabular_classification model, but version {text.version} of that "
+    with pytest.raises(UserError, match=said + "name is a text_classification model; it was not registered") as err:
+        log_bundle(table)
+    assert "another `name:`" in err.value.hint
+    assert [v.version for v in registry.describe(name).versions] == [str(text.version)]
 
 
 def test_a_server_whose_alias_was_moved_to_another_task_says_so_and_keeps_serving(mixed_store, monkeypatch):

@@ -69,3 +69,35 @@ def test_a_card_with_intervals_shows_them_under_its_promise(tmp_path):
 )
 def test_the_intended_use_takes_the_article_of_the_task_name(tmp_path, task, opening):
     assert f"{opening} (`b`) trained with modelyard." in _card(tmp_path, task, {}, {})
+
+
+FEDERATED_DP_SGD = {
+    "epsilon": 7.91,
+    "delta": 1e-4,
+    "target_epsilon": 8.0,
+    "max_grad_norm": 1.0,
+    "sampling": "poisson",
+    "accountant": "rdp",
+    "federated": {"mechanism": "dp_sgd_at_sites", "rounds": 4, "updates": 4, "accounting": "summed"},
+}
+
+
+def test_a_federated_dp_sgd_card_has_a_privacy_section_saying_the_guarantee_is_each_sites(tmp_path):
+    card = _card(tmp_path, "tabular_classification", {"test": {}, "privacy": FEDERATED_DP_SGD}, {})
+    section = card.split("## Privacy", 1)[1].split("## Known limits")[0]
+    assert (
+        "DP-SGD at each site: (ε = 7.91, δ = 0.0001)-differential privacy for each training example of each site"
+        in section
+    )
+    assert "target ε 8 split evenly over 4 rounds" in section and "clipped to 1" in section
+    assert "docs/federated.md" in section
+
+
+def test_a_client_dp_card_says_the_guarantee_covers_each_sites_whole_data(tmp_path):
+    spent = {"epsilon": 30.5, "delta": 1e-5, "noise_multiplier": 2.0, "accountant": "rdp"}
+    spent["federated"] = {"mechanism": "client_dp", "max_update_norm": 1.0, "updates": 3, "accounting": "local DP"}
+    card = _card(tmp_path, "tabular_classification", {"test": {}, "privacy": spent}, {})
+    section = card.split("## Privacy", 1)[1].split("## Known limits")[0]
+    assert "client-level DP: (ε = 30.5, δ = 1e-05)-differential privacy for each site's whole data set" in section
+    assert "over the 3 updates the busiest site sent" in section
+    assert "The noise was drawn from OS entropy" in section

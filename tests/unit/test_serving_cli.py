@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from modelyard.cli import app
@@ -72,3 +73,15 @@ def test_every_server_setting_is_documented_with_its_environment_variable():
     table = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text(encoding="utf-8")
     missing = [name for name in ServeSettings.model_fields if f"`MODELYARD_{name.upper()}`" not in table]
     assert missing == []
+
+
+def test_a_server_that_logs_no_predictions_still_refuses_an_unreachable_state_store_before_loading(monkeypatch):
+    from modelyard import state
+    from modelyard.serving import run
+    from modelyard.serving.settings import ServeSettings
+
+    monkeypatch.setenv(state.ENV, "postgresql://modelyard:s3cret@127.0.0.1:1/modelyard")
+    monkeypatch.setattr(run, "_check_model", lambda ref: pytest.fail("the model was checked before the state store"))
+    settings = ServeSettings(log_predictions=False, port=18203)
+    with pytest.raises(state.StateUnavailable, match=r"cannot connect to postgresql://modelyard:\*\*\*@127\.0\.0\.1:1"):
+        run.run_server("bundle", settings)

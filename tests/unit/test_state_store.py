@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -56,6 +57,20 @@ def test_an_unreachable_database_is_one_clear_error_without_the_password(monkeyp
         ) as err:
             PredictionLogWriter()
         assert "s3cret" not in str(err.value)
+    finally:
+        state.close()
+
+
+def test_an_unreachable_database_is_said_at_once_not_after_the_connect_timeout(monkeypatch):
+    monkeypatch.setenv(state.ENV, "postgresql://modelyard:s3cret@127.0.0.1:1/modelyard")
+    try:
+        for _ in range(2):  # the request that opens the pool, then one to a pool that has no live connection
+            started = time.monotonic()
+            with pytest.raises(
+                state.StateUnavailable, match=re.escape("cannot connect to postgresql://modelyard:***@")
+            ):
+                state.connect()
+            assert time.monotonic() - started < 2 < state.CONNECT_TIMEOUT_S
     finally:
         state.close()
 

@@ -143,21 +143,51 @@ def _limits(metrics: dict[str, Any], report: dict[str, Any], config: dict[str, A
     return lines or ["- None detected automatically; evaluate on your own data before relying on it."]
 
 
+def _guarantee(spent: dict[str, Any]) -> str:
+    """What a private run's (ε, δ) holds for: each training example, or each federated site's records or data."""
+    budget = f"(ε = {spent['epsilon']:.4g}, δ = {spent['delta']:g})-differential privacy"
+    federated = spent.get("federated")
+    if federated is None:
+        return (
+            f"Trained with DP-SGD: {budget} for each training example (target ε {spent['target_epsilon']:g}; "
+            f"{spent['accountant'].upper()} accountant over {spent['steps']} steps, Poisson sampling rate "
+            f"{spent['sample_rate']:g}, noise multiplier {spent['noise_multiplier']:g}, per-example gradients "
+            f"clipped to {spent['max_grad_norm']:g})."
+        )
+    if federated["mechanism"] == "client_dp":
+        return (
+            f"Trained federated with client-level DP: {budget} for each site's whole data set (so for any of its "
+            f"records). Each site clipped every update it sent to L2 norm {federated['max_update_norm']:g} and added "
+            f"Gaussian noise (multiplier {spent['noise_multiplier']:g}); {spent['accountant'].upper()} accountant "
+            f"over the {federated['updates']} updates the busiest site sent, no subsampling amplification."
+        )
+    return (
+        f"Trained federated with DP-SGD at each site: {budget} for each training example of each site (target ε "
+        f"{spent['target_epsilon']:g} split evenly over {federated['rounds']} rounds and summed over the "
+        f"{federated['updates']} updates the busiest site sent; each round's ε from the site's "
+        f"{spent['accountant'].upper()} accountant, Poisson sampling, per-example gradients clipped to "
+        f"{spent['max_grad_norm']:g})."
+    )
+
+
 def _privacy(spent: dict[str, Any]) -> list[str]:
-    """A DP-SGD run's guarantee, in the terms a reader needs to judge it."""
+    """A private run's guarantee, in the terms a reader needs to judge it."""
+    federated = spent.get("federated")
+    drawn = (
+        "The noise was"
+        if federated and federated["mechanism"] == "client_dp"
+        else "The noise and the batch sampling were"
+    )
     return [
-        f"Trained with DP-SGD: (ε = {spent['epsilon']:.4g}, δ = {spent['delta']:g})-differential privacy for "
-        f"each training example (target ε {spent['target_epsilon']:g}; {spent['accountant'].upper()} accountant "
-        f"over {spent['steps']} steps, Poisson sampling rate {spent['sample_rate']:g}, noise multiplier "
-        f"{spent['noise_multiplier']:g}, per-example gradients clipped to {spent['max_grad_norm']:g}).",
+        _guarantee(spent),
         "",
-        "The guarantee covers the weights' gradient updates. It does not cover what is read from the data without "
+        "The guarantee covers the weights' updates. It does not cover what is read from the data without "
         "noise: validation-based model selection, preprocessing statistics (tabular means, scales and category "
         "lists; the text length limit), the drift reference profile and the baselines in metrics.json. "
-        "See docs/privacy_training.md.",
+        f"See docs/{'federated' if federated else 'privacy_training'}.md.",
         "",
-        "The noise and the batch sampling were drawn from OS entropy, not from the seed below (which anyone holding "
-        "this bundle can read): retraining from this config gives a model with the same guarantee, not these weights.",
+        f"{drawn} drawn from OS entropy, not from the seed below (which anyone holding this bundle can read): "
+        "retraining from this config gives a model with the same guarantee, not these weights.",
     ]
 
 

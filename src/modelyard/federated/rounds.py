@@ -319,19 +319,11 @@ class Federation:
         summary.update({k: v for k, v in (extra_report or {}).items() if k in ("mode", "partition", "alpha")})
         if s.strategy != "fedprox":
             summary.pop("mu")
-        privacy = {}
-        releases = max((len(v) for v in self.sent.values()), default=0)  # retried rounds release updates twice
-        if s.dp_noise is not None:
-            epsilon = aggregate.dp_epsilon(s.dp_noise, releases, s.dp_delta)
-            privacy = {"epsilon": round(epsilon, 4), "delta": s.dp_delta}
-            summary["dp_accounting"] = (
-                "client-level Gaussian mechanism, RDP over updates sent, no subsampling (local DP)"
-            )
-        if self.config.train.privacy is not None and self.sent:
-            delta = self.config.train.privacy.delta * releases / s.rounds  # each update spent delta / rounds
-            privacy = {"epsilon": round(max(sum(v) for v in self.sent.values()), 4), "delta": delta}
-            summary["dp_accounting"] = "DP-SGD at each site (train.privacy), budget split over rounds, summed"
-        self.data.report["federation"] = {**summary, **(extra_report or {}), **privacy}
+        spent = spent_privacy(self.config, s, self.sent)
+        if spent:
+            summary["dp_accounting"] = spent["federated"]["accounting"]
+        budget = {k: spent[k] for k in ("epsilon", "delta") if k in spent}  # the report's federation section
+        self.data.report["federation"] = {**summary, **(extra_report or {}), **budget}
         resolved = self.config.model_copy(update={"train": train})
         write_results(
             output,
@@ -341,7 +333,7 @@ class Federation:
             0.0,
             self.started,
             False,
-            extra={"federation": summary, **privacy},
+            extra={"federation": summary, **({"privacy": spent} if spent else {})},
         )
         model = load(output)
         if self.tracker is not None:
@@ -354,6 +346,44 @@ class Federation:
         """Mark the tracking run failed (the federation raised or its server stopped early); never raises."""
         if self.tracker is not None:
             self.tracker.fail()
+
+
+def spent_privacy(config: Config, s: Settings, sent: dict[str, list[float]]) -> dict[str, Any]:
+    """metrics.json's `privacy` for a federation: the keys a private `train` run writes, plus `federated`, which
+    says whose guarantee it is (each site's records under DP-SGD, each site's whole data under client DP)."""
+    releases = max((len(v) for v in sent.values()), default=0)  # retried rounds release updates twice
+    if s.dp_noise is not None:
+        accounting = "client-level Gaussian mechanism, RDP over updates sent, no subsampling (local DP)"
+        return {
+            "epsilon": round(aggregate.dp_epsilon(s.dp_noise, releases, s.dp_delta), 4),
+            "delta": s.dp_delta,
+            "noise_multiplier": s.dp_noise,
+            "accountant": privacy.ACCOUNTANT,
+            "federated": {
+                "mechanism": "client_dp",
+                "max_update_norm": s.dp_clip,
+                "updates": releases,
+                "accounting": accounting,
+            },
+        }
+    private = config.train.privacy
+    if private is None or not sent:
+        return {}
+    accounting = "DP-SGD at each site (train.privacy), budget split over rounds, summed"
+    return {
+        "epsilon": round(max(sum(v) for v in sent.values()), 4),  # the site that spent most
+        "delta": private.delta * releases / s.rounds,  # each update spent delta / rounds
+        "target_epsilon": private.epsilon,
+        "max_grad_norm": private.max_grad_norm,
+        "sampling": "poisson",
+        "accountant": privacy.ACCOUNTANT,
+        "federated": {
+            "mechanism": "dp_sgd_at_sites",
+            "rounds": s.rounds,
+            "updates": releases,
+            "accounting": accounting,
+        },
+    }
 
 
 def check_site(

@@ -72,6 +72,13 @@ class Transcriber:
         """Text of each (at most `max_chunk_seconds` long) recording; `hints` (language, prompt) where used."""
         raise NotImplementedError  # pragma: no cover - each learner has its own
 
+    def transcribe_detected(
+        self, batch: list[np.ndarray], hints: list[dict[str, str]] | None = None
+    ) -> list[tuple[str, str | None]]:
+        """Each recording's text and the language it was decoded as: None for models without one (CTC); Whisper
+        learners say which language they detected or were told."""
+        return [(text, None) for text in self.transcribe(batch, hints)]
+
     def language_hint(self, language: str) -> str:
         """A request's `language` as `transcribe` takes it; ValueError (HTTP 422) for one the model cannot use.
         Learners that decode without a language hint accept any."""
@@ -119,13 +126,15 @@ class Transcriber:
                 owners.append(owner)
         chunks = [samples[o][s:e] for o, (s, e) in zip(owners, pieces, strict=True)]
         chunk_hints = [hints[o] for o in owners] if hints else None
-        texts = self.transcribe(chunks, chunk_hints) if pieces else []
+        decoded = self.transcribe_detected(chunks, chunk_hints) if pieces else []
         out: list[dict[str, Any]] = [
             {"text": "", "duration": round(a.size / SAMPLE_RATE, 3), "segments": []} for a in samples
         ]
-        for owner, (start, end), text in zip(owners, pieces, texts, strict=True):
+        for owner, (start, end), (text, language) in zip(owners, pieces, decoded, strict=True):
             segment = {"start": round(start / SAMPLE_RATE, 3), "end": round(end / SAMPLE_RATE, 3), "text": text}
             out[owner]["segments"].append(segment)
+            if language is not None:  # the first chunk's, as Whisper detects from a recording's first 30 s
+                out[owner].setdefault("language", language)
         for answer in out:
             answer["text"] = " ".join(s["text"] for s in answer["segments"] if s["text"]).strip()
         return out

@@ -57,9 +57,15 @@ class WhisperLearner(Transcriber):
         return check_language(self.backbone, language)
 
     def transcribe(self, batch: list[np.ndarray], hints: list[dict[str, str]] | None = None) -> list[str]:
+        return [text for text, _ in self.transcribe_detected(batch, hints)]
+
+    def transcribe_detected(
+        self, batch: list[np.ndarray], hints: list[dict[str, str]] | None = None
+    ) -> list[tuple[str, str | None]]:
+        """Text and language of each recording: the one asked for, else the one faster-whisper detected."""
         out = []
         for samples, hint in zip(batch, hints or [{}] * len(batch), strict=True):
-            segments, _ = self.model.transcribe(
+            segments, info = self.model.transcribe(
                 samples,
                 language=hint.get("language") or self.language,
                 beam_size=self.beam_size,
@@ -68,7 +74,7 @@ class WhisperLearner(Transcriber):
                 without_timestamps=True,
                 vad_filter=False,
             )
-            out.append(" ".join(s.text.strip() for s in segments).strip())
+            out.append((" ".join(s.text.strip() for s in segments).strip(), info.language))
         return out
 
     def save(self, directory: Path) -> dict[str, Any]:

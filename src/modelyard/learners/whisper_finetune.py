@@ -141,6 +141,14 @@ class WhisperFineTuneLearner(Transcriber):
         module.train(was_training)
         return out
 
+    def transcribe_detected(
+        self, batch: list[np.ndarray], hints: list[dict[str, str]] | None = None
+    ) -> list[tuple[str, str | None]]:
+        """Text of each recording and the language every transcript's prompt forces (English unless trained on
+        another): a fine-tuned model detects none."""
+        language = self.spec.get("language") or "en"
+        return [(text, language) for text in self.transcribe(batch, hints)]
+
     def save(self, directory: Path) -> dict[str, Any]:
         module = getattr(self.module, "module", self.module)
         state = {k: v.detach().contiguous() for k, v in module.state_to_save().items()}

@@ -81,8 +81,9 @@ def run_server(model_ref: str, settings: ServeSettings | None = None, port: int 
     if port is not None:
         settings = settings.model_copy(update={"port": port})
     _check_port(settings.host, settings.port)
-    if settings.log_predictions:  # a bad MODELYARD_STATE_URI, or a database down, named before the model loads
-        state.check()
+    # a bad MODELYARD_STATE_URI, or a database down, named before the model loads: /v1/feedback needs the store
+    # even when predictions are not logged here (another replica may log them)
+    state.check()
     _check_model(model_ref)
     url = f"http://{settings.host}:{settings.port}"
     print(f"modelyard: serving {model_ref} at {url} (playground {url}/, API docs {url}/docs)", file=sys.stderr)

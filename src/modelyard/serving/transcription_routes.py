@@ -60,7 +60,7 @@ def _verbose(answer: dict[str, Any], language: str | None) -> dict[str, Any]:
     ]
     return {
         "task": "transcribe",
-        "language": language or answer.get("language"),  # null when neither asked nor detected, never a guess
+        "language": answer.get("language") or language,  # what the model decoded as; null when unknown, never a guess
         "duration": answer["duration"],
         "text": answer["text"],
         "segments": segments,

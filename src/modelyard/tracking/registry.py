@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 LATEST = "latest"
+ONE_TASK_HINT = "a model name holds one task: train the other model under another `name:` in its config"
 URI_RE = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>[^/@]+))/?$")
 
 
@@ -213,7 +214,22 @@ def refuse_other_task(
             raise UserError(
                 f"{what} of model '{name}' is a {task} model, but alias '{alias}' points at version {number}, a "
                 f"{held} model; {outcome}",
-                "a model name holds one task: train the other model under another `name:` in its config",
+                ONE_TASK_HINT,
+            )
+
+
+def refuse_to_register(client: MlflowClient, name: str, task: str | None) -> None:
+    """A UserError when a bundle of `task` would join versions of another task under `name`, aliased or not: a
+    later promotion of either would hand a server of that name a model that cannot read its traffic."""
+    outcome = "it was not registered"
+    refuse_other_task(client, name, task, "this bundle", outcome)  # an alias names what is served: said first
+    for held in _versions(client, name):  # newest first: the one a user most likely meant to follow
+        other = version_task(held)
+        if task and other and other != task:
+            raise UserError(
+                f"this bundle of model '{name}' is a {task} model, but version {held.version} of that name is a "
+                f"{other} model; {outcome}",
+                ONE_TASK_HINT,
             )
 
 

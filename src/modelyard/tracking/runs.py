@@ -24,7 +24,7 @@ from modelyard.errors import BundleError
 from modelyard.privacy import Redactor, redactor_for
 from modelyard.privacy.redact import is_env_salt
 from modelyard.tracking import store
-from modelyard.tracking.registry import refuse_other_task
+from modelyard.tracking.registry import refuse_to_register
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the modelyard package, shipped inside each pyfunc model
 
@@ -192,7 +192,7 @@ def finish_run(
     manifest, metrics, config = bundle["manifest"], bundle["metrics"], bundle["config"]
     name = config["name"]
     # before anything is logged: a name's versions share one task, or a server of that name is handed another's
-    refuse_other_task(client, name, str(config.get("task")), "this bundle", "it was not registered")
+    refuse_to_register(client, name, str(config.get("task")))
     test = scalar_metrics(metrics.get("test") or {}, "")
     main_metric = _main_metric(manifest, config, test)
     tags = {f"env.{k}": v for k, v in environment().items()}
@@ -216,7 +216,7 @@ def finish_run(
             federation = metrics.get("federation")  # `federate`: strategy, sites, alpha, mu, masks as params
             log_params(client, uri, run_id, {**config, "federation": federation} if federation else config)
             log_metrics(client, uri, run_id, scalar_metrics(metrics.get("test") or {}, "test"), _last_step(bundle))
-            # DP-SGD: privacy_epsilon, _delta; a federation's client DP keeps them at metrics.json's top level
+            # privacy_epsilon, _delta, ...; a federated bundle written before `privacy` held them at the top level
             spent_at = metrics.get("privacy") or {k: metrics[k] for k in ("epsilon", "delta") if k in metrics}
             spent = scalar_metrics(spent_at, "privacy")
             if spent:
@@ -302,7 +302,7 @@ def log_bundle(bundle_path: str | Path) -> ModelVersion:
     with store.store_errors(uri):
         client = store.client(uri)
         config = bundle["config"]
-        refuse_other_task(client, config["name"], str(config.get("task")), "this bundle", "it was not registered")
+        refuse_to_register(client, config["name"], str(config.get("task")))
         run_id = start_run(client, uri, config["name"], str(config.get("task")), run_name=bundle["path"].name)
         for index, entry in enumerate(bundle["history"]):
             log_metrics(client, uri, run_id, history_metrics(entry), int(entry.get("step", index + 1)))
