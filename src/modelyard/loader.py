@@ -19,7 +19,7 @@ from modelyard import bundle
 from modelyard.config import Config
 from modelyard.errors import BundleError, DataError, UserError
 from modelyard.home import offline
-from modelyard.protocols import Learner
+from modelyard.protocols import Learner, reads_text
 from modelyard.tasks import config_from_dict, get_task
 
 if TYPE_CHECKING:  # pandas is imported only where a table is read: a text server starts without it
@@ -62,13 +62,16 @@ class Model:
         if pandas is not None and isinstance(inputs, pandas.DataFrame):
             from modelyard.predict_io import frame_inputs
 
-            return frame_inputs(self, inputs, Path("the DataFrame"))
-        if isinstance(inputs, str | bytes | bytearray | Mapping | BaseModel) or not isinstance(inputs, Iterable):
-            example = "[text]" if self.task.Input is str else "[item]"
+            items = frame_inputs(self, inputs, Path("the DataFrame"))
+            if hasattr(self.task, "inputs_from_frame"):
+                return items  # the task's own reading of its columns
+        elif isinstance(inputs, str | bytes | bytearray | Mapping | BaseModel) or not isinstance(inputs, Iterable):
+            example = "[text]" if reads_text(self.task.Input) else "[item]"
             raise DataError(
                 f"inputs: expected a list of inputs, got one {type(inputs).__name__}", f"pass {example} to predict one"
             )
-        items = list(inputs)
+        else:
+            items = list(inputs)
         if hasattr(self.learner, "parse_input"):
             return items  # a learner that parses its inputs (rows, images, audio) checks them as it reads them
         try:  # the server's request model checks each item against the task's Input type the same way
@@ -76,7 +79,8 @@ class Model:
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(p) for p in ("inputs", *first["loc"]))
-            raise DataError(f"{where}: {first['msg']}, got {type(first['input']).__name__}") from None
+            got = f", got {type(first['input']).__name__}" if first["type"].endswith("_type") else ""
+            raise DataError(f"{where}: {first['msg']}{got}") from None
 
     def evaluate(self, data: str | Path | None = None) -> dict[str, Any]:
         """Metrics on a labelled file, or by default on the bundle's own test split (re-read, fingerprint-checked)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import json
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from modelyard.config import FormatOptions
 from modelyard.data.audio import EXTENSIONS as AUDIO_EXTENSIONS
 from modelyard.data.audio import read_audio
 from modelyard.data.images import EXTENSIONS, decode_image
-from modelyard.data.readers import PREDICT, ReadReport, read_table
+from modelyard.data.readers import PREDICT, ReadReport, file_values, read_table, stream_input
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path, atomic_write_text, check_writable, same_file
 
@@ -155,7 +156,7 @@ def read_inputs(
     are kept in the output); rows the reader skipped (malformed) and rows with no text are named through `warn`."""
     if texts is not None:
         return list(texts), None
-    frame, report = read_table(file, fmt or FormatOptions(), settings=PREDICT)
+    frame, values, report = _read_table(file, fmt or FormatOptions())
     if report.skipped:
         warn(skipped_rows(file, report.skipped, report.problems[0]))
     blank = no_text(model, frame, file)
@@ -164,8 +165,19 @@ def read_inputs(
     unscored.add(frame.index[blank])
     if unscored.count:
         warn(unscored.message(file))
-    frame = frame[~blank]
-    return frame_inputs(model, frame, file), frame
+    return frame_inputs(model, frame[~blank], file), values[~blank.to_numpy()]
+
+
+def _read_table(file: Path, fmt: FormatOptions) -> tuple[pd.DataFrame, pd.DataFrame, ReadReport]:
+    """The table the model scores and, for the output to copy, its values as the file has them: a JSON integer
+    column stays integer where a row lacks the key (pandas would make it float: `"id": 1.0`), as a streamed
+    file's does. Parquet and plain text have nothing for pandas to change."""
+    if file.suffix.lower() not in (".parquet", ".txt"):
+        chunks, report = stream_input(file, fmt, chunk_rows=sys.maxsize)  # one chunk: the whole file
+        for table, frame in chunks:
+            return frame, file_values(table).set_axis(frame.index), report
+    frame, report = read_table(file, fmt, settings=PREDICT)  # also a file of no rows: its header's columns
+    return frame, frame, report
 
 
 def skipped_rows(file: Path, count: int, first: str) -> str:
@@ -234,13 +246,16 @@ def text_column(model, frame: pd.DataFrame, file: Path) -> str:
 def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[dict[str, Any]]) -> None:
     """.jsonl gets one JSON object per row; .csv and .parquet get the input columns plus label, score and
     probabilities (nested answers as JSON text)."""
-    rows = frame.reset_index(drop=True).to_dict("records") if frame is not None else [{} for _ in predictions]
-    merged = [{**row, **pred} for row, pred in zip(rows, predictions, strict=True)]
+    frame = frame.reset_index(drop=True) if frame is not None else pd.DataFrame(index=range(len(predictions)))
     if path.suffix.lower() == ".jsonl":
+        merged = [{**row, **pred} for row, pred in zip(frame.to_dict("records"), predictions, strict=True)]
         lines = (json.dumps({k: _json_value(v) for k, v in r.items()}, ensure_ascii=False, default=str) for r in merged)
         atomic_write_text(path, "".join(line + "\n" for line in lines))
         return
-    flat = pd.DataFrame([flat_answer(r) for r in merged])
+    answers = pd.DataFrame([flat_answer(p) for p in predictions])
+    # the input columns keep their own types: rebuilt from the rows' values, an integer column with a gap is float
+    order = list(dict.fromkeys([*frame.columns, *answers.columns]))
+    flat = pd.concat([frame.drop(columns=[c for c in answers.columns if c in frame.columns]), answers], axis=1)[order]
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 

@@ -9,15 +9,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
+from pydantic_core import PydanticCustomError
 
 from modelyard.config import Config, DataConfig, ModelConfig
 
 if TYPE_CHECKING:
     import torch
+
+BLANK_TEXT = "blank or whitespace only: there is no text to predict"
+
+
+def _not_blank(text: str) -> str:
+    """A text to classify, tag or answer has words: a blank one would get a confident answer about nothing, so it
+    is refused as training, `explain` and `predict --input` refuse it."""
+    if not text.strip():
+        raise PydanticCustomError("blank_text", BLANK_TEXT)
+    return text
+
+
+Text = Annotated[str, AfterValidator(_not_blank)]
+"""The `Input` of a task that reads one non-blank text; a generator's prompt is plain `str` (an empty prompt is
+free generation from the start token)."""
+
+
+def reads_text(input_type: Any) -> bool:
+    """Whether a task's `Input` is one text (blank or not)."""
+    return input_type is str or input_type is Text
 
 
 @dataclass
@@ -118,7 +139,7 @@ class Task(Protocol):
     name: ClassVar[str]
     DataConfig: ClassVar[type[DataConfig]]
     ModelConfig: ClassVar[type[ModelConfig]]
-    Input: ClassVar[Any]  # the type of one item of `/v1/predict` "inputs" (str, or a pydantic model)
+    Input: ClassVar[Any]  # the type of one item of `/v1/predict` "inputs" (Text, str, or a pydantic model)
     main_metric: ClassVar[str]
     greater_is_better: ClassVar[bool]
 

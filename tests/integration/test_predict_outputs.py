@@ -60,6 +60,23 @@ def test_malformed_rows_are_named_not_silently_dropped(tfidf_bundle, tmp_path, m
     assert "1 malformed rows skipped, not scored (first: line 2" in " ".join(err.split())
 
 
+@pytest.mark.parametrize("top_k", ["1", "2"])  # streamed, and read whole
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_integer_input_columns_stay_integers_though_a_row_lacks_them(
+    tfidf_bundle, tmp_path, monkeypatch, capsys, top_k, suffix
+):
+    source, out = tmp_path / "rows.jsonl", tmp_path / f"out{suffix}"
+    rows = ['{"id": 1, "text": "I lost my card"}', '{"text": "refund"}', '{"id": 9007199254740993, "text": "x"}']
+    source.write_text("\n".join(rows) + "\n")
+    code, err = cli(monkeypatch, capsys, "predict", str(tfidf_bundle), "--input", str(source), "--output", str(out),
+                    "--top-k", top_k)  # fmt: skip
+    assert code == 0, err
+    if suffix == ".jsonl":
+        assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [1, None, 9007199254740993]
+    else:
+        assert [line.split(",")[0] for line in out.read_text().splitlines()] == ["id", "1", "", "9007199254740993"]
+
+
 @pytest.mark.parametrize("command", ["predict", "evaluate", "report"])
 def test_an_output_that_cannot_be_a_file_is_refused_before_any_work(
     tfidf_bundle, tmp_path, monkeypatch, capsys, command

@@ -51,3 +51,14 @@ def test_load_of_something_that_is_not_a_path_is_a_clear_error(ref):
 
     with pytest.raises(UserError, match="load: expected a bundle folder or models:/NAME@ALIAS"):
         modelyard.load(ref)
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t\n"])
+def test_a_blank_text_is_refused_naming_its_index_not_scored(model, blank):
+    with pytest.raises(DataError, match=r"^inputs\.1: blank or whitespace only: there is no text to predict$"):
+        model.predict(["I lost my card", blank])
+
+
+def test_a_dataframe_row_with_no_text_is_refused_naming_its_index(model):
+    with pytest.raises(DataError, match=r"inputs\.1: blank or whitespace only"):
+        model.predict(pd.DataFrame({"text": ["I lost my card", None]}))

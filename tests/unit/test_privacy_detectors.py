@@ -54,6 +54,20 @@ def test_a_chinese_resident_id_needs_its_gb11643_check_digit_and_a_real_birth_da
     assert kinds("身份证号110105194913310024") == []  # month 13
 
 
+@pytest.mark.parametrize("written", ["440306 19900101 009X", "440306-19900101-009x"])
+def test_a_chinese_resident_id_in_6_8_4_groups_is_found_at_its_offsets_and_named_as_the_18_character_form(written):
+    text = f"身份证 {written} 请核实"
+    (span,) = PATTERNS_ONLY.find(text)
+    assert (span.kind, text[span.start : span.end], span.value) == ("cn_id", written, "44030619900101009X")
+    salted = Redactor(kinds=("cn_id",), salt=b"pepper")
+    assert salted.redact(text) == f"身份证 {salted.redact('44030619900101009X')} 请核实"
+
+
+@pytest.mark.parametrize("number", ["440306 19900101 0095", "440306 19900101-009X", "4403061 9900101 009X"])
+def test_grouped_id_look_alikes_with_a_wrong_check_digit_or_mixed_groups_are_not_ids(number):
+    assert kinds(f"身份证 {number}") == []
+
+
 @pytest.mark.parametrize(
     "phone",
     ["13800138000", "+86 138 0013 8000", "138-0013-8000", "+1 415-555-2671", "(650) 253-0000", "+44 20 7946 0958"],

@@ -228,6 +228,20 @@ def test_the_starter_config_validates(task):
     assert config.task == task and config.model.backbone == "auto" and config.train.time_limit_s == 300
 
 
+@pytest.mark.parametrize(
+    ("bad", "problem"), [({"SALARY": 1}, "unknown column"), ({"AGE": "thirty"}, "AGE: expected a finite number")]
+)
+def test_a_bad_row_given_to_predict_is_named_by_its_index_as_the_server_names_it(credit, bad, problem):
+    from modelyard.learners.tabular import TabularLearner, TabularSpec
+
+    types, _ = tabular.infer_types(credit, TARGET, {"EDUCATION": "categorical"}, [])
+    learner = TabularLearner(
+        TabularSpec("binary", TARGET, ["0", "1"], TabularEncoder.fit(credit, types, [TARGET])), "auto"
+    )
+    with pytest.raises(DataError, match=rf"^inputs\.2: {problem}"):
+        learner.predict([{"AGE": 31}, {"AGE": 40}, bad])
+
+
 def test_a_half_trained_member_gets_no_ensemble_weight():
     from modelyard.learners.tabular import TabularLearner, TabularSpec
 

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from modelyard.data.readers import file_values
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path, atomic_write_json
 
@@ -116,7 +116,7 @@ class Journal:
             else:
                 with open(tmp, "wb") as sink:
                     for i, table in enumerate(self.tables()):
-                        frame = table.to_pandas(types_mapper=_nullable_int)
+                        frame = file_values(table)
                         if suffix == ".csv":
                             sink.write(frame.to_csv(index=False, header=i == 0).encode("utf-8"))
                         else:
@@ -136,9 +136,3 @@ class Journal:
                 f"{self.output}: a column changes type between chunks of the input ({err})",
                 "write .csv or .jsonl instead, or give that column one type in the input",
             ) from None
-
-
-def _nullable_int(kind: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
-    """An integer column as an Arrow-backed pandas column: with a null, numpy would make it float64 and write
-    2**53 + 1 as 2**53."""
-    return pd.ArrowDtype(kind) if pa.types.is_integer(kind) else None

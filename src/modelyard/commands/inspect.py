@@ -12,6 +12,7 @@ from rich.console import Console
 
 from modelyard.errors import UserError
 from modelyard.fsutil import atomic_write_bytes, same_file
+from modelyard.protocols import reads_text
 
 
 def doctor() -> None:
@@ -75,7 +76,8 @@ def explain(
     if output is not None and image is not None and same_file(output, image):
         raise UserError(f"--output {output} is the --image file: the heat-map would replace the photo")
     loaded = api.load(model)
-    reads = "a text" if loaded.task.Input is str else "a table row" if loaded.task.Input == dict[str, Any] else None
+    takes = loaded.task.Input
+    reads = "a text" if reads_text(takes) else "a table row" if takes == dict[str, Any] else None
     given = "a text" if text is not None else "a table row" if row is not None else None
     if reads and given and reads != given:
         option = "--text" if reads == "a text" else "--row"

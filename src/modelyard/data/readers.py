@@ -304,6 +304,14 @@ def stream_input(
     return chunks(), report
 
 
+def file_values(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table of a file's values as pandas, an integer column kept integer even with a null (numpy would
+    make it float64, written back as 1.0, and 2**53 + 1 as 2**53)."""
+    import pyarrow as pa
+
+    return table.to_pandas(types_mapper=lambda kind: pd.ArrowDtype(kind) if pa.types.is_integer(kind) else None)
+
+
 def _arrow_records(records: list[list[str] | dict], columns: list[str]) -> pa.Table:
     """Rows as an Arrow table of `columns`, each column's type inferred from its own values; a column of mixed
     values (numbers and text) is written as text."""

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from modelyard.config import EarlyStopping
-from modelyard.errors import BundleError, UserError
+from modelyard.errors import BundleError, DataError, UserError
 from modelyard.fsutil import atomic_write_json
 from modelyard.learners import tabular_catboost as cboost
 from modelyard.learners import tabular_gbdt as gbdt
@@ -253,6 +253,13 @@ class TabularLearner:
         self.spec.encoder.check_row(row)
         return row
 
+    def _row_notes(self, row: Any, index: int) -> list[str]:
+        """`check_row`'s notes on the row at `index`; its DataError names the row as the server does (`inputs.3`)."""
+        try:
+            return self.spec.encoder.check_row(row)
+        except DataError as err:
+            raise DataError(f"inputs.{index}: {err.message}", err.hint) from None
+
     def check_frame(self, frame: pd.DataFrame) -> dict[str, Any]:
         """`parse_input` for a batch file: absent and unknown columns, and the rows `check_row` would flag."""
         encoder = self.spec.encoder
@@ -264,7 +271,7 @@ class TabularLearner:
         return dict.fromkeys(self.spec.encoder.types)
 
     def predict(self, inputs: list[dict[str, Any]], top_k: int = 1) -> list[dict[str, Any]]:
-        notes = [self.spec.encoder.check_row(row) for row in inputs]
+        notes = [self._row_notes(row, index) for index, row in enumerate(inputs)]
         answers = self.answers(pd.DataFrame(list(inputs)), top_k)
         for answer, note in zip(answers, notes, strict=True):
             if note:

@@ -45,7 +45,8 @@ _EMAIL = re.compile(
 )
 # after '+': a phone number; after a digit and a decimal point: the fraction of a number (-0.5408455846858077)
 _CARD = re.compile(r"(?<![0-9A-Za-z+])(?<!\d[.,])\d(?:[ -]?\d){12,18}" + _NOT_ALNUM_AFTER)
-_CN_ID = re.compile(_NOT_ALNUM_BEFORE + r"\d{6}(?:19|20)\d{2}[01]\d[0-3]\d\d{3}[\dXx]" + _NOT_ALNUM_AFTER)
+# region, birth date, sequence and check: 18 characters, or as forms print them, 6 8 4 with one kind of space or dash
+_CN_ID = re.compile(_NOT_ALNUM_BEFORE + r"\d{6}([ -]?)(?:19|20)\d{2}[01]\d[0-3]\d\1\d{3}[\dXx]" + _NOT_ALNUM_AFTER)
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,32}")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d]|\.\d)")
 _IPV6 = re.compile(
@@ -129,7 +130,7 @@ def _cn_id_ok(value: str) -> bool:
 
 def cn_ids(text: str) -> Iterator[Span]:
     for m in _CN_ID.finditer(text):
-        value = m.group().upper()
+        value = re.sub(r"[ -]", "", m.group()).upper()
         if _cn_id_ok(value):
             yield Span("cn_id", m.start(), m.end(), value)
 

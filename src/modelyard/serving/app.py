@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from modelyard import model_thread
+from modelyard.protocols import reads_text
 from modelyard.retrieval.index import is_index
 from modelyard.serving import rollout
 from modelyard.serving.errors import install_error_handlers
@@ -47,7 +48,7 @@ def _warm_up_example(task: Any, learner: Any, binary: bool) -> Any | None:
     example = getattr(task, "example_input", None)
     if callable(example):  # an example that depends on the model (a forecaster's covariates)
         example = example(learner)
-    if example is None and task.Input is str and not binary:
+    if example is None and reads_text(task.Input) and not binary:
         example = WARM_UP_TEXT
     return example
 

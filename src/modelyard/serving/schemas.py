@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, create_model
 
+from modelyard.protocols import reads_text
 from modelyard.serving.settings import ServeSettings
 
 
@@ -101,8 +102,9 @@ def _text_limited(input_type: type[BaseModel], limit: int) -> type[BaseModel]:
 def predict_request_model(input_type: Any, settings: ServeSettings) -> type[BaseModel]:
     """`{"inputs": [Input, ...], "top_k": int, "store": bool}` with the server's limits baked into the schema."""
     item = input_type
-    if input_type is str:
-        item = Annotated[str, StringConstraints(max_length=settings.max_text_chars)]
+    if reads_text(input_type):  # the limit first (pydantic words it for a string), then a Text's own check
+        checks = getattr(input_type, "__metadata__", ())
+        item = Annotated[str, StringConstraints(max_length=settings.max_text_chars), *checks]
     elif isinstance(input_type, type) and issubclass(input_type, BaseModel):
         item = _text_limited(input_type, settings.max_text_chars)
     return create_model(

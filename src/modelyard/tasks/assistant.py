@@ -22,7 +22,7 @@ from modelyard.errors import BundleError, ConfigError, DataError, ModelNotFoundE
 from modelyard.generation.options import GenerationOptions
 from modelyard.home import home
 from modelyard.models import catalog
-from modelyard.protocols import PreparedData
+from modelyard.protocols import PreparedData, Text
 from modelyard.retrieval import chunking
 from modelyard.retrieval.index import MANIFEST, build, is_index
 from modelyard.retrieval.readers import SUFFIXES, list_documents
@@ -296,7 +296,7 @@ def _chat_learner(backbone: str, options: AssistantModelConfig) -> Any:
 class AssistantTask:
     DataConfig: ClassVar = AssistantDataConfig
     ModelConfig: ClassVar = AssistantModelConfig
-    Input: ClassVar = str
+    Input: ClassVar = Text
     main_metric: ClassVar = "balanced_accuracy"
     greater_is_better: ClassVar = True
     assists: ClassVar = True  # the server adds the grounded /v1/chat/completions (serving/assistant_routes.py)

@@ -15,7 +15,7 @@ from modelyard.learners import domain_pretraining
 from modelyard.learners.multilabel import Decision, MultiLabelTextLearner, OnnxMultiLabelTextLearner
 from modelyard.learners.multilabel_tfidf import TfidfOvrLearner, tfidf_ovr_baseline
 from modelyard.learners.text_inputs import UNKNOWN_RATE_LIMIT, coverage_warnings, length_percentiles, unknown_rate
-from modelyard.protocols import PreparedData
+from modelyard.protocols import PreparedData, Text
 from modelyard.tasks import register_task
 from modelyard.tasks.text_classification import (
     AUTO_ENCODERS,
@@ -138,7 +138,7 @@ def _read(path: str, data: MultiLabelDataConfig) -> tuple[pd.DataFrame, dict[str
 class MultiLabelClassificationTask:
     DataConfig: ClassVar = MultiLabelDataConfig
     ModelConfig: ClassVar = MultiLabelModelConfig
-    Input: ClassVar = str
+    Input: ClassVar = Text
     main_metric: ClassVar = "micro_f1"
     validation_metrics: ClassVar = (  # what multilabel_metrics reports: tune.metric, train.early_stopping.metric
         "micro_f1",

@@ -19,6 +19,7 @@ from modelyard.config import Config, DataConfig, ModelConfig
 from modelyard.errors import DataError, ModelNotFoundError
 from modelyard.learners.image_inputs import EFFICIENTNET
 from modelyard.learners.multimodal import MultimodalClassifierLearner, MultimodalInput
+from modelyard.metrics.classification import METRIC_NAMES
 from modelyard.models import catalog
 from modelyard.protocols import PreparedData
 from modelyard.retrieval.encoder import encoder_folder
@@ -82,6 +83,7 @@ class MultimodalClassificationTask:
     ModelConfig: ClassVar = MultimodalModelConfig
     Input: ClassVar = MultimodalInput
     main_metric: ClassVar = "macro_f1"
+    validation_metrics: ClassVar = METRIC_NAMES  # the fusion head's classification_metrics
     greater_is_better: ClassVar = True
 
     @property

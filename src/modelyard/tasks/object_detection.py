@@ -74,6 +74,7 @@ class ObjectDetectionTask:
     ModelConfig: ClassVar = DetectionModelConfig
     Input: ClassVar = ImageInput
     main_metric: ClassVar = "map50"
+    validation_metrics: ClassVar = ("map50", "map50_95")  # detection_metrics
     greater_is_better: ClassVar = True
 
     @property

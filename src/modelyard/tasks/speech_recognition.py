@@ -265,6 +265,7 @@ class SpeechRecognitionTask:
     ModelConfig: ClassVar = SpeechModelConfig
     Input: ClassVar = AudioInput
     main_metric: ClassVar = "wer"
+    validation_metrics: ClassVar = ("wer", "cer", "sentence_error_rate")  # speech_metrics (rtf is speed)
     greater_is_better: ClassVar = False
     transcribes_audio: ClassVar = True  # the server adds POST /v1/audio/transcriptions
 

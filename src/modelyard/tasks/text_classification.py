@@ -19,7 +19,7 @@ from modelyard.learners.tfidf import TfidfLinearLearner, tfidf_baseline
 from modelyard.metrics.classification import METRIC_NAMES
 from modelyard.models import catalog
 from modelyard.models.tokenizers import cjk_share
-from modelyard.protocols import PreparedData
+from modelyard.protocols import PreparedData, Text
 from modelyard.tasks import register_task
 
 if TYPE_CHECKING:  # pandas and the data modules (scikit-learn) load with `prepare`: serving a bundle needs neither
@@ -162,7 +162,7 @@ def _read(path: str, config: Config, which: str) -> tuple[pd.DataFrame, dict, An
 class TextClassificationTask:
     DataConfig: ClassVar = TextDataConfig
     ModelConfig: ClassVar = TextModelConfig
-    Input: ClassVar = str
+    Input: ClassVar = Text
     main_metric: ClassVar = "macro_f1"
     greater_is_better: ClassVar = True
     validation_metrics: ClassVar = METRIC_NAMES

@@ -13,7 +13,7 @@ from modelyard.config import Config, DataConfig, ModelConfig
 from modelyard.errors import DataError
 from modelyard.learners.text_inputs import coverage_warnings
 from modelyard.learners.token_tagger import SPEC_FILE, TokenTaggerLearner
-from modelyard.protocols import PreparedData
+from modelyard.protocols import PreparedData, Text
 from modelyard.tasks import register_task
 from modelyard.tasks.text_classification import pretrained_dir
 
@@ -92,7 +92,7 @@ def _type_counts(frame: pd.DataFrame) -> dict[str, int]:
 class TokenClassificationTask:
     DataConfig: ClassVar = EntityDataConfig
     ModelConfig: ClassVar = EntityModelConfig
-    Input: ClassVar = str
+    Input: ClassVar = Text
     main_metric: ClassVar = "entity_f1"
     # what entity_metrics reports: tune.metric, train.early_stopping.metric
     validation_metrics: ClassVar = ("entity_f1", "entity_precision", "entity_recall", "macro_f1", "token_accuracy")

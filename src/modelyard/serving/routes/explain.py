@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from modelyard import model_thread
 from modelyard.errors import UserError
 from modelyard.evaluation.explain import can_explain, explain
+from modelyard.protocols import reads_text
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError
 from modelyard.serving.schemas import ERROR_RESPONSES
@@ -55,9 +56,9 @@ async def explain_input(
     if not can_explain(service.model):
         raise ServingError(422, "this model does not support explanations (text classifiers do)")
     limit = request.app.state.settings.max_text_chars
-    if isinstance(body.input, dict) and service.model.task.Input is str:
+    if isinstance(body.input, dict) and reads_text(service.model.task.Input):
         raise ServingError(422, "input: this model explains a text (or base64 image), not an object")
-    if service.model.task.Input is str and len(body.input) > limit:
+    if reads_text(service.model.task.Input) and len(body.input) > limit:
         raise ServingError(422, f"input: {len(body.input)} characters, over the {limit} limit")
     try:
         result = await model_thread.run(explain, service.model, service.parse(body.input, "input"), body.label)

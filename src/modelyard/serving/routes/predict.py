@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from pydantic import BaseModel
 
 from modelyard.evaluation.explain import can_explain
+from modelyard.protocols import BLANK_TEXT, Text
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError
 from modelyard.serving.schemas import (
@@ -50,7 +51,7 @@ def predict_router(request_model: type[BaseModel], input_type: Any, binary: bool
     ) -> PredictResponse:
         if len(files) > settings.max_inputs:
             raise ServingError(422, f"files: at most {settings.max_inputs} per request, got {len(files)}")
-        inputs = [await _file_input(f, i, binary, settings) for i, f in enumerate(files)]
+        inputs = [await _file_input(f, i, input_type, binary, settings) for i, f in enumerate(files)]
         return await answer(service, inputs, top_k, store)
 
     @router.get("/model", summary="What is served: name, version, task, labels, input schema")
@@ -77,7 +78,7 @@ def predict_router(request_model: type[BaseModel], input_type: Any, binary: bool
     return router
 
 
-async def _file_input(upload: UploadFile, index: int, binary: bool, settings: ServeSettings) -> str:
+async def _file_input(upload: UploadFile, index: int, input_type: Any, binary: bool, settings: ServeSettings) -> str:
     data = await upload.read()
     if binary:
         return base64.b64encode(data).decode("ascii")
@@ -87,4 +88,6 @@ async def _file_input(upload: UploadFile, index: int, binary: bool, settings: Se
         raise ServingError(422, f"files.{index}: not UTF-8 text; this model takes text") from None
     if len(text) > settings.max_text_chars:
         raise ServingError(422, f"files.{index}: {len(text)} characters, over the {settings.max_text_chars} limit")
+    if input_type is Text and not text.strip():
+        raise ServingError(422, f"files.{index}: {BLANK_TEXT}")
     return text
