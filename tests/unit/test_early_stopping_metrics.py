@@ -34,3 +34,13 @@ def test_the_main_metric_and_the_starter_configs_metric_pass(name):
     task = get_task(name)
     check_early_stopping(task, _config(task.main_metric))
     check_early_stopping(task, _config(DECLARED[name]))
+
+
+@pytest.mark.parametrize("name,metric", [("tabular_classification", "roc_auc"), ("tabular_regression", "rmse")])
+def test_a_table_model_refuses_a_metric_it_would_ignore_and_accepts_its_own(name, metric):
+    task = get_task(name)
+    with pytest.raises(ConfigError, match=f"stop training by their own validation metric \\({metric}\\)") as err:
+        check_early_stopping(task, _config("pr_auc"))
+    assert "leave train.early_stopping.metric unset" in err.value.hint
+    check_early_stopping(task, _config(metric))
+    check_early_stopping(task, SimpleNamespace(train=SimpleNamespace(early_stopping=None)))

@@ -54,8 +54,16 @@ def check_metric(metric: str | None, names: Iterable[str]) -> None:
 
 def check_early_stopping(task: Any, config: Any) -> None:
     """`train.early_stopping.metric` checked before anything trains (`validate`, `train`, each `tune` trial), against
-    the metrics the task's validation reports (its `validation_metrics`), for every task that declares them."""
+    the metrics the task's validation reports (its `validation_metrics`), for every task that declares them; a task
+    that always watches one metric (its `stopping_metric`) refuses any other instead of ignoring it."""
     named = config.train.early_stopping.metric if config.train.early_stopping else None
+    fixed = getattr(task, "stopping_metric", None)
+    if fixed is not None and named not in (None, fixed):  # the task would watch its own metric and ignore this one
+        raise ConfigError(
+            f"train.early_stopping.metric: {task.name} models stop training by their own validation metric ({fixed}), "
+            f"so '{named}' would be ignored",
+            f"leave train.early_stopping.metric unset (train.early_stopping.patience is used), or set it to {fixed}",
+        )
     known = getattr(task, "validation_metrics", None)
     if known is not None:
         check_metric(named, known)
