@@ -15,7 +15,7 @@ from modelyard.config import Config
 from modelyard.errors import ConfigError
 from modelyard.loader import Model, load
 from modelyard.pipeline import default_output, latest_unfinished, train
-from modelyard.privacy.scan import add_pii_report
+from modelyard.privacy.scan import add_pii_report, warn_literal_salt
 from modelyard.protocols import PreparedData
 from modelyard.tasks import as_config, get_task
 
@@ -48,6 +48,7 @@ def validate(config: Config | dict[str, Any] | str | Path, overrides: Sequence[s
 
         check_prepared(config, task)  # each searched value as `tune` prepares it
     add_pii_report(config, data)
+    warn_literal_salt(config, data)
     return data
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -118,18 +122,34 @@ def _journal(target: Path) -> Path:
     return target.with_name(f".{target.name}.swap.json")
 
 
+def _swap_names(target: Path) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """The names a swap of `target` gives its staging and its old folder: the only ones a journal may name."""
+    name = re.escape(target.name)
+    return re.compile(rf"\.{name}\.partial-[0-9a-f]+"), re.compile(rf"\.{name}\.old-[0-9a-f]{{8}}")
+
+
 def replace_dir(staging: Path, target: Path) -> None:
     """Swap a fully written staging folder into place, crash-safely: the staging folder is made durable, a journal
     beside the target names both folders, then the renames run; a kill at any point is finished by `recover_dir`
-    on the next start, so the target path never stays empty and no `.old-*` folder is left behind."""
+    on the next start, so the target path never stays empty and no `.old-*` folder is left behind. A staging
+    folder named otherwise than `.NAME.partial-*` beside the target is first renamed so, after the journal is
+    written: the journal then only ever names the swap's own folders (a kill before that rename leaves it as it
+    was, to its writer)."""
     staging, target = Path(staging), Path(target)
     recover_dir(target)
     _fsync_tree(staging)
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    record = {"staging": os.path.relpath(staging, target.parent), "old": old.name}
+    tag = uuid.uuid4().hex[:8]
+    own = staging if staging.parent == target.parent and _swap_names(target)[0].fullmatch(staging.name) else None
+    record = {"staging": (own or target.with_name(f".{target.name}.partial-{tag}")).name}
+    record["old"] = f".{target.name}.old-{tag}"
     atomic_write_json(_journal(target), record)
     fsync_dir(target.parent)
-    _finish_swap(target, target.parent / record["staging"], old)
+    if own is None:
+        os.replace(staging, target.parent / record["staging"])
+        fsync_dir(target.parent)
+        if staging.parent != target.parent:
+            fsync_dir(staging.parent)
+    _finish_swap(target, target.parent / record["staging"], target.parent / record["old"])
 
 
 def _finish_swap(target: Path, staging: Path, old: Path) -> None:
@@ -140,8 +160,6 @@ def _finish_swap(target: Path, staging: Path, old: Path) -> None:
     if staging.exists() and not target.exists():
         os.replace(staging, target)
         fsync_dir(target.parent)
-        if staging.parent != target.parent:
-            fsync_dir(staging.parent)
     if old.exists() and not target.exists():  # the new folder never arrived (its writer failed): restore the old
         os.replace(old, target)
         fsync_dir(target.parent)
@@ -152,7 +170,9 @@ def _finish_swap(target: Path, staging: Path, old: Path) -> None:
 
 
 def recover_dir(target: str | os.PathLike) -> None:
-    """Finish a folder swap that a crash interrupted (see `replace_dir`); nothing to do when none was."""
+    """Finish a folder swap that a crash interrupted (see `replace_dir`); nothing to do when none was. Readers
+    call it too, since a kill between the two renames leaves no folder at the target path. A journal naming
+    anything but this swap's own folders beside the target is not ours: it is ignored, and nothing is moved."""
     target = Path(target)
     journal = _journal(target)
     if not target.parent.is_dir():
@@ -164,12 +184,28 @@ def recover_dir(target: str | os.PathLike) -> None:
         return
     try:
         record = json.loads(journal.read_text(encoding="utf-8"))
-        staging, old = target.parent / record["staging"], target.parent / record["old"]
+        staging, old = record["staging"], record["old"]
     except (ValueError, KeyError, TypeError):  # written atomically, so never half; refuse to guess if mangled
         raise UserError(
             f"{journal}: unreadable folder-swap journal", f"check {target} by hand, then remove the journal"
         ) from None
-    _finish_swap(target, staging, old)
+    problem = _foreign_swap(target, staging, old)
+    if problem:
+        log.warning("ignoring the folder-swap journal %s: %s; nothing was moved or deleted", journal, problem)
+        return
+    _finish_swap(target, target.parent / staging, target.parent / old)
+
+
+def _foreign_swap(target: Path, staging: Any, old: Any) -> str | None:
+    """Why a journal's `staging` and `old` are not the folders `replace_dir` names for `target`, or None."""
+    patterns = _swap_names(target)
+    for key, value, pattern in (("staging", staging, patterns[0]), ("old", old, patterns[1])):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            kind = "partial" if key == "staging" else "old"
+            return f"its {key} {value!r} is not a plain .{target.name}.{kind}-* name beside {target.name}"
+        if (target.parent / value).is_symlink():
+            return f"its {key} {value} is a link"
+    return None
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -168,8 +168,10 @@ def bundle_path(ref: str | Path) -> Path:
 
 def check(ref: str | Path) -> None:
     """What `load` refuses before any weights are read, refused now: a registry URI that does not resolve, a
-    folder that is not a bundle, a file changed since training (`serve` checks before it starts listening)."""
-    bundle.verify(bundle_path(ref))
+    folder that is not a bundle, a file changed since training, a manifest and config naming different tasks
+    (`serve` checks before it starts listening)."""
+    path = bundle_path(ref)
+    bundle_config(path, bundle.verify(path))
 
 
 def load(ref: str | Path) -> Model:
@@ -178,10 +180,25 @@ def load(ref: str | Path) -> Model:
         raise UserError(f"load: expected a bundle folder or models:/NAME@ALIAS, got {type(ref).__name__}")
     path, version = _resolve(ref)
     manifest = bundle.verify(path)
-    config = read_config(path)
+    config = bundle_config(path, manifest)
     learner = get_task(config.task).load(path, manifest, config)
     _place(learner)
     return Model(path.resolve(), manifest, config, learner, version)
+
+
+def bundle_config(path: Path, manifest: dict[str, Any]) -> Config:
+    """The bundle's config, once its task is the manifest's: `serve` takes the task (routes, input schema) from the
+    manifest before loading, `load` from the config, so a bundle where they differ is refused, naming both."""
+    task = manifest.get("task")
+    if not isinstance(task, str):
+        raise BundleError(f"{path / bundle.MANIFEST}: field 'task' must be a task name (a string), not {task!r}")
+    config = read_config(path)
+    if task != config.task:
+        raise BundleError(
+            f"{path}: the manifest's task {task!r} ({bundle.MANIFEST}) differs from config.yaml's task {config.task!r}",
+            "the bundle was changed after training: retrain or re-export it",
+        )
+    return config
 
 
 def read_config(path: Path) -> Config:

@@ -45,12 +45,14 @@ def prepared_for_training(task: Any, config: Config) -> PreparedData:
     """The data as training reads it (`train`, each `tune` trial): prepared, checked for what DP-SGD cannot
     account for, and with `data.label_noise` applied (rows that look mislabelled dropped, down-weighted or listed)."""
     from modelyard.learners.label_noise import apply_label_noise
+    from modelyard.privacy.scan import warn_literal_salt
     from modelyard.training import privacy
     from modelyard.training.callbacks import check_early_stopping
 
     check_early_stopping(task, config)
     data = task.prepare(config)
     privacy.check(config, task, len(data.splits["train"]))
+    warn_literal_salt(config, data)
     if config.data.label_noise is not None:
         apply_label_noise(task, config, data)
     return data

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -110,7 +111,7 @@ def test_validate_names_the_column_and_the_rows_holding_personal_data(tmp_path):
 def test_mlflow_keeps_the_data_report_redacted_and_never_a_literal_salt(tmp_path):
     from mlflow import MlflowClient
 
-    from modelyard.tracking import runs, store
+    from modelyard.tracking import registry, runs, store
 
     rows = [{"amount": i % 50, "channel": "web" if i % 2 else "store", "late": int(i % 50 > 25)} for i in range(400)]
     for i, address in enumerate(["ann.lee@example.com", "bo.chen@example.org", "cy.wu@example.net"]):
@@ -137,6 +138,14 @@ def test_mlflow_keeps_the_data_report_redacted_and_never_a_literal_salt(tmp_path
     assert "example.com" not in logged and "example.org" not in logged
     assert logged.count("<EMAIL:") == 2 * own.count("@example.")  # each address, in both artifacts
     assert client.get_run(version.run_id).data.params["privacy.hash_salt"] == "<set>"
+    home = Path(os.environ["MODELYARD_HOME"])
+    holding = [p for p in home.rglob("*") if p.is_file() and b"pepper-123" in p.read_bytes()]
+    assert holding == [], holding  # neither the run's bundle/config.yaml nor the logged model's copy
+    assert "pepper-123" in (bundle / "config.yaml").read_text(encoding="utf-8")  # the bundle on disk is unchanged
+    from_mlflow = load(registry._download_bundle(version.name, version))  # the copy another machine gets
+    assert from_mlflow.config.privacy.hash_salt == "<set>"  # resealed: its checksums match; it predicts the same
+    frame = pd.DataFrame(rows[:20]).drop(columns="late")
+    assert from_mlflow.predict(frame) == load(bundle).predict(frame)
 
 
 def test_outputs_kept_for_monitoring_are_redacted_too(tmp_path):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from serving_helpers import serving
+
+SERVING_MD = Path(__file__).parents[2] / "docs" / "serving.md"
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +165,14 @@ class TestApiKey:
 
     def test_health_probes_stay_open(self, secured):
         assert secured.get("/healthz").status_code == 200 and secured.get("/readyz").status_code == 200
+
+    def test_the_routes_open_without_the_key_are_those_serving_md_names(self, secured):
+        schema = secured.get("/openapi.json").json()["paths"]
+        paths = {path for path, ops in schema.items() if "get" in ops} | {"/", "/docs", "/openapi.json"}
+        open_paths = {path for path in paths if secured.get(path).status_code != 401}
+        assert open_paths == {"/", "/docs", "/openapi.json", "/healthz", "/readyz"}
+        row = next(line for line in SERVING_MD.read_text().splitlines() if "MODELYARD_API_KEY" in line)
+        assert all(f"`{path}`" in row for path in open_paths), row
 
     def test_metrics_need_the_key(self, secured):
         assert_error(secured.get("/metrics"), 401, "unauthorized")

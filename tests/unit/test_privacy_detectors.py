@@ -253,3 +253,33 @@ def test_redacting_twice_changes_nothing_even_where_a_pseudonym_reads_as_a_numbe
 )
 def test_any_text_is_redacted_without_error_and_changed_exactly_when_something_was_found(text):
     assert (PATTERNS_ONLY.redact(text) == text) == (PATTERNS_ONLY.find(text) == [])
+
+
+def test_a_salt_hidden_in_a_bundle_copy_from_mlflow_gives_placeholders_with_a_warning(caplog):
+    """MLflow's copy of a bundle shows a literal salt as '<set>': it is never used as a (publicly known) key."""
+    redactor = from_config(RedactionConfig(hash_salt="<set>"))
+    assert redactor.salt is None and "came from MLflow" in caplog.text
+
+
+def test_train_warns_about_a_literal_salt_as_validate_does(banking_slice):
+    import modelyard
+    from modelyard.pipeline import prepared_for_training
+    from modelyard.tasks import as_config, get_task
+
+    path = banking_slice / "salted.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "salted",
+                "task": "text_classification",
+                "data": {"train": "train.csv", "text_column": "text", "label_column": "category"},
+                "model": {"backbone": "tfidf-linear"},
+                "privacy": {"hash_salt": "pepper-123"},
+            }
+        )
+    )
+    config = as_config(path)
+    trained = prepared_for_training(get_task(config.task), config).warnings
+    validated = modelyard.validate(path).warnings
+    salt = [w for w in validated if "privacy.hash_salt is written in the config" in w]
+    assert salt and [w for w in trained if w in salt] == salt

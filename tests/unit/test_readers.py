@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from modelyard.config import FormatOptions
@@ -76,6 +78,18 @@ def test_missing_empty_and_unknown_files_are_clear_errors(tmp_path):
     (tmp_path / "x.xlsx").write_bytes(b"PK")
     with pytest.raises(DataError, match="unknown file type"):
         read_table(tmp_path / "x.xlsx")
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_a_device_or_pipe_is_named_as_not_a_regular_file_rather_than_empty(tmp_path, kind):
+    import os
+
+    path = Path("/dev/zero") if kind == "device" else tmp_path / "pipe.csv"
+    if kind == "fifo":
+        os.mkfifo(path)
+    with pytest.raises(DataError, match="not a regular file") as err:
+        read_table(path)
+    assert str(path) in str(err.value) and "empty" not in str(err.value)
 
 
 def test_a_wrong_separator_is_detected_rather_than_silently_dropping_rows(tmp_path):

@@ -124,7 +124,7 @@ KILL_ON_RENAME = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("source", ["latest", ".staging-20"])  # before the old one moves aside; between the renames
+@pytest.mark.parametrize("source", ["latest", ".latest.partial-"])  # before the old one moves aside; between renames
 def test_a_checkpoint_swap_killed_midway_still_resumes_from_a_saved_step(tmp_path, source):
     """The bug this guards: a kill between the two renames left no `latest`, so --resume started from step 0."""
     import torch

@@ -222,6 +222,8 @@ def _checked(path: str | Path) -> Path:
         raise DataError(f"data file not found: {path}", "check data.train / data.test in the config")
     if path.is_dir():
         raise DataError(f"{path} is a folder; this task reads a file ({', '.join(sorted(SUFFIXES))})")
+    if not path.is_file():  # a device or pipe reports 0 bytes, yet may never end: name what it is instead
+        raise DataError(f"{path} is not a regular file (a device, pipe or socket)", "point the config at a data file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty (0 bytes)")
     return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 # When spans overlap, the better-validated kind wins: a checksum beats a numbering plan beats a language model
 # (an IBAN before a card: a German IBAN's digits often hold a Luhn-valid run, the reverse never happens)
 PRIORITY = ("cn_id", "iban", "card", "email", "ip", "phone", "person")
+log = logging.getLogger(__name__)
+HIDDEN_SALT = "<set>"  # a literal salt as model cards, reports and MLflow's copies of a bundle show it
 _ENV_SALT = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _BINARY = re.compile(r"[A-Za-z0-9+/=\s]+")
 _BINARY_MIN_CHARS = 512  # longer strings of base64 characters only are images or audio, not text to scan
@@ -175,7 +178,7 @@ def hide_salt(config_text: str) -> str:
     salt = privacy.get("hash_salt") if isinstance(privacy, dict) else None
     if salt is None or (isinstance(salt, str) and is_env_salt(salt)):
         return config_text
-    privacy["hash_salt"] = "<set>"
+    privacy["hash_salt"] = HIDDEN_SALT
     return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
 
 
@@ -183,6 +186,12 @@ def resolve_salt(salt: str | None) -> bytes | None:
     """The configured salt; `${NAME}` reads the environment variable NAME, so the secret stays out of the config
     file, the bundle and the tracking store."""
     if salt is None:
+        return None
+    if salt == HIDDEN_SALT:  # a bundle copy from MLflow, which never holds the secret: placeholders, never a known key
+        log.warning(
+            "privacy.hash_salt is hidden in this copy of the bundle (it came from MLflow): findings become plain "
+            "<KIND> placeholders, not pseudonyms; serve the original bundle, or train with hash_salt: ${NAME}"
+        )
         return None
     match = _ENV_SALT.match(salt)
     if match is None:

@@ -59,7 +59,12 @@ def add_pii_report(config: Any, data: Any) -> None:
     }
     where = ", ".join(section.redact) if section.redact else "nowhere (privacy.redact is empty)"
     data.warnings.extend(f"personal data: {line}; redacted in: {where}" for line in summary(found, names))
-    if section.hash_salt and not is_env_salt(section.hash_salt):
+
+
+def warn_literal_salt(config: Any, data: Any) -> None:
+    """A literal `privacy.hash_salt` travels in the bundle's config.yaml: `validate` and `train` both say so."""
+    salt = config.privacy.hash_salt
+    if salt and not is_env_salt(salt):
         data.warnings.append(
             "privacy.hash_salt is written in the config, so it travels in the bundle's config.yaml: "
             "use hash_salt: ${NAME} to read it from an environment variable instead"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from modelyard import model_thread
+from modelyard.bundle import MANIFEST, read_manifest
 from modelyard.protocols import reads_text
 from modelyard.retrieval.index import is_index
 from modelyard.serving import rollout
@@ -34,14 +34,14 @@ WARM_UP_TEXT = "warm-up request"
 
 
 def _task_from_manifest(model_ref: str) -> Any | None:
-    """The task named in a bundle's manifest, read without loading weights; None for registry URIs."""
-    manifest = Path(model_ref).expanduser() / "modelyard.json"
-    if not manifest.is_file():
+    """The task named in a bundle's manifest (and its config, which `load` follows), read without loading weights;
+    None for registry URIs."""
+    from modelyard.loader import bundle_config
+
+    path = Path(model_ref).expanduser()
+    if not (path / MANIFEST).is_file():
         return None
-    try:
-        return get_task(json.loads(manifest.read_text(encoding="utf-8"))["task"])
-    except (ValueError, KeyError, OSError):
-        return None  # loader.load gives the precise error
+    return get_task(bundle_config(path, read_manifest(path)).task)
 
 
 def _warm_up_example(task: Any, learner: Any, binary: bool) -> Any | None:

@@ -25,7 +25,9 @@ class ServeSettings(BaseSettings):
     max_top_k: int = Field(100, ge=1)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1, description="request body limit (413 beyond)")
     timeout_s: float = Field(30.0, gt=0, description="a prediction waiting longer answers 504")
-    api_key: str | None = Field(None, description="when set, every route but /healthz and /readyz needs it")
+    api_key: str | None = Field(
+        None, description="when set, every route but /healthz, /readyz, /, /docs and /openapi.json needs it"
+    )
     cors_origins: list[str] = Field(default_factory=list, description="CORS stays off while empty")
     log_inputs: bool = Field(True, description="store inputs in the prediction log (else their sha256 only)")
     log_predictions: bool = Field(True, description="append every prediction to MODELYARD_HOME/predictions.db")

@@ -10,6 +10,7 @@ import json
 import math
 import platform
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -22,7 +23,7 @@ import yaml
 from modelyard.config import RedactionConfig
 from modelyard.errors import BundleError
 from modelyard.privacy import Redactor, redactor_for
-from modelyard.privacy.redact import is_env_salt
+from modelyard.privacy.redact import HIDDEN_SALT, hide_salt, is_env_salt
 from modelyard.tracking import store
 from modelyard.tracking.registry import refuse_to_register
 
@@ -105,7 +106,7 @@ def log_params(client: MlflowClient, uri: str, run_id: str, config: dict[str, An
     flat = flatten(config)
     salt = flat.get("privacy.hash_salt")
     if salt is not None and not (isinstance(salt, str) and is_env_salt(salt)):  # a literal secret stays out
-        flat["privacy.hash_salt"] = "<set>"
+        flat["privacy.hash_salt"] = HIDDEN_SALT
     params = [Param(k, _param_text(v)) for k, v in flat.items()]
     with store.write_lock(uri):
         for i in range(0, len(params), BATCH):
@@ -205,7 +206,14 @@ def finish_run(
     redactor = _tracking_redactor(config)
     if redactor is not None:  # data reports name values (rare categories, labels): personal data is replaced
         report = redactor.redact_value(report, numbers=False)
-    with tempfile.TemporaryDirectory(prefix="modelyard-run-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="modelyard-run-") as tmp,
+        tempfile.TemporaryDirectory(prefix="modelyard-logged-") as copies,
+    ):
+        logged = _bundle_for_mlflow(bundle["path"], Path(copies))
+        if logged != bundle["path"]:  # the run's bundle/config.yaml too, in place of the bundle's own copy below
+            Path(tmp, "bundle").mkdir()
+            shutil.copy2(logged / "config.yaml", Path(tmp, "bundle", "config.yaml"))
         _write_json(Path(tmp, "data", "fingerprints.json"), fingerprints)
         _write_json(Path(tmp, "data", "report.json"), report)
         if redactor is not None and bundle.get("report"):  # logged in place of the bundle's own copy below
@@ -238,7 +246,7 @@ def finish_run(
                         name="model",
                         python_model=str(PACKAGE_DIR / "serving" / "mlflow_pyfunc.py"),
                         code_paths=[str(PACKAGE_DIR)],
-                        artifacts={"bundle": str(bundle["path"])},
+                        artifacts={"bundle": str(logged)},
                         pip_requirements=pyfunc_requirements(),
                         metadata={"modelyard_task": str(config.get("task")), "modelyard_name": name},
                     )
@@ -247,6 +255,24 @@ def finish_run(
                     name, source=info.model_uri, run_id=run_id, tags=version_tags, model_id=info.model_id
                 )
     return version
+
+
+def _bundle_for_mlflow(path: Path, copies: Path) -> Path:
+    """The bundle as MLflow keeps it: the bundle itself, or, when its config.yaml holds a literal hash salt, a
+    resealed copy under `copies` showing the salt as '<set>' (the secret stays on this machine; the bundle on
+    disk is unchanged). A model loaded from that copy redacts with plain placeholders (privacy.redact)."""
+    from modelyard.bundle import MANIFEST, seal
+
+    text = (path / "config.yaml").read_text(encoding="utf-8")
+    hidden = hide_salt(text)
+    if hidden == text:
+        return path
+    copy = copies / path.name
+    shutil.copytree(path, copy, symlinks=True)
+    (copy / "config.yaml").write_text(hidden, encoding="utf-8")
+    manifest = json.loads((copy / MANIFEST).read_text(encoding="utf-8"))
+    seal(copy, {key: value for key, value in manifest.items() if key != "files"})
+    return copy
 
 
 def _tracking_redactor(config: dict[str, Any]) -> Redactor | None:
