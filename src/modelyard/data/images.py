@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from modelyard.config import FormatOptions, SplitConfig
 from modelyard.data.readers import read_table, require_columns
@@ -101,13 +101,28 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def upright(image: Image.Image) -> Image.Image:
+    """The (loaded) image turned as viewers show it, in place: a phone photo stored sideways with an EXIF
+    orientation is trained on, predicted, explained and measured as the upright picture its owner sees."""
+    ImageOps.exif_transpose(image, in_place=True)
+    return image
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation (1 to 8; 1 = stored upright) of an image file, from its header."""
+    with Image.open(path) as image:
+        return int(image.getexif().get(ExifTags.Base.Orientation, 1))
+
+
 def open_checked(source: Path | bytes) -> Image.Image:
-    """Open and fully decode one image, turning every Pillow failure into ValueError with a short reason."""
+    """Open and fully decode one image, upright, turning every Pillow failure into ValueError with a short
+    reason."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
             image.load()
+            upright(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValueError(
             f"too large: over Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels"
@@ -131,12 +146,12 @@ def decode_image(data: bytes) -> Image.Image:
 
 
 def load_image(path: str | Path, size_hint: int | None = None) -> Image.Image:
-    """Read an image file as RGB; `size_hint` lets a large JPEG decode at a reduced scale (much faster)."""
+    """Read an image file as upright RGB; `size_hint` lets a large JPEG decode at a reduced scale (much faster)."""
     with Image.open(path) as image:
         if size_hint and image.format == "JPEG":
             image.draft("RGB", (size_hint, size_hint))
         image.load()
-        return to_rgb(image)
+        return to_rgb(upright(image))
 
 
 def check_file(path: Path, root: Path) -> dict[str, Any]:
