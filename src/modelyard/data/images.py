@@ -263,6 +263,13 @@ def list_table(
     return pd.DataFrame(rows, columns=["path", "file", "label"])
 
 
+def paths_in(frame: pd.DataFrame, column: str) -> list[str]:
+    """A table's column of file paths, the relative ones starting at the table's folder (`frame.attrs["source"]`,
+    as in training data; a DataFrame given in Python: the current folder)."""
+    base = Path(frame.attrs.get("source", "-")).parent
+    return [str(base / Path(name.strip()).expanduser()) for name in frame[column].astype(str)]
+
+
 def _label_text(value: Any) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
 

@@ -230,7 +230,7 @@ class ImageClassificationTask:
                 f"no column '{column}' (data.image_column) in the input file; it has: "
                 f"{', '.join(map(str, frame.columns))}"
             )
-        return frame[column].astype(str).tolist()
+        return images.paths_in(frame, column)
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> ImageClassifierLearner:
         onnx = manifest.get("runtime") == "onnxruntime"
