@@ -340,7 +340,7 @@ def load_splits(
         }
     if checked["train"].empty:
         raise DataError(
-            f"{train}: no readable images in the training data",
+            f"{train}: no readable images in the training data{_why_none(report)}",
             "see the skipped files in the data report (`modelyard validate CONFIG`)",
         )
     splits, notes = make_splits(checked["train"], checked.get("validation"), checked.get("test"), split, "label")
@@ -365,6 +365,36 @@ def load_splits(
             "(kept, read by content)"
         )
     return splits, summary, warnings_
+
+
+def _why_none(report: ImageReport) -> str:
+    """Why a source gave no usable image: how many files were skipped and the first with its reason."""
+    if not report.skipped_files:
+        return ""
+    return f": all {report.files} files were skipped, e.g. {report.skipped_files[0]}"
+
+
+def _skip_note(source: str, report: ImageReport) -> str:
+    total, named = sum(report.skipped.values()), report.skipped_files[:MAX_NAMED]
+    more = f"; and {total - len(named)} more" if total > len(named) else ""
+    return f"{source}: skipped {total} unusable files {dict(report.skipped)}: {'; '.join(named)}{more}"
+
+
+def read_labelled(
+    location: str, image_column: str, label_column: str, fmt: FormatOptions
+) -> tuple[pd.DataFrame, list[str]]:
+    """A labelled evaluation folder or CSV/JSONL, every image checked as training checks it, nothing split off:
+    (usable rows, a note naming the skipped files). A DataError names the file when no image is usable."""
+    listings, root = read_source(location, image_column, label_column, fmt, None)
+    report = ImageReport()
+    rows = verify(listings["train"], root, report)
+    if rows.empty:
+        raise DataError(
+            f"{location}: no readable images to evaluate{_why_none(report)}",
+            "list each image by a path inside this file's folder (no '..' or symlink out of it) or by its absolute "
+            "path",
+        )
+    return rows, [_skip_note(location, report)] if report.skipped else []
 
 
 def fingerprints(splits: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
