@@ -216,8 +216,21 @@ def explain(model: Any, item: Any, label: str | None = None) -> dict[str, Any]:
 
 
 def _unavailable(model: Any) -> UserError:
+    """Why this model cannot be explained: an export (which has no gradients to follow), or its kind of model."""
+    manifest = model.manifest
+    if manifest.get("runtime", "torch") != "torch" or manifest.get("quantize"):
+        runtime = "an ONNX Runtime" if manifest.get("runtime") == "onnxruntime" else "a PyTorch"
+        int8 = " int8" if manifest.get("quantize") else ""
+        source = manifest.get("export", {}).get("source", {}).get("path")
+        return UserError(
+            f"{getattr(model, 'path', 'this model')}: {runtime}{int8} export cannot be explained (explanations need "
+            "the gradients of the trained PyTorch model)",
+            f"explain the bundle it was exported from: modelyard explain {source} ..."
+            if source
+            else "explain the bundle `modelyard train` wrote, not an exported copy",
+        )
     return UserError(
-        f"explanations are not available for {model.manifest.get('task')} models ({model.learner.backbone})",
+        f"explanations are not available for {manifest.get('task')} models ({model.learner.backbone})",
         "explain works for text and image classifiers",
     )
 
