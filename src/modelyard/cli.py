@@ -214,6 +214,7 @@ def predict(
         input_format,
         predict_audio,
         predict_images,
+        predict_rows,
         read_inputs,
         write_predictions,
     )
@@ -254,7 +255,10 @@ def predict(
         return
     else:
         inputs, frame = read_inputs(loaded, text, input_, _warn, fmt)
-        predictions = loaded.predict(inputs, top_k=top_k)
+        if frame is None:
+            predictions = loaded.predict(inputs, top_k=top_k)
+        else:
+            frame, predictions = predict_rows(loaded, inputs, frame, input_, top_k, _warn)
     if output:
         write_predictions(output, frame, predictions)
         err.print(f"wrote {len(predictions)} predictions to {output}")

@@ -6,9 +6,9 @@ import codecs
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -20,8 +20,10 @@ from modelyard.data.readers import PREDICT, ReadReport, file_values, read_table,
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path, atomic_write_text, check_writable, same_file
 
+MAX_NAMED = 20  # unusable rows named in a warning
 IMAGE_CHUNK = 64  # images decoded and predicted at once: one decode each, memory bounded for big folders
 OUTPUTS = (".parquet", ".csv", ".jsonl")  # what `predict --output` writes
+T = TypeVar("T")
 
 
 def check_output(output: Path, source: Path | None) -> None:
@@ -55,15 +57,15 @@ def image_files(paths: list[Path]) -> list[str]:
 
 def _predict_files(
     model,
-    paths: list[str],
+    paths: Sequence[T],
     top_k: int,
-    on_skip: Callable[[str, str], None],
-    decode: Callable[[str], Any],
+    on_skip: Callable[[T, str], None],
+    decode: Callable[[T], Any],
     none_usable: DataError,
-) -> tuple[list[str], list[dict[str, Any]]]:
+) -> tuple[list[T], list[dict[str, Any]]]:
     """Decode and predict the files chunk by chunk; a file `decode` refuses (ValueError, OSError) is reported
     through `on_skip(path, reason)` and skipped. Raises `none_usable` only when no file at all is usable."""
-    kept: list[str] = []
+    kept: list[T] = []
     predictions: list[dict[str, Any]] = []
     for start in range(0, len(paths), IMAGE_CHUNK):
         items, names = [], []
@@ -133,6 +135,45 @@ def predict_audio(
         "each skipped file is listed above with its reason",
     )
     return _predict_files(model, paths, top_k, on_skip, lambda path: read_audio(Path(path), limit)[0], none_usable)
+
+
+def predict_rows(
+    model, inputs: list[Any], frame: pd.DataFrame, file: Path, top_k: int, warn: Callable[[str], None]
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Predict a table's rows; for an image or audio model, whose rows name files, a row whose file cannot be used
+    is left out of the output and named (file, line, reason) through `warn`, as rows with no text are, and the
+    rest are scored. Returns the rows scored and their predictions."""
+    read = _file_reader(model.learner) if hasattr(model.task, "inputs_from_frame") else None
+    if read is None:
+        return frame, model.predict(inputs, top_k=top_k)
+    bad: list[str] = []
+    unit = frame.index.name or "line"
+
+    def skip(row: int, reason: str) -> None:
+        bad.append(f"{unit} {frame.index[row]}: {inputs[row]}: {reason}")
+
+    none_usable = DataError(
+        f"{file}: none of its {len(inputs)} rows names a usable file: nothing to predict",
+        "each row is named above with the reason its file cannot be used",
+    )
+    try:
+        kept, predictions = _predict_files(
+            model, range(len(inputs)), top_k, skip, lambda row: read(inputs[row]), none_usable
+        )
+    finally:
+        if bad:
+            more = f"; and {len(bad) - MAX_NAMED} more" if len(bad) > MAX_NAMED else ""
+            warn(f"{file}: {len(bad)} rows not scored, their file cannot be used: {'; '.join(bad[:MAX_NAMED])}{more}")
+    return frame.iloc[kept], predictions
+
+
+def _file_reader(learner) -> Callable[[str], Any] | None:
+    """How a model that reads files (images, audio) decodes one, raising ValueError or OSError when it cannot."""
+    if hasattr(learner, "to_image"):
+        return lambda path: decode_image(Path(path).read_bytes())
+    if hasattr(learner, "to_audio"):
+        return lambda path: read_audio(Path(path), getattr(learner, "max_seconds", None))[0]
+    return None
 
 
 def input_format(encoding: str = "utf-8", sep: str | None = None) -> FormatOptions:

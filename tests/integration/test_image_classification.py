@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from conftest import shared_dataset
@@ -189,3 +190,27 @@ def test_predict_on_a_folder_of_only_bad_images_fails_with_one_clear_message(squ
     assert "error: none of the 4 image file(s) could be read" in result.stderr
     assert result.stderr.count("warning skipped ") == 4
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+@pytest.mark.slow
+def test_predict_input_reads_paths_from_the_files_folder_and_names_each_unusable_row(squares_bundle, tmp_path):
+    (tmp_path / "lists").mkdir()
+    _mixed_folder(tmp_path / "lists" / "photos")
+    rows = ["photos/red.png", "photos/empty.jpg", "photos/nested-blue.jpg", "photos/gone.jpg"]
+    (tmp_path / "lists" / "t.csv").write_text("image,label\n" + "".join(f"{r},red\n" for r in rows))
+    out = tmp_path / "p.csv"
+    result = subprocess.run(
+        [sys.executable, "-m", "modelyard", "predict", str(squares_bundle.path), "--input", "lists/t.csv", "-o", out],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,  # not the CSV's folder: its paths must not be read from here
+    )
+    assert result.returncode == 0, result.stderr
+    scored = pd.read_csv(out)
+    assert scored["image"].tolist() == ["photos/red.png", "photos/nested-blue.jpg"]
+    assert set(scored["label"]) <= {"blue", "red"}
+    warning = " ".join(result.stderr.split())
+    assert "lists/t.csv: 2 rows not scored, their file cannot be used: line 3: " in warning
+    assert "photos/empty.jpg: empty" in warning and "line 5: " in warning and "gone.jpg: unreadable" in warning
+    assert "wrote 2 predictions" in result.stderr

@@ -213,3 +213,35 @@ def test_a_background_only_set_is_scored_by_its_false_alarms():
     preds = [{"boxes": np.array([[1.0, 1, 20, 20]]), "scores": np.array([0.9]), "classes": np.array([0])}]
     metrics = detection_metrics(truths, preds, ["raccoon"])
     assert metrics["boxes"] == 0 and metrics["confusion"]["matrix"] == [[0, 0], [1, 0]]
+
+
+def _sideways(tmp_path: Path, name: str, declared: str) -> tuple[Path, readers.ImageBoxes]:
+    """raccoon_mini's `name` image stored turned a quarter (EXIF orientation 6 turns it back), its VOC annotation
+    declaring the `declared` ("upright" or "stored") size with boxes drawn on that picture."""
+    from PIL import Image
+
+    before = next(item for item in readers.read_annotations(MINI, None, None) if item.path.name == f"{name}.jpg")
+    folder = _voc_copy(tmp_path, name)
+    with Image.open(folder / "images" / f"{name}.jpg") as image:
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        image.transpose(Image.Transpose.ROTATE_90).save(folder / "images" / f"{name}.jpg", exif=exif)
+    if declared == "stored":  # drawn by a tool that ignored the orientation: on the stored, sideways pixels
+        xml = folder / f"{name}.xml"
+        text = xml.read_text()
+        (x1, y1, x2, y2), w = before.boxes[0], before.width
+        swapped = {"width": before.height, "height": w, "xmin": y1, "ymin": w - x2, "xmax": y2, "ymax": w - x1}
+        for tag, value in swapped.items():
+            text = text.replace(text[text.index(f"<{tag}>") : text.index(f"</{tag}>")], f"<{tag}>{value:g}")
+        xml.write_text(text)
+    return folder, before
+
+
+@pytest.mark.parametrize("declared", ["upright", "stored"])
+def test_boxes_of_a_sideways_photo_are_in_the_upright_image(tmp_path, declared):
+    folder, before = _sideways(tmp_path, "raccoon-106", declared)
+    kept, warnings = readers.check_boxes(readers.read_annotations(folder, None, None), ["raccoon"], "train")
+    assert (kept[0].width, kept[0].height) == (before.width, before.height)
+    assert np.allclose(kept[0].boxes[0], before.boxes[0], atol=1)
+    assert len(warnings) == (declared == "stored")
+    assert declared == "upright" or "turned with it to the upright image: " in warnings[0]

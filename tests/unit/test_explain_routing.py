@@ -21,3 +21,52 @@ def test_a_detector_is_not_explainable_whether_given_an_image_or_a_text(item):
     model = SimpleNamespace(learner=learner, manifest={"task": "object_detection"})
     with pytest.raises(UserError, match="explanations are not available for object_detection models"):
         explain(model, item)
+
+
+@pytest.mark.parametrize(
+    ("export", "said"),
+    [
+        ({"runtime": "onnxruntime", "quantize": "static-int8"}, "an ONNX Runtime int8 export cannot be explained"),
+        ({"runtime": "torch", "quantize": "dynamic-int8"}, "a PyTorch int8 export cannot be explained"),
+    ],
+)
+def test_an_export_is_refused_as_an_export_naming_the_bundle_it_came_from(export, said):
+    learner = SimpleNamespace(backbone="efficientnet-lite0")  # an ONNX learner: no gradients, nothing to route
+    manifest = {"task": "image_classification", **export, "export": {"source": {"path": "/runs/bees/1"}}}
+    model = SimpleNamespace(learner=learner, manifest=manifest, path=Path("/runs/bees-onnx"))
+    with pytest.raises(UserError) as caught:
+        explain(model, str(IMAGE))
+    assert caught.value.message.startswith(f"/runs/bees-onnx: {said}")
+    assert caught.value.hint == "explain the bundle it was exported from: modelyard explain /runs/bees/1 ..."
+
+
+@pytest.fixture
+def tiny_image_model():
+    from modelyard.learners.image import ImageClassifierLearner
+    from modelyard.tasks.image_classification import ImageModelConfig
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    learner = ImageClassifierLearner.create("cnn-scratch", ["a", "b"], 16, "none", ImageModelConfig())
+    return SimpleNamespace(learner=learner, manifest={"task": "image_classification"})
+
+
+def test_image_attributions_retry_with_more_steps_and_say_when_they_have_not_converged(tiny_image_model, monkeypatch):
+    from modelyard.evaluation import explain as module
+
+    monkeypatch.setattr(module, "CONVERGED", 0.0)  # never close enough: every allowed try is made
+    monkeypatch.setattr(module, "IMAGE_MAX_STEPS", 4)
+    result = module.explain_image(tiny_image_model, str(IMAGE), steps=1)
+    assert result["steps"] == 4 and "(4 steps," in result["method"]
+    assert result["converged"] is False
+    gap = result["output"] - result["baseline_output"]
+    assert result["relative_delta"] == pytest.approx(abs(result["attribution_sum"] - gap) / abs(gap), rel=1e-2)
+
+
+def test_converged_image_attributions_sum_to_the_output_change(tiny_image_model):
+    from modelyard.evaluation.explain import CONVERGED, explain_image
+
+    result = explain_image(tiny_image_model, str(IMAGE))
+    gap = result["output"] - result["baseline_output"]
+    assert result["converged"] is (result["relative_delta"] <= CONVERGED)
+    assert result["converged"] and result["attribution_sum"] == pytest.approx(gap, rel=CONVERGED)

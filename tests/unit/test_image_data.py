@@ -184,3 +184,61 @@ def test_an_image_path_that_does_not_exist_is_named_as_a_path_not_as_bad_base64(
     assert input_image(base64.b64encode(buffer.getvalue()).decode()).size == (4, 4)  # '/9j/...' is still base64
     with pytest.raises(DataError, match="neither an image file nor a base64 image"):
         input_image("not an image at all")
+
+
+def _sideways_photo(path: Path, orientation: int = 6) -> Image.Image:
+    """An upright 60x40 picture (red left half) stored turned, with the EXIF orientation that turns it back."""
+    upright = Image.new("RGB", (60, 40), "blue")
+    upright.paste((255, 0, 0), (0, 0, 30, 40))
+    stored = upright.transpose(Image.Transpose.ROTATE_90 if orientation == 6 else Image.Transpose.ROTATE_270)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(path, exif=exif, quality=95)
+    return upright
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_a_sideways_phone_photo_is_read_upright_everywhere(tmp_path, orientation):
+    from modelyard.learners.image_inputs import input_image
+
+    path = tmp_path / "phone.jpg"
+    upright = np.asarray(_sideways_photo(path, orientation), dtype=np.int16)
+    for image in (images.load_image(path), images.decode_image(path.read_bytes())):
+        assert image.size == (60, 40)
+        assert np.abs(np.asarray(image, dtype=np.int16) - upright).mean() < 8
+    assert input_image(str(path)).size == (60, 40)
+    assert images.load_image(path, 20).size == (30, 20)  # a reduced-scale JPEG decode is turned too
+    checked = images.check_file(path, tmp_path)
+    assert (checked["width"], checked["height"]) == (60, 40)
+
+
+def test_an_evaluation_file_whose_images_all_lie_outside_its_folder_says_so_naming_the_first(tmp_path):
+    from modelyard.errors import DataError
+
+    colour_squares(tmp_path / "data", per_class=2)
+    (tmp_path / "csvdir").mkdir()
+    listing = tmp_path / "csvdir" / "test.csv"
+    listing.write_text("image,label\n../data/red/0.png,red\n../data/blue/0.png,blue\n")
+    with pytest.raises(DataError) as caught:
+        images.read_labelled(str(listing), "image", "label", FormatOptions())
+    message = caught.value.message
+    assert message.startswith(f"{listing}: no readable images to evaluate: all 2 files were skipped, e.g. ")
+    assert "../data/red/0.png: outside the data folder" in message and "training" not in message
+    assert "validate" not in (caught.value.hint or "") and "absolute" in caught.value.hint
+
+
+def test_an_evaluation_file_keeps_every_usable_image_and_notes_the_skipped(tmp_path):
+    root = colour_squares(tmp_path / "data", per_class=2)
+    (root / "red" / "empty.png").write_bytes(b"")
+    rows, notes = images.read_labelled(str(root), "image", "label", FormatOptions())
+    assert len(rows) == 4 and set(rows["label"]) == {"red", "blue"}
+    assert len(notes) == 1 and "skipped 1 unusable files" in notes[0] and "red/empty.png: empty" in notes[0]
+
+
+def test_training_data_with_no_usable_image_names_the_first_skipped_file(tmp_path):
+    from modelyard.errors import DataError
+
+    (tmp_path / "data" / "red").mkdir(parents=True)
+    (tmp_path / "data" / "red" / "a.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"training data: all 1 files were skipped, e.g. red/a.png: empty"):
+        load(tmp_path / "data")

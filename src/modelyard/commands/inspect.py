@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from modelyard.commands.console import warn
 from modelyard.errors import UserError
 from modelyard.fsutil import atomic_write_bytes, same_file
 from modelyard.protocols import reads_text
@@ -83,6 +84,11 @@ def explain(
         option = "--text" if reads == "a text" else "--row"
         raise UserError(f"{model} explains {reads}, not {given}", f"pass it with {option}")
     result = explain(loaded, item, label)
+    if result.get("converged") is False:
+        warn(
+            f"the attributions have not converged: they miss output - baseline_output by {result['relative_delta']:.0%}"
+            f" of it after {result['steps']} steps; read the heat-map as a rough guide"
+        )
     if "heatmap" in result:
         path = output or Path(f"{image.stem}-explained.png")
         atomic_write_bytes(path, base64.b64decode(result["heatmap"]))

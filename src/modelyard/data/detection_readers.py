@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from modelyard.data.images import EXTENSIONS, open_checked
+from modelyard.data.images import EXTENSIONS, exif_orientation, open_checked
 from modelyard.errors import DataError
 from modelyard.fsutil import sha256_file
 
@@ -202,11 +202,36 @@ def _named(problems: list[str]) -> str:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image file, decoded whole; ValueError with the reason when it is not a usable one."""
+    """(width, height) of an image file as shown (EXIF orientation applied), decoded whole; ValueError with the
+    reason when it is not a usable one."""
     if path.stat().st_size == 0:
         raise ValueError("empty: 0 bytes")
     with open_checked(path) as image:
         return image.size
+
+
+def _turn_point(x: float, y: float, orientation: int, width: int, height: int) -> tuple[float, float]:
+    """A point of the stored (width x height) pixels in the upright image EXIF `orientation` makes of them."""
+    return {
+        2: (width - x, y),
+        3: (width - x, height - y),
+        4: (x, height - y),
+        5: (y, x),
+        6: (height - y, x),
+        7: (height - y, width - x),
+        8: (y, width - x),
+    }.get(orientation, (x, y))
+
+
+def _turn_boxes(item: ImageBoxes, orientation: int) -> str:
+    """Boxes drawn on the stored pixels of a sideways photo (the annotation declares the stored size) turned with
+    the photo, into the upright image's pixels; what changed."""
+    turned = []
+    for x1, y1, x2, y2 in item.boxes:
+        (ax, ay), (bx, by) = (_turn_point(x, y, orientation, item.width, item.height) for x, y in ((x1, y1), (x2, y2)))
+        turned.append([min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)])
+    item.boxes = turned
+    return f" (turned from the stored {item.width}x{item.height} by EXIF orientation {orientation})"
 
 
 def _scale_boxes(item: ImageBoxes, size: tuple[int, int]) -> str:
@@ -223,7 +248,7 @@ def check_boxes(items: list[ImageBoxes], classes: list[str] | None, split: str) 
     without any box (kept: they teach the detector what is background) and those whose annotation declares another
     size than the image (boxes scaled to it); a DataError names boxes outside their image, zero-area or
     not-a-number boxes, unknown classes and missing image files."""
-    problems, empty, skipped, kept, rescaled = [], [], [], [], []
+    problems, empty, skipped, kept, rescaled, turned = [], [], [], [], [], []
     for item in items:
         if not item.path.is_file():
             problems.append(f"{item.source}: image file {item.path} not found")
@@ -235,8 +260,13 @@ def check_boxes(items: list[ImageBoxes], classes: list[str] | None, split: str) 
             continue
         scaled = ""
         if item.width and item.height and (item.width, item.height) != size:
-            scaled = _scale_boxes(item, size)
-            rescaled.append(f"{item.source} ({item.width}x{item.height}, image {size[0]}x{size[1]})")
+            orientation = exif_orientation(item.path)
+            if orientation >= 5 and (item.height, item.width) == size:
+                scaled = _turn_boxes(item, orientation)
+                turned.append(f"{item.source} ({item.path.name}, orientation {orientation})")
+            else:
+                scaled = _scale_boxes(item, size)
+                rescaled.append(f"{item.source} ({item.width}x{item.height}, image {size[0]}x{size[1]})")
         item.width, item.height = size
         kept.append(item)
         if not item.boxes:
@@ -267,6 +297,11 @@ def check_boxes(items: list[ImageBoxes], classes: list[str] | None, split: str) 
         warnings.append(
             f"{split}: {len(rescaled)} annotations declare another size than their image; their boxes were scaled "
             f"to the image: {_named(rescaled)}"
+        )
+    if turned:
+        warnings.append(
+            f"{split}: {len(turned)} annotations declare the stored size of a photo that EXIF turns; their boxes "
+            f"were turned with it to the upright image: {_named(turned)}"
         )
     if empty:
         warnings.append(f"{split}: {len(empty)} images without annotations (kept as background): {_named(empty)}")

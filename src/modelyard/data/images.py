@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from modelyard.config import FormatOptions, SplitConfig
 from modelyard.data.readers import read_table, require_columns
@@ -101,13 +101,28 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def upright(image: Image.Image) -> Image.Image:
+    """The (loaded) image turned as viewers show it, in place: a phone photo stored sideways with an EXIF
+    orientation is trained on, predicted, explained and measured as the upright picture its owner sees."""
+    ImageOps.exif_transpose(image, in_place=True)
+    return image
+
+
+def exif_orientation(path: Path) -> int:
+    """The EXIF orientation (1 to 8; 1 = stored upright) of an image file, from its header."""
+    with Image.open(path) as image:
+        return int(image.getexif().get(ExifTags.Base.Orientation, 1))
+
+
 def open_checked(source: Path | bytes) -> Image.Image:
-    """Open and fully decode one image, turning every Pillow failure into ValueError with a short reason."""
+    """Open and fully decode one image, upright, turning every Pillow failure into ValueError with a short
+    reason."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
             image.load()
+            upright(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValueError(
             f"too large: over Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels"
@@ -131,12 +146,12 @@ def decode_image(data: bytes) -> Image.Image:
 
 
 def load_image(path: str | Path, size_hint: int | None = None) -> Image.Image:
-    """Read an image file as RGB; `size_hint` lets a large JPEG decode at a reduced scale (much faster)."""
+    """Read an image file as upright RGB; `size_hint` lets a large JPEG decode at a reduced scale (much faster)."""
     with Image.open(path) as image:
         if size_hint and image.format == "JPEG":
             image.draft("RGB", (size_hint, size_hint))
         image.load()
-        return to_rgb(image)
+        return to_rgb(upright(image))
 
 
 def check_file(path: Path, root: Path) -> dict[str, Any]:
@@ -248,6 +263,13 @@ def list_table(
     return pd.DataFrame(rows, columns=["path", "file", "label"])
 
 
+def paths_in(frame: pd.DataFrame, column: str) -> list[str]:
+    """A table's column of file paths, the relative ones starting at the table's folder (`frame.attrs["source"]`,
+    as in training data; a DataFrame given in Python: the current folder)."""
+    base = Path(frame.attrs.get("source", "-")).parent
+    return [str(base / Path(name.strip()).expanduser()) for name in frame[column].astype(str)]
+
+
 def _label_text(value: Any) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
 
@@ -318,7 +340,7 @@ def load_splits(
         }
     if checked["train"].empty:
         raise DataError(
-            f"{train}: no readable images in the training data",
+            f"{train}: no readable images in the training data{_why_none(report)}",
             "see the skipped files in the data report (`modelyard validate CONFIG`)",
         )
     splits, notes = make_splits(checked["train"], checked.get("validation"), checked.get("test"), split, "label")
@@ -343,6 +365,36 @@ def load_splits(
             "(kept, read by content)"
         )
     return splits, summary, warnings_
+
+
+def _why_none(report: ImageReport) -> str:
+    """Why a source gave no usable image: how many files were skipped and the first with its reason."""
+    if not report.skipped_files:
+        return ""
+    return f": all {report.files} files were skipped, e.g. {report.skipped_files[0]}"
+
+
+def _skip_note(source: str, report: ImageReport) -> str:
+    total, named = sum(report.skipped.values()), report.skipped_files[:MAX_NAMED]
+    more = f"; and {total - len(named)} more" if total > len(named) else ""
+    return f"{source}: skipped {total} unusable files {dict(report.skipped)}: {'; '.join(named)}{more}"
+
+
+def read_labelled(
+    location: str, image_column: str, label_column: str, fmt: FormatOptions
+) -> tuple[pd.DataFrame, list[str]]:
+    """A labelled evaluation folder or CSV/JSONL, every image checked as training checks it, nothing split off:
+    (usable rows, a note naming the skipped files). A DataError names the file when no image is usable."""
+    listings, root = read_source(location, image_column, label_column, fmt, None)
+    report = ImageReport()
+    rows = verify(listings["train"], root, report)
+    if rows.empty:
+        raise DataError(
+            f"{location}: no readable images to evaluate{_why_none(report)}",
+            "list each image by a path inside this file's folder (no '..' or symlink out of it) or by its absolute "
+            "path",
+        )
+    return rows, [_skip_note(location, report)] if report.skipped else []
 
 
 def fingerprints(splits: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:

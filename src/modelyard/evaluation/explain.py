@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -21,7 +22,10 @@ from modelyard.learners.text import TextClassifierLearner
 from modelyard.learners.tfidf import TfidfLinearLearner
 
 IG_STEPS = 50
-IMAGE_STEPS = 32
+IMAGE_STEPS = 32  # the first try; four times as many while the attributions miss the output change
+IMAGE_MAX_STEPS = 512
+IMAGE_SECONDS = 60.0  # no further try once it would take the explanation past this
+CONVERGED = 0.05  # |attribution sum - (output - baseline output)| / |output - baseline output| that counts as exact
 HEATMAP_MIN_SIDE = 192
 
 
@@ -146,7 +150,9 @@ def _heatmap(image: np.ndarray, strength: np.ndarray) -> str:
 
 
 def explain_image(model: Any, item: Any, label: str | None = None, steps: int = IMAGE_STEPS) -> dict[str, Any]:
-    """Integrated gradients over pixels from a black image; `heatmap` is a base64 PNG of where they lie."""
+    """Integrated gradients over pixels from a black image; `heatmap` is a base64 PNG of where they lie. The
+    attributions sum to output - baseline_output only as far as the path integral converged: `converged` and
+    `relative_delta` say how far, after up to IMAGE_MAX_STEPS steps (deep CNNs such as EfficientNet need many)."""
     learner = model.learner
     module = getattr(learner.module, "module", learner.module)
     module.eval()
@@ -161,19 +167,11 @@ def explain_image(model: Any, item: Any, label: str | None = None, steps: int = 
             out = module(torch.cat([pixels, baseline])).float().cpu()  # (2, num_labels)
         probs = out[0].softmax(-1).numpy()
         target = _target(learner, probs, label)
-        from captum.attr import IntegratedGradients
-
-        ig = IntegratedGradients(module)
-        attr, delta = ig.attribute(
-            pixels,
-            baselines=baseline,
-            target=target,
-            n_steps=steps,
-            internal_batch_size=8,
-            return_convergence_delta=True,
-        )
+        gap = float(out[0, target] - out[1, target])
+        attr, delta, steps = _pixel_gradients(module, pixels, baseline, target, steps, gap)
     shown = (pixels * std + mean)[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy()  # (H, W, 3)
     strength = attr[0].detach().abs().sum(0).cpu().numpy()  # (H, W)
+    relative = delta / max(abs(gap), 1e-6)
     return {
         "heatmap": _heatmap(shown, strength),
         "label": learner.labels[target],
@@ -182,8 +180,37 @@ def explain_image(model: Any, item: Any, label: str | None = None, steps: int = 
         "output": float(out[0, target]),
         "baseline_output": float(out[1, target]),
         "attribution_sum": float(attr.sum()),
-        "convergence_delta": float(delta.abs().max()),
+        "convergence_delta": delta,
+        "relative_delta": round(relative, 4),
+        "converged": relative <= CONVERGED,
+        "steps": steps,
     }
+
+
+def _pixel_gradients(
+    module: torch.nn.Module, pixels: torch.Tensor, baseline: torch.Tensor, target: int, steps: int, gap: float
+) -> tuple[torch.Tensor, float, int]:
+    """Integrated gradients, retried with four times the steps while they miss the output change `gap` by more
+    than CONVERGED of it, up to IMAGE_MAX_STEPS and IMAGE_SECONDS: (attributions, |delta|, steps used)."""
+    from captum.attr import IntegratedGradients  # a second to import: only when asked to explain
+
+    ig = IntegratedGradients(module)
+    started = time.monotonic()
+    while True:
+        began = time.monotonic()
+        attr, delta = ig.attribute(
+            pixels,
+            baselines=baseline,
+            target=target,
+            n_steps=steps,
+            internal_batch_size=8,
+            return_convergence_delta=True,
+        )
+        miss, took = float(delta.abs().max()), time.monotonic() - began
+        done = miss <= CONVERGED * abs(gap) or steps * 4 > IMAGE_MAX_STEPS
+        if done or time.monotonic() - started + 4 * took > IMAGE_SECONDS:
+            return attr, miss, steps
+        steps *= 4
 
 
 @runtime_checkable
@@ -216,8 +243,21 @@ def explain(model: Any, item: Any, label: str | None = None) -> dict[str, Any]:
 
 
 def _unavailable(model: Any) -> UserError:
+    """Why this model cannot be explained: an export (which has no gradients to follow), or its kind of model."""
+    manifest = model.manifest
+    if manifest.get("runtime", "torch") != "torch" or manifest.get("quantize"):
+        runtime = "an ONNX Runtime" if manifest.get("runtime") == "onnxruntime" else "a PyTorch"
+        int8 = " int8" if manifest.get("quantize") else ""
+        source = manifest.get("export", {}).get("source", {}).get("path")
+        return UserError(
+            f"{getattr(model, 'path', 'this model')}: {runtime}{int8} export cannot be explained (explanations need "
+            "the gradients of the trained PyTorch model)",
+            f"explain the bundle it was exported from: modelyard explain {source} ..."
+            if source
+            else "explain the bundle `modelyard train` wrote, not an exported copy",
+        )
     return UserError(
-        f"explanations are not available for {model.manifest.get('task')} models ({model.learner.backbone})",
+        f"explanations are not available for {manifest.get('task')} models ({model.learner.backbone})",
         "explain works for text and image classifiers",
     )
 

@@ -172,15 +172,12 @@ def label_distribution(counts: dict[str, dict[str, int]]) -> str:
 
 def thumbnail(path: str, size: int = 96) -> str:
     """A small PNG of an image file, for tables of examples."""
-    from PIL import Image
+    from modelyard.data.images import load_image
 
-    from modelyard.data.images import to_rgb
-
-    with Image.open(path) as image:
-        image = to_rgb(image)
-        image.thumbnail((size, size))
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
+    image = load_image(path, size)
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

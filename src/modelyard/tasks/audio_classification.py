@@ -15,7 +15,7 @@ from pydantic import Field
 
 from modelyard.config import Config, DataConfig, ModelConfig, StrictModel
 from modelyard.data import audio
-from modelyard.data.images import split_folders
+from modelyard.data.images import paths_in, split_folders
 from modelyard.data.splits import fingerprint, make_splits
 from modelyard.errors import DataError, ModelNotFoundError
 from modelyard.learners.audio import (
@@ -296,7 +296,7 @@ class AudioClassificationTask:
                 f"no column '{column}' (data.audio_column) in the input file; it has: "
                 f"{', '.join(map(str, frame.columns))}"
             )
-        return frame[column].astype(str).tolist()
+        return paths_in(frame, column)
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> AudioClassifierLearner:
         runtime = OnnxAudioClassifierLearner if manifest.get("runtime") == "onnxruntime" else AudioClassifierLearner

@@ -223,6 +223,12 @@ class ImageClassificationTask:
             prep = preprocessing_for(EFFICIENTNET, 96, "none")  # tiny images: 96 px is plenty
         return {"frozen_features": frozen_features_baseline(data.splits, labels, prep)}
 
+    def evaluation_rows(self, config: Config, path: str, labels: list[str]) -> tuple[pd.DataFrame, list[str]]:
+        """`evaluate --data`: every usable image of a labelled folder or file (one class is enough here), and a
+        note naming the skipped files."""
+        data: ImageDataConfig = config.data
+        return images.read_labelled(path, data.image_column, data.label_column, data.format)
+
     def inputs_from_frame(self, frame: pd.DataFrame, config: Config) -> list[str]:
         column = config.data.image_column
         if column not in frame.columns:
@@ -230,7 +236,7 @@ class ImageClassificationTask:
                 f"no column '{column}' (data.image_column) in the input file; it has: "
                 f"{', '.join(map(str, frame.columns))}"
             )
-        return frame[column].astype(str).tolist()
+        return images.paths_in(frame, column)
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> ImageClassifierLearner:
         onnx = manifest.get("runtime") == "onnxruntime"
