@@ -70,3 +70,11 @@ def test_converged_image_attributions_sum_to_the_output_change(tiny_image_model)
     gap = result["output"] - result["baseline_output"]
     assert result["converged"] is (result["relative_delta"] <= CONVERGED)
     assert result["converged"] and result["attribution_sum"] == pytest.approx(gap, rel=CONVERGED)
+
+
+def test_the_server_and_the_report_make_one_try_and_say_whether_it_converged(tiny_image_model, monkeypatch):
+    from modelyard.evaluation import explain as module
+
+    monkeypatch.setattr(module, "CONVERGED", 0.0)  # a retry would be wanted, but the quick budget allows none
+    result = module.explain(tiny_image_model, str(IMAGE), seconds=module.QUICK_SECONDS)
+    assert result["steps"] == module.IMAGE_STEPS and result["converged"] is False

@@ -11,7 +11,7 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 
 from modelyard.data.images import EXTENSIONS as IMAGE_EXTENSIONS
 from modelyard.evaluation import plots
-from modelyard.evaluation.explain import can_explain, explain
+from modelyard.evaluation.explain import QUICK_SECONDS, can_explain, explain
 from modelyard.evaluation.redaction import report_redactor
 from modelyard.evaluation.sections import Figure, ReportContext, Section, Table, Text, Tokens, fmt, provides
 from modelyard.metrics.stats import bootstrap_intervals, reliability
@@ -207,10 +207,13 @@ def _explanations(context: ReportContext, inputs: list[Any], images: bool, y: np
     redactor = None if images else report_redactor(context.model)
     for i in chosen[:EXPLAINED]:
         # the tokens are shown: a text is explained as the report may show it, personal data replaced
-        result = explain(context.model, redactor.redact(str(inputs[i])) if redactor else inputs[i])
+        item = redactor.redact(str(inputs[i])) if redactor else inputs[i]
+        result = explain(context.model, item, seconds=QUICK_SECONDS)  # a few examples: no retries
         method = result["method"]
         verdict = "correct" if pred[i] == y[i] else f"wrong, true: {context.model.labels[y[i]]}"
         title = f"predicted {result['label']} ({result['score']:.2f}; {verdict})"
+        if result.get("converged") is False:  # integrated gradients cut short: the map is indicative only
+            title += f"; approximate, the attributions miss the output change by {result['relative_delta']:.0%}"
         if "heatmap" in result:
             blocks.append(Figure("data:image/png;base64," + result["heatmap"], title))
         else:

@@ -24,7 +24,8 @@ from modelyard.learners.tfidf import TfidfLinearLearner
 IG_STEPS = 50
 IMAGE_STEPS = 32  # the first try; four times as many while the attributions miss the output change
 IMAGE_MAX_STEPS = 512
-IMAGE_SECONDS = 60.0  # no further try once it would take the explanation past this
+IMAGE_SECONDS = 60.0  # `modelyard explain`: no further try once it would take the explanation past this
+QUICK_SECONDS = 0.0  # the server (its model thread serves predictions too) and the report: the first try only
 CONVERGED = 0.05  # |attribution sum - (output - baseline output)| / |output - baseline output| that counts as exact
 HEATMAP_MIN_SIDE = 192
 
@@ -149,10 +150,13 @@ def _heatmap(image: np.ndarray, strength: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def explain_image(model: Any, item: Any, label: str | None = None, steps: int = IMAGE_STEPS) -> dict[str, Any]:
+def explain_image(
+    model: Any, item: Any, label: str | None = None, steps: int = IMAGE_STEPS, seconds: float = IMAGE_SECONDS
+) -> dict[str, Any]:
     """Integrated gradients over pixels from a black image; `heatmap` is a base64 PNG of where they lie. The
     attributions sum to output - baseline_output only as far as the path integral converged: `converged` and
-    `relative_delta` say how far, after up to IMAGE_MAX_STEPS steps (deep CNNs such as EfficientNet need many)."""
+    `relative_delta` say how far, after up to IMAGE_MAX_STEPS steps within `seconds` (deep CNNs such as
+    EfficientNet need many)."""
     learner = model.learner
     module = getattr(learner.module, "module", learner.module)
     module.eval()
@@ -168,7 +172,7 @@ def explain_image(model: Any, item: Any, label: str | None = None, steps: int = 
         probs = out[0].softmax(-1).numpy()
         target = _target(learner, probs, label)
         gap = float(out[0, target] - out[1, target])
-        attr, delta, steps = _pixel_gradients(module, pixels, baseline, target, steps, gap)
+        attr, delta, steps = _pixel_gradients(module, pixels, baseline, target, steps, gap, seconds)
     shown = (pixels * std + mean)[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy()  # (H, W, 3)
     strength = attr[0].detach().abs().sum(0).cpu().numpy()  # (H, W)
     relative = delta / max(abs(gap), 1e-6)
@@ -188,10 +192,16 @@ def explain_image(model: Any, item: Any, label: str | None = None, steps: int = 
 
 
 def _pixel_gradients(
-    module: torch.nn.Module, pixels: torch.Tensor, baseline: torch.Tensor, target: int, steps: int, gap: float
+    module: torch.nn.Module,
+    pixels: torch.Tensor,
+    baseline: torch.Tensor,
+    target: int,
+    steps: int,
+    gap: float,
+    seconds: float,
 ) -> tuple[torch.Tensor, float, int]:
     """Integrated gradients, retried with four times the steps while they miss the output change `gap` by more
-    than CONVERGED of it, up to IMAGE_MAX_STEPS and IMAGE_SECONDS: (attributions, |delta|, steps used)."""
+    than CONVERGED of it, up to IMAGE_MAX_STEPS and `seconds`: (attributions, |delta|, steps used)."""
     from captum.attr import IntegratedGradients  # a second to import: only when asked to explain
 
     ig = IntegratedGradients(module)
@@ -208,7 +218,7 @@ def _pixel_gradients(
         )
         miss, took = float(delta.abs().max()), time.monotonic() - began
         done = miss <= CONVERGED * abs(gap) or steps * 4 > IMAGE_MAX_STEPS
-        if done or time.monotonic() - started + 4 * took > IMAGE_SECONDS:
+        if done or time.monotonic() - started + 4 * took > seconds:
             return attr, miss, steps
         steps *= 4
 
@@ -231,12 +241,13 @@ def can_explain(model: Any) -> bool:
     return isinstance(learner, TfidfLinearLearner) or _is_image_learner(learner)
 
 
-def explain(model: Any, item: Any, label: str | None = None) -> dict[str, Any]:
-    """Attributions for one input of any explainable model: tokens for text, a heat-map for images."""
+def explain(model: Any, item: Any, label: str | None = None, seconds: float = IMAGE_SECONDS) -> dict[str, Any]:
+    """Attributions for one input of any explainable model: tokens for text, a heat-map for images (whose
+    integrated gradients may be retried with more steps within `seconds`)."""
     if isinstance(model.learner, SelfExplaining):
         return model.learner.explain(item, label)
     if _is_image_learner(model.learner):
-        return explain_image(model, item, label)
+        return explain_image(model, item, label, seconds=seconds)
     if isinstance(model.learner, (TfidfLinearLearner, TextClassifierLearner)):
         return explain_text(model, item, label)
     raise _unavailable(model)  # whatever the input: the model, not the input, is what cannot be explained

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from modelyard import model_thread
 from modelyard.errors import UserError
-from modelyard.evaluation.explain import can_explain, explain
+from modelyard.evaluation.explain import QUICK_SECONDS, can_explain, explain
 from modelyard.protocols import reads_text
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError
@@ -47,6 +47,10 @@ class ExplainResponse(BaseModel):
     method: str
     output: float = Field(description="the explained output (the label's logit) for this input")
     baseline_output: float = Field(description="the same output for the baseline; attributions sum to the gap")
+    converged: bool | None = Field(
+        None, description="image models: whether the attributions sum to the gap within 5% (`relative_delta`)"
+    )
+    relative_delta: float | None = Field(None, description="image models: |attribution sum - gap| / |gap|")
 
 
 @router.post("/explain", summary="Which tokens the prediction rests on")
@@ -61,7 +65,9 @@ async def explain_input(
     if reads_text(service.model.task.Input) and len(body.input) > limit:
         raise ServingError(422, f"input: {len(body.input)} characters, over the {limit} limit")
     try:
-        result = await model_thread.run(explain, service.model, service.parse(body.input, "input"), body.label)
+        result = await model_thread.run(  # one try: the model thread answers predictions too
+            explain, service.model, service.parse(body.input, "input"), body.label, QUICK_SECONDS
+        )
     except UserError as err:
         raise ServingError(422, err.message) from None
     return ExplainResponse(**{k: v for k, v in result.items() if k in ExplainResponse.model_fields})
