@@ -15,7 +15,7 @@ import pandas as pd
 from modelyard.config import FormatOptions
 from modelyard.data.audio import EXTENSIONS as AUDIO_EXTENSIONS
 from modelyard.data.audio import read_audio
-from modelyard.data.images import EXTENSIONS, decode_image
+from modelyard.data.images import EXTENSIONS, decode_image, load_image
 from modelyard.data.readers import PREDICT, ReadReport, file_values, read_table, stream_input
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path, atomic_write_text, check_writable, same_file
@@ -110,7 +110,7 @@ def draw_predictions(model, paths: list[str], predictions: list[dict[str, Any]],
     written = []
     for index, (path, answer) in enumerate(zip(paths, predictions, strict=True)):
         target = folder / f"{index:04d}-{Path(path).stem}.png"
-        model.learner.draw(decode_image(Path(path).read_bytes()), answer).save(target)
+        model.learner.draw(load_image(path), answer).save(target)  # full size: boxes are in its pixels
         written.append(target)
     return written
 

@@ -242,3 +242,36 @@ def test_training_data_with_no_usable_image_names_the_first_skipped_file(tmp_pat
     (tmp_path / "data" / "red" / "a.png").write_bytes(b"")
     with pytest.raises(DataError, match=r"training data: all 1 files were skipped, e.g. red/a.png: empty"):
         load(tmp_path / "data")
+
+
+@pytest.mark.parametrize(("fmt", "orientation"), [("PNG", 1), ("JPEG", 1), ("JPEG", 6)])
+def test_a_large_input_is_shrunk_as_it_is_decoded_and_keeps_its_size_as_sent(monkeypatch, fmt, orientation):
+    monkeypatch.setattr(images, "MAX_INPUT_SIDE", 64)
+    stored = Image.new("RGB", (400, 100), "blue")
+    stored.paste((255, 0, 0), (0, 0, 200, 100))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    stored.save(buffer, format=fmt, exif=exif)
+    image = images.decode_image(buffer.getvalue())
+    sent = (100, 400) if orientation == 6 else (400, 100)  # as a viewer shows it
+    assert max(image.size) == 64 and image.size[0] / image.size[1] == pytest.approx(sent[0] / sent[1], rel=0.1)
+    assert image.info["source_size"] == sent
+    small = io.BytesIO()
+    Image.new("RGB", (50, 30), "blue").save(small, format=fmt)
+    assert images.decode_image(small.getvalue()).size == (50, 30)  # within the bound: as it was
+
+
+def test_detections_on_a_shrunk_input_are_given_in_the_pixels_of_the_image_as_sent():
+    from modelyard.learners.detection import DetectorLearner
+    from modelyard.tasks.object_detection import DetectionModelConfig
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    learner = DetectorLearner.create(["thing"], DetectionModelConfig(trunk="random", image_size=64))
+    full = Image.new("RGB", (800, 400), "white")
+    full.paste((200, 30, 30), (100, 100, 500, 300))
+    shrunk = full.resize((200, 100))
+    shrunk.info["source_size"] = full.size
+    (on_full,), (on_shrunk,) = learner.detect([full]), learner.detect([shrunk])
+    assert np.abs(on_full[:5, :4] - on_shrunk[:5, :4]).max() < 8  # the same boxes, in the 800x400 image's pixels

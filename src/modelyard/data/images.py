@@ -40,6 +40,7 @@ FORMAT_EXTENSIONS = {
 }
 VALIDATION_DIRS = ("val", "validation", "valid", "dev")
 MAX_NAMED = 20
+MAX_INPUT_SIDE = 2048  # predicted images are shrunk to this: several times what any model here reads
 
 
 @dataclass
@@ -114,15 +115,21 @@ def exif_orientation(path: Path) -> int:
         return int(image.getexif().get(ExifTags.Base.Orientation, 1))
 
 
-def open_checked(source: Path | bytes) -> Image.Image:
+def open_checked(source: Path | bytes, draft_side: int | None = None) -> Image.Image:
     """Open and fully decode one image, upright, turning every Pillow failure into ValueError with a short
-    reason."""
+    reason; `draft_side` lets a JPEG decode at a reduced scale that still covers it. `info["source_size"]`: the
+    upright size of the image as stored, before any such reduction."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            stored = image.size
+            if draft_side and image.format == "JPEG":
+                image.draft("RGB", (draft_side, draft_side))
             image.load()
+            turned = image.getexif().get(ExifTags.Base.Orientation, 1) >= 5  # a quarter turn swaps the sides
             upright(image)
+            image.info["source_size"] = stored[::-1] if turned else stored
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValueError(
             f"too large: over Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels"
@@ -139,10 +146,19 @@ def open_checked(source: Path | bytes) -> Image.Image:
 
 
 def decode_image(data: bytes) -> Image.Image:
-    """Bytes from a request or file -> an RGB image; ValueError with a plain reason when they are not one."""
+    """Bytes from a request or file -> an upright RGB image at most MAX_INPUT_SIDE pixels on its longer side, with
+    `info["source_size"]` its size as sent (detections are given in it); ValueError with a plain reason when they
+    are not one. Models read a few hundred pixels, while a queue of full-size decodes of 80-megapixel images held
+    half a gigabyte each."""
     if not data:
         raise ValueError("empty: no image bytes")
-    return to_rgb(open_checked(data))
+    image = open_checked(data, draft_side=MAX_INPUT_SIDE)
+    source = image.info["source_size"]
+    image = to_rgb(image)
+    if max(image.size) > MAX_INPUT_SIDE:
+        image.thumbnail((MAX_INPUT_SIDE, MAX_INPUT_SIDE), Image.Resampling.BICUBIC)
+    image.info["source_size"] = source
+    return image
 
 
 def load_image(path: str | Path, size_hint: int | None = None) -> Image.Image:

@@ -110,7 +110,7 @@ class DetectorLearner:
         return out[0].float().cpu(), out[1].float().cpu()
 
     def detect(self, images: list[Image.Image], min_score: float = 0.01) -> list[np.ndarray]:
-        """Per image (K, 6) [x1, y1, x2, y2, score, class] in that image's pixels, after NMS."""
+        """Per image (K, 6) [x1, y1, x2, y2, score, class] in the pixels of the image as sent, after NMS."""
         out: list[np.ndarray] = []
         for start in range(0, len(images), BATCH):
             chunk = images[start : start + BATCH]
@@ -118,8 +118,9 @@ class DetectorLearner:
             decoded = detector.decode(heat, boxes, MAX_DETECTIONS, self.options.nms_iou, min_score)
             for image, dets in zip(chunk, decoded, strict=True):
                 dets = dets.numpy().copy()
-                dets[:, [0, 2]] *= image.width / self.size
-                dets[:, [1, 3]] *= image.height / self.size
+                width, height = image.info.get("source_size", image.size)  # a large input was shrunk to decode
+                dets[:, [0, 2]] *= width / self.size
+                dets[:, [1, 3]] *= height / self.size
                 out.append(dets)
         return out
 
