@@ -26,13 +26,33 @@ if TYPE_CHECKING:  # training's libraries (accelerate, pandas, scipy) load with 
 
 
 def default_output(name: str) -> Path:
-    return home() / "bundles" / name / datetime.now().strftime("%Y%m%d-%H%M%S")
+    """A new folder for one run, `bundles/NAME/YYYYmmdd-HHMMSS`, created here so that no other run can claim it:
+    runs started in the same second get `-2`, `-3`... (two runs sharing a folder would overwrite each other)."""
+    root = home() / "bundles" / name
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    n = 1
+    while True:
+        path = root / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+
+
+def _run_order(path: Path) -> tuple[str, int]:
+    """Sorts `default_output` folders by time, then by their same-second suffix (`-10` after `-9`)."""
+    day, _, rest = path.name.partition("-")
+    clock, _, suffix = rest.partition("-")
+    return day + clock, int(suffix) if suffix.isdigit() else 1
 
 
 def latest_unfinished(name: str) -> Path | None:
     """For `--resume` without `--output`: the newest run of this name that has checkpoints and no manifest."""
     root = home() / "bundles" / name
-    runs = sorted(p for p in root.glob("*") if (p / "checkpoints").is_dir() and not (p / bundle.MANIFEST).exists())
+    found = (p for p in root.glob("*") if (p / "checkpoints").is_dir() and not (p / bundle.MANIFEST).exists())
+    runs = sorted(found, key=_run_order)
     return runs[-1] if runs else None
 
 
@@ -127,12 +147,14 @@ def train(
 
     config = as_config(config, overrides)
     task = get_task(config.task)
-    if output is None:
-        output = (latest_unfinished(config.name) if resume else None) or default_output(config.name)
-    output = Path(output).resolve()
-    bundle.refuse_foreign_output(output)
+    if output is None and resume:
+        output = latest_unfinished(config.name)
+    if output is not None:
+        output = Path(output).resolve()
+        bundle.refuse_foreign_output(output)
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     data = prepared_for_training(task, config)
+    output = output or default_output(config.name)  # claimed once the data passed: a refused run leaves no folder
     candidates = backbone_candidates(task, config, data)
     data.report["backbone_choice"] = [{"backbone": b, "reason": why} for b, why in candidates]
     if on_report is not None:
