@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelyard import bundle
 from modelyard.config import Config, dump_config
+from modelyard.errors import UserError
 from modelyard.fsutil import atomic_write_json, atomic_write_text
 from modelyard.home import home
 from modelyard.loader import Model, load
@@ -54,6 +55,24 @@ def latest_unfinished(name: str) -> Path | None:
     found = (p for p in root.glob("*") if (p / "checkpoints").is_dir() and not (p / bundle.MANIFEST).exists())
     runs = sorted(found, key=_run_order)
     return runs[-1] if runs else None
+
+
+def _refuse_registered_output(output: Path, name: str) -> None:
+    """A registered version is immutable: training into the folder that holds its bundle would change what
+    `models:/NAME/N` serves, so such a folder is refused (before any data is read)."""
+    if not (output / bundle.MANIFEST).is_file():
+        return
+    from modelyard.tracking.registry import versions_held
+    from modelyard.tracking.store import tracking_wanted
+
+    held = versions_held(name, output) if tracking_wanted() else []
+    if held:
+        raise UserError(
+            f"--output {output} holds the bundle of model '{name}' version {', '.join(held)} in the registry; a "
+            "registered version is immutable, so this run will not replace it",
+            "train into a new folder (omit --output for one of its own), or delete the folder first if that version "
+            "is no longer needed",
+        )
 
 
 def _cpu_seconds() -> float:
@@ -152,6 +171,8 @@ def train(
     if output is not None:
         output = Path(output).resolve()
         bundle.refuse_foreign_output(output)
+        if track:
+            _refuse_registered_output(output, config.name)
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     data = prepared_for_training(task, config)
     output = output or default_output(config.name)  # claimed once the data passed: a refused run leaves no folder
