@@ -5,9 +5,10 @@ bundle, log the run.
 
 from __future__ import annotations
 
+import logging
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ from modelyard.home import home
 from modelyard.loader import Model, load
 from modelyard.protocols import Learner, PreparedData
 from modelyard.tasks import as_config, get_task
+
+log = logging.getLogger("modelyard.training")
 
 if TYPE_CHECKING:  # training's libraries (accelerate, pandas, scipy) load with `train`: `load` needs none of them
     from modelyard.training.callbacks import Callback
@@ -180,13 +183,15 @@ def train(
     data.report["backbone_choice"] = [{"backbone": b, "reason": why} for b, why in candidates]
     if on_report is not None:
         on_report(data)
+    if resume and is_main_process():
+        _warn_fresh_start(output, [b for b, _ in candidates], on_warning or log.warning)
     tracker = _tracker(on_warning) if track else None
     callbacks = [*callbacks, *([tracker] if tracker else [])]
     trained = []
     try:
         for backbone, _ in candidates:
-            sub = "checkpoints" if len(candidates) == 1 else f"checkpoints/{backbone}"
-            trained.append(_train_candidate(config, data, backbone, output / sub, resume, quiet, callbacks))
+            folder = _checkpoints(output, backbone, len(candidates))
+            trained.append(_train_candidate(config, data, backbone, folder, resume, quiet, callbacks))
         test = _score_test(task, data, trained)  # on every rank, each scoring its share
         if is_main_process():
             extra = {"label_noise": label_noise_metrics(data.report)} if "label_noise" in data.report else {}
@@ -203,6 +208,22 @@ def train(
     if tracker is not None and (version := tracker.finish(output, {**data.report, "warnings": data.warnings})):
         model.version = str(version.version)
     return model
+
+
+def _checkpoints(output: Path, backbone: str, candidates: int) -> Path:
+    """Where a candidate's checkpoints go: `checkpoints/`, or `checkpoints/BACKBONE` when there are several."""
+    return output / "checkpoints" if candidates == 1 else output / "checkpoints" / backbone
+
+
+def _warn_fresh_start(output: Path, backbones: list[str], warn: Callable[[str], Any]) -> None:
+    """`--resume` with nothing to resume (the run was killed before its first checkpoint) starts from step 0:
+    say so, rather than let a run that looks continued quietly take its full time."""
+    from modelyard.training.checkpoint import has_checkpoint
+
+    for backbone in backbones:
+        folder = _checkpoints(output, backbone, len(backbones))
+        if not has_checkpoint(folder):
+            warn(f"--resume: {folder} holds no complete checkpoint; training {backbone} from the beginning")
 
 
 def _release(trained: list) -> None:
