@@ -91,6 +91,7 @@ def write_bundle(output: Path, write_files, manifest: dict[str, Any], keep_check
             "runtime": "torch",
             **manifest,
             **extras,
+            "bundle_id": uuid.uuid4().hex,  # fresh even when `manifest` is copied from another bundle (an export)
             "versions": environment(),
             "files": _files(staging),
         }
@@ -102,6 +103,12 @@ def write_bundle(output: Path, write_files, manifest: dict[str, Any], keep_check
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return output
+
+
+def identity(manifest: dict[str, Any]) -> str:
+    """What tells this bundle from another later written to the same folder: its id (bundles written before ids
+    existed: the second it was written)."""
+    return str(manifest.get("bundle_id") or manifest.get("created", ""))
 
 
 def seal(directory: Path, manifest: dict[str, Any]) -> None:

@@ -5,20 +5,24 @@ bundle, log the run.
 
 from __future__ import annotations
 
+import logging
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard import bundle
 from modelyard.config import Config, dump_config
+from modelyard.errors import UserError
 from modelyard.fsutil import atomic_write_json, atomic_write_text
 from modelyard.home import home
 from modelyard.loader import Model, load
 from modelyard.protocols import Learner, PreparedData
 from modelyard.tasks import as_config, get_task
+
+log = logging.getLogger("modelyard.training")
 
 if TYPE_CHECKING:  # training's libraries (accelerate, pandas, scipy) load with `train`: `load` needs none of them
     from modelyard.training.callbacks import Callback
@@ -26,14 +30,52 @@ if TYPE_CHECKING:  # training's libraries (accelerate, pandas, scipy) load with 
 
 
 def default_output(name: str) -> Path:
-    return home() / "bundles" / name / datetime.now().strftime("%Y%m%d-%H%M%S")
+    """A new folder for one run, `bundles/NAME/YYYYmmdd-HHMMSS`, created here so that no other run can claim it:
+    runs started in the same second get `-2`, `-3`... (two runs sharing a folder would overwrite each other)."""
+    root = home() / "bundles" / name
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    n = 1
+    while True:
+        path = root / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+
+
+def _run_order(path: Path) -> tuple[str, int]:
+    """Sorts `default_output` folders by time, then by their same-second suffix (`-10` after `-9`)."""
+    day, _, rest = path.name.partition("-")
+    clock, _, suffix = rest.partition("-")
+    return day + clock, int(suffix) if suffix.isdigit() else 1
 
 
 def latest_unfinished(name: str) -> Path | None:
     """For `--resume` without `--output`: the newest run of this name that has checkpoints and no manifest."""
     root = home() / "bundles" / name
-    runs = sorted(p for p in root.glob("*") if (p / "checkpoints").is_dir() and not (p / bundle.MANIFEST).exists())
+    found = (p for p in root.glob("*") if (p / "checkpoints").is_dir() and not (p / bundle.MANIFEST).exists())
+    runs = sorted(found, key=_run_order)
     return runs[-1] if runs else None
+
+
+def _refuse_registered_output(output: Path, name: str) -> None:
+    """A registered version is immutable: training into the folder that holds its bundle would change what
+    `models:/NAME/N` serves, so such a folder is refused (before any data is read)."""
+    if not (output / bundle.MANIFEST).is_file():
+        return
+    from modelyard.tracking.registry import versions_held
+    from modelyard.tracking.store import tracking_wanted
+
+    held = versions_held(name, output) if tracking_wanted() else []
+    if held:
+        raise UserError(
+            f"--output {output} holds the bundle of model '{name}' version {', '.join(held)} in the registry; a "
+            "registered version is immutable, so this run will not replace it",
+            "train into a new folder (omit --output for one of its own), or delete the folder first if that version "
+            "is no longer needed",
+        )
 
 
 def _cpu_seconds() -> float:
@@ -129,23 +171,29 @@ def train(
 
     config = as_config(config, overrides)
     task = get_task(config.task)
-    if output is None:
-        output = (latest_unfinished(config.name) if resume else None) or default_output(config.name)
-    output = Path(output).resolve()
-    bundle.refuse_foreign_output(output)
+    if output is None and resume:
+        output = latest_unfinished(config.name)
+    if output is not None:
+        output = Path(output).resolve()
+        bundle.refuse_foreign_output(output)
+        if track:
+            _refuse_registered_output(output, config.name)
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     data = prepared_for_training(task, config)
+    output = output or default_output(config.name)  # claimed once the data passed: a refused run leaves no folder
     candidates = backbone_candidates(task, config, data)
     data.report["backbone_choice"] = [{"backbone": b, "reason": why} for b, why in candidates]
     if on_report is not None:
         on_report(data)
+    if resume and is_main_process():
+        _warn_fresh_start(output, [b for b, _ in candidates], on_warning or log.warning)
     tracker = _tracker(on_warning) if track else None
     callbacks = [*callbacks, *([tracker] if tracker else [])]
     trained = []
     try:
         for backbone, _ in candidates:
-            sub = "checkpoints" if len(candidates) == 1 else f"checkpoints/{backbone}"
-            trained.append(_train_candidate(config, data, backbone, output / sub, resume, quiet, callbacks))
+            folder = _checkpoints(output, backbone, len(candidates))
+            trained.append(_train_candidate(config, data, backbone, folder, resume, quiet, callbacks))
         test = _score_test(task, data, trained)  # on every rank, each scoring its share
         if is_main_process():
             extra = {"label_noise": label_noise_metrics(data.report)} if "label_noise" in data.report else {}
@@ -162,6 +210,22 @@ def train(
     if tracker is not None and (version := tracker.finish(output, {**data.report, "warnings": data.warnings})):
         model.version = str(version.version)
     return model
+
+
+def _checkpoints(output: Path, backbone: str, candidates: int) -> Path:
+    """Where a candidate's checkpoints go: `checkpoints/`, or `checkpoints/BACKBONE` when there are several."""
+    return output / "checkpoints" if candidates == 1 else output / "checkpoints" / backbone
+
+
+def _warn_fresh_start(output: Path, backbones: list[str], warn: Callable[[str], Any]) -> None:
+    """`--resume` with nothing to resume (the run was killed before its first checkpoint) starts from step 0:
+    say so, rather than let a run that looks continued quietly take its full time."""
+    from modelyard.training.checkpoint import has_checkpoint
+
+    for backbone in backbones:
+        folder = _checkpoints(output, backbone, len(backbones))
+        if not has_checkpoint(folder):
+            warn(f"--resume: {folder} holds no complete checkpoint; training {backbone} from the beginning")
 
 
 def _release(trained: list) -> None:

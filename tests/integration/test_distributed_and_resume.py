@@ -107,3 +107,15 @@ def test_a_run_killed_mid_epoch_resumes_to_exactly_the_same_weights(banking_slic
     m2 = json.loads((tmp_path / "killed" / "metrics.json").read_text())
     assert m1["train"]["steps"] == m2["train"]["steps"]
     assert (m1["validation"], m1["test"]) == (m2["validation"], m2["test"])
+
+
+def test_resume_with_another_config_names_what_changed_instead_of_mixing_two_runs(banking_slice, tmp_path):
+    import modelyard
+    from modelyard.errors import ConfigError
+
+    config = write_config(banking_slice, "scratch-transformer")
+    tiny = [flag.removeprefix("--set=") for flag in TINY]
+    modelyard.train(config, tmp_path / "run", [*tiny, "train.checkpoint_every=5"], keep_checkpoints=True, quiet=True)
+    changed = [*tiny, "train.epochs=2", "model.hidden_size=64"]  # checkpoint_every may change: not named
+    with pytest.raises(ConfigError, match=r"model\.hidden_size \(32 -> 64\), train\.epochs \(1 -> 2\)"):
+        modelyard.train(config, tmp_path / "run", changed, resume=True, quiet=True)

@@ -126,3 +126,22 @@ def test_distilling_a_table_model_says_only_text_classifiers_teach(table_model, 
     with pytest.raises(UserError, match=r"supports text classification teachers only.*tabular_classification") as found:
         distill(table_model.path, student, output=tmp_path / "student")
     assert "modelyard export" in found.value.hint and "student" not in found.value.hint
+
+
+def test_a_distill_stopped_during_its_parity_check_leaves_no_student_and_a_rerun_writes_one(
+    teacher, tmp_path, monkeypatch
+):
+    from modelyard.export import parity
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    tiny = ["model.hidden_size=32", "model.layers=1", "model.heads=2", "train.epochs=1"]
+    with monkeypatch.context() as patched:
+        patched.setattr(parity, "compare", killed)
+        with pytest.raises(KeyboardInterrupt):
+            distill(teacher.path, output=tmp_path / "student", overrides=tiny, quiet=True, latency_samples=2)
+    assert not (tmp_path / "student").exists()  # never a student without its report and provenance
+    student = modelyard.load(distill(teacher.path, output=tmp_path / "student", overrides=tiny, quiet=True).path)
+    assert student.manifest["distilled_from"]["path"] == str(teacher.path)
+    assert (student.path / "distill.json").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["student"]

@@ -8,7 +8,9 @@ The student bundle is written like any trained bundle and compared with its teac
 from __future__ import annotations
 
 import resource
+import shutil
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from modelyard.errors import UserError
 from modelyard.evaluation.model_card import write_model_card
 from modelyard.export import parity
 from modelyard.export.exporter import ExportResult, default_output, refuse_changed_data, refuse_unrelated_output
-from modelyard.fsutil import atomic_write_json, sha256_file
+from modelyard.fsutil import atomic_write_json, replace_dir, sha256_file
 from modelyard.protocols import Learner
 from modelyard.tasks import config_from_dict
 from modelyard.training.loop import fit
@@ -178,8 +180,31 @@ def distill(
         wrapped, config, data, quiet=quiet, main_metric=task.main_metric, greater_is_better=task.greater_is_better
     )
     resolved = config.model_copy(update={"train": result.train})
-    pipeline.write_results(output, task, data, [(resolved, learner, result)], cpu0, wall0, False)
-    model = loader.load(output)
+    # the student is finished beside `output` and swapped in whole: a kill before its report and provenance are
+    # sealed leaves no bundle that looks trained by `train` (which a rerun would then refuse to replace)
+    staging = output.parent / f".{output.name}.distill-{uuid.uuid4().hex[:8]}"
+    try:
+        pipeline.write_results(staging, task, data, [(resolved, learner, result)], cpu0, wall0, False)
+        report = _compare(teacher, loader.load(staging), data, student, temperature, alpha, result, latency_samples)
+        replace_dir(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(output, report, True)
+
+
+def _compare(
+    teacher: loader.Model,
+    model: loader.Model,
+    data: Any,
+    student: str,
+    temperature: float,
+    alpha: float,
+    result: Any,
+    latency_samples: int,
+) -> dict[str, Any]:
+    """Compare the student bundle (still in its staging folder) with its teacher, write `distill.json`, and seal
+    the bundle with its provenance (`distilled_from`) and a model card that says whose student it is."""
     validation = data.splits["validation"] if len(data.splits["validation"]) else data.splits["test"]
     report = {
         "student": student,
@@ -189,10 +214,10 @@ def distill(
             "alpha": alpha,
             "epochs": result.history[-1]["epoch"] if result.history else 0,
         },
-        "size_mb": {"teacher": parity.size_mb(teacher.path), "student": parity.size_mb(output)},
+        "size_mb": {"teacher": parity.size_mb(teacher.path), "student": parity.size_mb(model.path)},
         **parity.compare(teacher.learner, model.learner, validation, ("teacher", "student"), latency_samples),
     }
-    atomic_write_json(output / REPORT, report)
+    atomic_write_json(model.path / REPORT, report)
     source = {
         "path": str(teacher.path),
         "manifest_sha256": sha256_file(teacher.path / bundle.MANIFEST),
@@ -200,6 +225,6 @@ def distill(
         "alpha": alpha,
     }
     manifest = {**model.manifest, "distilled_from": source}
-    write_model_card(output, manifest)  # again, now that it can say whose student this is
-    bundle.seal(output, manifest)
-    return ExportResult(output, report, True)
+    write_model_card(model.path, manifest)
+    bundle.seal(model.path, manifest)
+    return report

@@ -216,14 +216,8 @@ def register(path: Path, name: str) -> str:
     from modelyard.tracking import registry
     from modelyard.tracking.runs import log_bundle
 
-    try:
-        known = registry.describe(name).versions
-    except UserError:
-        known = []
-    for version in known:
-        if version.bundle_path and Path(version.bundle_path).resolve() == path.resolve():
-            return version.version
-    return str(log_bundle(path).version)
+    held = registry.versions_held(name, path)  # only a version whose bundle is still the one in `path`
+    return held[-1] if held else str(log_bundle(path).version)
 
 
 def register_challenger(path: Path, name: str, trained_on: str, promoted: bool, alias: str, reason: str) -> str:

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from modelyard.errors import ModelNotFoundError, UserError
+from modelyard.bundle import MANIFEST, identity, read_manifest
+from modelyard.errors import BundleError, ModelNotFoundError, UserError
 from modelyard.fsutil import replace_dir
 from modelyard.home import cache_dir
 from modelyard.tracking import audit, store
@@ -39,6 +40,7 @@ class VersionInfo:
     main_metric: str | None
     bundle_path: str | None
     run_id: str | None
+    bundle_id: str | None = None  # the registered bundle's `bundle.identity`; None for versions registered before
 
 
 @dataclass
@@ -95,6 +97,7 @@ def _version_info(v: ModelVersion) -> VersionInfo:
         main_metric=tags.get("main_metric"),
         bundle_path=tags.get("bundle_path"),
         run_id=v.run_id,
+        bundle_id=tags.get("bundle_id"),
     )
 
 
@@ -295,19 +298,46 @@ def resolve_model_uri(uri: str) -> ResolvedModel:
     """`models:/NAME@ALIAS`, `models:/NAME/VERSION` or `models:/NAME/latest` -> (bundle folder on this machine,
     version number).
 
-    The version's `bundle_path` tag is used when that folder exists here; otherwise (a shared server, another
-    machine) the bundle logged with the version is downloaded once into MODELYARD_HOME's cache.
+    The version's `bundle_path` tag is used when that folder here still holds the bundle registered (a version is
+    immutable: a later `train` into the same folder does not change what it serves); otherwise (a shared server,
+    another machine, a replaced folder) the bundle logged with the version is downloaded once into MODELYARD_HOME's
+    cache.
     """
     name, alias, number = parse_model_uri(uri)
     version = get_version(name, alias=alias, version=number)
     local = (version.tags or {}).get("bundle_path")
-    if local and (Path(local) / "modelyard.json").is_file():
-        return ResolvedModel(Path(local), str(version.version))
+    if local and (Path(local) / MANIFEST).is_file():
+        if holds_version(Path(local), _version_info(version)):
+            return ResolvedModel(Path(local), str(version.version))
+        return ResolvedModel(_download_bundle(name, version, replaced=True), str(version.version))
     return ResolvedModel(_download_bundle(name, version), str(version.version))
 
 
-def _download_bundle(name: str, version: ModelVersion) -> Path:
-    """Fetch the bundle logged inside the version's pyfunc model once; the cache is keyed by its location."""
+def holds_version(path: Path, version: VersionInfo) -> bool:
+    """Whether the bundle in `path` is the one registered as `version` (trusted for versions registered before
+    bundle ids were recorded)."""
+    if version.bundle_id is None:
+        return True
+    try:
+        return identity(read_manifest(path)) == version.bundle_id
+    except BundleError:
+        return False
+
+
+def versions_held(name: str, path: Path) -> list[str]:
+    """The versions of model `name` whose registered bundle is the one now in the folder `path`."""
+    try:
+        versions = describe(name).versions
+    except UserError:  # no such model yet, or a store that tracking itself reports on
+        return []
+    here = path.resolve()
+    there = [v for v in versions if v.bundle_path and Path(v.bundle_path).resolve() == here]
+    return sorted((v.version for v in there if holds_version(here, v)), key=int)
+
+
+def _download_bundle(name: str, version: ModelVersion, replaced: bool = False) -> Path:
+    """Fetch the bundle logged inside the version's pyfunc model once; the cache is keyed by its location.
+    `replaced`: its `bundle_path` now holds another bundle, which the error names when the store has no copy."""
     from mlflow.exceptions import MlflowException
 
     uri = store.tracking_uri()
@@ -315,7 +345,7 @@ def _download_bundle(name: str, version: ModelVersion) -> Path:
         client = store.client(uri)
         location = client.get_model_version_download_uri(name, str(version.version)).rstrip("/")
         target = cache_dir("registry") / hashlib.sha256(location.encode()).hexdigest()[:20]
-        if (target / "modelyard.json").is_file():
+        if (target / MANIFEST).is_file():
             return target
         staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
         staging.mkdir(parents=True)
@@ -324,14 +354,20 @@ def _download_bundle(name: str, version: ModelVersion) -> Path:
                 local = Path(ml.artifacts.download_artifacts(location, dst_path=str(staging)))
                 logged = ml.models.Model.load(str(local)).flavors.get("python_function", {})
             path = local / logged.get("artifacts", {}).get("bundle", {}).get("path", "artifacts/bundle")
-            if (path / "modelyard.json").is_file():
+            if (path / MANIFEST).is_file():
                 replace_dir(path, target)
         except (MlflowException, OSError) as err:  # a version logged without a bundle: reported below
             if getattr(err, "error_code", "RESOURCE_DOES_NOT_EXIST") != "RESOURCE_DOES_NOT_EXIST":
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    if not (target / "modelyard.json").is_file():
+    if not (target / MANIFEST).is_file() and replaced:
+        raise ModelNotFoundError(
+            f"version {version.version} of model '{name}': its bundle folder {version.tags['bundle_path']} now holds "
+            "another bundle (trained again into the same folder), and the store keeps no copy of the registered one",
+            "train into a new folder (omit --output) so that each version keeps its own bundle",
+        )
+    if not (target / MANIFEST).is_file():
         raise ModelNotFoundError(
             f"version {version.version} of model '{name}' has no bundle on this machine "
             f"({(version.tags or {}).get('bundle_path', 'no bundle_path tag')}) nor in the store",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from modelyard.bundle import identity
 from modelyard.config import RedactionConfig
 from modelyard.errors import BundleError
 from modelyard.privacy import Redactor, redactor_for
@@ -235,7 +236,11 @@ def finish_run(
             for file in RUN_FILES:
                 if (bundle["path"] / file).is_file() and not Path(tmp, "bundle", file).is_file():
                     client.log_artifact(run_id, str(bundle["path"] / file), artifact_path="bundle")
-            version_tags = {"bundle_path": str(bundle["path"]), "task": str(config.get("task"))}
+            version_tags = {
+                "bundle_path": str(bundle["path"]),
+                "bundle_id": identity(manifest),  # how `resolve_model_uri` tells this bundle from a later one there
+                "task": str(config.get("task")),
+            }
             version_tags.update({f"test.{k}": f"{v:.6g}" for k, v in test.items()})
             version_tags.update({k.replace("_", ".", 1): f"{v:.6g}" for k, v in spent.items() if k.count("_") == 1})
             if main_metric:

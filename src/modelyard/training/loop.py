@@ -23,7 +23,7 @@ from modelyard.config import Config, TrainConfig
 from modelyard.errors import ConfigError
 from modelyard.protocols import Learner, PreparedData, SplitsBatches
 from modelyard.training.callbacks import Callback, EarlyStopping, TrainerControl, TrainerState
-from modelyard.training.checkpoint import load_checkpoint, save_checkpoint
+from modelyard.training.checkpoint import load_checkpoint, save_checkpoint, started_with
 from modelyard.training.distributed import evaluate as sharded_evaluate
 from modelyard.training.memory import map_large_blocks, release_free_memory
 from modelyard.training.privacy import PrivateTraining, unwrap
@@ -244,8 +244,9 @@ def fit(
     control = TrainerControl()
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch, skip_batches, samples, seconds_before = 0, 0, 0, 0.0
+    run = started_with(config, data.fingerprints)  # what a later --resume must match
     if resume and checkpoint_dir is not None:
-        restored = load_checkpoint(checkpoint_dir, raw_model, optimizer, scheduler)
+        restored = load_checkpoint(checkpoint_dir, raw_model, optimizer, scheduler, run)
         if restored is not None:
             progress, best_state = restored
             state.global_step, state.history = progress["global_step"], progress["history"]
@@ -275,6 +276,7 @@ def fit(
                 "samples": samples,
                 "seconds": seconds_before + time.perf_counter() - t0,
                 "early_stopping": stopper.state_dict() if stopper else None,
+                "run": run,
             },
             best_state,
         )
