@@ -22,6 +22,7 @@ from modelyard.fsutil import atomic_write_text
 from modelyard.home import home
 from modelyard.pipeline import backbone_candidates, prepared_for_training
 from modelyard.protocols import PreparedData
+from modelyard.state import masked, without_password
 from modelyard.tasks import config_from_dict, get_task, load_config
 from modelyard.training.callbacks import Callback, TrainerControl, TrainerState
 from modelyard.training.loop import fit
@@ -261,14 +262,16 @@ def tune(
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
         )
     except (ImportError, ValueError, SQLAlchemyError) as err:
-        raise ConfigError(f"--storage {storage}: cannot open the study ({err})", "e.g. sqlite:///study.db") from None
+        reason = without_password(str(err), storage)
+        shown = masked(storage)
+        raise ConfigError(f"--storage {shown}: cannot open the study ({reason})", "e.g. sqlite:///study.db") from None
     if study.direction != direction:
         raise ConfigError(
-            f"study '{study.study_name}' in {storage} is set to {study.direction.name.lower()} and this config asks "
-            f"to {direction.name.lower()}",
+            f"study '{study.study_name}' in {masked(storage)} is set to {study.direction.name.lower()} and this "
+            f"config asks to {direction.name.lower()}",
             "name a new study with --study, or keep the study's direction",
         )
-    _keep_study_settings(study, storage, metric, sorted(config.tune.params))
+    _keep_study_settings(study, masked(storage), metric, sorted(config.tune.params))
     check_prepared(config, task)
     parent: list[str] = []
     refused: list[str] = []  # combinations the task refuses: failed trials, the search goes on
