@@ -177,6 +177,26 @@ def _trial_tracker(config: Config, parent: list[str]):
         return None
 
 
+def _end_study_run(parent: list[str], study: optuna.Study, metric: str, status: str) -> None:
+    """Close the study's MLflow run with the best trial so far (its value and params); never raises."""
+    if not parent:
+        return
+    try:
+        from modelyard.tracking import runs, store
+
+        client, uri = store.client(), store.tracking_uri()
+        with store.store_errors(uri):
+            done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+            if done:
+                best = study.best_trial
+                chosen = {"model.backbone": best.user_attrs["backbone"]} if "backbone" in best.user_attrs else {}
+                runs.log_params(client, uri, parent[0], {"best": {**best.params, **chosen, "trial": best.number}})
+                runs.log_metrics(client, uri, parent[0], runs.scalar_metrics({metric: best.value}, "best"), best.number)
+            client.set_terminated(parent[0], "FAILED" if status == "FINISHED" and not done else status)
+    except Exception as err:  # an unreachable store must not hide the search's own outcome
+        log.warning("the study's MLflow run %s was left open (%s)", parent[0], err)
+
+
 def _run_trial(
     task: Any,
     trial: optuna.Trial,
@@ -298,7 +318,15 @@ def tune(
         trial.set_user_attr("backbone", backbone)
         return value
 
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
+    try:
+        study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
+    except KeyboardInterrupt:
+        _end_study_run(parent, study, metric, "KILLED")
+        raise
+    except BaseException:
+        _end_study_run(parent, study, metric, "FAILED")
+        raise
+    _end_study_run(parent, study, metric, "FAILED" if stopped else "FINISHED")
     if stopped:
         raise stopped[0]
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
