@@ -10,10 +10,12 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import optuna
 from accelerate.utils import set_seed
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from modelyard.config import Config, ParamRange, dump_config
@@ -65,14 +67,55 @@ class PruningReporter(Callback):
             self.pruned = control.should_stop = True
 
 
-def suggest(trial: optuna.Trial, key: str, spec: ParamRange) -> Any:
+def suggest(trial: optuna.Trial, key: str, spec: ParamRange, config: Config) -> Any:
     if spec.choices is not None:
         return trial.suggest_categorical(key, spec.choices)
     assert spec.low is not None and spec.high is not None, "ParamRange checks a range is whole"
-    integral = all(float(v).is_integer() for v in (spec.low, spec.high, spec.step or 1)) and not spec.log
-    if integral and key.split(".")[-1] in ("epochs", "batch_size", "r", "layers", "hidden_size", "max_length"):
-        return trial.suggest_int(key, int(spec.low), int(spec.high), step=int(spec.step or 1))
+    if is_integer_key(config, key, spec):
+        return trial.suggest_int(key, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log)
     return trial.suggest_float(key, spec.low, spec.high, log=spec.log, step=spec.step)
+
+
+def is_integer_key(config: Config, key: str, spec: ParamRange) -> bool:
+    """Integers for a key the schema types as int; in a free-form mapping (model.gbdt) the range decides: whole
+    low, high and step sample integers, since the library behind it (LightGBM) refuses 4.7 leaves."""
+    annotation = _annotation(config, key)
+    if annotation is None:
+        return all(float(v).is_integer() for v in (spec.low, spec.high, spec.step or 1))
+    args = [a for a in (get_args(annotation) if _is_union(annotation) else (annotation,)) if a is not type(None)]
+    return bool(args) and all((get_args(a)[0] if get_origin(a) is Annotated else a) is int for a in args)
+
+
+def _annotation(config: Config, key: str) -> Any:
+    """The schema's type of the config field `key`, or None when `key` lies inside a free-form mapping."""
+    node: Any = config
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = _section(node, part)
+        if node is None:
+            return None
+    field = _model_class(node).model_fields.get(leaf)
+    return field.annotation if field is not None else None
+
+
+def _section(node: Any, part: str) -> Any:
+    """The sub-model `part` of a model instance (the task's own section) or class (an unset optional section)."""
+    field = _model_class(node).model_fields.get(part)
+    if field is None:
+        return None
+    value = None if isinstance(node, type) else getattr(node, part, None)
+    if isinstance(value, BaseModel):
+        return value
+    options = get_args(field.annotation) if _is_union(field.annotation) else (field.annotation,)
+    return next((o for o in options if isinstance(o, type) and issubclass(o, BaseModel)), None)
+
+
+def _model_class(node: Any) -> type[BaseModel]:
+    return node if isinstance(node, type) else type(node)
+
+
+def _is_union(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, UnionType)
 
 
 def check_params(config: Config) -> None:
@@ -298,9 +341,9 @@ def tune(
     stopped: list[UserError] = []  # a setting no trial can satisfy: the search stops and says so
 
     def objective(trial: optuna.Trial) -> float:
-        params = {key: suggest(trial, key, spec) for key, spec in config.tune.params.items()}
-        trial_config = with_params(config, params)
+        params = {key: suggest(trial, key, spec, config) for key, spec in config.tune.params.items()}
         try:  # a combination the task refuses fails its trial, so the best config is never one train refuses
+            trial_config = with_params(config, params)
             data = _prepare(task, trial_config)
         except (ConfigError, DataError) as err:
             refused.append(f"trial {trial.number} {params}: {err.message}")
@@ -312,6 +355,13 @@ def tune(
         except UserError as err:
             stopped.append(err)
             study.stop()
+            return float("nan")
+        except Exception as err:  # the library behind the model refused these values: this trial fails, not tune
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            refused.append(f"trial {trial.number} {params}: training failed ({reason})")
+            log.warning("%s", refused[-1])
+            log.debug("trial %d failed", trial.number, exc_info=True)
+            trial.set_user_attr("failed", reason)
             return float("nan")
         if pruned:
             raise optuna.TrialPruned()
