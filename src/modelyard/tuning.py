@@ -154,12 +154,23 @@ def check_prepared(config: Config, task: Any) -> None:
     """What the task refuses only once it reads the data (a backbone that cannot use model.domain_pretraining, a
     tokenizer that does not cover the texts), for each searched value alone: a ConfigError before any trial."""
     assert config.tune is not None
+    prepared: PreparedData | None = None
     for key, spec in config.tune.params.items():
         for value in _values_to_check(spec):
             try:
-                _check_validation(task.prepare(with_params(config, {key: value})))
+                data = task.prepare(with_params(config, {key: value}))
+                _check_validation(data)
             except (ConfigError, DataError) as err:
                 raise ConfigError(f"tune.params.{key} = {value!r}: {err.message}", err.hint) from None
+            prepared = data if prepared is None else prepared
+    reported = getattr(task, "validation_metrics_for", None)  # tasks whose metrics depend on the data (tables)
+    if config.tune.metric is not None and reported is not None and prepared is not None:
+        known = reported(config, prepared)
+        if config.tune.metric not in known:
+            raise ConfigError(
+                f"tune.metric: validation of this {config.task} data reports no metric '{config.tune.metric}'",
+                f"choose one of {', '.join(known)}",
+            )
 
 
 def with_params(config: Config, params: dict[str, Any]) -> Config:

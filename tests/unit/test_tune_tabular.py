@@ -94,3 +94,27 @@ def test_validate_refuses_a_fractional_step_of_an_integer_key(credit_csv, tmp_pa
     config = credit_config(tmp_path, credit_csv, {"model.bag_folds": {"low": 1, "high": 5, "step": 0.5}})
     with pytest.raises(ConfigError, match=r"tune.params.model.bag_folds = 1.5"):
         api.validate(config)
+
+
+def test_the_metrics_tune_accepts_are_those_a_real_evaluation_reports(credit_csv, tmp_path):
+    import modelyard
+    from modelyard.learners.tabular import TabularLearner
+
+    config = credit_config(tmp_path, credit_csv, {"model.gbdt.num_leaves": {"choices": [4]}})
+    model = modelyard.train(config, output=tmp_path / "bundle", quiet=True)
+    reported = model.evaluate(str(credit_csv))
+    scalars = {k for k, v in reported.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    assert set(TabularLearner.reported_metrics("binary")) == scalars
+
+
+@pytest.mark.parametrize(("metric", "refused"), [("rmse", True), ("pr_auc", False)])
+def test_validate_refuses_a_tune_metric_a_table_never_reports(credit_csv, tmp_path, metric, refused):
+    from modelyard import api
+    from modelyard.errors import ConfigError
+
+    config = credit_config(tmp_path, credit_csv, {"model.gbdt.num_leaves": {"choices": [4]}}, metric=metric)
+    if refused:
+        with pytest.raises(ConfigError, match="reports no metric 'rmse'"):
+            api.validate(config)
+    else:
+        api.validate(config)
