@@ -10,10 +10,12 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import optuna
 from accelerate.utils import set_seed
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from modelyard.config import Config, ParamRange, dump_config
@@ -22,6 +24,7 @@ from modelyard.fsutil import atomic_write_text
 from modelyard.home import home
 from modelyard.pipeline import backbone_candidates, prepared_for_training
 from modelyard.protocols import PreparedData
+from modelyard.state import masked, without_password
 from modelyard.tasks import config_from_dict, get_task, load_config
 from modelyard.training.callbacks import Callback, TrainerControl, TrainerState
 from modelyard.training.loop import fit
@@ -64,14 +67,55 @@ class PruningReporter(Callback):
             self.pruned = control.should_stop = True
 
 
-def suggest(trial: optuna.Trial, key: str, spec: ParamRange) -> Any:
+def suggest(trial: optuna.Trial, key: str, spec: ParamRange, config: Config) -> Any:
     if spec.choices is not None:
         return trial.suggest_categorical(key, spec.choices)
     assert spec.low is not None and spec.high is not None, "ParamRange checks a range is whole"
-    integral = all(float(v).is_integer() for v in (spec.low, spec.high, spec.step or 1)) and not spec.log
-    if integral and key.split(".")[-1] in ("epochs", "batch_size", "r", "layers", "hidden_size", "max_length"):
-        return trial.suggest_int(key, int(spec.low), int(spec.high), step=int(spec.step or 1))
+    if is_integer_key(config, key, spec):
+        return trial.suggest_int(key, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log)
     return trial.suggest_float(key, spec.low, spec.high, log=spec.log, step=spec.step)
+
+
+def is_integer_key(config: Config, key: str, spec: ParamRange) -> bool:
+    """Integers for a key the schema types as int; in a free-form mapping (model.gbdt) the range decides: whole
+    low, high and step sample integers, since the library behind it (LightGBM) refuses 4.7 leaves."""
+    annotation = _annotation(config, key)
+    if annotation is None:
+        return all(float(v).is_integer() for v in (spec.low, spec.high, spec.step or 1))
+    args = [a for a in (get_args(annotation) if _is_union(annotation) else (annotation,)) if a is not type(None)]
+    return bool(args) and all((get_args(a)[0] if get_origin(a) is Annotated else a) is int for a in args)
+
+
+def _annotation(config: Config, key: str) -> Any:
+    """The schema's type of the config field `key`, or None when `key` lies inside a free-form mapping."""
+    node: Any = config
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = _section(node, part)
+        if node is None:
+            return None
+    field = _model_class(node).model_fields.get(leaf)
+    return field.annotation if field is not None else None
+
+
+def _section(node: Any, part: str) -> Any:
+    """The sub-model `part` of a model instance (the task's own section) or class (an unset optional section)."""
+    field = _model_class(node).model_fields.get(part)
+    if field is None:
+        return None
+    value = None if isinstance(node, type) else getattr(node, part, None)
+    if isinstance(value, BaseModel):
+        return value
+    options = get_args(field.annotation) if _is_union(field.annotation) else (field.annotation,)
+    return next((o for o in options if isinstance(o, type) and issubclass(o, BaseModel)), None)
+
+
+def _model_class(node: Any) -> type[BaseModel]:
+    return node if isinstance(node, type) else type(node)
+
+
+def _is_union(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, UnionType)
 
 
 def check_params(config: Config) -> None:
@@ -110,12 +154,23 @@ def check_prepared(config: Config, task: Any) -> None:
     """What the task refuses only once it reads the data (a backbone that cannot use model.domain_pretraining, a
     tokenizer that does not cover the texts), for each searched value alone: a ConfigError before any trial."""
     assert config.tune is not None
+    prepared: PreparedData | None = None
     for key, spec in config.tune.params.items():
         for value in _values_to_check(spec):
             try:
-                _check_validation(task.prepare(with_params(config, {key: value})))
+                data = task.prepare(with_params(config, {key: value}))
+                _check_validation(data)
             except (ConfigError, DataError) as err:
                 raise ConfigError(f"tune.params.{key} = {value!r}: {err.message}", err.hint) from None
+            prepared = data if prepared is None else prepared
+    reported = getattr(task, "validation_metrics_for", None)  # tasks whose metrics depend on the data (tables)
+    if config.tune.metric is not None and reported is not None and prepared is not None:
+        known = reported(config, prepared)
+        if config.tune.metric not in known:
+            raise ConfigError(
+                f"tune.metric: validation of this {config.task} data reports no metric '{config.tune.metric}'",
+                f"choose one of {', '.join(known)}",
+            )
 
 
 def with_params(config: Config, params: dict[str, Any]) -> Config:
@@ -174,6 +229,26 @@ def _trial_tracker(config: Config, parent: list[str]):
     except Exception as err:  # an unreachable store must not stop tuning
         log.warning("tracking is off for this search (%s)", err)
         return None
+
+
+def _end_study_run(parent: list[str], study: optuna.Study, metric: str, status: str) -> None:
+    """Close the study's MLflow run with the best trial so far (its value and params); never raises."""
+    if not parent:
+        return
+    try:
+        from modelyard.tracking import runs, store
+
+        client, uri = store.client(), store.tracking_uri()
+        with store.store_errors(uri):
+            done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+            if done:
+                best = study.best_trial
+                chosen = {"model.backbone": best.user_attrs["backbone"]} if "backbone" in best.user_attrs else {}
+                runs.log_params(client, uri, parent[0], {"best": {**best.params, **chosen, "trial": best.number}})
+                runs.log_metrics(client, uri, parent[0], runs.scalar_metrics({metric: best.value}, "best"), best.number)
+            client.set_terminated(parent[0], "FAILED" if status == "FINISHED" and not done else status)
+    except Exception as err:  # an unreachable store must not hide the search's own outcome
+        log.warning("the study's MLflow run %s was left open (%s)", parent[0], err)
 
 
 def _run_trial(
@@ -261,23 +336,25 @@ def tune(
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
         )
     except (ImportError, ValueError, SQLAlchemyError) as err:
-        raise ConfigError(f"--storage {storage}: cannot open the study ({err})", "e.g. sqlite:///study.db") from None
+        reason = without_password(str(err), storage)
+        shown = masked(storage)
+        raise ConfigError(f"--storage {shown}: cannot open the study ({reason})", "e.g. sqlite:///study.db") from None
     if study.direction != direction:
         raise ConfigError(
-            f"study '{study.study_name}' in {storage} is set to {study.direction.name.lower()} and this config asks "
-            f"to {direction.name.lower()}",
+            f"study '{study.study_name}' in {masked(storage)} is set to {study.direction.name.lower()} and this "
+            f"config asks to {direction.name.lower()}",
             "name a new study with --study, or keep the study's direction",
         )
-    _keep_study_settings(study, storage, metric, sorted(config.tune.params))
+    _keep_study_settings(study, masked(storage), metric, sorted(config.tune.params))
     check_prepared(config, task)
     parent: list[str] = []
     refused: list[str] = []  # combinations the task refuses: failed trials, the search goes on
     stopped: list[UserError] = []  # a setting no trial can satisfy: the search stops and says so
 
     def objective(trial: optuna.Trial) -> float:
-        params = {key: suggest(trial, key, spec) for key, spec in config.tune.params.items()}
-        trial_config = with_params(config, params)
+        params = {key: suggest(trial, key, spec, config) for key, spec in config.tune.params.items()}
         try:  # a combination the task refuses fails its trial, so the best config is never one train refuses
+            trial_config = with_params(config, params)
             data = _prepare(task, trial_config)
         except (ConfigError, DataError) as err:
             refused.append(f"trial {trial.number} {params}: {err.message}")
@@ -290,12 +367,27 @@ def tune(
             stopped.append(err)
             study.stop()
             return float("nan")
+        except Exception as err:  # the library behind the model refused these values: this trial fails, not tune
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            refused.append(f"trial {trial.number} {params}: training failed ({reason})")
+            log.warning("%s", refused[-1])
+            log.debug("trial %d failed", trial.number, exc_info=True)
+            trial.set_user_attr("failed", reason)
+            return float("nan")
         if pruned:
             raise optuna.TrialPruned()
         trial.set_user_attr("backbone", backbone)
         return value
 
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
+    try:
+        study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
+    except KeyboardInterrupt:
+        _end_study_run(parent, study, metric, "KILLED")
+        raise
+    except BaseException:
+        _end_study_run(parent, study, metric, "FAILED")
+        raise
+    _end_study_run(parent, study, metric, "FAILED" if stopped else "FINISHED")
     if stopped:
         raise stopped[0]
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):

@@ -27,6 +27,8 @@ def doctor() -> None:
     from modelyard.home import home
     from modelyard.models import catalog
     from modelyard.precision import cpu_has_fast_bf16
+    from modelyard.state import masked
+    from modelyard.tracking.store import tracking_uri
 
     report = {
         "versions": environment(),
@@ -39,9 +41,7 @@ def doctor() -> None:
         "cuda": torch.cuda.is_available(),
         "bundled_models": catalog.installed(),
         "home": str(home()),
-        "tracking_uri": os.environ.get("MODELYARD_TRACKING_URI")
-        or os.environ.get("MLFLOW_TRACKING_URI")
-        or f"sqlite:///{home() / 'mlflow.db'}",
+        "tracking_uri": masked(tracking_uri()),
     }
     print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
 

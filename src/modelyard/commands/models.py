@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from modelyard.state import masked
 from modelyard.tracking import registry
 
 app = typer.Typer(
@@ -48,7 +49,7 @@ def list_() -> None:
     if not models:
         console.print("No registered models yet: `modelyard train CONFIG` registers one.")
         return
-    table = Table(title=f"Registered models ({registry.store.tracking_uri()})")
+    table = Table(title=f"Registered models ({masked(registry.store.tracking_uri())})")
     for column in ("name", "versions", "aliases", "main test metric", "updated"):
         table.add_column(column, justify="right" if column == "versions" else "left", no_wrap=column == "name")
     for model in models:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from modelyard.commands.console import STATE, data_report, err
+from modelyard.state import masked
 
 
 def tune(
@@ -29,7 +30,7 @@ def tune(
 
     result = run_tune(config, trials, timeout, storage, study, output, set_ or [])
     err.print(
-        f"study {result.study} ({result.storage}): {result.trials} trials, {result.pruned} pruned; "
+        f"study {result.study} ({masked(result.storage)}): {result.trials} trials, {result.pruned} pruned; "
         f"best {result.best_value:.4f} with {result.best_params}"
     )
     print(result.best_config)

@@ -331,6 +331,23 @@ class TabularLearner:
             return metrics | self._groups(data, lambda g: group_metrics(y == 1, decided, g))
         return metrics | self._groups(data, lambda g: multiclass_group_metrics(y, decided, g, self.spec.labels))
 
+    @staticmethod
+    def reported_metrics(kind: str) -> tuple[str, ...]:
+        """The scalar metrics `evaluate` reports for `kind` (binary, multiclass, regression), found by running its
+        metric functions on a tiny sample, so what `tune.metric` is checked against cannot drift from evaluate."""
+        from modelyard.metrics.risk import interval_coverage
+
+        y = np.array([0, 1, 2, 0, 1, 2]) if kind == "multiclass" else np.array([0, 1, 0, 1])
+        if kind == "regression":
+            pred = y + 0.5
+            metrics = {**regression_metrics(y, pred), **interval_coverage(y, pred - 1, pred + 1)}
+        else:
+            labels = [str(c) for c in np.unique(y)]
+            scores = np.eye(len(labels))[y] * 0.8 + 0.1
+            metrics = classification_metrics(y.tolist(), y.tolist(), labels) | main_score(kind, y, scores)
+            metrics |= binary_metrics(y, scores[:, 1], 0.5) if kind == "binary" else {}
+        return tuple(k for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool))
+
     def _groups(self, data: pd.DataFrame, measure: Callable[[np.ndarray], dict[str, Any]]) -> dict[str, Any]:
         """{"groups": {column: measure(its values)}} for each `evaluation.groups` column in `data`, or {}."""
         found = {g: measure(data[g].to_numpy()) for g in self.spec.groups if g in data.columns}

@@ -50,6 +50,10 @@ class TabularClassificationTask:
     stopping_metric: ClassVar = "roc_auc"  # the MLP member stops on it; boosting on its own loss
     greater_is_better: ClassVar = True
 
+    def validation_metrics_for(self, config: Config, data: PreparedData) -> tuple[str, ...]:
+        """Two classes report more than several (pr_auc, ks, gini), so the names depend on the data's classes."""
+        return TabularLearner.reported_metrics("binary" if len(data.report["classes"]) == 2 else "multiclass")
+
     def starter_config(self) -> str:
         return STARTER
 

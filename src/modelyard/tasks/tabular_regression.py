@@ -41,6 +41,10 @@ class TabularRegressionTask:
     stopping_metric: ClassVar = "rmse"  # the MLP member stops on it; boosting on its own loss
     greater_is_better: ClassVar = False
 
+    def validation_metrics_for(self, config: Config, data: PreparedData) -> tuple[str, ...]:
+        """Errors and the conformal interval's coverage, as the learner's evaluate reports them."""
+        return TabularLearner.reported_metrics("regression")
+
     def starter_config(self) -> str:
         return STARTER
 

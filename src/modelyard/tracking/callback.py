@@ -64,7 +64,8 @@ class TrackingCallback(Callback):
         def start() -> None:
             self.client = self.client or store.client(self.uri)
             if self.run_id is None:
-                self.run_id = self.metrics_run = runs.start_run(self.client, self.uri, name, task)
+                run_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"  # MLflow's random name: one per seed, not run
+                self.run_id = self.metrics_run = runs.start_run(self.client, self.uri, name, task, run_name)
             else:
                 self.metrics_run = runs.start_run(self.client, self.uri, name, task, backbone, parent=self.run_id)
                 self.children.append(self.metrics_run)

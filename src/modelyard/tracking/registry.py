@@ -20,6 +20,7 @@ from modelyard.bundle import MANIFEST, identity, read_manifest
 from modelyard.errors import BundleError, ModelNotFoundError, UserError
 from modelyard.fsutil import replace_dir
 from modelyard.home import cache_dir
+from modelyard.state import masked
 from modelyard.tracking import audit, store
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def _registered(client: MlflowClient, name: str) -> Any:
             raise
     known = _names(client)
     raise ModelNotFoundError(
-        f"no registered model '{name}' in {store.tracking_uri()}; "
+        f"no registered model '{name}' in {masked(store.tracking_uri())}; "
         + (f"registered models: {', '.join(known)}" if known else "the registry is empty"),
         "train one with `modelyard train CONFIG` (it registers the model under the config's name), "
         "or see `modelyard models list`",

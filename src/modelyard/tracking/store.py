@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import UserError
 from modelyard.home import home
+from modelyard.state import masked, without_password
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -31,7 +32,10 @@ _QUIET_ENV = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # "View run ... at:" would land in `$(modelyard -q train)`
+    "MLFLOW_PRINT_MODEL_URLS_ON_CREATION": "false",
 }
+CONNECT_TIMEOUT_S = 10  # one try at a database server; MLflow itself retries ten times over ~100 s
 _held = threading.local()
 _NOISY_LOGGERS = ("mlflow", "alembic", "sqlalchemy", "urllib3", "git", "databricks")
 
@@ -56,6 +60,20 @@ def tracking_wanted() -> bool:
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a `sqlite:///` URI, or None for any other store."""
     return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+def is_file_store(uri: str) -> bool:
+    """A `file:` URI or a plain folder: MLflow's file store, which it keeps in maintenance mode and refuses."""
+    scheme, sep, _ = uri.partition("://")
+    if uri.startswith("file:") or (sep and len(scheme) == 1):  # `C://...`: a Windows path
+        return True
+    return not sep and not uri.startswith("databricks")  # `databricks` alone names a Databricks workspace
+
+
+def is_database(uri: str) -> bool:
+    """A database server MLflow reaches through SQLAlchemy (postgresql://, mysql+pymysql://, mssql://)."""
+    scheme = uri.partition("://")[0].split("+")[0]
+    return scheme in ("postgresql", "postgres", "mysql", "mssql")
 
 
 def artifact_root(uri: str) -> str | None:
@@ -121,9 +139,27 @@ def client(uri: str | None = None) -> MlflowClient:
         _check_sqlite(db)
     ml = mlflow()
     with store_errors(uri), write_lock(uri):
+        if is_database(uri):
+            _probe_database(uri)
         c = ml.MlflowClient(tracking_uri=uri, registry_uri=uri)
         c.search_experiments(max_results=1)  # creates the tables of a new store, under the lock
     return c
+
+
+def _probe_database(uri: str) -> None:
+    """Connect once with a timeout, so a database that is down, refuses the login or lacks its driver fails in
+    seconds instead of stalling through MLflow's retries."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    backend = sqlalchemy.engine.make_url(uri).get_backend_name()
+    timeout = {"connect_timeout": CONNECT_TIMEOUT_S} if backend in ("postgresql", "mysql") else {}
+    engine = sqlalchemy.create_engine(uri, poolclass=NullPool, connect_args=timeout)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager
@@ -179,14 +215,22 @@ def describe_failure(uri: str, err: Exception) -> TrackingStoreError:
     if db is not None and _is_database_error(err):
         return _sqlite_error(db, getattr(err, "orig", None) or err)
     text = str(getattr(err, "message", None) or err).strip().splitlines()
-    first = text[0][:300] if text else type(err).__name__
-    if db is None:
+    first = without_password(text[0][:300] if text else type(err).__name__, uri)
+    if is_file_store(uri):
         return TrackingStoreError(
-            f"the tracking server {uri} refused or failed: {first}",
-            "check that the server is running and reachable, or unset MODELYARD_TRACKING_URI / "
+            f"the tracking store {masked(uri)} is a folder: MLflow's file store is in maintenance mode and modelyard "
+            "does not support it",
+            "use an SQLite file, e.g. MODELYARD_TRACKING_URI=sqlite:///path/to/mlflow.db, or unset "
+            "MODELYARD_TRACKING_URI / MLFLOW_TRACKING_URI to use the embedded store",
+        )
+    if db is None:
+        what = "database" if is_database(uri) else "server"
+        return TrackingStoreError(
+            f"the tracking {what} {masked(uri)} refused or failed: {first}",
+            f"check that the {what} is running and reachable, or unset MODELYARD_TRACKING_URI / "
             "MLFLOW_TRACKING_URI to use the embedded store",
         )
-    return TrackingStoreError(f"the tracking store {uri} failed: {first}")
+    return TrackingStoreError(f"the tracking store {masked(uri)} failed: {first}")
 
 
 def _is_database_error(err: Exception) -> bool:
