@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from modelyard import bundle
 from modelyard.config import Config, dump_config
-from modelyard.errors import UserError
 from modelyard.fsutil import atomic_write_json, atomic_write_text
 from modelyard.home import home
 from modelyard.loader import Model, load
@@ -60,9 +59,9 @@ def latest_unfinished(name: str) -> Path | None:
     return runs[-1] if runs else None
 
 
-def _refuse_registered_output(output: Path, name: str) -> None:
-    """A registered version is immutable: training into the folder that holds its bundle would change what
-    `models:/NAME/N` serves, so such a folder is refused (before any data is read)."""
+def _warn_registered_output(output: Path, name: str, warn: Callable[[str], Any]) -> None:
+    """Training into the folder of a registered version replaces that folder, not the version: say so, and where
+    `models:/NAME/N` is served from now (the copy logged with it: a registered version is immutable)."""
     if not (output / bundle.MANIFEST).is_file():
         return
     from modelyard.tracking.registry import versions_held
@@ -70,11 +69,9 @@ def _refuse_registered_output(output: Path, name: str) -> None:
 
     held = versions_held(name, output) if tracking_wanted() else []
     if held:
-        raise UserError(
-            f"--output {output} holds the bundle of model '{name}' version {', '.join(held)} in the registry; a "
-            "registered version is immutable, so this run will not replace it",
-            "train into a new folder (omit --output for one of its own), or delete the folder first if that version "
-            "is no longer needed",
+        warn(
+            f"--output {output} holds the bundle registered as model '{name}' version {', '.join(held)}; this run "
+            "replaces the folder, while that version stays as registered (served from its copy in the tracking store)"
         )
 
 
@@ -177,7 +174,7 @@ def train(
         output = Path(output).resolve()
         bundle.refuse_foreign_output(output)
         if track:
-            _refuse_registered_output(output, config.name)
+            _warn_registered_output(output, config.name, on_warning or log.warning)
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     data = prepared_for_training(task, config)
     output = output or default_output(config.name)  # claimed once the data passed: a refused run leaves no folder

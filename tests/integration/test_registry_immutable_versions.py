@@ -1,5 +1,5 @@
 """A registered version is immutable: `models:/NAME/N` keeps meaning the bundle registered as N even when another
-run writes into its folder, and `train` refuses to write into a folder that holds a registered version."""
+run writes into its folder, and `train` into a folder that holds a registered version says so."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from conftest import write_config
 
 import modelyard
-from modelyard.errors import UserError
 from modelyard.tracking import registry
 
 pytestmark = pytest.mark.slow
@@ -36,11 +35,18 @@ def test_a_version_whose_folder_was_trained_over_resolves_to_its_own_logged_bund
     assert _bundle_id(path) == registered
 
 
-def test_train_refuses_an_output_folder_holding_a_registered_version(banking_slice, tmp_path, tracked):
+def test_training_into_a_registered_versions_folder_warns_and_the_version_keeps_its_bundle(
+    banking_slice, tmp_path, tracked
+):
     config = write_config(banking_slice, "tfidf-linear")
     first = modelyard.train(config, output=tmp_path / "b", quiet=True)
     before = _bundle_id(first.path)
-    with pytest.raises(UserError, match=f"model 'test-tfidf-linear' version {first.version} .* immutable"):
-        modelyard.train(config, output=tmp_path / "b", quiet=True)
-    assert _bundle_id(first.path) == before
-    assert [v.version for v in registry.describe(first.name).versions] == [first.version]
+    warnings: list[str] = []
+    second = modelyard.train(
+        config, output=tmp_path / "b", overrides=["data.split.seed=5"], quiet=True, on_warning=warnings.append
+    )
+    said = f"model 'test-tfidf-linear' version {first.version}; this run replaces the folder"
+    assert any(said in w for w in warnings)
+    path, _ = registry.resolve_model_uri(f"models:/{first.name}/{first.version}")
+    assert _bundle_id(path) == before and _bundle_id(second.path) != before
+    assert sorted(v.version for v in registry.describe(first.name).versions) == [first.version, second.version]
