@@ -31,9 +31,9 @@ import onnxruntime
 import torch
 from serve_bench import run_one, texts
 
+from modelyard.cores import usable_cores
 from modelyard.export.exporter import export
 from modelyard.home import home
-from modelyard.runtimes.onnx_session import cpu_threads
 
 TARGETS = {"speedup_p50": 3.0, "agreement": 0.98, "accuracy_drop_points": 1.0, "serving_throughput_ratio": 2.0}
 
@@ -101,6 +101,12 @@ def main() -> None:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--ready-timeout", type=float, default=180.0)
     parser.add_argument("--no-abba", dest="abba", action="store_false", help="serve each bundle once, not twice")
+    parser.add_argument(
+        "--serve-option",
+        action="append",
+        default=[],
+        help="passed on to `modelyard serve` (repeatable), e.g. --serve-option=--threads=1",
+    )
     args = parser.parse_args()
     if args.cores:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
@@ -123,7 +129,7 @@ def main() -> None:
                 "targets": TARGETS,
                 "results": results,
                 "machine": {
-                    "cores": cpu_threads(),
+                    "cores": usable_cores(),
                     "torch_threads": torch.get_num_threads(),
                     "onnxruntime": onnxruntime.__version__,
                     "torch": torch.__version__,

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import csv
 import json
+import math
 import os
 import random
 import re
@@ -62,8 +63,10 @@ def free_port() -> int:
 
 
 def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least q of the values at or below it (p99 of 100
+    latencies is the 99th, not the slowest)."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else float("nan")
 
 
 async def wait_ready(url: str, process: subprocess.Popen, timeout: float) -> float:
