@@ -29,6 +29,7 @@ PROFILE_ROWS = 512  # rows embedded and predicted at train time (clusters, predi
 MMD_ROWS = 256  # of those, embeddings kept for the kernel two-sample test
 LENGTH_BINS = 10
 SEED = 0
+UNPROFILED = "only labelled text inputs are profiled; this training data is not"
 
 
 @dataclass
@@ -88,7 +89,7 @@ def build(learner: Any, splits: dict[str, Any]) -> tuple[dict[str, Any], dict[st
         return profile, tensors
     frames = _text_frames(splits)
     if "train" not in frames:
-        profile["inputs"] = {"skipped": "only labelled text inputs are profiled; this training data is not"}
+        profile["inputs"] = {"skipped": UNPROFILED}
         return profile, tensors
     train = frames["train"]
     shares = train["label"].astype(str).value_counts(normalize=True).sort_index()
