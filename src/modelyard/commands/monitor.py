@@ -22,6 +22,11 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
+def _number(value: float | None) -> str:
+    """A statistic in the table; '-' for a test without it (table features report per feature)."""
+    return "-" if value is None else f"{value:.4g}"
+
+
 def _drift_table(report: dict[str, Any]) -> None:
     drift = report["drift"]
     window = report["window"]
@@ -30,7 +35,8 @@ def _drift_table(report: dict[str, Any]) -> None:
         f"{window['predictions']} ({window['from']} .. {window['to']}), versions {window['versions']}"
     )
     console.print(f"latency p50 {report['latency_ms']['p50']} ms, p95 {report['latency_ms']['p95']} ms")
-    table = Table(title=f"drift: {'DETECTED' if drift['detected'] else 'none'} ({drift['reason']})")
+    verdict = {True: "DETECTED", False: "none", None: "not judged"}[drift["detected"]]
+    table = Table(title=f"drift: {verdict} ({drift['reason']})")
     for column in ("test", "method", "statistic", "threshold", "p-value", "drift"):
         table.add_column(column)
     for name, test in drift.items():
@@ -42,9 +48,9 @@ def _drift_table(report: dict[str, Any]) -> None:
         table.add_row(
             name,
             test["method"],
-            f"{test['statistic']:.4g}",
-            f"{test['threshold']:.4g}",
-            f"{test['p_value']:.4g}" if "p_value" in test else "-",
+            _number(test.get("statistic")),
+            _number(test.get("threshold")),
+            _number(test.get("p_value")),
             "yes" if test["detected"] else "no",
         )
     console.print(table)

@@ -1,11 +1,11 @@
 """The reference profile a bundle carries: what its training data looked like, for drift checks after launch.
 
 Written at train time into the bundle (before the manifest is sealed, so it is checksummed like the
-weights): `reference.json` (label, predicted-label and input-length distributions, cluster shares) and
-`reference.safetensors` (a sample of input embeddings and k-means centroids). Embeddings come from the
-learner's optional `embed(inputs)`; rows the model never trained on (validation, then test) are preferred,
-because a fine-tuned encoder maps its own training rows tighter than new text, and comparing live traffic with
-them would flag drift where there is none.
+weights): `reference.json` (label, predicted-label and input-length distributions, cluster shares; no lengths
+for a classifier of image files) and `reference.safetensors` (a sample of input embeddings and k-means
+centroids). Embeddings come from the learner's optional `embed(inputs)`; rows the model never trained on
+(validation, then test) are preferred, because a fine-tuned encoder maps its own training rows tighter than new
+inputs, and comparing live traffic with them would flag drift where there is none.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ PROFILE_ROWS = 512  # rows embedded and predicted at train time (clusters, predi
 MMD_ROWS = 256  # of those, embeddings kept for the kernel two-sample test
 LENGTH_BINS = 10
 SEED = 0
+FILE_PROFILE_ROWS = 256  # files (images) are decoded and run twice each: fewer keeps the profile to seconds on CPU
+UNPROFILED = (
+    "this task's inputs are not profiled for drift yet (labelled texts, table rows, audio and single-label images are)"
+)
 
 
 @dataclass
@@ -56,68 +60,54 @@ def assign(embeddings: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return np.argmax(embeddings @ centroids.T, axis=1)
 
 
-def _text_frames(splits: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    """Splits of labelled text (a DataFrame with `text` and `label` columns), by name."""
+def _labelled_frames(splits: dict[str, Any], column: str) -> dict[str, pd.DataFrame]:
+    """Splits of labelled inputs (a DataFrame with `column` and `label` columns), by name."""
     return {
         name: frame
         for name, frame in splits.items()
-        if isinstance(frame, pd.DataFrame) and {"text", "label"} <= set(frame.columns) and len(frame)
+        if isinstance(frame, pd.DataFrame) and {column, "label"} <= set(frame.columns) and len(frame)
     }
 
 
-def _held_out_first(frames: dict[str, pd.DataFrame], rows: int) -> tuple[list[str], list[str]]:
-    """Up to `rows` texts: validation and test rows first (unseen by the weights), topped up from train."""
+def _held_out_first(frames: dict[str, pd.DataFrame], column: str, rows: int) -> tuple[list[str], list[str]]:
+    """Up to `rows` inputs: validation and test rows first (unseen by the weights), topped up from train."""
     picked, sources = [], []
     rng = np.random.default_rng(SEED)
     for name in ("validation", "test", "train"):
         if name not in frames or len(picked) >= rows:
             continue
-        texts = frames[name]["text"].astype(str).tolist()
-        order = rng.permutation(len(texts))[: rows - len(picked)]
-        picked.extend(texts[i] for i in order)
+        inputs = frames[name][column].astype(str).tolist()
+        order = rng.permutation(len(inputs))[: rows - len(picked)]
+        picked.extend(inputs[i] for i in order)
         sources.append(f"{name} ({len(order)})")
     return picked, sources
 
 
-def build(learner: Any, splits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The profile (JSON-able) and its tensors for one trained learner and its data splits."""
-    profile: dict[str, Any] = {"format": FORMAT}
-    tensors: dict[str, np.ndarray] = {}
-    if hasattr(learner, "reference_profile"):  # learners that profile their own inputs (tables: bins per feature)
-        profile.update(learner.reference_profile(splits))
-        return profile, tensors
-    frames = _text_frames(splits)
-    if "train" not in frames:
-        profile["inputs"] = {"skipped": "only labelled text inputs are profiled; this training data is not"}
-        return profile, tensors
-    train = frames["train"]
-    shares = train["label"].astype(str).value_counts(normalize=True).sort_index()
-    profile["labels"] = {
-        "rows": len(train),
-        "distribution": {k: round(float(v), 6) for k, v in shares.items()},
-    }
+def _length_profile(frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """Input lengths in characters over all splits: decile edges and the count per bin."""
     lengths = np.concatenate([f["text"].astype(str).str.len().to_numpy() for f in frames.values()])
     edges = quantile_edges(lengths, LENGTH_BINS)
-    profile["lengths"] = {
+    return {
         "unit": "characters",
         "edges": edges,
         "counts": bin_counts(lengths, edges).tolist(),
         "mean": round(float(lengths.mean()), 2),
     }
-    sample, sources = _held_out_first(frames, PROFILE_ROWS)
-    profile["sample"] = {"rows": len(sample), "from": sources}
+
+
+def _predicted_counts(learner: Any, sample: list[str]) -> dict[str, int] | None:
+    """How often the learner predicts each of its labels on the sample; None when its answers are not labels."""
     answers = learner.predict(sample)
-    if answers and isinstance(answers[0], dict) and "label" in answers[0]:
-        counts: dict[str, int] = {str(label): 0 for label in getattr(learner, "labels", []) or []}
-        for answer in answers:
-            counts[str(answer["label"])] = counts.get(str(answer["label"]), 0) + 1
-        profile["predicted"] = {"counts": counts}
-    if not hasattr(learner, "embed"):
-        profile["embeddings"] = {
-            "skipped": f"the {learner.backbone} learner has no embed(); input drift is "
-            "judged on lengths and predicted labels only"
-        }
-        return profile, tensors
+    if not (answers and isinstance(answers[0], dict) and "label" in answers[0]):
+        return None
+    counts: dict[str, int] = {str(label): 0 for label in getattr(learner, "labels", []) or []}
+    for answer in answers:
+        counts[str(answer["label"])] = counts.get(str(answer["label"]), 0) + 1
+    return counts
+
+
+def _embedding_profile(learner: Any, sample: list[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Unit-length embeddings of the sample (MMD_ROWS kept), k-means centroids and the sample's cluster counts."""
     from sklearn.cluster import KMeans
 
     vectors = normalize(learner.embed(sample))
@@ -125,14 +115,48 @@ def build(learner: Any, splits: dict[str, Any]) -> tuple[dict[str, Any], dict[st
     kmeans = KMeans(n_clusters=k, n_init=4, random_state=SEED).fit(vectors)
     centroids = normalize(kmeans.cluster_centers_)
     assigned = np.bincount(assign(vectors, centroids), minlength=k)
-    tensors = {"embeddings": vectors[:MMD_ROWS].copy(), "centroids": centroids}
-    profile["embeddings"] = {
+    profile = {
         "dim": int(vectors.shape[1]),
         "rows": int(min(len(vectors), MMD_ROWS)),
         "clusters": k,
         "cluster_counts": assigned.tolist(),
         "normalized": True,
     }
+    return profile, {"embeddings": vectors[:MMD_ROWS].copy(), "centroids": centroids}
+
+
+def build(learner: Any, splits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The profile (JSON-able) and its tensors for one trained learner and its data splits."""
+    profile: dict[str, Any] = {"format": FORMAT}
+    if hasattr(learner, "reference_profile"):  # learners that profile their own inputs (tables: bins per feature)
+        profile.update(learner.reference_profile(splits))
+        return profile, {}
+    frames, column, rows = _labelled_frames(splits, "text"), "text", PROFILE_ROWS
+    if "train" in frames:
+        profile["lengths"] = _length_profile(frames)
+    else:  # a classifier of files (images): predicted labels and embeddings, nothing measured in characters
+        frames, column, rows = _labelled_frames(splits, "path"), "path", FILE_PROFILE_ROWS
+        profile["inputs"] = {"kind": "files"}
+    if "train" not in frames:
+        profile["inputs"] = {"skipped": UNPROFILED}
+        return profile, {}
+    shares = frames["train"]["label"].astype(str).value_counts(normalize=True).sort_index()
+    profile["labels"] = {
+        "rows": len(frames["train"]),
+        "distribution": {k: round(float(v), 6) for k, v in shares.items()},
+    }
+    sample, sources = _held_out_first(frames, column, rows)
+    profile["sample"] = {"rows": len(sample), "from": sources}
+    counts = _predicted_counts(learner, sample)
+    if counts is not None:
+        profile["predicted"] = {"counts": counts}
+    if not hasattr(learner, "embed"):
+        judged = "lengths and predicted labels" if "lengths" in profile else "predicted labels"
+        profile["embeddings"] = {
+            "skipped": f"the {learner.backbone} learner has no embed(); input drift is judged on {judged} only"
+        }
+        return profile, {}
+    profile["embeddings"], tensors = _embedding_profile(learner, sample)
     return profile, tensors
 
 

@@ -2,8 +2,9 @@
 
 Four tests, each with its statistic, threshold and verdict (docs/monitoring.md): PSI on input lengths, PSI on
 embedding-cluster assignments, a kernel two-sample test (MMD) on embeddings, and PSI on predicted labels; table
-rows get PSI per feature and the characteristic stability index instead of the text tests.
-`detected` is true when any of them is; too small a window gives no verdict rather than a noisy one.
+rows get PSI per feature and the characteristic stability index instead of the text tests, images the embedding
+tests without lengths. `detected` is true when any of them is, None when none could run; too small a window
+gives no verdict rather than a noisy one.
 """
 
 from __future__ import annotations
@@ -17,20 +18,22 @@ from modelyard.drift.statistics import bin_counts, mmd_test, psi_test
 
 MIN_WINDOW = 30  # fewer live inputs than this: no verdict
 EMBED_ROWS = 512  # most recent inputs embedded per check (cluster PSI); MMD uses MMD_ROWS of them
+FILE_ROWS = 128  # most recent files (images) decoded and embedded per check; the server runs it on its model thread
 
 
 def _texts(inputs: list[Any]) -> list[str]:
     return [x for x in inputs if isinstance(x, str)]
 
 
-def _embedding_tests(reference: Reference, learner: Any, texts: list[str]) -> dict[str, Any]:
+def _embedding_tests(reference: Reference, learner: Any, inputs: list[Any]) -> dict[str, Any]:
+    """Cluster-share PSI and the MMD test of the learner's embeddings of `inputs` against the reference's."""
     if reference.embeddings is None or reference.centroids is None:
         reason = reference.profile.get("embeddings", {}).get("skipped", "the reference has no embeddings")
         return {"embedding_clusters": {"skipped": reason}, "embedding_mmd": {"skipped": reason}}
     if not hasattr(learner, "embed"):
         reason = "the served learner has no embed()"
         return {"embedding_clusters": {"skipped": reason}, "embedding_mmd": {"skipped": reason}}
-    recent = texts[-EMBED_ROWS:]
+    recent = inputs[-EMBED_ROWS:]
     live = normalize(learner.embed(recent))
     centroids = reference.centroids
     ref_counts = np.asarray(reference.profile["embeddings"]["cluster_counts"], dtype=float)
@@ -81,29 +84,74 @@ def _missing_inputs(inputs: list[Any], wanted: str) -> str:
     )
 
 
-def drift(reference: Reference, learner: Any, inputs: list[Any], predicted: list[str]) -> dict[str, Any]:
-    """The drift section of `modelyard monitor`: one entry per test plus the overall `detected` verdict."""
-    if not reference.profile:
-        return {"detected": False, "reason": "; ".join(reference.notes) or "no reference profile"}
+def _decoded_files(learner: Any, inputs: list[Any]) -> list[Any]:
+    """The most recent FILE_ROWS logged inputs the learner can decode (an image as the client sent it, base64),
+    oldest first; inputs that are not such files (not logged, or another task's) are left out."""
+    decoded = []
+    for item in reversed(inputs):
+        if len(decoded) == FILE_ROWS:
+            break
+        try:
+            decoded.append(learner.parse_input(item))
+        except ValueError:
+            continue
+    return decoded[::-1]
+
+
+def _file_tests(reference: Reference, learner: Any, inputs: list[Any]) -> dict[str, Any]:
+    """A classifier of files (images): the embedding tests on the logged inputs it can decode."""
+    files = _decoded_files(learner, inputs) if hasattr(learner, "parse_input") else []
+    if len(files) >= MIN_WINDOW:
+        return _embedding_tests(reference, learner, files)
+    logged = sum(x is not None for x in inputs)
+    if logged < MIN_WINDOW:
+        why = f"{logged} of the {len(inputs)} inputs were logged, under {MIN_WINDOW} (server ran with --no-log-inputs?)"
+    else:
+        why = f"only {len(files)} of the {logged} logged inputs are files this model can decode: another model answered"
+    return {"embedding_clusters": {"skipped": why}, "embedding_mmd": {"skipped": why}}
+
+
+def _input_tests(reference: Reference, learner: Any, inputs: list[Any]) -> dict[str, Any]:
+    """The tests of the inputs the reference profiles: table features, text lengths and embeddings, or file
+    embeddings; one skipped entry when it profiles none."""
+    profile = reference.profile
+    if "features" in profile:
+        return {"features": _feature_tests(reference, learner, inputs)}
+    if profile.get("inputs", {}).get("kind") == "files":
+        return _file_tests(reference, learner, inputs)
+    lengths = profile.get("lengths")
+    if lengths is None:
+        return {"inputs": {"skipped": profile.get("inputs", {}).get("skipped", "the reference profiles no inputs")}}
     texts = _texts(inputs)
+    if len(texts) < MIN_WINDOW:
+        why = _missing_inputs(inputs, "text inputs")
+        return {name: {"skipped": why} for name in ("input_length", "embedding_clusters", "embedding_mmd")}
+    live = bin_counts(np.array([len(t) for t in texts]), lengths["edges"])
+    length = psi_test(np.asarray(lengths["counts"]), live, "psi_input_length").as_dict()
+    return {"input_length": length, **_embedding_tests(reference, learner, texts)}
+
+
+def _not_judged(tests: dict[str, Any]) -> str:
+    """Why no test ran: each distinct reason once, with the tests it stopped."""
+    stopped: dict[str, list[str]] = {}
+    for name, test in tests.items():
+        stopped.setdefault(test["skipped"], []).append(name)
+    return "no drift test could run (" + "; ".join(f"{', '.join(n)}: {why}" for why, n in stopped.items()) + ")"
+
+
+def drift(reference: Reference, learner: Any, inputs: list[Any], predicted: list[str]) -> dict[str, Any]:
+    """The drift section of `modelyard monitor`: one entry per test plus the overall `detected` verdict, which is
+    None (not judged) when no test could run: no test firing is not the same as no drift."""
+    if not reference.profile:
+        return {"detected": None, "reason": "; ".join(reference.notes) or "no reference profile"}
     if len(inputs) < MIN_WINDOW:
         return {
-            "detected": False,
+            "detected": None,
             "reason": f"only {len(inputs)} predictions in the window; drift needs at least {MIN_WINDOW}",
         }
-    tests: dict[str, Any] = {}
-    lengths = reference.profile.get("lengths")
-    if "features" in reference.profile:
-        tests["features"] = _feature_tests(reference, learner, inputs)
-    elif lengths is None or len(texts) < MIN_WINDOW:
-        why = _missing_inputs(inputs, "text inputs") if lengths else "no length profile"
-        tests["input_length"] = {"skipped": why}
-        tests.update({"embedding_clusters": {"skipped": why}, "embedding_mmd": {"skipped": why}})
-    else:
-        live = bin_counts(np.array([len(t) for t in texts]), lengths["edges"])
-        tests["input_length"] = psi_test(np.asarray(lengths["counts"]), live, "psi_input_length").as_dict()
-        tests.update(_embedding_tests(reference, learner, texts))
-    tests["predicted_labels"] = _label_test(reference, predicted)
+    tests = {**_input_tests(reference, learner, inputs), "predicted_labels": _label_test(reference, predicted)}
+    if all("skipped" in test for test in tests.values()):
+        return {"detected": None, "reason": _not_judged(tests), **tests}
     flagged = [name for name, test in tests.items() if test.get("detected")]
     return {
         "detected": bool(flagged),

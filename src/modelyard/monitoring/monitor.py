@@ -72,7 +72,7 @@ def _judged_drift(
     listed = ", ".join(f"{v} of version {k}" for k, v in others.items())
     if others and not len(judged):
         reason = f"no predictions of version {version} in the window, only {listed}; monitor models:/NAME/VERSION"
-        return {"detected": False, "reason": f"{reason} to judge those against their own reference"}, others
+        return {"detected": None, "reason": f"{reason} to judge those against their own reference"}, others
     outputs = [_json(o) for o in judged["output"]]
     predicted = [label for label in map(_label, outputs) if label is not None]
     result = drift(ref, learner, [_json(x) for x in judged["input"]], predicted)

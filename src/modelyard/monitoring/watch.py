@@ -24,7 +24,9 @@ class DriftGauges:
 
     def __init__(self, registry: Any) -> None:
         self.detected = Gauge(
-            "modelyard_drift_detected", "1 when any drift test fires on the recent window", registry=registry
+            "modelyard_drift_detected",
+            "1 when any drift test fires on the recent window, 0 when none does, NaN when none could run",
+            registry=registry,
         )
         self.statistic = Gauge(
             "modelyard_drift_statistic",
@@ -55,7 +57,8 @@ class DriftGauges:
 
     def set(self, report: dict[str, Any]) -> None:
         drift = report["drift"]
-        self.detected.set(1.0 if drift.get("detected") else 0.0)
+        verdict = drift.get("detected")
+        self.detected.set(float("nan") if verdict is None else float(verdict))  # not judged is not "no drift"
         for name, test in drift.items():
             if isinstance(test, dict) and "statistic" in test:
                 self.statistic.labels(name).set(test["statistic"])
