@@ -64,6 +64,16 @@ def _shared_model_cache(tmp_path_factory) -> None:
     os.environ["MODELYARD_CACHE"] = str(cache)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_home(tmp_path_factory) -> Generator[None, None, None]:
+    """Module- and session-scoped fixtures run before any test's own home is set: they too write to a temporary
+    home with tracking off (those that need tracking switch it on), never to ./.modelyard of the working folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODELYARD_HOME", str(tmp_path_factory.mktemp("session-home")))
+        patch.setenv("MODELYARD_TRACKING", "off")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Every test writes its local state (tracking, logs) to a fresh MODELYARD_HOME; model caches are shared."""
