@@ -85,3 +85,13 @@ def test_a_server_that_logs_no_predictions_still_refuses_an_unreachable_state_st
     settings = ServeSettings(log_predictions=False, port=18203)
     with pytest.raises(state.StateUnavailable, match=r"cannot connect to postgresql://modelyard:\*\*\*@127\.0\.0\.1:1"):
         run.run_server("bundle", settings)
+
+
+def test_a_variable_named_after_the_option_not_the_setting_is_named_with_the_one_to_use():
+    from modelyard.serving.settings import misnamed_environment
+
+    environ = {"MODELYARD_TIMEOUT": "60", "MODELYARD_ALIAS_POLL": "5", "MODELYARD_HOME": "/x", "MODELYARD_PORT": "9"}
+    assert misnamed_environment(environ) == [
+        "MODELYARD_ALIAS_POLL is not a server setting and is ignored; did you mean MODELYARD_ALIAS_POLL_S?",
+        "MODELYARD_TIMEOUT is not a server setting and is ignored; did you mean MODELYARD_TIMEOUT_S?",
+    ]

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
+from modelyard.commands.console import warn
 from modelyard.errors import ConfigError
-from modelyard.serving.settings import ServeSettings
+from modelyard.serving.settings import ServeSettings, misnamed_environment
 
 
 def serve(
@@ -64,7 +65,8 @@ def serve(
 ) -> None:
     """Serve a model over HTTP: playground at /, API docs at /docs, predictions at POST /v1/predict. An index
     folder (from `modelyard index`) answers POST /v1/search and POST /v1/embeddings instead. Each option can
-    also be set as MODELYARD_<OPTION> (MODELYARD_MAX_INPUTS=128); the option wins.
+    also be set as a MODELYARD_* variable named after its setting (MODELYARD_MAX_INPUTS=128, MODELYARD_TIMEOUT_S=60;
+    docs/serving.md lists them); the option wins.
 
     Example: modelyard serve models:/banking-intents/latest --port 8000
     """
@@ -94,6 +96,8 @@ def serve(
         if not os.environ.get(api_key_env):
             raise ConfigError(f"--api-key-env {api_key_env}: that environment variable is empty or unset")
         overrides["api_key"] = os.environ[api_key_env]
+    for message in misnamed_environment():
+        warn(message)
     try:
         settings = ServeSettings(**overrides)
     except ValueError as err:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -61,3 +64,24 @@ class ServeSettings(BaseSettings):
                 "MODELYARD_API_KEY is set but empty: set it to a secret key, or unset it to serve without one"
             )
         return value
+
+
+# MODELYARD_* variables other parts of modelyard read (home.py, state.py, tracking, the server's worker processes)
+READ_ELSEWHERE = {
+    *("MODELYARD_HOME", "MODELYARD_CACHE", "MODELYARD_DEVICE", "MODELYARD_FEDERATION_TOKEN", "MODELYARD_RANK_ERRORS"),
+    *("MODELYARD_TRACKING", "MODELYARD_TRACKING_URI", "MODELYARD_STATE_URI"),
+    *("MODELYARD_SERVE_MODEL", "MODELYARD_SERVE_SETTINGS"),
+}
+
+
+def misnamed_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each MODELYARD_* variable that names no setting but nearly does (MODELYARD_TIMEOUT for
+    MODELYARD_TIMEOUT_S): the environment is read by setting name, so such a variable is otherwise ignored."""
+    environ = os.environ if environ is None else environ
+    names = {f"MODELYARD_{field.upper()}" for field in ServeSettings.model_fields}
+    said = []
+    for variable in sorted(v for v in environ if v.startswith("MODELYARD_") and v not in names | READ_ELSEWHERE):
+        close = difflib.get_close_matches(variable, names, n=1, cutoff=0.85)
+        if close:
+            said.append(f"{variable} is not a server setting and is ignored; did you mean {close[0]}?")
+    return said

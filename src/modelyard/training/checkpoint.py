@@ -165,5 +165,7 @@ def _name(key: str) -> str:
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, str) and value is not UNSET:  # a digest or path: cut inside its quotes, which stay closed
+        return json.dumps(value if len(value) <= 38 else value[:35] + "...")
     text = value if value is UNSET else json.dumps(value, default=str)
     return text if len(text) <= 40 else text[:37] + "..."
