@@ -48,6 +48,18 @@ def test_missing_timestamps_are_reported_and_filled_by_time_interpolation():
     assert series[0].observed.tolist() == [True, True, False, False, True, True]
 
 
+def test_gaps_after_the_training_part_are_filled_from_earlier_values_only():
+    def prepared(last: float) -> Series:
+        frame = daily([1, 2, 3, 4, 5, 6, 7, 8, last], drop=(2, 6, 7)).assign(temp=[str(v) for v in range(6)])
+        series, _ = regularise(frame, "date", "value", None, None, "interpolate", "f.csv", ["temp"], lambda n: 5)
+        return series[0]
+
+    series = prepared(9.0)
+    np.testing.assert_allclose(series.values, [1, 2, 3, 4, 5, 6, 6, 6, 9])  # interpolated in training, then ffill
+    np.testing.assert_allclose(series.covariates[:, 0], [0, 1, 1.5, 2, 3, 4, 4, 4, 5])
+    np.testing.assert_allclose(prepared(900.0).values[:8], series.values[:8])  # a later value changes no input
+
+
 def test_missing_values_are_filled_by_the_stated_rule():
     series, report = regularise(daily([1.0, None, 7.0]), "date", "value", None, None, "ffill", "f.csv")
     assert series[0].values.tolist() == [1.0, 1.0, 7.0] and report["gaps_filled"] == 1
@@ -167,6 +179,16 @@ def write_config(folder, values: list[float], **sections) -> str:
 
 def sine(n: int = 120, level: float = 10.0) -> list[float]:
     return list(np.round(level + np.sin(2 * np.pi * np.arange(n) / 7), 3))
+
+
+def test_a_test_part_gap_is_filled_from_the_value_before_it_not_from_the_value_a_forecast_predicts(tmp_path):
+    from modelyard.tasks import load_config
+    from modelyard.tasks.forecasting import ForecastingTask
+
+    values: list[float | None] = list(range(1, 121))
+    values[110] = None  # in the test part (the last 12 points of 120)
+    test = ForecastingTask().prepare(load_config(write_config(tmp_path, values))).splits["test"].series[0]
+    assert test.values[110] == 110.0 and not test.observed[110]
 
 
 def test_infinite_targets_and_covariates_count_as_missing_and_are_filled():

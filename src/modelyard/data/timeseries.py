@@ -7,7 +7,7 @@ points.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,7 +18,8 @@ from modelyard.errors import DataError
 
 FillRule = Literal["interpolate", "ffill", "zero"]
 FILL_RULES: dict[str, str] = {
-    "interpolate": "linear interpolation in time between the neighbouring observed values",
+    "interpolate": "linear interpolation in time between the neighbouring observed values of the training part; "
+    "after it, the last observed value carried forward",
     "ffill": "the last observed value carried forward",
     "zero": "zero",
 }
@@ -114,12 +115,19 @@ def _grid(key: str, times: pd.DatetimeIndex, freq: str, source: str) -> pd.Datet
     return pd.date_range(times[0], times[-1], freq=offset)
 
 
-def _fill(values: pd.Series, rule: FillRule) -> pd.Series:
-    if rule == "interpolate":
-        return values.interpolate(method="time", limit_direction="both")
-    if rule == "ffill":
-        return values.ffill().bfill()
-    return values.fillna(0.0)
+def _fill(values: pd.Series, rule: FillRule, train_end: int) -> pd.Series:
+    """Gaps filled from the training part's values and, after it, from earlier values only: a filled point is a
+    model input and an anchor, so filling it from a later value would show a forecast the value it forecasts."""
+    if rule == "zero":
+        return values.fillna(0.0)
+    train = values.iloc[:train_end]
+    train = train.interpolate(method="time", limit_direction="both") if rule == "interpolate" else train.ffill()
+    return pd.concat([train.bfill(), values.iloc[train_end:]]).ffill()
+
+
+def _within(train_end: int, grid: pd.DatetimeIndex) -> str:
+    """Where a series needs a numeric value for its gaps to be filled: its training part, when it has later ones."""
+    return f" in its training part (up to {grid[train_end - 1]})" if train_end < len(grid) else ""
 
 
 def regularise(
@@ -131,8 +139,12 @@ def regularise(
     fill: FillRule,
     source: str,
     covariates: Sequence[str] = (),
+    train_end: Callable[[int], int] = lambda points: points,
 ) -> tuple[list[Series], dict[str, Any]]:
-    """Parse times and targets, average duplicate timestamps, put each series on a regular grid, fill gaps."""
+    """Parse times and targets, average duplicate timestamps, put each series on a regular grid, fill gaps.
+
+    `train_end(points)` is where a series of that many points stops being training data (default: nowhere): gaps
+    after it are filled from earlier values only."""
     times = parse_times(frame[time_col])
     bad_time = times.isna()
     if bad_time.all():
@@ -172,16 +184,20 @@ def regularise(
                 "set data.frequency to the series' pandas offset alias",
             )
         regular = values.reindex(grid)
-        extra = means[cov_cols].reindex(grid)
-        if extra.isna().all().any():
-            empty = next(c for c in cov_cols if extra[c].isna().all())[4:]
-            raise DataError(f"{source}: series {key or '(single)'}: covariate '{empty}' has no numeric value")
-        extra = extra.apply(lambda column: _fill(column, fill))
+        end = int(np.clip(train_end(len(grid)), 1, len(grid)))  # a series too short to split is refused later
+        extra = means[cov_cols].reindex(grid).apply(_fill, args=(fill, end))
+        if extra.isna().any().any():
+            empty = next(c for c in cov_cols if extra[c].isna().any())[4:]
+            raise DataError(
+                f"{source}: series {key or '(single)'}: covariate '{empty}' has no numeric value{_within(end, grid)}"
+            )
         missing_times = grid[~grid.isin(values.index)]
         observed = regular.notna().to_numpy()
-        filled = _fill(regular, fill)
-        if filled.isna().all():
-            raise DataError(f"{source}: series {key or '(single)'} has no numeric value in '{target_col}'")
+        filled = _fill(regular, fill, end)
+        if filled.isna().any():
+            raise DataError(
+                f"{source}: series {key or '(single)'} has no numeric value in '{target_col}'{_within(end, grid)}"
+            )
         report["series"][key or "(single)"] = {
             "points": len(grid),
             "frequency": freq,

@@ -23,6 +23,7 @@ from modelyard.data.timeseries import (
     chronological_splits,
     detect_season,
     regularise,
+    split_points,
     window_origins,
 )
 from modelyard.errors import BundleError, ConfigError, DataError
@@ -44,7 +45,7 @@ data:
   id_column: null                   # set it when the file holds several series (one per id)
   covariate_columns: []             # numeric columns the model also reads (their past values, like the target)
   frequency: null                   # pandas offset alias (D, h, MS, W-SUN); null = inferred
-  fill: interpolate                 # missing timestamps/values: interpolate (in time) | ffill | zero
+  fill: interpolate                 # gaps: interpolate (in time; after the training part, ffill) | ffill | zero
   split: {validation: 0.1, test: 0.1}   # chronological: the last 10% of each series is the test set
 model:
   backbone: lstm
@@ -70,7 +71,10 @@ class ForecastDataConfig(DataConfig):
     )
     frequency: str | None = Field(None, description="pandas offset alias (D, h, MS, W-SUN); null = inferred")
     fill: Literal["interpolate", "ffill", "zero"] = Field(
-        "interpolate", description="how missing timestamps and values are filled (they are never scored)"
+        "interpolate",
+        description="how missing timestamps and values are filled (they are never scored); interpolate reads only "
+        "the training part's values, and later gaps carry the last value forward, so no forecast input is "
+        "filled from a later value",
     )
 
     @field_validator("frequency")
@@ -201,6 +205,7 @@ class ForecastingTask:
             data.fill,
             data.train,
             data.covariate_columns,
+            lambda points: split_points(points, data.split.validation, data.split.test, config.model.horizon)[0],
         )
         warnings = [frame.attrs["skipped"]] if "skipped" in frame.attrs else []
         horizon, given = config.model.horizon, config.model.context_length
