@@ -175,9 +175,16 @@ def test_json_lines_of_mixed_requests_keep_integer_ids_as_the_http_api_takes_the
     assert answers == [("1", None, 2), (None, "50", 2), ("7", None, 10)]
 
 
-def test_a_row_with_both_a_user_and_an_item_is_refused_naming_its_line():
-    with pytest.raises(DataError, match="line 3: not a recommendation request"):
+def test_a_row_with_both_a_user_and_an_item_is_refused_naming_its_line_in_one_line():
+    with pytest.raises(DataError, match="line 3: not a recommendation request") as err:
         requests_from(pd.DataFrame({"user": ["1", "2"], "item": ["", "50"]}))
+    assert "\n" not in err.value.message and "pydantic" not in err.value.message
+
+
+@pytest.mark.parametrize(("request_", "problem"), [({"user": True}, "true is not an id"), ({"user": " "}, "empty")])
+def test_a_boolean_or_blank_user_is_refused_naming_the_field(request_, problem):
+    with pytest.raises(DataError, match=f"user: .*{problem}"):
+        learner().predict([request_])
 
 
 def test_float_ids_from_a_column_with_a_missing_value_are_stored_as_integers():

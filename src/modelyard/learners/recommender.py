@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from safetensors.torch import load_file, save_file
 
 from modelyard.data.interactions import Interactions
@@ -38,6 +38,16 @@ class RecommendInput(BaseModel):
     user: str | int | None = Field(None, description="user id; unknown users get popular items (cold start)")
     item: str | int | None = Field(None, description="item id: items most similar to it")
     k: int = Field(10, ge=1, le=MAX_K, description="how many items to return")
+
+    @field_validator("user", "item", mode="before")
+    @classmethod
+    def _an_id(cls, value: Any) -> Any:
+        """JSON's true would pass as the integer 1 and blank text as a cold-start user named ""."""
+        if isinstance(value, bool):
+            raise ValueError(f"{str(value).lower()} is not an id: send text or a whole number")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("an id cannot be empty")
+        return value
 
     @model_validator(mode="after")
     def _one_of(self) -> RecommendInput:
