@@ -290,3 +290,22 @@ def test_the_warm_up_example_carries_covariates_when_the_model_reads_them():
         example = ForecastingTask().example_input(learner)
         assert ("covariates" in example) == bool(names)
         assert len(learner.predict([example])[0]["forecast"]) == 1
+
+
+def test_an_id_sent_as_a_number_names_the_same_series_as_its_text():
+    from modelyard.learners.forecast import ForecastInput
+    from modelyard.tasks.forecasting import ForecastingTask
+
+    frame = pd.DataFrame([{"history": "[1, 2, 3]", "id": 2}, {"history": "[1, 2, 3]"}]).set_index(pd.RangeIndex(1, 3))
+    assert frame["id"].dtype == float  # the row without an id makes pandas read 2 as 2.0
+    assert [r.id for r in ForecastingTask().inputs_from_frame(frame, None)] == ["2", None]
+    assert ForecastInput(history=[1.0], id=2).id == ForecastInput(history=[1.0], id=" 2").id == "2"
+
+
+@pytest.mark.parametrize("row", [{"history": "[1, 2]", "id": True}, {"history": "[1, 2]", "horizon": "soon"}])
+def test_a_bad_forecast_request_in_a_file_is_named_in_one_line(row):
+    from modelyard.tasks.forecasting import ForecastingTask
+
+    with pytest.raises(DataError, match="line 1: not a forecast request") as err:
+        ForecastingTask().inputs_from_frame(pd.DataFrame([row]).set_index(pd.RangeIndex(1, 2)), None)
+    assert "\n" not in err.value.message and "pydantic" not in err.value.message

@@ -9,6 +9,7 @@ unseen data and to series it never saw.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from modelyard.data.interactions import id_text
 from modelyard.data.timeseries import SeriesSplit, window_origins
 from modelyard.errors import DataError
 from modelyard.fsutil import atomic_write_json
@@ -47,10 +49,18 @@ class ForecastInput(BaseModel):
         le=MAX_RECURSIVE_STEPS,
         description="steps to forecast; default the trained horizon, longer is recursive",
     )
-    id: str | None = Field(None, description="which training series this is (its scale is reused); optional")
+    id: str | int | None = Field(None, description="which training series this is (its scale is reused); optional")
     covariates: list[list[float]] | None = Field(
         None, description="for models trained with covariates: one row of their values per history step"
     )
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_text(cls, value: Any) -> str | None:
+        """2, 2.0 (a JSON Lines id column with a gap) and "2" name the same series, as training keys are text."""
+        if isinstance(value, bool) or not isinstance(value, str | int | float | None):
+            raise ValueError(f"{json.dumps(value)} is not an id: send text or a whole number")
+        return id_text(value)
 
 
 def use_log(train_values: list[np.ndarray]) -> bool:

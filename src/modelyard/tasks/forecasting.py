@@ -29,7 +29,7 @@ from modelyard.data.timeseries import (
 from modelyard.errors import BundleError, ConfigError, DataError
 from modelyard.learners.forecast import ForecastInput, ForecastLearner, OnnxForecastLearner, score
 from modelyard.metrics.forecast import naive_forecast, seasonal_naive_forecast
-from modelyard.protocols import PreparedData
+from modelyard.protocols import PreparedData, validate_input
 from modelyard.tasks import register_task
 
 METRICS = ("mae", "rmse", "mape", "mase")  # what validation reports, so what early stopping can watch
@@ -172,6 +172,16 @@ def baseline_metrics(split: SeriesSplit, context: int, horizon: int) -> dict[str
     }
 
 
+def _json_cell(value: Any) -> Any:
+    """A CSV cell holding JSON (a history list) as its value; other text stays text, for validation to name."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
 @register_task("forecasting")
 class ForecastingTask:
     DataConfig: ClassVar = ForecastDataConfig
@@ -278,12 +288,12 @@ class ForecastingTask:
         fields = [c for c in ("history", "horizon", "id", "covariates") if c in frame.columns]
         requests = []
         for line, row in zip(frame.index, frame[fields].to_dict("records"), strict=True):
-            request = {k: json.loads(v) if isinstance(v, str) and k != "id" else v for k, v in row.items()}
+            request = {k: _json_cell(v) if k != "id" else v for k, v in row.items()}
             request = {k: v for k, v in request.items() if isinstance(v, list) or not pd.isna(v)}
             try:
-                requests.append(ForecastInput.model_validate(request))
-            except ValueError as err:
-                raise DataError(f"line {line}: not a forecast request: {err}") from None
+                requests.append(validate_input(ForecastInput, request))
+            except DataError as err:
+                raise DataError(f"line {line}: not a forecast request: {err.message}") from None
         return requests
 
     def feedback_label(self, config: Config, label: Any) -> Any:
