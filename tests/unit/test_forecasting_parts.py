@@ -250,6 +250,17 @@ def test_an_early_stopping_metric_forecasting_does_not_report_is_refused_by_vali
     assert "mae, rmse, mape, mase" in err.value.hint
 
 
+def test_series_of_different_frequencies_in_one_file_are_refused_by_validate_naming_both(tmp_path):
+    import modelyard
+
+    config = write_config(tmp_path, sine(), data={"id_column": "shop"})
+    months = daily(sine(60)).assign(date=pd.date_range("2020-01-01", periods=60, freq="MS").strftime("%Y-%m-%d"))
+    days = daily(sine(200))
+    pd.concat([months.assign(shop="a"), days.assign(shop="b")]).to_csv(tmp_path / "base.csv", index=False)
+    with pytest.raises(DataError, match="series a is 'MS' but series b is 'D'"):
+        modelyard.validate(config)
+
+
 def test_a_series_too_short_for_the_given_context_names_context_plus_horizon(tmp_path):
     import modelyard
 

@@ -116,6 +116,29 @@ def _frame(path: str, config: Config) -> pd.DataFrame:
     return frame
 
 
+def _step(freq: str) -> Any:
+    """A frequency's step: "MS" and "1MS", "D" and "24h", "W-SUN" and "W-MON" are each one step."""
+    offset = pd.tseries.frequencies.to_offset(freq)
+    try:
+        return pd.Timedelta(offset)
+    except ValueError:  # calendar offsets (months, weeks, business days) have no fixed length
+        return type(offset).__name__, offset.n
+
+
+def _one_frequency(report: dict[str, Any], source: str) -> None:
+    """One model reads every series with one context, horizon and season counted in steps, so the steps must be
+    the same length: hourly and daily series in one file would share a 'season' meaning different spans."""
+    series = list(report["series"].items())
+    first, info = series[0]
+    for key, other in series[1:]:
+        if _step(other["frequency"]) != _step(info["frequency"]):
+            raise DataError(
+                f"{source}: series {first} is '{info['frequency']}' but series {key} is '{other['frequency']}': "
+                "one forecasting model reads all its series on one time step",
+                "train one model per frequency: put the series of each frequency in a file of their own",
+            )
+
+
 def _season(config: Config, train: list[np.ndarray]) -> tuple[int, str]:
     given = config.model.season_length
     if given != "auto":
@@ -217,6 +240,7 @@ class ForecastingTask:
             data.covariate_columns,
             lambda points: split_points(points, data.split.validation, data.split.test, config.model.horizon)[0],
         )
+        _one_frequency(report, data.train)
         warnings = [frame.attrs["skipped"]] if "skipped" in frame.attrs else []
         horizon, given = config.model.horizon, config.model.context_length
         # the season (and so the default context) is measured on a first split; a given context is known already
