@@ -217,6 +217,23 @@ def test_daily_times_at_local_midnight_across_a_daylight_saving_change_keep_thei
     assert list(series[0].times.date) == list(local.date) and list(series[0].values) == list(range(14))
 
 
+def test_a_column_mixing_times_with_and_without_a_utc_offset_is_refused_naming_the_first_of_each():
+    times = ["2021-03-20T00:00:00", "2021-03-20T00:30:00+01:00", "2021-03-20T01:00:00", "2021-03-20T01:30:00+01:00"]
+    frame = pd.DataFrame({"time": times, "value": ["1", "2", "3", "4"]}).set_index(pd.RangeIndex(2, 6))
+    with pytest.raises(DataError, match=r"f.csv: column 'time' mixes .*line 2: '2021-03-20T00:00:00'.*line 3: "):
+        regularise(frame, "time", "value", None, None, "interpolate", "f.csv")
+
+
+def test_validate_warns_of_averaged_duplicate_timestamps_with_the_first_one(tmp_path):
+    import modelyard
+
+    config = write_config(tmp_path, sine())
+    frame = daily(sine())
+    pd.concat([frame, frame.iloc[[30, 50]]]).to_csv(tmp_path / "base.csv", index=False)
+    warnings = modelyard.validate(config).warnings
+    assert any("2 rows repeat a timestamp" in w and "(single) at 2024-01-31" in w for w in warnings)
+
+
 @pytest.mark.parametrize("frequency", ["h", "ns"])
 def test_a_frequency_finer_than_the_data_is_refused_with_the_numbers_before_the_grid_is_built(frequency):
     with pytest.raises(DataError, match=rf"frequency '{frequency}' puts its 30 timestamps on a grid of \d+ points"):

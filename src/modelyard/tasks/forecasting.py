@@ -258,6 +258,12 @@ class ForecastingTask:
                 f"{report['gaps_filled']} missing values/timestamps filled by {report['fill_rule']} "
                 f"(e.g. {', '.join(examples) or 'non-numeric values'}); filled points are not scored"
             )
+        if duplicates := [(k, s) for k, s in report["series"].items() if s["duplicate_timestamps_averaged"]]:
+            key, first = duplicates[0]
+            warnings.append(
+                f"{sum(s['duplicate_timestamps_averaged'] for _, s in duplicates)} rows repeat a timestamp of their "
+                f"series and were averaged with it (first: series {key} at {first['duplicate_timestamps_examples'][0]})"
+            )
         if report["infinite_targets"]:
             warnings.append(
                 f"{report['infinite_targets']} infinite values of '{data.target_column}' treated as missing "
