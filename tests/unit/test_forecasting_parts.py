@@ -337,3 +337,10 @@ def test_a_bad_forecast_request_in_a_file_is_named_in_one_line(row):
     with pytest.raises(DataError, match="line 1: not a forecast request") as err:
         ForecastingTask().inputs_from_frame(pd.DataFrame([row]).set_index(pd.RangeIndex(1, 2)), None)
     assert "\n" not in err.value.message and "pydantic" not in err.value.message
+
+
+def test_a_forecast_that_overflows_is_refused_naming_the_request_instead_of_answered_as_null():
+    learner = small_learner(np.linspace(1, 10, 60), transform="log")
+    learner._forward = lambda x: np.full((len(x), learner.horizon), 100.0)  # a steep rise, in log scale
+    with pytest.raises(DataError, match=r"request 2: the forecast overflows the range of numbers"):
+        learner.predict([{"history": [1.0] * 5}, {"history": [1e307] * 5, "horizon": 30}])

@@ -153,7 +153,8 @@ class ForecastLearner:
         return np.log(np.maximum(values, self.spec["floor"])) if self.log else values
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        return np.exp(z) if self.log else z
+        with np.errstate(over="ignore"):  # an overflow is refused by `predict`, naming the request
+            return np.exp(z) if self.log else z
 
     def scale_for(self, key: str | None) -> float:
         if key is not None and key in self.scales:
@@ -295,6 +296,12 @@ class ForecastLearner:
         while live := [i for i, req in enumerate(requests) if len(known[i]) - len(req.history) < steps[i]]:
             forecasts = self._direct([known[i] for i in live], [requests[i] for i in live])
             for i, forecast in zip(live, forecasts, strict=True):
+                if not np.isfinite(forecast).all():  # JSON has no infinity: it would be answered as null
+                    raise DataError(
+                        f"request {i + 1}: the forecast overflows the range of numbers (history up to "
+                        f"{max(map(abs, requests[i].history)):g}, {steps[i]} steps)",
+                        "send the history in larger units (thousands, millions) or ask for fewer steps",
+                    )
                 known[i] = np.concatenate([known[i], forecast])
         return [
             {
