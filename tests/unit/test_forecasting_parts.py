@@ -48,6 +48,18 @@ def test_missing_timestamps_are_reported_and_filled_by_time_interpolation():
     assert series[0].observed.tolist() == [True, True, False, False, True, True]
 
 
+def test_gaps_after_the_training_part_are_filled_from_earlier_values_only():
+    def prepared(last: float) -> Series:
+        frame = daily([1, 2, 3, 4, 5, 6, 7, 8, last], drop=(2, 6, 7)).assign(temp=[str(v) for v in range(6)])
+        series, _ = regularise(frame, "date", "value", None, None, "interpolate", "f.csv", ["temp"], lambda n: 5)
+        return series[0]
+
+    series = prepared(9.0)
+    np.testing.assert_allclose(series.values, [1, 2, 3, 4, 5, 6, 6, 6, 9])  # interpolated in training, then ffill
+    np.testing.assert_allclose(series.covariates[:, 0], [0, 1, 1.5, 2, 3, 4, 4, 4, 5])
+    np.testing.assert_allclose(prepared(900.0).values[:8], series.values[:8])  # a later value changes no input
+
+
 def test_missing_values_are_filled_by_the_stated_rule():
     series, report = regularise(daily([1.0, None, 7.0]), "date", "value", None, None, "ffill", "f.csv")
     assert series[0].values.tolist() == [1.0, 1.0, 7.0] and report["gaps_filled"] == 1
@@ -169,6 +181,16 @@ def sine(n: int = 120, level: float = 10.0) -> list[float]:
     return list(np.round(level + np.sin(2 * np.pi * np.arange(n) / 7), 3))
 
 
+def test_a_test_part_gap_is_filled_from_the_value_before_it_not_from_the_value_a_forecast_predicts(tmp_path):
+    from modelyard.tasks import load_config
+    from modelyard.tasks.forecasting import ForecastingTask
+
+    values: list[float | None] = list(range(1, 121))
+    values[110] = None  # in the test part (the last 12 points of 120)
+    test = ForecastingTask().prepare(load_config(write_config(tmp_path, values))).splits["test"].series[0]
+    assert test.values[110] == 110.0 and not test.observed[110]
+
+
 def test_infinite_targets_and_covariates_count_as_missing_and_are_filled():
     frame = daily([1.0, 2.0, "inf", 4.0, "-inf", 6.0]).assign(temp=["1", "inf", "3", "4", "5", "6"])
     series, report = regularise(frame, "date", "value", None, None, "interpolate", "f.csv", ["temp"])
@@ -193,6 +215,23 @@ def test_daily_times_at_local_midnight_across_a_daylight_saving_change_keep_thei
     series, report = regularise(frame, "date", "value", None, None, "interpolate", "f.csv")
     assert report["series"]["(single)"]["frequency"] == "D" and report["gaps_filled"] == 0
     assert list(series[0].times.date) == list(local.date) and list(series[0].values) == list(range(14))
+
+
+def test_a_column_mixing_times_with_and_without_a_utc_offset_is_refused_naming_the_first_of_each():
+    times = ["2021-03-20T00:00:00", "2021-03-20T00:30:00+01:00", "2021-03-20T01:00:00", "2021-03-20T01:30:00+01:00"]
+    frame = pd.DataFrame({"time": times, "value": ["1", "2", "3", "4"]}).set_index(pd.RangeIndex(2, 6))
+    with pytest.raises(DataError, match=r"f.csv: column 'time' mixes .*line 2: '2021-03-20T00:00:00'.*line 3: "):
+        regularise(frame, "time", "value", None, None, "interpolate", "f.csv")
+
+
+def test_validate_warns_of_averaged_duplicate_timestamps_with_the_first_one(tmp_path):
+    import modelyard
+
+    config = write_config(tmp_path, sine())
+    frame = daily(sine())
+    pd.concat([frame, frame.iloc[[30, 50]]]).to_csv(tmp_path / "base.csv", index=False)
+    warnings = modelyard.validate(config).warnings
+    assert any("2 rows repeat a timestamp" in w and "(single) at 2024-01-31" in w for w in warnings)
 
 
 @pytest.mark.parametrize("frequency", ["h", "ns"])
@@ -226,6 +265,17 @@ def test_an_early_stopping_metric_forecasting_does_not_report_is_refused_by_vali
     with pytest.raises(ConfigError, match=r"early_stopping.metric.*'foo'") as err:
         modelyard.validate(path)
     assert "mae, rmse, mape, mase" in err.value.hint
+
+
+def test_series_of_different_frequencies_in_one_file_are_refused_by_validate_naming_both(tmp_path):
+    import modelyard
+
+    config = write_config(tmp_path, sine(), data={"id_column": "shop"})
+    months = daily(sine(60)).assign(date=pd.date_range("2020-01-01", periods=60, freq="MS").strftime("%Y-%m-%d"))
+    days = daily(sine(200))
+    pd.concat([months.assign(shop="a"), days.assign(shop="b")]).to_csv(tmp_path / "base.csv", index=False)
+    with pytest.raises(DataError, match="series a is 'MS' but series b is 'D'"):
+        modelyard.validate(config)
 
 
 def test_a_series_too_short_for_the_given_context_names_context_plus_horizon(tmp_path):
@@ -268,3 +318,29 @@ def test_the_warm_up_example_carries_covariates_when_the_model_reads_them():
         example = ForecastingTask().example_input(learner)
         assert ("covariates" in example) == bool(names)
         assert len(learner.predict([example])[0]["forecast"]) == 1
+
+
+def test_an_id_sent_as_a_number_names_the_same_series_as_its_text():
+    from modelyard.learners.forecast import ForecastInput
+    from modelyard.tasks.forecasting import ForecastingTask
+
+    frame = pd.DataFrame([{"history": "[1, 2, 3]", "id": 2}, {"history": "[1, 2, 3]"}]).set_index(pd.RangeIndex(1, 3))
+    assert frame["id"].dtype == float  # the row without an id makes pandas read 2 as 2.0
+    assert [r.id for r in ForecastingTask().inputs_from_frame(frame, None)] == ["2", None]
+    assert ForecastInput(history=[1.0], id=2).id == ForecastInput(history=[1.0], id=" 2").id == "2"
+
+
+@pytest.mark.parametrize("row", [{"history": "[1, 2]", "id": True}, {"history": "[1, 2]", "horizon": "soon"}])
+def test_a_bad_forecast_request_in_a_file_is_named_in_one_line(row):
+    from modelyard.tasks.forecasting import ForecastingTask
+
+    with pytest.raises(DataError, match="line 1: not a forecast request") as err:
+        ForecastingTask().inputs_from_frame(pd.DataFrame([row]).set_index(pd.RangeIndex(1, 2)), None)
+    assert "\n" not in err.value.message and "pydantic" not in err.value.message
+
+
+def test_a_forecast_that_overflows_is_refused_naming_the_request_instead_of_answered_as_null():
+    learner = small_learner(np.linspace(1, 10, 60), transform="log")
+    learner._forward = lambda x: np.full((len(x), learner.horizon), 100.0)  # a steep rise, in log scale
+    with pytest.raises(DataError, match=r"request 2: the forecast overflows the range of numbers"):
+        learner.predict([{"history": [1.0] * 5}, {"history": [1e307] * 5, "horizon": 30}])

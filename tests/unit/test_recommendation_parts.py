@@ -83,6 +83,28 @@ def test_top_k_never_returns_an_excluded_item():
     assert top_k(scores, [[0, 3]], 2).tolist() == [[1, 2]]
 
 
+def test_top_k_beyond_the_items_left_ends_in_minus_ones_instead_of_excluded_items():
+    scores = np.array([[0.9, 0.8, 0.1, 0.5], [0.1, 0.2, 0.3, 0.4]])
+    assert top_k(scores, [[0, 3], []], 5).tolist() == [[1, 2, -1, -1, -1], [3, 2, 1, 0, -1]]
+
+
+def test_coverage_counts_only_listed_items():
+    m = ranking_metrics(np.array([[1, -1], [2, -1]]), [[1], [0]], num_items=4, ks=(2,))
+    assert m["coverage@2"] == pytest.approx(2 / 4) and m["recall@2"] == pytest.approx(0.5)
+
+
+def test_offline_rankings_of_a_small_catalogue_never_list_an_item_the_user_has_seen():
+    from modelyard.data.interactions import Interactions
+    from modelyard.learners.recommender import rank_split
+
+    split = Interactions(
+        pd.DataFrame({"user": ["u1"], "item": ["c"]}), pd.DataFrame({"user": ["u1", "u1"], "item": ["a", "b"]})
+    )
+    items = {"a": 0, "b": 1, "c": 2, "d": 3}
+    top, relevant = rank_split(split, {"u1": 0}, items, lambda rows: np.ones((len(rows), 4)))
+    assert top.shape == (1, 20) and set(top[0]) == {2, 3, -1} and relevant == [[2]]
+
+
 def test_popularity_baseline_scores_validation_and_test():
     _, _, (splits, _) = prepared()
     result = popularity_baseline(splits)
@@ -116,6 +138,13 @@ def test_more_like_this_ranks_other_items_by_similarity():
     assert len(answer["items"]) == 2 and "a" not in [x["item"] for x in answer["items"]]
 
 
+def test_more_like_this_never_answers_the_item_itself_when_k_exceeds_the_catalogue():
+    answer = learner().predict([{"item": "a", "k": 1000}])[0]
+    listed = [x["item"] for x in answer["items"]]
+    scores = [x["score"] for x in answer["items"]]
+    assert sorted(listed) == ["b", "c", "d"] and scores == sorted(scores, reverse=True)
+
+
 def test_a_request_names_exactly_one_of_user_or_item():
     with pytest.raises(ValueError, match="exactly one"):
         RecommendInput(user="u1", item="a")
@@ -146,9 +175,16 @@ def test_json_lines_of_mixed_requests_keep_integer_ids_as_the_http_api_takes_the
     assert answers == [("1", None, 2), (None, "50", 2), ("7", None, 10)]
 
 
-def test_a_row_with_both_a_user_and_an_item_is_refused_naming_its_line():
-    with pytest.raises(DataError, match="line 3: not a recommendation request"):
+def test_a_row_with_both_a_user_and_an_item_is_refused_naming_its_line_in_one_line():
+    with pytest.raises(DataError, match="line 3: not a recommendation request") as err:
         requests_from(pd.DataFrame({"user": ["1", "2"], "item": ["", "50"]}))
+    assert "\n" not in err.value.message and "pydantic" not in err.value.message
+
+
+@pytest.mark.parametrize(("request_", "problem"), [({"user": True}, "true is not an id"), ({"user": " "}, "empty")])
+def test_a_boolean_or_blank_user_is_refused_naming_the_field(request_, problem):
+    with pytest.raises(DataError, match=f"user: .*{problem}"):
+        learner().predict([request_])
 
 
 def test_float_ids_from_a_column_with_a_missing_value_are_stored_as_integers():

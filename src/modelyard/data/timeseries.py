@@ -7,7 +7,7 @@ points.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,7 +18,8 @@ from modelyard.errors import DataError
 
 FillRule = Literal["interpolate", "ffill", "zero"]
 FILL_RULES: dict[str, str] = {
-    "interpolate": "linear interpolation in time between the neighbouring observed values",
+    "interpolate": "linear interpolation in time between the neighbouring observed values of the training part; "
+    "after it, the last observed value carried forward",
     "ffill": "the last observed value carried forward",
     "zero": "zero",
 }
@@ -70,23 +71,37 @@ def infer_frequency(times: pd.DatetimeIndex) -> str:
     return pd.tseries.frequencies.to_offset(step).freqstr
 
 
-def parse_times(column: pd.Series) -> pd.Series:
+def parse_times(column: pd.Series, source: str) -> pd.Series:
     """Times, NaT where a cell is not a date. A column mixing UTC offsets (a DST change) is put in UTC, where hourly
     steps stay regular; unless every time is at one hour of the local day (daily data stamped at local midnight),
-    where the local calendar is the regular one and UTC would shift half the days by an hour."""
+    where the local calendar is the regular one and UTC would shift half the days by an hour. A column mixing times
+    with and without an offset is refused: a time without one could be local or UTC."""
     try:
         return pd.to_datetime(column, errors="coerce", format="mixed")
     except ValueError:  # "Mixed timezones detected"
         utc = pd.to_datetime(column, errors="coerce", format="mixed", utc=True)
-    local = pd.Series([_wall_clock(value) for value in column], index=column.index, dtype="datetime64[ns]")
+    cells = [pd.to_datetime(value, errors="coerce") for value in column]
+    _refuse_naive_with_offsets(column, cells, source)
+    local = pd.Series([_wall_clock(time) for time in cells], index=column.index, dtype="datetime64[ns]")
     if local.dropna().dt.time.nunique() == 1 and utc.dropna().dt.time.nunique() > 1:
         return local
     return utc
 
 
-def _wall_clock(value: Any) -> pd.Timestamp:
-    """One cell's local date and time, its UTC offset dropped (NaT where it is not a date)."""
-    time = pd.to_datetime(value, errors="coerce")
+def _refuse_naive_with_offsets(column: pd.Series, cells: list[Any], source: str) -> None:
+    """Naming the first time without a UTC offset and the first with one, when the column has both."""
+    naive = next((i for i, time in enumerate(cells) if time is not pd.NaT and time.tzinfo is None), None)
+    aware = next((i for i, time in enumerate(cells) if time is not pd.NaT and time.tzinfo is not None), None)
+    if naive is not None and aware is not None:
+        raise DataError(
+            f"{source}: column '{column.name}' mixes times without a UTC offset (line {column.index[naive]}: "
+            f"{column.iloc[naive]!r}) and times with one (line {column.index[aware]}: {column.iloc[aware]!r})",
+            "write every time with its offset (2024-03-31T02:00:00+02:00), or none of them",
+        )
+
+
+def _wall_clock(time: Any) -> pd.Timestamp:
+    """One parsed cell's local date and time, its UTC offset dropped (NaT where it is not a date)."""
     return time.tz_localize(None) if time is not pd.NaT and time.tzinfo is not None else time
 
 
@@ -114,12 +129,23 @@ def _grid(key: str, times: pd.DatetimeIndex, freq: str, source: str) -> pd.Datet
     return pd.date_range(times[0], times[-1], freq=offset)
 
 
-def _fill(values: pd.Series, rule: FillRule) -> pd.Series:
-    if rule == "interpolate":
-        return values.interpolate(method="time", limit_direction="both")
-    if rule == "ffill":
-        return values.ffill().bfill()
-    return values.fillna(0.0)
+def _fill(values: pd.Series, rule: FillRule, train_end: int) -> pd.Series:
+    """Gaps filled from the training part's values and, after it, from earlier values only: a filled point is a
+    model input and an anchor, so filling it from a later value would show a forecast the value it forecasts."""
+    if rule == "zero":
+        return values.fillna(0.0)
+    train = values.iloc[:train_end]
+    train = train.interpolate(method="time", limit_direction="both") if rule == "interpolate" else train.ffill()
+    return pd.concat([train.bfill(), values.iloc[train_end:]]).ffill()
+
+
+def _text(time: pd.Timestamp) -> str:
+    return str(time.date()) if time == time.normalize() else str(time)
+
+
+def _within(train_end: int, grid: pd.DatetimeIndex) -> str:
+    """Where a series needs a numeric value for its gaps to be filled: its training part, when it has later ones."""
+    return f" in its training part (up to {grid[train_end - 1]})" if train_end < len(grid) else ""
 
 
 def regularise(
@@ -131,9 +157,13 @@ def regularise(
     fill: FillRule,
     source: str,
     covariates: Sequence[str] = (),
+    train_end: Callable[[int], int] = lambda points: points,
 ) -> tuple[list[Series], dict[str, Any]]:
-    """Parse times and targets, average duplicate timestamps, put each series on a regular grid, fill gaps."""
-    times = parse_times(frame[time_col])
+    """Parse times and targets, average duplicate timestamps, put each series on a regular grid, fill gaps.
+
+    `train_end(points)` is where a series of that many points stops being training data (default: nowhere): gaps
+    after it are filled from earlier values only."""
+    times = parse_times(frame[time_col], source)
     bad_time = times.isna()
     if bad_time.all():
         raise DataError(
@@ -159,7 +189,7 @@ def regularise(
     table = table[~bad_time]
     out: list[Series] = []
     for key, group in table.groupby("key", sort=True):
-        dup = int(group["time"].duplicated().sum())
+        repeated = group["time"][group["time"].duplicated()]
         means = group.groupby("time")[["value", *cov_cols]].mean().sort_index()
         values = means["value"]
         freq = frequency or infer_frequency(values.index)
@@ -172,26 +202,29 @@ def regularise(
                 "set data.frequency to the series' pandas offset alias",
             )
         regular = values.reindex(grid)
-        extra = means[cov_cols].reindex(grid)
-        if extra.isna().all().any():
-            empty = next(c for c in cov_cols if extra[c].isna().all())[4:]
-            raise DataError(f"{source}: series {key or '(single)'}: covariate '{empty}' has no numeric value")
-        extra = extra.apply(lambda column: _fill(column, fill))
+        end = int(np.clip(train_end(len(grid)), 1, len(grid)))  # a series too short to split is refused later
+        extra = means[cov_cols].reindex(grid).apply(_fill, args=(fill, end))
+        if extra.isna().any().any():
+            empty = next(c for c in cov_cols if extra[c].isna().any())[4:]
+            raise DataError(
+                f"{source}: series {key or '(single)'}: covariate '{empty}' has no numeric value{_within(end, grid)}"
+            )
         missing_times = grid[~grid.isin(values.index)]
         observed = regular.notna().to_numpy()
-        filled = _fill(regular, fill)
-        if filled.isna().all():
-            raise DataError(f"{source}: series {key or '(single)'} has no numeric value in '{target_col}'")
+        filled = _fill(regular, fill, end)
+        if filled.isna().any():
+            raise DataError(
+                f"{source}: series {key or '(single)'} has no numeric value in '{target_col}'{_within(end, grid)}"
+            )
         report["series"][key or "(single)"] = {
             "points": len(grid),
             "frequency": freq,
             "start": str(grid[0]),
             "end": str(grid[-1]),
-            "duplicate_timestamps_averaged": dup,
+            "duplicate_timestamps_averaged": len(repeated),
+            "duplicate_timestamps_examples": [_text(t) for t in repeated.sort_values().unique()[:3]],
             "missing_timestamps": len(missing_times),
-            "missing_timestamps_examples": [
-                str(t.date()) if t == t.normalize() else str(t) for t in missing_times[:10]
-            ],
+            "missing_timestamps_examples": [_text(t) for t in missing_times[:10]],
             "filled_values": int((~observed).sum()),
         }
         cov = extra.to_numpy(dtype=np.float64) if cov_cols else None

@@ -9,6 +9,7 @@ unseen data and to series it never saw.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from modelyard.data.interactions import id_text
 from modelyard.data.timeseries import SeriesSplit, window_origins
 from modelyard.errors import DataError
 from modelyard.fsutil import atomic_write_json
@@ -47,10 +49,18 @@ class ForecastInput(BaseModel):
         le=MAX_RECURSIVE_STEPS,
         description="steps to forecast; default the trained horizon, longer is recursive",
     )
-    id: str | None = Field(None, description="which training series this is (its scale is reused); optional")
+    id: str | int | None = Field(None, description="which training series this is (its scale is reused); optional")
     covariates: list[list[float]] | None = Field(
         None, description="for models trained with covariates: one row of their values per history step"
     )
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_text(cls, value: Any) -> str | None:
+        """2, 2.0 (a JSON Lines id column with a gap) and "2" name the same series, as training keys are text."""
+        if isinstance(value, bool) or not isinstance(value, str | int | float | None):
+            raise ValueError(f"{json.dumps(value)} is not an id: send text or a whole number")
+        return id_text(value)
 
 
 def use_log(train_values: list[np.ndarray]) -> bool:
@@ -143,7 +153,8 @@ class ForecastLearner:
         return np.log(np.maximum(values, self.spec["floor"])) if self.log else values
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        return np.exp(z) if self.log else z
+        with np.errstate(over="ignore"):  # an overflow is refused by `predict`, naming the request
+            return np.exp(z) if self.log else z
 
     def scale_for(self, key: str | None) -> float:
         if key is not None and key in self.scales:
@@ -285,6 +296,12 @@ class ForecastLearner:
         while live := [i for i, req in enumerate(requests) if len(known[i]) - len(req.history) < steps[i]]:
             forecasts = self._direct([known[i] for i in live], [requests[i] for i in live])
             for i, forecast in zip(live, forecasts, strict=True):
+                if not np.isfinite(forecast).all():  # JSON has no infinity: it would be answered as null
+                    raise DataError(
+                        f"request {i + 1}: the forecast overflows the range of numbers (history up to "
+                        f"{max(map(abs, requests[i].history)):g}, {steps[i]} steps)",
+                        "send the history in larger units (thousands, millions) or ask for fewer steps",
+                    )
                 known[i] = np.concatenate([known[i], forecast])
         return [
             {

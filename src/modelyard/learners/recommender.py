@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from safetensors.torch import load_file, save_file
 
 from modelyard.data.interactions import Interactions
@@ -39,6 +39,16 @@ class RecommendInput(BaseModel):
     item: str | int | None = Field(None, description="item id: items most similar to it")
     k: int = Field(10, ge=1, le=MAX_K, description="how many items to return")
 
+    @field_validator("user", "item", mode="before")
+    @classmethod
+    def _an_id(cls, value: Any) -> Any:
+        """JSON's true would pass as the integer 1 and blank text as a cold-start user named ""."""
+        if isinstance(value, bool):
+            raise ValueError(f"{str(value).lower()} is not an id: send text or a whole number")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("an id cannot be empty")
+        return value
+
     @model_validator(mode="after")
     def _one_of(self) -> RecommendInput:
         if (self.user is None) == (self.item is None):
@@ -52,7 +62,8 @@ Scorer = Callable[[np.ndarray], np.ndarray]  # user indices (-1: unknown) -> (U,
 def rank_split(
     split: Interactions, users: dict[str, int], items: dict[str, int], scorer: Scorer
 ) -> tuple[np.ndarray, list[list[int]]]:
-    """Every target user's top items (U, max(KS)), the user's history excluded, and their relevant items."""
+    """Every target user's top items (U, max(KS)), the user's history excluded (-1 past the last item left), and
+    their relevant items."""
     targets = split.targets.groupby("user")["item"].agg(list)
     history = split.history[split.history["user"].isin(targets.index)].groupby("user")["item"].agg(list)
     rows = np.array([users.get(u, -1) for u in targets.index])
@@ -242,6 +253,7 @@ class RecommenderLearner:
                 with torch.inference_mode():
                     sims = self.module.similar(torch.tensor([row])).float().cpu().numpy()
                 ranked = ranking.top_k(sims, [[row]], request.k)[0]
+                ranked = ranked[ranked >= 0]  # fewer than k when the catalogue is smaller: never the item itself
                 answers.append({"item": key, "items": self._answer(ranked, sims[0])})
                 continue
             user = str(request.user).strip()
@@ -249,7 +261,7 @@ class RecommenderLearner:
             seen = self.seen_indices[self.seen_indptr[row] : self.seen_indptr[row + 1]] if row >= 0 else []
             scores = self.scores(np.array([row]))
             ranked = ranking.top_k(scores, [seen], request.k)[0]
-            ranked = ranked[~np.isin(ranked, seen)]  # fewer than k when the user has seen nearly everything
+            ranked = ranked[ranked >= 0]  # fewer than k when the user has seen nearly everything
             share = scores[0] / max(float(self.popularity.sum()), 1.0) if row < 0 else scores[0]
             answers.append({"user": user, "items": self._answer(ranked, share), "cold_start": row < 0})
         return answers

@@ -23,12 +23,13 @@ from modelyard.data.timeseries import (
     chronological_splits,
     detect_season,
     regularise,
+    split_points,
     window_origins,
 )
 from modelyard.errors import BundleError, ConfigError, DataError
 from modelyard.learners.forecast import ForecastInput, ForecastLearner, OnnxForecastLearner, score
 from modelyard.metrics.forecast import naive_forecast, seasonal_naive_forecast
-from modelyard.protocols import PreparedData
+from modelyard.protocols import PreparedData, validate_input
 from modelyard.tasks import register_task
 
 METRICS = ("mae", "rmse", "mape", "mase")  # what validation reports, so what early stopping can watch
@@ -44,7 +45,7 @@ data:
   id_column: null                   # set it when the file holds several series (one per id)
   covariate_columns: []             # numeric columns the model also reads (their past values, like the target)
   frequency: null                   # pandas offset alias (D, h, MS, W-SUN); null = inferred
-  fill: interpolate                 # missing timestamps/values: interpolate (in time) | ffill | zero
+  fill: interpolate                 # gaps: interpolate (in time; after the training part, ffill) | ffill | zero
   split: {validation: 0.1, test: 0.1}   # chronological: the last 10% of each series is the test set
 model:
   backbone: lstm
@@ -70,7 +71,10 @@ class ForecastDataConfig(DataConfig):
     )
     frequency: str | None = Field(None, description="pandas offset alias (D, h, MS, W-SUN); null = inferred")
     fill: Literal["interpolate", "ffill", "zero"] = Field(
-        "interpolate", description="how missing timestamps and values are filled (they are never scored)"
+        "interpolate",
+        description="how missing timestamps and values are filled (they are never scored); interpolate reads only "
+        "the training part's values, and later gaps carry the last value forward, so no forecast input is "
+        "filled from a later value",
     )
 
     @field_validator("frequency")
@@ -110,6 +114,29 @@ def _frame(path: str, config: Config) -> pd.DataFrame:
     if read.skipped:
         frame.attrs["skipped"] = f"{path}: {read.skipped} malformed rows skipped (first: {read.problems[0]})"
     return frame
+
+
+def _step(freq: str) -> Any:
+    """A frequency's step: "MS" and "1MS", "D" and "24h", "W-SUN" and "W-MON" are each one step."""
+    offset = pd.tseries.frequencies.to_offset(freq)
+    try:
+        return pd.Timedelta(offset)
+    except ValueError:  # calendar offsets (months, weeks, business days) have no fixed length
+        return type(offset).__name__, offset.n
+
+
+def _one_frequency(report: dict[str, Any], source: str) -> None:
+    """One model reads every series with one context, horizon and season counted in steps, so the steps must be
+    the same length: hourly and daily series in one file would share a 'season' meaning different spans."""
+    series = list(report["series"].items())
+    first, info = series[0]
+    for key, other in series[1:]:
+        if _step(other["frequency"]) != _step(info["frequency"]):
+            raise DataError(
+                f"{source}: series {first} is '{info['frequency']}' but series {key} is '{other['frequency']}': "
+                "one forecasting model reads all its series on one time step",
+                "train one model per frequency: put the series of each frequency in a file of their own",
+            )
 
 
 def _season(config: Config, train: list[np.ndarray]) -> tuple[int, str]:
@@ -168,6 +195,16 @@ def baseline_metrics(split: SeriesSplit, context: int, horizon: int) -> dict[str
     }
 
 
+def _json_cell(value: Any) -> Any:
+    """A CSV cell holding JSON (a history list) as its value; other text stays text, for validation to name."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
 @register_task("forecasting")
 class ForecastingTask:
     DataConfig: ClassVar = ForecastDataConfig
@@ -201,7 +238,9 @@ class ForecastingTask:
             data.fill,
             data.train,
             data.covariate_columns,
+            lambda points: split_points(points, data.split.validation, data.split.test, config.model.horizon)[0],
         )
+        _one_frequency(report, data.train)
         warnings = [frame.attrs["skipped"]] if "skipped" in frame.attrs else []
         horizon, given = config.model.horizon, config.model.context_length
         # the season (and so the default context) is measured on a first split; a given context is known already
@@ -218,6 +257,12 @@ class ForecastingTask:
             warnings.append(
                 f"{report['gaps_filled']} missing values/timestamps filled by {report['fill_rule']} "
                 f"(e.g. {', '.join(examples) or 'non-numeric values'}); filled points are not scored"
+            )
+        if duplicates := [(k, s) for k, s in report["series"].items() if s["duplicate_timestamps_averaged"]]:
+            key, first = duplicates[0]
+            warnings.append(
+                f"{sum(s['duplicate_timestamps_averaged'] for _, s in duplicates)} rows repeat a timestamp of their "
+                f"series and were averaged with it (first: series {key} at {first['duplicate_timestamps_examples'][0]})"
             )
         if report["infinite_targets"]:
             warnings.append(
@@ -273,12 +318,12 @@ class ForecastingTask:
         fields = [c for c in ("history", "horizon", "id", "covariates") if c in frame.columns]
         requests = []
         for line, row in zip(frame.index, frame[fields].to_dict("records"), strict=True):
-            request = {k: json.loads(v) if isinstance(v, str) and k != "id" else v for k, v in row.items()}
+            request = {k: _json_cell(v) if k != "id" else v for k, v in row.items()}
             request = {k: v for k, v in request.items() if isinstance(v, list) or not pd.isna(v)}
             try:
-                requests.append(ForecastInput.model_validate(request))
-            except ValueError as err:
-                raise DataError(f"line {line}: not a forecast request: {err}") from None
+                requests.append(validate_input(ForecastInput, request))
+            except DataError as err:
+                raise DataError(f"line {line}: not a forecast request: {err.message}") from None
         return requests
 
     def feedback_label(self, config: Config, label: Any) -> Any:

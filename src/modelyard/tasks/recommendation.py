@@ -20,7 +20,7 @@ from modelyard.data.splits import fingerprint
 from modelyard.errors import BundleError, ConfigError, DataError
 from modelyard.learners.recommender import RecommenderLearner, RecommendInput, popularity_baseline
 from modelyard.metrics.ranking import KS
-from modelyard.protocols import PreparedData
+from modelyard.protocols import PreparedData, validate_input
 from modelyard.tasks import register_task
 
 # what validation reports, so what early stopping can watch
@@ -161,9 +161,9 @@ class RecommendationTask:
             # an empty cell (CSV "", a JSON Lines key another row has) is absent, so `k` keeps its default
             ids = {"user": id_text(row.get(user)), "item": id_text(row.get(item)), "k": id_text(row.get("k"))}
             try:
-                requests.append(RecommendInput(**{key: value for key, value in ids.items() if value is not None}))
-            except ValueError as err:
-                raise DataError(f"line {line}: not a recommendation request: {err}") from None
+                requests.append(validate_input(RecommendInput, {k: v for k, v in ids.items() if v is not None}))
+            except DataError as err:
+                raise DataError(f"line {line}: not a recommendation request: {err.message}") from None
         return requests
 
     def feedback_label(self, config: Config, label: Any) -> Any:
