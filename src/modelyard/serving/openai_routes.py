@@ -28,6 +28,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelyard import model_thread
+from modelyard.errors import UserError
 from modelyard.generation.batcher import GenerationBatcher, GenerationQueueFullError
 from modelyard.generation.engine import Event
 from modelyard.generation.engine import Request as GenRequest
@@ -171,16 +172,26 @@ def _requests(
     max_tokens: int | None,
     constraint: JsonConstraint | None = None,
 ) -> list[GenRequest]:
+    """The generation requests of `prompts` (strings, or one chat's messages); 422 naming the field for a prompt
+    over --max-text-chars, a chat over --max-messages, or one too long (in tokens) for the model's context, all
+    before anything is queued."""
     generator = service.model.learner.generator
     resolved = _sampling(generator, fields, max_tokens)
-    limit = service.settings.max_text_chars
+    settings = service.settings
+    requests = []
     for i, p in enumerate(prompts):
         chat = not isinstance(p, str)  # a conversation: its messages' text counts, not their JSON
+        field = "messages" if chat else "prompt" if len(prompts) == 1 else f"prompt.{i}"
+        if chat and len(p) > settings.max_messages:
+            raise ServingError(422, f"{field}: {len(p)} messages; the limit is {settings.max_messages}")
         size = sum(len(m["content"]) for m in p) if chat else len(p)
-        if size > limit:
-            field = "messages" if chat else "prompt" if len(prompts) == 1 else f"prompt.{i}"
-            raise ServingError(422, f"{field}: {size} characters of text; the limit is {limit}")
-    return [GenRequest(generator.prompt_ids(p), resolved, constraint) for p in prompts]
+        if size > settings.max_text_chars:
+            raise ServingError(422, f"{field}: {size} characters of text; the limit is {settings.max_text_chars}")
+        try:
+            requests.append(GenRequest(generator.prompt_ids(p), resolved, constraint))
+        except UserError as err:
+            raise ServingError(422, f"{field}: {err.message}") from None
+    return requests
 
 
 def _sampling(generator: Any, fields: SamplingFields, max_tokens: int | None) -> Any:
