@@ -64,3 +64,16 @@ def test_a_chat_over_max_messages_is_a_422_before_anything_is_rendered():
 def test_the_python_api_refuses_a_prompt_too_long_for_the_context_too():
     with pytest.raises(DataError, match="at most 63"):
         service().model.learner.generator.complete(["x" * 100])
+
+
+def test_an_image_part_in_a_chat_is_a_422_naming_it_never_silently_dropped():
+    from modelyard.serving.openai_routes import _text_only
+
+    body = ChatRequest(
+        messages=[
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "what is this?"}, {"type": "image_url"}]},
+        ]
+    )
+    with pytest.raises(ServingError, match=r"^messages\.1\.content\.1: a 'image_url' part; this model reads only text"):
+        _text_only(body.messages)

@@ -124,6 +124,16 @@ class ChatRequest(SamplingFields):
     response_format: ResponseFormat | None = Field(None, description="json_object or json_schema: constrained JSON")
 
 
+def _text_only(messages: list[ChatMessage]) -> None:
+    """422 naming the first non-text content part (an image, audio): the model would answer without it."""
+    for i, message in enumerate(messages):
+        for j, part in enumerate(message.content if isinstance(message.content, list) else []):
+            if part.type != "text":
+                raise ServingError(
+                    422, f"messages.{i}.content.{j}: a {part.type!r} part; this model reads only text parts"
+                )
+
+
 def _batcher(request: Request, service: ModelService) -> GenerationBatcher:
     """The generation batcher of the loaded model, started on first use."""
     learner = service.model.learner
@@ -408,6 +418,7 @@ async def completions(body: CompletionRequest, request: Request, service: ModelS
 @router.post("/chat/completions", summary="Answer a conversation (OpenAI-compatible; stream: true for SSE)")
 async def chat_completions(body: ChatRequest, request: Request, service: ModelService = Depends(get_service)):
     started = time.perf_counter()
+    _text_only(body.messages)
     batcher = _batcher(request, service)
     constraint = await asyncio.to_thread(_constraint, service, body)  # the first one builds the vocabulary table
     messages = [[m.plain() for m in body.messages]]
