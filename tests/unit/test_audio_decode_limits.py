@@ -71,3 +71,10 @@ def test_the_duration_comes_from_the_header_alone():
 def test_an_abandoned_decoding_stops_between_blocks():
     with cancellation.watching(lambda: True), pytest.raises(cancellation.Cancelled):
         read_audio(encoded(16_000, 1, 16_000))
+
+
+def test_a_truncated_wav_is_refused_as_corrupt_not_read_as_a_shorter_clip():
+    whole = encoded(8_000, 1, 8_000, "WAV")
+    with pytest.raises(AudioError, match=r"^corrupt: truncated, 8,000 bytes .* missing"):
+        read_audio(whole[:-8_000])
+    assert read_audio(whole)[1].seconds == pytest.approx(1.0)

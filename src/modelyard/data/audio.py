@@ -208,9 +208,27 @@ def _open(source: str | Path | bytes) -> tuple[str | Path | io.BytesIO, Any]:
             f"unsupported: {meta.channels} channels (at most {MAX_CHANNELS}); mix it down first, e.g. "
             "`ffmpeg -i FILE -ac 1 FILE.wav`"
         )
+    size = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
+    if (missing := _wav_missing_bytes(head, size)) > 0:
+        raise AudioError(f"corrupt: truncated, {missing:,} bytes of the audio its header announces are missing")
     if isinstance(opened, io.BytesIO):
         opened.seek(0)
     return opened, meta
+
+
+def _wav_missing_bytes(head: bytes, size: int) -> int:
+    """How many bytes of a RIFF WAV's `data` chunk lie past the end of the file (libsndfile quietly reads what is
+    there); 0 when complete, not a WAV, or the chunk starts beyond `head`."""
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return 0
+    offset = 12
+    while offset + 8 <= len(head):
+        chunk, length = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
+        if chunk == b"data":
+            streamed = length in (0, 0xFFFFFFFF)  # a recorder that never went back to write the length
+            return 0 if streamed else length - (size - offset - 8)
+        offset += 8 + length + (length & 1)
+    return 0
 
 
 def _decode_mono(stream: sf.SoundFile) -> tuple[np.ndarray, float, float]:
