@@ -133,6 +133,16 @@ class DescribesInputs(Protocol):
         ...
 
 
+@runtime_checkable
+class MeasuresInputs(Protocol):
+    """A learner whose inputs cost time by their length (audio): the server adds up `input_seconds` over a
+    request, from the files' headers, and refuses one over its limit before decoding anything."""
+
+    def input_seconds(self, item: Any) -> float:
+        """The length of one raw request input in seconds; ValueError when it cannot be used."""
+        ...
+
+
 class Task(Protocol):
     """A kind of problem. One module in `tasks/` per task, registered with `@register_task`."""
 

@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
         "modelyard.home",
         "modelyard.precision",
         "modelyard.model_thread",
+        "modelyard.cancellation",
         "modelyard.state",
     ),
     ("modelyard.config",),

@@ -32,6 +32,12 @@ def serve(
         int | None, typer.Option(help="request body size; beyond, 413 (default 10485760: 10 MiB)")
     ] = None,
     max_top_k: Annotated[int | None, typer.Option(help="largest top_k (and search k) a request may ask")] = None,
+    max_audio_seconds: Annotated[
+        float | None, typer.Option(help="seconds of audio per request, all files together; beyond, 422 (default 1800)")
+    ] = None,
+    max_messages: Annotated[
+        int | None, typer.Option(help="messages per chat request; beyond, 422 (default 256)")
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="server processes (default 1)")] = None,
     threads: Annotated[
         int | None, typer.Option(help="torch threads per process (default: the cores, shared among workers)")
@@ -46,7 +52,9 @@ def serve(
         list[str] | None,
         typer.Option(help="allow browser calls from this origin (repeatable); CORS is off otherwise"),
     ] = None,
-    timeout: Annotated[float | None, typer.Option(help="seconds a prediction may take before 504 (default 30)")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="seconds a prediction, decoding included, may take; beyond, 504 (default 30)")
+    ] = None,
     rollout: Annotated[
         str | None, typer.Option(help="off | shadow | canary | bandit: how a challenger takes traffic (default off)")
     ] = None,
@@ -80,6 +88,8 @@ def serve(
         "max_text_chars": max_text_chars,
         "max_body_bytes": max_body_bytes,
         "max_top_k": max_top_k,
+        "max_audio_seconds": max_audio_seconds,
+        "max_messages": max_messages,
         "workers": workers,
         "threads": threads,
         "timeout_s": timeout,

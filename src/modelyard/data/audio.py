@@ -35,13 +35,19 @@ import pandas as pd
 import soundfile as sf
 from scipy.signal import firwin, resample_poly
 
+from modelyard import cancellation
 from modelyard.config import FormatOptions, SplitConfig
+from modelyard.data.payloads import payload_bytes
 from modelyard.data.readers import read_table, require_columns
 from modelyard.errors import DataError
 from modelyard.fsutil import escapes, sha256_file
 
 SAMPLE_RATE = 16_000
-MIN_RATE, MAX_RATE = 1_000, 384_000  # sample rates of real recordings; a header outside them is corrupt
+# A header is checked before anything is decoded: a few KB of compressed silence can claim hours at 384 kHz
+# on 64 channels. Studio masters top out at 192 kHz; surround is 7.1 (8 channels).
+MIN_RATE, MAX_RATE = 1_000, 192_000
+MAX_CHANNELS = 8
+BLOCK_FRAMES = 65_536  # frames decoded at a time: 2 MB of float32 at 8 channels
 MAX_RATIO_TERMS = 1_000  # resampling up/down factors beyond this are approximated (see `resample`)
 EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf"}
 SILENT_PEAK_DB = -60.0  # a file whose loudest sample is below this holds nothing to learn from
@@ -106,32 +112,83 @@ def resample_ratio(samples: np.ndarray, up: int, down: int) -> np.ndarray:
     return resample_poly(samples, up, down, window=_lowpass(up, down)).astype(np.float32)
 
 
+def _ratio(rate: int, target: int) -> Fraction:
+    """target/rate, with terms up to MAX_RATIO_TERMS (see `resample`)."""
+    ratio = Fraction(target, rate)
+    if max(ratio.numerator, ratio.denominator) > MAX_RATIO_TERMS:
+        if ratio <= 1:
+            return ratio.limit_denominator(MAX_RATIO_TERMS)
+        return 1 / (1 / ratio).limit_denominator(MAX_RATIO_TERMS)
+    return ratio
+
+
 def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
     """Polyphase resampling (anti-aliased) between integer rates. Every usual rate is converted exactly (44.1 kHz:
     up 160, down 441); an odd one such as 44,101 Hz would need a filter of 20 x 44,101 taps, so its ratio is
     approximated by one with terms up to MAX_RATIO_TERMS (pitch off by under 0.1%, speed likewise)."""
     if rate == target:
         return samples.astype(np.float32, copy=False)
-    ratio = Fraction(target, rate)
-    if max(ratio.numerator, ratio.denominator) > MAX_RATIO_TERMS:
-        if ratio <= 1:
-            ratio = ratio.limit_denominator(MAX_RATIO_TERMS)
-        else:
-            ratio = 1 / (1 / ratio).limit_denominator(MAX_RATIO_TERMS)
+    ratio = _ratio(rate, target)
     return resample_ratio(samples, ratio.numerator, ratio.denominator)
 
 
 def read_audio(source: str | Path | bytes, max_seconds: float | None = None) -> tuple[np.ndarray, AudioInfo]:
-    """Any audio file or bytes -> (16 kHz mono float32, info). AudioError says why when it cannot be used."""
+    """Any audio file or bytes -> (16 kHz mono float32, info). AudioError says why when it cannot be used.
+    Decoded block by block (downmixed and resampled as it goes), so memory follows the 16 kHz output, never the
+    source's channels and rate; `cancellation.check()` between blocks stops the decoding of an abandoned request."""
+    opened, meta = _open(source)
+    seconds = meta.frames / meta.samplerate
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioError(f"too long: {_duration(seconds)} (limit {_duration(max_seconds)}); cut it into shorter clips")
+    try:
+        with sf.SoundFile(opened) as stream:
+            mono, clipped, peak = _decode_mono(stream)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise AudioError(f"corrupt: {_short(err)}") from None
+    if mono.size == 0:
+        raise AudioError("empty: no audio frames")
+    rate = meta.samplerate
+    info = AudioInfo(rate, meta.channels, meta.subtype, meta.format, mono.size / SAMPLE_RATE)
+    if clipped > CLIP_SHARE:
+        info.notes.append(f"clipped: {clipped:.1%} of samples at full scale")
+    if meta.subtype in ("PCM_U8", "PCM_S8"):
+        info.notes.append("8-bit: coarse samples (about 48 dB of dynamic range)")
+    if meta.channels > 1:
+        info.notes.append(f"downmixed from {meta.channels} channels")
+    if rate < 8000:
+        info.notes.append(f"low sample rate: {rate} Hz, nothing above {rate // 2} Hz")
+    if rate != SAMPLE_RATE:
+        info.notes.append(f"resampled from {rate} Hz")
+    if peak <= 10 ** (SILENT_PEAK_DB / 20):
+        info.notes.append("silent: peak below -60 dBFS")
+    return mono, info
+
+
+def audio_seconds(source: str | Path | bytes) -> float:
+    """A file's duration from its header alone (nothing decoded): what a server counts before it decodes.
+    AudioError for anything `read_audio` would refuse before decoding."""
+    _, meta = _open(source)
+    return meta.frames / meta.samplerate
+
+
+def payload_seconds(item: Any) -> float:
+    """Seconds of one request's audio (base64, `data:` URL, bytes, or 16 kHz samples) from its header alone;
+    ValueError (an AudioError for the audio itself) when it cannot be used."""
+    if isinstance(item, np.ndarray):
+        return item.size / SAMPLE_RATE
+    return audio_seconds(payload_bytes(item, "audio"))
+
+
+def _open(source: str | Path | bytes) -> tuple[str | Path | io.BytesIO, Any]:
+    """The source ready for libsndfile and its header, checked: not empty, not video, a sane rate and channel
+    count (a few KB of compressed silence can claim 64 channels at 384 kHz)."""
     if isinstance(source, bytes):
         head = source[:512]
-        if not source:
-            raise AudioError("empty: 0 bytes")
     else:
         with open(source, "rb") as handle:
             head = handle.read(512)
-        if not head:
-            raise AudioError("empty: 0 bytes")
+    if not head:
+        raise AudioError("empty: 0 bytes")
     kind = _container(head)
     if kind:
         raise AudioError(f"video: {kind}, not an audio file; {FFMPEG_HINT}")
@@ -146,36 +203,89 @@ def read_audio(source: str | Path | bytes, max_seconds: float | None = None) -> 
         raise AudioError(
             f"unsupported: a sample rate of {meta.samplerate:,} Hz (audio files use {MIN_RATE:,} to {MAX_RATE:,})"
         )
-    seconds = meta.frames / meta.samplerate
-    if max_seconds is not None and seconds > max_seconds:
-        raise AudioError(f"too long: {_duration(seconds)} (limit {_duration(max_seconds)}); cut it into shorter clips")
+    if meta.channels > MAX_CHANNELS:
+        raise AudioError(
+            f"unsupported: {meta.channels} channels (at most {MAX_CHANNELS}); mix it down first, e.g. "
+            "`ffmpeg -i FILE -ac 1 FILE.wav`"
+        )
+    size = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
+    if (missing := _wav_missing_bytes(head, size)) > 0:
+        raise AudioError(f"corrupt: truncated, {missing:,} bytes of the audio its header announces are missing")
     if isinstance(opened, io.BytesIO):
         opened.seek(0)
-    try:
-        data, rate = sf.read(opened, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioError(f"corrupt: {_short(err)}") from None
-    if data.size == 0:
-        raise AudioError("empty: no audio frames")
-    if not np.isfinite(data).all():
-        raise AudioError("corrupt: the file holds NaN or infinite samples")
-    info = AudioInfo(int(rate), int(data.shape[1]), meta.subtype, meta.format, data.shape[0] / rate)
-    clipped = float(np.mean(np.abs(data) >= CLIP_LEVEL))
-    if clipped > CLIP_SHARE:
-        info.notes.append(f"clipped: {clipped:.1%} of samples at full scale")
-    if meta.subtype in ("PCM_U8", "PCM_S8"):
-        info.notes.append("8-bit: coarse samples (about 48 dB of dynamic range)")
-    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
-    if data.shape[1] > 1:
-        info.notes.append(f"downmixed from {data.shape[1]} channels")
-    if rate < 8000:
-        info.notes.append(f"low sample rate: {rate} Hz, nothing above {rate // 2} Hz")
-    if rate != SAMPLE_RATE:
-        info.notes.append(f"resampled from {rate} Hz")
-    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
-    if peak <= 10 ** (SILENT_PEAK_DB / 20):
-        info.notes.append("silent: peak below -60 dBFS")
-    return np.clip(resample(mono, int(rate)), -1.0, 1.0), info
+    return opened, meta
+
+
+def _wav_missing_bytes(head: bytes, size: int) -> int:
+    """How many bytes of a RIFF WAV's `data` chunk lie past the end of the file (libsndfile quietly reads what is
+    there); 0 when complete, not a WAV, or the chunk starts beyond `head`."""
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return 0
+    offset = 12
+    while offset + 8 <= len(head):
+        chunk, length = head[offset : offset + 4], int.from_bytes(head[offset + 4 : offset + 8], "little")
+        if chunk == b"data":
+            streamed = length in (0, 0xFFFFFFFF)  # a recorder that never went back to write the length
+            return 0 if streamed else length - (size - offset - 8)
+        offset += 8 + length + (length & 1)
+    return 0
+
+
+def _decode_mono(stream: sf.SoundFile) -> tuple[np.ndarray, float, float]:
+    """(16 kHz mono samples, share of clipped samples, peak of the mono mix) of an open file, read in blocks."""
+    resampler = StreamResampler(stream.samplerate)
+    pieces, clipped, total, peak = [], 0, 0, 0.0
+    for block in stream.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
+        cancellation.check()
+        if not np.isfinite(block).all():
+            raise AudioError("corrupt: the file holds NaN or infinite samples")
+        clipped += int(np.count_nonzero(np.abs(block) >= CLIP_LEVEL))
+        total += block.size
+        mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)
+        peak = max(peak, float(np.max(np.abs(mono))))
+        pieces.append(resampler.feed(mono))
+    pieces.append(resampler.finish())
+    out = np.concatenate(pieces)
+    return np.clip(out, -1.0, 1.0, out=out), clipped / max(total, 1), peak
+
+
+class StreamResampler:
+    """`resample` of a signal that arrives in blocks, with the same result as resampling it whole: each block
+    is filtered with enough of its neighbours on both sides for the filter to see what it would have seen."""
+
+    def __init__(self, rate: int, target: int = SAMPLE_RATE) -> None:
+        ratio = _ratio(rate, target)
+        self.up, self.down = ratio.numerator, ratio.denominator
+        reach = 10 * max(self.up, self.down) / self.up + 2  # the filter's half-length, in input samples
+        self.context = self.down * math.ceil(reach / self.down)  # whole output periods, so outputs align
+        self.history = 0  # samples at the start of `pending` already resampled (context for the next block)
+        self.pending = np.zeros(0, np.float32)
+
+    def feed(self, samples: np.ndarray) -> np.ndarray:
+        """The output that `samples` (and those before) settle: everything but the last `context` samples."""
+        if self.up == self.down:
+            return samples.astype(np.float32, copy=False)
+        self.pending = np.concatenate([self.pending, samples])
+        ready = (self.pending.size - self.history - self.context) // self.down * self.down
+        if ready <= 0:
+            return np.zeros(0, np.float32)
+        window = self.pending[: self.history + ready + self.context]
+        out = self._settled(window, self.history, ready)
+        self.pending = self.pending[self.history + ready - self.context :]
+        self.history = self.context
+        return out
+
+    def finish(self) -> np.ndarray:
+        """The output of what is left, the signal's end padded with zeros as `resample` pads it."""
+        if self.up == self.down or self.pending.size <= self.history:
+            return np.zeros(0, np.float32)
+        return self._settled(self.pending, self.history, self.pending.size - self.history)
+
+    def _settled(self, window: np.ndarray, skip: int, count: int) -> np.ndarray:
+        """The outputs of `window[skip : skip + count]` (`skip` a multiple of `down`)."""
+        out = resample_ratio(window, self.up, self.down)
+        first = skip * self.up // self.down
+        return out[first : first + math.ceil(count * self.up / self.down)]
 
 
 def _short(err: Exception) -> str:

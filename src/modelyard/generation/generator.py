@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from modelyard.errors import DataError
 from modelyard.generation.engine import Decoder, Event, Request, TextCodec, stream_batch
 from modelyard.generation.options import GenerationOptions
 from modelyard.generation.structured import JsonConstraint, SchemaError, Vocabulary, response_schema
@@ -36,8 +37,18 @@ class TextGenerator:
         return GenerationOptions.model_validate({**self.defaults.model_dump(), **given})
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
-        text = prompt if isinstance(prompt, str) else self.render_chat(prompt)
-        return self.codec.encode(text)
+        """The prompt's token ids (a chat rendered by its template first). DataError when they leave no room for
+        one new token in the model's context: such a prompt could only be answered after a long, useless prefill."""
+        chat = not isinstance(prompt, str)
+        ids = self.codec.encode(self.render_chat(prompt) if chat else prompt)
+        limit = self.decoder.max_context
+        if limit is not None and len(ids) >= limit:
+            rendered = " with the chat template" if chat else ""
+            raise DataError(
+                f"{len(ids):,} prompt tokens{rendered}; this model reads at most {limit:,} tokens, so a prompt may "
+                f"have at most {limit - 1:,} (one left for the answer): shorten it or drop earlier messages"
+            )
+        return ids
 
     def constraint(self, response_format: dict[str, Any] | None) -> JsonConstraint | None:
         """The token mask for an OpenAI-style `response_format` (None for free text); SchemaError when the

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modelyard.data.audio import AudioError, audio_stats, read_audio
+from modelyard.data.audio import AudioError, audio_stats, payload_seconds, read_audio
 from modelyard.data.audio_augment import Augmenter, fit_length, normalize_level
 from modelyard.data.payloads import payload_bytes
 from modelyard.drift import features as input_features
@@ -293,6 +293,10 @@ class AudioClassifierLearner:
             return read_audio(data, self.max_seconds)[0]
         except AudioError as err:
             raise ValueError(f"not usable audio: {err}") from None
+
+    def input_seconds(self, item: Any) -> float:
+        """A request's audio length from its header, before the server decodes it."""
+        return payload_seconds(item)
 
     def describe_input(self, item: Any) -> dict[str, float]:
         """What the prediction log keeps of an input instead of the audio itself: drift features."""

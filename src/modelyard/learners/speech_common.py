@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from modelyard.data.audio import SAMPLE_RATE, AudioError, audio_stats, read_audio
+from modelyard import cancellation
+from modelyard.data.audio import SAMPLE_RATE, AudioError, audio_stats, payload_seconds, read_audio
 from modelyard.data.payloads import payload_bytes
 from modelyard.drift import features as input_features
 from modelyard.errors import DataError
@@ -67,6 +68,7 @@ class Transcriber:
     export_kind = "transcripts"
     max_chunk_seconds = 30.0
     max_seconds = MAX_AUDIO_SECONDS
+    chunks_per_call = 8  # VAD chunks decoded together; an abandoned request stops between calls
 
     def transcribe(self, batch: list[np.ndarray], hints: list[dict[str, str]] | None = None) -> list[str]:
         """Text of each (at most `max_chunk_seconds` long) recording; `hints` (language, prompt) where used."""
@@ -89,6 +91,10 @@ class Transcriber:
         if isinstance(item, Utterance):
             return Utterance(to_samples(item.audio, MAX_REQUEST_SECONDS, paths=False), item.hints)
         return to_samples(item, MAX_REQUEST_SECONDS, paths=False)
+
+    def input_seconds(self, item: Any) -> float:
+        """A request's recording length from its header, before the server decodes it."""
+        return payload_seconds(item.audio if isinstance(item, Utterance) else item)
 
     def to_audio(self, item: Any) -> np.ndarray:
         """Python API / CLI inputs -> samples; DataError naming the reason when unusable."""
@@ -118,7 +124,9 @@ class Transcriber:
     def transcribe_long(
         self, samples: list[np.ndarray], hints: list[dict[str, str]] | None = None
     ) -> list[dict[str, Any]]:
-        """Transcripts of recordings of any length: long ones in VAD chunks, with each chunk's time span."""
+        """Transcripts of recordings of any length: long ones in VAD chunks, with each chunk's time span. Between
+        calls of `chunks_per_call` chunks, `cancellation.check()` stops the work of a request the server gave up on
+        (timed out), so the model is free for the next one instead of finishing a recording nobody waits for."""
         pieces, owners = [], []
         for owner, audio in enumerate(samples):
             for start, end in chunk_ranges(audio, self.max_chunk_seconds):
@@ -126,7 +134,11 @@ class Transcriber:
                 owners.append(owner)
         chunks = [samples[o][s:e] for o, (s, e) in zip(owners, pieces, strict=True)]
         chunk_hints = [hints[o] for o in owners] if hints else None
-        decoded = self.transcribe_detected(chunks, chunk_hints) if pieces else []
+        decoded: list[tuple[str, str | None]] = []
+        for first in range(0, len(chunks), self.chunks_per_call):
+            cancellation.check()
+            part = slice(first, first + self.chunks_per_call)
+            decoded += self.transcribe_detected(chunks[part], chunk_hints[part] if chunk_hints else None)
         out: list[dict[str, Any]] = [
             {"text": "", "duration": round(a.size / SAMPLE_RATE, 3), "segments": []} for a in samples
         ]

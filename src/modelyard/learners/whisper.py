@@ -20,6 +20,7 @@ class WhisperLearner(Transcriber):
     """`module = None`: the shared loop calls `fit`, which has nothing to learn."""
 
     max_batch_size = 1  # recordings are transcribed one by one: a server batch would only delay the first answers
+    chunks_per_call = 1  # each 30 s chunk takes seconds on a CPU: an abandoned request stops after the current one
 
     def __init__(self, backbone: str, language: str | None, beam_size: int, prompt: str | None = None) -> None:
         self.module = None

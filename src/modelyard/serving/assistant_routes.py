@@ -29,6 +29,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from modelyard import model_thread
+from modelyard.errors import UserError
 from modelyard.generation.engine import Request as GenRequest
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError
@@ -83,7 +84,10 @@ def _generation(service: ModelService, prompt: list[dict[str, str]], body: Assis
     """The chat model's request for the grounded prompt with the body's sampling settings (422 when invalid)."""
     generator = service.model.learner.generator
     options = _sampling(generator, body, body.max_completion_tokens)
-    return [GenRequest(generator.prompt_ids(prompt), options, None)]
+    try:
+        return [GenRequest(generator.prompt_ids(prompt), options, None)]
+    except UserError as err:  # the retrieved passages and the conversation do not fit the model's context
+        raise ServingError(422, f"messages: {err.message}") from None
 
 
 def _extras(reply: Any) -> dict[str, Any]:

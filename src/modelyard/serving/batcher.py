@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelyard import model_thread
+from modelyard import cancellation, model_thread
 from modelyard.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,11 @@ class Batcher:
         started = time.perf_counter()
         try:
             outputs = await model_thread.run(self._predict_batch, batch)
+        except cancellation.Cancelled:
+            for chunk in batch:  # the abandoned requests get no answer; any other of the batch is run again
+                if not chunk.future.done():
+                    await self._execute([chunk])
+            return
         except Exception as err:
             if len(batch) == 1:
                 if not isinstance(err, UserError):
@@ -187,7 +192,10 @@ class Batcher:
             buckets = length_buckets([_length(x) for _, _, x in group]) if self.split_by_length else whole
             for bucket in buckets:
                 items = [group[j] for j in bucket]
-                predictions = self.predict([x for _, _, x in items], top_k)
+                futures = [batch[b].future for b, _, _ in items]
+                # read from this thread: a future only turns done while its batch runs when its request gave up
+                with cancellation.watching(lambda futures=futures: all(f.done() for f in futures)):
+                    predictions = self.predict([x for _, _, x in items], top_k)
                 if len(predictions) != len(items):
                     raise RuntimeError(f"predict returned {len(predictions)} answers for {len(items)} inputs")
                 for (b, i, _), prediction in zip(items, predictions, strict=True):

@@ -28,6 +28,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelyard import model_thread
+from modelyard.errors import UserError
 from modelyard.generation.batcher import GenerationBatcher, GenerationQueueFullError
 from modelyard.generation.engine import Event
 from modelyard.generation.engine import Request as GenRequest
@@ -123,6 +124,16 @@ class ChatRequest(SamplingFields):
     response_format: ResponseFormat | None = Field(None, description="json_object or json_schema: constrained JSON")
 
 
+def _text_only(messages: list[ChatMessage]) -> None:
+    """422 naming the first non-text content part (an image, audio): the model would answer without it."""
+    for i, message in enumerate(messages):
+        for j, part in enumerate(message.content if isinstance(message.content, list) else []):
+            if part.type != "text":
+                raise ServingError(
+                    422, f"messages.{i}.content.{j}: a {part.type!r} part; this model reads only text parts"
+                )
+
+
 def _batcher(request: Request, service: ModelService) -> GenerationBatcher:
     """The generation batcher of the loaded model, started on first use."""
     learner = service.model.learner
@@ -171,16 +182,26 @@ def _requests(
     max_tokens: int | None,
     constraint: JsonConstraint | None = None,
 ) -> list[GenRequest]:
+    """The generation requests of `prompts` (strings, or one chat's messages); 422 naming the field for a prompt
+    over --max-text-chars, a chat over --max-messages, or one too long (in tokens) for the model's context, all
+    before anything is queued."""
     generator = service.model.learner.generator
     resolved = _sampling(generator, fields, max_tokens)
-    limit = service.settings.max_text_chars
+    settings = service.settings
+    requests = []
     for i, p in enumerate(prompts):
         chat = not isinstance(p, str)  # a conversation: its messages' text counts, not their JSON
+        field = "messages" if chat else "prompt" if len(prompts) == 1 else f"prompt.{i}"
+        if chat and len(p) > settings.max_messages:
+            raise ServingError(422, f"{field}: {len(p)} messages; the limit is {settings.max_messages}")
         size = sum(len(m["content"]) for m in p) if chat else len(p)
-        if size > limit:
-            field = "messages" if chat else "prompt" if len(prompts) == 1 else f"prompt.{i}"
-            raise ServingError(422, f"{field}: {size} characters of text; the limit is {limit}")
-    return [GenRequest(generator.prompt_ids(p), resolved, constraint) for p in prompts]
+        if size > settings.max_text_chars:
+            raise ServingError(422, f"{field}: {size} characters of text; the limit is {settings.max_text_chars}")
+        try:
+            requests.append(GenRequest(generator.prompt_ids(p), resolved, constraint))
+        except UserError as err:
+            raise ServingError(422, f"{field}: {err.message}") from None
+    return requests
 
 
 def _sampling(generator: Any, fields: SamplingFields, max_tokens: int | None) -> Any:
@@ -397,6 +418,7 @@ async def completions(body: CompletionRequest, request: Request, service: ModelS
 @router.post("/chat/completions", summary="Answer a conversation (OpenAI-compatible; stream: true for SSE)")
 async def chat_completions(body: ChatRequest, request: Request, service: ModelService = Depends(get_service)):
     started = time.perf_counter()
+    _text_only(body.messages)
     batcher = _batcher(request, service)
     constraint = await asyncio.to_thread(_constraint, service, body)  # the first one builds the vocabulary table
     messages = [[m.plain() for m in body.messages]]

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
+from modelyard import cancellation
 from modelyard.errors import UserError
 from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord, model_version
 from modelyard.privacy import Redactor, redactor_for
-from modelyard.protocols import DescribesInputs
+from modelyard.protocols import DescribesInputs, MeasuresInputs
 from modelyard.serving.batcher import Batcher, BatcherClosedError, PredictionFailedError, QueueFullError
 from modelyard.serving.errors import ServingError
 from modelyard.serving.metrics import ServerMetrics
@@ -92,19 +94,44 @@ class ModelService:
             return parse(item)
         except (ValueError, OverflowError, UserError) as err:
             raise ServingError(422, f"{field}: {err}") from None
+        except MemoryError:
+            raise ServingError(413, f"{field}: too large to decode in this server's memory; send less") from None
+
+    def _parse_all(self, inputs: list[Any], names: Sequence[str], abandoned: threading.Event) -> list[Any]:
+        """Every input parsed (off the event loop); measured inputs (audio) are first added up from their headers,
+        so a request over `max_audio_seconds` is refused before any decoding. Stops once `abandoned` is set."""
+        learner = self.model.learner
+        if isinstance(learner, MeasuresInputs):
+            total = 0.0
+            for item, name in zip(inputs, names, strict=True):
+                try:
+                    total += learner.input_seconds(item)
+                except ValueError as err:
+                    raise ServingError(422, f"{name}: {err}") from None
+            limit = self.settings.max_audio_seconds
+            if total > limit:
+                what = names[0] if len(names) == 1 else "inputs"
+                message = f"{what}: {total:,.0f} s of audio in one request; the limit is {limit:g} s"
+                raise ServingError(422, f"{message} (--max-audio-seconds)")
+        with cancellation.watching(abandoned.is_set):
+            return [self.parse(item, name) for item, name in zip(inputs, names, strict=True)]
 
     async def predict(
-        self, inputs: list[Any], top_k: int, store: bool = True
+        self, inputs: list[Any], top_k: int, store: bool = True, names: Sequence[str] | None = None
     ) -> tuple[list[dict[str, Any]], list[str]]:
-        """Predictions and their log ids; `store=False` keeps the inputs out of the prediction log entirely."""
+        """Predictions and their log ids; `store=False` keeps the inputs out of the prediction log entirely.
+        `names` are the inputs' fields in errors (default `inputs.0`, `inputs.1`, ...). The timeout covers the
+        decoding of the inputs too; past it, decoding and prediction stop at their next check (`cancellation`)."""
         assert self.batcher is not None, "start() runs in the lifespan before any request"
         started = time.perf_counter()
-        if hasattr(self.model.learner, "parse_input"):  # decoding (e.g. images) stays off the event loop
-            parsed = await asyncio.to_thread(lambda: [self.parse(item, f"inputs.{i}") for i, item in enumerate(inputs)])
-        else:
-            parsed = list(inputs)
+        names = list(names) if names is not None else [f"inputs.{i}" for i in range(len(inputs))]
+        abandoned = threading.Event()
         try:
             async with asyncio.timeout(self.settings.timeout_s):  # unlike wait_for, no extra task per request
+                if hasattr(self.model.learner, "parse_input"):  # decoding (e.g. images) stays off the event loop
+                    parsed = await asyncio.to_thread(self._parse_all, inputs, names, abandoned)
+                else:
+                    parsed = list(inputs)
                 predictions = await self.batcher.submit(parsed, top_k)
         except QueueFullError as err:
             raise ServingError(503, f"server busy: {err}; retry shortly", {"Retry-After": "1"}) from None
@@ -120,6 +147,8 @@ class ModelService:
             raise ServingError(422, err.message) from None
         except PredictionFailedError:
             raise ServingError(500, "prediction failed") from None
+        finally:
+            abandoned.set()  # a decoding thread still running after a timeout stops at its next block
         latency_ms = (time.perf_counter() - started) * 1000
         ids = [uuid.uuid4().hex for _ in inputs]
         if self.log is not None:

@@ -26,6 +26,10 @@ class ServeSettings(BaseSettings):
     max_inputs: int = Field(64, ge=1, description="inputs per request")
     max_text_chars: int = Field(10_000, ge=1, description="characters per text input")
     max_top_k: int = Field(100, ge=1)
+    max_audio_seconds: float = Field(
+        1800.0, gt=0, description="seconds of audio per request, all inputs together, counted from the file headers"
+    )
+    max_messages: int = Field(256, ge=1, description="messages per chat request")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1, description="request body limit (413 beyond)")
     timeout_s: float = Field(30.0, gt=0, description="a prediction waiting longer answers 504")
     api_key: str | None = Field(

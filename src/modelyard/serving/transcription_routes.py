@@ -6,7 +6,6 @@ srt | vtt, `temperature`) goes through the same service as /v1/predict: batched,
 few numbers about the audio and the transcript, never the recording). Long recordings are cut by voice activity.
 """
 
-import asyncio
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
@@ -87,11 +86,7 @@ async def transcriptions(
             raise ServingError(422, f"language: {err}") from None
     data = await file.read()
     hints = {k: v for k, v in {"language": language, "prompt": prompt}.items() if v}
-    try:
-        item = await asyncio.to_thread(learner.parse_input, Utterance(data, hints))
-    except ValueError as err:
-        raise ServingError(422, f"file: {err}") from None
-    predictions, _ = await service.predict([item], 1)
+    predictions, _ = await service.predict([Utterance(data, hints)], 1, names=["file"])  # decoded within --timeout
     answer = predictions[0]
     if response_format == "text":
         return PlainTextResponse(answer["text"])
