@@ -44,10 +44,24 @@ def _quiet_libraries() -> None:
         hf_logging.set_verbosity_error()
 
 
+def _show_version(value: bool) -> None:
+    """`modelyard --version`: the package version (as `doctor` reports it), before any command runs."""
+    if value:
+        from modelyard import __version__
+
+        print(f"modelyard {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no progress bars or reports")] = False,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="no progress bars or reports (warnings still show)")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="print the version and exit")
+    ] = False,
 ) -> None:
     STATE["debug"], STATE["quiet"] = debug, quiet
     _quiet_libraries()

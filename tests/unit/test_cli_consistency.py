@@ -29,3 +29,42 @@ def test_a_federation_server_that_drops_the_connection_is_one_message_naming_it(
     http = httpx.Client(base_url="http://fed.example:8765", transport=httpx.MockTransport(drop))
     with pytest.raises(UserError, match=r"federation server http://fed.example:8765.*RemoteProtocolError"):
         transport._call(http, "GET", transport.PREFIX)
+
+
+def test_quiet_train_hides_the_report_but_still_warns_about_dropped_rows(banking_slice, tmp_path):
+    import pandas as pd
+    from conftest import write_config
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.csv").write_bytes((banking_slice / "train.csv").read_bytes())
+    test = pd.read_csv(banking_slice / "test.csv")
+    extra = pd.DataFrame({"text": ["where is my parcel", "send my parcel back"], "category": "parcel"})
+    pd.concat([test, extra]).to_csv(folder / "test.csv", index=False)
+    result = runner.invoke(app, ["-q", "train", str(write_config(folder, "tfidf-linear")), "-o", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert "2 rows dropped: labels not in train" in result.stderr
+    assert "splits" not in result.stderr and "results" not in result.stderr  # the report and table stay hidden
+
+
+@pytest.mark.parametrize("where", ["global", "after the command"])
+def test_index_honours_either_quiet_but_never_hides_its_warning(tmp_path, monkeypatch, where):
+    from modelyard.retrieval import index
+
+    def build(docs, output, encoder, chunk_size, overlap, progress):
+        progress("embedding", 1, 1)
+        return index.UpdateReport(without_text=["scan.pdf"])
+
+    monkeypatch.setattr(index, "build", build)
+    quiet = ["-q", "index", str(tmp_path)] if where == "global" else ["index", str(tmp_path), "-q"]
+    result = runner.invoke(app, [*quiet, "--output", str(tmp_path / "idx")])
+    assert result.exit_code == 0, result.output
+    assert "warning: scan.pdf has no text to index" in result.stderr
+    assert "added" not in result.stderr  # the summary is hidden
+
+
+def test_version_prints_the_package_version():
+    import modelyard
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"modelyard {modelyard.__version__}"
