@@ -68,3 +68,26 @@ def test_version_prints_the_package_version():
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.strip() == f"modelyard {modelyard.__version__}"
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [(["--port", "99999"], "--port: must be at most 65535"), (["--timeout", "0"], "--timeout: must be above 0")],
+)
+def test_a_bad_serve_option_is_a_usage_error_naming_it(tmp_path, option, said):
+    result = runner.invoke(app, ["serve", str(tmp_path), *option])
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.stderr.split()) and "pydantic" not in result.stderr
+
+
+def test_a_bad_serve_variable_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from modelyard import cli
+
+    monkeypatch.setenv("MODELYARD_PORT", "99999")
+    monkeypatch.setattr(sys, "argv", ["modelyard", "serve", str(tmp_path)])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code == 1
+    assert capsys.readouterr().err.strip() == "error: MODELYARD_PORT: must be at most 65535"
