@@ -179,6 +179,9 @@ def evaluate(
     model: Annotated[str, typer.Argument(help="bundle path or models:/NAME@ALIAS")],
     data: Annotated[Path | None, typer.Option(help="a labelled file; default: the bundle's test split")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="also write the JSON here")] = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="accepted like other commands' --json; evaluate always prints JSON")
+    ] = False,
 ) -> None:
     """Metrics of a bundle on a data file as JSON.
 

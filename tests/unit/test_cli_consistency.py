@@ -91,3 +91,36 @@ def test_a_bad_serve_variable_is_one_line_naming_it(tmp_path, monkeypatch, capsy
         cli.main()
     assert done.value.code == 1
     assert capsys.readouterr().err.strip() == "error: MODELYARD_PORT: must be at most 65535"
+
+
+def test_evaluate_accepts_json_which_it_always_prints(tfidf_bundle):
+    import json
+
+    result = runner.invoke(app, ["evaluate", str(tfidf_bundle), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "macro_f1" in json.loads(result.stdout)
+
+
+def test_monitor_without_traffic_prints_its_report_on_stdout_with_dashes_for_missing_values(tfidf_bundle):
+    result = runner.invoke(app, ["monitor", str(tfidf_bundle)])
+    assert result.exit_code == 0, result.output
+    assert "window 0 (- .. -)" in result.stdout and "latency p50 -, p95 -" in result.stdout
+    assert "None" not in result.stdout and not result.stderr
+
+
+def test_models_show_and_list_print_json_and_unwrapped_paths_when_piped(tfidf_bundle, tmp_path):
+    import json
+    import shutil
+
+    from modelyard.tracking.runs import log_bundle
+
+    folder = tmp_path / "a-rather-long-folder-of-bundles-kept-for-audits" / "test-tfidf-linear-20261206-162916"
+    shutil.copytree(tfidf_bundle, folder)
+    log_bundle(folder)
+    shown = runner.invoke(app, ["models", "show", "test-tfidf-linear"])
+    assert shown.exit_code == 0, shown.output
+    assert str(folder) in shown.stdout  # on one line, whole
+    as_json = json.loads(runner.invoke(app, ["models", "show", "test-tfidf-linear", "--json"]).stdout)
+    assert as_json["versions"][0]["bundle_path"] == str(folder)
+    listed = json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)
+    assert [m["name"] for m in listed] == ["test-tfidf-linear"] and listed[0]["versions"][0]["version"] == "1"

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from modelyard.commands.console import print_json
 from modelyard.state import masked
 from modelyard.tracking import registry
 
@@ -18,6 +22,12 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
+
+
+def _table_console() -> Console:
+    """Where tables go: the terminal's width on a terminal; piped or redirected, wide enough that no row wraps, so
+    a bundle path stays whole for grep and copy-paste (Rich would wrap to 80 columns)."""
+    return console if sys.stdout.isatty() else Console(width=10_000)
 
 
 def age(when: datetime) -> str:
@@ -39,13 +49,19 @@ def _aliases(aliases: dict[str, str]) -> str:
     return ", ".join(f"{a} -> v{v}" for a, v in sorted(aliases.items())) or "-"
 
 
+JSON_OPTION = typer.Option("--json", help="print every version, alias and audit entry as JSON")
+
+
 @app.command("list")
-def list_() -> None:
+def list_(json_: Annotated[bool, JSON_OPTION] = False) -> None:
     """Every registered model with its versions, aliases, main test metric and age.
 
-    Example: modelyard models list
+    Example: modelyard models list --json
     """
     models = registry.list_models()
+    if json_:
+        print_json([asdict(model) for model in models])
+        return
     if not models:
         console.print("No registered models yet: `modelyard train CONFIG` registers one.")
         return
@@ -60,16 +76,23 @@ def list_() -> None:
             _metric(model.headline()),
             age(model.updated),
         )
-    console.print(table)
+    _table_console().print(table)
 
 
 @app.command()
-def show(name: str = typer.Argument(..., help="registered model name (the config's `name`)")) -> None:
+def show(
+    name: str = typer.Argument(..., help="registered model name (the config's `name`)"),
+    json_: Annotated[bool, JSON_OPTION] = False,
+) -> None:
     """Versions with their test metrics, aliases and bundles, then the audit trail of alias moves.
 
     Example: modelyard models show banking-intents
     """
     model = registry.describe(name)
+    if json_:
+        print_json(asdict(model))
+        return
+    out = _table_console()
     table = Table(title=f"{model.name}: {len(model.versions)} version(s), aliases {_aliases(model.aliases)}")
     for column in ("version", "aliases", "test metrics", "created", "bundle"):
         table.add_column(column, overflow="fold")
@@ -78,9 +101,9 @@ def show(name: str = typer.Argument(..., help="registered model name (the config
         ordered = sorted(shown.items(), key=lambda kv: (kv[0] != v.main_metric, kv[0]))
         metrics = "\n".join(f"{k} {val:.4g}" for k, val in ordered)
         table.add_row(v.version, ", ".join(v.aliases) or "-", metrics or "-", age(v.created), v.bundle_path or "-")
-    console.print(table)
+    out.print(table)
     if not model.trail:
-        console.print("No alias moves recorded yet.")
+        out.print("No alias moves recorded yet.")
         return
     trail = Table(title="Audit trail (alias moves)")
     for column in ("when", "who", "action", "alias", "move", "why"):
@@ -95,7 +118,7 @@ def show(name: str = typer.Argument(..., help="registered model name (the config
             f"{before} -> v{move.to_version}",
             move.why or "-",
         )
-    console.print(trail)
+    out.print(trail)
 
 
 @app.command()
