@@ -238,6 +238,8 @@ def predict(
 
     if sum(x is not None for x in (text, image, audio, input_)) != 1:
         raise typer.BadParameter("give exactly one of --text, --image, --audio or --input")
+    if input_ is not None and not input_.exists():  # before the model loads, named as the option given
+        raise UserError(f"--input {input_}: no such file or folder")
     if input_ is not None and input_.is_dir() and engine != "ray":  # Ray reads a folder of Parquet files
         raise UserError(
             f"--input {input_} is a folder",

@@ -124,3 +124,45 @@ def test_models_show_and_list_print_json_and_unwrapped_paths_when_piped(tfidf_bu
     assert as_json["versions"][0]["bundle_path"] == str(folder)
     listed = json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)
     assert [m["name"] for m in listed] == ["test-tfidf-linear"] and listed[0]["versions"][0]["version"] == "1"
+
+
+def test_predict_names_a_missing_input_file_as_the_option_without_a_config_hint(tfidf_bundle, tmp_path):
+    result = runner.invoke(app, ["predict", str(tfidf_bundle), "--input", str(tmp_path / "missing.csv")])
+    assert isinstance(result.exception, UserError)
+    assert str(result.exception) == f"--input {tmp_path / 'missing.csv'}: no such file or folder"
+    assert result.exception.hint is None
+
+
+def test_an_image_given_to_a_table_model_is_hinted_at_the_input_it_takes():
+    from types import SimpleNamespace
+
+    from modelyard.predict_io import usable_inputs
+
+    table = SimpleNamespace(learner=object(), manifest={"task": "tabular_classification"})
+    text = SimpleNamespace(learner=object(), manifest={"task": "text_classification"})
+    assert usable_inputs(table) == "--input" and usable_inputs(text) == "--text or --input"
+
+
+def test_an_onnx_export_refused_names_the_backbone_not_the_task(tfidf_bundle, tmp_path):
+    result = runner.invoke(app, ["export", str(tfidf_bundle), "--format", "onnx", "-o", str(tmp_path / "x")])
+    assert isinstance(result.exception, UserError)
+    assert "tfidf-linear models have no ONNX export" in result.exception.hint
+    assert "this kind of model" not in result.exception.hint
+
+
+def test_models_show_given_a_uri_says_it_takes_a_name():
+    result = runner.invoke(app, ["models", "show", "models:/banking-intents@champion"])
+    assert isinstance(result.exception, UserError)
+    assert "takes a registered model NAME" in str(result.exception) and "banking-intents" in result.exception.hint
+
+
+def test_containerize_prints_the_build_command_quoted_on_one_line(tfidf_bundle, tmp_path, monkeypatch):
+    import shlex
+
+    from modelyard.export import container
+
+    monkeypatch.setattr(container, "containerize", lambda *args: [])
+    output = tmp_path / "数据 test" / "ctx"
+    result = runner.invoke(app, ["containerize", str(tfidf_bundle), "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    assert f"docker build -t IMAGE {shlex.quote(str(output))}" in result.stderr.splitlines()[0]

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modelyard.commands.console import print_json
+from modelyard.errors import UserError
 from modelyard.state import masked
 from modelyard.tracking import registry
 
@@ -47,6 +48,16 @@ def _metric(version: registry.VersionInfo | None) -> str:
 
 def _aliases(aliases: dict[str, str]) -> str:
     return ", ".join(f"{a} -> v{v}" for a, v in sorted(aliases.items())) or "-"
+
+
+def _model_name(name: str) -> str:
+    """The registered model's name; a models:/ URI here (a bundle reference) is refused naming the name in it."""
+    if registry.is_model_uri(name):
+        bare = registry.parse_model_uri(name)[0]
+        raise UserError(
+            f"{name} is a model URI; this command takes a registered model NAME", f"give the name in it: {bare}"
+        )
+    return name
 
 
 JSON_OPTION = typer.Option("--json", help="print every version, alias and audit entry as JSON")
@@ -88,7 +99,7 @@ def show(
 
     Example: modelyard models show banking-intents
     """
-    model = registry.describe(name)
+    model = registry.describe(_model_name(name))
     if json_:
         print_json(asdict(model))
         return
@@ -132,7 +143,7 @@ def promote(
 
     Example: modelyard models promote banking-intents 3 --alias champion --reason "beats v2 on macro_f1"
     """
-    move = registry.promote(name, version, alias, reason)
+    move = registry.promote(_model_name(name), version, alias, reason)
     if move is None:
         console.print(f"'{alias}' of {name} already points at version {version}; nothing changed.")
         return
@@ -150,7 +161,7 @@ def rollback(
 
     Example: modelyard models rollback banking-intents --reason "v3 misroutes card questions"
     """
-    move = registry.rollback(name, alias, reason)
+    move = registry.rollback(_model_name(name), alias, reason)
     console.print(f"{name}@{alias}: version {move.from_version} -> version {move.to_version} (rolled back)")
 
 
