@@ -166,3 +166,13 @@ def test_containerize_prints_the_build_command_quoted_on_one_line(tfidf_bundle, 
     result = runner.invoke(app, ["containerize", str(tfidf_bundle), "-o", str(output)])
     assert result.exit_code == 0, result.output
     assert f"docker build -t IMAGE {shlex.quote(str(output))}" in result.stderr.splitlines()[0]
+
+
+def test_models_log_of_a_bundle_already_registered_reports_its_version_and_registers_nothing(tfidf_bundle):
+    from modelyard.tracking import registry
+
+    first = runner.invoke(app, ["models", "log", str(tfidf_bundle)])
+    again = runner.invoke(app, ["models", "log", str(tfidf_bundle)])
+    assert first.exit_code == 0 and again.exit_code == 0, again.output
+    assert "already registered: test-tfidf-linear version 1" in again.stdout
+    assert [v.version for v in registry.describe("test-tfidf-linear").versions] == ["1"]

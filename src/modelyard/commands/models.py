@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modelyard.commands.console import print_json
-from modelyard.errors import UserError
+from modelyard.errors import ModelNotFoundError, UserError
 from modelyard.state import masked
 from modelyard.tracking import registry
 
@@ -58,6 +58,15 @@ def _model_name(name: str) -> str:
             f"{name} is a model URI; this command takes a registered model NAME", f"give the name in it: {bare}"
         )
     return name
+
+
+def _registered_as(name: str, bundle_id: str) -> registry.VersionInfo | None:
+    """The newest version of `name` that registered the bundle with this id, if any."""
+    try:
+        versions = registry.describe(name).versions
+    except ModelNotFoundError:  # no version of that name yet
+        return None
+    return next((v for v in versions if v.bundle_id == bundle_id), None)
 
 
 JSON_OPTION = typer.Option("--json", help="print every version, alias and audit entry as JSON")
@@ -167,11 +176,19 @@ def rollback(
 
 @app.command()
 def log(bundle: Path = typer.Argument(..., help="a bundle folder written by `modelyard train`")) -> None:
-    """Log an existing bundle as a run and register it as a new version (e.g. after the store was down).
+    """Log an existing bundle as a run and register it as a new version (e.g. after the store was down); a bundle
+    already registered is reported, not registered again, so a retried script makes no duplicate versions.
 
     Example: modelyard models log runs/banking-intents
     """
+    from modelyard.bundle import identity, read_manifest
     from modelyard.tracking.runs import log_bundle
 
+    manifest = read_manifest(bundle)
+    if held := _registered_as(manifest["name"], identity(manifest)):
+        console.print(
+            f"already registered: {manifest['name']} version {held.version} (run {held.run_id}); nothing logged"
+        )
+        return
     version = log_bundle(bundle)
     console.print(f"registered {version.name} version {version.version} (run {version.run_id})")
