@@ -44,10 +44,24 @@ def _quiet_libraries() -> None:
         hf_logging.set_verbosity_error()
 
 
+def _show_version(value: bool) -> None:
+    """`modelyard --version`: the package version (as `doctor` reports it), before any command runs."""
+    if value:
+        from modelyard import __version__
+
+        print(f"modelyard {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no progress bars or reports")] = False,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="no progress bars or reports (warnings still show)")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="print the version and exit")
+    ] = False,
 ) -> None:
     STATE["debug"], STATE["quiet"] = debug, quiet
     _quiet_libraries()
@@ -165,6 +179,9 @@ def evaluate(
     model: Annotated[str, typer.Argument(help="bundle path or models:/NAME@ALIAS")],
     data: Annotated[Path | None, typer.Option(help="a labelled file; default: the bundle's test split")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="also write the JSON here")] = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="accepted like other commands' --json; evaluate always prints JSON")
+    ] = False,
 ) -> None:
     """Metrics of a bundle on a data file as JSON.
 
@@ -221,6 +238,8 @@ def predict(
 
     if sum(x is not None for x in (text, image, audio, input_)) != 1:
         raise typer.BadParameter("give exactly one of --text, --image, --audio or --input")
+    if input_ is not None and not input_.exists():  # before the model loads, named as the option given
+        raise UserError(f"--input {input_}: no such file or folder")
     if input_ is not None and input_.is_dir() and engine != "ray":  # Ray reads a folder of Parquet files
         raise UserError(
             f"--input {input_} is a folder",

@@ -85,6 +85,16 @@ def _predict_files(
     return kept, predictions
 
 
+def usable_inputs(model) -> str:
+    """The input options `model` takes, for the hint after one it cannot: a table model reads rows (--input) only,
+    an image or audio model its files or a table of paths, others texts."""
+    options = ["--image"] if hasattr(model.learner, "to_image") else []
+    options += ["--audio"] if hasattr(model.learner, "to_audio") else []
+    if not options and not str(model.manifest.get("task", "")).startswith("tabular"):
+        options.append("--text")
+    return " or ".join([*options, "--input"])
+
+
 def predict_images(
     model, paths: list[str], top_k: int, on_skip: Callable[[str, str], None]
 ) -> tuple[list[str], list[dict[str, Any]]]:
@@ -93,7 +103,7 @@ def predict_images(
     if not hasattr(model.learner, "to_image"):
         raise UserError(
             f"--image needs an image model; {model.name} is a {model.manifest.get('task')} model",
-            "use --text or --input",
+            f"use {usable_inputs(model)}",
         )
     none_usable = DataError(
         f"none of the {len(paths)} image file(s) could be read: nothing to predict",
@@ -127,7 +137,7 @@ def predict_audio(
     if not hasattr(model.learner, "to_audio"):
         raise UserError(
             f"--audio needs an audio model; {model.name} is a {model.manifest.get('task')} model",
-            "use --text, --image or --input",
+            f"use {usable_inputs(model)}",
         )
     limit = getattr(model.learner, "max_seconds", None)
     none_usable = DataError(

@@ -181,3 +181,19 @@ def test_a_margin_or_alias_the_gate_cannot_use_is_refused_before_training(bankin
 def test_a_chat_gate_option_it_cannot_use_is_refused_before_anything_loads(tmp_path, beta, tolerance, said):
     with pytest.raises(UserError, match=said):
         retrain(str(tmp_path / "missing"), beta=beta, loss_tolerance=tolerance)
+
+
+def test_a_champion_that_does_not_hold_the_alias_is_refused_and_the_alias_stays(banking_slice, tmp_path):
+    """An older bundle folder given while a newer version holds `champion`: no gate against the wrong model."""
+    from modelyard.tracking.runs import log_bundle
+
+    old = api.train(config(tmp_path / "old", banking_slice, 2), output=tmp_path / "old-bundle", quiet=True)
+    new = api.train(config(tmp_path / "new", banking_slice, 40), output=tmp_path / "new-bundle", quiet=True)
+    log_bundle(old.path)
+    held = str(log_bundle(new.path).version)
+    registry.promote(NAME, held, "champion")
+    with pytest.raises(UserError, match=f"'champion' of model '{NAME}' is version {held}, not the champion given"):
+        retrain(str(old.path), output=tmp_path / "challenger")
+    assert registry.describe(NAME).aliases == {"champion": held} and not (tmp_path / "challenger").exists()
+    decision = retrain(str(new.path), output=tmp_path / "challenger")  # the holder itself is gated as before
+    assert decision["champion"]["path"] == str(new.path)

@@ -13,17 +13,32 @@ err = Console(stderr=True)
 STATE = {"debug": False, "quiet": False}
 
 
+def quiet_mode(own: bool = False) -> bool:
+    """Whether -q is on: the global `modelyard -q`, or the -q that index, synthesize and distill also take after
+    the command (kept for scripts that use it); either turns on the same switch for everything the command prints."""
+    STATE["quiet"] = STATE["quiet"] or own
+    return STATE["quiet"]
+
+
 def print_json(obj) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
 def data_report(data) -> None:
-    """The validation report, short enough to read: sizes, labels, lengths, coverage, warnings."""
+    """The validation report, short enough to read: sizes, labels, lengths, coverage; then its warnings, which
+    -q does not hide (rows dropped, labels missing from a split change what the numbers mean)."""
     from modelyard.training.distributed import is_main_process
 
-    if STATE["quiet"] or not is_main_process():
+    if not is_main_process():
         return
-    report = data.report
+    if not STATE["quiet"]:
+        _report_summary(data.report)
+    for warning in data.warnings:
+        warn(warning)
+
+
+def _report_summary(report: dict) -> None:
+    """Sizes, labels, lengths, coverage: the part of the data report -q hides."""
     splits = report.get("splits", report.get("split"))  # recommendation reports its one leave-last-out `split`
     err.print(f"[bold]splits[/] {escape(str(splits))}")  # data values (names, labels) are escaped:
     for note in report.get("split_notes", []):  # Rich markup in them prints as written
@@ -37,8 +52,6 @@ def data_report(data) -> None:
             err.print(f"[bold]{key}[/] {escape(str(report[key]))}")
     for choice in report.get("backbone_choice", []):
         err.print(f"[bold]backbone[/] {escape(choice['backbone'])}: {escape(choice['reason'])}")
-    for warning in data.warnings:
-        warn(warning)
 
 
 def warn(message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +32,13 @@ def containerize(
 
     written = run(bundle_path(bundle), output, image, replicas, wheel)
     err = Console(stderr=True)
-    err.print(f"build: docker build -t IMAGE {output}    deploy: kubectl apply -f {output / 'k8s.yaml'}")
+    context, manifest = shlex.quote(str(output)), shlex.quote(str(output / "k8s.yaml"))
+    # quoted as a shell reads them, on one line: a folder name with a space or markup must paste as it is
+    err.print(
+        f"build: docker build -t IMAGE {context}    deploy: kubectl apply -f {manifest}",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
     for path in written:
         print(path)

@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from modelyard.commands.console import STATE, quiet_mode
+
 err = Console(stderr=True)
 
 
@@ -23,6 +25,9 @@ class Quantize(StrEnum):
 
 
 def _table(report: dict[str, Any], names: tuple[str, str], title: str) -> None:
+    """What an export or distillation bought and cost, side by side (a report: -q hides it)."""
+    if STATE["quiet"]:
+        return
     a, b = names
     table = Table(title=title)
     for column in ("", a, b):
@@ -104,7 +109,7 @@ def distill(
     alpha: Annotated[float, typer.Option(min=0, max=1, help="weight of the soft labels vs the true ones")] = 0.5,
     epochs: Annotated[int | None, typer.Option(min=1, help="default: the student's tuned default")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a student config key")] = None,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no progress bar")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="as the global -q: no progress or table")] = False,
     latency_samples: Annotated[int, typer.Option(min=1, help="single inputs timed per model")] = 100,
 ) -> None:
     """Train a smaller student on a text classifier teacher's soft labels; prints the student bundle path.
@@ -117,6 +122,7 @@ def distill(
     """
     from modelyard.export.distill import distill as run_distill
 
+    quiet = quiet_mode(quiet)
     overrides = [*(set_ or []), *([f"train.epochs={epochs}"] if epochs else [])]
     result = run_distill(teacher, student, output, temperature, alpha, overrides, quiet, latency_samples)
     _table(result.report, ("teacher", "student"), f"distillation: {student}")

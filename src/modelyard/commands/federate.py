@@ -32,6 +32,24 @@ def _round_line(metric: str):
     return show
 
 
+def _server_url(join: str) -> str:
+    """--join's URL, checked before anything loads: a bare HOST:PORT would otherwise fail deep inside the HTTP
+    client with no option named."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(join)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # not a number, or above 65535
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise typer.BadParameter(
+            f"{join!r} is not the server's URL: give http(s)://HOST:PORT, e.g. http://10.0.0.5:8765",
+            param_hint="--join",
+        )
+    return join
+
+
 def federate(
     config: Annotated[Path, typer.Argument(help="the YAML config (a site's: its own local data)")],
     clients: Annotated[int, typer.Option("--clients", min=1, help="sites to simulate, or to wait for (--listen)")] = 3,
@@ -71,9 +89,10 @@ def federate(
     from modelyard.federated.rounds import Settings
     from modelyard.tasks import get_task, load_config
 
+    url = _server_url(join) if join else None
     cfg = load_config(config, set_ or [])
     show = _round_line(get_task(cfg.task).main_metric)
-    if join:
+    if url:
         from modelyard.federated.transport import join as join_federation
 
         def told(round_: int, message, reply: dict[str, Any]) -> None:
@@ -81,7 +100,7 @@ def federate(
             if not reply.get("accepted"):
                 warn(f"the server did not take this update: {reply.get('reason')}")
 
-        status = join_federation(cfg, join, site, token, on_round=told)
+        status = join_federation(cfg, url, site, token, on_round=told)
         print(json.dumps({"bundle_on_server": status["bundle"], "validation": status["validation"]}, indent=2))
         return
     settings = Settings(clients, rounds, local_epochs, strategy, mu, secure_aggregation, dp_clip, dp_noise)

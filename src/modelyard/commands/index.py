@@ -27,7 +27,7 @@ def index(
     threads: Annotated[
         int | None, typer.Option(min=1, help="torch threads (default: all cores; 1 on a machine busy with other work)")
     ] = None,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no progress bar or summary")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="as the global -q: no progress or summary")] = False,
 ) -> None:
     """Read, chunk and embed documents into an index for hybrid (dense + BM25) search. Run it again on the same
     --output to update: only changed and new files are embedded, deleted ones are dropped. The last line printed
@@ -35,8 +35,10 @@ def index(
 
     Example: modelyard index examples/retrieval/docs --output my-index
     """
+    from modelyard.commands.console import quiet_mode
     from modelyard.retrieval.index import build
 
+    quiet = quiet_mode(quiet)
     if threads:
         import torch
 
@@ -68,6 +70,6 @@ def index(
             f"index ({report.seconds:.1f} s)",
             markup=False,
         )
-        for name in report.without_text:
-            err.print(f"warning: {name} has no text to index (a scanned PDF needs OCR first)", markup=False)
+    for name in report.without_text:  # a warning: -q hides the summary, never this
+        err.print(f"warning: {name} has no text to index (a scanned PDF needs OCR first)", markup=False)
     print(output)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from modelyard.commands.console import print_json
+from modelyard.errors import ModelNotFoundError, UserError
 from modelyard.state import masked
 from modelyard.tracking import registry
 
@@ -18,6 +23,12 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
+
+
+def _table_console() -> Console:
+    """Where tables go: the terminal's width on a terminal; piped or redirected, wide enough that no row wraps, so
+    a bundle path stays whole for grep and copy-paste (Rich would wrap to 80 columns)."""
+    return console if sys.stdout.isatty() else Console(width=10_000)
 
 
 def age(when: datetime) -> str:
@@ -39,13 +50,38 @@ def _aliases(aliases: dict[str, str]) -> str:
     return ", ".join(f"{a} -> v{v}" for a, v in sorted(aliases.items())) or "-"
 
 
+def _model_name(name: str) -> str:
+    """The registered model's name; a models:/ URI here (a bundle reference) is refused naming the name in it."""
+    if registry.is_model_uri(name):
+        bare = registry.parse_model_uri(name)[0]
+        raise UserError(
+            f"{name} is a model URI; this command takes a registered model NAME", f"give the name in it: {bare}"
+        )
+    return name
+
+
+def _registered_as(name: str, bundle_id: str) -> registry.VersionInfo | None:
+    """The newest version of `name` that registered the bundle with this id, if any."""
+    try:
+        versions = registry.describe(name).versions
+    except ModelNotFoundError:  # no version of that name yet
+        return None
+    return next((v for v in versions if v.bundle_id == bundle_id), None)
+
+
+JSON_OPTION = typer.Option("--json", help="print every version, alias and audit entry as JSON")
+
+
 @app.command("list")
-def list_() -> None:
+def list_(json_: Annotated[bool, JSON_OPTION] = False) -> None:
     """Every registered model with its versions, aliases, main test metric and age.
 
-    Example: modelyard models list
+    Example: modelyard models list --json
     """
     models = registry.list_models()
+    if json_:
+        print_json([asdict(model) for model in models])
+        return
     if not models:
         console.print("No registered models yet: `modelyard train CONFIG` registers one.")
         return
@@ -60,16 +96,23 @@ def list_() -> None:
             _metric(model.headline()),
             age(model.updated),
         )
-    console.print(table)
+    _table_console().print(table)
 
 
 @app.command()
-def show(name: str = typer.Argument(..., help="registered model name (the config's `name`)")) -> None:
+def show(
+    name: str = typer.Argument(..., help="registered model name (the config's `name`)"),
+    json_: Annotated[bool, JSON_OPTION] = False,
+) -> None:
     """Versions with their test metrics, aliases and bundles, then the audit trail of alias moves.
 
     Example: modelyard models show banking-intents
     """
-    model = registry.describe(name)
+    model = registry.describe(_model_name(name))
+    if json_:
+        print_json(asdict(model))
+        return
+    out = _table_console()
     table = Table(title=f"{model.name}: {len(model.versions)} version(s), aliases {_aliases(model.aliases)}")
     for column in ("version", "aliases", "test metrics", "created", "bundle"):
         table.add_column(column, overflow="fold")
@@ -78,9 +121,9 @@ def show(name: str = typer.Argument(..., help="registered model name (the config
         ordered = sorted(shown.items(), key=lambda kv: (kv[0] != v.main_metric, kv[0]))
         metrics = "\n".join(f"{k} {val:.4g}" for k, val in ordered)
         table.add_row(v.version, ", ".join(v.aliases) or "-", metrics or "-", age(v.created), v.bundle_path or "-")
-    console.print(table)
+    out.print(table)
     if not model.trail:
-        console.print("No alias moves recorded yet.")
+        out.print("No alias moves recorded yet.")
         return
     trail = Table(title="Audit trail (alias moves)")
     for column in ("when", "who", "action", "alias", "move", "why"):
@@ -95,7 +138,7 @@ def show(name: str = typer.Argument(..., help="registered model name (the config
             f"{before} -> v{move.to_version}",
             move.why or "-",
         )
-    console.print(trail)
+    out.print(trail)
 
 
 @app.command()
@@ -109,7 +152,7 @@ def promote(
 
     Example: modelyard models promote banking-intents 3 --alias champion --reason "beats v2 on macro_f1"
     """
-    move = registry.promote(name, version, alias, reason)
+    move = registry.promote(_model_name(name), version, alias, reason)
     if move is None:
         console.print(f"'{alias}' of {name} already points at version {version}; nothing changed.")
         return
@@ -127,17 +170,25 @@ def rollback(
 
     Example: modelyard models rollback banking-intents --reason "v3 misroutes card questions"
     """
-    move = registry.rollback(name, alias, reason)
+    move = registry.rollback(_model_name(name), alias, reason)
     console.print(f"{name}@{alias}: version {move.from_version} -> version {move.to_version} (rolled back)")
 
 
 @app.command()
 def log(bundle: Path = typer.Argument(..., help="a bundle folder written by `modelyard train`")) -> None:
-    """Log an existing bundle as a run and register it as a new version (e.g. after the store was down).
+    """Log an existing bundle as a run and register it as a new version (e.g. after the store was down); a bundle
+    already registered is reported, not registered again, so a retried script makes no duplicate versions.
 
     Example: modelyard models log runs/banking-intents
     """
+    from modelyard.bundle import identity, read_manifest
     from modelyard.tracking.runs import log_bundle
 
+    manifest = read_manifest(bundle)
+    if held := _registered_as(manifest["name"], identity(manifest)):
+        console.print(
+            f"already registered: {manifest['name']} version {held.version} (run {held.run_id}); nothing logged"
+        )
+        return
     version = log_bundle(bundle)
     console.print(f"registered {version.name} version {version.version} (run {version.run_id})")

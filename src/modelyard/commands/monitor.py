@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 console = Console(stderr=True)
+report_out = Console()  # the monitor report is the command's output, on stdout as `models list` and `explain` print
 feedback_app = typer.Typer(
     name="feedback",
     help="Labelled corrections from production, stored with their predictions.",
@@ -27,14 +28,25 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+def _shown(value: Any) -> str:
+    """A report value as the table prints it: '-' where there is none (no traffic yet), not Python's None."""
+    return "-" if value is None else str(value)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value} ms"
+
+
 def _drift_table(report: dict[str, Any]) -> None:
     drift = report["drift"]
     window = report["window"]
-    console.print(
+    latency = report["latency_ms"]
+    report_out.print(
         f"[bold]{report['model']['name']}[/] requests {report['requests']}, window "
-        f"{window['predictions']} ({window['from']} .. {window['to']}), versions {window['versions']}"
+        f"{window['predictions']} ({_shown(window['from'])} .. {_shown(window['to'])}), versions "
+        f"{', '.join(f'v{k}: {n}' for k, n in window['versions'].items()) or '-'}"
     )
-    console.print(f"latency p50 {report['latency_ms']['p50']} ms, p95 {report['latency_ms']['p95']} ms")
+    report_out.print(f"latency p50 {_ms(latency['p50'])}, p95 {_ms(latency['p95'])}")
     verdict = {True: "DETECTED", False: "none", None: "not judged"}[drift["detected"]]
     table = Table(title=f"drift: {verdict} ({drift['reason']})")
     for column in ("test", "method", "statistic", "threshold", "p-value", "drift"):
@@ -53,11 +65,11 @@ def _drift_table(report: dict[str, Any]) -> None:
             _number(test.get("p_value")),
             "yes" if test["detected"] else "no",
         )
-    console.print(table)
+    report_out.print(table)
     top = ", ".join(f"{k} {v:.0%}" for k, v in list(report["predicted_labels"].items())[:5])
-    console.print(f"predicted labels: {top or '-'}")
+    report_out.print(f"predicted labels: {top or '-'}")
     feedback = report["feedback"]
-    console.print(f"feedback: {feedback['count']} labelled, live accuracy {feedback['accuracy']}")
+    report_out.print(f"feedback: {feedback['count']} labelled, live accuracy {_shown(feedback['accuracy'])}")
 
 
 def monitor(

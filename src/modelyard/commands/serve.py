@@ -4,13 +4,43 @@ from __future__ import annotations
 
 import gc
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from modelyard.commands.console import warn
 from modelyard.errors import ConfigError
 from modelyard.serving.settings import ServeSettings, misnamed_environment
+
+# settings whose option is not named after them (the rest: max_inputs -> --max-inputs)
+OPTION_OF = {
+    "timeout_s": "--timeout",
+    "alias_poll_s": "--alias-poll",
+    "drift_interval_s": "--drift-interval",
+    "cors_origins": "--cors-origin",
+    "api_key": "--api-key-env",
+}
+BOUNDS = {"less_than_equal": "at most", "greater_than_equal": "at least", "greater_than": "above", "less_than": "below"}
+
+
+def _settings(overrides: dict[str, Any]) -> ServeSettings:
+    """The server's settings. A bad value is one line naming where it came from: an option (a usage error, exit
+    2) or its MODELYARD_* variable (exit 1), instead of pydantic's report."""
+    try:
+        return ServeSettings(**overrides)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        field = str(problem["loc"][0]) if problem["loc"] else None
+        bound = BOUNDS.get(problem["type"])
+        said = (
+            f"must be {bound} {next(iter(problem['ctx'].values()))}"
+            if bound
+            else problem["msg"].removeprefix("Value error, ").replace("Input should be", "must be", 1)
+        )
+        if field in overrides:
+            raise typer.BadParameter(said, param_hint=OPTION_OF.get(field, "--" + field.replace("_", "-"))) from None
+        raise ConfigError(f"{f'MODELYARD_{field.upper()}' if field else 'serve settings'}: {said}") from None
 
 
 def serve(
@@ -108,10 +138,7 @@ def serve(
         overrides["api_key"] = os.environ[api_key_env]
     for message in misnamed_environment():
         warn(message)
-    try:
-        settings = ServeSettings(**overrides)
-    except ValueError as err:
-        raise ConfigError(f"serve options: {err}") from None
+    settings = _settings(overrides)
     from modelyard.bundle import hash_early
 
     if settings.workers == 1:  # this process loads the model: hash its files while the imports below run

@@ -21,7 +21,7 @@ def synthesize(
     seed: Annotated[int, typer.Option(help="makes the table reproducible")] = 42,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="ctgan: passes over the data")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a config key")] = None,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no progress bar or summary")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="as the global -q: no progress or summary")] = False,
 ) -> None:
     """Learn a generator on the config's table and write synthetic rows with the same columns and types, plus an
     HTML and JSON report: per-column distances, correlations, train-on-synthetic / test-on-real, and privacy
@@ -29,9 +29,11 @@ def synthesize(
 
     Example: modelyard synthesize examples/credit_scoring.yaml --rows 5000 --output credit-synthetic.csv
     """
+    from modelyard.commands.console import quiet_mode
     from modelyard.synthetic import synthesize as run
     from modelyard.tasks import load_config
 
+    quiet = quiet_mode(quiet)
     loaded = load_config(config, set_ or [])
     output = output or Path(f"{loaded.name}-synthetic.csv")
     result = run(loaded, rows, output, method, seed, epochs, quiet)

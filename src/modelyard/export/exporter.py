@@ -124,8 +124,8 @@ def _check_capable(model: loader.Model, fmt: str) -> None:
             f"{model.manifest.get('runtime', 'torch')}) cannot be exported to {what}",
             "export the bundle `modelyard train` wrote, not an exported copy"
             if exported
-            else f"this kind of model ({model.config.task}) has no {what} export: serve the bundle itself "
-            "(`modelyard serve`)",
+            else f"{backbone} models have no {what} export (other {model.config.task} backbones may): serve the "
+            "bundle itself (`modelyard serve`)",
         )
 
 

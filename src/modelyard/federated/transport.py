@@ -443,6 +443,8 @@ def _call(http, method: str, path: str, **kwargs):
             if attempt == 59:
                 raise UserError(f"cannot reach the federation server at {http.base_url}") from None
             time.sleep(1.0)
+        except httpx.HTTPError as error:  # a timeout, a dropped connection, a URL httpx cannot use
+            raise UserError(f"federation server {http.base_url}: {type(error).__name__}: {error}") from None
     if response.status_code >= 400:
         try:
             message = response.json()["error"]["message"]

@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from modelyard.config import Config
-from modelyard.errors import DataError, UserError
+from modelyard.errors import DataError, ModelNotFoundError, UserError
 from modelyard.home import home
 from modelyard.tasks import config_from_dict, load_config
 
@@ -232,6 +232,28 @@ def register_challenger(path: Path, name: str, trained_on: str, promoted: bool, 
     return version
 
 
+def _check_alias_holder(champion: Any, alias: str) -> None:
+    """A UserError when `alias` points at a version other than the champion given: the gate would score the
+    challenger against one model and then move the alias off another, with an audit reason about the wrong score."""
+    from modelyard.tracking import registry
+
+    try:
+        info = registry.describe(champion.name)
+    except ModelNotFoundError:  # never registered: the first promotion has no holder to compare with
+        return
+    held = info.aliases.get(alias)
+    holder = next((v for v in info.versions if v.version == held), None)
+    if holder is None or registry.holds_version(champion.path, holder):
+        return
+    given = f"version {champion.version}" if champion.version else str(champion.path)
+    raise UserError(
+        f"'{alias}' of model '{champion.name}' is version {held}, not the champion given ({given}); "
+        "nothing was trained",
+        f"retrain against the version that holds it: `modelyard retrain models:/{champion.name}@{alias}` "
+        f"(or CONFIG --model models:/{champion.name}@{alias}), or give the challenger another --alias",
+    )
+
+
 def _check_gate(margin: float, beta: float, loss_tolerance: float) -> None:
     """A UserError for a gate option that would let a worse challenger through or cannot be used."""
     if not (math.isfinite(margin) and margin >= 0):
@@ -277,6 +299,7 @@ def retrain(
     champion = loader.load(str(config_path) if model_ref is None else model_ref)
     if output is not None:
         bundle.refuse_output_over(output, champion.path, "champion")
+    _check_alias_holder(champion, alias)
     if model_ref is None:
         config_path = champion.path / "config.yaml"
     config = load_config(config_path, list(overrides))
