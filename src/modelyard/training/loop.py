@@ -244,7 +244,7 @@ def fit(
     control = TrainerControl()
     best_state: dict[str, torch.Tensor] | None = None
     start_epoch, skip_batches, samples, seconds_before = 0, 0, 0, 0.0
-    run = started_with(config, data.fingerprints)  # what a later --resume must match
+    run = started_with(config, data.fingerprints) if checkpoint_dir is not None else {}  # what --resume matches
     if resume and checkpoint_dir is not None:
         restored = load_checkpoint(checkpoint_dir, raw_model, optimizer, scheduler, run)
         if restored is not None:
