@@ -37,3 +37,20 @@ def test_explain_refuses_a_heat_map_output_that_is_the_photo(tmp_path, monkeypat
         cli.main()
     assert done.value.code == 1 and "is the --image file" in capsys.readouterr().err
     assert photo.read_bytes() == b"\x89PNG not really"
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--text", "exchange rate", "--text", "card arrived"], "--text given 2 times"),
+        (["--text", "exchange rate", "-o", "map.png"], "--output writes an image's heat-map"),
+    ],
+)
+def test_explain_refuses_what_it_would_otherwise_ignore(tmp_path, monkeypatch, capsys, extra, said):
+    from modelyard import cli
+
+    monkeypatch.setattr(sys, "argv", ["modelyard", "explain", str(tmp_path), *extra])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code == 2 and said in capsys.readouterr().err
+    assert not (tmp_path / "map.png").exists()

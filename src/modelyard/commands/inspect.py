@@ -48,7 +48,7 @@ def doctor() -> None:
 
 def explain(
     model: Annotated[str, typer.Argument(help="bundle path or models:/NAME@ALIAS")],
-    text: Annotated[str | None, typer.Option("--text", help="the text to explain")] = None,
+    texts: Annotated[list[str] | None, typer.Option("--text", help="the text to explain")] = None,
     image: Annotated[Path | None, typer.Option("--image", help="the image file to explain")] = None,
     row: Annotated[str | None, typer.Option("--row", help="a table row as JSON, e.g. '{\"income\": 3200}'")] = None,
     label: Annotated[str | None, typer.Option("--label", help="explain this label, not the top one")] = None,
@@ -66,8 +66,13 @@ def explain(
     from modelyard import api
     from modelyard.evaluation.explain import explain
 
+    if texts is not None and len(texts) > 1:  # typer keeps only the last of a repeated option: never silently
+        raise typer.BadParameter(f"--text given {len(texts)} times: explain reads one input (predict takes several)")
+    text = texts[0] if texts else None
     if sum(x is not None for x in (text, image, row)) != 1:
         raise typer.BadParameter("give exactly one of --text, --image or --row")
+    if output is not None and image is None:
+        raise typer.BadParameter("--output writes an image's heat-map; a text or a row is explained on the screen")
     item: Any = text if image is None else image
     if row is not None:
         try:
