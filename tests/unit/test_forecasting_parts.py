@@ -344,3 +344,12 @@ def test_a_forecast_that_overflows_is_refused_naming_the_request_instead_of_answ
     learner._forward = lambda x: np.full((len(x), learner.horizon), 100.0)  # a steep rise, in log scale
     with pytest.raises(DataError, match=r"request 2: the forecast overflows the range of numbers"):
         learner.predict([{"history": [1.0] * 5}, {"history": [1e307] * 5, "horizon": 30}])
+
+
+def test_training_series_are_keyed_as_requests_name_them_and_rows_without_an_id_are_named():
+    frame = pd.concat([daily([1, 2, 3, 4]).assign(id=2.0), daily([5, 6, 7, 8]).assign(id=10.0)], ignore_index=True)
+    frame.loc[len(frame)] = {"date": "2024-01-09", "value": "9", "id": None}  # pandas reads the ids as floats
+    frame.index = pd.RangeIndex(2, 2 + len(frame))
+    series, report = regularise(frame, "date", "value", "id", None, "interpolate", "f.csv")
+    assert sorted(s.key for s in series) == ["10", "2"]  # as a request's id 2 or "2" names them, not "2.0"
+    assert report["missing_ids"] == 1 and report["missing_ids_examples"] == ["line 10"]

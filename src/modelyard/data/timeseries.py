@@ -14,6 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from modelyard.data.interactions import id_strings
 from modelyard.errors import DataError
 
 FillRule = Literal["interpolate", "ffill", "zero"]
@@ -181,12 +182,16 @@ def regularise(
         "fill_rule": f"{fill}: {FILL_RULES[fill]}",
         "series": {},
     }
-    keys = frame[id_col].astype(str) if id_col else pd.Series("", index=frame.index)
+    # ids as requests name them (2, 2.0 and "2" alike: an empty id cell makes pandas read the column as floats)
+    keys = id_strings(frame[id_col]) if id_col else pd.Series("", index=frame.index)
+    no_id = keys.isna() & ~bad_time
+    report["missing_ids"] = int(no_id.sum())
+    report["missing_ids_examples"] = [f"line {i}" for i in frame.index[no_id][:5]]
     table = pd.DataFrame({"key": keys, "time": times, "value": target})
     for name in covariates:
         table[f"cov:{name}"] = finite_numbers(frame[name])
     cov_cols = [f"cov:{name}" for name in covariates]
-    table = table[~bad_time]
+    table = table[~bad_time & ~no_id]
     out: list[Series] = []
     for key, group in table.groupby("key", sort=True):
         repeated = group["time"][group["time"].duplicated()]

@@ -269,6 +269,11 @@ class ForecastingTask:
                 f"{report['infinite_targets']} infinite values of '{data.target_column}' treated as missing "
                 f"and filled by {data.fill}"
             )
+        if report["missing_ids"]:
+            warnings.append(
+                f"{report['missing_ids']} rows dropped: no '{data.id_column}' names their series "
+                f"({', '.join(report['missing_ids_examples'])})"
+            )
         if report["unparseable_times"]:
             warnings.append(
                 f"{report['unparseable_times']} rows dropped: '{data.time_column}' is not a date "
