@@ -61,9 +61,9 @@ def test_a_chat_over_max_messages_is_a_422_before_anything_is_rendered():
         _requests(service(max_context=None, max_messages=4), [many], ChatRequest(messages=many), None)
 
 
-def test_the_python_api_refuses_a_prompt_too_long_for_the_context_too():
-    with pytest.raises(DataError, match="at most 63"):
-        service().model.learner.generator.complete(["x" * 100])
+def test_the_python_api_refuses_a_prompt_too_long_for_the_context_too_naming_it_as_the_server_does():
+    with pytest.raises(DataError, match=r"^inputs\.1: 100 prompt tokens; .*at most 63"):
+        service().model.learner.generator.complete(["fits", "x" * 100])
 
 
 def test_an_image_part_in_a_chat_is_a_422_naming_it_never_silently_dropped():

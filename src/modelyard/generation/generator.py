@@ -63,6 +63,13 @@ class TextGenerator:
     def request(self, prompt: Prompt, response_format: dict[str, Any] | None = None, **options: Any) -> Request:
         return Request(self.prompt_ids(prompt), self.options(**options), self.constraint(response_format))
 
+    def _numbered(self, index: int, prompt: Prompt, options: dict[str, Any]) -> Request:
+        """`request`, a prompt it refuses named by its place among several (`inputs.N`, as the server names one)."""
+        try:
+            return self.request(prompt, **options)
+        except DataError as err:
+            raise DataError(f"inputs.{index}: {err.message}", err.hint) from None
+
     def run(self, requests: Sequence[Request]) -> Iterator[Event]:
         """Decode `requests` together (one batch), yielding their events interleaved."""
         return stream_batch(self.decoder, self.codec, requests)
@@ -74,7 +81,7 @@ class TextGenerator:
 
     def complete(self, prompts: Sequence[Prompt], **options: Any) -> list[dict[str, Any]]:
         """Whole completions for several prompts decoded as one batch: text, finish reason, token counts."""
-        requests = [self.request(p, **options) for p in prompts]
+        requests = [self._numbered(i, p, options) for i, p in enumerate(prompts)]
         out = [
             {"text": "", "finish_reason": None, "prompt_tokens": len(r.prompt_ids), "completion_tokens": 0}
             for r in requests
