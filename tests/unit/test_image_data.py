@@ -275,3 +275,14 @@ def test_detections_on_a_shrunk_input_are_given_in_the_pixels_of_the_image_as_se
     shrunk.info["source_size"] = full.size
     (on_full,), (on_shrunk,) = learner.detect([full]), learner.detect([shrunk])
     assert np.abs(on_full[:5, :4] - on_shrunk[:5, :4]).max() < 8  # the same boxes, in the 800x400 image's pixels
+
+
+@pytest.mark.parametrize("orientation", [0, 9, 65535])
+def test_an_orientation_outside_one_to_eight_leaves_the_image_and_its_size_as_stored(orientation):
+    stored = Image.new("RGB", (400, 200), "blue")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    stored.save(buffer, format="JPEG", exif=exif)
+    image = images.decode_image(buffer.getvalue())
+    assert image.size == (400, 200) and image.info["source_size"] == (400, 200)  # boxes keep their axes

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from modelyard.data.images import EXTENSIONS, exif_orientation, open_checked
+from modelyard.data.images import EXTENSIONS, QUARTER_TURNS, exif_orientation, open_checked
 from modelyard.errors import DataError
 from modelyard.fsutil import sha256_file
 
@@ -261,7 +261,7 @@ def check_boxes(items: list[ImageBoxes], classes: list[str] | None, split: str) 
         scaled = ""
         if item.width and item.height and (item.width, item.height) != size:
             orientation = exif_orientation(item.path)
-            if orientation >= 5 and (item.height, item.width) == size:
+            if orientation in QUARTER_TURNS and (item.height, item.width) == size:
                 scaled = _turn_boxes(item, orientation)
                 turned.append(f"{item.source} ({item.path.name}, orientation {orientation})")
             else:

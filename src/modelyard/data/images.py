@@ -40,6 +40,7 @@ FORMAT_EXTENSIONS = {
 }
 VALIDATION_DIRS = ("val", "validation", "valid", "dev")
 MAX_NAMED = 20
+QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that turn the image a quarter: width and height swap
 MAX_INPUT_SIDE = 2048  # predicted images are shrunk to this: several times what any model here reads
 
 
@@ -110,9 +111,11 @@ def upright(image: Image.Image) -> Image.Image:
 
 
 def exif_orientation(path: Path) -> int:
-    """The EXIF orientation (1 to 8; 1 = stored upright) of an image file, from its header."""
+    """The EXIF orientation (1 to 8; 1 = stored upright) of an image file, from its header; a value outside 1 to 8
+    is read as 1, as Pillow's `exif_transpose` and viewers read it (they leave such an image as stored)."""
     with Image.open(path) as image:
-        return int(image.getexif().get(ExifTags.Base.Orientation, 1))
+        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def open_checked(source: Path | bytes, draft_side: int | None = None) -> Image.Image:
@@ -127,7 +130,7 @@ def open_checked(source: Path | bytes, draft_side: int | None = None) -> Image.I
             if draft_side and image.format == "JPEG":
                 image.draft("RGB", (draft_side, draft_side))
             image.load()
-            turned = image.getexif().get(ExifTags.Base.Orientation, 1) >= 5  # a quarter turn swaps the sides
+            turned = image.getexif().get(ExifTags.Base.Orientation, 1) in QUARTER_TURNS  # swaps the sides
             upright(image)
             image.info["source_size"] = stored[::-1] if turned else stored
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
