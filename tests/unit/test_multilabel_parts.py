@@ -56,6 +56,18 @@ def test_validate_refuses_a_separator_the_data_does_not_use_and_names_the_right_
     assert "label_separator: ';'" in error.value.hint
 
 
+def test_validate_refuses_labels_joined_by_another_separator_in_some_cells_and_names_the_first(tmp_path):
+    """Cells like "admiration, joy" beside "a|b" cells were read as made-up labels (49 labels instead of 27)."""
+    rows = _goemotions()
+    rows.loc[7, "labels"] = '["joy", "anger"]'  # a JSON list is read as a list, whatever the separator
+    _prepare(_config(tmp_path, rows))
+    rows.loc[[10, 20], "labels"] = ["admiration, joy", "anger;joy"]
+    with pytest.raises(DataError) as error:
+        _prepare(_config(tmp_path, rows))
+    assert "line 12: label 'admiration, joy'" in error.value.message and "joined by ','" in error.value.message
+    assert "2 such labels" in error.value.message and "JSON list" in error.value.hint
+
+
 def test_validate_refuses_a_missing_label_column_by_name(tmp_path):
     with pytest.raises(DataError) as error:
         _prepare(_config(tmp_path, _goemotions(), label_column="emotions"))
