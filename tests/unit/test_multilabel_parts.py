@@ -98,6 +98,19 @@ def test_empty_label_sets_are_dropped_or_kept_as_no_label(tmp_path):
     assert kept.report["labels_per_row"]["empty"] == 10
 
 
+def test_with_empty_labels_kept_a_test_row_whose_only_label_is_unseen_in_train_is_dropped_not_scored_as_empty(
+    tmp_path,
+):
+    """Its true set is unknown, not "no label applies", as `evaluate` already treats it."""
+    rows = pd.DataFrame({"text": [f"text number {i}" for i in range(40)], "labels": ["a|b", "a", "b", "[]"] * 10})
+    pd.DataFrame({"text": ["one", "two", "three"], "labels": ["zed", "[]", "a|zed"]}).to_csv(
+        tmp_path / "test.csv", index=False
+    )
+    prepared = _prepare(_config(tmp_path, rows, empty_labels="keep", test="test.csv", split={"validation": 0.0}))
+    assert prepared.splits["test"]["labels"].tolist() == [(), ("a",)]
+    assert "test: 1 rows dropped: none of their labels is kept" in prepared.warnings
+
+
 def test_labels_below_min_label_rows_are_removed_everywhere(tmp_path):
     prepared = _prepare(_config(tmp_path, _goemotions(), min_label_rows=5, split={"validation": 0.0, "test": 0.0}))
     counts = _goemotions()["labels"].str.split("|").explode().value_counts()
