@@ -6,7 +6,7 @@ import codecs
 import json
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -295,18 +295,17 @@ def text_column(model, frame: pd.DataFrame, file: Path) -> str:
 
 
 def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[dict[str, Any]]) -> None:
-    """.jsonl gets one JSON object per row; .csv and .parquet get the input columns plus label, score and
-    probabilities (nested answers as JSON text)."""
+    """The input columns untouched, then the answers (a key the input already has as `prediction_<key>`, as a
+    streamed file gets them): .jsonl keeps nested answers as JSON values, .csv and .parquet as JSON text."""
     frame = frame.reset_index(drop=True) if frame is not None else pd.DataFrame(index=range(len(predictions)))
+    answers = [{answer_column(k, frame.columns): v for k, v in p.items()} for p in predictions]
     if path.suffix.lower() == ".jsonl":
-        merged = [{**row, **pred} for row, pred in zip(frame.to_dict("records"), predictions, strict=True)]
+        merged = [{**row, **answer} for row, answer in zip(frame.to_dict("records"), answers, strict=True)]
         lines = (json.dumps({k: _json_value(v) for k, v in r.items()}, ensure_ascii=False, default=str) for r in merged)
         atomic_write_text(path, "".join(line + "\n" for line in lines))
         return
-    answers = pd.DataFrame([flat_answer(p) for p in predictions])
     # the input columns keep their own types: rebuilt from the rows' values, an integer column with a gap is float
-    order = list(dict.fromkeys([*frame.columns, *answers.columns]))
-    flat = pd.concat([frame.drop(columns=[c for c in answers.columns if c in frame.columns]), answers], axis=1)[order]
+    flat = pd.concat([frame, pd.DataFrame([flat_answer(a) for a in answers])], axis=1)
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 
@@ -316,12 +315,21 @@ def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[
     atomic_write_text(path, flat.to_csv(index=False))
 
 
+def answer_column(key: str, columns: Collection[str]) -> str:
+    """The output column of an answer's key: `prediction_<key>` where the input has a column of that name (an
+    input column named `label` or `labels` is the user's data, never replaced)."""
+    return f"prediction_{key}" if key in columns else key
+
+
 def _json_value(value: Any) -> Any:
     """A cell the row lacked (NaN, NA, NaT: a key only other JSON Lines rows have) as JSON null, not NaN, which
     is no JSON."""
     if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
         return None
     return value
+
+
+JSON_TEXT = {b"modelyard": b"json"}  # Arrow field metadata of a column of nested answers written as JSON text
 
 
 def flat_answer(answer: dict[str, Any]) -> dict[str, Any]:

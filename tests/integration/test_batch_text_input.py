@@ -73,3 +73,32 @@ def test_a_file_with_no_text_at_all_is_refused_naming_its_blank_rows(tfidf_bundl
     (tmp_path / "p.csv").write_text("id,text\n1,\n2, \n", encoding="utf-8")
     with pytest.raises(DataError, match=r"no rows to score .*2 rows with no text"):
         score_file(modelyard.load(tfidf_bundle), tmp_path / "p.csv", tmp_path / "out.csv")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_top_k_one_and_three_keep_an_input_column_named_like_an_answer_and_write_answers_alike(
+    tfidf_bundle, tmp_path, suffix
+):
+    """The whole-file path (--top-k 3) replaced an input `label` column; the streamed one (--top-k 1) wrote the
+    top-k list as a JSON string in .jsonl."""
+    source = tmp_path / "q.csv"
+    source.write_text("text,label,probabilities\ncard lost,mine,p1\nrefund,ours,p2\n", encoding="utf-8")
+    written = {}
+    for k in (1, 3):
+        output = tmp_path / f"out{k}{suffix}"
+        cli = ["predict", str(tfidf_bundle), "--input", str(source), "--output", str(output), "--top-k", str(k)]
+        result = CliRunner().invoke(app, cli)
+        assert result.exit_code == 0, result.output
+        written[k] = output.read_text(encoding="utf-8").splitlines()
+    if suffix == ".jsonl":
+        for k, lines in written.items():
+            rows = [json.loads(line) for line in lines]
+            assert [(r["label"], r["probabilities"]) for r in rows] == [("mine", "p1"), ("ours", "p2")]
+            assert len(rows[0]["prediction_probabilities"]) == k and isinstance(rows[0]["prediction_label"], str)
+    else:
+        header = "text,label,probabilities,prediction_label,score,prediction_probabilities"
+        assert written[1][0] == written[3][0] == header
+        assert [line.split(",")[:3] for line in written[3][1:]] == [
+            ["card lost", "mine", "p1"],
+            ["refund", "ours", "p2"],
+        ]

@@ -59,6 +59,13 @@ def test_a_line_without_a_tag_is_an_error_naming_the_file_and_line(tmp_path):
         read_conll(path)
 
 
+def test_two_conll_entities_in_one_word_of_the_text_are_refused_as_in_jsonl(tmp_path):
+    """They were merged into one entity silently, where JSONL refuses the same data."""
+    path = write(tmp_path / "a.conll", "Ada\tB-PER\n\n# text = NewYork\nNew\tB-LOC\nYork\tB-LOC\n")
+    with pytest.raises(DataError, match=rf"{path}:4: entities 'New' \(0-3\) and 'York' \(3-7\) fall in one word"):
+        read_conll(path)
+
+
 def test_conllu_style_chinese_takes_the_sentence_from_its_text_comment_and_words_are_characters():
     examples, report = read_conll(EXAMPLES / "uner_zh_gsdsimp" / "train.iob2", token_column=1, tag_column=2)
     assert report.sentences == 200 and report.entities > 100

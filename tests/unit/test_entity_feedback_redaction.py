@@ -26,6 +26,16 @@ def test_span_feedback_on_a_redacted_logged_text_is_refused_naming_the_reason():
     assert kept["entities"] == [{"start": 6, "end": 12, "label": "person"}]
 
 
+def test_span_feedback_keeps_start_end_and_the_stripped_label_only():
+    """A label " PER " was refused as unknown though training strips it; extra keys were stored verbatim."""
+    task = get_task("token_classification")
+    spans = [{"start": 0, "end": 4, "label": " PER ", "text": "WRONG", "score": 0.3}]
+    assert task.feedback_label(None, spans) == [{"start": 0, "end": 4, "label": "PER"}]
+    assert task.feedback_label(None, json.dumps(spans)) == [{"start": 0, "end": 4, "label": "PER"}]
+    with pytest.raises(DataError, match=r"list of \{start, end, label\} spans"):
+        task.feedback_label(None, [{"start": 0, "label": "PER"}])
+
+
 def test_logged_entity_texts_are_redacted_like_the_logged_input(tmp_path):
     writer = PredictionLogWriter(tmp_path / "predictions.db", redact_inputs=Redactor(kinds=("email",)))
     answer = {

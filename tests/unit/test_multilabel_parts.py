@@ -56,6 +56,18 @@ def test_validate_refuses_a_separator_the_data_does_not_use_and_names_the_right_
     assert "label_separator: ';'" in error.value.hint
 
 
+def test_validate_refuses_labels_joined_by_another_separator_in_some_cells_and_names_the_first(tmp_path):
+    """Cells like "admiration, joy" beside "a|b" cells were read as made-up labels (49 labels instead of 27)."""
+    rows = _goemotions()
+    rows.loc[7, "labels"] = '["joy", "anger"]'  # a JSON list is read as a list, whatever the separator
+    _prepare(_config(tmp_path, rows))
+    rows.loc[[10, 20], "labels"] = ["admiration, joy", "anger;joy"]
+    with pytest.raises(DataError) as error:
+        _prepare(_config(tmp_path, rows))
+    assert "line 12: label 'admiration, joy'" in error.value.message and "joined by ','" in error.value.message
+    assert "2 such labels" in error.value.message and "JSON list" in error.value.hint
+
+
 def test_validate_refuses_a_missing_label_column_by_name(tmp_path):
     with pytest.raises(DataError) as error:
         _prepare(_config(tmp_path, _goemotions(), label_column="emotions"))
@@ -84,6 +96,19 @@ def test_empty_label_sets_are_dropped_or_kept_as_no_label(tmp_path):
     kept = _prepare(_config(tmp_path, rows, empty_labels="keep", split={"validation": 0.0, "test": 0.0}))
     assert len(kept.splits["train"]) == 40
     assert kept.report["labels_per_row"]["empty"] == 10
+
+
+def test_with_empty_labels_kept_a_test_row_whose_only_label_is_unseen_in_train_is_dropped_not_scored_as_empty(
+    tmp_path,
+):
+    """Its true set is unknown, not "no label applies", as `evaluate` already treats it."""
+    rows = pd.DataFrame({"text": [f"text number {i}" for i in range(40)], "labels": ["a|b", "a", "b", "[]"] * 10})
+    pd.DataFrame({"text": ["one", "two", "three"], "labels": ["zed", "[]", "a|zed"]}).to_csv(
+        tmp_path / "test.csv", index=False
+    )
+    prepared = _prepare(_config(tmp_path, rows, empty_labels="keep", test="test.csv", split={"validation": 0.0}))
+    assert prepared.splits["test"]["labels"].tolist() == [(), ("a",)]
+    assert "test: 1 rows dropped: none of their labels is kept" in prepared.warnings
 
 
 def test_labels_below_min_label_rows_are_removed_everywhere(tmp_path):

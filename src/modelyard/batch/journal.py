@@ -18,12 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from modelyard.data.readers import file_values
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path, atomic_write_json
+from modelyard.predict_io import JSON_TEXT
 
 EDGE = 1 << 20  # bytes hashed at each end of the input
 
@@ -120,6 +122,7 @@ class Journal:
                         if suffix == ".csv":
                             sink.write(frame.to_csv(index=False, header=i == 0).encode("utf-8"))
                         else:
+                            frame = with_json_values(table, frame)
                             sink.write(frame.to_json(orient="records", lines=True, force_ascii=False).encode())
         shutil.rmtree(self.folder)
 
@@ -136,3 +139,12 @@ class Journal:
                 f"{self.output}: a column changes type between chunks of the input ({err})",
                 "write .csv or .jsonl instead, or give that column one type in the input",
             ) from None
+
+
+def with_json_values(table: pa.Table, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` (the values of `table`) for a .jsonl output: its nested answers, JSON text in the part, as JSON values
+    again, as the whole-file path writes them."""
+    for index, field in enumerate(table.schema):
+        if field.metadata == JSON_TEXT:
+            frame.isetitem(index, frame.iloc[:, index].map(lambda v: v if v is None else json.loads(v)))
+    return frame

@@ -19,34 +19,49 @@ from modelyard.batch.journal import Journal, bundle_digest, fingerprint, sweep_t
 from modelyard.config import FormatOptions
 from modelyard.data.readers import ReadReport, parquet_frame, parquet_tables, stream_input
 from modelyard.errors import DataError, UserError
-from modelyard.predict_io import OUTPUTS, SchemaProblems, Unscored, flat_answer, frame_inputs, no_text, to_arrow
+from modelyard.predict_io import (
+    JSON_TEXT,
+    OUTPUTS,
+    SchemaProblems,
+    Unscored,
+    answer_column,
+    flat_answer,
+    frame_inputs,
+    no_text,
+    to_arrow,
+)
 
 CHUNK_ROWS = 100_000
 Progress = Callable[[int, int | None], None]  # (rows done, rows in all when known)
 Chunk = tuple[pa.Table, pd.DataFrame]
 
 
-def predictions_frame(model, chunk: pd.DataFrame, source: Path) -> pd.DataFrame:
-    """One row of prediction columns per input row; nested answers (top-k lists) as JSON text."""
+def predictions_frame(model, chunk: pd.DataFrame, source: Path) -> tuple[pd.DataFrame, set[str]]:
+    """One row of prediction columns per input row, and which columns hold nested answers (top-k lists, spans):
+    those are JSON text."""
     score = getattr(model.learner, "predict_frame", None)
     if score is not None:
-        return score(chunk).reset_index(drop=True)
+        return score(chunk).reset_index(drop=True), set()
     answers = model.predict(frame_inputs(model, chunk, source))
-    return pd.DataFrame([flat_answer(a) for a in answers])
+    nested = {key for answer in answers for key, value in answer.items() if isinstance(value, list | dict)}
+    return pd.DataFrame([flat_answer(a) for a in answers]), nested
 
 
 def scored_table(model, table: pa.Table, chunk: pd.DataFrame, source: Path) -> pa.Table:
     """The input's columns as read (`table`: a Parquet file's own arrays, so an int64 column with a null stays
     int64) with the predictions for `chunk` (the same rows as a DataFrame) beside them; a prediction column whose
-    name the input already uses is written as `prediction_<name>`. An empty chunk gets the input's columns only."""
+    name the input already uses is written as `prediction_<name>`, and a column of nested answers (JSON text) is
+    marked `JSON_TEXT` for a .jsonl output to write as JSON values. An empty chunk gets the input's columns only."""
     kept = set(map(str, chunk.columns))  # a stored pandas index is no input column
     scored = table.select([c for c in table.column_names if c in kept]).replace_schema_metadata(None)
     if chunk.empty:
         return scored
-    predictions = predictions_frame(model, chunk, source)
-    predictions.columns = [f"prediction_{c}" if c in chunk.columns else c for c in predictions.columns]
-    for name, column in zip(predictions.columns, to_arrow(predictions).columns, strict=True):
-        scored = scored.append_column(name, column)
+    predictions, nested = predictions_frame(model, chunk, source)
+    for key, column in zip(predictions.columns, to_arrow(predictions).columns, strict=True):
+        metadata = JSON_TEXT if key in nested else None
+        scored = scored.append_column(
+            pa.field(answer_column(key, chunk.columns), column.type, metadata=metadata), column
+        )
     return scored
 
 

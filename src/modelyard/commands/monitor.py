@@ -111,12 +111,17 @@ def import_(
     console.print(f"imported {result['imported']} feedback labels for {result['model']}{pairs}")
 
 
+def _model_name(side: dict[str, Any]) -> str:
+    """A model of a retrain decision: its registry version, else (a bundle path given) its path."""
+    return f"v{side['version']}" if side.get("version") is not None else str(side["path"])
+
+
 def _preference_summary(decision: dict[str, Any]) -> None:
     for side in ("champion", "challenger"):
         d = decision[side]
         won = f", wins {d['win_rate']:.0%} of held-out pairs" if "win_rate" in d else ""
         console.print(
-            f"[bold]{side}[/] v{d['version']}: preference margin {d['preference_margin']:.4f}, preference accuracy "
+            f"[bold]{side}[/] {_model_name(d)}: preference margin {d['preference_margin']:.4f}, preference accuracy "
             f"{d['preference_accuracy']:.4f}{won}, test loss {d['loss']:.4f}"
         )
     pref = decision["preference"]
@@ -177,7 +182,7 @@ def retrain(
     for side in ("champion", "challenger"):
         d = decision[side]
         console.print(
-            f"[bold]{side}[/] v{d['version']}: {decision['metric']} {d[decision['metric']]:.4f}, "
+            f"[bold]{side}[/] {_model_name(d)}: {decision['metric']} {d[decision['metric']]:.4f}, "
             + (f"accuracy {d['accuracy']:.4f}, " if "accuracy" in d else "")
             + f"feedback {d['feedback']}"
         )

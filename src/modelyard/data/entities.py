@@ -115,7 +115,8 @@ def _join_tokens(tokens: list[str], text: str | None) -> tuple[str, list[int]]:
 
 
 def _sentence(rows: list[tuple[str, str, int]], text: str | None, path: str, report: ReadReport) -> dict[str, Any]:
-    """One example from (token, tag, line) rows, I-after-O repaired to B-."""
+    """One example from (token, tag, line) rows, I-after-O repaired to B-; two entities in one word of the text
+    (tokens `New` and `York` of `# text = NewYork`) are refused, naming the sentence's first line."""
     text, starts = _join_tokens([r[0] for r in rows], text)
     entities: list[dict[str, Any]] = []
     previous = ""
@@ -130,6 +131,7 @@ def _sentence(rows: list[tuple[str, str, int]], text: str | None, path: str, rep
         elif prefix == "I":
             entities[-1]["end"] = start + len(token)
         previous = kind
+    _refuse_shared_words(text, entities, f"{path}:{rows[0][2]}")  # as a JSONL example is refused
     report.sentences += 1
     report.tokens += len(rows)
     report.entities += len(entities)

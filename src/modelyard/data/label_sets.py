@@ -44,6 +44,7 @@ def parse_column(column: pd.Series, separator: str, where: str, column_name: str
     """Every cell's label set (None where the cell is missing); a DataError when the separator looks wrong."""
     sets = column.map(lambda v: parse_cell(v, separator))
     _check_separator(column, sets, separator, where, column_name)
+    _check_combinations(sets, separator, where, column_name)
     bad = [(line, label) for line, labels in sets.items() if labels for label in labels if separator in label]
     if bad:  # only list cells can hold the separator inside a label
         line, label = bad[0]
@@ -73,6 +74,31 @@ def _check_separator(column: pd.Series, sets: pd.Series, separator: str, where: 
                 f"{len(split)} of {len(texts)} cells contain {other!r} ({shown})",
                 f"set data.label_separator: {other!r} (or write each row's labels as a JSON list)",
             )
+
+
+def _check_combinations(sets: pd.Series, separator: str, where: str, column_name: str) -> None:
+    """Refuse a label made of other labels of the column joined by another common separator ("admiration, joy"
+    beside "admiration" and "joy"): cells written with another separator than the rest, each read as a made-up
+    label the model would learn as a class of its own."""
+    known = set(label_counts(sets.dropna()))
+    joined = {label: other for label in known if (other := _joined_by(label, known, separator))}
+    if not joined:
+        return
+    line, label = next((line, label) for line, labels in sets.dropna().items() for label in labels if label in joined)
+    raise DataError(
+        f"{where}: line {line}: label {label!r} in column '{column_name}' is labels joined by {joined[label]!r}, "
+        f"not by the label separator {separator!r} ({len(joined)} such label{'s' if len(joined) > 1 else ''})",
+        f"join every cell's labels with data.label_separator ({separator!r}) or write them as a JSON list",
+    )
+
+
+def _joined_by(label: str, known: set[str], separator: str) -> str | None:
+    """The common separator (other than `separator`) that splits `label` into labels all in `known`, if any."""
+    for other in OTHER_SEPARATORS:
+        parts = [part.strip() for part in label.split(other)]
+        if other != separator and len(parts) > 1 and all(part in known for part in parts):
+            return other
+    return None
 
 
 def label_counts(sets: pd.Series) -> Counter:

@@ -375,15 +375,16 @@ def _refuse_free_text(train: pd.DataFrame, data: MultiLabelDataConfig) -> None:
 def _restrict(
     frame: pd.DataFrame, labels: list[str], data: MultiLabelDataConfig, name: str, warnings: list[str]
 ) -> pd.DataFrame:
-    """Keep only known labels in each row; rows left with none follow `empty_labels`."""
+    """Keep only known labels in each row; a row left with none is dropped, whatever `empty_labels` says: its true
+    set is unknown, not empty (a row that had no label follows `empty_labels`, in `_read`)."""
     known = set(labels)
     kept = frame["labels"].map(lambda s: tuple(label for label in s if label in known))
     removed = sorted({label for s in frame["labels"] for label in s if label not in known})
     if removed and name != "train":
         warnings.append(f"{name}: labels not in train removed from its rows ({', '.join(removed[:5])})")
+    emptied = (kept.map(len) == 0) & (frame["labels"].map(len) > 0)
     frame = frame.assign(labels=kept, label=kept.map(data.label_separator.join))
-    emptied = (kept.map(len) == 0) & (frame["labels"].map(len) == 0)
-    if data.empty_labels == "drop" and emptied.any():
+    if emptied.any():
         warnings.append(f"{name}: {int(emptied.sum())} rows dropped: none of their labels is kept")
         frame = frame[~emptied]
     return frame

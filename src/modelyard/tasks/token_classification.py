@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 ENGLISH, MULTILINGUAL = "minilm-l6", "multilingual-e5-small"
 CJK_SHARE = 0.3  # above this share of CJK characters, auto takes the multilingual encoder
+SPAN_KEYS = {"start", "end", "label"}  # what a corrected span holds; other keys are dropped
 
 STARTER = """\
 # modelyard config: token classification (entity extraction)
@@ -200,18 +201,19 @@ class TokenClassificationTask:
 
     def feedback_label(self, config: Config, label: Any) -> list[dict[str, Any]]:
         """Corrected entity spans: a list (or, in a CSV cell, a JSON text) of {start, end, label} character
-        offsets; `feedback_example` checks them against the logged text."""
+        offsets, kept as such (other keys dropped, the label stripped as training strips it); `feedback_example`
+        checks them against the logged text."""
         if isinstance(label, str):
             try:
                 label = json.loads(label)
             except json.JSONDecodeError:
                 label = None
-        if not isinstance(label, list) or not all(isinstance(s, dict) and "label" in s for s in label):
+        if not isinstance(label, list) or not all(isinstance(s, dict) and set(s) >= SPAN_KEYS for s in label):
             raise DataError(
                 "entity feedback must be a list of {start, end, label} spans",
                 'e.g. [{"start": 0, "end": 5, "label": "PER"}] (character offsets, end exclusive; [] for none)',
             )
-        return label
+        return [_feedback_span(span) for span in label]
 
     def feedback_example(self, config: Config, value: Any, label: Any) -> dict[str, Any] | None:
         """`retrain`: the logged text with its corrected spans (inside the text, not overlapping) is an example.
@@ -235,6 +237,12 @@ class TokenClassificationTask:
         """Spans are lists: the challenger's files are JSONL, read back exactly as the frozen test split."""
         data = {"text_column": "text", "entities_column": "entities"}
         return {"label": "entities", "columns": ["text", "entities"], "suffix": "jsonl", "data": data}
+
+
+def _feedback_span(span: dict[str, Any]) -> dict[str, Any]:
+    """A corrected span as it is stored: start, end and the label without surrounding spaces."""
+    label = span["label"].strip() if isinstance(span["label"], str) else span["label"]
+    return {"start": span["start"], "end": span["end"], "label": label}
 
 
 def _choose(backbone: str, cjk_share: float) -> str:
