@@ -132,3 +132,19 @@ def test_retrain_names_max_length_when_it_leaves_no_test_answer_to_score():
         DataError, match=r"none of the 2 test examples keeps an answer token within model\.max_length 16"
     ):
         _scores(Cut(), [{}, {}], [], None, 0.1)
+
+
+def test_the_prompts_collected_count_those_of_imported_pairs_too(tmp_path):
+    from modelyard.monitoring.prediction_log import open_log
+    from modelyard.monitoring.preferences import collect_pairs, ensure_table, store_pairs
+
+    conn = open_log(tmp_path)
+    try:
+        ensure_table(conn)
+        with conn:
+            imported = [{"messages": m, "chosen": "white", "rejected": "green"} for m in (SKY, SNOW, SNOW)]
+            store_pairs(conn, "colours", imported, "pairs.jsonl")
+    finally:
+        conn.close()
+    pairs, report = collect_pairs("colours", tmp_path)
+    assert len(pairs) == 3 and report["prompts"] == 2 and report["imported_pairs"] == 3

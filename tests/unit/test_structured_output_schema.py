@@ -43,12 +43,39 @@ def test_bounded_integers_become_an_enum_of_the_values_within_the_bounds():
         ({"enum": [True, None]}, "enum values"),
         ({"const": {"a": [1, 2]}}, "const values"),
         ({"type": "string", "pattern": "^(?<=a)b$"}, "pattern cannot be enforced"),
+        ({"type": "string", "minLength": 5, "maxLength": 2}, "minLength 5 is more than maxLength 2"),
+        ({"type": "array", "minItems": 3, "maxItems": 1}, "minItems 3 is more than maxItems 1"),
+        ({"type": "integer", "enum": ["x", "y"]}, "enum value 'x' is not of type integer"),
+        ({"type": "string", "const": 3}, "const value 3 is not of type string"),
+        (
+            {"type": "object", "properties": {"a": {}}, "required": ["a", "b"], "additionalProperties": False},
+            "required names 'b', which properties does not define",
+        ),
+        ({"type": ["integer", "string"], "minimum": 1, "maximum": 3}, r'or \["integer", "null"\]'),
     ],
 )
 def test_a_schema_the_mask_cannot_enforce_is_refused_naming_the_keyword_and_place(schema, named):
     with pytest.raises(SchemaError, match=named) as err:
         response_schema(fmt(schema))
     assert "#" in str(err.value)
+
+
+def test_an_unsatisfiable_schema_is_refused_naming_the_keyword_and_its_path():
+    schema = {"type": "object", "properties": {"a": {"type": "string", "minLength": 5, "maxLength": 2}}}
+    with pytest.raises(SchemaError, match=r"^response_format schema at #/properties/a: minLength"):
+        response_schema(fmt(schema))
+
+
+def test_a_bounded_nullable_integer_is_the_enum_of_its_values_or_null():
+    nullable = {"type": ["integer", "null"], "minimum": 1, "maximum": 3}
+    assert response_schema(fmt(nullable)) == {"anyOf": [{"enum": [1, 2, 3]}, {"type": "null"}]}
+
+
+def test_anchors_at_the_ends_of_a_pattern_are_dropped_as_the_mask_matches_the_whole_string():
+    anchored = response_schema(fmt({"type": "string", "pattern": "^[A-Z]{3}-[0-9]{2}$"}))
+    assert anchored["pattern"] == "[A-Z]{3}-[0-9]{2}"
+    assert response_schema(fmt({"type": "string", "pattern": r"^cost \$"}))["pattern"] == r"cost \$"  # a literal $
+    assert response_schema(fmt({"type": "string", "pattern": r"a\\$"}))["pattern"] == r"a\\"
 
 
 def test_a_constant_is_enforced_as_an_enum_of_one_value():

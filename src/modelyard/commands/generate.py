@@ -63,12 +63,14 @@ def generate(
         "response_format": _schema_format(json_schema) if json_schema else None,
     }
     try:
-        pieces = learner.generate_stream(request, **options)
-        if not is_chat:
-            sys.stdout.write(prompt)
-        for piece in pieces:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
+        pieces = learner.generate_stream(request, **options)  # checks the options and schema: nothing written yet
     except ValidationError as err:
         raise UserError(f"invalid generation option: {err.errors()[0]['loc'][0]}: {err.errors()[0]['msg']}") from None
-    sys.stdout.write("\n")
+    if not is_chat:
+        sys.stdout.write(prompt)
+    try:
+        for piece in pieces:  # with --json-schema, an answer cut or invalid ends in a UserError after it
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    finally:
+        sys.stdout.write("\n")

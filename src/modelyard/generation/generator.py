@@ -8,7 +8,7 @@ from typing import Any
 from modelyard.errors import DataError
 from modelyard.generation.engine import Decoder, Event, Request, TextCodec, stream_batch
 from modelyard.generation.options import GenerationOptions
-from modelyard.generation.structured import JsonConstraint, SchemaError, Vocabulary, response_schema
+from modelyard.generation.structured import JsonConstraint, SchemaError, Vocabulary, check_answer, response_schema
 
 Prompt = str | list[dict[str, str]]
 
@@ -75,9 +75,18 @@ class TextGenerator:
         return stream_batch(self.decoder, self.codec, requests)
 
     def stream(self, prompt: Prompt, **options: Any) -> Iterator[str]:
-        for event in self.run([self.request(prompt, **options)]):
+        """The answer's text as it is decoded. The request is checked now, before anything is decoded or shown;
+        a constrained answer that ends invalid (cut by the token limit) raises AnswerError after its last piece."""
+        return self._pieces(self.request(prompt, **options))
+
+    def _pieces(self, request: Request) -> Iterator[str]:
+        text = ""
+        for event in self.run([request]):
+            text += event.text
             if event.text:
                 yield event.text
+            if event.finish_reason and isinstance(request.constraint, JsonConstraint):
+                check_answer(request.constraint.schema, text, event.finish_reason)
 
     def complete(self, prompts: Sequence[Prompt], **options: Any) -> list[dict[str, Any]]:
         """Whole completions for several prompts decoded as one batch: text, finish reason, token counts."""

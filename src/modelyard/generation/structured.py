@@ -13,6 +13,7 @@ answer stops where it is, with finish reason "length", and may not parse: no tok
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from collections.abc import Sequence
@@ -107,9 +108,13 @@ def _rewrite(schema: Any, where: str, root: dict[str, Any]) -> Any:
     if any(k in schema for k in _BOUNDS):
         out = _bounded_integer(out, where)
     if "enum" in out:
-        _check_choices(out["enum"], where, "const" if "const" in schema else "enum")
+        keyword = "const" if "const" in schema else "enum"
+        _check_choices(out["enum"], where, keyword)
+        _check_choice_types(out["enum"], out.get("type"), where, keyword)
+    _check_ranges(schema, where)
+    _check_required(schema, where)
     if "pattern" in schema:
-        _check_pattern(schema, where)
+        out["pattern"] = _check_pattern(schema, where)
     if "$ref" in schema:
         _check_ref(schema["$ref"], where, root)
     for key in ("properties", "$defs", "definitions"):
@@ -137,16 +142,59 @@ def _check_choices(values: list[Any], where: str, keyword: str) -> None:
         )
 
 
-def _check_pattern(schema: dict[str, Any], where: str) -> None:
-    """A pattern the mask's regular-expression engine (interegular) can compile: no look-behinds, backreferences."""
+def _check_choice_types(values: list[Any], types: Any, where: str, keyword: str) -> None:
+    """Every enum (or const) value is of the schema's `type`: a value of another type could never be answered."""
+    if types is None:
+        return
+    allowed = {types} if isinstance(types, str) else set(types)
+    for value in values:
+        kind = "string" if isinstance(value, str) else "integer" if float(value).is_integer() else "number"
+        if kind not in allowed and not (kind == "integer" and "number" in allowed):
+            raise SchemaError(f"response_format schema at {where}: {keyword} value {value!r} is not of type {types}")
+
+
+def _check_ranges(schema: dict[str, Any], where: str) -> None:
+    """minLength <= maxLength and minItems <= maxItems: otherwise no answer satisfies the schema."""
+    for low, high in (("minLength", "maxLength"), ("minItems", "maxItems")):
+        if low in schema and high in schema and schema[low] > schema[high]:
+            raise SchemaError(
+                f"response_format schema at {where}: {low} {schema[low]} is more than {high} {schema[high]}"
+            )
+
+
+def _check_required(schema: dict[str, Any], where: str) -> None:
+    """With additionalProperties false, a required key must be one of `properties`, or no object satisfies it."""
+    if schema.get("additionalProperties") is not False:
+        return
+    missing = [key for key in schema.get("required", []) if key not in schema.get("properties", {})]
+    if missing:
+        raise SchemaError(
+            f"response_format schema at {where}: required names {', '.join(map(repr, missing))}, which properties "
+            "does not define and additionalProperties: false forbids",
+            "add it to properties or remove it from required",
+        )
+
+
+def _check_pattern(schema: dict[str, Any], where: str) -> str:
+    """The pattern the mask enforces: the mask always matches the whole string, so a leading ^ and a trailing
+    (unescaped) $ are dropped; the rest must compile in the mask's regular-expression engine (interegular): no
+    look-behinds, backreferences."""
     import interegular
 
     if "minLength" in schema or "maxLength" in schema:
         raise SchemaError(f"response_format schema at {where}: pattern together with minLength/maxLength")
+    pattern = schema["pattern"].removeprefix("^")
+    body = pattern[:-1]
+    if pattern.endswith("$") and (len(body) - len(body.rstrip("\\"))) % 2 == 0:  # "\\$" ends in a literal $
+        pattern = body
     try:
-        interegular.parse_pattern(schema["pattern"]).to_fsm()
+        interegular.parse_pattern(pattern).to_fsm()
     except Exception as err:  # interegular's parse and unsupported-feature errors share no base class
-        raise SchemaError(f"response_format schema at {where}: pattern cannot be enforced ({err})") from None
+        raise SchemaError(
+            f"response_format schema at {where}: pattern cannot be enforced ({err})",
+            "anchors are only allowed at the very start (^) and end ($): the whole string must match anyway",
+        ) from None
+    return pattern
 
 
 def _check_ref(ref: Any, where: str, root: dict[str, Any]) -> None:
@@ -163,11 +211,13 @@ def _is_number(value: Any) -> bool:
 
 
 def _bounded_integer(schema: dict[str, Any], where: str) -> dict[str, Any]:
-    """Integer bounds as an enum of the allowed values (the mask cannot compare numbers)."""
-    if schema.get("type") != "integer":
+    """Integer bounds as an enum of the allowed values (the mask cannot compare numbers); a nullable integer
+    (["integer", "null"]) as that enum or null."""
+    nullable = schema.get("type") in (["integer", "null"], ["null", "integer"])
+    if schema.get("type") != "integer" and not nullable:
         raise SchemaError(
             f"response_format schema at {where}: minimum/maximum are enforced on integers only",
-            'use "type": "integer" with both bounds, or drop the bounds',
+            'use "type": "integer" or ["integer", "null"] with both bounds, or drop the bounds',
         )
     for key in _BOUNDS:
         if key in schema and not (_is_number(schema[key]) and math.isfinite(schema[key])):
@@ -185,6 +235,8 @@ def _bounded_integer(schema: dict[str, Any], where: str) -> dict[str, Any]:
     if not values:
         raise SchemaError(f"response_format schema at {where}: no value of enum lies within the bounds")
     rest = {k: v for k, v in schema.items() if k not in _BOUNDS and k != "type"}
+    if nullable and None in schema.get("enum", [None]):
+        return {**{k: v for k, v in rest.items() if k != "enum"}, "anyOf": [{"enum": values}, {"type": "null"}]}
     return {**rest, "enum": values}
 
 
@@ -205,6 +257,38 @@ def violation(schema: dict[str, Any], text: str) -> str | None:
         return f"not JSON: {err}"
     error = next(iter(Draft202012Validator(schema).iter_errors(value)), None)
     return None if error is None else f"{'/'.join(map(str, error.path)) or '(root)'}: {error.message}"
+
+
+class AnswerError(UserError):
+    """A constrained answer that is not JSON valid against its schema: cut by the token limit, or left invalid
+    where the mask could not go on."""
+
+
+def check_answer(schema: dict[str, Any], text: str, finish_reason: str | None) -> None:
+    """AnswerError when the finished `text` is not JSON valid against `schema`, saying why."""
+    problem = violation(schema, text)
+    if problem is None:
+        return
+    if finish_reason == "length":
+        raise AnswerError(
+            "the answer hit the token limit before its JSON closed (it will not parse)",
+            "raise --max-new-tokens (max_new_tokens), or bound strings with maxLength and arrays with maxItems",
+        )
+    raise AnswerError(
+        f"the answer does not validate against the schema ({problem}): the mask could not continue it",
+        "check that the schema can be satisfied, or simplify it",
+    )
+
+
+class _QuietEnforcer(logging.Filter):
+    """Drops the traceback lm-format-enforcer logs (to the root logger) when its parser cannot go on; it then
+    allows only end-of-sequence, and `check_answer` says what went wrong instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unknown LMFormatEnforcer Problem")
+
+
+_QUIET = _QuietEnforcer()
 
 
 class Vocabulary:
@@ -249,6 +333,7 @@ class JsonConstraint:
     def __init__(self, vocabulary: Vocabulary, schema: dict[str, Any]) -> None:
         from lmformatenforcer import JsonSchemaParser, TokenEnforcer
 
+        logging.getLogger().addFilter(_QUIET)  # once: a filter already there is not added again
         self.schema = schema
         self._vocabulary = vocabulary
         self._enforcer = TokenEnforcer(vocabulary.data(), JsonSchemaParser(schema))

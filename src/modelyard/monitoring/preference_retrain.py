@@ -29,7 +29,7 @@ from typing import Any
 
 from modelyard.config import Config
 from modelyard.errors import DataError, UserError
-from modelyard.monitoring.preferences import collect_pairs
+from modelyard.monitoring.preferences import collect_pairs, prompt_count
 from modelyard.monitoring.retrain import HELD_OUT_SHARE, decide, register_challenger
 
 METRIC = "preference_margin"
@@ -98,9 +98,8 @@ def training_pairs(
     train a challenger and judge it (pairs on at least two different prompts)."""
     train_pairs, held_out = split_pairs(pairs, seed)
     if not train_pairs or not held_out:
-        prompts = len({json.dumps(p["messages"], sort_keys=True) for p in pairs})
         raise UserError(
-            f"too few preference pairs to tune '{name}': {len(pairs)} pairs on {prompts} prompts "
+            f"too few preference pairs to tune '{name}': {len(pairs)} pairs on {prompt_count(pairs)} prompts "
             f"({found['rated_answers']} rated answers, {found['imported_pairs']} imported pairs); DPO needs pairs on "
             "at least two different prompts, some to train on and some held out to judge the challenger",
             hint,

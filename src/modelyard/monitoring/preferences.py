@@ -209,7 +209,13 @@ def collect_pairs(
     finally:
         conn.close()
     pairs += [{"messages": json.loads(m), "chosen": c, "rejected": r} for m, c, r in imported]
+    report["prompts"] = prompt_count(pairs)  # of the rated answers' pairs and the imported ones
     return pairs, {**report, "unusable_feedback": unusable, "imported_pairs": len(imported)}
+
+
+def prompt_count(pairs: list[dict[str, Any]]) -> int:
+    """How many different prompts (conversations) `pairs` are on."""
+    return len({json.dumps(p["messages"], sort_keys=True, ensure_ascii=False) for p in pairs})
 
 
 def import_chat_feedback(path: Path, text: str, model: str) -> dict[str, Any]:

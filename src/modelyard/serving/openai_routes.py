@@ -5,11 +5,12 @@ rate or correct it.
 
 The official `openai` client works against `base_url=http://HOST:PORT/v1`. Concurrent requests are decoded
 together by one `GenerationBatcher` per loaded model. Beyond OpenAI's fields, `top_k` and
-`repetition_penalty` are accepted; `logprobs` and `top_logprobs` are refused (400), not ignored. Chat completions
-take OpenAI's `response_format` (`json_object`, or `json_schema` with a schema): decoding is masked so the answer
-is JSON valid against the schema (see `modelyard.generation.structured`); an unenforceable schema is a 400 naming
-the keyword. If `max_tokens` runs out first, the finish reason is "length" and the content may be cut-off JSON, as
-with OpenAI.
+`repetition_penalty` are accepted; `logprobs` (anything but false), `top_logprobs` and the OpenAI fields that would
+change the answer (`echo`, `best_of`, `logit_bias`, penalties, `tools`...; see _UNSUPPORTED) are refused (400),
+not ignored. Chat completions take OpenAI's `response_format` (`json_object`, or `json_schema` with a schema):
+decoding is masked so the answer is JSON valid against the schema (see `modelyard.generation.structured`); an
+unenforceable or unsatisfiable schema is a 400 naming the keyword. If `max_tokens` runs out first, the finish reason
+is "length" and the content may be cut-off JSON, as with OpenAI.
 
 A non-streaming request is stopped when its client disconnects, and past the server's --timeout with a 504, so an
 abandoned generation does not hold up the next requests (a stream stops when its client stops reading).
@@ -35,7 +36,7 @@ from modelyard.generation.engine import Request as GenRequest
 from modelyard.generation.structured import JsonConstraint, SchemaError, violation
 from modelyard.monitoring.prediction_log import PredictionRecord
 from modelyard.serving.dependencies import get_service
-from modelyard.serving.errors import ServingError, describe_validation
+from modelyard.serving.errors import ERROR_TYPES, ServingError, describe_validation
 from modelyard.serving.schemas import STORE_DESCRIPTION
 from modelyard.serving.security import require_api_key
 from modelyard.serving.service import ModelService
@@ -46,8 +47,23 @@ CLIENT_CLOSED = 499  # nginx's status for a request its client abandoned (only t
 router = APIRouter(prefix="/v1", tags=["generation"], dependencies=[Depends(require_api_key)])
 
 
+# OpenAI fields this server does not implement that would change the answer: a request that sets one to anything
+# but its value that changes nothing is refused (400), never silently ignored. Others (user, metadata) are ignored.
+_UNSUPPORTED: dict[str, tuple[list[Any], str]] = {
+    "echo": ([False], "the prompt is not echoed"),
+    "best_of": ([1], "one candidate is generated per prompt"),
+    "suffix": ([""], "insertion is not supported"),
+    "logit_bias": ([{}], "token biases are not supported"),
+    "frequency_penalty": ([0], "use repetition_penalty instead"),
+    "presence_penalty": ([0], "use repetition_penalty instead"),
+    "tools": ([[]], "tool calls are not supported"),
+    "functions": ([[]], "function calls are not supported"),
+    "response_format": ([{"type": "text"}], "only /v1/chat/completions constrains the answer to JSON"),
+}
+
+
 class SamplingFields(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # OpenAI clients send fields we do not use (user, logprobs: null...)
+    model_config = ConfigDict(extra="allow")  # OpenAI clients send fields we do not use (user, logprobs: null...)
 
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
@@ -167,12 +183,14 @@ def _constraint(service: ModelService, body: ChatRequest) -> JsonConstraint | No
 
 
 def _check_json(constraint: JsonConstraint | None, text: str, finish_reason: str | None) -> None:
-    """A constrained answer that stopped (not cut by max_tokens) must validate. The mask should make this
-    impossible: say so rather than hand out invalid JSON as a finished answer."""
+    """A constrained answer that stopped (not cut by max_tokens) must validate: a 422 naming why rather than
+    invalid JSON handed out as a finished answer (the mask could not continue it: the schema could not be met)."""
     if constraint is not None and finish_reason == "stop":
         problem = violation(constraint.schema, text)
         if problem:
-            raise ServingError(500, f"the constrained answer does not validate: {problem}")
+            raise ServingError(
+                422, f"response_format: the answer could not be completed to match the schema ({problem})"
+            )
 
 
 def _requests(
@@ -207,9 +225,12 @@ def _requests(
 def _sampling(generator: Any, fields: SamplingFields, max_tokens: int | None) -> Any:
     """The generator's options from a request's sampling fields (400 for log-probabilities, which are not
     returned; 422 naming the field as the client sent it)."""
-    for name in ("logprobs", "top_logprobs"):
-        if getattr(fields, name):
+    for name in ("logprobs", "top_logprobs"):  # `logprobs: 0` asks for the chosen token's: only false is "none"
+        if getattr(fields, name) is not None and getattr(fields, name) is not False:
             raise ServingError(400, f"{name}: this server does not return token log-probabilities; leave it unset")
+    for name, value in (fields.model_extra or {}).items():
+        if name in _UNSUPPORTED and not _changes_nothing(value, _UNSUPPORTED[name][0]):
+            raise ServingError(400, f"{name}: not supported by this server ({_UNSUPPORTED[name][1]}); leave it unset")
     options = fields.options() | ({"max_new_tokens": max_tokens} if max_tokens else {})
     try:
         return generator.options(**options)
@@ -217,6 +238,11 @@ def _sampling(generator: Any, fields: SamplingFields, max_tokens: int | None) ->
         sent = "max_completion_tokens" if max_tokens else "max_tokens"  # the client's name for max_new_tokens
         errors = [{**e, "loc": [sent if part == "max_new_tokens" else part for part in e["loc"]]} for e in err.errors()]
         raise ServingError(422, describe_validation(errors)) from None
+
+
+def _changes_nothing(value: Any, neutral: list[Any]) -> bool:
+    """`value` is null or one of the `neutral` values (false is not 0 here, nor 0 false)."""
+    return value is None or any(value == n and isinstance(value, bool) == isinstance(n, bool) for n in neutral)
 
 
 def _submit(batcher: GenerationBatcher, requests: list[GenRequest]) -> asyncio.Queue:
@@ -313,7 +339,7 @@ async def _guarded(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
         async for chunk in chunks:
             yield chunk
     except ServingError as err:
-        yield _sse({"error": {"type": "internal_error", "message": err.message}})
+        yield _sse({"error": {"type": ERROR_TYPES.get(err.status, "internal_error"), "message": err.message}})
 
 
 def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
