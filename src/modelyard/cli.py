@@ -260,10 +260,6 @@ def predict(
         kind = "images" if image is not None else "audio files"
         files = image_files(image) if image is not None else audio_files(audio)
         inputs, predictions = (predict_images if image is not None else predict_audio)(loaded, files, top_k, skip)
-        if draw is not None and image is not None:
-            from modelyard.predict_io import draw_predictions
-
-            err.print(f"drew boxes on {len(draw_predictions(loaded, inputs, predictions, draw))} images in {draw}")
         frame = None
         if skipped:
             _warn(f"predicted {len(inputs)} of {len(files)} {kind}; skipped {len(skipped)} unusable")
@@ -277,7 +273,13 @@ def predict(
         if frame is None:
             predictions = loaded.predict(inputs, top_k=top_k)
         else:
+            rows = frame.index
             frame, predictions = predict_rows(loaded, inputs, frame, input_, top_k, _warn)
+            inputs = [inputs[i] for i in rows.get_indexer(frame.index)]  # those of the rows scored
+    if draw is not None:
+        from modelyard.predict_io import draw_predictions
+
+        err.print(f"drew boxes on {len(draw_predictions(loaded, inputs, predictions, draw))} images in {draw}")
     if output:
         write_predictions(output, frame, predictions)
         err.print(f"wrote {len(predictions)} predictions to {output}")

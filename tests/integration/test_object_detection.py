@@ -83,6 +83,22 @@ def test_predict_image_prints_boxes_and_draws_them(bundle, tmp_path):
     assert [p.name for p in drawn] == ["0000-raccoon-106.png"]
 
 
+def test_predict_input_scores_a_files_usable_images_and_draws_them(bundle, tmp_path):
+    (tmp_path / "lists" / "sub").mkdir(parents=True)
+    (tmp_path / "lists" / "sub" / "photo.jpg").write_bytes(IMAGE.read_bytes())
+    (tmp_path / "lists" / "rows.csv").write_text("image,id\nsub/photo.jpg,1\nsub/missing.jpg,2\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "modelyard", "predict", str(bundle.path), "--input", "lists/rows.csv", "--draw", "d"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,  # not the file's folder: its paths start at the file's folder
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"detections"' in done.stdout and "1 rows not scored" in done.stderr and "missing.jpg" in done.stderr
+    assert [p.name for p in (tmp_path / "d").glob("*.png")] == ["0000-photo.png"]
+
+
 def test_the_server_returns_boxes_with_scores(bundle):
     with serving(bundle.path) as client:
         reply = client.post("/v1/predict", json={"inputs": [base64.b64encode(IMAGE.read_bytes()).decode()]})

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from modelyard.config import Config, DataConfig, ModelConfig
 from modelyard.data import detection_readers as readers
+from modelyard.data import images
 from modelyard.data.splits import fingerprint, make_splits
 from modelyard.errors import DataError
 from modelyard.learners.detection import DetectorLearner, OnnxDetectorLearner
@@ -27,6 +28,7 @@ from modelyard.tasks.image_classification import ImageInput
 if TYPE_CHECKING:
     import pandas as pd
 
+IMAGE_COLUMNS = ("image", "path")  # predict --input: the column of image paths, by either name
 REASON = "no offline detector weights with a permissive licence: CenterNet head on the ImageNet trunk"
 STARTER = """\
 # modelyard config: object detection
@@ -88,13 +90,13 @@ class ObjectDetectionTask:
 
     def _read(self, location: str, data: DetectionDataConfig, name: str) -> tuple[list, Path]:
         path = Path(location)
-        images = Path(data.images) if data.images else None
+        folder = Path(data.images) if data.images else None
         if path.is_file() and path.suffix.lower() in (".csv", ".txt"):
             if not data.annotations:
                 raise DataError(f"data.{name} {path} lists images", "set data.annotations to their annotation source")
             source = Path(data.annotations)
-            return readers.pick(readers.read_annotations(source, images, data.classes), path), source
-        return readers.read_annotations(path, images, data.classes), path if path.is_dir() else path.parent
+            return readers.pick(readers.read_annotations(source, folder, data.classes), path), source
+        return readers.read_annotations(path, folder, data.classes), path if path.is_dir() else path.parent
 
     def prepare(self, config: Config) -> PreparedData:
         data: DetectionDataConfig = config.data
@@ -154,6 +156,18 @@ class ObjectDetectionTask:
         if not any(item.labels for item in items):
             notes.append(f"{path}: no boxes to find, so mAP is 0; the confusion's background row counts false alarms")
         return readers.to_frame(items, location if location.is_dir() else location.parent), notes
+
+    def inputs_from_frame(self, frame: pd.DataFrame, config: Config) -> list[str]:
+        """`predict --input FILE`: the image paths of its `image` (or `path`) column, the relative ones starting at
+        the file's folder (a detector's training data names images in annotations, not in a column)."""
+        column = next((c for c in IMAGE_COLUMNS if c in frame.columns), None)
+        if column is None:
+            raise DataError(
+                f"{frame.attrs.get('source', 'the input')}: no column 'image' or 'path'; it has: "
+                f"{', '.join(map(str, frame.columns))}",
+                "name the column of image paths 'image'",
+            )
+        return images.paths_in(frame, column)
 
     def candidates(self, config: Config, data: PreparedData) -> list[tuple[str, str]]:
         return [("efficientnet-lite0-centernet", data.report["backbone"]["reason"])]

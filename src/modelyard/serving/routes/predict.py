@@ -29,6 +29,7 @@ from modelyard.serving.settings import ServeSettings
 def predict_router(request_model: type[BaseModel], input_type: Any, binary: bool, settings: ServeSettings) -> APIRouter:
     """The prediction routes for one task's input type; `binary` inputs (images) are base64 in JSON."""
     router = APIRouter(prefix="/v1", tags=["model"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)
+    rows = _row_fields(input_type)
 
     async def answer(service: ModelService, inputs: list[Any], top_k: int, store: bool) -> PredictResponse:
         predictions, ids = await service.predict(inputs, top_k, store)
@@ -49,6 +50,8 @@ def predict_router(request_model: type[BaseModel], input_type: Any, binary: bool
         store: bool = Form(True, description=STORE_DESCRIPTION),
         service: ModelService = Depends(get_service),
     ) -> PredictResponse:
+        if rows is not None:  # no uploaded file is such a row: one answer, whatever the files are
+            raise ServingError(422, f"files: this model takes {rows} rows as JSON on /v1/predict, not uploaded files")
         if len(files) > settings.max_inputs:
             raise ServingError(422, f"files: at most {settings.max_inputs} per request, got {len(files)}")
         inputs = [await _file_input(f, i, input_type, binary, settings) for i, f in enumerate(files)]
@@ -76,6 +79,15 @@ def predict_router(request_model: type[BaseModel], input_type: Any, binary: bool
         )
 
     return router
+
+
+def _row_fields(input_type: Any) -> str | None:
+    """What a structured input (an image+text row, a table row) holds, as `image+text`; None for a single value
+    (a text, an image), which an uploaded file can be."""
+    schema = input_schema(input_type)
+    if schema.get("type") != "object":
+        return None
+    return "+".join(schema.get("properties", {})) or "table"
 
 
 async def _file_input(upload: UploadFile, index: int, input_type: Any, binary: bool, settings: ServeSettings) -> str:
