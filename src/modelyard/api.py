@@ -35,10 +35,10 @@ def validate(config: Config | dict[str, Any] | str | Path, overrides: Sequence[s
     task = get_task(config.task)
     check_label_noise(task, config)  # data.label_noise: refused here as `train` would
     check_early_stopping(task, config)  # train.early_stopping.metric: refused here as `train` would
-    if config.tune is not None and config.tune.params:
+    if config.tune is not None:
         from modelyard.tuning import check_params
 
-        check_params(config)  # tune.params: refused here as `tune` would
+        check_params(config)  # tune.params and tune.metric: refused here as `tune` would
     data = task.prepare(config)
     if config.data.label_noise is not None:
         check_audit_rows(data.splits["train"])  # the audit itself runs in `train` or `validate --audit-labels`

@@ -7,7 +7,7 @@ its own `data` and `model` fields by subclassing `DataConfig` and `ModelConfig`.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +19,13 @@ from modelyard.errors import ConfigError
 
 PATH_KEYS = ("train", "validation", "test", "noise", "annotations", "images")  # noise: audio; the rest: detection
 # model paths (section, key) resolved when the folder exists: a local backbone, an assistant's intent bundle
-MODEL_PATH_KEYS = (("", "backbone"), ("handover", "bundle"), ("domain_pretraining", "texts"))
+MODEL_PATH_KEYS = (  # model keys that may name a local folder (a backbone, encoder or bundle)
+    ("", "backbone"),
+    ("", "encoder"),
+    ("", "text_encoder"),
+    ("handover", "bundle"),
+    ("domain_pretraining", "texts"),
+)
 
 
 class StrictModel(BaseModel):
@@ -337,6 +343,9 @@ class Config(StrictModel):
             raise TypeError("Config needs a section resolver: use modelyard.tasks.load_config or config_from_dict")
         data_section, model_section = resolve(str(values["task"]))
         values = dict(values)
+        for key in ("train", "evaluation", "privacy"):  # a section whose keys are all commented out: its defaults
+            if key in values and values[key] is None:
+                del values[key]
         if isinstance(values.get("data"), dict):
             values["data"] = _section(data_section, values["data"], "data")
         model = values.get("model")
@@ -383,8 +392,18 @@ def _format_error(err: ValidationError, source: str) -> str:
         loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
         if e["type"] == "unknown_key":  # the misspelt key is the place to point at
             loc = f"{loc}.{e['ctx']['key']}" if loc else str(e["ctx"]["key"])
-        lines.append(f"{source}: {loc or '(top level)'}: {e['msg']}")
+        lines.append(f"{source}: {loc or '(top level)'}: {e['msg']}{_yaml_typed(e)}")
     return "\n".join(lines)
+
+
+def _yaml_typed(error: Any) -> str:
+    """For a text field given a number, boolean or mapping: YAML read the value so (007, true, a: b), so say to
+    quote it."""
+    value = error.get("input")
+    if error["type"] != "string_type" or isinstance(value, str) or value is None:
+        return ""
+    kind = "a boolean" if isinstance(value, bool) else "a mapping" if isinstance(value, dict) else "a number"
+    return f" (YAML read the value as {kind}, {value!r}: put it in quotes to keep it as written)"
 
 
 def parse_value(text: str) -> Any:
@@ -419,15 +438,16 @@ def resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     if isinstance(data, dict):
         for key in PATH_KEYS:
             value = data.get(key)
-            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-                data[key] = str((base / value).resolve())
+            if isinstance(value, str) and value:
+                given = Path(value).expanduser()
+                data[key] = str(given if given.is_absolute() else (base / given).resolve())
     model = raw.get("model")
     for section, key in MODEL_PATH_KEYS:
         node = model.get(section) if isinstance(model, dict) and section else model
         value = node.get(key) if isinstance(node, dict) else None
         if not isinstance(value, str) or Path(value).is_absolute():
             continue
-        if key != "backbone" or "/" in value or value.startswith("."):  # a backbone may be a catalog name
+        if key not in ("backbone", "encoder", "text_encoder") or "/" in value or value.startswith("."):  # or a name
             candidate = (base / value).resolve()
             if candidate.exists():
                 node[key] = str(candidate)
@@ -442,13 +462,41 @@ def parse_config(raw: dict[str, Any], source: str, sections: SectionResolver) ->
         raise ConfigError(_format_error(err, source)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.safe_load` that refuses a key given twice in one mapping: a second `train:` pasted into a config would
+    otherwise replace the first without a word."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    lines: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may repeat keys on purpose
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, Hashable):  # construct_mapping below refuses it with its own message
+            continue
+        if key in lines:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"key '{key}' appears twice (lines {lines[key]} and {line}); the second would win",
+                key_node.start_mark,
+            )
+        lines[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def read_config(path: str | Path, overrides: list[str] | None, sections: SectionResolver) -> Config:
     """Read a YAML config, apply `--set` overrides, resolve paths, validate."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}", "write one with `modelyard init TASK --output FILE`")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        raw = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_UniqueKeyLoader)  # a SafeLoader: no tags run
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):

@@ -118,3 +118,39 @@ def test_validate_applies_overrides_to_a_config_object(banking_slice):
     config = load_config(write_config(banking_slice, "tfidf-linear"))
     data = modelyard.validate(config, ["data.split.validation=0.5"])
     assert len(data.splits["validation"]) == len(data.splits["train"])
+
+
+def test_a_home_relative_data_path_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    config = load_config(write(tmp_path, BASE.replace("data/train.csv", "~/data/train.csv")))
+    assert config.data.train == str(tmp_path / "me" / "data" / "train.csv")
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
+    with pytest.raises(ConfigError, match=r"key 'train' appears twice \(lines 7 and 9\)"):
+        load_config(write(tmp_path, BASE + "train:\n  epochs: 3\ntrain:\n  epochs: 1\n"))
+
+
+def test_a_merge_key_may_repeat_what_its_anchor_holds(tmp_path):
+    text = BASE + "x-defaults: &d {epochs: 3, batch_size: 8}\ntrain:\n  <<: *d\n  epochs: 1\n"
+    with pytest.raises(ConfigError) as err:  # the anchor's holder is an unknown key; `epochs` is no repeat
+        load_config(write(tmp_path, text))
+    assert "x-defaults" in err.value.message and "appears twice" not in err.value.message
+
+
+def test_a_section_whose_keys_are_all_commented_out_takes_its_defaults(tmp_path):
+    config = load_config(write(tmp_path, BASE + "train:\n  # epochs: 3\nevaluation:\n"))
+    assert config.train.epochs == type(config.train)().epochs
+
+
+def test_a_name_yaml_reads_as_a_number_says_to_quote_it(tmp_path):
+    with pytest.raises(ConfigError, match=r"YAML read the value as a number, 7: put it in quotes"):
+        load_config(write(tmp_path, BASE.replace("name: demo", "name: 007")))
+
+
+def test_local_encoder_folders_resolve_against_the_config_folder(tmp_path):
+    from modelyard.config import resolve_paths
+
+    (tmp_path / "enc").mkdir()
+    raw = resolve_paths({"model": {"encoder": "./enc", "text_encoder": "enc"}}, tmp_path)
+    assert raw["model"] == {"encoder": str(tmp_path / "enc"), "text_encoder": "enc"}  # a bare name may be a catalog one
