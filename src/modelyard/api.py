@@ -17,7 +17,7 @@ from modelyard.loader import Model, load
 from modelyard.pipeline import default_output, latest_unfinished, train
 from modelyard.privacy.scan import add_pii_report, warn_literal_salt
 from modelyard.protocols import PreparedData
-from modelyard.tasks import as_config, get_task
+from modelyard.tasks import as_config, check_evaluation, get_task
 
 if TYPE_CHECKING:
     from modelyard.learners.label_noise import LabelNoiseResult
@@ -35,6 +35,7 @@ def validate(config: Config | dict[str, Any] | str | Path, overrides: Sequence[s
     task = get_task(config.task)
     check_label_noise(task, config)  # data.label_noise: refused here as `train` would
     check_early_stopping(task, config)  # train.early_stopping.metric: refused here as `train` would
+    check_evaluation(task, config)  # evaluation keys the task never reads: refused here as `train` would
     if config.tune is not None:
         from modelyard.tuning import check_params
 

@@ -19,7 +19,7 @@ from modelyard.fsutil import atomic_write_json, atomic_write_text
 from modelyard.home import home
 from modelyard.loader import Model, load
 from modelyard.protocols import Learner, PreparedData
-from modelyard.tasks import as_config, get_task
+from modelyard.tasks import as_config, check_evaluation, get_task
 
 log = logging.getLogger("modelyard.training")
 
@@ -89,6 +89,7 @@ def prepared_for_training(task: Any, config: Config) -> PreparedData:
     from modelyard.training.callbacks import check_early_stopping
 
     check_early_stopping(task, config)
+    check_evaluation(task, config)
     data = task.prepare(config)
     privacy.check(config, task, len(data.splits["train"]))
     warn_literal_salt(config, data)

@@ -1,7 +1,9 @@
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from modelyard.config import EvaluationConfig
 from modelyard.errors import ConfigError
 from modelyard.tasks import load_config
 
@@ -154,3 +156,20 @@ def test_local_encoder_folders_resolve_against_the_config_folder(tmp_path):
     (tmp_path / "enc").mkdir()
     raw = resolve_paths({"model": {"encoder": "./enc", "text_encoder": "enc"}}, tmp_path)
     assert raw["model"] == {"encoder": str(tmp_path / "enc"), "text_encoder": "enc"}  # a bare name may be a catalog one
+
+
+@pytest.mark.parametrize(
+    ("task", "key", "value", "readers"),
+    [
+        ("text_classification", "costs", {"false_positive": 1, "false_negative": 5}, "tabular_classification"),
+        ("forecasting", "groups", ["Month"], "tabular_classification, tabular_regression"),
+        ("tabular_classification", "metrics", ["rouge_l"], "assistant, text_generation"),
+    ],
+)
+def test_an_evaluation_key_the_task_never_reads_is_refused_naming_who_reads_it(task, key, value, readers):
+    from modelyard.tasks import check_evaluation, get_task
+
+    config = SimpleNamespace(task=task, evaluation=EvaluationConfig(**{key: value}))
+    with pytest.raises(ConfigError, match=rf"^evaluation\.{key}: a {task} model does not use it \(only {readers}"):
+        check_evaluation(get_task(task), config)
+    check_evaluation(get_task(task), SimpleNamespace(task=task, evaluation=EvaluationConfig(groups=[])))

@@ -64,6 +64,19 @@ def get_task(name: str) -> Task:
     return _REGISTRY[name]
 
 
+def check_evaluation(task: Task, config: schema.Config) -> None:
+    """An `evaluation` key the task never reads (its `evaluation_keys`) is refused, not silently ignored: costs,
+    target_recall and groups shape table classifiers, metrics scores generated answers."""
+    read = getattr(task, "evaluation_keys", frozenset())
+    for key in sorted(config.evaluation.model_fields_set - read):
+        if getattr(config.evaluation, key) not in (None, [], {}):
+            readers = [n for n in task_names() if key in getattr(get_task(n), "evaluation_keys", ())]
+            raise ConfigError(
+                f"evaluation.{key}: a {config.task} model does not use it (only {', '.join(readers)} models do)",
+                f"remove evaluation.{key} from the config",
+            )
+
+
 def sections(name: str) -> tuple[type[schema.DataConfig], type[schema.ModelConfig]]:
     """The `data` and `model` section classes of a task (the config schema's resolver)."""
     try:

@@ -298,6 +298,7 @@ class AssistantTask:
     ModelConfig: ClassVar = AssistantModelConfig
     Input: ClassVar = Text
     main_metric: ClassVar = "balanced_accuracy"
+    evaluation_keys: ClassVar = frozenset({"metrics"})  # the `evaluation` keys it reads
     greater_is_better: ClassVar = True
     assists: ClassVar = True  # the server adds the grounded /v1/chat/completions (serving/assistant_routes.py)
 

@@ -47,6 +47,7 @@ class TabularClassificationTask:
     Input: ClassVar = dict[str, Any]  # one row: column -> value, checked against the training schema
     example_input: ClassVar = {}  # server warm-up: a row of missing values is still scored
     main_metric: ClassVar = "roc_auc"
+    evaluation_keys: ClassVar = frozenset({"costs", "target_recall", "groups"})  # the `evaluation` keys it reads
     stopping_metric: ClassVar = "roc_auc"  # the MLP member stops on it; boosting on its own loss
     greater_is_better: ClassVar = True
 

@@ -38,6 +38,7 @@ class TabularRegressionTask:
     Input: ClassVar = dict[str, Any]
     example_input: ClassVar = {}
     main_metric: ClassVar = "rmse"
+    evaluation_keys: ClassVar = frozenset({"groups"})  # the `evaluation` keys it reads
     stopping_metric: ClassVar = "rmse"  # the MLP member stops on it; boosting on its own loss
     greater_is_better: ClassVar = False
 

@@ -169,6 +169,7 @@ class TextGenerationTask:
     ModelConfig: ClassVar = GenerationModelConfig
     Input: ClassVar = str
     main_metric: ClassVar = "loss"
+    evaluation_keys: ClassVar = frozenset({"metrics"})  # the `evaluation` keys it reads
     validation_metrics: ClassVar = ("loss", "perplexity")  # perplexity_metrics, per token
     greater_is_better: ClassVar = False
     generates_text: ClassVar = True  # the server adds the OpenAI-compatible generation routes
