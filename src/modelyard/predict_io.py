@@ -109,7 +109,7 @@ def predict_images(
         f"none of the {len(paths)} image file(s) could be read: nothing to predict",
         "check that they are JPEG/PNG/... images (each skipped file is listed above with its reason)",
     )
-    return _predict_files(model, paths, top_k, on_skip, lambda path: decode_image(Path(path).read_bytes()), none_usable)
+    return _predict_files(model, paths, top_k, on_skip, _read_image, none_usable)
 
 
 def draw_predictions(model, paths: list[str], predictions: list[dict[str, Any]], folder: Path) -> list[Path]:
@@ -139,12 +139,11 @@ def predict_audio(
             f"--audio needs an audio model; {model.name} is a {model.manifest.get('task')} model",
             f"use {usable_inputs(model)}",
         )
-    limit = getattr(model.learner, "max_seconds", None)
     none_usable = DataError(
         f"none of the {len(paths)} audio file(s) could be used: nothing to predict",
         "each skipped file is listed above with its reason",
     )
-    return _predict_files(model, paths, top_k, on_skip, lambda path: read_audio(Path(path), limit)[0], none_usable)
+    return _predict_files(model, paths, top_k, on_skip, _audio_reader(model.learner), none_usable)
 
 
 def predict_rows(
@@ -180,10 +179,20 @@ def predict_rows(
 def _file_reader(learner) -> Callable[[str], Any] | None:
     """How a model that reads files (images, audio) decodes one, raising ValueError or OSError when it cannot."""
     if hasattr(learner, "to_image"):
-        return lambda path: decode_image(Path(path).read_bytes())
+        return _read_image
     if hasattr(learner, "to_audio"):
-        return lambda path: read_audio(Path(path), getattr(learner, "max_seconds", None))[0]
+        return _audio_reader(learner)
     return None
+
+
+def _read_image(path: str) -> Any:
+    return decode_image(Path(path).read_bytes())
+
+
+def _audio_reader(learner) -> Callable[[str], Any]:
+    """Decodes one audio file for `learner`, refusing one longer than its `max_seconds`."""
+    limit = getattr(learner, "max_seconds", None)
+    return lambda path: read_audio(Path(path), limit)[0]
 
 
 def input_format(encoding: str = "utf-8", sep: str | None = None) -> FormatOptions:
