@@ -70,7 +70,7 @@ def wait_until(condition, timeout: float = 5.0) -> None:
 
 
 def test_a_full_queue_answers_503_with_retry_after(tfidf_bundle):
-    with serving(tfidf_bundle, max_batch_size=1, max_wait_ms=0, max_queue=2) as client:
+    with serving(tfidf_bundle, max_batch_size=1, max_wait_ms=0, max_queue=2, max_inputs=2) as client:
         entered, release = hold_predictions(client)
         batcher = client.app.state.service.batcher
         with ThreadPoolExecutor(2) as pool:

@@ -158,6 +158,17 @@ def test_full_queue_refuses_new_work():
     run(scenario())
 
 
+def test_a_request_larger_than_the_whole_queue_is_refused_as_too_large_not_busy():
+    async def scenario():
+        batcher = Batcher(RecordingModel(), max_queue=10)
+        batcher.start()
+        with pytest.raises(UserError, match="20 in one request; this server queues at most 10"):
+            await batcher.submit([str(i) for i in range(20)])
+        await batcher.close()
+
+    run(scenario())
+
+
 def test_a_failing_request_does_not_fail_the_others_in_its_batch():
     model = RecordingModel(delay=0.01, fail_on="bad")
 

@@ -92,6 +92,8 @@ class Batcher:
         """Queue `inputs` (cut into chunks of at most `max_batch_size`) and wait for their predictions."""
         if self._closed:
             raise BatcherClosedError("the server is shutting down")
+        if len(inputs) > self.max_queue:  # never fits, however long the client waits: not a reason to retry
+            raise UserError(f"inputs: {len(inputs)} in one request; this server queues at most {self.max_queue}")
         if self.pending + len(inputs) > self.max_queue:
             raise QueueFullError(f"{self.pending} inputs are already waiting (limit {self.max_queue})")
         loop = asyncio.get_running_loop()
