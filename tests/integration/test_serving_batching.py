@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from serving_helpers import metric, serving
+
+from modelyard.monitoring.prediction_log import read_predictions
 
 
 def post_concurrently(client, count: int) -> list[int]:
@@ -70,7 +75,7 @@ def wait_until(condition, timeout: float = 5.0) -> None:
 
 
 def test_a_full_queue_answers_503_with_retry_after(tfidf_bundle):
-    with serving(tfidf_bundle, max_batch_size=1, max_wait_ms=0, max_queue=2) as client:
+    with serving(tfidf_bundle, max_batch_size=1, max_wait_ms=0, max_queue=2, max_inputs=2) as client:
         entered, release = hold_predictions(client)
         batcher = client.app.state.service.batcher
         with ThreadPoolExecutor(2) as pool:
@@ -85,11 +90,65 @@ def test_a_full_queue_answers_503_with_retry_after(tfidf_bundle):
     assert refused.json()["error"]["type"] == "unavailable"
 
 
-def test_a_prediction_over_the_timeout_answers_504(tfidf_bundle):
+async def post_then_disconnect(app, text: str, waiting: Callable[[], bool]) -> int:
+    """POST /v1/predict straight to the ASGI app; the client disconnects once `waiting()`; the status sent."""
+    body = json.dumps({"inputs": [text]}).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/predict",
+        "raw_path": b"/v1/predict",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent = []
+
+    async def receive():
+        if messages:
+            return messages.pop()
+        while not waiting():
+            await asyncio.sleep(0.01)
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent[0]["status"]
+
+
+def test_a_request_whose_client_disconnects_is_dropped_unrun_unlogged_and_counted_as_499(tfidf_bundle):
+    with serving(tfidf_bundle, max_batch_size=1, max_wait_ms=0) as client:
+        entered, release = hold_predictions(client)
+        batcher = client.app.state.service.batcher
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(client.post, "/v1/predict", json={"inputs": ["first"]})
+            assert entered.wait(10)  # the worker is busy with "first"
+            status = client.portal.call(post_then_disconnect, client.app, "never answered", lambda: batcher.pending)
+            assert batcher.pending == 0  # its queue slot is free at once, not once the worker reaches it
+            release.set()
+            assert running.result().status_code == 200
+        counts = metric(client, "modelyard_requests_total")
+        answered = metric(client, "modelyard_predictions_total")[""]
+    assert status == 499 and counts['{method="POST",route="/v1/predict",status="499"}'] == 1
+    assert counts['{method="POST",route="/v1/predict",status="200"}'] == 1 and answered == 1
+    assert list(read_predictions()["input"]) == ['"first"']
+
+
+def test_a_prediction_over_the_timeout_answers_504_and_is_not_counted_as_answered(tfidf_bundle):
     with serving(tfidf_bundle, timeout_s=0.2) as client:
         _, release = hold_predictions(client)
         response = client.post("/v1/predict", json={"inputs": ["slow"]})
         release.set()
+    # the app has drained its batcher: the batch ran on, yet its input was never answered
+    assert client.app.state.metrics.registry.get_sample_value("modelyard_predictions_total") == 0
     assert response.status_code == 504 and response.json()["error"]["type"] == "timeout"
     assert (
         "longer than 0.2 s" in response.json()["error"]["message"]

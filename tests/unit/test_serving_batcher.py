@@ -158,6 +158,39 @@ def test_full_queue_refuses_new_work():
     run(scenario())
 
 
+def test_a_request_larger_than_the_whole_queue_is_refused_as_too_large_not_busy():
+    async def scenario():
+        batcher = Batcher(RecordingModel(), max_queue=10)
+        batcher.start()
+        with pytest.raises(UserError, match="20 in one request; this server queues at most 10"):
+            await batcher.submit([str(i) for i in range(20)])
+        await batcher.close()
+
+    run(scenario())
+
+
+def test_an_abandoned_request_frees_its_queue_slots_at_once_and_is_never_run():
+    model = RecordingModel(delay=0.2)
+
+    async def scenario():
+        batcher = Batcher(model, max_batch_size=1, max_wait_ms=0, max_queue=2)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["a"]))
+        await asyncio.sleep(0.05)  # the worker is busy with "a"
+        abandoned = asyncio.ensure_future(batcher.submit(["b", "c"]))
+        await asyncio.sleep(0)
+        abandoned.cancel()  # as when its client disconnects
+        with pytest.raises(asyncio.CancelledError):
+            await abandoned
+        assert batcher.pending == 0
+        assert await batcher.submit(["d", "e"]) == [{"echo": "d", "top_k": 1}, {"echo": "e", "top_k": 1}]
+        await first
+        await batcher.close()
+
+    run(scenario())
+    assert model.calls == [["a"], ["d"], ["e"]]
+
+
 def test_a_failing_request_does_not_fail_the_others_in_its_batch():
     model = RecordingModel(delay=0.01, fail_on="bad")
 

@@ -27,6 +27,13 @@ def test_invalid_limits_are_refused_with_the_option_named():
     assert result.exit_code == 2 and "--max-batch-size: must be at least 1" in " ".join(result.stderr.split())
 
 
+def test_a_queue_smaller_than_one_full_request_is_refused_naming_both_options():
+    result = CliRunner().invoke(app, ["serve", "bundle", "--max-queue", "10"])
+    said = " ".join(str(result.exception).split())
+    assert isinstance(result.exception, ConfigError)
+    assert "max_queue (10) is below max_inputs (64)" in said and "--max-queue" in said and "--max-inputs" in said
+
+
 def test_worker_processes_share_the_cores_instead_of_each_taking_all(monkeypatch):
     from modelyard.serving import run
     from modelyard.serving.settings import ServeSettings

@@ -41,6 +41,7 @@ class _Chunk:
     inputs: list[Any]
     top_k: int
     future: asyncio.Future = field(repr=False)
+    waiting: bool = True  # counted in `pending`: neither taken by the worker nor abandoned by its request
 
 
 def length_buckets(lengths: Sequence[int], ratio: float = 2.0, slack: int = 16, min_size: int = 8) -> list[list[int]]:
@@ -92,6 +93,8 @@ class Batcher:
         """Queue `inputs` (cut into chunks of at most `max_batch_size`) and wait for their predictions."""
         if self._closed:
             raise BatcherClosedError("the server is shutting down")
+        if len(inputs) > self.max_queue:  # never fits, however long the client waits: not a reason to retry
+            raise UserError(f"inputs: {len(inputs)} in one request; this server queues at most {self.max_queue}")
         if self.pending + len(inputs) > self.max_queue:
             raise QueueFullError(f"{self.pending} inputs are already waiting (limit {self.max_queue})")
         loop = asyncio.get_running_loop()
@@ -106,11 +109,18 @@ class Batcher:
             if len(chunks) == 1:  # the usual case: wait on the future itself, no gathering task
                 return await chunks[0].future
             results = await asyncio.gather(*(c.future for c in chunks))
-        except BaseException:
+        except BaseException:  # timed out, or its client disconnected: nobody waits for these answers any more
             for chunk in chunks:
                 chunk.future.cancel()
+                self._abandon(chunk)
             raise
         return [p for part in results for p in part]
+
+    def _abandon(self, chunk: _Chunk) -> None:
+        """Give a waiting chunk's queue slots to the next requests now, not once the worker reaches it."""
+        if chunk.waiting:
+            chunk.waiting = False
+            self.pending -= len(chunk.inputs)
 
     async def close(self) -> None:
         """Refuse new work, let the worker finish everything queued or running, then stop it."""
@@ -148,12 +158,13 @@ class Batcher:
                     break
                 continue
             chunk = self._queue[0]
-            if batch and size + len(chunk.inputs) > self.max_batch_size:
+            if chunk.waiting and batch and size + len(chunk.inputs) > self.max_batch_size:
                 break
             self._queue.popleft()
-            self.pending -= len(chunk.inputs)
-            if chunk.future.done():  # its request timed out or was cancelled while waiting
+            if not chunk.waiting:  # its request timed out or its client left while it waited: never run
                 continue
+            chunk.waiting = False
+            self.pending -= len(chunk.inputs)
             batch.append(chunk)
             size += len(chunk.inputs)
         return batch

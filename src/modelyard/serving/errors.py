@@ -15,6 +15,7 @@ from modelyard.state import StateUnavailable
 
 log = logging.getLogger(__name__)
 
+CLIENT_CLOSED = 499  # nginx's status for a request its client abandoned (only /metrics and the access log see it)
 ERROR_TYPES = {
     400: "bad_request",
     401: "unauthorized",
@@ -24,6 +25,7 @@ ERROR_TYPES = {
     415: "unsupported_media_type",
     422: "invalid_input",
     429: "too_many_requests",
+    CLIENT_CLOSED: "client_closed_request",
     500: "internal_error",
     503: "unavailable",
     504: "timeout",

@@ -44,13 +44,12 @@ class ServerMetrics:
         )
         self.in_flight = Gauge("modelyard_requests_in_flight", "HTTP requests being handled", registry=self.registry)
         self.queue_depth = Gauge("modelyard_queue_depth", "inputs waiting for a batch", registry=self.registry)
-        self.predictions = Counter("modelyard_predictions", "inputs predicted", registry=self.registry)
+        self.predictions = Counter("modelyard_predictions", "inputs answered", registry=self.registry)
         self.model = Info("modelyard_model", "the model being served", registry=self.registry)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.batch_latency.observe(seconds)
-        self.predictions.inc(size)
 
 
 class MetricsMiddleware:

@@ -36,13 +36,12 @@ from modelyard.generation.engine import Request as GenRequest
 from modelyard.generation.structured import JsonConstraint, SchemaError, violation
 from modelyard.monitoring.prediction_log import PredictionRecord
 from modelyard.serving.dependencies import get_service
-from modelyard.serving.errors import ERROR_TYPES, ServingError, describe_validation
+from modelyard.serving.errors import CLIENT_CLOSED, ERROR_TYPES, ServingError, describe_validation
 from modelyard.serving.schemas import STORE_DESCRIPTION
 from modelyard.serving.security import require_api_key
 from modelyard.serving.service import ModelService
 
 DISCONNECT_POLL_S = 0.5  # how often a non-streaming request checks that its client is still connected
-CLIENT_CLOSED = 499  # nginx's status for a request its client abandoned (only the access log sees it)
 
 router = APIRouter(prefix="/v1", tags=["generation"], dependencies=[Depends(require_api_key)])
 

@@ -47,6 +47,24 @@ def app_from_environment() -> FastAPI:
     return create_app(os.environ[_MODEL_ENV], settings)
 
 
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor of the workers, except that SIGTERM or SIGINT closes its own copy of the listening
+    socket at once: uvicorn keeps it open until every worker has drained, so the kernel would go on accepting
+    connections that no process reads, reset only when it exits. Refused instead, a client retries elsewhere."""
+
+    def handle_term(self) -> None:
+        self._stop_listening()
+        super().handle_term()
+
+    def handle_int(self) -> None:
+        self._stop_listening()
+        super().handle_int()
+
+    def _stop_listening(self) -> None:
+        for sock in self.sockets:  # the workers close theirs as they start draining
+            sock.close()
+
+
 def _check_port(host: str, port: int) -> None:
     """Refuse a taken address before the model loads (minutes for a large one), not after."""
     if port == 0:
@@ -105,7 +123,7 @@ def run_server(model_ref: str, settings: ServeSettings | None = None, port: int 
             timeout_worker_healthcheck=120,  # a worker imports torch and loads the model before it answers
             **options,
         )
-        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+        supervisor = _Supervisor(config, sockets=[config.bind_socket()])
         supervisor.run()
         if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
             raise UserError("a server worker failed to start (its error is above); the server stopped")

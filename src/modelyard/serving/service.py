@@ -6,11 +6,13 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
+from starlette.types import Receive
 
 from modelyard import cancellation
 from modelyard.errors import UserError
@@ -18,7 +20,7 @@ from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionR
 from modelyard.privacy import Redactor, redactor_for
 from modelyard.protocols import DescribesInputs, MeasuresInputs
 from modelyard.serving.batcher import Batcher, BatcherClosedError, PredictionFailedError, QueueFullError
-from modelyard.serving.errors import ServingError
+from modelyard.serving.errors import CLIENT_CLOSED, ServingError
 from modelyard.serving.metrics import ServerMetrics
 from modelyard.serving.settings import ServeSettings
 
@@ -117,17 +119,24 @@ class ModelService:
             return [self.parse(item, name) for item, name in zip(inputs, names, strict=True)]
 
     async def predict(
-        self, inputs: list[Any], top_k: int, store: bool = True, names: Sequence[str] | None = None
+        self,
+        inputs: list[Any],
+        top_k: int,
+        store: bool = True,
+        names: Sequence[str] | None = None,
+        receive: Receive | None = None,
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """Predictions and their log ids; `store=False` keeps the inputs out of the prediction log entirely.
         `names` are the inputs' fields in errors (default `inputs.0`, `inputs.1`, ...). The timeout covers the
-        decoding of the inputs too; past it, decoding and prediction stop at their next check (`cancellation`)."""
+        decoding of the inputs too; past it, decoding and prediction stop at their next check (`cancellation`).
+        With the request's `receive`, a client that disconnects first gets nothing done, logged or counted (499)."""
         assert self.batcher is not None, "start() runs in the lifespan before any request"
         started = time.perf_counter()
         names = list(names) if names is not None else [f"inputs.{i}" for i in range(len(inputs))]
         abandoned = threading.Event()
         try:
-            async with asyncio.timeout(self.settings.timeout_s):  # unlike wait_for, no extra task per request
+            # unlike wait_for, asyncio.timeout needs no extra task per request
+            async with _stopped_if_disconnected(receive), asyncio.timeout(self.settings.timeout_s):
                 if hasattr(self.model.learner, "parse_input"):  # decoding (e.g. images) stays off the event loop
                     parsed = await asyncio.to_thread(self._parse_all, inputs, names, abandoned)
                 else:
@@ -150,6 +159,7 @@ class ModelService:
         finally:
             abandoned.set()  # a decoding thread still running after a timeout stops at its next block
         latency_ms = (time.perf_counter() - started) * 1000
+        self.metrics.predictions.inc(len(predictions))  # answered inputs only: not those of a 504 or a 499
         ids = [uuid.uuid4().hex for _ in inputs]
         if self.log is not None:
             now = time.time()
@@ -167,6 +177,36 @@ class ModelService:
                 ]
             )
         return predictions, ids
+
+
+@asynccontextmanager
+async def _stopped_if_disconnected(receive: Receive | None) -> AsyncIterator[None]:
+    """Cancels the work inside when the client disconnects (the body is read, so `receive` has nothing else to
+    say): its queued inputs leave the batcher unrun and a running batch stops at its next check; 499 instead."""
+    if receive is None:
+        yield
+        return
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not gone:  # the server itself is stopping the request
+            raise
+        task.uncancel()
+        raise ServingError(CLIENT_CLOSED, "the client closed the connection before its answer was ready") from None
+    finally:
+        watcher.cancel()
 
 
 def _warm(redactor: Redactor | None) -> None:

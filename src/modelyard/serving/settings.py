@@ -69,6 +69,17 @@ class ServeSettings(BaseSettings):
             )
         return value
 
+    @model_validator(mode="after")
+    def _one_request_fits_the_queue(self) -> ServeSettings:
+        """A request of `max_inputs` inputs must fit the queue: else it is refused as busy on an idle server, and
+        a client that retries on 503 retries forever."""
+        if self.max_queue < self.max_inputs:
+            raise ValueError(
+                f"max_queue ({self.max_queue}) is below max_inputs ({self.max_inputs}): a full request could never "
+                "be queued; raise --max-queue (MODELYARD_MAX_QUEUE) or lower --max-inputs (MODELYARD_MAX_INPUTS)"
+            )
+        return self
+
 
 # MODELYARD_* variables other parts of modelyard read (home.py, state.py, tracking, the server's worker processes)
 READ_ELSEWHERE = {

@@ -8,7 +8,7 @@ few numbers about the audio and the transcript, never the recording). Long recor
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from modelyard.learners.speech_common import Utterance
@@ -68,6 +68,7 @@ def _verbose(answer: dict[str, Any], language: str | None) -> dict[str, Any]:
 
 @router.post("/transcriptions", summary="Transcribe an audio file (OpenAI-compatible)")
 async def transcriptions(
+    http: Request,
     file: UploadFile = File(description="the recording: WAV, FLAC, OGG or MP3, any rate and channel count"),
     model: str | None = Form(None, description="accepted for compatibility; this server serves one model"),
     language: str | None = Form(None, max_length=16, description="ISO-639-1 code, e.g. en or zh (Whisper)"),
@@ -86,7 +87,8 @@ async def transcriptions(
             raise ServingError(422, f"language: {err}") from None
     data = await file.read()
     hints = {k: v for k, v in {"language": language, "prompt": prompt}.items() if v}
-    predictions, _ = await service.predict([Utterance(data, hints)], 1, names=["file"])  # decoded within --timeout
+    # decoded within --timeout; stopped if the client leaves first
+    predictions, _ = await service.predict([Utterance(data, hints)], 1, names=["file"], receive=http.receive)
     answer = predictions[0]
     if response_format == "text":
         return PlainTextResponse(answer["text"])

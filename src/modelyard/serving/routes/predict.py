@@ -6,7 +6,7 @@ No `from __future__ import annotations` here: FastAPI must see the request model
 import base64
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from pydantic import BaseModel
 
 from modelyard.evaluation.explain import can_explain
@@ -31,8 +31,10 @@ def predict_router(request_model: type[BaseModel], input_type: Any, binary: bool
     router = APIRouter(prefix="/v1", tags=["model"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)
     rows = _row_fields(input_type)
 
-    async def answer(service: ModelService, inputs: list[Any], top_k: int, store: bool) -> PredictResponse:
-        predictions, ids = await service.predict(inputs, top_k, store)
+    async def answer(
+        http: Request, service: ModelService, inputs: list[Any], top_k: int, store: bool
+    ) -> PredictResponse:
+        predictions, ids = await service.predict(inputs, top_k, store, receive=http.receive)
         return PredictResponse(
             predictions=predictions,
             model=ModelRef(name=service.name, version=service.version),
@@ -40,11 +42,16 @@ def predict_router(request_model: type[BaseModel], input_type: Any, binary: bool
         )
 
     @router.post("/predict", summary="Predict a batch of inputs", response_model=PredictResponse)
-    async def predict(body: request_model, service: ModelService = Depends(get_service)) -> PredictResponse:  # type: ignore[valid-type]
-        return await answer(service, list(body.inputs), body.top_k, body.store)
+    async def predict(
+        body: request_model,  # type: ignore[valid-type]
+        http: Request,
+        service: ModelService = Depends(get_service),
+    ) -> PredictResponse:
+        return await answer(http, service, list(body.inputs), body.top_k, body.store)
 
     @router.post("/predict/upload", summary="Predict uploaded files (images, or UTF-8 text files)")
     async def predict_upload(
+        http: Request,
         files: list[UploadFile] = File(min_length=1, description="one input per file"),
         top_k: int = Form(1, ge=1, le=settings.max_top_k),
         store: bool = Form(True, description=STORE_DESCRIPTION),
@@ -55,7 +62,7 @@ def predict_router(request_model: type[BaseModel], input_type: Any, binary: bool
         if len(files) > settings.max_inputs:
             raise ServingError(422, f"files: at most {settings.max_inputs} per request, got {len(files)}")
         inputs = [await _file_input(f, i, input_type, binary, settings) for i, f in enumerate(files)]
-        return await answer(service, inputs, top_k, store)
+        return await answer(http, service, inputs, top_k, store)
 
     @router.get("/model", summary="What is served: name, version, task, labels, input schema")
     async def model_info(service: ModelService = Depends(get_service)) -> ModelInfo:
