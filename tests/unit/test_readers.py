@@ -157,3 +157,10 @@ def test_a_prediction_input_that_is_not_utf8_is_refused_with_predicts_own_option
     with pytest.raises(DataError, match="not valid utf-8") as caught:
         next(chunks)
     assert "--encoding" in caught.value.hint and "data.format" not in caught.value.hint
+
+
+def test_a_truncated_utf16_file_names_the_line_of_its_broken_bytes(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes("text,label\nhello,a\nworld,b\n".encode("utf-16")[:-1])
+    with pytest.raises(DataError, match=r"d\.csv: line 3: bytes that are not valid utf-16 \(truncated data\)"):
+        read_table(path, FormatOptions(encoding="utf-16"))

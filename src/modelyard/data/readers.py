@@ -85,9 +85,12 @@ def _decoded_lines(path: Path, encoding: str, report: ReadReport) -> Iterator[st
     name = codecs.lookup(encoding).name
     if name == "utf-8":
         encoding = "utf-8-sig"  # a byte-order mark is tolerated, never part of the first column name
-    if name.startswith(("utf-16", "utf-32")):
-        with open(path, encoding=encoding, newline="") as f:
-            yield from f
+    if name.startswith(("utf-16", "utf-32")):  # a newline is several bytes: the file is split after decoding
+        try:
+            with open(path, encoding=encoding, newline="") as f:
+                yield from f
+        except UnicodeDecodeError as err:
+            raise _undecodable(path, _line_of_bad_bytes(path, encoding), encoding, err.reason, report) from None
         return
     first = True
     with open(path, "rb") as f:
@@ -95,16 +98,35 @@ def _decoded_lines(path: Path, encoding: str, report: ReadReport) -> Iterator[st
             try:
                 text = raw.decode(encoding if first else encoding.replace("-sig", ""))
             except UnicodeDecodeError as err:
-                raise DataError(
-                    f"{path}: line {lineno}: bytes that are not valid {encoding.replace('-sig', '')} "
-                    f"({err.reason} at byte {err.start})",
-                    f"save the file as UTF-8, or {report.settings.encoding} (e.g. gb18030, latin-1)",
-                ) from None
+                raise _undecodable(path, lineno, encoding, f"{err.reason} at byte {err.start}", report) from None
             first = False
             if "\x00" in text:
                 report.nul_bytes += text.count("\x00")
                 text = text.replace("\x00", "")
             yield text
+
+
+def _undecodable(path: Path, line: int, encoding: str, why: str, report: ReadReport) -> DataError:
+    return DataError(
+        f"{path}: line {line}: bytes that are not valid {encoding.replace('-sig', '')} ({why})",
+        f"save the file as UTF-8, or {report.settings.encoding} (e.g. gb18030, latin-1)",
+    )
+
+
+def _line_of_bad_bytes(path: Path, encoding: str) -> int:
+    """The line holding the first undecodable bytes of a UTF-16/32 file, found by decoding it again in pieces:
+    text-mode reading decodes ahead of the lines it hands out, so its error does not say where."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    newlines = 0
+    with open(path, "rb") as f:
+        while True:
+            piece = f.read(1 << 16)
+            try:
+                newlines += decoder.decode(piece, final=not piece).count("\n")
+            except UnicodeDecodeError as err:  # its bytes start at a character: the decoder keeps a partial one
+                return newlines + err.object[: err.start].decode(err.encoding).count("\n") + 1
+            if not piece:
+                return newlines + 1
 
 
 def _unique_header(path: Path, header: list[str]) -> list[str]:
