@@ -94,8 +94,10 @@ class FormatOptions(StrictModel):
     sep: str | None = Field(
         None, description="one-character field separator (\\t is a tab); default ',' for .csv, tab for .tsv"
     )
-    header: bool = Field(True, description="the first row names the columns")
-    names: list[str] | None = Field(None, description="column names when the file has no header")
+    header: bool = Field(True, description="the first row names the columns; false needs `names`")
+    names: list[str] | None = Field(
+        None, description="column names: for a file with no header, or in place of the header row's names"
+    )
     encoding: str = Field("utf-8", description="text encoding; a UTF-8 byte-order mark is always accepted")
     quoting: Literal["minimal", "none"] = "minimal"
     quotechar: str = Field('"', description="the one character that quotes a field")
@@ -115,6 +117,15 @@ class FormatOptions(StrictModel):
     @classmethod
     def _known_encoding(cls, value: str) -> str:
         return known_encoding(value)
+
+    @model_validator(mode="after")
+    def _columns_named(self) -> FormatOptions:
+        """A file without a header must have its columns named here: the first row would name them otherwise."""
+        if not self.header and not self.names:
+            raise PydanticCustomError(
+                "unnamed_columns", "header: false needs names, the file's column names (e.g. names: [text, label])"
+            )
+        return self
 
 
 class SplitConfig(StrictModel):

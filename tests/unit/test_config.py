@@ -191,3 +191,8 @@ def test_a_format_option_the_reader_cannot_use_is_refused_naming_its_key(tmp_pat
 def test_a_single_quoted_yaml_tab_separator_means_a_tab(tmp_path):
     config = load_config(write(tmp_path, BASE + "  format: {sep: '\\t'}\n"))
     assert config.data.format.sep == "\t"
+
+
+def test_a_file_without_a_header_must_have_its_columns_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.format: header: false needs names"):
+        load_config(write(tmp_path, BASE), ["data.format.header=false"])

@@ -164,3 +164,19 @@ def test_a_truncated_utf16_file_names_the_line_of_its_broken_bytes(tmp_path):
     path.write_bytes("text,label\nhello,a\nworld,b\n".encode("utf-16")[:-1])
     with pytest.raises(DataError, match=r"d\.csv: line 3: bytes that are not valid utf-16 \(truncated data\)"):
         read_table(path, FormatOptions(encoding="utf-16"))
+
+
+def test_names_for_a_file_with_a_header_replace_its_names_and_its_header_is_no_row(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,category\nhello,a\nworld,b\n")
+    frame, report = read_table(path, FormatOptions(names=["t", "c"]))
+    assert list(frame.columns) == ["t", "c"]
+    assert frame["t"].tolist() == ["hello", "world"]
+    assert report.rows == 2
+
+
+def test_names_that_do_not_match_the_header_row_are_refused_counting_both(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,category\nhello,a\n")
+    with pytest.raises(DataError, match="names gives 3 names; the header row has 2 columns"):
+        read_table(path, FormatOptions(names=["a", "b", "c"]))

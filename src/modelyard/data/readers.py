@@ -135,6 +135,17 @@ def _unique_header(path: Path, header: list[str]) -> list[str]:
     return header
 
 
+def _named_header(path: Path, header: list[str], names: list[str] | None) -> list[str]:
+    """The columns of a file whose first row is a header: `names` in its place when given, one for each of its."""
+    if names and len(names) != len(header):
+        raise DataError(
+            f"{path}: data.format.names gives {len(names)} names; the header row has {len(header)} columns "
+            f"({', '.join(header)})",
+            "give one name per column, or set data.format.header: false if that row is data",
+        )
+    return _unique_header(path, names or header)
+
+
 def _delimited_rows(path: Path, fmt: FormatOptions, sep: str, report: ReadReport) -> Iterator[tuple[int, list[str]]]:
     """(line, fields) of every well-formed row; the header goes to `report.columns`."""
     quoting = csv.QUOTE_NONE if fmt.quoting == "none" else csv.QUOTE_MINIMAL
@@ -145,7 +156,7 @@ def _delimited_rows(path: Path, fmt: FormatOptions, sep: str, report: ReadReport
         quoting=quoting,
         strict=False,
     )
-    header: list[str] | None = _unique_header(path, fmt.names) if fmt.names else None
+    header: list[str] | None = _unique_header(path, fmt.names) if fmt.names and not fmt.header else None
     report.columns = header
     try:
         previous = 0
@@ -157,7 +168,7 @@ def _delimited_rows(path: Path, fmt: FormatOptions, sep: str, report: ReadReport
                     report.skip_blank(start)
                 continue
             if header is None:
-                header = report.columns = _unique_header(path, [h.strip() for h in fields])
+                header = report.columns = _named_header(path, [h.strip() for h in fields], fmt.names)
                 continue
             if len(fields) != len(header):
                 if line - start > MAX_RECORD_LINES:
