@@ -2,18 +2,26 @@
 
 import json
 
-from modelyard.tasks import config_from_dict
+import pytest
+
+from modelyard.errors import DataError
+from modelyard.tasks import config_from_dict, get_task
 from modelyard.tasks.text_classification import _read
 
 
-def config_for(path) -> object:
+def config_for(path, **data) -> object:
     raw = {
         "name": "labels",
         "task": "text_classification",
-        "data": {"train": str(path), "text_column": "text", "label_column": "label"},
+        "data": {"train": str(path), "text_column": "text", "label_column": "label", **data},
         "model": {"backbone": "tfidf-linear"},
     }
     return config_from_dict(raw, "test")
+
+
+def write_rows(path, rows: list[tuple[str, str]]) -> str:
+    path.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
+    return str(path)
 
 
 def test_json_lines_labels_1_and_quoted_1_and_1_point_0_are_one_class(tmp_path):
@@ -41,3 +49,18 @@ def test_label_descriptions_with_number_keys_name_the_labels_as_read(tmp_path):
         "data": {"train": "t.csv", "label_descriptions": {0: "a bad review", 1.0: "a good review"}},
     }
     assert config_from_dict(raw, "test").data.label_descriptions == {"0": "a bad review", "1": "a good review"}
+
+
+def test_a_named_test_file_whose_labels_are_all_unseen_in_train_is_refused(tmp_path):
+    train = write_rows(tmp_path / "train.csv", [(f"text {i}", "ab"[i % 2]) for i in range(20)])
+    test = write_rows(tmp_path / "test.csv", [("lost card", "c"), ("top up", "d")])
+    with pytest.raises(DataError, match=r"test\.csv \(data\.test\): none of its 2 rows has a label the training data"):
+        get_task("text_classification").prepare(config_for(train, test=test))
+
+
+def test_a_named_validation_file_with_some_unseen_labels_keeps_the_rest_with_a_warning(tmp_path):
+    train = write_rows(tmp_path / "train.csv", [(f"text {i}", "ab"[i % 2]) for i in range(20)])
+    validation = write_rows(tmp_path / "val.csv", [("lost card", "c"), ("top up", "a")])
+    data = get_task("text_classification").prepare(config_for(train, validation=validation))
+    assert len(data.splits["validation"]) == 1
+    assert any("1 rows dropped: labels not in train (c)" in w for w in data.warnings)
