@@ -64,3 +64,20 @@ def test_a_named_validation_file_with_some_unseen_labels_keeps_the_rest_with_a_w
     data = get_task("text_classification").prepare(config_for(train, validation=validation))
     assert len(data.splits["validation"]) == 1
     assert any("1 rows dropped: labels not in train (c)" in w for w in data.warnings)
+
+
+def test_csv_labels_1_and_1_point_0_and_padded_1_are_one_class_as_in_json_lines(tmp_path):
+    path = write_rows(tmp_path / "train.csv", [("a", "1"), ("b", "1.0"), ("c", " 1 "), ("d", "0.0"), ("e", "-2.0")])
+    frame, _, _ = _read(path, config_for(path), "train")
+    assert sorted(frame["label"].unique()) == ["-2", "0", "1"]
+
+
+def test_csv_labels_that_are_not_whole_numbers_stay_as_written(tmp_path):
+    path = write_rows(tmp_path / "train.csv", [("a", "01"), ("b", "1.5"), ("c", "abc"), ("d", "1e3")])
+    frame, _, _ = _read(path, config_for(path), "train")
+    assert frame["label"].tolist() == ["01", "1.5", "abc", "1e3"]
+
+
+def test_a_feedback_label_is_read_as_the_training_labels_are():
+    task = get_task("text_classification")
+    assert [task.feedback_label(None, v) for v in ("1.0", 1.0, " 1 ", "card_lost")] == ["1", "1", "1", "card_lost"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -68,7 +69,7 @@ class TextDataConfig(DataConfig):
         if not isinstance(value, dict):
             return value
         return {
-            str(int(k)) if isinstance(k, int | float) and not isinstance(k, bool) and float(k).is_integer() else k: v
+            label_text(k) if isinstance(k, int | float | str) and not isinstance(k, bool) else k: v
             for k, v in value.items()
         }
 
@@ -140,19 +141,32 @@ class TextModelConfig(ModelConfig):
     )
 
 
+WHOLE_NUMBER = re.compile(r"(-?)(0|[1-9][0-9]*)\.0*")  # "1.0", "-2.": pandas writes an integer column with a gap so
+
+
+def label_text(value: Any) -> str | None:
+    """One label as every format reads it: 1, "1", " 1 ", 1.0 and "1.0" are one class "1" (a CSV cell is text,
+    a JSON number is not); "01", "1.5" and "abc" stay as written; None when absent."""
+    from modelyard.data.interactions import id_text
+
+    text = id_text(value)
+    if text is not None and (whole := WHOLE_NUMBER.fullmatch(text)):
+        sign, digits = whole.groups()
+        return digits if sign != "-" or digits == "0" else f"-{digits}"
+    return text
+
+
 def _read(path: str, config: Config, which: str) -> tuple[pd.DataFrame, dict, Any]:
     import pandas as pd
 
     from modelyard.data.cleaning import clean_labelled
-    from modelyard.data.interactions import id_text
     from modelyard.data.readers import read_table, require_columns
 
     data: TextDataConfig = config.data
     frame, read = read_table(path, data.format, data.max_rows)
     require_columns(frame, {"text_column": data.text_column, "label_column": data.label_column}, path)
     frame = pd.DataFrame({"text": frame[data.text_column], "label": frame[data.label_column]}, index=frame.index)
-    # as written: 1, "1" and 1.0 are one class "1" (a column with a gap reads integers as floats)
-    frame["label"] = frame["label"].map(id_text)
+    frame["label"] = frame["label"].map(label_text)
     frame, cleaning = clean_labelled(frame, "text", "label")
     frame["text"] = frame["text"].astype(str)
     return frame, {"read": read.as_dict(), "cleaning": cleaning.as_dict(), "summary": cleaning.summary()}, which
@@ -387,6 +401,10 @@ class TextClassificationTask:
             embed = (encoder, label_noise.encoder_embedder(pretrained_dir(encoder), encoder, config.model, resolved))
         labels = sorted(train["label"].unique())
         return label_noise.audit_frame(train, labels, settings.method, embed, settings.folds, config.train.seed)
+
+    def feedback_label(self, config: Config, label: Any) -> str | None:
+        """A correction's label read as the training file's labels are: "1.0" in a CSV is the class "1"."""
+        return label_text(label)
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config):
         labels = manifest["labels"]
