@@ -180,3 +180,26 @@ def test_names_that_do_not_match_the_header_row_are_refused_counting_both(tmp_pa
     path.write_text("text,category\nhello,a\n")
     with pytest.raises(DataError, match="names gives 3 names; the header row has 2 columns"):
         read_table(path, FormatOptions(names=["a", "b", "c"]))
+
+
+def test_a_malformed_record_that_a_quote_spreads_over_several_lines_names_them_all(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('text,label\nok,a\n"broken,b\nstill, inside\nend",c,d\nfine,b\n')
+    frame, report = read_table(path)
+    assert frame["text"].tolist() == ["ok", "fine"]
+    assert report.problems == ["lines 3-5: expected 2 fields, found 3"]
+
+
+def test_a_quote_left_open_near_the_end_is_refused_rather_than_swallowing_the_last_rows(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('id,text\n1,card lost\n4,"unterminated quote\n5,top up\n6,x\n')
+    with pytest.raises(DataError, match="line 3: a quote opened here is never closed; it swallows lines 3-5"):
+        read_table(path)
+
+
+def test_a_last_line_without_a_newline_or_with_a_closed_multiline_quote_is_read(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('text,label\n"two\nlines",a\nlast,b')
+    frame, report = read_table(path)
+    assert frame["text"].tolist() == ["two\nlines", "last"]
+    assert report.skipped == 0

@@ -60,10 +60,11 @@ class ReadReport:
     blank: int = 0  # blank or whitespace-only lines after the header, never rows
     blank_lines: list[int] = field(default_factory=list)  # the first MAX_REPORTED of them
 
-    def skip(self, line: int, why: str) -> None:
+    def skip(self, line: int, why: str, where: str | None = None) -> None:
+        """One malformed record starting at `line`; `where` names all its lines when a quote made it span several."""
         self.skipped += 1
         if len(self.problems) < MAX_REPORTED:
-            self.problems.append(f"line {line}: {why}")
+            self.problems.append(f"{where or f'line {line}'}: {why}")
 
     def skip_blank(self, line: int) -> None:
         self.blank += 1
@@ -129,6 +130,23 @@ def _line_of_bad_bytes(path: Path, encoding: str) -> int:
                 return newlines + 1
 
 
+class _Lines:
+    """An iterator of lines that notes when it runs out."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self.lines, self.ended = lines, False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self.lines)
+        except StopIteration:
+            self.ended = True
+            raise
+
+
 def _unique_header(path: Path, header: list[str]) -> list[str]:
     if len(set(header)) != len(header):
         raise DataError(f"{path}: duplicate column names in the header: {header}")
@@ -149,8 +167,9 @@ def _named_header(path: Path, header: list[str], names: list[str] | None) -> lis
 def _delimited_rows(path: Path, fmt: FormatOptions, sep: str, report: ReadReport) -> Iterator[tuple[int, list[str]]]:
     """(line, fields) of every well-formed row; the header goes to `report.columns`."""
     quoting = csv.QUOTE_NONE if fmt.quoting == "none" else csv.QUOTE_MINIMAL
+    source = _Lines(_decoded_lines(path, fmt.encoding, report))
     reader = csv.reader(
-        _decoded_lines(path, fmt.encoding, report),
+        source,
         delimiter=sep,
         quotechar=fmt.quotechar,
         quoting=quoting,
@@ -170,13 +189,15 @@ def _delimited_rows(path: Path, fmt: FormatOptions, sep: str, report: ReadReport
             if header is None:
                 header = report.columns = _named_header(path, [h.strip() for h in fields], fmt.names)
                 continue
+            if source.ended or (len(fields) != len(header) and line - start > MAX_RECORD_LINES):
+                # csv hands over a record after the end of the file only when a quote in it is still open
+                raise DataError(
+                    f"{path}: line {start}: a quote opened here is never closed; it swallows lines {start}-{line}",
+                    "close the quote" + (f", or {report.settings.quoting}" if report.settings.quoting else ""),
+                )
             if len(fields) != len(header):
-                if line - start > MAX_RECORD_LINES:
-                    raise DataError(
-                        f"{path}: line {start}: a quote opened here is never closed; it swallows lines {start}-{line}",
-                        "close the quote" + (f", or {report.settings.quoting}" if report.settings.quoting else ""),
-                    )
-                report.skip(start, f"expected {len(header)} fields, found {len(fields)}")
+                where = f"lines {start}-{line}" if line > start else f"line {start}"
+                report.skip(start, f"expected {len(header)} fields, found {len(fields)}", where)
                 continue
             report.rows += 1
             yield line, fields
