@@ -81,3 +81,10 @@ def test_csv_labels_that_are_not_whole_numbers_stay_as_written(tmp_path):
 def test_a_feedback_label_is_read_as_the_training_labels_are():
     task = get_task("text_classification")
     assert [task.feedback_label(None, v) for v in ("1.0", 1.0, " 1 ", "card_lost")] == ["1", "1", "1", "card_lost"]
+
+
+def test_nul_bytes_removed_from_the_texts_are_counted_in_a_warning(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"text,label\n" + b"".join(b"text\x00 %d,%s\n" % (i, b"ab"[i % 2 : i % 2 + 1]) for i in range(20)))
+    data = get_task("text_classification").prepare(config_for(path))
+    assert f"{path}: 20 NUL bytes removed from the file" in data.warnings

@@ -248,6 +248,8 @@ class TextClassificationTask:
                     f"{info['read']['file']}: {info['read']['skipped']} malformed rows skipped "
                     f"(first: {info['read']['problems'][0]})"
                 )
+            if info["read"]["nul_bytes"]:  # removed by the reader: a NUL in a text is a sign of a damaged file
+                warnings.append(f"{info['read']['file']}: {info['read']['nul_bytes']} NUL bytes removed from the file")
         texts = splits["train"]["text"].tolist()
         report = {
             "files": report_files,
