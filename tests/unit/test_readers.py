@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.config import FormatOptions
-from modelyard.data.readers import read_table, stream_input, stream_table
+from modelyard.data.readers import read_table, require_columns, stream_input, stream_table
 from modelyard.errors import DataError
 
 
@@ -203,3 +203,28 @@ def test_a_last_line_without_a_newline_or_with_a_closed_multiline_quote_is_read(
     frame, report = read_table(path)
     assert frame["text"].tolist() == ["two\nlines", "last"]
     assert report.skipped == 0
+
+
+def test_a_semicolon_file_read_as_csv_hints_at_the_separator_option(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text;category\nhello;a\n")
+    frame, _ = read_table(path)
+    with pytest.raises(DataError, match="no column 'text'") as err:
+        require_columns(frame, {"text_column": "text"}, str(path))
+    assert err.value.hint == "the header looks separated by ';': set data.format.sep"
+
+
+def test_a_json_array_in_a_json_file_says_json_files_are_json_lines(tmp_path):
+    path = tmp_path / "d.json"
+    path.write_text('[\n  {"text": "a"},\n  {"text": "b"}\n]\n')
+    with pytest.raises(DataError, match="lines are not JSON objects") as err:
+        read_table(path)
+    assert "read as JSON Lines: one object per line" in err.value.hint
+
+
+def test_a_utf16_file_read_as_utf8_suggests_utf16_for_its_byte_order_mark(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes("text,label\nhello,a\n".encode("utf-16"))
+    with pytest.raises(DataError, match="line 1: bytes that are not valid utf-8") as err:
+        read_table(path)
+    assert err.value.hint == "the file starts with a UTF-16 byte-order mark: set data.format.encoding utf-16"

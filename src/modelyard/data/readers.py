@@ -99,7 +99,8 @@ def _decoded_lines(path: Path, encoding: str, report: ReadReport) -> Iterator[st
             try:
                 text = raw.decode(encoding if first else encoding.replace("-sig", ""))
             except UnicodeDecodeError as err:
-                raise _undecodable(path, lineno, encoding, f"{err.reason} at byte {err.start}", report) from None
+                utf16 = first and raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+                raise _undecodable(path, lineno, encoding, f"{err.reason} at byte {err.start}", report, utf16) from None
             first = False
             if "\x00" in text:
                 report.nul_bytes += text.count("\x00")
@@ -107,11 +108,12 @@ def _decoded_lines(path: Path, encoding: str, report: ReadReport) -> Iterator[st
             yield text
 
 
-def _undecodable(path: Path, line: int, encoding: str, why: str, report: ReadReport) -> DataError:
-    return DataError(
-        f"{path}: line {line}: bytes that are not valid {encoding.replace('-sig', '')} ({why})",
-        f"save the file as UTF-8, or {report.settings.encoding} (e.g. gb18030, latin-1)",
-    )
+def _undecodable(path: Path, line: int, encoding: str, why: str, report: ReadReport, utf16: bool = False) -> DataError:
+    """The error for bytes `encoding` cannot decode; `utf16`: the file starts with a UTF-16 byte-order mark."""
+    hint = f"save the file as UTF-8, or {report.settings.encoding} (e.g. gb18030, latin-1)"
+    if utf16:
+        hint = f"the file starts with a UTF-16 byte-order mark: {report.settings.encoding} utf-16"
+    return DataError(f"{path}: line {line}: bytes that are not valid {encoding.replace('-sig', '')} ({why})", hint)
 
 
 def _line_of_bad_bytes(path: Path, encoding: str) -> int:
@@ -229,7 +231,10 @@ def _jsonl_rows(path: Path, fmt: FormatOptions, report: ReadReport) -> Iterator[
         report.rows += 1
         yield lineno, record
     if report.skipped and report.skipped > report.rows:
-        raise DataError(f"{path}: {report.skipped} lines are not JSON objects (first: {report.problems[0]})")
+        raise DataError(
+            f"{path}: {report.skipped} lines are not JSON objects (first: {report.problems[0]})",
+            f"a {path.suffix} file is read as JSON Lines: one object per line, not a JSON array",
+        )
 
 
 def _text_rows(path: Path, fmt: FormatOptions, report: ReadReport) -> Iterator[tuple[int, dict]]:
@@ -413,7 +418,10 @@ def require_columns(frame: pd.DataFrame, columns: dict[str, str], path: str) -> 
     """`columns` maps config key -> column name; a missing one is an error that lists what the file has."""
     for key, column in columns.items():
         if column not in frame.columns:
+            hint = f"set data.{key} to one of those columns"
+            if len(frame.columns) == 1 and (seps := [c for c in ";\t|" if c in str(frame.columns[0])]):
+                hint = f"the header looks separated by {seps[0]!r}: set data.format.sep"
             raise DataError(
                 f"{path}: no column '{column}' (data.{key}); the file has: {', '.join(map(str, frame.columns))}",
-                f"set data.{key} to one of those columns",
+                hint,
             )
