@@ -88,3 +88,14 @@ def test_nul_bytes_removed_from_the_texts_are_counted_in_a_warning(tmp_path):
     path.write_bytes(b"text,label\n" + b"".join(b"text\x00 %d,%s\n" % (i, b"ab"[i % 2 : i % 2 + 1]) for i in range(20)))
     data = get_task("text_classification").prepare(config_for(path))
     assert f"{path}: 20 NUL bytes removed from the file" in data.warnings
+
+
+def test_evaluating_a_file_of_only_unknown_labels_names_the_files_labels_and_the_models(tfidf_bundle, tmp_path):
+    import modelyard
+
+    path = tmp_path / "new.csv"
+    path.write_text("text,category\nwhere is my parcel,parcel\nsend it back,returns\n")
+    with pytest.raises(
+        DataError, match="no row has a label the model knows; the file's labels: parcel, returns; the m"
+    ):
+        modelyard.load(tfidf_bundle).evaluate(str(path))
