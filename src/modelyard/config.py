@@ -6,13 +6,23 @@ its own `data` and `model` fields by subclassing `DataConfig` and `ModelConfig`.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from modelyard.errors import ConfigError
@@ -53,15 +63,69 @@ def refuse_unknown_keys(values: Any, known: set[str], what: str) -> Any:
     return values
 
 
+def known_encoding(value: str) -> str:
+    """`value` when Python can decode text with it; else a `bad_encoding` error (the reader would fail mid-file)."""
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise PydanticCustomError(
+            "bad_encoding",
+            "'{value}' is not a known text encoding (e.g. utf-8, utf-16, gb18030, latin-1)",
+            {"value": value},
+        ) from None
+    return value
+
+
+def one_character(value: str | None, what: str, hint: str = "") -> str | None:
+    """`value` as Python's csv module takes a separator or quote character: one character; else a `one_character`
+    error (csv would raise a TypeError when the file is read)."""
+    if value is not None and len(value) != 1:
+        raise PydanticCustomError(
+            "one_character",
+            "{what} is one character, not {value}{hint}",
+            {"what": what, "value": repr(value), "hint": hint},
+        )
+    return value
+
+
 class FormatOptions(StrictModel):
     """How to read delimited text files; the defaults suit ordinary CSV, TSV is detected by extension."""
 
-    sep: str | None = Field(None, description="field separator; default ',' for .csv, tab for .tsv")
-    header: bool = Field(True, description="the first row names the columns")
-    names: list[str] | None = Field(None, description="column names when the file has no header")
+    sep: str | None = Field(
+        None, description="one-character field separator (\\t is a tab); default ',' for .csv, tab for .tsv"
+    )
+    header: bool = Field(True, description="the first row names the columns; false needs `names`")
+    names: list[str] | None = Field(
+        None, description="column names: for a file with no header, or in place of the header row's names"
+    )
     encoding: str = Field("utf-8", description="text encoding; a UTF-8 byte-order mark is always accepted")
     quoting: Literal["minimal", "none"] = "minimal"
-    quotechar: str = '"'
+    quotechar: str = Field('"', description="the one character that quotes a field")
+
+    @field_validator("sep")
+    @classmethod
+    def _one_separator(cls, value: str | None) -> str | None:
+        """The two characters `\\t` are a tab: what YAML's single quotes (`sep: '\\t'`) and a shell's `'\\t'` pass."""
+        return one_character("\t" if value == "\\t" else value, "a separator", "; a tab is written \"\\t\" or '\\t'")
+
+    @field_validator("quotechar")
+    @classmethod
+    def _one_quote(cls, value: str) -> str:
+        return one_character(value, "a quote character")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        return known_encoding(value)
+
+    @model_validator(mode="after")
+    def _columns_named(self) -> FormatOptions:
+        """A file without a header must have its columns named here: the first row would name them otherwise."""
+        if not self.header and not self.names:
+            raise PydanticCustomError(
+                "unnamed_columns", "header: false needs names, the file's column names (e.g. names: [text, label])"
+            )
+        return self
 
 
 class SplitConfig(StrictModel):

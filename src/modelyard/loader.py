@@ -129,8 +129,10 @@ class Model:
         if not unseen.any():
             return rows, []
         if unseen.all():
+            found = ", ".join(sorted(rows[column].astype(str).unique())[:5])
             raise DataError(
-                f"{source}: no row has a label the model knows; its labels: {', '.join(map(str, self.labels[:10]))}"
+                f"{source}: no row has a label the model knows; the file's labels: {found}; "
+                f"the model's labels: {', '.join(map(str, self.labels[:10]))}"
             )
         names = ", ".join(sorted(rows[column][unseen].astype(str).unique())[:5])
         return rows[~unseen], [f"{source}: {int(unseen.sum())} rows dropped: labels the model never saw ({names})"]

@@ -173,3 +173,26 @@ def test_an_evaluation_key_the_task_never_reads_is_refused_naming_who_reads_it(t
     with pytest.raises(ConfigError, match=rf"^evaluation\.{key}: a {task} model does not use it \(only {readers}"):
         check_evaluation(get_task(task), config)
     check_evaluation(get_task(task), SimpleNamespace(task=task, evaluation=EvaluationConfig(groups=[])))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.format.sep=;;", "data.format.sep: a separator is one character, not ';;'"),
+        ("data.format.quotechar=''", "data.format.quotechar: a quote character is one character, not ''"),
+        ("data.format.encoding=nosuch", "data.format.encoding: 'nosuch' is not a known text encoding"),
+    ],
+)
+def test_a_format_option_the_reader_cannot_use_is_refused_naming_its_key(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, BASE), [override])
+
+
+def test_a_single_quoted_yaml_tab_separator_means_a_tab(tmp_path):
+    config = load_config(write(tmp_path, BASE + "  format: {sep: '\\t'}\n"))
+    assert config.data.format.sep == "\t"
+
+
+def test_a_file_without_a_header_must_have_its_columns_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.format: header: false needs names"):
+        load_config(write(tmp_path, BASE), ["data.format.header=false"])

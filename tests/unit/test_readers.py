@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.config import FormatOptions
-from modelyard.data.readers import read_table, stream_input, stream_table
+from modelyard.data.readers import read_table, require_columns, stream_input, stream_table
 from modelyard.errors import DataError
 
 
@@ -157,3 +157,74 @@ def test_a_prediction_input_that_is_not_utf8_is_refused_with_predicts_own_option
     with pytest.raises(DataError, match="not valid utf-8") as caught:
         next(chunks)
     assert "--encoding" in caught.value.hint and "data.format" not in caught.value.hint
+
+
+def test_a_truncated_utf16_file_names_the_line_of_its_broken_bytes(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes("text,label\nhello,a\nworld,b\n".encode("utf-16")[:-1])
+    with pytest.raises(DataError, match=r"d\.csv: line 3: bytes that are not valid utf-16 \(truncated data\)"):
+        read_table(path, FormatOptions(encoding="utf-16"))
+
+
+def test_names_for_a_file_with_a_header_replace_its_names_and_its_header_is_no_row(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,category\nhello,a\nworld,b\n")
+    frame, report = read_table(path, FormatOptions(names=["t", "c"]))
+    assert list(frame.columns) == ["t", "c"]
+    assert frame["t"].tolist() == ["hello", "world"]
+    assert report.rows == 2
+
+
+def test_names_that_do_not_match_the_header_row_are_refused_counting_both(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,category\nhello,a\n")
+    with pytest.raises(DataError, match="names gives 3 names; the header row has 2 columns"):
+        read_table(path, FormatOptions(names=["a", "b", "c"]))
+
+
+def test_a_malformed_record_that_a_quote_spreads_over_several_lines_names_them_all(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('text,label\nok,a\n"broken,b\nstill, inside\nend",c,d\nfine,b\n')
+    frame, report = read_table(path)
+    assert frame["text"].tolist() == ["ok", "fine"]
+    assert report.problems == ["lines 3-5: expected 2 fields, found 3"]
+
+
+def test_a_quote_left_open_near_the_end_is_refused_rather_than_swallowing_the_last_rows(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('id,text\n1,card lost\n4,"unterminated quote\n5,top up\n6,x\n')
+    with pytest.raises(DataError, match="line 3: a quote opened here is never closed; it swallows lines 3-5"):
+        read_table(path)
+
+
+def test_a_last_line_without_a_newline_or_with_a_closed_multiline_quote_is_read(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('text,label\n"two\nlines",a\nlast,b')
+    frame, report = read_table(path)
+    assert frame["text"].tolist() == ["two\nlines", "last"]
+    assert report.skipped == 0
+
+
+def test_a_semicolon_file_read_as_csv_hints_at_the_separator_option(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text;category\nhello;a\n")
+    frame, _ = read_table(path)
+    with pytest.raises(DataError, match="no column 'text'") as err:
+        require_columns(frame, {"text_column": "text"}, str(path))
+    assert err.value.hint == "the header looks separated by ';': set data.format.sep"
+
+
+def test_a_json_array_in_a_json_file_says_json_files_are_json_lines(tmp_path):
+    path = tmp_path / "d.json"
+    path.write_text('[\n  {"text": "a"},\n  {"text": "b"}\n]\n')
+    with pytest.raises(DataError, match="lines are not JSON objects") as err:
+        read_table(path)
+    assert "read as JSON Lines: one object per line" in err.value.hint
+
+
+def test_a_utf16_file_read_as_utf8_suggests_utf16_for_its_byte_order_mark(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes("text,label\nhello,a\n".encode("utf-16"))
+    with pytest.raises(DataError, match="line 1: bytes that are not valid utf-8") as err:
+        read_table(path)
+    assert err.value.hint == "the file starts with a UTF-16 byte-order mark: set data.format.encoding utf-16"

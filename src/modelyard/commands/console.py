@@ -61,10 +61,12 @@ def warn(message: str) -> None:
 def metrics_table(metrics: dict) -> None:
     if STATE["quiet"]:
         return
-    keys = [k for k, v in metrics.get("test", {}).items() if isinstance(v, int | float) and k != "samples"]
     # one row per metric, one column per model: tables report a dozen metrics, which no terminal fits side by side
     columns = {split: metrics[split] for split in ("validation", "test") if metrics.get(split)}
     columns |= {f"{name} (test)": r["test"] for name, r in metrics.get("baselines", {}).items() if r.get("test")}
+    # the test split's metrics; with data.split.test: 0 there are none, and validation's are the results
+    scores = metrics.get("test") or metrics.get("validation") or {}
+    keys = [k for k, v in scores.items() if isinstance(v, int | float) and k != "samples"]
     table = Table(title="results")
     table.add_column("metric")
     for name in columns:

@@ -60,10 +60,11 @@ class ReadReport:
     blank: int = 0  # blank or whitespace-only lines after the header, never rows
     blank_lines: list[int] = field(default_factory=list)  # the first MAX_REPORTED of them
 
-    def skip(self, line: int, why: str) -> None:
+    def skip(self, line: int, why: str, where: str | None = None) -> None:
+        """One malformed record starting at `line`; `where` names all its lines when a quote made it span several."""
         self.skipped += 1
         if len(self.problems) < MAX_REPORTED:
-            self.problems.append(f"line {line}: {why}")
+            self.problems.append(f"{where or f'line {line}'}: {why}")
 
     def skip_blank(self, line: int) -> None:
         self.blank += 1
@@ -85,9 +86,12 @@ def _decoded_lines(path: Path, encoding: str, report: ReadReport) -> Iterator[st
     name = codecs.lookup(encoding).name
     if name == "utf-8":
         encoding = "utf-8-sig"  # a byte-order mark is tolerated, never part of the first column name
-    if name.startswith(("utf-16", "utf-32")):
-        with open(path, encoding=encoding, newline="") as f:
-            yield from f
+    if name.startswith(("utf-16", "utf-32")):  # a newline is several bytes: the file is split after decoding
+        try:
+            with open(path, encoding=encoding, newline="") as f:
+                yield from f
+        except UnicodeDecodeError as err:
+            raise _undecodable(path, _line_of_bad_bytes(path, encoding), encoding, err.reason, report) from None
         return
     first = True
     with open(path, "rb") as f:
@@ -95,16 +99,54 @@ def _decoded_lines(path: Path, encoding: str, report: ReadReport) -> Iterator[st
             try:
                 text = raw.decode(encoding if first else encoding.replace("-sig", ""))
             except UnicodeDecodeError as err:
-                raise DataError(
-                    f"{path}: line {lineno}: bytes that are not valid {encoding.replace('-sig', '')} "
-                    f"({err.reason} at byte {err.start})",
-                    f"save the file as UTF-8, or {report.settings.encoding} (e.g. gb18030, latin-1)",
-                ) from None
+                utf16 = first and raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+                raise _undecodable(path, lineno, encoding, f"{err.reason} at byte {err.start}", report, utf16) from None
             first = False
             if "\x00" in text:
                 report.nul_bytes += text.count("\x00")
                 text = text.replace("\x00", "")
             yield text
+
+
+def _undecodable(path: Path, line: int, encoding: str, why: str, report: ReadReport, utf16: bool = False) -> DataError:
+    """The error for bytes `encoding` cannot decode; `utf16`: the file starts with a UTF-16 byte-order mark."""
+    hint = f"save the file as UTF-8, or {report.settings.encoding} (e.g. gb18030, latin-1)"
+    if utf16:
+        hint = f"the file starts with a UTF-16 byte-order mark: {report.settings.encoding} utf-16"
+    return DataError(f"{path}: line {line}: bytes that are not valid {encoding.replace('-sig', '')} ({why})", hint)
+
+
+def _line_of_bad_bytes(path: Path, encoding: str) -> int:
+    """The line holding the first undecodable bytes of a UTF-16/32 file, found by decoding it again in pieces:
+    text-mode reading decodes ahead of the lines it hands out, so its error does not say where."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    newlines = 0
+    with open(path, "rb") as f:
+        while True:
+            piece = f.read(1 << 16)
+            try:
+                newlines += decoder.decode(piece, final=not piece).count("\n")
+            except UnicodeDecodeError as err:  # its bytes start at a character: the decoder keeps a partial one
+                return newlines + err.object[: err.start].decode(err.encoding).count("\n") + 1
+            if not piece:
+                return newlines + 1
+
+
+class _Lines:
+    """An iterator of lines that notes when it runs out."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self.lines, self.ended = lines, False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self.lines)
+        except StopIteration:
+            self.ended = True
+            raise
 
 
 def _unique_header(path: Path, header: list[str]) -> list[str]:
@@ -113,17 +155,29 @@ def _unique_header(path: Path, header: list[str]) -> list[str]:
     return header
 
 
+def _named_header(path: Path, header: list[str], names: list[str] | None) -> list[str]:
+    """The columns of a file whose first row is a header: `names` in its place when given, one for each of its."""
+    if names and len(names) != len(header):
+        raise DataError(
+            f"{path}: data.format.names gives {len(names)} names; the header row has {len(header)} columns "
+            f"({', '.join(header)})",
+            "give one name per column, or set data.format.header: false if that row is data",
+        )
+    return _unique_header(path, names or header)
+
+
 def _delimited_rows(path: Path, fmt: FormatOptions, sep: str, report: ReadReport) -> Iterator[tuple[int, list[str]]]:
     """(line, fields) of every well-formed row; the header goes to `report.columns`."""
     quoting = csv.QUOTE_NONE if fmt.quoting == "none" else csv.QUOTE_MINIMAL
+    source = _Lines(_decoded_lines(path, fmt.encoding, report))
     reader = csv.reader(
-        _decoded_lines(path, fmt.encoding, report),
+        source,
         delimiter=sep,
         quotechar=fmt.quotechar,
         quoting=quoting,
         strict=False,
     )
-    header: list[str] | None = _unique_header(path, fmt.names) if fmt.names else None
+    header: list[str] | None = _unique_header(path, fmt.names) if fmt.names and not fmt.header else None
     report.columns = header
     try:
         previous = 0
@@ -135,15 +189,17 @@ def _delimited_rows(path: Path, fmt: FormatOptions, sep: str, report: ReadReport
                     report.skip_blank(start)
                 continue
             if header is None:
-                header = report.columns = _unique_header(path, [h.strip() for h in fields])
+                header = report.columns = _named_header(path, [h.strip() for h in fields], fmt.names)
                 continue
+            if source.ended or (len(fields) != len(header) and line - start > MAX_RECORD_LINES):
+                # csv hands over a record after the end of the file only when a quote in it is still open
+                raise DataError(
+                    f"{path}: line {start}: a quote opened here is never closed; it swallows lines {start}-{line}",
+                    "close the quote" + (f", or {report.settings.quoting}" if report.settings.quoting else ""),
+                )
             if len(fields) != len(header):
-                if line - start > MAX_RECORD_LINES:
-                    raise DataError(
-                        f"{path}: line {start}: a quote opened here is never closed; it swallows lines {start}-{line}",
-                        "close the quote" + (f", or {report.settings.quoting}" if report.settings.quoting else ""),
-                    )
-                report.skip(start, f"expected {len(header)} fields, found {len(fields)}")
+                where = f"lines {start}-{line}" if line > start else f"line {start}"
+                report.skip(start, f"expected {len(header)} fields, found {len(fields)}", where)
                 continue
             report.rows += 1
             yield line, fields
@@ -175,7 +231,10 @@ def _jsonl_rows(path: Path, fmt: FormatOptions, report: ReadReport) -> Iterator[
         report.rows += 1
         yield lineno, record
     if report.skipped and report.skipped > report.rows:
-        raise DataError(f"{path}: {report.skipped} lines are not JSON objects (first: {report.problems[0]})")
+        raise DataError(
+            f"{path}: {report.skipped} lines are not JSON objects (first: {report.problems[0]})",
+            f"a {path.suffix} file is read as JSON Lines: one object per line, not a JSON array",
+        )
 
 
 def _text_rows(path: Path, fmt: FormatOptions, report: ReadReport) -> Iterator[tuple[int, dict]]:
@@ -359,7 +418,10 @@ def require_columns(frame: pd.DataFrame, columns: dict[str, str], path: str) -> 
     """`columns` maps config key -> column name; a missing one is an error that lists what the file has."""
     for key, column in columns.items():
         if column not in frame.columns:
+            hint = f"set data.{key} to one of those columns"
+            if len(frame.columns) == 1 and (seps := [c for c in ";\t|" if c in str(frame.columns[0])]):
+                hint = f"the header looks separated by {seps[0]!r}: set data.format.sep"
             raise DataError(
                 f"{path}: no column '{column}' (data.{key}); the file has: {', '.join(map(str, frame.columns))}",
-                f"set data.{key} to one of those columns",
+                hint,
             )

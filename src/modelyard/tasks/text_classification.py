@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -68,7 +69,7 @@ class TextDataConfig(DataConfig):
         if not isinstance(value, dict):
             return value
         return {
-            str(int(k)) if isinstance(k, int | float) and not isinstance(k, bool) and float(k).is_integer() else k: v
+            label_text(k) if isinstance(k, int | float | str) and not isinstance(k, bool) else k: v
             for k, v in value.items()
         }
 
@@ -140,22 +141,50 @@ class TextModelConfig(ModelConfig):
     )
 
 
+WHOLE_NUMBER = re.compile(r"(-?)(0|[1-9][0-9]*)\.0*")  # "1.0", "-2.": pandas writes an integer column with a gap so
+
+
+def label_text(value: Any) -> str | None:
+    """One label as every format reads it: 1, "1", " 1 ", 1.0 and "1.0" are one class "1" (a CSV cell is text,
+    a JSON number is not); "01", "1.5" and "abc" stay as written; None when absent."""
+    from modelyard.data.interactions import id_text
+
+    text = id_text(value)
+    if text is not None and (whole := WHOLE_NUMBER.fullmatch(text)):
+        sign, digits = whole.groups()
+        return digits if sign != "-" or digits == "0" else f"-{digits}"
+    return text
+
+
 def _read(path: str, config: Config, which: str) -> tuple[pd.DataFrame, dict, Any]:
     import pandas as pd
 
     from modelyard.data.cleaning import clean_labelled
-    from modelyard.data.interactions import id_text
     from modelyard.data.readers import read_table, require_columns
 
     data: TextDataConfig = config.data
     frame, read = read_table(path, data.format, data.max_rows)
     require_columns(frame, {"text_column": data.text_column, "label_column": data.label_column}, path)
     frame = pd.DataFrame({"text": frame[data.text_column], "label": frame[data.label_column]}, index=frame.index)
-    # as written: 1, "1" and 1.0 are one class "1" (a column with a gap reads integers as floats)
-    frame["label"] = frame["label"].map(id_text)
+    frame["label"] = frame["label"].map(label_text)
     frame, cleaning = clean_labelled(frame, "text", "label")
     frame["text"] = frame["text"].astype(str)
     return frame, {"read": read.as_dict(), "cleaning": cleaning.as_dict(), "summary": cleaning.summary()}, which
+
+
+def _refuse_unusable(
+    path: str, name: str, read: pd.DataFrame, kept: pd.DataFrame, labels: list[str], info: dict[str, Any]
+) -> None:
+    """A validation or test file the user named that leaves no row to score: its metrics would be silently empty."""
+    if not kept.empty:
+        return
+    if read.empty:
+        raise DataError(f"{path}: no usable rows after cleaning ({info['summary']})", f"check data.{name}")
+    raise DataError(
+        f"{path} (data.{name}): none of its {len(read)} rows has a label the training data has; its labels: "
+        f"{', '.join(sorted(read['label'].unique())[:5])}; train's: {', '.join(labels[:5])}",
+        f"check data.label_column, or data.{name} names the right file",
+    )
 
 
 @register_task("text_classification")
@@ -197,6 +226,8 @@ class TextClassificationTask:
                     f"({', '.join(sorted(splits[name]['label'][unseen].unique())[:5])})"
                 )
                 splits[name] = splits[name][~unseen]
+            if files.get(name) is not None:
+                _refuse_unusable(getattr(data, name), name, files[name], splits[name], labels, report_files[name])
         counts = splits["train"]["label"].value_counts()
         if counts.max() / counts.min() > 10:
             warnings.append(
@@ -217,6 +248,8 @@ class TextClassificationTask:
                     f"{info['read']['file']}: {info['read']['skipped']} malformed rows skipped "
                     f"(first: {info['read']['problems'][0]})"
                 )
+            if info["read"]["nul_bytes"]:  # removed by the reader: a NUL in a text is a sign of a damaged file
+                warnings.append(f"{info['read']['file']}: {info['read']['nul_bytes']} NUL bytes removed from the file")
         texts = splits["train"]["text"].tolist()
         report = {
             "files": report_files,
@@ -370,6 +403,10 @@ class TextClassificationTask:
             embed = (encoder, label_noise.encoder_embedder(pretrained_dir(encoder), encoder, config.model, resolved))
         labels = sorted(train["label"].unique())
         return label_noise.audit_frame(train, labels, settings.method, embed, settings.folds, config.train.seed)
+
+    def feedback_label(self, config: Config, label: Any) -> str | None:
+        """A correction's label read as the training file's labels are: "1.0" in a CSV is the class "1"."""
+        return label_text(label)
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config):
         labels = manifest["labels"]
