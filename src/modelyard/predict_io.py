@@ -310,8 +310,7 @@ def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[
     answers = [{answer_column(k, frame.columns): v for k, v in p.items()} for p in predictions]
     if path.suffix.lower() == ".jsonl":
         merged = [{**row, **answer} for row, answer in zip(frame.to_dict("records"), answers, strict=True)]
-        lines = (json.dumps({k: _json_value(v) for k, v in r.items()}, ensure_ascii=False, default=str) for r in merged)
-        atomic_write_text(path, "".join(line + "\n" for line in lines))
+        atomic_write_text(path, "".join(map(json_line, merged)))
         return
     # the input columns keep their own types: rebuilt from the rows' values, an integer column with a gap is float
     flat = pd.concat([frame, pd.DataFrame([flat_answer(a) for a in answers])], axis=1)
@@ -322,6 +321,12 @@ def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[
             pq.write_table(to_arrow(flat), tmp)
         return
     atomic_write_text(path, flat.to_csv(index=False))
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """One row of a .jsonl output: floats exactly as they are (json's shortest repr round-trips; pandas' `to_json`
+    rounds to 10 digits), a missing cell as null, a value JSON has no type for (a date) as its text."""
+    return json.dumps({k: _json_value(v) for k, v in record.items()}, ensure_ascii=False, default=str) + "\n"
 
 
 def answer_column(key: str, columns: Collection[str]) -> str:

@@ -18,14 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from modelyard.data.readers import file_values
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path, atomic_write_json
-from modelyard.predict_io import JSON_TEXT
+from modelyard.predict_io import JSON_TEXT, json_line
 
 EDGE = 1 << 20  # bytes hashed at each end of the input
 
@@ -118,12 +117,10 @@ class Journal:
             else:
                 with open(tmp, "wb") as sink:
                     for i, table in enumerate(self.tables()):
-                        frame = file_values(table)
                         if suffix == ".csv":
-                            sink.write(frame.to_csv(index=False, header=i == 0).encode("utf-8"))
+                            sink.write(file_values(table).to_csv(index=False, header=i == 0).encode("utf-8"))
                         else:
-                            frame = with_json_values(table, frame)
-                            sink.write(frame.to_json(orient="records", lines=True, force_ascii=False).encode())
+                            sink.write("".join(map(json_line, json_records(table))).encode("utf-8"))
         shutil.rmtree(self.folder)
 
     def _filled(self) -> list[int]:
@@ -141,10 +138,13 @@ class Journal:
             ) from None
 
 
-def with_json_values(table: pa.Table, frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` (the values of `table`) for a .jsonl output: its nested answers, JSON text in the part, as JSON values
-    again, as the whole-file path writes them."""
-    for index, field in enumerate(table.schema):
-        if field.metadata == JSON_TEXT:
-            frame.isetitem(index, frame.iloc[:, index].map(lambda v: v if v is None else json.loads(v)))
-    return frame
+def json_records(table: pa.Table) -> list[dict[str, Any]]:
+    """The rows of `table` for a .jsonl output, values as Arrow holds them (an int64 with a null stays an integer,
+    a float exact); its nested answers, JSON text in the part, as JSON values again, as the whole-file path writes
+    them."""
+    nested = [field.name for field in table.schema if field.metadata == JSON_TEXT]
+    records = table.to_pylist()
+    for record in records:
+        for name in nested:
+            record[name] = record[name] if record[name] is None else json.loads(record[name])
+    return records
