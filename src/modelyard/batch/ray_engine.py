@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from modelyard.batch.journal import sweep_temp_files
+from modelyard.batch.journal import OutputLock, sweep_temp_files
 from modelyard.batch.stream import CHUNK_ROWS, Progress, scored_table
 from modelyard.data.readers import parquet_frame
 from modelyard.errors import DataError, UserError
@@ -206,25 +206,26 @@ def score_file_ray(
     items, total = work_items(source, chunk_rows)
     if not total:
         raise DataError(f"{source}: no rows to score")
-    connect(workers)
-    sweep_temp_files(output)  # a run killed while writing left one
-    report_progress = on_progress or (lambda done, total: None)
-    report_progress(0, total)
-    problems, checked = SchemaProblems(source), False
-    started, rows, writer = time.perf_counter(), 0, None
-    with atomic_path(output) as tmp:
-        for path, table, found in scored_tables(bundle, source, items, workers, chunk_rows):
-            if found is not None:
-                size = table.num_rows if table is not None else 0
-                problems.add(found, rows, size, warn or (lambda _: None))  # raises when a column is missing
-                checked = True
-            writer = writer or pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(cast_to(table, writer.schema, path))
-            rows += table.num_rows
-            report_progress(rows, total)
-        if writer is None:
-            raise DataError(f"{source}: no rows to score")
-        writer.close()
+    with OutputLock(output):  # a second run over `output`, Ray or not, is refused while this one lives
+        connect(workers)
+        sweep_temp_files(output)  # a run killed while writing left one
+        report_progress = on_progress or (lambda done, total: None)
+        report_progress(0, total)
+        problems, checked = SchemaProblems(source), False
+        started, rows, writer = time.perf_counter(), 0, None
+        with atomic_path(output) as tmp:
+            for path, table, found in scored_tables(bundle, source, items, workers, chunk_rows):
+                if found is not None:
+                    size = table.num_rows if table is not None else 0
+                    problems.add(found, rows, size, warn or (lambda _: None))  # raises when a column is missing
+                    checked = True
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(cast_to(table, writer.schema, path))
+                rows += table.num_rows
+                report_progress(rows, total)
+            if writer is None:
+                raise DataError(f"{source}: no rows to score")
+            writer.close()
     seconds = time.perf_counter() - started
     done = {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / max(seconds, 1e-9), 1)}
     return done | ({"schema": problems.summary} if checked else {})

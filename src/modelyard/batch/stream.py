@@ -116,28 +116,30 @@ def score_file(
     if not source.is_file():
         raise DataError(f"input file not found: {source}")
     identity = {"input": fingerprint(source), "bundle": bundle_digest(model.path), "output": output.suffix.lower()}
-    journal = Journal(output, identity, chunk_rows)
-    sweep_temp_files(output)  # a run killed while joining its parts left one
-    chunks, report = input_chunks(source, fmt or FormatOptions(), journal.chunk_rows)
-    check = getattr(model.learner, "check_frame", None)
-    problems = SchemaProblems(source)
-    problems.summary = journal.state.get("schema", problems.summary)
-    total, resumed = total_rows(source), journal.rows
-    report_progress = on_progress or (lambda done, total: None)
-    report_progress(resumed, total)
-    started, offset, unscored = time.perf_counter(), 0, Unscored()
-    for index, (whole, rows) in enumerate(chunks):
-        table, chunk = without_text_rows(model, whole, rows, source, unscored)
-        if index >= len(journal.parts):
-            if check is not None:
-                problems.add(check(chunk), offset, len(chunk), warn or (lambda _: None))
-            journal.add(scored_table(model, table, chunk, source), {"schema": problems.summary})
-            report_progress(journal.rows, total)
-        offset += len(chunk)
-    unscored.add_read(report)
-    if not journal.rows:
-        raise DataError(f"{source}: no rows to score" + (f" ({unscored.message(source)})" if unscored.count else ""))
-    journal.assemble()
+    with Journal(output, identity, chunk_rows) as journal:  # locked: a second run over `output` is refused
+        sweep_temp_files(output)  # a run killed while joining its parts left one
+        chunks, report = input_chunks(source, fmt or FormatOptions(), journal.chunk_rows)
+        check = getattr(model.learner, "check_frame", None)
+        problems = SchemaProblems(source)
+        problems.summary = journal.state.get("schema", problems.summary)
+        total, resumed = total_rows(source), journal.rows
+        report_progress = on_progress or (lambda done, total: None)
+        report_progress(resumed, total)
+        started, offset, unscored = time.perf_counter(), 0, Unscored()
+        for index, (whole, rows) in enumerate(chunks):
+            table, chunk = without_text_rows(model, whole, rows, source, unscored)
+            if index >= len(journal.parts):
+                if check is not None:
+                    problems.add(check(chunk), offset, len(chunk), warn or (lambda _: None))
+                journal.add(scored_table(model, table, chunk, source), {"schema": problems.summary})
+                report_progress(journal.rows, total)
+            offset += len(chunk)
+        unscored.add_read(report)
+        if not journal.rows:
+            raise DataError(
+                f"{source}: no rows to score" + (f" ({unscored.message(source)})" if unscored.count else "")
+            )
+        journal.assemble()
     seconds = time.perf_counter() - started
     rows = journal.rows
     done = {
