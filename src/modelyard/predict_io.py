@@ -33,6 +33,28 @@ def check_output(output: Path, source: Path | None) -> None:
     check_writable(output)
     if source is not None and same_file(output, source):
         raise UserError(f"--output {output} is the --input file: scoring would replace it", "write to another file")
+    if source is not None and source.is_dir():
+        if any(same_file(output, path) for path in folder_files(source)):
+            raise UserError(
+                f"--output {output} is one of the --input folder's files: scoring would replace it",
+                "write to a file outside the folder",
+            )
+        if source.resolve() in output.resolve().parents and read_from_folder(output):
+            raise UserError(
+                f"--output {output} is inside the --input folder {source}: a later run would read it as input",
+                "write to a file outside the folder",
+            )
+
+
+def read_from_folder(path: Path) -> bool:
+    """Whether a folder of Parquet files given as --input reads `path` (Spark's `_SUCCESS`-style and hidden files
+    are not data)."""
+    return path.suffix == ".parquet" and path.name[0] not in "._"
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """The files a folder given as --input is read from, in name order (subfolders included)."""
+    return sorted(path for path in folder.rglob("*.parquet") if read_from_folder(path))
 
 
 def media_files(paths: list[Path], extensions: set[str] | frozenset[str], what: str) -> list[str]:

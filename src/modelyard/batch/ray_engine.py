@@ -29,7 +29,7 @@ from modelyard.batch.stream import CHUNK_ROWS, Progress, scored_table
 from modelyard.data.readers import parquet_frame
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path
-from modelyard.predict_io import SchemaProblems
+from modelyard.predict_io import SchemaProblems, check_output, folder_files
 
 OBJECT_STORE_BYTES_PER_WORKER = 256 * 2**20  # a local instance's store; two scored chunks per worker are in it
 
@@ -118,7 +118,7 @@ def work_items(source: Path, chunk_rows: int) -> tuple[list[dict[str, Any]], int
     """Runs of consecutive row groups of about `chunk_rows` rows (never across files), and the rows in all, read
     from the footers on the driver: an unreadable file, or a file of a folder whose columns differ from the first
     file's, is named before any worker starts."""
-    files = [source] if source.is_file() else sorted(p for p in source.rglob("*.parquet") if p.name[0] not in "._")
+    files = [source] if source.is_file() else folder_files(source)
     if not files:
         raise DataError(f"--input {source}: no .parquet files in this folder")
     items, total, first = [], 0, None
@@ -203,6 +203,7 @@ def score_file_ray(
         raise UserError(f"--input {source}: --engine ray reads Parquet (a file or a folder of them)")
     if not source.exists():
         raise DataError(f"input file not found: {source}")
+    check_output(output, source)  # the API too: an output among a folder's files would replace one
     items, total = work_items(source, chunk_rows)
     if not total:
         raise DataError(f"{source}: no rows to score")
