@@ -282,7 +282,8 @@ class Unscored:
         """`numbers`: the first (or all) of the rows' line numbers (a Parquet file's: row numbers)."""
         self.count += len(numbers) if count is None else count
         self.first = sorted(self.first + [int(n) for n in numbers[: self.FIRST]])[: self.FIRST]
-        self.unit = numbers.name or self.unit
+        if len(numbers):  # a Parquet file's rows stay rows when the reader then reports no blank line
+            self.unit = numbers.name or self.unit
 
     def as_dict(self) -> dict[str, Any]:
         return {"rows": self.count, "first": self.first, "unit": self.unit}

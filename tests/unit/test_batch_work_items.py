@@ -22,6 +22,7 @@ def test_row_groups_are_packed_up_to_the_chunk_size_within_each_file(tmp_path):
     items, total = work_items(tmp_path, chunk_rows=6)
     names = [(item["path"].rsplit("/", 1)[-1], item["row_groups"]) for item in items]
     assert names == [("a.parquet", [0]), ("b.parquet", [0, 1]), ("b.parquet", [2, 3])]
+    assert [item["first_row"] for item in items] == [0, 5, 11]  # rows before each, across the folder's files
     assert total == 15
     items, _ = work_items(tmp_path / "b.parquet", chunk_rows=2)  # a group larger than a chunk is one item
     assert [item["row_groups"] for item in items] == [[0], [1], [2], [3]]
