@@ -4,6 +4,7 @@ training file's encoding, rows with no text are reported by line and never score
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -129,3 +130,22 @@ def test_ray_workers_leave_out_rows_with_no_text_and_name_them_as_one_process_do
     on_ray, one_process = pd.read_parquet(tmp_path / "ray.parquet"), pd.read_parquet(tmp_path / "local.parquet")
     pd.testing.assert_frame_equal(on_ray, one_process)
     assert len(on_ray) == 997
+
+
+def test_a_stopped_run_is_not_continued_with_another_encoding_or_separator(tfidf_bundle, tmp_path):
+    """A rerun with --encoding latin-1 joined rows 1-2 decoded as UTF-8 to rows 3-5 decoded as latin-1."""
+    model = modelyard.load(tfidf_bundle)
+    source, output = tmp_path / "enc.csv", tmp_path / "out.csv"
+    source.write_bytes("text\ncard lost\nrefund\ntop up\ncaf\xe9 card\nlost\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not valid utf-8"):
+        score_file(model, source, output, chunk_rows=2)
+    assert (tmp_path / "out.csv.partial" / "manifest.json").exists()  # two rows journalled
+    other = r"stopped run that read this input with encoding 'utf-8' \(this run: 'iso8859-1'\)"
+    with pytest.raises(UserError, match=other):
+        score_file(model, source, output, chunk_rows=2, fmt=FormatOptions(encoding="latin-1"))
+    with pytest.raises(UserError, match=r"sep None \(this run: ';'\)"):
+        score_file(model, source, output, chunk_rows=2, fmt=FormatOptions(sep=";"))
+    shutil.rmtree(tmp_path / "out.csv.partial")
+    done = score_file(model, source, output, chunk_rows=2, fmt=FormatOptions(encoding="latin1"))
+    assert done["rows"] == 5 and done["resumed_rows"] == 0
+    assert "café card" in output.read_text(encoding="utf-8")

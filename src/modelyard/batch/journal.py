@@ -152,12 +152,26 @@ class Journal:
         except (OSError, ValueError) as err:
             raise UserError(f"{manifest} is unreadable ({err})", f"delete {self.folder} to start afresh") from None
         if saved.get("identity") != self.identity:
-            raise UserError(
-                f"{self.folder} holds a stopped run over another input file or bundle "
-                f"(it scored {saved.get('identity', {}).get('input', {}).get('path')}; the input or bundle changed)",
-                f"delete {self.folder} to start afresh, or choose another --output",
-            )
+            hint = f"delete {self.folder} to start afresh, or choose another --output"
+            raise UserError(self._mismatch(saved.get("identity", {})), hint)
         self.chunk_rows, self.parts, self.state = saved["chunk_rows"], saved["parts"], saved.get("state", {})
+
+    def _mismatch(self, saved: dict[str, Any]) -> str:
+        """Why the stopped run in the folder is not this one: another input or bundle, or the same input read with
+        other options (each named with both values)."""
+        reading, before = self.identity.get("reading") or {}, saved.get("reading") or {}
+        same_file = all(saved.get(key) == value for key, value in self.identity.items() if key != "reading")
+        if not same_file or not reading or not before:
+            return (
+                f"{self.folder} holds a stopped run over another input file or bundle "
+                f"(it scored {saved.get('input', {}).get('path')}; the input or bundle changed)"
+            )
+        changed = [
+            f"{key} {before.get(key)!r} (this run: {value!r})"
+            for key, value in reading.items()
+            if before.get(key) != value
+        ]
+        return f"{self.folder} holds a stopped run that read this input with {', '.join(changed)}"
 
     @property
     def rows(self) -> int:
