@@ -33,6 +33,28 @@ def check_output(output: Path, source: Path | None) -> None:
     check_writable(output)
     if source is not None and same_file(output, source):
         raise UserError(f"--output {output} is the --input file: scoring would replace it", "write to another file")
+    if source is not None and source.is_dir():
+        if any(same_file(output, path) for path in folder_files(source)):
+            raise UserError(
+                f"--output {output} is one of the --input folder's files: scoring would replace it",
+                "write to a file outside the folder",
+            )
+        if source.resolve() in output.resolve().parents and read_from_folder(output):
+            raise UserError(
+                f"--output {output} is inside the --input folder {source}: a later run would read it as input",
+                "write to a file outside the folder",
+            )
+
+
+def read_from_folder(path: Path) -> bool:
+    """Whether a folder of Parquet files given as --input reads `path` (Spark's `_SUCCESS`-style and hidden files
+    are not data)."""
+    return path.suffix == ".parquet" and path.name[0] not in "._"
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """The files a folder given as --input is read from, in name order (subfolders included)."""
+    return sorted(path for path in folder.rglob("*.parquet") if read_from_folder(path))
 
 
 def media_files(paths: list[Path], extensions: set[str] | frozenset[str], what: str) -> list[str]:
@@ -260,7 +282,8 @@ class Unscored:
         """`numbers`: the first (or all) of the rows' line numbers (a Parquet file's: row numbers)."""
         self.count += len(numbers) if count is None else count
         self.first = sorted(self.first + [int(n) for n in numbers[: self.FIRST]])[: self.FIRST]
-        self.unit = numbers.name or self.unit
+        if len(numbers):  # a Parquet file's rows stay rows when the reader then reports no blank line
+            self.unit = numbers.name or self.unit
 
     def as_dict(self) -> dict[str, Any]:
         return {"rows": self.count, "first": self.first, "unit": self.unit}
@@ -310,8 +333,7 @@ def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[
     answers = [{answer_column(k, frame.columns): v for k, v in p.items()} for p in predictions]
     if path.suffix.lower() == ".jsonl":
         merged = [{**row, **answer} for row, answer in zip(frame.to_dict("records"), answers, strict=True)]
-        lines = (json.dumps({k: _json_value(v) for k, v in r.items()}, ensure_ascii=False, default=str) for r in merged)
-        atomic_write_text(path, "".join(line + "\n" for line in lines))
+        atomic_write_text(path, "".join(map(json_line, merged)))
         return
     # the input columns keep their own types: rebuilt from the rows' values, an integer column with a gap is float
     flat = pd.concat([frame, pd.DataFrame([flat_answer(a) for a in answers])], axis=1)
@@ -322,6 +344,12 @@ def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[
             pq.write_table(to_arrow(flat), tmp)
         return
     atomic_write_text(path, flat.to_csv(index=False))
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """One row of a .jsonl output: floats exactly as they are (json's shortest repr round-trips; pandas' `to_json`
+    rounds to 10 digits), a missing cell as null, a value JSON has no type for (a date) as its text."""
+    return json.dumps({k: _json_value(v) for k, v in record.items()}, ensure_ascii=False, default=str) + "\n"
 
 
 def answer_column(key: str, columns: Collection[str]) -> str:

@@ -4,7 +4,9 @@ training file's encoding, rows with no text are reported by line and never score
 from __future__ import annotations
 
 import json
+import shutil
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -102,3 +104,48 @@ def test_top_k_one_and_three_keep_an_input_column_named_like_an_answer_and_write
             ["card lost", "mine", "p1"],
             ["refund", "ours", "p2"],
         ]
+
+
+def test_ray_workers_leave_out_rows_with_no_text_and_name_them_as_one_process_does(tfidf_bundle, tmp_path, monkeypatch):
+    """The workers' code run in this process (Ray only carries their answers): a blank row 401 in the fourth
+    chunk was scored, stopped the job and was named `inputs.100`."""
+    from modelyard.batch import ray_engine
+
+    texts = ["card lost", "refund please", "top up failed"] * 333
+    texts[400], texts[950] = "", "\u3000"  # rows 401 and 951
+    source = tmp_path / "in.parquet"
+    pd.DataFrame({"id": range(1, 1000), "text": texts}).to_parquet(source, row_group_size=100)
+
+    def in_process(bundle, source, items, workers, chunk_rows):
+        scorer = ray_engine.RowGroupScorer(str(bundle), str(source))
+        for item in items:
+            for done in scorer.score(item["path"], item["row_groups"], chunk_rows, item["first_row"]):
+                yield (item["path"], *done)
+
+    monkeypatch.setattr(ray_engine, "connect", lambda workers: None)
+    monkeypatch.setattr(ray_engine, "scored_tables", in_process)
+    done = ray_engine.score_file_ray(tfidf_bundle, source, tmp_path / "ray.parquet", workers=1, chunk_rows=300)
+    local = score_file(modelyard.load(tfidf_bundle), source, tmp_path / "local.parquet", chunk_rows=300)
+    assert done["unscored"] == local["unscored"] == {"rows": 2, "first": [401, 951], "unit": "row"}
+    on_ray, one_process = pd.read_parquet(tmp_path / "ray.parquet"), pd.read_parquet(tmp_path / "local.parquet")
+    pd.testing.assert_frame_equal(on_ray, one_process)
+    assert len(on_ray) == 997
+
+
+def test_a_stopped_run_is_not_continued_with_another_encoding_or_separator(tfidf_bundle, tmp_path):
+    """A rerun with --encoding latin-1 joined rows 1-2 decoded as UTF-8 to rows 3-5 decoded as latin-1."""
+    model = modelyard.load(tfidf_bundle)
+    source, output = tmp_path / "enc.csv", tmp_path / "out.csv"
+    source.write_bytes("text\ncard lost\nrefund\ntop up\ncaf\xe9 card\nlost\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not valid utf-8"):
+        score_file(model, source, output, chunk_rows=2)
+    assert (tmp_path / "out.csv.partial" / "manifest.json").exists()  # two rows journalled
+    other = r"stopped run that read this input with encoding 'utf-8' \(this run: 'iso8859-1'\)"
+    with pytest.raises(UserError, match=other):
+        score_file(model, source, output, chunk_rows=2, fmt=FormatOptions(encoding="latin-1"))
+    with pytest.raises(UserError, match=r"sep None \(this run: ';'\)"):
+        score_file(model, source, output, chunk_rows=2, fmt=FormatOptions(sep=";"))
+    shutil.rmtree(tmp_path / "out.csv.partial")
+    done = score_file(model, source, output, chunk_rows=2, fmt=FormatOptions(encoding="latin1"))
+    assert done["rows"] == 5 and done["resumed_rows"] == 0
+    assert "café card" in output.read_text(encoding="utf-8")

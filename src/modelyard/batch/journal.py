@@ -4,28 +4,31 @@ Beside the output, `OUTPUT.partial/` holds one Parquet part per scored chunk and
 atomically after each part, that names the input (size, mtime, hashes of its first and last MiB: a Parquet
 footer is in the last), the bundle and the parts done. A rerun of the same command skips those parts; a run over
 another input or bundle is refused. At the end the parts are joined into the output (temp file + rename) and
-the folder is removed.
+the folder is removed. `OUTPUT.partial/lock` is held (flock) for the whole run, so a second run over the same
+output is refused while the first lives; the OS releases it when the process ends, killed or not.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import hashlib
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from modelyard.data.readers import file_values
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path, atomic_write_json
-from modelyard.predict_io import JSON_TEXT
+from modelyard.predict_io import JSON_TEXT, json_line
 
 EDGE = 1 << 20  # bytes hashed at each end of the input
 
@@ -55,6 +58,65 @@ def sweep_temp_files(output: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+class OutputLock:
+    """An exclusive lock on writing `output`, held from `acquire` to `release` (or the process's end)."""
+
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.folder = output.with_name(output.name + ".partial")
+        self.path = self.folder / "lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or refuse naming the process that holds it."""
+        while self.fd is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # a run that just finished removed the folder: make it again
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.read(fd, 32).decode("ascii", "replace").strip()
+                os.close(fd)
+                raise UserError(
+                    f"another run is writing {self.output}" + (f" (pid {pid})" if pid else ""),
+                    "wait for it to end, or choose another --output",
+                ) from None
+            if self._still_linked(fd):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+                self.fd = fd
+            else:  # locked a file a finishing run had just removed: it guards nothing, lock the new one
+                os.close(fd)
+
+    def _still_linked(self, fd: int) -> bool:
+        try:
+            here, held = os.stat(self.path), os.fstat(fd)
+        except FileNotFoundError:
+            return False
+        return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+
+    def release(self) -> None:
+        """Let the next run in; a folder left with nothing but the lock (no part journalled) is removed."""
+        if self.fd is None:
+            return
+        if self.folder.is_dir() and not (self.folder / "manifest.json").exists():
+            self.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a part written before its manifest stays for the rerun
+                self.folder.rmdir()
+        os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self) -> OutputLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class Journal:
     """Parts done so far (rows in each, in order) and the run's identity; `state` carries small extras (the
     schema report) across a restart."""
@@ -66,6 +128,22 @@ class Journal:
         self.chunk_rows = chunk_rows
         self.parts: list[int] = []
         self.state: dict[str, Any] = {}
+        self.lock = OutputLock(output)
+
+    def __enter__(self) -> Journal:
+        """Lock the output, then take up the stopped run the folder holds, if any (none is running: it is locked)."""
+        self.lock.acquire()
+        try:
+            self._resume()
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+    def _resume(self) -> None:
         manifest = self.folder / "manifest.json"
         if not manifest.exists():
             return
@@ -73,13 +151,27 @@ class Journal:
             saved = json.loads(manifest.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise UserError(f"{manifest} is unreadable ({err})", f"delete {self.folder} to start afresh") from None
-        if saved.get("identity") != identity:
-            raise UserError(
-                f"{self.folder} holds a stopped run over another input file or bundle "
-                f"(it scored {saved.get('identity', {}).get('input', {}).get('path')}; the input or bundle changed)",
-                f"delete {self.folder} to start afresh, or choose another --output",
-            )
+        if saved.get("identity") != self.identity:
+            hint = f"delete {self.folder} to start afresh, or choose another --output"
+            raise UserError(self._mismatch(saved.get("identity", {})), hint)
         self.chunk_rows, self.parts, self.state = saved["chunk_rows"], saved["parts"], saved.get("state", {})
+
+    def _mismatch(self, saved: dict[str, Any]) -> str:
+        """Why the stopped run in the folder is not this one: another input or bundle, or the same input read with
+        other options (each named with both values)."""
+        reading, before = self.identity.get("reading") or {}, saved.get("reading") or {}
+        same_file = all(saved.get(key) == value for key, value in self.identity.items() if key != "reading")
+        if not same_file or not reading or not before:
+            return (
+                f"{self.folder} holds a stopped run over another input file or bundle "
+                f"(it scored {saved.get('input', {}).get('path')}; the input or bundle changed)"
+            )
+        changed = [
+            f"{key} {before.get(key)!r} (this run: {value!r})"
+            for key, value in reading.items()
+            if before.get(key) != value
+        ]
+        return f"{self.folder} holds a stopped run that read this input with {', '.join(changed)}"
 
     @property
     def rows(self) -> int:
@@ -118,12 +210,10 @@ class Journal:
             else:
                 with open(tmp, "wb") as sink:
                     for i, table in enumerate(self.tables()):
-                        frame = file_values(table)
                         if suffix == ".csv":
-                            sink.write(frame.to_csv(index=False, header=i == 0).encode("utf-8"))
+                            sink.write(file_values(table).to_csv(index=False, header=i == 0).encode("utf-8"))
                         else:
-                            frame = with_json_values(table, frame)
-                            sink.write(frame.to_json(orient="records", lines=True, force_ascii=False).encode())
+                            sink.write("".join(map(json_line, json_records(table))).encode("utf-8"))
         shutil.rmtree(self.folder)
 
     def _filled(self) -> list[int]:
@@ -141,10 +231,13 @@ class Journal:
             ) from None
 
 
-def with_json_values(table: pa.Table, frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` (the values of `table`) for a .jsonl output: its nested answers, JSON text in the part, as JSON values
-    again, as the whole-file path writes them."""
-    for index, field in enumerate(table.schema):
-        if field.metadata == JSON_TEXT:
-            frame.isetitem(index, frame.iloc[:, index].map(lambda v: v if v is None else json.loads(v)))
-    return frame
+def json_records(table: pa.Table) -> list[dict[str, Any]]:
+    """The rows of `table` for a .jsonl output, values as Arrow holds them (an int64 with a null stays an integer,
+    a float exact); its nested answers, JSON text in the part, as JSON values again, as the whole-file path writes
+    them."""
+    nested = [field.name for field in table.schema if field.metadata == JSON_TEXT]
+    records = table.to_pylist()
+    for record in records:
+        for name in nested:
+            record[name] = record[name] if record[name] is None else json.loads(record[name])
+    return records

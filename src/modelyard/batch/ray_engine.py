@@ -21,17 +21,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from modelyard.batch.journal import sweep_temp_files
-from modelyard.batch.stream import CHUNK_ROWS, Progress, scored_table
+from modelyard.batch.journal import OutputLock, sweep_temp_files
+from modelyard.batch.stream import CHUNK_ROWS, Progress, scored_table, without_text_rows
 from modelyard.data.readers import parquet_frame
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path
-from modelyard.predict_io import SchemaProblems
+from modelyard.predict_io import SchemaProblems, Unscored, check_output, folder_files
 
 OBJECT_STORE_BYTES_PER_WORKER = 256 * 2**20  # a local instance's store; two scored chunks per worker are in it
+
+
+Scored = tuple[pa.Table | None, dict[str, Any] | None, Unscored]  # a batch scored, what check_frame found, rows left
 
 
 class BundleScorer:
@@ -44,21 +48,26 @@ class BundleScorer:
         self.source = Path(source)  # named in error messages
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        """Arrow in and out; a file without a feature column the model needs is refused."""
-        table, found = self.scored(batch)
+        """Arrow in and out, a row for a row: a file without a feature column the model needs is refused, and so is
+        a batch with rows of no text (a mapped dataset has no place to report rows it leaves out)."""
+        table, found, unscored = self.scored(batch)
         if table is None:
             SchemaProblems(self.source).add(found, 0, batch.num_rows, lambda _: None)  # raises: columns missing
+        if unscored.count:
+            raise DataError(unscored.message(self.source), "filter out the rows with no text before scoring")
         return table
 
-    def scored(self, batch: pa.Table) -> tuple[pa.Table | None, dict[str, Any] | None]:
-        """The batch scored as in a one-process run (the same DataFrame, input columns copied as they are) and
-        what the learner's `check_frame` found in it; no table when a required column is missing."""
-        frame = parquet_frame(batch, 0)
+    def scored(self, batch: pa.Table, first_row: int = 0) -> Scored:
+        """The batch (rows numbered from `first_row` + 1) scored as in a one-process run: the same DataFrame, rows
+        with no text left out and counted, input columns copied as they are; with what the learner's `check_frame`
+        found in it. No table when a required column is missing."""
+        unscored = Unscored()
+        table, frame = without_text_rows(self.model, batch, parquet_frame(batch, first_row), self.source, unscored)
         check = getattr(self.model.learner, "check_frame", None)
         found = check(frame) if check is not None else None
         if found is not None and found["missing_columns"]:
-            return None, found
-        return scored_table(self.model, batch, frame, self.source), found
+            return None, found, unscored
+        return scored_table(self.model, table, frame, self.source), found, unscored
 
 
 class RowGroupScorer(BundleScorer):
@@ -71,14 +80,20 @@ class RowGroupScorer(BundleScorer):
         except UserError as err:  # raised by `score`: a failed constructor reaches the driver only as ActorDiedError
             self.failed = err
 
-    def score(self, path: str, groups: list[int], chunk_rows: int) -> list[tuple[pa.Table | None, Any]]:
+    def score(self, path: str, groups: list[int], chunk_rows: int, first_row: int) -> list[Scored]:
+        """The row groups `groups` of `path` scored; `first_row`: the rows before them (in a folder, across its
+        files), so a row is named by the number a one-process run gives it."""
         if self.failed is not None:
             raise self.failed
         try:
             batches = list(pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, row_groups=groups))
         except (OSError, pa.ArrowException) as err:
             raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {err})") from None
-        return [self.scored(pa.Table.from_batches([batch])) for batch in batches]
+        scored = []
+        for batch in batches:
+            scored.append(self.scored(pa.Table.from_batches([batch]), first_row))
+            first_row += batch.num_rows
+        return scored
 
 
 def score_dataset(
@@ -115,10 +130,11 @@ def connect(workers: int) -> None:
 
 
 def work_items(source: Path, chunk_rows: int) -> tuple[list[dict[str, Any]], int]:
-    """Runs of consecutive row groups of about `chunk_rows` rows (never across files), and the rows in all, read
+    """Runs of consecutive row groups of about `chunk_rows` rows (never across files) with the number of the rows
+    before each (across the files of a folder), and the rows in all, read
     from the footers on the driver: an unreadable file, or a file of a folder whose columns differ from the first
     file's, is named before any worker starts."""
-    files = [source] if source.is_file() else sorted(p for p in source.rglob("*.parquet") if p.name[0] not in "._")
+    files = [source] if source.is_file() else folder_files(source)
     if not files:
         raise DataError(f"--input {source}: no .parquet files in this folder")
     items, total, first = [], 0, None
@@ -134,25 +150,26 @@ def work_items(source: Path, chunk_rows: int) -> tuple[list[dict[str, Any]], int
                 f"{path}: its columns ({', '.join(names)}) differ from those of {first[0]} ({', '.join(first[1])})",
                 "every file of the folder needs the same columns in the same order; or score the files one by one",
             )
-        run, rows = [], 0
+        run, rows, first_row = [], 0, total
         for group in range(meta.num_row_groups):
             if run and rows + meta.row_group(group).num_rows > chunk_rows:
-                items.append({"path": str(path.resolve()), "row_groups": run})
-                run, rows = [], 0
+                items.append({"path": str(path.resolve()), "row_groups": run, "first_row": first_row})
+                run, rows, first_row = [], 0, first_row + rows
             run.append(group)
             rows += meta.row_group(group).num_rows
         if run:
-            items.append({"path": str(path.resolve()), "row_groups": run})
+            items.append({"path": str(path.resolve()), "row_groups": run, "first_row": first_row})
         total += meta.num_rows
     return items, total
 
 
 def scored_tables(
     bundle: str | Path, source: Path, items: list[dict[str, Any]], workers: int, chunk_rows: int
-) -> Iterator[tuple[str, pa.Table | None, dict[str, Any] | None]]:
+) -> Iterator[tuple[str, pa.Table | None, dict[str, Any] | None, Unscored]]:
     """The items scored on `workers` actors, two in flight each (one scoring, one queued), in input order. Item i
     goes to actor i mod workers, and the oldest is always awaited first, so at most 2 x workers scored items exist
-    at a time, whatever the file's size. Each comes with its file and what `check_frame` found in it."""
+    at a time, whatever the file's size. Each comes with its file, what `check_frame` found in it and its rows left
+    unscored for want of a text."""
     import ray
 
     actor = ray.remote(num_cpus=1)(RowGroupScorer)
@@ -163,7 +180,7 @@ def scored_tables(
             if len(pending) == 2 * workers:
                 path, ref = pending.popleft()
                 yield from ((path, *done) for done in fetched(ref))
-            ref = pool[index % workers].score.remote(item["path"], item["row_groups"], chunk_rows)
+            ref = pool[index % workers].score.remote(item["path"], item["row_groups"], chunk_rows, item["first_row"])
             pending.append((item["path"], ref))
         while pending:
             path, ref = pending.popleft()
@@ -173,7 +190,7 @@ def scored_tables(
             ray.kill(scorer)
 
 
-def fetched(ref: Any) -> list[tuple[pa.Table | None, dict[str, Any] | None]]:
+def fetched(ref: Any) -> list[Scored]:
     """A worker's answer; a modelyard error raised on the worker (such as an unreadable bundle) as itself."""
     import ray
 
@@ -203,30 +220,38 @@ def score_file_ray(
         raise UserError(f"--input {source}: --engine ray reads Parquet (a file or a folder of them)")
     if not source.exists():
         raise DataError(f"input file not found: {source}")
+    check_output(output, source)  # the API too: an output among a folder's files would replace one
     items, total = work_items(source, chunk_rows)
     if not total:
         raise DataError(f"{source}: no rows to score")
-    connect(workers)
-    sweep_temp_files(output)  # a run killed while writing left one
-    report_progress = on_progress or (lambda done, total: None)
-    report_progress(0, total)
-    problems, checked = SchemaProblems(source), False
-    started, rows, writer = time.perf_counter(), 0, None
-    with atomic_path(output) as tmp:
-        for path, table, found in scored_tables(bundle, source, items, workers, chunk_rows):
-            if found is not None:
-                size = table.num_rows if table is not None else 0
-                problems.add(found, rows, size, warn or (lambda _: None))  # raises when a column is missing
-                checked = True
-            writer = writer or pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(cast_to(table, writer.schema, path))
-            rows += table.num_rows
-            report_progress(rows, total)
-        if writer is None:
-            raise DataError(f"{source}: no rows to score")
-        writer.close()
+    with OutputLock(output):  # a second run over `output`, Ray or not, is refused while this one lives
+        connect(workers)
+        sweep_temp_files(output)  # a run killed while writing left one
+        report_progress = on_progress or (lambda done, total: None)
+        report_progress(0, total)
+        problems, checked, unscored = SchemaProblems(source), False, Unscored()
+        started, rows, writer = time.perf_counter(), 0, None
+        with atomic_path(output) as tmp:
+            for path, table, found, blank in scored_tables(bundle, source, items, workers, chunk_rows):
+                if found is not None:
+                    size = table.num_rows if table is not None else 0
+                    problems.add(found, rows, size, warn or (lambda _: None))  # raises when a column is missing
+                    checked = True
+                if blank.count:
+                    unscored.add(pd.Index(blank.first, name=blank.unit), blank.count)
+                if not table.num_rows:  # every row without a text: no prediction columns, as a one-process run
+                    continue
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(cast_to(table, writer.schema, path))
+                rows += table.num_rows
+                report_progress(rows, total)
+            if writer is None:
+                blank = f" ({unscored.message(source)})" if unscored.count else ""
+                raise DataError(f"{source}: no rows to score{blank}")
+            writer.close()
     seconds = time.perf_counter() - started
     done = {"rows": rows, "seconds": round(seconds, 2), "rows_per_second": round(rows / max(seconds, 1e-9), 1)}
+    done["unscored"] = unscored.as_dict()
     return done | ({"schema": problems.summary} if checked else {})
 
 

@@ -7,6 +7,7 @@ reading of a table (`predict_io.frame_inputs`) and its answers flattened to colu
 
 from __future__ import annotations
 
+import codecs
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -84,6 +85,14 @@ def without_text_rows(model, table: pa.Table, chunk: pd.DataFrame, source: Path,
     return table.filter(pa.array(~blank.to_numpy())), chunk[~blank]
 
 
+def reading(source: Path, fmt: FormatOptions) -> dict[str, Any] | None:
+    """How a text file is read (encoding by its codec's name: latin-1 and latin1 are one), part of a run's identity:
+    a rerun read otherwise would join rows decoded two ways. A Parquet file is read by none of these."""
+    if source.suffix.lower() == ".parquet":
+        return None
+    return fmt.model_dump(mode="json") | {"encoding": codecs.lookup(fmt.encoding).name}
+
+
 def total_rows(source: Path) -> int | None:
     """Rows in the file when its format says so without reading it (Parquet's footer), else None."""
     if source.suffix.lower() != ".parquet":
@@ -115,29 +124,33 @@ def score_file(
     source = Path(source)
     if not source.is_file():
         raise DataError(f"input file not found: {source}")
+    fmt = fmt or FormatOptions()
     identity = {"input": fingerprint(source), "bundle": bundle_digest(model.path), "output": output.suffix.lower()}
-    journal = Journal(output, identity, chunk_rows)
-    sweep_temp_files(output)  # a run killed while joining its parts left one
-    chunks, report = input_chunks(source, fmt or FormatOptions(), journal.chunk_rows)
-    check = getattr(model.learner, "check_frame", None)
-    problems = SchemaProblems(source)
-    problems.summary = journal.state.get("schema", problems.summary)
-    total, resumed = total_rows(source), journal.rows
-    report_progress = on_progress or (lambda done, total: None)
-    report_progress(resumed, total)
-    started, offset, unscored = time.perf_counter(), 0, Unscored()
-    for index, (whole, rows) in enumerate(chunks):
-        table, chunk = without_text_rows(model, whole, rows, source, unscored)
-        if index >= len(journal.parts):
-            if check is not None:
-                problems.add(check(chunk), offset, len(chunk), warn or (lambda _: None))
-            journal.add(scored_table(model, table, chunk, source), {"schema": problems.summary})
-            report_progress(journal.rows, total)
-        offset += len(chunk)
-    unscored.add_read(report)
-    if not journal.rows:
-        raise DataError(f"{source}: no rows to score" + (f" ({unscored.message(source)})" if unscored.count else ""))
-    journal.assemble()
+    identity["reading"] = reading(source, fmt)
+    with Journal(output, identity, chunk_rows) as journal:  # locked: a second run over `output` is refused
+        sweep_temp_files(output)  # a run killed while joining its parts left one
+        chunks, report = input_chunks(source, fmt, journal.chunk_rows)
+        check = getattr(model.learner, "check_frame", None)
+        problems = SchemaProblems(source)
+        problems.summary = journal.state.get("schema", problems.summary)
+        total, resumed = total_rows(source), journal.rows
+        report_progress = on_progress or (lambda done, total: None)
+        report_progress(resumed, total)
+        started, offset, unscored = time.perf_counter(), 0, Unscored()
+        for index, (whole, rows) in enumerate(chunks):
+            table, chunk = without_text_rows(model, whole, rows, source, unscored)
+            if index >= len(journal.parts):
+                if check is not None:
+                    problems.add(check(chunk), offset, len(chunk), warn or (lambda _: None))
+                journal.add(scored_table(model, table, chunk, source), {"schema": problems.summary})
+                report_progress(journal.rows, total)
+            offset += len(chunk)
+        unscored.add_read(report)
+        if not journal.rows:
+            raise DataError(
+                f"{source}: no rows to score" + (f" ({unscored.message(source)})" if unscored.count else "")
+            )
+        journal.assemble()
     seconds = time.perf_counter() - started
     rows = journal.rows
     done = {
