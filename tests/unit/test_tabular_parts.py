@@ -343,3 +343,22 @@ def test_pandas_missing_markers_in_a_row_are_scored_as_missing_like_none(credit)
         assert encoder.check_row(full | {"AGE": marker}) == ["scored as missing values: AGE"]
     with pytest.raises(DataError, match="AGE: expected a finite number"):
         encoder.check_row(full | {"AGE": float("inf")})
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "metric"), [("binary", TARGET, "roc_auc"), ("regression", "LIMIT_BAL", "rmse")]
+)
+def test_validation_metrics_of_a_bagged_model_are_its_out_of_fold_scores_not_in_sample(credit, kind, target, metric):
+    from modelyard.learners.tabular import TabularLearner, TabularSpec
+
+    types, _ = tabular.infer_types(credit, target, {}, [])
+    train, validation = credit.iloc[:1200], credit.iloc[1200:1600]
+    labels = ["0", "1"] if kind == "binary" else None
+    spec = TabularSpec(kind, target, labels, TabularEncoder.fit(train, types, [target]))
+    learner = TabularLearner(spec, "lightgbm", {"folds": 5, "calibration": "none", "seed": 0})
+    learner.fit(train, validation)
+    out_of_fold = learner.spec.candidates[0]["validation"][metric]
+    reported = learner.evaluate(validation.copy())[metric]  # an equal frame, as a resumed run would pass
+    in_sample = learner.evaluate(validation.assign(extra=1))[metric]  # another frame: scored by the whole bag
+    assert reported == pytest.approx(out_of_fold)
+    assert abs(in_sample - out_of_fold) > 0.01 * abs(out_of_fold)  # what used to be reported
