@@ -327,6 +327,32 @@ def test_numeric_dates_take_one_day_order_per_column_learnt_in_training_and_kept
     assert one[0, :2].tolist() == [2021, 6]  # year, month: read day-first as the training column was
 
 
+def test_a_date_sent_as_a_number_is_read_as_its_text_when_checked_and_when_scored():
+    encoder = TabularEncoder.fit(pd.DataFrame({"opened": ["2021-06-01", "2021-07-15"]}), {"opened": "date"}, [])
+    assert encoder.check_row({"opened": 20210601}) == []
+    for cells in ([20210601], [20210601.0], pd.Series([20210601], dtype=object)):
+        assert encoder.transform(pd.DataFrame({"opened": cells}))[0, :2].tolist() == [2021, 6]  # not 1970
+    assert encoder.check_frame(pd.DataFrame({"opened": [20210601, 7]}))["wrong_type"] == {"opened": [1]}
+    with pytest.raises(DataError, match="opened: expected a date"):
+        encoder.check_row({"opened": True})
+
+
+def test_a_whole_number_written_as_2_0_is_the_same_category_as_2_in_training_and_in_requests():
+    column = pd.Series(["2.0", "2", "2.0", "1.0", "1", None, "3.0"] * 20)  # pandas writes an int column with NaN as 2.0
+    encoder = TabularEncoder.fit(pd.DataFrame({"EDUCATION": column}), {"EDUCATION": "categorical"}, [])
+    assert encoder.categories["EDUCATION"] == ["2", "1", "3"]  # by frequency: 60, 40, 20 rows
+    for value in (2, 2.0, "2", "2.0", np.float32(2)):
+        assert encoder.check_row({"EDUCATION": value}) == []
+    codes = encoder.transform(pd.DataFrame({"EDUCATION": [2, 2.0, "2", "2.0", "02", "2.5"]}))[:, 0]
+    assert codes[:4].tolist() == [0, 0, 0, 0] and codes[4:].tolist() == [3, 3]  # "02", "2.5": other
+
+
+def test_a_bundle_saved_with_2_0_in_its_vocabulary_matches_2_at_the_same_code():
+    old = TabularEncoder.from_json({"types": {"EDUCATION": "categorical"}, "categories": {"EDUCATION": ["2.0", "1.0"]}})
+    assert old.check_row({"EDUCATION": 2}) == []
+    assert old.transform(pd.DataFrame({"EDUCATION": ["2.0", 1, "7"]}))[:, 0].tolist() == [0, 1, 2]
+
+
 def test_a_missing_value_is_fingerprinted_as_an_empty_field():
     from modelyard.data.splits import fingerprint
 
