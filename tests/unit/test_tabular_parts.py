@@ -126,6 +126,22 @@ def test_the_cost_threshold_flags_more_when_misses_cost_more():
     assert risk.at_threshold(y, p, risk.recall_threshold(y, p, 0.9))["recall"] >= 0.9
 
 
+def test_the_cost_threshold_flags_tied_scores_together_and_reports_the_cost_of_its_cut():
+    y, p = np.array([1] + [0] * 9), np.full(10, 0.3)
+    assert risk.cost_threshold(y, p, 1, 5) == risk.cost_threshold(y[::-1], p, 1, 5) == (1.0 + 1e-9, 0.5)
+    rng = np.random.default_rng(1)
+    y, p = rng.integers(0, 2, 300), rng.integers(0, 6, 300) / 5  # six distinct scores, many ties
+    cut, per_row = risk.cost_threshold(y, p, 1, 3)
+    confusion = risk.at_threshold(y, p, cut)["confusion"]
+    assert per_row == pytest.approx((confusion["fp"] + 3 * confusion["fn"]) / 300)
+    brute = min((np.sum((p >= c) & (y == 0)) + 3 * np.sum((p < c) & (y == 1))) / 300 for c in [*p, 2.0])
+    assert per_row == pytest.approx(brute)
+    shuffled = rng.permutation(300)
+    assert risk.cost_threshold(y[shuffled], p[shuffled], 1, 3) == (cut, per_row)
+    recall_cut = risk.recall_threshold(y, p, 0.5)
+    assert risk.at_threshold(y, p, recall_cut)["recall"] >= 0.5 > risk.at_threshold(y, p, recall_cut + 0.1)["recall"]
+
+
 def test_group_metrics_give_rates_and_gaps():
     y = np.array([1, 0, 1, 0, 1, 0])
     decided = np.array([1, 0, 1, 1, 0, 0])
