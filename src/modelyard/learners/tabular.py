@@ -324,7 +324,12 @@ class TabularLearner:
             return metrics | self._groups(data, lambda g: regression_group_metrics(y, scores, g))
         decided = self.decide(scores)
         metrics = classification_metrics(y.tolist(), decided.tolist(), self.spec.labels)
-        metrics |= main_score(kind, y, scores)
+        present = np.unique(y)
+        if len(present) > 1:
+            metrics |= main_score(kind, y, scores)
+        else:  # e.g. a file of defaulters only: recall and precision still say something, a ranking does not
+            only = self.spec.labels[present[0]]
+            metrics["undefined"] = {"roc_auc": f"the rows hold one class only ('{only}'): no ranking to measure"}
         if kind == "binary":
             metrics |= binary_metrics(y, scores[:, 1], self.spec.threshold["threshold"])
             metrics["threshold_rule"] = self.spec.threshold["rule"]
@@ -368,10 +373,13 @@ class TabularLearner:
 
     def input_notes(self, data: pd.DataFrame) -> list[str]:
         """What `evaluate --data` should say about a file's cells, as batch prediction does: categories unseen in
-        training (scored as 'other') and values of the wrong type (scored as missing), counted per column."""
+        training (scored as 'other') and values of the wrong type (scored as missing), counted per column, and the
+        feature columns it lacks."""
         found = self.spec.encoder.check_frame(data)
         what = {"wrong_type": "values of the wrong type, scored as missing", "unseen": "unseen categories, as 'other'"}
-        return [f"{column}: {len(rows)} rows with {what[key]}" for key in what for column, rows in found[key].items()]
+        notes = [f"{column}: {len(rows)} rows with {what[key]}" for key in what for column, rows in found[key].items()]
+        absent = [column for column in self.spec.encoder.types if column not in data.columns]
+        return notes + ([f"no column {', '.join(absent)}: scored as missing in every row"] if absent else [])
 
     # explanations -----------------------------------------------------------------------------------------------
     @property

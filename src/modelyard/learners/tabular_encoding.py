@@ -150,7 +150,7 @@ class TabularEncoder:
                 raise DataError(f"{column}: expected true/false (or 1/0, yes/no), got {value!r}")
             if kind == "date" and pd.isna(to_dates(pd.Series([value]), self.dayfirst.get(column, False)).iloc[0]):
                 raise DataError(f"{column}: expected a date such as 2024-01-31, got {value!r}")
-            if kind == "categorical" and _one_category(value) not in self.categories[column]:
+            if kind == "categorical" and one_category(value) not in self.categories[column]:
                 notes.append(f"{column}: category {value!r} unseen or rare in training, scored as 'other'")
         if missing:
             notes.append(f"scored as missing values: {', '.join(missing)}")
@@ -247,7 +247,7 @@ def _text_topics(text: pd.Series, counter: Any, idf: np.ndarray, svd: np.ndarray
 _WHOLE_DECIMAL = re.compile(r"(-?\d+)\.0+")  # "2.0": how pandas writes a whole number in a column with NaN
 
 
-def _one_category(value: Any) -> str:
+def one_category(value: Any) -> str:
     """2, 2.0, "2" and "2.0" are the same category (CSV cells are strings, JSON numbers are not, and pandas writes
     an integer column with missing values as 2.0); "02" and "2.5" stay categories of their own."""
     if isinstance(value, float | np.floating) and float(value).is_integer():
@@ -258,16 +258,16 @@ def _one_category(value: Any) -> str:
 
 
 def _folded(known: list[str]) -> list[str]:
-    """A saved vocabulary as `_one_category` writes its values ("2.0" of an older bundle read as "2"), each at its
+    """A saved vocabulary as `one_category` writes its values ("2.0" of an older bundle read as "2"), each at its
     position (its code); kept as saved when two entries would fold into one."""
-    folded = [_one_category(v) for v in known]
+    folded = [one_category(v) for v in known]
     return folded if len(set(folded)) == len(folded) else list(known)
 
 
 def _category_text(values: pd.Series) -> pd.Series:
     if values.dtype.kind in "iub":  # whole numbers and booleans: str() of each, vectorised (batch files are big)
         return pd.Series(values.to_numpy().astype(str).astype(object), index=values.index, name=values.name)
-    text = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else _one_category(v))
+    text = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else one_category(v))
     return text.where(text != "", None)
 
 

@@ -17,7 +17,7 @@ from modelyard.data.readers import read_table, require_columns
 from modelyard.data.splits import fingerprint, make_splits
 from modelyard.errors import ConfigError, DataError
 from modelyard.learners.tabular import TabularLearner, TabularSpec
-from modelyard.learners.tabular_encoding import TabularEncoder
+from modelyard.learners.tabular_encoding import TabularEncoder, one_category
 from modelyard.protocols import PreparedData
 
 TRUTHY = ("1", "1.0", "true", "yes", "y", "t", "bad", "default", "fraud", "positive")
@@ -141,6 +141,7 @@ def prepare(config: Config, kind: str) -> PreparedData:
         labels = _labels(splits["train"][target], data.positive_label)
         if len(labels) < 2:
             raise DataError(f"{data.train}: target '{target}' has one class only ({labels})")
+        _check_two_class_keys(config, labels)
         for name in ("validation", "test"):
             frame = splits[name]
             seen = frame[target].astype(str).str.strip().isin(labels)
@@ -154,9 +155,10 @@ def prepare(config: Config, kind: str) -> PreparedData:
         report["imbalance"] = tabular.imbalance(splits["train"][target])
         if report["imbalance"]["ratio"] > 3:
             imb = report["imbalance"]
+            better = "a cost-based threshold (evaluation.costs)" if len(labels) == 2 else "per-class recall"
             warnings.append(
                 f"class imbalance {imb['ratio']:g}:1 (minority '{imb['minority']}' {imb['minority_share']:.1%}); "
-                "roc_auc, pr_auc and a cost-based threshold (evaluation.costs) say more than accuracy"
+                f"roc_auc, pr_auc and {better} say more than accuracy"
             )
     leak_kind = (
         "regression" if kind == "regression" else ("binary" if len(report.get("classes", [])) == 2 else "multiclass")
@@ -178,6 +180,48 @@ def prepare(config: Config, kind: str) -> PreparedData:
     columns = list(splits["train"].columns)
     prints = {n: fingerprint(f, columns) for n, f in splits.items()}
     return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
+
+
+def _check_two_class_keys(config: Config, labels: list[str]) -> None:
+    """The keys that pick the positive class and its threshold, as the learner can honour them (checked by
+    `validate`): one threshold rule at a time, and only for two classes (several are decided by the top score)."""
+    evaluation = config.evaluation
+    if evaluation.costs is not None and evaluation.target_recall is not None:
+        raise ConfigError(
+            "evaluation.costs and evaluation.target_recall both set the decision threshold; only one can",
+            "keep evaluation.costs (minimum expected cost) or evaluation.target_recall (a recall to reach)",
+        )
+    if len(labels) > 2:
+        given = {"evaluation.costs": evaluation.costs, "evaluation.target_recall": evaluation.target_recall,
+                 "data.positive_label": config.data.positive_label}  # fmt: skip
+        named = [key for key, value in given.items() if value is not None]
+        if named:
+            raise ConfigError(
+                f"{', '.join(named)} apply to a two-class target; '{config.data.target_column}' has "
+                f"{len(labels)} classes ({', '.join(labels[:10])}), each decided by its highest probability",
+                f"remove {', '.join(named)}",
+            )
+
+
+def evaluation_rows(config: Config, path: str, labels: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """`evaluate --data FILE`: the file's labelled rows scored as they are. The checks of what a model can learn
+    from (two classes, a target that varies, the config's columns present) are `train`'s, not a scoring file's;
+    labels are matched as categories are (1.0 is the class 1), and absent group columns are named, not required."""
+    frame = _read(path, config)
+    notes, target = list(frame.attrs.get("notes", [])), config.data.target_column
+    if labels:
+        known = {one_category(label): label for label in labels}
+        text = frame[target].astype(str).str.strip()
+        frame = frame.assign(**{target: text.map(lambda v: v if v in labels else known.get(one_category(v), v))})
+    else:
+        bad = tabular.to_numeric(frame[target]).isna()
+        if bad.any():
+            notes.append(f"{path}: {int(bad.sum())} rows dropped: target '{target}' is not a finite number")
+            frame = frame[~bad]
+    absent = [column for column in config.evaluation.groups if column not in frame.columns]
+    if absent:
+        notes.append(f"{path}: no column {', '.join(absent)}: its group metrics (evaluation.groups) are left out")
+    return frame, notes
 
 
 def _check_monotone(config: Config, types: dict[str, str]) -> None:
