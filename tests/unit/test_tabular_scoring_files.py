@@ -71,3 +71,22 @@ def test_metrics_of_rows_of_one_class_mark_roc_auc_undefined_and_keep_recall():
     metrics = learner.evaluate(frame[frame[TARGET] == "1"])
     assert "roc_auc" not in metrics and "one class only ('1')" in metrics["undefined"]["roc_auc"]
     assert 0 < metrics["recall"] < 1 and metrics["precision"] == 1.0 and np.isfinite(metrics["brier"])
+
+
+def test_repeated_rows_are_dropped_before_splitting_and_counted(tmp_path):
+    pd.concat([pd.read_csv(CREDIT, dtype=str)] * 3).to_csv(tmp_path / "thrice.csv", index=False)
+    config = credit_config(data={"train": str(tmp_path / "thrice.csv")})
+    prepared = common.prepare(config, "classification")
+    assert sum(prepared.report["splits"].values()) == 2000
+    assert f"{tmp_path / 'thrice.csv'}: 4000 rows repeat an earlier row in every column" in " ".join(prepared.warnings)
+
+
+def test_rows_of_a_given_test_file_equal_to_training_rows_are_counted(tmp_path):
+    frame = pd.read_csv(CREDIT, dtype=str)
+    frame.iloc[:1500].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[1400:].to_csv(tmp_path / "test.csv", index=False)  # 100 rows in both files
+    config = credit_config(data={"train": str(tmp_path / "train.csv"), "test": str(tmp_path / "test.csv")})
+    warnings = common.prepare(config, "classification").warnings
+    assert f"{tmp_path / 'test.csv'}: 100 rows equal a row of {tmp_path / 'train.csv'} in every column" in " ".join(
+        warnings
+    )

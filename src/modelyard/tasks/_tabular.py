@@ -83,6 +83,29 @@ def _refuse_nested_columns(frame: pd.DataFrame, path: str, dropped: list[str]) -
             )
 
 
+def _without_repeats(frame: pd.DataFrame, path: str, warnings: list[str]) -> pd.DataFrame:
+    """The rows without exact repeats (every column, the target included), counted in `warnings`. A repeat left in
+    would land in train and test alike: 2,000 credit rows written three times scored test ROC-AUC 0.99, not 0.77."""
+    repeated = frame.duplicated()
+    if repeated.any():
+        warnings.append(
+            f"{path}: {int(repeated.sum())} rows repeat an earlier row in every column: dropped before splitting"
+        )
+    return frame[~repeated]
+
+
+def _shared_rows(train: pd.DataFrame, other: pd.DataFrame, path: str, train_path: str) -> list[str]:
+    """A warning counting the rows of a given validation or test file equal to a training row in every column."""
+    if sorted(map(str, other.columns)) != sorted(map(str, train.columns)):
+        return []
+    columns = list(train.columns)
+    seen = set(pd.util.hash_pandas_object(train[columns], index=False))
+    shared = int(pd.util.hash_pandas_object(other[columns], index=False).isin(seen).sum())
+    if not shared:
+        return []
+    return [f"{path}: {shared} rows equal a row of {train_path} in every column: their scores are not held out"]
+
+
 def _labels(train: pd.Series, positive: str | None) -> list[str]:
     """Class names; for two classes [negative, positive], the positive one scored as `probability`."""
     values = train.astype(str).str.strip()
@@ -103,7 +126,10 @@ def prepare(config: Config, kind: str) -> PreparedData:
     data: TabularDataConfig = config.data
     frames = {w: _read(getattr(data, w), config) for w in ("train", "validation", "test") if getattr(data, w)}
     warnings = [note for frame in frames.values() for note in frame.attrs.get("notes", [])]
-    train, target = frames["train"], data.target_column
+    train, target = _without_repeats(frames["train"], data.train, warnings), data.target_column
+    for name in ("validation", "test"):
+        if name in frames:
+            warnings += _shared_rows(train, frames[name], getattr(data, name), data.train)
     if kind == "regression":
         for name, frame in frames.items():
             bad = tabular.to_numeric(frame[target]).isna()
