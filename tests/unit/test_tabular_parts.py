@@ -369,6 +369,12 @@ def test_a_bundle_saved_with_2_0_in_its_vocabulary_matches_2_at_the_same_code():
     assert old.transform(pd.DataFrame({"EDUCATION": ["2.0", 1, "7"]}))[:, 0].tolist() == [0, 1, 2]
 
 
+def test_the_profile_counts_nan_text_in_a_numeric_column_as_missing():
+    frame = pd.DataFrame({"income": ["1200", "nan", "NaN", "", None, "inf", "3400", "5.5"]})
+    profile = tabular.column_profile(frame, {"income": "numeric"})["income"]
+    assert profile["missing"] == 0.625 and (profile["min"], profile["max"]) == (5.5, 3400.0)
+
+
 def test_a_missing_value_is_fingerprinted_as_an_empty_field():
     from modelyard.data.splits import fingerprint
 

@@ -211,11 +211,14 @@ def leakage(frame: pd.DataFrame, types: dict[str, str], y: np.ndarray, kind: str
 
 
 def column_profile(frame: pd.DataFrame, types: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Per feature: type, missing share, distinct values, rare categories or the numeric range."""
+    """Per feature: type, missing share, distinct values, rare categories or the numeric range. A numeric cell is
+    missing when the model reads it so: empty, or text such as `nan` or `inf` that is no finite number."""
     out = {}
     for column, ctype in types.items():
         values = frame[column]
         empty = values.isna() | (values.astype(str).str.strip() == "")
+        if ctype == "numeric":
+            empty |= to_numeric(values).isna()
         entry: dict[str, Any] = {"type": ctype, "missing": round(float(empty.mean()), 4)}
         if ctype == "categorical":
             counts = values[~empty].astype(str).value_counts()
@@ -223,7 +226,7 @@ def column_profile(frame: pd.DataFrame, types: dict[str, str]) -> dict[str, dict
             entry |= {"distinct": len(counts), "rare_categories": [str(x) for x in rare.index[:10]]}
             entry["rare_count"] = len(rare)
         elif ctype == "numeric":
-            numbers = to_numeric(values).dropna()
+            numbers = to_numeric(values[~empty])
             if len(numbers):
                 entry |= {
                     "min": float(numbers.min()),
