@@ -105,6 +105,7 @@ class Model:
             rows, notes = read_rows(self.config, str(Path(data).resolve()), self.labels or [])
             rows, unseen = self._known_labels_only(rows, str(data))
             notes += unseen
+            notes += [f"{data}: {note}" for note in getattr(self.learner, "input_notes", lambda _: [])(rows)]
             return self._with_answer_quality(self.learner.evaluate(rows), rows) | ({"notes": notes} if notes else {})
         raw = self.config.model_dump(mode="json")
         raw["data"].update(train=str(Path(data).resolve()), validation=None, test=None, max_rows=None)
@@ -116,7 +117,6 @@ class Model:
         if read.get("cleaning", {}).get("rows_out", 0) < read.get("cleaning", {}).get("rows_in", 0):
             notes.append(f"{data}: {read['summary']}; the metrics score the rest")
         notes += [w for w in prepared.warnings if "skipped" in w]  # unreadable files and malformed rows, named
-        notes += [f"{data}: {note}" for note in getattr(self.learner, "input_notes", lambda _: [])(rows)]
         return result | ({"notes": notes} if notes else {})
 
     def _known_labels_only(self, rows: Any, source: str) -> tuple[Any, list[str]]:

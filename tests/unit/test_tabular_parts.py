@@ -126,6 +126,22 @@ def test_the_cost_threshold_flags_more_when_misses_cost_more():
     assert risk.at_threshold(y, p, risk.recall_threshold(y, p, 0.9))["recall"] >= 0.9
 
 
+def test_the_cost_threshold_flags_tied_scores_together_and_reports_the_cost_of_its_cut():
+    y, p = np.array([1] + [0] * 9), np.full(10, 0.3)
+    assert risk.cost_threshold(y, p, 1, 5) == risk.cost_threshold(y[::-1], p, 1, 5) == (1.0 + 1e-9, 0.5)
+    rng = np.random.default_rng(1)
+    y, p = rng.integers(0, 2, 300), rng.integers(0, 6, 300) / 5  # six distinct scores, many ties
+    cut, per_row = risk.cost_threshold(y, p, 1, 3)
+    confusion = risk.at_threshold(y, p, cut)["confusion"]
+    assert per_row == pytest.approx((confusion["fp"] + 3 * confusion["fn"]) / 300)
+    brute = min((np.sum((p >= c) & (y == 0)) + 3 * np.sum((p < c) & (y == 1))) / 300 for c in [*p, 2.0])
+    assert per_row == pytest.approx(brute)
+    shuffled = rng.permutation(300)
+    assert risk.cost_threshold(y[shuffled], p[shuffled], 1, 3) == (cut, per_row)
+    recall_cut = risk.recall_threshold(y, p, 0.5)
+    assert risk.at_threshold(y, p, recall_cut)["recall"] >= 0.5 > risk.at_threshold(y, p, recall_cut + 0.1)["recall"]
+
+
 def test_group_metrics_give_rates_and_gaps():
     y = np.array([1, 0, 1, 0, 1, 0])
     decided = np.array([1, 0, 1, 1, 0, 0])
@@ -327,6 +343,38 @@ def test_numeric_dates_take_one_day_order_per_column_learnt_in_training_and_kept
     assert one[0, :2].tolist() == [2021, 6]  # year, month: read day-first as the training column was
 
 
+def test_a_date_sent_as_a_number_is_read_as_its_text_when_checked_and_when_scored():
+    encoder = TabularEncoder.fit(pd.DataFrame({"opened": ["2021-06-01", "2021-07-15"]}), {"opened": "date"}, [])
+    assert encoder.check_row({"opened": 20210601}) == []
+    for cells in ([20210601], [20210601.0], pd.Series([20210601], dtype=object)):
+        assert encoder.transform(pd.DataFrame({"opened": cells}))[0, :2].tolist() == [2021, 6]  # not 1970
+    assert encoder.check_frame(pd.DataFrame({"opened": [20210601, 7]}))["wrong_type"] == {"opened": [1]}
+    with pytest.raises(DataError, match="opened: expected a date"):
+        encoder.check_row({"opened": True})
+
+
+def test_a_whole_number_written_as_2_0_is_the_same_category_as_2_in_training_and_in_requests():
+    column = pd.Series(["2.0", "2", "2.0", "1.0", "1", None, "3.0"] * 20)  # pandas writes an int column with NaN as 2.0
+    encoder = TabularEncoder.fit(pd.DataFrame({"EDUCATION": column}), {"EDUCATION": "categorical"}, [])
+    assert encoder.categories["EDUCATION"] == ["2", "1", "3"]  # by frequency: 60, 40, 20 rows
+    for value in (2, 2.0, "2", "2.0", np.float32(2)):
+        assert encoder.check_row({"EDUCATION": value}) == []
+    codes = encoder.transform(pd.DataFrame({"EDUCATION": [2, 2.0, "2", "2.0", "02", "2.5"]}))[:, 0]
+    assert codes[:4].tolist() == [0, 0, 0, 0] and codes[4:].tolist() == [3, 3]  # "02", "2.5": other
+
+
+def test_a_bundle_saved_with_2_0_in_its_vocabulary_matches_2_at_the_same_code():
+    old = TabularEncoder.from_json({"types": {"EDUCATION": "categorical"}, "categories": {"EDUCATION": ["2.0", "1.0"]}})
+    assert old.check_row({"EDUCATION": 2}) == []
+    assert old.transform(pd.DataFrame({"EDUCATION": ["2.0", 1, "7"]}))[:, 0].tolist() == [0, 1, 2]
+
+
+def test_the_profile_counts_nan_text_in_a_numeric_column_as_missing():
+    frame = pd.DataFrame({"income": ["1200", "nan", "NaN", "", None, "inf", "3400", "5.5"]})
+    profile = tabular.column_profile(frame, {"income": "numeric"})["income"]
+    assert profile["missing"] == 0.625 and (profile["min"], profile["max"]) == (5.5, 3400.0)
+
+
 def test_a_missing_value_is_fingerprinted_as_an_empty_field():
     from modelyard.data.splits import fingerprint
 
@@ -343,3 +391,22 @@ def test_pandas_missing_markers_in_a_row_are_scored_as_missing_like_none(credit)
         assert encoder.check_row(full | {"AGE": marker}) == ["scored as missing values: AGE"]
     with pytest.raises(DataError, match="AGE: expected a finite number"):
         encoder.check_row(full | {"AGE": float("inf")})
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "metric"), [("binary", TARGET, "roc_auc"), ("regression", "LIMIT_BAL", "rmse")]
+)
+def test_validation_metrics_of_a_bagged_model_are_its_out_of_fold_scores_not_in_sample(credit, kind, target, metric):
+    from modelyard.learners.tabular import TabularLearner, TabularSpec
+
+    types, _ = tabular.infer_types(credit, target, {}, [])
+    train, validation = credit.iloc[:1200], credit.iloc[1200:1600]
+    labels = ["0", "1"] if kind == "binary" else None
+    spec = TabularSpec(kind, target, labels, TabularEncoder.fit(train, types, [target]))
+    learner = TabularLearner(spec, "lightgbm", {"folds": 5, "calibration": "none", "seed": 0})
+    learner.fit(train, validation)
+    out_of_fold = learner.spec.candidates[0]["validation"][metric]
+    reported = learner.evaluate(validation.copy())[metric]  # an equal frame, as a resumed run would pass
+    in_sample = learner.evaluate(validation.assign(extra=1))[metric]  # another frame: scored by the whole bag
+    assert reported == pytest.approx(out_of_fold)
+    assert abs(in_sample - out_of_fold) > 0.01 * abs(out_of_fold)  # what used to be reported

@@ -103,6 +103,8 @@ def to_dates(values: pd.Series, dayfirst: bool | None = None) -> pd.Series:
     (`day_first`); pandas alone reads each value on its own, 28/09/2021 day-first and 05/06/2021 month-first."""
     if dayfirst is None:
         dayfirst = day_first(values)
+    if values.dtype.kind in "biuf" or values.dtype == object:  # pandas reads a number as nanoseconds since 1970
+        values = values.map(_date_cell, na_action="ignore")
     if dayfirst:  # to month-first, pandas' order for 05/06/2021; ISO dates keep theirs (dayfirst=True would not)
         values = values.astype("string").str.replace(_NUMERIC_DATE, r"\2/\1/\3", regex=True)
     if not pd.api.types.is_datetime64_any_dtype(values):
@@ -114,6 +116,16 @@ def to_dates(values: pd.Series, dayfirst: bool | None = None) -> pd.Series:
 
 
 _NUMERIC_DATE = r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-](\d{2,4})\b"
+
+
+def _date_cell(value: Any) -> Any:
+    """A number as the text a file would hold (20210601 -> "20210601", a date; 20210601.0 too), so a JSON or
+    Parquet number is read as its CSV cell is; a boolean is no date. Other cells pass as they are."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value) if isinstance(value, int | np.integer | float | np.floating) else value
 
 
 def is_id_like(values: pd.Series, kind: str) -> bool:
@@ -199,11 +211,14 @@ def leakage(frame: pd.DataFrame, types: dict[str, str], y: np.ndarray, kind: str
 
 
 def column_profile(frame: pd.DataFrame, types: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Per feature: type, missing share, distinct values, rare categories or the numeric range."""
+    """Per feature: type, missing share, distinct values, rare categories or the numeric range. A numeric cell is
+    missing when the model reads it so: empty, or text such as `nan` or `inf` that is no finite number."""
     out = {}
     for column, ctype in types.items():
         values = frame[column]
         empty = values.isna() | (values.astype(str).str.strip() == "")
+        if ctype == "numeric":
+            empty |= to_numeric(values).isna()
         entry: dict[str, Any] = {"type": ctype, "missing": round(float(empty.mean()), 4)}
         if ctype == "categorical":
             counts = values[~empty].astype(str).value_counts()
@@ -211,7 +226,7 @@ def column_profile(frame: pd.DataFrame, types: dict[str, str]) -> dict[str, dict
             entry |= {"distinct": len(counts), "rare_categories": [str(x) for x in rare.index[:10]]}
             entry["rare_count"] = len(rare)
         elif ctype == "numeric":
-            numbers = to_numeric(values).dropna()
+            numbers = to_numeric(values[~empty])
             if len(numbers):
                 entry |= {
                     "min": float(numbers.min()),

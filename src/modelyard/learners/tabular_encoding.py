@@ -10,6 +10,7 @@ encoder is saved as JSON (no pickle) and validates single request rows against t
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -147,9 +148,9 @@ class TabularEncoder:
                 raise DataError(f"{column}: expected a finite number, got {shown}")
             if kind == "boolean" and np.isnan(to_boolean(pd.Series([value])).iloc[0]):
                 raise DataError(f"{column}: expected true/false (or 1/0, yes/no), got {value!r}")
-            if kind == "date" and pd.isna(to_dates(pd.Series([str(value)]), self.dayfirst.get(column, False)).iloc[0]):
+            if kind == "date" and pd.isna(to_dates(pd.Series([value]), self.dayfirst.get(column, False)).iloc[0]):
                 raise DataError(f"{column}: expected a date such as 2024-01-31, got {value!r}")
-            if kind == "categorical" and _one_category(value) not in self.categories[column]:
+            if kind == "categorical" and one_category(value) not in self.categories[column]:
                 notes.append(f"{column}: category {value!r} unseen or rare in training, scored as 'other'")
         if missing:
             notes.append(f"scored as missing values: {', '.join(missing)}")
@@ -173,7 +174,7 @@ class TabularEncoder:
                 if parse is not None:
                     parsed = parse(values)
                 elif kind == "date":
-                    parsed = to_dates(values.astype(str), self.dayfirst.get(column, False))
+                    parsed = to_dates(values, self.dayfirst.get(column, False))
                 else:
                     parsed = values
                 bad, key = given & pd.isna(parsed).to_numpy(), "wrong_type"
@@ -194,9 +195,8 @@ class TabularEncoder:
 
     @classmethod
     def from_json(cls, spec: dict[str, Any]) -> TabularEncoder:
-        return cls(
-            spec["types"], spec["categories"], spec.get("ignored", []), spec.get("texts", {}), spec.get("dayfirst", {})
-        )
+        categories = {column: _folded(known) for column, known in spec["categories"].items()}
+        return cls(spec["types"], categories, spec.get("ignored", []), spec.get("texts", {}), spec.get("dayfirst", {}))
 
 
 def _ngrams(terms: list[str] | None = None) -> Any:
@@ -244,17 +244,30 @@ def _text_topics(text: pd.Series, counter: Any, idf: np.ndarray, svd: np.ndarray
     return np.asarray(_tfidf(counter.transform(text), idf) @ svd.T, dtype=float)
 
 
-def _one_category(value: Any) -> str:
-    """1, 1.0 and "1" are the same category (CSV cells are strings, JSON numbers are not)."""
-    if isinstance(value, float) and value.is_integer():
+_WHOLE_DECIMAL = re.compile(r"(-?\d+)\.0+")  # "2.0": how pandas writes a whole number in a column with NaN
+
+
+def one_category(value: Any) -> str:
+    """2, 2.0, "2" and "2.0" are the same category (CSV cells are strings, JSON numbers are not, and pandas writes
+    an integer column with missing values as 2.0); "02" and "2.5" stay categories of their own."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
         return str(int(value))
-    return str(value).strip()
+    text = str(value).strip()
+    whole = _WHOLE_DECIMAL.fullmatch(text)
+    return whole.group(1) if whole else text
+
+
+def _folded(known: list[str]) -> list[str]:
+    """A saved vocabulary as `one_category` writes its values ("2.0" of an older bundle read as "2"), each at its
+    position (its code); kept as saved when two entries would fold into one."""
+    folded = [one_category(v) for v in known]
+    return folded if len(set(folded)) == len(folded) else list(known)
 
 
 def _category_text(values: pd.Series) -> pd.Series:
     if values.dtype.kind in "iub":  # whole numbers and booleans: str() of each, vectorised (batch files are big)
         return pd.Series(values.to_numpy().astype(str).astype(object), index=values.index, name=values.name)
-    text = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else _one_category(v))
+    text = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else one_category(v))
     return text.where(text != "", None)
 
 

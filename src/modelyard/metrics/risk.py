@@ -56,16 +56,22 @@ def calibration_curve(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS
 
 
 def cost_threshold(y: np.ndarray, p: np.ndarray, false_positive: float, false_negative: float) -> tuple[float, float]:
-    """The probability cut that minimises fp x cost_fp + fn x cost_fn on (y, p); returns (threshold, cost/row)."""
-    order = np.argsort(-p)
+    """The probability cut that minimises fp x cost_fp + fn x cost_fn on (y, p); returns (threshold, cost/row).
+    Only cuts at distinct scores are weighed: `p >= cut` flags tied rows together, so the cost of a cut inside a
+    run of ties would be one no threshold gives (and would depend on the order of the rows)."""
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    none = 1.0 + 1e-9  # above every probability: flag no row
+    if not len(y):
+        return none, 0.0
+    order = np.argsort(-p, kind="stable")
     ys, ps = y[order], p[order]
-    tp = np.concatenate([[0], np.cumsum(ys)])  # flag the top i rows
-    fp = np.concatenate([[0], np.cumsum(1 - ys)])
-    fn = ys.sum() - tp
-    cost = false_positive * fp + false_negative * fn
+    last = np.append(np.flatnonzero(np.diff(ps)), len(ps) - 1)  # the last row of each run of equal scores
+    tp = np.concatenate([[0], np.cumsum(ys)[last]])  # flag every row scored at least the k-th distinct score
+    fp = np.concatenate([[0], np.cumsum(1 - ys)[last]])
+    cost = false_positive * fp + false_negative * (ys.sum() - tp)
     best = int(np.argmin(cost))
-    cut = 1.0 + 1e-9 if best == 0 else float(ps[best - 1])
-    return cut, float(cost[best] / max(len(y), 1))
+    cut = none if best == 0 else float(ps[last[best - 1]])
+    return cut, float(cost[best] / len(y))
 
 
 def recall_threshold(y: np.ndarray, p: np.ndarray, recall: float) -> float:

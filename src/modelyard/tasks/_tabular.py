@@ -17,7 +17,7 @@ from modelyard.data.readers import read_table, require_columns
 from modelyard.data.splits import fingerprint, make_splits
 from modelyard.errors import ConfigError, DataError
 from modelyard.learners.tabular import TabularLearner, TabularSpec
-from modelyard.learners.tabular_encoding import TabularEncoder
+from modelyard.learners.tabular_encoding import TabularEncoder, one_category
 from modelyard.protocols import PreparedData
 
 TRUTHY = ("1", "1.0", "true", "yes", "y", "t", "bad", "default", "fraud", "positive")
@@ -83,6 +83,29 @@ def _refuse_nested_columns(frame: pd.DataFrame, path: str, dropped: list[str]) -
             )
 
 
+def _without_repeats(frame: pd.DataFrame, path: str, warnings: list[str]) -> pd.DataFrame:
+    """The rows without exact repeats (every column, the target included), counted in `warnings`. A repeat left in
+    would land in train and test alike: 2,000 credit rows written three times scored test ROC-AUC 0.99, not 0.77."""
+    repeated = frame.duplicated()
+    if repeated.any():
+        warnings.append(
+            f"{path}: {int(repeated.sum())} rows repeat an earlier row in every column: dropped before splitting"
+        )
+    return frame[~repeated]
+
+
+def _shared_rows(train: pd.DataFrame, other: pd.DataFrame, path: str, train_path: str) -> list[str]:
+    """A warning counting the rows of a given validation or test file equal to a training row in every column."""
+    if sorted(map(str, other.columns)) != sorted(map(str, train.columns)):
+        return []
+    columns = list(train.columns)
+    seen = set(pd.util.hash_pandas_object(train[columns], index=False))
+    shared = int(pd.util.hash_pandas_object(other[columns], index=False).isin(seen).sum())
+    if not shared:
+        return []
+    return [f"{path}: {shared} rows equal a row of {train_path} in every column: their scores are not held out"]
+
+
 def _labels(train: pd.Series, positive: str | None) -> list[str]:
     """Class names; for two classes [negative, positive], the positive one scored as `probability`."""
     values = train.astype(str).str.strip()
@@ -103,7 +126,10 @@ def prepare(config: Config, kind: str) -> PreparedData:
     data: TabularDataConfig = config.data
     frames = {w: _read(getattr(data, w), config) for w in ("train", "validation", "test") if getattr(data, w)}
     warnings = [note for frame in frames.values() for note in frame.attrs.get("notes", [])]
-    train, target = frames["train"], data.target_column
+    train, target = _without_repeats(frames["train"], data.train, warnings), data.target_column
+    for name in ("validation", "test"):
+        if name in frames:
+            warnings += _shared_rows(train, frames[name], getattr(data, name), data.train)
     if kind == "regression":
         for name, frame in frames.items():
             bad = tabular.to_numeric(frame[target]).isna()
@@ -141,6 +167,7 @@ def prepare(config: Config, kind: str) -> PreparedData:
         labels = _labels(splits["train"][target], data.positive_label)
         if len(labels) < 2:
             raise DataError(f"{data.train}: target '{target}' has one class only ({labels})")
+        _check_two_class_keys(config, labels)
         for name in ("validation", "test"):
             frame = splits[name]
             seen = frame[target].astype(str).str.strip().isin(labels)
@@ -154,9 +181,10 @@ def prepare(config: Config, kind: str) -> PreparedData:
         report["imbalance"] = tabular.imbalance(splits["train"][target])
         if report["imbalance"]["ratio"] > 3:
             imb = report["imbalance"]
+            better = "a cost-based threshold (evaluation.costs)" if len(labels) == 2 else "per-class recall"
             warnings.append(
                 f"class imbalance {imb['ratio']:g}:1 (minority '{imb['minority']}' {imb['minority_share']:.1%}); "
-                "roc_auc, pr_auc and a cost-based threshold (evaluation.costs) say more than accuracy"
+                f"roc_auc, pr_auc and {better} say more than accuracy"
             )
     leak_kind = (
         "regression" if kind == "regression" else ("binary" if len(report.get("classes", [])) == 2 else "multiclass")
@@ -178,6 +206,48 @@ def prepare(config: Config, kind: str) -> PreparedData:
     columns = list(splits["train"].columns)
     prints = {n: fingerprint(f, columns) for n, f in splits.items()}
     return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
+
+
+def _check_two_class_keys(config: Config, labels: list[str]) -> None:
+    """The keys that pick the positive class and its threshold, as the learner can honour them (checked by
+    `validate`): one threshold rule at a time, and only for two classes (several are decided by the top score)."""
+    evaluation = config.evaluation
+    if evaluation.costs is not None and evaluation.target_recall is not None:
+        raise ConfigError(
+            "evaluation.costs and evaluation.target_recall both set the decision threshold; only one can",
+            "keep evaluation.costs (minimum expected cost) or evaluation.target_recall (a recall to reach)",
+        )
+    if len(labels) > 2:
+        given = {"evaluation.costs": evaluation.costs, "evaluation.target_recall": evaluation.target_recall,
+                 "data.positive_label": config.data.positive_label}  # fmt: skip
+        named = [key for key, value in given.items() if value is not None]
+        if named:
+            raise ConfigError(
+                f"{', '.join(named)} apply to a two-class target; '{config.data.target_column}' has "
+                f"{len(labels)} classes ({', '.join(labels[:10])}), each decided by its highest probability",
+                f"remove {', '.join(named)}",
+            )
+
+
+def evaluation_rows(config: Config, path: str, labels: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """`evaluate --data FILE`: the file's labelled rows scored as they are. The checks of what a model can learn
+    from (two classes, a target that varies, the config's columns present) are `train`'s, not a scoring file's;
+    labels are matched as categories are (1.0 is the class 1), and absent group columns are named, not required."""
+    frame = _read(path, config)
+    notes, target = list(frame.attrs.get("notes", [])), config.data.target_column
+    if labels:
+        known = {one_category(label): label for label in labels}
+        text = frame[target].astype(str).str.strip()
+        frame = frame.assign(**{target: text.map(lambda v: v if v in labels else known.get(one_category(v), v))})
+    else:
+        bad = tabular.to_numeric(frame[target]).isna()
+        if bad.any():
+            notes.append(f"{path}: {int(bad.sum())} rows dropped: target '{target}' is not a finite number")
+            frame = frame[~bad]
+    absent = [column for column in config.evaluation.groups if column not in frame.columns]
+    if absent:
+        notes.append(f"{path}: no column {', '.join(absent)}: its group metrics (evaluation.groups) are left out")
+    return frame, notes
 
 
 def _check_monotone(config: Config, types: dict[str, str]) -> None:

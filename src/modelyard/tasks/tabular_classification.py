@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pandas as pd
+
 from modelyard.config import Config
 from modelyard.learners.tabular import TabularLearner
 from modelyard.protocols import PreparedData
@@ -72,6 +74,9 @@ class TabularClassificationTask:
 
     def baselines(self, config: Config, data: PreparedData) -> dict[str, dict[str, Any]]:
         return common.baselines(config, data, "classification")
+
+    def evaluation_rows(self, config: Config, path: str, labels: list[str]) -> tuple[pd.DataFrame, list[str]]:
+        return common.evaluation_rows(config, path, labels)
 
     def inputs_from_frame(self, frame, config: Config) -> list[dict[str, Any]]:
         return common.inputs_from_frame(frame, config)
