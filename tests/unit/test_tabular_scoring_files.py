@@ -90,3 +90,13 @@ def test_rows_of_a_given_test_file_equal_to_training_rows_are_counted(tmp_path):
     assert f"{tmp_path / 'test.csv'}: 100 rows equal a row of {tmp_path / 'train.csv'} in every column" in " ".join(
         warnings
     )
+
+
+def test_a_target_written_1_0_by_pandas_trains_the_classes_0_and_1(tmp_path):
+    frame = pd.read_csv(CREDIT).head(600)
+    frame[TARGET] = frame[TARGET].astype(float)  # a column with a gap: pandas writes 1.0 and 0.0
+    frame.to_csv(tmp_path / "floats.csv", index=False)
+    config = credit_config(data={"train": str(tmp_path / "floats.csv"), "positive_label": "1.0"})
+    prepared = common.prepare(config, "classification")
+    assert prepared.report["classes"] == ["0", "1"]
+    assert set(prepared.splits["test"][TARGET]) == {"0", "1"}

@@ -22,6 +22,7 @@ import pandas as pd
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from modelyard.config import FormatOptions, SplitConfig
+from modelyard.data.categories import category_text
 from modelyard.data.readers import read_table, require_columns
 from modelyard.data.splits import fingerprint, make_splits
 from modelyard.errors import DataError
@@ -272,13 +273,15 @@ def list_table(
     """A CSV/JSONL of image paths (relative to the file's folder) and labels -> rows (path, file, label)."""
     frame, _ = read_table(path, fmt, max_rows)
     require_columns(frame, {"image_column": image_column, "label_column": label_column}, str(path))
-    frame = frame[frame[image_column].notna() & frame[label_column].notna()]
+    labels = frame[label_column].map(category_text)  # a blank label is no label
+    kept = frame[image_column].notna() & labels.notna()
+    frame, labels = frame[kept], labels[kept]
     base = path.parent
     rows = []
-    for name, label in zip(frame[image_column].astype(str), frame[label_column], strict=True):
+    for name, label in zip(frame[image_column].astype(str), labels, strict=True):
         given = Path(name.strip()).expanduser()
         full = given if given.is_absolute() else base / given
-        rows.append({"path": str(full.absolute()), "file": given.as_posix(), "label": _label_text(label)})
+        rows.append({"path": str(full.absolute()), "file": given.as_posix(), "label": label})
     return pd.DataFrame(rows, columns=["path", "file", "label"])
 
 
@@ -287,10 +290,6 @@ def paths_in(frame: pd.DataFrame, column: str) -> list[str]:
     as in training data; a DataFrame given in Python: the current folder)."""
     base = Path(frame.attrs.get("source", "-")).parent
     return [str(base / Path(name.strip()).expanduser()) for name in frame[column].astype(str)]
-
-
-def _label_text(value: Any) -> str:
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
 
 
 def read_source(

@@ -33,7 +33,7 @@ class Interactions:
 def id_text(value: Any) -> str | None:
     """One id as the HTTP API takes it: trimmed text, a whole float as its integer ("50", not "50.0": JSON Lines
     rows of mixed requests, or one missing id, make pandas read integer ids as floats); None when absent."""
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+    if value is None or value is pd.NA or (isinstance(value, float | np.floating) and np.isnan(value)):
         return None
     if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
         value = int(value)

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from modelyard.config import FormatOptions, SplitConfig
+from modelyard.data.categories import category_text
 from modelyard.data.images import check_file
 from modelyard.data.readers import read_table, require_columns
 from modelyard.data.splits import fingerprint, make_splits
@@ -23,10 +24,6 @@ COLUMNS = ["path", "file", "text", "label", "sha256", "width", "height"]
 
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, float) and pd.isna(value)) or not str(value).strip()
-
-
-def _label_text(value: Any) -> str:
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
 
 
 def read_rows(
@@ -54,7 +51,7 @@ def read_rows(
                 "path": str(full),
                 "file": given.as_posix(),
                 "text": str(text).strip(),
-                "label": _label_text(label),
+                "label": category_text(label),
             }
         )
     with ThreadPoolExecutor(max_workers=2) as pool:  # Pillow decodes without the GIL

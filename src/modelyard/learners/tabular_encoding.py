@@ -10,7 +10,6 @@ encoder is saved as JSON (no pickle) and validates single request rows against t
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelyard.data.categories import category_text
 from modelyard.data.tabular import RARE_ROWS, RARE_SHARE, day_first, to_boolean, to_dates, to_numeric
 from modelyard.errors import DataError
 
@@ -150,7 +150,7 @@ class TabularEncoder:
                 raise DataError(f"{column}: expected true/false (or 1/0, yes/no), got {value!r}")
             if kind == "date" and pd.isna(to_dates(pd.Series([value]), self.dayfirst.get(column, False)).iloc[0]):
                 raise DataError(f"{column}: expected a date such as 2024-01-31, got {value!r}")
-            if kind == "categorical" and one_category(value) not in self.categories[column]:
+            if kind == "categorical" and category_text(value) not in self.categories[column]:
                 notes.append(f"{column}: category {value!r} unseen or rare in training, scored as 'other'")
         if missing:
             notes.append(f"scored as missing values: {', '.join(missing)}")
@@ -244,31 +244,17 @@ def _text_topics(text: pd.Series, counter: Any, idf: np.ndarray, svd: np.ndarray
     return np.asarray(_tfidf(counter.transform(text), idf) @ svd.T, dtype=float)
 
 
-_WHOLE_DECIMAL = re.compile(r"(-?\d+)\.0+")  # "2.0": how pandas writes a whole number in a column with NaN
-
-
-def one_category(value: Any) -> str:
-    """2, 2.0, "2" and "2.0" are the same category (CSV cells are strings, JSON numbers are not, and pandas writes
-    an integer column with missing values as 2.0); "02" and "2.5" stay categories of their own."""
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    text = str(value).strip()
-    whole = _WHOLE_DECIMAL.fullmatch(text)
-    return whole.group(1) if whole else text
-
-
 def _folded(known: list[str]) -> list[str]:
-    """A saved vocabulary as `one_category` writes its values ("2.0" of an older bundle read as "2"), each at its
+    """A saved vocabulary as `category_text` writes its values ("2.0" of an older bundle read as "2"), each at its
     position (its code); kept as saved when two entries would fold into one."""
-    folded = [one_category(v) for v in known]
+    folded = [category_text(v) or v for v in known]
     return folded if len(set(folded)) == len(folded) else list(known)
 
 
 def _category_text(values: pd.Series) -> pd.Series:
     if values.dtype.kind in "iub":  # whole numbers and booleans: str() of each, vectorised (batch files are big)
         return pd.Series(values.to_numpy().astype(str).astype(object), index=values.index, name=values.name)
-    text = values.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else one_category(v))
-    return text.where(text != "", None)
+    return values.map(category_text)
 
 
 def _is_missing(value: Any) -> bool:

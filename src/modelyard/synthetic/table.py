@@ -17,6 +17,7 @@ import pandas as pd
 
 from modelyard.config import Config
 from modelyard.data import tabular
+from modelyard.data.categories import category_text
 from modelyard.data.readers import read_table, require_columns
 from modelyard.data.splits import make_splits
 from modelyard.errors import ConfigError
@@ -86,18 +87,9 @@ def _numeric_spec(name: str, values: pd.Series) -> ColumnSpec:
     return ColumnSpec(name, "numeric", as_int=as_int, decimals=int(min(decimals.max() or 0, MAX_DECIMALS)))
 
 
-def _one_category(value: Any) -> str | None:
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    text = str(value).strip()
-    if text.endswith(".0") and text[:-2].lstrip("-").isdigit():
-        text = text[:-2]
-    return text or None
-
-
 def _category(values: pd.Series) -> pd.Series:
     """Strings as the file has them (1.0 and 1 are one category), None when empty."""
-    return pd.Series([_one_category(v) for v in values.to_numpy(dtype=object)], index=values.index, dtype=object)
+    return pd.Series([category_text(v) for v in values.to_numpy(dtype=object)], index=values.index, dtype=object)
 
 
 def to_model_form(frame: pd.DataFrame, columns: list[ColumnSpec]) -> pd.DataFrame:

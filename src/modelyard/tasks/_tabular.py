@@ -13,11 +13,12 @@ from pydantic import Field
 
 from modelyard.config import Config, DataConfig, ModelConfig, SplitConfig
 from modelyard.data import tabular
+from modelyard.data.categories import category_text
 from modelyard.data.readers import read_table, require_columns
 from modelyard.data.splits import fingerprint, make_splits
 from modelyard.errors import ConfigError, DataError
 from modelyard.learners.tabular import TabularLearner, TabularSpec
-from modelyard.learners.tabular_encoding import TabularEncoder, one_category
+from modelyard.learners.tabular_encoding import TabularEncoder
 from modelyard.protocols import PreparedData
 
 TRUTHY = ("1", "1.0", "true", "yes", "y", "t", "bad", "default", "fraud", "positive")
@@ -108,11 +109,12 @@ def _shared_rows(train: pd.DataFrame, other: pd.DataFrame, path: str, train_path
 
 def _labels(train: pd.Series, positive: str | None) -> list[str]:
     """Class names; for two classes [negative, positive], the positive one scored as `probability`."""
-    values = train.astype(str).str.strip()
+    values = train.map(category_text)  # 1, "1" and 1.0 are one class, as categories are
     labels = sorted(values.unique())
     if len(labels) != 2:
         return labels
     if positive is not None:
+        positive = category_text(positive)
         if positive not in labels:
             raise ConfigError(f"data.positive_label {positive!r} is not a class; classes: {labels}")
         chosen = positive
@@ -144,7 +146,7 @@ def prepare(config: Config, kind: str) -> PreparedData:
     else:
         stratify = target if kind == "classification" else None
         if stratify:
-            train = train.assign(**{target: train[target].astype(str).str.strip()})
+            train = train.assign(**{target: train[target].map(category_text)})
         splits, notes = make_splits(train, frames.get("validation"), frames.get("test"), data.split, stratify)
     types, dropped = tabular.infer_types(splits["train"], target, data.column_types, data.drop_columns)
     _check_monotone(config, types)
@@ -170,11 +172,11 @@ def prepare(config: Config, kind: str) -> PreparedData:
         _check_two_class_keys(config, labels)
         for name in ("validation", "test"):
             frame = splits[name]
-            seen = frame[target].astype(str).str.strip().isin(labels)
+            seen = frame[target].map(category_text).isin(labels)
             if (~seen).any():
                 warnings.append(f"{name}: {int((~seen).sum())} rows dropped: classes not in train")
-            splits[name] = frame[seen].assign(**{target: frame[target][seen].astype(str).str.strip()})
-        splits["train"] = splits["train"].assign(**{target: splits["train"][target].astype(str).str.strip()})
+            splits[name] = frame[seen].assign(**{target: frame[target][seen].map(category_text)})
+        splits["train"] = splits["train"].assign(**{target: splits["train"][target].map(category_text)})
         y = splits["train"][target].map({label: i for i, label in enumerate(labels)}).to_numpy()
         report["classes"] = labels
         report["labels"] = {n: f[target].value_counts().to_dict() for n, f in splits.items()}
@@ -236,9 +238,9 @@ def evaluation_rows(config: Config, path: str, labels: list[str]) -> tuple[pd.Da
     frame = _read(path, config)
     notes, target = list(frame.attrs.get("notes", [])), config.data.target_column
     if labels:
-        known = {one_category(label): label for label in labels}
+        known = {category_text(label): label for label in labels}  # an older bundle's class may be "1.0"
         text = frame[target].astype(str).str.strip()
-        frame = frame.assign(**{target: text.map(lambda v: v if v in labels else known.get(one_category(v), v))})
+        frame = frame.assign(**{target: text.map(lambda v: v if v in labels else known.get(category_text(v), v))})
     else:
         bad = tabular.to_numeric(frame[target]).isna()
         if bad.any():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -11,6 +10,7 @@ from pydantic import Field, field_validator
 
 from modelyard import precision
 from modelyard.config import Config, DataConfig, DomainPretrainingConfig, LabelNoiseConfig, ModelConfig
+from modelyard.data.categories import category_text
 from modelyard.errors import DataError, ModelNotFoundError
 from modelyard.learners import domain_pretraining, few_shot, label_noise, text_private, text_recipe
 from modelyard.learners.text import TextClassifierLearner, pretrained_defaults
@@ -69,7 +69,7 @@ class TextDataConfig(DataConfig):
         if not isinstance(value, dict):
             return value
         return {
-            label_text(k) if isinstance(k, int | float | str) and not isinstance(k, bool) else k: v
+            category_text(k) if isinstance(k, int | float | str) and not isinstance(k, bool) else k: v
             for k, v in value.items()
         }
 
@@ -141,21 +141,6 @@ class TextModelConfig(ModelConfig):
     )
 
 
-WHOLE_NUMBER = re.compile(r"(-?)(0|[1-9][0-9]*)\.0*")  # "1.0", "-2.": pandas writes an integer column with a gap so
-
-
-def label_text(value: Any) -> str | None:
-    """One label as every format reads it: 1, "1", " 1 ", 1.0 and "1.0" are one class "1" (a CSV cell is text,
-    a JSON number is not); "01", "1.5" and "abc" stay as written; None when absent."""
-    from modelyard.data.interactions import id_text
-
-    text = id_text(value)
-    if text is not None and (whole := WHOLE_NUMBER.fullmatch(text)):
-        sign, digits = whole.groups()
-        return digits if sign != "-" or digits == "0" else f"-{digits}"
-    return text
-
-
 def _read(path: str, config: Config, which: str) -> tuple[pd.DataFrame, dict, Any]:
     import pandas as pd
 
@@ -166,7 +151,7 @@ def _read(path: str, config: Config, which: str) -> tuple[pd.DataFrame, dict, An
     frame, read = read_table(path, data.format, data.max_rows)
     require_columns(frame, {"text_column": data.text_column, "label_column": data.label_column}, path)
     frame = pd.DataFrame({"text": frame[data.text_column], "label": frame[data.label_column]}, index=frame.index)
-    frame["label"] = frame["label"].map(label_text)
+    frame["label"] = frame["label"].map(category_text)
     frame, cleaning = clean_labelled(frame, "text", "label")
     frame["text"] = frame["text"].astype(str)
     return frame, {"read": read.as_dict(), "cleaning": cleaning.as_dict(), "summary": cleaning.summary()}, which
@@ -406,7 +391,7 @@ class TextClassificationTask:
 
     def feedback_label(self, config: Config, label: Any) -> str | None:
         """A correction's label read as the training file's labels are: "1.0" in a CSV is the class "1"."""
-        return label_text(label)
+        return category_text(label)
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config):
         labels = manifest["labels"]
