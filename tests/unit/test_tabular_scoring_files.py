@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from modelyard.config import Config
-from modelyard.errors import ConfigError
+from modelyard.errors import ConfigError, DataError
 from modelyard.tasks import _tabular as common
 from modelyard.tasks import config_from_dict
 
@@ -100,3 +100,11 @@ def test_a_target_written_1_0_by_pandas_trains_the_classes_0_and_1(tmp_path):
     prepared = common.prepare(config, "classification")
     assert prepared.report["classes"] == ["0", "1"]
     assert set(prepared.splits["test"][TARGET]) == {"0", "1"}
+
+
+def test_a_named_test_file_of_classes_train_lacks_is_refused(tmp_path):
+    frame = pd.read_csv(CREDIT)
+    frame.head(100).assign(**{TARGET: 7}).to_csv(tmp_path / "test.csv", index=False)
+    config = credit_config(data={"test": str(tmp_path / "test.csv")})
+    with pytest.raises(DataError, match=r"test\.csv \(data\.test\): none of its 100 rows has a label"):
+        common.prepare(config, "classification")

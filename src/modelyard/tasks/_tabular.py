@@ -20,6 +20,7 @@ from modelyard.errors import ConfigError, DataError
 from modelyard.learners.tabular import TabularLearner, TabularSpec
 from modelyard.learners.tabular_encoding import TabularEncoder
 from modelyard.protocols import PreparedData
+from modelyard.tasks._labels import drop_unseen_labels
 
 TRUTHY = ("1", "1.0", "true", "yes", "y", "t", "bad", "default", "fraud", "positive")
 
@@ -170,13 +171,8 @@ def prepare(config: Config, kind: str) -> PreparedData:
         if len(labels) < 2:
             raise DataError(f"{data.train}: target '{target}' has one class only ({labels})")
         _check_two_class_keys(config, labels)
-        for name in ("validation", "test"):
-            frame = splits[name]
-            seen = frame[target].map(category_text).isin(labels)
-            if (~seen).any():
-                warnings.append(f"{name}: {int((~seen).sum())} rows dropped: classes not in train")
-            splits[name] = frame[seen].assign(**{target: frame[target][seen].map(category_text)})
-        splits["train"] = splits["train"].assign(**{target: splits["train"][target].map(category_text)})
+        splits = {name: frame.assign(**{target: frame[target].map(category_text)}) for name, frame in splits.items()}
+        drop_unseen_labels(splits, labels, data, warnings, column=target)
         y = splits["train"][target].map({label: i for i, label in enumerate(labels)}).to_numpy()
         report["classes"] = labels
         report["labels"] = {n: f[target].value_counts().to_dict() for n, f in splits.items()}

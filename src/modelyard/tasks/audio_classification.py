@@ -30,6 +30,7 @@ from modelyard.metrics.classification import METRIC_NAMES
 from modelyard.models.whisper_ct2 import check_installed
 from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
+from modelyard.tasks._labels import drop_unseen_labels
 
 AUTO = "whisper-tiny.en"  # measured on unseen voices: 99.5% vs the CNN's 94.0% (README, Audio classification)
 
@@ -216,11 +217,8 @@ class AudioClassificationTask:
         labels = sorted(splits["train"]["label"].unique())
         if len(labels) < 2:
             raise DataError(f"{data.train}: only one class ({labels[0]!r})", "classification needs two classes")
-        for name in ("validation", "test"):
-            unseen = sorted(set(splits[name]["label"]) - set(labels))
-            if unseen:
-                warnings.append(f"{name}: labels never seen in train, dropped: {', '.join(unseen[:10])}")
-                splits[name] = splits[name][splits[name]["label"].isin(labels)].reset_index(drop=True)
+        drop_unseen_labels(splits, labels, data, warnings)
+        splits = {name: frame.reset_index(drop=True) for name, frame in splits.items()}
         if report.skipped:
             warnings.append(f"skipped {sum(report.skipped.values())} unusable files: {dict(report.skipped)}")
         seen = set(splits["train"]["sha256"])

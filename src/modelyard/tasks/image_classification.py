@@ -21,6 +21,7 @@ from modelyard.metrics.classification import METRIC_NAMES
 from modelyard.models import catalog
 from modelyard.protocols import PreparedData
 from modelyard.tasks import register_task
+from modelyard.tasks._labels import drop_unseen_labels
 
 TINY_SIDE = 32  # images whose median short side is below this are not photos for an ImageNet backbone
 GREY_SHARE = 0.8
@@ -147,10 +148,7 @@ class ImageClassificationTask:
                 f"{data.train}: only one class ({labels[0]!r}){where}",
                 "classification needs at least two classes (one subfolder each)",
             )
-        for name in ("validation", "test"):
-            unseen = ~splits[name]["label"].isin(labels)
-            if unseen.any():
-                splits[name] = splits[name][~unseen]
+        drop_unseen_labels(splits, labels, data, warnings)
         counts = splits["train"]["label"].value_counts()
         if counts.max() / counts.min() > 10:
             warnings.append(

@@ -24,6 +24,7 @@ from modelyard.models import catalog
 from modelyard.protocols import PreparedData
 from modelyard.retrieval.encoder import encoder_folder
 from modelyard.tasks import register_task
+from modelyard.tasks._labels import drop_unseen_labels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,11 +110,7 @@ class MultimodalClassificationTask:
                 "classification needs at least two classes",
             )
         warnings = []
-        for name in ("validation", "test"):
-            unseen = ~splits[name]["label"].isin(labels)
-            if unseen.any():
-                warnings.append(f"{name}: {int(unseen.sum())} rows dropped: labels not in train")
-                splits[name] = splits[name][~unseen]
+        drop_unseen_labels(splits, labels, data, warnings)
         counts = splits["train"]["label"].value_counts()
         if counts.max() / counts.min() > 10:
             warnings.append(

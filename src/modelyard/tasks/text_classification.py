@@ -22,6 +22,7 @@ from modelyard.models import catalog
 from modelyard.models.tokenizers import cjk_share
 from modelyard.protocols import PreparedData, Text
 from modelyard.tasks import register_task
+from modelyard.tasks._labels import drop_unseen_labels
 
 if TYPE_CHECKING:  # pandas and the data modules (scikit-learn) load with `prepare`: serving a bundle needs neither
     import pandas as pd
@@ -157,21 +158,6 @@ def _read(path: str, config: Config, which: str) -> tuple[pd.DataFrame, dict, An
     return frame, {"read": read.as_dict(), "cleaning": cleaning.as_dict(), "summary": cleaning.summary()}, which
 
 
-def _refuse_unusable(
-    path: str, name: str, read: pd.DataFrame, kept: pd.DataFrame, labels: list[str], info: dict[str, Any]
-) -> None:
-    """A validation or test file the user named that leaves no row to score: its metrics would be silently empty."""
-    if not kept.empty:
-        return
-    if read.empty:
-        raise DataError(f"{path}: no usable rows after cleaning ({info['summary']})", f"check data.{name}")
-    raise DataError(
-        f"{path} (data.{name}): none of its {len(read)} rows has a label the training data has; its labels: "
-        f"{', '.join(sorted(read['label'].unique())[:5])}; train's: {', '.join(labels[:5])}",
-        f"check data.label_column, or data.{name} names the right file",
-    )
-
-
 @register_task("text_classification")
 class TextClassificationTask:
     DataConfig: ClassVar = TextDataConfig
@@ -204,15 +190,12 @@ class TextClassificationTask:
                 "classification needs at least two classes",
             )
         for name in ("validation", "test"):
-            unseen = ~splits[name]["label"].isin(labels)
-            if unseen.any():
-                warnings.append(
-                    f"{name}: {int(unseen.sum())} rows dropped: labels not in train "
-                    f"({', '.join(sorted(splits[name]['label'][unseen].unique())[:5])})"
+            if name in files and files[name].empty:
+                raise DataError(
+                    f"{getattr(data, name)}: no usable rows after cleaning ({report_files[name]['summary']})",
+                    f"check data.{name}",
                 )
-                splits[name] = splits[name][~unseen]
-            if files.get(name) is not None:
-                _refuse_unusable(getattr(data, name), name, files[name], splits[name], labels, report_files[name])
+        drop_unseen_labels(splits, labels, data, warnings)
         counts = splits["train"]["label"].value_counts()
         if counts.max() / counts.min() > 10:
             warnings.append(
