@@ -64,7 +64,8 @@ def _records(path: Path) -> list[tuple[str, Any]]:
     return records
 
 
-def _message_list(where: str, value: Any) -> list[dict[str, str]]:
+def chat_messages(where: str, value: Any) -> list[dict[str, str]]:
+    """A non-empty list of {role, content} messages, each checked."""
     if not isinstance(value, list) or not value:
         raise DataError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
     out = []
@@ -72,6 +73,27 @@ def _message_list(where: str, value: Any) -> list[dict[str, str]]:
         if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
             raise DataError(f"{where}: message {i} needs a role ({', '.join(sorted(ROLES))}) and a string content")
         out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def prompt_messages(where: str, value: Any) -> list[dict[str, str]]:
+    """A chat to answer from a data row's messages (a list; Parquet: an array; CSV: its JSON text): a final
+    assistant turn is the row's reference answer, left out so the model writes its own."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise DataError(f"{where}: 'messages' is neither a list nor its JSON text") from None
+    messages = chat_messages(where, value.tolist() if hasattr(value, "tolist") else value)
+    if messages[-1]["role"] == "assistant":
+        messages = messages[:-1]
+    if not messages:
+        raise DataError(f"{where}: 'messages' holds only an assistant answer: no message for the model to answer")
+    return messages
+
+
+def _message_list(where: str, value: Any) -> list[dict[str, str]]:
+    out = chat_messages(where, value)
     if not any(m["role"] == "assistant" for m in out):
         raise DataError(f"{where}: no assistant message to learn from", "end each example with the answer")
     return out
