@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelyard.data.jsonl import json_lines
 from modelyard.errors import DataError
 
 SUFFIXES = (".txt", ".jsonl", ".json")
@@ -52,7 +53,7 @@ def _records(path: Path) -> list[tuple[str, Any]]:
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
     records = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(json_lines(text), 1):
         if line.strip():
             try:
                 records.append((f"{path}: line {lineno}", json.loads(line)))

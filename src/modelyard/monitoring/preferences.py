@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from modelyard.data.jsonl import json_lines
 from modelyard.errors import DataError
 
 MAX_PAIRS_PER_PROMPT = 8
@@ -227,7 +228,7 @@ def import_chat_feedback(path: Path, text: str, model: str) -> dict[str, Any]:
         raise DataError(f"{path}: chat feedback is imported from JSONL", "one JSON object per line")
     logged = set(read_predictions(model=model)["prediction_id"])
     ratings, pairs = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(json_lines(text), start=1):
         if not line.strip():
             continue
         where = f"{path}, line {number}"
