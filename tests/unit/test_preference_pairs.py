@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
 from modelyard.errors import DataError
-from modelyard.monitoring.preference_retrain import _scores, gate, split_pairs
+from modelyard.monitoring.preference_retrain import gate, split_pairs
 from modelyard.monitoring.preferences import (
     MAX_PAIRS_PER_PROMPT,
     build_pairs,
@@ -119,19 +118,6 @@ def test_the_gate_needs_a_better_margin_no_lower_accuracy_a_majority_of_wins_and
         promoted, why = gate(champion, challenger, margin=0.1, loss_tolerance=0.05)
         assert not promoted and reason in why
     assert not gate({**champion, "pairs": 0}, scores(0.5, 1.0), 0.0, 0.05)[0]
-
-
-def test_retrain_names_max_length_when_it_leaves_no_test_answer_to_score():
-    class Cut:
-        options = SimpleNamespace(max_length=16)
-
-        def evaluate(self, test: list) -> dict:
-            return {}  # every example dropped for want of an answer token
-
-    with pytest.raises(
-        DataError, match=r"none of the 2 test examples keeps an answer token within model\.max_length 16"
-    ):
-        _scores(Cut(), [{}, {}], [], None, 0.1)
 
 
 def test_the_prompts_collected_count_those_of_imported_pairs_too(tmp_path):
