@@ -14,6 +14,7 @@ from modelyard.monitoring.preferences import (
     chat_feedback,
     import_chat_feedback,
     label_as_chat_feedback,
+    prompt_messages,
 )
 
 SKY = [{"role": "user", "content": "colour of sky?"}]
@@ -74,6 +75,7 @@ def test_chat_feedback_values_are_checked():
         ({"messages": [{"role": "bot", "content": "x"}], "chosen": "a", "rejected": "b"}, r"messages\[0\] must be"),
         ({"messages": [*SKY, {"role": "assistant", "content": "x"}], "chosen": "a", "rejected": "b"}, "end with"),
         ({"prompt": "q", "chosen": "a", "rejected": "b", "why": "x"}, "unknown field 'why'"),
+        ({"messages": [{"role": "user", "content": " "}], "chosen": "a", "rejected": "b"}, "last turn is empty"),
         ({"prediction_id": "nope", "rating": "up"}, "unknown prediction_id 'nope'"),
     ],
 )
@@ -134,3 +136,18 @@ def test_the_prompts_collected_count_those_of_imported_pairs_too(tmp_path):
         conn.close()
     pairs, report = collect_pairs("colours", tmp_path)
     assert len(pairs) == 3 and report["prompts"] == 2 and report["imported_pairs"] == 3
+
+
+@pytest.mark.parametrize(
+    "logged",
+    [
+        {"messages": [{"role": "tool", "content": "42"}]},
+        {"messages": [{"role": "system", "content": "be kind"}]},
+        {"messages": [{"role": "user", "content": None}]},
+        {"messages": [*SKY, {"role": "assistant", "content": "blue"}]},
+        "   ",
+    ],
+)
+def test_a_logged_conversation_an_import_would_refuse_makes_no_pair(logged):
+    assert prompt_messages(logged) is None
+    assert prompt_messages({"messages": SKY}) == SKY
