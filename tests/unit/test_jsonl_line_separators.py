@@ -53,3 +53,11 @@ def test_label_feedback_entity_and_question_files_keep_a_paragraph_separator_ins
     assert [e["text"] for e in read_spans(spans)[0]] == ["Ann\u2028Lee"]
     questions = _write(tmp_path / "q.jsonl", [{"question": "why\u2028now?", "answers": []}])
     assert read_questions(str(questions), AssistantDataConfig(train="docs"))[0]["question"] == "why\u2028now?"
+
+
+def test_mixed_chat_and_plain_records_name_the_file_and_line_of_the_odd_one(tmp_path):
+    chat = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    path = _write(tmp_path / "train.jsonl", [chat, chat, {"text": "plain"}, chat])
+    located = text_corpus.read_located(path, text_corpus.Fields())
+    with pytest.raises(DataError, match=r"train\.jsonl: line 3: mixed data: 3 chat examples and 1 plain texts"):
+        text_corpus.kind([item for _, item in located], [where for where, _ in located])

@@ -168,12 +168,16 @@ def read_located(path: str | Path, fields: Fields, max_rows: int | None = None) 
     return items
 
 
-def kind(items: list[str | dict]) -> str:
-    """'chat' when the records are examples to answer, 'corpus' when they are text to model."""
+def kind(items: list[str | dict], places: list[str] | None = None) -> str:
+    """'chat' when the records are examples to answer, 'corpus' when they are text to model. Mixed records are a
+    DataError naming (by `places`, each item's "FILE: line N") the first of the fewer kind."""
     chats = sum(isinstance(i, dict) for i in items)
     if chats and chats != len(items):
+        odd = next(i for i, item in enumerate(items) if isinstance(item, dict) == (chats * 2 < len(items)))
+        where = f"{places[odd]}: " if places else ""
         raise DataError(
-            f"mixed data: {chats} chat examples and {len(items) - chats} plain texts",
+            f"{where}mixed data: {chats} chat examples and {len(items) - chats} plain texts (this one is "
+            f"{'a chat example' if isinstance(items[odd], dict) else 'a plain text'})",
             "use one kind per data set",
         )
     return "chat" if chats else "corpus"

@@ -190,14 +190,14 @@ class TextGenerationTask:
         data: GenerationDataConfig = config.data
         located = _read(config, data.train)
         train = [item for _, item in located]
-        kind = text_corpus.kind(train)
+        kind = text_corpus.kind(train, [where for where, _ in located])
         read = {w: _read(config, getattr(data, w)) for w in ("validation", "test") if getattr(data, w)}
         given = {w: [item for _, item in found] for w, found in read.items()}
         carve = {w: 0.0 if w in given else getattr(data.split, w) for w in ("validation", "test")}
         splits = text_corpus.split(train, carve["validation"], carve["test"], data.split.seed)
         splits.update(given)
         for name, items in given.items():
-            if text_corpus.kind(items) != kind:
+            if text_corpus.kind(items, [where for where, _ in read[name]]) != kind:
                 raise DataError(f"{getattr(data, name)}: {name} data is not the same kind ({kind}) as train")
         if not _size(splits["train"]):
             raise DataError(f"{data.train}: nothing left to train on after the split")
