@@ -74,6 +74,8 @@ class Model:
             items = list(inputs)
         if hasattr(self.learner, "parse_input"):
             return items  # a learner that parses its inputs (rows, images, audio) checks them as it reads them
+        if getattr(self.task, "generates_text", False):
+            return _texts_or_chats(items)
         try:  # the server's request model checks each item against the task's Input type the same way
             return TypeAdapter(list[self.task.Input]).validate_python(items, strict=True)
         except ValidationError as err:
@@ -145,6 +147,19 @@ class Model:
         from modelyard.generation.quality import score_generations
 
         return {**result, "generation": score_generations(generator, items, self.config.evaluation.metrics)}
+
+
+def _texts_or_chats(items: list[Any]) -> list[Any]:
+    """A generation model's inputs: each a prompt (str) or a conversation (its messages checked), as its learner
+    answers both; anything else is a DataError naming it (`inputs.0`)."""
+    from modelyard.data.text_corpus import chat_messages
+
+    for i, item in enumerate(items):
+        if isinstance(item, list):
+            chat_messages(f"inputs.{i}", item)
+        elif not isinstance(item, str):
+            raise DataError(f"inputs.{i}: expected a text or a list of chat messages, got {type(item).__name__}")
+    return items
 
 
 def _checked_top_k(top_k: Any) -> int:

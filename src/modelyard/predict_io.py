@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import pandas as pd
 
 from modelyard.config import FormatOptions
+from modelyard.data import text_corpus
 from modelyard.data.audio import EXTENSIONS as AUDIO_EXTENSIONS
 from modelyard.data.audio import read_audio
 from modelyard.data.images import EXTENSIONS, decode_image, load_image
@@ -309,21 +310,40 @@ def frame_inputs(model, frame: pd.DataFrame, file: Path) -> list[Any]:
     if hasattr(task, "inputs_from_frame"):
         frame.attrs["source"] = str(file)  # lets a task resolve paths in the file relative to it (multimodal)
         return task.inputs_from_frame(frame, model.config)
-    texts = frame[text_column(model, frame, file)]
-    return ["" if _json_value(v) is None else str(v) for v in texts]  # a missing cell is an empty text, not "nan"
+    column = text_column(model, frame, file)
+    chats = hasattr(model.config.data, "messages_field")  # a generation model answers a chat's messages
+    inputs: list[Any] = []
+    for i, v in frame[column].items():
+        where = f"{file}: {frame.index.name or 'row'} {i}"
+        listed = pd.api.types.is_list_like(v)  # a JSON list or object (Parquet: an array)
+        if chats and (column == model.config.data.messages_field or listed):
+            inputs.append(text_corpus.prompt_messages(where, v))  # never the printed text of the list
+        elif listed:
+            raise DataError(
+                f"{where}: column '{column}' holds a {'JSON object' if isinstance(v, dict) else 'list'}, not a text",
+                "only chat models (text_generation) read a 'messages' list; give this model a column of texts",
+            )
+        else:
+            inputs.append("" if _json_value(v) is None else str(v))  # a missing cell is an empty text, not "nan"
+    return inputs
 
 
 def text_column(model, frame: pd.DataFrame, file: Path) -> str:
-    """The column a text model reads: its `data.text_column`, else a table's only column."""
-    column = getattr(model.config.data, "text_column", None)
-    if column not in frame.columns:
-        if len(frame.columns) != 1:
-            raise DataError(
-                f"{file}: no column '{column}' and more than one column to choose from: "
-                f"{', '.join(map(str, frame.columns))}"
-            )
-        column = frame.columns[0]
-    return column
+    """The column a text model reads: its `data.text_column` (a generation model: its messages field, else its
+    prompt field), else a table's only column."""
+    data = model.config.data
+    wanted = [getattr(data, "text_column", None)] if hasattr(data, "text_column") else []
+    wanted = wanted or [getattr(data, key) for key in ("messages_field", "prompt_field") if hasattr(data, key)]
+    found = [c for c in wanted if c in frame.columns]
+    if found:
+        return found[0]
+    if len(frame.columns) != 1:
+        looked_for = " or ".join(f"'{c}'" for c in wanted) or "a text column"
+        raise DataError(
+            f"{file}: no column {looked_for} and more than one column to choose from: "
+            f"{', '.join(map(str, frame.columns))}"
+        )
+    return frame.columns[0]
 
 
 def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[dict[str, Any]]) -> None:

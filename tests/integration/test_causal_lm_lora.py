@@ -116,6 +116,19 @@ def test_validate_and_train_refuse_a_max_length_that_leaves_nothing_to_train_on(
             run(config)
 
 
+def test_validate_and_train_refuse_a_test_file_whose_every_answer_max_length_cuts_away(tiny_llama, tmp_path):
+    config = yaml.safe_load(Path(write_config(tiny_llama, tmp_path, False, max_length=40)).read_text(encoding="utf-8"))
+    question = {"role": "user", "content": "colour of " + "very " * 8 + "dark coal?"}
+    long = {"messages": [question, EXAMPLES[3]["messages"][1]]}
+    (tmp_path / "test.jsonl").write_text(json.dumps(long) + "\n", encoding="utf-8")
+    config["data"]["test"] = "test.jsonl"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    said = r"test\.jsonl: model\.max_length 40 cuts away the answer of every test example \(1\): no test example"
+    for run in (modelyard.validate, modelyard.train):
+        with pytest.raises(DataError, match=said):
+            run(tmp_path / "c.yaml")
+
+
 def test_the_test_loss_of_a_bf16_run_is_the_loss_of_the_bundle_as_loaded(tiny_llama, tmp_path):
     config = yaml.safe_load(Path(write_config(tiny_llama, tmp_path, False)).read_text(encoding="utf-8"))
     config["data"]["split"] = {"validation": 0.25, "test": 0.25}

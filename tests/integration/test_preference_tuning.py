@@ -79,7 +79,8 @@ def test_rated_chat_answers_become_pairs_and_retrain_gates_a_dpo_challenger(cham
     decision = retrain(config, str(bundle), output=tmp_path / "challenger", beta=0.5)
     used = decision["preference"]
     assert used["pairs"] == 3 and used["imported_pairs"] == 10  # 3 corrections; the model answers differ from them
-    assert used["used_for_training"] + used["held_out"] == 13 and used["held_out_scored"] >= 1
+    assert used["used_for_training"] + used["skipped_too_long"] + used["held_out"] == 13
+    assert used["held_out_scored"] >= 1
     challenger = decision["challenger"]
     assert challenger["pairs"] == used["held_out_scored"] and 0 <= challenger["win_rate"] <= 1
     assert decision["champion"]["loss"] > 0 and "preference" in json.loads(
@@ -119,3 +120,20 @@ def test_a_conversation_opening_with_the_assistant_becomes_pairs_that_encode(cha
     assert {p["chosen"] for p in opening} == {"light blue", "blue"}
     learner = modelyard.load(bundle).learner
     assert all(encode_pair(learner, p) is not None for p in opening)  # what retrain trains on
+
+
+def test_retrain_refuses_before_training_a_test_split_whose_answers_max_length_cuts_away(champion, tmp_path):
+    config, bundle = champion
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{**chat(t), "chosen": c, "rejected": WRONG[c][0]} for t, c in COLOURS]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    import_feedback(pairs, str(bundle))
+    long = chat("very " * 30 + "dark coal", "black")
+    (tmp_path / "test.jsonl").write_text(json.dumps(long) + "\n", encoding="utf-8")
+    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    raw["data"].update(train=str(config.parent / "train.jsonl"), test=str(tmp_path / "test.jsonl"))
+    raw["model"]["max_length"] = 100
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(DataError, match=r"model\.max_length 100 cuts away the answer of every test example \(1\)"):
+        retrain(tmp_path / "c.yaml", str(bundle), output=tmp_path / "challenger")
+    assert not (tmp_path / "challenger").exists()

@@ -7,7 +7,7 @@ import pytest
 from llm_helpers import save_tiny_chat_llama
 
 from modelyard.learners.lora import IGNORE, CausalLMLearner
-from modelyard.learners.preference import encode_pair
+from modelyard.learners.preference import PreferenceLearner, encode_pair
 from modelyard.tasks.text_generation import GenerationModelConfig
 
 SYSTEM_TEMPLATE = (
@@ -52,3 +52,25 @@ def test_a_preference_pair_after_an_assistant_greeting_scores_only_the_final_ans
     sides = encode_pair(learner, pair)
     assert targets(learner, sides["chosen"]["labels"]) == "lost card<|endoftext|>"
     assert targets(learner, sides["rejected"]["labels"]) == "card arrival<|endoftext|>"
+
+
+def test_a_preference_pair_that_exactly_fits_max_length_is_kept_and_one_token_longer_is_not(learner):
+    pair = {"messages": GREETED[:2], "chosen": "lost card", "rejected": "card arrival"}
+    whole = encode_pair(learner, pair)
+    longest = max(len(side["input_ids"]) for side in whole.values())
+    options = learner.options
+    try:
+        learner.options = options.model_copy(update={"max_length": longest})
+        assert encode_pair(learner, pair) == whole
+        learner.options = options.model_copy(update={"max_length": longest - 1})
+        assert encode_pair(learner, pair) is None
+    finally:
+        learner.options = options
+
+
+def test_the_pairs_counted_as_trained_on_leave_out_those_longer_than_max_length(learner):
+    short = {"messages": GREETED[1:2], "chosen": "lost card", "rejected": "be kind"}
+    long = {"messages": [{"role": "user", "content": "card lost " * 100}], "chosen": "lost card", "rejected": "no"}
+    trainer = PreferenceLearner(learner, beta=0.1)
+    assert len(trainer.dataset([short, long, short], training=True)) == 2
+    assert (trainer.trained, trainer.skipped) == (2, 1)

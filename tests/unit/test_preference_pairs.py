@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
 from modelyard.errors import DataError
-from modelyard.monitoring.preference_retrain import _scores, gate, split_pairs
+from modelyard.monitoring.preference_retrain import gate, split_pairs
 from modelyard.monitoring.preferences import (
     MAX_PAIRS_PER_PROMPT,
     build_pairs,
     chat_feedback,
     import_chat_feedback,
     label_as_chat_feedback,
+    prompt_messages,
 )
 
 SKY = [{"role": "user", "content": "colour of sky?"}]
@@ -75,6 +75,7 @@ def test_chat_feedback_values_are_checked():
         ({"messages": [{"role": "bot", "content": "x"}], "chosen": "a", "rejected": "b"}, r"messages\[0\] must be"),
         ({"messages": [*SKY, {"role": "assistant", "content": "x"}], "chosen": "a", "rejected": "b"}, "end with"),
         ({"prompt": "q", "chosen": "a", "rejected": "b", "why": "x"}, "unknown field 'why'"),
+        ({"messages": [{"role": "user", "content": " "}], "chosen": "a", "rejected": "b"}, "last turn is empty"),
         ({"prediction_id": "nope", "rating": "up"}, "unknown prediction_id 'nope'"),
     ],
 )
@@ -121,19 +122,6 @@ def test_the_gate_needs_a_better_margin_no_lower_accuracy_a_majority_of_wins_and
     assert not gate({**champion, "pairs": 0}, scores(0.5, 1.0), 0.0, 0.05)[0]
 
 
-def test_retrain_names_max_length_when_it_leaves_no_test_answer_to_score():
-    class Cut:
-        options = SimpleNamespace(max_length=16)
-
-        def evaluate(self, test: list) -> dict:
-            return {}  # every example dropped for want of an answer token
-
-    with pytest.raises(
-        DataError, match=r"none of the 2 test examples keeps an answer token within model\.max_length 16"
-    ):
-        _scores(Cut(), [{}, {}], [], None, 0.1)
-
-
 def test_the_prompts_collected_count_those_of_imported_pairs_too(tmp_path):
     from modelyard.monitoring.prediction_log import open_log
     from modelyard.monitoring.preferences import collect_pairs, ensure_table, store_pairs
@@ -148,3 +136,18 @@ def test_the_prompts_collected_count_those_of_imported_pairs_too(tmp_path):
         conn.close()
     pairs, report = collect_pairs("colours", tmp_path)
     assert len(pairs) == 3 and report["prompts"] == 2 and report["imported_pairs"] == 3
+
+
+@pytest.mark.parametrize(
+    "logged",
+    [
+        {"messages": [{"role": "tool", "content": "42"}]},
+        {"messages": [{"role": "system", "content": "be kind"}]},
+        {"messages": [{"role": "user", "content": None}]},
+        {"messages": [*SKY, {"role": "assistant", "content": "blue"}]},
+        "   ",
+    ],
+)
+def test_a_logged_conversation_an_import_would_refuse_makes_no_pair(logged):
+    assert prompt_messages(logged) is None
+    assert prompt_messages({"messages": SKY}) == SKY

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelyard.data.jsonl import json_lines
 from modelyard.errors import DataError
 
 OUTSIDE = "O"
@@ -252,7 +253,7 @@ def read_spans(
     report = ReadReport(path)
     examples = []
     try:
-        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+        lines = json_lines(Path(path).read_text(encoding="utf-8-sig"))
     except OSError as err:
         raise DataError(f"{path}: cannot read the file ({err.strerror})") from None
     except UnicodeDecodeError:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelyard.data.jsonl import json_lines
 from modelyard.errors import DataError
 
 SUFFIXES = (".txt", ".jsonl", ".json")
@@ -52,7 +53,7 @@ def _records(path: Path) -> list[tuple[str, Any]]:
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
     records = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(json_lines(text), 1):
         if line.strip():
             try:
                 records.append((f"{path}: line {lineno}", json.loads(line)))
@@ -64,7 +65,8 @@ def _records(path: Path) -> list[tuple[str, Any]]:
     return records
 
 
-def _message_list(where: str, value: Any) -> list[dict[str, str]]:
+def chat_messages(where: str, value: Any) -> list[dict[str, str]]:
+    """A non-empty list of {role, content} messages, each checked."""
     if not isinstance(value, list) or not value:
         raise DataError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
     out = []
@@ -72,6 +74,27 @@ def _message_list(where: str, value: Any) -> list[dict[str, str]]:
         if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
             raise DataError(f"{where}: message {i} needs a role ({', '.join(sorted(ROLES))}) and a string content")
         out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def prompt_messages(where: str, value: Any) -> list[dict[str, str]]:
+    """A chat to answer from a data row's messages (a list; Parquet: an array; CSV: its JSON text): a final
+    assistant turn is the row's reference answer, left out so the model writes its own."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise DataError(f"{where}: 'messages' is neither a list nor its JSON text") from None
+    messages = chat_messages(where, value.tolist() if hasattr(value, "tolist") else value)
+    if messages[-1]["role"] == "assistant":
+        messages = messages[:-1]
+    if not messages:
+        raise DataError(f"{where}: 'messages' holds only an assistant answer: no message for the model to answer")
+    return messages
+
+
+def _message_list(where: str, value: Any) -> list[dict[str, str]]:
+    out = chat_messages(where, value)
     if not any(m["role"] == "assistant" for m in out):
         raise DataError(f"{where}: no assistant message to learn from", "end each example with the answer")
     return out
@@ -145,12 +168,16 @@ def read_located(path: str | Path, fields: Fields, max_rows: int | None = None) 
     return items
 
 
-def kind(items: list[str | dict]) -> str:
-    """'chat' when the records are examples to answer, 'corpus' when they are text to model."""
+def kind(items: list[str | dict], places: list[str] | None = None) -> str:
+    """'chat' when the records are examples to answer, 'corpus' when they are text to model. Mixed records are a
+    DataError naming (by `places`, each item's "FILE: line N") the first of the fewer kind."""
     chats = sum(isinstance(i, dict) for i in items)
     if chats and chats != len(items):
+        odd = next(i for i, item in enumerate(items) if isinstance(item, dict) == (chats * 2 < len(items)))
+        where = f"{places[odd]}: " if places else ""
         raise DataError(
-            f"mixed data: {chats} chat examples and {len(items) - chats} plain texts",
+            f"{where}mixed data: {chats} chat examples and {len(items) - chats} plain texts (this one is "
+            f"{'a chat example' if isinstance(items[odd], dict) else 'a plain text'})",
             "use one kind per data set",
         )
     return "chat" if chats else "corpus"

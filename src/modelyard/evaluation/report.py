@@ -18,6 +18,7 @@ from markupsafe import Markup
 
 from modelyard import loader
 from modelyard.bundle import environment
+from modelyard.data.jsonl import json_lines
 from modelyard.data.splits import changed_splits
 from modelyard.errors import UserError
 from modelyard.evaluation import (
@@ -71,7 +72,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _history(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in json_lines(path.read_text(encoding="utf-8")) if line.strip()]
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

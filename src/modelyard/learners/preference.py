@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from modelyard.errors import BundleError, ConfigError, DataError
-from modelyard.learners.lora import IGNORE, CausalLMLearner, _with_lora
+from modelyard.learners.lora import IGNORE, CausalLMLearner, _with_lora, encode_example
 from modelyard.models import causal_lm
 
 PAIRS_PER_BATCH = 8  # pairs scored together outside training (16 sequences)
@@ -57,13 +57,14 @@ def trainable_champion(directory: Path, manifest: dict[str, Any], options: Any) 
 
 def encode_pair(policy: CausalLMLearner, pair: dict[str, Any]) -> dict[str, Any] | None:
     """Token ids of prompt + chosen and prompt + rejected, labels on the final answer only (earlier assistant
-    turns of the conversation are context); None when either side is cut by `max_length`."""
+    turns of the conversation are context); None when either side is longer than `max_length` (an answer cut
+    short would be scored as if it ended there)."""
     sides = {}
+    limit = policy.options.max_length
     for side in ("chosen", "rejected"):
-        ids, labels = policy.encode_example(
-            {"messages": [*pair["messages"], {"role": "assistant", "content": pair[side]}]}
-        )
-        if len(ids) >= policy.options.max_length:
+        chat = {"messages": [*pair["messages"], {"role": "assistant", "content": pair[side]}]}
+        ids, labels = encode_example(policy.tokenizer, chat, limit + 1)  # one more token tells a cut one apart
+        if len(ids) > limit:
             return None
         last_context = max(i for i, t in enumerate(labels) if t == IGNORE)
         sides[side] = {"input_ids": ids, "labels": [IGNORE] * (last_context + 1) + labels[last_context + 1 :]}
@@ -127,7 +128,8 @@ class PreferenceLearner:
     def __init__(self, policy: CausalLMLearner, beta: float) -> None:
         self.policy = policy
         self.beta = beta
-        self.skipped = 0  # pairs longer than max_length
+        self.trained = 0  # pairs of the training set that fit in max_length: those trained on
+        self.skipped = 0  # pairs of the training set longer than max_length, left out
 
     @property
     def module(self) -> torch.nn.Module:
@@ -151,14 +153,12 @@ class PreferenceLearner:
     def finish_training(self) -> bool:
         return self.policy.finish_training()  # the challenger's test loss is scored as it will be loaded
 
-    def encode(self, pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        encoded = [encode_pair(self.policy, p) for p in pairs]
-        self.skipped = sum(e is None for e in encoded)
-        return [e for e in encoded if e is not None]
-
     def dataset(self, pairs: list[dict[str, Any]], training: bool) -> list[dict[str, Any]]:
-        """Encoded pairs, each with the reference (the model as it is now, before any step) log-probabilities."""
-        encoded = self.encode(pairs)
+        """Encoded pairs, each with the reference (the model as it is now, before any step) log-probabilities;
+        those longer than max_length are left out (counted for the training set)."""
+        encoded = [e for e in (encode_pair(self.policy, p) for p in pairs) if e is not None]
+        if training:
+            self.trained, self.skipped = len(encoded), len(pairs) - len(encoded)
         if pairs and not encoded:
             raise DataError(
                 f"all {len(pairs)} preference pairs are longer than model.max_length {self.policy.options.max_length} "

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelyard.data.jsonl import json_lines
 from modelyard.errors import DataError, UserError
 from modelyard.state import errors as state_errors
 from modelyard.tasks import get_task
@@ -136,7 +137,7 @@ def _file_rows(path: Path) -> list[tuple[int, str, Any]]:
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
         rows = []
-        for number, line in enumerate(_text(path).splitlines(), start=1):
+        for number, line in enumerate(json_lines(_text(path)), start=1):
             if not line.strip():
                 continue
             try:

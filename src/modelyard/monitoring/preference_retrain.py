@@ -51,13 +51,7 @@ def _scores(learner: Any, test: list, encoded: list, reference: Any, beta: float
     """Test-split loss and held-out pair scores of a loaded chat model; also its pair log-probabilities."""
     from modelyard.learners.preference import pair_logprobs, preference_scores
 
-    result = learner.evaluate(test)
-    if "loss" not in result:  # every example was dropped for want of an answer token within max_length
-        raise DataError(
-            f"none of the {len(test)} test examples keeps an answer token within model.max_length "
-            f"{learner.options.max_length}: the models' test losses cannot be compared",
-            "raise model.max_length in the config you retrain with",
-        )
+    result = learner.evaluate(test)  # a test split max_length leaves unscorable was refused before training
     logps = pair_logprobs(learner, encoded)
     scores = {"loss": result["loss"], "perplexity": result.get("perplexity")}
     scores.update(preference_scores(logps, reference, beta))
@@ -116,7 +110,7 @@ def train_dpo(policy: Any, config: Config, pairs: list[dict[str, Any]], beta: fl
 
     learner = PreferenceLearner(policy, beta)
     result = fit(learner, config, PreparedData(splits={"train": pairs, "validation": []}), quiet=quiet)
-    return result, {"beta": beta, "used_for_training": len(pairs), "skipped_too_long": learner.skipped}
+    return result, {"beta": beta, "used_for_training": learner.trained, "skipped_too_long": learner.skipped}
 
 
 def judge(

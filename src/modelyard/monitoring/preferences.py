@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from modelyard.data.jsonl import json_lines
 from modelyard.errors import DataError
 
 MAX_PAIRS_PER_PROMPT = 8
@@ -66,15 +67,32 @@ def label_as_chat_feedback(label: Any) -> dict[str, str]:
     return chat_feedback(None, label)
 
 
+def conversation_problem(messages: Any) -> str | None:
+    """Why `messages` cannot be a pair's prompt, None when it can: one rule for imported pairs and rated answers
+    alike. A prompt is a non-empty list of {role, content} messages with text content, ending with a user turn
+    that says something."""
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty list of {role, content} objects"
+    for index, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            return f"messages[{index}] must be an object with role ({', '.join(ROLES)}) and text content"
+    if messages[-1]["role"] != "user":
+        return "the conversation must end with the user's turn (the answers follow it)"
+    if not messages[-1]["content"].strip():
+        return "the user's last turn is empty: there is nothing to answer"
+    return None
+
+
 def prompt_messages(value: Any) -> list[dict[str, str]] | None:
-    """The conversation of a logged chat input (a user message, a message list, or {"messages": [...]})."""
+    """The conversation of a logged chat input (a user message, a message list, or {"messages": [...]}); None
+    when it is no pair's prompt (`conversation_problem`)."""
     if isinstance(value, dict):
         value = value.get("messages")
     if isinstance(value, str):
-        return [{"role": "user", "content": value}]
-    if isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
-        return [{"role": str(m["role"]), "content": str(m["content"])} for m in value]
-    return None
+        value = [{"role": "user", "content": value}]
+    if conversation_problem(value) is not None:
+        return None
+    return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
 def answer_text(output: Any) -> str | None:
@@ -126,15 +144,9 @@ def pair_row(item: Any, where: str) -> dict[str, Any]:
         messages = [{"role": "user", "content": item["prompt"]}]
     else:
         messages = item["messages"]
-        if not isinstance(messages, list) or not messages:
-            raise DataError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
-        for index, m in enumerate(messages):
-            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-                raise DataError(
-                    f"{where}: messages[{index}] must be an object with role ({', '.join(ROLES)}) and text content"
-                )
-        if messages[-1]["role"] != "user":
-            raise DataError(f"{where}: the conversation must end with the user's turn (the answers follow it)")
+        problem = conversation_problem(messages)
+        if problem:
+            raise DataError(f"{where}: {problem}")
         messages = [{"role": m["role"], "content": m["content"]} for m in messages]
     for side in ("chosen", "rejected"):
         if not isinstance(item.get(side), str) or not item[side].strip():
@@ -191,7 +203,7 @@ def collect_pairs(
         except ValueError:
             feedback = None
         if messages is None or answer is None or feedback is None:
-            unusable += 1  # input not logged (--no-log-inputs, "store": false) or not chat feedback
+            unusable += 1  # input not logged (--no-log-inputs, "store": false), no pair's prompt, not chat feedback
             continue
         if prompt is not None and (messages := prompt(messages, logged)) is None:
             not_generated += 1
@@ -227,7 +239,7 @@ def import_chat_feedback(path: Path, text: str, model: str) -> dict[str, Any]:
         raise DataError(f"{path}: chat feedback is imported from JSONL", "one JSON object per line")
     logged = set(read_predictions(model=model)["prediction_id"])
     ratings, pairs = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(json_lines(text), start=1):
         if not line.strip():
             continue
         where = f"{path}, line {number}"

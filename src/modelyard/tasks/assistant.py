@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 
 from modelyard import bundle
 from modelyard.config import Config, DataConfig, ModelConfig, StrictModel
+from modelyard.data.jsonl import json_lines
 from modelyard.errors import BundleError, ConfigError, DataError, ModelNotFoundError
 from modelyard.generation.options import GenerationOptions
 from modelyard.home import home
@@ -135,7 +136,7 @@ def read_questions(path: str, data: AssistantDataConfig) -> list[dict[str, Any]]
     if not file.is_file():
         raise DataError(f"{path}: questions file not found", 'give a JSONL file of {"question", "answers"}')
     rows = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(json_lines(file.read_text(encoding="utf-8")), start=1):
         if not line.strip():
             continue
         try:

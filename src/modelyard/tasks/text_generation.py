@@ -77,7 +77,7 @@ class GenerationModelConfig(ModelConfig):
         512,
         ge=16,
         description="pretrained backbones: tokens per training example; an example whose answer it cuts away "
-        "entirely is left out (validate counts them)",
+        "entirely is left out (validate counts them); training or test data left with none is refused",
     )
     lora: LoraOptions | None = Field(default_factory=LoraOptions, description="null fine-tunes every weight")
     merge: bool = Field(False, description="store merged full weights instead of the LoRA adapter")
@@ -140,16 +140,25 @@ def _check_references(config: Config, splits: dict[str, list], kind: str, places
 
 def _check_max_length(config: Config, splits: dict[str, list]) -> list[str]:
     """Warnings naming the chat examples whose answer `model.max_length` cuts away entirely (training and scoring
-    leave them out); DataError when that is every training example."""
+    leave them out); DataError when that is every training example, or every example of a test split (its metrics
+    would be empty, and `evaluate` and `retrain` would have nothing to compare)."""
     from modelyard.learners.lora import count_cut_away
 
     limit = config.model.max_length
     cut = count_cut_away(config.model.backbone, splits, limit)
+    hint = "raise model.max_length (tokens per example, the prompt and chat template included)"
     if cut["train"] == len(splits["train"]):
         raise DataError(
             f"{config.data.train}: model.max_length {limit} cuts away the answer of every training example "
             f"({cut['train']}): nothing to train on",
-            "raise model.max_length (tokens per example, the prompt and chat template included)",
+            hint,
+        )
+    if splits.get("test") and cut["test"] == len(splits["test"]):
+        where = config.data.test or f"the test split of {config.data.train}"
+        raise DataError(
+            f"{where}: model.max_length {limit} cuts away the answer of every test example ({cut['test']}): "
+            "no test example could be scored",
+            hint,
         )
     return [
         f"{cut[name]} of {len(items)} {name} examples have no answer token within model.max_length {limit} and "
@@ -181,14 +190,14 @@ class TextGenerationTask:
         data: GenerationDataConfig = config.data
         located = _read(config, data.train)
         train = [item for _, item in located]
-        kind = text_corpus.kind(train)
+        kind = text_corpus.kind(train, [where for where, _ in located])
         read = {w: _read(config, getattr(data, w)) for w in ("validation", "test") if getattr(data, w)}
         given = {w: [item for _, item in found] for w, found in read.items()}
         carve = {w: 0.0 if w in given else getattr(data.split, w) for w in ("validation", "test")}
         splits = text_corpus.split(train, carve["validation"], carve["test"], data.split.seed)
         splits.update(given)
         for name, items in given.items():
-            if text_corpus.kind(items) != kind:
+            if text_corpus.kind(items, [where for where, _ in read[name]]) != kind:
                 raise DataError(f"{getattr(data, name)}: {name} data is not the same kind ({kind}) as train")
         if not _size(splits["train"]):
             raise DataError(f"{data.train}: nothing left to train on after the split")

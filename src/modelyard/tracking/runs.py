@@ -22,6 +22,7 @@ import yaml
 
 from modelyard.bundle import identity
 from modelyard.config import RedactionConfig
+from modelyard.data.jsonl import json_lines
 from modelyard.errors import BundleError
 from modelyard.privacy import Redactor, redactor_for
 from modelyard.privacy.redact import HIDDEN_SALT, hide_salt, is_env_salt
@@ -155,7 +156,7 @@ def read_bundle(bundle: Path) -> dict[str, Any]:
         config = yaml.safe_load((bundle / "config.yaml").read_text(encoding="utf-8"))
         metrics_path, history_path = bundle / "metrics.json", bundle / "history.jsonl"
         metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
-        lines = history_path.read_text(encoding="utf-8").splitlines() if history_path.is_file() else []
+        lines = json_lines(history_path.read_text(encoding="utf-8")) if history_path.is_file() else []
         history = [json.loads(line) for line in lines if line.strip()]
         report_path = bundle / "data_report.json"
         report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
