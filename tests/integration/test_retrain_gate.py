@@ -148,6 +148,7 @@ def test_a_challenger_can_itself_be_retrained_and_re_evaluated(banking_slice, tm
     first = retrain(str(weak.path), output=tmp_path / "challenger")
     again = retrain(first["challenger"]["path"], output=tmp_path / "third")
     assert again["champion"]["path"] == first["challenger"]["path"]
+    assert again["champion"]["version"] == first["challenger"]["version"]  # given as a folder, named by its version
     assert "warning" not in modelyard.load(first["challenger"]["path"]).evaluate()  # its own test split, re-read
 
 

@@ -30,7 +30,7 @@ from typing import Any
 from modelyard.config import Config
 from modelyard.errors import DataError, UserError
 from modelyard.monitoring.preferences import collect_pairs, prompt_count
-from modelyard.monitoring.retrain import HELD_OUT_SHARE, decide, register_challenger
+from modelyard.monitoring.retrain import HELD_OUT_SHARE, champion_version, decide, register_challenger
 
 METRIC = "preference_margin"
 
@@ -139,7 +139,7 @@ def judge(
     trained_on = f"DPO on {summary['used_for_training']} preference pairs"
     version = register_challenger(challenger, champion.name, trained_on, promoted, alias, reason)
     return {
-        "champion": {"version": champion.version, "path": str(champion.path), **old},
+        "champion": {"version": champion_version(champion), "path": str(champion.path), **old},
         "challenger": {"version": version, "path": str(challenger), **new},
         "metric": METRIC,
         "margin": margin,

@@ -220,6 +220,16 @@ def register(path: Path, name: str) -> str:
     return held[-1] if held else str(log_bundle(path).version)
 
 
+def champion_version(champion: Any) -> str | None:
+    """The champion's registry version, also when it was given as a bundle folder: the version that holds it."""
+    if champion.version is not None:
+        return champion.version
+    from modelyard.tracking import registry
+
+    held = registry.versions_held(champion.name, champion.path)
+    return held[-1] if held else None
+
+
 def register_challenger(path: Path, name: str, trained_on: str, promoted: bool, alias: str, reason: str) -> str:
     """Register the challenger under its champion's name, alias it `challenger`, and move `alias` to it when the
     gate promoted it; its registry version."""
@@ -373,7 +383,7 @@ def retrain(
     trained_on = f"retrained with {len(fb_train)} feedback rows"
     version = register_challenger(challenger.path, champion.name, trained_on, promoted, alias, reason)
     return {
-        "champion": {"version": champion.version, "path": str(champion.path), **old},
+        "champion": {"version": champion_version(champion), "path": str(champion.path), **old},
         "challenger": {"version": version, "path": str(challenger.path), **new},
         "metric": metric,
         "margin": margin,
