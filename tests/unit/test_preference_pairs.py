@@ -40,9 +40,15 @@ def test_thumbs_up_answers_pair_with_thumbs_down_answers_to_the_same_prompt_only
     assert report["unpaired"] == 1  # the lone thumbs-down on snow
 
 
-def test_a_lone_thumbs_up_and_a_correction_equal_to_the_answer_give_no_pair():
-    pairs, _ = build_pairs([(SKY, "blue", {"rating": "up"}), (SNOW, "white", {"rating": "up", "corrected": "white "})])
-    assert pairs == []
+def test_a_lone_thumbs_up_and_a_correction_equal_to_the_answer_give_no_pair_and_are_counted_unpaired():
+    pairs, report = build_pairs([(SKY, "blue", {"rating": "up"}), (SNOW, "white", {"corrected": "white "})])
+    assert pairs == [] and report["unpaired"] == 2
+
+
+def test_a_correction_equal_to_the_answer_lets_it_stand_as_a_chosen_answer():
+    rated = [(SNOW, "white", {"rating": "down", "corrected": " white"}), (SNOW, "black", {"rating": "down"})]
+    pairs, report = build_pairs(rated)
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [("white", "black")] and report["unpaired"] == 0
 
 
 def test_pairs_per_prompt_are_capped_and_never_repeated():

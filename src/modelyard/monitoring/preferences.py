@@ -4,7 +4,8 @@ Feedback on a logged answer (a chat completion or a `/v1/predict` answer of a ch
 prediction log as {"rating": "up" | "down", "corrected": "better answer"} (either key may be absent; a correction
 alone means "down"). Pairs are built per prompt (the same conversation, compared exactly):
 
-- chosen answers: answers rated up and not corrected, and every correction;
+- chosen answers: answers rated up and not corrected, and every correction (a "correction" that repeats the
+  answer, whitespace aside, lets the answer stand: it is chosen, not rejected);
 - rejected answers: answers rated down, and answers that were corrected (whatever their rating);
 - every chosen answer pairs with every rejected one of the same prompt (a correction with the answer it corrects
   first), at most MAX_PAIRS_PER_PROMPT, identical texts never.
@@ -113,7 +114,7 @@ def build_pairs(rated: list[tuple[list[dict[str, str]], str, dict[str, str]]]) -
             entry["direct"].append((corrected, answer))
             entry["chosen"].append(corrected)
             entry["rejected"].append(answer)
-        elif feedback.get("rating") == "up":
+        elif corrected is not None or feedback.get("rating") == "up":  # "corrected" to itself: the answer stood
             entry["chosen"].append(answer)
         elif feedback.get("rating") == "down" and corrected is None:
             entry["rejected"].append(answer)
