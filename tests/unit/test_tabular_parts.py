@@ -148,6 +148,9 @@ def test_group_metrics_give_rates_and_gaps():
     found = risk.group_metrics(y, decided, np.array(["a", "a", "a", "b", "b", "b"]))
     assert found["groups"]["a"]["tpr"] == 1.0 and found["groups"]["b"]["tpr"] == 0.0
     assert found["tpr_gap"] == 1.0 and found["fpr_gap"] == pytest.approx(0.5)
+    # the share flagged in each group (all of them here), not the share that is positive (2 of 3, 1 of 3)
+    flagged = risk.group_metrics(y, np.ones(6, dtype=int), np.array(["a", "a", "a", "b", "b", "b"]))
+    assert flagged["groups"]["a"]["selection_rate"] == 1.0 and flagged["selection_rate_gap"] == 0.0
 
 
 def test_multiclass_group_metrics_give_accuracy_and_per_class_rates_never_above_one():

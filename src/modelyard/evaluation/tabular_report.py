@@ -78,12 +78,11 @@ def _threshold(context: ReportContext) -> Section:
         rows = [["actual positive", c["tp"], c["fn"]], ["actual negative", c["fp"], c["tn"]]]
         blocks.append(Table(["", "flagged", "passed"], rows, "test decisions at the threshold"))
     for column, found in test.get("groups", {}).items():
-        rows = [
-            [g, v["rows"], fmt(v["positive_rate"]), fmt(v["tpr"]), fmt(v["fpr"])] for g, v in found["groups"].items()
-        ]
-        rows.append(["gap", "", fmt(found["positive_rate_gap"]), fmt(found["tpr_gap"]), fmt(found["fpr_gap"])])
+        rate = "selection_rate" if "selection_rate_gap" in found else "positive_rate"  # older bundles' name for it
+        rows = [[g, v["rows"], fmt(v[rate]), fmt(v["tpr"]), fmt(v["fpr"])] for g, v in found["groups"].items()]
+        rows.append(["gap", "", fmt(found[f"{rate}_gap"]), fmt(found["tpr_gap"]), fmt(found["fpr_gap"])])
         blocks.append(
-            Table([column, "rows", "positive rate", "TPR", "FPR"], rows, f"decisions per {column} group (test)")
+            Table([column, "rows", "flagged share", "TPR", "FPR"], rows, f"decisions per {column} group (test)")
         )
     return Section("tabular-threshold", "Decisions", blocks, "the threshold, its confusion counts, group gaps")
 

@@ -84,17 +84,18 @@ def recall_threshold(y: np.ndarray, p: np.ndarray, recall: float) -> float:
 
 
 def group_metrics(y: np.ndarray, decided: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
-    """Positive rate, TPR and FPR per group value, and the largest gap between groups for each."""
+    """Selection rate (the share flagged positive: not `positive_rate`, the share that is positive), TPR and FPR
+    per group value, and the largest gap between groups for each."""
     table: dict[str, dict[str, float]] = {}
     for value, mask in _by_group(groups):
         yg, dg = y[mask], decided[mask]
         table[value] = {
             "rows": int(mask.sum()),
-            "positive_rate": float(dg.mean()) if mask.any() else 0.0,
+            "selection_rate": float(dg.mean()) if mask.any() else 0.0,
             "tpr": float(dg[yg == 1].mean()) if (yg == 1).any() else float("nan"),
             "fpr": float(dg[yg == 0].mean()) if (yg == 0).any() else float("nan"),
         }
-    gaps = {f"{key}_gap": _spread([v[key] for v in table.values()]) for key in ("positive_rate", "tpr", "fpr")}
+    gaps = {f"{key}_gap": _spread([v[key] for v in table.values()]) for key in ("selection_rate", "tpr", "fpr")}
     return {"groups": table, **gaps}
 
 
