@@ -54,6 +54,9 @@ def test_column_types_are_inferred_from_string_cells():
         "note": "text",
     }
     assert "ID-like" in dropped["customer_id"] and "constant" in dropped["country"]
+    assert "keep it with data.column_types: {customer_id: categorical}" in dropped["customer_id"]
+    types, dropped = tabular.infer_types(_mixed(), "target", {"customer_id": "categorical"}, [])
+    assert types["customer_id"] == "categorical" and "customer_id" not in dropped
 
 
 def test_an_empty_column_is_named_empty_not_one_value():

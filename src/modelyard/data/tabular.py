@@ -160,7 +160,10 @@ def infer_types(frame: pd.DataFrame, target: str, overrides: dict[str, str], dro
         elif present.nunique() <= 1:
             dropped[column] = "constant: one value in every row"
         elif column not in overrides and is_id_like(values, kind):
-            dropped[column] = "ID-like: a distinct value in every row"
+            dropped[column] = (
+                f"ID-like: a distinct value in every row (if it is a feature, such as an amount, keep it with "
+                f"data.column_types: {{{column}: {kind}}})"
+            )
         else:
             types[column] = kind
     if not types:
