@@ -208,7 +208,7 @@ def predict(
     audio: Annotated[list[Path] | None, typer.Option("--audio", help="an audio file or folder")] = None,
     input_: Annotated[Path | None, typer.Option("--input", help="a .parquet/.csv/.tsv/.jsonl/.txt file")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="predictions (.parquet, .csv, .jsonl)")] = None,
-    top_k: Annotated[int, typer.Option("--top-k", min=1, help="labels with probabilities per input")] = 1,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="labels with probabilities per input (classifiers)")] = 1,
     engine: Annotated[str, typer.Option(help="local (one process, resumable) or ray (on RAY_ADDRESS)")] = "local",
     workers: Annotated[int, typer.Option(min=1, help="Ray workers, each loading the bundle once")] = 2,
     chunk_rows: Annotated[int, typer.Option(min=1, help="rows scored (and journalled) at a time")] = 100_000,
@@ -227,6 +227,7 @@ def predict(
     from modelyard.predict_io import (
         audio_files,
         check_output,
+        check_top_k,
         image_files,
         input_format,
         predict_audio,
@@ -250,6 +251,7 @@ def predict(
         check_output(output, input_)
     fmt = input_format(encoding, sep)
     loaded = api.load(model)
+    check_top_k(loaded, top_k)
     if image is not None or audio is not None:
         skipped: list[str] = []
 

@@ -185,5 +185,12 @@ def validate_input(model: type[BaseModel], item: Any) -> Any:
         return model.model_validate(item)
     except ValidationError as err:
         raise DataError(
-            "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in err.errors())
+            "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in err.errors()),
+            _object_hint(model) if isinstance(item, str) else None,
         ) from None
+
+
+def _object_hint(model: type[BaseModel]) -> str:
+    """For a text given where an object is read (`predict --text 196` to a recommender): its keys, and how."""
+    keys = ", ".join(f'"{name}"' for name in model.model_fields)
+    return f"one input is an object with the keys {keys}, not a text: modelyard predict BUNDLE --input rows.jsonl"

@@ -100,3 +100,16 @@ def test_the_model_card_gives_the_test_loss_with_its_interval(tiny_gpt_bundle):
     card = (tiny_gpt_bundle / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert saved["loss"]["low"] <= saved["loss"]["value"] <= saved["loss"]["high"]
     assert f"[{saved['loss']['low']:.4f}, {saved['loss']['high']:.4f}]" in card
+
+
+def test_feedback_on_a_scratch_generator_is_refused_naming_the_models_that_take_it(tiny_gpt_bundle):
+    from serving_helpers import serving
+
+    with serving(tiny_gpt_bundle) as client:
+        answer = client.post("/v1/predict", json={"inputs": ["ROMEO:"]}).json()
+        labelled = client.post("/v1/feedback", json={"prediction_id": answer["prediction_ids"][0], "label": "x"})
+        rated = client.post("/v1/feedback", json={"prediction_id": answer["prediction_ids"][0], "rating": "up"})
+        unknown = client.post("/v1/feedback", json={"prediction_id": "nope", "label": "x"})
+    assert labelled.status_code == 422 and "pretrained chat models" in labelled.json()["error"]["message"]
+    assert rated.status_code == 422
+    assert unknown.status_code == 404

@@ -61,6 +61,7 @@ class WindowDataset(torch.utils.data.Dataset):
 
 class GPTLearner:
     export_kind = "next_token"  # the parity check compares next-token probabilities and perplexity
+    takes_feedback = False  # retrain tunes pretrained chat models (LoRA) on rated answers, never this one
 
     def __init__(
         self, model: GPT | None, tokenizer: Tokenizer, generation: GenerationOptions, config: GPTConfig | None = None

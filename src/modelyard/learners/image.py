@@ -34,7 +34,7 @@ from modelyard.models import cnn, efficientnet
 from modelyard.precision import autocast
 from modelyard.runtimes.onnx_session import onnx_session
 from modelyard.runtimes.protocol import ONNX_FILE, OnnxGraph
-from modelyard.runtimes.torch_int8 import has_int8_layers, load_weights
+from modelyard.runtimes.torch_int8 import has_int8_layers, load_weights, run_precision
 from modelyard.training.checkpoint import save_weights
 
 CNN_SCRATCH = "cnn-scratch"
@@ -115,6 +115,7 @@ class ImageClassifierLearner:
         if spec.get("channels_last"):
             module = module.to(memory_format=torch.channels_last)
         module.eval()
+        spec = {**spec, "precision": run_precision(module, spec.get("precision", "fp32"))}
         return cls(module, labels, spec, prep, options)
 
     @property

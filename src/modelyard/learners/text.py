@@ -20,7 +20,7 @@ from modelyard.models.text_encoder import TextEncoder, TextEncoderConfig
 from modelyard.models.tokenizers import cjk_share, train_tokenizer
 from modelyard.precision import autocast
 from modelyard.runtimes.protocol import OnnxGraph
-from modelyard.runtimes.torch_int8 import has_int8_layers, load_weights
+from modelyard.runtimes.torch_int8 import has_int8_layers, load_weights, run_precision
 from modelyard.training.checkpoint import save_weights
 from modelyard.training.memory import release_free_memory
 
@@ -181,8 +181,7 @@ class TextClassifierLearner:
     @classmethod
     def load(cls, directory: Path, options: Any, labels: list[str], spec: dict[str, Any]):
         module = load_weights(_saved_classifier(directory, spec, labels, options), directory / "model.safetensors")
-        if has_int8_layers(module):
-            spec = {**spec, "precision": "fp32"}  # int8 kernels take fp32 activations, not bf16 autocast
+        spec = {**spec, "precision": run_precision(module, spec.get("precision", "fp32"))}
         return cls(module.eval(), saved_tokenizer(directory / "tokenizer", spec["max_length"]), labels, spec, options)
 
     @property

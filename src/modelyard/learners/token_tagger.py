@@ -28,7 +28,7 @@ from modelyard.models import bert
 from modelyard.models.token_tagger import TokenTagger
 from modelyard.precision import autocast
 from modelyard.runtimes.protocol import OnnxGraph
-from modelyard.runtimes.torch_int8 import load_weights
+from modelyard.runtimes.torch_int8 import load_weights, run_precision
 from modelyard.training.checkpoint import save_weights
 
 if TYPE_CHECKING:
@@ -131,6 +131,7 @@ class TokenTaggerLearner:
     @classmethod
     def load(cls, directory: Path, spec: dict[str, Any]):
         module = load_weights(_saved_tagger(directory, spec), directory / "model.safetensors")
+        spec = {**spec, "precision": run_precision(module, spec.get("precision", "fp32"))}
         tokenizer_json = (directory / "tokenizer" / "tokenizer.json").read_text(encoding="utf-8")
         return cls(module.eval(), _backend(tokenizer_json, spec["max_length"]), spec)
 

@@ -277,6 +277,22 @@ def _check_gate(margin: float, beta: float, loss_tolerance: float) -> None:
         raise UserError(f"--beta {beta}: give a finite number above 0 (DPO's default is 0.1)")
 
 
+def unlearnable_feedback(task: str, name: str, classifier: bool, config_path: str | Path) -> UserError:
+    """The refusal for a task retrain cannot learn from feedback, with the way to a new version instead: a
+    classifier's labels (images, audio) still score live accuracy, so the user retrains on corrected files."""
+    step = f"run `modelyard train {config_path}`, then `modelyard models promote {name} latest --alias champion`"
+    hint = (
+        f"its labelled feedback still scores live accuracy (`modelyard monitor`): add the corrected examples to "
+        f"the training data and {step}"
+        if classifier
+        else f"train a new version on fresh data: {step}"
+    )
+    return UserError(
+        f"retrain learns from feedback for text, multi-label text, token, table and chat models; '{task}' is not one",
+        hint,
+    )
+
+
 def retrain(
     config_path: str | Path,
     model_ref: str | None = None,
@@ -333,7 +349,7 @@ def retrain(
         return retrain_chat(champion, config, margin, beta, loss_tolerance, output, alias, quiet)
     hooked = hasattr(task, "feedback_example") and hasattr(task, "retrain_layout")
     if not hooked and not (hasattr(config.data, "text_column") and hasattr(config.data, "label_column")):
-        raise UserError(f"retrain with feedback supports labelled text and table tasks; '{config.task}' is not one")
+        raise unlearnable_feedback(config.task, config.name, bool(champion.labels), config_path)
     layout = task.retrain_layout(config) if hooked else TEXT_LAYOUT
     example = (lambda value, label: task.feedback_example(config, value, label)) if hooked else _text_example
     labels = list(champion.labels or [])

@@ -36,6 +36,12 @@ def has_int8_layers(module: nn.Module) -> bool:
     return any(isinstance(sub, DynamicLinear) for sub in module.modules())
 
 
+def run_precision(module: nn.Module, trained: str) -> str:
+    """The precision a loaded module runs at: int8 kernels take fp32 activations only, so an int8 export of a
+    model trained in bf16 runs in fp32 (bf16 autocast would hand them bf16 inputs and fail)."""
+    return "fp32" if has_int8_layers(module) else trained
+
+
 def _linear_names(module: nn.Module) -> list[str]:
     return [name for name, sub in module.named_modules() if isinstance(sub, DynamicLinear)]
 

@@ -51,6 +51,14 @@ async def feedback(body: FeedbackRequest, service: ModelService = Depends(get_se
 
     labels = service.model.labels
     label = body.label
+    if not getattr(service.model.learner, "takes_feedback", True):  # stored, it would wait for a use that never comes
+        if not await logged(has_prediction):
+            raise ServingError(404, f"no logged prediction has id {body.prediction_id!r}")
+        raise ServingError(
+            422,
+            "feedback: a text generator trained from scratch (gpt-scratch) learns nothing from feedback; ratings and "
+            "corrected answers are taken for pretrained chat models (e.g. smollm2-135m with LoRA), which retrain tunes",
+        )
     if getattr(service.model.learner, "generator", None) is not None:  # a chat answer: rated and/or corrected
         try:
             if label is not None and body.rating is None and body.corrected is None:
