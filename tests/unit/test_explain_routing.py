@@ -19,8 +19,9 @@ IMAGE = Path(__file__).resolve().parents[2] / "examples" / "data" / "raccoon_min
 def test_a_detector_is_not_explainable_whether_given_an_image_or_a_text(item):
     learner = DetectorLearner.create(["raccoon"], DetectionModelConfig(trunk="random", image_size=64))
     model = SimpleNamespace(learner=learner, manifest={"task": "object_detection"})
-    with pytest.raises(UserError, match="explanations are not available for object_detection models"):
+    with pytest.raises(UserError, match="explanations are not available for object_detection models") as refused:
         explain(model, item)
+    assert "table models (--row)" in refused.value.hint and "entity models" in refused.value.hint
 
 
 @pytest.mark.parametrize(

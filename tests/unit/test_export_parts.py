@@ -130,3 +130,18 @@ def test_changed_splits_names_each_split_whose_fingerprint_moved_and_ignores_unr
     now = {"train": {"sha256": "a"}, "validation": {"sha256": "x"}, "extra": {"sha256": "y"}}
     assert changed_splits(recorded, now) == ["validation", "test"]
     assert changed_splits({"test": {"rows": 0}}, {}) == []
+
+
+def test_the_no_export_hint_mentions_other_backbones_only_where_the_task_has_some():
+    from types import SimpleNamespace
+
+    from modelyard.export.exporter import _other_backbones
+    from modelyard.tasks.recommendation import RecModelConfig
+    from modelyard.tasks.text_classification import TextModelConfig
+
+    def model(task: str, config: object) -> SimpleNamespace:
+        return SimpleNamespace(config=SimpleNamespace(task=task, model=config))
+
+    assert _other_backbones(model("recommendation", RecModelConfig())) == ""
+    text = model("text_classification", TextModelConfig(backbone="tfidf-linear"))
+    assert _other_backbones(text) == " (other text_classification backbones may)"

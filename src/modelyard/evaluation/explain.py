@@ -269,7 +269,8 @@ def _unavailable(model: Any) -> UserError:
         )
     return UserError(
         f"explanations are not available for {manifest.get('task')} models ({model.learner.backbone})",
-        "explain works for text and image classifiers",
+        "explain works for text classifiers and entity models (--text; a multi-label model with a transformer "
+        "backbone), image classifiers (--image) and table models (--row)",
     )
 
 

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from modelyard import bundle, loader
 from modelyard.data.splits import changed_splits
@@ -106,6 +106,13 @@ NO_ONNX = {
 }
 
 
+def _other_backbones(model: loader.Model) -> str:
+    """The hint's "(other TASK backbones may)", left out when the task allows one backbone only (a recommender's)."""
+    field = type(model.config.model).model_fields.get("backbone")
+    choices = get_args(field.annotation) if field is not None and get_origin(field.annotation) is Literal else None
+    return "" if choices is not None and len(choices) < 2 else f" (other {model.config.task} backbones may)"
+
+
 def _check_capable(model: loader.Model, fmt: str) -> None:
     learner = model.learner
     backbone = model.manifest.get("backbone")
@@ -124,8 +131,8 @@ def _check_capable(model: loader.Model, fmt: str) -> None:
             f"{model.manifest.get('runtime', 'torch')}) cannot be exported to {what}",
             "export the bundle `modelyard train` wrote, not an exported copy"
             if exported
-            else f"{backbone} models have no {what} export (other {model.config.task} backbones may): serve the "
-            "bundle itself (`modelyard serve`)",
+            else f"{backbone} models have no {what} export{_other_backbones(model)}: serve the bundle itself "
+            "(`modelyard serve`)",
         )
 
 
