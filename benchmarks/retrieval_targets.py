@@ -104,6 +104,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not (args.data / "questions.jsonl").is_file():
+        sys.exit(
+            f"{args.data}: no questions.jsonl; make the folder with python benchmarks/retrieval_data.py "
+            "dev-v1.1.json --output DIR (the SQuAD file named in examples/data/squad_retrieval/SOURCE.md)"
+        )
     questions = load_questions(args.data, args.questions)
     with tempfile.TemporaryDirectory(prefix="retrieval-bench-") as tmp:
         work = Path(tmp)

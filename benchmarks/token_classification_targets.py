@@ -50,6 +50,18 @@ SETS = {
 }
 
 
+# Where the full files come from (not in the repository: each SOURCE.md lists the files and their git blobs)
+SOURCES = {
+    "wnut17": "github.com/leondz/emerging_entities_17 at e52a2d2 (examples/data/wnut17/SOURCE.md)",
+    "uner_zh": "github.com/UniversalNER/UNER_Chinese-GSDSIMP at 1f03075 (examples/data/uner_zh_gsdsimp/SOURCE.md)",
+}
+
+
+def missing_files(name: str) -> list[str]:
+    """The full files of set `name` that are not on this machine."""
+    return [path for path in SETS[name]["data"].values() if isinstance(path, str) and not Path(path).is_file()]
+
+
 def first_sentences(source: str, count: int, target: Path) -> str:
     """The first `count` sentences of a CoNLL file (blocks between whitespace-only lines), written to `target`."""
     blocks, block = [], []
@@ -129,9 +141,13 @@ def main() -> None:
     parser.add_argument("--validation", type=int, default=None, help="the first N validation sentences only")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
     args = parser.parse_args()
+    names = [args.only] if args.only else list(SETS)
+    for name in names:
+        if missing := missing_files(name):
+            sys.exit(f"{missing[0]}: not on this machine; copy the full files there from {SOURCES[name]}")
     load_late_imports()
     results = {}
-    for name in [args.only] if args.only else list(SETS):
+    for name in names:
         results[name] = run(name, args.overrides, {"train": args.train, "validation": args.validation})
         print(json.dumps({name: results[name]}, ensure_ascii=False), file=sys.stderr, flush=True)
     print(json.dumps(results, indent=2, ensure_ascii=False))

@@ -155,3 +155,17 @@ def test_a_sites_dp_sgd_does_not_follow_the_seed_the_server_sends():
     data, empty = Arrays(x, y), Arrays(x[:0], y[:0])
     first = train_locally(member, names, weights, data, empty, config, settings).delta
     assert not np.array_equal(train_locally(member, names, weights, data, empty, config, settings).delta, first)
+
+
+def test_a_private_zero_shot_text_config_names_zero_shot_not_its_pretrained_encoder():
+    from modelyard.tasks import config_from_dict, get_task
+
+    raw = {
+        "name": "zs",
+        "task": "text_classification",
+        "data": {"train": "train.csv", "text_column": "text", "label_column": "label"},
+        "model": {"backbone": "minilm-l6", "zero_shot": True},
+        "train": {"privacy": {"epsilon": 8, "delta": 1e-3}},
+    }
+    problems = get_task("text_classification").privacy_problems(config_from_dict(raw, "test"))
+    assert problems == ["model.zero_shot fits no weights, so there is nothing to train privately; set it to false"]

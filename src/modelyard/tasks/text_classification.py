@@ -333,7 +333,9 @@ class TextClassificationTask:
                 "model.backbone auto may choose TF-IDF or a tokenizer trained on the raw texts; name a pretrained "
                 f"encoder ({', '.join(AUTO_ENCODERS)} or a local Hugging Face folder)"
             )
-        elif backbone in (TFIDF, SCRATCH, EXTENDED) or method or model.zero_shot:
+        elif model.zero_shot:
+            problems.append("model.zero_shot fits no weights, so there is nothing to train privately; set it to false")
+        elif backbone in (TFIDF, SCRATCH, EXTENDED) or method:
             problems.append(f"model.backbone {model.backbone} learns outside DP-SGD; name a pretrained encoder")
         if model.head_init == "linear_probe":
             problems.append("model.head_init linear_probe fits the head on the texts without noise; use random")
