@@ -222,6 +222,8 @@ def predict(
     Example: modelyard predict ./detector --image photo.jpg --draw drawn/
     Example: modelyard predict ./bundle --input rows.parquet --output scored.parquet [--engine ray --workers 2]
     """
+    import pandas as pd
+
     from modelyard import api
     from modelyard.commands.batch_predict import score, streams
     from modelyard.predict_io import (
@@ -262,7 +264,7 @@ def predict(
         kind = "images" if image is not None else "audio files"
         files = image_files(image) if image is not None else audio_files(audio)
         inputs, predictions = (predict_images if image is not None else predict_audio)(loaded, files, top_k, skip)
-        frame = None
+        frame = pd.DataFrame({"input": inputs})  # each row names its file: skipped files shift no answer
         if skipped:
             _warn(f"predicted {len(inputs)} of {len(files)} {kind}; skipped {len(skipped)} unusable")
     elif engine != "local" or (input_ is not None and output is not None and streams(loaded, top_k)):

@@ -112,6 +112,8 @@ class Model:
         raw = self.config.model_dump(mode="json")
         raw["data"].update(train=str(Path(data).resolve()), validation=None, test=None, max_rows=None)
         raw["data"]["split"].update(validation=0.0, test=0.0)
+        if "test_speakers" in raw["data"]:  # held-out voices of the training data; here every row is scored
+            raw["data"]["test_speakers"] = None
         prepared = self.task.prepare(config_from_dict(raw, str(data)))
         rows, notes = self._known_labels_only(prepared.splits["train"], str(data))
         result = self._with_answer_quality(self.learner.evaluate(rows), rows)

@@ -10,6 +10,7 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 import yaml
@@ -197,6 +198,52 @@ def test_monitor_compares_logged_audio_numbers_with_the_training_data(digits_bun
     per_feature = report["drift"]["features"]["per_feature"]
     assert set(per_feature) == {"duration", "loudness", "snr", "silence_share"}
     assert all(test["n_window"] >= 32 for test in per_feature.values())
+
+
+def test_a_given_test_folder_carves_no_test_share_so_every_training_speaker_is_kept(tmp_path):
+    write(tmp_path / "test" / "1_zoe_0.wav", tone(0.4, hz=400))
+    write(tmp_path / "test" / "2_zoe_0.wav", tone(0.4, hz=500))
+    prepared = validate(
+        tiny_config(tmp_path, test=str(tmp_path / "test"), test_speakers=None, split={"validation": 0.0, "test": 0.3})
+    )
+    assert sum(len(frame) for frame in prepared.splits.values()) == prepared.report["audio"]["kept"] == 122
+    assert set(prepared.splits["train"]["speaker"]) == {"george", "jackson", "theo"}
+    assert set(prepared.splits["test"]["speaker"]) == {"zoe"}
+    assert "test: the given test data (2 recordings), nothing carved from train" in prepared.report["split_notes"]
+
+
+def test_test_speakers_beside_a_given_test_folder_are_refused_as_ambiguous(tmp_path):
+    from modelyard.errors import ConfigError
+
+    write(tmp_path / "test" / "1_zoe_0.wav", tone(0.4, hz=400))
+    with pytest.raises(ConfigError, match=r"data\.test_speakers and a given test split"):
+        validate(tiny_config(tmp_path, test=str(tmp_path / "test")))
+
+
+def test_test_speakers_are_held_out_even_when_both_shares_are_zero(tmp_path):
+    prepared = validate(tiny_config(tmp_path, split={"validation": 0.0, "test": 0.0}))
+    assert set(prepared.splits["test"]["speaker"]) == {"theo"} and "theo" not in set(
+        prepared.splits["train"]["speaker"]
+    )
+
+
+def test_manifest_rows_without_a_speaker_train_and_rows_without_a_label_are_dropped_by_count(tmp_path):
+    files = sorted(DIGITS.glob("*.wav"))
+    rows = pd.DataFrame(
+        {
+            "audio": [str(f) for f in files],
+            "label": [None if i == 5 else f.name[0] for i, f in enumerate(files)],
+            "speaker": [None if i % 10 == 0 else f.name.split("_")[1] for i, f in enumerate(files)],
+        }
+    )
+    rows.to_json(tmp_path / "list.jsonl", orient="records", lines=True)
+    prepared = validate(tiny_config(tmp_path, train=str(tmp_path / "list.jsonl"), speaker_column="speaker"))
+    assert sum(len(frame) for frame in prepared.splits.values()) == 119
+    assert prepared.splits["train"]["speaker"].isna().sum() == 12 and set(prepared.splits["test"]["speaker"]) == {
+        "theo"
+    }
+    assert f"{tmp_path / 'list.jsonl'}: 1 rows without a 'label' dropped (first: {files[5]})" in prepared.warnings
+    assert "12 training recordings name no speaker: kept in train, never held out" in prepared.warnings
 
 
 def test_a_missing_noise_folder_is_a_clear_error(tmp_path):

@@ -129,10 +129,25 @@ def test_speaker_splits_never_share_a_voice_between_train_and_test():
     frame = pd.DataFrame({"speaker": [s for s in "abcdef" for _ in range(10)], "label": ["x"] * 60})
     splits, notes = audio.speaker_splits(frame, SplitConfig(validation=0.2, test=0.2, seed=3))
     voices = {name: set(part["speaker"]) for name, part in splits.items()}
-    assert len(voices["test"]) == 2 and len(voices["validation"]) == 2 and len(voices["train"]) == 2
+    assert len(voices["test"]) == 1 and len(voices["validation"]) == 1 and len(voices["train"]) == 4
     assert not voices["train"] & voices["test"] and not voices["train"] & voices["validation"]
     assert sum(len(p) for p in splits.values()) == 60
     assert notes[0].startswith("test: speakers")
+
+
+def test_speaker_splits_hold_out_the_number_of_speakers_nearest_each_share():
+    frame = pd.DataFrame({"speaker": [s for s in "abcdef" for _ in range(30)], "label": ["x"] * 180})
+    splits, notes = audio.speaker_splits(frame, SplitConfig(validation=0.2, test=0.3, seed=7))
+    assert [splits[n]["speaker"].nunique() for n in ("train", "validation", "test")] == [3, 1, 2]
+    assert "(60 recordings, 33% of the data)" in notes[0] and "(30 recordings, 17% of the data)" in notes[1]
+
+
+def test_rows_without_a_speaker_stay_in_train_and_are_counted_in_the_notes():
+    frame = pd.DataFrame({"speaker": ["a", "a", "b", "b", "c", "c", None, None], "label": list("xyxyxyxy")})
+    splits, notes = audio.speaker_splits(frame, SplitConfig(validation=0.0, test=0.3, seed=1))
+    assert splits["train"]["speaker"].isna().sum() == 2 and splits["test"]["speaker"].notna().all()
+    assert sum(len(p) for p in splits.values()) == 8
+    assert "train: 2 recordings without a speaker kept in train (never held out)" in notes
 
 
 def test_fixed_test_speakers_are_honoured_and_unknown_ones_refused():
@@ -141,6 +156,22 @@ def test_fixed_test_speakers_are_honoured_and_unknown_ones_refused():
     assert set(splits["test"]["speaker"]) == {"c"} and splits["validation"].empty
     with pytest.raises(DataError, match="unknown speakers"):
         audio.speaker_splits(frame, SplitConfig(), ["zed"])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_manifest_keeps_rows_whose_optional_cells_are_blank_and_counts_the_rows_it_drops(tmp_path, suffix):
+    rows = pd.DataFrame(
+        {"audio": ["a.wav", "b.wav", None, "d.wav"], "label": ["yes", "no", "yes", ""], "who": ["ann", None, "ann", ""]}
+    )
+    manifest = tmp_path / f"m{suffix}"
+    rows.to_csv(manifest, index=False) if suffix == ".csv" else rows.to_json(manifest, orient="records", lines=True)
+    warnings: list[str] = []
+    columns = {"label": "label", "speaker": "who"}
+    frame = audio.list_table(manifest, "audio", columns, FormatOptions(), None, ("label", "speaker"), warnings)
+    assert frame["file"].tolist() == ["a.wav", "b.wav", "d.wav"]
+    assert frame["speaker"].iloc[0] == "ann" and frame["speaker"].iloc[1:].isna().all()
+    assert frame["label"].iloc[:2].tolist() == ["yes", "no"] and pd.isna(frame["label"].iloc[2])
+    assert warnings == [f"{manifest}: 1 rows dropped (1 without 'audio')"]
 
 
 def test_one_speaker_cannot_be_split_by_speaker():

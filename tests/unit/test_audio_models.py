@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from modelyard.data.audio_augment import Augmenter, coloured_noise, fit_length, loudest_window, speed_ratios
+from modelyard.data.audio_augment import (
+    Augmenter,
+    coloured_noise,
+    fit_length,
+    loudest_window,
+    normalize_level,
+    speed_ratios,
+)
 from modelyard.models.audio_cnn import AudioClassifier, SpecAugment
 from modelyard.models.audio_features import FrontEndConfig
 
@@ -45,8 +52,9 @@ def test_augmentation_keeps_the_length_and_mixes_noise_at_the_asked_snr():
     assert out.shape == (16000,) and out.dtype == np.float32
     clean = Augmenter(speed=False, noise_probability=1.0, snr_db=(10.0, 10.0), gain_db=0.0)
     mixed = clean(wave, wave.size, np.random.default_rng(1))
-    noise = mixed - wave
-    snr = 10 * np.log10(np.mean(wave**2) / np.mean(noise**2))
+    level = normalize_level(wave)  # the clip at the model's level, which noise is mixed into
+    noise = mixed - level
+    snr = 10 * np.log10(np.mean(level**2) / np.mean(noise**2))
     assert snr == pytest.approx(10.0, abs=0.5)
 
 
@@ -64,12 +72,33 @@ def test_coloured_noise_has_unit_rms(size):
 
 
 def test_level_normalisation_makes_quiet_and_loud_recordings_alike():
-    from modelyard.data.audio_augment import normalize_level
-
     word = (0.5 * np.sin(np.arange(8000) / 7)).astype(np.float32)
     loud, quiet = normalize_level(word), normalize_level(word * 0.01)
     np.testing.assert_allclose(loud, quiet, atol=1e-4)
     assert np.array_equal(normalize_level(np.zeros(100, dtype=np.float32)), np.zeros(100, dtype=np.float32))
+
+
+def test_a_clip_padded_with_silence_or_quiet_noise_reaches_the_model_at_its_own_level_unclipped():
+    from audio_helpers import DIGITS
+
+    from modelyard.data.audio import frame_energy_db, read_audio
+    from modelyard.data.audio_augment import model_input
+
+    word = read_audio(DIGITS / "1_george_0.wav")[0]
+    pad = np.zeros(4 * 16000, dtype=np.float32)
+    hiss = (10 ** (-50 / 20) * np.random.default_rng(0).standard_normal(pad.size)).astype(np.float32)
+    copies = [word, np.concatenate([pad, word, pad]), np.concatenate([hiss, word, hiss])]
+    fed = [model_input(wave, 16000) for wave in copies]
+    levels = [float(np.percentile(frame_energy_db(clip), 95)) for clip in fed]
+    assert max(levels) - min(levels) < 0.5
+    assert all(np.max(np.abs(clip)) <= 1.0 and np.mean(np.abs(clip) >= 0.99) < 0.001 for clip in fed)
+
+
+def test_augmented_training_clips_are_scaled_down_rather_than_clipped():
+    word = (0.9 * np.sin(np.arange(16000) / 7)).astype(np.float32)
+    augment = Augmenter(speed=False, noise_probability=1.0, gain_db=12.0)
+    clips = [augment(word, 16000, np.random.default_rng(seed)) for seed in range(8)]
+    assert all(np.max(np.abs(clip)) <= 1.0 and np.mean(np.abs(clip) >= 0.999) < 0.001 for clip in clips)
 
 
 def test_spectrum_shift_moves_bands_only_while_training():

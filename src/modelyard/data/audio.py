@@ -457,20 +457,32 @@ def _audio_like(path: Path) -> bool:
 
 
 def list_table(
-    path: Path, audio_column: str, columns: dict[str, str], fmt: FormatOptions, max_rows: int | None
+    path: Path,
+    audio_column: str,
+    columns: dict[str, str],
+    fmt: FormatOptions,
+    max_rows: int | None,
+    optional: tuple[str, ...] = (),
+    warnings: list[str] | None = None,
 ) -> pd.DataFrame:
     """A CSV/JSONL of audio paths (relative to the file's folder) -> rows (path, file, *columns); `columns`
-    maps output names to config column names, e.g. {"label": "category", "speaker": "speaker_id"}."""
+    maps output names to config column names, e.g. {"label": "category", "speaker": "speaker_id"}. Rows without
+    an audio path (missing or blank) or a value in a column not named in `optional` are dropped (counted in
+    `warnings` when given); in an `optional` column a missing or blank cell is NaN and the row is kept."""
     frame, _ = read_table(path, fmt, max_rows)
     required = {"audio_column": audio_column} | {f"{k}_column": v for k, v in columns.items()}
     require_columns(frame, required, str(path))
-    frame = frame[frame[audio_column].notna()]
-    for name in columns.values():
-        frame = frame[frame[name].notna()]
-    out = pd.DataFrame({"file": frame[audio_column].astype(str).str.strip()})
+    named = {"file": audio_column, **columns}
+    values = {name: frame[column].map(_text) for name, column in named.items()}
+    for name in ("file", *optional):  # a blank cell (CSV) is no value, as null is in JSONL
+        values[name] = values[name].where(values[name] != "")
+    needed = [name for name in named if name not in optional]
+    kept = pd.concat([values[name].notna() for name in needed], axis=1).all(axis=1)
+    if warnings is not None and not kept.all():
+        why = ", ".join(f"{n} without {named[name]!r}" for name in needed if (n := int(values[name].isna().sum())))
+        warnings.append(f"{path}: {int((~kept).sum())} rows dropped ({why})")
+    out = pd.DataFrame({name: column[kept] for name, column in values.items()})
     out.insert(0, "path", [str(_absolute(path.parent, f)) for f in out["file"]])
-    for name, column in columns.items():
-        out[name] = [_text(v) for v in frame[column]]
     return out.reset_index(drop=True)
 
 
@@ -479,17 +491,23 @@ def _absolute(base: Path, name: str) -> Path:
     return (given if given.is_absolute() else base / given).absolute()
 
 
-def _text(value: Any) -> str:
+def _text(value: Any) -> str | None:
+    """A cell as stripped text; None for a missing one."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
 
 
 def speaker_splits(
     frame: pd.DataFrame, split: SplitConfig, test_speakers: list[str] | None = None
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    """Carve test and validation from `frame` by whole speakers (seeded), each near its configured share of
-    recordings; `test_speakers` fixes the test voices. Needs a `speaker` column and at least 2 speakers."""
-    speakers = sorted(frame["speaker"].astype(str).unique())
-    notes: list[str] = []
+    """Carve test and validation from `frame` by whole speakers (seeded), each the number of speakers whose
+    recordings come nearest its configured share (at least one when the share is above 0); `test_speakers` fixes
+    the test voices whatever the share. Rows without a speaker stay in train: no voice of theirs can be held out.
+    Needs a `speaker` column and at least 2 speakers."""
+    named = frame["speaker"].notna()
+    voice = frame["speaker"].astype(str).where(named)
+    speakers = sorted(voice[named].unique())
     if len(speakers) < 2:
         raise DataError(
             f"only one speaker ({speakers[0] if speakers else 'none'}): cannot hold out a voice for testing",
@@ -497,7 +515,7 @@ def speaker_splits(
         )
     rng = np.random.default_rng(split.seed)
     order = [speakers[i] for i in rng.permutation(len(speakers))]
-    counts = frame["speaker"].astype(str).value_counts()
+    counts = voice[named].value_counts()
     chosen: dict[str, list[str]] = {}
     if test_speakers:
         unknown = sorted(set(map(str, test_speakers)) - set(speakers))
@@ -505,19 +523,27 @@ def speaker_splits(
             raise DataError(f"data.test_speakers: unknown speakers {unknown}", f"speakers in the data: {speakers}")
         chosen["test"] = [str(s) for s in test_speakers]
     for name, share in (("test", split.test), ("validation", split.validation)):
-        if name in chosen or share <= 0:
-            continue
-        free = [s for s in order if not any(s in v for v in chosen.values())]
-        picked: list[str] = []
-        while len(free) > 1 and counts[picked].sum() < share * len(frame):
-            picked.append(free.pop(0))
-        chosen[name] = picked
-    parts = {name: frame[frame["speaker"].astype(str).isin(voices)] for name, voices in chosen.items()}
-    held = {s for voices in chosen.values() for s in voices}
-    parts["train"] = frame[~frame["speaker"].astype(str).isin(held)]
-    if parts["train"].empty:
+        if name not in chosen and share > 0:
+            free = [s for s in order if not any(s in v for v in chosen.values())]
+            chosen[name] = _nearest_speakers(free[:-1], counts, share * len(frame))
+    parts = {name: frame[voice.isin(voices)] for name, voices in chosen.items()}
+    parts["train"] = frame[~voice.isin([s for voices in chosen.values() for s in voices])]
+    if not parts["train"]["speaker"].notna().any():
         raise DataError("no speaker left for training after holding out test and validation voices")
-    for name, voices in chosen.items():
-        notes.append(f"{name}: speakers {', '.join(voices) or 'none'} held out ({len(parts[name])} recordings)")
+    notes = [
+        f"{name}: speakers {', '.join(voices) or 'none'} held out ({len(parts[name])} recordings, "
+        f"{len(parts[name]) / len(frame):.0%} of the data)"
+        for name, voices in chosen.items()
+    ]
+    if unnamed := int((~named).sum()):
+        notes.append(f"train: {unnamed} recordings without a speaker kept in train (never held out)")
     empty = frame.iloc[0:0]
     return {k: parts.get(k, empty).reset_index(drop=True) for k in ("train", "validation", "test")}, notes
+
+
+def _nearest_speakers(free: list[str], counts: pd.Series, target: float) -> list[str]:
+    """The first k of `free` (k >= 1 when any is free) whose recordings add up nearest `target`."""
+    if not free:
+        return []
+    totals = np.cumsum([counts[s] for s in free])
+    return free[: int(np.argmin(np.abs(totals - target))) + 1]

@@ -28,13 +28,22 @@ def speed_ratios(spread: float) -> list[tuple[int, int]]:
 
 def normalize_level(wave: np.ndarray, target_db: float = LEVEL_DB) -> np.ndarray:
     """Scale so the loud part (95th percentile of 25 ms frame RMS) sits at `target_db` dBFS: a word recorded
-    quietly or loudly, near or far from the microphone, reaches the model at one level. Silence is left alone."""
+    quietly or loudly, near or far from the microphone, reaches the model at one level. Given the window the model
+    is fed (silence or noise around a word elsewhere in the file changes nothing), and never louder than its peak
+    allows: a gain is never bought by clipping. Silence is left alone."""
     if wave.size == 0:
         return wave
     loud = float(np.percentile(frame_energy_db(wave), 95))
-    if loud <= -80.0:
+    peak = float(np.max(np.abs(wave)))
+    if loud <= -80.0 or peak == 0.0:
         return wave
-    return np.clip(wave * np.float32(10 ** ((target_db - loud) / 20)), -1.0, 1.0).astype(np.float32)
+    gain = min(10 ** ((target_db - loud) / 20), 1.0 / peak)
+    return (wave * np.float32(gain)).astype(np.float32)
+
+
+def model_input(wave: np.ndarray, length: int) -> np.ndarray:
+    """What evaluation and serving feed the network: the loudest window (or the clip centred), at one level."""
+    return normalize_level(fit_length(wave, length))
 
 
 def loudest_window(wave: np.ndarray, length: int) -> int:
@@ -119,16 +128,17 @@ class Augmenter:
         return looped_crop(source, size, rng)
 
     def __call__(self, wave: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-        """Speed, then a random crop or shift to `length`, then gain and noise over the whole clip."""
+        """Speed, then a random crop or shift to `length` brought to one level (as `model_input` does), then gain
+        and noise over the whole clip, scaled down rather than clipped when they exceed full scale."""
         if self.speed:
             ratios = speed_ratios(self.speed_spread)
             up, down = ratios[int(rng.integers(len(ratios)))]
             if up != down:
                 wave = resample_ratio(wave, up, down)
-        wave = fit_length(wave, length, rng)
+        wave = normalize_level(fit_length(wave, length, rng))
         wave = wave * np.float32(10 ** (rng.uniform(-self.gain_db, self.gain_db) / 20))
         if rng.random() < self.noise_probability and wave.size:
             signal = float(np.sqrt(np.mean(wave**2)))
             snr = rng.uniform(*self.snr_db)
             wave = wave + self._noise(wave.size, rng) * np.float32(signal / 10 ** (snr / 20))
-        return np.clip(wave, -1.0, 1.0).astype(np.float32)
+        return (wave / max(1.0, float(np.max(np.abs(wave), initial=0.0)))).astype(np.float32)

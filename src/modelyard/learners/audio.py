@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modelyard.data.audio import AudioError, audio_stats, payload_seconds, read_audio
-from modelyard.data.audio_augment import Augmenter, fit_length, normalize_level
+from modelyard.data.audio_augment import Augmenter, model_input
 from modelyard.data.payloads import payload_bytes
 from modelyard.drift import features as input_features
 from modelyard.errors import DataError
@@ -86,8 +86,8 @@ class AudioDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        wave = normalize_level(self.store.get(self.paths[i]))
-        clip = self.augment(wave, self.length, self.rng) if self.augment else fit_length(wave, self.length)
+        wave = self.store.get(self.paths[i])
+        clip = self.augment(wave, self.length, self.rng) if self.augment else model_input(wave, self.length)
         return {"audio": torch.from_numpy(np.ascontiguousarray(clip)), "labels": self.labels[i]}
 
 
@@ -243,7 +243,7 @@ class AudioClassifierLearner:
         of longer ones): what the network (torch or ONNX) is fed."""
         if not waves:
             return np.zeros((0, self.length), dtype=np.float32)
-        return np.stack([fit_length(normalize_level(w), self.length) for w in waves]).astype(np.float32)
+        return np.stack([model_input(w, self.length) for w in waves]).astype(np.float32)
 
     def _run(self, waves: list[np.ndarray], output: str) -> np.ndarray:
         parts = [

@@ -17,7 +17,7 @@ from modelyard.config import Config, DataConfig, ModelConfig, StrictModel
 from modelyard.data import audio
 from modelyard.data.images import paths_in, split_folders
 from modelyard.data.splits import fingerprint, make_splits
-from modelyard.errors import DataError, ModelNotFoundError
+from modelyard.errors import ConfigError, DataError, ModelNotFoundError
 from modelyard.learners.audio import (
     BACKBONES,
     PRETRAINED,
@@ -47,8 +47,10 @@ data:
   audio_column: audio               # CSV/JSONL only: paths relative to that file's folder
   label_column: label
   speaker_column: null              # CSV/JSONL: who speaks; no voice is then in both train and test
+                                    #   (rows naming no one stay in train)
   filename_pattern: null            # folders: a regex naming label/speaker, e.g. '^(?P<label>\\d)_(?P<speaker>\\w+?)_'
-  test_speakers: null               # e.g. [anna, bob]: hold out exactly these voices for testing
+  test_speakers: null               # e.g. [anna, bob]: hold out exactly these voices for testing (not with
+                                    #   data.test)
   noise: null                       # a folder of background recordings mixed in during training
 model:
   backbone: auto                    # auto (= whisper-tiny.en) | whisper-base (99 languages): pretrained Whisper
@@ -123,15 +125,51 @@ AudioInput = Annotated[
 ]
 
 
-def _listing(location: str, data: AudioDataConfig) -> tuple[dict[str, pd.DataFrame], Path]:
+def _listing(location: str, data: AudioDataConfig, warnings: list[str]) -> tuple[dict[str, pd.DataFrame], Path]:
     path = Path(location)
     if not path.exists():
         raise DataError(f"data path not found: {path}", "audio data is a folder of class subfolders or a CSV/JSONL")
     if path.is_file():
         columns = {"label": data.label_column} | ({"speaker": data.speaker_column} if data.speaker_column else {})
-        return {"train": audio.list_table(path, data.audio_column, columns, data.format, data.max_rows)}, path.parent
+        optional = ("label", "speaker")  # a row without a speaker is kept; one without a label is named below
+        rows = audio.list_table(path, data.audio_column, columns, data.format, data.max_rows, optional, warnings)
+        unlabelled = rows["label"].isna()
+        if unlabelled.any():
+            first = rows["file"][unlabelled].iloc[0]
+            warnings.append(
+                f"{path}: {int(unlabelled.sum())} rows without a {data.label_column!r} dropped (first: {first})"
+            )
+        return {"train": rows[~unlabelled].reset_index(drop=True)}, path.parent
     folders = split_folders(path)
     return {name: audio.list_folder(folder, data.filename_pattern) for name, folder in folders.items()}, path
+
+
+def _splits(checked: dict[str, pd.DataFrame], data: AudioDataConfig) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Train, validation and test: a given split (data.validation / data.test, or a folder's val/ test/) is used
+    as it is and nothing is carved from train for it; the others are carved from train, by whole speakers when
+    the data names them (data.test_speakers: exactly those voices, whatever data.split.test says)."""
+    train = checked["train"]
+    given = {name: checked[name] for name in ("validation", "test") if name in checked}
+    if data.test_speakers and "test" in given:
+        raise ConfigError(
+            "data.test_speakers and a given test split (data.test, or a test/ folder in data.train) both name the "
+            "test data",
+            "keep one: drop data.test_speakers to test on the given data, or drop data.test to hold out those voices",
+        )
+    by_speaker = "speaker" in train and train["speaker"].notna().any()
+    if data.test_speakers and not by_speaker:
+        raise DataError("data.test_speakers needs speakers", "set data.speaker_column or data.filename_pattern")
+    shares = data.split.model_copy(update=dict.fromkeys(given, 0.0))
+    if by_speaker and (shares.test > 0 or shares.validation > 0 or data.test_speakers):
+        splits, notes = audio.speaker_splits(train, shares, data.test_speakers)
+        splits |= given
+    else:  # shares of 0 keep every file in train (`evaluate --data FILE` relies on it)
+        splits, notes = make_splits(train, given.get("validation"), given.get("test"), data.split, "label")
+    notes += [
+        f"{name}: the given {name} data ({len(frame)} recordings), nothing carved from train"
+        for name, frame in given.items()
+    ]
+    return splits, notes
 
 
 def _durations(frame: pd.DataFrame) -> dict[str, float]:
@@ -178,11 +216,12 @@ class AudioClassificationTask:
         data: AudioDataConfig = config.data
         if data.noise and not Path(data.noise).is_dir():
             raise DataError(f"data.noise: no such folder: {data.noise}", "name a folder of background recordings")
-        listings, root = _listing(data.train, data)
+        warnings: list[str] = []
+        listings, root = _listing(data.train, data, warnings)
         roots = dict.fromkeys(listings, root)
         for name, location in (("validation", data.validation), ("test", data.test)):
             if location:
-                given, roots[name] = _listing(location, data)
+                given, roots[name] = _listing(location, data, warnings)
                 listings[name] = given["train"]
         report = audio.AudioReport()
         checked: dict[str, pd.DataFrame] = {}
@@ -195,21 +234,12 @@ class AudioClassificationTask:
                 f"{data.train}: no usable audio in the training data",
                 "see the skipped files in the data report (`modelyard validate CONFIG`)",
             )
-        warnings: list[str] = []
-        by_speaker = "speaker" in checked["train"] and checked["train"]["speaker"].notna().all()
-        given = "validation" in checked and "test" in checked
-        carve = (data.split.test > 0 or data.split.validation > 0) and not given
-        if by_speaker and carve:  # shares of 0 keep every file in train (`evaluate --data FILE` relies on it)
-            splits, notes = audio.speaker_splits(checked["train"], data.split, data.test_speakers)
-            splits |= {n: checked[n] for n in ("validation", "test") if n in checked}  # given files win
-        else:
-            if data.test_speakers and carve:
-                raise DataError("data.test_speakers needs speakers", "set data.speaker_column or data.filename_pattern")
-            splits, notes = make_splits(
-                checked["train"], checked.get("validation"), checked.get("test"), data.split, "label"
-            )
+        splits, notes = _splits(checked, data)
+        by_speaker = "speaker" in splits["train"] and splits["train"]["speaker"].notna().any()
         if by_speaker:
-            train_voices = set(splits["train"]["speaker"])
+            if unnamed := int(splits["train"]["speaker"].isna().sum()):
+                warnings.append(f"{unnamed} training recordings name no speaker: kept in train, never held out")
+            train_voices = set(splits["train"]["speaker"].dropna())
             for name in ("validation", "test"):
                 shared = train_voices & set(splits[name].get("speaker", pd.Series(dtype=str)))
                 if shared:
