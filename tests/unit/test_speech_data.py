@@ -3,13 +3,16 @@ the character alphabet of English and Chinese transcripts."""
 
 from __future__ import annotations
 
+import pytest
 import soundfile as sf
 from speech_helpers import RECORDINGS, generator
 
 from modelyard.config import FormatOptions
 from modelyard.data.audio import AudioReport
 from modelyard.data.transcripts import list_librispeech, read_transcribed
+from modelyard.errors import ConfigError
 from modelyard.models.ctc_decoder import build_alphabet, clean_transcript
+from modelyard.tasks import config_from_dict, get_task
 
 
 def test_a_librispeech_style_folder_gives_paths_transcripts_and_speakers(tmp_path):
@@ -54,3 +57,24 @@ def test_english_transcripts_give_letters_apostrophe_and_space_chinese_give_char
     chinese = build_alphabet(["阿莫西林 胶囊", "布洛芬"])
     assert {"阿", "莫", "芬"} <= set(chinese)
     assert clean_transcript("  Hello   World’s ") == "hello world's"
+
+
+def _speech_config(tmp_path, **data):
+    rows = ["audio_path,text,speaker"]
+    for name in sorted(p.name for p in RECORDINGS.glob("[0-4]_*_[0-1].wav")):  # 5 digits x 3 voices x 2 takes
+        rows.append(f"{RECORDINGS / name},{['zero', 'one', 'two', 'three', 'four'][int(name[0])]},{name.split('_')[1]}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    raw = {"name": "s", "task": "speech_recognition", "data": {"train": str(tmp_path / "m.csv"), **data}}
+    return config_from_dict(raw, "test")
+
+
+def test_test_speakers_are_held_out_even_when_the_split_shares_are_zero(tmp_path):
+    config = _speech_config(tmp_path, test_speakers=["theo"], split={"validation": 0.0, "test": 0.0})
+    splits = get_task("speech_recognition").prepare(config).splits
+    assert set(splits["test"]["speaker"]) == {"theo"} and "theo" not in set(splits["train"]["speaker"])
+
+
+def test_test_speakers_beside_a_given_test_file_are_refused(tmp_path):
+    config = _speech_config(tmp_path, test_speakers=["theo"], test=str(tmp_path / "m.csv"))
+    with pytest.raises(ConfigError, match=r"data\.test_speakers and data\.test both name the test data"):
+        get_task("speech_recognition").prepare(config)

@@ -259,6 +259,20 @@ def check_backbone(options: SpeechModelConfig) -> None:
     _check_language(options.backbone, options.language)
 
 
+def _check_test_speakers(data: SpeechDataConfig, files: dict[str, pd.DataFrame]) -> None:
+    """data.test_speakers holds those voices out whatever data.split.test says; beside a given test file it would
+    be a second test set (the given one replaces it, and its voices would be in no split at all)."""
+    if not data.test_speakers:
+        return
+    if "test" in files:
+        raise ConfigError(
+            "data.test_speakers and data.test both name the test data",
+            "keep one: drop data.test_speakers to test on the given file, or drop data.test to hold out those voices",
+        )
+    if "speaker" not in files["train"].columns:
+        raise DataError("data.test_speakers needs speakers", "set data.speaker_column (a LibriSpeech folder has them)")
+
+
 @register_task("speech_recognition")
 class SpeechRecognitionTask:
     DataConfig: ClassVar = SpeechDataConfig
@@ -303,8 +317,9 @@ class SpeechRecognitionTask:
         train = files["train"]
         if train.empty:
             raise DataError(f"{data.train}: no usable recordings ({audio_report.as_dict()['skipped']} skipped)")
+        _check_test_speakers(data, files)
         carved = [w for w in ("validation", "test") if w not in files and getattr(data.split, w) > 0]
-        carve_by_speaker = "speaker" in train.columns and bool(carved)
+        carve_by_speaker = "speaker" in train.columns and (bool(carved) or bool(data.test_speakers))
         if carve_by_speaker:
             given = {k: v for k, v in files.items() if k != "train"}
             split = data.split.model_copy(update={w: 0.0 for w in given})
