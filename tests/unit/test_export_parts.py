@@ -107,6 +107,24 @@ def test_a_parity_problem_names_the_numbers():
     assert problems(report, Tolerance(min_agreement=0.9, max_accuracy_drop=0.05)) == []
 
 
+def test_a_change_exactly_at_the_limit_is_allowed_despite_float_rounding():
+    at_limit = {"parity": {"agreement": 0.98, "samples": 100}, "accuracy": {"original": 0.31, "exported": 0.30}}
+    assert 0.31 - 0.30 > 0.01  # what the comparison must not trip on
+    assert problems(at_limit, Tolerance()) == []
+    wer = {
+        "parity": {"agreement": 1.0, "samples": 100},
+        "accuracy": {"metric": "wer", "original": 0.02, "exported": 0.025},
+    }
+    assert problems(wer, Tolerance()) == []
+    mae = {
+        "parity": {"agreement": 1.0, "samples": 100},
+        "accuracy": {"metric": "mae", "original": 0.3, "exported": 0.306},
+    }
+    assert problems(mae, Tolerance()) == []
+    over = {"parity": {"agreement": 0.97, "samples": 100}, "accuracy": {"original": 0.31, "exported": 0.29}}
+    assert len(problems(over, Tolerance())) == 2  # one sample more is still refused
+
+
 def test_forecast_agreement_counts_values_within_one_percent_of_the_window_level():
     original = np.array([[100.0, 110.0], [0.5, -0.5]])
     exported = np.array([[100.5, 112.0], [0.501, -0.5]])  # 112 is 1.9% of the first window's level away
