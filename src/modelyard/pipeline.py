@@ -164,7 +164,6 @@ def train(
     on_warning=None,
 ) -> Model:
     """Prepare data, train (several candidates when the task proposes them), evaluate on test, write the bundle."""
-    from modelyard.learners.label_noise import label_noise_metrics
     from modelyard.training.distributed import is_main_process, wait_for_everyone
 
     config = as_config(config, overrides)
@@ -194,10 +193,7 @@ def train(
             trained.append(_train_candidate(config, data, backbone, folder, resume, quiet, callbacks))
         test = _score_test(task, data, trained)  # on every rank, each scoring its share
         if is_main_process():
-            extra = {"label_noise": label_noise_metrics(data.report)} if "label_noise" in data.report else {}
-            if "domain_pretraining" in data.report:  # masked-LM before fine-tuning: its loss and cost
-                extra["domain_pretraining"] = data.report["domain_pretraining"]
-            write_results(output, task, data, trained, cpu0, wall0, keep_checkpoints, test, extra)
+            write_results(output, task, data, trained, cpu0, wall0, keep_checkpoints, test, training_extras(data))
     except BaseException:
         if tracker is not None:
             tracker.fail()
@@ -252,6 +248,17 @@ def _score_test(task, data: PreparedData, trained: list[tuple[Config, Learner, T
     from modelyard.training.loop import evaluate_split
 
     return evaluate_split(_best(task, trained)[1], data.splits["test"])
+
+
+def training_extras(data: PreparedData) -> dict[str, Any]:
+    """What metrics.json adds about how the training data was treated (`train`, `distill`): the label-noise
+    audit's counts and lines, and masked-LM pretraining's loss and cost."""
+    from modelyard.learners.label_noise import label_noise_metrics
+
+    extra = {"label_noise": label_noise_metrics(data.report)} if "label_noise" in data.report else {}
+    if "domain_pretraining" in data.report:
+        extra["domain_pretraining"] = data.report["domain_pretraining"]
+    return extra
 
 
 def write_results(

@@ -77,8 +77,9 @@ def test_validate_names_the_texts_file_and_column_and_refuses_what_train_could_n
     pd.DataFrame({"body": ["a text"]}).to_csv(tmp_path / "extra.csv", index=False)
     with pytest.raises(DataError, match=r"domain_pretraining.texts .*extra\.csv: no column 'review'"):
         modelyard.validate(path)
-    with pytest.raises(DataError, match=r"missing\.txt"):
+    with pytest.raises(DataError, match=r"missing\.txt: file not found") as missing:
         modelyard.validate(_config(tmp_path, texts="missing.txt"))
+    assert missing.value.hint == "check model.domain_pretraining.texts in the config"
     with pytest.raises(ConfigError, match="nothing to pretrain"):
         modelyard.validate(_config(tmp_path, backbone="tfidf-linear"))
     with pytest.raises(ConfigError, match="domain_pretraining learns from the texts without noise"):
@@ -114,3 +115,40 @@ def test_the_corpus_vocabulary_head_keeps_the_full_heads_odds_between_the_texts_
     assert cut.shape == (5, len(kept)) and remap[kept].tolist() == list(range(len(kept)))
     assert (remap >= 0).sum() == len(kept)  # every other token maps to no column
     torch.testing.assert_close(cut, full[:, kept])  # the same logits, so the same odds between those tokens
+
+
+def test_every_step_masks_a_token_so_a_tiny_mask_probability_still_trains_and_reports_finite_losses(tmp_path):
+    config = load_config(_config(tmp_path, mlm_probability=0.001, batch_size=2, steps=3))
+    data = get_task("text_classification").prepare(config)
+    original = locate("minilm-l6")
+    folder = domain_pretraining.encoder_for(original, "minilm-l6", config, data)
+    record = data.report["domain_pretraining"]
+    assert record["steps_trained"] == 3
+    assert all(math.isfinite(x) for x in (record["loss_first"], record["loss_last"]))  # no NaN in metrics.json
+    adapted, before = load_file(folder / "model.safetensors"), load_file(original / "model.safetensors")
+    assert not adapted[QUERY].equal(before[QUERY])  # what the cache holds was trained, not the original
+
+
+def test_a_batch_the_collator_left_unmasked_gets_one_masked_ordinary_token():
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(locate("minilm-l6")))
+    batch = tokenizer(["top up failed", "my card"], padding=True, return_tensors="pt")
+    ordinary = batch["input_ids"].clone()
+    batch["labels"] = torch.full_like(ordinary, -100)
+    assert domain_pretraining.mask_at_least_one(batch, tokenizer)
+    (row, position), *others = (batch["labels"] != -100).nonzero().tolist()
+    assert others == [] and batch["labels"][row, position] == ordinary[row, position]
+    assert batch["input_ids"][row, position] == tokenizer.mask_token_id
+    assert ordinary[row, position] not in tokenizer.all_special_ids and batch["attention_mask"][row, position] == 1
+    only_special = {"input_ids": torch.tensor([[101, 102]]), "attention_mask": torch.ones(1, 2, dtype=torch.long)}
+    assert not domain_pretraining.mask_at_least_one({**only_special, "labels": torch.full((1, 2), -100)}, tokenizer)
+
+
+def test_the_extra_texts_are_read_with_the_datas_format_options(tmp_path):
+    pd.DataFrame({"review": ["酒店很干净", "服务态度差"]}).to_csv(tmp_path / "zh.csv", index=False, encoding="gb18030")
+    path = _config(tmp_path, texts="zh.csv", text_column="review")
+    with pytest.raises(DataError, match=r"zh\.csv.*not valid utf-8"):
+        modelyard.validate(path)
+    data = modelyard.validate(path, ["data.format.encoding=gb18030"])  # the ASCII training files read alike
+    assert data.report["domain_pretraining"]["extra_texts"] == 2

@@ -145,3 +145,54 @@ def test_a_distill_stopped_during_its_parity_check_leaves_no_student_and_a_rerun
     student = modelyard.load(distill(teacher.path, output=tmp_path / "student", overrides=tiny, quiet=True).path)
     assert student.manifest["distilled_from"]["path"] == str(teacher.path)
     assert (student.path / "distill.json").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["student"]
+
+
+@pytest.mark.parametrize(
+    ("student", "said"),
+    [("minilm-l6+few-shot", r"^'minilm-l6\+few-shot' is a few-shot"), ("auto", r"what --student auto chose")],
+)
+def test_a_few_shot_student_named_or_chosen_by_auto_is_refused_before_training(teacher, tmp_path, student, said):
+    with pytest.raises(UserError, match=said) as found:  # 24 training rows per intent: auto picks few-shot
+        distill(teacher.path, student, output=tmp_path / "student", quiet=True)
+    assert "cannot learn from soft labels" in found.value.message and "--student minilm-l6" in found.value.hint
+    assert not (tmp_path / "student").exists()
+
+
+def test_the_student_trains_on_the_rows_its_teachers_label_noise_audit_kept(tmp_path, monkeypatch):
+    from modelyard.export import distill as distilling
+
+    train, test = (pd.read_csv(EXAMPLES / "banking77" / f"{s}.csv") for s in ("train", "test"))
+    intents = sorted(train["category"].unique())[:4]
+    rows = train[train["category"].isin(intents)].groupby("category").head(30).reset_index(drop=True)
+    rows.loc[::10, "category"] = (
+        rows["category"].iloc[::10].map(dict(zip(intents, intents[1:] + intents[:1], strict=True)))
+    )
+    rows.to_csv(tmp_path / "train.csv", index=False)
+    test[test["category"].isin(intents)].groupby("category").head(10).to_csv(tmp_path / "test.csv", index=False)
+    config = {
+        "name": "noisy-teacher",
+        "task": "text_classification",
+        "data": {
+            "train": "train.csv",
+            "test": "test.csv",
+            "label_column": "category",
+            "label_noise": {"action": "drop"},
+        },
+        "model": {"backbone": "scratch-transformer", "hidden_size": 32, "layers": 1, "heads": 2, "vocab_size": 300},
+        "train": {"epochs": 1, "batch_size": 16, "early_stopping": None},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    teacher = modelyard.train(tmp_path / "c.yaml", output=tmp_path / "teacher", quiet=True, track=False)
+    fitted, fit = [], distilling.fit
+
+    def counting(learner, config, data, **options):
+        fitted.append(len(learner.dataset(data.splits["train"], True)))
+        return fit(learner, config, data, **options)
+
+    monkeypatch.setattr(distilling, "fit", counting)
+    student = distill(teacher.path, output=tmp_path / "student", quiet=True, latency_samples=2).path
+    taught, learned = (json.loads((p / "metrics.json").read_text()) for p in (teacher.path, student))
+    audited = {k: v for k, v in taught["label_noise"].items() if k != "seconds"}
+    assert audited["lines"] and {k: v for k, v in learned["label_noise"].items() if k != "seconds"} == audited
+    split = json.loads((teacher.path / "data_report.json").read_text())["splits"]["train"]
+    assert fitted == [split - len(taught["label_noise"]["lines"])]  # the rows the teacher kept, soft labels and all

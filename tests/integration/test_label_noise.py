@@ -263,3 +263,18 @@ def test_drop_keeps_the_rows_of_a_class_it_would_empty():
     kept = _keep_every_class(train, np.array([0, 3, 4]), notes)
     assert kept.tolist() == [0]
     assert "'y'" in notes[0] and "kept" in notes[0]
+
+
+def test_an_auditor_that_misranks_many_given_labels_warns_that_its_flags_are_unreliable():
+    from modelyard.data.label_audit import audit
+    from modelyard.learners.label_noise import LabelNoiseResult, reliability_warning
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(200)], "label": labels.astype(str)})
+    weak = rng.dirichlet([1, 1], 200)  # a coin-flip auditor, as TF-IDF is on SST-2
+    result = LabelNoiseResult(frame, ["0", "1"], audit(labels, weak), "tfidf", 0.1)
+    assert result.summary()["out_of_fold_accuracy"] < 0.75
+    assert "action: drop` would remove many correctly labelled rows" in reliability_warning(result)
+    strong = np.where(labels[:, None] == np.arange(2), 0.9, 0.1)
+    assert reliability_warning(LabelNoiseResult(frame, ["0", "1"], audit(labels, strong), "tfidf", 0.1)) is None

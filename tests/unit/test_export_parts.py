@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from modelyard.cli import app
 from modelyard.data.splits import changed_splits
 from modelyard.errors import UserError
-from modelyard.export.distill import soften
+from modelyard.export.distill import DistillationLearner, soften
 from modelyard.export.onnx import quantize_onnx, to_onnx
 from modelyard.export.parity import COMPARE, Tolerance, problems
 from modelyard.runtimes.onnx_session import onnx_session
@@ -75,11 +75,54 @@ def test_softened_probabilities_keep_the_ranking_and_flatten_with_temperature():
     assert np.allclose(warm.sum(), 1.0) and list(warm[0].argsort()) == [2, 1, 0] and warm[0, 0] < 0.7
 
 
+class _Logits:
+    """A stand-in student whose logits are fixed per row: enough for the distillation loss alone."""
+
+    module = nn.Identity()
+    backbone = "stub"
+
+    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return batch["logits"]
+
+
+def test_a_down_weighted_rows_true_label_counts_for_its_weight_in_the_students_loss():
+    teacher = soften(np.array([[0.9, 0.1], [0.2, 0.8]]), 1.0)
+    learner = DistillationLearner(_Logits(), teacher, temperature=1.0, alpha=0.0)  # the hard labels alone
+    batch = {
+        "logits": torch.tensor([[2.0, -1.0], [0.5, 0.0]]),
+        "labels": torch.tensor([0, 0]),
+        "teacher": torch.from_numpy(teacher),
+    }
+    second_dropped = learner.loss({**batch, "weight": torch.tensor([1.0, 0.0])})
+    assert second_dropped == pytest.approx(
+        float(nn.functional.cross_entropy(batch["logits"][:1], batch["labels"][:1])) / 2
+    )
+    assert learner.loss({**batch, "weight": torch.ones(2)}) == pytest.approx(float(learner.loss(batch)))
+
+
 def test_a_parity_problem_names_the_numbers():
     report = {"parity": {"agreement": 0.95, "samples": 200}, "accuracy": {"original": 0.9, "exported": 0.87}}
     found = problems(report, Tolerance())
     assert len(found) == 2 and "95.00% < 98.00%" in found[0] and "3.00 points (90.00% -> 87.00%)" in found[1]
     assert problems(report, Tolerance(min_agreement=0.9, max_accuracy_drop=0.05)) == []
+
+
+def test_a_change_exactly_at_the_limit_is_allowed_despite_float_rounding():
+    at_limit = {"parity": {"agreement": 0.98, "samples": 100}, "accuracy": {"original": 0.31, "exported": 0.30}}
+    assert 0.31 - 0.30 > 0.01  # what the comparison must not trip on
+    assert problems(at_limit, Tolerance()) == []
+    wer = {
+        "parity": {"agreement": 1.0, "samples": 100},
+        "accuracy": {"metric": "wer", "original": 0.02, "exported": 0.025},
+    }
+    assert problems(wer, Tolerance()) == []
+    mae = {
+        "parity": {"agreement": 1.0, "samples": 100},
+        "accuracy": {"metric": "mae", "original": 0.3, "exported": 0.306},
+    }
+    assert problems(mae, Tolerance()) == []
+    over = {"parity": {"agreement": 0.97, "samples": 100}, "accuracy": {"original": 0.31, "exported": 0.29}}
+    assert len(problems(over, Tolerance())) == 2  # one sample more is still refused
 
 
 def test_forecast_agreement_counts_values_within_one_percent_of_the_window_level():

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from modelyard.learners.label_noise import LabelNoiseResult, write_csv
+from modelyard.learners.label_noise import LabelNoiseResult, reliability_warning, write_csv
 
 err = Console(stderr=True)
 TEXT_WIDTH = 60
@@ -34,3 +34,5 @@ def show_audit(result: LabelNoiseResult, output: Path, top: int) -> None:
         f"{summary['estimated_noise_rate']:.1%}; all {len(rows)} rows written to {escape(str(output))}",
         soft_wrap=True,
     )
+    if note := reliability_warning(result):
+        err.print(f"[yellow]warning[/] {escape(note)}", highlight=False, soft_wrap=True)

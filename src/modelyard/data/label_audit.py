@@ -31,6 +31,11 @@ class LabelAudit:
     joint: np.ndarray
 
     @property
+    def accuracy(self) -> float:
+        """Share of rows whose given label the out-of-fold classifier ranks first: how far its flags can be trusted."""
+        return float(np.mean(self.self_confidence >= self.suggested_confidence)) if len(self.ranked) else 1.0
+
+    @property
     def noise_rate(self) -> float:
         """Estimated share of rows whose given label is wrong: the joint's off-diagonal mass."""
         return float(1.0 - np.trace(self.joint))

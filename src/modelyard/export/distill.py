@@ -27,6 +27,7 @@ from modelyard.evaluation.model_card import write_model_card
 from modelyard.export import parity
 from modelyard.export.exporter import ExportResult, default_output, refuse_changed_data, refuse_unrelated_output
 from modelyard.fsutil import atomic_write_json, replace_dir, sha256_file
+from modelyard.learners import few_shot
 from modelyard.protocols import Learner
 from modelyard.tasks import config_from_dict
 from modelyard.training.loop import fit
@@ -107,7 +108,10 @@ class DistillationLearner:
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = self.student.logits(batch).float()  # (B, K)
-        hard = F.cross_entropy(logits, batch["labels"])
+        hard = F.cross_entropy(logits, batch["labels"], reduction="none")  # (B,)
+        # data.label_noise action weight: a row that looks mislabelled counts for the probability of its label, as
+        # in the teacher's training; the teacher's soft labels are not that label, so they keep their full weight
+        hard = (hard * batch["weight"]).mean() if "weight" in batch else hard.mean()
         log_student = F.log_softmax(logits / self.temperature, dim=-1)
         soft = F.kl_div(log_student, batch["teacher"], reduction="batchmean") * self.temperature**2
         return self.alpha * soft + (1 - self.alpha) * hard
@@ -163,9 +167,14 @@ def distill(
             "add --set model.zero_shot=false",
         )
     task = teacher.task
+    _refuse_few_shot(config.model.backbone, student)  # before any data is read, where the name says it
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-    data = task.prepare(config)
+    # as `train` reads it: with the teacher's data.label_noise the student sees its rows and weights
+    data = pipeline.prepared_for_training(task, config)
     refuse_changed_data(teacher, data.fingerprints)
+    backbone = pipeline.backbone_candidates(task, config, data)[0][0]  # `auto` resolved as train resolves it
+    _refuse_few_shot(backbone, student)
+    config = config.model_copy(update={"model": config.model.model_copy(update={"backbone": backbone})})
     set_seed(config.train.seed)
     learner = task.build(config, data)
     if getattr(learner, "module", None) is None or not hasattr(learner, "logits"):
@@ -184,13 +193,26 @@ def distill(
     # sealed leaves no bundle that looks trained by `train` (which a rerun would then refuse to replace)
     staging = output.parent / f".{output.name}.distill-{uuid.uuid4().hex[:8]}"
     try:
-        pipeline.write_results(staging, task, data, [(resolved, learner, result)], cpu0, wall0, False)
-        report = _compare(teacher, loader.load(staging), data, student, temperature, alpha, result, latency_samples)
+        extra = pipeline.training_extras(data)
+        pipeline.write_results(staging, task, data, [(resolved, learner, result)], cpu0, wall0, False, extra=extra)
+        report = _compare(teacher, loader.load(staging), data, backbone, temperature, alpha, result, latency_samples)
         replace_dir(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ExportResult(output, report, True)
+
+
+def _refuse_few_shot(backbone: str, student: str) -> None:
+    """A few-shot learner trains on sentence pairs and fits its head by regression: no step of it reads the
+    teacher's soft labels of the training rows."""
+    encoder, method = few_shot.split_method(backbone)
+    if method == "few-shot":
+        chosen = "" if backbone == student else f" (what --student {student} chose for this data)"
+        raise UserError(
+            f"'{backbone}'{chosen} is a few-shot model, trained on sentence pairs, so it cannot learn from soft labels",
+            f"name a fine-tuned student: --student {encoder} or scratch-transformer",
+        )
 
 
 def _compare(

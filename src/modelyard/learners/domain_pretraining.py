@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from modelyard import precision as prec
-from modelyard.config import DomainPretrainingConfig
+from modelyard.config import DomainPretrainingConfig, FormatOptions
 from modelyard.errors import ConfigError, DataError, ModelNotFoundError
 from modelyard.fsutil import atomic_write_json
 from modelyard.home import cache_dir, cache_lock
@@ -42,15 +42,18 @@ CURVE_POINTS = 20  # loss points kept in the summary
 VERSION = 1  # bump when the procedure changes, so old cached encoders are not reused
 
 
-def read_texts(settings: DomainPretrainingConfig) -> list[str]:
-    """The extra unlabelled texts (none when `texts` is unset); a clear error naming the file and column."""
+def read_texts(settings: DomainPretrainingConfig, fmt: FormatOptions) -> list[str]:
+    """The extra unlabelled texts (none when `texts` is unset), read with the data's `data.format` (encoding,
+    separator, quoting) as the training files are; a clear error naming the file and column."""
     if not settings.texts:
         return []
     from modelyard.data.readers import read_table
 
     where = f"model.domain_pretraining.texts {settings.texts}"
+    if not Path(settings.texts).exists():  # the reader's own hint names data.train / data.test
+        raise DataError(f"{where}: file not found", "check model.domain_pretraining.texts in the config")
     try:
-        frame, _ = read_table(settings.texts)
+        frame, _ = read_table(settings.texts, fmt)
     except DataError as err:
         raise DataError(f"{where}: {err.message}", err.hint) from None
     column = "text" if Path(settings.texts).suffix.lower() == ".txt" else settings.text_column
@@ -65,7 +68,13 @@ def read_texts(settings: DomainPretrainingConfig) -> list[str]:
     return texts
 
 
-def check(settings: DomainPretrainingConfig, backbones: list[str], pretrained: list[str], training_texts: int):
+def check(
+    settings: DomainPretrainingConfig,
+    fmt: FormatOptions,
+    backbones: list[str],
+    pretrained: list[str],
+    training_texts: int,
+) -> dict[str, int]:
     """What `validate` says about the setting: refused when no candidate fine-tunes a pretrained encoder (it
     would be silently ignored), else the extra file read (file, column and values checked) and counted."""
     if not pretrained:
@@ -74,7 +83,7 @@ def check(settings: DomainPretrainingConfig, backbones: list[str], pretrained: l
             "so there is nothing to pretrain",
             "name minilm-l6, multilingual-e5-small or a local Hugging Face folder, or set it to null",
         )
-    return {"training_texts": training_texts, "extra_texts": len(read_texts(settings))}
+    return {"training_texts": training_texts, "extra_texts": len(read_texts(settings, fmt))}
 
 
 def corpus(train: list[str], extra: list[str], held_out: list[str]) -> tuple[list[str], int]:
@@ -170,9 +179,7 @@ def _step_loss(
     """Forward and backward of one batch in parts; the MLM head runs on the masked positions alone (a 250k-token
     vocabulary's logits for every position would be batch x length x 250k floats). `head_only`: no gradient
     reaches the encoder. `remap`: token id -> the restricted head's column."""
-    total = int((batch["labels"] != -100).sum())
-    if total == 0:
-        return float("nan")
+    total = int((batch["labels"] != -100).sum())  # at least one: see `mask_at_least_one`
     loss_sum = 0.0
     for part, _ in split_rows(batch, micro_tokens):
         width = part["input_ids"].shape[1]
@@ -191,6 +198,28 @@ def _step_loss(
         loss.backward()
         loss_sum += float(loss.detach())
     return loss_sum
+
+
+def mask_at_least_one(batch: dict[str, torch.Tensor], tokenizer) -> bool:
+    """Mask one random maskable token of a batch the collator left without any (a small mlm_probability on short
+    texts does), so every step has a loss to learn from; False when the batch holds no token that can be masked."""
+    if (batch["labels"] != -100).any():
+        return True
+    special = torch.tensor(tokenizer.all_special_ids)
+    maskable = (batch["attention_mask"] == 1) & ~torch.isin(batch["input_ids"], special)
+    candidates = maskable.nonzero()  # (N, 2): row, position
+    if len(candidates) == 0:
+        return False
+    row, position = candidates[int(torch.randint(len(candidates), ()))].tolist()
+    batch["labels"][row, position] = batch["input_ids"][row, position]
+    batch["input_ids"][row, position] = tokenizer.mask_token_id
+    return True
+
+
+def _mean_or_none(losses: list[float]) -> float | None:
+    """Rounded mean of the finite losses; None (JSON null, not NaN) when a diverged run left none."""
+    finite = [x for x in losses if math.isfinite(x)]
+    return round(float(np.mean(finite)), 4) if finite else None
 
 
 def _keep_unused_weights(original: Path, out: Path) -> None:
@@ -305,6 +334,8 @@ def _pretrain(
                 order += rng.permutation(len(ids)).tolist()
             rows, order = order[:batch_size], order[batch_size:]
             batch = collate([{"input_ids": ids[i]} for i in rows])
+            if not mask_at_least_one(batch, tokenizer):
+                continue  # nothing to predict in these texts (all special or unknown tokens)
             with prec.autocast(precision, device):
                 loss = _step_loss(encoder, head, batch, options.micro_batch_tokens, device, step < head_steps, remap)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -315,6 +346,12 @@ def _pretrain(
             speed = (step + 1) * batch_size / max(1e-9, time.perf_counter() - start)
             bar.update(task_id, completed=step + 1, loss=float(np.nanmean(losses[-50:])), speed=speed)
     seconds = time.perf_counter() - start
+    if not losses:
+        raise DataError(
+            f"model.domain_pretraining: no step had a token to mask in {len(texts)} texts, so the encoder learned "
+            "nothing",
+            "check model.domain_pretraining.texts and the training texts, or set model.domain_pretraining: null",
+        )
     set_recompute(encoder, False)
     encoder.to("cpu").save_pretrained(str(out))  # the encoder alone, in safetensors; the head is dropped
     _keep_unused_weights(path, out)
@@ -331,9 +368,10 @@ def _pretrain(
         "output_vocabulary": output_vocabulary,
         "frozen_embeddings": frozen,
         "head_only_steps": head_steps,
-        "loss_first": round(float(np.nanmean(losses[:window])), 4),
-        "loss_last": round(float(np.nanmean(losses[-window:])), 4),
-        "loss_curve": [[i + 1, round(losses[i], 4)] for i in range(every - 1, len(losses), every)],
+        "steps_trained": len(losses),
+        "loss_first": _mean_or_none(losses[:window]),
+        "loss_last": _mean_or_none(losses[-window:]),
+        "loss_curve": [[i + 1, _mean_or_none([losses[i]])] for i in range(every - 1, len(losses), every)],
         "seconds": round(seconds, 2),
         "texts_per_second": round(settings.steps * batch_size / max(seconds, 1e-9), 2),
         "device": device.type,
@@ -350,7 +388,7 @@ def encoder_for(path: Path, backbone: str, config: Any, data: Any) -> Path:
     from modelyard.training.distributed import is_main_process
 
     held_out = [t for name in ("validation", "test") for t in data.splits[name]["text"]]
-    texts, dropped = corpus(data.splits["train"]["text"].tolist(), read_texts(settings), held_out)
+    texts, dropped = corpus(data.splits["train"]["text"].tolist(), read_texts(settings, config.data.format), held_out)
     folder, summary = adapt(
         path, backbone, texts, settings, config.model, config.train.precision, config.train.seed, not is_main_process()
     )

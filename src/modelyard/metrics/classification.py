@@ -37,7 +37,7 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
 def top_k_answers(probs: np.ndarray, labels: list[str], top_k: int) -> list[dict[str, Any]]:
     """One answer per row: the best label, its probability, and the top-k labels with probabilities."""
     k = max(1, min(top_k, len(labels)))
-    order = np.argsort(-probs, axis=1)[:, :k]
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]  # ties go to the lowest index, as argmax (metrics)
     return [
         {
             "label": labels[row[0]],

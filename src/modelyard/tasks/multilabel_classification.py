@@ -219,7 +219,9 @@ class MultiLabelClassificationTask:
         if settings := config.model.domain_pretraining:  # the file, column and values, before any training
             chosen = [b for b, _ in candidates]
             tuned = [b for b in chosen if b not in (TFIDF, SCRATCH)]
-            report["domain_pretraining"] = domain_pretraining.check(settings, chosen, tuned, len(texts))
+            report["domain_pretraining"] = domain_pretraining.check(
+                settings, config.data.format, chosen, tuned, len(texts)
+            )
         return prepared
 
     def _coverage(self, config: Config, texts: list[str]) -> dict[str, Any]:

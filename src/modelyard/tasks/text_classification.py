@@ -241,7 +241,9 @@ class TextClassificationTask:
         tuned = [b for b, _ in chosen if _fine_tunes_pretrained(b, config.model)]
         warnings += [note for b in tuned[:1] for note in text_recipe.settings_notes(b, config.train)]
         if settings := config.model.domain_pretraining:  # the file, column and values, before any training
-            report["domain_pretraining"] = domain_pretraining.check(settings, [b for b, _ in chosen], tuned, len(texts))
+            report["domain_pretraining"] = domain_pretraining.check(
+                settings, config.data.format, [b for b, _ in chosen], tuned, len(texts)
+            )
         return prepared
 
     def _coverage(self, config: Config, texts: list[str]) -> dict[str, Any]:
