@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import DataError
+
+if TYPE_CHECKING:  # pandas loads with the data, not with the config a server reads
+    import pandas as pd
 
 SHOWN = 5
 

@@ -7,15 +7,16 @@ beside every run, a threshold from costs or a recall target, calibrated probabil
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from modelyard.config import Config
 from modelyard.learners.tabular import TabularLearner
 from modelyard.protocols import PreparedData
 from modelyard.tasks import _tabular as common
 from modelyard.tasks import register_task
+
+if TYPE_CHECKING:  # pandas loads with the data, not with the config a server reads
+    import pandas as pd
 
 STARTER = """\
 # modelyard config: tabular classification (credit scoring, fraud, churn)
