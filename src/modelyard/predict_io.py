@@ -340,17 +340,19 @@ def frame_inputs(model, frame: pd.DataFrame, file: Path) -> list[Any]:
     return inputs
 
 
+TEXT_KEYS = ("text_column", "question_field", "messages_field", "prompt_field")  # in the order they are preferred
+
+
 def text_column(model, frame: pd.DataFrame, file: Path) -> str:
-    """The column a text model reads: its `data.text_column` (a generation model: its messages field, else its
-    prompt field), else a table's only column."""
+    """The column a text model reads: its `data.text_column` (an assistant: its question field; a generation
+    model: its messages field, else its prompt field), else a table's only column."""
     data = model.config.data
-    wanted = [getattr(data, "text_column", None)] if hasattr(data, "text_column") else []
-    wanted = wanted or [getattr(data, key) for key in ("messages_field", "prompt_field") if hasattr(data, key)]
+    wanted = [getattr(data, key) for key in TEXT_KEYS if hasattr(data, key)]
     found = [c for c in wanted if c in frame.columns]
     if found:
         return found[0]
     if len(frame.columns) != 1:
-        looked_for = " or ".join(f"'{c}'" for c in wanted) or "a text column"
+        looked_for = " or ".join(f"'{c}'" for c in wanted)  # every text task names at least one (TEXT_KEYS)
         raise DataError(
             f"{file}: no column {looked_for} and more than one column to choose from: "
             f"{', '.join(map(str, frame.columns))}"
