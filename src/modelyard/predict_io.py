@@ -20,6 +20,7 @@ from modelyard.data.images import EXTENSIONS, decode_image, load_image
 from modelyard.data.readers import PREDICT, ReadReport, file_values, read_table, stream_input
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path, atomic_write_text, check_writable, same_file
+from modelyard.protocols import reads_text
 
 MAX_NAMED = 20  # unusable rows named in a warning
 IMAGE_CHUNK = 64  # images decoded and predicted at once: one decode each, memory bounded for big folders
@@ -121,12 +122,11 @@ def check_top_k(model, top_k: int) -> None:
 
 
 def usable_inputs(model) -> str:
-    """The input options `model` takes, for the hint after one it cannot: a table model reads rows (--input) only,
-    an image or audio model its files or a table of paths, others texts."""
+    """The input options `model` takes, for the hint after one it cannot: an image or audio model its files, a
+    model whose input is one text texts, and every model a table (--input: rows, paths, image+text pairs)."""
     options = ["--image"] if hasattr(model.learner, "to_image") else []
     options += ["--audio"] if hasattr(model.learner, "to_audio") else []
-    if not options and not str(model.manifest.get("task", "")).startswith("tabular"):
-        options.append("--text")
+    options += ["--text"] if reads_text(model.task.Input) else []
     return " or ".join([*options, "--input"])
 
 
@@ -250,6 +250,11 @@ def read_inputs(
     """The model's inputs and, for a file (read by `fmt`, default UTF-8), the frame they came from (its columns
     are kept in the output); rows the reader skipped (malformed) and rows with no text are named through `warn`."""
     if texts is not None:
+        if not reads_text(model.task.Input):  # an image, a recording or a row would be sought in the text
+            raise UserError(
+                f"--text needs a text model; {model.name} is a {model.manifest.get('task')} model",
+                f"use {usable_inputs(model)}",
+            )
         return list(texts), None
     frame, values, report = _read_table(file, fmt or FormatOptions())
     if report.skipped:
