@@ -20,6 +20,7 @@ from modelyard.data.images import EXTENSIONS, decode_image, load_image
 from modelyard.data.readers import PREDICT, ReadReport, file_values, read_table, stream_input
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path, atomic_write_text, check_writable, same_file
+from modelyard.protocols import reads_text
 
 MAX_NAMED = 20  # unusable rows named in a warning
 IMAGE_CHUNK = 64  # images decoded and predicted at once: one decode each, memory bounded for big folders
@@ -121,12 +122,11 @@ def check_top_k(model, top_k: int) -> None:
 
 
 def usable_inputs(model) -> str:
-    """The input options `model` takes, for the hint after one it cannot: a table model reads rows (--input) only,
-    an image or audio model its files or a table of paths, others texts."""
+    """The input options `model` takes, for the hint after one it cannot: an image or audio model its files, a
+    model whose input is one text texts, and every model a table (--input: rows, paths, image+text pairs)."""
     options = ["--image"] if hasattr(model.learner, "to_image") else []
     options += ["--audio"] if hasattr(model.learner, "to_audio") else []
-    if not options and not str(model.manifest.get("task", "")).startswith("tabular"):
-        options.append("--text")
+    options += ["--text"] if reads_text(model.task.Input) else []
     return " or ".join([*options, "--input"])
 
 
@@ -250,6 +250,11 @@ def read_inputs(
     """The model's inputs and, for a file (read by `fmt`, default UTF-8), the frame they came from (its columns
     are kept in the output); rows the reader skipped (malformed) and rows with no text are named through `warn`."""
     if texts is not None:
+        if not reads_text(model.task.Input):  # an image, a recording or a row would be sought in the text
+            raise UserError(
+                f"--text needs a text model; {model.name} is a {model.manifest.get('task')} model",
+                f"use {usable_inputs(model)}",
+            )
         return list(texts), None
     frame, values, report = _read_table(file, fmt or FormatOptions())
     if report.skipped:
@@ -340,17 +345,19 @@ def frame_inputs(model, frame: pd.DataFrame, file: Path) -> list[Any]:
     return inputs
 
 
+TEXT_KEYS = ("text_column", "question_field", "messages_field", "prompt_field")  # in the order they are preferred
+
+
 def text_column(model, frame: pd.DataFrame, file: Path) -> str:
-    """The column a text model reads: its `data.text_column` (a generation model: its messages field, else its
-    prompt field), else a table's only column."""
+    """The column a text model reads: its `data.text_column` (an assistant: its question field; a generation
+    model: its messages field, else its prompt field), else a table's only column."""
     data = model.config.data
-    wanted = [getattr(data, "text_column", None)] if hasattr(data, "text_column") else []
-    wanted = wanted or [getattr(data, key) for key in ("messages_field", "prompt_field") if hasattr(data, key)]
+    wanted = [getattr(data, key) for key in TEXT_KEYS if hasattr(data, key)]
     found = [c for c in wanted if c in frame.columns]
     if found:
         return found[0]
     if len(frame.columns) != 1:
-        looked_for = " or ".join(f"'{c}'" for c in wanted) or "a text column"
+        looked_for = " or ".join(f"'{c}'" for c in wanted)  # every text task names at least one (TEXT_KEYS)
         raise DataError(
             f"{file}: no column {looked_for} and more than one column to choose from: "
             f"{', '.join(map(str, frame.columns))}"

@@ -134,6 +134,17 @@ class DescribesInputs(Protocol):
 
 
 @runtime_checkable
+class LogsOutputs(Protocol):
+    """A learner whose answers are logged in another shape than they are returned (an assistant: as its chat
+    completions log theirs, so feedback on either becomes preference pairs alike): the prediction log keeps
+    `logged_output(answer)` in place of the answer."""
+
+    def logged_output(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """One answer as the prediction log keeps it."""
+        ...
+
+
+@runtime_checkable
 class MeasuresInputs(Protocol):
     """A learner whose inputs cost time by their length (audio): the server adds up `input_seconds` over a
     request, from the files' headers, and refuses one over its limit before decoding anything."""

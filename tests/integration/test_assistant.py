@@ -294,6 +294,23 @@ def test_answers_are_logged_with_their_sources_and_feedback_on_them_becomes_a_pr
     assert report["unusable_feedback"] == 1  # the rated answer whose question was not stored
 
 
+def test_feedback_on_a_v1_predict_answer_becomes_a_pair_on_the_grounded_prompt_as_a_chat_completions_does(
+    client, model, server_home, monkeypatch
+):
+    monkeypatch.setenv("MODELYARD_HOME", str(server_home))  # where the server's log writer writes
+    question = "When did the first public steam railway open?"
+    reply = client.post("/v1/predict", json={"inputs": [question]}).json()
+    assert reply["predictions"][0]["kind"] == "answer"
+    sent = {"prediction_id": reply["prediction_ids"][0], "corrected": "In 1825, from Stockton to Darlington."}
+    assert client.post("/v1/feedback", json=sent).status_code == 200
+    rows = read_predictions(model="helpdesk").set_index("prediction_id")
+    output = json.loads(rows.loc[sent["prediction_id"], "output"])
+    assert "Sources:" not in output["text"] and output["grounding"]["chunk_ids"]
+    pairs, _ = collect_pairs("helpdesk", prompt=model.learner.logged_prompt)
+    prompt = next(p["messages"] for p in pairs if p["chosen"] == sent["corrected"])
+    assert prompt[-1]["content"].startswith("Passage 1: ") and prompt[-1]["content"].endswith(f"Question: {question}")
+
+
 CORRECTIONS = {
     "When did the first public steam railway open?": "It opened in 1825, between Stockton and Darlington.",
     "Why do volcanoes erupt?": "Magma rises through cracks in the crust and gas pressure builds up.",

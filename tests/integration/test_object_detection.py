@@ -109,6 +109,14 @@ def test_the_server_returns_boxes_with_scores(bundle):
         assert bad.status_code == 422 and "error" in bad.json()
 
 
+def test_the_server_refuses_feedback_on_boxes_as_not_labels(bundle):
+    with serving(bundle.path) as client:
+        reply = client.post("/v1/predict", json={"inputs": [base64.b64encode(IMAGE.read_bytes()).decode()]})
+        given = {"prediction_id": reply.json()["prediction_ids"][0], "label": "raccoon"}
+        feedback = client.post("/v1/feedback", json=given)
+    assert feedback.status_code == 422 and "not labels (boxes)" in feedback.json()["error"]["message"]
+
+
 def test_worst_images_carry_true_and_predicted_boxes(bundle):
     splits = bundle.task.prepare(bundle.config).splits
     worst = bundle.learner.worst_images(splits["test"], 3)

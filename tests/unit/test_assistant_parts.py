@@ -206,3 +206,18 @@ def test_balanced_accuracy_is_the_mean_of_the_shares_answered_and_declined_as_in
     metrics = learner.evaluate(questions)
     assert (metrics["cited_answer_rate"], metrics["answerable_declined"], metrics["decline_rate"]) == (0.5, 0.0, 1.0)
     assert metrics["balanced_accuracy"] == 1.0
+
+
+def test_a_generated_predict_answer_is_logged_as_a_chat_completion_is_so_feedback_on_it_pairs_on_its_prompt():
+    question = "Who won Super Bowl 50?"
+    learner = _searching({question: (SUPER_BOWL, 0.9)})
+    passage = {"chunk_id": 0, "file": "nfl.md", "section": "", "text": SUPER_BOWL, "score": 0.9}
+    learner.retrieve = lambda query: ([passage], 0.9)
+    generator = SimpleNamespace(complete=lambda prompts, **options: [{"text": " The Denver Broncos. "}])
+    learner.chat = SimpleNamespace(module=SimpleNamespace(eval=lambda: None), generator=generator)
+    answer = learner.predict([question])[0]
+    assert answer["content"] == "The Denver Broncos.\n\nSources: [1] nfl.md"
+    logged = learner.logged_output(answer)
+    assert logged["text"] == "The Denver Broncos." and logged["assistant"]["kind"] == "answer"
+    prompt = learner.logged_prompt([{"role": "user", "content": question}], logged)
+    assert prompt is not None and prompt[-1]["content"].endswith(f"Question: {question}")

@@ -137,10 +137,26 @@ def test_an_image_given_to_a_table_model_is_hinted_at_the_input_it_takes():
     from types import SimpleNamespace
 
     from modelyard.predict_io import usable_inputs
+    from modelyard.tasks import get_task
 
-    table = SimpleNamespace(learner=object(), manifest={"task": "tabular_classification"})
-    text = SimpleNamespace(learner=object(), manifest={"task": "text_classification"})
-    assert usable_inputs(table) == "--input" and usable_inputs(text) == "--text or --input"
+    def model(task: str) -> SimpleNamespace:
+        return SimpleNamespace(learner=object(), task=get_task(task), manifest={"task": task})
+
+    assert usable_inputs(model("tabular_classification")) == "--input"
+    assert usable_inputs(model("text_classification")) == "--text or --input"
+    assert usable_inputs(model("multimodal_classification")) == "--input"  # an image and a text per row
+
+
+@pytest.mark.parametrize("task", ["multimodal_classification", "object_detection"])
+def test_text_given_to_a_model_that_reads_no_text_is_refused_naming_the_option(task):
+    from types import SimpleNamespace
+
+    from modelyard.predict_io import read_inputs
+    from modelyard.tasks import get_task
+
+    model = SimpleNamespace(name="m", learner=object(), task=get_task(task), manifest={"task": task})
+    with pytest.raises(UserError, match=f"--text needs a text model; m is a {task} model"):
+        read_inputs(model, ["hi"], None, print)
 
 
 def test_an_onnx_export_refused_names_the_backbone_not_the_task(tfidf_bundle, tmp_path):

@@ -179,12 +179,15 @@ def test_the_no_export_hint_mentions_other_backbones_only_where_the_task_has_som
     from types import SimpleNamespace
 
     from modelyard.export.exporter import _other_backbones
+    from modelyard.tasks import get_task
     from modelyard.tasks.recommendation import RecModelConfig
     from modelyard.tasks.text_classification import TextModelConfig
 
     def model(task: str, config: object) -> SimpleNamespace:
-        return SimpleNamespace(config=SimpleNamespace(task=task, model=config))
+        return SimpleNamespace(task=get_task(task), config=SimpleNamespace(task=task, model=config))
 
     assert _other_backbones(model("recommendation", RecModelConfig())) == ""
     text = model("text_classification", TextModelConfig(backbone="tfidf-linear"))
     assert _other_backbones(text) == " (other text_classification backbones may)"
+    for task in ("multimodal_classification", "assistant"):  # no backbone of theirs exports
+        assert _other_backbones(model(task, get_task(task).ModelConfig())) == ""

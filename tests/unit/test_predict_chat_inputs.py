@@ -87,3 +87,15 @@ def test_a_generation_model_refuses_an_input_neither_a_text_nor_a_chat_naming_it
         model.predict(["hi", 3])
     with pytest.raises(DataError, match=r"inputs\.0: message 0 needs a role"):
         model.predict([[{"role": "robot", "content": "hi"}]])
+
+
+def test_an_assistant_reads_the_question_field_of_its_validation_format_and_names_it_when_missing(tmp_path):
+    from modelyard.tasks.assistant import AssistantDataConfig, AssistantTask
+
+    data = AssistantDataConfig(train="docs", question_field="ask")
+    model = SimpleNamespace(task=AssistantTask(), learner=None, config=SimpleNamespace(data=data))
+    file = tmp_path / "q.jsonl"
+    frame = _read(file, [json.dumps({"ask": "Who wrote Hamlet?", "answers": ["Shakespeare"]})])
+    assert frame_inputs(model, frame, file) == ["Who wrote Hamlet?"]
+    with pytest.raises(DataError, match=r"no column 'ask' and more than one column to choose from: question, answers"):
+        frame_inputs(model, frame.rename(columns={"ask": "question"}), file)

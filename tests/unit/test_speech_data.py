@@ -3,6 +3,7 @@ the character alphabet of English and Chinese transcripts."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import soundfile as sf
 from speech_helpers import RECORDINGS, generator
@@ -10,7 +11,7 @@ from speech_helpers import RECORDINGS, generator
 from modelyard.config import FormatOptions
 from modelyard.data.audio import AudioReport
 from modelyard.data.transcripts import list_librispeech, read_transcribed
-from modelyard.errors import ConfigError
+from modelyard.errors import ConfigError, DataError
 from modelyard.models.ctc_decoder import build_alphabet, clean_transcript
 from modelyard.tasks import config_from_dict, get_task
 
@@ -78,3 +79,13 @@ def test_test_speakers_beside_a_given_test_file_are_refused(tmp_path):
     config = _speech_config(tmp_path, test_speakers=["theo"], test=str(tmp_path / "m.csv"))
     with pytest.raises(ConfigError, match=r"data\.test_speakers and data\.test both name the test data"):
         get_task("speech_recognition").prepare(config)
+
+
+@pytest.mark.parametrize("task", ["speech_recognition", "audio_classification"])
+def test_predict_input_reads_a_manifests_audio_column_relative_to_its_folder_not_its_transcripts(task, tmp_path):
+    config = config_from_dict({"name": "digits", "task": task, "data": {"train": "m.csv", "audio_column": "clip"}}, "x")
+    frame = pd.DataFrame({"clip": ["a.wav", "/abs/b.wav"], "text": ["one", "two"], "speaker": ["x", "y"]})
+    frame.attrs["source"] = str(tmp_path / "m.csv")
+    assert get_task(task).inputs_from_frame(frame, config) == [str(tmp_path / "a.wav"), "/abs/b.wav"]
+    with pytest.raises(DataError, match=r"no column 'clip' \(data.audio_column\).*it has: text, speaker"):
+        get_task(task).inputs_from_frame(frame[["text", "speaker"]], config)

@@ -37,6 +37,7 @@ from scipy.signal import firwin, resample_poly
 
 from modelyard import cancellation
 from modelyard.config import FormatOptions, SplitConfig
+from modelyard.data.images import paths_in
 from modelyard.data.payloads import payload_bytes
 from modelyard.data.readers import read_table, require_columns
 from modelyard.errors import DataError
@@ -291,6 +292,16 @@ class StreamResampler:
 def _short(err: Exception) -> str:
     text = str(err)
     return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+
+
+def listed_paths(frame: pd.DataFrame, column: str) -> list[str]:
+    """`predict --input` for an audio model: the files a table names in `column` (its `data.audio_column`, as in the
+    training manifest), relative ones from the table's folder; a table without that column is an error naming it."""
+    if column not in frame.columns:
+        raise DataError(
+            f"no column '{column}' (data.audio_column) in the input file; it has: {', '.join(map(str, frame.columns))}"
+        )
+    return paths_in(frame, column)
 
 
 def load_audio(path: str | Path, max_seconds: float | None = None) -> np.ndarray:

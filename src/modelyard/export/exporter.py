@@ -107,7 +107,10 @@ NO_ONNX = {
 
 
 def _other_backbones(model: loader.Model) -> str:
-    """The hint's "(other TASK backbones may)", left out when the task allows one backbone only (a recommender's)."""
+    """The hint's "(other TASK backbones may)", left out when the task allows one backbone only (a recommender's)
+    or says none of its backbones exports (`exports = False`: image+text classifiers, assistants)."""
+    if not getattr(model.task, "exports", True):
+        return ""
     field = type(model.config.model).model_fields.get("backbone")
     choices = get_args(field.annotation) if field is not None and get_origin(field.annotation) is Literal else None
     return "" if choices is not None and len(choices) < 2 else f" (other {model.config.task} backbones may)"

@@ -268,14 +268,25 @@ class AssistantLearner:
         return f"{text.strip()}\n\n{cite(reply.citations)}", reply
 
     def answer(self, messages: list[dict[str, str]], **options: Any) -> dict[str, Any]:
-        """Plan, generate when needed, finish: one whole answer (predict, evaluate, benchmarks)."""
-        reply = self.plan(messages)
-        text = reply.content or ""
-        if reply.kind == "answer":
+        """Plan, generate when needed, finish: one whole answer (predict, evaluate, benchmarks). When the chat model
+        was prompted, its `grounding` comes with the answer, so that feedback on it can rebuild the prompt."""
+        planned = self.plan(messages)
+        text = planned.content or ""
+        if planned.kind == "answer":
             self.chat.module.eval()
-            text = self.generator.complete([reply.prompt], **options)[0]["text"]
-        content, reply = self.finish(reply, text)
-        return {"content": content, "citations": reply.citations, **reply.info()}
+            text = self.generator.complete([planned.prompt], **options)[0]["text"]
+        content, reply = self.finish(planned, text)
+        grounding = {"grounding": planned.grounding} if planned.grounding else {}
+        return {"content": content, "citations": reply.citations, **reply.info(), **grounding}
+
+    def logged_output(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """An answer as the prediction log keeps it, in the shape of a chat completion's (serving.assistant_routes):
+        the model's words without the sources line (what a correction replaces), citations, kind, grounding."""
+        sources = f"\n\n{cite(answer['citations'])}"
+        text = answer["content"].removesuffix(sources) if answer["kind"] == "answer" else answer["content"]
+        info = {key: answer[key] for key in ("kind", "intent", "retrieval_score")}
+        grounding = {"grounding": answer["grounding"]} if "grounding" in answer else {}
+        return {"text": text, "citations": answer["citations"], "assistant": info, **grounding}
 
     def generate(self, prompt: str | list[dict[str, str]], **options: Any) -> str:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt

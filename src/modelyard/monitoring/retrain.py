@@ -279,7 +279,8 @@ def _check_gate(margin: float, beta: float, loss_tolerance: float) -> None:
 
 def unlearnable_feedback(task: str, name: str, classifier: bool, config_path: str | Path) -> UserError:
     """The refusal for a task retrain cannot learn from feedback, with the way to a new version instead: a
-    classifier's labels (images, audio) still score live accuracy, so the user retrains on corrected files."""
+    classifier's labels (images, audio, image+text) still score live accuracy, so the user retrains on corrected
+    files."""
     step = f"run `modelyard train {config_path}`, then `modelyard models promote {name} latest --alias champion`"
     hint = (
         f"its labelled feedback still scores live accuracy (`modelyard monitor`): add the corrected examples to "
@@ -291,6 +292,21 @@ def unlearnable_feedback(task: str, name: str, classifier: bool, config_path: st
         f"retrain learns from feedback for text, multi-label text, token, table and chat models; '{task}' is not one",
         hint,
     )
+
+
+def feedback_rules(
+    task: Any, config: Config, classifier: bool, config_path: str | Path
+) -> tuple[bool, dict[str, Any], Callable[[Any, str], dict[str, Any] | None]]:
+    """(hooked, layout, example): how feedback becomes training rows, from the task's hooks or, for a text
+    classifier, the text layout; any other task is refused before anything is written. Chosen by task, since an
+    image+text classifier has text and label columns too but its rows need their image."""
+    if hasattr(task, "feedback_example") and hasattr(task, "retrain_layout"):
+        return True, task.retrain_layout(config), lambda value, label: task.feedback_example(config, value, label)
+    if config.task == "text_classification":
+        return False, TEXT_LAYOUT, _text_example
+    # a task with its own label check here refuses feedback (boxes, transcripts): nothing scores it live either
+    scored = classifier and not hasattr(task, "feedback_label")
+    raise unlearnable_feedback(config.task, config.name, scored, config_path)
 
 
 def retrain(
@@ -347,11 +363,7 @@ def retrain(
         from modelyard.monitoring.preference_retrain import retrain_chat
 
         return retrain_chat(champion, config, margin, beta, loss_tolerance, output, alias, quiet)
-    hooked = hasattr(task, "feedback_example") and hasattr(task, "retrain_layout")
-    if not hooked and not (hasattr(config.data, "text_column") and hasattr(config.data, "label_column")):
-        raise unlearnable_feedback(config.task, config.name, bool(champion.labels), config_path)
-    layout = task.retrain_layout(config) if hooked else TEXT_LAYOUT
-    example = (lambda value, label: task.feedback_example(config, value, label)) if hooked else _text_example
+    hooked, layout, example = feedback_rules(task, config, bool(champion.labels), config_path)
     labels = list(champion.labels or [])
     if guard_classes and not labels:
         raise UserError(f"--guard-class applies to classifiers; '{champion.name}' predicts a number")

@@ -18,7 +18,7 @@ from modelyard import cancellation
 from modelyard.errors import UserError
 from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord, model_version
 from modelyard.privacy import Redactor, redactor_for
-from modelyard.protocols import DescribesInputs, MeasuresInputs
+from modelyard.protocols import DescribesInputs, LogsOutputs, MeasuresInputs
 from modelyard.serving.batcher import Batcher, BatcherClosedError, PredictionFailedError, QueueFullError
 from modelyard.serving.errors import CLIENT_CLOSED, ServingError
 from modelyard.serving.metrics import ServerMetrics
@@ -168,12 +168,14 @@ class ModelService:
                 logged = [learner.describe_input(item) for item in parsed]
             else:
                 logged = [_jsonable(item) for item in inputs]
+            reshaped = isinstance(learner, LogsOutputs)
+            outputs = [learner.logged_output(p) for p in predictions] if reshaped else predictions
             self.log.append(
                 [
                     PredictionRecord(
-                        pid, now, self.name, _version(prediction, self.version), item, prediction, latency_ms, store
+                        pid, now, self.name, _version(prediction, self.version), item, output, latency_ms, store
                     )
-                    for pid, item, prediction in zip(ids, logged, predictions, strict=True)
+                    for pid, item, prediction, output in zip(ids, logged, predictions, outputs, strict=True)
                 ]
             )
         return predictions, ids

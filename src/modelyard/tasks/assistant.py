@@ -302,6 +302,7 @@ class AssistantTask:
     evaluation_keys: ClassVar = frozenset({"metrics"})  # the `evaluation` keys it reads
     greater_is_better: ClassVar = True
     assists: ClassVar = True  # the server adds the grounded /v1/chat/completions (serving/assistant_routes.py)
+    exports: ClassVar = False  # an index and a chat model: served as they are, never exported
 
     def starter_config(self) -> str:
         return STARTER

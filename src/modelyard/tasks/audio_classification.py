@@ -15,7 +15,7 @@ from pydantic import Field
 
 from modelyard.config import Config, DataConfig, ModelConfig, StrictModel
 from modelyard.data import audio
-from modelyard.data.images import paths_in, split_folders
+from modelyard.data.images import split_folders
 from modelyard.data.splits import fingerprint, make_splits
 from modelyard.errors import ConfigError, DataError, ModelNotFoundError
 from modelyard.learners.audio import (
@@ -318,13 +318,7 @@ class AudioClassificationTask:
         return {"mfcc_logreg": mfcc_logreg_baseline(data.splits, labels, WaveStore().get)}
 
     def inputs_from_frame(self, frame: pd.DataFrame, config: Config) -> list[str]:
-        column = config.data.audio_column
-        if column not in frame.columns:
-            raise DataError(
-                f"no column '{column}' (data.audio_column) in the input file; it has: "
-                f"{', '.join(map(str, frame.columns))}"
-            )
-        return paths_in(frame, column)
+        return audio.listed_paths(frame, config.data.audio_column)
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> AudioClassifierLearner:
         runtime = OnnxAudioClassifierLearner if manifest.get("runtime") == "onnxruntime" else AudioClassifierLearner

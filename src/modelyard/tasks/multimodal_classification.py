@@ -86,6 +86,7 @@ class MultimodalClassificationTask:
     main_metric: ClassVar = "macro_f1"
     validation_metrics: ClassVar = METRIC_NAMES  # the fusion head's classification_metrics
     greater_is_better: ClassVar = True
+    exports: ClassVar = False  # frozen encoders + fusion head: no ONNX or int8 export (docs/multimodal.md)
 
     @property
     def example_input(self) -> dict[str, str]:

@@ -180,6 +180,14 @@ class ObjectDetectionTask:
         """None: no simple detector to compare with; the benchmark compares the ImageNet and a random trunk."""
         return {}
 
+    def feedback_label(self, config: Config, label: Any) -> Any:
+        """Feedback is a true label, scored right or wrong; a set of boxes has none, so it is refused where it
+        arrives (`/v1/feedback`: 422, `feedback import`) rather than stored where nothing scores or learns from it."""
+        raise DataError(
+            "this model's answers are not labels (boxes), so feedback cannot score them",
+            "score the detector on newly annotated images with `modelyard evaluate BUNDLE --data FOLDER`",
+        )
+
     def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> DetectorLearner:
         runtime = OnnxDetectorLearner if manifest.get("runtime") == "onnxruntime" else DetectorLearner
         return runtime.load(directory, config.model, manifest["labels"])

@@ -409,6 +409,21 @@ class SpeechRecognitionTask:
             return {options.baseline: {"error": f"the baseline failed: {type(err).__name__}: {err}"}}
         return {options.baseline: {**scored, "note": f"zero-shot, first {cap} utterances of each split"}}
 
+    def inputs_from_frame(self, frame: pd.DataFrame, config: Config) -> list[str]:
+        """`predict --input`: the recordings a manifest names in `data.audio_column`, not its transcripts."""
+        from modelyard.data.audio import listed_paths
+
+        return listed_paths(frame, config.data.audio_column)
+
+    def feedback_label(self, config: Config, label: Any) -> Any:
+        """Feedback is a true label, scored right or wrong; a corrected transcript is neither scored by `monitor`
+        nor learnt by `retrain`, so it is refused where it arrives (`/v1/feedback`: 422, `feedback import`)."""
+        raise DataError(
+            "this model's answers are transcripts, not labels, so feedback cannot score them",
+            "add the corrected recordings and transcripts to the training manifest and train a new version, or "
+            "score the model on them with `modelyard evaluate BUNDLE --data MANIFEST`",
+        )
+
     def load(self, directory: Path, manifest: dict[str, Any], config: Config):
         if (directory / "whisper_finetuned.json").is_file():
             from modelyard.learners.whisper_finetune import WhisperFineTuneLearner
