@@ -459,14 +459,15 @@ class TabularLearner:
         if "lightgbm" in members:
             learner.booster = gbdt.load_gbdt(directory, members["lightgbm"])  # ONNX exports keep it: explanations
         if onnx:
-            import onnxruntime as ort
+            from modelyard.runtimes.onnx_session import onnx_session
 
             for name in spec.weights:
                 folds = len(members[name].get("files", [0]))
                 files = {"lightgbm": gbdt.onnx_files(folds), "catboost": cboost.onnx_files(folds)}.get(
                     name, [f"{name}.onnx"]
                 )
-                learner.sessions[name] = [ort.InferenceSession(str(directory / f)) for f in files]
+                # warnings off: a LightGBM graph declares its label output as one row and warns on every batch
+                learner.sessions[name] = [onnx_session(directory / f) for f in files]
             if "mlp" in members:
                 learner.mlp_target = (members["mlp"]["target_mean"], members["mlp"]["target_scale"])
             return learner
