@@ -229,7 +229,6 @@ def predict(
     from modelyard.predict_io import (
         audio_files,
         check_output,
-        check_top_k,
         image_files,
         input_format,
         predict_audio,
@@ -238,6 +237,7 @@ def predict(
         read_inputs,
         write_predictions,
     )
+    from modelyard.protocols import check_top_k
 
     if sum(x is not None for x in (text, image, audio, input_)) != 1:
         raise typer.BadParameter("give exactly one of --text, --image, --audio or --input")
@@ -253,7 +253,7 @@ def predict(
         check_output(output, input_)
     fmt = input_format(encoding, sep)
     loaded = api.load(model)
-    check_top_k(loaded, top_k)
+    check_top_k(loaded, top_k)  # the server refuses the same as `top_k`
     if image is not None or audio is not None:
         skipped: list[str] = []
 

@@ -109,18 +109,6 @@ def _predict_files(
     return kept, predictions
 
 
-def check_top_k(model, top_k: int) -> None:
-    """Refuse `--top-k` above 1 for a model with no classes to rank (a recommender, forecaster, generator), which
-    would answer as if it had not been given; a recommender's own count is each request's `k`."""
-    if top_k == 1 or model.labels:
-        return
-    task = model.manifest.get("task", "this task")
-    hint = "leave --top-k out"
-    if "k" in getattr(model.task.Input, "model_fields", {}):
-        hint = 'each row\'s "k" sets how many items come back, e.g. {"user": "196", "k": ' + f"{top_k}}}"
-    raise UserError(f"--top-k {top_k}: a {task} model has no classes to rank", hint)
-
-
 def usable_inputs(model) -> str:
     """The input options `model` takes, for the hint after one it cannot: an image or audio model its files, a
     model whose input is one text texts, and every model a table (--input: rows, paths, image+text pairs)."""

@@ -184,6 +184,20 @@ class Task(Protocol):
 InputModel = BaseModel  # tasks with structured inputs define a pydantic model for one input
 
 
+def check_top_k(model: Any, top_k: int, option: str = "--top-k") -> None:
+    """Refuse `top_k` above 1 for a model with no classes to rank (a recommender, forecaster, generator), which
+    would answer as if it had not been given; a recommender's own count is each request's `k`. `option`: how the
+    caller spells it (`--top-k` on the command line, `top_k` in a request)."""
+    from modelyard.errors import UserError
+
+    if top_k == 1 or model.labels:
+        return
+    hint = f"leave {option} out"
+    if "k" in getattr(model.task.Input, "model_fields", {}):
+        hint = 'each input\'s "k" sets how many items come back, e.g. {"user": "196", "k": ' + f"{top_k}}}"
+    raise UserError(f"{option} {top_k}: a {model.manifest.get('task', 'this task')} model has no classes to rank", hint)
+
+
 def validate_input(model: type[BaseModel], item: Any) -> Any:
     """One structured request input, or a DataError naming each bad field (HTTP 422, CLI exit 1)."""
     from pydantic import ValidationError

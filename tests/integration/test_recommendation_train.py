@@ -87,6 +87,8 @@ def test_the_server_answers_a_recommendation_request(bundle):
         assert len(known["items"]) == 3 and known["cold_start"] is False and cold["cold_start"] is True
         invalid = client.post("/v1/predict", json={"inputs": [{"user": "u1", "item": "i1"}]})
         assert invalid.status_code == 422 and "exactly one" in invalid.json()["error"]["message"]
+        ranked = client.post("/v1/predict", json={"inputs": [{"user": "u1"}], "top_k": 2})  # a class count: no classes
+        assert ranked.status_code == 422 and "top_k 2: a recommendation model has no classes" in ranked.text
 
 
 def test_a_bundle_evaluates_on_a_file_of_interactions(bundle):

@@ -10,8 +10,7 @@ import pytest
 from modelyard.errors import DataError, UserError
 from modelyard.learners.forecast import ForecastInput
 from modelyard.learners.recommender import RecommendInput
-from modelyard.predict_io import check_top_k
-from modelyard.protocols import validate_input
+from modelyard.protocols import check_top_k, validate_input
 
 
 def model(task: str, labels: list[str] | None, input_type: type) -> SimpleNamespace:
@@ -22,6 +21,12 @@ def test_top_k_on_a_recommender_is_refused_naming_each_rows_k():
     with pytest.raises(UserError, match="--top-k 2: a recommendation model has no classes") as err:
         check_top_k(model("recommendation", None, RecommendInput), 2)
     assert '"k": 2' in err.value.hint
+
+
+def test_top_k_in_a_request_is_refused_in_the_requests_words():
+    with pytest.raises(UserError, match="top_k 2: a forecasting model has no classes") as err:
+        check_top_k(model("forecasting", None, ForecastInput), 2, "top_k")
+    assert err.value.hint == "leave top_k out"
 
 
 def test_top_k_on_a_forecaster_is_refused_and_told_to_leave_it_out():

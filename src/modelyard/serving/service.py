@@ -18,7 +18,7 @@ from modelyard import cancellation
 from modelyard.errors import UserError
 from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord, model_version
 from modelyard.privacy import Redactor, redactor_for
-from modelyard.protocols import DescribesInputs, LogsOutputs, MeasuresInputs
+from modelyard.protocols import DescribesInputs, LogsOutputs, MeasuresInputs, check_top_k
 from modelyard.serving.batcher import Batcher, BatcherClosedError, PredictionFailedError, QueueFullError
 from modelyard.serving.errors import CLIENT_CLOSED, ServingError
 from modelyard.serving.metrics import ServerMetrics
@@ -135,6 +135,7 @@ class ModelService:
         names = list(names) if names is not None else [f"inputs.{i}" for i in range(len(inputs))]
         abandoned = threading.Event()
         try:
+            check_top_k(self.model, top_k, "top_k")
             # unlike wait_for, asyncio.timeout needs no extra task per request
             async with _stopped_if_disconnected(receive), asyncio.timeout(self.settings.timeout_s):
                 if hasattr(self.model.learner, "parse_input"):  # decoding (e.g. images) stays off the event loop
