@@ -20,7 +20,7 @@ from modelyard.config import Config
 from modelyard.data.categories import category_text
 from modelyard.errors import BundleError, DataError, UserError
 from modelyard.home import offline
-from modelyard.protocols import Learner, reads_text
+from modelyard.protocols import Learner, check_top_k, reads_text
 from modelyard.tasks import config_from_dict, get_task
 
 if TYPE_CHECKING:  # pandas is imported only where a table is read: a text server starts without it
@@ -54,7 +54,8 @@ class Model:
     def predict(self, inputs: Sequence[Any] | pd.DataFrame, top_k: int = 1) -> list[dict[str, Any]]:
         """One answer per input, best `top_k` first. Inputs are checked as the server checks a request's: a list
         of the task's inputs (a DataFrame is read as `predict --input FILE` reads a table), each of its type."""
-        return self.learner.predict(self._checked_inputs(inputs), top_k=_checked_top_k(top_k))
+        check_top_k(self, _checked_top_k(top_k), "top_k")  # a model with no classes would ignore it
+        return self.learner.predict(self._checked_inputs(inputs), top_k=top_k)
 
     def _checked_inputs(self, inputs: Any) -> list[Any]:
         """`inputs` as a list of the task's inputs; a lone input (a str, a dict) or an item of the wrong type is a

@@ -45,3 +45,14 @@ def test_a_text_given_to_a_recommender_names_the_keys_it_reads():
         validate_input(RecommendInput, "196")
     assert '"user", "item", "k"' in err.value.hint
     assert "--input rows.jsonl" in err.value.hint
+
+
+def test_the_python_api_refuses_top_k_for_a_model_without_classes_too():
+    from pathlib import Path
+
+    from modelyard.loader import Model
+
+    config = SimpleNamespace(task="forecasting")
+    forecaster = Model(Path("bundle"), {"task": "forecasting", "name": "f"}, config, learner=SimpleNamespace())
+    with pytest.raises(UserError, match="top_k 2: a forecasting model has no classes"):
+        forecaster.predict([{"series": [1.0, 2.0]}], top_k=2)
