@@ -17,7 +17,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from modelyard import bundle
 from modelyard.config import Config
-from modelyard.data.categories import category_text
+from modelyard.data.categories import as_known_labels
 from modelyard.errors import BundleError, DataError, UserError
 from modelyard.home import offline
 from modelyard.protocols import Learner, check_top_k, reads_text
@@ -131,7 +131,7 @@ class Model:
         column = "label" if "label" in getattr(rows, "columns", ()) else getattr(self.config.data, "target_column", "")
         if not self.labels or column not in getattr(rows, "columns", ()) or "labels" in rows.columns:
             return rows, []
-        rows = rows.assign(**{column: _as_model_labels(rows[column], self.labels)})
+        rows = rows.assign(**{column: as_known_labels(rows[column], self.labels)})
         unseen = ~rows[column].astype(str).str.strip().isin(self.labels)
         if not unseen.any():
             return rows, []
@@ -152,13 +152,6 @@ class Model:
         from modelyard.generation.quality import score_generations
 
         return {**result, "generation": score_generations(generator, items, self.config.evaluation.metrics)}
-
-
-def _as_model_labels(values: Any, labels: list[str]) -> Any:
-    """A file's labels as the model names them: "1" is the class "1.0" of a model trained before labels were read
-    as categories (data/categories.py), which kept "1.0" as written."""
-    known, aliases = set(labels), {category_text(label): label for label in labels}
-    return values.map(lambda v: v if v is None or str(v).strip() in known else aliases.get(category_text(v), v))
 
 
 def _texts_or_chats(items: list[Any]) -> list[Any]:

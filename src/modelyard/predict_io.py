@@ -319,13 +319,14 @@ def frame_inputs(model, frame: pd.DataFrame, file: Path) -> list[Any]:
     chats = hasattr(model.config.data, "messages_field")  # a generation model answers a chat's messages
     inputs: list[Any] = []
     for i, v in frame[column].items():
-        where = f"{file}: {frame.index.name or 'row'} {i}"
         listed = pd.api.types.is_list_like(v)  # a JSON list or object (Parquet: an array)
         if chats and (column == model.config.data.messages_field or listed):
+            where = f"{file}: {frame.index.name or 'row'} {i}"
             inputs.append(text_corpus.prompt_messages(where, v))  # never the printed text of the list
         elif listed:
             raise DataError(
-                f"{where}: column '{column}' holds a {'JSON object' if isinstance(v, dict) else 'list'}, not a text",
+                f"{file}: {frame.index.name or 'row'} {i}: column '{column}' holds a "
+                f"{'JSON object' if isinstance(v, dict) else 'list'}, not a text",
                 "only chat models (text_generation) read a 'messages' list; give this model a column of texts",
             )
         else:

@@ -104,7 +104,7 @@ def test_evaluating_a_file_of_only_unknown_labels_names_the_files_labels_and_the
 def test_a_files_label_1_matches_the_class_1_0_of_a_model_trained_before_labels_were_read_as_categories():
     import pandas as pd
 
-    from modelyard.loader import _as_model_labels
+    from modelyard.data.categories import as_known_labels
 
-    found = _as_model_labels(pd.Series(["1", " 0 ", 1.0, "x", None]), ["0.0", "1.0"])
+    found = as_known_labels(pd.Series(["1", " 0 ", 1.0, "x", None]), ["0.0", "1.0"])
     assert found.tolist() == ["1.0", "0.0", 1.0, "x", None]

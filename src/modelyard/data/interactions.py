@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelyard.data.categories import id_text
 from modelyard.errors import DataError
 
 COLUMNS = ["user", "item", "positive", "time"]
@@ -28,16 +29,6 @@ class Interactions:
 
     def __len__(self) -> int:
         return len(self.targets)
-
-
-def id_text(value: Any) -> str | None:
-    """One id as the HTTP API takes it: trimmed text, a whole float as its integer ("50", not "50.0": JSON Lines
-    rows of mixed requests, or one missing id, make pandas read integer ids as floats); None when absent."""
-    if value is None or value is pd.NA or (isinstance(value, float | np.floating) and np.isnan(value)):
-        return None
-    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
-        value = int(value)
-    return str(value).strip() or None
 
 
 def id_strings(column: pd.Series) -> pd.Series:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from modelyard.data.interactions import id_text
+from modelyard.data.categories import id_text
 from modelyard.data.timeseries import SeriesSplit, window_origins
 from modelyard.errors import DataError
 from modelyard.fsutil import atomic_write_json

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from modelyard.config import Config, DataConfig, ModelConfig, SplitConfig
 from modelyard.data import tabular
-from modelyard.data.categories import category_text
+from modelyard.data.categories import as_known_labels, category_text
 from modelyard.data.readers import read_table, require_columns
 from modelyard.data.splits import fingerprint, make_splits
 from modelyard.errors import ConfigError, DataError
@@ -92,21 +92,26 @@ def _row_hashes(frame: pd.DataFrame) -> pd.Series:
     return pd.util.hash_pandas_object(cells, index=False)
 
 
-def _shared_rows(train: pd.DataFrame, other: pd.DataFrame, name: str, given: str | None, train_path: str) -> list[str]:
-    """A warning counting the rows of split `name` (the file `given`, or carved from train) equal to a training row
-    in every column: their scores are not held out. Kept, not dropped: in a table of few, coarse columns two real
-    cases can be equal (dropping them would change the class balance); a file written twice is the user's to fix."""
-    if other.empty or sorted(map(str, other.columns)) != sorted(map(str, train.columns)):
-        return []
-    columns = list(train.columns)
-    shared = int(_row_hashes(other[columns]).isin(set(_row_hashes(train[columns]))).sum())
-    if not shared:
-        return []
-    where = f"{given} ({name})" if given else f"{name} (carved from {train_path})"
-    return [
-        f"{where}: {shared} of {len(other)} rows equal a training row in every column, so their scores are not "
-        "held out; if the file repeats rows by mistake (written twice), remove the repeats"
-    ]
+def _shared_rows(splits: dict[str, pd.DataFrame], data: TabularDataConfig) -> list[str]:
+    """Warnings counting the validation and test rows (of the file given, or carved from train) equal to a training
+    row in every column: their scores are not held out. Kept, not dropped: in a table of few, coarse columns two
+    real cases can be equal (dropping them would change the class balance); a file written twice is the user's."""
+    train, found = splits["train"], []
+    columns, seen = list(train.columns), None  # the training rows are hashed once, when a split is compared
+    for name in ("validation", "test"):
+        other = splits[name]
+        if other.empty or sorted(map(str, other.columns)) != sorted(map(str, columns)):
+            continue
+        seen = set(_row_hashes(train[columns])) if seen is None else seen
+        shared = int(_row_hashes(other[columns]).isin(seen).sum())
+        if shared:
+            given = getattr(data, name)
+            where = f"{given} ({name})" if given else f"{name} (carved from {data.train})"
+            found.append(
+                f"{where}: {shared} of {len(other)} rows equal a training row in every column, so their scores are "
+                "not held out; if the file repeats rows by mistake (written twice), remove the repeats"
+            )
+    return found
 
 
 def _labels(train: pd.Series, positive: str | None) -> list[str]:
@@ -147,8 +152,7 @@ def prepare(config: Config, kind: str) -> PreparedData:
         if stratify:
             train = train.assign(**{target: train[target].map(category_text)})
         splits, notes = make_splits(train, frames.get("validation"), frames.get("test"), data.split, stratify)
-    for name in ("validation", "test"):
-        warnings += _shared_rows(splits["train"], splits[name], name, getattr(data, name), data.train)
+    warnings += _shared_rows(splits, data)
     types, dropped = tabular.infer_types(splits["train"], target, data.column_types, data.drop_columns)
     _check_monotone(config, types)
     for column in config.evaluation.groups:
@@ -234,9 +238,7 @@ def evaluation_rows(config: Config, path: str, labels: list[str]) -> tuple[pd.Da
     frame = _read(path, config)
     notes, target = list(frame.attrs.get("notes", [])), config.data.target_column
     if labels:
-        known = {category_text(label): label for label in labels}  # an older bundle's class may be "1.0"
-        text = frame[target].astype(str).str.strip()
-        frame = frame.assign(**{target: text.map(lambda v: v if v in labels else known.get(category_text(v), v))})
+        frame = frame.assign(**{target: as_known_labels(frame[target].astype(str).str.strip(), labels)})
     else:
         bad = tabular.to_numeric(frame[target]).isna()
         if bad.any():

@@ -14,7 +14,8 @@ import pandas as pd
 from pydantic import Field
 
 from modelyard.config import Config, DataConfig, ModelConfig
-from modelyard.data.interactions import all_targets, id_text, implicit_feedback, leave_last_out
+from modelyard.data.categories import id_text
+from modelyard.data.interactions import all_targets, implicit_feedback, leave_last_out
 from modelyard.data.readers import read_table, require_columns
 from modelyard.data.splits import fingerprint
 from modelyard.errors import BundleError, ConfigError, DataError
