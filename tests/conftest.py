@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Generator
 from pathlib import Path
 
@@ -23,6 +24,9 @@ def shared_dataset(name: str) -> Path:
     return path
 
 
+_FAILED = pytest.StashKey[bool]()  # set on a test whose setup, call or teardown failed: its home is kept
+
+
 def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -34,10 +38,13 @@ def pytest_runtest_makereport(
     """In CI a skip for anything but ../shared data or a container runtime (a missing browser, bundled model or
     required dependency) fails: a broken install must not pass as a green run with fewer tests."""
     report = yield
+    if report.failed:
+        item.stash[_FAILED] = True
     if _in_ci() and report.skipped and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         if SHARED_SKIP not in reason and NO_CONTAINER_SKIP not in reason:
             report.outcome = "failed"
+            item.stash[_FAILED] = True
             report.longrepr = f"skipped in CI, where only ../shared data or a container runtime may lack: {reason}"
     return report
 
@@ -75,10 +82,15 @@ def _session_home(tmp_path_factory) -> Generator[None, None, None]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory, monkeypatch):
-    """Every test writes its local state (tracking, logs) to a fresh MODELYARD_HOME; model caches are shared."""
-    monkeypatch.setenv("MODELYARD_HOME", str(tmp_path_factory.mktemp("home")))
+def _isolated_home(request, tmp_path_factory, monkeypatch) -> Generator[None, None, None]:
+    """Every test writes its local state (tracking, logs) to a fresh MODELYARD_HOME; model caches are shared. A
+    passing test's home is removed afterwards, as its tmp_path is (pyproject's tmp_path_retention_policy)."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("MODELYARD_HOME", str(home))
     monkeypatch.setenv("MODELYARD_TRACKING", "off")  # tests that check tracking switch it on themselves
+    yield
+    if not request.node.stash.get(_FAILED, False):
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
