@@ -346,6 +346,16 @@ def test_a_forecast_that_overflows_is_refused_naming_the_request_instead_of_answ
         learner.predict([{"history": [1.0] * 5}, {"history": [1e307] * 5, "horizon": 30}])
 
 
+def test_a_log_scale_forecast_of_a_history_in_other_units_is_the_same_forecast_in_those_units():
+    learner = small_learner(np.linspace(100, 400, 60))  # auto picks log; the training minimum is 100
+    history = np.linspace(300, 420, 5) + np.array([0, 15, -10, 20, -5])
+    thousands, units, millions = (
+        learner.predict([{"history": list(history * f), "horizon": 6}])[0]["forecast"] for f in (1e-3, 1.0, 1e3)
+    )
+    np.testing.assert_allclose(thousands, np.asarray(units) * 1e-3, rtol=1e-5)
+    np.testing.assert_allclose(millions, np.asarray(units) * 1e3, rtol=1e-5)
+
+
 def test_training_series_are_keyed_as_requests_name_them_and_rows_without_an_id_are_named():
     frame = pd.concat([daily([1, 2, 3, 4]).assign(id=2.0), daily([5, 6, 7, 8]).assign(id=10.0)], ignore_index=True)
     frame.loc[len(frame)] = {"date": "2024-01-09", "value": "9", "id": None}  # pandas reads the ids as floats

@@ -150,7 +150,11 @@ class ForecastLearner:
         return dict(DEFAULTS)
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        return np.log(np.maximum(values, self.spec["floor"])) if self.log else values
+        """Log scale as it is for every value above 0, whatever its units; the training-part floor stands in only
+        for values at or below 0 (a validation, test or evaluated part that `transform: auto` did not see)."""
+        if not self.log:
+            return values
+        return np.log(np.where(values > 0, values, self.spec["floor"]))
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):  # an overflow is refused by `predict`, naming the request
