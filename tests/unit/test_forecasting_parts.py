@@ -234,6 +234,20 @@ def test_validate_warns_of_averaged_duplicate_timestamps_with_the_first_one(tmp_
     assert any("2 rows repeat a timestamp" in w and "(single) at 2024-01-31" in w for w in warnings)
 
 
+def test_the_gap_warning_names_the_series_of_each_example_when_the_file_holds_several(tmp_path):
+    import modelyard
+
+    config = write_config(tmp_path, sine(), data={"id_column": "shop"})
+    shops = [daily(sine(), drop=drop).assign(shop=shop) for shop, drop in (("a", (30,)), ("b", (30, 40)))]
+    pd.concat(shops).to_csv(tmp_path / "base.csv", index=False)
+    warnings = modelyard.validate(config).warnings
+    assert any(
+        "3 missing values/timestamps" in w
+        and "series a at 2024-01-31, series b at 2024-01-31, series b at 2024-02-10" in w
+        for w in warnings
+    )
+
+
 @pytest.mark.parametrize("frequency", ["h", "ns"])
 def test_a_frequency_finer_than_the_data_is_refused_with_the_numbers_before_the_grid_is_built(frequency):
     with pytest.raises(DataError, match=rf"frequency '{frequency}' puts its 30 timestamps on a grid of \d+ points"):

@@ -174,6 +174,16 @@ def _context(config: Config, season: int, shortest_train: int) -> int:
     return int(min(np.clip(2 * season, 24, 96), room))
 
 
+def _gap_examples(report: dict[str, Any]) -> list[str]:
+    """The first three missing timestamps, each with its series where the file holds several (they share dates)."""
+    several = len(report["series"]) > 1
+    return [
+        f"series {key} at {time}" if several else time
+        for key, info in report["series"].items()
+        for time in info["missing_timestamps_examples"]
+    ][:3]
+
+
 def _fingerprint(split: SeriesSplit) -> dict[str, Any]:
     rows = [
         (s.key, t, v)
@@ -253,10 +263,9 @@ class ForecastingTask:
             series, data.split.validation, data.split.test, horizon, context + horizon, season
         )
         if report["gaps_filled"]:
-            examples = [e for s in report["series"].values() for e in s["missing_timestamps_examples"]][:3]
             warnings.append(
                 f"{report['gaps_filled']} missing values/timestamps filled by {report['fill_rule']} "
-                f"(e.g. {', '.join(examples) or 'non-numeric values'}); filled points are not scored"
+                f"(e.g. {', '.join(_gap_examples(report)) or 'non-numeric values'}); filled points are not scored"
             )
         if duplicates := [(k, s) for k, s in report["series"].items() if s["duplicate_timestamps_averaged"]]:
             key, first = duplicates[0]
