@@ -370,6 +370,24 @@ def test_a_log_scale_forecast_of_a_history_in_other_units_is_the_same_forecast_i
     np.testing.assert_allclose(millions, np.asarray(units) * 1e3, rtol=1e-5)
 
 
+def test_evaluating_a_file_too_short_for_the_models_window_names_the_file_and_the_points_it_needs(tmp_path):
+    from modelyard.tasks import load_config
+    from modelyard.tasks.forecasting import ForecastingTask
+
+    config = load_config(write_config(tmp_path, sine(), model={"context_length": None}))
+    learner = small_learner(np.linspace(1, 10, 60))  # context_length 5, horizon 3
+    for points, windows in ((7, 0), (9, 2)):
+        daily(sine(points)).to_csv(tmp_path / f"{points}.csv", index=False)
+        split, _ = ForecastingTask().evaluation_rows(config, str(tmp_path / f"{points}.csv"), [])
+        if windows:
+            assert learner.evaluate(split)["windows"] == windows
+            continue
+        with pytest.raises(DataError, match=r"7.csv: series \(single\) has 7 points: too few to score") as err:
+            learner.evaluate(split)
+        assert "needs 8 per series (context_length 5 + horizon 3)" in err.value.message
+        assert "split" not in err.value.message + (err.value.hint or "")
+
+
 def test_training_series_are_keyed_as_requests_name_them_and_rows_without_an_id_are_named():
     frame = pd.concat([daily([1, 2, 3, 4]).assign(id=2.0), daily([5, 6, 7, 8]).assign(id=10.0)], ignore_index=True)
     frame.loc[len(frame)] = {"date": "2024-01-09", "value": "9", "id": None}  # pandas reads the ids as floats

@@ -217,8 +217,22 @@ class ForecastLearner:
         return self.inverse(anchors[:, None] + self._forward(x) * scales[:, None])
 
     def evaluate(self, data: SeriesSplit) -> dict[str, Any]:
+        self.refuse_short_series(data)
         units, outputs = self.eval_outputs(data)
         return self.eval_score(data, outputs[np.argsort(units)])
+
+    def refuse_short_series(self, data: SeriesSplit) -> None:
+        """A series with no window to score would be left out of the metrics without a word (training's splits
+        are made long enough; a file given to `evaluate --data` is checked here, against this model's context)."""
+        needed = self.context + self.horizon
+        for s in data.series:
+            if len(s.values) < needed:
+                where = f"{data.source}: " if data.source else ""
+                raise DataError(
+                    f"{where}series {s.key or '(single)'} has {len(s.values)} points: too few to score this model, "
+                    f"which needs {needed} per series (context_length {self.context} + horizon {self.horizon})",
+                    "score a longer stretch of the series",
+                )
 
     def eval_outputs(self, data: SeriesSplit, shard: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, np.ndarray]:
         """Forecast origins (their indices) and forecasts, from every shard[1]-th batch of PREDICT_BATCH origins

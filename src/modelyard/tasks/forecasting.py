@@ -103,9 +103,9 @@ class ForecastModelConfig(ModelConfig):
     transform: Literal["auto", "log", "none"] = "auto"
 
 
-def _frame(path: str, config: Config) -> pd.DataFrame:
+def _frame(path: str, config: Config, max_rows: int | None) -> pd.DataFrame:
     data: ForecastDataConfig = config.data
-    frame, read = read_table(path, data.format, data.max_rows)
+    frame, read = read_table(path, data.format, max_rows)
     columns = {"time_column": data.time_column, "target_column": data.target_column}
     if data.id_column:
         columns["id_column"] = data.id_column
@@ -238,7 +238,7 @@ class ForecastingTask:
                 "forecasting splits each series by time: leave data.validation and data.test empty",
                 "put the whole series in data.train and set data.split.{validation,test} fractions",
             )
-        frame = _frame(data.train, config)
+        frame = _frame(data.train, config, data.max_rows)
         series, report = regularise(
             frame,
             data.time_column,
@@ -303,6 +303,27 @@ class ForecastingTask:
         )
         prints = {n: _fingerprint(s) for n, s in splits.items()}
         return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
+
+    def evaluation_rows(self, config: Config, path: str, labels: list[str]) -> tuple[SeriesSplit, list[str]]:
+        """`evaluate --data`: every series of the file scored whole, nothing split off (the learner refuses a
+        series shorter than its context_length + horizon, naming the file); notes name skipped rows."""
+        data: ForecastDataConfig = config.data
+        frame = _frame(path, config, None)
+        series, report = regularise(
+            frame,
+            data.time_column,
+            data.target_column,
+            data.id_column,
+            data.frequency,
+            data.fill,
+            path,
+            data.covariate_columns,
+        )
+        _one_frequency(report, path)
+        _check_log_scale(config, series)
+        season, _ = _season(config, [s.values for s in series])
+        split = SeriesSplit(series, [0] * len(series), season, [len(s.values) for s in series], path)
+        return split, [frame.attrs["skipped"]] if "skipped" in frame.attrs else []
 
     def build(self, config: Config, data: PreparedData) -> ForecastLearner:
         options = config.model.model_copy(update={"context_length": data.report["context_length"]})
