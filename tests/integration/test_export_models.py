@@ -67,7 +67,7 @@ def forecaster(tmp_path_factory) -> modelyard.Model:
         "task": "forecasting",
         "data": {"train": "sales.csv", "time_column": "day", "target_column": "sales"},
         "model": {"horizon": 7, "context_length": 14, "hidden_size": 16, "layers": 1},
-        "train": {"max_steps": 20, "batch_size": 32},
+        "train": {"max_steps": 20, "batch_size": 32, "precision": "bf16"},
     }
     (folder / "f.yaml").write_text(yaml.safe_dump(config))
     threads = torch.get_num_threads()
@@ -103,6 +103,7 @@ def test_an_lstm_exports_to_dynamic_int8_onnx_and_forecasts_like_the_original(fo
     result = export(forecaster.path, "onnx", "int8", tmp_path / "int8", latency_samples=3)
     report = assert_full_table(result.path, "mae")
     assert report["quantize"] == "dynamic-int8" and "DynamicQuantizeLSTM" in ops(result.path)
+    assert report["reference_precision"] == {"trained": "bf16", "compared": "fp32"}
     assert report["parity"]["agreement"] >= 0.98
     assert report["accuracy"]["exported"] == pytest.approx(report["accuracy"]["original"], rel=0.02)
     exported = modelyard.load(result.path)

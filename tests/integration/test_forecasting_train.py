@@ -99,6 +99,14 @@ def test_a_bundle_evaluates_on_another_file_of_the_same_series(bundle):
     assert metrics["mae"] < 0.5 * naive  # the weekly cycle (amplitude 8) that a naive forecast misses
 
 
+def test_evaluating_a_file_shorter_than_context_plus_horizon_says_what_evaluate_needs(bundle, tmp_path):
+    frame = pd.read_csv(bundle.config.data.train).head(CONTEXT + HORIZON - 1)
+    frame.to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(DataError, match=rf"short.csv: series \(single\) has {CONTEXT + HORIZON - 1} points") as err:
+        modelyard.load(bundle.path).evaluate(tmp_path / "short.csv")
+    assert f"needs {CONTEXT + HORIZON} per series (context_length {CONTEXT} + horizon {HORIZON})" in err.value.message
+
+
 def test_predict_from_a_file_reads_one_request_per_row(bundle):
     model = modelyard.load(bundle.path)
     frame = pd.DataFrame({"history": [[50.0] * CONTEXT, "[60.0" + ", 61.0" * (CONTEXT - 1) + "]"], "horizon": [2, 3]})

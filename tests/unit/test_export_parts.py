@@ -191,3 +191,17 @@ def test_the_no_export_hint_mentions_other_backbones_only_where_the_task_has_som
     assert _other_backbones(text) == " (other text_classification backbones may)"
     for task in ("multimodal_classification", "assistant"):  # no backbone of theirs exports
         assert _other_backbones(model(task, get_task(task).ModelConfig())) == ""
+
+
+def test_the_trained_precision_comes_from_metrics_json_also_for_learners_without_a_precision(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from modelyard.export.exporter import _reference_in_fp32
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"train": {"precision": "bf16"}}))
+    plain = SimpleNamespace()  # a forecaster, recommender or table learner keeps no `precision`
+    assert _reference_in_fp32(SimpleNamespace(path=tmp_path, learner=plain)) == "bf16"
+    autocasting = SimpleNamespace(precision="bf16")
+    assert _reference_in_fp32(SimpleNamespace(path=tmp_path, learner=autocasting)) == "bf16"
+    assert autocasting.precision == "fp32"  # the reference the export is compared with computes in fp32

@@ -234,6 +234,20 @@ def test_validate_warns_of_averaged_duplicate_timestamps_with_the_first_one(tmp_
     assert any("2 rows repeat a timestamp" in w and "(single) at 2024-01-31" in w for w in warnings)
 
 
+def test_the_gap_warning_names_the_series_of_each_example_when_the_file_holds_several(tmp_path):
+    import modelyard
+
+    config = write_config(tmp_path, sine(), data={"id_column": "shop"})
+    shops = [daily(sine(), drop=drop).assign(shop=shop) for shop, drop in (("a", (30,)), ("b", (30, 40)))]
+    pd.concat(shops).to_csv(tmp_path / "base.csv", index=False)
+    warnings = modelyard.validate(config).warnings
+    assert any(
+        "3 missing values/timestamps" in w
+        and "series a at 2024-01-31, series b at 2024-01-31, series b at 2024-02-10" in w
+        for w in warnings
+    )
+
+
 @pytest.mark.parametrize("frequency", ["h", "ns"])
 def test_a_frequency_finer_than_the_data_is_refused_with_the_numbers_before_the_grid_is_built(frequency):
     with pytest.raises(DataError, match=rf"frequency '{frequency}' puts its 30 timestamps on a grid of \d+ points"):
@@ -344,6 +358,34 @@ def test_a_forecast_that_overflows_is_refused_naming_the_request_instead_of_answ
     learner._forward = lambda x: np.full((len(x), learner.horizon), 100.0)  # a steep rise, in log scale
     with pytest.raises(DataError, match=r"request 2: the forecast overflows the range of numbers"):
         learner.predict([{"history": [1.0] * 5}, {"history": [1e307] * 5, "horizon": 30}])
+
+
+def test_a_log_scale_forecast_of_a_history_in_other_units_is_the_same_forecast_in_those_units():
+    learner = small_learner(np.linspace(100, 400, 60))  # auto picks log; the training minimum is 100
+    history = np.linspace(300, 420, 5) + np.array([0, 15, -10, 20, -5])
+    thousands, units, millions = (
+        learner.predict([{"history": list(history * f), "horizon": 6}])[0]["forecast"] for f in (1e-3, 1.0, 1e3)
+    )
+    np.testing.assert_allclose(thousands, np.asarray(units) * 1e-3, rtol=1e-5)
+    np.testing.assert_allclose(millions, np.asarray(units) * 1e3, rtol=1e-5)
+
+
+def test_evaluating_a_file_too_short_for_the_models_window_names_the_file_and_the_points_it_needs(tmp_path):
+    from modelyard.tasks import load_config
+    from modelyard.tasks.forecasting import ForecastingTask
+
+    config = load_config(write_config(tmp_path, sine(), model={"context_length": None}))
+    learner = small_learner(np.linspace(1, 10, 60))  # context_length 5, horizon 3
+    for points, windows in ((7, 0), (9, 2)):
+        daily(sine(points)).to_csv(tmp_path / f"{points}.csv", index=False)
+        split, _ = ForecastingTask().evaluation_rows(config, str(tmp_path / f"{points}.csv"), [])
+        if windows:
+            assert learner.evaluate(split)["windows"] == windows
+            continue
+        with pytest.raises(DataError, match=r"7.csv: series \(single\) has 7 points: too few to score") as err:
+            learner.evaluate(split)
+        assert "needs 8 per series (context_length 5 + horizon 3)" in err.value.message
+        assert "split" not in err.value.message + (err.value.hint or "")
 
 
 def test_training_series_are_keyed_as_requests_name_them_and_rows_without_an_id_are_named():

@@ -43,12 +43,14 @@ class Series:
 
 @dataclass
 class SeriesSplit:
-    """One split of each series: `series[i]` ends where the split ends; points from `starts[i]` are scored."""
+    """One split of each series: `series[i]` ends where the split ends; points from `starts[i]` are scored.
+    `source` names the file of a split that is a whole file (`evaluate --data`), for errors to point at."""
 
     series: list[Series]
     starts: list[int]
     season: int = 1
     train_ends: list[int] = field(default_factory=list)
+    source: str = ""
 
     def __len__(self) -> int:
         return sum(len(s.values) - start for s, start in zip(self.series, self.starts, strict=True))

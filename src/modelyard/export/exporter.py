@@ -193,14 +193,16 @@ def _measure(folder: Path, learner: Any, splits: dict[str, Any], manifest: dict[
     write_model_card(folder, manifest)
 
 
-def _reference_in_fp32(learner: Any) -> str:
+def _reference_in_fp32(model: loader.Model) -> str:
     """Make the original compute in fp32, as every export does (int8 kernels take fp32 activations too), and
     return the precision it was trained in: against a bf16 reference, bf16's own rounding would count as the
-    export's error and fail exports that are exact to 1e-6."""
-    trained = getattr(learner, "precision", "fp32")
-    if trained != "fp32":
-        learner.precision = "fp32"
-    return trained
+    export's error and fail exports that are exact to 1e-6. The trained precision is read from metrics.json, which
+    training writes for every learner; a learner keeps a `precision` only where it computes in one."""
+    path = model.path / "metrics.json"
+    metrics = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if getattr(model.learner, "precision", "fp32") != "fp32":
+        model.learner.precision = "fp32"
+    return metrics.get("train", {}).get("precision", "fp32")
 
 
 def export(
@@ -240,7 +242,7 @@ def export(
 
         bundle.write_bundle(staging, write, manifest)
         exported = loader.load(staging)
-        trained_in = _reference_in_fp32(original.learner)
+        trained_in = _reference_in_fp32(original)
         report = {
             "format": fmt,
             "quantize": exported.manifest.get("quantize"),

@@ -150,7 +150,11 @@ class ForecastLearner:
         return dict(DEFAULTS)
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        return np.log(np.maximum(values, self.spec["floor"])) if self.log else values
+        """Log scale as it is for every value above 0, whatever its units; the training-part floor stands in only
+        for values at or below 0 (a validation, test or evaluated part that `transform: auto` did not see)."""
+        if not self.log:
+            return values
+        return np.log(np.where(values > 0, values, self.spec["floor"]))
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):  # an overflow is refused by `predict`, naming the request
@@ -213,8 +217,22 @@ class ForecastLearner:
         return self.inverse(anchors[:, None] + self._forward(x) * scales[:, None])
 
     def evaluate(self, data: SeriesSplit) -> dict[str, Any]:
+        self.refuse_short_series(data)
         units, outputs = self.eval_outputs(data)
         return self.eval_score(data, outputs[np.argsort(units)])
+
+    def refuse_short_series(self, data: SeriesSplit) -> None:
+        """A series with no window to score would be left out of the metrics without a word (training's splits
+        are made long enough; a file given to `evaluate --data` is checked here, against this model's context)."""
+        needed = self.context + self.horizon
+        for s in data.series:
+            if len(s.values) < needed:
+                where = f"{data.source}: " if data.source else ""
+                raise DataError(
+                    f"{where}series {s.key or '(single)'} has {len(s.values)} points: too few to score this model, "
+                    f"which needs {needed} per series (context_length {self.context} + horizon {self.horizon})",
+                    "score a longer stretch of the series",
+                )
 
     def eval_outputs(self, data: SeriesSplit, shard: tuple[int, int] = (0, 1)) -> tuple[np.ndarray, np.ndarray]:
         """Forecast origins (their indices) and forecasts, from every shard[1]-th batch of PREDICT_BATCH origins

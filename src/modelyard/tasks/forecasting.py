@@ -103,9 +103,9 @@ class ForecastModelConfig(ModelConfig):
     transform: Literal["auto", "log", "none"] = "auto"
 
 
-def _frame(path: str, config: Config) -> pd.DataFrame:
+def _frame(path: str, config: Config, max_rows: int | None) -> pd.DataFrame:
     data: ForecastDataConfig = config.data
-    frame, read = read_table(path, data.format, data.max_rows)
+    frame, read = read_table(path, data.format, max_rows)
     columns = {"time_column": data.time_column, "target_column": data.target_column}
     if data.id_column:
         columns["id_column"] = data.id_column
@@ -174,6 +174,16 @@ def _context(config: Config, season: int, shortest_train: int) -> int:
     return int(min(np.clip(2 * season, 24, 96), room))
 
 
+def _gap_examples(report: dict[str, Any]) -> list[str]:
+    """The first three missing timestamps, each with its series where the file holds several (they share dates)."""
+    several = len(report["series"]) > 1
+    return [
+        f"series {key} at {time}" if several else time
+        for key, info in report["series"].items()
+        for time in info["missing_timestamps_examples"]
+    ][:3]
+
+
 def _fingerprint(split: SeriesSplit) -> dict[str, Any]:
     rows = [
         (s.key, t, v)
@@ -228,7 +238,7 @@ class ForecastingTask:
                 "forecasting splits each series by time: leave data.validation and data.test empty",
                 "put the whole series in data.train and set data.split.{validation,test} fractions",
             )
-        frame = _frame(data.train, config)
+        frame = _frame(data.train, config, data.max_rows)
         series, report = regularise(
             frame,
             data.time_column,
@@ -253,10 +263,9 @@ class ForecastingTask:
             series, data.split.validation, data.split.test, horizon, context + horizon, season
         )
         if report["gaps_filled"]:
-            examples = [e for s in report["series"].values() for e in s["missing_timestamps_examples"]][:3]
             warnings.append(
                 f"{report['gaps_filled']} missing values/timestamps filled by {report['fill_rule']} "
-                f"(e.g. {', '.join(examples) or 'non-numeric values'}); filled points are not scored"
+                f"(e.g. {', '.join(_gap_examples(report)) or 'non-numeric values'}); filled points are not scored"
             )
         if duplicates := [(k, s) for k, s in report["series"].items() if s["duplicate_timestamps_averaged"]]:
             key, first = duplicates[0]
@@ -294,6 +303,27 @@ class ForecastingTask:
         )
         prints = {n: _fingerprint(s) for n, s in splits.items()}
         return PreparedData(splits=splits, report=report, fingerprints=prints, warnings=warnings)
+
+    def evaluation_rows(self, config: Config, path: str, labels: list[str]) -> tuple[SeriesSplit, list[str]]:
+        """`evaluate --data`: every series of the file scored whole, nothing split off (the learner refuses a
+        series shorter than its context_length + horizon, naming the file); notes name skipped rows."""
+        data: ForecastDataConfig = config.data
+        frame = _frame(path, config, None)
+        series, report = regularise(
+            frame,
+            data.time_column,
+            data.target_column,
+            data.id_column,
+            data.frequency,
+            data.fill,
+            path,
+            data.covariate_columns,
+        )
+        _one_frequency(report, path)
+        _check_log_scale(config, series)
+        season, _ = _season(config, [s.values for s in series])
+        split = SeriesSplit(series, [0] * len(series), season, [len(s.values) for s in series], path)
+        return split, [frame.attrs["skipped"]] if "skipped" in frame.attrs else []
 
     def build(self, config: Config, data: PreparedData) -> ForecastLearner:
         options = config.model.model_copy(update={"context_length": data.report["context_length"]})
