@@ -129,6 +129,12 @@ class RecommendationTask:
                 f"{split_report['train_only_users']} users have fewer than 3 positives: "
                 "used for training only, not evaluated"
             )
+        if split_report["no_positive_users"]:
+            warnings.append(
+                f"{split_report['no_positive_users']} users have no positive interaction ({report['rule']}; e.g. "
+                f"{', '.join(split_report['no_positive_examples'])}): not trained on nor evaluated; they get popular "
+                "items, never one they have rated"
+            )
         report = {
             "read": read.as_dict(),
             "interactions": report,
