@@ -221,6 +221,20 @@ def test_a_row_with_both_a_user_and_an_item_is_refused_naming_its_line_in_one_li
     assert "\n" not in err.value.message and "pydantic" not in err.value.message
 
 
+@pytest.mark.parametrize(
+    ("frame", "blank"),
+    [
+        (pd.DataFrame({"user": ["196", "22", "", "186"]}), "line 4: not a recommendation request: 'user' is empty"),
+        (pd.DataFrame({"user": ["196", ""], "item": ["", ""]}), "line 3: .*: 'user' and 'item' are both empty"),
+    ],
+)
+def test_a_row_with_a_blank_user_is_refused_naming_the_file_line_and_column(frame, blank):
+    frame.attrs["source"] = "req.csv"  # as predict_io.frame_inputs sets it
+    with pytest.raises(DataError, match=f"^req.csv: {blank}\n") as err:
+        requests_from(frame)
+    assert "remove the row" in err.value.hint
+
+
 @pytest.mark.parametrize(("request_", "problem"), [({"user": True}, "true is not an id"), ({"user": " "}, "empty")])
 def test_a_boolean_or_blank_user_is_refused_naming_the_field(request_, problem):
     with pytest.raises(DataError, match=f"user: .*{problem}"):
