@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from modelyard.config import FormatOptions
@@ -371,13 +372,41 @@ def write_predictions(path: Path, frame: pd.DataFrame | None, predictions: list[
         with atomic_path(path) as tmp:
             pq.write_table(to_arrow(flat), tmp)
         return
-    atomic_write_text(path, flat.to_csv(index=False))
+    atomic_write_text(path, csv_cells(flat).to_csv(index=False))
 
 
 def json_line(record: dict[str, Any]) -> str:
     """One row of a .jsonl output: floats exactly as they are (json's shortest repr round-trips; pandas' `to_json`
-    rounds to 10 digits), a missing cell as null, a value JSON has no type for (a date) as its text."""
-    return json.dumps({k: _json_value(v) for k, v in record.items()}, ensure_ascii=False, default=str) + "\n"
+    rounds to 10 digits), a missing cell as null, a list as a JSON array, a value JSON has no type for (a date) as
+    its text."""
+    return json.dumps({k: plain(v) for k, v in record.items()}, ensure_ascii=False, default=str) + "\n"
+
+
+def plain(value: Any) -> Any:
+    """A cell as JSON writes it: an input's list (a JSON array or Parquet list reaches pandas as a numpy array,
+    whose printed text is rounded and cut short with "...") as a list of exact values, missing values as None."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return _json_value(value)
+
+
+def csv_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table for a .csv output: a list or object cell (a forecast request's `history`) as its JSON text, which
+    `predict --input` reads back, never numpy's printed text."""
+    nested = {
+        c: frame[c].map(lambda v: json.dumps(plain(v), ensure_ascii=False) if _is_nested(v) else v)
+        for c in frame.columns
+        if frame[c].dtype == object and frame[c].map(_is_nested).any()
+    }
+    return frame.assign(**nested) if nested else frame
+
+
+def _is_nested(value: Any) -> bool:
+    return isinstance(value, np.ndarray | list | tuple | dict)
 
 
 def answer_column(key: str, columns: Collection[str]) -> str:
@@ -410,7 +439,8 @@ def to_arrow(frame: pd.DataFrame) -> Any:
         return pa.Table.from_pandas(frame, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         mixed = frame.select_dtypes(include="object").columns
-        as_text = {c: frame[c].map(lambda v: v if v is None or isinstance(v, str) else str(v)) for c in mixed}
+        text = csv_cells(frame[mixed])  # a list cell as JSON text, never numpy's printed text
+        as_text = {c: text[c].map(lambda v: v if v is None or isinstance(v, str) else str(v)) for c in mixed}
         return pa.Table.from_pandas(frame.assign(**as_text), preserve_index=False)
 
 

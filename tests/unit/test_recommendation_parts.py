@@ -133,6 +133,46 @@ def test_a_known_user_never_gets_an_item_it_already_has():
     assert learner().predict([{"user": "u1", "k": 10}])[0]["items"] == []  # u1 has every item
 
 
+def with_a_user_who_liked_nothing() -> tuple[dict, dict, dict]:
+    """ratings() plus u4, whose every rating is below the threshold (MovieLens user 685 is one)."""
+    extra = pd.DataFrame([("u4", "a", "2", "1"), ("u4", "d", "1", "2")], columns=["user", "item", "rating", "time"])
+    frame = pd.concat([ratings(), extra], ignore_index=True).set_index(pd.RangeIndex(2, 16))
+    interactions, report = implicit_feedback(frame, "user", "item", "rating", "time", 4.0, "r.csv")
+    splits, split_report = leave_last_out(interactions, 0, timed=True)
+    return report, splits, split_report
+
+
+def test_a_user_without_a_positive_is_cold_but_never_gets_an_item_it_rated(tmp_path):
+    _, splits, _ = with_a_user_who_liked_nothing()
+    built = RecommenderLearner.build(RecModelConfig(dim=4), splits)
+    built.save(tmp_path)
+    for model in (built, RecommenderLearner.load(tmp_path)):
+        answer = model.predict([{"user": "u4", "k": 10}])[0]
+        assert answer["cold_start"] is True
+        assert sorted(x["item"] for x in answer["items"]) == ["b", "c"]  # u4 rated a and d, both below 4
+        assert "u4" in set(model.seen_pairs()["user"])  # so evaluating a new file excludes them too
+
+
+def test_users_without_a_positive_are_counted_and_named_so_the_split_adds_up_to_the_users():
+    report, _, split = with_a_user_who_liked_nothing()
+    assert split["no_positive_users"] == 1 and split["no_positive_examples"] == ["u4"]
+    assert split["evaluated_users"] + split["train_only_users"] + split["no_positive_users"] == report["users"] == 4
+
+
+def test_validate_warns_about_users_without_a_positive_naming_them(tmp_path):
+    import yaml
+
+    import modelyard
+
+    extra = pd.DataFrame([("u4", "a", "2", "1")], columns=["user", "item", "rating", "time"])
+    pd.concat([ratings(), extra]).to_csv(tmp_path / "r.csv", index=False)
+    config = {"name": "r", "task": "recommendation", "data": {"train": "r.csv", "rating_column": "rating"}}
+    config["data"] |= {"rating_threshold": 4, "time_column": "time"}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(config))
+    warnings = modelyard.validate(tmp_path / "r.yaml").warnings
+    assert any("1 users have no positive interaction" in w and "u4" in w for w in warnings), warnings
+
+
 def test_more_like_this_ranks_other_items_by_similarity():
     answer = learner().predict([{"item": "a", "k": 2}])[0]
     assert len(answer["items"]) == 2 and "a" not in [x["item"] for x in answer["items"]]
@@ -179,6 +219,20 @@ def test_a_row_with_both_a_user_and_an_item_is_refused_naming_its_line_in_one_li
     with pytest.raises(DataError, match="line 3: not a recommendation request") as err:
         requests_from(pd.DataFrame({"user": ["1", "2"], "item": ["", "50"]}))
     assert "\n" not in err.value.message and "pydantic" not in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("frame", "blank"),
+    [
+        (pd.DataFrame({"user": ["196", "22", "", "186"]}), "line 4: not a recommendation request: 'user' is empty"),
+        (pd.DataFrame({"user": ["196", ""], "item": ["", ""]}), "line 3: .*: 'user' and 'item' are both empty"),
+    ],
+)
+def test_a_row_with_a_blank_user_is_refused_naming_the_file_line_and_column(frame, blank):
+    frame.attrs["source"] = "req.csv"  # as predict_io.frame_inputs sets it
+    with pytest.raises(DataError, match=f"^req.csv: {blank}\n") as err:
+        requests_from(frame)
+    assert "remove the row" in err.value.hint
 
 
 @pytest.mark.parametrize(("request_", "problem"), [({"user": True}, "true is not an id"), ({"user": " "}, "empty")])

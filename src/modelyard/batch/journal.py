@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from modelyard.data.readers import file_values
 from modelyard.errors import DataError, UserError
 from modelyard.fsutil import atomic_path, atomic_write_json
-from modelyard.predict_io import JSON_TEXT, json_line
+from modelyard.predict_io import JSON_TEXT, csv_cells, json_line
 
 EDGE = 1 << 20  # bytes hashed at each end of the input
 
@@ -211,7 +211,8 @@ class Journal:
                 with open(tmp, "wb") as sink:
                     for i, table in enumerate(self.tables()):
                         if suffix == ".csv":
-                            sink.write(file_values(table).to_csv(index=False, header=i == 0).encode("utf-8"))
+                            frame = csv_cells(file_values(table))  # a list column as JSON text
+                            sink.write(frame.to_csv(index=False, header=i == 0).encode("utf-8"))
                         else:
                             sink.write("".join(map(json_line, json_records(table))).encode("utf-8"))
         shutil.rmtree(self.folder)

@@ -129,6 +129,14 @@ def implicit_feedback(
     return out[COLUMNS], report
 
 
+def without_positive(frame: pd.DataFrame) -> dict[str, Any]:
+    """Users whose every interaction is below the threshold: never evaluated nor trained on, so counted apart
+    (the split's user counts then add up to the data's)."""
+    users = frame["user"].unique()
+    missing = sorted(set(users) - set(frame.loc[frame["positive"], "user"].unique()))
+    return {"no_positive_users": len(missing), "no_positive_examples": missing[:5]}
+
+
 def all_targets(frame: pd.DataFrame) -> tuple[dict[str, Interactions], dict[str, Any]]:
     """Every positive is a target (scoring a trained model on a new file: `split` fractions of zero)."""
     empty = frame.iloc[0:0][["user", "item"]]
@@ -142,6 +150,7 @@ def all_targets(frame: pd.DataFrame) -> tuple[dict[str, Interactions], dict[str,
         "rule": "every positive interaction is a target (no hold-out)",
         "evaluated_users": int(positives["user"].nunique()),
         "train_only_users": 0,
+        **without_positive(frame),
         "targets": {"train": len(positives)},
     }
 
@@ -168,6 +177,7 @@ def leave_last_out(frame: pd.DataFrame, seed: int, timed: bool) -> tuple[dict[st
         "rule": "leave-last-out per user " + ("by time" if timed else f"(random order, seed {seed})"),
         "evaluated_users": len(test),
         "train_only_users": int(positives["user"].nunique() - len(test)),
+        **without_positive(frame),
         "targets": {name: len(s.targets) for name, s in splits.items()},
     }
     return splits, report

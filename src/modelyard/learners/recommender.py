@@ -1,7 +1,8 @@
 """The matrix-factorisation recommender's learner: id vocabularies, negative sampling, ranking, cold start.
 
-Ids are kept as strings. Rankings never contain an item the user already interacted with; users the model has
-never seen get the most popular items, and the answer says so (`cold_start: true`).
+Ids are kept as strings. Rankings never contain an item the user already interacted with, at any rating; users
+the model has no embedding for (never seen, or seen without a positive interaction) get the most popular items,
+and the answer says so (`cold_start: true`).
 """
 
 from __future__ import annotations
@@ -112,7 +113,10 @@ class PairDataset(torch.utils.data.Dataset):
 
 
 class RecommenderLearner:
-    """MF module + id vocabularies + popularity + what each user has seen (for serving)."""
+    """MF module + id vocabularies + popularity + what each user has seen (for serving).
+
+    `cold_users` interacted without a positive: no embedding (so cold start), but what they have seen is kept, after
+    `users` in the seen arrays, so it is never recommended to them."""
 
     backbone = "mf"
 
@@ -125,10 +129,12 @@ class RecommenderLearner:
         popularity: np.ndarray,
         seen_indptr: np.ndarray,
         seen_indices: np.ndarray,
+        cold_users: list[str],
     ) -> None:
         self.module = module
-        self.users, self.items = users, items
+        self.users, self.items, self.cold_users = users, items, cold_users
         self.user_index = {u: n for n, u in enumerate(users)}
+        self.seen_index = {u: n for n, u in enumerate(users + cold_users)}
         self.item_index = {i: n for n, i in enumerate(items)}
         self.negatives = negatives
         self.popularity = popularity
@@ -141,9 +147,11 @@ class RecommenderLearner:
         items = sorted(train["item"].unique())
         item_index = {i: n for n, i in enumerate(items)}
         seen = pd.concat([part for s in splits.values() for part in (s.targets, s.history)])
-        seen = seen.assign(u=seen["user"].map({u: n for n, u in enumerate(users)}), i=seen["item"].map(item_index))
+        cold = sorted(set(seen["user"].unique()) - set(users))
+        seen_rows = {u: n for n, u in enumerate(users + cold)}
+        seen = seen.assign(u=seen["user"].map(seen_rows), i=seen["item"].map(item_index))
         seen = seen.dropna(subset=["u", "i"]).drop_duplicates(["u", "i"]).sort_values(["u", "i"])
-        indptr = np.searchsorted(seen["u"].to_numpy(), np.arange(len(users) + 1)).astype(np.int64)
+        indptr = np.searchsorted(seen["u"].to_numpy(), np.arange(len(seen_rows) + 1)).astype(np.int64)
         config = MFConfig(users=len(users), items=len(items), dim=options.dim, loss=options.loss, l2=options.l2)
         return cls(
             MatrixFactorization(config),
@@ -153,6 +161,7 @@ class RecommenderLearner:
             item_counts(train, item_index),
             indptr,
             seen["i"].to_numpy(dtype=np.int64),
+            cold,
         )
 
     @classmethod
@@ -170,6 +179,7 @@ class RecommenderLearner:
             extra["popularity"].numpy(),
             extra["seen_indptr"].numpy(),
             extra["seen_indices"].numpy(),
+            spec.get("cold_users", []),  # bundles before it kept no seen items for users without a positive
         )
 
     def train_defaults(self) -> dict[str, Any]:
@@ -208,10 +218,10 @@ class RecommenderLearner:
 
     def seen_pairs(self) -> pd.DataFrame:
         """Every (user, item) the model knows of, as string ids."""
-        rows = np.repeat(np.arange(len(self.users)), np.diff(self.seen_indptr))
+        rows = np.repeat(np.arange(len(self.seen_index)), np.diff(self.seen_indptr))
         return pd.DataFrame(
             {
-                "user": np.asarray(self.users, dtype=object)[rows],
+                "user": np.asarray(self.users + self.cold_users, dtype=object)[rows],
                 "item": np.asarray(self.items, dtype=object)[self.seen_indices],
             }
         )
@@ -240,6 +250,13 @@ class RecommenderLearner:
             raise DataError(f"unknown item {request.item!r}: 'more like this' needs an item seen in training")
         return request
 
+    def seen_items(self, user: str) -> np.ndarray:
+        """Indices of the items a user interacted with, at any rating (none for a user never seen)."""
+        row = self.seen_index.get(user)
+        if row is None:
+            return np.zeros(0, dtype=np.int64)
+        return self.seen_indices[self.seen_indptr[row] : self.seen_indptr[row + 1]]
+
     def _answer(self, ranked: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
         return [{"item": self.items[j], "score": float(scores[j])} for j in ranked]
 
@@ -258,7 +275,7 @@ class RecommenderLearner:
                 continue
             user = str(request.user).strip()
             row = self.user_index.get(user, -1)
-            seen = self.seen_indices[self.seen_indptr[row] : self.seen_indptr[row + 1]] if row >= 0 else []
+            seen = self.seen_items(user)
             scores = self.scores(np.array([row]))
             ranked = ranking.top_k(scores, [seen], request.k)[0]
             ranked = ranked[ranked >= 0]  # fewer than k when the user has seen nearly everything
@@ -283,6 +300,7 @@ class RecommenderLearner:
                 "users": self.users,
                 "items": self.items,
                 "negatives": self.negatives,
+                "cold_users": self.cold_users,
             },
         )
         return {"users": len(self.users), "items": len(self.items)}

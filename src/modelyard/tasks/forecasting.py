@@ -206,7 +206,10 @@ def baseline_metrics(split: SeriesSplit, context: int, horizon: int) -> dict[str
 
 
 def _json_cell(value: Any) -> Any:
-    """A CSV cell holding JSON (a history list) as its value; other text stays text, for validation to name."""
+    """A CSV cell holding JSON (a history list) as its value, a Parquet list (a numpy array in pandas) as a list;
+    other text stays text, for validation to name."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
     if not isinstance(value, str):
         return value
     try:

@@ -129,6 +129,12 @@ class RecommendationTask:
                 f"{split_report['train_only_users']} users have fewer than 3 positives: "
                 "used for training only, not evaluated"
             )
+        if split_report["no_positive_users"]:
+            warnings.append(
+                f"{split_report['no_positive_users']} users have no positive interaction ({report['rule']}; e.g. "
+                f"{', '.join(split_report['no_positive_examples'])}): not trained on nor evaluated; they get popular "
+                "items, never one they have rated"
+            )
         report = {
             "read": read.as_dict(),
             "interactions": report,
@@ -157,14 +163,23 @@ class RecommendationTask:
                 f"a recommendation input file needs a '{user}' column (or an '{item}' column for similar items)",
                 'write one request per row, e.g. JSON Lines {"user": "196", "k": 10}',
             )
+        source = f"{frame.attrs['source']}: " if "source" in frame.attrs else ""
+        present = [f"'{c}'" for c in (user, item) if c in frame.columns]
+        blank = " and ".join(present) + (" are both empty" if len(present) > 1 else " is empty")
         requests = []
         for line, row in zip(frame.index, frame.to_dict("records"), strict=True):
             # an empty cell (CSV "", a JSON Lines key another row has) is absent, so `k` keeps its default
             ids = {"user": id_text(row.get(user)), "item": id_text(row.get(item)), "k": id_text(row.get("k"))}
+            where = f"{source}line {line}: not a recommendation request"
+            if ids["user"] is None and ids["item"] is None:  # one blank row: name its column, not pydantic's model
+                raise DataError(
+                    f"{where}: {blank}",
+                    "give each row a user (or an item, for similar items), or remove the row",
+                )
             try:
                 requests.append(validate_input(RecommendInput, {k: v for k, v in ids.items() if v is not None}))
             except DataError as err:
-                raise DataError(f"line {line}: not a recommendation request: {err.message}") from None
+                raise DataError(f"{where}: {err.message}") from None
         return requests
 
     def feedback_label(self, config: Config, label: Any) -> Any:
