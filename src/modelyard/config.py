@@ -326,8 +326,20 @@ class FederatedConfig(StrictModel):
 
 
 class Costs(StrictModel):
-    false_positive: float = Field(1.0, ge=0)
-    false_negative: float = Field(1.0, ge=0)
+    false_positive: float = Field(1.0, ge=0, allow_inf_nan=False)
+    false_negative: float = Field(1.0, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _some_error_costs(self) -> Costs:
+        # with both at 0 every threshold costs nothing: the search would pick one above every score, flag no row
+        if self.false_positive == 0 and self.false_negative == 0:
+            raise PydanticCustomError(
+                "no_costs",
+                "false_positive and false_negative are both 0, so every threshold costs nothing and none would be "
+                "chosen fairly: give at least one a cost above 0 (e.g. {false_positive: 1, false_negative: 5}), "
+                "or leave evaluation.costs out",
+            )
+        return self
 
 
 class EvaluationConfig(StrictModel):

@@ -92,7 +92,7 @@ def test_feedback_with_a_logged_text_and_a_known_label_is_used_and_the_newest_qu
         record_feedback(f"p{i}", "unknown_label" if i == 8 else ("a" if i % 2 else "b"))
     frame, skipped = feedback_frame(NAME, ["a", "b"])
     assert skipped == 1 and frame["text"].tolist() == [f"text {i}" for i in range(8)]
-    train, held_out = split_feedback(frame, _row_keys(frame, "label"))
+    train, held_out = split_feedback(frame, _row_keys(frame, ["text"]))
     assert train["text"].tolist() == [f"text {i}" for i in range(6)]
     assert held_out["text"].tolist() == ["text 6", "text 7"]
 
@@ -102,7 +102,7 @@ def test_every_row_of_one_input_lands_on_the_same_side_of_the_held_out_split():
 
     texts = [f"text {i}" for i in range(10)] * 2  # the same traffic twice: each text's rows far apart in time
     frame = pd.DataFrame({"text": texts, "label": "a"})
-    train, held_out = split_feedback(frame, _row_keys(frame, "label"))
+    train, held_out = split_feedback(frame, _row_keys(frame, ["text"]))
     assert len(held_out) == 4 and not set(train["text"]) & set(held_out["text"])
     assert sorted(set(held_out["text"])) == ["text 8", "text 9"]  # the newest inputs
 

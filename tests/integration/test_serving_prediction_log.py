@@ -10,6 +10,7 @@ import time
 import pytest
 from serving_helpers import serving
 
+from modelyard.monitoring.feedback import import_feedback
 from modelyard.monitoring.prediction_log import (
     PredictionLogWriter,
     PredictionRecord,
@@ -54,7 +55,8 @@ def test_feedback_is_stored_on_the_logged_prediction(tfidf_bundle):
 
 
 def test_a_class_sent_as_a_json_number_is_stored_as_the_models_label_text(banking_slice, tmp_path):
-    """{"label": 1} and `feedback import`'s "1" are one label, so the bandit, monitor and retrain agree on it."""
+    """{"label": 1}, {"label": 1.0} and `feedback import`'s "1.0" are the class "1", as evaluate reads them, so the
+    bandit, monitor and retrain agree on it."""
     import pandas as pd
     import yaml
 
@@ -72,10 +74,13 @@ def test_a_class_sent_as_a_json_number_is_stored_as_the_models_label_text(bankin
     (tmp_path / "numbered.yaml").write_text(yaml.safe_dump(config))
     bundle = modelyard.train(tmp_path / "numbered.yaml", output=tmp_path / "b", quiet=True, track=False).path
     with serving(bundle) as client:
-        body = predict(client, "my card still has not arrived")
-        response = client.post("/v1/feedback", json={"prediction_id": body["prediction_ids"][0], "label": 1})
-    assert response.status_code == 200
-    assert json.loads(read_predictions().iloc[0]["label"]) == "1"
+        ids = predict(client, "my card still has not arrived", "a new card", "rates?")["prediction_ids"]
+        for prediction_id, label in zip(ids, [1, 1.0], strict=False):
+            response = client.post("/v1/feedback", json={"prediction_id": prediction_id, "label": label})
+            assert response.status_code == 200
+    (tmp_path / "feedback.csv").write_text(f"prediction_id,label\n{ids[2]},2.0\n")
+    assert import_feedback(tmp_path / "feedback.csv", str(bundle))["imported"] == 1
+    assert [json.loads(x) for x in read_predictions()["label"]] == ["1", "1", "2"]
 
 
 def test_feedback_for_an_unknown_prediction_is_a_404(tfidf_bundle):

@@ -77,7 +77,9 @@ def test_feedback_rows_join_the_training_split_and_the_gate_uses_the_frozen_test
     in_test = splits["test"].head(12)  # logged rows that are test rows: never trained on
     fresh = splits["train"].head(28).assign(AGE=lambda f: pd.to_numeric(f["AGE"]) + 1)  # new rows
     logged = pd.concat([in_test, fresh], ignore_index=True)
-    rows = json.loads(logged.drop(columns=[TARGET]).to_json(orient="records"))
+    features = list(bundle.learner.spec.encoder.types)  # what a client sends: no ID, no dropped SEX
+    assert "ID" not in features and "SEX" not in features
+    rows = json.loads(logged[features].to_json(orient="records"))
     writer = PredictionLogWriter()
     writer.append([PredictionRecord(f"p{i}", 1000.0 + i, bundle.name, "1", row, {}, 1.0) for i, row in enumerate(rows)])
     writer.close()
@@ -96,6 +98,8 @@ def test_feedback_rows_join_the_training_split_and_the_gate_uses_the_frozen_test
     before = json.loads((bundle.path / "data_report.json").read_text())["splits"]["train"]
     after = json.loads((Path(decision["challenger"]["path"]) / "data_report.json").read_text())["splits"]["train"]
     assert after == before + 18
+    challenger = json.loads((Path(decision["challenger"]["path"]) / "data_report.json").read_text())
+    assert list(challenger["column_types"]) == features  # the ID the champion dropped is no feature of it either
     aliases = registry.describe(bundle.name).aliases
     assert aliases["challenger"] == decision["challenger"]["version"]
     assert (aliases.get("champion") == decision["challenger"]["version"]) is decision["promoted"]

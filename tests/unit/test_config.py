@@ -196,3 +196,26 @@ def test_a_single_quoted_yaml_tab_separator_means_a_tab(tmp_path):
 def test_a_file_without_a_header_must_have_its_columns_named(tmp_path):
     with pytest.raises(ConfigError, match=r"data\.format: header: false needs names"):
         load_config(write(tmp_path, BASE), ["data.format.header=false"])
+
+
+TABLE = """\
+name: credit
+task: tabular_classification
+data: {train: data/credit.csv, target_column: default}
+evaluation:
+  costs: COSTS
+"""
+
+
+def test_costs_of_zero_for_both_errors_are_refused_as_they_would_flag_no_row(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, TABLE.replace("COSTS", "{false_positive: 0, false_negative: 0}")))
+    assert "evaluation.costs: false_positive and false_negative are both 0" in str(err.value)
+    assert "at least one a cost above 0" in str(err.value)
+    config = load_config(write(tmp_path, TABLE.replace("COSTS", "{false_positive: 0, false_negative: 5}")))
+    assert config.evaluation.costs.false_negative == 5
+
+
+def test_an_infinite_cost_is_refused_naming_its_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"evaluation\.costs\.false_negative: Input should be a finite number"):
+        load_config(write(tmp_path, TABLE.replace("COSTS", "{false_positive: 1, false_negative: .inf}")))

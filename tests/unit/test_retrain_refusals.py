@@ -41,8 +41,8 @@ def test_an_image_and_text_classifier_is_refused_like_an_image_classifier_not_ta
 
 
 def test_a_text_classifier_learns_feedback_as_text_rows():
-    hooked, layout, example = _rules("text_classification", {})
-    assert not hooked and layout["columns"] == ["text", "label"]
+    hooked, example = _rules("text_classification", {})
+    assert not hooked
     assert example("my card is lost", "lost_card") == {"text": "my card is lost", "label": "lost_card"}
 
 

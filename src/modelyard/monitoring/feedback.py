@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelyard.data.categories import category_text
 from modelyard.data.jsonl import json_lines
 from modelyard.errors import DataError, UserError
 from modelyard.state import errors as state_errors
@@ -71,6 +72,16 @@ def label_check(path: Path) -> Callable[..., Any] | None:
         return label
 
     return check
+
+
+def model_label(label: Any, labels: Collection[str]) -> Any:
+    """A classifier's plain correction as the model names it, matched as `evaluate` matches a file's labels
+    (`as_known_labels`): a label it knows as written, else the label of the same category (1, 1.0 and "1.0" are
+    the class "1"); one it does not know stays as given, for `unknown_label` to name."""
+    text = str(label)
+    if text in labels:
+        return text
+    return {category_text(known): known for known in labels}.get(category_text(label), label)
 
 
 def unknown_label(label: Any, labels: Collection[str], structured: bool) -> Any | None:
@@ -205,6 +216,9 @@ def import_feedback(path: Path, model_ref: str) -> dict[str, Any]:
                 label = check(label, json.loads(logged_input) if isinstance(logged_input, str) else None)
             except UserError as err:
                 raise DataError(f"{where}: {err.message}; nothing was imported", err.hint) from None
+            rows[index] = (number, prediction_id, label)
+        elif labels:
+            label = model_label(label, labels)
             rows[index] = (number, prediction_id, label)
         if labels and (unknown := unknown_label(label, labels, check is not None)) is not None:
             raise UserError(

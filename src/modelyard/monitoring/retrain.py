@@ -12,7 +12,10 @@ Text feedback the champion confidently contradicts is listed under `feedback.con
 
 Labelled text tasks need nothing more. Other tasks (tables) say how a logged input and its corrected label
 become a training row with two task hooks: `feedback_example(config, logged_input, label) -> row | None` and
-`retrain_layout(config) -> {"label": column, "columns": list | None, "data": data-config updates}`.
+`retrain_layout(config, report) -> {"label": column, "columns": list | None, "data": data-config updates}`, where
+`report` is the data report of the champion's config on its data; the layout may add `"keys"`, the columns a
+feedback row is matched on against the test split and the training rows (default: every column but the label;
+for a table, the model's feature columns, since a request carries no row ID or dropped column).
 A regressor (no labels) takes any corrected value its hook accepts and is gated on its own error metric
 (`main_metric`, lower is better when `greater_is_better` is false) on the test split and on held-out feedback.
 A structured correction (a multi-label set, entity spans) reaches `feedback_example` as the stored list; the
@@ -91,18 +94,25 @@ def _given(label: Any) -> Any:
     return label if isinstance(label, list) else str(label)
 
 
-def _row_keys(frame: pd.DataFrame, label: str) -> pd.Series:
-    """One normalised string per row of its inputs (20000, 20000.0 and " 20000" alike), to find test rows."""
+def _row_keys(frame: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
+    """One normalised string per row of its `keys` columns, the model's inputs (20000, 20000.0 and " 20000"
+    alike), to find test rows: columns a request never carries (a row ID, a dropped group column) would make a
+    logged row differ from the test row it is."""
 
     def norm(v: Any) -> str:
         if isinstance(v, float) and v.is_integer():
             return str(int(v))
         return "" if v is None or (isinstance(v, float) and v != v) else str(v).strip().lower()
 
-    columns = sorted(c for c in frame.columns if c != label)
     if not len(frame):
         return pd.Series([], dtype=str)
-    return frame[columns].map(norm).agg("\x1f".join, axis=1)
+    return frame.reindex(columns=sorted(keys)).map(norm).agg("\x1f".join, axis=1)
+
+
+def key_columns(layout: dict[str, Any], columns: Sequence[str]) -> list[str]:
+    """The columns a feedback row is matched on: the layout's `keys` (a table model's feature columns), else
+    every written column but the label."""
+    return list(layout.get("keys") or [c for c in columns if c != layout["label"]])
 
 
 def split_feedback(frame: pd.DataFrame, keys: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -296,14 +306,15 @@ def unlearnable_feedback(task: str, name: str, classifier: bool, config_path: st
 
 def feedback_rules(
     task: Any, config: Config, classifier: bool, config_path: str | Path
-) -> tuple[bool, dict[str, Any], Callable[[Any, str], dict[str, Any] | None]]:
-    """(hooked, layout, example): how feedback becomes training rows, from the task's hooks or, for a text
-    classifier, the text layout; any other task is refused before anything is written. Chosen by task, since an
-    image+text classifier has text and label columns too but its rows need their image."""
+) -> tuple[bool, Callable[[Any, str], dict[str, Any] | None]]:
+    """(hooked, example): how feedback becomes training rows, from the task's hooks (its `retrain_layout` then
+    says the files) or, for a text classifier, the text layout; any other task is refused before anything is
+    written. Chosen by task, since an image+text classifier has text and label columns too but its rows need
+    their image."""
     if hasattr(task, "feedback_example") and hasattr(task, "retrain_layout"):
-        return True, task.retrain_layout(config), lambda value, label: task.feedback_example(config, value, label)
+        return True, lambda value, label: task.feedback_example(config, value, label)
     if config.task == "text_classification":
-        return False, TEXT_LAYOUT, _text_example
+        return False, _text_example
     # a task with its own label check here refuses feedback (boxes, transcripts): nothing scores it live either
     scored = classifier and not hasattr(task, "feedback_label")
     raise unlearnable_feedback(config.task, config.name, scored, config_path)
@@ -363,7 +374,7 @@ def retrain(
         from modelyard.monitoring.preference_retrain import retrain_chat
 
         return retrain_chat(champion, config, margin, beta, loss_tolerance, output, alias, quiet)
-    hooked, layout, example = feedback_rules(task, config, bool(champion.labels), config_path)
+    hooked, example = feedback_rules(task, config, bool(champion.labels), config_path)
     labels = list(champion.labels or [])
     if guard_classes and not labels:
         raise UserError(f"--guard-class applies to classifiers; '{champion.name}' predicts a number")
@@ -375,16 +386,18 @@ def retrain(
         )
     test = _frozen_test(champion)
     prepared = task.prepare(config)
-    label, columns = layout["label"], layout["columns"] or list(test.columns)
+    layout = task.retrain_layout(config, prepared.report) if hooked else TEXT_LAYOUT
+    columns = layout["columns"] or list(test.columns)
+    keys = key_columns(layout, columns)
     feedback, skipped = feedback_frame(champion.name, labels, example)
-    fb_train, fb_eval = split_feedback(feedback, _row_keys(feedback.reindex(columns=columns), label))
-    seen = set(_row_keys(test[columns], label))
+    fb_train, fb_eval = split_feedback(feedback, _row_keys(feedback, keys))
+    seen = set(_row_keys(test, keys))
     base = prepared.splits["train"][columns]
-    base = base[~_row_keys(base, label).isin(seen).to_numpy()]
+    base = base[~_row_keys(base, keys).isin(seen).to_numpy()]
     # held-out inputs the challenger trains on anyway (base rows) would score its memory, not recent traffic
-    in_training = _row_keys(fb_eval.reindex(columns=columns), label).isin(set(_row_keys(base, label)))
+    in_training = _row_keys(fb_eval, keys).isin(set(_row_keys(base, keys)))
     fb_eval = fb_eval[~in_training.to_numpy()] if len(fb_eval) else fb_eval
-    in_test = _row_keys(fb_train.reindex(columns=columns), label).isin(seen)  # would inflate the test score
+    in_test = _row_keys(fb_train, keys).isin(seen)  # would inflate the test score
     fb_train = fb_train[~in_test.to_numpy()] if len(fb_train) else fb_train
     flagged, flagged_rows = _contradicted_feedback(champion, prepared, test, fb_train, hooked)
     dropped = config.data.label_noise is not None and config.data.label_noise.action == "drop"

@@ -395,6 +395,10 @@ def number_label(config: Config, label: Any) -> float:
     return float(number)
 
 
-def retrain_layout(config: Config) -> dict[str, Any]:
-    """`retrain` writes every column of the splits to explicit files, so no time-ordered carving is redone."""
-    return {"label": config.data.target_column, "columns": None, "data": {"split": {"by": None}}}
+def retrain_layout(config: Config, report: dict[str, Any]) -> dict[str, Any]:
+    """`retrain` writes every column of the splits to explicit files, so no time-ordered carving is redone, and
+    matches feedback on the champion's feature columns. The columns the champion dropped stay dropped: feedback
+    rows lack them (a request carries only features), and an ID with gaps is no longer "distinct in every row"."""
+    drop = sorted(report["dropped_columns"])
+    data = {"split": {"by": None}, "drop_columns": drop}
+    return {"label": config.data.target_column, "columns": None, "keys": list(report["column_types"]), "data": data}

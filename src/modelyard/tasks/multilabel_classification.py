@@ -319,7 +319,7 @@ class MultiLabelClassificationTask:
         cell = config.data.label_separator.join(labels) if labels else "[]"
         return {"text": value, "label": cell, "labels": labels}
 
-    def retrain_layout(self, config: Config) -> dict[str, Any]:
+    def retrain_layout(self, config: Config, report: dict[str, Any]) -> dict[str, Any]:
         data = {"text_column": "text", "label_column": "label"}
         return {"label": "label", "columns": ["text", "label"], "score_columns": ["labels"], "data": data}
 

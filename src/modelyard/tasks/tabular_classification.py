@@ -85,8 +85,8 @@ class TabularClassificationTask:
     def feedback_example(self, config: Config, value: Any, label: str) -> dict[str, Any] | None:
         return common.feedback_example(config, value, label)
 
-    def retrain_layout(self, config: Config) -> dict[str, Any]:
-        return common.retrain_layout(config)
+    def retrain_layout(self, config: Config, report: dict[str, Any]) -> dict[str, Any]:
+        return common.retrain_layout(config, report)
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> TabularLearner:
         return common.load(directory, manifest)

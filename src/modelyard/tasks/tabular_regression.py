@@ -79,8 +79,8 @@ class TabularRegressionTask:
     def feedback_label(self, config: Config, label: Any) -> float:
         return common.number_label(config, label)
 
-    def retrain_layout(self, config: Config) -> dict[str, Any]:
-        return common.retrain_layout(config)
+    def retrain_layout(self, config: Config, report: dict[str, Any]) -> dict[str, Any]:
+        return common.retrain_layout(config, report)
 
     def load(self, directory: Path, manifest: dict[str, Any], config: Config) -> TabularLearner:
         return common.load(directory, manifest)

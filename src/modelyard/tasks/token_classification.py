@@ -233,7 +233,7 @@ class TokenClassificationTask:
             )
         return {"text": value, "entities": check_spans(value, self.feedback_label(config, label), "the spans")}
 
-    def retrain_layout(self, config: Config) -> dict[str, Any]:
+    def retrain_layout(self, config: Config, report: dict[str, Any]) -> dict[str, Any]:
         """Spans are lists: the challenger's files are JSONL, read back exactly as the frozen test split."""
         data = {"text_column": "text", "entities_column": "entities"}
         return {"label": "entities", "columns": ["text", "entities"], "suffix": "jsonl", "data": data}

@@ -10,7 +10,7 @@ import time
 from fastapi import APIRouter, Depends
 
 from modelyard.errors import UserError
-from modelyard.monitoring.feedback import unknown_label
+from modelyard.monitoring.feedback import model_label, unknown_label
 from modelyard.monitoring.prediction_log import has_prediction, read_input, record_feedback
 from modelyard.monitoring.preferences import chat_feedback, label_as_chat_feedback
 from modelyard.serving.dependencies import get_service
@@ -87,13 +87,13 @@ async def feedback(body: FeedbackRequest, service: ModelService = Depends(get_se
             if not await logged(has_prediction):
                 raise ServingError(404, f"no logged prediction has id {body.prediction_id!r}") from None
             raise ServingError(422, f"label: {err.message}") from None
+    if labels and check is None:  # stored as `feedback import` stores it: the model's label text, 1.0 as "1"
+        label = model_label(label, labels)
     if labels and (unknown := unknown_label(label, labels, check is not None)) is not None:
         if not await logged(has_prediction):
             raise ServingError(404, f"no logged prediction has id {body.prediction_id!r}")
         shown = repr(unknown)[:80]
         raise ServingError(422, f"label: {shown} is not one of the model's {len(labels)} labels")
-    if labels and check is None:  # stored as `feedback import` stores it: the model's label text, 1 as "1"
-        label = str(label)
     if not await logged(record_feedback, label):
         raise ServingError(404, f"no logged prediction has id {body.prediction_id!r}")
     if service.on_feedback is not None:
