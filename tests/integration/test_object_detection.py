@@ -148,10 +148,11 @@ def test_the_parity_gate_fails_a_detector_whose_boxes_moved(bundle):
     with torch.no_grad():
         broken.module.box[-1].bias += torch.tensor([1.0, 1.0, 2.0, 2.0])
     validation = bundle.task.prepare(bundle.config).splits["validation"]
-    report = parity.compare(learner, broken, validation, latency_samples=1)
+    report = parity.compare(learner, broken, ("validation", validation), latency_samples=1)
     assert report["parity"]["agreement"] < 0.5
     assert any(p.startswith("agreement") for p in parity.problems(report, parity.Tolerance()))
-    assert parity.problems(parity.compare(learner, learner, validation, latency_samples=1), parity.Tolerance()) == []
+    same = parity.compare(learner, learner, ("validation", validation), latency_samples=1)
+    assert parity.problems(same, parity.Tolerance()) == []
 
 
 def test_the_report_shows_map_and_the_worst_images_with_their_boxes(bundle, tmp_path):

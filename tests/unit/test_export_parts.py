@@ -14,7 +14,7 @@ from modelyard.data.splits import changed_splits
 from modelyard.errors import UserError
 from modelyard.export.distill import DistillationLearner, soften
 from modelyard.export.onnx import quantize_onnx, to_onnx
-from modelyard.export.parity import COMPARE, Tolerance, problems
+from modelyard.export.parity import COMPARE, Tolerance, checked_split, problems
 from modelyard.runtimes.onnx_session import onnx_session
 from modelyard.runtimes.protocol import OnnxGraph
 from modelyard.runtimes.torch_int8 import has_int8_layers, load_weights, quantize_module, save_quantized
@@ -105,6 +105,23 @@ def test_a_parity_problem_names_the_numbers():
     found = problems(report, Tolerance())
     assert len(found) == 2 and "95.00% < 98.00%" in found[0] and "3.00 points (90.00% -> 87.00%)" in found[1]
     assert problems(report, Tolerance(min_agreement=0.9, max_accuracy_drop=0.05)) == []
+
+
+def test_the_parity_check_answers_the_test_split_when_the_model_fitted_its_validation_rows():
+    class Bagged:
+        fits_validation_rows = True
+
+    splits = {"validation": [1, 2], "test": [3]}
+    assert checked_split(splits, object()) == ("validation", [1, 2])
+    assert checked_split(splits, Bagged()) == ("test", [3])  # its validation scores would be in-sample
+    assert checked_split({"validation": [], "test": [3]}, object()) == ("test", [3])
+    assert checked_split({"validation": [1, 2], "test": []}, Bagged()) == ("validation", [1, 2])  # no other
+
+
+def test_a_parity_problem_names_the_split_it_was_measured_on():
+    report = {"parity": {"agreement": 0.5, "compared": "class probabilities", "samples": 80, "split": "test"},
+              "accuracy": {"original": 0.9, "exported": 0.9}}  # fmt: skip
+    assert "80 test inputs" in problems(report, Tolerance())[0]
 
 
 def test_a_change_exactly_at_the_limit_is_allowed_despite_float_rounding():

@@ -35,7 +35,8 @@ def _table(report: dict[str, Any], names: tuple[str, str], title: str) -> None:
     lat = report["latency_ms"]
     table.add_row("size (MB)", f"{report['size_mb'][a]:.1f}", f"{report['size_mb'][b]:.1f}")
     metric = report["accuracy"].get("metric", "accuracy")
-    table.add_row(f"{metric} (validation)", f"{report['accuracy'][a]:.4f}", f"{report['accuracy'][b]:.4f}")
+    split = report["parity"].get("split", "validation")
+    table.add_row(f"{metric} ({split})", f"{report['accuracy'][a]:.4f}", f"{report['accuracy'][b]:.4f}")
     table.add_row(
         "latency p50 / p95 (ms, 1 input)",
         f"{lat[a]['p50']:.1f} / {lat[a]['p95']:.1f}",
@@ -45,7 +46,7 @@ def _table(report: dict[str, Any], names: tuple[str, str], title: str) -> None:
     err.print(table)
     parity = report["parity"]
     err.print(
-        f"agreement with the {a}: {parity['agreement']:.2%} over {parity['samples']} validation inputs "
+        f"agreement with the {a}: {parity['agreement']:.2%} over {parity['samples']} {split} inputs "
         f"({parity.get('compared', 'class probabilities')}); largest difference {parity['max_abs_diff']:.2e}"
     )
 

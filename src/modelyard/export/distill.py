@@ -227,7 +227,6 @@ def _compare(
 ) -> dict[str, Any]:
     """Compare the student bundle (still in its staging folder) with its teacher, write `distill.json`, and seal
     the bundle with its provenance (`distilled_from`) and a model card that says whose student it is."""
-    validation = data.splits["validation"] if len(data.splits["validation"]) else data.splits["test"]
     report = {
         "student": student,
         "teacher": {"path": str(teacher.path), "backbone": teacher.manifest.get("backbone")},
@@ -237,7 +236,13 @@ def _compare(
             "epochs": result.history[-1]["epoch"] if result.history else 0,
         },
         "size_mb": {"teacher": parity.size_mb(teacher.path), "student": parity.size_mb(model.path)},
-        **parity.compare(teacher.learner, model.learner, validation, ("teacher", "student"), latency_samples),
+        **parity.compare(
+            teacher.learner,
+            model.learner,
+            parity.checked_split(data.splits, teacher.learner),
+            ("teacher", "student"),
+            latency_samples,
+        ),
     }
     atomic_write_json(model.path / REPORT, report)
     source = {

@@ -95,10 +95,6 @@ def refuse_changed_data(model: loader.Model, fingerprints: dict[str, Any]) -> No
     )
 
 
-def _validation_split(splits: dict[str, Any]) -> Any:
-    return splits["validation"] if len(splits["validation"]) else splits["test"]
-
-
 # Backbones whose graph the TorchScript exporter cannot trace faithfully, with what to do instead
 NO_ONNX = {
     "scratch-transformer": "nn.MultiheadAttention traces with the example's sequence length fixed; "
@@ -252,7 +248,7 @@ def export(
             **parity.compare(
                 original.learner,
                 exported.learner,
-                _validation_split(splits),
+                parity.checked_split(splits, original.learner),
                 latency_samples=latency_samples,
             ),
         }

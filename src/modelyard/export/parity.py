@@ -1,6 +1,7 @@
 """The parity check run by every export and distillation: what the new model buys and what it costs.
 
-Both models answer the same validation inputs in one run; the learner's `export_kind` says how to compare them:
+Both models answer the same held-out inputs (`checked_split`) in one run; the learner's `export_kind` says how to
+compare them:
 - "probabilities" (classifiers): `agreement` is the share of inputs whose answer is unchanged (the top class, or a
   binary table model's class at its tuned threshold, as served), `max_abs_diff` the largest class-probability
   difference, `accuracy` the accuracy of those answers against the labels (as metrics.json scores them).
@@ -280,18 +281,28 @@ COMPARE: dict[str, Any] = {
 }
 
 
+def checked_split(splits: dict[str, Any], learner: Learner) -> tuple[str, Any]:
+    """(name, split) the parity check answers: validation, unless it is empty or the model fitted its rows (a
+    bagged table model's fold models train on them: its scores there would be in-sample), then test."""
+    fitted = getattr(learner, "fits_validation_rows", False)
+    if len(splits["validation"]) and not (fitted and len(splits["test"])):
+        return "validation", splits["validation"]
+    return "test", splits["test"]
+
+
 def compare(
     reference: Learner,
     candidate: Learner,
-    split: Any,
+    checked: tuple[str, Any],
     names: tuple[str, str] = ("original", "exported"),
     latency_samples: int = 100,
 ) -> dict[str, Any]:
-    """The comparison table of two learners of the same task on one labelled split."""
+    """The comparison table of two learners of the same task on one labelled split, `checked` = (name, split)."""
+    split_name, split = checked
     inputs, targets = reference.export_examples(split)
     if not len(inputs):
         raise UserError(
-            "the validation split is empty: nothing to check the export against",
+            "the validation and test splits are empty: nothing to check the export against",
             "give the config a validation file or a validation share",
         )
     (ref_out, new_out), (ref_seconds, new_seconds) = _timed_outputs((reference, candidate), inputs)
@@ -311,6 +322,7 @@ def compare(
     )
     table = scorer(ref_out, new_out, np.asarray(targets), names)
     table["parity"]["samples"] = len(inputs)
+    table["parity"]["split"] = split_name
     return {
         **table,
         "latency_ms": {
@@ -343,7 +355,7 @@ def problems(
     if _beyond(tolerance.min_agreement - agreement, 0.0):
         found.append(
             f"agreement {agreement:.2%} < {tolerance.min_agreement:.2%} ({report['parity'].get('compared', '')}; "
-            f"{report['parity']['samples']} validation inputs)"
+            f"{report['parity']['samples']} {report['parity'].get('split', 'validation')} inputs)"
         )
     metric = report["accuracy"].get("metric", "accuracy")
     before, after = (report["accuracy"][n] for n in names)

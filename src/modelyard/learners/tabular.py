@@ -75,6 +75,7 @@ class TabularLearner:
         self.sessions: dict[str, Any] = {}  # ONNX Runtime members of an exported bundle
         self.privacy: dict[str, Any] | None = None  # the MLP's spent (epsilon, delta) under train.privacy
         self.held_out: tuple[pd.DataFrame, np.ndarray] | None = None  # the validation split fitted on, its scores
+        self.fits_validation_rows = False  # bagged fold models trained on the validation rows too (export checks test)
 
     @property
     def labels(self) -> list[str] | None:
@@ -127,6 +128,7 @@ class TabularLearner:
             outputs["mlp"] = self.mlp.outputs(xv)
             self._tried("mlp", yv, outputs["mlp"], begun, "shared training loop")
         self.spec.weights = self._select(yv, outputs)
+        self.fits_validation_rows = folds > 1 and any(n in ("lightgbm", "catboost") for n in self.spec.weights)
         blended = post.blend(outputs, self.spec.weights)
         if kind == "binary":
             self.spec.calibration = post.fit_calibration(yv, blended[:, 1], self.options.get("calibration", "auto"))
@@ -456,6 +458,7 @@ class TabularLearner:
         )  # fmt: skip
         learner = cls(spec, backbone)
         members = raw["members"]
+        learner.fits_validation_rows = any(len(members[n].get("files", [0])) > 1 for n in spec.weights)
         if "lightgbm" in members:
             learner.booster = gbdt.load_gbdt(directory, members["lightgbm"])  # ONNX exports keep it: explanations
         if onnx:
