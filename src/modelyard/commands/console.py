@@ -48,7 +48,7 @@ def _report_summary(report: dict) -> None:
     for name, info in report.get("files", {}).items():
         if "summary" in info:
             err.print(f"[bold]{name}[/] {escape(str(info['read']['file']))}: {escape(info['summary'])}")
-    shown = ("num_labels", "text_length_chars", "cjk_share", "tokenizer", "sizes", "backbone", "leakage")
+    shown = ("num_labels", "text_length_chars", "cjk_share", "tokenizer", "sizes", "backbone", "encoders", "leakage")
     for key in (*shown, "column_types", "dropped_columns", "imbalance", "domain_pretraining"):
         if key in report:
             err.print(f"[bold]{key}[/] {escape(str(report[key]))}")
