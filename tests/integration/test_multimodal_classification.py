@@ -127,3 +127,15 @@ def test_validate_names_each_row_whose_image_is_missing_or_corrupt(tmp_path):
     assert "line 3: image 'gone.jpg' missing" in message
     assert "line 4: image 'broken.jpg'" in message
     assert "line 5: empty note" in message
+
+
+def test_validate_prints_both_resolved_encoders_and_the_training_label_counts(capsys):
+    """docs/multimodal.md promised them; validate printed the splits, num_labels and leakage only."""
+    from modelyard.commands.console import data_report
+
+    data = modelyard.validate(EXAMPLES / "multimodal_classification.yaml")
+    data_report(data)
+    printed = capsys.readouterr().err
+    assert "encoders {'image': 'efficientnet-lite0', 'text': 'minilm-l6'}" in printed
+    assert "imbalance {'counts': {'close_up': 5, 'wide': 5}" in printed
+    assert data.report["imbalance"]["counts"] == data.report["labels"]["train"]

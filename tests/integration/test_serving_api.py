@@ -82,7 +82,7 @@ def test_a_blank_text_gets_a_422_naming_it_in_json_and_as_an_upload(client):
     assert error["message"] == "inputs.1: blank or whitespace only: there is no text to predict"
     files = [("files", ("a.txt", b"top up failed", "text/plain")), ("files", ("b.txt", b"  ", "text/plain"))]
     error = assert_error(client.post("/v1/predict/upload", files=files), 422, "invalid_input")
-    assert error["message"] == "files.1: blank or whitespace only: there is no text to predict"
+    assert error["message"] == "files.1 (b.txt): blank or whitespace only: there is no text to predict"
 
 
 @pytest.mark.parametrize(

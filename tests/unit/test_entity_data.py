@@ -101,6 +101,11 @@ def test_jsonl_spans_are_read_and_sorted(tmp_path):
             '"label": "Y"}]}',
             r":2: entities 'abc' \(0-3\) and 'cde' \(2-5\) overlap",
         ),
+        (
+            '{"text": "Bob went to Paris", "entities": [{"start": 3, "end": 0, "label": "PER"}]}',
+            r":2: entity 0 \(3, 0\): start must be smaller than end",
+        ),
+        ('{"text": "abc", "entities": [{"start": 1, "end": 1, "label": "X"}]}', r":2: entity 0 \(1, 1\): start must"),
         ('{"text": "abc", "entities": [{"start": 0, "end": 2}]}', r":2: entity 0 must have start, end and label"),
         ('{"text": "a  b", "entities": [{"start": 1, "end": 3, "label": "X"}]}', r":2: entity 0 \(1, 3\) covers only"),
         (

@@ -51,3 +51,10 @@ def test_logged_entity_texts_are_redacted_like_the_logged_input(tmp_path):
     assert json.loads(row["input"]) == "Write to <EMAIL> in London ."
     texts = [span["text"] for span in json.loads(row["output"])["entities"]]
     assert texts == ["<EMAIL>", "Write to <EMAIL>", "London"]
+
+
+def test_span_feedback_with_start_after_end_says_start_must_be_smaller_than_end():
+    """It was reported as lying outside the text, with a hint about characters and bytes."""
+    task = get_task("token_classification")
+    with pytest.raises(DataError, match=r"the spans: entity 0 \(3, 0\): start must be smaller than end"):
+        task.feedback_example(None, "Bob went to Paris", [{"start": 3, "end": 0, "label": "PER"}])

@@ -1,4 +1,5 @@
-"""`explain` on a model it cannot explain says so, whatever input it is given."""
+"""`explain` (and /v1/explain) on a model it cannot explain says so, whatever input it is given, and names the models
+that can be explained."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from modelyard.errors import UserError
 from modelyard.evaluation.explain import explain
@@ -22,6 +25,45 @@ def test_a_detector_is_not_explainable_whether_given_an_image_or_a_text(item):
     with pytest.raises(UserError, match="explanations are not available for object_detection models") as refused:
         explain(model, item)
     assert "table models (--row)" in refused.value.hint and "entity models" in refused.value.hint
+
+
+def _explain_client(model: SimpleNamespace) -> TestClient:
+    """The explain route alone, serving `model`."""
+    from modelyard.serving.dependencies import get_service
+    from modelyard.serving.errors import install_error_handlers
+    from modelyard.serving.routes.explain import router
+    from modelyard.serving.settings import ServeSettings
+
+    app = FastAPI()
+    app.state.settings = ServeSettings()
+    install_error_handlers(app)
+    app.include_router(router)
+    app.dependency_overrides[get_service] = lambda: SimpleNamespace(model=model)
+    return TestClient(app)
+
+
+def test_the_server_refuses_to_explain_a_detector_naming_the_models_it_explains_by_their_input():
+    """It said "text classifiers do", though entity, image and table models explain too."""
+    learner = DetectorLearner.create(["raccoon"], DetectionModelConfig(trunk="random", image_size=64))
+    model = SimpleNamespace(learner=learner, manifest={"task": "object_detection"})
+    reply = _explain_client(model).post("/v1/explain", json={"input": "a raccoon"})
+    assert reply.status_code == 422
+    message = reply.json()["error"]["message"]
+    assert message.startswith("explanations are not available for object_detection models")
+    assert "entity models (input: the text;" in message and "image classifiers (input: the image as base64)" in message
+    assert "table models (input: {column: value})" in message and "--" not in message
+
+
+def test_the_server_refuses_an_export_without_its_path_or_a_command_line():
+    learner = SimpleNamespace(backbone="efficientnet-lite0")
+    manifest = {"task": "image_classification", "runtime": "onnxruntime", "export": {"source": {"path": "/runs/b/1"}}}
+    model = SimpleNamespace(learner=learner, manifest=manifest, path=Path("/runs/bees-onnx"))
+    reply = _explain_client(model).post("/v1/explain", json={"input": "aGk="})
+    assert reply.status_code == 422
+    assert reply.json()["error"]["message"] == (
+        "this model: an ONNX Runtime export cannot be explained (explanations need the gradients of the trained "
+        "PyTorch model); serve the bundle it was exported from to explain its predictions"
+    )
 
 
 @pytest.mark.parametrize(

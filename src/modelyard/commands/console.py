@@ -4,6 +4,7 @@ trains shows (data report, warnings, results table)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -11,6 +12,7 @@ from rich.table import Table
 
 err = Console(stderr=True)
 STATE = {"debug": False, "quiet": False}
+MISSING = "–"  # a results cell for a metric its column does not have (a baseline scores fewer): not a score of nan
 
 
 def quiet_mode(own: bool = False) -> bool:
@@ -46,7 +48,7 @@ def _report_summary(report: dict) -> None:
     for name, info in report.get("files", {}).items():
         if "summary" in info:
             err.print(f"[bold]{name}[/] {escape(str(info['read']['file']))}: {escape(info['summary'])}")
-    shown = ("num_labels", "text_length_chars", "cjk_share", "tokenizer", "sizes", "backbone", "leakage")
+    shown = ("num_labels", "text_length_chars", "cjk_share", "tokenizer", "sizes", "backbone", "encoders", "leakage")
     for key in (*shown, "column_types", "dropped_columns", "imbalance", "domain_pretraining"):
         if key in report:
             err.print(f"[bold]{key}[/] {escape(str(report[key]))}")
@@ -72,7 +74,7 @@ def metrics_table(metrics: dict) -> None:
     for name in columns:
         table.add_column(name, justify="right")
     for key in keys:
-        table.add_row(key, *[_cell(scores.get(key, float("nan"))) for scores in columns.values()])
+        table.add_row(key, *[_cell(scores.get(key)) for scores in columns.values()])
     err.print(table)
     t = metrics.get("train", {})
     if t.get("steps") == 0:  # a zero-shot model: a throughput over no training would be nonsense
@@ -81,6 +83,8 @@ def metrics_table(metrics: dict) -> None:
         err.print(f"trained in {t.get('seconds')} s ({t.get('samples_per_second')} samples/s, {t.get('precision')})")
 
 
-def _cell(value: float | int) -> str:
+def _cell(value: Any) -> str:
     """Scores to 4 decimals; counts (images, boxes, rows) as the whole numbers they are."""
-    return str(value) if isinstance(value, int) and not isinstance(value, bool) else f"{value:.4f}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return MISSING
+    return str(value) if isinstance(value, int) else f"{value:.4f}"

@@ -205,6 +205,11 @@ def check_spans(text: str, entities: Any, where: str) -> list[dict[str, Any]]:
         start, end, label = span["start"], span["end"], span["label"]
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
             raise DataError(f"{where}: entity {i}: start and end must be integers")
+        if start >= end:
+            raise DataError(
+                f"{where}: entity {i} ({start}, {end}): start must be smaller than end",
+                "end is exclusive: a span of one character at position 3 is (3, 4)",
+            )
         if not 0 <= start < end <= len(text):
             raise DataError(
                 f"{where}: entity {i} ({start}, {end}) lies outside the text of {len(text)} characters",

@@ -250,28 +250,41 @@ def explain(model: Any, item: Any, label: str | None = None, seconds: float = IM
         return explain_image(model, item, label, seconds=seconds)
     if isinstance(model.learner, (TfidfLinearLearner, TextClassifierLearner)):
         return explain_text(model, item, label)
-    raise _unavailable(model)  # whatever the input: the model, not the input, is what cannot be explained
+    raise unavailable(model)  # whatever the input: the model, not the input, is what cannot be explained
 
 
-def _unavailable(model: Any) -> UserError:
-    """Why this model cannot be explained: an export (which has no gradients to follow), or its kind of model."""
+EXPLAINABLE = (
+    "text classifiers and entity models ({text}; a multi-label model with a transformer backbone), image "
+    "classifiers ({image}) and table models ({row})"
+)
+CLI_INPUTS = {"text": "--text", "image": "--image", "row": "--row"}
+HTTP_INPUTS = {"text": "input: the text", "image": "input: the image as base64", "row": "input: {column: value}"}
+
+
+def unavailable(model: Any, over_http: bool = False) -> UserError:
+    """Why this model cannot be explained: an export (which has no gradients to follow), or its kind of model;
+    the remedy in the CLI's options, or (`over_http`) in /v1/explain's fields and without the bundle's path."""
     manifest = model.manifest
     if manifest.get("runtime", "torch") != "torch" or manifest.get("quantize"):
         runtime = "an ONNX Runtime" if manifest.get("runtime") == "onnxruntime" else "a PyTorch"
         int8 = " int8" if manifest.get("quantize") else ""
         source = manifest.get("export", {}).get("source", {}).get("path")
+        subject = "this model" if over_http else getattr(model, "path", "this model")
+        if over_http:
+            hint = "serve the bundle it was exported from to explain its predictions"
+        elif source:
+            hint = f"explain the bundle it was exported from: modelyard explain {source} ..."
+        else:
+            hint = "explain the bundle `modelyard train` wrote, not an exported copy"
         return UserError(
-            f"{getattr(model, 'path', 'this model')}: {runtime}{int8} export cannot be explained (explanations need "
-            "the gradients of the trained PyTorch model)",
-            f"explain the bundle it was exported from: modelyard explain {source} ..."
-            if source
-            else "explain the bundle `modelyard train` wrote, not an exported copy",
+            f"{subject}: {runtime}{int8} export cannot be explained (explanations need the gradients of the "
+            "trained PyTorch model)",
+            hint,
         )
-    return UserError(
-        f"explanations are not available for {manifest.get('task')} models ({model.learner.backbone})",
-        "explain works for text classifiers and entity models (--text; a multi-label model with a transformer "
-        "backbone), image classifiers (--image) and table models (--row)",
-    )
+    backbone = getattr(model.learner, "backbone", None)  # not every learner has one: the refusal must not fail
+    kind = f"{manifest.get('task')} models" + (f" ({backbone})" if backbone else "")
+    inputs = HTTP_INPUTS if over_http else CLI_INPUTS
+    return UserError(f"explanations are not available for {kind}", "explain works for " + EXPLAINABLE.format(**inputs))
 
 
 def explain_text(model: Any, text: str, label: str | None = None, steps: int = IG_STEPS) -> dict[str, Any]:
@@ -285,4 +298,4 @@ def explain_text(model: Any, text: str, label: str | None = None, steps: int = I
     if isinstance(learner, TextClassifierLearner):
         with torch.inference_mode(False), torch.enable_grad():
             return _integrated_gradients(learner, text, label, steps)
-    raise _unavailable(model)
+    raise unavailable(model)

@@ -100,6 +100,7 @@ class MultimodalClassificationTask:
 
     def prepare(self, config: Config) -> PreparedData:
         from modelyard.data import multimodal
+        from modelyard.data.tabular import imbalance
 
         data: MultimodalDataConfig = config.data
         sources = {"train": data.train, "validation": data.validation, "test": data.test}
@@ -112,11 +113,12 @@ class MultimodalClassificationTask:
             )
         warnings = []
         drop_unseen_labels(splits, labels, data, warnings)
-        counts = splits["train"]["label"].value_counts()
-        if counts.max() / counts.min() > 10:
+        classes = imbalance(splits["train"]["label"])  # train's label counts, printed by validate as tables' are
+        if classes["ratio"] > 10:
+            counts, majority, minority = classes["counts"], next(iter(classes["counts"])), classes["minority"]
             warnings.append(
-                f"imbalanced classes: '{counts.idxmax()}' has {counts.max()} rows, '{counts.idxmin()}' "
-                f"{counts.min()}; macro F1 is the fairer metric"
+                f"imbalanced classes: '{majority}' has {counts[majority]} rows, '{minority}' {counts[minority]}; "
+                "macro F1 is the fairer metric"
             )
         seen = set(zip(splits["train"]["sha256"], splits["train"]["text"], strict=True))
         leakage = {
@@ -130,6 +132,7 @@ class MultimodalClassificationTask:
             splits={n: len(f) for n, f in splits.items()},
             labels={n: f["label"].value_counts().sort_index().to_dict() for n, f in splits.items()},
             num_labels=len(labels),
+            imbalance=classes,
             leakage=leakage,
             encoders=self._encoders(config),
         )

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from modelyard import model_thread
 from modelyard.errors import UserError
-from modelyard.evaluation.explain import QUICK_SECONDS, can_explain, explain
+from modelyard.evaluation.explain import QUICK_SECONDS, can_explain, explain, unavailable
 from modelyard.protocols import reads_text
 from modelyard.serving.dependencies import get_service
 from modelyard.serving.errors import ServingError
@@ -58,7 +58,8 @@ async def explain_input(
     body: ExplainRequest, request: Request, service: ModelService = Depends(get_service)
 ) -> ExplainResponse:
     if not can_explain(service.model):
-        raise ServingError(422, "this model does not support explanations (text classifiers do)")
+        refusal = unavailable(service.model, over_http=True)
+        raise ServingError(422, f"{refusal.message}; {refusal.hint}")
     limit = request.app.state.settings.max_text_chars
     if isinstance(body.input, dict) and reads_text(service.model.task.Input):
         raise ServingError(422, "input: this model explains a text (or base64 image), not an object")

@@ -32,9 +32,14 @@ def predict_router(request_model: type[BaseModel], input_type: Any, binary: bool
     rows = _row_fields(input_type)
 
     async def answer(
-        http: Request, service: ModelService, inputs: list[Any], top_k: int, store: bool
+        http: Request,
+        service: ModelService,
+        inputs: list[Any],
+        top_k: int,
+        store: bool,
+        names: list[str] | None = None,
     ) -> PredictResponse:
-        predictions, ids = await service.predict(inputs, top_k, store, receive=http.receive)
+        predictions, ids = await service.predict(inputs, top_k, store, names, receive=http.receive)
         return PredictResponse(
             predictions=predictions,
             model=ModelRef(name=service.name, version=service.version),
@@ -61,8 +66,9 @@ def predict_router(request_model: type[BaseModel], input_type: Any, binary: bool
             raise ServingError(422, f"files: this model takes {rows} rows as JSON on /v1/predict, not uploaded files")
         if len(files) > settings.max_inputs:
             raise ServingError(422, f"files: at most {settings.max_inputs} per request, got {len(files)}")
-        inputs = [await _file_input(f, i, input_type, binary, settings) for i, f in enumerate(files)]
-        return await answer(http, service, inputs, top_k, store)
+        names = [_upload_name(f, i) for i, f in enumerate(files)]
+        inputs = [await _file_input(f, n, input_type, binary, settings) for f, n in zip(files, names, strict=True)]
+        return await answer(http, service, inputs, top_k, store, names)
 
     @router.get("/model", summary="What is served: name, version, task, labels, input schema")
     async def model_info(service: ModelService = Depends(get_service)) -> ModelInfo:
@@ -97,16 +103,22 @@ def _row_fields(input_type: Any) -> str | None:
     return "+".join(schema.get("properties", {})) or "table"
 
 
-async def _file_input(upload: UploadFile, index: int, input_type: Any, binary: bool, settings: ServeSettings) -> str:
+def _upload_name(upload: UploadFile, index: int) -> str:
+    """An uploaded file as errors name it: the form field the client sent and the file's name, `files.0 (a.png)`."""
+    filename = (upload.filename or "").strip()
+    return f"files.{index} ({filename[:80]})" if filename else f"files.{index}"
+
+
+async def _file_input(upload: UploadFile, name: str, input_type: Any, binary: bool, settings: ServeSettings) -> str:
     data = await upload.read()
     if binary:
         return base64.b64encode(data).decode("ascii")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ServingError(422, f"files.{index}: not UTF-8 text; this model takes text") from None
+        raise ServingError(422, f"{name}: not UTF-8 text; this model takes text") from None
     if len(text) > settings.max_text_chars:
-        raise ServingError(422, f"files.{index}: {len(text)} characters, over the {settings.max_text_chars} limit")
+        raise ServingError(422, f"{name}: {len(text)} characters, over the {settings.max_text_chars} limit")
     if input_type is Text and not text.strip():
-        raise ServingError(422, f"files.{index}: {BLANK_TEXT}")
+        raise ServingError(422, f"{name}: {BLANK_TEXT}")
     return text
