@@ -131,8 +131,8 @@ def _listing(location: str, data: AudioDataConfig, warnings: list[str]) -> tuple
         raise DataError(f"data path not found: {path}", "audio data is a folder of class subfolders or a CSV/JSONL")
     if path.is_file():
         columns = {"label": data.label_column} | ({"speaker": data.speaker_column} if data.speaker_column else {})
-        optional = ("label", "speaker")  # a row without a speaker is kept; one without a label is named below
-        rows = audio.list_table(path, data.audio_column, columns, data.format, data.max_rows, optional, warnings)
+        # every listed column is optional: a row without a speaker is kept, one without a label is named below
+        rows = audio.list_table(path, data.audio_column, columns, data.format, data.max_rows, tuple(columns), warnings)
         unlabelled = rows["label"].isna()
         if unlabelled.any():
             first = rows["file"][unlabelled].iloc[0]
