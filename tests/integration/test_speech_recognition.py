@@ -262,3 +262,35 @@ def test_an_english_only_whisper_refuses_another_language_hint():
     assert learner.language_hint("EN") == "en"
     with pytest.raises(ValueError, match=r"whisper-tiny\.en transcribes English only, not 'zh'"):
         learner.language_hint("zh")
+
+
+class _SpyWhisper:
+    """faster-whisper's `transcribe` as a recorder of the options it is called with."""
+
+    def __init__(self) -> None:
+        self.options: dict = {}
+
+    def transcribe(self, samples, **options):
+        from types import SimpleNamespace
+
+        self.options = options
+        return [SimpleNamespace(text=" four two")], SimpleNamespace(language="en")
+
+
+def test_zero_shot_whisper_decodes_at_one_temperature_of_zero_never_sampling():
+    from modelyard.learners.whisper import WhisperLearner
+
+    learner = WhisperLearner("whisper-tiny.en", "en", 1)
+    learner._model = _SpyWhisper()
+    assert learner.transcribe([np.zeros(16000, np.float32)]) == ["four two"]
+    assert learner._model.options["temperature"] == 0.0  # one value: faster-whisper's fallback list would sample
+
+
+def test_zero_shot_whisper_gives_the_same_transcript_every_time(strings):
+    from modelyard.data.audio import load_audio
+    from modelyard.learners.whisper import WhisperLearner
+
+    clips = [load_audio(path) for path in sorted(strings["test"].parent.glob("*.wav"))]
+    learner = WhisperLearner("whisper-tiny.en", "en", 1)
+    first = learner.transcribe(clips)
+    assert all(learner.transcribe(clips) == first for _ in range(2))

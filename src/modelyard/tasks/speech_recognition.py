@@ -123,7 +123,9 @@ class SpeechModelConfig(ModelConfig):
     language: str | None = Field(
         None, description="Whisper: language code (en, zh, ...); null detects it (fine-tuning: null means en)"
     )
-    whisper_beam_size: int = Field(1, ge=1, le=10)
+    whisper_beam_size: int = Field(
+        1, ge=1, le=10, description="zero-shot Whisper: beam width (1 = greedy; wider is more accurate and slower)"
+    )
     baseline: str | None = Field(
         "whisper-base",
         description="zero-shot Whisper scored as the strong baseline: whisper-base, whisper-tiny.en or null for none",
