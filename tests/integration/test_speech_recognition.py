@@ -294,3 +294,11 @@ def test_zero_shot_whisper_gives_the_same_transcript_every_time(strings):
     learner = WhisperLearner("whisper-tiny.en", "en", 1)
     first = learner.transcribe(clips)
     assert all(learner.transcribe(clips) == first for _ in range(2))
+
+
+def test_one_voice_beside_a_given_test_file_names_the_validation_split_and_the_speaker_column_to_clear(strings):
+    one_voice = {"train": strings["test"], "test": strings["test"]}  # theo only; speaker_column left at its default
+    with pytest.raises(DataError, match=r"only one speaker \(theo\)") as caught:
+        modelyard.validate(speech_config(strings["test"].parent.parent, one_voice))
+    assert "for the validation split (data.split.validation: 0.1)" in caught.value.message
+    assert "data.speaker_column: null" in caught.value.hint

@@ -161,7 +161,10 @@ def _splits(checked: dict[str, pd.DataFrame], data: AudioDataConfig) -> tuple[di
         raise DataError("data.test_speakers needs speakers", "set data.speaker_column or data.filename_pattern")
     shares = data.split.model_copy(update=dict.fromkeys(given, 0.0))
     if by_speaker and (shares.test > 0 or shares.validation > 0 or data.test_speakers):
-        splits, notes = audio.speaker_splits(train, shares, data.test_speakers)
+        by_recording = (
+            "data.speaker_column: null" if data.speaker_column else "no speaker group in data.filename_pattern"
+        )
+        splits, notes = audio.speaker_splits(train, shares, data.test_speakers, by_recording)
         splits |= given
     else:  # shares of 0 keep every file in train (`evaluate --data FILE` relies on it)
         splits, notes = make_splits(train, given.get("validation"), given.get("test"), data.split, "label")

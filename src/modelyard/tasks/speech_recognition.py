@@ -325,7 +325,12 @@ class SpeechRecognitionTask:
         if carve_by_speaker:
             given = {k: v for k, v in files.items() if k != "train"}
             split = data.split.model_copy(update={w: 0.0 for w in given})
-            splits, notes = speaker_splits(train, split, data.test_speakers)
+            by_recording = (
+                "a CSV/JSONL manifest (a LibriSpeech folder names its speakers)"
+                if Path(data.train).is_dir()
+                else "data.speaker_column: null"
+            )
+            splits, notes = speaker_splits(train, split, data.test_speakers, by_recording)
             splits.update(given)
         else:
             plain = data.split.model_copy(update={"stratify": False})
