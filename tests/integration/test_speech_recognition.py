@@ -197,6 +197,7 @@ def test_the_report_shows_aligned_reference_and_hypothesis_per_utterance(ctc_bun
     html = write_report(ctc_bundle, tmp_path / "report.html").read_text()
     assert "Per-utterance errors" in html and 'class="alignment"' in html and "real-time factor" in html
     assert "not available" not in html  # no other task's sections tried on a speech model
+    assert "WER also reads numbers as digits (seven = 7), CER does not" in html
 
 
 def test_the_report_ranks_the_test_voices_when_there_are_several(strings, tmp_path):
@@ -302,3 +303,25 @@ def test_one_voice_beside_a_given_test_file_names_the_validation_split_and_the_s
         modelyard.validate(speech_config(strings["test"].parent.parent, one_voice))
     assert "for the validation split (data.split.validation: 0.1)" in caught.value.message
     assert "data.speaker_column: null" in caught.value.hint
+
+
+def test_a_ctc_model_reads_a_language_code_as_whisper_does_and_refuses_word_timestamps(ctc_bundle, strings):
+    from serving_helpers import serving
+
+    wav = (strings["test"].parent / "00001_theo.wav").read_bytes()
+
+    def post(**form):
+        data = {"model": "m", "response_format": "verbose_json"} | form
+        return client.post("/v1/audio/transcriptions", files={"file": ("a.wav", wav)}, data=data)
+
+    with serving(ctc_bundle) as client:
+        upper, unknown = post(language="EN"), post(language="xx")
+        words, segments = (
+            post(**{"timestamp_granularities[]": "word"}),
+            post(**{"timestamp_granularities[]": "segment"}),
+        )
+    assert upper.status_code == 200 and upper.json()["language"] == "en"
+    assert unknown.status_code == 422 and unknown.json()["error"]["message"].startswith("language: 'xx' is not")
+    assert words.status_code == 422
+    assert words.json()["error"]["message"].startswith("timestamp_granularities[]: word timestamps are not produced")
+    assert segments.status_code == 200
