@@ -251,3 +251,33 @@ def test_a_missing_noise_folder_is_a_clear_error(tmp_path):
 
     with pytest.raises(DataError, match=r"data\.noise: no such folder"):
         validate(tiny_config(tmp_path, noise=str(tmp_path / "nowhere")))
+
+
+def digits_listing(path: Path, speakers: bool = False) -> Path:
+    """A CSV of the committed digits: audio path and label (and the speaker when asked)."""
+    files = sorted(DIGITS.glob("*.wav"))
+    rows = {"audio": [str(f) for f in files], "label": [f.name[0] for f in files]}
+    if speakers:
+        rows["speaker"] = [f.name.split("_")[1] for f in files]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_list_of_paths_and_labels_validates_without_a_speaker_column(tmp_path, suffix):
+    listing = digits_listing(tmp_path / "list.csv")
+    if suffix == ".jsonl":
+        listing = tmp_path / "list.jsonl"
+        pd.read_csv(tmp_path / "list.csv").to_json(listing, orient="records", lines=True)
+    config = tiny_config(tmp_path, train=str(listing), filename_pattern=None, test_speakers=None, speaker_column=None)
+    prepared = validate(config)
+    assert sum(len(frame) for frame in prepared.splits.values()) == 120
+    assert "speaker" not in prepared.splits["train"] and prepared.report["speakers"] is None
+
+
+@pytest.mark.slow
+def test_evaluate_scores_a_csv_on_a_bundle_trained_without_a_speaker_column(digits_bundle, tmp_path):
+    listing = digits_listing(tmp_path / "list.csv", speakers=True)
+    result = CliRunner().invoke(app, ["evaluate", str(digits_bundle.path), "--data", str(listing)])
+    assert result.exit_code == 0, result.output
+    assert digits_bundle.evaluate(listing)["samples"] == 120

@@ -197,6 +197,7 @@ def test_the_report_shows_aligned_reference_and_hypothesis_per_utterance(ctc_bun
     html = write_report(ctc_bundle, tmp_path / "report.html").read_text()
     assert "Per-utterance errors" in html and 'class="alignment"' in html and "real-time factor" in html
     assert "not available" not in html  # no other task's sections tried on a speech model
+    assert "WER also reads numbers as digits (seven = 7), CER does not" in html
 
 
 def test_the_report_ranks_the_test_voices_when_there_are_several(strings, tmp_path):
@@ -262,3 +263,65 @@ def test_an_english_only_whisper_refuses_another_language_hint():
     assert learner.language_hint("EN") == "en"
     with pytest.raises(ValueError, match=r"whisper-tiny\.en transcribes English only, not 'zh'"):
         learner.language_hint("zh")
+
+
+class _SpyWhisper:
+    """faster-whisper's `transcribe` as a recorder of the options it is called with."""
+
+    def __init__(self) -> None:
+        self.options: dict = {}
+
+    def transcribe(self, samples, **options):
+        from types import SimpleNamespace
+
+        self.options = options
+        return [SimpleNamespace(text=" four two")], SimpleNamespace(language="en")
+
+
+def test_zero_shot_whisper_decodes_at_one_temperature_of_zero_never_sampling():
+    from modelyard.learners.whisper import WhisperLearner
+
+    learner = WhisperLearner("whisper-tiny.en", "en", 1)
+    learner._model = _SpyWhisper()
+    assert learner.transcribe([np.zeros(16000, np.float32)]) == ["four two"]
+    assert learner._model.options["temperature"] == 0.0  # one value: faster-whisper's fallback list would sample
+
+
+def test_zero_shot_whisper_gives_the_same_transcript_every_time(strings):
+    from modelyard.data.audio import load_audio
+    from modelyard.learners.whisper import WhisperLearner
+
+    clips = [load_audio(path) for path in sorted(strings["test"].parent.glob("*.wav"))]
+    learner = WhisperLearner("whisper-tiny.en", "en", 1)
+    first = learner.transcribe(clips)
+    assert all(learner.transcribe(clips) == first for _ in range(2))
+
+
+def test_one_voice_beside_a_given_test_file_names_the_validation_split_and_the_speaker_column_to_clear(strings):
+    one_voice = {"train": strings["test"], "test": strings["test"]}  # theo only; speaker_column left at its default
+    with pytest.raises(DataError, match=r"only one speaker \(theo\)") as caught:
+        modelyard.validate(speech_config(strings["test"].parent.parent, one_voice))
+    assert "for the validation split (data.split.validation: 0.1)" in caught.value.message
+    assert "data.speaker_column: null" in caught.value.hint
+
+
+def test_a_ctc_model_reads_a_language_code_as_whisper_does_and_refuses_word_timestamps(ctc_bundle, strings):
+    from serving_helpers import serving
+
+    wav = (strings["test"].parent / "00001_theo.wav").read_bytes()
+
+    def post(**form):
+        data = {"model": "m", "response_format": "verbose_json"} | form
+        return client.post("/v1/audio/transcriptions", files={"file": ("a.wav", wav)}, data=data)
+
+    with serving(ctc_bundle) as client:
+        upper, unknown = post(language="EN"), post(language="xx")
+        words, segments = (
+            post(**{"timestamp_granularities[]": "word"}),
+            post(**{"timestamp_granularities[]": "segment"}),
+        )
+    assert upper.status_code == 200 and upper.json()["language"] == "en"
+    assert unknown.status_code == 422 and unknown.json()["error"]["message"].startswith("language: 'xx' is not")
+    assert words.status_code == 422
+    assert words.json()["error"]["message"].startswith("timestamp_granularities[]: word timestamps are not produced")
+    assert segments.status_code == 200

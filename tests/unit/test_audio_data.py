@@ -174,9 +174,11 @@ def test_a_manifest_keeps_rows_whose_optional_cells_are_blank_and_counts_the_row
     assert warnings == [f"{manifest}: 1 rows dropped (1 without 'audio')"]
 
 
-def test_one_speaker_cannot_be_split_by_speaker():
-    with pytest.raises(DataError, match="only one speaker"):
-        audio.speaker_splits(pd.DataFrame({"speaker": ["a", "a"]}), SplitConfig())
+def test_one_speaker_cannot_be_split_by_speaker_and_the_error_names_the_split_and_the_way_out():
+    with pytest.raises(DataError, match="only one speaker") as caught:
+        audio.speaker_splits(pd.DataFrame({"speaker": ["a", "a"]}), SplitConfig(validation=0.1, test=0.0))
+    assert "for the validation split (data.split.validation: 0.1)" in caught.value.message
+    assert caught.value.hint.endswith("split by recording: data.speaker_column: null")
 
 
 def test_a_sample_rate_no_recording_has_is_refused_before_resampling(tmp_path):

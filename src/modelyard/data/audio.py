@@ -510,20 +510,21 @@ def _text(value: Any) -> str | None:
 
 
 def speaker_splits(
-    frame: pd.DataFrame, split: SplitConfig, test_speakers: list[str] | None = None
+    frame: pd.DataFrame,
+    split: SplitConfig,
+    test_speakers: list[str] | None = None,
+    by_recording: str = "data.speaker_column: null",
 ) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Carve test and validation from `frame` by whole speakers (seeded), each the number of speakers whose
     recordings come nearest its configured share (at least one when the share is above 0); `test_speakers` fixes
     the test voices whatever the share. Rows without a speaker stay in train: no voice of theirs can be held out.
-    Needs a `speaker` column and at least 2 speakers."""
+    Needs a `speaker` column and at least 2 speakers; `by_recording` is the config change that splits without them,
+    named when there is only one."""
     named = frame["speaker"].notna()
     voice = frame["speaker"].astype(str).where(named)
     speakers = sorted(voice[named].unique())
     if len(speakers) < 2:
-        raise DataError(
-            f"only one speaker ({speakers[0] if speakers else 'none'}): cannot hold out a voice for testing",
-            "add recordings of more speakers, or drop data.speaker_column to split by recording",
-        )
+        raise _one_speaker(speakers, split, bool(test_speakers), by_recording)
     rng = np.random.default_rng(split.seed)
     order = [speakers[i] for i in rng.permutation(len(speakers))]
     counts = voice[named].value_counts()
@@ -550,6 +551,21 @@ def speaker_splits(
         notes.append(f"train: {unnamed} recordings without a speaker kept in train (never held out)")
     empty = frame.iloc[0:0]
     return {k: parts.get(k, empty).reset_index(drop=True) for k in ("train", "validation", "test")}, notes
+
+
+def _one_speaker(speakers: list[str], split: SplitConfig, fixed_test: bool, by_recording: str) -> DataError:
+    """The error for data of one voice (or none): which split needed a voice of its own, and the ways out."""
+    held = [
+        f"{name} split (data.{'test_speakers' if fixed else f'split.{name}: {share:g}'})"
+        for name, share, fixed in (("validation", split.validation, False), ("test", split.test, fixed_test))
+        if fixed or share > 0
+    ]
+    return DataError(
+        f"only one speaker ({speakers[0] if speakers else 'none'}): cannot hold out a voice of its own for the "
+        + " and the ".join(held),
+        "add recordings of more speakers, give the split's own data (data.validation / data.test) or set its share "
+        f"to 0, or split by recording: {by_recording}",
+    )
 
 
 def _nearest_speakers(free: list[str], counts: pd.Series, target: float) -> list[str]:

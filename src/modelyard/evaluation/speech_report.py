@@ -66,7 +66,7 @@ def speech_sections(context: ReportContext) -> list[Section]:
         Table(
             ["model", "split", "WER", "CER", "real-time factor"],
             _metrics_rows(context.metrics),
-            "lower is better; numbers normalised (seven = 7), punctuation and case ignored",
+            "lower is better; punctuation and case ignored; WER also reads numbers as digits (seven = 7), CER does not",
         )
     ]
     voices = ((context.metrics.get("test") or {}).get("per_speaker")) or {}

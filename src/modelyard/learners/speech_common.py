@@ -83,8 +83,14 @@ class Transcriber:
 
     def language_hint(self, language: str) -> str:
         """A request's `language` as `transcribe` takes it; ValueError (HTTP 422) for one the model cannot use.
-        Learners that decode without a language hint accept any."""
-        return language
+        Learners that decode without a language hint (CTC) take any real code, lower case as Whisper's are: the
+        codes Whisper's tokenizer lists (ISO-639-1), so `xx` is refused here as it is by a Whisper model."""
+        from modelyard.models.whisper_ct2 import languages
+
+        code = language.strip().lower()
+        if code not in languages("whisper-base"):
+            raise ValueError(f"{language!r} is not a language code; use an ISO-639-1 code such as en or zh")
+        return code
 
     def parse_input(self, item: Any) -> np.ndarray | Utterance:
         """A request's audio -> samples (an Utterance keeps its hints); ValueError (HTTP 422) when unusable."""

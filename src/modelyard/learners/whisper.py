@@ -15,6 +15,11 @@ from modelyard.fsutil import atomic_write_json
 from modelyard.learners.speech_common import Transcriber
 from modelyard.models.whisper_ct2 import WHISPER, check_language, checksums, load_whisper
 
+# faster-whisper's default is a fallback list (0.0 .. 1.0) that samples again whenever a transcript looks
+# repetitive or unsure: the same recording then gets a different text on each call, and metrics.json, evaluate
+# and the report disagree. One temperature of 0 decodes greedily (or by beam search): the same text every time.
+TEMPERATURE = 0.0
+
 
 class WhisperLearner(Transcriber):
     """`module = None`: the shared loop calls `fit`, which has nothing to learn."""
@@ -70,6 +75,7 @@ class WhisperLearner(Transcriber):
                 samples,
                 language=hint.get("language") or self.language,
                 beam_size=self.beam_size,
+                temperature=TEMPERATURE,
                 initial_prompt=hint.get("prompt") or self.prompt,
                 condition_on_previous_text=False,
                 without_timestamps=True,

@@ -2,8 +2,9 @@
 `client.audio.transcriptions.create(model=..., file=...)` works against `base_url=http://HOST:PORT/v1`.
 
 A multipart upload (`file`, `model`, optional `language`, `prompt`, `response_format` json | text | verbose_json |
-srt | vtt, `temperature`) goes through the same service as /v1/predict: batched, timed out, logged (the log keeps a
-few numbers about the audio and the transcript, never the recording). Long recordings are cut by voice activity.
+srt | vtt, `temperature`, `timestamp_granularities[]` of segment only) goes through the same service as
+/v1/predict: batched, timed out, logged (the log keeps a few numbers about the audio and the transcript, never the
+recording). Long recordings are cut by voice activity.
 """
 
 from typing import Any, Literal
@@ -75,11 +76,18 @@ async def transcriptions(
     prompt: str | None = Form(None, max_length=2000, description="text to steer spelling and style (Whisper)"),
     response_format: Format = Form("json"),
     temperature: float = Form(0.0, ge=0, le=1, description="accepted; decoding is deterministic"),
+    timestamp_granularities: list[str] | None = Form(
+        None, alias="timestamp_granularities[]", description="segment only (verbose_json); word is refused"
+    ),
     service: ModelService = Depends(get_service),
 ) -> Any:
     learner = service.model.learner
     if not hasattr(learner, "transcribe_long"):
         raise ServingError(404, "this model does not transcribe audio; use /v1/predict")
+    if unknown := sorted(set(timestamp_granularities or []) - {"segment"}):
+        raise ServingError(
+            422, f"timestamp_granularities[]: {', '.join(unknown)} timestamps are not produced; use segment"
+        )
     if language:
         try:
             language = learner.language_hint(language)

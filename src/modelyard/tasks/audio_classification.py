@@ -131,8 +131,8 @@ def _listing(location: str, data: AudioDataConfig, warnings: list[str]) -> tuple
         raise DataError(f"data path not found: {path}", "audio data is a folder of class subfolders or a CSV/JSONL")
     if path.is_file():
         columns = {"label": data.label_column} | ({"speaker": data.speaker_column} if data.speaker_column else {})
-        optional = ("label", "speaker")  # a row without a speaker is kept; one without a label is named below
-        rows = audio.list_table(path, data.audio_column, columns, data.format, data.max_rows, optional, warnings)
+        # every listed column is optional: a row without a speaker is kept, one without a label is named below
+        rows = audio.list_table(path, data.audio_column, columns, data.format, data.max_rows, tuple(columns), warnings)
         unlabelled = rows["label"].isna()
         if unlabelled.any():
             first = rows["file"][unlabelled].iloc[0]
@@ -161,7 +161,10 @@ def _splits(checked: dict[str, pd.DataFrame], data: AudioDataConfig) -> tuple[di
         raise DataError("data.test_speakers needs speakers", "set data.speaker_column or data.filename_pattern")
     shares = data.split.model_copy(update=dict.fromkeys(given, 0.0))
     if by_speaker and (shares.test > 0 or shares.validation > 0 or data.test_speakers):
-        splits, notes = audio.speaker_splits(train, shares, data.test_speakers)
+        by_recording = (
+            "data.speaker_column: null" if data.speaker_column else "no speaker group in data.filename_pattern"
+        )
+        splits, notes = audio.speaker_splits(train, shares, data.test_speakers, by_recording)
         splits |= given
     else:  # shares of 0 keep every file in train (`evaluate --data FILE` relies on it)
         splits, notes = make_splits(train, given.get("validation"), given.get("test"), data.split, "label")

@@ -123,7 +123,9 @@ class SpeechModelConfig(ModelConfig):
     language: str | None = Field(
         None, description="Whisper: language code (en, zh, ...); null detects it (fine-tuning: null means en)"
     )
-    whisper_beam_size: int = Field(1, ge=1, le=10)
+    whisper_beam_size: int = Field(
+        1, ge=1, le=10, description="zero-shot Whisper: beam width (1 = greedy; wider is more accurate and slower)"
+    )
     baseline: str | None = Field(
         "whisper-base",
         description="zero-shot Whisper scored as the strong baseline: whisper-base, whisper-tiny.en or null for none",
@@ -323,7 +325,12 @@ class SpeechRecognitionTask:
         if carve_by_speaker:
             given = {k: v for k, v in files.items() if k != "train"}
             split = data.split.model_copy(update={w: 0.0 for w in given})
-            splits, notes = speaker_splits(train, split, data.test_speakers)
+            by_recording = (
+                "a CSV/JSONL manifest (a LibriSpeech folder names its speakers)"
+                if Path(data.train).is_dir()
+                else "data.speaker_column: null"
+            )
+            splits, notes = speaker_splits(train, split, data.test_speakers, by_recording)
             splits.update(given)
         else:
             plain = data.split.model_copy(update={"stratify": False})
