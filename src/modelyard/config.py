@@ -374,7 +374,7 @@ class RedactionConfig(StrictModel):
     redact: list[RedactTarget] = Field(
         default_factory=lambda: ["log", "report", "monitoring", "tracking"],
         description="log: served inputs in predictions.db; report: example rows in the HTML report; monitoring: "
-        "outputs and feedback labels in predictions.db; tracking: data reports logged to MLflow",
+        "outputs in predictions.db (feedback labels are stored as sent); tracking: data reports logged to MLflow",
     )
     detectors: list[PiiKind] = Field(default_factory=lambda: list(PII_KINDS), description="kinds to look for")
     hash_salt: str | None = Field(
