@@ -206,9 +206,11 @@ class PrivacyConfig(StrictModel):
     """Differentially private training (DP-SGD): per-example gradients clipped to `max_grad_norm`, Gaussian noise
     sized so the whole run spends at most (epsilon, delta), batches drawn by Poisson sampling."""
 
-    epsilon: float = Field(8.0, gt=0, description="the privacy budget the whole run may spend")
-    delta: float = Field(1e-5, gt=0, lt=1, description="keep below 1 / (training rows)")
-    max_grad_norm: float = Field(1.0, gt=0, description="each example's gradient is clipped to this L2 norm")
+    epsilon: float = Field(8.0, gt=0, allow_inf_nan=False, description="the privacy budget the whole run may spend")
+    delta: float = Field(1e-5, gt=0, allow_inf_nan=False, lt=1, description="keep below 1 / (training rows)")
+    max_grad_norm: float = Field(
+        1.0, gt=0, allow_inf_nan=False, description="each example's gradient is clipped to this L2 norm"
+    )
     train_layers: int = Field(
         2,
         ge=0,
@@ -372,7 +374,7 @@ class RedactionConfig(StrictModel):
     redact: list[RedactTarget] = Field(
         default_factory=lambda: ["log", "report", "monitoring", "tracking"],
         description="log: served inputs in predictions.db; report: example rows in the HTML report; monitoring: "
-        "outputs and feedback labels in predictions.db; tracking: data reports logged to MLflow",
+        "outputs in predictions.db (feedback labels are stored as sent); tracking: data reports logged to MLflow",
     )
     detectors: list[PiiKind] = Field(default_factory=lambda: list(PII_KINDS), description="kinds to look for")
     hash_salt: str | None = Field(

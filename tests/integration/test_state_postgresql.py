@@ -64,7 +64,12 @@ def test_shadow_comparisons_and_bandit_rewards_are_read_back_from_postgresql(sha
     rollout = Rollout(
         "demo", Arm(Constant("a"), "1"), Arm(Constant("b"), "2"), "shadow", 10.0, RolloutMetrics(CollectorRegistry())
     )
-    rollout.predict(["x", "y"], 1)
+    answers = rollout.predict(["x", "y"], 1)
+    rollout.shadow(
+        ["x", "y"],
+        answers,
+        [PredictionRecord(x, 1.0, "demo", "1", x, a, 1.0) for x, a in zip("xy", answers, strict=True)],
+    )
     rollout.stop()  # waits for the shadow thread's insert
     assert shadow_summary("demo") == {"compared": 2, "disagreements": 2, "agreement": 0.0}
 

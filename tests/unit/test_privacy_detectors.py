@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -11,6 +14,7 @@ from modelyard.config import RedactionConfig
 from modelyard.errors import ConfigError
 from modelyard.privacy import Redactor, from_config, redactor_for
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
 PATTERNS_ONLY = Redactor(kinds=("cn_id", "card", "iban", "email", "ip", "phone"))
 
 
@@ -189,6 +193,27 @@ def test_json_values_are_redacted_in_strings_and_long_integers_only():
         "age": 42,
         "ok": True,
     }
+
+
+def test_a_long_text_without_punctuation_is_redacted_not_taken_for_base64():
+    short = "hi my card is 4111 1111 1111 1111 and phone 13800138000 please refund"
+    long = short + " thanks" * 80  # 629 letters, digits and spaces
+    expected = PATTERNS_ONLY.redact(long)
+    assert "<CARD>" in expected and "<PHONE>" in expected
+    assert PATTERNS_ONLY.redact_value({"inputs": [short, long]}) == {"inputs": [PATTERNS_ONLY.redact(short), expected]}
+
+
+@pytest.mark.parametrize(
+    "file",
+    [
+        EXAMPLES / "raccoon_mini" / "images" / "raccoon-106.jpg",
+        EXAMPLES / "spoken_digits" / "recordings" / "6_george_3.wav",
+    ],
+)
+def test_base64_images_and_recordings_are_passed_over_whole_or_wrapped_in_mime_lines(file):
+    data = file.read_bytes()
+    for encoded in (base64.b64encode(data).decode(), base64.encodebytes(data).decode()):
+        assert PATTERNS_ONLY.redact_value({"inputs": [encoded]}) == {"inputs": [encoded]}
 
 
 def test_redaction_is_on_everywhere_by_default_and_can_be_turned_off_per_place():

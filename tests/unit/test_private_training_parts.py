@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from opacus.accountants import RDPAccountant
+from pydantic import ValidationError
 
 from modelyard.config import PrivacyConfig
 from modelyard.errors import ConfigError
@@ -169,3 +170,11 @@ def test_a_private_zero_shot_text_config_names_zero_shot_not_its_pretrained_enco
     }
     problems = get_task("text_classification").privacy_problems(config_from_dict(raw, "test"))
     assert problems == ["model.zero_shot fits no weights, so there is nothing to train privately; set it to false"]
+
+
+@pytest.mark.parametrize("key", ["epsilon", "delta", "max_grad_norm"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_an_infinite_or_nan_privacy_budget_is_refused_naming_the_key(key, value):
+    """An infinite epsilon would train with Opacus' largest noise and write `Infinity` into metrics.json."""
+    with pytest.raises(ValidationError, match=rf"{key}\n  Input should be a finite number"):
+        PrivacyConfig(**{key: value})

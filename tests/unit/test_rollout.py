@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from modelyard.monitoring.prediction_log import connect
+from modelyard.monitoring.prediction_log import PredictionRecord, connect
 from modelyard.monitoring.shadow import shadow_summary
+from modelyard.privacy import Redactor
 from modelyard.serving.rollout import Arm, Rollout, RolloutMetrics
 
 
@@ -24,11 +26,32 @@ class Constant:
         return [{"label": self.label, "score": 1.0} for _ in inputs]
 
 
+class Noting(Constant):
+    """A stand-in model whose answers quote the input in a note, as a tabular model's unseen-category note does."""
+
+    def predict(self, inputs, top_k=1):
+        return [
+            {**answer, "note": f"category {x!r} unseen"}
+            for x, answer in zip(inputs, super().predict(inputs), strict=True)
+        ]
+
+
 def rollout(mode, tmp_path, champion="a", challenger="b", **options) -> Rollout:
-    arms = Arm(Constant(champion), "1"), Arm(Constant(challenger), "2")
-    return Rollout(
-        "demo", *arms, mode, options.get("canary_percent", 10.0), RolloutMetrics(CollectorRegistry()), tmp_path, seed=0
-    )
+    arms = Arm(options.get("model", Constant)(champion), "1"), Arm(options.get("model", Constant)(challenger), "2")
+    metrics = RolloutMetrics(CollectorRegistry())
+    redactors = options.get("redactors", (None, None))
+    return Rollout("demo", *arms, mode, options.get("canary_percent", 10.0), metrics, tmp_path, 0, redactors)
+
+
+def shadowed(r: Rollout, inputs: list, store: bool = True) -> list:
+    """What the server does for one request: the routed answers, then the shadow of the logged request."""
+    answers = r.predict(inputs, 1)
+    records = [
+        PredictionRecord(f"p{i}", 0.0, "demo", "1", x, a, 1.0, store)
+        for i, (x, a) in enumerate(zip(inputs, answers, strict=True))
+    ]
+    r.shadow(inputs, answers, records)
+    return answers
 
 
 def test_off_sends_every_input_to_the_champion_and_marks_its_version(tmp_path):
@@ -44,11 +67,27 @@ def test_canary_sends_about_its_share_to_the_challenger(tmp_path):
 
 def test_shadow_answers_with_the_champion_and_logs_the_challengers_disagreements(tmp_path):
     r = rollout("shadow", tmp_path)
-    answers = r.predict(["x", "y", "z"], 1)
+    answers = shadowed(r, ["x", "y", "z"])
     r.stop()  # waits for the shadow thread
     assert {a["label"] for a in answers} == {"a"}
     assert r.challenger.model.calls == 3
     assert shadow_summary("demo", directory=tmp_path) == {"compared": 3, "disagreements": 3, "agreement": 0.0}
+
+
+def test_the_shadow_log_redacts_both_answers_and_keeps_no_hash_of_an_input_not_to_be_stored(tmp_path):
+    hidden = Redactor(kinds=("email", "phone"))
+    r = rollout("shadow", tmp_path, model=Noting, redactors=(hidden, hidden))
+    shadowed(r, ["call 13800138000 jane.doe@example.com"])
+    shadowed(r, ["mail john@example.org"], store=False)
+    r.stop()
+    conn = connect(tmp_path / "predictions.db")
+    rows = conn.execute("SELECT input_sha256, champion, challenger FROM shadow_predictions ORDER BY rowid").fetchall()
+    conn.close()
+    logged = json.dumps("call <PHONE> <EMAIL>", ensure_ascii=False, sort_keys=True)
+    assert [digest for digest, _, _ in rows] == [hashlib.sha256(logged.encode()).hexdigest(), ""]
+    told, heard = json.loads(rows[0][1]), json.loads(rows[0][2])
+    assert told["note"] == heard["note"] == "category 'call <PHONE> <EMAIL>' unseen"
+    assert "example" not in json.dumps(rows)
 
 
 def test_the_bandit_shifts_traffic_to_the_version_with_better_feedback(tmp_path):

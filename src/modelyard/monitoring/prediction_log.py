@@ -116,11 +116,11 @@ class PredictionRecord:
         )
 
 
-def _rows(
+def redacted_rows(
     records: list[PredictionRecord], log_inputs: bool, inputs: Redactor | None, outputs: Redactor | None
 ) -> list[tuple[Any, ...]]:
     """Rows for a batch of records, personal data replaced in one detector pass per column (on the writer
-    thread, off the request path). An input that is not stored is not scanned either."""
+    thread, off the request path; the shadow log's rows too). An input that is not stored is not scanned either."""
     raw = [r.payload() if r.store else None for r in records]
     payloads = raw if inputs is None else inputs.redact_values(raw)
     answers = [r.output for r in records]
@@ -230,7 +230,7 @@ class PredictionLogWriter:
                     batch.append(self._queue.get_nowait())
                 records = [r for r in batch if r is not None]
                 try:
-                    rows = _rows(records, self.log_inputs, self.redact_inputs, self.redact_outputs)
+                    rows = redacted_rows(records, self.log_inputs, self.redact_inputs, self.redact_outputs)
                     self._commit(conn, rows)
                 except Exception:  # never let one bad batch stop the writer (a row that cannot be redacted is dropped)
                     log.exception("could not write %d predictions to %s", len(records), self.where.describe())

@@ -7,6 +7,8 @@ value itself cannot be recovered without the salt.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import logging
@@ -30,8 +32,9 @@ PRIORITY = ("cn_id", "iban", "card", "email", "ip", "phone", "person")
 log = logging.getLogger(__name__)
 HIDDEN_SALT = "<set>"  # a literal salt as model cards, reports and MLflow's copies of a bundle show it
 _ENV_SALT = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-_BINARY = re.compile(r"[A-Za-z0-9+/=\s]+")
-_BINARY_MIN_CHARS = 512  # longer strings of base64 characters only are images or audio, not text to scan
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_LINE_BREAKS = re.compile(r"\r?\n")
+_BINARY_MIN_CHARS = 512  # longer base64 payloads are images or audio, not text to scan
 _FULL_WIDTH = {0xFF01 + i: 0x21 + i for i in range(94)} | {0x3000: 0x20}
 # what `Redactor.placeholder` writes: never redacted again, and a logged text holding one was altered by redaction
 PLACEHOLDER = re.compile(rf"<(?:{'|'.join(k.upper() for k in PRIORITY)})(?::[0-9a-f]{{8}})?>")
@@ -99,13 +102,28 @@ def scanned_text(value: Any, numbers: bool = True) -> str | None:
     """The text of a value worth scanning: a string (not a base64 payload), or with `numbers` an integer (or a
     float holding one) long enough to be a phone, card or ID number."""
     if isinstance(value, str):
-        binary = len(value) >= _BINARY_MIN_CHARS and _BINARY.fullmatch(value) is not None
-        return None if binary else value
+        return None if is_base64_payload(value) else value
     if numbers and isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1_000_000:
         return str(value)
     if numbers and isinstance(value, float) and value.is_integer() and 1e6 <= abs(value) < 1e20:
         return str(int(value))  # 13800138000.0: a number sent as a JSON float is the same number
     return None
+
+
+def is_base64_payload(text: str) -> bool:
+    """Whether `text` is a long base64 payload (an image or a recording): one word of the base64 alphabet, at most
+    wrapped in lines as MIME does, that decodes strictly. Text with spaces between its words is never one, however
+    long."""
+    if len(text) < _BINARY_MIN_CHARS:
+        return False
+    payload = _LINE_BREAKS.sub("", text.strip())
+    if _BASE64.fullmatch(payload) is None:
+        return False
+    try:
+        base64.b64decode(payload, validate=True)
+    except binascii.Error:
+        return False
+    return True
 
 
 def _walk(value: Any, visit: Callable[[str], None], numbers: bool) -> None:

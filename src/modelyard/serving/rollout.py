@@ -14,13 +14,12 @@ finish on the model they started with, so no request is dropped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,8 +28,10 @@ from prometheus_client import Counter, Gauge
 
 from modelyard import model_thread
 from modelyard.errors import ConfigError, UserError
-from modelyard.monitoring.prediction_log import answered_right, open_log
+from modelyard.monitoring.prediction_log import PredictionRecord, answered_right, open_log, redacted_rows
 from modelyard.monitoring.shadow import SHADOW_SCHEMA
+from modelyard.privacy import Redactor, redactor_for
+from modelyard.protocols import LogsOutputs
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +89,14 @@ class Rollout:
         metrics: RolloutMetrics,
         log_dir: Path | None = None,
         seed: int | None = None,
+        redactors: tuple[Redactor | None, Redactor | None] = (None, None),
     ) -> None:
         self.name = name
         self.mode = mode
         self.canary_percent = canary_percent
         self.metrics = metrics
         self.log_dir = log_dir
+        self.redactors = redactors  # (inputs, outputs): the shadow log hides what the prediction log hides
         self.rewards: dict[str, tuple[int, int]] = {}  # version -> (right, wrong) from feedback
         self._arms = (champion, challenger)  # replaced as one tuple: readers never see half a swap
         self._rng = np.random.default_rng(seed)
@@ -141,34 +144,39 @@ class Rollout:
             for i, answer in zip(index, arm.model.predict([inputs[i] for i in index], top_k), strict=True):
                 answers[i] = {**answer, "version": arm.version} if isinstance(answer, dict) else answer
             self.metrics.routed.labels(arm.version).inc(len(index))
-        if self.mode == "shadow" and arms[1] is not None and self._shadow_waiting < SHADOW_QUEUE:
-            self._shadow_waiting += 1
-            self._shadow.submit(self._compare, arms, list(inputs), answers)
         return answers
 
-    def _compare(self, arms: tuple[Arm, Arm | None], inputs: list[Any], answers: list[Any]) -> None:
-        """In the shadow thread: the challenger's silent answers, compared with the champion's and logged. The
+    def shadow(self, inputs: list[Any], answers: list[Any], records: list[PredictionRecord]) -> None:
+        """Shadow mode, once a request is answered: queue the challenger's silent answers to `inputs`. `records`
+        are the request's prediction-log records (the input as logged, and whether the client let it be stored)."""
+        arms = self._arms
+        if self.mode == "shadow" and arms[1] is not None and self._shadow_waiting < SHADOW_QUEUE:
+            self._shadow_waiting += 1
+            self._shadow.submit(self._compare, arms, list(inputs), answers, records)
+
+    def _compare(
+        self, arms: tuple[Arm, Arm | None], inputs: list[Any], answers: list[Any], records: list[PredictionRecord]
+    ) -> None:
+        """In the shadow thread: the challenger's silent answers, compared with the champion's and logged through
+        the prediction log's own rows (redacted as it redacts; the input's hash only when it may be stored). The
         prediction itself waits its turn on the model thread: one shadow batch at most between champion batches."""
         champion, challenger = arms
         try:
             silent = model_thread.call(challenger.model.predict, inputs, 1)
-            now = time.time()
-            rows = []
-            for item, told, quiet in zip(inputs, answers, silent, strict=True):
-                agree = _label(told) == _label(quiet)
+            learner = getattr(challenger.model, "learner", None)
+            logged = [learner.logged_output(q) for q in silent] if isinstance(learner, LogsOutputs) else silent
+            quiet = [replace(r, output=q) for r, q in zip(records, logged, strict=True)]
+            logged_rows = redacted_rows(records + quiet, False, *self.redactors)  # one detector pass
+            now, rows = time.time(), []
+            for said, answer, told, heard in zip(
+                answers, silent, logged_rows[: len(records)], logged_rows[len(records) :], strict=True
+            ):
+                agree = _label(said) == _label(answer)
                 self.metrics.shadow.labels(str(agree).lower()).inc()
-                digest = hashlib.sha256(json.dumps(item, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+                # from a prediction-log row (id, ts, model, version, input, input_sha256, output, latency_ms)
+                digest, told_json, heard_json = told[5], told[6], heard[6]
                 rows.append(
-                    (
-                        now,
-                        self.name,
-                        champion.version,
-                        challenger.version,
-                        digest,
-                        json.dumps(told, default=str),
-                        json.dumps(quiet, default=str),
-                        int(agree),
-                    )
+                    (now, self.name, champion.version, challenger.version, digest, told_json, heard_json, int(agree))
                 )
             conn = open_log(self.log_dir)
             try:
@@ -314,6 +322,7 @@ def start(service: Any, model_ref: str, settings: Any, warm_up: Any = None) -> t
         challenger = Arm(model, getattr(model, "version", None) or challenger_ref)
     metrics = RolloutMetrics(service.metrics.registry)
     log_dir = service.log.directory if service.log is not None else None
+    privacy = getattr(getattr(service.model, "config", None), "privacy", None)
     rollout = Rollout(
         name,
         Arm(service.model, service.version),
@@ -322,8 +331,11 @@ def start(service: Any, model_ref: str, settings: Any, warm_up: Any = None) -> t
         settings.canary_percent,
         metrics,
         log_dir,
+        redactors=(redactor_for(privacy, "log"), redactor_for(privacy, "monitoring")),
     )
     service.batcher.predict = rollout.predict
+    if settings.rollout == "shadow":
+        service.on_answered = rollout.shadow
     if settings.rollout == "bandit":
         rollout.start_learning()
         service.on_feedback = rollout.feedback_arrived

@@ -47,6 +47,8 @@ class ModelService:
     log: PredictionLogWriter | None = None
     batcher: Batcher | None = field(default=None, repr=False)
     on_feedback: Callable[[], None] | None = field(default=None, repr=False)  # told after /v1/feedback stores a label
+    # told after each answered request (parsed inputs, answers, their log records): the rollout's shadow
+    on_answered: Callable[[list[Any], list[Any], list[PredictionRecord]], None] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.name = self.name or str(self.model.name)
@@ -162,24 +164,36 @@ class ModelService:
         latency_ms = (time.perf_counter() - started) * 1000
         self.metrics.predictions.inc(len(predictions))  # answered inputs only: not those of a 504 or a 499
         ids = [uuid.uuid4().hex for _ in inputs]
-        if self.log is not None:
-            now = time.time()
-            learner = self.model.learner
-            if isinstance(learner, DescribesInputs):  # e.g. audio: a few numbers are logged, never the recording
-                logged = [learner.describe_input(item) for item in parsed]
-            else:
-                logged = [_jsonable(item) for item in inputs]
-            reshaped = isinstance(learner, LogsOutputs)
-            outputs = [learner.logged_output(p) for p in predictions] if reshaped else predictions
-            self.log.append(
-                [
-                    PredictionRecord(
-                        pid, now, self.name, _version(prediction, self.version), item, output, latency_ms, store
-                    )
-                    for pid, item, prediction, output in zip(ids, logged, predictions, outputs, strict=True)
-                ]
-            )
+        if self.log is not None or self.on_answered is not None:
+            records = self._records(ids, inputs, parsed, predictions, latency_ms, store)
+            if self.log is not None:
+                self.log.append(records)
+            if self.on_answered is not None:
+                self.on_answered(parsed, predictions, records)
         return predictions, ids
+
+    def _records(
+        self,
+        ids: list[str],
+        inputs: list[Any],
+        parsed: list[Any],
+        predictions: list[Any],
+        latency_ms: float,
+        store: bool,
+    ) -> list[PredictionRecord]:
+        """A request's prediction-log records: inputs and outputs as they may be logged (before redaction)."""
+        now = time.time()
+        learner = self.model.learner
+        if isinstance(learner, DescribesInputs):  # e.g. audio: a few numbers are logged, never the recording
+            logged = [learner.describe_input(item) for item in parsed]
+        else:
+            logged = [_jsonable(item) for item in inputs]
+        reshaped = isinstance(learner, LogsOutputs)
+        outputs = [learner.logged_output(p) for p in predictions] if reshaped else predictions
+        return [
+            PredictionRecord(pid, now, self.name, _version(prediction, self.version), item, output, latency_ms, store)
+            for pid, item, prediction, output in zip(ids, logged, predictions, outputs, strict=True)
+        ]
 
 
 @asynccontextmanager

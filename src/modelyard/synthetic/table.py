@@ -164,7 +164,7 @@ def _surrogate_personal(frame: pd.DataFrame, specs: list[ColumnSpec], config: Co
         counts = found["columns"].get(spec.name)
         if not counts:
             continue
-        rows, kinds = max(counts.values()), ", ".join(counts)
+        rows, kinds = found["holding"][spec.name], ", ".join(counts)
         if rows * 2 >= found["rows"]:
             spec.kind, spec.as_int, spec.missing = "id", False, float(_empty(frame[spec.name]).mean())
             notes.append(
