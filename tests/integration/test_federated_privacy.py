@@ -38,6 +38,23 @@ def test_sites_over_http_train_with_the_servers_privacy_and_the_budget_is_report
     assert all(c["epsilon"] > 0 for h in history for c in h["clients"])
 
 
+def test_a_site_refused_for_its_own_privacy_holds_no_place_and_joins_once_it_takes_the_servers(tmp_path):
+    server_config = load_config(credit_config(tmp_path, "server", slice(0, 500), epochs=1), PRIVATE)
+    other = [*PRIVATE[:2], "train.privacy={epsilon: 50, delta: 1.0e-4}"]
+    refused = load_config(credit_config(tmp_path, "a", slice(500, 1000), epochs=1), other)
+    site_config = load_config(credit_config(tmp_path, "a", slice(500, 1000), epochs=1), ["model.norm=layer"])
+    port, result = _free_port(), {}
+    run = lambda: result.setdefault("model", transport.serve(server_config, Settings(1), tmp_path / "b", port=port))  # noqa: E731
+    server = threading.Thread(target=run, daemon=True)
+    server.start()
+    with pytest.raises(UserError, match="differs from the federation's"):
+        transport.join(refused, f"http://127.0.0.1:{port}", "a", poll_s=0.1)
+    # as the hint says, without train.privacy: the federation of one site still has its place free
+    status = transport.join(site_config, f"http://127.0.0.1:{port}", "a", poll_s=0.1)
+    server.join(timeout=120)
+    assert status["phase"] == "done"
+
+
 def test_a_private_federation_reports_its_privacy_in_metrics_and_card_as_a_private_train_run_does(tmp_path):
     config = load_config(credit_config(tmp_path, epochs=1), PRIVATE)
     model = simulate(config, Settings(clients=2, rounds=2), tmp_path / "b")

@@ -335,9 +335,7 @@ def join(
     frame = pd.concat([data.splits[s] for s in ("train", "validation", "test") if s in data.splits])
     with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=600) as http:
         info = _call(http, "GET", PREFIX).json()
-        private, public = aggregate.key_pair() if info["secure_aggregation"] else (None, None)
-        client_id = _call(http, "POST", f"{PREFIX}/join", json={"site": site, "public_key": public and public.hex()})
-        client_id = client_id.json()["client_id"]
+        # every check before joining: a site refused after /join would hold a place the federation then waits for
         with tempfile.TemporaryDirectory() as tmp:
             learner = sites.unpackage(_call(http, "GET", f"{PREFIX}/package").content, Path(tmp), config)
         names = aggregate.trainable_names(sites.local_learner(learner).module)
@@ -351,6 +349,9 @@ def join(
         defaults = sites.local_learner(learner).train_defaults()
         work = (info["local_epochs"], info["local_steps"], info["rounds"])
         check_site(config, work, len(rows), site or "this site", defaults)
+        private, public = aggregate.key_pair() if info["secure_aggregation"] else (None, None)
+        client_id = _call(http, "POST", f"{PREFIX}/join", json={"site": site, "public_key": public and public.hex()})
+        client_id = client_id.json()["client_id"]
         settings = Settings(
             info["clients"],
             secure_aggregation=info["secure_aggregation"],
