@@ -96,6 +96,16 @@ class Learner(Protocol):
 
 
 @runtime_checkable
+class ChangedAfterTraining(Protocol):
+    """A learner whose `finish_training` changes the weights after the last evaluation of training (weight-space
+    averaging): the learning curve is of the weights before it, the headline of the weights kept."""
+
+    def kept_after_training(self) -> str | None:
+        """How the kept weights came from the last ones evaluated; None when this model kept those."""
+        ...
+
+
+@runtime_checkable
 class ShardedEvaluation(Protocol):
     """A learner whose `evaluate` is one pass over fixed batches of independent units (rows, text windows,
     examples, forecast origins), then one score over all their outputs. Under `train --nproc N` each rank runs

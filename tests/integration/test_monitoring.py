@@ -14,7 +14,13 @@ from modelyard.drift import reference
 from modelyard.errors import UserError
 from modelyard.monitoring.feedback import import_feedback
 from modelyard.monitoring.monitor import monitor, summarize
-from modelyard.monitoring.prediction_log import PredictionLogWriter, PredictionRecord, read_predictions
+from modelyard.monitoring.prediction_log import (
+    PredictionLogWriter,
+    PredictionRecord,
+    model_version,
+    read_predictions,
+    record_feedback,
+)
 
 TEXTS = [
     "where is my card",
@@ -53,7 +59,7 @@ def test_monitor_reports_traffic_latency_labels_drift_and_feedback(tfidf_bundle)
     assert isinstance(drift["detected"], bool)
     for test in ("input_length", "predicted_labels"):
         assert {"statistic", "threshold", "detected"} <= set(drift[test])
-    assert report["feedback"] == {"count": 0, "accuracy": None}
+    assert report["feedback"] == {"count": 0, "accuracy": None, "version": model_version(modelyard.load(tfidf_bundle))}
 
 
 def test_feedback_import_stores_labels_and_monitor_reports_live_accuracy(tfidf_bundle, tmp_path):
@@ -66,7 +72,8 @@ def test_feedback_import_stores_labels_and_monitor_reports_live_accuracy(tfidf_b
     assert import_feedback(path, str(tfidf_bundle))["imported"] == 2
     stored = read_predictions().set_index("prediction_id")["label"]
     assert json.loads(stored[ids[0]]) == labels[0] and json.loads(stored[ids[1]]) == wrong
-    assert monitor(str(tfidf_bundle))["feedback"] == {"count": 2, "accuracy": 0.5}
+    assert monitor(str(tfidf_bundle))["feedback"]["count"] == 2
+    assert monitor(str(tfidf_bundle))["feedback"]["accuracy"] == 0.5
 
 
 def test_feedback_import_rejects_an_unknown_prediction_id_naming_its_line(tfidf_bundle, tmp_path):
@@ -105,17 +112,17 @@ def test_the_server_exports_drift_and_feedback_gauges_computed_in_the_background
     assert detected[""] in (0.0, 1.0)
 
 
-def logged_rows(versions: dict[str, tuple[list, str]]) -> pd.DataFrame:
-    """Log rows of model 'demo': per version, its inputs each answered with one label; read back oldest first."""
+def logged_rows(versions: dict[str, tuple[list, str]], model: str = "demo") -> pd.DataFrame:
+    """Log rows of `model`: per version, its inputs each answered with one label; read back oldest first."""
     writer = PredictionLogWriter()
     records, ts = [], 1000.0
     for version, (inputs, label) in versions.items():
         for item in inputs:
             ts += 1
-            records.append(PredictionRecord(f"p{ts}", ts, "demo", version, item, {"label": label}, 1.0))
+            records.append(PredictionRecord(f"p{ts}", ts, model, version, item, {"label": label}, 1.0))
     writer.append(records)
     writer.close()
-    return read_predictions(model="demo")
+    return read_predictions(model=model)
 
 
 def test_drift_is_judged_on_the_versions_own_rows_and_says_how_many_of_the_others_were_left_out(tfidf_bundle):
@@ -140,3 +147,37 @@ def test_a_version_with_no_rows_in_the_window_is_not_judged_on_another_versions_
     assert report["drift"]["reason"].startswith("no predictions of version 3 in the window, only 40 of version 1")
     mixed = summarize(rows, reference.read(tfidf_bundle), model.learner, 1000)["drift"]
     assert mixed["input_length"]["skipped"].startswith("the logged inputs are table rows, not text inputs")
+
+
+def test_a_bundle_folder_never_served_is_not_judged_on_another_folders_traffic(tfidf_bundle):
+    """An int8 export or a retrain under the same name reported the served bundle's requests, drift and live
+    accuracy as its own."""
+    model = modelyard.load(tfidf_bundle)
+    rows = logged_rows({"sha256:5e21573cf3a8": (TEXTS * 6, model.labels[0])}, model=model.name)
+    record_feedback(rows["prediction_id"][0], model.labels[0])
+    report = monitor(str(tfidf_bundle))
+    own = model_version(model)
+    assert report["drift"]["detected"] is None
+    assert report["drift"]["reason"].startswith(f"no predictions of version {own} in the window, only 36 of version")
+    assert report["feedback"] == {"count": 0, "accuracy": None, "version": own}
+
+
+def test_a_bundle_folder_served_through_the_registry_is_judged_on_its_version_saying_so(tfidf_bundle):
+    model = modelyard.load(tfidf_bundle)
+    logged_rows({"4": (TEXTS * 6, model.labels[0])}, model=model.name)
+    report = monitor(str(tfidf_bundle))
+    assert report["feedback"]["version"] == "4" and report["drift"]["detected"] is not None
+    assert "taken to be registry version 4, the only one in the log" in report["drift"]["reason"]
+
+
+def test_live_accuracy_is_that_of_the_judged_versions_own_answers(tfidf_bundle):
+    """Under a canary each version's live accuracy blended both versions' answers."""
+    model = modelyard.load(tfidf_bundle)
+    right, wrong = model.labels[0], model.labels[1]
+    rows = logged_rows({"1": (TEXTS, wrong), "2": (TEXTS, right)})
+    for prediction_id in rows["prediction_id"]:
+        record_feedback(prediction_id, right)
+    rows = read_predictions(model="demo")
+    judged = summarize(rows, reference.read(tfidf_bundle), model.learner, 1000, version="2")
+    assert judged["feedback"] == {"count": len(TEXTS), "accuracy": 1.0, "version": "2"}
+    assert summarize(rows, reference.read(tfidf_bundle), model.learner, 1000)["feedback"]["accuracy"] == 0.5

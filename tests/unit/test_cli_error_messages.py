@@ -54,3 +54,18 @@ def test_explain_refuses_what_it_would_otherwise_ignore(tmp_path, monkeypatch, c
         cli.main()
     assert done.value.code == 2 and said in capsys.readouterr().err
     assert not (tmp_path / "map.png").exists()
+
+
+def test_explain_refuses_a_heat_map_output_not_named_png(tmp_path, monkeypatch, capsys):
+    """`-o out.txt` wrote a PNG under a .txt name."""
+    from modelyard import cli
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG not really")
+    out = tmp_path / "out.txt"
+    monkeypatch.setattr(sys, "argv", ["modelyard", "explain", str(tmp_path), "--image", str(photo), "-o", str(out)])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    err = capsys.readouterr().err
+    assert done.value.code == 1 and f"--output {out}: the heat-map is a PNG image" in err and "out.png" in err
+    assert not out.exists()

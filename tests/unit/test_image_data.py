@@ -286,3 +286,23 @@ def test_an_orientation_outside_one_to_eight_leaves_the_image_and_its_size_as_st
     stored.save(buffer, format="JPEG", exif=exif)
     image = images.decode_image(buffer.getvalue())
     assert image.size == (400, 200) and image.info["source_size"] == (400, 200)  # boxes keep their axes
+
+
+def test_an_evaluation_folder_of_splits_scores_every_split_and_says_which_were_read(tmp_path):
+    """Only train/ was scored: accuracy on the training images, val/ silently ignored."""
+    colour_squares(tmp_path / "data" / "train", per_class=3)
+    colour_squares(tmp_path / "data" / "val", per_class=2)
+    rows, notes = images.read_labelled(str(tmp_path / "data"), "image", "label", FormatOptions())
+    assert len(rows) == 10 and {"train/red/0.png", "val/red/0.png"} <= set(rows["file"])
+    assert notes == [
+        f"{tmp_path / 'data'}: a folder of split subfolders; evaluated every image of train/ (6 files), val/ (4 files)"
+    ]
+
+
+def test_every_image_extension_training_reads_is_listed_from_a_folder(tmp_path):
+    """predict --image FOLDER skipped .jfif and .jpe photos that train and evaluate read."""
+    from modelyard.predict_io import image_files
+
+    for name in ("a.jfif", "b.jpe", "c.jpg", "d.pbm", "e.dib", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [Path(p).name for p in image_files([tmp_path])] == ["a.jfif", "b.jpe", "c.jpg", "d.pbm", "e.dib"]

@@ -122,3 +122,22 @@ def test_the_bound_on_the_aspect_ratio_changes_nothing_the_centre_crop_keeps():
     plain = v2.Compose([v2.ToImage(), v2.Resize(292, antialias=True), v2.CenterCrop(256)])
     expected = v2.Normalize(prep.mean, prep.std)(v2.ToDtype(torch.float32, scale=True)(plain(photo)))
     assert torch.equal(prep.eval_transform()(photo), expected)
+
+
+def test_the_report_marks_a_wise_ft_learning_curve_as_the_weights_before_averaging_and_adds_the_kept_model():
+    """The curve showed validation accuracy 0.9667 while the headline and model card showed the kept 0.9333."""
+    from modelyard.evaluation.report import _learning
+    from modelyard.evaluation.sections import ReportContext, Table, Text
+
+    spec = {"backbone": EFFICIENTNET, "num_classes": 2, "image_size": 64}
+    prep = preprocessing_for(EFFICIENTNET, 64, "photo")
+    history = [{"epoch": 1, "step": 4, "train_loss": 0.5, "validation": {"accuracy": 0.9667}}]
+    for wise_ft, kept in ((0.5, True), (1.0, False)):
+        learner = ImageClassifierLearner(None, ["a", "b"], spec, prep, ImageModelConfig(wise_ft=wise_ft))
+        model = SimpleNamespace(learner=learner, task=SimpleNamespace(main_metric="accuracy"))
+        context = ReportContext(model, {"validation": {"accuracy": 0.9333}}, history, {})
+        blocks = _learning(context).blocks
+        rows = next(b for b in blocks if isinstance(b, Table)).rows
+        assert (rows[-1][0] == "kept model" and rows[-1][-1] == "0.9333") is kept
+        notes = [b.text for b in blocks if isinstance(b, Text) and "WiSE-FT (model.wise_ft 0.5)" in b.text]
+        assert bool(notes) is kept

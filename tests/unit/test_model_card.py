@@ -101,3 +101,16 @@ def test_a_client_dp_card_says_the_guarantee_covers_each_sites_whole_data(tmp_pa
     assert "client-level DP: (ε = 30.5, δ = 1e-05)-differential privacy for each site's whole data set" in section
     assert "over the 3 updates the busiest site sent" in section
     assert "The noise was drawn from OS entropy" in section
+
+
+@pytest.mark.parametrize(
+    ("task", "alike"),
+    [
+        ("image_classification", "same kind of pictures: subjects, cameras, lighting and framing"),
+        ("text_classification", "same language, domain and length"),
+    ],
+)
+def test_the_intended_use_says_what_like_the_training_data_means_for_the_tasks_inputs(tmp_path, task, alike):
+    """An image model's card told its users to send inputs of the same language and length."""
+    card = _card(tmp_path, task, {"test": {"accuracy": 0.9}}, {})
+    assert f"Intended for inputs like its training data ({alike}; see *Data*)" in card

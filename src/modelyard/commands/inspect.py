@@ -79,6 +79,8 @@ def explain(
             item = json.loads(row)
         except ValueError as err:
             raise typer.BadParameter(f"--row is not JSON: {err}") from None
+    if output is not None and output.suffix.lower() != ".png":  # the heat-map is PNG whatever the name says
+        raise UserError(f"--output {output}: the heat-map is a PNG image", f"name it {output.with_suffix('.png')}")
     if output is not None and image is not None and same_file(output, image):
         raise UserError(f"--output {output} is the --image file: the heat-map would replace the photo")
     loaded = api.load(model)

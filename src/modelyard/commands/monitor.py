@@ -69,7 +69,8 @@ def _drift_table(report: dict[str, Any]) -> None:
     top = ", ".join(f"{k} {v:.0%}" for k, v in list(report["predicted_labels"].items())[:5])
     report_out.print(f"predicted labels: {top or '-'}")
     feedback = report["feedback"]
-    report_out.print(f"feedback: {feedback['count']} labelled, live accuracy {_shown(feedback['accuracy'])}")
+    of = f" of version {feedback['version']}" if feedback.get("version") is not None else ""
+    report_out.print(f"feedback: {feedback['count']} labelled{of}, live accuracy {_shown(feedback['accuracy'])}")
 
 
 def monitor(

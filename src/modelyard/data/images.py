@@ -29,7 +29,6 @@ from modelyard.errors import DataError
 from modelyard.fsutil import escapes, sha256_file
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error to report, not a grey band to learn from
-EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 FORMAT_EXTENSIONS = {
     "JPEG": {".jpg", ".jpeg", ".jpe", ".jfif"},
     "PNG": {".png"},
@@ -39,6 +38,9 @@ FORMAT_EXTENSIONS = {
     "TIFF": {".tif", ".tiff"},
     "PPM": {".ppm", ".pgm", ".pbm", ".pnm"},
 }
+# what a folder listing (predict --image, detection folders, report thumbnails) takes as an image: every name of a
+# format Pillow reads here, as training and evaluation read them
+EXTENSIONS = frozenset().union(*FORMAT_EXTENSIONS.values())
 VALIDATION_DIRS = ("val", "validation", "valid", "dev")
 MAX_NAMED = 20
 QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that turn the image a quarter: width and height swap
@@ -402,17 +404,30 @@ def read_labelled(
     location: str, image_column: str, label_column: str, fmt: FormatOptions
 ) -> tuple[pd.DataFrame, list[str]]:
     """A labelled evaluation folder or CSV/JSONL, every image checked as training checks it, nothing split off:
-    (usable rows, a note naming the skipped files). A DataError names the file when no image is usable."""
+    (usable rows, notes naming the split subfolders read and the skipped files). A DataError names the file when
+    no image is usable."""
     listings, root = read_source(location, image_column, label_column, fmt, None)
+    listing, notes = listings["train"], []
+    if len(listings) > 1:  # train/ with val/ or test/ beside it: every labelled image counts, not train/'s alone
+        folders = split_folders(root)
+        listing = pd.concat([_in_split(listings[n], folders[n].name) for n in listings], ignore_index=True)
+        read = ", ".join(f"{folders[n].name}/ ({len(listings[n])} files)" for n in listings)
+        notes.append(f"{location}: a folder of split subfolders; evaluated every image of {read}")
     report = ImageReport()
-    rows = verify(listings["train"], root, report)
+    rows = verify(listing, root, report)
     if rows.empty:
         raise DataError(
             f"{location}: no readable images to evaluate{_why_none(report)}",
             "list each image by a path inside this file's folder (no '..' or symlink out of it) or by its absolute "
             "path",
         )
-    return rows, [_skip_note(location, report)] if report.skipped else []
+    return rows, notes + ([_skip_note(location, report)] if report.skipped else [])
+
+
+def _in_split(listing: pd.DataFrame, split: str) -> pd.DataFrame:
+    """A split subfolder's listing with its files named from the data folder (train/ants/1.jpg), so that the
+    same name in two splits stays two files in the reports."""
+    return listing.assign(file=split + "/" + listing["file"])
 
 
 def fingerprints(splits: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:

@@ -27,6 +27,20 @@ def _num(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+TEXT_ALIKE = "same language, domain and length"
+ALIKE = {  # what "like its training data" means for a task whose inputs are not texts
+    "image_classification": "same kind of pictures: subjects, cameras, lighting and framing",
+    "object_detection": "same kind of pictures: subjects, cameras, lighting and object sizes",
+    "multimodal_classification": "same kind of pictures and texts: subjects, language and domain",
+    "audio_classification": "same kind of recordings: sounds or speakers, microphones, background noise and length",
+    "speech_recognition": "same language, accents, microphones and background noise",
+    "tabular_classification": "same population, columns and value ranges",
+    "tabular_regression": "same population, columns and value ranges",
+    "forecasting": "same kind of series, frequency and history length",
+    "recommendation": "same users, items and kind of interactions",
+}
+
+
 def _intended_use(manifest: dict[str, Any]) -> list[str]:
     labels = manifest.get("labels") or []
     task = str(manifest.get("task"))
@@ -37,7 +51,7 @@ def _intended_use(manifest: dict[str, Any]) -> list[str]:
         lines.append(f"It assigns one of {len(labels)} labels to an input: {shown}.")
     lines += [
         "",
-        "Intended for inputs like its training data (same language, domain and length; see *Data*), behind "
+        f"Intended for inputs like its training data ({ALIKE.get(task, TEXT_ALIKE)}; see *Data*), behind "
         "a product that lets people correct it. Not intended for decisions about people without human "
         "review, nor for inputs unlike the training data: see *Known limits*.",
     ]

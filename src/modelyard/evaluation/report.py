@@ -49,6 +49,7 @@ from modelyard.evaluation.sections import (
 )
 from modelyard.fsutil import atomic_write_text
 from modelyard.metrics import cost
+from modelyard.protocols import ChangedAfterTraining
 
 # imported for their @provides registrations
 PROVIDERS = (
@@ -129,9 +130,12 @@ def _headline(context: ReportContext) -> Section:
 
 def _learning(context: ReportContext) -> Section:
     history = context.history
+    learner = context.model.learner
+    kept = learner.kept_after_training() if isinstance(learner, ChangedAfterTraining) else None
     figure = plots.learning_curves(history, context.model.task.main_metric)
+    before = " (of the weights before the change noted below)" if kept else ""
     blocks: list[Any] = (
-        [Figure(figure, "training loss and validation metrics per evaluation")]
+        [Figure(figure, f"training loss and validation metrics per evaluation{before}")]
         if figure
         else [Text("one evaluation only (e.g. a model fitted in one pass): no curve to draw")]
     )
@@ -145,6 +149,15 @@ def _learning(context: ReportContext) -> Section:
         ]
         for h in history
     ]
+    if kept:  # the curve's last point is not the model kept: its validation scores differ from the headline's
+        validation = context.metrics.get("validation", {})
+        rows.append(["kept model", "", "", *(_cell(validation.get(k)) for k in keys)])
+        blocks.append(
+            Text(
+                f"{kept}: the evaluations above are of the fine-tuned weights before it; the model kept (and scored "
+                "in the headline) is the last row."
+            )
+        )
     blocks.append(Table(["epoch", "step", "train loss", *(f"validation {k}" for k in keys)], rows))
     return Section("learning", "Learning curves", blocks, "from history.jsonl: did training converge or overfit?")
 

@@ -168,6 +168,15 @@ class ImageClassifierLearner:
                 tensor.copy_(torch.lerp(self.start_weights[name].to(tensor.device, tensor.dtype), tensor, alpha))
         return True
 
+    def kept_after_training(self) -> str | None:
+        """WiSE-FT's averaging, which `finish_training` applies after the last evaluation of training."""
+        if not self.probe_head or self.options.wise_ft >= 1:
+            return None
+        return (
+            f"WiSE-FT (model.wise_ft {self.options.wise_ft:g}) averaged the fine-tuned weights with the linear-probe "
+            "start after the last evaluation"
+        )
+
     def dataset(self, data: pd.DataFrame, training: bool) -> ImageDataset:
         transform = self.prep.train_transform() if training else self._eval_transform
         labels = data["label"].map(self.label_index).fillna(-1).astype(int).tolist()

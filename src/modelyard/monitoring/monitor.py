@@ -72,7 +72,10 @@ def _judged_drift(
     listed = ", ".join(f"{v} of version {k}" for k, v in others.items())
     if others and not len(judged):
         reason = f"no predictions of version {version} in the window, only {listed}; monitor models:/NAME/VERSION"
-        return {"detected": None, "reason": f"{reason} to judge those against their own reference"}, others
+        return {
+            "detected": None,
+            "reason": f"{reason} (or the bundle folder the server ran) to judge those against their own reference",
+        }, others
     outputs = [_json(o) for o in judged["output"]]
     predicted = [label for label in map(_label, outputs) if label is not None]
     result = drift(ref, learner, [_json(x) for x in judged["input"]], predicted)
@@ -82,15 +85,24 @@ def _judged_drift(
 
 
 def summarize(
-    rows: pd.DataFrame, ref: reference_profile.Reference, learner: Any, window: int, version: str | None = None
+    rows: pd.DataFrame,
+    ref: reference_profile.Reference,
+    learner: Any,
+    window: int,
+    version: str | None = None,
+    assumed: str | None = None,
 ) -> dict[str, Any]:
-    """The monitor report for logged rows (oldest first) of one model; drift is judged on the rows `version`
-    answered (every row when None)."""
+    """The monitor report for logged rows (oldest first) of one model; drift and live accuracy are judged on the
+    rows `version` answered (every row when None), each version having its own reference and its own answers;
+    `assumed`: why `version` is taken to be the monitored model's, said in the drift reason."""
     recent = rows.tail(window)
     outputs = [_json(o) for o in recent["output"]]
     predicted = [label for label in map(_label, outputs) if label is not None]
     latency = recent["latency_ms"].to_numpy(dtype=float)
     judged, left_out = _judged_drift(recent, ref, learner, version)
+    if assumed:
+        judged["reason"] += f" ({assumed})"
+    answered = rows if version is None else rows[(rows["version"].astype(str) == str(version)).to_numpy()]
     shares = pd.Series(predicted, dtype=object).value_counts(normalize=True) if predicted else pd.Series()
     return {
         "requests": len(rows),
@@ -107,8 +119,25 @@ def summarize(
         },
         "predicted_labels": {str(k): round(float(v), 4) for k, v in shares.head(20).items()},
         "drift": judged,
-        "feedback": feedback_summary(rows),
+        "feedback": {**feedback_summary(answered), "version": version},
     }
+
+
+def judged_version(model: Any, own: str, logged: set[str]) -> tuple[str, str | None]:
+    """The version whose logged rows are `model`'s (`own`: what the server logs for it), and why when that is
+    only assumed. A registry model is logged under its version number, a bundle folder the server ran itself under
+    its content hash. A folder whose hash is not in the log may have been served through the registry, under a
+    number unknown here: the log's only registry version is taken for it, and the report says so; otherwise (an
+    export or retrain never served, next to another folder's traffic) it has no rows, and is not judged on others'."""
+    if model.version is not None or own in logged:
+        return own, None
+    numbers = sorted(v for v in logged if not v.startswith("sha256:"))
+    if len(numbers) != 1:
+        return own, None
+    return numbers[0], (
+        f"{model.path} has no predictions logged as its own version {own}: taken to be registry version "
+        f"{numbers[0]}, the only one in the log; monitor models:/{model.name}/{numbers[0]} if that is not this bundle"
+    )
 
 
 def _iso(ts: float) -> str:
@@ -124,10 +153,8 @@ def monitor(model_ref: str, since: str | None = None, window: int = DEFAULT_WIND
     model = loader.load(model_ref)
     start = parse_since(since)
     rows = read_predictions(since=start, model=model.name)
-    version = model_version(model)
-    if model.version is None and version not in set(rows["version"]):
-        version = None  # a bundle the server ran through the registry: its version number is not known here
-    report = summarize(rows, reference_profile.read(model.path), model.learner, window, version)
+    version, assumed = judged_version(model, model_version(model), set(rows["version"].astype(str)))
+    report = summarize(rows, reference_profile.read(model.path), model.learner, window, version, assumed)
     shadow = shadow_summary(model.name, start)
     if shadow is not None:
         report["shadow"] = shadow
