@@ -180,4 +180,5 @@ def test_live_accuracy_is_that_of_the_judged_versions_own_answers(tfidf_bundle):
     rows = read_predictions(model="demo")
     judged = summarize(rows, reference.read(tfidf_bundle), model.learner, 1000, version="2")
     assert judged["feedback"] == {"count": len(TEXTS), "accuracy": 1.0, "version": "2"}
+    assert judged["predicted_labels"] == {right: 1.0}  # version 1's answers are its own label mix, not this one's
     assert summarize(rows, reference.read(tfidf_bundle), model.learner, 1000)["feedback"]["accuracy"] == 0.5

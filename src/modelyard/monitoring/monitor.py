@@ -92,12 +92,13 @@ def summarize(
     version: str | None = None,
     assumed: str | None = None,
 ) -> dict[str, Any]:
-    """The monitor report for logged rows (oldest first) of one model; drift and live accuracy are judged on the
-    rows `version` answered (every row when None), each version having its own reference and its own answers;
-    `assumed`: why `version` is taken to be the monitored model's, said in the drift reason."""
+    """The monitor report for logged rows (oldest first) of one model; drift, predicted-label shares and live
+    accuracy are judged on the rows `version` answered (every row when None), each version having its own
+    reference and its own answers; `assumed`: why `version` is taken to be the monitored model's, said in the drift
+    reason. Requests, the window's versions and latency count every version's traffic."""
     recent = rows.tail(window)
-    outputs = [_json(o) for o in recent["output"]]
-    predicted = [label for label in map(_label, outputs) if label is not None]
+    own = recent if version is None else recent[(recent["version"].astype(str) == str(version)).to_numpy()]
+    predicted = [label for label in map(_label, (_json(o) for o in own["output"])) if label is not None]
     latency = recent["latency_ms"].to_numpy(dtype=float)
     judged, left_out = _judged_drift(recent, ref, learner, version)
     if assumed:
