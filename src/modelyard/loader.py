@@ -117,7 +117,9 @@ class Model:
         if "test_speakers" in raw["data"]:  # held-out voices of the training data; here every row is scored
             raw["data"]["test_speakers"] = None
         prepared = self.task.prepare(config_from_dict(raw, str(data)))
-        rows, notes = self._known_labels_only(prepared.splits["train"], str(data))
+        rows, given = _every_split(prepared.splits, str(data))
+        rows, notes = self._known_labels_only(rows, str(data))
+        notes = given + notes
         result = self._with_answer_quality(self.learner.evaluate(rows), rows)
         read = prepared.report.get("files", {}).get("train", {})  # tasks that clean rows say what they dropped
         if read.get("cleaning", {}).get("rows_out", 0) < read.get("cleaning", {}).get("rows_in", 0):
@@ -152,6 +154,19 @@ class Model:
         from modelyard.generation.quality import score_generations
 
         return {**result, "generation": score_generations(generator, items, self.config.evaluation.metrics)}
+
+
+def _every_split(splits: dict[str, Any], source: str) -> tuple[Any, list[str]]:
+    """The rows `evaluate --data` scores: with no shares carved off, the data's train split; a folder of split
+    subfolders (train/ beside val/ or test/, read as given splits) is scored whole, never its train/ alone."""
+    given = {name: rows for name, rows in splits.items() if len(rows)}
+    if len(given) < 2 or not all(hasattr(rows, "columns") for rows in given.values()):  # tables of rows only
+        return splits["train"], []
+    import pandas as pd
+
+    read = ", ".join(f"{name} ({len(rows)})" for name, rows in given.items())
+    note = f"{source}: a folder of splits; scored every one: {read}"
+    return pd.concat(list(given.values()), ignore_index=True), [note]
 
 
 def _texts_or_chats(items: list[Any]) -> list[Any]:

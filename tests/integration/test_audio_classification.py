@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -281,3 +282,15 @@ def test_evaluate_scores_a_csv_on_a_bundle_trained_without_a_speaker_column(digi
     result = CliRunner().invoke(app, ["evaluate", str(digits_bundle.path), "--data", str(listing)])
     assert result.exit_code == 0, result.output
     assert digits_bundle.evaluate(listing)["samples"] == 120
+
+
+@pytest.mark.slow
+def test_evaluate_scores_every_split_subfolder_of_an_audio_folder_not_its_train_folder_alone(digits_bundle, tmp_path):
+    files = sorted(DIGITS.glob("*.wav"))
+    for split, part in (("train", files[::2]), ("test", files[1::2])):
+        (tmp_path / split).mkdir()
+        for f in part:
+            shutil.copy(f, tmp_path / split / f.name)  # a link out of the data folder is skipped, as training skips it
+    result = digits_bundle.evaluate(tmp_path)
+    assert result["samples"] == len(files)
+    assert f"train ({len(files[::2])}), test ({len(files[1::2])})" in " ".join(result["notes"])
