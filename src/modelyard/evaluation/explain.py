@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from modelyard.data.blank import is_blank
 from modelyard.errors import UserError
 from modelyard.learners.text import TextClassifierLearner
 from modelyard.learners.tfidf import TfidfLinearLearner
@@ -291,7 +292,7 @@ def explain_text(model: Any, text: str, label: str | None = None, steps: int = I
     """{"tokens", "attributions", "label", "score", "method", "output", "baseline_output"} for one text;
     attributions are for `label` (default: the predicted one) and sum to output - baseline_output."""
     learner = model.learner
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or is_blank(text):
         raise UserError("explain needs a non-empty text")
     if isinstance(learner, TfidfLinearLearner):
         return _linear(learner, text, label)
