@@ -182,6 +182,8 @@ def evaluate(
     json_: Annotated[
         bool, typer.Option("--json", help="accepted like other commands' --json; evaluate always prints JSON")
     ] = False,
+    encoding: Annotated[str, typer.Option(help="--data text encoding (not the training file's)")] = "utf-8",
+    sep: Annotated[str | None, typer.Option(help="--data field separator; default by extension")] = None,
 ) -> None:
     """Metrics of a bundle on a data file as JSON.
 
@@ -189,12 +191,16 @@ def evaluate(
     """
     from modelyard import api
     from modelyard.fsutil import atomic_write_json, check_writable
+    from modelyard.predict_io import input_format
 
     if output:
         check_writable(output)
     if data is not None and not data.exists():  # before the model loads, and named as the option the user gave
         raise UserError(f"--data {data}: no such file or folder")
-    metrics = api.load(model).evaluate(data)
+    if data is None and (encoding != "utf-8" or sep is not None):  # the test split is read as it was trained
+        raise UserError("--encoding and --sep say how to read --data FILE", "add --data, or leave them out")
+    input_format(encoding, sep)  # a bad --encoding or --sep is refused before the model loads
+    metrics = api.load(model).evaluate(data, encoding=encoding, sep=sep)
     if output:
         atomic_write_json(output, metrics)
     _print_json(metrics)

@@ -86,32 +86,58 @@ class Model:
             got = f", got {type(first['input']).__name__}" if first["type"].endswith("_type") else ""
             raise DataError(f"{where}: {first['msg']}{got}") from None
 
-    def evaluate(self, data: str | Path | None = None) -> dict[str, Any]:
-        """Metrics on a labelled file, or by default on the bundle's own test split (re-read, fingerprint-checked)."""
+    def evaluate(
+        self, data: str | Path | None = None, encoding: str = "utf-8", sep: str | None = None
+    ) -> dict[str, Any]:
+        """Metrics on a labelled file, or by default on the bundle's own test split (re-read, fingerprint-checked).
+        The file is read as `predict --input` reads one: in `encoding` (UTF-8 by default), separated by `sep` or by
+        its extension, never by the training file's encoding and separator: those named another file."""
         if data is None:
-            prepared = self.task.prepare(self.config)
-            if not len(prepared.splits["test"]):  # metrics of nothing would print as {} and look like success
-                raise UserError(
-                    f"{self.path}: this model has no test split to score (its config holds none back)",
-                    "score a labelled file: modelyard evaluate BUNDLE --data FILE",
-                )
-            expected = self.manifest.get("data", {}).get("test", {}).get("sha256")
-            actual = prepared.fingerprints.get("test", {}).get("sha256")
-            result = self._with_answer_quality(self.learner.evaluate(prepared.splits["test"]), prepared.splits["test"])
-            if expected and actual != expected:
-                result["warning"] = "the test split differs from the one the bundle was evaluated on at train time"
-            return result
+            return self._evaluate_test_split()
+        from modelyard.data.readers import PREDICT, hints
+
+        config = self._config_for_file(encoding, sep)
+        with hints(PREDICT):  # a file it cannot read names evaluate's --encoding/--sep, not the bundle's config
+            return self._evaluate_file(config, data)
+
+    def _evaluate_test_split(self) -> dict[str, Any]:
+        """Metrics on the test split the bundle's config holds back, read as training read it."""
+        prepared = self.task.prepare(self.config)
+        if not len(prepared.splits["test"]):  # metrics of nothing would print as {} and look like success
+            raise UserError(
+                f"{self.path}: this model has no test split to score (its config holds none back)",
+                "score a labelled file: modelyard evaluate BUNDLE --data FILE",
+            )
+        expected = self.manifest.get("data", {}).get("test", {}).get("sha256")
+        actual = prepared.fingerprints.get("test", {}).get("sha256")
+        result = self._with_answer_quality(self.learner.evaluate(prepared.splits["test"]), prepared.splits["test"])
+        if expected and actual != expected:
+            result["warning"] = "the test split differs from the one the bundle was evaluated on at train time"
+        return result
+
+    def _config_for_file(self, encoding: str, sep: str | None) -> Config:
+        """The bundle's config with a scored file's encoding and separator in its `data.format`; its header, names
+        and quoting stay the bundle's, as they say which columns the config's column keys name."""
+        from modelyard.predict_io import input_format
+
+        fmt = input_format(encoding, sep)
+        raw = self.config.model_dump(mode="json")
+        raw["data"]["format"].update(encoding=fmt.encoding, sep=fmt.sep)
+        return config_from_dict(raw, str(self.path / "config.yaml"))
+
+    def _evaluate_file(self, config: Config, data: str | Path) -> dict[str, Any]:
+        """Metrics on every row of a labelled file, read by `config` (the bundle's, with the file's format)."""
         read_file = getattr(self.task, "evaluation_file", None)  # a task whose train data is not what it scores
         if read_file is not None:
-            return self.learner.evaluate(read_file(self.config, str(Path(data).resolve())))
+            return self.learner.evaluate(read_file(config, str(Path(data).resolve())))
         read_rows = getattr(self.task, "evaluation_rows", None)  # a task whose training checks do not apply here
         if read_rows is not None:
-            rows, notes = read_rows(self.config, str(Path(data).resolve()), self.labels or [])
+            rows, notes = read_rows(config, str(Path(data).resolve()), self.labels or [])
             rows, unseen = self._known_labels_only(rows, str(data))
             notes += unseen
             notes += [f"{data}: {note}" for note in getattr(self.learner, "input_notes", lambda _: [])(rows)]
             return self._with_answer_quality(self.learner.evaluate(rows), rows) | ({"notes": notes} if notes else {})
-        raw = self.config.model_dump(mode="json")
+        raw = config.model_dump(mode="json")
         raw["data"].update(train=str(Path(data).resolve()), validation=None, test=None, max_rows=None)
         raw["data"]["split"].update(validation=0.0, test=0.0)
         if "test_speakers" in raw["data"]:  # held-out voices of the training data; here every row is scored

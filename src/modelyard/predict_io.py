@@ -17,6 +17,7 @@ from modelyard.config import FormatOptions
 from modelyard.data import text_corpus
 from modelyard.data.audio import EXTENSIONS as AUDIO_EXTENSIONS
 from modelyard.data.audio import read_audio
+from modelyard.data.blank import is_blank
 from modelyard.data.images import EXTENSIONS, decode_image, load_image
 from modelyard.data.readers import PREDICT, ReadReport, file_values, read_table, stream_input
 from modelyard.errors import DataError, UserError
@@ -307,7 +308,7 @@ def no_text(model, frame: pd.DataFrame, file: Path) -> pd.Series:
     if hasattr(model.learner, "predict_frame") or hasattr(model.task, "inputs_from_frame"):
         return pd.Series(False, index=frame.index)
     texts = frame[text_column(model, frame, file)]
-    return texts.map(lambda v: _json_value(v) is None or not str(v).strip()).astype(bool)
+    return texts.map(lambda v: _json_value(v) is None or is_blank(str(v))).astype(bool)
 
 
 def frame_inputs(model, frame: pd.DataFrame, file: Path) -> list[Any]:

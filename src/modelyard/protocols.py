@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel
 from pydantic_core import PydanticCustomError
 
 from modelyard.config import Config, DataConfig, ModelConfig
+from modelyard.data.blank import is_blank
 
 if TYPE_CHECKING:
     import torch
@@ -26,7 +27,7 @@ BLANK_TEXT = "blank or whitespace only: there is no text to predict"
 def _not_blank(text: str) -> str:
     """A text to classify, tag or answer has words: a blank one would get a confident answer about nothing, so it
     is refused as training, `explain` and `predict --input` refuse it."""
-    if not text.strip():
+    if is_blank(text):
         raise PydanticCustomError("blank_text", BLANK_TEXT)
     return text
 

@@ -96,6 +96,7 @@ def test_explain_route_returns_tokens_and_attributions(tfidf_bundle):
         unknown = client.post("/v1/explain", json={"input": "where is my refund", "label": "nope"})
     assert ok.status_code == 200, ok.text
     assert set(ok.json()) >= {"tokens", "attributions", "label", "score"}
+    assert ok.json()["truncated"] is False  # TF-IDF reads the whole text, however long
     assert unknown.status_code == 422 and unknown.json()["error"]["type"] == "invalid_input"
 
 

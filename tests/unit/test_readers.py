@@ -228,3 +228,24 @@ def test_a_utf16_file_read_as_utf8_suggests_utf16_for_its_byte_order_mark(tmp_pa
     with pytest.raises(DataError, match="line 1: bytes that are not valid utf-8") as err:
         read_table(path)
     assert err.value.hint == "the file starts with a UTF-16 byte-order mark: set data.format.encoding utf-16"
+
+
+def test_a_file_not_in_the_encoding_named_asks_whether_it_is_in_that_encoding(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"text,label\nhello\x80,a\n")
+    with pytest.raises(DataError, match="line 2: bytes that are not valid gbk") as err:
+        read_table(path, FormatOptions(encoding="gbk"))
+    assert err.value.hint.startswith("is the file gbk? set data.format.encoding with its encoding (e.g. utf-8")
+
+
+def test_a_file_read_for_a_commands_flags_names_the_flags_in_its_hints(tmp_path):
+    from modelyard.data.readers import PREDICT, hints
+
+    path = tmp_path / "d.csv"
+    path.write_bytes("text,label\n好吃,a\n".encode("gb18030"))
+    with hints(PREDICT), pytest.raises(DataError) as err:
+        read_table(path)
+    assert err.value.hint == "save the file as UTF-8, or pass --encoding (e.g. gb18030, latin-1)"
+    with pytest.raises(DataError) as err:
+        read_table(path)
+    assert "set data.format.encoding" in err.value.hint

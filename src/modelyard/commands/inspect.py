@@ -91,6 +91,11 @@ def explain(
         option = "--text" if reads == "a text" else "--row"
         raise UserError(f"{model} explains {reads}, not {given}", f"pass it with {option}")
     result = explain(loaded, item, label)
+    if result.get("truncated"):
+        warn(
+            f"the text is {result['text_tokens']} tokens long; the model reads its first {len(result['tokens'])} "
+            f"(model.max_length {result['max_length']}): the rest is in neither the answer nor its explanation"
+        )
     if result.get("converged") is False:
         warn(
             f"the attributions have not converged: they miss output - baseline_output by {result['relative_delta']:.0%}"

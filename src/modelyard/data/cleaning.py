@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
+from modelyard.data.blank import is_blank
+
 
 @dataclass
 class CleaningReport:
@@ -29,7 +31,7 @@ class CleaningReport:
 
 
 def _blank(series: pd.Series) -> pd.Series:
-    return series.isna() | series.astype(str).str.strip().eq("")
+    return series.isna() | series.astype(str).map(is_blank).astype(bool)
 
 
 def clean_labelled(frame: pd.DataFrame, input_col: str, label_col: str | None) -> tuple[pd.DataFrame, CleaningReport]:

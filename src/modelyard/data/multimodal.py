@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from modelyard.config import FormatOptions, SplitConfig
+from modelyard.data.blank import is_blank
 from modelyard.data.categories import category_text
 from modelyard.data.images import check_file
 from modelyard.data.readers import read_table, require_columns
@@ -23,7 +24,7 @@ COLUMNS = ["path", "file", "text", "label", "sha256", "width", "height"]
 
 
 def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and pd.isna(value)) or not str(value).strip()
+    return value is None or (isinstance(value, float) and pd.isna(value)) or is_blank(str(value))
 
 
 def read_rows(

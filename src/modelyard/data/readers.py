@@ -12,6 +12,8 @@ import csv
 import json
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -35,7 +37,8 @@ csv.field_size_limit(sys.maxsize)
 @dataclass(frozen=True)
 class Settings:
     """How the reader's hints tell the user to change a format option: a config's `data.format`, or the flags of
-    `predict`, which reads its input file by its own extension and options, not the training file's."""
+    `predict --input` and `evaluate --data`, which read their file by its own extension and options, not the
+    training file's."""
 
     encoding: str = "set data.format.encoding"
     sep: str = "set data.format.sep"
@@ -44,6 +47,18 @@ class Settings:
 
 CONFIG = Settings()
 PREDICT = Settings(encoding="pass --encoding", sep="pass --sep", quoting=None)
+_HINTS: ContextVar[Settings] = ContextVar("reader_hints", default=CONFIG)
+
+
+@contextmanager
+def hints(settings: Settings) -> Iterator[None]:
+    """Files read inside name `settings`' options in their hints: a command reading a file by its flags reads it
+    through a task's own reader, which knows nothing of the command."""
+    token = _HINTS.set(settings)
+    try:
+        yield
+    finally:
+        _HINTS.reset(token)
 
 
 @dataclass
@@ -56,7 +71,7 @@ class ReadReport:
     problems: list[str] = field(default_factory=list)
     nul_bytes: int = 0
     columns: list[str] | None = None  # delimited files: the header, known once the first line is read
-    settings: Settings = CONFIG
+    settings: Settings = field(default_factory=_HINTS.get)
     blank: int = 0  # blank or whitespace-only lines after the header, never rows
     blank_lines: list[int] = field(default_factory=list)  # the first MAX_REPORTED of them
 
@@ -110,10 +125,13 @@ def _decoded_lines(path: Path, encoding: str, report: ReadReport) -> Iterator[st
 
 def _undecodable(path: Path, line: int, encoding: str, why: str, report: ReadReport, utf16: bool = False) -> DataError:
     """The error for bytes `encoding` cannot decode; `utf16`: the file starts with a UTF-16 byte-order mark."""
+    encoding = encoding.replace("-sig", "")
     hint = f"save the file as UTF-8, or {report.settings.encoding} (e.g. gb18030, latin-1)"
+    if codecs.lookup(encoding).name != "utf-8":  # the file may well be UTF-8, read as the encoding named
+        hint = f"is the file {encoding}? {report.settings.encoding} with its encoding (e.g. utf-8, gb18030, latin-1)"
     if utf16:
         hint = f"the file starts with a UTF-16 byte-order mark: {report.settings.encoding} utf-16"
-    return DataError(f"{path}: line {line}: bytes that are not valid {encoding.replace('-sig', '')} ({why})", hint)
+    return DataError(f"{path}: line {line}: bytes that are not valid {encoding} ({why})", hint)
 
 
 def _line_of_bad_bytes(path: Path, encoding: str) -> int:
@@ -260,8 +278,10 @@ def _frame(rows: Iterable[tuple[int, list[str] | dict]], report: ReadReport) -> 
     return frame
 
 
-def read_text_lines(path: Path, fmt: FormatOptions, settings: Settings = CONFIG) -> tuple[pd.DataFrame, ReadReport]:
-    report = ReadReport(str(path), settings=settings)
+def read_text_lines(
+    path: Path, fmt: FormatOptions, settings: Settings | None = None
+) -> tuple[pd.DataFrame, ReadReport]:
+    report = ReadReport(str(path), settings=settings or _HINTS.get())
     frame = _frame(_text_rows(path, fmt, report), report)
     return (frame if len(frame) else pd.DataFrame({"text": []}, index=pd.Index([], name="line"))), report
 
@@ -306,10 +326,11 @@ def _rows(path: Path, fmt: FormatOptions, report: ReadReport) -> Iterator[tuple[
 
 
 def read_table(
-    path: str | Path, fmt: FormatOptions | None = None, max_rows: int | None = None, settings: Settings = CONFIG
+    path: str | Path, fmt: FormatOptions | None = None, max_rows: int | None = None, settings: Settings | None = None
 ) -> tuple[pd.DataFrame, ReadReport]:
     """Read one data file by its extension; the index holds the source line (or row) number. `settings` names
-    the options the hints point at (the config's, or predict's flags)."""
+    the options the hints point at (default: those of `hints`, else the config's)."""
+    settings = settings or _HINTS.get()
     fmt = fmt or FormatOptions()
     path = _checked(path)
     suffix = path.suffix.lower()

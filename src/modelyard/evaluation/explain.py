@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from modelyard.data.blank import is_blank
 from modelyard.errors import UserError
 from modelyard.learners.text import TextClassifierLearner
 from modelyard.learners.tfidf import TfidfLinearLearner
@@ -70,6 +71,7 @@ def _linear(learner: TfidfLinearLearner, text: str, label: str | None) -> dict[s
         "label": learner.labels[target],
         "score": float(probs[target]),
         "method": "linear: coefficient x tf-idf value (exact)",
+        "truncated": False,  # the vectorizer reads the whole text
         "output": intercept + float(sum(weight.values())),
         "baseline_output": intercept,
     }
@@ -118,6 +120,7 @@ def _integrated_gradients(learner: TextClassifierLearner, text: str, label: str 
     per_token = attr.sum(-1)[0].detach().float().cpu()  # (T,)
     keep = ~special.cpu()
     return {
+        **_truncation(learner, text, int(keep.sum())),
         "tokens": tok.convert_ids_to_tokens(ids[0].cpu()[keep].tolist()),
         "attributions": per_token[keep].numpy().round(6).tolist(),
         "label": learner.labels[target],
@@ -127,6 +130,16 @@ def _integrated_gradients(learner: TextClassifierLearner, text: str, label: str 
         "baseline_output": float(out[1, target]),
         "convergence_delta": float(delta.abs().max()),
     }
+
+
+def _truncation(learner: TextClassifierLearner, text: str, explained: int) -> dict[str, Any]:
+    """Whether the model read only the first `explained` tokens of `text` (its `max_length`, special tokens
+    included), and if so how many the whole text has: the rest weighs in neither the answer nor its explanation."""
+    prefixed = learner.spec.get("text_prefix", "") + text  # as `encode` reads it, before it truncates
+    whole = len(learner.tokenizer(prefixed, add_special_tokens=False, verbose=False)["input_ids"])
+    if whole <= explained:
+        return {"truncated": False}
+    return {"truncated": True, "text_tokens": whole, "max_length": learner.spec["max_length"]}
 
 
 def _is_image_learner(learner: Any) -> bool:
@@ -288,10 +301,12 @@ def unavailable(model: Any, over_http: bool = False) -> UserError:
 
 
 def explain_text(model: Any, text: str, label: str | None = None, steps: int = IG_STEPS) -> dict[str, Any]:
-    """{"tokens", "attributions", "label", "score", "method", "output", "baseline_output"} for one text;
-    attributions are for `label` (default: the predicted one) and sum to output - baseline_output."""
+    """{"tokens", "attributions", "label", "score", "method", "output", "baseline_output", "truncated"} for one
+    text; attributions are for `label` (default: the predicted one) and sum to output - baseline_output. A text
+    longer than the model's `max_length` is explained (and predicted) from its first tokens only: `truncated` is
+    then true, with `text_tokens` (the whole text's) and `max_length`."""
     learner = model.learner
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or is_blank(text):
         raise UserError("explain needs a non-empty text")
     if isinstance(learner, TfidfLinearLearner):
         return _linear(learner, text, label)

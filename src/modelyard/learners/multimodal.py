@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 from pydantic import BaseModel, Field, field_validator
 
+from modelyard.data.blank import is_blank
 from modelyard.data.images import load_image, to_rgb
 from modelyard.errors import DataError
 from modelyard.fsutil import atomic_write_json
@@ -60,7 +61,7 @@ class MultimodalInput(BaseModel):
     @field_validator("text")
     @classmethod
     def _not_blank(cls, text: str) -> str:
-        if not text.strip():
+        if is_blank(text):
             raise ValueError("blank; a row needs the text that goes with its image (training refuses blank texts)")
         return text
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from modelyard.data.blank import is_blank
 from modelyard.data.entities import split_words, tag_spans
 from modelyard.errors import UserError
 
@@ -55,7 +56,7 @@ def explain_entity(
     first predicted entity of `text` (of type `label` when given)."""
     from captum.attr import LayerIntegratedGradients  # a second to import: only when asked to explain
 
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or is_blank(text):
         raise UserError("explain needs a non-empty text")
     entity, window, positions, tag_ids = _entity(learner, text, label)
     module = getattr(learner.module, "module", learner.module)

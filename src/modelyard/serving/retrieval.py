@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard import model_thread
+from modelyard.data.blank import is_blank
 from modelyard.retrieval.index import MANIFEST, Index
 from modelyard.serving.errors import ServingError, install_error_handlers
 from modelyard.serving.metrics import ServerMetrics
@@ -72,8 +73,10 @@ class SearchRequest(BaseModel):
 
 def _check_text(text: str, field: str, settings: ServeSettings) -> None:
     """One text within the server's limits; `field` names it in the 422 message."""
-    if not text.strip():  # blank text embeds to an arbitrary point: its "nearest" chunks mean nothing
-        raise ServingError(422, f"{field}: empty text" if not text else f"{field}: blank text (only spaces)")
+    if is_blank(text):  # blank text embeds to an arbitrary point: its "nearest" chunks mean nothing
+        raise ServingError(
+            422, f"{field}: empty text" if not text else f"{field}: blank text (only spaces or zero-width characters)"
+        )
     if len(text) > settings.max_text_chars:
         raise ServingError(422, f"{field}: {len(text)} characters; at most {settings.max_text_chars}")
 

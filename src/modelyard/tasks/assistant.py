@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 
 from modelyard import bundle
 from modelyard.config import Config, DataConfig, ModelConfig, StrictModel
+from modelyard.data.blank import is_blank
 from modelyard.data.jsonl import json_lines
 from modelyard.errors import BundleError, ConfigError, DataError, ModelNotFoundError
 from modelyard.generation.options import GenerationOptions
@@ -145,7 +146,7 @@ def read_questions(path: str, data: AssistantDataConfig) -> list[dict[str, Any]]
             raise DataError(f"{path}: line {number} is not JSON ({err.msg})") from None
         question = item.get(data.question_field) if isinstance(item, dict) else None
         answers = item.get(data.answers_field, []) if isinstance(item, dict) else None
-        if not isinstance(question, str) or not question.strip():
+        if not isinstance(question, str) or is_blank(question):
             raise DataError(f"{path}: line {number} has no '{data.question_field}' text")
         if not isinstance(answers, list) or not all(isinstance(a, str) and a for a in answers):
             raise DataError(f"{path}: line {number}: '{data.answers_field}' must be a list of non-empty strings")

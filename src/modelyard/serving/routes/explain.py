@@ -51,6 +51,11 @@ class ExplainResponse(BaseModel):
         None, description="image models: whether the attributions sum to the gap within 5% (`relative_delta`)"
     )
     relative_delta: float | None = Field(None, description="image models: |attribution sum - gap| / |gap|")
+    truncated: bool | None = Field(
+        None, description="text classifiers: the text is longer than the model reads; only `tokens` were explained"
+    )
+    text_tokens: int | None = Field(None, description="when `truncated`: how many tokens the whole text has")
+    max_length: int | None = Field(None, description="when `truncated`: the tokens the model reads, specials included")
 
 
 @router.post("/explain", summary="Which tokens the prediction rests on")

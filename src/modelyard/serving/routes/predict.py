@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from pydantic import BaseModel
 
+from modelyard.data.blank import is_blank
 from modelyard.evaluation.explain import can_explain
 from modelyard.protocols import BLANK_TEXT, Text
 from modelyard.serving.dependencies import get_service
@@ -119,6 +120,6 @@ async def _file_input(upload: UploadFile, name: str, input_type: Any, binary: bo
         raise ServingError(422, f"{name}: not UTF-8 text; this model takes text") from None
     if len(text) > settings.max_text_chars:
         raise ServingError(422, f"{name}: {len(text)} characters, over the {settings.max_text_chars} limit")
-    if input_type is Text and not text.strip():
+    if input_type is Text and is_blank(text):
         raise ServingError(422, f"{name}: {BLANK_TEXT}")
     return text
