@@ -37,3 +37,15 @@ def test_the_encoding_and_sep_options_of_evaluate_read_another_file_format(tfidf
     assert isinstance(result.exception, UserError) and "--encoding nope" in str(result.exception)
     result = CliRunner().invoke(app, ["evaluate", str(tfidf_bundle), "--encoding", "gb18030"])
     assert isinstance(result.exception, UserError) and "--data" in str(result.exception)
+
+
+def test_a_file_of_one_class_is_scored_with_the_rows_cleaning_dropped_named(tfidf_bundle, tmp_path):
+    source = tmp_path / "complaints.csv"
+    source.write_text(
+        "text,category\nhow do I activate my card,activate_my_card\n,activate_my_card\nactivate it please,"
+        "activate_my_card\n",
+        encoding="utf-8",
+    )
+    result = modelyard.load(tfidf_bundle).evaluate(source)  # training's "only one class" is no rule for scoring
+    assert result["samples"] == 2
+    assert any("the metrics score the rest" in note for note in result["notes"])

@@ -31,7 +31,7 @@ class CleaningReport:
 
 
 def _blank(series: pd.Series) -> pd.Series:
-    return series.isna() | series.astype(str).map(is_blank).astype(bool)
+    return series.isna() | series.fillna("").astype(str).map(is_blank).astype(bool)  # astype(str) keeps NaN
 
 
 def clean_labelled(frame: pd.DataFrame, input_col: str, label_col: str | None) -> tuple[pd.DataFrame, CleaningReport]:

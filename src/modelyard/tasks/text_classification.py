@@ -246,6 +246,23 @@ class TextClassificationTask:
             )
         return prepared
 
+    def evaluation_rows(self, config: Config, path: str, labels: list[str]) -> tuple[pd.DataFrame, list[str]]:
+        """`evaluate --data FILE`: its rows cleaned as training cleans them, held to no training-only check (a file
+        of one class is scored); notes name the rows cleaning dropped and the malformed rows skipped."""
+        frame, info, _ = _read(
+            path, config.model_copy(update={"data": config.data.model_copy(update={"max_rows": None})}), "train"
+        )
+        if frame.empty:
+            raise DataError(f"{path}: no usable rows after cleaning ({info['summary']})")
+        notes = []
+        if info["cleaning"].get("rows_out", 0) < info["cleaning"].get("rows_in", 0):
+            notes.append(f"{path}: {info['summary']}; the metrics score the rest")
+        if info["read"]["skipped"]:
+            notes.append(
+                f"{path}: {info['read']['skipped']} malformed rows skipped (first: {info['read']['problems'][0]})"
+            )
+        return frame, notes
+
     def _coverage(self, config: Config, texts: list[str]) -> dict[str, Any]:
         """Unknown-token rate of the pretrained tokenizer the config names; for `backbone: auto`, of each bundled
         encoder in `AUTO_ENCODERS` order up to the first that covers the data (the one auto fine-tunes)."""
