@@ -221,3 +221,17 @@ def test_a_generated_predict_answer_is_logged_as_a_chat_completion_is_so_feedbac
     assert logged["text"] == "The Denver Broncos." and logged["assistant"]["kind"] == "answer"
     prompt = learner.logged_prompt([{"role": "user", "content": question}], logged)
     assert prompt is not None and prompt[-1]["content"].endswith(f"Question: {question}")
+
+
+def test_client_system_and_developer_messages_follow_the_configured_system_prompt_and_keep_the_grounding():
+    learner = AssistantLearner(SimpleNamespace(rows=[]), None, _model(system_prompt="Be brief."))
+    conversation = [
+        {"role": "system", "content": "Answer in French."},
+        {"role": "developer", "content": "Address the user as Sam."},
+        {"role": "user", "content": "q"},
+    ]
+    prompt = learner.grounded_prompt(conversation, [{"text": "Text of a."}])
+    assert prompt[0] == {"role": "system", "content": "Be brief.\n\nAnswer in French.\n\nAddress the user as Sam."}
+    assert [m["role"] for m in prompt] == ["system", "user"]
+    assert "reply exactly: I don't know." in prompt[1]["content"]  # the grounding rule stays in the user turn
+    assert learner.grounded_prompt(conversation[2:], [{"text": "Text of a."}])[0]["content"] == "Be brief."
