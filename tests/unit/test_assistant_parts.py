@@ -223,6 +223,21 @@ def test_a_generated_predict_answer_is_logged_as_a_chat_completion_is_so_feedbac
     assert prompt is not None and prompt[-1]["content"].endswith(f"Question: {question}")
 
 
+def test_passages_above_candidates_are_refused_as_only_the_candidates_could_be_given():
+    with pytest.raises(ValidationError, match=r"passages \(5\) is more than candidates \(2\)"):
+        _model(passages=5, candidates=2)
+    with pytest.raises(ValidationError, match=r"passages \(3\) is more than candidates \(2\)"):
+        _model(candidates=2)  # the default of 3 passages
+    assert _model(passages=2, candidates=2).passages == 2
+
+
+def test_a_fixed_decline_threshold_and_a_decline_rate_are_refused_together_as_the_rate_would_be_ignored():
+    with pytest.raises(ValidationError, match=r"decline_threshold \(0.5\) and decline_rate \(0.9\) are both set"):
+        _model(decline_threshold=0.5, decline_rate=0.9)
+    assert _model(decline_threshold=0.5).decline_rate is None
+    assert _model(decline_rate=0.9).decline_threshold is None
+
+
 def test_client_system_and_developer_messages_follow_the_configured_system_prompt_and_keep_the_grounding():
     learner = AssistantLearner(SimpleNamespace(rows=[]), None, _model(system_prompt="Be brief."))
     conversation = [
