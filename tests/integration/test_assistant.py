@@ -208,6 +208,33 @@ def _chat(client, messages: list[dict], **extra):
     return client.post("/v1/chat/completions", json={"messages": messages, **extra})
 
 
+def test_a_session_remembers_its_answers_without_their_sources_line(client):
+    answer = _ask(client, "How often should tomato plants be watered?", session_id="s-sources", max_tokens=8)
+    assert "Sources:" in answer["choices"][0]["message"]["content"]
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "messages": [{"role": "user", "content": RAILWAY[0]}],
+            "session_id": "s-sources",
+            "stream": True,
+            "max_tokens": 8,
+        },
+    ) as response:
+        assert response.status_code == 200 and "Sources:" in response.read().decode()
+    remembered = client.app.state.assistant_sessions.history("s-sources")
+    assert [m["role"] for m in remembered] == ["user", "assistant"] * 2
+    assert not any("Sources:" in m["content"] for m in remembered)
+
+
+def test_an_image_part_is_refused_naming_it_as_a_text_model_refuses_it(client):
+    parts = [{"type": "text", "text": "What is in this picture?"}]
+    parts.append({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}})
+    response = _chat(client, [{"role": "user", "content": parts}])
+    assert response.status_code == 422
+    assert "messages.0.content.1: a 'image_url' part; this model reads only text parts" in response.text
+
+
 def test_a_new_off_topic_question_after_an_answered_one_is_declined_not_answered_from_the_earlier_passages(client):
     question, answer = RAILWAY
     turns = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]

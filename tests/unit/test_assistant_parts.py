@@ -221,3 +221,32 @@ def test_a_generated_predict_answer_is_logged_as_a_chat_completion_is_so_feedbac
     assert logged["text"] == "The Denver Broncos." and logged["assistant"]["kind"] == "answer"
     prompt = learner.logged_prompt([{"role": "user", "content": question}], logged)
     assert prompt is not None and prompt[-1]["content"].endswith(f"Question: {question}")
+
+
+def test_passages_above_candidates_are_refused_as_only_the_candidates_could_be_given():
+    with pytest.raises(ValidationError, match=r"passages \(5\) is more than candidates \(2\)"):
+        _model(passages=5, candidates=2)
+    with pytest.raises(ValidationError, match=r"passages \(3\) is more than candidates \(2\)"):
+        _model(candidates=2)  # the default of 3 passages
+    assert _model(passages=2, candidates=2).passages == 2
+
+
+def test_a_fixed_decline_threshold_and_a_decline_rate_are_refused_together_as_the_rate_would_be_ignored():
+    with pytest.raises(ValidationError, match=r"decline_threshold \(0.5\) and decline_rate \(0.9\) are both set"):
+        _model(decline_threshold=0.5, decline_rate=0.9)
+    assert _model(decline_threshold=0.5).decline_rate is None
+    assert _model(decline_rate=0.9).decline_threshold is None
+
+
+def test_client_system_and_developer_messages_follow_the_configured_system_prompt_and_keep_the_grounding():
+    learner = AssistantLearner(SimpleNamespace(rows=[]), None, _model(system_prompt="Be brief."))
+    conversation = [
+        {"role": "system", "content": "Answer in French."},
+        {"role": "developer", "content": "Address the user as Sam."},
+        {"role": "user", "content": "q"},
+    ]
+    prompt = learner.grounded_prompt(conversation, [{"text": "Text of a."}])
+    assert prompt[0] == {"role": "system", "content": "Be brief.\n\nAnswer in French.\n\nAddress the user as Sam."}
+    assert [m["role"] for m in prompt] == ["system", "user"]
+    assert "reply exactly: I don't know." in prompt[1]["content"]  # the grounding rule stays in the user turn
+    assert learner.grounded_prompt(conversation[2:], [{"text": "Text of a."}])[0]["content"] == "Be brief."

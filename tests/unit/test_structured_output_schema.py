@@ -45,6 +45,7 @@ def test_bounded_integers_become_an_enum_of_the_values_within_the_bounds():
         ({"type": "string", "pattern": "^(?<=a)b$"}, "pattern cannot be enforced"),
         ({"type": "string", "minLength": 5, "maxLength": 2}, "minLength 5 is more than maxLength 2"),
         ({"type": "array", "minItems": 3, "maxItems": 1}, "minItems 3 is more than maxItems 1"),
+        ({"type": "array", "items": {"type": "integer"}, "minItems": 25}, "minItems 25 is more than the 20 items"),
         ({"type": "integer", "enum": ["x", "y"]}, "enum value 'x' is not of type integer"),
         ({"type": "string", "const": 3}, "const value 3 is not of type string"),
         (
@@ -64,6 +65,14 @@ def test_an_unsatisfiable_schema_is_refused_naming_the_keyword_and_its_path():
     schema = {"type": "object", "properties": {"a": {"type": "string", "minLength": 5, "maxLength": 2}}}
     with pytest.raises(SchemaError, match=r"^response_format schema at #/properties/a: minLength"):
         response_schema(fmt(schema))
+
+
+def test_an_array_may_ask_for_more_than_20_items_only_with_a_max_items_and_20_keeps_its_cap():
+    nested = {"type": "object", "properties": {"ids": {"type": "array", "minItems": 21}}}
+    with pytest.raises(SchemaError, match=r"^response_format schema at #/properties/ids: minItems 21"):
+        response_schema(fmt(nested))
+    assert response_schema(fmt({"type": "array", "minItems": 25, "maxItems": 30}))["maxItems"] == 30
+    assert response_schema(fmt({"type": "array", "minItems": 20}))["maxItems"] == 20
 
 
 def test_a_bounded_nullable_integer_is_the_enum_of_its_values_or_null():

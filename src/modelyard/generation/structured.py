@@ -22,6 +22,9 @@ from typing import Any, Protocol
 from modelyard.errors import UserError
 
 MAX_INTEGER_CHOICES = 1000
+# lm-format-enforcer's default cap on an array without maxItems (docs/generation_quality.md); it drops the cap
+# when minItems reaches it, and the array then runs on until max_tokens cuts it off
+MAX_ARRAY_ITEMS = 20
 _ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "strict"}
 _SUPPORTED = _ANNOTATIONS | {
     "type",
@@ -112,6 +115,8 @@ def _rewrite(schema: Any, where: str, root: dict[str, Any]) -> Any:
         _check_choices(out["enum"], where, keyword)
         _check_choice_types(out["enum"], out.get("type"), where, keyword)
     _check_ranges(schema, where)
+    if "minItems" in schema and "maxItems" not in schema:  # minItems 20: the cap stays
+        out["maxItems"] = MAX_ARRAY_ITEMS
     _check_required(schema, where)
     if "pattern" in schema:
         out["pattern"] = _check_pattern(schema, where)
@@ -160,6 +165,12 @@ def _check_ranges(schema: dict[str, Any], where: str) -> None:
             raise SchemaError(
                 f"response_format schema at {where}: {low} {schema[low]} is more than {high} {schema[high]}"
             )
+    if "maxItems" not in schema and schema.get("minItems", 0) > MAX_ARRAY_ITEMS:
+        raise SchemaError(
+            f"response_format schema at {where}: minItems {schema['minItems']} is more than the {MAX_ARRAY_ITEMS} "
+            "items an array without maxItems stops at",
+            "give maxItems too",
+        )
 
 
 def _check_required(schema: dict[str, Any], where: str) -> None:

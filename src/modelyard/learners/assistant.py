@@ -232,14 +232,17 @@ class AssistantLearner:
         return Reply("answer", None, prompt, citations, None, score, query, grounding)
 
     def grounded_prompt(self, messages: list[dict[str, str]], passages: list[dict[str, Any]]) -> list[dict[str, str]]:
-        """What the chat model is given: the system prompt, the remembered turns, and the last user message after
-        the passages. The passages go into the last user turn, plain (small models copy file names and headings
-        they see); the citations are attached by `finish`, not written by the model."""
+        """What the chat model is given: the system prompt (the client's system or developer messages after
+        `model.system_prompt`), the remembered turns, and the last user message after the passages. The passages and
+        the rule to answer only from them go into the last user turn, plain (small models copy file names and
+        headings they see), so a client's instructions add to the grounding and never replace it; the citations are
+        attached by `finish`, not written by the model."""
         numbered = "\n\n".join(f"Passage {i}: {p['text']}" for i, p in enumerate(passages, start=1))
         turns = [m for m in messages if m["role"] in ("user", "assistant")]
         history = turns[:-1][-self.options.memory.turns :] if self.options.memory.turns else []
         question = f"{numbered}\n\n{GROUNDING}\n\nQuestion: {turns[-1]['content']}"
-        system = {"role": "system", "content": self.options.system_prompt}
+        client = [m["content"] for m in messages if m["role"] in ("system", "developer") and m["content"].strip()]
+        system = {"role": "system", "content": "\n\n".join([self.options.system_prompt, *client])}
         return [system, *history, {"role": "user", "content": question}]
 
     def logged_prompt(self, messages: list[dict[str, str]], output: Any) -> list[dict[str, str]] | None:

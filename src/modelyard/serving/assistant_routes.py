@@ -9,8 +9,10 @@ conversation it answered, the answer without its sources line, the citations and
 the chat model saw, so `/v1/feedback` can rate or correct it and rated answers become preference pairs on the grounded
 prompt (`retrain`). `"store": false` keeps the conversation out of the log.
 
-Memory: with `session_id` (or OpenAI's `user`) the server keeps the session's last messages and puts them before
-the request's; send only the new message then. Without one, `messages` is the whole conversation, as with OpenAI.
+Memory: with `session_id` (or OpenAI's `user`) the server keeps the session's last messages (its answers without
+their sources line) and puts them before the request's; send only the new message then. Without one, `messages` is
+the whole conversation, as with OpenAI. The request's system (or developer) messages follow `model.system_prompt`;
+they are not remembered.
 
 Size: each message of a request has at most `max_text_chars` characters (checked before any retrieval). The prompt
 built around it from retrieved passages and remembered turns is not held to that limit: it is the server's own text,
@@ -44,6 +46,7 @@ from modelyard.serving.openai_routes import (
     _sse,
     _stream,
     _submit,
+    _text_only,
     _usage,
     list_models,
     retrieve_model,
@@ -109,6 +112,7 @@ async def chat_completions(body: AssistantChatRequest, request: Request, service
     learner = service.model.learner
     if body.response_format is not None and body.response_format.type != "text":
         raise ServingError(400, "an assistant answers in text with citations; response_format is not supported")
+    _text_only(body.messages)
     session = body.session_id or body.user
     store = _sessions(request, service)
     new = [m.plain() for m in body.messages]
@@ -124,9 +128,11 @@ async def chat_completions(body: AssistantChatRequest, request: Request, service
         requests = _generation(service, reply.prompt, body)
         events = _submit(_batcher(request, service), requests)
 
-    def remember(content: str) -> None:
+    def remember(logged: str) -> None:
+        """The turn a session keeps: the answer as logged, without its sources line (small models copy the file
+        names they see in earlier turns)."""
         if session:
-            store.remember(session, [new[-1], {"role": "assistant", "content": content}])
+            store.remember(session, [new[-1], {"role": "assistant", "content": logged}])
 
     if not body.stream:
         done = None
@@ -136,8 +142,8 @@ async def chat_completions(body: AssistantChatRequest, request: Request, service
                 return Response(status_code=CLIENT_CLOSED)
             done = collected[0]
         content, final = learner.finish(reply, done["text"] if done else "")
-        remember(content)
         logged, details = _logged(content, final, done["text"] if done else "", reply)
+        remember(logged)
         _log_answer(service, ident, conversation, logged, started, body.store, details)
         message = {"role": "assistant", "content": content, **_extras(final)}
         choice = {"index": 0, "message": message, "finish_reason": done["finish_reason"] if done else "stop"}
@@ -160,8 +166,8 @@ async def chat_completions(body: AssistantChatRequest, request: Request, service
         tail = content  # a decline or hand-over: nothing was generated
         if requests:  # the generated text went out already: only the sources line follows
             tail = content[len(text.strip()) :] if final.kind == "answer" else ""
-        remember(content)
         logged, details = _logged(content, final, text, reply)
+        remember(logged)
         _log_answer(service, ident, conversation, logged, started, body.store, details)
         last = {"index": 0, "delta": {"content": tail} if tail else {}, "finish_reason": finish}
         yield _sse({**head, "choices": [last], **_extras(final), "session_id": session})

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from modelyard import bundle
 from modelyard.config import Config, DataConfig, ModelConfig, StrictModel
@@ -129,6 +130,25 @@ class AssistantModelConfig(ModelConfig):
     def _generation_defaults_per_key(cls, value: Any) -> Any:
         """Setting one generation key keeps the assistant's defaults for the others."""
         return {**GENERATION_DEFAULTS, **value} if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _settings_that_take_effect(self) -> AssistantModelConfig:
+        """Refuse pairs of settings of which one would be silently ignored or cut short."""
+        if self.passages > self.candidates:
+            raise PydanticCustomError(
+                "passages_above_candidates",
+                "passages ({passages}) is more than candidates ({candidates}): the passages are chosen among the "
+                "candidates, so only {candidates} would be given; set passages at most candidates",
+                {"passages": self.passages, "candidates": self.candidates},
+            )
+        if self.decline_threshold is not None and self.decline_rate is not None:
+            raise PydanticCustomError(
+                "threshold_and_rate",
+                "decline_threshold ({threshold}) and decline_rate ({rate}) are both set: a fixed threshold is not "
+                "calibrated, so decline_rate would be ignored; set one of them",
+                {"threshold": self.decline_threshold, "rate": self.decline_rate},
+            )
+        return self
 
 
 def read_questions(path: str, data: AssistantDataConfig) -> list[dict[str, Any]]:
