@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, field_validator
 
 from modelyard import bundle
 from modelyard.config import Config, DataConfig, ModelConfig, StrictModel
@@ -131,24 +130,22 @@ class AssistantModelConfig(ModelConfig):
         """Setting one generation key keeps the assistant's defaults for the others."""
         return {**GENERATION_DEFAULTS, **value} if isinstance(value, dict) else value
 
-    @model_validator(mode="after")
-    def _settings_that_take_effect(self) -> AssistantModelConfig:
-        """Refuse pairs of settings of which one would be silently ignored or cut short."""
-        if self.passages > self.candidates:
-            raise PydanticCustomError(
-                "passages_above_candidates",
-                "passages ({passages}) is more than candidates ({candidates}): the passages are chosen among the "
-                "candidates, so only {candidates} would be given; set passages at most candidates",
-                {"passages": self.passages, "candidates": self.candidates},
-            )
-        if self.decline_threshold is not None and self.decline_rate is not None:
-            raise PydanticCustomError(
-                "threshold_and_rate",
-                "decline_threshold ({threshold}) and decline_rate ({rate}) are both set: a fixed threshold is not "
-                "calibrated, so decline_rate would be ignored; set one of them",
-                {"threshold": self.decline_threshold, "rate": self.decline_rate},
-            )
-        return self
+
+def check_settings_take_effect(model: AssistantModelConfig) -> None:
+    """Refuse pairs of settings of which one would be silently ignored or cut short. Checked when data is prepared
+    (validate, train), not when a bundle loads: a bundle trained with such a pair still serves as it always did."""
+    if model.passages > model.candidates:
+        raise ConfigError(
+            f"model.passages ({model.passages}) is more than model.candidates ({model.candidates}): the passages are "
+            f"chosen among the candidates, so only {model.candidates} would be given",
+            "set model.passages at most model.candidates",
+        )
+    if model.decline_threshold is not None and model.decline_rate is not None:
+        raise ConfigError(
+            f"model.decline_threshold ({model.decline_threshold}) and model.decline_rate ({model.decline_rate}) are "
+            "both set: a fixed threshold is not calibrated, so decline_rate would be ignored",
+            "set one of them",
+        )
 
 
 def read_questions(path: str, data: AssistantDataConfig) -> list[dict[str, Any]]:
@@ -338,6 +335,7 @@ class AssistantTask:
 
             encoder_folder(model.encoder)
             check_chunking(model)
+        check_settings_take_effect(model)
         handover = check_handover(model.handover)
         validation = read_questions(data.validation, data) if data.validation else []
         test = read_questions(data.test, data) if data.test else []
