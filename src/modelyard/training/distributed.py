@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -23,6 +24,8 @@ from modelyard.fsutil import atomic_write_json
 from modelyard.home import home
 
 ERRORS_ENV = "MODELYARD_RANK_ERRORS"  # the folder where a failing rank records its error for the launcher
+LAUNCHER_ENV = "MODELYARD_LAUNCHER_PID"  # set in the ranks of `train --nproc`: their launcher, which holds the lock
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 @dataclass
@@ -72,12 +75,35 @@ def torchrun(launch: Launch, argv: list[str], debug: bool = False) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="rank-errors-", dir=home()) as folder:  # local state stays there
         os.environ[ERRORS_ENV] = folder
+        os.environ[LAUNCHER_ENV] = str(os.getpid())
         try:
             elastic_launch(config, sys.executable)("-m", "modelyard", *argv)
         except ChildFailedError as failed:
             raise _rank_failure(failed.failures, Path(folder), launch.nproc * launch.nnodes) from None
         except SignalException:  # Ctrl-C or SIGTERM: the agent stopped the ranks
             raise KeyboardInterrupt from None
+        finally:
+            del os.environ[LAUNCHER_ENV]  # a later run in this process is no rank
+
+
+def die_with_launcher() -> None:
+    """Inside a rank of `train --nproc`: have Linux send this process SIGTERM when its launcher dies. A launcher
+    killed with SIGKILL cannot stop its ranks, which would otherwise finish and write the bundle after the user
+    ended the run (and beside a `--resume` of it). A launcher already gone ends the rank at once."""
+    launcher = os.environ.get(LAUNCHER_ENV)
+    if not launcher or "LOCAL_RANK" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(launcher):  # it died before the prctl: no signal will come
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def holds_output_lock() -> bool:
+    """Whether this process should lock the run's --output: a one-process run and rank 0 of a torchrun started
+    elsewhere do; the ranks of `train --nproc` do not (their launcher holds the lock for them)."""
+    return LAUNCHER_ENV not in os.environ and is_main_process()
 
 
 def record_rank_failure(error: BaseException) -> bool:
