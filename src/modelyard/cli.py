@@ -281,7 +281,7 @@ def predict(
     elif engine != "local" or (input_ is not None and output is not None and streams(loaded, top_k)):
         if engine not in ("local", "ray") or input_ is None or output is None:
             raise typer.BadParameter("--engine is local or ray, and needs --input and --output")
-        score(loaded, input_, output, engine, workers, chunk_rows, fmt)  # tables of any size, in bounded memory
+        score(loaded, input_, output, engine, workers, chunk_rows, fmt, top_k)  # any size, in bounded memory
         return
     else:
         inputs, frame = read_inputs(loaded, text, input_, _warn, fmt)
