@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -144,10 +145,12 @@ def train(
     Example: modelyard train examples/quickstart.yaml --set train.epochs=1 --nproc 2
     """
     from modelyard import api
+    from modelyard.pipeline import output_lock
     from modelyard.tasks import load_config
-    from modelyard.training.distributed import Launch, is_main_process, torchrun
+    from modelyard.training.distributed import Launch, die_with_launcher, is_main_process, torchrun
     from modelyard.training.privacy import refuse_processes
 
+    die_with_launcher()  # a rank of `train --nproc` ends with its launcher, however that was killed
     launch = Launch(nproc, nnodes, node_rank, master_addr, master_port)
     if launch.needed:
         loaded = load_config(config, set_ or [])
@@ -157,7 +160,9 @@ def train(
         argv = [*(["-q"] if STATE["quiet"] else []), *(["--debug"] if STATE["debug"] else [])]
         argv += ["train", str(config), "--output", str(output), *[f"--set={item}" for item in set_ or []]]
         argv += ["--resume"] * resume + ["--keep-checkpoints"] * keep_checkpoints
-        torchrun(launch, argv, debug=STATE["debug"])
+        # the node that writes the bundle holds its --output for the ranks' whole run
+        with output_lock(Path(output).resolve()) if node_rank == 0 else contextlib.nullcontext():
+            torchrun(launch, argv, debug=STATE["debug"])
         return
     model = api.train(
         config,
@@ -276,7 +281,7 @@ def predict(
     elif engine != "local" or (input_ is not None and output is not None and streams(loaded, top_k)):
         if engine not in ("local", "ray") or input_ is None or output is None:
             raise typer.BadParameter("--engine is local or ray, and needs --input and --output")
-        score(loaded, input_, output, engine, workers, chunk_rows, fmt)  # tables of any size, in bounded memory
+        score(loaded, input_, output, engine, workers, chunk_rows, fmt, top_k)  # any size, in bounded memory
         return
     else:
         inputs, frame = read_inputs(loaded, text, input_, _warn, fmt)

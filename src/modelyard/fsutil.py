@@ -92,6 +92,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors' writer makes 0600: a bundle's weights would be unreadable
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -5,6 +5,7 @@ bundle, log the run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
 import time
@@ -176,34 +177,50 @@ def train(
         if track:
             _warn_registered_output(output, config.name, on_warning or log.warning)
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-    data = prepared_for_training(task, config)
-    output = output or default_output(config.name)  # claimed once the data passed: a refused run leaves no folder
-    candidates = backbone_candidates(task, config, data)
-    data.report["backbone_choice"] = [{"backbone": b, "reason": why} for b, why in candidates]
-    if on_report is not None:
-        on_report(data)
-    if resume and is_main_process():
-        _warn_fresh_start(output, [b for b, _ in candidates], on_warning or log.warning)
-    tracker = _tracker(on_warning) if track else None
-    callbacks = [*callbacks, *([tracker] if tracker else [])]
-    trained = []
-    try:
-        for backbone, _ in candidates:
-            folder = _checkpoints(output, backbone, len(candidates))
-            trained.append(_train_candidate(config, data, backbone, folder, resume, quiet, callbacks))
-        test = _score_test(task, data, trained)  # on every rank, each scoring its share
-        if is_main_process():
-            write_results(output, task, data, trained, cpu0, wall0, keep_checkpoints, test, training_extras(data))
-    except BaseException:
-        if tracker is not None:
-            tracker.fail()
-        raise
-    wait_for_everyone()
-    _release(trained)
-    model = load(output)
-    if tracker is not None and (version := tracker.finish(output, {**data.report, "warnings": data.warnings})):
-        model.version = str(version.version)
-    return model
+    with contextlib.ExitStack() as held:
+        if output is not None:  # refused before the data is read when another run holds it
+            held.enter_context(output_lock(output))
+        data = prepared_for_training(task, config)
+        if output is None:  # claimed once the data passed: a refused run leaves no folder
+            output = default_output(config.name)
+            held.enter_context(output_lock(output))  # `train --resume` without --output would pick it up
+        candidates = backbone_candidates(task, config, data)
+        data.report["backbone_choice"] = [{"backbone": b, "reason": why} for b, why in candidates]
+        if on_report is not None:
+            on_report(data)
+        if resume and is_main_process():
+            _warn_fresh_start(output, [b for b, _ in candidates], on_warning or log.warning)
+        tracker = _tracker(on_warning) if track else None
+        callbacks = [*callbacks, *([tracker] if tracker else [])]
+        trained = []
+        try:
+            for backbone, _ in candidates:
+                folder = _checkpoints(output, backbone, len(candidates))
+                trained.append(_train_candidate(config, data, backbone, folder, resume, quiet, callbacks))
+            test = _score_test(task, data, trained)  # on every rank, each scoring its share
+            if is_main_process():
+                write_results(output, task, data, trained, cpu0, wall0, keep_checkpoints, test, training_extras(data))
+        except BaseException:
+            if tracker is not None:
+                tracker.fail()
+            raise
+        wait_for_everyone()
+        _release(trained)
+        model = load(output)
+        if tracker is not None and (version := tracker.finish(output, {**data.report, "warnings": data.warnings})):
+            model.version = str(version.version)
+        return model
+
+
+def output_lock(output: Path) -> contextlib.AbstractContextManager:
+    """The lock a training run holds on its --output until it ends (or dies): a second run there is refused instead
+    of training beside it. `.NAME.lock/` beside the output, as the whole output folder is replaced at the end."""
+    from modelyard.batch.journal import OutputLock
+    from modelyard.training.distributed import holds_output_lock
+
+    if not holds_output_lock():
+        return contextlib.nullcontext()
+    return OutputLock(output, output.with_name(f".{output.name}.lock"))
 
 
 def _checkpoints(output: Path, backbone: str, candidates: int) -> Path:

@@ -61,9 +61,9 @@ def sweep_temp_files(output: Path) -> None:
 class OutputLock:
     """An exclusive lock on writing `output`, held from `acquire` to `release` (or the process's end)."""
 
-    def __init__(self, output: Path) -> None:
+    def __init__(self, output: Path, folder: Path | None = None) -> None:
         self.output = output
-        self.folder = output.with_name(output.name + ".partial")
+        self.folder = folder or output.with_name(output.name + ".partial")
         self.path = self.folder / "lock"
         self.fd: int | None = None
 

@@ -41,11 +41,12 @@ Scored = tuple[pa.Table | None, dict[str, Any] | None, Unscored]  # a batch scor
 class BundleScorer:
     """A Ray Data worker: loads the bundle in `__init__` (once per worker), then scores Arrow batches."""
 
-    def __init__(self, bundle: str, source: str) -> None:
+    def __init__(self, bundle: str, source: str, top_k: int = 1) -> None:
         from modelyard.loader import load
 
         self.model = load(bundle)
         self.source = Path(source)  # named in error messages
+        self.top_k = top_k
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         """Arrow in and out, a row for a row: a file without a feature column the model needs is refused, and so is
@@ -67,16 +68,16 @@ class BundleScorer:
         found = check(frame) if check is not None else None
         if found is not None and found["missing_columns"]:
             return None, found, unscored
-        return scored_table(self.model, table, frame, self.source), found, unscored
+        return scored_table(self.model, table, frame, self.source, self.top_k), found, unscored
 
 
 class RowGroupScorer(BundleScorer):
     """A Ray actor (one per worker): reads the Parquet row groups it is given, `chunk_rows` rows at a time."""
 
-    def __init__(self, bundle: str, source: str) -> None:
+    def __init__(self, bundle: str, source: str, top_k: int = 1) -> None:
         self.failed: UserError | None = None
         try:
-            super().__init__(bundle, source)
+            super().__init__(bundle, source, top_k)
         except UserError as err:  # raised by `score`: a failed constructor reaches the driver only as ActorDiedError
             self.failed = err
 
@@ -97,16 +98,22 @@ class RowGroupScorer(BundleScorer):
 
 
 def score_dataset(
-    bundle: str | Path, dataset: Any, workers: int = 2, batch_size: int = CHUNK_ROWS, source: str = "dataset"
+    bundle: str | Path,
+    dataset: Any,
+    workers: int = 2,
+    batch_size: int = CHUNK_ROWS,
+    source: str = "dataset",
+    top_k: int = 1,
 ) -> Any:
-    """`dataset` (a ray.data.Dataset) with the bundle's prediction columns beside its own, on `workers` workers.
+    """`dataset` (a ray.data.Dataset) with the bundle's prediction columns (`top_k` labels for a classifier) beside
+    its own, on `workers` workers.
     One task in flight per worker: with rows kept in order, a batch queued behind a finished one whose output
     waits for it stalled a 10-million-row run."""
     import ray
 
     return dataset.map_batches(
         BundleScorer,
-        fn_constructor_args=(str(Path(bundle).resolve()), source),
+        fn_constructor_args=(str(Path(bundle).resolve()), source, top_k),
         compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
         num_cpus=1,
         batch_size=batch_size,
@@ -164,7 +171,7 @@ def work_items(source: Path, chunk_rows: int) -> tuple[list[dict[str, Any]], int
 
 
 def scored_tables(
-    bundle: str | Path, source: Path, items: list[dict[str, Any]], workers: int, chunk_rows: int
+    bundle: str | Path, source: Path, items: list[dict[str, Any]], workers: int, chunk_rows: int, top_k: int = 1
 ) -> Iterator[tuple[str, pa.Table | None, dict[str, Any] | None, Unscored]]:
     """The items scored on `workers` actors, two in flight each (one scoring, one queued), in input order. Item i
     goes to actor i mod workers, and the oldest is always awaited first, so at most 2 x workers scored items exist
@@ -173,7 +180,7 @@ def scored_tables(
     import ray
 
     actor = ray.remote(num_cpus=1)(RowGroupScorer)
-    pool = [actor.remote(str(Path(bundle).resolve()), str(source)) for _ in range(workers)]
+    pool = [actor.remote(str(Path(bundle).resolve()), str(source), top_k) for _ in range(workers)]
     pending: deque[Any] = deque()
     try:
         for index, item in enumerate(items):
@@ -210,8 +217,10 @@ def score_file_ray(
     chunk_rows: int = CHUNK_ROWS,
     on_progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
+    top_k: int = 1,
 ) -> dict[str, Any]:
-    """Score a Parquet input on Ray into one .parquet output (temp file + rename), rows in input order. The
+    """Score a Parquet input on Ray into one .parquet output (temp file + rename), rows in input order, with
+    `top_k` labels per row for a classifier as `predict --top-k` gives them in one process. The
     schema checks of a one-process run apply (a missing feature column is refused, wrong types and unseen
     categories are reported through `warn`); in a folder, rows are numbered across its files in name order."""
     if output.suffix.lower() != ".parquet":
@@ -232,7 +241,7 @@ def score_file_ray(
         problems, checked, unscored = SchemaProblems(source), False, Unscored()
         started, rows, writer = time.perf_counter(), 0, None
         with atomic_path(output) as tmp:
-            for path, table, found, blank in scored_tables(bundle, source, items, workers, chunk_rows):
+            for path, table, found, blank in scored_tables(bundle, source, items, workers, chunk_rows, top_k):
                 if found is not None:
                     size = table.num_rows if table is not None else 0
                     problems.add(found, rows, size, warn or (lambda _: None))  # raises when a column is missing

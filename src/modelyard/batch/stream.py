@@ -37,18 +37,19 @@ Progress = Callable[[int, int | None], None]  # (rows done, rows in all when kno
 Chunk = tuple[pa.Table, pd.DataFrame]
 
 
-def predictions_frame(model, chunk: pd.DataFrame, source: Path) -> tuple[pd.DataFrame, set[str]]:
+def predictions_frame(model, chunk: pd.DataFrame, source: Path, top_k: int = 1) -> tuple[pd.DataFrame, set[str]]:
     """One row of prediction columns per input row, and which columns hold nested answers (top-k lists, spans):
-    those are JSON text."""
+    those are JSON text. Above top-1 every learner answers through `predict`, as a one-process run does (a
+    learner's `predict_frame` gives the top label only)."""
     score = getattr(model.learner, "predict_frame", None)
-    if score is not None:
+    if score is not None and top_k == 1:
         return score(chunk).reset_index(drop=True), set()
-    answers = model.predict(frame_inputs(model, chunk, source))
+    answers = model.predict(frame_inputs(model, chunk, source), top_k=top_k)
     nested = {key for answer in answers for key, value in answer.items() if isinstance(value, list | dict)}
     return pd.DataFrame([flat_answer(a) for a in answers]), nested
 
 
-def scored_table(model, table: pa.Table, chunk: pd.DataFrame, source: Path) -> pa.Table:
+def scored_table(model, table: pa.Table, chunk: pd.DataFrame, source: Path, top_k: int = 1) -> pa.Table:
     """The input's columns as read (`table`: a Parquet file's own arrays, so an int64 column with a null stays
     int64) with the predictions for `chunk` (the same rows as a DataFrame) beside them; a prediction column whose
     name the input already uses is written as `prediction_<name>`, and a column of nested answers (JSON text) is
@@ -57,7 +58,7 @@ def scored_table(model, table: pa.Table, chunk: pd.DataFrame, source: Path) -> p
     scored = table.select([c for c in table.column_names if c in kept]).replace_schema_metadata(None)
     if chunk.empty:
         return scored
-    predictions, nested = predictions_frame(model, chunk, source)
+    predictions, nested = predictions_frame(model, chunk, source, top_k)
     for key, column in zip(predictions.columns, to_arrow(predictions).columns, strict=True):
         metadata = JSON_TEXT if key in nested else None
         scored = scored.append_column(

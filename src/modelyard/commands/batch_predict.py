@@ -30,9 +30,11 @@ def streams(model, top_k: int) -> bool:
     return one_per_row and top_k == 1
 
 
-def score(model, source: Path, output: Path, engine: Engine, workers: int, chunk_rows: int, fmt: FormatOptions) -> None:
+def score(
+    model, source: Path, output: Path, engine: Engine, workers: int, chunk_rows: int, fmt: FormatOptions, top_k: int
+) -> None:
     """Score the table (a text file read by `fmt`) into `output`, showing progress (hidden with -q), then print
-    what was written."""
+    what was written. `top_k` above 1 reaches Ray only: a local run streams at top-1 (`streams`)."""
     from modelyard.batch import score_file, score_file_ray
 
     bar = Progress(
@@ -49,7 +51,7 @@ def score(model, source: Path, output: Path, engine: Engine, workers: int, chunk
 
     with nullcontext() if STATE["quiet"] else bar:
         if engine == "ray":
-            done = score_file_ray(model.path, source, output, workers, chunk_rows, on_progress, warn)
+            done = score_file_ray(model.path, source, output, workers, chunk_rows, on_progress, warn, top_k)
         else:
             done = score_file(model, source, output, chunk_rows, warn, on_progress, fmt)
     resumed = f", {done['resumed_rows']:,} of them from the stopped run" if done.get("resumed_rows") else ""

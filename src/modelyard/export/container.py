@@ -7,6 +7,7 @@ trained and verified the bundle); its pinned dependencies come from the package 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -105,6 +106,7 @@ RUN apt-get update \\
     && rm -rf /var/lib/apt/lists/* \\
     && useradd --create-home --uid {UID} --shell /usr/sbin/nologin modelyard
 COPY --from=build {VENV} {VENV}
+# containerize made every bundle file readable by all: COPY keeps those modes for the non-root user below.
 COPY bundle/ /bundle/
 ENV PATH={VENV}/bin:$PATH \\
     PYTHONUNBUFFERED=1 \\
@@ -253,6 +255,16 @@ def build_wheel(target: Path) -> Path:
     return next(target.glob("modelyard-*.whl"))
 
 
+def _readable_by_all(root: Path) -> None:
+    """Make the copied bundle readable by anyone: COPY keeps the context's modes, and the image serves as a non-root
+    user that owns none of the files (a bundle written by an older modelyard has 0600 weights)."""
+    for folder, _, files in os.walk(root):
+        os.chmod(folder, os.stat(folder).st_mode | 0o555)
+        for name in files:
+            path = os.path.join(folder, name)
+            os.chmod(path, os.stat(path).st_mode | 0o444)
+
+
 def containerize(
     bundle: str | Path, output: str | Path, image: str | None = None, replicas: int = 1, wheel: Path | None = None
 ) -> list[Path]:
@@ -270,6 +282,7 @@ def containerize(
     wheels.mkdir()
     wheel = build_wheel(wheels) if wheel is None else Path(shutil.copy2(wheel, wheels / wheel.name))
     shutil.copytree(bundle, output / "bundle", ignore=shutil.ignore_patterns("checkpoints"))
+    _readable_by_all(output / "bundle")
     p = plan(bundle, manifest, image, replicas)
     files = {"Dockerfile": dockerfile(p, wheel.name), ".dockerignore": DOCKERIGNORE, "k8s.yaml": kubernetes(p)}
     for name, text in files.items():

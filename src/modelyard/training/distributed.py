@@ -6,9 +6,12 @@ the number of processes); gloo on CPUs, NCCL on GPUs; only rank 0 writes the bun
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import signal
+import socket
 import sys
 import tempfile
 import time
@@ -23,6 +26,8 @@ from modelyard.fsutil import atomic_write_json
 from modelyard.home import home
 
 ERRORS_ENV = "MODELYARD_RANK_ERRORS"  # the folder where a failing rank records its error for the launcher
+LAUNCHER_ENV = "MODELYARD_LAUNCHER_PID"  # set in the ranks of `train --nproc`: their launcher, which holds the lock
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 @dataclass
@@ -57,6 +62,8 @@ def torchrun(launch: Launch, argv: list[str], debug: bool = False) -> None:
             "NCCL runs one process per GPU",
             f"use --nproc {torch.cuda.device_count()}, or MODELYARD_DEVICE=cpu for CPU processes (gloo)",
         )
+    if launch.node_rank == 0:  # where the agents meet: a taken port ends the run in one line, not torch's traceback
+        check_master_port(launch)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // launch.nproc)))
     if not debug:
         logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # it logs each rank's exit
@@ -72,12 +79,51 @@ def torchrun(launch: Launch, argv: list[str], debug: bool = False) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="rank-errors-", dir=home()) as folder:  # local state stays there
         os.environ[ERRORS_ENV] = folder
+        os.environ[LAUNCHER_ENV] = str(os.getpid())
         try:
             elastic_launch(config, sys.executable)("-m", "modelyard", *argv)
         except ChildFailedError as failed:
             raise _rank_failure(failed.failures, Path(folder), launch.nproc * launch.nnodes) from None
         except SignalException:  # Ctrl-C or SIGTERM: the agent stopped the ranks
             raise KeyboardInterrupt from None
+        finally:
+            del os.environ[LAUNCHER_ENV]  # a later run in this process is no rank
+
+
+def die_with_launcher() -> None:
+    """Inside a rank of `train --nproc`: have Linux send this process SIGTERM when its launcher dies. A launcher
+    killed with SIGKILL cannot stop its ranks, which would otherwise finish and write the bundle after the user
+    ended the run (and beside a `--resume` of it). A launcher already gone ends the rank at once."""
+    launcher = os.environ.get(LAUNCHER_ENV)
+    if not launcher or "LOCAL_RANK" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(launcher):  # it died before the prctl: no signal will come
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def holds_output_lock() -> bool:
+    """Whether this process should lock the run's --output: a one-process run and rank 0 of a torchrun started
+    elsewhere do; the ranks of `train --nproc` do not (their launcher holds the lock for them)."""
+    return LAUNCHER_ENV not in os.environ and is_main_process()
+
+
+def check_master_port(launch: Launch) -> None:
+    """Refuse a --master-port another process listens on. Rank 0's agent listens on every address of its machine,
+    so the probe binds them all; an address not of this machine is left to torch to report."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no conflict, as for the agent
+        try:
+            probe.bind(("", launch.master_port))
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE:  # e.g. a privileged port: torch says why
+                return
+            raise UserError(
+                f"cannot listen on {launch.master_addr}:{launch.master_port} (address in use): "
+                "choose another --master-port"
+            ) from None
 
 
 def record_rank_failure(error: BaseException) -> bool:
