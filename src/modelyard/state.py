@@ -62,7 +62,9 @@ def masked(uri: str) -> str:
         if at and ":" in userinfo:
             authority = f"{userinfo.partition(':')[0]}:***@{host}"
         uri = f"{scheme}{sep}{authority}{slash}{tail}"
-    return re.sub(r"([?&]password=)[^&#]*", r"\1***", uri, flags=re.IGNORECASE)
+    uri = re.sub(r"([?&]password=)[^&#]*", r"\1***", uri, flags=re.IGNORECASE)
+    # a libpq key=value string (host=... password=...), which is no URI but may well be given as one
+    return re.sub(r"(^|\s)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1\2***", uri, flags=re.IGNORECASE)
 
 
 def without_password(text: str, uri: str) -> str:
@@ -85,6 +87,12 @@ def store(path: Path | None = None) -> Store:
     if uri.startswith("sqlite:///"):
         return Store("sqlite", Path(uri.removeprefix("sqlite:///")).expanduser())
     if uri.startswith(("postgresql://", "postgres://")):
+        if "@" in uri.partition("://")[2].partition("/")[0].rpartition("@")[0]:  # the driver would cut it elsewhere
+            raise ConfigError(
+                f"{ENV}={masked(uri)!r}: its user info holds an '@' that is not percent-encoded, so the driver "
+                "would read part of the password as the host",
+                "write each '@' in the user name or password as %40",
+            )
         return Store("postgresql", uri=uri)
     raise ConfigError(
         f"{ENV}={masked(uri)!r}: unsupported state store",

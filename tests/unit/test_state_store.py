@@ -107,6 +107,25 @@ def test_an_unsupported_scheme_is_named_without_its_password(monkeypatch):
     assert "TopSecret" not in str(err.value)
 
 
+def test_a_libpq_key_value_string_is_refused_without_its_password(monkeypatch):
+    monkeypatch.setenv(state.ENV, "host=127.0.0.1 port=5432 password=s3cretpw user=u")
+    with pytest.raises(ConfigError, match=re.escape("password=*** user=u'")) as err:
+        state.store()
+    assert "s3cretpw" not in str(err.value)
+    assert state.masked("host=h password='a b\\' c' dbname=x") == "host=h password=*** dbname=x"
+
+
+def test_an_unencoded_at_in_the_user_info_is_refused_before_the_driver_reads_part_of_the_password_as_host(
+    monkeypatch,
+):
+    monkeypatch.setenv(state.ENV, "postgresql://u:pa@ss@127.0.0.1:5432/db")
+    with pytest.raises(ConfigError, match="not percent-encoded") as err:
+        state.store()
+    assert "pa@ss" not in str(err.value) and "ss@" not in str(err.value) and err.value.hint.endswith("%40")
+    monkeypatch.setenv(state.ENV, "postgresql://u:pa%40ss@127.0.0.1:5432/db")
+    assert state.store().dialect == "postgresql"
+
+
 def test_the_serve_preflight_shows_the_driver_reason_at_once_without_the_password(monkeypatch):
     pytest.importorskip("psycopg")
     monkeypatch.setenv(state.ENV, "postgresql://u:s3cret@127.0.0.1:notaport/db")
