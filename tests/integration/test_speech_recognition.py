@@ -278,23 +278,15 @@ class _SpyWhisper:
         return [SimpleNamespace(text=" four two")], SimpleNamespace(language="en")
 
 
-def test_zero_shot_whisper_decodes_at_one_temperature_of_zero_never_sampling():
+def test_zero_shot_whisper_first_decodes_at_zero_and_may_retry_an_unsure_transcript_by_sampling():
+    """Decoding at 0 only is repeatable but keeps greedy loops: whisper-base's WER on 200 held-out digit strings
+    went from 15.9% to 46.1% (README). The retry temperatures are Whisper's own."""
     from modelyard.learners.whisper import WhisperLearner
 
     learner = WhisperLearner("whisper-tiny.en", "en", 1)
     learner._model = _SpyWhisper()
     assert learner.transcribe([np.zeros(16000, np.float32)]) == ["four two"]
-    assert learner._model.options["temperature"] == 0.0  # one value: faster-whisper's fallback list would sample
-
-
-def test_zero_shot_whisper_gives_the_same_transcript_every_time(strings):
-    from modelyard.data.audio import load_audio
-    from modelyard.learners.whisper import WhisperLearner
-
-    clips = [load_audio(path) for path in sorted(strings["test"].parent.glob("*.wav"))]
-    learner = WhisperLearner("whisper-tiny.en", "en", 1)
-    first = learner.transcribe(clips)
-    assert all(learner.transcribe(clips) == first for _ in range(2))
+    assert learner._model.options["temperature"] == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 def test_one_voice_beside_a_given_test_file_names_the_validation_split_and_the_speaker_column_to_clear(strings):

@@ -75,7 +75,9 @@ async def transcriptions(
     language: str | None = Form(None, max_length=16, description="ISO-639-1 code, e.g. en or zh (Whisper)"),
     prompt: str | None = Form(None, max_length=2000, description="text to steer spelling and style (Whisper)"),
     response_format: Format = Form("json"),
-    temperature: float = Form(0.0, ge=0, le=1, description="accepted; decoding is deterministic"),
+    temperature: float = Form(
+        0.0, ge=0, le=1, description="accepted; Whisper decodes at 0 and samples higher only to retry an unsure text"
+    ),
     timestamp_granularities: list[str] | None = Form(
         None, alias="timestamp_granularities[]", description="segment only (verbose_json); word is refused"
     ),

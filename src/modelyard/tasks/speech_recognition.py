@@ -124,7 +124,7 @@ class SpeechModelConfig(ModelConfig):
         None, description="Whisper: language code (en, zh, ...); null detects it (fine-tuning: null means en)"
     )
     whisper_beam_size: int = Field(
-        1, ge=1, le=10, description="zero-shot Whisper: beam width (1 = greedy; wider is more accurate and slower)"
+        1, ge=1, le=10, description="zero-shot Whisper: beam width of the first try at temperature 0 (1 = greedy)"
     )
     baseline: str | None = Field(
         "whisper-base",
