@@ -89,7 +89,10 @@ def test_two_replicas_share_the_prediction_log_feedback_and_bandit_rewards_throu
             [sys.executable, "-m", "modelyard", "monitor", str(tfidf_bundle), "--json"], env=reader, capture_output=True
         )
         report = json.loads(monitor.stdout)
-        assert report["requests"] == 40 and report["feedback"] == {"count": 40, "accuracy": 1.0}
+        # live accuracy is the monitored version's (the bundle's own answers), not the challenger's too
+        own = report["feedback"]["version"]
+        assert report["requests"] == 40
+        assert report["feedback"] == {"count": counts[own], "accuracy": 1.0, "version": own}
 
         correction = tmp_path / "feedback.csv"
         pid, label, _ = answered[second][-1]  # a correction from an operator's file, for the other replica's answer

@@ -116,8 +116,8 @@ def test_ray_workers_leave_out_rows_with_no_text_and_name_them_as_one_process_do
     source = tmp_path / "in.parquet"
     pd.DataFrame({"id": range(1, 1000), "text": texts}).to_parquet(source, row_group_size=100)
 
-    def in_process(bundle, source, items, workers, chunk_rows):
-        scorer = ray_engine.RowGroupScorer(str(bundle), str(source))
+    def in_process(bundle, source, items, workers, chunk_rows, top_k=1):
+        scorer = ray_engine.RowGroupScorer(str(bundle), str(source), top_k)
         for item in items:
             for done in scorer.score(item["path"], item["row_groups"], chunk_rows, item["first_row"]):
                 yield (item["path"], *done)
