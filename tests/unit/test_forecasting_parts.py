@@ -395,3 +395,12 @@ def test_training_series_are_keyed_as_requests_name_them_and_rows_without_an_id_
     series, report = regularise(frame, "date", "value", "id", None, "interpolate", "f.csv")
     assert sorted(s.key for s in series) == ["10", "2"]  # as a request's id 2 or "2" names them, not "2.0"
     assert report["missing_ids"] == 1 and report["missing_ids_examples"] == ["line 10"]
+
+
+def test_a_file_scored_whole_fills_its_gaps_from_earlier_values_only():
+    """evaluate --data scores every point: a gap filled from a later value would show a forecast what it forecasts."""
+    from modelyard.data.timeseries import _fill
+
+    values = pd.Series([np.nan, 1.0, np.nan, 3.0], index=pd.date_range("2024-01-01", periods=4, freq="D"))
+    assert _fill(values, "interpolate", 4).tolist() == [1.0, 1.0, 2.0, 3.0]  # all of it training data
+    assert _fill(values, "interpolate", 0).tolist() == [1.0, 1.0, 1.0, 3.0]

@@ -139,7 +139,8 @@ def _fill(values: pd.Series, rule: FillRule, train_end: int) -> pd.Series:
         return values.fillna(0.0)
     train = values.iloc[:train_end]
     train = train.interpolate(method="time", limit_direction="both") if rule == "interpolate" else train.ffill()
-    return pd.concat([train.bfill(), values.iloc[train_end:]]).ffill()
+    filled = pd.concat([train.bfill(), values.iloc[train_end:]]).ffill()
+    return filled if train_end else filled.bfill()  # a file scored whole: only a leading gap takes its first value
 
 
 def _text(time: pd.Timestamp) -> str:

@@ -7,6 +7,7 @@ filled by the stated rule; naive and seasonal-naive forecasts are always scored 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -174,6 +175,20 @@ def _context(config: Config, season: int, shortest_train: int) -> int:
     return int(min(np.clip(2 * season, 24, 96), room))
 
 
+def _regular_series(
+    frame: pd.DataFrame, config: Config, source: str, train_end: Callable[[int], int]
+) -> tuple[list[Series], dict[str, Any]]:
+    """The file's series on their regular grids, gaps filled from the training part (`train_end(points)` points)
+    and after it from earlier values only; one time step for all series."""
+    data: ForecastDataConfig = config.data
+    series, report = regularise(
+        frame, data.time_column, data.target_column, data.id_column, data.frequency, data.fill, source,
+        data.covariate_columns, train_end,
+    )  # fmt: skip
+    _one_frequency(report, source)
+    return series, report
+
+
 def _gap_examples(report: dict[str, Any]) -> list[str]:
     """The first three missing timestamps, each with its series where the file holds several (they share dates)."""
     several = len(report["series"]) > 1
@@ -242,18 +257,8 @@ class ForecastingTask:
                 "put the whole series in data.train and set data.split.{validation,test} fractions",
             )
         frame = _frame(data.train, config, data.max_rows)
-        series, report = regularise(
-            frame,
-            data.time_column,
-            data.target_column,
-            data.id_column,
-            data.frequency,
-            data.fill,
-            data.train,
-            data.covariate_columns,
-            lambda points: split_points(points, data.split.validation, data.split.test, config.model.horizon)[0],
-        )
-        _one_frequency(report, data.train)
+        train_end = lambda points: split_points(points, data.split.validation, data.split.test, config.model.horizon)[0]  # noqa: E731
+        series, report = _regular_series(frame, config, data.train, train_end)
         warnings = [frame.attrs["skipped"]] if "skipped" in frame.attrs else []
         horizon, given = config.model.horizon, config.model.context_length
         # the season (and so the default context) is measured on a first split; a given context is known already
@@ -310,19 +315,8 @@ class ForecastingTask:
     def evaluation_rows(self, config: Config, path: str, labels: list[str]) -> tuple[SeriesSplit, list[str]]:
         """`evaluate --data`: every series of the file scored whole, nothing split off (the learner refuses a
         series shorter than its context_length + horizon, naming the file); notes name skipped rows."""
-        data: ForecastDataConfig = config.data
         frame = _frame(path, config, None)
-        series, report = regularise(
-            frame,
-            data.time_column,
-            data.target_column,
-            data.id_column,
-            data.frequency,
-            data.fill,
-            path,
-            data.covariate_columns,
-        )
-        _one_frequency(report, path)
+        series, _ = _regular_series(frame, config, path, lambda points: 0)  # every point may be scored
         _check_log_scale(config, series)
         season, _ = _season(config, [s.values for s in series])
         split = SeriesSplit(series, [0] * len(series), season, [len(s.values) for s in series], path)
