@@ -147,9 +147,6 @@ class Model:
         rows, notes = self._known_labels_only(rows, str(data))
         notes = given + notes
         result = self._with_answer_quality(self.learner.evaluate(rows), rows)
-        read = prepared.report.get("files", {}).get("train", {})  # tasks that clean rows say what they dropped
-        if read.get("cleaning", {}).get("rows_out", 0) < read.get("cleaning", {}).get("rows_in", 0):
-            notes.append(f"{data}: {read['summary']}; the metrics score the rest")
         notes += [w for w in prepared.warnings if "skipped" in w]  # unreadable files and malformed rows, named
         return result | ({"notes": notes} if notes else {})
 

@@ -30,6 +30,12 @@ class CleaningReport:
         )
 
 
+def dropped_note(source: str, info: dict) -> list[str]:
+    """`evaluate --data`'s note on the rows cleaning dropped from a file read as `{"cleaning", "summary"}`."""
+    dropped = info["cleaning"].get("rows_out", 0) < info["cleaning"].get("rows_in", 0)
+    return [f"{source}: {info['summary']}; the metrics score the rest"] if dropped else []
+
+
 def _blank(series: pd.Series) -> pd.Series:
     return series.isna() | series.fillna("").astype(str).map(is_blank).astype(bool)  # astype(str) keeps NaN
 

@@ -284,11 +284,11 @@ class MultiLabelClassificationTask:
         """`evaluate --data FILE`: its rows as the model scores them, held to no training-only check (how many
         labels, free text); labels the model never learnt are removed and named, and rows left without any
         dropped (their true set is not empty, it is unknown)."""
+        from modelyard.data.cleaning import dropped_note
+
         data: MultiLabelDataConfig = config.data.model_copy(update={"max_rows": None})
         frame, info = _read(path, data)
-        notes = []
-        if info["cleaning"].get("rows_out", 0) < info["cleaning"].get("rows_in", 0):
-            notes.append(f"{path}: {info['summary']}; the metrics score the rest")
+        notes = dropped_note(path, info)
         known = set(labels)
         unseen = sorted({label for s in frame["labels"] for label in s if label not in known})
         if unseen:

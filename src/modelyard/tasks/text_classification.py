@@ -249,14 +249,14 @@ class TextClassificationTask:
     def evaluation_rows(self, config: Config, path: str, labels: list[str]) -> tuple[pd.DataFrame, list[str]]:
         """`evaluate --data FILE`: its rows cleaned as training cleans them, held to no training-only check (a file
         of one class is scored); notes name the rows cleaning dropped and the malformed rows skipped."""
+        from modelyard.data.cleaning import dropped_note
+
         frame, info, _ = _read(
             path, config.model_copy(update={"data": config.data.model_copy(update={"max_rows": None})}), "train"
         )
         if frame.empty:
             raise DataError(f"{path}: no usable rows after cleaning ({info['summary']})")
-        notes = []
-        if info["cleaning"].get("rows_out", 0) < info["cleaning"].get("rows_in", 0):
-            notes.append(f"{path}: {info['summary']}; the metrics score the rest")
+        notes = dropped_note(path, info)
         if info["read"]["skipped"]:
             notes.append(
                 f"{path}: {info['read']['skipped']} malformed rows skipped (first: {info['read']['problems'][0]})"
